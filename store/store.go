@@ -1,0 +1,157 @@
+// Package store is p2p's durable state: the member index, idempotency
+// records, the transfer projection, the timeline and export artifacts.
+// Store is implemented twice, by store/postgres (pgx) and store/sqlite
+// (embedded, pure Go), and both pass the contract suite in store/storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Errors every implementation returns for the same conditions.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrWithdrawn = errors.New("artifact withdrawn")
+	ErrBadCursor = errors.New("bad cursor")
+)
+
+// Store is the persistence contract of p2p. Every method is safe for
+// concurrent use; every write is a single transaction.
+type Store interface {
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+
+	// UpsertMembers inserts or replaces members of the index, all or none.
+	UpsertMembers(ctx context.Context, ms []member.Record) error
+	// GetMember returns the member with id, or ErrNotFound.
+	GetMember(ctx context.Context, id string) (member.Record, error)
+	// MembersByBirthDate returns every member born on date (YYYY-MM-DD),
+	// ordered by id: the block the deterministic matcher compares within.
+	MembersByBirthDate(ctx context.Context, date string) ([]member.Record, error)
+	// ListMembers pages through the index in id order, after afterID.
+	ListMembers(ctx context.Context, afterID string, limit int) ([]member.Record, error)
+	// CountMembers returns the size of the index.
+	CountMembers(ctx context.Context) (int, error)
+
+	// CreateTransfer claims the idempotency key and, if it was free, creates
+	// the transfer, its request and its first timeline event, all in one
+	// transaction. If the key was taken it creates nothing and returns the
+	// existing record with Created false.
+	CreateTransfer(ctx context.Context, nt NewTransfer) (CreateResult, error)
+	// CompleteIdempotency stores the response of a pending idempotency
+	// record. The first response stored wins; it returns the record as
+	// stored, so every caller replays the same bytes.
+	CompleteIdempotency(ctx context.Context, clientID, key string, status int, body []byte) (IdempotencyRecord, error)
+	// GetIdempotency returns the record of (clientID, key), or ErrNotFound.
+	GetIdempotency(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
+	// PendingIdempotency returns records still pending that were created
+	// before olderThan: transfers whose workflow may never have started.
+	PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]IdempotencyRecord, error)
+
+	// GetTransfer returns the transfer projection, or ErrNotFound.
+	GetTransfer(ctx context.Context, id string) (transfer.Transfer, error)
+	// GetTransferRequest returns what the client sent, or ErrNotFound.
+	GetTransferRequest(ctx context.Context, id string) (transfer.Request, error)
+	// ListTransfers returns transfers newest first.
+	ListTransfers(ctx context.Context, f ListFilter) (TransferPage, error)
+	// ApplyChange appends ch.Event to the transfer's timeline and updates the
+	// projection with the non-nil parts of ch, in one transaction. If an
+	// event with the same Key was already recorded it changes nothing and
+	// returns false: activities that retry record each step once.
+	ApplyChange(ctx context.Context, transferID string, ch Change) (bool, error)
+	// Timeline returns the transfer's events in order, or ErrNotFound.
+	Timeline(ctx context.Context, transferID string) ([]transfer.Event, error)
+
+	// PutArtifact stores an export artifact under its digest; storing the
+	// same digest again is a no-op.
+	PutArtifact(ctx context.Context, a Artifact) error
+	// GetArtifact returns the artifact with digest, ErrNotFound, or
+	// ErrWithdrawn (with the metadata filled) if its payload was purged.
+	GetArtifact(ctx context.Context, digest string) (Artifact, error)
+	// ListArtifacts returns the metadata (no Data) of a transfer's artifacts.
+	ListArtifacts(ctx context.Context, transferID string) ([]Artifact, error)
+	// WithdrawArtifacts deletes the payloads of a transfer's artifacts and
+	// keeps their digests and metadata as evidence. It returns how many it
+	// withdrew now.
+	WithdrawArtifacts(ctx context.Context, transferID string, at time.Time) (int, error)
+}
+
+// NewTransfer is a transfer to create under an idempotency key.
+type NewTransfer struct {
+	ClientID       string
+	IdempotencyKey string
+	// Fingerprint is the SHA-256 (hex) of the canonical request body.
+	Fingerprint string
+	Transfer    transfer.Transfer // ID, ClientID, PartnerID, State, CreatedAt, UpdatedAt
+	Request     transfer.Request
+	Event       transfer.Event // the first timeline event
+}
+
+// CreateResult is what CreateTransfer did.
+type CreateResult struct {
+	Created bool
+	Record  IdempotencyRecord
+}
+
+// Idempotency record statuses.
+const (
+	IdempotencyPending  = "pending"  // transfer created; response not yet stored
+	IdempotencyComplete = "complete" // response stored; replay it
+)
+
+// IdempotencyRecord binds (client, key) to one transfer and one response.
+type IdempotencyRecord struct {
+	ClientID       string
+	Key            string
+	Fingerprint    string
+	TransferID     string
+	Status         string
+	ResponseStatus int
+	ResponseBody   []byte
+	CreatedAt      time.Time
+}
+
+// ListFilter selects transfers; zero fields match everything.
+type ListFilter struct {
+	State     transfer.State
+	PartnerID string
+	Limit     int    // 1..200; 0 means 50
+	Cursor    string // opaque, from TransferPage.NextCursor
+}
+
+// TransferPage is one page of transfers, newest first.
+type TransferPage struct {
+	Items      []transfer.Transfer
+	NextCursor string // empty on the last page
+}
+
+// Change is one step of a transfer: an event and what it changes in the
+// projection. Nil parts leave the projection as it is.
+type Change struct {
+	Event    transfer.Event // Seq is assigned by the store; Key is required
+	State    transfer.State // empty: unchanged
+	Identity *transfer.IdentityOutcome
+	Consent  *transfer.ConsentOutcome
+	Export   *transfer.ExportInfo
+	Error    *transfer.ErrorInfo
+}
+
+// Artifact is a stored export file or manifest, addressed by the SHA-256 of
+// its bytes.
+type Artifact struct {
+	Digest      string // hex SHA-256 of Data
+	TransferID  string
+	Name        string // e.g. "Patient.ndjson", "manifest.json"
+	ContentType string
+	Size        int64
+	Data        []byte // nil once withdrawn, and in ListArtifacts
+	CreatedAt   time.Time
+	WithdrawnAt *time.Time
+}

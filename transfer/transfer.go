@@ -1,0 +1,243 @@
+// Package transfer holds the model of a payer-to-payer transfer shared by the
+// API, the store and the workflow: its states, its request, the outcome of
+// each step and the events of its timeline. The state machine that walks
+// these states is workflows/transfer.go.
+package transfer
+
+import (
+	"errors"
+	"time"
+)
+
+// State is a state of the transfer state machine.
+type State string
+
+// The states of a transfer, in the order a successful transfer enters them,
+// then the two off the happy path.
+const (
+	StateInitiated       State = "initiated"
+	StateIdentityPending State = "identity_pending"
+	StateConsentVerified State = "consent_verified"
+	StatePayloadPrepared State = "payload_prepared"
+	StateSent            State = "sent"
+	StateAcknowledged    State = "acknowledged"
+	StateComplete        State = "complete"
+	StateFailed          State = "failed"
+	StateManualReview    State = "manual_review"
+)
+
+// States lists every state, happy path first.
+var States = []State{
+	StateInitiated, StateIdentityPending, StateConsentVerified, StatePayloadPrepared,
+	StateSent, StateAcknowledged, StateComplete, StateFailed, StateManualReview,
+}
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	for _, k := range States {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminal reports whether no further state follows s.
+func (s State) Terminal() bool { return s == StateComplete || s == StateFailed }
+
+// Error types a failed transfer ends with. They are stable strings: the API
+// exposes them and clients switch on them.
+const (
+	ErrorNoMatch         = "no_match"
+	ErrorConsentDenied   = "consent_denied"
+	ErrorPartnerRejected = "partner_rejected"
+	ErrorReviewRejected  = "review_rejected"
+	ErrorReviewTimeout   = "review_timeout"
+	ErrorUnknownPartner  = "unknown_partner"
+	ErrorInternal        = "internal"
+)
+
+// Address is a postal address as a requesting partner knows it.
+type Address struct {
+	Street     string `json:"street,omitempty"`
+	City       string `json:"city,omitempty"`
+	State      string `json:"state,omitempty"`
+	PostalCode string `json:"postal_code,omitempty"`
+}
+
+// Demographics identify the member as the requesting partner knows them. PHI.
+type Demographics struct {
+	MemberID  string  `json:"member_id,omitempty"`
+	Given     string  `json:"given,omitempty"`
+	Family    string  `json:"family,omitempty"`
+	BirthDate string  `json:"birth_date,omitempty"` // YYYY-MM-DD
+	Sex       string  `json:"sex,omitempty"`        // F, M, U
+	Address   Address `json:"address"`
+	Phone     string  `json:"phone,omitempty"`
+}
+
+// Consent scopes, as in the HRex consent policy.
+const (
+	ScopeRegular   = "regular"   // sensitive resources are left out of the export
+	ScopeSensitive = "sensitive" // everything in scope may be disclosed
+)
+
+// Consent is the member's consent as asserted with the request.
+type Consent struct {
+	ID          string    `json:"id"`
+	Status      string    `json:"status"` // active, inactive, rejected
+	Scope       string    `json:"scope"`  // regular, sensitive
+	PeriodStart time.Time `json:"period_start"`
+	PeriodEnd   time.Time `json:"period_end"`
+	GrantedAt   time.Time `json:"granted_at"`
+}
+
+// DataScope limits what the export holds.
+type DataScope struct {
+	ResourceTypes []string   `json:"resource_types,omitempty"` // empty = every supported type
+	Since         *time.Time `json:"since,omitempty"`
+}
+
+// Request is everything the client sent for a transfer. It holds PHI, so it
+// lives in the store only; the workflow carries the transfer id.
+type Request struct {
+	PartnerID     string       `json:"partner_id"`
+	Member        Demographics `json:"member"`
+	Consent       Consent      `json:"consent"`
+	DataScope     DataScope    `json:"data_scope"`
+	CorrelationID string       `json:"correlation_id,omitempty"`
+}
+
+// Transfer is the projection of a transfer's workflow state, kept in the
+// store for listing, filtering and status queries.
+type Transfer struct {
+	ID            string           `json:"id"`
+	ClientID      string           `json:"client_id"`
+	PartnerID     string           `json:"partner_id"`
+	CorrelationID string           `json:"correlation_id,omitempty"`
+	State         State            `json:"state"`
+	CreatedAt     time.Time        `json:"created_at"`
+	UpdatedAt     time.Time        `json:"updated_at"`
+	Identity      *IdentityOutcome `json:"identity,omitempty"`
+	Consent       *ConsentOutcome  `json:"consent,omitempty"`
+	Export        *ExportInfo      `json:"export,omitempty"`
+	Error         *ErrorInfo       `json:"error,omitempty"`
+}
+
+// Identity outcome statuses.
+const (
+	IdentityPending   = "pending"
+	IdentityResolved  = "resolved"
+	IdentityAmbiguous = "ambiguous" // sent to manual review
+	IdentityNoMatch   = "no_match"
+)
+
+// IdentityOutcome is the result of identity resolution. It names members by
+// our member id only.
+type IdentityOutcome struct {
+	Status     string     `json:"status"`
+	MemberID   string     `json:"member_id,omitempty"`
+	Score      float64    `json:"score"`
+	Rationale  *Rationale `json:"rationale,omitempty"`
+	Candidates []string   `json:"candidates,omitempty"` // member ids awaiting review
+	ReviewedBy string     `json:"reviewed_by,omitempty"`
+}
+
+// Rationale explains an identity decision: the rule that decided it, or the
+// per-field contributions that add up to the score, and the runner-up.
+type Rationale struct {
+	Rule     string              `json:"rule"`
+	Summary  string              `json:"summary"`
+	Fields   []FieldContribution `json:"fields,omitempty"`
+	RunnerUp *RunnerUp           `json:"runner_up,omitempty"`
+}
+
+// FieldContribution is one field's share of an identity score.
+type FieldContribution struct {
+	Field  string  `json:"field"`
+	Level  string  `json:"level"`
+	Weight float64 `json:"weight"`
+}
+
+// RunnerUp is the second-best candidate of an identity decision.
+type RunnerUp struct {
+	MemberID string  `json:"member_id"`
+	Score    float64 `json:"score"`
+}
+
+// Consent check statuses.
+const (
+	ConsentVerified = "verified"
+	ConsentDenied   = "denied"
+)
+
+// ConsentOutcome is the result of the latest consent check.
+type ConsentOutcome struct {
+	Status    string    `json:"status"`
+	Reason    string    `json:"reason,omitempty"`
+	ConsentID string    `json:"consent_id,omitempty"`
+	Scope     string    `json:"scope,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// ExportInfo describes the signed export prepared for the partner.
+type ExportInfo struct {
+	ManifestSHA256    string       `json:"manifest_sha256"`
+	KID               string       `json:"kid"`
+	Files             []ExportFile `json:"files"`
+	ExcludedSensitive int          `json:"excluded_sensitive"`
+	Withdrawn         bool         `json:"withdrawn,omitempty"`
+	ReceiptID         string       `json:"receipt_id,omitempty"`
+}
+
+// ExportFile is one NDJSON file of an export, named by its digest.
+type ExportFile struct {
+	Type   string `json:"type"`
+	Count  int    `json:"count"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// ErrorInfo says why a transfer failed.
+type ErrorInfo struct {
+	Type   string `json:"type"`
+	Detail string `json:"detail"`
+}
+
+// Event is one entry of a transfer's timeline. Detail never holds PHI.
+type Event struct {
+	Seq    int64          `json:"seq"`
+	At     time.Time      `json:"at"`
+	State  State          `json:"state,omitempty"`
+	Actor  string         `json:"actor"`
+	Type   string         `json:"type"`
+	Detail map[string]any `json:"detail,omitempty"`
+	// Key makes recording the event idempotent: a second event with the
+	// same key for the same transfer is not recorded. State events use
+	// StateKey(state).
+	Key string `json:"-"`
+}
+
+// StateKey is the idempotency key of the event that enters state s: each
+// state is entered at most once per transfer.
+func StateKey(s State) string { return "state:" + string(s) }
+
+// Review decisions.
+const (
+	DecisionApprove = "approve"
+	DecisionReject  = "reject"
+)
+
+// ReviewDecision is a person's decision on a transfer in manual review.
+type ReviewDecision struct {
+	Decision string `json:"decision"`
+	MemberID string `json:"member_id,omitempty"`
+	Reason   string `json:"reason"`
+	Reviewer string `json:"reviewer"`
+}
+
+// Errors the workflow client reports for a review.
+var (
+	ErrNotInReview     = errors.New("transfer is not waiting in manual review")
+	ErrInvalidDecision = errors.New("invalid review decision")
+)
