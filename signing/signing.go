@@ -1,0 +1,320 @@
+// Package signing signs export manifests with our ECDSA P-256 key (JWS,
+// ES256) and publishes the public half as a JWKS, so that a partner can
+// check that an export came from us and was not altered on the way.
+//
+// All JOSE work is done by github.com/go-jose/go-jose/v4; this package only
+// manages the key file and fixes the choices: one algorithm (ES256), kid =
+// RFC 7638 thumbprint, compact serialisation, protected header
+// {alg, kid, typ: "JOSE", cty: "application/json"}.
+package signing
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Algorithm is the only JWS algorithm we sign with and accept.
+const Algorithm = jose.ES256
+
+// Header values of every JWS we produce.
+const (
+	HeaderType        = "JOSE"
+	HeaderContentType = "application/json"
+)
+
+// Errors Verify returns; callers switch on them with errors.Is.
+var (
+	// ErrMalformed: the input is not a compact JWS or the JWKS is not JSON.
+	ErrMalformed = errors.New("signing: malformed JWS or JWKS")
+	// ErrAlgorithm: the JWS or the key names an algorithm other than ES256.
+	ErrAlgorithm = errors.New("signing: algorithm not allowed")
+	// ErrUnknownKID: no key in the JWKS has the JWS's kid (refetch the JWKS).
+	ErrUnknownKID = errors.New("signing: unknown kid")
+	// ErrBadSignature: the signature does not verify with the named key.
+	ErrBadSignature = errors.New("signing: signature does not verify")
+)
+
+// Signer signs with one private key and publishes its public key, plus any
+// extra public keys still in rotation. It is immutable and safe for
+// concurrent use.
+type Signer struct {
+	key       jose.JSONWebKey // private; KeyID, Algorithm and Use set
+	signer    jose.Signer
+	published []jose.JSONWebKey // extra public keys, never our own
+}
+
+// Generate returns a Signer with a fresh P-256 key that lives only in
+// memory (tests, ephemeral dev runs).
+func Generate() (*Signer, error) {
+	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("signing: generate key: %w", err)
+	}
+	return newSigner(jose.JSONWebKey{Key: pk})
+}
+
+// Load reads a private JWK (JSON) from path. It never creates the file.
+func Load(path string) (*Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing: read key: %w", err)
+	}
+	return parsePrivate(b)
+}
+
+// LoadOrCreate reads the private JWK at path, or, if there is none,
+// generates one and writes it with mode 0600 (its directory 0700). The file
+// appears atomically: a reader never sees half a key, and when two
+// processes race, both end up using the key that won.
+func LoadOrCreate(path string) (*Signer, error) {
+	s, err := Load(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return s, err
+	}
+	s, err = Generate()
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.privateJSON()
+	if err != nil {
+		return nil, err
+	}
+	switch err := writeNew(path, b); {
+	case errors.Is(err, fs.ErrExist):
+		return Load(path) // another process created it first: use theirs
+	case err != nil:
+		return nil, err
+	}
+	return s, nil
+}
+
+// writeNew writes data to path via a temporary file in the same directory,
+// fsynced, then hard-linked into place so an existing file is never
+// replaced (fs.ErrExist instead).
+func writeNew(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("signing: create key dir: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".jwk-*.tmp") // created 0600
+	if err != nil {
+		return fmt.Errorf("signing: create key file: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("signing: chmod key file: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("signing: write key file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("signing: sync key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("signing: close key file: %w", err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Some filesystems have no hard links; rename is still atomic.
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("signing: install key file: %w", err)
+		}
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the new name durable; best effort
+		d.Close()
+	}
+	return nil
+}
+
+func parsePrivate(b []byte) (*Signer, error) {
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(b); err != nil {
+		return nil, fmt.Errorf("signing: parse key: %w", err)
+	}
+	return newSigner(k)
+}
+
+// newSigner checks that k is a private P-256 key and fixes its kid, alg
+// and use. A kid in the file is ignored: the kid is always the thumbprint.
+func newSigner(k jose.JSONWebKey) (*Signer, error) {
+	pk, ok := k.Key.(*ecdsa.PrivateKey)
+	if !ok || pk.Curve != elliptic.P256() {
+		return nil, errors.New("signing: key is not a private ECDSA P-256 key")
+	}
+	k.Algorithm = string(Algorithm)
+	k.Use = "sig"
+	kid, err := Thumbprint(k)
+	if err != nil {
+		return nil, err
+	}
+	k.KeyID = kid
+	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: Algorithm, Key: k},
+		(&jose.SignerOptions{}).WithType(HeaderType).WithContentType(HeaderContentType))
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	return &Signer{key: k, signer: sg}, nil
+}
+
+// Thumbprint returns the RFC 7638 SHA-256 thumbprint of k, base64url
+// without padding: the kid we give every key.
+func Thumbprint(k jose.JSONWebKey) (string, error) {
+	tp, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("signing: thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// KID returns the key id that every signature names in its header.
+func (s *Signer) KID() string { return s.key.KeyID }
+
+// PublicKey returns our public JWK (kid, alg, use set), for example to keep
+// publishing it from the next Signer after a rotation.
+func (s *Signer) PublicKey() jose.JSONWebKey { return s.key.Public() }
+
+// Sign returns payload signed as a compact JWS with protected header alg
+// ES256, our kid, typ "JOSE" and cty "application/json". ECDSA signatures
+// are randomised: signing the same payload twice gives different strings
+// that both verify.
+func (s *Signer) Sign(payload []byte) (string, error) {
+	obj, err := s.signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("signing: sign: %w", err)
+	}
+	c, err := obj.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("signing: serialize: %w", err)
+	}
+	return c, nil
+}
+
+// WithPublished returns a copy of s that also publishes keys in its JWKS
+// (public halves only), typically the previous key during a rotation so
+// that signatures made with it still verify. Keys without a kid get their
+// thumbprint; a key with our own kid is ignored.
+func (s *Signer) WithPublished(keys ...jose.JSONWebKey) (*Signer, error) {
+	c := *s
+	c.published = append([]jose.JSONWebKey(nil), s.published...)
+	for _, k := range keys {
+		pub := k.Public()
+		if !pub.Valid() {
+			return nil, errors.New("signing: published key is not a valid public key")
+		}
+		if pub.KeyID == "" {
+			kid, err := Thumbprint(pub)
+			if err != nil {
+				return nil, err
+			}
+			pub.KeyID = kid
+		}
+		if pub.Use == "" {
+			pub.Use = "sig"
+		}
+		if pub.Algorithm == "" {
+			pub.Algorithm = string(Algorithm)
+		}
+		if pub.KeyID == s.key.KeyID || c.hasKID(pub.KeyID) {
+			continue
+		}
+		c.published = append(c.published, pub)
+	}
+	return &c, nil
+}
+
+func (s *Signer) hasKID(kid string) bool {
+	for _, k := range s.published {
+		if k.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// PublicJWKS returns {"keys":[...]}: our public key first, then the extra
+// published keys. It never holds private material.
+func (s *Signer) PublicJWKS() ([]byte, error) {
+	set := jose.JSONWebKeySet{Keys: append([]jose.JSONWebKey{s.key.Public()}, s.published...)}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			return nil, errors.New("signing: refusing to publish a private key")
+		}
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		return nil, fmt.Errorf("signing: marshal JWKS: %w", err)
+	}
+	return b, nil
+}
+
+func (s *Signer) privateJSON() ([]byte, error) {
+	b, err := s.key.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("signing: marshal key: %w", err)
+	}
+	return b, nil
+}
+
+// Verify checks a compact JWS against the keys of a JWKS and returns its
+// payload and the kid that signed it. Only ES256 is accepted (never "none"
+// or HMAC); the key is chosen by the header's kid, and a key that says it
+// is for another algorithm or for encryption is refused. Errors wrap
+// ErrMalformed, ErrAlgorithm, ErrUnknownKID or ErrBadSignature.
+func Verify(compact string, jwks []byte) (payload []byte, kid string, err error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, "", fmt.Errorf("%w: JWKS: %v", ErrMalformed, err)
+	}
+	obj, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{Algorithm})
+	if err != nil {
+		var alg *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &alg) {
+			return nil, "", fmt.Errorf("%w: %v", ErrAlgorithm, err)
+		}
+		return nil, "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(obj.Signatures) != 1 {
+		return nil, "", fmt.Errorf("%w: want one signature", ErrMalformed)
+	}
+	kid = obj.Signatures[0].Protected.KeyID
+	if kid == "" {
+		return nil, "", fmt.Errorf("%w: no kid in header", ErrUnknownKID)
+	}
+	keys := set.Key(kid)
+	if len(keys) == 0 {
+		return nil, kid, fmt.Errorf("%w %q", ErrUnknownKID, kid)
+	}
+	k := keys[0].Public()
+	if k.Algorithm != "" && k.Algorithm != string(Algorithm) {
+		return nil, kid, fmt.Errorf("%w: key %q is for %s", ErrAlgorithm, kid, k.Algorithm)
+	}
+	if k.Use != "" && k.Use != "sig" {
+		return nil, kid, fmt.Errorf("%w: key %q is not a signing key", ErrBadSignature, kid)
+	}
+	if _, ok := k.Key.(*ecdsa.PublicKey); !ok {
+		return nil, kid, fmt.Errorf("%w: key %q is not an ECDSA key", ErrAlgorithm, kid)
+	}
+	payload, err = obj.Verify(k)
+	if err != nil {
+		return nil, kid, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return payload, kid, nil
+}
