@@ -1,0 +1,369 @@
+package connectors
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Receipt statuses.
+const (
+	StatusAcknowledged = "acknowledged" // the partner has the export and says so
+	StatusAccepted     = "accepted"     // the partner took it; its acknowledgement comes later
+)
+
+// Stable fault types of a push. Rejections use transfer.ErrorPartnerRejected,
+// the error type the transfer fails with.
+const (
+	ErrTypeUnreachable = "partner_unreachable"         // transport: connection, DNS, timeout
+	ErrTypeUnavailable = "partner_unavailable"         // downstream: 5xx, 408
+	ErrTypeThrottled   = "partner_throttled"           // downstream: 429
+	ErrTypeAuth        = "partner_auth"                // auth: 401, 403
+	ErrTypeRejected    = transfer.ErrorPartnerRejected // business: other 4xx
+	ErrTypeBadResponse = "partner_bad_response"        // validation: a 2xx/3xx we cannot use
+	ErrTypeBadDelivery = "invalid_delivery"            // validation: our delivery is not sendable
+)
+
+// Delivery is a signed export to push to a partner.
+type Delivery struct {
+	TransferID     string
+	IdempotencyKey string // the same for every retry of the same export
+	Signature      string // compact JWS whose payload is the export manifest
+	Files          []DeliveryFile
+}
+
+// DeliveryFile is one NDJSON file of a delivery.
+type DeliveryFile struct {
+	Name   string // as in the manifest, e.g. "Patient.ndjson"
+	Type   string // resource type
+	SHA256 string // hex digest of Data, as in the manifest
+	Data   []byte // NDJSON (UTF-8)
+}
+
+// Receipt is the partner's answer to a delivery.
+type Receipt struct {
+	Status     string // StatusAcknowledged or StatusAccepted
+	ReceiptID  string
+	ReceivedAt time.Time // zero if the partner did not say
+	Duplicate  bool      // the partner had this idempotency key already
+}
+
+// Pusher delivers signed exports to partners that take pushed exports.
+type Pusher interface {
+	Push(ctx context.Context, p Partner, d Delivery) (Receipt, error)
+}
+
+// HTTPPusher pushes deliveries with the signed-push protocol:
+//
+//	POST {PushURL}
+//	Content-Type: application/json
+//	Idempotency-Key: {key}
+//
+//	{"transfer_id": "…",
+//	 "signature": "<compact JWS; its payload is the manifest>",
+//	 "files": [{"name": "Patient.ndjson", "type": "Patient", "sha256": "<hex>", "ndjson": "<the NDJSON text>"}]}
+//
+// The receiver verifies the JWS against our JWKS, checks each file against
+// the manifest's digests, and answers:
+//
+//   - 200 or 201 {"status":"acknowledged","receipt_id":"…","received_at":"<RFC 3339>","duplicate":false}:
+//     received. A repeat with a known Idempotency-Key returns the first
+//     receipt with "duplicate": true (or header Idempotent-Replayed: true)
+//     and is not a second delivery.
+//   - 202 {"status":"accepted"}: taken; the acknowledgement comes later.
+//   - errors as application/problem+json with a stable "type".
+//
+// Classification: connection failures and timeouts are fault.Transport;
+// 5xx and 408 fault.Downstream; 429 fault.Downstream with RetryAfter from
+// Retry-After; 401/403 fault.Auth; other 4xx fault.Business with type
+// partner_rejected; redirects (not followed: exports must not be sent on
+// to another host) and unusable 2xx bodies fault.Validation. Messages name
+// the partner, the status and the problem type, never body content.
+type HTTPPusher struct {
+	Client *http.Client     // nil: NewHTTPClient()
+	Now    func() time.Time // for Retry-After dates; nil: time.Now
+}
+
+var _ Pusher = (*HTTPPusher)(nil)
+
+// NewHTTPPusher returns an HTTPPusher using c, or NewHTTPClient() if c is
+// nil.
+func NewHTTPPusher(c *http.Client) *HTTPPusher {
+	if c == nil {
+		c = NewHTTPClient()
+	}
+	return &HTTPPusher{Client: c}
+}
+
+// NewHTTPClient returns a client for partner calls: bounded connect, TLS
+// and idle times, an overall cap of MaxTimeout (each call also gets its
+// partner's timeout), and no redirects.
+func NewHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: MaxTimeout,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   8,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: noRedirect,
+	}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// maxResponse bounds how much of a partner's answer we read.
+const maxResponse = 1 << 20
+
+type wireFile struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	SHA256 string `json:"sha256"`
+	NDJSON string `json:"ndjson"`
+}
+
+type wireDelivery struct {
+	TransferID string     `json:"transfer_id"`
+	Signature  string     `json:"signature"`
+	Files      []wireFile `json:"files"`
+}
+
+type wireReceipt struct {
+	Status     string `json:"status"`
+	ReceiptID  string `json:"receipt_id"`
+	ReceivedAt string `json:"received_at"`
+	Duplicate  bool   `json:"duplicate"`
+}
+
+// Push delivers d to p.PushURL within p's timeout.
+func (h *HTTPPusher) Push(ctx context.Context, p Partner, d Delivery) (Receipt, error) {
+	body, err := encodeDelivery(d)
+	if err != nil {
+		return Receipt{}, err
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.PushURL, bytes.NewReader(body))
+	if err != nil {
+		return Receipt{}, fault.Wrap(fault.Validation, ErrTypeBadDelivery, "partner "+p.ID+": bad push_url", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, application/problem+json")
+	req.Header.Set("Idempotency-Key", d.IdempotencyKey)
+	req.Header.Set("User-Agent", "p2p")
+
+	// A copy of the client that never follows redirects, whatever client
+	// we were given: a redirect must not carry PHI to another host.
+	c := *h.client()
+	c.CheckRedirect = noRedirect
+	resp, err := c.Do(req)
+	if err != nil {
+		return Receipt{}, fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+p.ID+": push failed", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return Receipt{}, fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+p.ID+": reading the answer", err)
+	}
+	return h.classify(p, resp, raw)
+}
+
+func (h *HTTPPusher) client() *http.Client {
+	if h.Client == nil {
+		return defaultClient
+	}
+	return h.Client
+}
+
+// defaultClient serves HTTPPushers built without a client.
+var defaultClient = NewHTTPClient()
+
+func (h *HTTPPusher) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// encodeDelivery checks d and writes the request body. It refuses files
+// whose data does not match their digest (a corrupt artifact would only be
+// rejected by the partner) or is not UTF-8 (JSON would alter it).
+func encodeDelivery(d Delivery) ([]byte, error) {
+	bad := func(msg string) error { return fault.New(fault.Validation, ErrTypeBadDelivery, msg) }
+	switch {
+	case d.TransferID == "":
+		return nil, bad("delivery has no transfer id")
+	case d.IdempotencyKey == "":
+		return nil, bad("delivery has no idempotency key")
+	case d.Signature == "":
+		return nil, bad("delivery has no signature")
+	}
+	w := wireDelivery{TransferID: d.TransferID, Signature: d.Signature, Files: make([]wireFile, 0, len(d.Files))}
+	for _, f := range d.Files {
+		sum := sha256.Sum256(f.Data)
+		switch {
+		case f.Name == "":
+			return nil, bad("delivery file has no name")
+		case hex.EncodeToString(sum[:]) != f.SHA256:
+			return nil, bad("delivery file " + f.Name + " does not match its digest")
+		case !utf8.Valid(f.Data):
+			return nil, bad("delivery file " + f.Name + " is not UTF-8")
+		}
+		w.Files = append(w.Files, wireFile{Name: f.Name, Type: f.Type, SHA256: f.SHA256, NDJSON: string(f.Data)})
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, fault.Wrap(fault.Validation, ErrTypeBadDelivery, "encoding the delivery", err)
+	}
+	return b, nil
+}
+
+// classify turns the partner's answer into a receipt or a classified error.
+func (h *HTTPPusher) classify(p Partner, resp *http.Response, raw []byte) (Receipt, error) {
+	code := resp.StatusCode
+	msg := fmt.Sprintf("partner %s answered %d%s", p.ID, code, problemType(resp.Header, raw))
+	switch {
+	case code == http.StatusOK || code == http.StatusCreated:
+		return parseReceipt(p, resp, raw, false)
+	case code == http.StatusAccepted:
+		return parseReceipt(p, resp, raw, true)
+	case code == http.StatusTooManyRequests:
+		e := fault.New(fault.Downstream, ErrTypeThrottled, msg)
+		e.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), h.now())
+		return Receipt{}, e
+	case code >= 500 || code == http.StatusRequestTimeout:
+		// 408 is the partner giving up on a slow request: worth a retry.
+		e := fault.New(fault.Downstream, ErrTypeUnavailable, msg)
+		e.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), h.now())
+		return Receipt{}, e
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return Receipt{}, fault.New(fault.Auth, ErrTypeAuth, msg)
+	case code >= 400:
+		return Receipt{}, fault.New(fault.Business, ErrTypeRejected, msg)
+	default: // 1xx leftovers, 204 and other 2xx, 3xx
+		return Receipt{}, fault.New(fault.Validation, ErrTypeBadResponse, msg+": unexpected status")
+	}
+}
+
+func parseReceipt(p Partner, resp *http.Response, raw []byte, accepted bool) (Receipt, error) {
+	bad := func(why string) (Receipt, error) {
+		return Receipt{}, fault.New(fault.Validation, ErrTypeBadResponse,
+			fmt.Sprintf("partner %s answered %d with %s", p.ID, resp.StatusCode, why))
+	}
+	var w wireReceipt
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return bad("a body that is not a JSON receipt")
+		}
+	} else if !accepted {
+		return bad("no receipt")
+	}
+	r := Receipt{
+		ReceiptID: w.ReceiptID,
+		Duplicate: w.Duplicate || strings.EqualFold(resp.Header.Get("Idempotent-Replayed"), "true"),
+	}
+	if w.ReceivedAt != "" {
+		t, err := time.Parse(time.RFC3339, w.ReceivedAt)
+		if err != nil {
+			return bad("a received_at that is not RFC 3339")
+		}
+		r.ReceivedAt = t
+	}
+	switch {
+	case accepted && (w.Status == "" || w.Status == StatusAccepted):
+		r.Status = StatusAccepted
+	case !accepted && w.Status == StatusAccepted:
+		r.Status = StatusAccepted // taken, acknowledgement later, even if sent as 200
+	case !accepted && w.Status == StatusAcknowledged && w.ReceiptID != "":
+		r.Status = StatusAcknowledged
+	case !accepted && w.Status == StatusAcknowledged:
+		return bad("an acknowledgement without a receipt id")
+	default:
+		return bad(fmt.Sprintf("status %.32q", w.Status))
+	}
+	return r, nil
+}
+
+// problemType returns ` (problem type "…")` when the answer is an RFC 9457
+// problem with a plausible type URI, else "". Only the type is taken: the
+// title and detail are free text that may echo what we sent.
+func problemType(h http.Header, raw []byte) string {
+	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	if !strings.HasSuffix(mt, "json") {
+		return ""
+	}
+	var pr struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(raw, &pr) != nil || pr.Type == "" || len(pr.Type) > 200 {
+		return ""
+	}
+	for _, c := range pr.Type {
+		if c <= ' ' || c > '~' || c == '"' {
+			return ""
+		}
+	}
+	return fmt.Sprintf(" (problem type %q)", pr.Type)
+}
+
+// MaxRetryAfter caps any Retry-After we honour; a partner asking for more
+// is misconfigured (or sent an epoch in milliseconds), and we retry sooner
+// rather than sleep for days.
+const MaxRetryAfter = time.Hour
+
+// ParseRetryAfter reads a Retry-After header value: delay-seconds or an
+// HTTP-date, relative to now. Dates in the past give 0; anything above
+// MaxRetryAfter is clamped to it. ok is false for an empty or unreadable
+// value.
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if isDigits(v) {
+		if len(v) > 9 { // more than ~31 years of seconds: clamp, don't overflow
+			return MaxRetryAfter, true
+		}
+		var secs int64
+		for _, c := range v {
+			secs = secs*10 + int64(c-'0')
+		}
+		return min(time.Duration(secs)*time.Second, MaxRetryAfter), true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(0, min(t.Sub(now), MaxRetryAfter)), true
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
