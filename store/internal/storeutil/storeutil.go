@@ -1,0 +1,219 @@
+// Package storeutil holds what the store implementations must do alike:
+// validating and completing inputs, normalising times, encoding JSON
+// columns and list cursors. Keeping it in one place keeps SQLite and
+// Postgres from drifting apart in ways the contract suite might miss.
+package storeutil
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Time is t as both stores keep it: UTC, truncated to the microsecond
+// (Postgres would round, which no caller expects).
+func Time(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// Now is the current time as the stores keep it.
+func Now() time.Time { return Time(time.Now()) }
+
+// EventKey is the idempotency key of ev: its Key, or for a state event
+// without one, transfer.StateKey of its state.
+func EventKey(ev transfer.Event) (string, error) {
+	switch {
+	case ev.Key != "":
+		return ev.Key, nil
+	case ev.State != "":
+		return transfer.StateKey(ev.State), nil
+	}
+	return "", errors.New("event key is required")
+}
+
+// PrepareNew checks nt and fills what it leaves to the store: the
+// transfer's client, zero times (now), the first event's key and time. The
+// transfer, its idempotency record and its first event share CreatedAt.
+func PrepareNew(nt store.NewTransfer) (store.NewTransfer, error) {
+	tr := &nt.Transfer
+	switch {
+	case nt.ClientID == "":
+		return nt, errors.New("client id is required")
+	case nt.IdempotencyKey == "":
+		return nt, errors.New("idempotency key is required")
+	case tr.ID == "":
+		return nt, errors.New("transfer id is required")
+	case tr.ClientID != "" && tr.ClientID != nt.ClientID:
+		return nt, errors.New("transfer client differs from the idempotency client")
+	case tr.State == "":
+		return nt, errors.New("transfer state is required")
+	}
+	tr.ClientID = nt.ClientID
+	if tr.CreatedAt.IsZero() {
+		tr.CreatedAt = time.Now()
+	}
+	tr.CreatedAt = Time(tr.CreatedAt)
+	if tr.UpdatedAt.IsZero() {
+		tr.UpdatedAt = tr.CreatedAt
+	}
+	tr.UpdatedAt = Time(tr.UpdatedAt)
+	if nt.Event.At.IsZero() {
+		nt.Event.At = tr.CreatedAt
+	}
+	nt.Event.At = Time(nt.Event.At)
+	if nt.Event.State == "" && nt.Event.Key == "" {
+		nt.Event.State = tr.State
+	}
+	key, err := EventKey(nt.Event)
+	if err != nil {
+		return nt, err
+	}
+	nt.Event.Key = key
+	nt.Event.Seq = 1
+	return nt, nil
+}
+
+// PrepareChange checks ch and fills its event's key and time (now when
+// zero): the time the projection's updated_at takes.
+func PrepareChange(ch store.Change) (store.Change, error) {
+	key, err := EventKey(ch.Event)
+	if err != nil {
+		return ch, err
+	}
+	ch.Event.Key = key
+	if ch.Event.At.IsZero() {
+		ch.Event.At = time.Now()
+	}
+	ch.Event.At = Time(ch.Event.At)
+	return ch, nil
+}
+
+// CheckMembers refuses a batch with a member without id. The error names
+// the position, never the record: it is PHI.
+func CheckMembers(ms []member.Record) error {
+	for i := range ms {
+		if strings.TrimSpace(ms[i].ID) == "" {
+			return fmt.Errorf("member %d of the batch has an empty id", i+1)
+		}
+	}
+	return nil
+}
+
+// DedupeMembers keeps the last record of each id, in first-seen order:
+// one statement may not touch a row twice in Postgres, and the contract
+// says the last one wins.
+func DedupeMembers(ms []member.Record) []member.Record {
+	last := make(map[string]int, len(ms))
+	for i, m := range ms {
+		last[m.ID] = i
+	}
+	if len(last) == len(ms) {
+		return ms
+	}
+	out := make([]member.Record, 0, len(last))
+	for i, m := range ms {
+		if last[m.ID] == i {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Limits of ListTransfers, from store.ListFilter.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 200
+)
+
+// Limit is f.Limit within 1..MaxLimit; zero or less means DefaultLimit.
+func Limit(f store.ListFilter) int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultLimit
+	case f.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return f.Limit
+}
+
+// Cursor is the position after which a page of transfers starts: the
+// (created_at, id) of the last item of the page before, in the listing's
+// order (created_at desc, id desc).
+type Cursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// cursorVersion prefixes encoded cursors so their form can change.
+const cursorVersion = "1"
+
+// EncodeCursor makes c opaque for clients.
+func EncodeCursor(c Cursor) string {
+	raw := cursorVersion + "." + strconv.FormatInt(Time(c.CreatedAt).UnixMicro(), 10) + "." + c.ID
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// DecodeCursor parses a cursor from EncodeCursor, or returns
+// store.ErrBadCursor.
+func DecodeCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, store.ErrBadCursor
+	}
+	parts := strings.SplitN(string(raw), ".", 3)
+	if len(parts) != 3 || parts[0] != cursorVersion || parts[2] == "" {
+		return Cursor{}, store.ErrBadCursor
+	}
+	us, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return Cursor{}, store.ErrBadCursor
+	}
+	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: parts[2]}, nil
+}
+
+// MarshalPart encodes an optional part of the projection; nil stays nil
+// (SQL NULL).
+func MarshalPart[T any](v *T) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalPart decodes an optional part of the projection; NULL is nil.
+func UnmarshalPart[T any](b []byte) (*T, error) {
+	if b == nil {
+		return nil, nil
+	}
+	v := new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// MarshalDetail encodes an event's detail; nil stays nil (SQL NULL).
+func MarshalDetail(d map[string]any) ([]byte, error) {
+	if d == nil {
+		return nil, nil
+	}
+	return json.Marshal(d)
+}
+
+// UnmarshalDetail decodes an event's detail; NULL is nil.
+func UnmarshalDetail(b []byte) (map[string]any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	var d map[string]any
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}

@@ -1,0 +1,220 @@
+// Package sqlite is the embedded store.Store: one SQLite file on
+// modernc.org/sqlite (pure Go, no cgo), migrated when it is opened. It is
+// what `p2p dev` and single-node installs run on.
+//
+// Writes go through one connection, so they serialize inside the process
+// instead of failing with SQLITE_BUSY; each write transaction begins
+// IMMEDIATE with a busy timeout, so a second process on the same file
+// (`p2p members import` beside `p2p dev`) waits its turn. Reads use their
+// own small pool, which WAL lets run beside the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/p2p-payer/p2p/store"
+)
+
+// Memory is the path that opens a private in-memory database, for tests.
+// It lives as long as the Store and is not shared with other Stores.
+const Memory = ":memory:"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeoutMS is how long a write waits for another process's write
+// transaction before it fails.
+const busyTimeoutMS = 10000
+
+// readConns bounds the read pool; the machine this runs on is small.
+const readConns = 4
+
+// Store is the SQLite implementation of store.Store.
+type Store struct {
+	w *sql.DB // the one write connection
+	r *sql.DB // readers; the same pool as w for an in-memory database
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating it if needed) the database file at path and brings
+// its schema up to date. path may be Memory.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	s := &Store{}
+	var err error
+	if path == Memory {
+		// Every connection to :memory: is a database of its own: one
+		// connection serves reads and writes.
+		s.w, err = sql.Open("sqlite", "file::memory:?"+params(true))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open: %w", err)
+		}
+		s.w.SetMaxOpenConns(1)
+		s.r = s.w
+	} else {
+		name := "file:" + escapePath(path) + "?"
+		if s.w, err = sql.Open("sqlite", name+params(true)); err != nil {
+			return nil, fmt.Errorf("sqlite: open: %w", err)
+		}
+		s.w.SetMaxOpenConns(1)
+	}
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, s.w); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	if s.r == nil {
+		// Opened after the migration so readers see the schema, and after
+		// the writer switched the file to WAL (a persistent setting).
+		if s.r, err = sql.Open("sqlite", "file:"+escapePath(path)+"?"+params(false)); err != nil {
+			s.w.Close()
+			return nil, fmt.Errorf("sqlite: open: %w", err)
+		}
+		s.r.SetMaxOpenConns(readConns)
+		s.r.SetMaxIdleConns(readConns)
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Migrate brings the schema of the database file at path up to date. Open
+// does the same; Migrate is for `p2p migrate`, which only migrates.
+func Migrate(ctx context.Context, path string) error {
+	s, err := Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// params are the DSN parameters of the write or the read connections.
+// modernc applies busy_timeout first, so the pragmas after it wait too.
+func params(write bool) string {
+	p := []string{
+		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),
+		"_pragma=foreign_keys(1)",
+	}
+	if write {
+		p = append(p,
+			"_pragma=journal_mode(wal)",
+			// NORMAL in WAL mode survives a killed process; only a power
+			// cut can lose the last transactions.
+			"_pragma=synchronous(normal)",
+			// IMMEDIATE takes the write lock at BEGIN, so a transaction
+			// never has to upgrade a read lock, which cannot wait.
+			"_txlock=immediate",
+		)
+	} else {
+		p = append(p, "_pragma=query_only(1)")
+	}
+	return strings.Join(p, "&")
+}
+
+// escapePath makes a file path safe inside a file: URI, whose ? and #
+// would otherwise end the path.
+func escapePath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Close releases the store's connections.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil && s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// write runs fn in one write transaction.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return wrap(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	return nil
+}
+
+// wrap names the operation in err, except for the contract's sentinel
+// errors, which callers compare with errors.Is and print as they are.
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ErrNotFound
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrWithdrawn), errors.Is(err, store.ErrBadCursor):
+		return err
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// timeLayout is fixed-width UTC with microseconds: stored times sort as
+// strings in the order they compare as times.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+func fmtTime(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(timeLayout) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stored time is malformed: %w", err)
+	}
+	return t, nil
+}
+
+// rowScanner is a *sql.Row or *sql.Rows.
+type rowScanner interface{ Scan(dest ...any) error }
