@@ -48,13 +48,17 @@ func (s State) Terminal() bool { return s == StateComplete || s == StateFailed }
 // Error types a failed transfer ends with. They are stable strings: the API
 // exposes them and clients switch on them.
 const (
-	ErrorNoMatch         = "no_match"
-	ErrorConsentDenied   = "consent_denied"
-	ErrorPartnerRejected = "partner_rejected"
-	ErrorReviewRejected  = "review_rejected"
-	ErrorReviewTimeout   = "review_timeout"
-	ErrorUnknownPartner  = "unknown_partner"
-	ErrorInternal        = "internal"
+	ErrorNoMatch            = "no_match"
+	ErrorConsentDenied      = "consent_denied"
+	ErrorPartnerRejected    = "partner_rejected"
+	ErrorReviewRejected     = "review_rejected"
+	ErrorReviewTimeout      = "review_timeout"
+	ErrorUnknownPartner     = "unknown_partner"
+	ErrorPartnerAuth        = "partner_auth"
+	ErrorPartnerUnavailable = "partner_unavailable"
+	ErrorAckTimeout         = "ack_timeout"
+	ErrorCancelled          = "cancelled"
+	ErrorInternal           = "internal"
 )
 
 // Address is a postal address as a requesting partner knows it.

@@ -1,0 +1,104 @@
+// Package activities holds the steps of a transfer that touch the world:
+// the store, the member index, the partner. Each is a method on Activities,
+// which holds their dependencies; each has its timeouts, retry policy,
+// non-retryable error types and compensation in one table, policy.go.
+// Activities receive and return ids, digests and outcomes, never PHI: the
+// member's demographics and data stay in the store.
+package activities
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Signer signs export manifests with our published key.
+type Signer interface {
+	KID() string
+	Sign(payload []byte) (string, error)
+}
+
+// Partners looks partners up in the partner registry.
+type Partners interface {
+	Get(id string) (connectors.Partner, bool)
+}
+
+// Matcher resolves a requesting partner's demographics to a member of our
+// index.
+type Matcher interface {
+	Resolve(ctx context.Context, q transfer.Demographics) (identity.Decision, error)
+}
+
+// Activities holds the dependencies of every activity.
+type Activities struct {
+	Store    store.Store
+	Matcher  Matcher // nil: deterministic matching over the store
+	Partners Partners
+	Pusher   connectors.Pusher
+	Signer   Signer
+	Source   export.Source
+	Logger   *zap.Logger
+	Now      func() time.Time // nil: time.Now
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (a *Activities) log(transferID string) *zap.Logger {
+	l := a.Logger
+	if l == nil {
+		l = zap.NewNop()
+	}
+	return l.With(zap.String("transfer_id", transferID))
+}
+
+// RecordInput is one step of a transfer to record: the event and what it
+// changes in the projection.
+type RecordInput struct {
+	TransferID string
+	State      transfer.State // "" for an event that enters no state
+	Type       string         // "state" when empty and State is set
+	Key        string         // idempotency key; transfer.StateKey(State) when empty
+	Actor      string
+	Detail     map[string]any // never PHI
+	Identity   *transfer.IdentityOutcome
+	Consent    *transfer.ConsentOutcome
+	Export     *transfer.ExportInfo
+	Error      *transfer.ErrorInfo
+}
+
+// RecordState records a step in the timeline and the projection, once: a
+// retried or replayed call with the same key records nothing more.
+func (a *Activities) RecordState(ctx context.Context, in RecordInput) (bool, error) {
+	ev := transfer.Event{At: a.now(), State: in.State, Actor: in.Actor, Type: in.Type, Detail: in.Detail, Key: in.Key}
+	if ev.Type == "" {
+		ev.Type = "state"
+	}
+	if ev.Key == "" {
+		ev.Key = transfer.StateKey(in.State)
+	}
+	if ev.Actor == "" {
+		ev.Actor = "workflow"
+	}
+	ok, err := a.Store.ApplyChange(ctx, in.TransferID, store.Change{
+		Event: ev, State: in.State, Identity: in.Identity, Consent: in.Consent, Export: in.Export, Error: in.Error,
+	})
+	if err != nil {
+		return false, appError(ctx, NameRecordState, err)
+	}
+	if ok {
+		a.log(in.TransferID).Info("transfer step recorded", zap.String("state", string(in.State)), zap.String("event", ev.Type))
+	}
+	return ok, nil
+}

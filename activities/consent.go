@@ -1,0 +1,50 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// ConsentInput names the transfer whose consent to check and why: once
+// before anything is prepared and again right before sending, so that a
+// consent that lapses in between stops the send.
+type ConsentInput struct {
+	TransferID string
+	Phase      string // "initial" or "before_send"
+}
+
+// CheckConsent evaluates the member's consent against the clock. A denial
+// is an outcome, not an error.
+func (a *Activities) CheckConsent(ctx context.Context, in ConsentInput) (transfer.ConsentOutcome, error) {
+	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
+	if err != nil {
+		return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)
+	}
+	now := a.now()
+	out := transfer.ConsentOutcome{ConsentID: req.Consent.ID, Scope: req.Consent.Scope, CheckedAt: now, Status: transfer.ConsentVerified}
+	if reason := EvaluateConsent(req.Consent, now); reason != "" {
+		out.Status, out.Reason = transfer.ConsentDenied, reason
+	}
+	return out, nil
+}
+
+// EvaluateConsent returns why consent c does not permit disclosure at now,
+// or "" when it does. The scope never denies: regular consent permits
+// everything but resources tagged sensitive, which the export leaves out.
+func EvaluateConsent(c transfer.Consent, now time.Time) string {
+	switch {
+	case c.Status != "active":
+		return "consent is " + c.Status + ", not active"
+	case c.Scope != transfer.ScopeRegular && c.Scope != transfer.ScopeSensitive:
+		return "consent scope is not regular or sensitive"
+	case !c.GrantedAt.IsZero() && c.GrantedAt.After(now):
+		return "consent is granted in the future"
+	case c.PeriodStart.After(now):
+		return "consent period has not started"
+	case !c.PeriodEnd.IsZero() && !now.Before(c.PeriodEnd):
+		return "consent period has ended"
+	}
+	return ""
+}

@@ -1,0 +1,197 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Artifact names and content types of an export.
+const (
+	ManifestName         = "manifest.json"
+	SignatureName        = "manifest.jws"
+	contentTypeNDJSON    = "application/fhir+ndjson"
+	contentTypeManifest  = "application/json"
+	contentTypeSignature = "application/jose"
+)
+
+// PrepareInput names the transfer to export and the member it resolved to.
+type PrepareInput struct {
+	TransferID string
+	MemberID   string
+}
+
+// Prepared is a staged, signed export: the workflow carries these digests,
+// never the data.
+type Prepared struct {
+	Export          transfer.ExportInfo
+	SignatureSHA256 string
+}
+
+// PrepareExport assembles the member's data within the consent and data
+// scope as FHIR NDJSON, stores each file and the manifest by digest, and
+// signs the manifest. The build is deterministic, so a retry stores the
+// same files; only the (randomised) ECDSA signature differs.
+func (a *Activities) PrepareExport(ctx context.Context, in PrepareInput) (Prepared, error) {
+	fail := func(err error) (Prepared, error) { return Prepared{}, appError(ctx, NamePrepareExport, err) }
+	tr, err := a.Store.GetTransfer(ctx, in.TransferID)
+	if err != nil {
+		return fail(err)
+	}
+	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
+	if err != nil {
+		return fail(err)
+	}
+	m, err := a.Store.GetMember(ctx, in.MemberID)
+	if err != nil {
+		return fail(err)
+	}
+	exp, err := export.Build(ctx, export.Input{
+		TransferID: in.TransferID, PartnerID: tr.PartnerID,
+		ConsentID: req.Consent.ID, ConsentScope: req.Consent.Scope,
+		DataScope: req.DataScope, Member: m, Source: a.Source, CreatedAt: tr.CreatedAt,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	now := a.now()
+	put := func(name, ctype string, data []byte, digest string) error {
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, name)
+		}
+		return a.Store.PutArtifact(ctx, store.Artifact{
+			Digest: digest, TransferID: in.TransferID, Name: name, ContentType: ctype,
+			Size: int64(len(data)), Data: data, CreatedAt: now,
+		})
+	}
+	info := transfer.ExportInfo{ManifestSHA256: exp.ManifestSHA256, KID: a.Signer.KID(), ExcludedSensitive: exp.ExcludedSensitive}
+	for _, f := range exp.Files {
+		if err := put(f.Name, contentTypeNDJSON, f.Data, f.SHA256); err != nil {
+			return fail(err)
+		}
+		info.Files = append(info.Files, transfer.ExportFile{Type: f.Type, Count: f.Count, SHA256: f.SHA256, Bytes: int64(len(f.Data))})
+	}
+	if err := put(ManifestName, contentTypeManifest, exp.Manifest, exp.ManifestSHA256); err != nil {
+		return fail(err)
+	}
+	sig, err := a.Signer.Sign(exp.Manifest)
+	if err != nil {
+		return fail(fault.Wrap(fault.Transport, "signing", "signing the manifest", err))
+	}
+	sigDigest := digest([]byte(sig))
+	if err := put(SignatureName, contentTypeSignature, []byte(sig), sigDigest); err != nil {
+		return fail(err)
+	}
+	a.log(in.TransferID).Info("export prepared", zap.String("manifest_sha256", exp.ManifestSHA256), zap.Int("files", len(exp.Files)))
+	return Prepared{Export: info, SignatureSHA256: sigDigest}, nil
+}
+
+// SendInput names a prepared export and the partner to deliver it to.
+type SendInput struct {
+	TransferID      string
+	PartnerID       string
+	ManifestSHA256  string
+	SignatureSHA256 string
+	Files           []transfer.ExportFile
+}
+
+// Sent is the partner's answer to a delivery.
+type Sent struct {
+	Status       string // "acknowledged", or "accepted" when the ack comes later
+	ReceiptID    string
+	Duplicate    bool
+	Endpoint     string
+	Acknowledged bool
+}
+
+// SendExport delivers the signed export to the partner. Its idempotency key
+// is derived from the transfer and the manifest, so a retried send is
+// recognised by the partner and never delivered twice.
+func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error) {
+	fail := func(err error) (Sent, error) { return Sent{}, appError(ctx, NameSendExport, err) }
+	p, ok := a.Partners.Get(in.PartnerID)
+	if !ok {
+		return fail(fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+in.PartnerID+" is not in the registry"))
+	}
+	sig, err := a.Store.GetArtifact(ctx, in.SignatureSHA256)
+	if err != nil {
+		return fail(err)
+	}
+	d := connectors.Delivery{TransferID: in.TransferID, IdempotencyKey: DeliveryKey(in.TransferID, in.ManifestSHA256), Signature: string(sig.Data)}
+	arts, err := a.Store.ListArtifacts(ctx, in.TransferID)
+	if err != nil {
+		return fail(err)
+	}
+	names := map[string]string{}
+	for _, art := range arts {
+		names[art.Digest] = art.Name
+	}
+	for _, f := range in.Files {
+		art, err := a.Store.GetArtifact(ctx, f.SHA256)
+		if err != nil {
+			return fail(err)
+		}
+		d.Files = append(d.Files, connectors.DeliveryFile{Name: names[f.SHA256], Type: f.Type, SHA256: f.SHA256, Data: art.Data})
+	}
+	r, err := a.Pusher.Push(ctx, p, d)
+	if err != nil {
+		a.log(in.TransferID).Warn("delivery failed", zap.String("partner_id", p.ID), zap.Error(err))
+		return fail(err)
+	}
+	return Sent{Status: r.Status, ReceiptID: r.ReceiptID, Duplicate: r.Duplicate, Endpoint: p.PushURL, Acknowledged: r.Status == "acknowledged"}, nil
+}
+
+// DeliveryKey is the idempotency key of the delivery of a transfer's
+// export: the same for every retry of the same export.
+func DeliveryKey(transferID, manifestSHA256 string) string {
+	return fmt.Sprintf("p2p-%s-%s", transferID, manifestSHA256[:min(32, len(manifestSHA256))])
+}
+
+// WithdrawInput names the transfer whose staged export to withdraw and why.
+type WithdrawInput struct {
+	TransferID string
+	Reason     string // an error type, never PHI
+}
+
+// WithdrawExport is PrepareExport's compensation: it deletes the staged
+// export's PHI, keeps its digests as evidence and records why, once.
+func (a *Activities) WithdrawExport(ctx context.Context, in WithdrawInput) (int, error) {
+	now := a.now()
+	n, err := a.Store.WithdrawArtifacts(ctx, in.TransferID, now)
+	if err != nil {
+		return 0, appError(ctx, NameWithdrawExport, err)
+	}
+	tr, err := a.Store.GetTransfer(ctx, in.TransferID)
+	if err != nil {
+		return 0, appError(ctx, NameWithdrawExport, err)
+	}
+	ch := store.Change{Event: transfer.Event{
+		At: now, Actor: "workflow", Type: "export_withdrawn", Key: "compensation:" + NameWithdrawExport,
+		Detail: map[string]any{"reason": in.Reason, "artifacts_withdrawn": n},
+	}}
+	if tr.Export != nil {
+		e := *tr.Export
+		e.Withdrawn = true
+		ch.Export = &e
+	}
+	if _, err := a.Store.ApplyChange(ctx, in.TransferID, ch); err != nil {
+		return 0, appError(ctx, NameWithdrawExport, err)
+	}
+	a.log(in.TransferID).Info("export withdrawn", zap.String("reason", in.Reason), zap.Int("artifacts", n))
+	return n, nil
+}
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

@@ -1,0 +1,134 @@
+package activities
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Activity names, as registered with the worker and named by the workflow.
+const (
+	NameRecordState     = "RecordState"
+	NameResolveIdentity = "ResolveIdentity"
+	NameCheckConsent    = "CheckConsent"
+	NamePrepareExport   = "PrepareExport"
+	NameSendExport      = "SendExport"
+	NameWithdrawExport  = "WithdrawExport"
+)
+
+// Error types an activity fails with. They are stable strings: retry
+// policies and tests name them, so a refactor never changes them.
+const (
+	ErrTypeTransport       = "transport"
+	ErrTypeDownstream      = "downstream"
+	ErrTypeAuth            = "auth"
+	ErrTypeValidation      = "validation"
+	ErrTypeNotFound        = "not_found"
+	ErrTypePartnerRejected = "partner_rejected"
+	ErrTypeUnknownPartner  = "unknown_partner"
+)
+
+// Policy is everything the workflow needs to schedule one activity: its
+// timeouts, its retry policy (Temporal's backoff; the activity adds jitter
+// to retryable failures, see retryDelay), the error types that must not be
+// retried, and the activity that undoes it, if any.
+type Policy struct {
+	StartToClose    time.Duration
+	ScheduleToClose time.Duration // bounds all attempts together
+	Heartbeat       time.Duration // 0: the activity is short and does not heartbeat
+	Retry           temporal.RetryPolicy
+	// Compensation names the activity that undoes this one when the
+	// transfer fails after it succeeded ("" when nothing needs undoing).
+	Compensation string
+}
+
+// Policies is the one table of activity options. The reasons behind each
+// row are in its comment; change them here and nowhere else.
+var Policies = map[string]Policy{
+	// Local bookkeeping in our own store: retry for as long as the store
+	// is down (a transfer never skips recording a state), quickly.
+	NameRecordState: {
+		StartToClose:    10 * time.Second,
+		ScheduleToClose: 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+	},
+	// Reads the request and the member index; a miss is a decision, not an
+	// error, so only infrastructure failures are retried.
+	NameResolveIdentity: {
+		StartToClose:    30 * time.Second,
+		ScheduleToClose: time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+	},
+	// Pure check over the stored consent and the clock.
+	NameCheckConsent: {
+		StartToClose:    10 * time.Second,
+		ScheduleToClose: time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+	},
+	// Builds, stores and signs the export. Deterministic, so a retry
+	// stores the same digests. Undone by WithdrawExport.
+	NamePrepareExport: {
+		StartToClose:    5 * time.Minute,
+		ScheduleToClose: 2 * time.Hour,
+		Heartbeat:       time.Minute,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 2 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+		Compensation: NameWithdrawExport,
+	},
+	// Talks to the partner. Transport and 5xx/429 failures retry with
+	// backoff (Retry-After honoured exactly) for up to a day: CMS-0057-F
+	// gives the old payer one business day. The partner recognises a
+	// retried delivery by its idempotency key, so a retry never delivers
+	// twice. A rejection, an auth failure or an unknown partner is final.
+	NameSendExport: {
+		StartToClose:    2 * time.Minute,
+		ScheduleToClose: 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypePartnerRejected, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
+		},
+	},
+	// The compensation itself must not give up: PHI is deleted eventually
+	// even if the store is down for a while.
+	NameWithdrawExport: {
+		StartToClose:    time.Minute,
+		ScheduleToClose: 7 * 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+		},
+	},
+}
+
+// Options returns the workflow activity options of the named activity. It
+// panics on a name missing from Policies: that is a programming error that
+// every workflow test would hit at once.
+func Options(name string) workflow.ActivityOptions {
+	p, ok := Policies[name]
+	if !ok {
+		panic("activities: no policy for " + name)
+	}
+	retry := p.Retry
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    p.StartToClose,
+		ScheduleToCloseTimeout: p.ScheduleToClose,
+		HeartbeatTimeout:       p.Heartbeat,
+		RetryPolicy:            &retry,
+	}
+}
+
+// WithOptions returns ctx with the options of the named activity.
+func WithOptions(ctx workflow.Context, name string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, Options(name))
+}

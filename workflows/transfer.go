@@ -1,0 +1,300 @@
+// Package workflows holds the durable state machine of a transfer and the
+// client that starts and steers it. transfer.go is the state machine:
+//
+//	initiated → identity_pending → consent_verified → payload_prepared → sent → acknowledged → complete
+//	                  ↘ manual_review (a person approves → on; rejects → failed)
+//	any step → failed (with an error type), after undoing what must be undone
+//
+// The workflow is deterministic: it decides on outcomes the activities
+// return and carries transfer ids, member ids and digests, never PHI.
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Names under which the workflow and its messages are registered. They are
+// part of the workflow's contract with running histories: never rename.
+const (
+	TransferWorkflowName = "Transfer"
+	TaskQueue            = "p2p-transfers"
+	UpdateReview         = "review"
+	SignalPartnerAck     = "partner-ack"
+	QueryState           = "state"
+)
+
+// How long a transfer waits for a person, and for a partner that accepted a
+// delivery to acknowledge it, before it fails.
+const (
+	ReviewTimeout = 7 * 24 * time.Hour
+	AckTimeout    = 24 * time.Hour
+)
+
+// WorkflowID is the id of the workflow of a transfer. One transfer has one
+// workflow id, so starting it twice never runs it twice.
+func WorkflowID(transferID string) string { return "transfer-" + transferID }
+
+// Input starts a transfer workflow.
+type Input struct {
+	TransferID string
+	PartnerID  string
+}
+
+// Result is how a transfer ended. A failed transfer is a completed workflow
+// with State failed: the failure is the transfer's, not the workflow's.
+type Result struct {
+	State transfer.State
+	Error *transfer.ErrorInfo
+}
+
+// Review is a person's decision on a transfer in manual review, as the
+// workflow receives it. The free-text reason stays in the store.
+type Review struct {
+	Decision string // transfer.DecisionApprove or transfer.DecisionReject
+	MemberID string // the chosen candidate when approving
+	Reviewer string
+}
+
+// PartnerAck is a partner's later acknowledgement of an accepted delivery.
+type PartnerAck struct {
+	ReceiptID string
+}
+
+// Error types of a review refused by the workflow's validator.
+const (
+	ErrTypeNotInReview     = "not_in_review"
+	ErrTypeInvalidDecision = "invalid_decision"
+)
+
+// a names the activities for ExecuteActivity; its methods are never called
+// on this nil value.
+var a *activities.Activities
+
+// Transfer is the transfer workflow.
+func Transfer(ctx workflow.Context, in Input) (Result, error) {
+	r := &run{in: in, state: transfer.StateInitiated}
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (transfer.State, error) { return r.state, nil }); err != nil {
+		return Result{}, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReview, r.onReview,
+		workflow.UpdateHandlerOptions{Validator: r.validateReview}); err != nil {
+		return Result{}, err
+	}
+	failure, err := r.steps(ctx)
+	if err != nil {
+		failure = failureOf(err, r.state)
+	}
+	if failure == nil {
+		return Result{State: r.state}, nil
+	}
+	return r.fail(ctx, failure)
+}
+
+// run is the state of one transfer workflow.
+type run struct {
+	in       Input
+	state    transfer.State
+	identity transfer.IdentityOutcome
+	review   *Review
+	prepared *activities.Prepared
+}
+
+// steps walks the happy path. It returns the failure that ends the
+// transfer, or an error an activity gave up with.
+func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateIdentityPending}); err != nil {
+		return nil, err
+	}
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameResolveIdentity),
+		a.ResolveIdentity, r.in.TransferID).Get(ctx, &r.identity); err != nil {
+		return nil, err
+	}
+	switch r.identity.Status {
+	case transfer.IdentityResolved:
+	case transfer.IdentityAmbiguous:
+		if f, err := r.awaitReview(ctx); f != nil || err != nil {
+			return f, err
+		}
+	default:
+		return &transfer.ErrorInfo{Type: transfer.ErrorNoMatch, Detail: "no member of the index matches the demographics"}, nil
+	}
+
+	consent, err := r.checkConsent(ctx, "initial")
+	if err != nil || consent.Status != transfer.ConsentVerified {
+		return consentFailure(consent), err
+	}
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent}); err != nil {
+		return nil, err
+	}
+
+	var p activities.Prepared
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePrepareExport),
+		a.PrepareExport, activities.PrepareInput{TransferID: r.in.TransferID, MemberID: r.identity.MemberID}).Get(ctx, &p); err != nil {
+		return nil, err
+	}
+	r.prepared = &p // from here on, a failure withdraws the export
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &p.Export,
+		Detail: map[string]any{"manifest_sha256": p.Export.ManifestSHA256, "kid": p.Export.KID}}); err != nil {
+		return nil, err
+	}
+
+	// Consent may have lapsed while the export was prepared: check again
+	// right before anything leaves.
+	consent, err = r.checkConsent(ctx, "before_send")
+	if err != nil || consent.Status != transfer.ConsentVerified {
+		return consentFailure(consent), err
+	}
+	if err := r.enter(ctx, activities.RecordInput{Type: "consent_rechecked", Key: "consent:before_send", Consent: &consent,
+		Detail: map[string]any{"consent_id": consent.ConsentID}}); err != nil {
+		return nil, err
+	}
+
+	var sent activities.Sent
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameSendExport), a.SendExport, activities.SendInput{
+		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, ManifestSHA256: p.Export.ManifestSHA256,
+		SignatureSHA256: p.SignatureSHA256, Files: p.Export.Files,
+	}).Get(ctx, &sent); err != nil {
+		return nil, err
+	}
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: "workflow",
+		Detail: map[string]any{"partner_id": r.in.PartnerID, "partner_status": sent.Status, "duplicate": sent.Duplicate}}); err != nil {
+		return nil, err
+	}
+	receipt := sent.ReceiptID
+	if !sent.Acknowledged {
+		var ack PartnerAck
+		ch := workflow.GetSignalChannel(ctx, SignalPartnerAck)
+		if ok, _ := ch.ReceiveWithTimeout(ctx, AckTimeout, &ack); !ok {
+			return &transfer.ErrorInfo{Type: transfer.ErrorAckTimeout, Detail: "the partner did not acknowledge the delivery in time"}, ctx.Err()
+		}
+		receipt = ack.ReceiptID
+	}
+	acked := p.Export
+	acked.ReceiptID = receipt
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "partner:" + r.in.PartnerID,
+		Export: &acked, Detail: map[string]any{"receipt_id": receipt}}); err != nil {
+		return nil, err
+	}
+	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})
+}
+
+// awaitReview parks the transfer in manual review until a person decides.
+func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateManualReview, Identity: &r.identity,
+		Detail: map[string]any{"candidates": len(r.identity.Candidates)}}); err != nil {
+		return nil, err
+	}
+	decided, err := workflow.AwaitWithTimeout(ctx, ReviewTimeout, func() bool { return r.review != nil })
+	if err != nil {
+		return nil, err
+	}
+	if !decided {
+		return &transfer.ErrorInfo{Type: transfer.ErrorReviewTimeout, Detail: "no review decision in time"}, nil
+	}
+	rv := *r.review
+	detail := map[string]any{"decision": rv.Decision, "member_id": rv.MemberID}
+	if rv.Decision == transfer.DecisionReject {
+		r.identity.Status, r.identity.ReviewedBy = transfer.IdentityNoMatch, rv.Reviewer
+		return &transfer.ErrorInfo{Type: transfer.ErrorReviewRejected, Detail: "rejected in manual review"}, nil
+	}
+	r.identity.Status, r.identity.MemberID, r.identity.ReviewedBy = transfer.IdentityResolved, rv.MemberID, rv.Reviewer
+	return nil, r.enter(ctx, activities.RecordInput{Type: "review_decision", Key: "review:decision",
+		Actor: "reviewer:" + rv.Reviewer, Identity: &r.identity, Detail: detail})
+}
+
+func (r *run) validateReview(rv Review) error {
+	if r.state != transfer.StateManualReview || r.review != nil {
+		return temporal.NewApplicationError("transfer is not waiting in manual review", ErrTypeNotInReview)
+	}
+	switch rv.Decision {
+	case transfer.DecisionReject:
+		return nil
+	case transfer.DecisionApprove:
+		for _, c := range r.identity.Candidates {
+			if c == rv.MemberID {
+				return nil
+			}
+		}
+		return temporal.NewApplicationError("member_id must be one of the candidates", ErrTypeInvalidDecision)
+	}
+	return temporal.NewApplicationError("decision must be approve or reject", ErrTypeInvalidDecision)
+}
+
+func (r *run) onReview(_ workflow.Context, rv Review) error {
+	r.review = &rv
+	return nil
+}
+
+func (r *run) checkConsent(ctx workflow.Context, phase string) (transfer.ConsentOutcome, error) {
+	var c transfer.ConsentOutcome
+	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameCheckConsent),
+		a.CheckConsent, activities.ConsentInput{TransferID: r.in.TransferID, Phase: phase}).Get(ctx, &c)
+	return c, err
+}
+
+// enter records a step; with State set, it is the transfer entering it.
+func (r *run) enter(ctx workflow.Context, in activities.RecordInput) error {
+	in.TransferID = r.in.TransferID
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), a.RecordState, in).Get(ctx, nil); err != nil {
+		return err
+	}
+	if in.State != "" {
+		r.state = in.State
+	}
+	return nil
+}
+
+// fail undoes what must be undone and records the failure. Both run on a
+// disconnected context, so that a cancelled transfer is compensated too.
+func (r *run) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if r.prepared != nil {
+		comp := activities.Policies[activities.NamePrepareExport].Compensation
+		if err := workflow.ExecuteActivity(activities.WithOptions(dctx, comp), a.WithdrawExport,
+			activities.WithdrawInput{TransferID: r.in.TransferID, Reason: f.Type}).Get(dctx, nil); err != nil {
+			return Result{}, err
+		}
+	}
+	rec := activities.RecordInput{State: transfer.StateFailed, Error: f, Detail: map[string]any{"error_type": f.Type}}
+	if r.identity.Status != "" {
+		rec.Identity = &r.identity
+	}
+	if err := r.enter(dctx, rec); err != nil {
+		return Result{}, err
+	}
+	return Result{State: transfer.StateFailed, Error: f}, nil
+}
+
+func consentFailure(c transfer.ConsentOutcome) *transfer.ErrorInfo {
+	return &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: c.Reason}
+}
+
+// failureOf maps an error an activity gave up with to the transfer's
+// failure. Business error types pass through; anything else says which
+// step could not be completed.
+func failureOf(err error, state transfer.State) *transfer.ErrorInfo {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		switch ae.Type() {
+		case activities.ErrTypePartnerRejected, activities.ErrTypeUnknownPartner:
+			return &transfer.ErrorInfo{Type: ae.Type(), Detail: ae.Message()}
+		case activities.ErrTypeAuth:
+			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerAuth, Detail: ae.Message()}
+		}
+	}
+	if temporal.IsCanceledError(err) {
+		return &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the transfer was cancelled"}
+	}
+	if state == transfer.StatePayloadPrepared {
+		return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the partner could not be reached: " + err.Error()}
+	}
+	return &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: "step after " + string(state) + " failed: " + err.Error()}
+}
