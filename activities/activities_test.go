@@ -1,0 +1,292 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/sandbox"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/sqlite"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+// fixture is a set of activities over a real SQLite store, the real export
+// builder and signer, and a sandbox partner on loopback.
+type fixture struct {
+	acts    *Activities
+	st      store.Store
+	partner *sandbox.Partner
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p2p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	signer, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		b, _ := signer.PublicJWKS()
+		w.Write(b)
+	}))
+	t.Cleanup(jwks.Close)
+	sb, err := sandbox.New(sandbox.Options{JWKSURL: jwks.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbSrv := httptest.NewServer(sb.Handler())
+	t.Cleanup(sbSrv.Close)
+	partners, err := connectors.NewRegistry(connectors.Partner{ID: "sandbox", Name: "Sandbox", PushURL: sbSrv.URL + "/exports"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	f := &fixture{st: st, partner: sb, acts: &Activities{
+		Store: st, Partners: partners, Pusher: connectors.NewHTTPPusher(connectors.NewHTTPClient()),
+		Signer: signer, Source: export.SyntheticSource{}, Now: func() time.Time { return now },
+	}}
+	if err := st.UpsertMembers(ctx, []member.Record{
+		{ID: "M1", Given: "Alice", Family: "Nguyen", BirthDate: "1985-04-12", Sex: "F"},
+		{ID: "M2", Given: "Jordan", Family: "Lee", BirthDate: "1995-03-08", Sex: "F"},
+		{ID: "M3", Given: "Jordan", Family: "Lee", BirthDate: "1995-03-08", Sex: "M"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// create stores a transfer for demographics q with consent c.
+func (f *fixture) create(t *testing.T, id string, q transfer.Demographics, c transfer.Consent) {
+	t.Helper()
+	_, err := f.st.CreateTransfer(context.Background(), store.NewTransfer{
+		ClientID: "default", IdempotencyKey: "key-" + id, Fingerprint: "fp-" + id,
+		Transfer: transfer.Transfer{ID: id, ClientID: "default", PartnerID: "sandbox", State: transfer.StateInitiated, CreatedAt: t0, UpdatedAt: t0},
+		Request:  transfer.Request{PartnerID: "sandbox", Member: q, Consent: c},
+		Event:    transfer.Event{At: t0, State: transfer.StateInitiated, Actor: "client:default", Type: "state", Key: transfer.StateKey(transfer.StateInitiated)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+var activeConsent = transfer.Consent{ID: "c1", Status: "active", Scope: transfer.ScopeRegular,
+	PeriodStart: t0.AddDate(0, -1, 0), PeriodEnd: t0.AddDate(1, 0, 0), GrantedAt: t0.AddDate(0, -1, 0)}
+
+func TestResolveIdentityOutcomes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		q      transfer.Demographics
+		status string
+		member string
+		cands  int
+	}{
+		{transfer.Demographics{MemberID: "M1", BirthDate: "1985-04-12"}, transfer.IdentityResolved, "M1", 0},
+		{transfer.Demographics{Given: "ALICE ", Family: "nguyen", BirthDate: "1985-04-12"}, transfer.IdentityResolved, "M1", 0},
+		{transfer.Demographics{Given: "Jordan", Family: "Lee", BirthDate: "1995-03-08"}, transfer.IdentityAmbiguous, "", 2},
+		{transfer.Demographics{Given: "Jordan", Family: "Lee", BirthDate: "1995-03-08", Sex: "M"}, transfer.IdentityResolved, "M3", 0},
+		{transfer.Demographics{Given: "Nobody", Family: "Known", BirthDate: "1960-01-01"}, transfer.IdentityNoMatch, "", 0},
+	} {
+		id := "t-" + tc.q.Given + tc.q.MemberID + tc.q.Sex
+		f.create(t, id, tc.q, activeConsent)
+		o, err := f.acts.ResolveIdentity(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != tc.status || (tc.member != "" && o.MemberID != tc.member) || len(o.Candidates) != tc.cands {
+			t.Errorf("%+v: got %s %s %v, want %s %s %d candidates", tc.q, o.Status, o.MemberID, o.Candidates, tc.status, tc.member, tc.cands)
+		}
+		if o.Rationale == nil || o.Rationale.Rule == "" && tc.status == transfer.IdentityResolved {
+			t.Errorf("%+v: no rationale", tc.q)
+		}
+	}
+}
+
+func TestEvaluateConsent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(c *transfer.Consent)
+		ok   bool
+	}{
+		{"active and in period", func(*transfer.Consent) {}, true},
+		{"sensitive scope", func(c *transfer.Consent) { c.Scope = transfer.ScopeSensitive }, true},
+		{"open-ended period", func(c *transfer.Consent) { c.PeriodEnd = time.Time{} }, true},
+		{"inactive", func(c *transfer.Consent) { c.Status = "inactive" }, false},
+		{"rejected", func(c *transfer.Consent) { c.Status = "rejected" }, false},
+		{"expired", func(c *transfer.Consent) { c.PeriodEnd = t0.Add(-time.Second) }, false},
+		{"ends exactly now", func(c *transfer.Consent) { c.PeriodEnd = t0 }, false},
+		{"not yet started", func(c *transfer.Consent) { c.PeriodStart = t0.Add(time.Hour) }, false},
+		{"granted in the future", func(c *transfer.Consent) { c.GrantedAt = t0.Add(time.Hour) }, false},
+		{"unknown scope", func(c *transfer.Consent) { c.Scope = "everything" }, false},
+	} {
+		c := activeConsent
+		tc.mod(&c)
+		if reason := EvaluateConsent(c, t0); (reason == "") != tc.ok {
+			t.Errorf("%s: reason %q, want ok=%v", tc.name, reason, tc.ok)
+		}
+	}
+}
+
+func TestPrepareSendWithdraw(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.create(t, "t1", transfer.Demographics{MemberID: "M1", BirthDate: "1985-04-12"}, activeConsent)
+
+	p, err := f.acts.PrepareExport(ctx, PrepareInput{TransferID: "t1", MemberID: "M1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Export.Files) == 0 || p.Export.ExcludedSensitive != 1 || p.Export.KID == "" {
+		t.Fatalf("export %+v: want files, one sensitive resource excluded (regular scope), a kid", p.Export)
+	}
+	// A retry stores the same files: the build is deterministic.
+	p2, err := f.acts.PrepareExport(ctx, PrepareInput{TransferID: "t1", MemberID: "M1"})
+	if err != nil || p2.Export.ManifestSHA256 != p.Export.ManifestSHA256 {
+		t.Fatalf("retry: %v, manifest %s vs %s", err, p2.Export.ManifestSHA256, p.Export.ManifestSHA256)
+	}
+
+	in := SendInput{TransferID: "t1", PartnerID: "sandbox", ManifestSHA256: p.Export.ManifestSHA256, SignatureSHA256: p.SignatureSHA256, Files: p.Export.Files}
+	s1, err := f.acts.SendExport(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s1.Acknowledged || s1.ReceiptID == "" {
+		t.Fatalf("send: %+v", s1)
+	}
+	// A retried send (e.g. after a lost acknowledgement) is recognised by
+	// the partner: same receipt, no second delivery.
+	s2, err := f.acts.SendExport(ctx, in)
+	if err != nil || s2.ReceiptID != s1.ReceiptID || !s2.Duplicate {
+		t.Fatalf("resend: %+v %v, want duplicate of %s", s2, err, s1.ReceiptID)
+	}
+	if d := f.partner.Deliveries(); len(d) != 1 || d[0].ManifestSHA256 != p.Export.ManifestSHA256 {
+		t.Fatalf("partner deliveries %+v, want exactly one", d)
+	}
+
+	n, err := f.acts.WithdrawExport(ctx, WithdrawInput{TransferID: "t1", Reason: "test"})
+	if err != nil || n == 0 {
+		t.Fatalf("withdraw: %d %v", n, err)
+	}
+	if _, err := f.st.GetArtifact(ctx, p.Export.Files[0].SHA256); !errors.Is(err, store.ErrWithdrawn) {
+		t.Errorf("artifact after withdrawal: %v, want ErrWithdrawn", err)
+	}
+	// Withdrawing twice records the compensation once.
+	if _, err := f.acts.WithdrawExport(ctx, WithdrawInput{TransferID: "t1", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := f.st.Timeline(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withdrawn := 0
+	for _, e := range events {
+		if e.Type == "export_withdrawn" {
+			withdrawn++
+		}
+	}
+	if withdrawn != 1 {
+		t.Errorf("export_withdrawn events: %d, want 1", withdrawn)
+	}
+	tr, _ := f.st.GetTransfer(ctx, "t1")
+	if tr.Export != nil && !tr.Export.Withdrawn {
+		t.Errorf("projection export %+v, want withdrawn", tr.Export)
+	}
+}
+
+func TestSendErrorTypes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.create(t, "t1", transfer.Demographics{MemberID: "M1", BirthDate: "1985-04-12"}, activeConsent)
+	p, err := f.acts.PrepareExport(ctx, PrepareInput{TransferID: "t1", MemberID: "M1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := SendInput{TransferID: "t1", PartnerID: "sandbox", ManifestSHA256: p.Export.ManifestSHA256, SignatureSHA256: p.SignatureSHA256, Files: p.Export.Files}
+	for _, tc := range []struct {
+		name    string
+		partner string
+		fail    *sandbox.Failure
+		want    string
+		delayAt time.Duration // minimum NextRetryDelay
+	}{
+		{"unknown partner", "nobody", nil, ErrTypeUnknownPartner, 0},
+		{"partner rejects", "sandbox", &sandbox.Failure{Status: 422}, ErrTypePartnerRejected, 0},
+		{"partner down", "sandbox", &sandbox.Failure{Status: 503}, ErrTypeDownstream, 0},
+		{"partner throttles", "sandbox", &sandbox.Failure{Status: 429, RetryAfter: "120"}, ErrTypeDownstream, 120 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.fail != nil {
+				f.partner.FailNext(1, *tc.fail)
+			}
+			in := in
+			in.PartnerID = tc.partner
+			_, err := f.acts.SendExport(ctx, in)
+			var ae *temporal.ApplicationError
+			if !errors.As(err, &ae) || ae.Type() != tc.want {
+				t.Fatalf("error %v, want application error of type %s", err, tc.want)
+			}
+			if tc.delayAt > 0 && ae.NextRetryDelay() < tc.delayAt {
+				t.Errorf("next retry in %v, want at least the partner's Retry-After %v", ae.NextRetryDelay(), tc.delayAt)
+			}
+			retryable := true
+			for _, nr := range Policies[NameSendExport].Retry.NonRetryableErrorTypes {
+				if nr == ae.Type() {
+					retryable = false
+				}
+			}
+			if wantRetry := tc.want == ErrTypeDownstream; retryable != wantRetry {
+				t.Errorf("%s retryable=%v under the policy table, want %v", ae.Type(), retryable, wantRetry)
+			}
+		})
+	}
+}
+
+func TestRetryDelayHasJitterAndCap(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for range 20 {
+		d := retryDelay(context.Background(), NameSendExport, 0)
+		p := Policies[NameSendExport].Retry
+		if d < time.Duration(0.8*float64(p.InitialInterval)) || d > time.Duration(1.2*float64(p.InitialInterval)) {
+			t.Fatalf("first retry in %v, want within ±20%% of %v", d, p.InitialInterval)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 2 {
+		t.Error("retry delays are all equal: no jitter")
+	}
+	if d := retryDelay(context.Background(), NameSendExport, 3*time.Hour); d != 3*time.Hour {
+		t.Errorf("Retry-After 3h gave %v", d)
+	}
+}
+
+func TestEveryActivityHasAPolicy(t *testing.T) {
+	for _, name := range []string{NameRecordState, NameResolveIdentity, NameCheckConsent, NamePrepareExport, NameSendExport, NameWithdrawExport} {
+		p, ok := Policies[name]
+		if !ok || p.StartToClose == 0 || p.ScheduleToClose == 0 || p.Retry.InitialInterval == 0 || p.Retry.MaximumInterval == 0 {
+			t.Errorf("%s: incomplete policy %+v", name, p)
+		}
+		if p.Compensation != "" {
+			if _, ok := Policies[p.Compensation]; !ok {
+				t.Errorf("%s: compensation %s has no policy", name, p.Compensation)
+			}
+		}
+	}
+}
