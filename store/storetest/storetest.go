@@ -616,7 +616,7 @@ func testPendingIdempotency(t *testing.T, s store.Store) {
 	}{
 		{base.Add(time.Hour), 10, []string{"key-p0", "key-p2", "key-p3"}},
 		{base.Add(3 * time.Minute), 10, []string{"key-p0", "key-p2"}}, // strictly before
-		{base.Add(time.Hour), 1, []string{"key-p0"}},                   // oldest first
+		{base.Add(time.Hour), 1, []string{"key-p0"}},                  // oldest first
 		{base, 10, nil},
 	}
 	for _, tc := range tests {

@@ -105,9 +105,8 @@ func CheckMembers(ms []member.Record) error {
 	return nil
 }
 
-// DedupeMembers keeps the last record of each id, in first-seen order:
-// one statement may not touch a row twice in Postgres, and the contract
-// says the last one wins.
+// DedupeMembers keeps the last record of each id, where it occurs: one
+// statement may not touch a row twice in Postgres, and the last one wins.
 func DedupeMembers(ms []member.Record) []member.Record {
 	last := make(map[string]int, len(ms))
 	for i, m := range ms {

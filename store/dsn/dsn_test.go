@@ -1,0 +1,106 @@
+package dsn
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/store/postgres"
+	"github.com/p2p-payer/p2p/store/sqlite"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		dsn, kind, target string
+		wantErr           bool
+	}{
+		{"postgres://u@db:5432/p2p?sslmode=disable", Postgres, "postgres://u@db:5432/p2p?sslmode=disable", false},
+		{"postgresql://u@db/p2p", Postgres, "postgresql://u@db/p2p", false},
+		{"POSTGRES://u@db/p2p", Postgres, "POSTGRES://u@db/p2p", false},
+		{"./.p2p/p2p.db", SQLite, "./.p2p/p2p.db", false},
+		{"/var/lib/p2p.db", SQLite, "/var/lib/p2p.db", false},
+		{"sqlite:p2p.db", SQLite, "p2p.db", false},
+		{"sqlite:///var/lib/p2p.db", SQLite, "/var/lib/p2p.db", false},
+		{"sqlite://p2p.db", SQLite, "p2p.db", false},
+		{"sqlite::memory:", SQLite, ":memory:", false},
+		{"  p2p.db ", SQLite, "p2p.db", false},
+		{"", "", "", true},
+		{"sqlite:", "", "", true},
+	}
+	for _, tc := range tests {
+		kind, target, err := Parse(tc.dsn)
+		if (err != nil) != tc.wantErr || kind != tc.kind || target != tc.target {
+			t.Errorf("Parse(%q) = %q, %q, %v; want %q, %q, error %v", tc.dsn, kind, target, err, tc.kind, tc.target, tc.wantErr)
+		}
+	}
+}
+
+func TestOpenSQLite(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p2p.db")
+	if err := Migrate(ctx, "sqlite:"+path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok := s.(*sqlite.Store); !ok {
+		t.Fatalf("Open(%q) is a %T, want *sqlite.Store", path, s)
+	}
+	if err := s.UpsertMembers(ctx, []member.Record{{ID: "m1", Family: "F", BirthDate: "1990-01-01"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenPostgres migrates and opens a schema of its own in the database
+// of P2P_TEST_DATABASE_URL, when it is set.
+func TestOpenPostgres(t *testing.T) {
+	base := os.Getenv("P2P_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("P2P_TEST_DATABASE_URL is not set: skipping the Postgres DSN test")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("P2P_TEST_DATABASE_URL is set but Postgres is unreachable: %v", err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "p2ptest_dsn_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", "-csearch_path="+schema)
+	u.RawQuery = q.Encode()
+
+	if err := Migrate(ctx, u.String()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	s, err := Open(ctx, u.String())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if _, ok := s.(*postgres.Store); !ok {
+		t.Fatalf("Open is a %T, want *postgres.Store", s)
+	}
+	if err := s.UpsertMembers(ctx, []member.Record{{ID: "m1", Family: "F", BirthDate: "1990-01-01"}}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,362 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/internal/storeutil"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+const idemColumns = "client_id, idempotency_key, fingerprint, transfer_id, status, response_status, response_body, created_at"
+
+func scanIdem(r pgx.Row) (store.IdempotencyRecord, error) {
+	var rec store.IdempotencyRecord
+	err := r.Scan(&rec.ClientID, &rec.Key, &rec.Fingerprint, &rec.TransferID, &rec.Status,
+		&rec.ResponseStatus, &rec.ResponseBody, &rec.CreatedAt)
+	if rec.Status == store.IdempotencyComplete && rec.ResponseBody == nil {
+		rec.ResponseBody = []byte{} // an empty body replays as empty, not absent
+	}
+	rec.CreatedAt = rec.CreatedAt.UTC()
+	return rec, err
+}
+
+func getIdem(ctx context.Context, q dbtx, clientID, key string) (store.IdempotencyRecord, error) {
+	return scanIdem(q.QueryRow(ctx,
+		"SELECT "+idemColumns+" FROM idempotency_keys WHERE client_id = $1 AND idempotency_key = $2", clientID, key))
+}
+
+// transferParts are the jsonb columns of a projection; nil is NULL.
+type transferParts struct{ identity, consent, export, error []byte }
+
+func marshalParts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) (p transferParts, err error) {
+	if p.identity, err = storeutil.MarshalPart(identity); err != nil {
+		return p, err
+	}
+	if p.consent, err = storeutil.MarshalPart(consent); err != nil {
+		return p, err
+	}
+	if p.export, err = storeutil.MarshalPart(export); err != nil {
+		return p, err
+	}
+	p.error, err = storeutil.MarshalPart(e)
+	return p, err
+}
+
+// CreateTransfer claims (ClientID, IdempotencyKey) and, if it was free,
+// creates the transfer, its request and its first event in the same
+// transaction; otherwise it returns the existing record, Created false.
+//
+// A concurrent claim of the same key waits on the unique index until the
+// first transaction ends, then finds the key taken (or free again, if the
+// first rolled back).
+func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
+	nt, err := storeutil.PrepareNew(nt)
+	if err != nil {
+		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: %w", err)
+	}
+	tr, ev := nt.Transfer, nt.Event
+	req, err := json.Marshal(nt.Request)
+	if err != nil {
+		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: request: %w", err)
+	}
+	parts, err := marshalParts(tr.Identity, tr.Consent, tr.Export, tr.Error)
+	if err != nil {
+		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: %w", err)
+	}
+	detail, err := storeutil.MarshalDetail(ev.Detail)
+	if err != nil {
+		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: event detail: %w", err)
+	}
+	var res store.CreateResult
+	err = s.write(ctx, "create transfer", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys
+			(client_id, idempotency_key, fingerprint, transfer_id, status, created_at)
+			VALUES ($1, $2, $3, $4, 'pending', $5)
+			ON CONFLICT (client_id, idempotency_key) DO NOTHING`,
+			nt.ClientID, nt.IdempotencyKey, nt.Fingerprint, tr.ID, tr.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			res.Record, err = getIdem(ctx, tx, nt.ClientID, nt.IdempotencyKey)
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO transfers
+			(id, client_id, partner_id, correlation_id, state, created_at, updated_at, identity, consent, export, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			tr.ID, tr.ClientID, tr.PartnerID, tr.CorrelationID, string(tr.State), tr.CreatedAt, tr.UpdatedAt,
+			parts.identity, parts.consent, parts.export, parts.error); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO transfer_requests (transfer_id, request) VALUES ($1, $2)", tr.ID, req); err != nil {
+			return err
+		}
+		if _, err := insertEvent(ctx, tx, tr.ID, ev, detail); err != nil {
+			return err
+		}
+		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
+			ClientID: nt.ClientID, Key: nt.IdempotencyKey, Fingerprint: nt.Fingerprint, TransferID: tr.ID,
+			Status: store.IdempotencyPending, CreatedAt: tr.CreatedAt,
+		}}
+		return nil
+	})
+	return res, err
+}
+
+// insertEvent appends ev with its Seq unless its key is already recorded,
+// and reports whether it did.
+func insertEvent(ctx context.Context, tx pgx.Tx, transferID string, ev transfer.Event, detail []byte) (bool, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO timeline_events
+		(transfer_id, seq, event_key, occurred_at, state, actor, event_type, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (transfer_id, event_key) DO NOTHING`,
+		transferID, ev.Seq, ev.Key, ev.At, string(ev.State), ev.Actor, ev.Type, detail)
+	return tag.RowsAffected() == 1, err
+}
+
+// CompleteIdempotency stores the response of a pending record; the first
+// response stored wins and is returned to every caller. A concurrent
+// completion waits on the row lock, then finds it no longer pending.
+func (s *Store) CompleteIdempotency(ctx context.Context, clientID, key string, status int, body []byte) (store.IdempotencyRecord, error) {
+	if body == nil {
+		body = []byte{}
+	}
+	var rec store.IdempotencyRecord
+	err := s.write(ctx, "complete idempotency", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE idempotency_keys
+			SET status = 'complete', response_status = $3, response_body = $4
+			WHERE client_id = $1 AND idempotency_key = $2 AND status = 'pending'`,
+			clientID, key, status, body); err != nil {
+			return err
+		}
+		var err error
+		rec, err = getIdem(ctx, tx, clientID, key)
+		return err
+	})
+	return rec, err
+}
+
+// GetIdempotency returns the record of (clientID, key), or
+// store.ErrNotFound.
+func (s *Store) GetIdempotency(ctx context.Context, clientID, key string) (store.IdempotencyRecord, error) {
+	rec, err := getIdem(ctx, s.pool, clientID, key)
+	return rec, wrap("get idempotency", err)
+}
+
+// PendingIdempotency returns pending records created before olderThan,
+// oldest first. A limit of zero or less means 100.
+func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]store.IdempotencyRecord, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.pool.Query(ctx, "SELECT "+idemColumns+` FROM idempotency_keys
+		WHERE status = 'pending' AND created_at < $1
+		ORDER BY created_at, client_id, idempotency_key LIMIT $2`, storeutil.Time(olderThan), limit)
+	if err != nil {
+		return nil, wrap("pending idempotency", err)
+	}
+	defer rows.Close()
+	var out []store.IdempotencyRecord
+	for rows.Next() {
+		rec, err := scanIdem(rows)
+		if err != nil {
+			return nil, wrap("pending idempotency", err)
+		}
+		out = append(out, rec)
+	}
+	return out, wrap("pending idempotency", rows.Err())
+}
+
+const transferColumns = "id, client_id, partner_id, correlation_id, state, created_at, updated_at, identity, consent, export, error"
+
+func scanTransfer(r pgx.Row) (transfer.Transfer, error) {
+	var tr transfer.Transfer
+	var p transferParts
+	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.CorrelationID, &tr.State, &tr.CreatedAt, &tr.UpdatedAt,
+		&p.identity, &p.consent, &p.export, &p.error)
+	if err != nil {
+		return tr, err
+	}
+	tr.CreatedAt, tr.UpdatedAt = tr.CreatedAt.UTC(), tr.UpdatedAt.UTC()
+	if tr.Identity, err = storeutil.UnmarshalPart[transfer.IdentityOutcome](p.identity); err != nil {
+		return tr, fmt.Errorf("identity: %w", err)
+	}
+	if tr.Consent, err = storeutil.UnmarshalPart[transfer.ConsentOutcome](p.consent); err != nil {
+		return tr, fmt.Errorf("consent: %w", err)
+	}
+	if tr.Export, err = storeutil.UnmarshalPart[transfer.ExportInfo](p.export); err != nil {
+		return tr, fmt.Errorf("export: %w", err)
+	}
+	if tr.Error, err = storeutil.UnmarshalPart[transfer.ErrorInfo](p.error); err != nil {
+		return tr, fmt.Errorf("error: %w", err)
+	}
+	return tr, nil
+}
+
+// GetTransfer returns the transfer projection, or store.ErrNotFound.
+func (s *Store) GetTransfer(ctx context.Context, id string) (transfer.Transfer, error) {
+	tr, err := scanTransfer(s.pool.QueryRow(ctx, "SELECT "+transferColumns+" FROM transfers WHERE id = $1", id))
+	return tr, wrap("get transfer", err)
+}
+
+// GetTransferRequest returns what the client sent, or store.ErrNotFound.
+func (s *Store) GetTransferRequest(ctx context.Context, id string) (transfer.Request, error) {
+	var raw []byte
+	var req transfer.Request
+	if err := s.pool.QueryRow(ctx, "SELECT request FROM transfer_requests WHERE transfer_id = $1", id).Scan(&raw); err != nil {
+		return req, wrap("get transfer request", err)
+	}
+	if err := json.Unmarshal(raw, &req); err != nil {
+		// json's errors quote no input values, only types and offsets.
+		return req, fmt.Errorf("postgres: get transfer request: %w", err)
+	}
+	return req, nil
+}
+
+// ListTransfers returns transfers newest first (created_at, then id, both
+// descending), filtered by state and partner, one page at a time.
+func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.TransferPage, error) {
+	limit := storeutil.Limit(f)
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.State != "" {
+		where = append(where, "state = "+arg(string(f.State)))
+	}
+	if f.PartnerID != "" {
+		where = append(where, "partner_id = "+arg(f.PartnerID))
+	}
+	if f.Cursor != "" {
+		c, err := storeutil.DecodeCursor(f.Cursor)
+		if err != nil {
+			return store.TransferPage{}, err
+		}
+		where = append(where, "(created_at, id) < ("+arg(c.CreatedAt)+", "+arg(c.ID)+")")
+	}
+	q := "SELECT " + transferColumns + " FROM transfers"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	// One row more than the page tells whether another page follows.
+	q += " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit+1)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return store.TransferPage{}, wrap("list transfers", err)
+	}
+	defer rows.Close()
+	var page store.TransferPage
+	for rows.Next() {
+		tr, err := scanTransfer(rows)
+		if err != nil {
+			return store.TransferPage{}, wrap("list transfers", err)
+		}
+		page.Items = append(page.Items, tr)
+	}
+	if err := rows.Err(); err != nil {
+		return store.TransferPage{}, wrap("list transfers", err)
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		last := page.Items[limit-1]
+		page.NextCursor = storeutil.EncodeCursor(storeutil.Cursor{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	return page, nil
+}
+
+// ApplyChange appends the change's event with the next seq and updates
+// the non-nil parts of the projection, in one transaction; a key already
+// recorded changes nothing and returns false.
+func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Change) (bool, error) {
+	ch, err := storeutil.PrepareChange(ch)
+	if err != nil {
+		return false, fmt.Errorf("postgres: apply change: %w", err)
+	}
+	parts, err := marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error)
+	if err != nil {
+		return false, fmt.Errorf("postgres: apply change: %w", err)
+	}
+	detail, err := storeutil.MarshalDetail(ch.Event.Detail)
+	if err != nil {
+		return false, fmt.Errorf("postgres: apply change: event detail: %w", err)
+	}
+	var state any
+	if ch.State != "" {
+		state = string(ch.State)
+	}
+	applied := false
+	err = s.write(ctx, "apply change", func(tx pgx.Tx) error {
+		// The transfer's row lock serializes its changes. max(seq) is read
+		// in a statement of its own, after the lock: in READ COMMITTED a
+		// new statement sees what the previous holder committed.
+		var one int
+		if err := tx.QueryRow(ctx, "SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE", transferID).Scan(&one); err != nil {
+			return err // no row: store.ErrNotFound
+		}
+		ev := ch.Event
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) + 1 FROM timeline_events WHERE transfer_id = $1",
+			transferID).Scan(&ev.Seq); err != nil {
+			return err
+		}
+		ok, err := insertEvent(ctx, tx, transferID, ev, detail)
+		if err != nil || !ok {
+			return err // !ok: recorded before, a retry
+		}
+		if _, err := tx.Exec(ctx, `UPDATE transfers SET
+			updated_at = $2,
+			state = coalesce($3, state),
+			identity = coalesce($4::jsonb, identity),
+			consent = coalesce($5::jsonb, consent),
+			export = coalesce($6::jsonb, export),
+			error = coalesce($7::jsonb, error)
+			WHERE id = $1`,
+			transferID, ev.At, state, parts.identity, parts.consent, parts.export, parts.error); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	return applied, err
+}
+
+// Timeline returns the transfer's events in seq order, or
+// store.ErrNotFound.
+func (s *Store) Timeline(ctx context.Context, transferID string) ([]transfer.Event, error) {
+	rows, err := s.pool.Query(ctx, `SELECT seq, event_key, occurred_at, state, actor, event_type, detail
+		FROM timeline_events WHERE transfer_id = $1 ORDER BY seq`, transferID)
+	if err != nil {
+		return nil, wrap("timeline", err)
+	}
+	defer rows.Close()
+	var out []transfer.Event
+	for rows.Next() {
+		var ev transfer.Event
+		var detail []byte
+		if err := rows.Scan(&ev.Seq, &ev.Key, &ev.At, &ev.State, &ev.Actor, &ev.Type, &detail); err != nil {
+			return nil, wrap("timeline", err)
+		}
+		ev.At = ev.At.UTC()
+		if ev.Detail, err = storeutil.UnmarshalDetail(detail); err != nil {
+			return nil, wrap("timeline", err)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("timeline", err)
+	}
+	if len(out) == 0 {
+		// Every transfer has its first event, so none means no transfer.
+		return nil, store.ErrNotFound
+	}
+	return out, nil
+}
