@@ -22,9 +22,6 @@ import (
 // (Postgres would round, which no caller expects).
 func Time(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// Now is the current time as the stores keep it.
-func Now() time.Time { return Time(time.Now()) }
-
 // EventKey is the idempotency key of ev: its Key, or for a state event
 // without one, transfer.StateKey of its state.
 func EventKey(ev transfer.Event) (string, error) {
