@@ -21,6 +21,10 @@ type Decision struct {
 	Score      float64            // the best candidate's score; Rationale.Fields add up to it
 	Rationale  transfer.Rationale // Rule, Summary, Fields, RunnerUp
 	Candidates []string           // for review: the member ids a person must choose from, best first
+	// Duplicates are, for a match, other records of the index that look like
+	// the same person as MemberID (an index with duplicates), best first.
+	// They are set aside when judging ambiguity; deduplication links them.
+	Duplicates []string
 }
 
 // Rules that decide, as they appear in Rationale.Rule.

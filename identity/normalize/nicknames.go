@@ -117,3 +117,27 @@ func Nicknames(a, b string) bool {
 // NicknameGroups is the number of nickname groups built in (for tests and
 // documentation).
 func NicknameGroups() int { return len(nicknameGroups) }
+
+// CanonicalGiven is the full name that heads g's largest nickname group
+// (bill → william, will → william), or "" when g is in none. Blocking uses
+// it so that a nickname and its full name usually share a key.
+func CanonicalGiven(g string) string {
+	return canonical[g]
+}
+
+var canonical = func() map[string]string {
+	m := make(map[string]string, len(nicknames))
+	for n, gs := range nicknames {
+		best, size := "", 0
+		for _, gi := range gs {
+			f := strings.Fields(nicknameGroups[gi])
+			if f[0] == n { // a full name stands for itself
+				best, size = n, 1<<30
+			} else if len(f) > size {
+				best, size = f[0], len(f)
+			}
+		}
+		m[n] = best
+	}
+	return m
+}()

@@ -1,0 +1,323 @@
+package identity
+
+import (
+	"strings"
+
+	"github.com/p2p-payer/p2p/identity/normalize"
+	"github.com/p2p-payer/p2p/identity/strsim"
+)
+
+// probe is one side of a comparison in normalised form: a query, or a
+// member being added.
+type probe struct {
+	given, family               string // normalised, tokens joined by spaces
+	givenCompact, familyCompact string
+	givenFirst                  string // first token of the given name
+	street, city, state, postal string
+	streetNumber, streetName    string
+	dob                         normalize.Date
+	phone                       uint64
+	sex, suffix                 byte
+}
+
+var suffixCodes = map[string]byte{"jr": 1, "sr": 2, "ii": 3, "iii": 4, "iv": 5}
+
+func newProbe(given, family, dob, sex, street, city, state, postal, phone string) probe {
+	var p probe
+	var sg, sf string
+	p.given, sg = normalize.NameSuffix(given)
+	p.family, sf = normalize.NameSuffix(family)
+	if sf == "" {
+		sf = sg
+	}
+	p.suffix = suffixCodes[sf]
+	p.fillNames()
+	p.dob = normalize.BirthDate(dob)
+	if s := normalize.Sex(sex); s != "" {
+		p.sex = s[0]
+	}
+	p.street = normalize.Street(street)
+	p.streetNumber, p.streetName, _ = splitStreet(p.street)
+	p.city = normalize.Fold(city)
+	p.state = normalize.State(state)
+	p.postal = normalize.PostalCode(postal)
+	if ph := normalize.Phone(phone); ph != "" {
+		for i := 0; i < len(ph); i++ {
+			p.phone = p.phone*10 + uint64(ph[i]-'0')
+		}
+	}
+	return p
+}
+
+func (p *probe) fillNames() {
+	p.givenCompact = normalize.Compact(p.given)
+	p.familyCompact = normalize.Compact(p.family)
+	p.givenFirst = p.given
+	if i := strings.IndexByte(p.given, ' '); i > 0 {
+		p.givenFirst = p.given[:i]
+	}
+}
+
+// Comparison fields, in the order of a comparison vector.
+const (
+	fMemberID = iota
+	fGiven
+	fFamily
+	fBirthDate
+	fSex
+	fStreet
+	fLocality
+	fPhone
+	numFields
+)
+
+var fieldNames = [numFields]string{FieldMemberID, FieldGiven, FieldFamily, FieldBirthDate, FieldSex, FieldStreet, FieldLocality, FieldPhone}
+
+// Comparison levels, shared by all fields (each field uses a subset).
+const (
+	lMissing = iota
+	lExact
+	lNickname
+	lClose
+	lTransposed
+	lInitial
+	lPartial
+	lFuzzy
+	lSwapped
+	lDifferent
+	numLevels
+)
+
+var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent}
+
+// gamma is a comparison vector: one level per field.
+type gamma [numFields]uint8
+
+// pack is gamma as one number (4 bits a field), for counting patterns.
+func (g gamma) pack() uint32 {
+	var v uint32
+	for i, l := range g {
+		v |= uint32(l) << (4 * i)
+	}
+	return v
+}
+
+func unpack(v uint32) gamma {
+	var g gamma
+	for i := range g {
+		g[i] = uint8(v >> (4 * i) & 0xf)
+	}
+	return g
+}
+
+// side is a member as the comparison functions see it.
+type side struct {
+	id                          string
+	given, family               string
+	street, city, state, postal string
+	dob                         normalize.Date
+	phone                       uint64
+	sex, suffix                 byte
+}
+
+func (ix *Index) side(row int32) side {
+	r := &ix.recs[row]
+	return side{
+		id: ix.ids[row], given: ix.strs[r.given], family: ix.strs[r.family],
+		street: ix.strs[r.street], city: ix.strs[r.city], state: ix.strs[r.state], postal: ix.strs[r.postal],
+		dob: r.dob, phone: r.phone, sex: r.sex, suffix: r.suffix,
+	}
+}
+
+// compare computes the comparison vector of query q (with member id qid)
+// against member c.
+func compare(q *probe, qid string, c *side) gamma {
+	var g gamma
+	switch {
+	case qid == "" || c.id == "":
+		g[fMemberID] = lMissing
+	case qid == c.id:
+		g[fMemberID] = lExact
+	case strsim.OSA(qid, c.id, 1) <= 1:
+		g[fMemberID] = lClose
+	default:
+		g[fMemberID] = lDifferent
+	}
+	cGivenC, cFamilyC := normalize.Compact(c.given), normalize.Compact(c.family)
+	g[fGiven] = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, cGivenC)
+	g[fFamily] = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
+	switch {
+	case g[fGiven] != lDifferent && g[fFamily] != lDifferent:
+	case q.givenCompact != "" && q.familyCompact != "" && similar(q.givenCompact, cFamilyC) && similar(q.familyCompact, cGivenC):
+		// Given and family swapped ("Hall Isla" for "Isla Hall").
+		g[fGiven], g[fFamily] = lSwapped, lSwapped
+	case g[fFamily] == lMissing && q.familyCompact == "" && q.givenCompact == cFamilyC:
+		// A lone name keyed into the wrong field.
+		g[fGiven] = lSwapped
+	}
+	g[fBirthDate] = compareDate(q.dob, c.dob)
+	switch {
+	case q.sex == 0 || c.sex == 0:
+		g[fSex] = lMissing
+	case q.sex == c.sex:
+		g[fSex] = lExact
+	default:
+		g[fSex] = lDifferent
+	}
+	g[fStreet] = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
+	g[fLocality] = compareLocality(q, c)
+	switch {
+	case q.phone == 0 || c.phone == 0:
+		g[fPhone] = lMissing
+	case q.phone == c.phone:
+		g[fPhone] = lExact
+	case q.phone%10000000 == c.phone%10000000 || phoneOneDigit(q.phone, c.phone):
+		g[fPhone] = lClose
+	default:
+		g[fPhone] = lDifferent
+	}
+	return g
+}
+
+// similar reports whether two names are equal or within the close level.
+func similar(a, b string) bool {
+	return a == b || (a != "" && b != "" && strsim.JaroWinkler(a, b) >= 0.92)
+}
+
+func compareGiven(q, qc, qFirst, c, cc string) uint8 {
+	if qc == "" || cc == "" {
+		return lMissing
+	}
+	if qc == cc {
+		return lExact
+	}
+	cFirst := c
+	if i := strings.IndexByte(c, ' '); i > 0 {
+		cFirst = c[:i]
+	}
+	if qFirst == cFirst && len(qFirst) > 1 {
+		return lClose // same first name, middle name differs or is missing
+	}
+	if normalize.Nicknames(qFirst, cFirst) {
+		return lNickname
+	}
+	jw := strsim.JaroWinkler(qc, cc)
+	if jw >= 0.92 || (len(qc) > 3 && strsim.OSA(qc, cc, 1) <= 1) {
+		return lClose
+	}
+	if (len(qFirst) == 1 || len(cFirst) == 1) && qFirst[0] == cFirst[0] {
+		return lInitial
+	}
+	if jw >= 0.80 {
+		return lFuzzy
+	}
+	return lDifferent
+}
+
+func compareFamily(q, qc, c, cc string) uint8 {
+	if qc == "" || cc == "" {
+		return lMissing
+	}
+	if qc == cc {
+		return lExact
+	}
+	jw := strsim.JaroWinkler(qc, cc)
+	if jw >= 0.92 || (len(qc) > 3 && strsim.OSA(qc, cc, 1) <= 1) {
+		return lClose
+	}
+	// Double-barrelled and married names: one name is a part of the other.
+	if strings.IndexByte(q, ' ') > 0 || strings.IndexByte(c, ' ') > 0 {
+		for _, a := range strings.Fields(q) {
+			for _, b := range strings.Fields(c) {
+				if a == b && len(a) > 1 {
+					return lPartial
+				}
+			}
+		}
+	}
+	if jw >= 0.80 {
+		return lFuzzy
+	}
+	return lDifferent
+}
+
+func compareDate(q, c normalize.Date) uint8 {
+	switch {
+	case q == 0 || c == 0:
+		return lMissing
+	case q == c:
+		return lExact
+	case normalize.Transposed(q, c):
+		return lTransposed
+	}
+	switch normalize.DigitEdits(q, c) {
+	case 1:
+		return lClose
+	case 2:
+		return lFuzzy
+	}
+	if q.Year() == c.Year() && (q.Month() == c.Month() || q.Day() == c.Day()) {
+		return lFuzzy
+	}
+	return lDifferent
+}
+
+func compareStreet(q, qNum, qName, c string) uint8 {
+	if q == "" || c == "" {
+		return lMissing
+	}
+	if q == c {
+		return lExact
+	}
+	cNum, cName, _ := normalize.StreetParts(c)
+	if qNum == cNum && qName == cName {
+		return lExact // only the unit differs
+	}
+	jw := strsim.JaroWinkler(q, c)
+	if jw >= 0.92 || (qNum == cNum && strsim.JaroWinkler(qName, cName) >= 0.85) {
+		return lClose
+	}
+	if qName != "" && qName == cName || jw >= 0.80 {
+		return lPartial
+	}
+	return lDifferent
+}
+
+func compareLocality(q *probe, c *side) uint8 {
+	postal := q.postal != "" && c.postal != ""
+	city := q.city != "" && c.city != ""
+	if !postal && !city {
+		if q.state != "" && c.state != "" && q.state != c.state {
+			return lDifferent
+		}
+		return lMissing
+	}
+	postalEq := postal && q.postal == c.postal
+	cityEq := city && (q.city == c.city || strsim.JaroWinkler(q.city, c.city) >= 0.90)
+	switch {
+	case postalEq && (cityEq || !city):
+		return lExact
+	case postalEq:
+		return lPartial // postal code agrees, city does not
+	case cityEq && !postal:
+		return lClose // only the city to go by, and it agrees
+	case cityEq:
+		return lFuzzy // city agrees, postal code does not
+	case postal && len(q.postal) == len(c.postal) && len(q.postal) >= 4 && strsim.OSA(q.postal, c.postal, 1) <= 1:
+		return lInitial // a one-digit slip in the postal code
+	}
+	return lDifferent
+}
+
+// phoneOneDigit reports whether two phone numbers differ in one digit or by
+// one adjacent swap.
+func phoneOneDigit(a, b uint64) bool {
+	var da, db [10]byte
+	for i := 9; i >= 0; i-- {
+		da[i], db[i] = byte(a%10), byte(b%10)
+		a, b = a/10, b/10
+	}
+	return strsim.OSA(string(da[:]), string(db[:]), 1) <= 1
+}
+
+func splitStreet(s string) (number, name, unit string) { return normalize.StreetParts(s) }

@@ -1,0 +1,46 @@
+package identity
+
+// Config holds the decision thresholds and blocking limits. Scores are
+// posterior log2-odds that the candidate is the member sought: the prior
+// odds for one member of an index of N (about 1 in N) plus every field's
+// match weight. A score of 10 is odds of 1024 to 1.
+type Config struct {
+	// MatchThreshold is the score at or above which the best candidate is
+	// matched automatically, if it also clears Margin and no identity-critical
+	// field (given name, birth date) disagrees outright.
+	MatchThreshold float64
+	// ReviewThreshold is the score at or above which a candidate that is not
+	// matched goes to manual review; below it the query has no match.
+	ReviewThreshold float64
+	// Margin is how many points the best candidate must beat the runner-up
+	// (a different person) by to be matched automatically.
+	Margin float64
+	// MaxBlock is the largest block scanned; larger blocks (a very common
+	// birth date or name) are too unselective and are skipped, other keys
+	// still find the member.
+	MaxBlock int
+	// MaxReview caps the candidates listed for review.
+	MaxReview int
+	// RelativesVeto is the share of members living with a relative in the
+	// index (Model.Relatives) from which a given name or birth date that
+	// disagrees outright blocks an automatic match. Set it to 0 to veto
+	// always. Below it (indexes without households) a record whose given
+	// name or birth date was keyed wrongly can still be matched on the rest.
+	RelativesVeto float64
+	// TermFrequency adjusts exact name agreement for how common the name is
+	// in the index (Smith counts less than Okonkwo).
+	TermFrequency bool
+}
+
+// DefaultConfig is the tested default configuration.
+func DefaultConfig() Config {
+	return Config{
+		MatchThreshold:  8,
+		ReviewThreshold: -6,
+		Margin:          6,
+		MaxBlock:        2000,
+		MaxReview:       5,
+		RelativesVeto:   0.01,
+		TermFrequency:   true,
+	}
+}

@@ -1,0 +1,108 @@
+package identity
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/p2p-payer/p2p/identity/internal/evaldata"
+)
+
+func TestDebugFEBRL(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	idx, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
+	qs, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
+	ix := NewIndex(records(idx), DefaultConfig())
+	m := ix.model
+	for f := 0; f < numFields; f++ {
+		s := fieldNames[f] + ":"
+		for l := 1; l < numLevels; l++ {
+			if m.M[f][l] > 0 {
+				s += fmt.Sprintf(" %s=%.2f(u%.5f)", levelNames[l], m.Weight(f, l), m.U[f][l])
+			}
+		}
+		t.Log(s)
+	}
+	truth := map[string]int32{}
+	for i, l := range idx {
+		truth[l.Entity] = int32(i)
+	}
+	pat := map[string]int{}
+	for _, q := range qs {
+		d := ix.Match(demographics(q, false))
+		row := truth[q.Entity]
+		if d.Outcome == OutcomeMatch && d.MemberID == ix.ids[row] {
+			continue
+		}
+		p := newProbe(q.Record.Given, q.Record.Family, q.Record.BirthDate, "", q.Record.Street, q.Record.City, q.Record.State, q.Record.PostalCode, "")
+		c := ix.side(row)
+		g := compare(&p, "", &c)
+		k := d.Outcome + " "
+		for f := 1; f < numFields; f++ {
+			k += levelName(f, g[f]) + ","
+		}
+		k += fmt.Sprintf(" best=%v", d.MemberID == ix.ids[row])
+		pat[k]++
+	}
+	type kv struct {
+		k string
+		n int
+	}
+	var l []kv
+	for k, n := range pat {
+		l = append(l, kv{k, n})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].n > l[j].n })
+	for _, x := range l[:min(40, len(l))] {
+		t.Log(x.n, x.k)
+	}
+}
+
+func TestDebugFake(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	fake, _ := evaldata.ReadFake1000(filepath.Join(dataDir, "fake_1000.csv"))
+	cfg := DefaultConfig()
+	cfg.MatchThreshold, cfg.Margin = 0, 2
+	ix := NewIndex(records(fake), cfg)
+	t.Log("relatives", ix.model.Relatives)
+	for i := 0; i < 60; i++ {
+		d := ix.matchExcluding(demographics(fake[i], false), fake[i].Record.ID)
+		ru := 0.0
+		if d.Rationale.RunnerUp != nil {
+			ru = d.Rationale.RunnerUp.Score
+		}
+		t.Logf("%v -> %s %s %.1f ru %.1f %s %v", fake[i].Record, d.Outcome, d.MemberID, d.Score, ru, d.Rationale.Summary, d.Rationale.Fields)
+	}
+}
+
+func TestDebugSweep(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	fake, _ := evaldata.ReadFake1000(filepath.Join(dataDir, "fake_1000.csv"))
+	idx, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
+	qs, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
+	f1, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl1.csv"), false)
+	for _, th := range []float64{8, 4, 0} {
+		for _, mg := range []float64{6, 3} {
+			cfg := DefaultConfig()
+			cfg.MatchThreshold, cfg.Margin = th, mg
+			t.Logf("th %v margin %v", th, mg)
+			ixf := NewIndex(records(fake), cfg)
+			ixf.SetModel(ixf.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
+			t.Log(evalDedup("fake", ixf, fake))
+			ix1 := NewIndex(records(f1), cfg)
+			ix1.SetModel(ix1.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
+			t.Log(evalDedup("febrl1", ix1, f1))
+			ix4 := NewIndex(records(idx), cfg)
+			ix4.SetModel(ix4.Train(queriesOf(qs, false), TrainOptions{}))
+			t.Log(evalLink("febrl4 blank", ix4, idx, qs, false))
+		}
+	}
+}

@@ -1,0 +1,263 @@
+package identity
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// scored is one candidate with its comparison vector and score.
+type scored struct {
+	row   int32
+	g     gamma
+	score float64
+}
+
+// scratch is the per-call working memory of Match, pooled.
+type scratch struct {
+	rows   []int32
+	scored []scored
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{rows: make([]int32, 0, 256), scored: make([]scored, 0, 256)} }}
+
+// Match finds the member q describes: the member-id rule first, then the
+// probabilistic score over the blocked candidates, then the decision bands
+// of the index's Config.
+func (ix *Index) Match(q transfer.Demographics) Decision {
+	p := newProbe(q.Given, q.Family, q.BirthDate, q.Sex, q.Address.Street, q.Address.City, q.Address.State, q.Address.PostalCode, q.Phone)
+	return ix.match(&p, strings.TrimSpace(q.MemberID), "")
+}
+
+// matchExcluding is Match that ignores the member with id exclude: it
+// deduplicates an index against itself.
+func (ix *Index) matchExcluding(q transfer.Demographics, exclude string) Decision {
+	p := newProbe(q.Given, q.Family, q.BirthDate, q.Sex, q.Address.Street, q.Address.City, q.Address.State, q.Address.PostalCode, q.Phone)
+	return ix.match(&p, strings.TrimSpace(q.MemberID), exclude)
+}
+
+func (ix *Index) match(p *probe, qid, exclude string) Decision {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.rows = ix.candidates(p, qid, sc.rows[:0])
+	sc.scored = sc.scored[:0]
+	m := ix.model
+	for _, row := range sc.rows {
+		if exclude != "" && ix.ids[row] == exclude {
+			continue
+		}
+		c := ix.side(row)
+		g := compare(p, qid, &c)
+		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
+	}
+	if len(sc.scored) == 0 {
+		return Decision{Outcome: OutcomeNoMatch, Rationale: transfer.Rationale{Rule: RuleNone, Summary: "no member shares a blocking key with the query"}}
+	}
+	sort.Slice(sc.scored, func(i, j int) bool {
+		a, b := sc.scored[i], sc.scored[j]
+		if a.score != b.score {
+			return a.score > b.score
+		}
+		return ix.ids[a.row] < ix.ids[b.row]
+	})
+	best := sc.scored[0]
+	d := Decision{MemberID: ix.ids[best.row], Score: best.score}
+	d.Rationale.Fields = ix.contributions(m, best.row, best.g)
+
+	// The runner-up is the best candidate that is a different person: a
+	// second record of the best candidate's person (a duplicate in the index)
+	// does not make the query ambiguous.
+	var runner *scored
+	var dups []string
+	for i := 1; i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
+		if ix.sameMember(m, best.row, sc.scored[i].row) {
+			dups = append(dups, ix.ids[sc.scored[i].row])
+			continue
+		}
+		if runner == nil {
+			runner = &sc.scored[i]
+		}
+	}
+	if runner == nil {
+		for i := 1; i < len(sc.scored); i++ {
+			if !contains(dups, ix.ids[sc.scored[i].row]) {
+				runner = &sc.scored[i]
+				break
+			}
+		}
+	}
+	runnerScore := math.Inf(-1)
+	if runner != nil {
+		runnerScore = runner.score
+		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.ids[runner.row], Score: runner.score}
+	}
+	cfg := ix.cfg
+	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, m.Relatives >= cfg.RelativesVeto)
+	switch {
+	case best.g[fMemberID] == lExact && best.g[fBirthDate] == lExact:
+		d.Outcome = OutcomeMatch
+		d.Rationale.Rule = RuleMemberID
+		d.Rationale.Summary = "member id and birth date agree exactly"
+	case best.score >= cfg.MatchThreshold && best.score-runnerScore >= cfg.Margin && veto == "":
+		d.Outcome = OutcomeMatch
+		d.Rationale.Rule = RuleProbabilistic
+		d.Rationale.Summary = fmt.Sprintf("score %.1f is at or above the match threshold %.1f and %s", best.score, cfg.MatchThreshold, marginText(best.score, runnerScore))
+	case best.score >= cfg.ReviewThreshold:
+		d.Outcome = OutcomeReview
+		d.Rationale.Rule = RuleProbabilistic
+		switch {
+		case veto != "" && best.score >= cfg.MatchThreshold:
+			d.Rationale.Summary = fmt.Sprintf("score %.1f is high but the %s disagrees: a household member, twin or junior needs a person to decide", best.score, veto)
+		case best.score >= cfg.MatchThreshold:
+			d.Rationale.Summary = fmt.Sprintf("score %.1f is high but %s, less than the required margin %.1f", best.score, marginText(best.score, runnerScore), cfg.Margin)
+		default:
+			d.Rationale.Summary = fmt.Sprintf("score %.1f is between the review threshold %.1f and the match threshold %.1f", best.score, cfg.ReviewThreshold, cfg.MatchThreshold)
+		}
+		for i := 0; i < len(sc.scored) && len(d.Candidates) < cfg.MaxReview; i++ {
+			s := sc.scored[i]
+			if i > 0 && (s.score < cfg.ReviewThreshold || s.score < best.score-cfg.Margin) {
+				break
+			}
+			d.Candidates = append(d.Candidates, ix.ids[s.row])
+		}
+	default:
+		d.Outcome = OutcomeNoMatch
+		d.MemberID = ""
+		d.Rationale.Rule = RuleProbabilistic
+		d.Rationale.Summary = fmt.Sprintf("the best candidate's score %.1f is below the review threshold %.1f", best.score, cfg.ReviewThreshold)
+	}
+	if len(dups) > 0 {
+		d.Rationale.Summary += fmt.Sprintf("; %d other record(s) of the same member were set aside as duplicates", len(dups))
+		if d.Outcome == OutcomeMatch {
+			d.Duplicates = dups
+		}
+	}
+	return d
+}
+
+// maxDuplicates bounds how many of the top candidates are checked for being
+// other records of the best candidate's person.
+const maxDuplicates = 10
+
+func contains(s []string, x string) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func marginText(best, runner float64) string {
+	if math.IsInf(runner, -1) {
+		return "there is no runner-up"
+	}
+	return fmt.Sprintf("%.1f above the runner-up", best-runner)
+}
+
+// vetoed names the identity-critical field that disagrees outright, which
+// keeps a candidate from being matched automatically however high its score:
+// household members share family name, address and phone but not given name
+// and birth date; a junior shares his father's name but not his birth date.
+func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
+	switch {
+	case relatives && g[fGiven] == lDifferent:
+		return "given name"
+	case relatives && g[fBirthDate] == lDifferent:
+		return "birth date"
+	case qSuffix != 0 && cSuffix != 0 && qSuffix != cSuffix:
+		return "name suffix"
+	}
+	return ""
+}
+
+// sameMember reports whether two index rows look like two records of one
+// person: compatible given name and birth date and a match-level score.
+func (ix *Index) sameMember(m *Model, a, b int32) bool {
+	sa, sb := ix.side(a), ix.side(b)
+	p := probeOf(&sa)
+	g := compare(&p, "", &sb)
+	if vetoed(g, sa.suffix, sb.suffix, true) != "" || g[fBirthDate] == lMissing {
+		return false
+	}
+	return ix.score(m, b, g) >= ix.cfg.MatchThreshold-ix.cfg.Margin
+}
+
+// score is the posterior log2-odds that row is the member whose
+// comparison vector with the query is g.
+func (ix *Index) score(m *Model, row int32, g gamma) float64 {
+	s := m.Prior()
+	for f, l := range g {
+		s += ix.weight(m, row, f, l)
+	}
+	return s
+}
+
+// weight is a field's match weight, adjusted for how common the agreeing
+// value is when Config.TermFrequency is set.
+func (ix *Index) weight(m *Model, row int32, f int, l uint8) float64 {
+	if l == lMissing {
+		return 0
+	}
+	if l == lExact && ix.cfg.TermFrequency {
+		if n := ix.valueCount(row, f); n > 0 {
+			u := float64(n) / float64(m.N)
+			return math.Log2(m.M[f][l] / u)
+		}
+	}
+	return m.Weight(f, int(l))
+}
+
+// valueCount is how many members share row's value of field f, for the
+// fields with a term-frequency adjustment (0 for the others).
+func (ix *Index) valueCount(row int32, f int) uint32 {
+	r := &ix.recs[row]
+	switch f {
+	case fGiven:
+		return ix.givenN[r.given]
+	case fFamily:
+		return ix.familyN[r.family]
+	case fBirthDate:
+		return uint32(ix.blocks[hashKey(keyDOB, "", uint64(r.dob))].n)
+	case fPhone:
+		return uint32(ix.blocks[hashKey(keyPhone, "", r.phone)].n)
+	}
+	return 0
+}
+
+// contributions is the rationale of a score: the prior and each compared
+// field's level and weight. They add up to the score.
+func (ix *Index) contributions(m *Model, row int32, g gamma) []transfer.FieldContribution {
+	out := make([]transfer.FieldContribution, 0, numFields+1)
+	out = append(out, transfer.FieldContribution{Field: FieldPrior, Level: fmt.Sprintf("1 in %d", m.N), Weight: m.Prior()})
+	for f, l := range g {
+		if l == lMissing {
+			continue
+		}
+		out = append(out, transfer.FieldContribution{Field: fieldNames[f], Level: levelName(f, l), Weight: ix.weight(m, row, f, l)})
+	}
+	return out
+}
+
+// levelName is the name a rationale shows for field f's level l.
+func levelName(f int, l uint8) string {
+	if f == fLocality {
+		switch l {
+		case lPartial:
+			return "postal_code_only"
+		case lClose:
+			return "city"
+		case lFuzzy:
+			return "city_only"
+		case lInitial:
+			return "postal_code_close"
+		}
+	}
+	return levelNames[l]
+}

@@ -1,0 +1,178 @@
+package identity
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Model is a Fellegi–Sunter model: for every field and comparison level the
+// probability m of seeing that level when the two records are the same
+// person and u when they are not. A level's weight is log2(m/u).
+type Model struct {
+	M, U [numFields][numLevels]float64
+	// N is the number of members the prior is for: the prior log2-odds that
+	// one given member is the person sought is -log2(N).
+	N int
+	// Relatives is the share of members who live with a relative in the
+	// index: another member with their family name at their address or
+	// phone number but another given name and birth date. Where relatives
+	// exist, a candidate whose given name or birth date disagrees outright may
+	// be the sought member's sibling, twin or parent and is never matched
+	// automatically (see Config.RelativesVeto).
+	Relatives float64
+}
+
+// defaultM are the m probabilities a model starts from: how often each
+// level is seen between two records of one person in member data (typos,
+// nicknames, moves, married names, missing values). EM refines them.
+var defaultM = [numFields][numLevels]float64{
+	fMemberID:  {lExact: 0.90, lClose: 0.04, lDifferent: 0.06},
+	fGiven:     {lExact: 0.80, lNickname: 0.04, lClose: 0.07, lInitial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.04},
+	fFamily:    {lExact: 0.82, lClose: 0.07, lPartial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.06},
+	fBirthDate: {lExact: 0.90, lTransposed: 0.01, lClose: 0.05, lFuzzy: 0.02, lDifferent: 0.02},
+	fSex:       {lExact: 0.97, lDifferent: 0.03},
+	fStreet:    {lExact: 0.70, lClose: 0.08, lPartial: 0.04, lDifferent: 0.18},
+	fLocality:  {lExact: 0.72, lPartial: 0.04, lClose: 0.06, lFuzzy: 0.04, lInitial: 0.02, lDifferent: 0.12},
+	fPhone:     {lExact: 0.75, lClose: 0.05, lDifferent: 0.20},
+}
+
+// uFloor are the least u probabilities of levels that random index pairs
+// understate: one name an initial of the other agrees by chance about once
+// in 15; a nickname pair, once in a few hundred.
+var uFloor = [numFields][numLevels]float64{
+	fGiven:  {lInitial: 0.06, lNickname: 0.003, lClose: 0.001, lFuzzy: 0.005},
+	fFamily: {lClose: 0.0005, lPartial: 0.0005, lFuzzy: 0.003},
+}
+
+// uSamples is how many random member pairs estimate u.
+const uSamples = 300_000
+
+// EstimateModel estimates u from random pairs of the index's members and
+// starts m from the defaults. seed 0 uses a fixed seed so that the same
+// index always yields the same model.
+func EstimateModel(ix *Index, seed uint64) *Model {
+	m := &Model{M: defaultM, N: max(len(ix.recs), 1)}
+	var counts [numFields][numLevels]float64
+	n := len(ix.recs)
+	if n >= 2 {
+		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+		samples := min(uSamples, n*(n-1)/2)
+		for s := 0; s < samples; s++ {
+			i, j := int32(rng.IntN(n)), int32(rng.IntN(n-1))
+			if j >= i {
+				j++
+			}
+			a, b := ix.side(i), ix.side(j)
+			p := probeOf(&a)
+			g := compare(&p, a.id, &b)
+			for f, l := range g {
+				counts[f][l]++
+			}
+		}
+	}
+	for f := range counts {
+		total := 0.0
+		for l := 1; l < numLevels; l++ {
+			total += counts[f][l]
+		}
+		for l := 1; l < numLevels; l++ {
+			if defaultM[f][l] == 0 {
+				continue
+			}
+			// Smoothed so that a level never seen among random pairs (a
+			// swapped name) gets a large but finite weight.
+			m.U[f][l] = (counts[f][l] + 0.5) / (total + 1)
+		}
+	}
+	// Member ids are unique: a random pair agrees with probability 1/N.
+	m.U[fMemberID][lExact] = 1 / float64(m.N)
+	// Random pairs of the index cannot show what a query brings: an index
+	// without initials or nicknames would make those levels look rare, and
+	// so strong. Floors keep them at what they are between strangers.
+	for f := range m.U {
+		for l, floor := range uFloor[f] {
+			m.U[f][l] = max(m.U[f][l], floor)
+		}
+	}
+	// A swap of given and family name is one event: the given field carries
+	// its whole weight (both names agree, crosswise), the family field none.
+	m.U[fGiven][lSwapped] = m.U[fGiven][lExact] * m.U[fFamily][lExact]
+	m.M[fFamily][lSwapped], m.U[fFamily][lSwapped] = 1, 1
+	m.Relatives = relatives(ix)
+	return m
+}
+
+// relatives is the share of members with a relative in the index (see
+// Model.Relatives), found by comparing the members of each address and
+// phone block.
+func relatives(ix *Index) float64 {
+	if len(ix.recs) == 0 {
+		return 0
+	}
+	has := make(map[int32]struct{})
+	var rows []int32
+	for key, c := range ix.blocks {
+		if c.n < 2 || c.n > 20 {
+			continue
+		}
+		kind := -1
+		for _, k := range []int{keyAddress, keyPhone} {
+			if row := c.head; row >= 0 && blockKeyOf(ix, row, k) == key {
+				kind = k
+			}
+		}
+		if kind < 0 {
+			continue
+		}
+		rows = rows[:0]
+		for row := c.head; row >= 0; row = ix.next[kind][row] {
+			rows = append(rows, row)
+		}
+		for i, a := range rows {
+			for _, b := range rows[i+1:] {
+				ra, rb := &ix.recs[a], &ix.recs[b]
+				if ra.family != rb.family || ra.family == 0 {
+					continue
+				}
+				// Both given name and birth date clearly differ: another person
+				// (a second record of the same person rarely differs in both).
+				sa, sb := ix.side(a), ix.side(b)
+				p := probeOf(&sa)
+				if g := compare(&p, "", &sb); g[fGiven] == lDifferent && g[fBirthDate] == lDifferent {
+					has[a], has[b] = struct{}{}, struct{}{}
+				}
+			}
+		}
+	}
+	return float64(len(has)) / float64(len(ix.recs))
+}
+
+// blockKeyOf is row's blocking key of kind k.
+func blockKeyOf(ix *Index, row int32, k int) uint64 {
+	s := ix.side(row)
+	p := probeOf(&s)
+	var keys [numKeys]uint64
+	p.blockKeys(&keys)
+	return keys[k]
+}
+
+// probeOf turns an index member back into a probe for random-pair sampling.
+func probeOf(s *side) probe {
+	p := probe{given: s.given, family: s.family, street: s.street, city: s.city, state: s.state,
+		postal: s.postal, dob: s.dob, phone: s.phone, sex: s.sex, suffix: s.suffix}
+	p.fillNames()
+	p.streetNumber, p.streetName, _ = splitStreet(s.street)
+	return p
+}
+
+// Weight is the match weight log2(m/u) of a field's level; 0 for missing.
+func (m *Model) Weight(field, level int) float64 {
+	if level == lMissing || m.M[field][level] == 0 || m.U[field][level] == 0 {
+		return 0
+	}
+	return math.Log2(m.M[field][level] / m.U[field][level])
+}
+
+// Prior is the prior log2-odds that one member of the index is the person
+// sought.
+func (m *Model) Prior() float64 { return -math.Log2(float64(m.N)) }
