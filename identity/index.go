@@ -48,16 +48,16 @@ type chain struct{ head, n int32 }
 
 // Kinds of blocking key.
 const (
-	keyDOB        = iota // birth date
-	keyFamilyYear        // Soundex(family) + birth year
-	keyNames             // Soundex of given and family, in either order
-	keyPostalInit        // postal code + given initial
-	keyPhone             // phone
-	keyAddress           // house number + street name + postal code or city
-	keyGivenYear         // Soundex(canonical given) + birth year
-	keyGivenCity         // given name + city (where there is no postal code)
-	keyGivenMonthDay     // Soundex(canonical given) + birth month and day
-	keyFamilyMonthDay    // Soundex(family) + birth month and day
+	keyDOB            = iota // birth date
+	keyFamilyYear            // Soundex(family) + birth year
+	keyNames                 // Soundex of given and family, in either order
+	keyPostalInit            // postal code + given initial
+	keyPhone                 // phone
+	keyAddress               // house number + street name + postal code or city
+	keyGivenYear             // Soundex(canonical given) + birth year
+	keyGivenCity             // given name + city (where there is no postal code)
+	keyGivenMonthDay         // Soundex(canonical given) + birth month and day
+	keyFamilyMonthDay        // Soundex(family) + birth month and day
 	numKeys
 )
 
