@@ -155,6 +155,12 @@ func (r *Registry) Get(id string) (Partner, bool) {
 	return p, ok
 }
 
+// Has reports whether id is a registered partner.
+func (r *Registry) Has(id string) bool {
+	_, ok := r.Get(id)
+	return ok
+}
+
 // IDs returns every partner id, sorted.
 func (r *Registry) IDs() []string {
 	if r == nil {

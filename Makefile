@@ -1,0 +1,45 @@
+# p2p — make help lists the targets.
+export GOTOOLCHAIN := local
+GO ?= go
+PKGS := ./...
+
+.PHONY: help build build-prod generate generate-check lint test test-race bench eval dev clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+build: ## build bin/p2p with the embedded dev stack (Temporal server inside)
+	$(GO) build -o bin/p2p ./cmd/p2p
+
+build-prod: ## build bin/p2p-prod without the embedded Temporal server (api, worker, migrate)
+	$(GO) build -tags nodev -trimpath -ldflags='-s -w' -o bin/p2p-prod ./cmd/p2p
+
+dev: ## run p2p dev
+	$(GO) run ./cmd/p2p dev
+
+generate: ## regenerate api/api.gen.go from openapi.yaml
+	$(GO) generate ./api/...
+
+generate-check: generate ## fail if generated code is stale
+	git diff --exit-code -- api/
+
+lint: ## gofmt, go vet, staticcheck, workflowcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool workflowcheck ./workflows/...
+
+test: ## run every test (Postgres contract tests need P2P_TEST_DATABASE_URL)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+test-race: ## run the fast packages under the race detector
+	$(GO) test -count=1 -race ./api/... ./workflows/... ./store/... ./connectors/... ./signing/... ./member/...
+
+bench: ## benchmarks (identity, store)
+	$(GO) test -run '^$$' -bench . -benchmem ./identity/...
+
+eval: ## identity evaluation report on the shared data sets
+	P2P_IDENTITY_EVAL=1 $(GO) test -count=1 -run TestEvaluation -v ./identity/...
+
+clean:
+	rm -rf bin .p2p

@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store"
+)
+
+// Dial connects to the Temporal frontend at address.
+func Dial(ctx context.Context, address, namespace string, logger *zap.Logger) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  address,
+		Namespace: namespace,
+		Logger:    TemporalLogger(logger.Named("temporal")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s: %w", address, err)
+	}
+	return c, nil
+}
+
+// Serve serves h on ln until ctx is done, then drains in-flight requests
+// for up to timeout.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ActivityDeps are what the worker's activities need beyond the store.
+type ActivityDeps struct {
+	Store    store.Store
+	Partners *connectors.Registry
+	Signer   *signing.Signer
+	Source   export.Source // nil: the synthetic source
+	Logger   *zap.Logger
+}
+
+// NewActivities assembles the activities with their dependencies.
+func NewActivities(d ActivityDeps) *activities.Activities {
+	src := d.Source
+	if src == nil {
+		src = export.SyntheticSource{}
+	}
+	return &activities.Activities{
+		Store:    d.Store,
+		Partners: d.Partners,
+		Pusher:   connectors.NewHTTPPusher(connectors.NewHTTPClient()),
+		Signer:   d.Signer,
+		Source:   src,
+		Logger:   d.Logger,
+	}
+}

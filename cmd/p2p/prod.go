@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/p2p-payer/p2p/api"
+	"github.com/p2p-payer/p2p/app"
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store/dsn"
+	"github.com/p2p-payer/p2p/workflows"
+)
+
+// parse binds cfg's flags for which to a new flag set and parses args.
+func parse(name string, args []string, stderr io.Writer, which int) (*app.Config, *zap.Logger, error) {
+	var cfg app.Config
+	fs := flag.NewFlagSet("p2p "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.Bind(fs, which)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("%s: unexpected arguments %v", name, fs.Args())
+	}
+	if which&app.FlagDatabase != 0 && cfg.DatabaseURL == "" {
+		return nil, nil, errors.New(name + ": --database-url or P2P_DATABASE_URL is required")
+	}
+	logger, err := app.NewLogger(cfg.LogLevel, false)
+	return &cfg, logger, err
+}
+
+func runMigrate(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, logger, err := parse("migrate", args, stderr, app.FlagDatabase)
+	if err != nil {
+		return err
+	}
+	if err := dsn.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	logger.Info("migrations applied")
+	return nil
+}
+
+func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, logger, err := parse("api", args, stderr, app.FlagDatabase|app.FlagTemporal|app.FlagAPI|app.FlagWorker)
+	if err != nil {
+		return err
+	}
+	defer logger.Sync() //nolint:errcheck // best effort at exit
+	st, err := dsn.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	signer, err := signing.Load(cfg.SigningKey)
+	if err != nil {
+		return err
+	}
+	var partners *connectors.Registry
+	if cfg.Partners != "" {
+		if partners, err = connectors.LoadRegistry(cfg.Partners); err != nil {
+			return err
+		}
+	}
+	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deps := api.Deps{
+		Store: st, Engine: &workflows.Engine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
+		Keys: signer, Logger: logger, BaseURL: cfg.PublicURL,
+	}
+	if partners != nil { // without a registry the workflow fails unknown partners
+		deps.Partners = partners
+	}
+	srv, err := api.NewServer(deps)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	// Transfers accepted just before a crash may never have had their
+	// workflow started; start them now (idempotent).
+	if n, err := srv.ResumePending(ctx, 30*time.Second); err != nil {
+		logger.Warn("resuming pending transfers", zap.Error(err))
+	} else if n > 0 {
+		logger.Info("resumed pending transfers", zap.Int("count", n))
+	}
+	logger.Info("api listening", zap.String("addr", ln.Addr().String()))
+	return app.Serve(ctx, ln, srv.Handler(), cfg.ShutdownTimeout)
+}
+
+func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, logger, err := parse("worker", args, stderr, app.FlagDatabase|app.FlagTemporal|app.FlagWorker)
+	if err != nil {
+		return err
+	}
+	defer logger.Sync() //nolint:errcheck // best effort at exit
+	if cfg.Partners == "" {
+		return errors.New("worker: --partners or P2P_PARTNERS is required")
+	}
+	st, err := dsn.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	signer, err := signing.Load(cfg.SigningKey)
+	if err != nil {
+		return err
+	}
+	partners, err := connectors.LoadRegistry(cfg.Partners)
+	if err != nil {
+		return err
+	}
+	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	acts := app.NewActivities(app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger})
+	w := workflows.NewWorker(c, cfg.TaskQueue, acts, worker.Options{})
+	var g errgroup.Group
+	g.Go(func() error { return w.Run(interruptOn(ctx)) })
+	logger.Info("worker running", zap.String("task_queue", cfg.TaskQueue))
+	return g.Wait()
+}
+
+// interruptOn adapts ctx to the worker's interrupt channel.
+func interruptOn(ctx context.Context) <-chan any {
+	ch := make(chan any)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch
+}
+
+func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("p2p keys generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "path of the private JWK file to create (mode 0600)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("keys generate: --out is required")
+	}
+	s, err := signing.LoadOrCreate(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "signing key %s (kid %s)\n", *out, s.KID())
+	return nil
+}

@@ -1,0 +1,205 @@
+// Package devstack runs the whole of p2p in one process for `p2p dev` and
+// for end-to-end tests: an embedded Temporal server on SQLite, the embedded
+// store, the API, the worker and a sandbox partner, all on loopback, all
+// persistent under one data directory.
+package devstack
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/api"
+	"github.com/p2p-payer/p2p/app"
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/sandbox"
+	"github.com/p2p-payer/p2p/devserver"
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/sqlite"
+	"github.com/p2p-payer/p2p/workflows"
+)
+
+// DemoMembers is the demo member index seeded by `p2p dev`, in the
+// canonical CSV form; the README describes who is in it.
+//
+//go:embed demo/members.csv
+var DemoMembers []byte
+
+// SandboxPartnerID is the partner id of the sandbox partner.
+const SandboxPartnerID = "sandbox"
+
+// Options configure the stack.
+type Options struct {
+	DataDir     string // everything persistent lives here
+	Addr        string // API listen address; "127.0.0.1:0" picks a port
+	SandboxAddr string // sandbox partner listen address; default 127.0.0.1:0
+	Seed        bool   // load the demo members (idempotent)
+	Logger      *zap.Logger
+}
+
+// Stack is a running dev stack.
+type Stack struct {
+	URL        string // the API's base URL
+	SandboxURL string
+	Store      store.Store
+	Client     client.Client
+	Sandbox    *sandbox.Partner
+	Temporal   *devserver.Server
+
+	logger *zap.Logger
+	cancel context.CancelFunc
+	done   []chan error
+	worker worker.Worker
+}
+
+// Start brings the stack up and returns when it serves. Every transfer in
+// the data directory resumes where it stopped.
+func Start(ctx context.Context, o Options) (s *Stack, err error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.SandboxAddr == "" {
+		o.SandboxAddr = "127.0.0.1:0"
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	s = &Stack{logger: o.Logger}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if s.Store, err = sqlite.Open(ctx, filepath.Join(o.DataDir, "p2p.db")); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if s.Temporal, err = devserver.Start(ctx, devserver.Options{DataDir: filepath.Join(o.DataDir, "temporal"), Logger: o.Logger.Named("temporal-server")}); err != nil {
+		return nil, fmt.Errorf("temporal server: %w", err)
+	}
+	signer, err := signing.LoadOrCreate(filepath.Join(o.DataDir, "signing-key.jwk"))
+	if err != nil {
+		return nil, err
+	}
+	apiLn, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s.URL = "http://" + apiLn.Addr().String()
+	sbLn, err := net.Listen("tcp", o.SandboxAddr)
+	if err != nil {
+		apiLn.Close()
+		return nil, err
+	}
+	s.SandboxURL = "http://" + sbLn.Addr().String()
+	if s.Sandbox, err = sandbox.New(sandbox.Options{
+		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
+		HTTPClient: connectors.NewHTTPClient(), Logger: o.Logger.Named("sandbox"),
+	}); err != nil {
+		apiLn.Close()
+		sbLn.Close()
+		return nil, err
+	}
+	partners, err := connectors.NewRegistry(connectors.Partner{
+		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
+		return nil, err
+	}
+	srv, err := api.NewServer(api.Deps{
+		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
+		Keys: signer, Partners: partners, Logger: o.Logger.Named("api"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.serve(runCtx, apiLn, srv.Handler())
+	s.serve(runCtx, sbLn, s.Sandbox.Handler())
+
+	if o.Seed {
+		if err := seed(ctx, s.Store); err != nil {
+			return nil, fmt.Errorf("seeding demo members: %w", err)
+		}
+	}
+	acts := app.NewActivities(app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker")})
+	s.worker = workflows.NewWorker(s.Client, workflows.TaskQueue, acts, worker.Options{})
+	if err := s.worker.Start(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	// A crash between accepting a transfer and starting its workflow must
+	// lose nothing: start any such workflow now.
+	if _, err := srv.ResumePending(ctx, 0); err != nil {
+		return nil, fmt.Errorf("resuming pending transfers: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Stack) serve(ctx context.Context, ln net.Listener, h http.Handler) {
+	done := make(chan error, 1)
+	s.done = append(s.done, done)
+	go func() { done <- app.Serve(ctx, ln, h, 5*time.Second) }()
+}
+
+// Stop shuts the stack down: HTTP first, then the worker, then Temporal
+// and the store. Safe to call on a partly started stack.
+func (s *Stack) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+		for _, d := range s.done {
+			if err := <-d; err != nil {
+				s.logger.Warn("http server", zap.Error(err))
+			}
+		}
+	}
+	if s.worker != nil {
+		s.worker.Stop()
+	}
+	if s.Client != nil {
+		s.Client.Close()
+	}
+	if s.Temporal != nil {
+		if err := s.Temporal.Stop(); err != nil {
+			s.logger.Warn("temporal server stop", zap.Error(err))
+		}
+	}
+	if s.Store != nil {
+		s.Store.Close()
+	}
+}
+
+func seed(ctx context.Context, st store.Store) error {
+	rd, err := member.NewReader(bytes.NewReader(DemoMembers), false)
+	if err != nil {
+		return err
+	}
+	var ms []member.Record
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		ms = append(ms, row.Record)
+	}
+	return st.UpsertMembers(ctx, ms)
+}
