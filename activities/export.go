@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
@@ -143,7 +144,9 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 		}
 		d.Files = append(d.Files, connectors.DeliveryFile{Name: names[f.SHA256], Type: f.Type, SHA256: f.SHA256, Data: art.Data})
 	}
+	stop := heartbeat(ctx, 2*time.Second)
 	r, err := a.Pusher.Push(ctx, p, d)
+	stop()
 	if err != nil {
 		a.log(in.TransferID).Warn("delivery failed", zap.String("partner_id", p.ID), zap.Error(err))
 		return fail(err)
@@ -189,6 +192,28 @@ func (a *Activities) WithdrawExport(ctx context.Context, in WithdrawInput) (int,
 	}
 	a.log(in.TransferID).Info("export withdrawn", zap.String("reason", in.Reason), zap.Int("artifacts", n))
 	return n, nil
+}
+
+// heartbeat records a heartbeat every interval until stopped, so that a
+// long partner call on a live worker is told apart from a dead worker.
+func heartbeat(ctx context.Context, every time.Duration) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func digest(b []byte) string {

@@ -59,7 +59,7 @@ var Policies = map[string]Policy{
 	// Reads the request and the member index; a miss is a decision, not an
 	// error, so only infrastructure failures are retried.
 	NameResolveIdentity: {
-		StartToClose:    30 * time.Second,
+		StartToClose:    15 * time.Second,
 		ScheduleToClose: time.Hour,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
@@ -80,7 +80,7 @@ var Policies = map[string]Policy{
 	NamePrepareExport: {
 		StartToClose:    5 * time.Minute,
 		ScheduleToClose: 2 * time.Hour,
-		Heartbeat:       time.Minute,
+		Heartbeat:       20 * time.Second,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 2 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
@@ -95,6 +95,7 @@ var Policies = map[string]Policy{
 	NameSendExport: {
 		StartToClose:    2 * time.Minute,
 		ScheduleToClose: 24 * time.Hour,
+		Heartbeat:       10 * time.Second, // a worker that dies mid-send is noticed in seconds, not minutes
 		Retry: temporal.RetryPolicy{
 			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypePartnerRejected, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
