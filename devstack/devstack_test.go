@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +19,41 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/workflows"
 )
+
+// saveHistory writes the transfer's workflow history to
+// $P2P_RECORD_HISTORIES/name.json, for the replay test in workflows/: run
+// `P2P_RECORD_HISTORIES=$PWD/workflows/testdata/histories go test ./devstack/`
+// and commit the files when the workflow's behaviour changes on purpose.
+func (e *e2e) saveHistory(id, name string) {
+	e.t.Helper()
+	dir := os.Getenv("P2P_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	it := e.s.Client.GetWorkflowHistory(context.Background(), workflows.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	h := &historypb.History{}
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), append(b, '\n'), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
 
 // e2e drives one in-process stack over HTTP, as a client would.
 type e2e struct {
@@ -143,6 +178,7 @@ func TestTransferReachesCompleteWithSignedExport(t *testing.T) {
 	id := e.create("happy-path-0001", request(alice, time.Now().AddDate(1, 0, 0)))
 	tr := e.await(id, "complete", 10*time.Second)
 	t.Logf("transfer complete in %v", time.Since(start))
+	e.saveHistory(id, "complete")
 
 	want := "initiated,identity_pending,consent_verified,payload_prepared,sent,acknowledged,complete"
 	if got := strings.Join(e.states(id), ","); got != want {
@@ -224,6 +260,7 @@ func TestOutcomes(t *testing.T) {
 		if tr["error"].(map[string]any)["type"] != "no_match" {
 			t.Errorf("error %v", tr["error"])
 		}
+		e.saveHistory(id, "no_match")
 	})
 	t.Run("expired consent fails consent_denied", func(t *testing.T) {
 		body := request(alice, year)
@@ -234,6 +271,7 @@ func TestOutcomes(t *testing.T) {
 		if tr["error"].(map[string]any)["type"] != "consent_denied" {
 			t.Errorf("error %v", tr["error"])
 		}
+		e.saveHistory(id, "consent_denied")
 	})
 	t.Run("two equal candidates go to manual review; approving one completes", func(t *testing.T) {
 		id := e.create("manual-review-01", request(map[string]any{"given": "Jordan", "family": "Lee", "birth_date": "1995-03-08"}, year))
@@ -254,6 +292,7 @@ func TestOutcomes(t *testing.T) {
 		if tr["identity"].(map[string]any)["member_id"] != "M100007" {
 			t.Errorf("identity %v", tr["identity"])
 		}
+		e.saveHistory(id, "manual_review_approved")
 		again := e.do("POST", "/v1/transfers/"+id+"/review", "", map[string]any{"decision": "reject", "reason": "late"})
 		if again.status != http.StatusConflict {
 			t.Errorf("review after completion: %d, want 409", again.status)
