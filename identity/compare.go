@@ -65,13 +65,12 @@ const (
 	fFamily
 	fBirthDate
 	fSex
-	fStreet
-	fLocality
+	fAddress
 	fPhone
 	numFields
 )
 
-var fieldNames = [numFields]string{FieldMemberID, FieldGiven, FieldFamily, FieldBirthDate, FieldSex, FieldStreet, FieldLocality, FieldPhone}
+var fieldNames = [numFields]string{FieldMemberID, FieldGiven, FieldFamily, FieldBirthDate, FieldSex, FieldAddress, FieldPhone}
 
 // Comparison levels, shared by all fields (each field uses a subset).
 const (
@@ -85,10 +84,11 @@ const (
 	lFuzzy
 	lSwapped
 	lDifferent
+	lNearby
 	numLevels
 )
 
-var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent}
+var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent, LevelNearby}
 
 // gamma is a comparison vector: one level per field.
 type gamma [numFields]uint8
@@ -164,8 +164,7 @@ func compare(q *probe, qid string, c *side) gamma {
 	default:
 		g[fSex] = lDifferent
 	}
-	g[fStreet] = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
-	g[fLocality] = compareLocality(q, c)
+	g[fAddress] = compareAddress(compareStreet(q.street, q.streetNumber, q.streetName, c.street), compareLocality(q, c))
 	switch {
 	case q.phone == 0 || c.phone == 0:
 		g[fPhone] = lMissing
@@ -273,40 +272,79 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 	if qNum == cNum && qName == cName {
 		return lExact // only the unit differs
 	}
-	jw := strsim.JaroWinkler(q, c)
-	if jw >= 0.92 || (qNum == cNum && strsim.JaroWinkler(qName, cName) >= 0.85) {
-		return lClose
+	qn, cn := normalize.Compact(qName), normalize.Compact(cName)
+	if normalize.Compact(q) == normalize.Compact(c) {
+		return lExact // only the spacing differs
 	}
-	if qName != "" && qName == cName || jw >= 0.80 {
-		return lPartial
+	sameNum := qNum == cNum || qNum == "" || cNum == ""
+	similarName := qn == cn || strsim.JaroWinkler(qn, cn) >= 0.90 ||
+		(min(len(qn), len(cn)) >= 5 && (strings.HasPrefix(qn, cn) || strings.HasPrefix(cn, qn)))
+	switch {
+	case sameNum && similarName:
+		return lClose // a typo, a missing house number or a trailing unit or building name
+	case strsim.JaroWinkler(normalize.Compact(q), normalize.Compact(c)) >= 0.92:
+		return lClose
+	case similarName:
+		return lPartial // the same street, another house
 	}
 	return lDifferent
 }
 
+// compareAddress combines the street and locality levels into one address
+// level: street and town move together, and counting a move twice would
+// sink members who moved, as many who change plans have.
+func compareAddress(street, locality uint8) uint8 {
+	sameStreet := street == lExact || street == lClose
+	switch {
+	case street == lMissing && locality == lMissing:
+		return lMissing
+	case street == lExact && (locality == lExact || locality == lMissing):
+		return lExact
+	case sameStreet && locality != lDifferent:
+		return lClose
+	case sameStreet:
+		return lPartial // the street agrees but the town does not
+	case locality == lExact:
+		return lFuzzy // the same town and postal code, another street
+	case locality != lDifferent && locality != lMissing:
+		return lNearby // the postal code or the town agrees, not both
+	}
+	return lDifferent // moved
+}
+
+// compareLocality compares city, state and postal code as one field: they
+// move together. With a postal code on both sides it decides, the city
+// confirming; without, the city decides.
 func compareLocality(q *probe, c *side) uint8 {
 	postal := q.postal != "" && c.postal != ""
 	city := q.city != "" && c.city != ""
-	if !postal && !city {
-		if q.state != "" && c.state != "" && q.state != c.state {
-			return lDifferent
-		}
-		return lMissing
-	}
-	postalEq := postal && q.postal == c.postal
 	cityEq := city && (q.city == c.city || strsim.JaroWinkler(q.city, c.city) >= 0.90)
 	switch {
-	case postalEq && (cityEq || !city):
-		return lExact
-	case postalEq:
-		return lPartial // postal code agrees, city does not
-	case cityEq && !postal:
-		return lClose // only the city to go by, and it agrees
-	case cityEq:
-		return lFuzzy // city agrees, postal code does not
-	case postal && len(q.postal) == len(c.postal) && len(q.postal) >= 4 && strsim.OSA(q.postal, c.postal, 1) <= 1:
-		return lInitial // a one-digit slip in the postal code
+	case postal:
+		postalEq := q.postal == c.postal
+		switch {
+		case postalEq && (cityEq || !city):
+			return lExact
+		case postalEq:
+			return lPartial // postal code agrees, city does not
+		case cityEq:
+			return lFuzzy // city agrees, postal code does not
+		case len(q.postal) == len(c.postal) && len(q.postal) >= 4 && strsim.OSA(q.postal, c.postal, 1) <= 1:
+			return lInitial // a one-digit slip in the postal code
+		}
+		return lDifferent
+	case city:
+		switch {
+		case q.city == c.city:
+			return lExact
+		case cityEq:
+			return lClose
+		}
+		return lDifferent
+	case q.state != "" && c.state != "" && q.state != c.state:
+		return lDifferent
 	}
-	return lDifferent
+	return lMissing
 }
 
 // phoneOneDigit reports whether two phone numbers differ in one digit or by

@@ -15,6 +15,11 @@ type Config struct {
 	// Margin is how many points the best candidate must beat the runner-up
 	// (a different person) by to be matched automatically.
 	Margin float64
+	// DuplicateThreshold is the score (of one index record against the
+	// other) at or above which two top candidates with compatible given name
+	// and birth date are taken for two records of one person, so that the
+	// second does not count as a rival runner-up.
+	DuplicateThreshold float64
 	// MaxBlock is the largest block scanned; larger blocks (a very common
 	// birth date or name) are too unselective and are skipped, other keys
 	// still find the member.
@@ -35,12 +40,13 @@ type Config struct {
 // DefaultConfig is the tested default configuration.
 func DefaultConfig() Config {
 	return Config{
-		MatchThreshold:  8,
-		ReviewThreshold: -6,
-		Margin:          6,
-		MaxBlock:        2000,
-		MaxReview:       5,
-		RelativesVeto:   0.01,
-		TermFrequency:   true,
+		MatchThreshold:     8,
+		ReviewThreshold:    -6,
+		Margin:             6,
+		DuplicateThreshold: 2,
+		MaxBlock:           2000,
+		MaxReview:          5,
+		RelativesVeto:      0.01,
+		TermFrequency:      true,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/p2p-payer/p2p/identity/internal/evaldata"
+	"github.com/p2p-payer/p2p/identity/internal/synth"
 )
 
 func TestDebugFEBRL(t *testing.T) {
@@ -17,7 +18,9 @@ func TestDebugFEBRL(t *testing.T) {
 	idx, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
 	qs, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
 	ix := NewIndex(records(idx), DefaultConfig())
+	ix.SetModel(ix.Train(queriesOf(qs, false), TrainOptions{}))
 	m := ix.model
+	t.Log("expected", m.Expected)
 	for f := 0; f < numFields; f++ {
 		s := fieldNames[f] + ":"
 		for l := 1; l < numLevels; l++ {
@@ -45,7 +48,7 @@ func TestDebugFEBRL(t *testing.T) {
 		for f := 1; f < numFields; f++ {
 			k += levelName(f, g[f]) + ","
 		}
-		k += fmt.Sprintf(" best=%v", d.MemberID == ix.ids[row])
+		k += fmt.Sprintf(" best=%v %.0f", d.MemberID == ix.ids[row], d.Score)
 		pat[k]++
 	}
 	type kv struct {
@@ -91,18 +94,119 @@ func TestDebugSweep(t *testing.T) {
 	f1, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl1.csv"), false)
 	for _, th := range []float64{8, 4, 0} {
 		for _, mg := range []float64{6, 3} {
-			cfg := DefaultConfig()
-			cfg.MatchThreshold, cfg.Margin = th, mg
-			t.Logf("th %v margin %v", th, mg)
-			ixf := NewIndex(records(fake), cfg)
-			ixf.SetModel(ixf.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
-			t.Log(evalDedup("fake", ixf, fake))
-			ix1 := NewIndex(records(f1), cfg)
-			ix1.SetModel(ix1.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
-			t.Log(evalDedup("febrl1", ix1, f1))
-			ix4 := NewIndex(records(idx), cfg)
-			ix4.SetModel(ix4.Train(queriesOf(qs, false), TrainOptions{}))
-			t.Log(evalLink("febrl4 blank", ix4, idx, qs, false))
+			for _, dt := range []float64{-6, 2} {
+				cfg := DefaultConfig()
+				cfg.MatchThreshold, cfg.Margin, cfg.DuplicateThreshold = th, mg, dt
+				t.Logf("th %v margin %v dup %v", th, mg, dt)
+				ixf := NewIndex(records(fake), cfg)
+				ixf.SetModel(ixf.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
+				t.Log(evalDedup("fake", ixf, fake))
+				ix1 := NewIndex(records(f1), cfg)
+				ix1.SetModel(ix1.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
+				t.Log(evalDedup("febrl1", ix1, f1))
+				ix4 := NewIndex(records(idx), cfg)
+				ix4.SetModel(ix4.Train(queriesOf(qs, false), TrainOptions{}))
+				t.Log(evalLink("febrl4 blank", ix4, idx, qs, false))
+			}
+		}
+	}
+}
+
+func TestDebugFakeHist(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	fake, _ := evaldata.ReadFake1000(filepath.Join(dataDir, "fake_1000.csv"))
+	ent := map[string]string{}
+	size := map[string]int{}
+	for _, l := range fake {
+		ent[l.Record.ID] = l.Entity
+		size[l.Entity]++
+	}
+	cfg := DefaultConfig()
+	cfg.MatchThreshold, cfg.Margin = -100, 0
+	ix := NewIndex(records(fake), cfg)
+	ix.SetModel(ix.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
+	m := ix.model
+	for f := 0; f < numFields; f++ {
+		s := fieldNames[f] + ":"
+		for l := 1; l < numLevels; l++ {
+			if m.M[f][l] > 0 {
+				s += fmt.Sprintf(" %s=%.2f(m%.3f)", levelNames[l], m.Weight(f, l), m.M[f][l])
+			}
+		}
+		t.Log(s)
+	}
+	hist := map[string]int{}
+	for _, l := range fake {
+		d := ix.matchExcluding(demographics(l, false), l.Record.ID)
+		k := "none"
+		if d.MemberID != "" {
+			b := int(d.Score/2) * 2
+			if d.Score < 0 {
+				b -= 2
+			}
+			k = fmt.Sprintf("%v %3d", ent[d.MemberID] == l.Entity, b)
+		} else if size[l.Entity] > 1 {
+			k = "none-but-has-mates"
+		}
+		hist[k]++
+	}
+	var ks []string
+	for k := range hist {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	for _, k := range ks {
+		t.Log(k, hist[k])
+	}
+}
+
+func TestDebugFakeNone(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	fake, _ := evaldata.ReadFake1000(filepath.Join(dataDir, "fake_1000.csv"))
+	byEnt := map[string][]string{}
+	for _, l := range fake {
+		byEnt[l.Entity] = append(byEnt[l.Entity], fmt.Sprint(l.Record.Given, "|", l.Record.Family, "|", l.Record.BirthDate, "|", l.Record.City))
+	}
+	ix := NewIndex(records(fake), DefaultConfig())
+	n := 0
+	for _, l := range fake {
+		d := ix.matchExcluding(demographics(l, false), l.Record.ID)
+		if d.MemberID == "" && d.Score == 0 && len(byEnt[l.Entity]) > 1 && n < 25 {
+			n++
+			t.Log(byEnt[l.Entity])
+			t.Log("   ", l.Record.Given, "|", l.Record.Family, "|", l.Record.BirthDate, "|", l.Record.City, d.Rationale.Summary)
+		}
+	}
+}
+
+func TestDebugUS(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	pop := synth.Generate(20_000, 0.02, 7)
+	ix := NewIndex(pop.Index(), DefaultConfig())
+	qs := pop.Queries(4_000, 11)
+	recs := map[string]synth.Person{}
+	for _, p := range pop.People {
+		recs[p.Record.ID] = p
+	}
+	n := 0
+	for _, q := range qs {
+		d := ix.Match(q.Demographics)
+		bad := (d.Outcome == OutcomeMatch && d.MemberID != q.Truth) || (q.Kind == os.Getenv("DEBUG_KIND") && d.Outcome != OutcomeMatch)
+		if bad && n < 20 {
+			n++
+			t.Logf("%s %+v", q.Kind, q.Demographics)
+			t.Logf("   truth %+v", recs[q.Truth])
+			t.Logf("   got %s %+v %s", d.Outcome, recs[d.MemberID], d.Rationale.Summary)
+			t.Logf("   %v ru %+v", d.Rationale.Fields, d.Rationale.RunnerUp)
+			if d.Rationale.RunnerUp != nil {
+				t.Logf("   ru %+v", recs[d.Rationale.RunnerUp.MemberID])
+			}
 		}
 	}
 }

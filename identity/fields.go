@@ -7,8 +7,8 @@ const (
 	FieldFamily    = "family"
 	FieldBirthDate = "birth_date"
 	FieldSex       = "sex"
+	FieldAddress   = "address" // street, city, state and postal code together
 	FieldStreet    = "street"
-	FieldLocality  = "locality" // city, state and postal code together
 	FieldPostal    = "postal_code"
 	FieldPhone     = "phone"
 	FieldPrior     = "prior" // the prior odds that a given member is the one sought
@@ -25,5 +25,6 @@ const (
 	LevelTransposed = "transposed" // day and month swapped
 	LevelPartial    = "partial"    // part agrees (a name token, the city but not the postal code, ...)
 	LevelDifferent  = "different"
+	LevelNearby     = "nearby" // the postal code or the town agrees, not the street
 	LevelMissing    = "missing"
 )

@@ -58,11 +58,12 @@ const (
 	keyGivenCity             // given name + city (where there is no postal code)
 	keyGivenMonthDay         // Soundex(canonical given) + birth month and day
 	keyFamilyMonthDay        // Soundex(family) + birth month and day
+	keyNamePrefix            // first three letters of family + given initial
 	numKeys
 )
 
 // KeyNames names the kinds of blocking key, for blocking-recall reports.
-var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day"}
+var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day", "family_prefix_given_initial"}
 
 // NewIndex builds an index over members and estimates its scoring model
 // from them. Records with an empty or duplicate member id are skipped.
@@ -314,8 +315,11 @@ func (p *probe) blockKeys(keys *[numKeys]uint64) {
 	if famCode != "" && p.dob != 0 {
 		keys[keyFamilyMonthDay] = hashKey(keyFamilyMonthDay, famCode, uint64(p.dob)%10000)
 	}
-	if p.givenFirst != "" && p.city != "" && p.postal == "" {
-		keys[keyGivenCity] = hashKey(keyGivenCity, p.givenFirst+"|"+p.city, 0)
+	if givenCode != "" && p.city != "" && p.postal == "" {
+		keys[keyGivenCity] = hashKey(keyGivenCity, givenCode+"|"+phonetic.Soundex(p.city), 0)
+	}
+	if len(p.familyCompact) >= 3 && p.givenFirst != "" {
+		keys[keyNamePrefix] = hashKey(keyNamePrefix, p.familyCompact[:3]+p.givenFirst[:1], 0)
 	}
 	if p.postal != "" && p.givenFirst != "" {
 		keys[keyPostalInit] = hashKey(keyPostalInit, p.postal, uint64(p.givenFirst[0]))

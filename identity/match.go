@@ -76,7 +76,8 @@ func (ix *Index) match(p *probe, qid, exclude string) Decision {
 	var runner *scored
 	var dups []string
 	for i := 1; i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
-		if ix.sameMember(m, best.row, sc.scored[i].row) {
+		if ix.sameMember(m, best.row, sc.scored[i].row) ||
+			(sc.scored[i].score >= ix.cfg.MatchThreshold && vetoed(sc.scored[i].g, p.suffix, ix.recs[sc.scored[i].row].suffix, true) == "" && ix.compatible(best.row, sc.scored[i].row)) {
 			dups = append(dups, ix.ids[sc.scored[i].row])
 			continue
 		}
@@ -171,6 +172,10 @@ func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 		return "given name"
 	case relatives && g[fBirthDate] == lDifferent:
 		return "birth date"
+	case g[fSex] == lDifferent && g[fGiven] != lExact && g[fGiven] != lNickname && g[fGiven] != lMissing:
+		// Michael and Michelle: a close given name of the other sex is a
+		// twin or sibling far more often than a typo plus a wrong sex.
+		return "sex and given name"
 	case qSuffix != 0 && cSuffix != 0 && qSuffix != cSuffix:
 		return "name suffix"
 	}
@@ -186,7 +191,15 @@ func (ix *Index) sameMember(m *Model, a, b int32) bool {
 	if vetoed(g, sa.suffix, sb.suffix, true) != "" || g[fBirthDate] == lMissing {
 		return false
 	}
-	return ix.score(m, b, g) >= ix.cfg.MatchThreshold-ix.cfg.Margin
+	return ix.score(m, b, g) >= ix.cfg.DuplicateThreshold
+}
+
+// compatible reports whether two index rows may be one person: neither
+// given name nor birth date disagrees outright.
+func (ix *Index) compatible(a, b int32) bool {
+	sa, sb := ix.side(a), ix.side(b)
+	p := probeOf(&sa)
+	return vetoed(compare(&p, "", &sb), sa.suffix, sb.suffix, true) == ""
 }
 
 // score is the posterior log2-odds that row is the member whose
@@ -247,16 +260,16 @@ func (ix *Index) contributions(m *Model, row int32, g gamma) []transfer.FieldCon
 
 // levelName is the name a rationale shows for field f's level l.
 func levelName(f int, l uint8) string {
-	if f == fLocality {
+	if f == fAddress {
 		switch l {
-		case lPartial:
-			return "postal_code_only"
 		case lClose:
-			return "city"
+			return "close"
+		case lPartial:
+			return "same_street_other_town"
 		case lFuzzy:
-			return "city_only"
-		case lInitial:
-			return "postal_code_close"
+			return "same_town"
+		case lDifferent:
+			return "different"
 		}
 	}
 	return levelNames[l]

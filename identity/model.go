@@ -13,6 +13,10 @@ type Model struct {
 	// N is the number of members the prior is for: the prior log2-odds that
 	// one given member is the person sought is -log2(N).
 	N int
+	// Expected is how many members a query is expected to match: 1 when
+	// linking to a deduplicated index, more when the index holds several
+	// records of a person. Train estimates it.
+	Expected float64
 	// Relatives is the share of members who live with a relative in the
 	// index: another member with their family name at their address or
 	// phone number but another given name and birth date. Where relatives
@@ -31,9 +35,8 @@ var defaultM = [numFields][numLevels]float64{
 	fFamily:    {lExact: 0.82, lClose: 0.07, lPartial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.06},
 	fBirthDate: {lExact: 0.90, lTransposed: 0.01, lClose: 0.05, lFuzzy: 0.02, lDifferent: 0.02},
 	fSex:       {lExact: 0.97, lDifferent: 0.03},
-	fStreet:    {lExact: 0.70, lClose: 0.08, lPartial: 0.04, lDifferent: 0.18},
-	fLocality:  {lExact: 0.72, lPartial: 0.04, lClose: 0.06, lFuzzy: 0.04, lInitial: 0.02, lDifferent: 0.12},
-	fPhone:     {lExact: 0.75, lClose: 0.05, lDifferent: 0.20},
+	fAddress:   {lExact: 0.62, lClose: 0.10, lPartial: 0.02, lFuzzy: 0.04, lNearby: 0.02, lDifferent: 0.20},
+	fPhone:     {lExact: 0.70, lClose: 0.05, lDifferent: 0.25},
 }
 
 // uFloor are the least u probabilities of levels that random index pairs
@@ -51,7 +54,7 @@ const uSamples = 300_000
 // starts m from the defaults. seed 0 uses a fixed seed so that the same
 // index always yields the same model.
 func EstimateModel(ix *Index, seed uint64) *Model {
-	m := &Model{M: defaultM, N: max(len(ix.recs), 1)}
+	m := &Model{M: defaultM, N: max(len(ix.recs), 1), Expected: 1}
 	var counts [numFields][numLevels]float64
 	n := len(ix.recs)
 	if n >= 2 {
@@ -175,4 +178,10 @@ func (m *Model) Weight(field, level int) float64 {
 
 // Prior is the prior log2-odds that one member of the index is the person
 // sought.
-func (m *Model) Prior() float64 { return -math.Log2(float64(m.N)) }
+func (m *Model) Prior() float64 {
+	e := m.Expected
+	if e <= 0 {
+		e = 1
+	}
+	return math.Log2(e / float64(m.N))
+}

@@ -39,18 +39,21 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 	}
 	ix.mu.RLock()
 	base := ix.model
-	patterns := map[uint32]float64{}
+	// Each sampled query's candidate comparison vectors, packed; queries
+	// are separated by starts.
+	var pats []uint32
+	starts := []int{0}
 	step := max(1, len(queries)/opt.MaxQueries)
 	var rows []int32
 	for i := 0; i < len(queries); i += step {
 		q := queries[i]
 		p := newProbe(q.Given, q.Family, q.BirthDate, q.Sex, q.Address.Street, q.Address.City, q.Address.State, q.Address.PostalCode, q.Phone)
 		qid := strings.TrimSpace(q.MemberID)
-		lookup := qid
 		if opt.Dedup {
-			lookup = ""
+			rows = ix.candidates(&p, "", rows[:0])
+		} else {
+			rows = ix.candidates(&p, qid, rows[:0])
 		}
-		rows = ix.candidates(&p, lookup, rows[:0])
 		for _, row := range rows {
 			if opt.Dedup && ix.ids[row] == qid {
 				continue
@@ -60,40 +63,76 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 			if opt.Dedup {
 				id = ""
 			}
-			patterns[compare(&p, id, &c).pack()]++
+			pats = append(pats, compare(&p, id, &c).pack())
 		}
+		starts = append(starts, len(pats))
 	}
 	ix.mu.RUnlock()
 
 	m := *base
-	total := 0.0
-	for _, n := range patterns {
-		total += n
-	}
-	if total == 0 {
+	nq := float64(len(starts) - 1)
+	if len(pats) == 0 {
 		return &m
 	}
-	lambda := math.Min(0.5, float64(len(queries)/step)/total)
+	// Link mode: each query is one member or none, so a query's candidates
+	// compete for one match (the odds of each against the others and
+	// "none"). Dedup mode: every pair is judged alone, with a share λ of
+	// matching pairs also estimated.
+	pIn := 0.9
+	lambda := math.Min(0.5, nq/float64(len(pats)))
+	logBF := make([]float64, len(pats))
+	w := make([]float64, len(pats))
 	for it := 0; it < opt.Iterations; it++ {
-		var mc [numFields][numLevels]float64
-		matched := 0.0
-		for pat, n := range patterns {
+		for i, pat := range pats {
 			g := unpack(pat)
-			lm, lu := math.Log(lambda), math.Log(1-lambda)
+			lb := 0.0
 			for f, l := range g {
 				if l == lMissing || m.M[f][l] == 0 || m.U[f][l] == 0 {
 					continue
 				}
-				lm += math.Log(m.M[f][l])
-				lu += math.Log(m.U[f][l])
+				lb += math.Log(m.M[f][l] / m.U[f][l])
 			}
-			w := 1 / (1 + math.Exp(lu-lm))
-			matched += w * n
+			logBF[i] = lb
+		}
+		matched := 0.0
+		if opt.Dedup {
+			lo := math.Log(lambda / (1 - lambda))
+			for i := range pats {
+				w[i] = 1 / (1 + math.Exp(-(logBF[i] + lo)))
+				matched += w[i]
+			}
+			lambda = math.Min(math.Max(matched/float64(len(pats)), 1e-6), 0.999)
+		} else {
+			lp := math.Log(pIn / float64(m.N))
+			none := math.Log(1 - pIn + 1e-9)
+			for k := 0; k+1 < len(starts); k++ {
+				lo, hi := starts[k], starts[k+1]
+				mx := none
+				for i := lo; i < hi; i++ {
+					mx = math.Max(mx, logBF[i]+lp)
+				}
+				z := math.Exp(none - mx)
+				for i := lo; i < hi; i++ {
+					w[i] = math.Exp(logBF[i] + lp - mx)
+					z += w[i]
+				}
+				for i := lo; i < hi; i++ {
+					w[i] /= z
+					matched += w[i]
+				}
+			}
+			pIn = math.Min(math.Max(matched/nq, 0.05), 0.99)
+		}
+		var mc [numFields][numLevels]float64
+		for i, pat := range pats {
+			if w[i] < 1e-9 {
+				continue
+			}
+			g := unpack(pat)
 			for f, l := range g {
-				mc[f][l] += w * n
+				mc[f][l] += w[i]
 			}
 		}
-		lambda = math.Min(math.Max(matched/total, 1e-6), 0.999)
 		for f := range mc {
 			sum := 0.0
 			for l := 1; l < numLevels; l++ {
@@ -107,6 +146,11 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 				}
 				m.M[f][l] = (mc[f][l] + opt.PriorWeight*defaultM[f][l]) / (sum + opt.PriorWeight)
 			}
+		}
+		if opt.Dedup {
+			// The share of pairs that match, times the pairs a query brings,
+			// is how many members a query matches: the prior's numerator.
+			m.Expected = math.Min(math.Max(matched/nq, 1), 20)
 		}
 	}
 	// A swap stays one event carried by the given field.
