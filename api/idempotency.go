@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// The Idempotency-Key header and its length bounds (as in openapi.yaml).
+const (
+	idempotencyHeader = "Idempotency-Key"
+	minKeyLen         = 8
+	maxKeyLen         = 255
+)
+
+// fingerprint is the SHA-256 (hex) of the canonical JSON of a decoded
+// request body: the generated struct re-marshalled, so whitespace and
+// member order do not matter, with times in UTC so that one instant
+// written with two offsets is one request.
+func fingerprint(body NewTransfer) (string, error) {
+	c := body
+	c.Consent.Period.Start = c.Consent.Period.Start.UTC()
+	c.Consent.Period.End = utcPtr(c.Consent.Period.End)
+	c.Consent.GrantedAt = utcPtr(c.Consent.GrantedAt)
+	if c.DataScope != nil {
+		ds := *c.DataScope
+		ds.Since = utcPtr(ds.Since)
+		c.DataScope = &ds
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// storedResponse answers POST /v1/transfers with the bytes of the
+// idempotency record, so that the first answer and every replay are
+// identical byte for byte.
+type storedResponse struct {
+	status     int
+	body       []byte
+	transferID string
+	replayed   bool
+	self       string
+}
+
+// VisitCreateTransferResponse writes the stored status and body.
+func (r storedResponse) VisitCreateTransferResponse(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Location", r.self)
+	if r.replayed {
+		h.Set("Idempotent-Replayed", "true")
+	}
+	w.WriteHeader(r.status)
+	_, err := w.Write(r.body)
+	return err
+}
+
+// accept finishes the acceptance of a transfer whose idempotency record is
+// pending: it starts the workflow (idempotent, so the first request, its
+// concurrent twins and a recovery may all call it), builds the 202 body
+// from the transfer as created and stores it. The first body stored wins
+// and is returned, so every caller answers the same bytes.
+func (s *Server) accept(ctx context.Context, rec store.IdempotencyRecord) (store.IdempotencyRecord, error) {
+	if err := s.engine.StartTransfer(ctx, rec.TransferID); err != nil {
+		return rec, &startError{err: err}
+	}
+	t, err := s.store.GetTransfer(ctx, rec.TransferID)
+	if err != nil {
+		return rec, fmt.Errorf("get accepted transfer %s: %w", rec.TransferID, err)
+	}
+	body, err := json.Marshal(s.transferView(asCreated(t)))
+	if err != nil {
+		return rec, fmt.Errorf("encode transfer %s: %w", rec.TransferID, err)
+	}
+	body = append(body, '\n')
+	done, err := s.store.CompleteIdempotency(ctx, rec.ClientID, rec.Key, http.StatusAccepted, body)
+	if err != nil {
+		return rec, fmt.Errorf("complete idempotency record of %s: %w", rec.TransferID, err)
+	}
+	return done, nil
+}
+
+// startError is a failure to start a workflow: the record stays pending
+// and a retry (or ResumePending) completes it.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "start transfer workflow: " + e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// asCreated is t as it was when created, whatever its workflow did since:
+// the 202 body must not depend on when it was built.
+func asCreated(t transfer.Transfer) transfer.Transfer {
+	return transfer.Transfer{
+		ID: t.ID, ClientID: t.ClientID, PartnerID: t.PartnerID, CorrelationID: t.CorrelationID,
+		State: transfer.StateInitiated, CreatedAt: t.CreatedAt, UpdatedAt: t.CreatedAt,
+	}
+}
+
+// resumeBatch is how many pending records ResumePending handles at a time.
+const resumeBatch = 100
+
+// ResumePending starts the workflows of transfers whose idempotency record
+// is still pending and was created more than olderThan ago, and stores
+// their answer: a crash between accepting a transfer and starting its
+// workflow then loses nothing. A later retry of such a request replays the
+// stored answer. It returns how many it resumed; it stops at the first
+// failure, leaving the rest pending for the next call.
+func (s *Server) ResumePending(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := s.now().Add(-olderThan)
+	seen := map[string]bool{}
+	n := 0
+	for {
+		recs, err := s.store.PendingIdempotency(ctx, cutoff, resumeBatch)
+		if err != nil {
+			return n, fmt.Errorf("list pending idempotency records: %w", err)
+		}
+		if len(recs) == 0 {
+			return n, nil
+		}
+		for _, rec := range recs {
+			if seen[rec.TransferID] {
+				return n, fmt.Errorf("idempotency record of transfer %s stays pending after completion", rec.TransferID)
+			}
+			seen[rec.TransferID] = true
+			if _, err := s.accept(ctx, rec); err != nil {
+				return n, fmt.Errorf("resume transfer %s: %w", rec.TransferID, err)
+			}
+			s.log.Info("resumed pending transfer", zap.String("transfer_id", rec.TransferID))
+			n++
+		}
+	}
+}

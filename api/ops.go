@@ -1,0 +1,60 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// readyTimeout bounds each dependency check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// jwksResponse writes the key set as KeySet encoded it.
+type jwksResponse []byte
+
+// VisitGetJWKSResponse writes the JWK Set.
+func (j jwksResponse) VisitGetJWKSResponse(w http.ResponseWriter) error {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(j)
+	return err
+}
+
+// GetJWKS answers our public signing keys.
+func (s *Server) GetJWKS(ctx context.Context, _ GetJWKSRequestObject) (GetJWKSResponseObject, error) {
+	b, err := s.keys.PublicJWKS()
+	if err != nil {
+		return nil, fmt.Errorf("public jwks: %w", err)
+	}
+	return jwksResponse(b), nil
+}
+
+// Healthz answers 200 while the process serves HTTP.
+func (s *Server) Healthz(context.Context, HealthzRequestObject) (HealthzResponseObject, error) {
+	return Healthz200JSONResponse{Status: "ok"}, nil
+}
+
+// Readyz answers 200 when the store and the workflow engine answer.
+func (s *Server) Readyz(ctx context.Context, _ ReadyzRequestObject) (ReadyzResponseObject, error) {
+	checks := []struct {
+		name  string
+		check func(context.Context) error
+	}{
+		{"store", s.store.Ping},
+		{"workflow engine", s.engine.Ready},
+	}
+	for _, c := range checks {
+		cctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		err := c.check(cctx)
+		cancel()
+		if err != nil {
+			s.logFor(ctx).Warn("not ready", zap.String("dependency", c.name), zap.Error(err))
+			return nil, unavailable("the " + c.name + " is unavailable")
+		}
+	}
+	return Readyz200JSONResponse{Status: "ok"}, nil
+}

@@ -1,0 +1,176 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/go-chi/chi/v5"
+	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Engine starts and steers transfer workflows (implemented in workflows/).
+type Engine interface {
+	// StartTransfer starts the workflow of a stored transfer. It is
+	// idempotent: the same id gives the same single workflow.
+	StartTransfer(ctx context.Context, transferID string) error
+	// Review delivers a review decision. It returns transfer.ErrNotInReview
+	// or (wrapped) transfer.ErrInvalidDecision for decisions that cannot
+	// apply.
+	Review(ctx context.Context, transferID string, d transfer.ReviewDecision) error
+	// Ready reports whether the workflow service answers.
+	Ready(ctx context.Context) error
+}
+
+// KeySet publishes our public signing keys.
+type KeySet interface {
+	// PublicJWKS returns the JWK Set (RFC 7517) of our public keys.
+	PublicJWKS() ([]byte, error)
+}
+
+// Partners tells whether a partner is registered.
+type Partners interface {
+	Has(id string) bool
+}
+
+// PartnersFunc adapts a function to Partners.
+type PartnersFunc func(id string) bool
+
+// Has reports f(id).
+func (f PartnersFunc) Has(id string) bool { return f(id) }
+
+// Deps are the Server's dependencies.
+type Deps struct {
+	Store  store.Store // required
+	Engine Engine      // required
+	Keys   KeySet      // required
+	// Partners, when set, makes POST /v1/transfers reject unknown partners
+	// with 422 unknown-partner. When nil every partner id is accepted and
+	// the workflow fails unknown ones with unknown_partner.
+	Partners Partners
+	Logger   *zap.Logger      // nil: no logging
+	Now      func() time.Time // nil: time.Now
+	// BaseURL prefixes the links of transfers (e.g. "https://p2p.example");
+	// empty gives links relative to the host.
+	BaseURL string
+}
+
+// Server implements the API v1 handlers over its Deps.
+type Server struct {
+	store    store.Store
+	engine   Engine
+	keys     KeySet
+	partners Partners
+	log      *zap.Logger
+	now      func() time.Time
+	baseURL  string
+	handler  http.Handler
+}
+
+var _ StrictServerInterface = (*Server)(nil)
+
+// NewServer checks d and builds the Server with its HTTP handler.
+func NewServer(d Deps) (*Server, error) {
+	switch {
+	case d.Store == nil:
+		return nil, errors.New("api: Deps.Store is required")
+	case d.Engine == nil:
+		return nil, errors.New("api: Deps.Engine is required")
+	case d.Keys == nil:
+		return nil, errors.New("api: Deps.Keys is required")
+	}
+	s := &Server{
+		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners,
+		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"),
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	h, err := s.routes()
+	if err != nil {
+		return nil, err
+	}
+	s.handler = h
+	return s, nil
+}
+
+// NewHandler returns the API's HTTP handler: a chi router that validates
+// requests against the embedded spec, recovers panics, logs each request
+// without PHI and answers every error with application/problem+json.
+func NewHandler(d Deps) (http.Handler, error) {
+	s, err := NewServer(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.Handler(), nil
+}
+
+// Handler returns the Server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() (http.Handler, error) {
+	spec, err := GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("api: load embedded spec: %w", err)
+	}
+	spec.Servers = nil // validate paths only, whatever host serves them
+
+	validate := nethttpmiddleware.OapiRequestValidatorWithOptions(spec, &nethttpmiddleware.Options{
+		Options: openapi3filter.Options{
+			MultiError: true, // report every invalid field at once
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{
+				// Real calendar dates and times, so that what passes
+				// validation also decodes; the default regexps accept
+				// 2024-02-31.
+				openapi3.WithStringFormatValidator("date", openapi3.NewCallbackValidator(func(v string) error {
+					_, err := time.Parse(time.DateOnly, v)
+					return err
+				})),
+				openapi3.WithStringFormatValidator("date-time", openapi3.NewCallbackValidator(func(v string) error {
+					_, err := time.Parse(time.RFC3339Nano, v)
+					return err
+				})),
+				// Keep values out of error messages, should any be logged.
+				openapi3.DisableSchemaErrorDetails(),
+			},
+		},
+		SilenceServersWarning: true,
+		ErrorHandlerWithOpts: func(_ context.Context, err error, w http.ResponseWriter, r *http.Request, _ nethttpmiddleware.ErrorHandlerOpts) {
+			writeProblem(w, r, validationProblem(err))
+		},
+	})
+
+	r := chi.NewRouter()
+	r.Use(withInfo, s.accessLog, s.recoverer, limitBody)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(http.StatusNotFound, ProblemNotFound, "Not found", "no such route"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(http.StatusMethodNotAllowed, ProblemMethodNotAllowed,
+			"Method not allowed", "the route does not support this method"))
+	})
+
+	strict := NewStrictHandlerWithOptions(s, nil, StrictHTTPServerOptions{
+		RequestErrorHandlerFunc:  requestError,
+		ResponseErrorHandlerFunc: s.responseError,
+	})
+	// The validator runs per operation, after chi has routed, so that the
+	// access log always knows the route pattern.
+	return HandlerWithOptions(strict, ChiServerOptions{
+		BaseRouter:       r,
+		Middlewares:      []MiddlewareFunc{validate},
+		ErrorHandlerFunc: paramError,
+	}), nil
+}

@@ -1,0 +1,384 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// CreateTransfer accepts a transfer under an Idempotency-Key: it creates
+// the transfer (or finds the one the key already names), starts its
+// workflow and answers the stored 202, byte for byte the same for every
+// request with that key and body.
+func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestObject) (CreateTransferResponseObject, error) {
+	key := req.Params.IdempotencyKey
+	if key == "" {
+		return nil, missingKey()
+	}
+	if n := utf8.RuneCountInString(key); n < minKeyLen || n > maxKeyLen {
+		return nil, badKey()
+	}
+	if req.Body == nil {
+		return nil, fieldInvalid("body", "is required")
+	}
+	body := *req.Body
+	if p := checkNewTransfer(body); p != nil {
+		return nil, p
+	}
+	fp, err := fingerprint(body)
+	if err != nil {
+		return nil, err
+	}
+	client := clientID(ctx)
+
+	if s.partners != nil && !s.partners.Has(body.PartnerId) {
+		// Only a new key is refused: a replay must not depend on the
+		// registry of today.
+		rec, err := s.store.GetIdempotency(ctx, client, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, newProblem(http.StatusUnprocessableEntity, ProblemUnknownPartner, "Unknown partner",
+				"partner_id names no registered partner",
+				FieldProblem{Field: "partner_id", Reason: "is not a registered partner"})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get idempotency record: %w", err)
+		}
+		return s.answer(ctx, rec, fp, false)
+	}
+
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("new transfer id: %w", err)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond) // what every store keeps
+	t := transfer.Transfer{
+		ID: id.String(), ClientID: client, PartnerID: body.PartnerId, CorrelationID: deref(body.CorrelationId),
+		State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now,
+	}
+	detail := map[string]any{"partner_id": t.PartnerID}
+	if t.CorrelationID != "" {
+		detail["correlation_id"] = t.CorrelationID
+	}
+	res, err := s.store.CreateTransfer(ctx, store.NewTransfer{
+		ClientID: client, IdempotencyKey: key, Fingerprint: fp,
+		Transfer: t,
+		Request:  toRequest(body),
+		Event: transfer.Event{
+			At: now, State: transfer.StateInitiated, Actor: "client:" + client, Type: "state",
+			Detail: detail, Key: transfer.StateKey(transfer.StateInitiated),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create transfer: %w", err)
+	}
+	rec := res.Record
+	if res.Created {
+		// What this request created, whatever the store echoes.
+		rec = store.IdempotencyRecord{
+			ClientID: client, Key: key, Fingerprint: fp, TransferID: t.ID,
+			Status: store.IdempotencyPending, CreatedAt: now,
+		}
+	}
+	return s.answer(ctx, rec, fp, res.Created)
+}
+
+// answer answers a request whose key names rec: 422 for another body, the
+// stored bytes once complete, else completes the acceptance first (the
+// first request, a concurrent twin, or a retry after a crash or a failed
+// start all get here).
+func (s *Server) answer(ctx context.Context, rec store.IdempotencyRecord, fp string, created bool) (CreateTransferResponseObject, error) {
+	if rec.Fingerprint != fp {
+		return nil, newProblem(http.StatusUnprocessableEntity, ProblemIdempotencyKeyReused, "Idempotency-Key reused",
+			"this Idempotency-Key was used with a different request body")
+	}
+	noteTransfer(ctx, rec.TransferID)
+	if rec.Status != store.IdempotencyComplete {
+		done, err := s.accept(ctx, rec)
+		var se *startError
+		if errors.As(err, &se) {
+			s.logFor(ctx).Warn("starting transfer workflow failed", zap.Error(se.err))
+			return nil, unavailable("the transfer was recorded but its workflow could not be started; retry with the same Idempotency-Key")
+		}
+		if err != nil {
+			return nil, err
+		}
+		rec = done
+	}
+	return storedResponse{
+		status: rec.ResponseStatus, body: rec.ResponseBody, transferID: rec.TransferID,
+		replayed: !created, self: s.link(rec.TransferID),
+	}, nil
+}
+
+// checkNewTransfer checks what the schema cannot say. Reasons name the
+// rule, never the value.
+func checkNewTransfer(b NewTransfer) *problemError {
+	var fields []FieldProblem
+	if strings.TrimSpace(b.PartnerId) == "" {
+		fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must not be blank"})
+	}
+	m := b.Member
+	if blank(m.MemberId) && blank(m.Given) && blank(m.Family) {
+		fields = append(fields, FieldProblem{Field: "member", Reason: "must have member_id, given or family"})
+	}
+	if err := member.ValidBirthDate(m.BirthDate.String()); err != nil {
+		fields = append(fields, FieldProblem{Field: "member.birth_date", Reason: err.Error()})
+	}
+	if strings.TrimSpace(b.Consent.Id) == "" {
+		fields = append(fields, FieldProblem{Field: "consent.id", Reason: "must not be blank"})
+	}
+	if end := b.Consent.Period.End; end != nil && end.Before(b.Consent.Period.Start) {
+		fields = append(fields, FieldProblem{Field: "consent.period.end", Reason: "must not be before consent.period.start"})
+	}
+	if len(fields) > 0 {
+		return invalid("the request has invalid fields; see errors", fields...)
+	}
+	return nil
+}
+
+func blank(s *string) bool { return s == nil || strings.TrimSpace(*s) == "" }
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// nonEmpty is a pointer to s, or nil for "": optional fields stay absent.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// toRequest is what the store keeps of the request (PHI).
+func toRequest(b NewTransfer) transfer.Request {
+	m := b.Member
+	r := transfer.Request{
+		PartnerID: b.PartnerId,
+		Member: transfer.Demographics{
+			MemberID: deref(m.MemberId), Given: deref(m.Given), Family: deref(m.Family),
+			BirthDate: m.BirthDate.String(), Phone: deref(m.Phone),
+		},
+		Consent: transfer.Consent{
+			ID: b.Consent.Id, Status: string(b.Consent.Status), Scope: string(b.Consent.Scope),
+			PeriodStart: b.Consent.Period.Start.UTC(),
+		},
+		CorrelationID: deref(b.CorrelationId),
+	}
+	if m.Sex != nil {
+		r.Member.Sex = string(*m.Sex)
+	}
+	if a := m.Address; a != nil {
+		r.Member.Address = transfer.Address{
+			Street: deref(a.Street), City: deref(a.City), State: deref(a.State), PostalCode: deref(a.PostalCode),
+		}
+	}
+	if e := b.Consent.Period.End; e != nil {
+		r.Consent.PeriodEnd = e.UTC()
+	}
+	if g := b.Consent.GrantedAt; g != nil {
+		r.Consent.GrantedAt = g.UTC()
+	}
+	if ds := b.DataScope; ds != nil {
+		if ds.ResourceTypes != nil {
+			for _, rt := range *ds.ResourceTypes {
+				r.DataScope.ResourceTypes = append(r.DataScope.ResourceTypes, string(rt))
+			}
+		}
+		r.DataScope.Since = utcPtr(ds.Since)
+	}
+	return r
+}
+
+// link is the URL of a transfer, absolute when Deps.BaseURL is set.
+func (s *Server) link(id string, sub ...string) string {
+	l := s.baseURL + "/v1/transfers/" + id
+	for _, p := range sub {
+		l += "/" + p
+	}
+	return l
+}
+
+// transferView is the API resource of t.
+func (s *Server) transferView(t transfer.Transfer) Transfer {
+	v := Transfer{
+		Id: t.ID, State: TransferState(t.State), PartnerId: t.PartnerID,
+		CorrelationId: nonEmpty(t.CorrelationID),
+		CreatedAt:     t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
+		Links: TransferLinks{Self: s.link(t.ID), Timeline: s.link(t.ID, "timeline")},
+	}
+	if t.State == transfer.StateManualReview {
+		v.Links.Review = ptr(s.link(t.ID, "review"))
+	}
+	if i := t.Identity; i != nil {
+		v.Identity = &IdentityOutcome{
+			Status: IdentityStatus(i.Status), MemberId: nonEmpty(i.MemberID), Score: i.Score,
+			ReviewedBy: nonEmpty(i.ReviewedBy),
+		}
+		if len(i.Candidates) > 0 {
+			v.Identity.Candidates = ptr(append([]string(nil), i.Candidates...))
+		}
+		if r := i.Rationale; r != nil {
+			ra := &Rationale{Rule: r.Rule, Summary: r.Summary}
+			if len(r.Fields) > 0 {
+				fs := make([]FieldContribution, len(r.Fields))
+				for k, f := range r.Fields {
+					fs[k] = FieldContribution{Field: f.Field, Level: f.Level, Weight: f.Weight}
+				}
+				ra.Fields = &fs
+			}
+			if ru := r.RunnerUp; ru != nil {
+				ra.RunnerUp = &RunnerUp{MemberId: ru.MemberID, Score: ru.Score}
+			}
+			v.Identity.Rationale = ra
+		}
+	}
+	if c := t.Consent; c != nil {
+		v.Consent = &ConsentOutcome{
+			Status: ConsentCheckStatus(c.Status), Reason: nonEmpty(c.Reason), ConsentId: nonEmpty(c.ConsentID),
+			Scope: nonEmpty(c.Scope), CheckedAt: c.CheckedAt.UTC(),
+		}
+	}
+	if e := t.Export; e != nil {
+		files := make([]ExportFile, len(e.Files))
+		for k, f := range e.Files {
+			files[k] = ExportFile{Type: f.Type, Count: f.Count, Sha256: f.SHA256, Bytes: f.Bytes}
+		}
+		v.Export = &ExportInfo{
+			ManifestSha256: e.ManifestSHA256, Kid: e.KID, Files: files, ExcludedSensitive: e.ExcludedSensitive,
+			ReceiptId: nonEmpty(e.ReceiptID),
+		}
+		if e.Withdrawn {
+			v.Export.Withdrawn = ptr(true)
+		}
+	}
+	if e := t.Error; e != nil {
+		v.Error = &TransferError{Type: e.Type, Detail: e.Detail}
+	}
+	return v
+}
+
+// GetTransfer answers the transfer's current projection.
+func (s *Server) GetTransfer(ctx context.Context, req GetTransferRequestObject) (GetTransferResponseObject, error) {
+	noteTransfer(ctx, req.Id)
+	t, err := s.store.GetTransfer(ctx, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get transfer: %w", err)
+	}
+	return GetTransfer200JSONResponse(s.transferView(t)), nil
+}
+
+// ListTransfers answers a page of transfers, newest first.
+func (s *Server) ListTransfers(ctx context.Context, req ListTransfersRequestObject) (ListTransfersResponseObject, error) {
+	p := req.Params
+	f := store.ListFilter{Limit: defaultLimit, PartnerID: deref(p.PartnerId), Cursor: deref(p.Cursor)}
+	if p.State != nil {
+		f.State = transfer.State(*p.State)
+	}
+	if p.Limit != nil {
+		f.Limit = *p.Limit
+	}
+	page, err := s.store.ListTransfers(ctx, f)
+	if errors.Is(err, store.ErrBadCursor) {
+		return nil, fieldInvalid("cursor", "is not a cursor this API returned")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list transfers: %w", err)
+	}
+	out := TransferPage{Items: make([]Transfer, len(page.Items)), NextCursor: nonEmpty(page.NextCursor)}
+	for k, t := range page.Items {
+		out.Items[k] = s.transferView(t)
+	}
+	return ListTransfers200JSONResponse(out), nil
+}
+
+// defaultLimit is the page size when the client names none (as in openapi.yaml).
+const defaultLimit = 50
+
+// GetTransferTimeline answers the transfer's events in order.
+func (s *Server) GetTransferTimeline(ctx context.Context, req GetTransferTimelineRequestObject) (GetTransferTimelineResponseObject, error) {
+	noteTransfer(ctx, req.Id)
+	evs, err := s.store.Timeline(ctx, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("timeline: %w", err)
+	}
+	out := Timeline{Events: make([]TimelineEvent, len(evs))}
+	for k, e := range evs {
+		ev := TimelineEvent{Seq: e.Seq, At: e.At.UTC(), Actor: e.Actor, Type: e.Type}
+		if e.State != "" {
+			ev.State = ptr(TransferState(e.State))
+		}
+		if len(e.Detail) > 0 {
+			ev.Detail = ptr(e.Detail)
+		}
+		out.Events[k] = ev
+	}
+	return GetTransferTimeline200JSONResponse(out), nil
+}
+
+// ReviewTransfer delivers a review decision to a transfer in manual review
+// and answers the transfer once the workflow has taken it.
+func (s *Server) ReviewTransfer(ctx context.Context, req ReviewTransferRequestObject) (ReviewTransferResponseObject, error) {
+	noteTransfer(ctx, req.Id)
+	if req.Body == nil {
+		return nil, fieldInvalid("body", "is required")
+	}
+	b := *req.Body
+	if b.Decision == ReviewDecisionDecisionApprove && blank(b.MemberId) {
+		return nil, fieldInvalid("member_id", "is required to approve")
+	}
+	if strings.TrimSpace(b.Reason) == "" {
+		return nil, fieldInvalid("reason", "must not be blank")
+	}
+	if _, err := s.store.GetTransfer(ctx, req.Id); errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	} else if err != nil {
+		return nil, fmt.Errorf("get transfer: %w", err)
+	}
+	d := transfer.ReviewDecision{
+		Decision: string(b.Decision), Reason: b.Reason, Reviewer: clientID(ctx),
+	}
+	if b.Decision == ReviewDecisionDecisionApprove {
+		d.MemberID = deref(b.MemberId)
+	}
+	switch err := s.engine.Review(ctx, req.Id, d); {
+	case errors.Is(err, transfer.ErrNotInReview):
+		return nil, newProblem(http.StatusConflict, ProblemNotInReview, "Not in review",
+			"the transfer is not waiting in manual_review")
+	case errors.Is(err, transfer.ErrInvalidDecision):
+		return nil, newProblem(http.StatusUnprocessableEntity, ProblemInvalidDecision, "Invalid decision",
+			"the decision does not fit the transfer; to approve, member_id must be one of identity.candidates")
+	case err != nil:
+		// The reason may hold PHI: log the error only.
+		s.logFor(ctx).Warn("review failed", zap.Error(err))
+		return nil, unavailable("the workflow engine did not take the decision; retry later")
+	}
+	t, err := s.store.GetTransfer(ctx, req.Id)
+	if err != nil {
+		return nil, fmt.Errorf("get reviewed transfer: %w", err)
+	}
+	return ReviewTransfer202JSONResponse(s.transferView(t)), nil
+}
