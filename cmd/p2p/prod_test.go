@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/p2p-payer/p2p/connectors/sandbox"
+	"github.com/p2p-payer/p2p/devserver"
+)
+
+// postgresURL returns the test database URL with search_path set to a
+// fresh schema that is dropped after the test. It skips when
+// P2P_TEST_DATABASE_URL is unset and fails when it is set but Postgres does
+// not answer.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("P2P_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("P2P_TEST_DATABASE_URL is not set: the production path runs on PostgreSQL")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("P2P_TEST_DATABASE_URL is set but PostgreSQL does not answer: %v", err)
+	}
+	schema := fmt.Sprintf("p2p_prod_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		conn.Close(context.Background())
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", "-csearch_path="+schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// child starts the test binary as `p2p args...` with env.
+func child(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "P2P_TEST_RUN_AS_P2P=1"), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("p2p %s output:\n%s", strings.Join(args, " "), out.String())
+		}
+	})
+	return cmd
+}
+
+// TestProductionTopology runs the production commands as separate
+// processes configured only by P2P_* variables: migrate and members import
+// against PostgreSQL, then one api and two workers against a Temporal
+// server reached over the network, and drives transfers to complete.
+func TestProductionTopology(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real p2p processes")
+	}
+	dbURL := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// The Temporal cluster: real server code, in this process, reached by
+	// the api and workers over gRPC like any cluster.
+	ts, err := devserver.Start(ctx, devserver.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ts.Stop() })
+
+	dir := t.TempDir()
+	key := filepath.Join(dir, "signing-key.jwk")
+	var out bytes.Buffer
+	for _, args := range [][]string{
+		{"migrate", "--database-url", dbURL},
+		{"migrate", "--database-url", dbURL}, // twice: migrations are idempotent
+		{"keys", "generate", "--out", key},
+	} {
+		if err := dispatch(ctx, args, &out, &out); err != nil {
+			t.Fatalf("p2p %v: %v\n%s", args, err, out.String())
+		}
+	}
+	csv := filepath.Join(dir, "members.csv")
+	os.WriteFile(csv, []byte("member_id,given,family,birth_date,sex,street,city,state,postal_code,phone\n"+
+		"P1,Dana,Whitfield,1979-06-02,F,5 Harbor Road,Duluth,MN,55802,218-555-0111\n"+
+		"P2,Eli,Stone,1988-08-08,M,,,,,\n"+
+		"P3,Bad,Date,1988-02-31,M,,,,,\n"), 0o600)
+	out.Reset()
+	err = dispatch(ctx, []string{"members", "import", "--file", csv, "--database-url", dbURL}, &out, &out)
+	if err == nil || !strings.Contains(out.String(), "2 rows loaded, 1 rows rejected") || !strings.Contains(out.String(), "line 4") {
+		t.Fatalf("members import: %v\n%s", err, out.String())
+	}
+
+	apiAddr := freeAddr(t)
+	base := "http://" + apiAddr
+	partner, err := sandbox.New(sandbox.Options{JWKSURL: base + "/.well-known/jwks.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := httptest.NewServer(partner.Handler())
+	t.Cleanup(sb.Close)
+	registry := filepath.Join(dir, "partners.yaml")
+	os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    name: Partner B\n    push_url: "+sb.URL+"/exports\n    timeout: 10s\n"), 0o600)
+
+	env := []string{
+		"P2P_DATABASE_URL=" + dbURL, "P2P_TEMPORAL_ADDRESS=" + ts.Address(), "P2P_TEMPORAL_NAMESPACE=" + ts.Namespace(),
+		"P2P_SIGNING_KEY=" + key, "P2P_PARTNERS=" + registry, "P2P_ADDR=" + apiAddr, "P2P_LOG_LEVEL=warn",
+	}
+	child(t, env, "worker")
+	child(t, env, "worker")
+	child(t, env, "api")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("p2p api not ready: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	now := time.Now().UTC()
+	consent := fmt.Sprintf(`{"id":"c1","status":"active","scope":"sensitive","period":{"start":%q,"end":%q},"granted_at":%q}`,
+		now.AddDate(0, -1, 0).Format(time.RFC3339), now.AddDate(1, 0, 0).Format(time.RFC3339), now.AddDate(0, -1, 0).Format(time.RFC3339))
+	var ids []string
+	for i, m := range []string{
+		`{"given":"Dana","family":"Whitfield","birth_date":"1979-06-02","sex":"F"}`,
+		`{"member_id":"P2","birth_date":"1988-08-08"}`,
+	} {
+		body := `{"partner_id":"partner-b","member":` + m + `,"consent":` + consent + `}`
+		req, _ := http.NewRequest("POST", base+"/v1/transfers", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("prod-topology-%d", i))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 202 {
+			t.Fatalf("POST: %d %s", res.StatusCode, b)
+		}
+		ids = append(ids, strings.Split(strings.Split(string(b), `"id":"`)[1], `"`)[0])
+	}
+	req, _ := http.NewRequest("POST", base+"/v1/transfers", strings.NewReader(
+		`{"partner_id":"no-such-partner","member":{"member_id":"P2","birth_date":"1988-08-08"},"consent":`+consent+`}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "prod-topology-unknown")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 422 {
+		t.Errorf("unknown partner: %v %v, want 422", res.StatusCode, err)
+	}
+	for _, id := range ids {
+		awaitState(t, base, id, "complete", 30*time.Second)
+	}
+	if d := partner.Deliveries(); len(d) != len(ids) {
+		t.Errorf("partner received %d deliveries, want %d", len(d), len(ids))
+	}
+	for _, d := range partner.Deliveries() {
+		if d.Resources == 0 {
+			t.Errorf("delivery %+v has no resources", d)
+		}
+	}
+}
