@@ -324,12 +324,19 @@ func (p *probe) blockKeys(keys *[numKeys]uint64) {
 	if p.postal != "" && p.givenFirst != "" {
 		keys[keyPostalInit] = hashKey(keyPostalInit, p.postal, uint64(p.givenFirst[0]))
 	}
-	if p.phone != 0 {
-		keys[keyPhone] = hashKey(keyPhone, "", p.phone)
+	keys[keyPhone] = p.contactKey(keyPhone)
+	keys[keyAddress] = p.contactKey(keyAddress)
+}
+
+// contactKey is p's phone or address blocking key (0 when missing).
+func (p *probe) contactKey(kind int) uint64 {
+	switch {
+	case kind == keyPhone && p.phone != 0:
+		return hashKey(keyPhone, "", p.phone)
+	case kind == keyAddress && p.streetNumber != "" && p.streetName != "" && (p.postal != "" || p.city != ""):
+		return hashKey(keyAddress, p.streetNumber+"|"+firstWord(p.streetName)+"|"+p.postal+"|"+p.city, 0)
 	}
-	if p.streetNumber != "" && p.streetName != "" && (p.postal != "" || p.city != "") {
-		keys[keyAddress] = hashKey(keyAddress, p.streetNumber+"|"+firstWord(p.streetName)+"|"+p.postal+"|"+p.city, 0)
-	}
+	return 0
 }
 
 // canonicalGiven maps a nickname to the full name of its first nickname

@@ -48,7 +48,7 @@ var uFloor = [numFields][numLevels]float64{
 }
 
 // uSamples is how many random member pairs estimate u.
-const uSamples = 300_000
+const uSamples = 150_000
 
 // EstimateModel estimates u from random pairs of the index's members and
 // starts m from the defaults. seed 0 uses a fixed seed so that the same
@@ -107,65 +107,46 @@ func EstimateModel(ix *Index, seed uint64) *Model {
 
 // relatives is the share of members with a relative in the index (see
 // Model.Relatives), found by comparing the members of each address and
-// phone block.
+// phone block once, from the block's newest row.
 func relatives(ix *Index) float64 {
 	if len(ix.recs) == 0 {
 		return 0
 	}
 	has := make(map[int32]struct{})
 	var rows []int32
-	for key, c := range ix.blocks {
-		if c.n < 2 || c.n > 20 {
-			continue
-		}
-		kind := -1
-		for _, k := range []int{keyAddress, keyPhone} {
-			if row := c.head; row >= 0 && blockKeyOf(ix, row, k) == key {
-				kind = k
+	for r := range ix.recs {
+		row := int32(r)
+		s := ix.side(row)
+		p := probeOf(&s)
+		for _, kind := range []int{keyAddress, keyPhone} {
+			key := p.contactKey(kind)
+			c, ok := ix.blocks[key]
+			if key == 0 || !ok || c.head != row || c.n < 2 || c.n > 20 {
+				continue
 			}
-		}
-		if kind < 0 {
-			continue
-		}
-		rows = rows[:0]
-		for row := c.head; row >= 0; row = ix.next[kind][row] {
-			rows = append(rows, row)
-		}
-		for i, a := range rows {
-			for _, b := range rows[i+1:] {
-				ra, rb := &ix.recs[a], &ix.recs[b]
-				if ra.family != rb.family || ra.family == 0 {
-					continue
-				}
-				// Both given name and birth date clearly differ: another person
-				// (a second record of the same person rarely differs in both).
-				sa, sb := ix.side(a), ix.side(b)
-				p := probeOf(&sa)
-				if g := compare(&p, "", &sb); g[fGiven] == lDifferent && g[fBirthDate] == lDifferent {
-					has[a], has[b] = struct{}{}, struct{}{}
+			rows = rows[:0]
+			for x := c.head; x >= 0; x = ix.next[kind][x] {
+				rows = append(rows, x)
+			}
+			for i, a := range rows {
+				for _, b := range rows[i+1:] {
+					ra, rb := &ix.recs[a], &ix.recs[b]
+					if ra.family != rb.family || ra.family == 0 {
+						continue
+					}
+					// Both given name and birth date clearly differ: another
+					// person (a second record of one person rarely differs in
+					// both).
+					sa, sb := ix.side(a), ix.side(b)
+					pa := probeOf(&sa)
+					if g := compare(&pa, "", &sb); g[fGiven] == lDifferent && g[fBirthDate] == lDifferent {
+						has[a], has[b] = struct{}{}, struct{}{}
+					}
 				}
 			}
 		}
 	}
 	return float64(len(has)) / float64(len(ix.recs))
-}
-
-// blockKeyOf is row's blocking key of kind k.
-func blockKeyOf(ix *Index, row int32, k int) uint64 {
-	s := ix.side(row)
-	p := probeOf(&s)
-	var keys [numKeys]uint64
-	p.blockKeys(&keys)
-	return keys[k]
-}
-
-// probeOf turns an index member back into a probe for random-pair sampling.
-func probeOf(s *side) probe {
-	p := probe{given: s.given, family: s.family, street: s.street, city: s.city, state: s.state,
-		postal: s.postal, dob: s.dob, phone: s.phone, sex: s.sex, suffix: s.suffix}
-	p.fillNames()
-	p.streetNumber, p.streetName, _ = splitStreet(s.street)
-	return p
 }
 
 // Weight is the match weight log2(m/u) of a field's level; 0 for missing.
@@ -184,4 +165,13 @@ func (m *Model) Prior() float64 {
 		e = 1
 	}
 	return math.Log2(e / float64(m.N))
+}
+
+// probeOf turns an index member back into a probe, to compare two members.
+func probeOf(s *side) probe {
+	p := probe{given: s.given, family: s.family, street: s.street, city: s.city, state: s.state,
+		postal: s.postal, dob: s.dob, phone: s.phone, sex: s.sex, suffix: s.suffix}
+	p.fillNames()
+	p.streetNumber, p.streetName, _ = splitStreet(s.street)
+	return p
 }

@@ -1,0 +1,241 @@
+package identity
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// maxRejectLines is how many rejected rows the CLI lists before it only
+// counts them.
+const maxRejectLines = 20
+
+// RunMatchCLI implements `p2p identity match --index INDEX.csv --queries
+// QUERIES.csv [--out FILE]`: it builds an index from the canonical member
+// CSV, trains the model on the queries by EM (unless --no-train), matches
+// every query on all cores and writes
+// query_id,decision,member_id,score,runner_up_score in query order. Rows
+// that cannot be read are reported by line number on stderr, never by
+// value.
+func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("identity match", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	indexPath := fs.String("index", "", "canonical member CSV to match against (required)")
+	queriesPath := fs.String("queries", "", "query CSV: query_id then the member columns, any may be empty (required)")
+	outPath := fs.String("out", "", "output CSV (default: standard output)")
+	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parallel matchers")
+	noTrain := fs.Bool("no-train", false, "keep the index's default m probabilities instead of training them on the queries by EM")
+	dedup := fs.Bool("dedup", false, "the queries are the index's own members (query_id = member_id): never match a query to itself")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *indexPath == "" || *queriesPath == "" {
+		fs.Usage()
+		return errors.New("identity match: --index and --queries are required")
+	}
+	start := time.Now()
+	members, err := readMembers(*indexPath, stderr)
+	if err != nil {
+		return err
+	}
+	ids, queries, err := readQueries(*queriesPath, stderr)
+	if err != nil {
+		return err
+	}
+	loaded := time.Now()
+	ix := NewIndex(members, DefaultConfig())
+	members = nil
+	built := time.Now()
+	if !*noTrain {
+		train := queries
+		if *dedup {
+			train = make([]transfer.Demographics, len(queries))
+			for i, q := range queries {
+				train[i] = q
+				train[i].MemberID = ids[i]
+			}
+		}
+		ix.SetModel(ix.Train(train, TrainOptions{Dedup: *dedup}))
+	}
+	trained := time.Now()
+
+	decisions := make([]Decision, len(queries))
+	var wg sync.WaitGroup
+	next := make(chan int, 1024)
+	for w := 0; w < max(*workers, 1); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if *dedup {
+					decisions[i] = ix.matchExcluding(queries[i], ids[i])
+				} else {
+					decisions[i] = ix.Match(queries[i])
+				}
+			}
+		}()
+	}
+	var cancelled error
+	for i := range queries {
+		if i%4096 == 0 && ctx.Err() != nil {
+			cancelled = ctx.Err()
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if cancelled != nil {
+		return cancelled
+	}
+	matched := time.Now()
+
+	out := stdout
+	if *outPath != "" {
+		f, err := os.Create(*outPath)
+		if err != nil {
+			return fmt.Errorf("identity match: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	bw := bufio.NewWriterSize(out, 1<<20)
+	cw := csv.NewWriter(bw)
+	_ = cw.Write([]string{"query_id", "decision", "member_id", "score", "runner_up_score"})
+	counts := map[string]int{}
+	for i, d := range decisions {
+		counts[d.Outcome]++
+		score, runner := "", ""
+		if d.Outcome != OutcomeNoMatch || d.Rationale.Rule == RuleProbabilistic {
+			score = strconv.FormatFloat(d.Score, 'f', 3, 64)
+		}
+		if d.Rationale.RunnerUp != nil {
+			runner = strconv.FormatFloat(d.Rationale.RunnerUp.Score, 'f', 3, 64)
+		}
+		if err := cw.Write([]string{ids[i], d.Outcome, d.MemberID, score, runner}); err != nil {
+			return fmt.Errorf("identity match: writing output: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("identity match: writing output: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("identity match: writing output: %w", err)
+	}
+	fmt.Fprintf(stderr, "identity match: %d members, %d queries: %d match, %d review, %d no_match\n",
+		ix.Len(), len(queries), counts[OutcomeMatch], counts[OutcomeReview], counts[OutcomeNoMatch])
+	fmt.Fprintf(stderr, "identity match: read %v, index %v, train %v, match %v (%.0f queries/s), total %v\n",
+		loaded.Sub(start).Round(time.Millisecond), built.Sub(loaded).Round(time.Millisecond), trained.Sub(built).Round(time.Millisecond),
+		matched.Sub(trained).Round(time.Millisecond), float64(len(queries))/matched.Sub(trained).Seconds(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// readMembers reads the canonical member CSV, reporting rejected rows by
+// line number.
+func readMembers(path string, stderr io.Writer) ([]member.Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("identity match: %w", err)
+	}
+	defer f.Close()
+	rd, err := member.NewReader(bufio.NewReaderSize(f, 1<<20), false)
+	if err != nil {
+		return nil, fmt.Errorf("identity match: index: %w", err)
+	}
+	var out []member.Record
+	rejected, lenient := 0, 0
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var re *member.RowError
+		var fe *member.FieldError
+		if errors.As(err, &fe) && fe.Field != "member_id" {
+			// A member with an unusable birth date or sex, or without a name,
+			// is still a member: keep them, the field treated as missing,
+			// rather than make them unfindable.
+			lenient++
+			switch fe.Field {
+			case "birth_date":
+				row.Record.BirthDate = ""
+			case "sex":
+				row.Record.Sex = ""
+			}
+			out = append(out, row.Record)
+			continue
+		}
+		if errors.As(err, &re) {
+			rejected++
+			if rejected <= maxRejectLines {
+				fmt.Fprintf(stderr, "identity match: index: %v (skipped)\n", re)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("identity match: index: %w", err)
+		}
+		out = append(out, row.Record)
+	}
+	if rejected > 0 {
+		fmt.Fprintf(stderr, "identity match: index: %d rows skipped\n", rejected)
+	}
+	if lenient > 0 {
+		fmt.Fprintf(stderr, "identity match: index: %d rows kept with an invalid or missing birth date, sex or name treated as missing\n", lenient)
+	}
+	return out, nil
+}
+
+// readQueries reads the query CSV: query ids and demographics.
+func readQueries(path string, stderr io.Writer) ([]string, []transfer.Demographics, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity match: %w", err)
+	}
+	defer f.Close()
+	rd, err := member.NewReader(bufio.NewReaderSize(f, 1<<20), true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity match: queries: %w", err)
+	}
+	var ids []string
+	var qs []transfer.Demographics
+	rejected := 0
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var re *member.RowError
+		if errors.As(err, &re) {
+			rejected++
+			if rejected <= maxRejectLines {
+				fmt.Fprintf(stderr, "identity match: queries: %v (skipped)\n", re)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("identity match: queries: %w", err)
+		}
+		r := row.Record
+		ids = append(ids, row.QueryID)
+		qs = append(qs, transfer.Demographics{MemberID: r.ID, Given: r.Given, Family: r.Family, BirthDate: r.BirthDate,
+			Sex: r.Sex, Phone: r.Phone, Address: transfer.Address{Street: r.Street, City: r.City, State: r.State, PostalCode: r.PostalCode}})
+	}
+	if rejected > 0 {
+		fmt.Fprintf(stderr, "identity match: queries: %d rows skipped\n", rejected)
+	}
+	return ids, qs, nil
+}

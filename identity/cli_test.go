@@ -1,0 +1,140 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/p2p-payer/p2p/identity/internal/evaldata"
+	"github.com/p2p-payer/p2p/identity/internal/synth"
+	"github.com/p2p-payer/p2p/member"
+)
+
+func writeFile(t testing.TB, path string, recs []member.Record, queries, keepIDs bool) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := evaldata.WriteCanonical(f, recs, queries, keepIDs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunMatchCLI(t *testing.T) {
+	dir := t.TempDir()
+	idx := loadOrSkip(t, func() ([]evaldata.Labelled, error) {
+		return evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
+	})
+	qs := loadOrSkip(t, func() ([]evaldata.Labelled, error) {
+		return evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
+	})
+	writeFile(t, filepath.Join(dir, "index.csv"), records(idx), false, false)
+	writeFile(t, filepath.Join(dir, "queries.csv"), records(qs), true, false)
+	// A row the reader rejects: reported by line, and the rest goes on.
+	f, _ := os.OpenFile(filepath.Join(dir, "index.csv"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(",Secret,Name,1970-01-01,,,,,,\n")
+	f.Close()
+
+	var stdout, stderr bytes.Buffer
+	err := RunMatchCLI(context.Background(), []string{"--index", filepath.Join(dir, "index.csv"), "--queries", filepath.Join(dir, "queries.csv")}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("RunMatchCLI: %v\n%s", err, stderr.String())
+	}
+	if bytes.Contains(stderr.Bytes(), []byte("Secret")) || !bytes.Contains(stderr.Bytes(), []byte("line 5002")) {
+		t.Errorf("stderr must name the rejected line and no values:\n%s", stderr.String())
+	}
+	rows, err := csv.NewReader(&stdout).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(rows); got != len(qs)+1 {
+		t.Fatalf("%d rows, want %d", got, len(qs)+1)
+	}
+	if h := rows[0]; len(h) != 5 || h[0] != "query_id" || h[1] != "decision" || h[2] != "member_id" || h[3] != "score" || h[4] != "runner_up_score" {
+		t.Fatalf("header %v", h)
+	}
+	truth := map[string]string{}
+	for _, l := range idx {
+		truth[l.Entity] = l.Record.ID
+	}
+	correct, matched := 0, 0
+	for i, r := range rows[1:] {
+		if r[0] != qs[i].Record.ID {
+			t.Fatalf("row %d: query %s out of order", i, r[0])
+		}
+		switch r[1] {
+		case OutcomeMatch:
+			matched++
+			if r[2] == truth[qs[i].Entity] {
+				correct++
+			}
+			if _, err := strconv.ParseFloat(r[3], 64); err != nil {
+				t.Fatalf("row %d: score %q", i, r[3])
+			}
+		case OutcomeReview, OutcomeNoMatch:
+		default:
+			t.Fatalf("row %d: decision %q", i, r[1])
+		}
+	}
+	if p := float64(correct) / float64(matched); p < 0.995 || matched < 4800 {
+		t.Errorf("precision %.4f over %d matches", p, matched)
+	}
+
+	if err := RunMatchCLI(context.Background(), []string{"--index", filepath.Join(dir, "index.csv")}, &stdout, &stderr); err == nil {
+		t.Error("missing --queries accepted")
+	}
+}
+
+// TestCLIScale runs the CLI on 100,000 queries against 1,000,000 generated
+// members. It is heavy: P2P_IDENTITY_SCALE=1 runs it.
+func TestCLIScale(t *testing.T) {
+	if os.Getenv("P2P_IDENTITY_SCALE") == "" {
+		t.Skip("set P2P_IDENTITY_SCALE=1 to run the 1M x 100k CLI timing")
+	}
+	dir := t.TempDir()
+	pop := synth.Generate(1_000_000, 0.02, 1)
+	writeFile(t, filepath.Join(dir, "index.csv"), pop.Index(), false, false)
+	qs := pop.Queries(100_000, 2)
+	recs := make([]member.Record, len(qs))
+	for i, q := range qs {
+		d := q.Demographics
+		recs[i] = member.Record{ID: q.ID, Given: d.Given, Family: d.Family, BirthDate: d.BirthDate, Sex: d.Sex,
+			Street: d.Address.Street, City: d.Address.City, State: d.Address.State, PostalCode: d.Address.PostalCode, Phone: d.Phone}
+	}
+	writeFile(t, filepath.Join(dir, "queries.csv"), recs, true, false)
+	pop = nil
+	var stderr bytes.Buffer
+	start := time.Now()
+	err := RunMatchCLI(context.Background(), []string{"--index", filepath.Join(dir, "index.csv"), "--queries", filepath.Join(dir, "queries.csv"), "--out", filepath.Join(dir, "out.csv")}, os.Stdout, &stderr)
+	el := time.Since(start)
+	t.Log(stderr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "out.csv"))
+	rows, _ := csv.NewReader(bytes.NewReader(out)).ReadAll()
+	truth := map[string]string{}
+	for _, q := range qs {
+		truth[q.ID] = q.Truth
+	}
+	matched, wrong := 0, 0
+	for _, r := range rows[1:] {
+		if r[1] == OutcomeMatch {
+			matched++
+			if r[2] != truth[r[0]] {
+				wrong++
+			}
+		}
+	}
+	t.Logf("CLI 100k x 1M: %v; %d matches, %d wrong (precision %.5f)", el, matched, wrong, 1-float64(wrong)/float64(matched))
+	if el > 2*time.Minute {
+		t.Errorf("took %v, want < 2m", el)
+	}
+}
