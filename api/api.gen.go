@@ -211,10 +211,17 @@ func (e TransferState) Valid() bool {
 
 // Address A postal address. PHI.
 type Address struct {
-	City       *string `json:"city,omitempty"`
+	// City City.
+	City *string `json:"city,omitempty"`
+
+	// PostalCode Postal code.
 	PostalCode *string `json:"postal_code,omitempty"`
-	State      *string `json:"state,omitempty"`
-	Street     *string `json:"street,omitempty"`
+
+	// State State or region.
+	State *string `json:"state,omitempty"`
+
+	// Street Street address.
+	Street *string `json:"street,omitempty"`
 }
 
 // ConsentAssertion The member's consent to disclose their data to the partner.
@@ -242,8 +249,11 @@ type ConsentCheckStatus string
 
 // ConsentOutcome The latest consent check.
 type ConsentOutcome struct {
+	// CheckedAt When it was checked.
 	CheckedAt time.Time `json:"checked_at"`
-	ConsentId *string   `json:"consent_id,omitempty"`
+
+	// ConsentId The consent checked.
+	ConsentId *string `json:"consent_id,omitempty"`
 
 	// Reason Why consent was denied.
 	Reason *string `json:"reason,omitempty"`
@@ -280,12 +290,18 @@ type Demographics struct {
 
 	// BirthDate Birth date (YYYY-MM-DD).
 	BirthDate openapi_types.Date `json:"birth_date"`
-	Family    *string            `json:"family,omitempty"`
-	Given     *string            `json:"given,omitempty"`
+
+	// Family Family name.
+	Family *string `json:"family,omitempty"`
+
+	// Given Given name(s).
+	Given *string `json:"given,omitempty"`
 
 	// MemberId Our member id, when the partner knows it.
 	MemberId *string `json:"member_id,omitempty"`
-	Phone    *string `json:"phone,omitempty"`
+
+	// Phone Phone number.
+	Phone *string `json:"phone,omitempty"`
 
 	// Sex Administrative sex as recorded by the payer (U = unknown).
 	Sex *Sex `json:"sex,omitempty"`
@@ -309,8 +325,10 @@ type ExportFile struct {
 // ExportInfo The signed export prepared for the partner.
 type ExportInfo struct {
 	// ExcludedSensitive Resources left out because the consent scope is regular.
-	ExcludedSensitive int          `json:"excluded_sensitive"`
-	Files             []ExportFile `json:"files"`
+	ExcludedSensitive int `json:"excluded_sensitive"`
+
+	// Files The NDJSON files of the export.
+	Files []ExportFile `json:"files"`
 
 	// Kid The key id of the manifest's JWS signature, in our JWKS.
 	Kid string `json:"kid"`
@@ -327,10 +345,13 @@ type ExportInfo struct {
 
 // FieldContribution One field's share of an identity score.
 type FieldContribution struct {
+	// Field The demographic field compared (never its value).
 	Field string `json:"field"`
 
 	// Level How well the field agreed (e.g. exact, partial, none).
-	Level  string  `json:"level"`
+	Level string `json:"level"`
+
+	// Weight Its contribution to the score.
 	Weight float64 `json:"weight"`
 }
 
@@ -345,7 +366,9 @@ type FieldProblem struct {
 
 // Health A health or readiness answer.
 type Health struct {
-	// Status Example: ok
+	// Status ok when healthy.
+	//
+	// Example: ok
 	Status string `json:"status"`
 }
 
@@ -375,22 +398,40 @@ type IdentityStatus string
 
 // JWKSet A JSON Web Key Set (RFC 7517).
 type JWKSet struct {
+	// Keys The public keys (JWK).
 	Keys []map[string]interface{} `json:"keys"`
 }
 
 // Member A member of the index. PHI.
 type Member struct {
-	BirthDate  string `json:"birth_date"`
-	City       string `json:"city"`
-	Family     string `json:"family"`
-	Given      string `json:"given"`
-	MemberId   string `json:"member_id"`
-	Phone      string `json:"phone"`
+	// BirthDate Birth date (YYYY-MM-DD).
+	BirthDate string `json:"birth_date"`
+
+	// City City.
+	City string `json:"city"`
+
+	// Family Family name.
+	Family string `json:"family"`
+
+	// Given Given name(s).
+	Given string `json:"given"`
+
+	// MemberId Our member id.
+	MemberId string `json:"member_id"`
+
+	// Phone Phone number.
+	Phone string `json:"phone"`
+
+	// PostalCode Postal code.
 	PostalCode string `json:"postal_code"`
 
 	// Sex F, M, U, or empty when unknown.
-	Sex    string `json:"sex"`
-	State  string `json:"state"`
+	Sex string `json:"sex"`
+
+	// State State or region.
+	State string `json:"state"`
+
+	// Street Street address.
 	Street string `json:"street"`
 }
 
@@ -398,7 +439,9 @@ type Member struct {
 type MemberUpsert struct {
 	// BirthDate Birth date (YYYY-MM-DD), not before 1900 nor in the future.
 	BirthDate openapi_types.Date `json:"birth_date"`
-	City      *string            `json:"city,omitempty"`
+
+	// City City.
+	City *string `json:"city,omitempty"`
 
 	// Family Family name. Given or family is required.
 	Family *string `json:"family,omitempty"`
@@ -407,13 +450,21 @@ type MemberUpsert struct {
 	Given *string `json:"given,omitempty"`
 
 	// MemberId Optional; must equal the path's member_id when present.
-	MemberId   *string `json:"member_id,omitempty"`
-	Phone      *string `json:"phone,omitempty"`
+	MemberId *string `json:"member_id,omitempty"`
+
+	// Phone Phone number.
+	Phone *string `json:"phone,omitempty"`
+
+	// PostalCode Postal code.
 	PostalCode *string `json:"postal_code,omitempty"`
 
 	// Sex Administrative sex as recorded by the payer (U = unknown).
-	Sex    *Sex    `json:"sex,omitempty"`
-	State  *string `json:"state,omitempty"`
+	Sex *Sex `json:"sex,omitempty"`
+
+	// State State or region.
+	State *string `json:"state,omitempty"`
+
+	// Street Street address.
 	Street *string `json:"street,omitempty"`
 }
 
@@ -439,8 +490,10 @@ type NewTransfer struct {
 // Period A time interval; an absent end is open.
 type Period struct {
 	// End Not before start.
-	End   *time.Time `json:"end,omitempty"`
-	Start time.Time  `json:"start"`
+	End *time.Time `json:"end,omitempty"`
+
+	// Start Start of the period (RFC 3339).
+	Start time.Time `json:"start"`
 }
 
 // Problem An RFC 9457 problem detail.
@@ -494,6 +547,7 @@ type ResourceType string
 
 // ReviewDecision A person's decision on a transfer in manual review.
 type ReviewDecision struct {
+	// Decision approve a candidate, or reject the transfer.
 	Decision ReviewDecisionDecision `json:"decision"`
 
 	// MemberId The candidate approved, one of identity.candidates.
@@ -503,13 +557,16 @@ type ReviewDecision struct {
 	Reason string `json:"reason"`
 }
 
-// ReviewDecisionDecision defines model for ReviewDecision.Decision.
+// ReviewDecisionDecision approve a candidate, or reject the transfer.
 type ReviewDecisionDecision string
 
 // RunnerUp The second-best candidate.
 type RunnerUp struct {
-	MemberId string  `json:"member_id"`
-	Score    float64 `json:"score"`
+	// MemberId Our member id of the runner-up.
+	MemberId string `json:"member_id"`
+
+	// Score Its match score.
+	Score float64 `json:"score"`
 }
 
 // Sex Administrative sex as recorded by the payer (U = unknown).
@@ -517,14 +574,17 @@ type Sex string
 
 // Timeline A transfer's audit timeline.
 type Timeline struct {
+	// Events The events, in order.
 	Events []TimelineEvent `json:"events"`
 }
 
 // TimelineEvent One event of a timeline. Never holds PHI.
 type TimelineEvent struct {
 	// Actor Who caused the event (client:<id>, workflow, reviewer:<id>, ...).
-	Actor string    `json:"actor"`
-	At    time.Time `json:"at"`
+	Actor string `json:"actor"`
+
+	// At When it happened.
+	At time.Time `json:"at"`
 
 	// Detail Facts about the event.
 	Detail *map[string]interface{} `json:"detail,omitempty"`
@@ -548,8 +608,10 @@ type Transfer struct {
 	Consent *ConsentOutcome `json:"consent,omitempty"`
 
 	// CorrelationId The partner's reference, as sent.
-	CorrelationId *string   `json:"correlation_id,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
+	CorrelationId *string `json:"correlation_id,omitempty"`
+
+	// CreatedAt When the transfer was accepted.
+	CreatedAt time.Time `json:"created_at"`
 
 	// Error Why a transfer failed.
 	Error *TransferError `json:"error,omitempty"`
@@ -564,15 +626,19 @@ type Transfer struct {
 	Identity *IdentityOutcome `json:"identity,omitempty"`
 
 	// Links Where to follow the transfer.
-	Links     TransferLinks `json:"links"`
-	PartnerId string        `json:"partner_id"`
+	Links TransferLinks `json:"links"`
+
+	// PartnerId The requesting partner.
+	PartnerId string `json:"partner_id"`
 
 	// State A state of the transfer state machine. The happy path is
 	// initiated → identity_pending → consent_verified → payload_prepared
 	// → sent → acknowledged → complete; `failed` and `manual_review` are
 	// off it.
-	State     TransferState `json:"state"`
-	UpdatedAt time.Time     `json:"updated_at"`
+	State TransferState `json:"state"`
+
+	// UpdatedAt When the transfer last changed.
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // TransferError Why a transfer failed.
@@ -590,13 +656,18 @@ type TransferError struct {
 // TransferLinks Where to follow the transfer.
 type TransferLinks struct {
 	// Review Present while the transfer waits in manual_review.
-	Review   *string `json:"review,omitempty"`
-	Self     string  `json:"self"`
-	Timeline string  `json:"timeline"`
+	Review *string `json:"review,omitempty"`
+
+	// Self This transfer.
+	Self string `json:"self"`
+
+	// Timeline Its audit timeline.
+	Timeline string `json:"timeline"`
 }
 
 // TransferPage One page of transfers, newest first.
 type TransferPage struct {
+	// Items The transfers of this page, newest first.
 	Items []Transfer `json:"items"`
 
 	// NextCursor The cursor of the next page; null on the last page.
@@ -2160,105 +2231,108 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fzrbhu5kn4VoneB2NiWfEly5oyD/eHJZeKZJBPYCYLBUWBR3SWJ4xbZIdmWdQL/3QfYR9wnWVSR7IvE",
-	"lqW5ngX2Vxx1kywW6/pVsb8mmVqUSoK0Jjn7msyB56Dpz4scFqWyIO0llAVfQY6/5mAyLUorlEzOkrHV",
-	"FYzZcg6S2bkwjEuzBM2W3DCpLCu1yqsMcjZZuecavlRgLJtUdiS1n5dNtVowOwc2FdrY+qWlsHP62fAF",
-	"sJqebDX4EVbDkTyfGJCWKTsHvRQGhiOZpInJ5rDgSKtdlZCcJROlCuAyub+/T5OSa74Au77HbPUjrDb3",
-	"d86yQoC0g2yuDEhWSfGlAnYDKzZVurulA84+frx4wZALbKZUPpLZXIkMDofsKlMl5Mwq2k7Gi0LImZ/b",
-	"US1wOcf9JE0kXyDla1tO0gQXExqPAjnf3uyC370BObPz5Oz06dM0WQgZ/v/3NLDCWC3kLEFGvIXFBPTF",
-	"i81N/1RptqCnTOTDQFvJ7byhzD2/FvmuNJ2c/r1D00mMpg+aSzONU/VhDsz650zkgd233xz2kPi70naP",
-	"U5lSSQMkON/x/NKdO/4vUxL1BP/kZVmIjCPRR6VWkwIW//GLwR18bS3+7xqmyVnyb0eN9h25p+bovRvl",
-	"Ft3kQRA3YdiCF1OlF5AzpZmQt7wQ+TM2Bq2VNmOGfDBeraDIzTC5T5PnSk4Lkf0FZBtV6QyQbrQMQjLO",
-	"jOUWmJ1zy3hRqKWj1u+QyL2QFrTkxZ9J7jnqOdyVkFnIGXHzGRPWsBwsF4VhXAMr1GwGeUp70WArLSEn",
-	"it8p+0pVMv8zKX6nmKmyec1kIuSDUm+4nsFfJaATla/wtAskAm0ll+yEvRXfEXUfJb/louCT4k8l8Jzl",
-	"UILM0aQicVVDxjM8R71iBbeg2cFW53Po91BqlYExf/Yu1uzAEoqCeUswqSzLuESxnADz9EF+hlsZybVt",
-	"kJ+uDOTO1XJJrpROLqW9l1xbifYWOXUj1VKmI6k040zDrYAlyyETRijJcgVOsafC0tBgq9G9Ea9MVZZK",
-	"W8jfQi74BzKwf61kIrnj9qq42nhIrshPiSue57kGQ3/yPBf4Ji/ea1WCtgLdwZQXBjYlrVTG8oJxN3zI",
-	"3r++QFdVtkZ+TTJhV+vu6Ph4wwGliZvtOlM5rLv72OtkWtdefBp/UQPYjSmPY/7Z/6Imv0BmvTfBEOzc",
-	"GNyRO6o9eISH4iKJR4Zlbi4MknJhskIZdA0gNMu55SF28hK5yciZ5tJCfs3tZuzwycWnYTHm33XBmF/2",
-	"4PLVc/b48eNvKZ5AbcKZkpxbGFixgCTCO5HH4xQ/5yODgQq364RvCdVOYicPWqj8Qdl3b5HoKqdb2173",
-	"J0eBaZCXyuw6yr3soqIQYP3DRVx+okBGTf7nfvF5Pofs5qomYJOfqrKZWgBTU2IlWmhj65PLcDjyFWS1",
-	"QDpuQYupAKQmB4l/fI6w1S/+k5s7vnDfSms6jD/Xoreb6Pgpr50IbTzWwL3lW5fkVU0NGm+3v2FshVoM",
-	"ujNomFUF1xgyGpBGWHEL8fH7SET7CNfFopaIFp+2SMNVnO5zgzEjHv/rS7irmVCqQmSrMzb2+xqzAvgt",
-	"mDoWMsxyDNVGst4uylOQJbhDp8QOyDpwKabuvCtpKRhdHKYjOa5HjkOcCregV3aOWZyniowU8dwldEEY",
-	"PV2oEGGWbeK4TQ0cIwPlG4aTm47PnqsiN0zYtmbwjNbHfKn+U8MvFOlGqXrBLa8PZA/L/mnuzZ7n74Kv",
-	"iKBN5QnndI1r92y8Th7oHXQFbtpnjHsIQDNYlHbFFsClwUOipNDC4kEBvvRzU0ByT8b5wo1r+VWuNV+R",
-	"UgiZRYTzJ1msnARoyJTOgcw+BkpTCx4nQEuwq2uJ+doXsFAzzcu5yMyv9rNBSHwohPIb5AXDOyfzLlRh",
-	"P0m0uCM5rpP9ccrGM3ELcox7G0/5QhSrMfMgCOo7m4ARORg2nght59e4x7FTiO6x8yao2nY6Ifa6T5Nm",
-	"wk3+f4fP8ACAHfz8888/D96+Hbx4senJY3bO7WKHAChNaO87vdngI9vhlTRgZ7B2Dk5v9wIp0qScK7ke",
-	"9D2JBn1w9xDnr+Buw5K3jiBmwF+SUr4SRVRDgL178cPVT+/YVBTkyrn0arxpFCYrG7MFV+KfdRCAs3TO",
-	"V0j7tyfNAQtpYQba+dpKRqLCy9pDeBMeptycwcz56dO/RQh6fT44ffo3djCHu8N1yja4bldlT5zx6vXF",
-	"ZdfKDaNGoX0Y9DRsriYx9bzrP58LOVU9/kXMJOTBZJcaSo4q7ZDOLaE33GVFlUN+3Xi4LcwuYGrJA08g",
-	"45UL8msfRg7UGRRym/HjQA7TyjtZ+JZY3m9a9Ju+IP4GVhi+B2/rY4NHhv3w6YpYxW2lIUXhUZVmP3z6",
-	"8Sp66mHk9V5C5M8iDI7OrCEDUdrrvh34A3uE3KQ3w+Q5FAIDmOisS2HnueZLGZ/USccjw0q+KhTPKQyt",
-	"x3igTMzAWFx2wYVEnwO3IgeZtcW6geW7cr3OL3dE4dDTmLTFhP2VgCJ/rqTVYlKF3HTTJhE0+sgwM+c6",
-	"WCUk1Qq7QmnUsCnvNCYathdwC8XmQq/V0oE0NRjL+EwD5OwAhrMhgzue2ZTOS/AiZVJJOIwfDojZfC3N",
-	"UNWkaHk2WaFv2WCrIzqQWM/Uy7qApUS55sFmvxfkWoPa9nJrU5boUYrywVmuLKbkJbdzduBDjmEriEjZ",
-	"GAOsaxdid6PGf5x8Hh9SuMXq+g7B3z1q059bNQckTNjlkL3DcJ9BNlceUL/lRbWDiQ489yvGeP0aeIFu",
-	"erPyNKcnuCsNPBcSTCivbfK4ydXgji/Kgta4eZA+PyxG14XXgd70OLxAbqsgDRuyd1RycIdn2GRFlrEO",
-	"dpiSxSqSPnOZCzzjiMd/G8YaxpdcUMC6AT52Yv0er9sY/C2hWcg1ils0vU4EoxLEXeD9IMpyWb9InEeq",
-	"Ib+erGLCp2g/uYel3MtNeKiBDK2S0Jfs657YYsFtNnemLNj/eo8HSmPEbg9ZfQjdmLnHtuyKDgQheQgZ",
-	"cORvk8Md4SERkcpW/luCzJFjVM0jFiRpwhcTMasUESLVNfErmgyjiwcb01WKaz/BhP0IK3YFHk385umJ",
-	"q0525f0GVt3gJZ7JuYLlBkO64rzGUJo6xkanRzHSvXZ6yRAyh7seqLqbgG3Pq9LkbjBTg03Yy8PdW7Kw",
-	"/qxre5bVnw09hKX3pUddVr1K2duUfUwbsIF009dFeiG0nhVq1H27hW7X2R0falZ1MmJHcz2vZ3SgoLvj",
-	"wJl+OflYGtB274JHRJQaUGoVgRgeELGdcnxXgp3AFO3bybfHx0xSNdy58gpj9J1ggJ0LMY2krskH/e7C",
-	"DvY9nhVKinu7DZGsVwC2Iw3dNdy0uMSBOfztq2xDKUp37M/YojKWwZeKF/4k7fxR8PHXIndaUGrA/O2P",
-	"xCz2LYDtCHH8QaWyPWCTd7AMjS97q1woaU4p+K0hYYIiqauK17gSqWAk+nKZ9444f1PpI1xFaygoxNkh",
-	"B1VLyTRMQWMemLpoOmcTnt0M2VuUMdTjuSryYBr2LJM12cFDe2lA7VoHHhzSBl9dGxlua0sUuY6vUpqj",
-	"YSaMBQ15sFDhdNwTl5Lv2zbVlrUWYfXe6mpTVPze1+XFvSTPigXaeAv6Fq0ElwGLB0nJkypBRqAiGWHY",
-	"u8aAG8sdHrhbFY1e37Xothl86h6O9KW+55JhXPftk6ffMN+h4JuCNnfqfo8F+tyyJdXvtJKz0OTYNBKG",
-	"dNPVb0w1WQjKjCnnNNE4w3V8bcmxDeOWTXlV2JRMBeW1pLhhH2bngkkHHYjkV0Iay6NVEhfLTwUl0Sgi",
-	"WVZpMgfsYFxpeVaelmeeC2ej6vj4cSZy+hfGh8+aZhyRjyQOdxpkQN+SgSnUjBVCQg1YBoZS+WFLfXOT",
-	"aa8/fHgfym3ocOIwpBU2BnWfMzNX2jJTLRZcr0I8dCMkQSWe4XsgxOdIyqQA9vHyHTp/tCqRGc8wO3QV",
-	"m8DM8KQ573HKxh7XGFC7S4qvN805gwXkglPgjq9apQbUwEXjWt1DN7AaLIQxQs5oivVnfo3YMA2Vgdwv",
-	"TMHzwFstfFsqO5iqStLQBdi5ygf4GxVe/TD8v5ADlyO3dxQQAfyt1drlXnGdhOORPACezTFkmYq70Pu0",
-	"wbLxoa/j1oBKP1N3xeqdwKTbcJfLNrSwiU9F8tsaNuCGCctykfdgcBFZfw964OCurIWUmtBsU+OfuxuG",
-	"DuIasQ66KnpwCnziekH9huLQSyXRvVXlg9ALvfixJFV3mhjTLCVhQEYD7sqCS2cTUSJUZUMgsv1saUfN",
-	"GtFDbdeYI0RQ+efySbcCxMrT0qPtpo1hvOdWAJV8nqtb0HyGq79sqP9p+h1ImAp846Wk8hDFAM+VdO49",
-	"im1cki698Pqzf68baKMkRp6hIVBJxlsN25ItuMQcwiltzF82S9ftCmWpVatJIUr5A3heDWwxP1ueejtZ",
-	"K9OwQSB/RQKzBU5+xm6gtCHUw6gERW0zNTveL8arWbUVWa4VIF7rg0zJfDChdpc29tc9le0IS4067luM",
-	"aMMa/djfVQyGOc8XQmKozKmVxziMoW67mKxaeMPBR/afAaA5bOvQqyRN3iZp8jEqUR/8QcVUNUj0I8N4",
-	"lQvbOdW1WPc23KrZyXyGVV/isAeRPj95jG3diaL1Gxrt6jY1/Z2wM4rO8MwqHYeuqZLrkGs394G73LIW",
-	"xqVsqfTNtFDL1BsC0BuvDIfDePFrn/66Jvzehq6uIziZNYxP0PTXO2lR0rDYwJeIM1WGFlrX95QJmaGi",
-	"CjnbsWOhhiS2CowXxSt6eWt/QYgU/dm4excOM3B/g6SsNJzKtVS2/yTWEyn4ktDhpF5C/ICobLaAjj7V",
-	"YlzmbImBAMVpaKitYcZCaRhFhswoNuW/GcsIpa29kYwWisENM10haSGKGrjdsy2UMrldD/4lvYyjKErY",
-	"rQ+C2j+29C7337GKtD87/7lrFajF8ELIG7PrPt/QyxuoSz/cvpfWVGW+5zH1tT0TtN7GX1oS0Fkn7H+b",
-	"hrwMkrCZBLTiqikXBeS7ow/nbF4tOKZOPKeUcvew98HslGSXQtczFupoaejsuXadyulIBg6FvtPa5mz8",
-	"gNxXlU1H0vvw6xpLC5Pwys6b/7VSvpTx7KY1Q8ZlBkWBs4dMMIoLxBM3z85t5/UmSPTG1QMNmE9NFSaw",
-	"3asxkWZY3HjEtTh4nS3nooDOHGzJ0TrW8fV1E19HIPFiGi+RtwKeh2x9MU1aA7Zx5D2f9TQClnzmatH+",
-	"TZMyCUvCsYWO9ZDUAdRukVRwMpH8U8Kdvc4qbWLKRfkCPQugDb5O5D5jsiqKgDkV3LifkVR84G6AdUq2",
-	"fdaCdtAlZBsXr2y0GnbuHbensxYH9+uCZ3OK6XBHc16WK9dYI8xICimsQEvE/ue//rvOga59aZx+DDob",
-	"LlLQj77f6zr0BY4k/kpiiX/wDFW0gHzm38eDKcDCMzZ2VmpMjn3ckdMx4xpGUk3RyXcb52s6k8bTXDcF",
-	"/HUayfZ2KXQ99y4uaYijsY40KqYiaZSRtciKpAX3BG3GWicxT1c6mwMlJWBc8jGwauCyENfIM3C3mILE",
-	"D9l5q0hQW0WfuHBzY2I1nWcECvjeBdO5BjCSNTbEZ1xIYylsCs03Moe71F1gMdHrA2lo+DQjyUP7YQAm",
-	"fOeu7wzFY/QthAQ5rV3NGsmRfHkLeuU9gjDdW3btu31j1ynx7ZOn3xz6S4jenYzkmEDIuqtW6cUmSudy",
-	"B1NUM48TDxk5TjZRuQBDpVJ39VFNp17CHeA1qSyTdV+Xg7u6WPtZ+8IgToap0UiWWll3Ndh3aKFUYNAg",
-	"lKS9j9//dPWBHd2eHNWnPfbm37H+4uWHV+s3Slmu+dSe1SD3SN7Aau0LCHRv0X00wbQ+l+C/uTBZ+Zie",
-	"/qD7qyM5br7iMAifcThj9NWGw7SZuV6rfQWUrEVwyu7xk9PTIfsRVu4OtHnwqwaFyEAaMl/+Vv55ybM5",
-	"DE6HxxgS6SI5S+bWlubs6Gi5XA45PR4qPTvyY83Rm4vnL99dvaQxDepOanf+/iJJE5RDp4onw2P3kipB",
-	"8lIkZ8nj4fHwMRkHOyfPcTRcQlEMKKA4+mV5Y4bhkuks1tyDFvSHTz9SV89yrgwxyzAyO6u6VZd6gelq",
-	"jqp0c+nFdbISqoTujGTkIk/Oku/B/vDpx6tk7bMCp8fHWy7F/rK8GRiwe16K9V1LPXdi/dboPvNTt3ps",
-	"sprKo/pG/n0bWKVbDWU1KURG/EBBoGakNLF8ZtCe1wwwyWcce+TU55+9nD8nuTbs9Pi4Ffj4K82u7GOo",
-	"UrPJ3td+6v3YuxdbfeNmD1sDlcIwXtANuy673ohbkGC28gdj9NWu7PGXSIxVGshA4/8C2MJAzoQEbylS",
-	"BoUB9vT48SbjLt2afwnfaG20JnS0XiIfPyyR7U8JdLl8GRpnt7H59uTIN6wefa1xyXtctqwibH9OOV3b",
-	"h7oW3bLgGfiLga2+aMngTrhGACVhOJLNsZ00x+YnykVOXRA0JJTEg22lUz09Ph5JGiZsWDQnPPuAoFyY",
-	"TtHyVDIHjZ7dFVgtW2phIVwdHEky+m7RMzZRdk4X9LwjOT0+8bWvrmy4rrC3oaeg/SWdf8TPqHnlqP7c",
-	"zP1nFw+Dsd+pfPW7yVWnc+2+G3Wjv7v/A2Xa86THFvjDrU9rXSZQ0E+PT/5capbcMA9PEAFPdrH9ra/e",
-	"4JCTHZSz/goJDXi6izZHPhTxG53ThUSpaOkpaUykXbFlJ7xNaIxEHcy1LHJXQd4IYz/Ub21oSOTKaD2n",
-	"w4yFcflb/UWjLxXoVfNJowAy7SYHa0jXffoACV4rW1/rat34ipHTwbp+9VefNrAOPsOY6p+9XCjEgoqb",
-	"zYo5UG+La9tb8DuxwBTy1NfV3P9ONnH2CEdK/qWqMYDQQIc5oaoMJfyPDBu3UvdxH5E+s+/jy/Hpk4cY",
-	"8/kPNFgdiCZiKKIgza+1E79Fc1Gl+mCilrI2uvnZd4pG4qUsg9KaNnqKHpXawAzlyiFccq1G3hsK41xm",
-	"M6g2nKGQMq6hivHhkL1XRcHGBPAODRTTMVN6JP0PATgbtyBBAj463+ZxaSBdQDRsQiUPn2SFu4LeaGVc",
-	"KikyXtANBExy6WfK3g6Wc/T5JZo73GgdrGBokCsKNBbcWtCHDowogduR7KacSAMORp9FLcA0NfcxTPMu",
-	"hp2575gaSRzhPiLUSUpTBwD1p6TPWiELfR4QuDU+S3c8Z9xXrptDVLo+uFjU4uK1GhLcN25Z+0LgHxW9",
-	"tHuAdwpeTn93W9AXMLSQZsM4KREFMXlHZ5weuVJE9COSg/ZXJGP0+FFHke9O3qfJG+U2t71o9ciwj5dv",
-	"hrGvQDY43v+FaOfJ6ekug9vfH9vf0v4O+ZXDx1omlXoKOphlj5lej6qOvvqsKxpafQ/2V6tw66uSf4pT",
-	"fUiRvB998jDn628J/kYv+j20z2ifAzlqKlJxr3oJplqAWev1WgP5zwgA1uoWxrXP6HxXhIAz15Q1jnRl",
-	"jenS1dhhkWOqaqCTafnnlgDKDLrgx5wbZvmNT7VD89SzkXRfqpPU+yhkhbswK5nNtZKqMsUq5k5cn9zv",
-	"J4u/vytZ6+T7F/MmdX/gMpzKs+75aSdQvzop3Vevnhx/+/CA+qup/+8Ioo7gBXXsto1AuKy93vi5l/Fp",
-	"16V7wXnXCbdRCBXShbquK76sS6O+06kukNCv40MXm1Lxw9SNEP6h+7gqdRnSvXOpLJiYcWh5qbqH8F/W",
-	"WwUC+7xV3df413qrjUbLPgm6r3//2g97uUupsS56aldBF+CKp8P1b12bJAZVdAq9DZTiAXiha6pNa8KG",
-	"7M0pHTyedr75kLvKiplDTkWV1lQtNPv+8/3/BgAA//8=",
+	"7F3rbhu5kn4VQrtAbGxLviQ5c8bG/vDkMvHkCjtBMDgKLKq7JHHcIjsk27JO4L/7APuI+ySLKpJ9UVOy",
+	"lGQmZ4H9NU6rmywW6/pVkfOll6p5oSRIa3onX3oz4Blo+vM8g3mhLEh7AUXOl5Dh0wxMqkVhhZK9k97I",
+	"6hJGbDEDyexMGMalWYBmC26YVJYVWmVlChkbL93vGj6XYCwbl3YotR+XTbSaMzsDNhHa2OqlhbAzemz4",
+	"HFhFT7rsv4TlYCjPxgakZcrOQC+EgcFQ9pKeSWcw50irXRbQO+mNlcqBy97d3V3SK7jmc7Cra0yXL2HZ",
+	"Xd8ZS3MB0vbTmTIgWSnF5xLYNSzZROn2kvY4+/Dh/ClDLrCpUtlQpjMlUtgfsMtUFZAxq2g5Kc9zIad+",
+	"bEe1wOkc93tJT/I5Ur6y5F7Sw8mExq1AzjcXO+e3r0BO7ax3cvz4cdKbCxn+/fcksMJYLeS0h4x4DfMx",
+	"6POn3UW/LTWb069MZINAW8HtrKbM/X4lsm1pOjr+e4umoxhN7zWXZhKn6v0MmPW/M5EFdt/8tL+GxO9K",
+	"2x0OZQolDZDg/MKzC7fv+K9USdQT/JMXRS5SjkQfFFqNc5j/xx8GV/ClMfm/a5j0Tnr/dlBr34H71Ry8",
+	"c1+5Sbs8COImDJvzfKL0HDKmNBPyhuciO2Uj0FppM2LIB+PVCvLMDHp3Se+JkpNcpD+AbKNKnQLSjZZB",
+	"SMaZsdwCszNuGc9ztXDU+hUSuefSgpY8/yvJPUM9h9sCUgsZI26eMmENy8BykRvGNbBcTaeQJbQWDbbU",
+	"EjKi+I2yz1Ups7+S4jeKmTKdVUwmQt4r9YrrKfwoAR2rbIm7nSMRaCu5ZEfstfiFqPsg+Q0XOR/nfymB",
+	"ZyyDAmSGJhWJK2syTnEf9ZLl3IJmexudz75fQ6FVCsb81atYsQMLyHPmLcG4tCzlEsVyDMzTB9kJLmUo",
+	"V5ZBfro0kDlXyyW5Utq5hNZecG0l2lvk1LVUC5kMpdKMMw03AhYsg1QYoSTLFDjFnghLnwZbje6NeGXK",
+	"olDaQvYaMsHfk4H9sZKJ5I6as+JsowG5Ij8kzniWZRoM/cmzTOCbPH+nVQHaCnQHE54b6EpaoYzlOePu",
+	"8wF79+IcXVXR+PJLLxU2Enc8EXaJ7zad1OFhxy0lPTfHVaoy6I7yzhGAP64Mdhwbi6xxd5RLMtJKMw1T",
+	"oeTKSI/jI2kAGxsKn1ccWaXpMBYT+Cdq/Aek1nswDPvOjEEuOvHYYV9QEFz08sCw1I2FgVkmTJorg+4I",
+	"hGYZtzzEa14Lups31VxayK54ZK0fXUwcJmP+XRcA+mn3Lp4/YQ8fPvyZYhjUYBypl3ELfSvm0IvwVmTx",
+	"2MiP+cBgcMTtKuEbwsOjmFyBFiq7V9/cW6Quyunzptf9zlEwHASuNNt+5V52kVgI6v7hojw/UCCjIv/T",
+	"evF5MoP0+rIioMtPVdpUzYGpCbESvYKx1c6l+DnyFWQ5RzpuQIuJAKQmA4l/fIqw1U/+1o0dn3jdTCt2",
+	"Ax9vEj1hybr797aXLz/v1T1y1hy4M4YG7u32KmHL6nskznEqOkQlUO0RNEzLnGs0RwakEVbcQPz7XWSr",
+	"KQyrAlbJVoPjG+TqMk73mcGIFwXpxQXcVkwoVC7S5Qkb+XWNWA78BkwVyRlmOQaaQ1ktFyUzSCXcoktl",
+	"e2RnuBQTJzmltBRKz/eToRxVX45ClA03oJd2hjmop4rMHfHcpaNBrD1dqFphlE2CvUmhHCMD5R0TzE0r",
+	"4pipPDNM2KaO8ZTmx2yv+lPDHxSnR6l6yi2vNmQHH/Fx5g2o5++cL4mgrhqGfbrCudcsvEp96B10Km7Y",
+	"U8Y9gKEZzAu7ZHPg0uAmUUprYX6vAF/4sSmcuiMzf+6+a7h4rjVfklIImUaE863Ml04CNKRKZ0AOBMO8",
+	"iQWPcqC52NaIxLz2U5irqebFTKTmqz12EBIfyKH8BnnB4NTJvAu02FuJtnsoRxVUMUrYaCpuQI5wbaMJ",
+	"n4t8OWIewkF9Z2MwIgPDRmOh7ewK1zhyCtHedl6HhJt2J0SOd0mvHrDL/1/wN9wAYHu///777/3Xr/tP",
+	"n3Zjgpidc6vojvmcnhMGsEWclfSIMd1hfsXHNMqe2d9qoBoZ2gwsJQE1hJU9dDq/EzyT9IqZkrEIGB8z",
+	"WeKcK6M+igaucHvfnl7CbcdHNDY35hqekbo/F3lU94C9efrb5ds3bCJyCje49Aaia27GSxuzMpfin1Wg",
+	"gqO0JEdI+7dHtegIaWEK2rn6UkbCh4vK93jnEIbsjmBm/Pjx3yIEvTjrHz/+G9ubwe3+KmUdrttlsSYW",
+	"ev7i/KJtPwdRc9PcDPo1LK4iMfG8W78/53Ki1nguMZWQBWdQaCg4GguHAG9ID+A2zcsMsqvad25gdg4T",
+	"S759DCkvXSJSeUdyzc5UkUOObwdyeI0TasiYaUcPW/uahhjfdX3L9bqA8RqWmJIEv++jlAeG/fbxkljL",
+	"bakhQWFTpWa/fXx5GZWS8OXVTkLn9y58vCZcTUEU60Nev8EPkPv0Zhg8g1xgKBUddSHsLNN8IeODOuY/",
+	"MKzgy1zxjALi6hsPOIopGIvTzrmQ6P3gRmQg06Ya1OWNth6s8sttURCSJCadMeV4LiDPnihptRiXId/u",
+	"2jCCmB8YZmZcByuGpFphlyi9Grr6Qd/EuZPV4YIbmqFAktrtSQxfiT83PC9hP8r9HG4g7479Qi0cXFbB",
+	"4oxPNeCwMJgOGNzy1Ca044LnCZNKrplgAWI6i1jPc0sxbcWuACJUPKhduirHecOpOzfV2UfHpbCiauK1",
+	"exVAsOg2+SqBXzpuUw2377A99FOCAslZpqyFjBXcztiej7YGjfgpYSOMLa9cdtEOmP9x9Gm0T5Emqwpz",
+	"VcyyU1pZ76cwYZUD9oZEBdKZ8pUQkpj7fUjguZ8xxusXwHOMI7olwxn94hAzngkJJtRFuzw2axImde3C",
+	"IzcWGRi45fMiJyKu712AHzdG+LnXyrUgRHiBHG9OQjxgb6iY5HbXsPGSbHUVzDEl82UEpOAyEygEkRW+",
+	"Dt8axhdcUDDfgZVbvmlN3FC7oA2hZ8jD8ht0BhDiwa6IcZeU3ItlXVQvEueRasiuxsuYdCpaT+bBP/dy",
+	"Hf5qINOvJKwDQvSa6GjObTpzhiV4pGqNe0pjNmP3WbUJWxmfbZGTICT3oSaO/E1yuCUIJyJS2cAGCpAZ",
+	"cozqtMSCXtLj87GYlooIkeqK+BUFCjDoiAHWZ4yipo8wZi9hyS7BY7Y/PT5ydee2vF/Dcs1CinKcixRj",
+	"IcP2fvv4cr8l2fFk2FWsO3xrS/0K34mCGLedusVW6JXYC5CQGdyuqVX8KTls0rvtT1W/i0NuLIx8bR78",
+	"1XnvV+e50Y+3TFe/qdyzLrld4U/CXifsQ1KDUGSXfLVvLbS6XZ3oGwpDm91bs/3E7WAlAS2oxS26mtdL",
+	"VVhCm59hV9Zrz4fCgLY71wEjClajncsIdvU9FM91Joxhgs7h6OfDQyapScQFSiWmXFvhS99Yn9xGLZlT",
+	"NqWZe7uJyH0/7OqbZ9mk8IUThlM2L41l8Lnkud9fO3sQwqYrkTnlKjRgUv/jYK7vWjXeEjL7V60v74Dj",
+	"vYFF6FDb2QiE3oMJJTtV9YNQd2p/5BUMSkYhEkw7KGjLklZdHiegT2vIKWLdAuRQC8k0TECDTCFx2VPG",
+	"xjy9HrDXKN9oWWYqz4Kx2rG2XGeD962lrt9U+nfvJ806g+v3xGVtSApWSwmU1qIsGgsasmAzw+64X/Ry",
+	"Z+1dkbUGYdXaquprVPzeVTX5nSTPijl6HQv6Bi0Ul6HsBJKSZVWAjGCXMsKwN7VLMZY76HC7qjK9HtV9",
+	"XaFprmj/FU0R3dxDr+HgOmjkTDKc9edHj39ivvXId/t1OeOex/I8btmCSttayWnoXq47hAMc4UqbphzP",
+	"BSEnhEmYaLzkWjk3YDCGccsmvMxtQqaFcA9S9LAOszW+20KPIum1kMbyaAHRpXITQSALilSalprMB9sb",
+	"lVqeFMfFiefCybA8PHyYioz+C6P907rLTmRDiZ87jTOgb8gg5WrKciGhQtwDQ6kyt6H032Xai/fv34VK",
+	"9Eqg3MDRrbCxWs0ZMzOlLTPlfM71MsjttZAEpXmG71DiOENSxjmwDxdvMFBBKxQZ8YSpUMwMzAy/1Ps9",
+	"StjI41596mNL8PW6664/h0xwyrPwVatUnzoz6btGW+A1LPtzYYyQUxpi9Tc/R+wzDaWBzE9M+UPfWzl8",
+	"Wyrbn6hS0qdzsDOV9fEZ9ST4z/DfQvYdRNJcUQCE8FmjZ9O94lqER0O5BzydYXg1EbehqbHDstG+b3Go",
+	"8LT1TN222OQEJtkEu100kaUufhmBNyrUiBsmLMtEtgajjcj6O9D9gJvXWLTpgNHbG4ZWCSBiHXSZr4Gp",
+	"8BfX5O0XFEfeSonusCzuRd7oxQ8FqbrTxJhmKQl9MhpwW+RcOpuIEqFKGwKXzXtLK6rniG5qs/0iQgTV",
+	"Ly8etUuYrDgufPnHNCGsd9wKoJrlE3UDmk9x9mc19W8nv4CEicA3nkmqb1LM8ERJFw5Eoa0L0qWnXn92",
+	"b2IFbZTESDV0+irJeOMkhmRzLjHfcUob85f11O3ReVFodQOM1xhl4hIB5G+7i7jZBuQ+q5p/osu+Bwuu",
+	"JmR+tCzxRrbSxEGNXn9FprahVnHKrqGwIa7EkAbltJutHO4WUFZ83li2qLQnXumGVMmsP6Y2siZu3N7S",
+	"bbGvCpWmSftlsQvCfW5NE+H+mtJZEyZaD0RfxnCxs2wuJAb6nHrujMNsqv6o8bKB3+x9YP8ZELP9pqQ+",
+	"7yW9172k9yEqou/9zscMR5D7B4bxMhO2JSYrkfpNOLwXKTLTb662rjOnRluZ/EDbMxzgXtTZkxBjbnug",
+	"aE2Svna1yGqVrVA5ionx1Codr7ZQ+4Qrtrix99xJu5XQM2ELpa8nuVok3niB7rwyGAzi+O+mxtsZLwqQ",
+	"u3Td1knFplrAKoaWWsP4GB1atdYGrfUmGPgcxXloolVDhNKSogURcrplI1GF7GwUKS/ShPdsbvsJ8a/f",
+	"PXdMzCEn7m+QlJuHfbuSyq7fq9X0ED73aPsSL0P+g6j0NuCedSrKuMzYAsMbij7Rg1jDjIXCMIp3mVFs",
+	"wr8Z0Qn12p3xnAaWww0zbSFpIL0a+L2HGapFL7hhPE2hsLuIOeWz2wrKM3oZv6JYabv2JOri2nBMYv0R",
+	"0shJCxcIbFsKbWxQLuS12Xadr+jlr8KqNtdndtLGssh22P6cY4Qw43K6/favO7lBpZcmGtaQxBZdga+b",
+	"NPVZkLBuitWIWidc5JBtj+2csVk555iY8owS9u2Tintzf9IJSgxOWChSJ6Hx78odkUiGMnAoNLxXtq/z",
+	"ALmvSpsMpY9JripkMwzCSzur/9VIqBPG0+vGCCmXKeQ5jh7y7CjqEk+LPTs37deroCkdidOA2epE5bla",
+	"dHKB1S58XHjExblCC1vMRA6r9gutdJW9XNXZS6TCkU9iCilMi6Tuvq+N7zC07YZ197mtfNJrDLqJqe/4",
+	"dE2rccGnrlfEv2kSJmFBhQmhY01gVbS43pT6flJhaPTugNsFnMHTRqAFCbf2Ki21iWk2ZXP0W8g28HUi",
+	"5ZTJMs8DnEgmCx8jTfiDO7Xb6rJYZ6poBW1CNvH/Ml7pOvPRi6ezkkX3dM7TGYW+uCKMIJeup06YoRRS",
+	"WIFmkP3Pf/13laFe+aYXehgMRjiIRg99b+lV6FkeSnxKOoF/8BTtQw7Z1L+PG5ODhVM2ciZyRNHNqKUk",
+	"I8Y1DKWaYKTTPi5U0dmr3edV3ZqzSiMZ/jaF7qSRC85q4uhbRxpV+pE0ypcbZEVyrDtCrWNt3cVxwZRO",
+	"Z0AZHhiXyfWt6ruUzvXd9d0p0CDnA3bW8MGVSfZZIDfXJlbeOyW8x3clmdbhp6GsYD8+5UIaS7FjyJ9l",
+	"BreJO2hnooemktCMboaSh1bngDn5jm/ftY7b6NuVCU1cOdo6lEP57Ab00rsjYdono5vnsUeuRPPzo8c/",
+	"7fuD496XDeWI8OWq41/peReAdSmWycupLwEMGHltNlaZAEMVe3dcXU0mXsIdljkuLZNVS6dDMttllJPm",
+	"IW8cDDPIoSy0su46B9+ciVKBEYtQktY+evf28j07uDk6qHZ75H2PY/35s/fPV28BYJnmE3tS1S+G8hqW",
+	"K7fW0Flzd9GNaVxx4+/JGS99YkN/0J0DQzmqb97ph6t3ThjdtLOf1CNXczWP7ZO1CBGB+/nR8fGAvYSl",
+	"u7fC3HsTTS5SkIbMl79J5azg6Qz6x4NDjMd03jvpzawtzMnBwWKxGHD6eaD09MB/aw5enT959ubyGX1T",
+	"F1RI7c7enfeSHsqhU8WjwaF7SRUgeSF6J72Hg8PBQzIOdkae42CwgDzvUzRz8Mfi2gzCxQDTWB8AWtDf",
+	"Pr6kfr3FTBlwjXdkdpbVsQA6d0DOS5W6PurnuuYJ80NHSDJynvVOer+C/e3jy8veylUwx4eHGy4y+GNx",
+	"3Tdgd7zIwPcjrrnHwC+N7qB47GaPDVZReVDdonLXxMwJq/ONicgPFATqH0x6lk8N2vOKAab3Cb89cOrz",
+	"z7WcPyO5Nuz48LARdflrKFxFz1ARrsveF37o3di7E1t9z/YatgYqhWE8p3PFbXa9EjcgwWzkDyYIy23Z",
+	"45MqY5UGMtD4r4BJMZBTIcFbioRBboA9PnzYZdyFm/OH8I3mRmtCW+sl8uH9Etm8/qXN5YvQM7+JzTdH",
+	"B74V/eBLBfLe4bRFGWH7E0oomz7UlRmKnKfgj0M3jkRIBrfC5dlKwmAo6207qrfND5SJjBpi6JPQHRFs",
+	"K+3q8eHhUC48NOgnzajasEdAO0wmaHlKmYFGz+5q55YttLDVYa2hJKPvJj1hY2VndCzZO5LjwyNf1mzL",
+	"hmtZfB3aS5q3n/0jvkf1KwfVFWF3n1w8DMb+orLld5OrVlvlXTvqRn939yfKtOfJGlvgN7farVWZQEE/",
+	"Pjz6a6mh+xwcNkIEPNrG9jduKsNPjrZQzurmKPrg8TbaHLnc5xud07lEqWjoKWlMpJe2YSe8TaiNRBXM",
+	"NSxyW0FeCWPfV291NCRyUL5Oe4W/9JDyt+oWus8l6GV9DV1AuLaTgxVY7i65hwSvlY0bFhvIYIycFtD2",
+	"1Tf1dYAWPsWY6p9ruZCLOdWt6xkzoLYl1+E557dijinksa96un8ddYsNEY4U/HNZYQChlxJzQlU6SOKB",
+	"YaNG6j5aR6TP7Nfx5fD40X2M+fQnGqwWuBMxFFF452vtxLdoLqrUOoCpoay1bn7yLcmReIkqDKYJ3aJH",
+	"pQ4/Q7lyCJdcF5n3hsI4l1l/VBnOUE0aVVDFaH/A3qk8ZyNClwcG8smIKT2U/kGA3EYNPJKAj9Z9ai4N",
+	"pMPOho2p7uOTrHAu2RutlEslRcpzOluESS49puxtbzFDn1+gucOFVsEKhgaZokBjzq0Fve/AiAK4Hcp2",
+	"yok04Mfos6gTnYbmPoap38WwM/PNcEOJX7iL31pJaeIAoPUp6WkjZKErXYFb47N0x3PGfV9BvYlKVxsX",
+	"i1pcvFZBgrvGLSu3uv5Z0UuzHXyr4OX4u9uCdQFDtExHO9nUGadHrg4Svfi337z5N0aP/+ogclfwXdJ7",
+	"pdziNsPHDwz7cPFqELu5t8bx/i9EO4+Oj7f5uHln5O6W9jvkVw4fa5hUar1oYZZrzPRqVHXwxWdd0dDq",
+	"V7BfrcKNm4D/Eqd6nyJ5P/rofs5X979+oxf9FZp7tMuGHNTlsLhXvQBTzsGstPGtgPwnBABrdQOjyme0",
+	"blMi4My1zI0iPXMjauUbOSxyRFUNdDIN/9wQQJlCG/yYccMsv/apdmhtOx1Kd7uopLZWIUtchVnKdKaV",
+	"VKXJlzF34logv58sfn9XstKk+S/mTarWz0XYldP2/mknUF+dlO6qV48Of77/g+qm6/93BFFH8JSasZtG",
+	"IFzDsNrTu5PxaVa914LzrmGwUwgNbYruwENRlUZ9u1dVIKGno30Xm1Lxw1RdGP5HdyE2tWzSjRJSWTAx",
+	"49DwUlVD5r+stwoErvNWVTfBj/VWna7VdRJ0Vz3/sh72ciemYwckqFcGXYArng5W//8EpheDKlqF3hpK",
+	"8QC80BXVpjFgTXZ3SAePJ63rXjJXWTEzyKio0hiqgWbffbr73wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -56,11 +56,10 @@ func utcPtr(t *time.Time) *time.Time {
 // idempotency record, so that the first answer and every replay are
 // identical byte for byte.
 type storedResponse struct {
-	status     int
-	body       []byte
-	transferID string
-	replayed   bool
-	self       string
+	status   int
+	body     []byte
+	replayed bool
+	self     string
 }
 
 // VisitCreateTransferResponse writes the stored status and body.

@@ -116,8 +116,7 @@ func (s *Server) answer(ctx context.Context, rec store.IdempotencyRecord, fp str
 		rec = done
 	}
 	return storedResponse{
-		status: rec.ResponseStatus, body: rec.ResponseBody, transferID: rec.TransferID,
-		replayed: !created, self: s.link(rec.TransferID),
+		status: rec.ResponseStatus, body: rec.ResponseBody, replayed: !created, self: s.link(rec.TransferID),
 	}, nil
 }
 
