@@ -145,6 +145,7 @@ func (ix *Index) add(m member.Record) error {
 	}
 	row := int32(len(ix.recs))
 	ix.recs = append(ix.recs, r)
+	id = strings.Clone(id) // do not pin the caller's row
 	ix.ids = append(ix.ids, id)
 	ix.byID[id] = row
 	ix.givenN = grow(ix.givenN, len(ix.strs))

@@ -1,0 +1,84 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+func TestGraphLinks(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := &Graph{Store: NewMemoryStore(), Now: func() time.Time { clock = clock.Add(time.Hour); return clock }}
+	rule := Maker{Kind: MadeByRule, Rule: "exact_member_id_birth_date"}
+
+	l1, err := g.Link(ctx, "acme", "X1", "M1", rule, Provenance{TransferID: "t1"})
+	if err != nil || l1.Seq == 0 {
+		t.Fatalf("Link: %v %+v", err, l1)
+	}
+	if again, _ := g.Link(ctx, "acme", "X1", "M1", rule, Provenance{TransferID: "t2"}); again.Seq != l1.Seq {
+		t.Errorf("relinking the same member appended a record")
+	}
+	reviewer := Maker{Kind: MadeByReviewer, Reviewer: "r@example.org"}
+	l2, err := g.Link(ctx, "acme", "X1", "M2", reviewer, Provenance{TransferID: "t3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := g.Current(ctx, "acme", "X1", clock)
+	if err != nil || cur.MemberID != "M2" || cur.Seq != l2.Seq {
+		t.Fatalf("Current = %+v, %v", cur, err)
+	}
+	past, err := g.Current(ctx, "acme", "X1", l1.ValidFrom)
+	if err != nil || past.MemberID != "M1" || past.ValidTo.IsZero() {
+		t.Fatalf("Current in the past = %+v, %v", past, err)
+	}
+	hist, _ := g.History(ctx, "acme", "X1")
+	if len(hist) != 3 || hist[1].Ends != l1.Seq {
+		t.Fatalf("History = %+v", hist)
+	}
+	if err := g.Unlink(ctx, "acme", "X1", reviewer, Provenance{Note: "member disputes"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Current(ctx, "acme", "X1", clock.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after Unlink: %v", err)
+	}
+	if _, err := g.Link(ctx, "", "X1", "M1", rule, Provenance{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty partner: %v", err)
+	}
+}
+
+func TestReviewMemory(t *testing.T) {
+	ctx := context.Background()
+	g := &Graph{Store: NewMemoryStore()}
+	q := transfer.Demographics{Given: "Ann", Family: "Lee", BirthDate: "1980-02-03"}
+	fp := Fingerprint("acme", q, []string{"M2", "M1"})
+	same := Fingerprint("acme", transfer.Demographics{Given: " ANN", Family: "lee", BirthDate: "1980-02-03"}, []string{"M1", "M2"})
+	if fp != same {
+		t.Error("normalisation or candidate order changed the fingerprint")
+	}
+	for _, other := range []string{
+		Fingerprint("other", q, []string{"M1", "M2"}),
+		Fingerprint("acme", q, []string{"M1", "M2", "M3"}),
+		Fingerprint("acme", transfer.Demographics{Given: "Ann", Family: "Lee", BirthDate: "1980-02-04"}, []string{"M1", "M2"}),
+	} {
+		if other == fp {
+			t.Error("a different presentation has the same fingerprint")
+		}
+	}
+	if _, ok, _ := g.RecallReview(ctx, "acme", fp); ok {
+		t.Fatal("recalled a review never made")
+	}
+	if err := g.RememberReview(ctx, "acme", fp, transfer.ReviewDecision{Decision: "maybe"}); err == nil {
+		t.Error("invalid decision accepted")
+	}
+	if err := g.RememberReview(ctx, "acme", fp, transfer.ReviewDecision{Decision: transfer.DecisionApprove, MemberID: "M1", Reviewer: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	r, ok, err := g.RecallReview(ctx, "acme", fp)
+	if err != nil || !ok || r.MemberID != "M1" || r.Decision != transfer.DecisionApprove {
+		t.Fatalf("RecallReview = %+v %v %v", r, ok, err)
+	}
+}
