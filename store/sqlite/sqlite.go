@@ -15,6 +15,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"os"
 	"io/fs"
 	"strings"
 	"time"
@@ -65,6 +66,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.w.SetMaxOpenConns(1)
 		s.r = s.w
 	} else {
+		// The file holds PHI: create it readable by its owner only (SQLite
+		// gives its -wal and -shm files the same mode).
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: create %s: %w", path, err)
+		}
+		f.Close()
 		name := "file:" + escapePath(path) + "?"
 		if s.w, err = sql.Open("sqlite", name+params(true)); err != nil {
 			return nil, fmt.Errorf("sqlite: open: %w", err)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -133,5 +134,23 @@ func TestTwoStoresOneFile(t *testing.T) {
 	page, err := stores[0].ListTransfers(ctx, store.ListFilter{State: transfer.StateIdentityPending, Limit: 200})
 	if err != nil || len(page.Items) != 2*n {
 		t.Errorf("ListTransfers = %d items, %v; want %d", len(page.Items), err, 2*n)
+	}
+}
+
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p2p.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, f := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: the store holds PHI, want owner-only", f, fi.Mode().Perm())
+		}
 	}
 }
