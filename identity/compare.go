@@ -269,25 +269,48 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 		return lExact
 	}
 	cNum, cName, _ := normalize.StreetParts(c)
+	if qNum != cNum && qNum != "" && cNum != "" {
+		return lDifferent // another house, whatever the street
+	}
 	if qNum == cNum && qName == cName {
 		return lExact // only the unit differs
 	}
-	qn, cn := normalize.Compact(qName), normalize.Compact(cName)
-	if normalize.Compact(q) == normalize.Compact(c) {
+	if n, full := prefixNoSpace(q, c); full && n == len(q) {
 		return lExact // only the spacing differs
 	}
-	sameNum := qNum == cNum || qNum == "" || cNum == ""
-	similarName := qn == cn || strsim.JaroWinkler(qn, cn) >= 0.90 ||
-		(min(len(qn), len(cn)) >= 5 && (strings.HasPrefix(qn, cn) || strings.HasPrefix(cn, qn)))
-	switch {
-	case sameNum && similarName:
+	similarName := qName == cName || strsim.JaroWinkler(qName, cName) >= 0.90
+	if !similarName && min(len(qName), len(cName)) >= 5 {
+		// One name runs on into the other: a building or locality name
+		// added to the street, or spaces dropped.
+		_, similarName = prefixNoSpace(qName, cName)
+	}
+	if similarName || strsim.JaroWinkler(q, c) >= 0.92 {
 		return lClose // a typo, a missing house number or a trailing unit or building name
-	case strsim.JaroWinkler(normalize.Compact(q), normalize.Compact(c)) >= 0.92:
-		return lClose
-	case similarName:
-		return lPartial // the same street, another house
 	}
 	return lDifferent
+}
+
+// prefixNoSpace compares a and b ignoring spaces: full reports whether one
+// is a prefix of the other (or they are equal), n how many bytes of a were
+// consumed.
+func prefixNoSpace(a, b string) (n int, full bool) {
+	i, j := 0, 0
+	for {
+		for i < len(a) && a[i] == ' ' {
+			i++
+		}
+		for j < len(b) && b[j] == ' ' {
+			j++
+		}
+		if i == len(a) || j == len(b) {
+			return i, true
+		}
+		if a[i] != b[j] {
+			return i, false
+		}
+		i++
+		j++
+	}
 }
 
 // compareAddress combines the street and locality levels into one address
@@ -318,16 +341,16 @@ func compareAddress(street, locality uint8) uint8 {
 func compareLocality(q *probe, c *side) uint8 {
 	postal := q.postal != "" && c.postal != ""
 	city := q.city != "" && c.city != ""
-	cityEq := city && (q.city == c.city || strsim.JaroWinkler(q.city, c.city) >= 0.90)
+	cityEq := func() bool { return city && (q.city == c.city || strsim.JaroWinkler(q.city, c.city) >= 0.90) }
 	switch {
 	case postal:
 		postalEq := q.postal == c.postal
 		switch {
-		case postalEq && (cityEq || !city):
+		case postalEq && (!city || cityEq()):
 			return lExact
 		case postalEq:
 			return lPartial // postal code agrees, city does not
-		case cityEq:
+		case cityEq():
 			return lFuzzy // city agrees, postal code does not
 		case len(q.postal) == len(c.postal) && len(q.postal) >= 4 && strsim.OSA(q.postal, c.postal, 1) <= 1:
 			return lInitial // a one-digit slip in the postal code
@@ -337,7 +360,7 @@ func compareLocality(q *probe, c *side) uint8 {
 		switch {
 		case q.city == c.city:
 			return lExact
-		case cityEq:
+		case cityEq():
 			return lClose
 		}
 		return lDifferent

@@ -44,7 +44,7 @@ func DefaultConfig() Config {
 		ReviewThreshold:    -6,
 		Margin:             6,
 		DuplicateThreshold: 2,
-		MaxBlock:           2000,
+		MaxBlock:           500,
 		MaxReview:          5,
 		RelativesVeto:      0.01,
 		TermFrequency:      true,

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/p2p-payer/p2p/identity/internal/evaldata"
 	"github.com/p2p-payer/p2p/identity/internal/synth"
@@ -208,5 +209,35 @@ func TestDebugUS(t *testing.T) {
 				t.Logf("   ru %+v", recs[d.Rationale.RunnerUp.MemberID])
 			}
 		}
+	}
+}
+
+func TestDebugScale(t *testing.T) {
+	if os.Getenv("DEBUG_SCALE") == "" {
+		t.Skip()
+	}
+	benchIndex(nil)
+	ix, qs := bench.ix, bench.queries[:3000]
+	t.Logf("build %v heap %d MiB", bench.build, bench.heap>>20)
+	for _, mb := range []int{2000, 500, 200} {
+		ix.cfg.MaxBlock = mb
+		var per [numKeys]int
+		total := 0
+		start := time.Now()
+		for _, q := range qs {
+			p := newProbe(q.Demographics.Given, q.Demographics.Family, q.Demographics.BirthDate, q.Demographics.Sex, q.Demographics.Address.Street, q.Demographics.Address.City, q.Demographics.Address.State, q.Demographics.Address.PostalCode, q.Demographics.Phone)
+			var keys [numKeys]uint64
+			p.blockKeys(&keys)
+			for k, key := range keys {
+				per[k] += len(ix.walk(k, key, nil))
+			}
+			total += len(ix.candidates(&p, "", nil, true))
+		}
+		el := time.Since(start)
+		start = time.Now()
+		for _, q := range qs {
+			ix.Match(q.Demographics)
+		}
+		t.Logf("maxblock %d: candidates/query %.0f (keys %v) blocking %v/query match %v/query", mb, float64(total)/float64(len(qs)), per, el/time.Duration(len(qs)), time.Since(start)/time.Duration(len(qs)))
 	}
 }

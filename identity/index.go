@@ -62,6 +62,9 @@ const (
 	numKeys
 )
 
+// wideKey marks the keys used only by a wide search.
+var wideKey = [numKeys]bool{keyNames: true, keyGivenYear: true, keyGivenCity: true, keyNamePrefix: true}
+
 // KeyNames names the kinds of blocking key, for blocking-recall reports.
 var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day", "family_prefix_given_initial"}
 
@@ -124,6 +127,7 @@ func (ix *Index) Model() *Model {
 // SetModel replaces the scoring model (for example with one trained by
 // Train on a batch of queries).
 func (ix *Index) SetModel(m *Model) {
+	m.cache()
 	ix.mu.Lock()
 	ix.model = m
 	ix.mu.Unlock()
@@ -188,7 +192,14 @@ func (ix *Index) intern(s string) uint32 {
 
 // candidates appends to dst the rows that share at least one blocking key
 // with p (and the row with member id, if any), without duplicates.
-func (ix *Index) candidates(p *probe, memberID string, dst []int32) []int32 {
+//
+// Without wide only the selective keys are used: birth date, contact,
+// postal code + initial and the keys that pair a phonetic name with part of
+// the birth date. With wide the name-only keys join them; they find the
+// members whose birth date and address both changed, at the cost of many
+// more candidates, so Match uses them only when the narrow set gives no
+// confident match.
+func (ix *Index) candidates(p *probe, memberID string, dst []int32, wide bool) []int32 {
 	if memberID != "" {
 		if row, ok := ix.byID[memberID]; ok {
 			dst = append(dst, row)
@@ -197,6 +208,9 @@ func (ix *Index) candidates(p *probe, memberID string, dst []int32) []int32 {
 	var keys [numKeys]uint64
 	p.blockKeys(&keys)
 	for k, key := range keys {
+		if !wide && wideKey[k] {
+			continue
+		}
 		dst = ix.walk(k, key, dst)
 	}
 	// The commonest birth-date error is day and month swapped.

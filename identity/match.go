@@ -1,9 +1,10 @@
 package identity
 
 import (
+	"cmp"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -45,7 +46,15 @@ func (ix *Index) match(p *probe, qid, exclude string) Decision {
 	defer ix.mu.RUnlock()
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
-	sc.rows = ix.candidates(p, qid, sc.rows[:0])
+	// The narrow blocks first; the wide ones only when they leave doubt.
+	if d := ix.decide(p, qid, exclude, sc, false); d.Outcome == OutcomeMatch {
+		return d
+	}
+	return ix.decide(p, qid, exclude, sc, true)
+}
+
+func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) Decision {
+	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
 	sc.scored = sc.scored[:0]
 	m := ix.model
 	for _, row := range sc.rows {
@@ -59,12 +68,11 @@ func (ix *Index) match(p *probe, qid, exclude string) Decision {
 	if len(sc.scored) == 0 {
 		return Decision{Outcome: OutcomeNoMatch, Rationale: transfer.Rationale{Rule: RuleNone, Summary: "no member shares a blocking key with the query"}}
 	}
-	sort.Slice(sc.scored, func(i, j int) bool {
-		a, b := sc.scored[i], sc.scored[j]
+	slices.SortFunc(sc.scored, func(a, b scored) int {
 		if a.score != b.score {
-			return a.score > b.score
+			return cmp.Compare(b.score, a.score)
 		}
-		return ix.ids[a.row] < ix.ids[b.row]
+		return strings.Compare(ix.ids[a.row], ix.ids[b.row])
 	})
 	best := sc.scored[0]
 	d := Decision{MemberID: ix.ids[best.row], Score: best.score}

@@ -24,6 +24,26 @@ type Model struct {
 	// be the sought member's sibling, twin or parent and is never matched
 	// automatically (see Config.RelativesVeto).
 	Relatives float64
+
+	w     [numFields][numLevels]float64 // cached weights, see cache
+	prior float64
+	ready bool
+}
+
+// cache computes the weights once; call after changing M, U, N or Expected.
+func (m *Model) cache() *Model {
+	for f := range m.w {
+		for l := range m.w[f] {
+			m.w[f][l] = m.weight(f, l)
+		}
+	}
+	e := m.Expected
+	if e <= 0 {
+		e = 1
+	}
+	m.prior = math.Log2(e / float64(max(m.N, 1)))
+	m.ready = true
+	return m
 }
 
 // defaultM are the m probabilities a model starts from: how often each
@@ -102,7 +122,7 @@ func EstimateModel(ix *Index, seed uint64) *Model {
 	m.U[fGiven][lSwapped] = m.U[fGiven][lExact] * m.U[fFamily][lExact]
 	m.M[fFamily][lSwapped], m.U[fFamily][lSwapped] = 1, 1
 	m.Relatives = relatives(ix)
-	return m
+	return m.cache()
 }
 
 // relatives is the share of members with a relative in the index (see
@@ -151,6 +171,13 @@ func relatives(ix *Index) float64 {
 
 // Weight is the match weight log2(m/u) of a field's level; 0 for missing.
 func (m *Model) Weight(field, level int) float64 {
+	if m.ready {
+		return m.w[field][level]
+	}
+	return m.weight(field, level)
+}
+
+func (m *Model) weight(field, level int) float64 {
 	if level == lMissing || m.M[field][level] == 0 || m.U[field][level] == 0 {
 		return 0
 	}
@@ -160,6 +187,9 @@ func (m *Model) Weight(field, level int) float64 {
 // Prior is the prior log2-odds that one member of the index is the person
 // sought.
 func (m *Model) Prior() float64 {
+	if m.ready {
+		return m.prior
+	}
 	e := m.Expected
 	if e <= 0 {
 		e = 1

@@ -1,15 +1,22 @@
 package identity
 
 import (
+	"cmp"
 	"math"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/p2p-payer/p2p/transfer"
 )
 
+// trainTop is how many of a query's best candidates EM sees.
+const trainTop = 10
+
 // TrainOptions tune Train.
 type TrainOptions struct {
-	// MaxQueries is how many queries (evenly spaced) feed EM; 0 means 20,000.
+	// MaxQueries is how many queries (evenly spaced) feed EM; 0 means 5,000.
 	MaxQueries int
 	// Iterations of EM; 0 means 40.
 	Iterations int
@@ -29,7 +36,7 @@ type TrainOptions struct {
 // moved — without labels.
 func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model {
 	if opt.MaxQueries <= 0 {
-		opt.MaxQueries = 20_000
+		opt.MaxQueries = 5_000
 	}
 	if opt.Iterations <= 0 {
 		opt.Iterations = 40
@@ -39,40 +46,63 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 	}
 	ix.mu.RLock()
 	base := ix.model
-	// Each sampled query's candidate comparison vectors, packed; queries
-	// are separated by starts.
+	step := max(1, len(queries)/opt.MaxQueries)
+	sample := make([]int, 0, len(queries)/step+1)
+	for i := 0; i < len(queries); i += step {
+		sample = append(sample, i)
+	}
+	// Each sampled query's best candidates (by the current model), as packed
+	// comparison vectors; the rest are certain non-matches that only slow EM.
+	perQuery := make([][]uint32, len(sample))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			var rows []int32
+			var top []scored
+			for k := w; k < len(sample); k += workers {
+				q := queries[sample[k]]
+				p := newProbe(q.Given, q.Family, q.BirthDate, q.Sex, q.Address.Street, q.Address.City, q.Address.State, q.Address.PostalCode, q.Phone)
+				qid := strings.TrimSpace(q.MemberID)
+				id := qid
+				if opt.Dedup {
+					id = ""
+				}
+				rows = ix.candidates(&p, id, rows[:0], true)
+				top = top[:0]
+				for _, row := range rows {
+					if opt.Dedup && ix.ids[row] == qid {
+						continue
+					}
+					c := ix.side(row)
+					g := compare(&p, id, &c)
+					top = append(top, scored{row: row, g: g, score: ix.score(base, row, g)})
+				}
+				slices.SortFunc(top, func(a, b scored) int { return cmp.Compare(b.score, a.score) })
+				pats := make([]uint32, 0, min(len(top), trainTop))
+				for _, t := range top[:min(len(top), trainTop)] {
+					pats = append(pats, t.g.pack())
+				}
+				perQuery[k] = pats
+			}
+		}(w)
+	}
+	wg.Wait()
+	ix.mu.RUnlock()
 	var pats []uint32
 	starts := []int{0}
-	step := max(1, len(queries)/opt.MaxQueries)
-	var rows []int32
-	for i := 0; i < len(queries); i += step {
-		q := queries[i]
-		p := newProbe(q.Given, q.Family, q.BirthDate, q.Sex, q.Address.Street, q.Address.City, q.Address.State, q.Address.PostalCode, q.Phone)
-		qid := strings.TrimSpace(q.MemberID)
-		if opt.Dedup {
-			rows = ix.candidates(&p, "", rows[:0])
-		} else {
-			rows = ix.candidates(&p, qid, rows[:0])
-		}
-		for _, row := range rows {
-			if opt.Dedup && ix.ids[row] == qid {
-				continue
-			}
-			c := ix.side(row)
-			id := qid
-			if opt.Dedup {
-				id = ""
-			}
-			pats = append(pats, compare(&p, id, &c).pack())
-		}
+	for _, p := range perQuery {
+		pats = append(pats, p...)
 		starts = append(starts, len(pats))
 	}
-	ix.mu.RUnlock()
 
 	m := *base
+	m.ready = false
 	nq := float64(len(starts) - 1)
 	if len(pats) == 0 {
-		return &m
+		return m.cache()
 	}
 	// Link mode: each query is one member or none, so a query's candidates
 	// compete for one match (the odds of each against the others and
@@ -163,5 +193,5 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 			m.M[f] = base.M[f]
 		}
 	}
-	return &m
+	return m.cache()
 }

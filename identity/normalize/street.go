@@ -48,18 +48,28 @@ func Street(s string) string {
 
 // StreetParts splits a normalised street into its house number (the first
 // token when it starts with a digit), the street name and the unit after an
-// "apt" designator.
+// "apt" designator. It slices street without allocating.
 func StreetParts(street string) (number, name, unit string) {
-	toks := strings.Fields(street)
-	if len(toks) > 0 && toks[0][0] >= '0' && toks[0][0] <= '9' {
-		number, toks = toks[0], toks[1:]
-	}
-	for i, t := range toks {
-		if t == "apt" {
-			unit = strings.Join(toks[i+1:], " ")
-			toks = toks[:i]
-			break
+	rest := street
+	if rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+		if i := strings.IndexByte(rest, ' '); i >= 0 {
+			number, rest = rest[:i], rest[i+1:]
+		} else {
+			return rest, "", ""
 		}
 	}
-	return number, strings.Join(toks, " "), unit
+	switch {
+	case strings.HasPrefix(rest, "apt "):
+		return number, "", rest[4:]
+	case rest == "apt":
+		return number, "", ""
+	}
+	if i := strings.Index(rest, " apt"); i >= 0 && (i+4 == len(rest) || rest[i+4] == ' ') {
+		unit = rest[i+4:]
+		if unit != "" {
+			unit = unit[1:]
+		}
+		rest = rest[:i]
+	}
+	return number, rest, unit
 }
