@@ -40,9 +40,9 @@ type Config struct {
 // DefaultConfig is the tested default configuration.
 func DefaultConfig() Config {
 	return Config{
-		MatchThreshold:     8,
+		MatchThreshold:     5,
 		ReviewThreshold:    -6,
-		Margin:             6,
+		Margin:             4,
 		DuplicateThreshold: 2,
 		MaxBlock:           500,
 		MaxReview:          5,

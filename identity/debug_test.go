@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2p-payer/p2p/identity/internal/evaldata"
 	"github.com/p2p-payer/p2p/identity/internal/synth"
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 func TestDebugFEBRL(t *testing.T) {
@@ -90,24 +93,14 @@ func TestDebugSweep(t *testing.T) {
 		t.Skip()
 	}
 	fake, _ := evaldata.ReadFake1000(filepath.Join(dataDir, "fake_1000.csv"))
-	idx, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
-	qs, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
-	f1, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl1.csv"), false)
-	for _, th := range []float64{8, 4, 0} {
+	for _, th := range []float64{8, 4, 2, 0} {
 		for _, mg := range []float64{6, 3} {
 			for _, dt := range []float64{-6, 2} {
 				cfg := DefaultConfig()
 				cfg.MatchThreshold, cfg.Margin, cfg.DuplicateThreshold = th, mg, dt
-				t.Logf("th %v margin %v dup %v", th, mg, dt)
 				ixf := NewIndex(records(fake), cfg)
 				ixf.SetModel(ixf.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
-				t.Log(evalDedup("fake", ixf, fake))
-				ix1 := NewIndex(records(f1), cfg)
-				ix1.SetModel(ix1.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
-				t.Log(evalDedup("febrl1", ix1, f1))
-				ix4 := NewIndex(records(idx), cfg)
-				ix4.SetModel(ix4.Train(queriesOf(qs, false), TrainOptions{}))
-				t.Log(evalLink("febrl4 blank", ix4, idx, qs, false))
+				t.Logf("th %v margin %v dup %v expected %.2f: %v", th, mg, dt, ixf.Model().Expected, evalDedup("fake", ixf, fake))
 			}
 		}
 	}
@@ -125,7 +118,7 @@ func TestDebugFakeHist(t *testing.T) {
 		size[l.Entity]++
 	}
 	cfg := DefaultConfig()
-	cfg.MatchThreshold, cfg.Margin = -100, 0
+	cfg.MatchThreshold, cfg.Margin, cfg.DuplicateThreshold = 8, 6, 2
 	ix := NewIndex(records(fake), cfg)
 	ix.SetModel(ix.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
 	m := ix.model
@@ -139,17 +132,28 @@ func TestDebugFakeHist(t *testing.T) {
 		t.Log(s)
 	}
 	hist := map[string]int{}
+	n := 0
 	for _, l := range fake {
 		d := ix.matchExcluding(demographics(l, false), l.Record.ID)
-		k := "none"
-		if d.MemberID != "" {
-			b := int(d.Score/2) * 2
-			if d.Score < 0 {
-				b -= 2
+		k := d.Outcome
+		if size[l.Entity] == 1 {
+			k += " single"
+		} else if d.MemberID != "" {
+			k += fmt.Sprintf(" best-true=%v", ent[d.MemberID] == l.Entity)
+		}
+		if strings.Contains(d.Rationale.Summary, "margin") {
+			k += " margin"
+		}
+		if strings.Contains(d.Rationale.Summary, "blocking") {
+			k += " noblock"
+		}
+		if d.Outcome == OutcomeReview && !strings.Contains(d.Rationale.Summary, "margin") && n < 25 {
+			n++
+			var fs []string
+			for _, f := range d.Rationale.Fields {
+				fs = append(fs, fmt.Sprintf("%s:%s:%.1f", f.Field, f.Level, f.Weight))
 			}
-			k = fmt.Sprintf("%v %3d", ent[d.MemberID] == l.Entity, b)
-		} else if size[l.Entity] > 1 {
-			k = "none-but-has-mates"
+			t.Logf("%v | best %v (true %v) %.1f %v", l.Record, fake[mustAtoi(d.MemberID)].Record, ent[d.MemberID] == l.Entity, d.Score, fs)
 		}
 		hist[k]++
 	}
@@ -161,6 +165,12 @@ func TestDebugFakeHist(t *testing.T) {
 	for _, k := range ks {
 		t.Log(k, hist[k])
 	}
+}
+
+func mustAtoi(s string) int {
+	n := 0
+	fmt.Sscan(s, &n)
+	return n
 }
 
 func TestDebugFakeNone(t *testing.T) {
@@ -188,9 +198,9 @@ func TestDebugUS(t *testing.T) {
 	if os.Getenv("DEBUG_ID") == "" {
 		t.Skip()
 	}
-	pop := synth.Generate(20_000, 0.02, 7)
+	pop := synth.Generate(100_000, 0.02, 7)
 	ix := NewIndex(pop.Index(), DefaultConfig())
-	qs := pop.Queries(4_000, 11)
+	qs := pop.Queries(10_000, 11)
 	recs := map[string]synth.Person{}
 	for _, p := range pop.People {
 		recs[p.Record.ID] = p
@@ -239,5 +249,70 @@ func TestDebugScale(t *testing.T) {
 			ix.Match(q.Demographics)
 		}
 		t.Logf("maxblock %d: candidates/query %.0f (keys %v) blocking %v/query match %v/query", mb, float64(total)/float64(len(qs)), per, el/time.Duration(len(qs)), time.Since(start)/time.Duration(len(qs)))
+	}
+}
+
+func TestDebugScaleWrong(t *testing.T) {
+	if os.Getenv("DEBUG_SCALE") == "" {
+		t.Skip()
+	}
+	benchIndex(nil)
+	ix, qs := bench.ix, bench.queries
+	recs := map[string]member.Record{}
+	pop := synth.Generate(benchN(), 0.02, 1)
+	for _, p := range pop.People {
+		recs[p.Record.ID] = p.Record
+	}
+	wrong, matched, review := 0, 0, 0
+	for _, q := range qs {
+		d := ix.Match(q.Demographics)
+		if d.Outcome == OutcomeReview {
+			review++
+		}
+		if d.Outcome != OutcomeMatch {
+			continue
+		}
+		matched++
+		if d.MemberID != q.Truth {
+			wrong++
+			if wrong < 15 {
+				t.Logf("%s %+v", q.Kind, q.Demographics)
+				t.Logf("   truth %+v", recs[q.Truth])
+				t.Logf("   got %+v %s", recs[d.MemberID], d.Rationale.Summary)
+				t.Logf("   %v ru %+v", d.Rationale.Fields, d.Rationale.RunnerUp)
+			}
+		}
+	}
+	t.Logf("%d matched, %d wrong, %d review of %d", matched, wrong, review, len(qs))
+}
+
+func TestDebugSweepAll(t *testing.T) {
+	if os.Getenv("DEBUG_ID") == "" {
+		t.Skip()
+	}
+	fake, _ := evaldata.ReadFake1000(filepath.Join(dataDir, "fake_1000.csv"))
+	idx, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
+	qs, _ := evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
+	pop := synth.Generate(100_000, 0.02, 7)
+	uq := pop.Queries(10_000, 11)
+	for _, c := range [][3]float64{{8, 6, 2}, {6, 5, 2}, {5, 4, 2}, {4, 4, 2}, {4, 3, 2}, {3, 3, 2}} {
+		cfg := DefaultConfig()
+		cfg.MatchThreshold, cfg.Margin, cfg.DuplicateThreshold = c[0], c[1], c[2]
+		ixf := NewIndex(records(fake), cfg)
+		ixf.SetModel(ixf.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
+		t.Logf("%v %v", c, evalDedup("fake", ixf, fake))
+		ix4 := NewIndex(records(idx), cfg)
+		ix4.SetModel(ix4.Train(queriesOf(qs, false), TrainOptions{}))
+		t.Logf("%v %v", c, evalLink("febrl4 blank", ix4, idx, qs, false))
+		ixu := NewIndex(pop.Index(), cfg)
+		r := evalUS(ixu, pop, uq)
+		t.Logf("%v US 100k untrained: matches %d false %d relatives %d review %.2f%%", c, r.matches, r.falseMatches, r.relativeMatches, 100*float64(r.review)/float64(r.queries))
+		dq := make([]transfer.Demographics, len(uq))
+		for i, q := range uq {
+			dq[i] = q.Demographics
+		}
+		ixu.SetModel(ixu.Train(dq, TrainOptions{}))
+		r = evalUS(ixu, pop, uq)
+		t.Logf("%v US 100k trained: matches %d false %d relatives %d review %.2f%%", c, r.matches, r.falseMatches, r.relativeMatches, 100*float64(r.review)/float64(r.queries))
 	}
 }

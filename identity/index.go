@@ -59,14 +59,16 @@ const (
 	keyGivenMonthDay         // Soundex(canonical given) + birth month and day
 	keyFamilyMonthDay        // Soundex(family) + birth month and day
 	keyNamePrefix            // first three letters of family + given initial
+	keyFamilyCity            // Soundex of family name and city (where there is no postal code)
+	keyYearMonth             // birth year and month: selective only in a small index
 	numKeys
 )
 
 // wideKey marks the keys used only by a wide search.
-var wideKey = [numKeys]bool{keyNames: true, keyGivenYear: true, keyGivenCity: true, keyNamePrefix: true}
+var wideKey = [numKeys]bool{keyNames: true, keyGivenYear: true, keyGivenCity: true, keyNamePrefix: true, keyFamilyCity: true, keyYearMonth: true}
 
 // KeyNames names the kinds of blocking key, for blocking-recall reports.
-var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day", "family_prefix_given_initial"}
+var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day", "family_prefix_given_initial", "family_city", "birth_year_month"}
 
 // NewIndex builds an index over members and estimates its scoring model
 // from them. Records with an empty or duplicate member id are skipped.
@@ -332,6 +334,18 @@ func (p *probe) blockKeys(keys *[numKeys]uint64) {
 	}
 	if givenCode != "" && p.city != "" && p.postal == "" {
 		keys[keyGivenCity] = hashKey(keyGivenCity, givenCode+"|"+phonetic.Soundex(p.city), 0)
+	}
+	if famCode != "" && p.city != "" && p.postal == "" {
+		keys[keyFamilyCity] = hashKey(keyFamilyCity, famCode+"|"+phonetic.Soundex(p.city), 0)
+	}
+	if p.dob != 0 {
+		keys[keyYearMonth] = hashKey(keyYearMonth, "", uint64(p.dob)/100)
+	}
+	if famCode != "" && p.city != "" && p.postal == "" {
+		keys[keyFamilyCity] = hashKey(keyFamilyCity, famCode+"|"+phonetic.Soundex(p.city), 0)
+	}
+	if p.dob != 0 {
+		keys[keyYearMonth] = hashKey(keyYearMonth, "", uint64(p.dob)/100)
 	}
 	if len(p.familyCompact) >= 3 && p.givenFirst != "" {
 		keys[keyNamePrefix] = hashKey(keyNamePrefix, p.familyCompact[:3]+p.givenFirst[:1], 0)

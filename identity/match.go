@@ -83,7 +83,11 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	// does not make the query ambiguous.
 	var runner *scored
 	var dups []string
-	for i := 1; i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
+	// Only an index known to hold several records of a person (Train found
+	// Expected > 1) has duplicates to set aside: in a deduplicated index two
+	// similar records are two people, namesakes, and that is ambiguity.
+	dupsExpected := m.Expected > 1.2
+	for i := 1; dupsExpected && i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
 		if ix.sameMember(m, best.row, sc.scored[i].row) ||
 			(sc.scored[i].score >= ix.cfg.MatchThreshold && vetoed(sc.scored[i].g, p.suffix, ix.recs[sc.scored[i].row].suffix, true) == "" && ix.compatible(best.row, sc.scored[i].row)) {
 			dups = append(dups, ix.ids[sc.scored[i].row])
@@ -176,7 +180,9 @@ func marginText(best, runner float64) string {
 // and birth date; a junior shares his father's name but not his birth date.
 func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 	switch {
-	case relatives && g[fGiven] == lDifferent:
+	case relatives && (g[fGiven] == lDifferent || g[fGiven] == lFuzzy || g[fGiven] == lInitial):
+		// Twins are often given similar names (Mary and Marie, Ana and
+		// Hannah): only an exact, nickname or one-typo given name passes.
 		return "given name"
 	case relatives && g[fBirthDate] == lDifferent:
 		return "birth date"
@@ -228,7 +234,11 @@ func (ix *Index) weight(m *Model, row int32, f int, l uint8) float64 {
 	}
 	if l == lExact && ix.cfg.TermFrequency {
 		if n := ix.valueCount(row, f); n > 0 {
-			u := float64(n) / float64(m.N)
+			// In an index with several records a person, some of the members
+			// sharing the value are the sought person's other records, not
+			// other people: leave them out of the chance agreement.
+			others := math.Max(float64(n)-math.Max(m.Expected-1, 0), 1)
+			u := others / float64(m.N)
 			return math.Log2(m.M[f][l] / u)
 		}
 	}

@@ -71,9 +71,9 @@ func (r usResult) report(t *testing.T) {
 // TestSyntheticUS scores the matcher, untuned, on generated US-style member
 // data: households, twins, juniors, nicknames, moves, married names.
 func TestSyntheticUS(t *testing.T) {
-	pop := synth.Generate(20_000, 0.02, 7)
+	pop := synth.Generate(50_000, 0.02, 7)
 	ix := NewIndex(pop.Index(), DefaultConfig())
-	qs := pop.Queries(4_000, 11)
+	qs := pop.Queries(5_000, 11)
 	r := evalUS(ix, pop, qs)
 	if testing.Verbose() {
 		t.Logf("relatives share %.3f", ix.Model().Relatives)

@@ -186,10 +186,16 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 	// A swap stays one event carried by the given field.
 	m.M[fFamily][lSwapped] = 1
 	// Guard against EM drifting to a household-shaped optimum: a field whose
-	// exact level became less likely among matches than outright
-	// disagreement keeps its defaults.
+	// agreeing levels together became less likely among matches than
+	// outright disagreement keeps its defaults.
 	for f := range m.M {
-		if m.M[f][lExact] < m.M[f][lDifferent] {
+		agree := 0.0
+		for l := lExact; l < numLevels; l++ {
+			if l != lDifferent && l != lSwapped {
+				agree += m.M[f][l]
+			}
+		}
+		if agree < m.M[f][lDifferent] {
 			m.M[f] = base.M[f]
 		}
 	}
