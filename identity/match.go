@@ -111,7 +111,15 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.ids[runner.row], Score: runner.score}
 	}
 	cfg := ix.cfg
-	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, m.Relatives >= cfg.RelativesVeto)
+	relatives := m.Relatives >= cfg.RelativesVeto
+	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, relatives)
+	if veto == "" && relatives && best.g[fGiven] == lClose && (best.g[fBirthDate] == lExact || best.g[fBirthDate] == lTransposed) &&
+		m.livesWithKin(best.row) && min(len(p.givenCompact), len(ix.strs[ix.recs[best.row].given])) <= 4 {
+		// A member who lives with relatives, the same birth date and a short
+		// given name one letter off (Ann for Anna, Jon for Joan): as likely a
+		// twin the index does not hold as a typo.
+		veto = "given name within a household"
+	}
 	switch {
 	case best.g[fMemberID] == lExact && best.g[fBirthDate] == lExact:
 		d.Outcome = OutcomeMatch
@@ -195,6 +203,10 @@ func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 	}
 	return ""
 }
+
+// livesWithKin reports whether row was found living with a relative when
+// the model was estimated.
+func (m *Model) livesWithKin(row int32) bool { return int(row) < len(m.kin) && m.kin[row] }
 
 // sameMember reports whether two index rows look like two records of one
 // person: compatible given name and birth date and a match-level score.

@@ -24,6 +24,8 @@ type Model struct {
 	// be the sought member's sibling, twin or parent and is never matched
 	// automatically (see Config.RelativesVeto).
 	Relatives float64
+	// kin marks the rows that live with a relative (see Relatives).
+	kin []bool
 
 	w     [numFields][numLevels]float64 // cached weights, see cache
 	prior float64
@@ -121,18 +123,19 @@ func EstimateModel(ix *Index, seed uint64) *Model {
 	// its whole weight (both names agree, crosswise), the family field none.
 	m.U[fGiven][lSwapped] = m.U[fGiven][lExact] * m.U[fFamily][lExact]
 	m.M[fFamily][lSwapped], m.U[fFamily][lSwapped] = 1, 1
-	m.Relatives = relatives(ix)
+	m.Relatives, m.kin = relatives(ix)
 	return m.cache()
 }
 
 // relatives is the share of members with a relative in the index (see
 // Model.Relatives), found by comparing the members of each address and
 // phone block once, from the block's newest row.
-func relatives(ix *Index) float64 {
+func relatives(ix *Index) (float64, []bool) {
 	if len(ix.recs) == 0 {
-		return 0
+		return 0, nil
 	}
-	has := make(map[int32]struct{})
+	kin := make([]bool, len(ix.recs))
+	n := 0
 	var rows []int32
 	for r := range ix.recs {
 		row := int32(r)
@@ -160,13 +163,18 @@ func relatives(ix *Index) float64 {
 					sa, sb := ix.side(a), ix.side(b)
 					pa := probeOf(&sa)
 					if g := compare(&pa, "", &sb); g[fGiven] == lDifferent && g[fBirthDate] == lDifferent {
-						has[a], has[b] = struct{}{}, struct{}{}
+						for _, x := range []int32{a, b} {
+							if !kin[x] {
+								kin[x] = true
+								n++
+							}
+						}
 					}
 				}
 			}
 		}
 	}
-	return float64(len(has)) / float64(len(ix.recs))
+	return float64(n) / float64(len(ix.recs)), kin
 }
 
 // Weight is the match weight log2(m/u) of a field's level; 0 for missing.

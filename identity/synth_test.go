@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"fmt"
 	"sort"
 	"testing"
 
@@ -90,11 +89,17 @@ func TestSyntheticUS(t *testing.T) {
 	if rel[2] == 0 {
 		t.Fatal("no relative queries generated")
 	}
-	for _, k := range []string{synth.KindExact, synth.KindTypo, synth.KindNickname, synth.KindMissing} {
+	// Recall floors per kind: a short given name one letter off in a
+	// household goes to review (it may be a twin), which costs typos some.
+	floors := map[string]float64{synth.KindExact: 0.99, synth.KindNickname: 0.97, synth.KindMissing: 0.99,
+		synth.KindDOB: 0.97, synth.KindTypo: 0.88, synth.KindMoved: 0.9, synth.KindMixed: 0.9, synth.KindMarried: 0.5}
+	for k, floor := range floors {
 		v := r.byKind[k]
-		if got := float64(v[0]) / float64(v[2]); got < 0.97 {
-			t.Errorf("%s: match recall %.4f < 0.97", k, got)
+		if got := float64(v[0]) / float64(v[2]); got < floor {
+			t.Errorf("%s: match recall %.4f < %.2f", k, got, floor)
+		}
+		if got := float64(v[0]+v[1]) / float64(v[2]); got < 0.98 {
+			t.Errorf("%s: recall counting review %.4f < 0.98", k, got)
 		}
 	}
-	_ = fmt.Sprint()
 }

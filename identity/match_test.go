@@ -1,0 +1,178 @@
+package identity
+
+import (
+	"math"
+	"testing"
+
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// household is a small index of relatives and strangers: the Lees share
+// surname, address and phone; Ann and Amy are twins; Robert Jr is his
+// father's junior.
+func household() []member.Record {
+	addr := func(r member.Record) member.Record {
+		r.Family, r.Street, r.City, r.State, r.PostalCode, r.Phone = "Lee", "12 Oak Street", "Springfield", "IL", "62704", "217-555-0101"
+		return r
+	}
+	recs := []member.Record{
+		addr(member.Record{ID: "H1", Given: "Robert", BirthDate: "1960-04-02", Sex: "M"}),
+		addr(member.Record{ID: "H2", Given: "Susan", BirthDate: "1962-09-30", Sex: "F"}),
+		addr(member.Record{ID: "H3", Given: "Ann", BirthDate: "1990-05-17", Sex: "F"}),
+		addr(member.Record{ID: "H4", Given: "Amy", BirthDate: "1990-05-17", Sex: "F"}),
+		addr(member.Record{ID: "H5", Given: "Robert", BirthDate: "1988-11-23", Sex: "M"}),
+	}
+	// Strangers, so that the index has a population to estimate u from,
+	// and other households so that relatives are the normal case.
+	given := []string{"James", "Mary", "John", "Patricia", "Michael", "Linda", "David", "Barbara", "Richard", "Jennifer"}
+	family := []string{"Smith", "Jones", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Moore", "Taylor", "Clark"}
+	for i := 0; i < 400; i++ {
+		f := family[i/40]
+		recs = append(recs, member.Record{
+			ID: "S" + itoa(i), Given: given[i%10], Family: f,
+			BirthDate: "19" + itoa2(40+i%60) + "-" + itoa2(1+i%12) + "-" + itoa2(1+i%28), Sex: []string{"M", "F"}[i%2],
+			Street: itoa(100+i/3) + " Elm Street", City: "Springfield", State: "IL", PostalCode: "627" + itoa2(i%50),
+			Phone: "217-555-" + itoa(1000+i/3),
+		})
+	}
+	return recs
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+func itoa2(i int) string {
+	if i < 10 {
+		return "0" + itoa(i)
+	}
+	return itoa(i)
+}
+
+func TestMatch(t *testing.T) {
+	ix := NewIndex(household(), DefaultConfig())
+	if r := ix.Model().Relatives; r < DefaultConfig().RelativesVeto {
+		t.Fatalf("relatives share %.3f: the test index must look like one with households", r)
+	}
+	lee := func(given, dob, sex string) transfer.Demographics {
+		return transfer.Demographics{Given: given, Family: "LEE", BirthDate: dob, Sex: sex, Phone: "(217) 555-0101",
+			Address: transfer.Address{Street: "12 Oak St.", City: "Springfield", State: "Illinois", PostalCode: "62704-1234"}}
+	}
+	tests := []struct {
+		name     string
+		q        transfer.Demographics
+		outcome  string
+		memberID string
+		notID    string // must not be matched to
+	}{
+		{"member in a household", lee("Susan", "1962-09-30", "F"), OutcomeMatch, "H2", ""},
+		{"nickname", lee("Sue", "1962-09-30", "F"), OutcomeMatch, "H2", ""},
+		{"transposed birth date", lee("Susan", "1962-09-30", ""), OutcomeMatch, "H2", ""},
+		{"twin", lee("Ann", "1990-05-17", "F"), OutcomeMatch, "H3", "H4"},
+		{"other twin", lee("Amy", "1990-05-17", "F"), OutcomeMatch, "H4", "H3"},
+		{"junior", lee("Robert", "1988-11-23", "M"), OutcomeMatch, "H5", "H1"},
+		{"senior", lee("Robert", "1960-04-02", "M"), OutcomeMatch, "H1", "H5"},
+		{"absent twin never matches a relative", lee("Anna", "1990-05-17", "F"), "", "", "H3"},
+		{"absent twin of another name", lee("Kate", "1990-05-17", "F"), "", "", "H3"},
+		{"absent child never matches a relative", lee("Kevin", "1995-01-09", "M"), "", "", "H1"},
+		{"junior with another birth date", lee("Robert", "1991-02-14", "M"), "", "", "H5"},
+		{"stranger", transfer.Demographics{Given: "Zelda", Family: "Quince", BirthDate: "1977-07-07"}, OutcomeNoMatch, "", ""},
+		{"member id rule", transfer.Demographics{MemberID: "H2", BirthDate: "1962-09-30"}, OutcomeMatch, "H2", ""},
+		{"member id with another birth date is not the rule", transfer.Demographics{MemberID: "H2", BirthDate: "1971-01-01"}, "", "", "H2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := ix.Match(tt.q)
+			if tt.outcome != "" && d.Outcome != tt.outcome {
+				t.Fatalf("outcome %s (%s), want %s", d.Outcome, d.Rationale.Summary, tt.outcome)
+			}
+			if tt.memberID != "" && d.MemberID != tt.memberID {
+				t.Fatalf("member %s, want %s", d.MemberID, tt.memberID)
+			}
+			if tt.notID != "" && d.Outcome == OutcomeMatch && d.MemberID == tt.notID {
+				t.Fatalf("matched %s automatically: %s", tt.notID, d.Rationale.Summary)
+			}
+			checkRationale(t, d)
+		})
+	}
+}
+
+// checkRationale asserts what every decision owes its reader: the fields add
+// up to the score, a rule and a summary, review candidates best first.
+func checkRationale(t *testing.T, d Decision) {
+	t.Helper()
+	if d.Rationale.Rule == "" || d.Rationale.Summary == "" {
+		t.Errorf("rationale without rule or summary: %+v", d.Rationale)
+	}
+	if len(d.Rationale.Fields) > 0 {
+		if sum := sumWeights(d.Rationale.Fields); math.Abs(sum-d.Score) > 1e-9 {
+			t.Errorf("fields add up to %v, score is %v", sum, d.Score)
+		}
+	}
+	switch d.Outcome {
+	case OutcomeReview:
+		if len(d.Candidates) == 0 || d.Candidates[0] != d.MemberID {
+			t.Errorf("review candidates %v must start with the best, %s", d.Candidates, d.MemberID)
+		}
+	case OutcomeNoMatch:
+		if d.MemberID != "" {
+			t.Errorf("no_match names member %s", d.MemberID)
+		}
+	}
+	if ru := d.Rationale.RunnerUp; ru != nil && ru.Score > d.Score+1e-9 {
+		t.Errorf("runner-up %v scores above the best %v", ru.Score, d.Score)
+	}
+}
+
+// TestRationaleAddsUp checks every decision of the FEBRL evaluation.
+func TestRationaleAddsUp(t *testing.T) {
+	pop := household()
+	ix := NewIndex(pop, DefaultConfig())
+	for _, r := range pop[:60] {
+		q := transfer.Demographics{Given: r.Given + "x", Family: r.Family, BirthDate: r.BirthDate, Phone: r.Phone,
+			Address: transfer.Address{Street: r.Street, PostalCode: r.PostalCode}}
+		checkRationale(t, ix.Match(q))
+	}
+}
+
+func TestDefaultConfig(t *testing.T) {
+	c := DefaultConfig()
+	if !(c.ReviewThreshold < c.MatchThreshold && c.Margin > 0 && c.MaxBlock > 0 && c.MaxReview > 0) {
+		t.Fatalf("inconsistent defaults %+v", c)
+	}
+	// A score is posterior log2-odds: the default match threshold asks at
+	// least 95 % that the member is the one sought.
+	if p := 1 / (1 + math.Exp2(-c.MatchThreshold)); p < 0.95 {
+		t.Errorf("match threshold %.1f is only %.3f", c.MatchThreshold, p)
+	}
+}
+
+func TestIndexAdd(t *testing.T) {
+	ix := NewIndex(household(), DefaultConfig())
+	n := ix.Len()
+	if err := ix.Add(member.Record{ID: "N1", Given: "Nora", Family: "Vance", BirthDate: "1999-03-03"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Add(member.Record{ID: "N1", Given: "Nora", Family: "Vance"}); err != ErrDuplicateID {
+		t.Errorf("duplicate id: %v", err)
+	}
+	if err := ix.Add(member.Record{Given: "No", Family: "Id"}); err == nil {
+		t.Error("empty id accepted")
+	}
+	ix.Reestimate()
+	if ix.Len() != n+1 {
+		t.Fatalf("Len %d, want %d", ix.Len(), n+1)
+	}
+	d := ix.Match(transfer.Demographics{Given: "Nora", Family: "Vance", BirthDate: "1999-03-03"})
+	if d.Outcome != OutcomeMatch || d.MemberID != "N1" {
+		t.Fatalf("added member not found: %s %s %s", d.Outcome, d.MemberID, d.Rationale.Summary)
+	}
+}
