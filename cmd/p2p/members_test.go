@@ -22,7 +22,7 @@ func TestImportMembersReportsRejectedLines(t *testing.T) {
 	for i := range 2500 { // more than one batch
 		fmt.Fprintf(&csv, "M%06d,Ann,Lee,1980-02-03,F,,,,,\n", i)
 	}
-	csv.WriteString("X1,Secret,Name,1980-02-31,F,,,,,\n") // line 2502: impossible date
+	csv.WriteString("X1,Secret,Name,1980-02-31,F,,,,,\n")    // line 2502: impossible date
 	csv.WriteString("M000001,Ann,Leigh,1980-02-03,F,,,,,\n") // a repeat replaces
 	var report bytes.Buffer
 	res, err := importMembers(context.Background(), st, strings.NewReader(csv.String()), &report)
