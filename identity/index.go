@@ -24,6 +24,15 @@ type rec struct {
 	suffix        byte   // generational suffix code (jr, sr, ii…); 0 = none
 }
 
+// place is the string id that stands for where r lives: the postal code, or
+// the city where there is none.
+func (r *rec) place() uint32 {
+	if r.postal != 0 {
+		return r.postal
+	}
+	return r.city
+}
+
 // Index is an in-memory member index with blocking keys and a scoring model
 // estimated from its own records. It is safe for concurrent Match calls;
 // Add may run concurrently with them.
@@ -40,6 +49,7 @@ type Index struct {
 	next    [numKeys][]int32 // next row in the same block, per key kind
 	givenN  []uint32         // rows per given-name string id (term frequency)
 	familyN []uint32         // rows per family-name string id
+	placeN  []uint32         // rows per postal-code string id, or city where there is none
 	model   *Model
 }
 
@@ -156,8 +166,10 @@ func (ix *Index) add(m member.Record) error {
 	ix.byID[id] = row
 	ix.givenN = grow(ix.givenN, len(ix.strs))
 	ix.familyN = grow(ix.familyN, len(ix.strs))
+	ix.placeN = grow(ix.placeN, len(ix.strs))
 	ix.givenN[r.given]++
 	ix.familyN[r.family]++
+	ix.placeN[r.place()]++
 	var keys [numKeys]uint64
 	p.blockKeys(&keys)
 	for k, key := range keys {

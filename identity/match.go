@@ -244,7 +244,7 @@ func (ix *Index) weight(m *Model, row int32, f int, l uint8) float64 {
 	if l == lMissing {
 		return 0
 	}
-	if l == lExact && ix.cfg.TermFrequency {
+	if ix.cfg.TermFrequency && (l == lExact && f != fAddress || f == fAddress && l == lFuzzy) {
 		if n := ix.valueCount(row, f); n > 0 {
 			// In an index with several records a person, some of the members
 			// sharing the value are the sought person's other records, not
@@ -270,6 +270,10 @@ func (ix *Index) valueCount(row int32, f int) uint32 {
 		return uint32(ix.blocks[hashKey(keyDOB, "", uint64(r.dob))].n)
 	case fPhone:
 		return uint32(ix.blocks[hashKey(keyPhone, "", r.phone)].n)
+	case fAddress:
+		// Only for the same-town level: how many live in the candidate's
+		// postal code (or city); London agrees by chance, Portsmouth not.
+		return ix.placeN[r.place()]
 	}
 	return 0
 }
