@@ -287,6 +287,9 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 	if similarName || strsim.JaroWinkler(q, c) >= 0.92 {
 		return lClose // a typo, a missing house number or a trailing unit or building name
 	}
+	if qNum != "" && qNum == cNum {
+		return lPartial // the house number agrees, the street name does not
+	}
 	return lDifferent
 }
 
@@ -327,6 +330,8 @@ func compareAddress(street, locality uint8) uint8 {
 		return lClose
 	case sameStreet:
 		return lPartial // the street agrees but the town does not
+	case street == lPartial && locality == lExact:
+		return lInitial // the house number and town agree, the street name is garbled
 	case locality == lExact:
 		return lFuzzy // the same town and postal code, another street
 	case locality != lDifferent && locality != lMissing:

@@ -40,7 +40,7 @@ type Config struct {
 // DefaultConfig is the tested default configuration.
 func DefaultConfig() Config {
 	return Config{
-		MatchThreshold:     5,
+		MatchThreshold:     8,
 		ReviewThreshold:    -6,
 		Margin:             4,
 		DuplicateThreshold: 2,

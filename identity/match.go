@@ -192,7 +192,8 @@ func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 		// Twins are often given similar names (Mary and Marie, Ana and
 		// Hannah): only an exact, nickname or one-typo given name passes.
 		return "given name"
-	case relatives && g[fBirthDate] == lDifferent:
+	case relatives && (g[fBirthDate] == lDifferent || g[fBirthDate] == lFuzzy):
+		// Two digits apart is a junior or a sibling as often as a slip.
 		return "birth date"
 	case g[fSex] == lDifferent && g[fGiven] != lExact && g[fGiven] != lNickname && g[fGiven] != lMissing:
 		// Michael and Michelle: a close given name of the other sex is a
@@ -246,11 +247,18 @@ func (ix *Index) weight(m *Model, row int32, f int, l uint8) float64 {
 	}
 	if ix.cfg.TermFrequency && (l == lExact && f != fAddress || f == fAddress && l == lFuzzy) {
 		if n := ix.valueCount(row, f); n > 0 {
-			// In an index with several records a person, some of the members
-			// sharing the value are the sought person's other records, not
-			// other people: leave them out of the chance agreement.
-			others := math.Max(float64(n)-math.Max(m.Expected-1, 0), 1)
-			u := others / float64(m.N)
+			// The chance that someone else has the value: the members with
+			// it, less the sought person's own record(s). A value no one
+			// else has is not infinitely telling: birth dates and phone
+			// numbers, spread evenly, fall back to the level's average u;
+			// names and places, which can be far rarer than average, to one
+			// member in the index.
+			others := math.Max(float64(n)-math.Max(m.Expected, 1), 0)
+			floor := 1 / float64(m.N)
+			if f == fBirthDate || f == fPhone {
+				floor = m.U[f][l]
+			}
+			u := math.Max(others/float64(m.N), floor)
 			return math.Log2(m.M[f][l] / u)
 		}
 	}
@@ -300,6 +308,8 @@ func levelName(f int, l uint8) string {
 			return "close"
 		case lPartial:
 			return "same_street_other_town"
+		case lInitial:
+			return "same_number_and_town"
 		case lFuzzy:
 			return "same_town"
 		case lDifferent:

@@ -149,8 +149,8 @@ func TestDefaultConfig(t *testing.T) {
 		t.Fatalf("inconsistent defaults %+v", c)
 	}
 	// A score is posterior log2-odds: the default match threshold asks at
-	// least 95 % that the member is the one sought.
-	if p := 1 / (1 + math.Exp2(-c.MatchThreshold)); p < 0.95 {
+	// least 99.5 % that the member is the one sought.
+	if p := 1 / (1 + math.Exp2(-c.MatchThreshold)); p < 0.995 {
 		t.Errorf("match threshold %.1f is only %.3f", c.MatchThreshold, p)
 	}
 }
