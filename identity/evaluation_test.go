@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/p2p-payer/p2p/identity/internal/evaldata"
+	"github.com/p2p-payer/p2p/identity/internal/synth"
 )
 
 // TestEvaluation scores the matcher on the public sets with floors, so a
@@ -43,4 +44,12 @@ func TestEvaluation(t *testing.T) {
 	ix = NewIndex(records(f1), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
 	check(evalDedup("febrl1 dedup", ix, f1), floor{f1: 0.9, maxReview: 1})
+
+	if report {
+		// The generated US-style set, as TestSyntheticUS scores it, in the report.
+		pop := synth.Generate(50_000, 0.02, 7)
+		r := evalUS(NewIndex(pop.Index(), DefaultConfig()), pop, pop.Queries(5_000, 11))
+		t.Log("US-style generated set (50,000 members, 5,000 queries), by kind:")
+		r.report(t)
+	}
 }

@@ -74,6 +74,16 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		}
 		return strings.Compare(ix.ids[a.row], ix.ids[b.row])
 	})
+	// The deterministic rule stays in front: the member named by an exact
+	// member id with an agreeing birth date is the answer, whatever scores
+	// higher.
+	for i, c := range sc.scored {
+		if c.g[fMemberID] == lExact && c.g[fBirthDate] == lExact {
+			copy(sc.scored[1:i+1], sc.scored[:i])
+			sc.scored[0] = c
+			break
+		}
+	}
 	best := sc.scored[0]
 	d := Decision{MemberID: ix.ids[best.row], Score: best.score}
 	d.Rationale.Fields = ix.contributions(m, best.row, best.g)
