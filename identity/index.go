@@ -71,6 +71,7 @@ const (
 	keyNamePrefix            // first three letters of family + given initial
 	keyFamilyCity            // Soundex of family name and city (where there is no postal code)
 	keyYearMonth             // birth year and month: selective only in a small index
+	keyNumberPostal          // house number + postal code: the street name may be garbled
 	numKeys
 )
 
@@ -78,7 +79,7 @@ const (
 var wideKey = [numKeys]bool{keyNames: true, keyGivenYear: true, keyGivenCity: true, keyNamePrefix: true, keyFamilyCity: true, keyYearMonth: true}
 
 // KeyNames names the kinds of blocking key, for blocking-recall reports.
-var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day", "family_prefix_given_initial", "family_city", "birth_year_month"}
+var KeyNames = [numKeys]string{"birth_date", "family_soundex_year", "names_phonetic", "postal_given_initial", "phone", "address", "given_soundex_year", "given_city", "given_soundex_month_day", "family_soundex_month_day", "family_prefix_given_initial", "family_city", "birth_year_month", "house_number_postal"}
 
 // NewIndex builds an index over members and estimates its scoring model
 // from them. Records with an empty or duplicate member id are skipped.
@@ -367,6 +368,9 @@ func (p *probe) blockKeys(keys *[numKeys]uint64) {
 	}
 	keys[keyPhone] = p.contactKey(keyPhone)
 	keys[keyAddress] = p.contactKey(keyAddress)
+	if p.streetNumber != "" && p.postal != "" {
+		keys[keyNumberPostal] = hashKey(keyNumberPostal, p.streetNumber+"|"+p.postal, 0)
+	}
 }
 
 // contactKey is p's phone or address blocking key (0 when missing).
