@@ -121,8 +121,7 @@ func evalDedup(name string, ix *Index, recs []evaldata.Labelled) evalResult {
 	for i := range parent {
 		parent[i] = i
 	}
-	var find func(int) int
-	find = func(i int) int {
+	find := func(i int) int {
 		for parent[i] != i {
 			parent[i] = parent[parent[i]]
 			i = parent[i]

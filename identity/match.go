@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/p2p-payer/p2p/identity/normalize"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -124,10 +125,11 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	relatives := m.Relatives >= cfg.RelativesVeto
 	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, relatives)
 	if veto == "" && relatives && best.g[fGiven] == lClose && (best.g[fBirthDate] == lExact || best.g[fBirthDate] == lTransposed) &&
-		m.livesWithKin(best.row) && min(len(p.givenCompact), len(ix.strs[ix.recs[best.row].given])) <= 4 {
-		// A member who lives with relatives, the same birth date and a short
-		// given name one letter off (Ann for Anna, Jon for Joan): as likely a
-		// twin the index does not hold as a typo.
+		m.livesWithKin(best.row) && ix.knownGiven(p.given) {
+		// A member who lives with relatives, the same birth date and a given
+		// name one letter off that is itself a name other members bear
+		// (Ronald for Donald, Anna for Ann): a twin the index does not hold
+		// as likely as a typo. A typo rarely spells another real name.
 		veto = "given name within a household"
 	}
 	switch {
@@ -213,6 +215,16 @@ func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 		return "name suffix"
 	}
 	return ""
+}
+
+// knownGiven reports whether g is a given name and not a misspelling: other
+// members of the index bear it, or the built-in nickname table lists it.
+func (ix *Index) knownGiven(g string) bool {
+	if normalize.KnownGiven(g) {
+		return true
+	}
+	id, ok := ix.strID[g]
+	return ok && int(id) < len(ix.givenN) && ix.givenN[id] >= 2
 }
 
 // livesWithKin reports whether row was found living with a relative when

@@ -22,10 +22,11 @@ func household() []member.Record {
 		addr(member.Record{ID: "H3", Given: "Ann", BirthDate: "1990-05-17", Sex: "F"}),
 		addr(member.Record{ID: "H4", Given: "Amy", BirthDate: "1990-05-17", Sex: "F"}),
 		addr(member.Record{ID: "H5", Given: "Robert", BirthDate: "1988-11-23", Sex: "M"}),
+		addr(member.Record{ID: "H6", Given: "Donald", BirthDate: "2001-06-06", Sex: "M"}),
 	}
 	// Strangers, so that the index has a population to estimate u from,
 	// and other households so that relatives are the normal case.
-	given := []string{"James", "Mary", "John", "Patricia", "Michael", "Linda", "David", "Barbara", "Richard", "Jennifer"}
+	given := []string{"James", "Mary", "John", "Patricia", "Michael", "Linda", "David", "Barbara", "Ronald", "Jennifer"}
 	family := []string{"Smith", "Jones", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Moore", "Taylor", "Clark"}
 	for i := 0; i < 400; i++ {
 		f := family[i/40]
@@ -82,6 +83,8 @@ func TestMatch(t *testing.T) {
 		{"senior", lee("Robert", "1960-04-02", "M"), OutcomeMatch, "H1", "H5"},
 		{"absent twin never matches a relative", lee("Anna", "1990-05-17", "F"), "", "", "H3"},
 		{"absent twin of another name", lee("Kate", "1990-05-17", "F"), "", "", "H3"},
+		{"absent twin of a rhyming name", lee("Ronald", "2001-06-06", "M"), "", "", "H6"},
+		{"typo in a household member's name", lee("Donlad", "2001-06-06", "M"), OutcomeMatch, "H6", ""},
 		{"absent child never matches a relative", lee("Kevin", "1995-01-09", "M"), "", "", "H1"},
 		{"junior with another birth date", lee("Robert", "1991-02-14", "M"), "", "", "H5"},
 		{"stranger", transfer.Demographics{Given: "Zelda", Family: "Quince", BirthDate: "1977-07-07"}, OutcomeNoMatch, "", ""},

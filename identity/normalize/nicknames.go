@@ -141,3 +141,10 @@ var canonical = func() map[string]string {
 	}
 	return m
 }()
+
+// KnownGiven reports whether g (normalised) is a given name of the built-in
+// nickname table, full or short.
+func KnownGiven(g string) bool {
+	_, ok := nicknames[g]
+	return ok
+}

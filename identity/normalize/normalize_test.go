@@ -36,6 +36,9 @@ func TestNicknames(t *testing.T) {
 			t.Errorf("Nicknames(%q, %q) = %v", tt.a, tt.b, got)
 		}
 	}
+	if !KnownGiven("anna") || KnownGiven("anan") {
+		t.Error("KnownGiven")
+	}
 	if NicknameGroups() < 250 {
 		t.Errorf("only %d nickname groups", NicknameGroups())
 	}
