@@ -46,7 +46,7 @@ func DefaultConfig() Config {
 		DuplicateThreshold: 2,
 		MaxBlock:           500,
 		MaxReview:          5,
-		RelativesVeto:      0.01,
+		RelativesVeto:      0.001,
 		TermFrequency:      true,
 	}
 }
