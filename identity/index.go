@@ -117,7 +117,9 @@ func (ix *Index) Add(m member.Record) error {
 // Reestimate re-estimates the scoring model's u probabilities from the
 // current members (after many Adds).
 func (ix *Index) Reestimate() {
+	ix.mu.RLock()
 	m := EstimateModel(ix, 0)
+	ix.mu.RUnlock()
 	ix.mu.Lock()
 	ix.model = m
 	ix.mu.Unlock()

@@ -179,3 +179,22 @@ func TestIndexAdd(t *testing.T) {
 		t.Fatalf("added member not found: %s %s %s", d.Outcome, d.MemberID, d.Rationale.Summary)
 	}
 }
+
+func TestConcurrentAddAndMatch(t *testing.T) {
+	ix := NewIndex(household(), DefaultConfig())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			_ = ix.Add(member.Record{ID: "C" + itoa(i), Given: "Carl", Family: "Dunn", BirthDate: "1980-01-" + itoa2(1+i%28)})
+		}
+		ix.Reestimate()
+	}()
+	for i := 0; i < 200; i++ {
+		ix.Match(transfer.Demographics{Given: "Carl", Family: "Dunn", BirthDate: "1980-01-05"})
+	}
+	<-done
+	if d := ix.Match(transfer.Demographics{Given: "Carl", Family: "Dunn", BirthDate: "1980-01-05"}); d.Outcome == OutcomeNoMatch {
+		t.Fatalf("added members not found: %s", d.Rationale.Summary)
+	}
+}
