@@ -252,7 +252,11 @@ func compareDate(q, c normalize.Date) uint8 {
 	switch normalize.DigitEdits(q, c) {
 	case 1:
 		return lClose
-	case 2:
+	}
+	if normalize.DaysApart(q, c) <= 62 {
+		return lNearby // within two months: a date misremembered or misread
+	}
+	if normalize.DigitEdits(q, c) == 2 {
 		return lFuzzy
 	}
 	if q.Year() == c.Year() && (q.Month() == c.Month() || q.Day() == c.Day()) {

@@ -338,5 +338,8 @@ func levelName(f int, l uint8) string {
 			return "different"
 		}
 	}
+	if f == fBirthDate && l == lNearby {
+		return "within_two_months"
+	}
 	return levelNames[l]
 }

@@ -55,7 +55,7 @@ var defaultM = [numFields][numLevels]float64{
 	fMemberID:  {lExact: 0.90, lClose: 0.04, lDifferent: 0.06},
 	fGiven:     {lExact: 0.80, lNickname: 0.04, lClose: 0.07, lInitial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.04},
 	fFamily:    {lExact: 0.82, lClose: 0.07, lPartial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.06},
-	fBirthDate: {lExact: 0.90, lTransposed: 0.01, lClose: 0.05, lFuzzy: 0.02, lDifferent: 0.02},
+	fBirthDate: {lExact: 0.90, lTransposed: 0.01, lClose: 0.05, lNearby: 0.01, lFuzzy: 0.01, lDifferent: 0.02},
 	fSex:       {lExact: 0.97, lDifferent: 0.03},
 	fAddress:   {lExact: 0.62, lClose: 0.10, lPartial: 0.02, lInitial: 0.01, lFuzzy: 0.04, lNearby: 0.02, lDifferent: 0.19},
 	fPhone:     {lExact: 0.70, lClose: 0.05, lDifferent: 0.25},

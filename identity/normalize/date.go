@@ -115,3 +115,18 @@ func DigitEdits(a, b Date) int {
 	}
 	return n
 }
+
+// DaysApart is the number of days between a and b, or a large number when
+// either is missing.
+func DaysApart(a, b Date) int {
+	if a == 0 || b == 0 {
+		return 1 << 30
+	}
+	ta := time.Date(a.Year(), time.Month(a.Month()), a.Day(), 0, 0, 0, 0, time.UTC)
+	tb := time.Date(b.Year(), time.Month(b.Month()), b.Day(), 0, 0, 0, 0, time.UTC)
+	d := int(ta.Sub(tb).Hours() / 24)
+	if d < 0 {
+		d = -d
+	}
+	return d
+}

@@ -112,6 +112,9 @@ func TestBirthDate(t *testing.T) {
 			t.Errorf("DigitEdits(%d, %d) = %d, want %d", e.a, e.b, got, e.want)
 		}
 	}
+	if DaysApart(19850521, 19850619) != 29 || DaysApart(19851231, 19860101) != 1 || DaysApart(0, 19850101) < 1000 {
+		t.Error("DaysApart")
+	}
 	if Date(19710624).String() != "1971-06-24" {
 		t.Error("String")
 	}
