@@ -207,10 +207,35 @@ func compareGiven(q, qc, qFirst, c, cc string) uint8 {
 	if (len(qFirst) == 1 || len(cFirst) == 1) && qFirst[0] == cFirst[0] {
 		return lInitial
 	}
-	if jw >= 0.80 {
+	if jw >= 0.80 || sameLetters(qc, cc) {
 		return lFuzzy
 	}
 	return lDifferent
+}
+
+// sameLetters reports whether a and b are spelt with the same letters, one
+// more or fewer allowed, in whatever order: keying that scrambled a name
+// ("Oievr" for "Oliver").
+func sameLetters(a, b string) bool {
+	if len(a) < 4 || len(b) < 4 || len(a)-len(b) > 1 || len(b)-len(a) > 1 {
+		return false
+	}
+	var n [256]int8
+	for i := 0; i < len(a); i++ {
+		n[a[i]]++
+	}
+	for i := 0; i < len(b); i++ {
+		n[b[i]]--
+	}
+	off := 0
+	for _, c := range n {
+		if c < 0 {
+			off -= int(c)
+		} else {
+			off += int(c)
+		}
+	}
+	return off <= 1
 }
 
 func compareFamily(q, qc, c, cc string) uint8 {
@@ -234,7 +259,7 @@ func compareFamily(q, qc, c, cc string) uint8 {
 			}
 		}
 	}
-	if jw >= 0.80 {
+	if jw >= 0.80 || sameLetters(qc, cc) {
 		return lFuzzy
 	}
 	return lDifferent
