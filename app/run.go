@@ -68,18 +68,24 @@ type ActivityDeps struct {
 	Logger   *zap.Logger
 }
 
-// NewActivities assembles the activities with their dependencies.
-func NewActivities(d ActivityDeps) *activities.Activities {
+// NewActivities assembles the activities with their dependencies and loads
+// the identity index, so that the first transfer does not wait for it.
+func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities, error) {
 	src := d.Source
 	if src == nil {
 		src = export.SyntheticSource{}
 	}
+	matcher := &activities.IndexMatcher{Store: d.Store, Logger: d.Logger}
+	if err := matcher.Warm(ctx); err != nil {
+		return nil, fmt.Errorf("loading the identity index: %w", err)
+	}
 	return &activities.Activities{
 		Store:    d.Store,
+		Matcher:  matcher,
 		Partners: d.Partners,
 		Pusher:   connectors.NewHTTPPusher(connectors.NewHTTPClient()),
 		Signer:   d.Signer,
 		Source:   src,
 		Logger:   d.Logger,
-	}
+	}, nil
 }

@@ -139,7 +139,10 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			return nil, fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
-	acts := app.NewActivities(app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker")})
+	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker")})
+	if err != nil {
+		return nil, err
+	}
 	s.worker = workflows.NewWorker(s.Client, workflows.TaskQueue, acts, worker.Options{})
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

@@ -131,7 +131,10 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	acts := app.NewActivities(app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger})
+	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger})
+	if err != nil {
+		return err
+	}
 	w := workflows.NewWorker(c, cfg.TaskQueue, acts, worker.Options{})
 	var g errgroup.Group
 	g.Go(func() error { return w.Run(interruptOn(ctx)) })
