@@ -10,7 +10,9 @@ import (
 )
 
 func TestCombine(t *testing.T) {
-	match := func(id string) identity.Decision { return identity.Decision{Outcome: identity.OutcomeMatch, MemberID: id} }
+	match := func(id string) identity.Decision {
+		return identity.Decision{Outcome: identity.OutcomeMatch, MemberID: id}
+	}
 	review := func(ids ...string) identity.Decision {
 		return identity.Decision{Outcome: identity.OutcomeReview, MemberID: ids[0], Candidates: ids}
 	}
