@@ -98,9 +98,10 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	// Expected > 1) has duplicates to set aside: in a deduplicated index two
 	// similar records are two people, namesakes, and that is ambiguity.
 	dupsExpected := m.Expected > 1.2
+	relatives := m.Relatives >= ix.cfg.RelativesVeto
 	for i := 1; dupsExpected && i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
 		if ix.sameMember(m, best.row, sc.scored[i].row) ||
-			(sc.scored[i].score >= ix.cfg.MatchThreshold && vetoed(sc.scored[i].g, p.suffix, ix.recs[sc.scored[i].row].suffix, true) == "" && ix.compatible(best.row, sc.scored[i].row)) {
+			(sc.scored[i].score >= ix.cfg.MatchThreshold && vetoed(sc.scored[i].g, p.suffix, ix.recs[sc.scored[i].row].suffix, relatives) == "" && ix.compatible(m, best.row, sc.scored[i].row)) {
 			dups = append(dups, ix.ids[sc.scored[i].row])
 			continue
 		}
@@ -122,7 +123,6 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.ids[runner.row], Score: runner.score}
 	}
 	cfg := ix.cfg
-	relatives := m.Relatives >= cfg.RelativesVeto
 	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, relatives)
 	if veto == "" && relatives && best.g[fGiven] == lClose && (best.g[fBirthDate] == lExact || best.g[fBirthDate] == lTransposed) &&
 		m.livesWithKin(best.row) && ix.knownGiven(p.given) {
@@ -204,8 +204,9 @@ func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 		// Twins are often given similar names (Mary and Marie, Ana and
 		// Hannah): only an exact, nickname or one-typo given name passes.
 		return "given name"
-	case relatives && (g[fBirthDate] == lDifferent || g[fBirthDate] == lFuzzy):
-		// Two digits apart is a junior or a sibling as often as a slip.
+	case relatives && (g[fBirthDate] == lDifferent || g[fBirthDate] == lFuzzy || g[fBirthDate] == lNearby):
+		// Two digits or weeks apart is a junior or a sibling as often as a
+		// slip.
 		return "birth date"
 	case g[fSex] == lDifferent && g[fGiven] != lExact && g[fGiven] != lNickname && g[fGiven] != lMissing:
 		// Michael and Michelle: a close given name of the other sex is a
@@ -237,18 +238,23 @@ func (ix *Index) sameMember(m *Model, a, b int32) bool {
 	sa, sb := ix.side(a), ix.side(b)
 	p := probeOf(&sa)
 	g := compare(&p, "", &sb)
-	if vetoed(g, sa.suffix, sb.suffix, true) != "" || g[fBirthDate] == lMissing {
+	if vetoed(g, sa.suffix, sb.suffix, m.Relatives >= ix.cfg.RelativesVeto) != "" || g[fBirthDate] == lMissing {
 		return false
+	}
+	if vetoed(g, sa.suffix, sb.suffix, true) != "" {
+		// A given name or birth date that disagrees outright: two records of
+		// one person only on the strength of a match.
+		return ix.score(m, b, g) >= ix.cfg.MatchThreshold
 	}
 	return ix.score(m, b, g) >= ix.cfg.DuplicateThreshold
 }
 
 // compatible reports whether two index rows may be one person: neither
 // given name nor birth date disagrees outright.
-func (ix *Index) compatible(a, b int32) bool {
+func (ix *Index) compatible(m *Model, a, b int32) bool {
 	sa, sb := ix.side(a), ix.side(b)
 	p := probeOf(&sa)
-	return vetoed(compare(&p, "", &sb), sa.suffix, sb.suffix, true) == ""
+	return vetoed(compare(&p, "", &sb), sa.suffix, sb.suffix, m.Relatives >= ix.cfg.RelativesVeto) == ""
 }
 
 // score is the posterior log2-odds that row is the member whose
