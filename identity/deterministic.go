@@ -10,9 +10,10 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
-// Weights of exact agreement used by the deterministic rules' rationale.
-// They are log2 likelihood ratios of the default model (see DefaultModel),
-// so a deterministic score reads on the same scale as a probabilistic one.
+// Weights of exact agreement used by the deterministic rules' rationale:
+// typical log2 likelihood ratios (m/u) of exact agreement in a large member
+// index, so that a deterministic score reads on about the same scale as a
+// probabilistic one. The rules, not these weights, decide.
 var exactWeights = map[string]float64{
 	FieldMemberID: 20, FieldGiven: 7, FieldFamily: 9, FieldBirthDate: 12, FieldSex: 1,
 	FieldPhone: 10, FieldStreet: 8, FieldPostal: 4,
