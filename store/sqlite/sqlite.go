@@ -15,8 +15,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"os"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
