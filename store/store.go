@@ -9,6 +9,8 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -81,6 +83,58 @@ type Store interface {
 	// keeps their digests and metadata as evidence. It returns how many it
 	// withdrew now.
 	WithdrawArtifacts(ctx context.Context, transferID string, at time.Time) (int, error)
+
+	// The timeline is the audit log: CreateTransfer and ApplyChange give
+	// every event they record the next global position (0..n-1, gapless,
+	// in commit order) and append its leaf (tlog.RecordHash of
+	// audit.LeafData) to an RFC 6962 Merkle tree, in the same transaction.
+
+	// AuditSize returns the number of entries in the audit log.
+	AuditSize(ctx context.Context) (int64, error)
+	// ReadAuditHashes returns the tree's stored hashes at the given
+	// tlog.StoredHashIndex indexes, in order; a missing one is an error.
+	ReadAuditHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
+	// AuditEvents calls fn for every entry that f selects, in position
+	// order, as the rows are read (memory does not grow with the log). An
+	// error from fn stops the walk and is returned.
+	AuditEvents(ctx context.Context, f AuditFilter, fn func(AuditEvent) error) error
+	// PutCheckpoint stores a signed tree head.
+	PutCheckpoint(ctx context.Context, c Checkpoint) error
+	// Checkpoints returns every stored checkpoint, oldest first.
+	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// LatestCheckpoint returns the checkpoint stored last, or ErrNotFound.
+	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+}
+
+// AuditFilter selects audit entries; zero fields match everything.
+type AuditFilter struct {
+	FromPosition int64     // entries at this position and after
+	Since        time.Time // events at or after
+	Until        time.Time // events before
+	TransferID   string
+	PartnerID    string
+	Type         string
+	Limit        int // at most this many entries; 0: no limit
+}
+
+// AuditEvent is one entry of the audit log: a timeline event with its
+// global position and the leaf hash stored for it.
+type AuditEvent struct {
+	Position   int64
+	TransferID string
+	PartnerID  string
+	Event      transfer.Event
+	LeafHash   tlog.Hash
+}
+
+// Checkpoint is a signed tree head: the root of the audit log's first Size
+// entries, signed (JWS) by the key KID at At.
+type Checkpoint struct {
+	Size int64
+	Root tlog.Hash
+	At   time.Time
+	KID  string
+	JWS  string
 }
 
 // NewTransfer is a transfer to create under an idempotency key.

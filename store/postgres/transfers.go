@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -112,14 +113,23 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 }
 
 // insertEvent appends ev with its Seq unless its key is already recorded,
-// and reports whether it did.
+// appends it to the audit log, and reports whether it did. Callers call it
+// after taking their other row locks (see appendAudit).
 func insertEvent(ctx context.Context, tx pgx.Tx, transferID string, ev transfer.Event, detail []byte) (bool, error) {
-	tag, err := tx.Exec(ctx, `INSERT INTO timeline_events
+	var id int64
+	err := tx.QueryRow(ctx, `INSERT INTO timeline_events
 		(transfer_id, seq, event_key, occurred_at, state, actor, event_type, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (transfer_id, event_key) DO NOTHING`,
-		transferID, ev.Seq, ev.Key, ev.At, string(ev.State), ev.Actor, ev.Type, detail)
-	return tag.RowsAffected() == 1, err
+		ON CONFLICT (transfer_id, event_key) DO NOTHING
+		RETURNING id`,
+		transferID, ev.Seq, ev.Key, ev.At, string(ev.State), ev.Actor, ev.Type, detail).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, appendAudit(ctx, tx, id, transferID, ev)
 }
 
 // CompleteIdempotency stores the response of a pending record; the first

@@ -121,8 +121,8 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	return res, err
 }
 
-// insertEvent appends ev with its Seq, unless its key is already recorded;
-// sql.ErrNoRows then says it was not.
+// insertEvent appends ev with its Seq, unless its key is already recorded
+// (sql.ErrNoRows then says it was not), and appends it to the audit log.
 func insertEvent(ctx context.Context, tx *sql.Tx, transferID string, ev transfer.Event, detail []byte) error {
 	r, err := tx.ExecContext(ctx, `INSERT INTO timeline_events
 		(transfer_id, seq, event_key, occurred_at, state, actor, event_type, detail)
@@ -137,7 +137,11 @@ func insertEvent(ctx context.Context, tx *sql.Tx, transferID string, ev transfer
 	} else if n == 0 {
 		return sql.ErrNoRows
 	}
-	return nil
+	id, err := r.LastInsertId()
+	if err != nil {
+		return err
+	}
+	return appendAudit(ctx, tx, id, transferID, ev)
 }
 
 // CompleteIdempotency stores the response of a pending record; the first

@@ -52,6 +52,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Artifacts/PutGet", testArtifacts},
 		{"Artifacts/Withdraw", testWithdraw},
 		{"Artifacts/SharedDigest", testSharedDigest},
+		{"Audit/Log", testAuditLog},
+		{"Audit/Concurrent", testAuditConcurrent},
+		{"Audit/Checkpoints", testAuditCheckpoints},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
