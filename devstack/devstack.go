@@ -98,19 +98,27 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	served := false // until served, the listeners are ours to close
+	defer func() {
+		if !served {
+			apiLn.Close()
+		}
+	}()
 	s.URL = "http://" + apiLn.Addr().String()
 	sbLn, err := net.Listen("tcp", o.SandboxAddr)
 	if err != nil {
-		apiLn.Close()
 		return nil, err
 	}
+	defer func() {
+		if !served {
+			sbLn.Close()
+		}
+	}()
 	s.SandboxURL = "http://" + sbLn.Addr().String()
 	if s.Sandbox, err = sandbox.New(sandbox.Options{
 		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
 		HTTPClient: connectors.NewHTTPClient(), Logger: o.Logger.Named("sandbox"),
 	}); err != nil {
-		apiLn.Close()
-		sbLn.Close()
 		return nil, err
 	}
 	partners, err := connectors.NewRegistry(connectors.Partner{
@@ -133,6 +141,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	s.cancel = cancel
 	s.serve(runCtx, apiLn, srv.Handler())
 	s.serve(runCtx, sbLn, s.Sandbox.Handler())
+	served = true
 
 	if o.Seed {
 		if err := seed(ctx, s.Store); err != nil {
@@ -174,6 +183,11 @@ func (s *Stack) Stop() {
 	}
 	if s.worker != nil {
 		s.worker.Stop()
+	}
+	if s.Sandbox != nil {
+		if err := s.Sandbox.Close(); err != nil {
+			s.logger.Warn("sandbox partner close", zap.Error(err))
+		}
 	}
 	if s.Client != nil {
 		s.Client.Close()

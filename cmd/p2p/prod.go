@@ -11,7 +11,6 @@ import (
 
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
@@ -136,10 +135,8 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	w := workflows.NewWorker(c, cfg.TaskQueue, acts, worker.Options{})
-	var g errgroup.Group
-	g.Go(func() error { return w.Run(interruptOn(ctx)) })
 	logger.Info("worker running", zap.String("task_queue", cfg.TaskQueue))
-	return g.Wait()
+	return w.Run(interruptOn(ctx))
 }
 
 // interruptOn adapts ctx to the worker's interrupt channel.
