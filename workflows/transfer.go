@@ -103,6 +103,7 @@ type run struct {
 	state    transfer.State
 	identity transfer.IdentityOutcome
 	review   *Review
+	awaiting bool // a review decision is wanted
 	prepared *activities.Prepared
 }
 
@@ -187,11 +188,15 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 
 // awaitReview parks the transfer in manual review until a person decides.
 func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
+	// Take decisions from the moment the store can show manual_review,
+	// which is before the activity recording it returns.
+	r.awaiting = true
 	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateManualReview, Identity: &r.identity,
 		Detail: map[string]any{"candidates": len(r.identity.Candidates)}}); err != nil {
 		return nil, err
 	}
 	decided, err := workflow.AwaitWithTimeout(ctx, ReviewTimeout, func() bool { return r.review != nil })
+	r.awaiting = false
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +215,7 @@ func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 }
 
 func (r *run) validateReview(rv Review) error {
-	if r.state != transfer.StateManualReview || r.review != nil {
+	if !r.awaiting || r.review != nil {
 		return temporal.NewApplicationError("transfer is not waiting in manual review", ErrTypeNotInReview)
 	}
 	switch rv.Decision {

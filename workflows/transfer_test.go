@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -317,5 +318,36 @@ func TestCancelAfterPrepareStillCompensates(t *testing.T) {
 	h.wantCalls(activities.NameWithdrawExport, 1)
 	if s := h.states(); s[len(s)-1] != transfer.StateFailed {
 		t.Errorf("states %v, want failed recorded after cancel", s)
+	}
+}
+
+func TestReviewValidator(t *testing.T) {
+	approve := Review{Decision: "approve", MemberID: "M2", Reviewer: "ops1"}
+	for _, tc := range []struct {
+		name     string
+		awaiting bool
+		decided  bool
+		rv       Review
+		wantType string // "" = accepted
+	}{
+		{"waiting, a candidate", true, false, approve, ""},
+		{"waiting, reject", true, false, Review{Decision: "reject"}, ""},
+		{"waiting, not a candidate", true, false, Review{Decision: "approve", MemberID: "M9"}, ErrTypeInvalidDecision},
+		{"waiting, unknown decision", true, false, Review{Decision: "maybe"}, ErrTypeInvalidDecision},
+		{"not waiting (before review, or after its timeout)", false, false, approve, ErrTypeNotInReview},
+		{"already decided", true, true, approve, ErrTypeNotInReview},
+	} {
+		r := &run{identity: ambiguous, awaiting: tc.awaiting}
+		if tc.decided {
+			r.review = &Review{Decision: "reject"}
+		}
+		err := r.validateReview(tc.rv)
+		var ae *temporal.ApplicationError
+		switch {
+		case tc.wantType == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.wantType != "" && (!errors.As(err, &ae) || ae.Type() != tc.wantType):
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.wantType)
+		}
 	}
 }
