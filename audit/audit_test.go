@@ -1,0 +1,385 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
+	_ "modernc.org/sqlite"
+
+	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/postgres"
+	"github.com/p2p-payer/p2p/store/sqlite"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// backend opens a new, empty store and gives raw SQL access to its
+// database that bypasses the append-only triggers: an attacker with
+// database access.
+type backend struct {
+	name string
+	open func(t *testing.T) (store.Store, func(stmt string))
+	blob func(h tlog.Hash) string // a SQL literal of bytes
+}
+
+func backends(t *testing.T) []backend {
+	bs := []backend{{name: "sqlite", open: openSQLite, blob: func(h tlog.Hash) string { return "X'" + hex.EncodeToString(h[:]) + "'" }}}
+	if os.Getenv("P2P_TEST_DATABASE_URL") != "" {
+		bs = append(bs, backend{name: "postgres", open: openPostgres, blob: func(h tlog.Hash) string {
+			return "decode('" + hex.EncodeToString(h[:]) + "', 'hex')"
+		}})
+	}
+	return bs
+}
+
+func openSQLite(t *testing.T) (store.Store, func(string)) {
+	path := filepath.Join(t.TempDir(), "p2p.db")
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var triggers []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		triggers = append(triggers, n)
+	}
+	rows.Close()
+	exec := func(stmt string) {
+		t.Helper()
+		for _, tr := range triggers {
+			if _, err := db.Exec("DROP TRIGGER IF EXISTS " + tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return s, exec
+}
+
+func openPostgres(t *testing.T) (store.Store, func(string)) {
+	ctx := context.Background()
+	base := os.Getenv("P2P_TEST_DATABASE_URL")
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("P2P_TEST_DATABASE_URL is set but Postgres is unreachable: %v", err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "p2ptest_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	})
+	u, _ := url.Parse(base)
+	q := u.Query()
+	q.Set("options", "-csearch_path="+schema)
+	u.RawQuery = q.Encode()
+	if err := postgres.Migrate(ctx, u.String()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	raw, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close(context.Background()) })
+	// Replica mode fires no triggers: neither ours nor the foreign keys'.
+	if _, err := raw.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		t.Fatal(err)
+	}
+	return s, func(stmt string) {
+		t.Helper()
+		if _, err := raw.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+}
+
+var base = time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)
+
+// fixture records 30 events: 10 transfers, then two changes each, with a
+// checkpoint at 12 entries and one at 30.
+func fixture(t *testing.T, s store.Store, signer *signing.Signer) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range 10 {
+		id := fmt.Sprintf("tr-%02d", i)
+		_, err := s.CreateTransfer(ctx, store.NewTransfer{
+			ClientID: "client-a", IdempotencyKey: "key-" + id, Fingerprint: "fp",
+			Transfer: transfer.Transfer{ID: id, PartnerID: "sandbox", CorrelationID: id, State: transfer.StateInitiated,
+				CreatedAt: base.Add(time.Duration(i) * time.Second)},
+			Event: transfer.Event{Actor: "api", Type: "state", State: transfer.StateInitiated,
+				Detail: map[string]any{"client_id": "client-a", "key_sha256": "ab12"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round, st := range []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified} {
+		for i := range 10 {
+			if round == 0 && i == 2 {
+				if _, err := audit.Checkpoint(ctx, s, signer, base.Add(time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := s.ApplyChange(ctx, fmt.Sprintf("tr-%02d", i), store.Change{State: st, Event: transfer.Event{
+				At: base.Add(time.Duration(20+round*10+i) * time.Second), State: st, Actor: "worker", Type: "state",
+				Detail: map[string]any{"member_id": fmt.Sprintf("M%06d", i), "score": 9.25, "rule": "fs"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := audit.Checkpoint(ctx, s, signer, base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyDetectsTampering alters the database as an attacker with
+// access to it would, past the triggers, and checks that Verify names the
+// first position altered.
+func TestVerifyDetectsTampering(t *testing.T) {
+	signer, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := signer.PublicJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(pos int) string { return fmt.Sprintf("(SELECT event_id FROM audit_log WHERE position = %d)", pos) }
+	truncate := func(exec func(string), n int, head bool) {
+		exec(fmt.Sprintf("DELETE FROM timeline_events WHERE id IN (SELECT event_id FROM audit_log WHERE position >= %d)", n))
+		exec(fmt.Sprintf("DELETE FROM audit_log WHERE position >= %d", n))
+		if head {
+			exec(fmt.Sprintf("DELETE FROM audit_hashes WHERE idx >= %d", tlog.StoredHashIndex(0, int64(n))))
+			exec(fmt.Sprintf("UPDATE audit_head SET size = %d", n))
+		}
+	}
+	for _, b := range backends(t) {
+		cases := []struct {
+			name   string
+			from   int64
+			tamper func(t *testing.T, s store.Store, exec func(string))
+			bad    int64 // -1: none; -2: a problem beyond the entries
+		}{
+			{"untouched", 0, func(*testing.T, store.Store, func(string)) {}, -1},
+			{"alter a byte", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("UPDATE timeline_events SET actor = 'workeR' WHERE id = " + ev(17))
+			}, 17},
+			{"alter a detail and its leaf hash", 0, func(t *testing.T, s store.Store, exec func(string)) {
+				var ae store.AuditEvent
+				s.AuditEvents(context.Background(), store.AuditFilter{FromPosition: 7, Limit: 1}, func(e store.AuditEvent) error { ae = e; return nil })
+				ae.Event.Detail = map[string]any{"member_id": "M999999", "rule": "fs", "score": 9.25}
+				h, err := audit.LeafHash(ae.TransferID, ae.Event)
+				if err != nil {
+					t.Fatal(err)
+				}
+				exec(`UPDATE timeline_events SET detail = '{"member_id":"M999999","rule":"fs","score":9.25}' WHERE id = ` + ev(7))
+				exec("UPDATE audit_log SET leaf_hash = " + b.blob(h) + " WHERE position = 7")
+			}, 7},
+			{"delete a row", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("DELETE FROM timeline_events WHERE id = " + ev(11))
+				exec("DELETE FROM audit_log WHERE position = 11")
+			}, 11},
+			{"delete an event only", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("DELETE FROM timeline_events WHERE id = " + ev(4))
+			}, 4},
+			{"swap two rows", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("UPDATE audit_log SET position = -1 WHERE position = 3")
+				exec("UPDATE audit_log SET position = 3 WHERE position = 9")
+				exec("UPDATE audit_log SET position = 9 WHERE position = -1")
+			}, 3},
+			{"swap two events' contents", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				// Through a value that encodes both ids: event_id is unique.
+				exec("UPDATE audit_log SET event_id = -(event_id * 1000000 + " + ev(26) + ") WHERE position = 21")
+				exec("UPDATE audit_log SET event_id = (SELECT -event_id FROM audit_log WHERE position = 21) / 1000000 WHERE position = 26")
+				exec("UPDATE audit_log SET event_id = (-event_id) % 1000000 WHERE position = 21")
+			}, 21},
+			{"truncate the tail", 0, func(_ *testing.T, _ store.Store, exec func(string)) { truncate(exec, 25, false) }, 25},
+			{"truncate the tail and the tree", 0, func(_ *testing.T, _ store.Store, exec func(string)) { truncate(exec, 25, true) }, 25},
+			{"truncate to before a checkpoint", 0, func(_ *testing.T, _ store.Store, exec func(string)) { truncate(exec, 5, true) }, 5},
+			{"forge a checkpoint", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("UPDATE audit_checkpoints SET size = 11 WHERE size = 12")
+			}, -2},
+			{"replace the tree's root hashes", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", b.blob(tlog.Hash{1}), tlog.StoredHashIndex(4, 0)))
+			}, -2},
+			{"since skips an altered prefix", 20, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(2))
+			}, -1},
+			{"since finds an alteration after it", 20, func(_ *testing.T, _ store.Store, exec func(string)) {
+				exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(22))
+			}, 22},
+		}
+		for _, tc := range cases {
+			t.Run(b.name+"/"+tc.name, func(t *testing.T) {
+				s, exec := b.open(t)
+				fixture(t, s, signer)
+				tc.tamper(t, s, exec)
+				rep, err := audit.Verify(context.Background(), s, jwks, tc.from)
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				switch {
+				case tc.bad == -1 && !rep.OK():
+					t.Fatalf("untampered log fails: %+v %+v", rep.FirstBad, rep.Problems)
+				case tc.bad == -2 && (rep.OK() || rep.FirstBad != nil):
+					t.Fatalf("want a problem beyond the entries, got %+v %+v", rep.FirstBad, rep.Problems)
+				case tc.bad >= 0 && (rep.FirstBad == nil || rep.FirstBad.Position != tc.bad):
+					t.Fatalf("first bad = %+v (problems %v), want position %d", rep.FirstBad, rep.Problems, tc.bad)
+				}
+				if tc.bad == -1 && (rep.Size != 30 || rep.Checkpoints != 2 || rep.Checked != 30-tc.from) {
+					t.Errorf("report %+v", rep)
+				}
+				t.Logf("%+v %v", rep.FirstBad, rep.Problems)
+			})
+		}
+	}
+}
+
+// TestProofsVerifyIndependently checks tree heads and inclusion proofs
+// against RFC 6962 as written (§2.1 MTH, §2.1.1 audit paths, verified as
+// RFC 9162 §2.1.3.2 says), without tlog.
+func TestProofsVerifyIndependently(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := b.open(t)
+			signer, _ := signing.Generate()
+			fixture(t, s, signer)
+			var leaves [][32]byte
+			s.AuditEvents(ctx, store.AuditFilter{}, func(ae store.AuditEvent) error {
+				data, err := audit.LeafData(ae.TransferID, ae.Event)
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaves = append(leaves, sha256.Sum256(append([]byte{0}, data...)))
+				return nil
+			})
+			if len(leaves) != 30 {
+				t.Fatalf("%d leaves", len(leaves))
+			}
+			for n := 1; n <= len(leaves); n++ {
+				h, err := audit.HeadAt(ctx, s, int64(n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				root := mth(leaves[:n])
+				if h.Root != tlog.Hash(root) {
+					t.Fatalf("size %d: root %x, RFC 6962 MTH %x", n, h.Root, root)
+				}
+				for m := 0; m < n; m++ {
+					p, err := audit.Prove(ctx, s, int64(m), int64(n))
+					if err != nil {
+						t.Fatal(err)
+					}
+					path := make([][32]byte, len(p))
+					for i := range p {
+						path[i] = p[i]
+					}
+					if !verifyInclusion(uint64(m), uint64(n), leaves[m], path, root) {
+						t.Fatalf("proof of %d in %d does not verify", m, n)
+					}
+					if m+1 < n && verifyInclusion(uint64(m+1), uint64(n), leaves[m], path, root) {
+						t.Fatalf("proof of %d in %d verifies at %d", m, n, m+1)
+					}
+				}
+			}
+			cp, err := s.LatestCheckpoint(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jwks, _ := signer.PublicJWKS()
+			h, at, kid, err := audit.OpenCheckpoint(cp.JWS, jwks)
+			if err != nil || h.Size != 30 || h.Root != tlog.Hash(mth(leaves)) || kid != signer.KID() || !at.Equal(base.Add(time.Hour)) {
+				t.Fatalf("checkpoint %+v %v %s: %v", h, at, kid, err)
+			}
+		})
+	}
+}
+
+func node(l, r [32]byte) [32]byte {
+	return sha256.Sum256(append(append([]byte{1}, l[:]...), r[:]...))
+}
+
+// mth is RFC 6962 §2.1's Merkle Tree Hash of hashed leaves.
+func mth(leaves [][32]byte) [32]byte {
+	switch n := len(leaves); n {
+	case 0:
+		return sha256.Sum256(nil)
+	case 1:
+		return leaves[0]
+	default:
+		k := 1
+		for k*2 < n {
+			k *= 2
+		}
+		return node(mth(leaves[:k]), mth(leaves[k:]))
+	}
+}
+
+// verifyInclusion is RFC 9162 §2.1.3.2.
+func verifyInclusion(index, size uint64, leaf [32]byte, path [][32]byte, root [32]byte) bool {
+	if index >= size {
+		return false
+	}
+	fn, sn, r := index, size-1, leaf
+	for _, p := range path {
+		if sn == 0 {
+			return false
+		}
+		if fn&1 == 1 || fn == sn {
+			r = node(p, r)
+			for fn&1 == 0 && fn != 0 {
+				fn >>= 1
+				sn >>= 1
+			}
+		} else {
+			r = node(r, p)
+		}
+		fn >>= 1
+		sn >>= 1
+	}
+	return sn == 0 && bytes.Equal(r[:], root[:])
+}
