@@ -35,8 +35,9 @@ test: ## run every test (Postgres contract tests need P2P_TEST_DATABASE_URL)
 test-race: ## run the fast packages under the race detector
 	$(GO) test -count=1 -race ./api/... ./workflows/... ./store/... ./connectors/... ./signing/... ./member/...
 
-bench: ## benchmarks (identity, store)
+bench: ## benchmarks (identity matching at 1M members; end-to-end transfers in p2p dev)
 	$(GO) test -run '^$$' -bench . -benchmem ./identity/...
+	$(GO) test -run '^$$' -bench Transfers -benchtime 300x ./devstack/
 
 eval: ## identity evaluation report on the shared data sets
 	P2P_IDENTITY_EVAL=1 $(GO) test -count=1 -run TestEvaluation -v ./identity/...
