@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -224,6 +225,24 @@ type Address struct {
 	Street *string `json:"street,omitempty"`
 }
 
+// Checkpoint A signed tree head of the audit log.
+type Checkpoint struct {
+	// Jws Compact JWS (ES256) over {"v":"p2p-audit-checkpoint/1","size","root","time"}.
+	Jws string `json:"jws"`
+
+	// Kid The key that signed it, in our JWKS.
+	Kid string `json:"kid"`
+
+	// Root The RFC 6962 root hash (base64).
+	Root []byte `json:"root"`
+
+	// Size The number of entries the tree covers (positions 0..size-1).
+	Size int64 `json:"size"`
+
+	// Time When it was signed.
+	Time time.Time `json:"time"`
+}
+
 // ConsentAssertion The member's consent to disclose their data to the partner.
 type ConsentAssertion struct {
 	// GrantedAt When the member granted the consent (RFC 3339).
@@ -395,6 +414,24 @@ type IdentityOutcome struct {
 
 // IdentityStatus The outcome of identity resolution.
 type IdentityStatus string
+
+// InclusionProof The RFC 6962 audit path of one entry to a checkpoint's root.
+type InclusionProof struct {
+	// Checkpoint A signed tree head of the audit log.
+	Checkpoint Checkpoint `json:"checkpoint"`
+
+	// LeafHash The entry's leaf hash (base64).
+	LeafHash []byte `json:"leaf_hash"`
+
+	// Path The sibling hashes from the leaf up (base64).
+	Path [][]byte `json:"path"`
+
+	// Seq The entry's position.
+	Seq int64 `json:"seq"`
+
+	// TreeSize The size of the tree the path leads to (the checkpoint's).
+	TreeSize int64 `json:"tree_size"`
+}
 
 // JWKSet A JSON Web Key Set (RFC 7517).
 type JWKSet struct {
@@ -589,6 +626,12 @@ type TimelineEvent struct {
 	// Detail Facts about the event.
 	Detail *map[string]interface{} `json:"detail,omitempty"`
 
+	// Hash Its RFC 6962 leaf hash (SHA-256, base64).
+	Hash *[]byte `json:"hash,omitempty"`
+
+	// Position The event's global position in the audit log.
+	Position *int64 `json:"position,omitempty"`
+
 	// Seq Position in the timeline, increasing.
 	Seq int64 `json:"seq"`
 
@@ -713,6 +756,30 @@ type Unprocessable = Problem
 // UnsupportedMediaType An RFC 9457 problem detail.
 type UnsupportedMediaType = Problem
 
+// GetAuditEventsParams defines parameters for GetAuditEvents.
+type GetAuditEventsParams struct {
+	// Since Events at or after this time.
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Events before this time.
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// TransferId Only this transfer's events.
+	TransferId *string `form:"transfer_id,omitempty" json:"transfer_id,omitempty"`
+
+	// PartnerId Only events of transfers with this partner.
+	PartnerId *string `form:"partner_id,omitempty" json:"partner_id,omitempty"`
+
+	// Type Only events of this type.
+	Type *string `form:"type,omitempty" json:"type,omitempty"`
+}
+
+// GetAuditProofParams defines parameters for GetAuditProof.
+type GetAuditProofParams struct {
+	// Seq The event's global position.
+	Seq int64 `form:"seq" json:"seq"`
+}
+
 // ListTransfersParams defines parameters for ListTransfers.
 type ListTransfersParams struct {
 	// State Only transfers in this state.
@@ -755,6 +822,15 @@ type ServerInterface interface {
 	// Readyz Readiness
 	// (GET /readyz)
 	Readyz(w http.ResponseWriter, r *http.Request)
+	// GetAuditCheckpoint A signed tree head of the audit log
+	// (GET /v1/audit/checkpoint)
+	GetAuditCheckpoint(w http.ResponseWriter, r *http.Request)
+	// GetAuditEvents Stream the audit log
+	// (GET /v1/audit/events)
+	GetAuditEvents(w http.ResponseWriter, r *http.Request, params GetAuditEventsParams)
+	// GetAuditProof Inclusion proof of an audit event
+	// (GET /v1/audit/proof)
+	GetAuditProof(w http.ResponseWriter, r *http.Request, params GetAuditProofParams)
 	// UpsertMember Insert or replace one member of the index
 	// (PUT /v1/members/{member_id})
 	UpsertMember(w http.ResponseWriter, r *http.Request, memberId MemberID)
@@ -794,6 +870,24 @@ func (_ Unimplemented) Healthz(w http.ResponseWriter, r *http.Request) {
 // Readyz Readiness
 // (GET /readyz)
 func (_ Unimplemented) Readyz(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetAuditCheckpoint A signed tree head of the audit log
+// (GET /v1/audit/checkpoint)
+func (_ Unimplemented) GetAuditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetAuditEvents Stream the audit log
+// (GET /v1/audit/events)
+func (_ Unimplemented) GetAuditEvents(w http.ResponseWriter, r *http.Request, params GetAuditEventsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetAuditProof Inclusion proof of an audit event
+// (GET /v1/audit/proof)
+func (_ Unimplemented) GetAuditProof(w http.ResponseWriter, r *http.Request, params GetAuditProofParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -875,6 +969,138 @@ func (siw *ServerInterfaceWrapper) Readyz(w http.ResponseWriter, r *http.Request
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.Readyz(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetAuditCheckpoint operation middleware
+func (siw *ServerInterfaceWrapper) GetAuditCheckpoint(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetAuditCheckpoint(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetAuditEvents operation middleware
+func (siw *ServerInterfaceWrapper) GetAuditEvents(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAuditEventsParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "transfer_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "transfer_id", r.URL.Query(), &params.TransferId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "transfer_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "transfer_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "partner_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "partner_id", r.URL.Query(), &params.PartnerId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "partner_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "partner_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "type", r.URL.Query(), &params.Type, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "type"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "type", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetAuditEvents(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetAuditProof operation middleware
+func (siw *ServerInterfaceWrapper) GetAuditProof(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAuditProofParams
+
+	// ------------- Required query parameter "seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "seq", r.URL.Query(), &params.Seq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seq"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seq", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetAuditProof(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1237,6 +1463,15 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Post(options.BaseURL+"/v1/transfers/{id}/review", wrapper.ReviewTransfer)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/audit/events", wrapper.GetAuditEvents)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/audit/checkpoint", wrapper.GetAuditCheckpoint)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/audit/proof", wrapper.GetAuditProof)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS)
 	})
 	r.Group(func(r chi.Router) {
@@ -1356,6 +1591,196 @@ func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditCheckpointRequestObject struct {
+}
+
+type GetAuditCheckpointResponseObject interface {
+	VisitGetAuditCheckpointResponse(w http.ResponseWriter) error
+}
+
+type GetAuditCheckpoint200JSONResponse Checkpoint
+
+func (response GetAuditCheckpoint200JSONResponse) VisitGetAuditCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditCheckpoint500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditCheckpoint500ApplicationProblemPlusJSONResponse) VisitGetAuditCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditEventsRequestObject struct {
+	Params GetAuditEventsParams
+}
+
+type GetAuditEventsResponseObject interface {
+	VisitGetAuditEventsResponse(w http.ResponseWriter) error
+}
+
+type GetAuditEvents200ApplicationxNdjsonResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetAuditEvents200ApplicationxNdjsonResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type GetAuditEvents400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditEvents400ApplicationProblemPlusJSONResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditEvents500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditEvents500ApplicationProblemPlusJSONResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditProofRequestObject struct {
+	Params GetAuditProofParams
+}
+
+type GetAuditProofResponseObject interface {
+	VisitGetAuditProofResponse(w http.ResponseWriter) error
+}
+
+type GetAuditProof200JSONResponse InclusionProof
+
+func (response GetAuditProof200JSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditProof400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditProof400ApplicationProblemPlusJSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditProof404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditProof404ApplicationProblemPlusJSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditProof500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditProof500ApplicationProblemPlusJSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1918,6 +2343,15 @@ type StrictServerInterface interface {
 	// Readyz Readiness
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
+	// GetAuditCheckpoint A signed tree head of the audit log
+	// (GET /v1/audit/checkpoint)
+	GetAuditCheckpoint(ctx context.Context, request GetAuditCheckpointRequestObject) (GetAuditCheckpointResponseObject, error)
+	// GetAuditEvents Stream the audit log
+	// (GET /v1/audit/events)
+	GetAuditEvents(ctx context.Context, request GetAuditEventsRequestObject) (GetAuditEventsResponseObject, error)
+	// GetAuditProof Inclusion proof of an audit event
+	// (GET /v1/audit/proof)
+	GetAuditProof(ctx context.Context, request GetAuditProofRequestObject) (GetAuditProofResponseObject, error)
 	// UpsertMember Insert or replace one member of the index
 	// (PUT /v1/members/{member_id})
 	UpsertMember(ctx context.Context, request UpsertMemberRequestObject) (UpsertMemberResponseObject, error)
@@ -2042,6 +2476,82 @@ func (sh *strictHandler) Readyz(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ReadyzResponseObject); ok {
 		if err := validResponse.VisitReadyzResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetAuditCheckpoint operation middleware
+func (sh *strictHandler) GetAuditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	var request GetAuditCheckpointRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuditCheckpoint(ctx, request.(GetAuditCheckpointRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuditCheckpoint")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetAuditCheckpointResponseObject); ok {
+		if err := validResponse.VisitGetAuditCheckpointResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetAuditEvents operation middleware
+func (sh *strictHandler) GetAuditEvents(w http.ResponseWriter, r *http.Request, params GetAuditEventsParams) {
+	var request GetAuditEventsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuditEvents(ctx, request.(GetAuditEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuditEvents")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetAuditEventsResponseObject); ok {
+		if err := validResponse.VisitGetAuditEventsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetAuditProof operation middleware
+func (sh *strictHandler) GetAuditProof(w http.ResponseWriter, r *http.Request, params GetAuditProofParams) {
+	var request GetAuditProofRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuditProof(ctx, request.(GetAuditProofRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuditProof")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetAuditProofResponseObject); ok {
+		if err := validResponse.VisitGetAuditProofResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -2231,108 +2741,123 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F3rbhu5kn4VQrtAbGxLviQ5c8bG/vDkMvHkCjtBMDgKLKq7JHHcIjsk27JO4L/7APuI+ySLKpJ9UVOy",
-	"lGQmZ4H9NU6rmywW6/pVkfOll6p5oSRIa3onX3oz4Blo+vM8g3mhLEh7AUXOl5Dh0wxMqkVhhZK9k97I",
-	"6hJGbDEDyexMGMalWYBmC26YVJYVWmVlChkbL93vGj6XYCwbl3YotR+XTbSaMzsDNhHa2OqlhbAzemz4",
-	"HFhFT7rsv4TlYCjPxgakZcrOQC+EgcFQ9pKeSWcw50irXRbQO+mNlcqBy97d3V3SK7jmc7Cra0yXL2HZ",
-	"Xd8ZS3MB0vbTmTIgWSnF5xLYNSzZROn2kvY4+/Dh/ClDLrCpUtlQpjMlUtgfsMtUFZAxq2g5Kc9zIad+",
-	"bEe1wOkc93tJT/I5Ur6y5F7Sw8mExq1AzjcXO+e3r0BO7ax3cvz4cdKbCxn+/fcksMJYLeS0h4x4DfMx",
-	"6POn3UW/LTWb069MZINAW8HtrKbM/X4lsm1pOjr+e4umoxhN7zWXZhKn6v0MmPW/M5EFdt/8tL+GxO9K",
-	"2x0OZQolDZDg/MKzC7fv+K9USdQT/JMXRS5SjkQfFFqNc5j/xx8GV/ClMfm/a5j0Tnr/dlBr34H71Ry8",
-	"c1+5Sbs8COImDJvzfKL0HDKmNBPyhuciO2Uj0FppM2LIB+PVCvLMDHp3Se+JkpNcpD+AbKNKnQLSjZZB",
-	"SMaZsdwCszNuGc9ztXDU+hUSuefSgpY8/yvJPUM9h9sCUgsZI26eMmENy8BykRvGNbBcTaeQJbQWDbbU",
-	"EjKi+I2yz1Ups7+S4jeKmTKdVUwmQt4r9YrrKfwoAR2rbIm7nSMRaCu5ZEfstfiFqPsg+Q0XOR/nfymB",
-	"ZyyDAmSGJhWJK2syTnEf9ZLl3IJmexudz75fQ6FVCsb81atYsQMLyHPmLcG4tCzlEsVyDMzTB9kJLmUo",
-	"V5ZBfro0kDlXyyW5Utq5hNZecG0l2lvk1LVUC5kMpdKMMw03AhYsg1QYoSTLFDjFnghLnwZbje6NeGXK",
-	"olDaQvYaMsHfk4H9sZKJ5I6as+JsowG5Ij8kzniWZRoM/cmzTOCbPH+nVQHaCnQHE54b6EpaoYzlOePu",
-	"8wF79+IcXVXR+PJLLxU2Enc8EXaJ7zad1OFhxy0lPTfHVaoy6I7yzhGAP64Mdhwbi6xxd5RLMtJKMw1T",
-	"oeTKSI/jI2kAGxsKn1ccWaXpMBYT+Cdq/Aek1nswDPvOjEEuOvHYYV9QEFz08sCw1I2FgVkmTJorg+4I",
-	"hGYZtzzEa14Lups31VxayK54ZK0fXUwcJmP+XRcA+mn3Lp4/YQ8fPvyZYhjUYBypl3ELfSvm0IvwVmTx",
-	"2MiP+cBgcMTtKuEbwsOjmFyBFiq7V9/cW6Quyunzptf9zlEwHASuNNt+5V52kVgI6v7hojw/UCCjIv/T",
-	"evF5MoP0+rIioMtPVdpUzYGpCbESvYKx1c6l+DnyFWQ5RzpuQIuJAKQmA4l/fIqw1U/+1o0dn3jdTCt2",
-	"Ax9vEj1hybr797aXLz/v1T1y1hy4M4YG7u32KmHL6nskznEqOkQlUO0RNEzLnGs0RwakEVbcQPz7XWSr",
-	"KQyrAlbJVoPjG+TqMk73mcGIFwXpxQXcVkwoVC7S5Qkb+XWNWA78BkwVyRlmOQaaQ1ktFyUzSCXcoktl",
-	"e2RnuBQTJzmltBRKz/eToRxVX45ClA03oJd2hjmop4rMHfHcpaNBrD1dqFphlE2CvUmhHCMD5R0TzE0r",
-	"4pipPDNM2KaO8ZTmx2yv+lPDHxSnR6l6yi2vNmQHH/Fx5g2o5++cL4mgrhqGfbrCudcsvEp96B10Km7Y",
-	"U8Y9gKEZzAu7ZHPg0uAmUUprYX6vAF/4sSmcuiMzf+6+a7h4rjVfklIImUaE863Ml04CNKRKZ0AOBMO8",
-	"iQWPcqC52NaIxLz2U5irqebFTKTmqz12EBIfyKH8BnnB4NTJvAu02FuJtnsoRxVUMUrYaCpuQI5wbaMJ",
-	"n4t8OWIewkF9Z2MwIgPDRmOh7ewK1zhyCtHedl6HhJt2J0SOd0mvHrDL/1/wN9wAYHu///777/3Xr/tP",
-	"n3Zjgpidc6vojvmcnhMGsEWclfSIMd1hfsXHNMqe2d9qoBoZ2gwsJQE1hJU9dDq/EzyT9IqZkrEIGB8z",
-	"WeKcK6M+igaucHvfnl7CbcdHNDY35hqekbo/F3lU94C9efrb5ds3bCJyCje49Aaia27GSxuzMpfin1Wg",
-	"gqO0JEdI+7dHtegIaWEK2rn6UkbCh4vK93jnEIbsjmBm/Pjx3yIEvTjrHz/+G9ubwe3+KmUdrttlsSYW",
-	"ev7i/KJtPwdRc9PcDPo1LK4iMfG8W78/53Ki1nguMZWQBWdQaCg4GguHAG9ID+A2zcsMsqvad25gdg4T",
-	"S759DCkvXSJSeUdyzc5UkUOObwdyeI0TasiYaUcPW/uahhjfdX3L9bqA8RqWmJIEv++jlAeG/fbxkljL",
-	"bakhQWFTpWa/fXx5GZWS8OXVTkLn9y58vCZcTUEU60Nev8EPkPv0Zhg8g1xgKBUddSHsLNN8IeODOuY/",
-	"MKzgy1zxjALi6hsPOIopGIvTzrmQ6P3gRmQg06Ya1OWNth6s8sttURCSJCadMeV4LiDPnihptRiXId/u",
-	"2jCCmB8YZmZcByuGpFphlyi9Grr6Qd/EuZPV4YIbmqFAktrtSQxfiT83PC9hP8r9HG4g7479Qi0cXFbB",
-	"4oxPNeCwMJgOGNzy1Ca044LnCZNKrplgAWI6i1jPc0sxbcWuACJUPKhduirHecOpOzfV2UfHpbCiauK1",
-	"exVAsOg2+SqBXzpuUw2377A99FOCAslZpqyFjBXcztiej7YGjfgpYSOMLa9cdtEOmP9x9Gm0T5Emqwpz",
-	"VcyyU1pZ76cwYZUD9oZEBdKZ8pUQkpj7fUjguZ8xxusXwHOMI7olwxn94hAzngkJJtRFuzw2axImde3C",
-	"IzcWGRi45fMiJyKu712AHzdG+LnXyrUgRHiBHG9OQjxgb6iY5HbXsPGSbHUVzDEl82UEpOAyEygEkRW+",
-	"Dt8axhdcUDDfgZVbvmlN3FC7oA2hZ8jD8ht0BhDiwa6IcZeU3ItlXVQvEueRasiuxsuYdCpaT+bBP/dy",
-	"Hf5qINOvJKwDQvSa6GjObTpzhiV4pGqNe0pjNmP3WbUJWxmfbZGTICT3oSaO/E1yuCUIJyJS2cAGCpAZ",
-	"cozqtMSCXtLj87GYlooIkeqK+BUFCjDoiAHWZ4yipo8wZi9hyS7BY7Y/PT5ydee2vF/Dcs1CinKcixRj",
-	"IcP2fvv4cr8l2fFk2FWsO3xrS/0K34mCGLedusVW6JXYC5CQGdyuqVX8KTls0rvtT1W/i0NuLIx8bR78",
-	"1XnvV+e50Y+3TFe/qdyzLrld4U/CXifsQ1KDUGSXfLVvLbS6XZ3oGwpDm91bs/3E7WAlAS2oxS26mtdL",
-	"VVhCm59hV9Zrz4fCgLY71wEjClajncsIdvU9FM91Joxhgs7h6OfDQyapScQFSiWmXFvhS99Yn9xGLZlT",
-	"NqWZe7uJyH0/7OqbZ9mk8IUThlM2L41l8Lnkud9fO3sQwqYrkTnlKjRgUv/jYK7vWjXeEjL7V60v74Dj",
-	"vYFF6FDb2QiE3oMJJTtV9YNQd2p/5BUMSkYhEkw7KGjLklZdHiegT2vIKWLdAuRQC8k0TECDTCFx2VPG",
-	"xjy9HrDXKN9oWWYqz4Kx2rG2XGeD962lrt9U+nfvJ806g+v3xGVtSApWSwmU1qIsGgsasmAzw+64X/Ry",
-	"Z+1dkbUGYdXaquprVPzeVTX5nSTPijl6HQv6Bi0Ul6HsBJKSZVWAjGCXMsKwN7VLMZY76HC7qjK9HtV9",
-	"XaFprmj/FU0R3dxDr+HgOmjkTDKc9edHj39ivvXId/t1OeOex/I8btmCSttayWnoXq47hAMc4UqbphzP",
-	"BSEnhEmYaLzkWjk3YDCGccsmvMxtQqaFcA9S9LAOszW+20KPIum1kMbyaAHRpXITQSALilSalprMB9sb",
-	"lVqeFMfFiefCybA8PHyYioz+C6P907rLTmRDiZ87jTOgb8gg5WrKciGhQtwDQ6kyt6H032Xai/fv34VK",
-	"9Eqg3MDRrbCxWs0ZMzOlLTPlfM71MsjttZAEpXmG71DiOENSxjmwDxdvMFBBKxQZ8YSpUMwMzAy/1Ps9",
-	"StjI41596mNL8PW6664/h0xwyrPwVatUnzoz6btGW+A1LPtzYYyQUxpi9Tc/R+wzDaWBzE9M+UPfWzl8",
-	"Wyrbn6hS0qdzsDOV9fEZ9ST4z/DfQvYdRNJcUQCE8FmjZ9O94lqER0O5BzydYXg1EbehqbHDstG+b3Go",
-	"8LT1TN222OQEJtkEu100kaUufhmBNyrUiBsmLMtEtgajjcj6O9D9gJvXWLTpgNHbG4ZWCSBiHXSZr4Gp",
-	"8BfX5O0XFEfeSonusCzuRd7oxQ8FqbrTxJhmKQl9MhpwW+RcOpuIEqFKGwKXzXtLK6rniG5qs/0iQgTV",
-	"Ly8etUuYrDgufPnHNCGsd9wKoJrlE3UDmk9x9mc19W8nv4CEicA3nkmqb1LM8ERJFw5Eoa0L0qWnXn92",
-	"b2IFbZTESDV0+irJeOMkhmRzLjHfcUob85f11O3ReVFodQOM1xhl4hIB5G+7i7jZBuQ+q5p/osu+Bwuu",
-	"JmR+tCzxRrbSxEGNXn9FprahVnHKrqGwIa7EkAbltJutHO4WUFZ83li2qLQnXumGVMmsP6Y2siZu3N7S",
-	"bbGvCpWmSftlsQvCfW5NE+H+mtJZEyZaD0RfxnCxs2wuJAb6nHrujMNsqv6o8bKB3+x9YP8ZELP9pqQ+",
-	"7yW9172k9yEqou/9zscMR5D7B4bxMhO2JSYrkfpNOLwXKTLTb662rjOnRluZ/EDbMxzgXtTZkxBjbnug",
-	"aE2Svna1yGqVrVA5ionx1Codr7ZQ+4Qrtrix99xJu5XQM2ELpa8nuVok3niB7rwyGAzi+O+mxtsZLwqQ",
-	"u3Td1knFplrAKoaWWsP4GB1atdYGrfUmGPgcxXloolVDhNKSogURcrplI1GF7GwUKS/ShPdsbvsJ8a/f",
-	"PXdMzCEn7m+QlJuHfbuSyq7fq9X0ED73aPsSL0P+g6j0NuCedSrKuMzYAsMbij7Rg1jDjIXCMIp3mVFs",
-	"wr8Z0Qn12p3xnAaWww0zbSFpIL0a+L2HGapFL7hhPE2hsLuIOeWz2wrKM3oZv6JYabv2JOri2nBMYv0R",
-	"0shJCxcIbFsKbWxQLuS12Xadr+jlr8KqNtdndtLGssh22P6cY4Qw43K6/favO7lBpZcmGtaQxBZdga+b",
-	"NPVZkLBuitWIWidc5JBtj+2csVk555iY8owS9u2Tintzf9IJSgxOWChSJ6Hx78odkUiGMnAoNLxXtq/z",
-	"ALmvSpsMpY9JripkMwzCSzur/9VIqBPG0+vGCCmXKeQ5jh7y7CjqEk+LPTs37deroCkdidOA2epE5bla",
-	"dHKB1S58XHjExblCC1vMRA6r9gutdJW9XNXZS6TCkU9iCilMi6Tuvq+N7zC07YZ197mtfNJrDLqJqe/4",
-	"dE2rccGnrlfEv2kSJmFBhQmhY01gVbS43pT6flJhaPTugNsFnMHTRqAFCbf2Ki21iWk2ZXP0W8g28HUi",
-	"5ZTJMs8DnEgmCx8jTfiDO7Xb6rJYZ6poBW1CNvH/Ml7pOvPRi6ezkkX3dM7TGYW+uCKMIJeup06YoRRS",
-	"WIFmkP3Pf/13laFe+aYXehgMRjiIRg99b+lV6FkeSnxKOoF/8BTtQw7Z1L+PG5ODhVM2ciZyRNHNqKUk",
-	"I8Y1DKWaYKTTPi5U0dmr3edV3ZqzSiMZ/jaF7qSRC85q4uhbRxpV+pE0ypcbZEVyrDtCrWNt3cVxwZRO",
-	"Z0AZHhiXyfWt6ruUzvXd9d0p0CDnA3bW8MGVSfZZIDfXJlbeOyW8x3clmdbhp6GsYD8+5UIaS7FjyJ9l",
-	"BreJO2hnooemktCMboaSh1bngDn5jm/ftY7b6NuVCU1cOdo6lEP57Ab00rsjYdono5vnsUeuRPPzo8c/",
-	"7fuD496XDeWI8OWq41/peReAdSmWycupLwEMGHltNlaZAEMVe3dcXU0mXsIdljkuLZNVS6dDMttllJPm",
-	"IW8cDDPIoSy0su46B9+ciVKBEYtQktY+evf28j07uDk6qHZ75H2PY/35s/fPV28BYJnmE3tS1S+G8hqW",
-	"K7fW0Flzd9GNaVxx4+/JGS99YkN/0J0DQzmqb97ph6t3ThjdtLOf1CNXczWP7ZO1CBGB+/nR8fGAvYSl",
-	"u7fC3HsTTS5SkIbMl79J5azg6Qz6x4NDjMd03jvpzawtzMnBwWKxGHD6eaD09MB/aw5enT959ubyGX1T",
-	"F1RI7c7enfeSHsqhU8WjwaF7SRUgeSF6J72Hg8PBQzIOdkae42CwgDzvUzRz8Mfi2gzCxQDTWB8AWtDf",
-	"Pr6kfr3FTBlwjXdkdpbVsQA6d0DOS5W6PurnuuYJ80NHSDJynvVOer+C/e3jy8veylUwx4eHGy4y+GNx",
-	"3Tdgd7zIwPcjrrnHwC+N7qB47GaPDVZReVDdonLXxMwJq/ONicgPFATqH0x6lk8N2vOKAab3Cb89cOrz",
-	"z7WcPyO5Nuz48LARdflrKFxFz1ARrsveF37o3di7E1t9z/YatgYqhWE8p3PFbXa9EjcgwWzkDyYIy23Z",
-	"45MqY5UGMtD4r4BJMZBTIcFbioRBboA9PnzYZdyFm/OH8I3mRmtCW+sl8uH9Etm8/qXN5YvQM7+JzTdH",
-	"B74V/eBLBfLe4bRFGWH7E0oomz7UlRmKnKfgj0M3jkRIBrfC5dlKwmAo6207qrfND5SJjBpi6JPQHRFs",
-	"K+3q8eHhUC48NOgnzajasEdAO0wmaHlKmYFGz+5q55YttLDVYa2hJKPvJj1hY2VndCzZO5LjwyNf1mzL",
-	"hmtZfB3aS5q3n/0jvkf1KwfVFWF3n1w8DMb+orLld5OrVlvlXTvqRn939yfKtOfJGlvgN7farVWZQEE/",
-	"Pjz6a6mh+xwcNkIEPNrG9jduKsNPjrZQzurmKPrg8TbaHLnc5xud07lEqWjoKWlMpJe2YSe8TaiNRBXM",
-	"NSxyW0FeCWPfV291NCRyUL5Oe4W/9JDyt+oWus8l6GV9DV1AuLaTgxVY7i65hwSvlY0bFhvIYIycFtD2",
-	"1Tf1dYAWPsWY6p9ruZCLOdWt6xkzoLYl1+E557dijinksa96un8ddYsNEY4U/HNZYQChlxJzQlU6SOKB",
-	"YaNG6j5aR6TP7Nfx5fD40X2M+fQnGqwWuBMxFFF452vtxLdoLqrUOoCpoay1bn7yLcmReIkqDKYJ3aJH",
-	"pQ4/Q7lyCJdcF5n3hsI4l1l/VBnOUE0aVVDFaH/A3qk8ZyNClwcG8smIKT2U/kGA3EYNPJKAj9Z9ai4N",
-	"pMPOho2p7uOTrHAu2RutlEslRcpzOluESS49puxtbzFDn1+gucOFVsEKhgaZokBjzq0Fve/AiAK4Hcp2",
-	"yok04Mfos6gTnYbmPoap38WwM/PNcEOJX7iL31pJaeIAoPUp6WkjZKErXYFb47N0x3PGfV9BvYlKVxsX",
-	"i1pcvFZBgrvGLSu3uv5Z0UuzHXyr4OX4u9uCdQFDtExHO9nUGadHrg4Svfi337z5N0aP/+ogclfwXdJ7",
-	"pdziNsPHDwz7cPFqELu5t8bx/i9EO4+Oj7f5uHln5O6W9jvkVw4fa5hUar1oYZZrzPRqVHXwxWdd0dDq",
-	"V7BfrcKNm4D/Eqd6nyJ5P/rofs5X979+oxf9FZp7tMuGHNTlsLhXvQBTzsGstPGtgPwnBABrdQOjyme0",
-	"blMi4My1zI0iPXMjauUbOSxyRFUNdDIN/9wQQJlCG/yYccMsv/apdmhtOx1Kd7uopLZWIUtchVnKdKaV",
-	"VKXJlzF34logv58sfn9XstKk+S/mTarWz0XYldP2/mknUF+dlO6qV48Of77/g+qm6/93BFFH8JSasZtG",
-	"IFzDsNrTu5PxaVa914LzrmGwUwgNbYruwENRlUZ9u1dVIKGno30Xm1Lxw1RdGP5HdyE2tWzSjRJSWTAx",
-	"49DwUlVD5r+stwoErvNWVTfBj/VWna7VdRJ0Vz3/sh72ciemYwckqFcGXYArng5W//8EpheDKlqF3hpK",
-	"8QC80BXVpjFgTXZ3SAePJ63rXjJXWTEzyKio0hiqgWbffbr73wAAAP//",
+	"7H1rb9s49+dXIbQLNMHKzqXtzDMp9kWml2mmlymSFsXgcRHT0rHNiUyqJBXHU+TtfoD9iPtJFjy8SLIo",
+	"x0477fMH/q+a2hJ5eHiuv3NIf0kysSgFB65VcvIlmQPNQeKfZzksSqGB63MoC7qC3Hyag8okKzUTPDlJ",
+	"xlpWMCbLOXCi50wRytUSJFlSRbjQpJQirzLIyWRlv5fwuQKlyaTSIy7duGQqxYLoOZApk0qHh5ZMz/Fj",
+	"RRdAAj3ZavAKVsMRP50o4JoIPQe5ZAqGI56kicrmsKCGVr0qITlJJkIUQHlye3ubJiWVdAF6fY3Z6hWs",
+	"uus7JVnBgOtBNhcKOKk4+1wBuYIVmQrZXtIeJR8+nD0jhgtkJkQ+4tlcsAz2h+QiEyXkRAtcTkaLgvGZ",
+	"G9tSzcx0lvtJmnC6MJSvLTlJEzMZk2YrDOebi13Qm9fAZ3qenBw/fpwmC8b9//+VelYoLRmfJYYRb2Ax",
+	"AXn2rLvoPypJFvgtYfnQ01ZSPa8ps99fsnxbmo6O/9Wi6ShG03tJuZrGqXo/B6Ld94Tlnt3XP+/3kPhN",
+	"abs1Q6lScAUoOL/S/Nzuu/lfJrjRE/MnLcuCZdQQfVBKMSlg8b/+UmYFXxqT/08J0+Qk+R8HtfYd2G/V",
+	"wTv7lp20ywMvbkyRBS2mQi4gJ0ISxq9pwfInZAxSCqnGxPBBObWCIlfD5DZNngo+LVj2A8hWopIZGLqN",
+	"ZWCcUKI01UD0nGpCi0IsLbVuhUjuGdcgOS2+J7mnRs/hpoRMQ06Qm08I04rkoCkrFKESSCFmM8hTXIsE",
+	"XUkOOVL8VugXouL596T4rSCqyuaByUjIeyFeUzmDHyWgE5GvzG4XhghjKyknR+QN+xWp+8DpNWUFnRTf",
+	"lcBTkkMJPDcm1RBX1WQ8MfsoV6SgGiTZ2+h89t0aSikyUOp7r2LNDiyhKIizBJNKk4xyI5YTII4+yE/M",
+	"UkZ8bRnopysFuXW1lKMrxZ1Lce0llZobe2s4dcXFkqcjLiShRMI1gyXJIWOKCU5yAVaxp0zjq95WG/eG",
+	"vFJVWQqpIX8DOaPv0cD+WMk05I6bs5rZxkN0RW5IM+NpnktQ+CfNc2aepMU7KUqQmhl3MKWFgq6klUJp",
+	"WhBqXx+Sdy/PjKsqG29+STKmI3HHU6ZX5tmmkzo87LilNLFzXGYih+4o7ywB5su1wY5jY6E17o5ygUZa",
+	"SCJhxgRfG+lxfCQJoGNDmc8DR9ZpOozFBO4TMfkLMo0ebA7ZVSkY17F4TbEZN5GWBCAmnCJiiuJIq5xp",
+	"Y7W7W/DXUkV2QCxKmmny+8cLsvf84vjxT/tEXIMkX0bJ9Sg5GSXlcTnAUQdZoOjgaJSko0SxvwH/kEJo",
+	"/EOzBYySWxvrdfh1xfJ4wGMCTXSPbllMp8ZzikqS3z++uhjGBjNzxkc7f/GU/PTLT8fEPELmVM3J3oQq",
+	"+OkRxlDGglBtAuaVhtjIZlnxkXmF4aKYEuBaMhd24CZkhmuK7JVCoeoocjgcmpEGR+1ZGdc/PaqnZVzD",
+	"DKSZ1zCvO+9Hk3QwjTbMsqc1XE41DPDNmFTVceG/7bIc39xkdktSFI1PMRk0gSDXp0oZMbImagfbYFhm",
+	"I+gHimR2LJMc5ExlhVAmJAImSU419TmDs8Rd6Z1JyjXkl1T3sEiHyYh71iYhbto9IxUPHz78ZX9b9qVJ",
+	"n7i6MR8oE6BTvU74hhTlKGbbQDKR32nz7VNosoX1KZsedzuHCZk3epXa9i378LoAoai4gTwZgfwN4oOW",
+	"7CIQ0OWnqHQmFuBtmIlMlA47h2bH8BV4tTB0XINkUwaGmhy4+eNThK1u8j/s2PGJ+2Za813m402i57TT",
+	"Pbe9fLl5L++Qs+bAXTMI1MUO64StwvuGOMup6BBBoNojSJhVBZXGJSrgxqpdQ/z9XWSrKQwdC+Vlq8Hx",
+	"DXJ1Eaf7VBnfYQTp5TncBCaUomDZ6oSM3brGpAB6DSpkE4poapKdEQ/LNZLppRJuTFhH9tDOUM6mVnIq",
+	"rtELLPbTER+HN8c+04NrkCs9Z3zmqUJzhzy3btKLtaPLqJYfZZNgb1Ioy0hPeccEU9WKeueiyBVhuqlj",
+	"NMP504Tx8KeEvzBXjFL1jGoaNmQHH/Fx7gyo4++CrpCgrhr6fbo0c/csPKTf+IxxKnbYJ4Q6EE0SWJR6",
+	"RRZAuTKbhLCKhsWdAnzuxsaQ/hbN/Jl9rxFmUinpygYRPIsI5x+8WFkJkJAJmQM6EJNqTDU4pM2Yix18",
+	"fEc9nsFCzCQt5yxT9/bYXkhcMmHk18uLSZCszNtgn/zBje0e8XGAy8YpGc/YNfCxWdt4ShesWI2JgxGN",
+	"vpMJKJaDIuMJk3p+adY4tgrR3nZapyWbdsdnL7dpUg/Y5f+v5juzAUD2/vzzzz8Hb94Mnj3rxgQxO2dX",
+	"0R3zBX6OONQWsX6aIGO6w/xmPsZR9tT+VgPV6ORmcDP1yDWs7aHV+Z0gwjQp54LHsjDzsYuQ10Z9FE2e",
+	"4OauPb2Am46PaGxuzDU8R3V/wYqo7gF5++z3iz/ekikrMNyg3BmIrrkx2UHEylywv0OgYkbZMrZHR9Ed",
+	"7Tz4Hucc/JDdEdScHj/+KULQy9PB8eOfyN4cbvbXKetwXa/Knljoxcuz87b9HN6ZUuC3fnGBxNTxrn9/",
+	"zvhU9HgumwA6Z1BKKKkxFrYKsSE9gJusqHLIL2vfuYHZBUw1+vYJZLSyiUjwjuiaralChxzfDsPhHifU",
+	"kDHVjh629jUNMb7t+paNeTQLWICPUh4oTO8Na6muJNydW/s3L3cSOrd3/uWecDUDVvaHvG6DHxju45N+",
+	"8BwKZkKp6KhLpue5pEseH9Qy/4EiJV0VguYYEId3HOjNZqC0mXZBGTfeD65ZDjxrqkFdYmvrwTq/fF5t",
+	"hSSNSWdMOV4wKPKngmvJJpXPt7s2DMscDxRRcyq9FTOkaqZXRnoldPUD34lzJ6/DBTs0MQKJarfHTfiK",
+	"/LmmRQX7Ue4XcA1Fd+yXYmkh21CaIXQmwQwLw9mQwA3NdIo7zmiREi54zwRLYLN5xHqeaYxpA7s8iBB4",
+	"ULt0UU2KhlO3bqqzj5ZLfkVh4t698kBsdJtcpcot3WxTXfLZYXvwq9QIJCW50BpyUlI9J3su2ho24qeU",
+	"jE1seWmzi3bA/O+jT+N9jDRJKA6HmGWntLLeT6b8KofkLYoKZHPhYDGUmLt9iOe5mzHG65dACxNHdGHQ",
+	"OX5jUVuaMw7K1+a7PFY9CZO4suGRHQsNDNzQRVkgEVd342p23BjhZ04re0EI/wA63gKFeEjeYkHT7q4i",
+	"kxXa6hDMEcGLVQSkoDxnRggiK3zj31WELinDYL5T2mj5pp64oXZBG0JPn4cV18YZgI8HuyJGbVJyJ5Z1",
+	"Hh5EzhuqIb+crGLSKXA9uQP/7MN1+CsBTb/g0AeEyJ7oaEF1NreGxXuksMY9IU02o/dJ2IStjM+2yIkX",
+	"krtQE0v+JjncEoRjEalsYAMl8NxwDHsFkAVJmtDFhM0qgYRwcYn8igIFZzwrKiNw76QQ0zsQfFvOQHsn",
+	"pmbfEHhfGUNPSV2PMOGCELoHugtFlI3wVP0kujQ6vZxTNe8JKAwRD0wcSaf3KDBgA0dP+DvBlhkzJqi6",
+	"YQgnqsrWNEFZ75yvg03A583r8kWMbQsXEuCyv2qiGikT1kpsJK/nZlk5ojSIqjX3c7uaybomwOekuXdN",
+	"ylLfNtMQiZiqmJgYoiU3DOo/woS8ghW5AFdS+PnxkW3NaQveFax69KysJgXLTKiuyN7vH1+19zKO1dim",
+	"ng6t7X1dYwZSEFuh9QaxFTof47aK8Rxuesq5/wjEkiY3g5kYdGHyjbXj+8I094Zl7g3DRF/eEk35qop4",
+	"H/ayxp+UvEnJh7TGSNFtuoaIXuR/u1L6V9TON0dfzQ49u4NBAlpIoF10mNdJlV9Cm59+V/q150OpQOqd",
+	"WyUiClaD8asItPotFM82b01gamKXo18ODwnHPjobx1e6krAV/PmVLRzbqCWxyiYksU83AeNvB61+9Syb",
+	"FL60wvCELCqlCXyuaBH83QMf1V+y3CpXKUEB/4Eo7DdtrNkS0f1PbcHZAWZ+C0vfxLuzEfDtWVPMxUNx",
+	"DotCGPDRgNKjUYhEtRap3LLiWndvIA4tJRSYUG2BwYklJxKmIIFnkNrkPicTml0NyRsj38ayzEWRe2O1",
+	"Y+tDDVbctZa6vBj0785XmmUw2xJvlrUhZ12vdCHqYmRRaZCQe5vpd8d+I1c7a++arDUIC2sLzQFR8XsX",
+	"WkZ2kjzNFsbraJDXxkJR7quiwBHLESXwCLTOIwx7W7sUpalFtrdresDHo7ovA9hre0ru0bPTTY1lDwf7",
+	"kLtTjtnnL48e/0xcd6ZriO5yxn4egyGoJkvsvJCCz/wBj/oQhUfLbOVdVZMFQ2APITMVjZdst/sGiFAR",
+	"qsmUVoVO0bQgLIeK7tehti4/tMDNSALJuNI0Wt+2SMPUtsYZkcqySqL5IHvjSvKT8rg8cVw4GVWHhw8z",
+	"luO/MN5/Ujcis3zEzetW4xTIazRIhZiRgnEIBSHP0HjDodqAd7x8//6db5RYC5RbPXk6Vko8JWoupCaq",
+	"WiyoXHm5vWIckV7H8B0qcKeGlEkB5MP5WxOoGCsUGfEEMRCstXtm+m/q/R6nZOxg2QG2+qbm8boxebCA",
+	"nFHMs8yjWogBNq/je43O6StYDRZMKcZnOMT6d26O2GsSKgW5mxjzh4GzcuZpLvRgKiqOry5Az0U+MJ9h",
+	"y4x7zfyf8YFF8Jor8nil+azR1m4fsacoxiO+BzSbm/Bqym5833eHZeN914ET4N5+pm5bC7UCk25Chc+b",
+	"wGcXXo+gbwHUpIowTXKW95QQIrL+DuTAl3XqUonq1Eq2NwytClXEOsiq6EGCzDe20dctKA4MV9y4w6q8",
+	"ExjGBz+UqOpWE2OaJTgM0GjATVlQbm2ikQhRaR+4bN5bXFE9R3RTm91BESKwvH7+qF1hJ+Vx6aqTqomw",
+	"vqOaAZbUn4prkHRmZn9eU//H9FfgMGXmieccy+8YMzwV3IYDUeT1HHXpmdOf3fv8QSrBTaTqD0MITmjj",
+	"sBonC8pNvmOVNuYv66nbo9OylOIaCK0h9NQmAoa/7YMWzS41+1roTYsu+45SRZiQuNHy1BnZoInDurhy",
+	"j0xtQyntCbmCUvu40oQ0Rk672crhbgFl4PPGqlrQnjhoC5ng+WCCXY7NskZ7S7fFvkLRBCcdVOUuBZgz",
+	"rZoFmPtUdpswUX+d5CKGi53mC8ZNoE+xJVRZzCa0701WDfxm7wP53x4x229K6oskTd4kafIhKqLv3c7H",
+	"DIeX+wfKVUOaYrIWqV/7880RaB+/s60fMrdqtJXJ97Q9NwPciTo7EmLMbQ8ULZnj27ZUHlbZCpWjmBjN",
+	"tJDxYiB299haoB17zx5GXgs9U7IU8mpaiGXqjBfIziPD4TCO/27qC5/TsgS+S1N4nVRsqgWsY2iZVoRO",
+	"jEMLa23QWm9CvKZlFCzU3BpFLdfmk5KdqluueLRBDh8oMivEhBah0uRtYOv80halp2gp693aoF6WjPRn",
+	"xiIyvvX4HqnaqCJORRG/2txl5+N5J432ZLBFguzfwBFr8HJ4yYXul71o/YuaqMDqhHshqo0N+KrP5BDK",
+	"c7I04RpG08YjakWUhlIRjN+JEmRKvxqh8u0RO+NTDWyKKqLaQt9AriXQO88OhUUvqSI0y6DUu6gt5ufb",
+	"CspzfNi8hbHfdt2A2DS54VRS/60BkYNNNrDZtvOgsUEF41dq23W+xofvhb1trjftpI1Vme+w/QU1Ec+c",
+	"8tm9T9qFg1K27NxA9xqS2KLL83WTpj73EtZNGRtR+JSyAvLtsapTMq8W1CTaNEcAYvsk6U4sA3UCE50T",
+	"4ntCUt9ne2lPJKUj7jnkz5cE29f5wHBfVDodcRdjXQak1g9CKz2v/9cACFJCs6vGCBnlGRSFGd3jBlEU",
+	"KZ7mO3Zu2q/XXlM6EifBZN9TURRi2clt1g+9mIVHXJwtHJHlnBWwbr+MlQ7Z2GWdjUUqNkW0A4epFknd",
+	"fe+NV00k0Q1T73JbxTRpDLqJqe/orKezv6Qz22XinlQp4bDEQguTsZ7LEP32m1LXvs0Ujt4dcLsA2nva",
+	"CFTC4UZfZpVUMc3G7BS/89mTeRxJeUJ4VRQeHkWTZT42NJkv7EUNra6RPlOFK2gTson/F/HK3amLXkKX",
+	"j5NF++mCZnMM5c2KTES8su0/TI0440wzYwbJ//s//zdk3Jeuxww/9AbDn/vED10r96U/IjDi5lPUCfMH",
+	"zYx9KCCfuefNxhSg4QkZWxM5xuhm3FKSMaESRlxMTaTTPp0X6Exq93lZd8Kt04iGv02hPdhng7OaOHzX",
+	"koadC4Y0zP8bZEVyxltE4WOnKMrjkgiZzQEzVlA2Mx1oMbApqm1zHdhD117Oh+S04YODSXZZLVVXKlau",
+	"fIL4lWsCVK2zhiMeYEw6o4wrjbGjxwN4DjepbfhS0TOKqT/7oUac+pMFHkNzByzcIRGzje50AKKjayfJ",
+	"R3zEn1+DXDl3xFT7MozmFRxjW3L65dHjn/fdXSHOl434GPHycMBGyEUXULYpoyqqmStpDAl6bTIROQOF",
+	"HQj2hhIxnToJt9jspNKEhw5qi8y2y0InzXs9zGAmIx7xUgptb/BxvdBGKkzEwgTHtY/f/XHxnhxcHx2E",
+	"3R4732NZf/b8/Yv1i19ILulUn4R6zIhfwWrtojK8XsTebaYat5q5q9FMdogyg3/gNTMjPq4vWxv429ZO",
+	"CF6utp/WI4e5mje1oLXwEYH9+tHx8ZC8gpW9qkjdeflYwTLgCs2XuzzrtKTZHAbHw0MTj8kiOUnmWpfq",
+	"5OBguVwOKX49FHJ24N5VB6/Pnj5/e/Ec36kLRKh2p+/OkjQxcmhV8Wh4aB8SJXBasuQkeTg8HD50zYjo",
+	"OQ6GSyiKAUYzB38tr9TQ3wUzg577LX7/+Ar7D5dzocA2EqLZWYVTOHjMB52XqGR9stYeUkEM0zhClJGz",
+	"PDlJfgP9+8dXF8na7V/Hh4cb7q75a3k1UKB3vLvG9Vf2XF3jlobXDj22s8cGC1QehIuzbps1AMQeXaOl",
+	"4YcRBOyHTBNNZ8rY88AAlXwy7x5Y9fm7l/OnKNeKHB8eNqIud/OQrVAqLCp22fvSDb0be3diqzsi0cNW",
+	"TyVThBZ4jL/NrtfsGjiojfwxCcJqW/a4pEppIQENtPmfx9gI8Bnj4CxFSqBQQB4fPuwy7tzO+UP4hnMb",
+	"a4Jb6yTy4d0S2bzxq83lc39EZRObr48OMH4+aLeuR3l+wWbcml5bZNeN+4D2FPsb0shdOClG5ta9jbix",
+	"D8bcmj3C3TIu9Em9g4XAZnRs9JlJseQED7Y37ukY8ZpSt9VUYwWFKVIYqcMr0ShZMF6ZEBFPMzlpYdpE",
+	"gEoDza2J7tilU8OMRnP+PygLzSMAcT2qV/rVFmqLK5waYoKfrUtIDfdHpcMGPXY0Cze6k8HacF5BAZm9",
+	"ZilgsFgYSAlVI85haXKxgQmsFsx4XBNy2faDMe4JwvhjYlMEUoIkhY/xR9wFAUwRpSXQRShdYw8MxRPp",
+	"VIfDhQVWtjZJwHO71vbFpv+OLJlr1X+jAl6f+bkCuarvz7QXNTSvzNwO8emZ2zVF3TltxTUrvsG0eKGE",
+	"bmbsD5Qr9vRN7R/01bB7XmMapcTO3MrDG+1PDWwvRlgLKvvH6EJeuePtUfZYhOe+83/ayULdDHjetVKR",
+	"ZK+/otdRSUyO1vXS2KtH29irxpWvX2niLlD1d7NppT8U1hv99pwNq0t8VNcWbazg89inBHhLHV+7ZKr2",
+	"XXuUTCWoufddzj7XrtC5u3AFJF75ZqfY32S77EG3O0zXhtpYr+XCck//1b+d8taCcbaoFsnJYeQo1ad/",
+	"0LOunfnrj1LF9L6C+ujw0d2vhEtrv1Kyw3osze4MfsPV9ou5O9Z78CV0JNwaMsoqIu5PsVrQBEhsT0xZ",
+	"0Azc1VKN4+WcwA2zRRTBYTjidUx+VIuxGyhnOQoxvlJ7LZs4Yxx3fHg44ktXx3aT5qgce9gVAtOpSSsr",
+	"noMkmeA+Bl1KpsPFFyOOGb2d9IRMhJ7jFU8uQDg+PIqqjj1f88b3Qq9pTmzP6kcOwpXfVqZRRH4V+eqb",
+	"iXPrDNBtG1I1Snj7D6qS40mPCrnNDbu1LhNG8I8Pj74vNXg3ni183Vu7j7bIvMJN0PjC421StchlvV9t",
+	"GoxUNPQUNSZy8KthIpxNqI1EiJ0anrCtIK+Z0u/DU3f4FhsjhniMuR8xQHC+17m48uV2crBWc+0LUwMJ",
+	"Tisbv5jwQ0LDd3Rmjyf3TYvJT2vGHLDH3h5HWtAb61CPXYue/d9R7KRy96QY/VyFAo8/+CPhmonK1pse",
+	"KDJu1GXGfUS6sk0fXw6PH33bmHU3E9Gq3EUMRbR29yPCVaNSfdXDhrLWuvnJnZ+LgGHYPqKadXkLsFCp",
+	"FWa8HguzRx7qdBldZv1SMJy+VWgc6lDj/SF5J4qCjLF1YKigmI6JkCPuPvD11HGj2IxVrdb96Bbjx4uj",
+	"FJlgU48Ll/0dT85oZZQLzjJaYH4R4miE5veWc+PzS2PuzEJDsGJCg1xgoLGgWoPct5WmEqge8XY9wcNQ",
+	"xmfhsUkc2iNF9bNaSMjdyY0RN2/Yi9xbFYfUVvf66w1PGiEL/kQLUK1cCcbynFDXBFtvopBh42JRi43X",
+	"Qr1317hl7Vda/qnopXl2cavg5fib24K+gCHag4U72dQZq0e2ySX6Qz6D5i/5xOhxbx1EfvvnNk1eC7u4",
+	"zb0BDxT5cP56GPslnjpv/68Q7Tw6Pt7m5eZvQOxuab8BeG6Lnw2Tin3CrYJ0j5lej6oOvrisKxpa/Qb6",
+	"3irc+GWf7+JU71Kk4XdPjX+D5h7tsiEHda9T3Kueg6oWoNbOnKx1cJxgdV+KaxgHn9G6mdZfJCSmeGxt",
+	"/YDHGM+djG2hedyBs1vdLcJXQoJlmlNFNL1yqbY/h/FkxO2vhXA8g8V4ZVahVjybS8FFpYpVzJ3Y8zrf",
+	"Tha/vStZO1H0H+ZNwjmlpd+VJ+39k1agvhvk9Ojwl7tfCL9c9d+OIOoInuHJwaYR8FfarR9A28n4NFsa",
+	"e7HnZhUBWlYIQ11bHitD35vr5Q/dL/jpeN/GptjZokKLrfvS/sAVni/C2/m40KB6wGUv/+H00H+st/IE",
+	"9nmr0Cr6Y71V54hVnwTdhs+/9MNe9nqf2GlebIQ2LsB2xg3Xf29QJTGootXFV0MprruCyUC1GnZrfbEh",
+	"kfV0UYIc2LtudV2nOXHosh+zPprlPnfjjjg1HFyrWLjrSvEkkUWmQ9XmDcirwt0Dhw1MI75eCFdkry7L",
+	"qH0b/7cR99Dx5FhoGxnwPmPUFbd6i713V267PtLWpaG5bRhSc8ixV6jBxEaTxu2n2/8fAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

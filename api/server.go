@@ -14,6 +14,7 @@ import (
 	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -59,6 +60,9 @@ type Deps struct {
 	Partners Partners
 	Logger   *zap.Logger      // nil: no logging
 	Now      func() time.Time // nil: time.Now
+	// AuditSigner signs the audit log's checkpoints; nil: Keys, if it
+	// signs (a *signing.Signer does).
+	AuditSigner audit.Signer
 	// BaseURL prefixes the links of transfers (e.g. "https://p2p.example");
 	// empty gives links relative to the host.
 	BaseURL string
@@ -73,6 +77,7 @@ type Server struct {
 	log      *zap.Logger
 	now      func() time.Time
 	baseURL  string
+	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
 	handler  http.Handler
 }
 
@@ -91,6 +96,10 @@ func NewServer(d Deps) (*Server, error) {
 	s := &Server{
 		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners,
 		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"),
+	}
+	s.signer = d.AuditSigner
+	if as, ok := d.Keys.(audit.Signer); ok && s.signer == nil {
+		s.signer = as
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()

@@ -324,9 +324,16 @@ func (s *Server) GetTransferTimeline(ctx context.Context, req GetTransferTimelin
 	if err != nil {
 		return nil, fmt.Errorf("timeline: %w", err)
 	}
+	pos, err := s.timelineAudit(ctx, req.Id)
+	if err != nil {
+		return nil, fmt.Errorf("timeline: audit positions: %w", err)
+	}
 	out := Timeline{Events: make([]TimelineEvent, len(evs))}
 	for k, e := range evs {
 		ev := TimelineEvent{Seq: e.Seq, At: e.At.UTC(), Actor: e.Actor, Type: e.Type}
+		if ae, ok := pos[e.Seq]; ok {
+			ev.Position, ev.Hash = ptr(ae.Position), ptr(ae.LeafHash[:])
+		}
 		if e.State != "" {
 			ev.State = ptr(TransferState(e.State))
 		}
