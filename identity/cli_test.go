@@ -29,10 +29,10 @@ func writeFile(t testing.TB, path string, recs []member.Record, queries, keepIDs
 
 func TestRunMatchCLI(t *testing.T) {
 	dir := t.TempDir()
-	idx := loadOrSkip(t, func() ([]evaldata.Labelled, error) {
+	idx := mustLoad(t, func() ([]evaldata.Labelled, error) {
 		return evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4a.csv"), true)
 	})
-	qs := loadOrSkip(t, func() ([]evaldata.Labelled, error) {
+	qs := mustLoad(t, func() ([]evaldata.Labelled, error) {
 		return evaldata.ReadFEBRL(filepath.Join(dataDir, "febrl4b.csv"), true)
 	})
 	writeFile(t, filepath.Join(dir, "index.csv"), records(idx), false, false)

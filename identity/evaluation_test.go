@@ -25,8 +25,8 @@ func TestEvaluation(t *testing.T) {
 		}
 	}
 
-	idx := loadOrSkip(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4a.csv"), true) })
-	qs := loadOrSkip(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4b.csv"), true) })
+	idx := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4a.csv"), true) })
+	qs := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4b.csv"), true) })
 	// As `p2p identity match` does: the model is trained by EM on the batch.
 	ix := NewIndex(records(idx), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(qs, true), TrainOptions{}))
@@ -35,12 +35,12 @@ func TestEvaluation(t *testing.T) {
 	ix.SetModel(ix.Train(queriesOf(qs, false), TrainOptions{}))
 	check(evalLink("febrl4 ids blanked", ix, idx, qs, false), floor{precision: 0.995, recall: 0.97, maxReview: 0.03})
 
-	fake := loadOrSkip(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFake1000(path("fake_1000.csv")) })
+	fake := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFake1000(path("fake_1000.csv")) })
 	ix = NewIndex(records(fake), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
 	check(evalDedup("fake_1000 dedup", ix, fake), floor{f1: 0.77, maxReview: 1}) // TODO(identity): the issue asks 0.88
 
-	f1 := loadOrSkip(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl1.csv"), false) })
+	f1 := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl1.csv"), false) })
 	ix = NewIndex(records(f1), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
 	check(evalDedup("febrl1 dedup", ix, f1), floor{f1: 0.9, maxReview: 1})
