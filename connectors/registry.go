@@ -29,6 +29,17 @@ const (
 	MaxTimeout     = 10 * time.Minute // longer is surely a typo
 )
 
+// Limits of a partner's call rate and concurrency. The defaults keep one
+// partner from taking a worker's whole activity capacity while leaving
+// headroom for a member-initiated burst; partners that publish their own
+// limits override them in the registry.
+const (
+	DefaultRateLimit   = 20.0 // calls per second, all workers together
+	MaxRateLimit       = 10000.0
+	DefaultConcurrency = 8 // calls in flight per worker
+	MaxConcurrency     = 1000
+)
+
 // Partner is a partner payer as the registry knows it.
 type Partner struct {
 	ID      string        `yaml:"id"`                 // stable, appears in logs and the API
@@ -36,6 +47,13 @@ type Partner struct {
 	PushURL string        `yaml:"push_url"`           // where signed exports are POSTed
 	JWKSURL string        `yaml:"jwks_url,omitempty"` // the partner's own keys, if it signs anything
 	Timeout time.Duration `yaml:"timeout,omitempty"`  // per call, e.g. "30s"; 0 = DefaultTimeout
+	// RateLimit caps calls to this partner per second, across every worker
+	// (Temporal enforces it on the partner's task queue); 0 =
+	// DefaultRateLimit.
+	RateLimit float64 `yaml:"rate_limit,omitempty"`
+	// Concurrency caps this partner's calls in flight per worker process;
+	// 0 = DefaultConcurrency.
+	Concurrency int `yaml:"concurrency,omitempty"`
 }
 
 var partnerID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -53,6 +71,12 @@ func (p Partner) Validate() error {
 		if err := checkURL(p.JWKSURL); err != nil {
 			return fmt.Errorf("partner %s: jwks_url: %w", p.ID, err)
 		}
+	}
+	if p.RateLimit < 0 || p.RateLimit > MaxRateLimit {
+		return fmt.Errorf("partner %s: rate_limit %v: want between 0 (default %v) and %v calls per second", p.ID, p.RateLimit, DefaultRateLimit, MaxRateLimit)
+	}
+	if p.Concurrency < 0 || p.Concurrency > MaxConcurrency {
+		return fmt.Errorf("partner %s: concurrency %d: want between 0 (default %d) and %d", p.ID, p.Concurrency, DefaultConcurrency, MaxConcurrency)
 	}
 	if p.Timeout < 0 || p.Timeout > MaxTimeout {
 		return fmt.Errorf("partner %s: timeout %v: want between 0 (default %v) and %v", p.ID, p.Timeout, DefaultTimeout, MaxTimeout)
@@ -104,6 +128,12 @@ func NewRegistry(partners ...Partner) (*Registry, error) {
 		if p.Timeout == 0 {
 			p.Timeout = DefaultTimeout
 		}
+		if p.RateLimit == 0 {
+			p.RateLimit = DefaultRateLimit
+		}
+		if p.Concurrency == 0 {
+			p.Concurrency = DefaultConcurrency
+		}
 		r.byID[p.ID] = p
 		r.ids = append(r.ids, p.ID)
 	}
@@ -119,6 +149,8 @@ func NewRegistry(partners ...Partner) (*Registry, error) {
 //	    push_url: https://p2p.acme.example/exports
 //	    jwks_url: https://p2p.acme.example/.well-known/jwks.json
 //	    timeout: 45s
+//	    rate_limit: 5     # calls per second, all workers together
+//	    concurrency: 4    # calls in flight per worker
 type registryFile struct {
 	Partners []Partner `yaml:"partners"`
 }
@@ -133,7 +165,7 @@ func LoadRegistry(path string) (*Registry, error) {
 }
 
 // ParseRegistry reads a registry from YAML: a top-level "partners" list of
-// {id, name, push_url, jwks_url, timeout}. Unknown keys are errors, so a
+// {id, name, push_url, jwks_url, timeout, rate_limit, concurrency}. Unknown keys are errors, so a
 // misspelt key is caught rather than silently ignored. An empty document
 // is an empty registry.
 func ParseRegistry(data []byte) (*Registry, error) {

@@ -40,6 +40,10 @@ partners:
 		{"negative timeout", "partners:\n- {id: a, push_url: 'https://a.example/x', timeout: -1s}\n", nil, "timeout"},
 		{"huge timeout", "partners:\n- {id: a, push_url: 'https://a.example/x', timeout: 24h}\n", nil, "timeout"},
 		{"timeout without unit", "partners:\n- {id: a, push_url: 'https://a.example/x', timeout: 30}\n", nil, "parse registry"},
+		{"negative rate limit", "partners:\n- {id: a, push_url: 'https://a.example/x', rate_limit: -1}\n", nil, "rate_limit"},
+		{"huge rate limit", "partners:\n- {id: a, push_url: 'https://a.example/x', rate_limit: 1e9}\n", nil, "rate_limit"},
+		{"negative concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', concurrency: -2}\n", nil, "concurrency"},
+		{"huge concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', concurrency: 5000}\n", nil, "concurrency"},
 		{"unknown key", "partners:\n- {id: a, pushurl: 'https://a.example/x'}\n", nil, "parse registry"},
 	}
 	for _, tt := range tests {
@@ -63,7 +67,7 @@ partners:
 
 func TestRegistryDefaultsAndLookups(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "partners.yaml")
-	if err := os.WriteFile(path, []byte("partners:\n- {id: b, name: B, push_url: 'https://b.example/x'}\n- {id: a, push_url: 'https://a.example/x', timeout: 5s}\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("partners:\n- {id: b, name: B, push_url: 'https://b.example/x'}\n- {id: a, push_url: 'https://a.example/x', timeout: 5s, rate_limit: 2.5, concurrency: 3}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r, err := LoadRegistry(path)
@@ -71,11 +75,11 @@ func TestRegistryDefaultsAndLookups(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, ok := r.Get("b")
-	if !ok || b.Name != "B" || b.Timeout != DefaultTimeout {
+	if !ok || b.Name != "B" || b.Timeout != DefaultTimeout || b.RateLimit != DefaultRateLimit || b.Concurrency != DefaultConcurrency {
 		t.Fatalf("b = %+v, %v", b, ok)
 	}
-	if a, _ := r.Get("a"); a.Timeout != 5*time.Second {
-		t.Fatalf("a timeout %v", a.Timeout)
+	if a, _ := r.Get("a"); a.Timeout != 5*time.Second || a.RateLimit != 2.5 || a.Concurrency != 3 {
+		t.Fatalf("a = %+v", a)
 	}
 	if _, ok := r.Get("c"); ok {
 		t.Fatal("unknown partner found")

@@ -49,6 +49,10 @@ type Options struct {
 	SandboxAddr string // sandbox partner listen address; default 127.0.0.1:0
 	Seed        bool   // load the demo members (idempotent)
 	Logger      *zap.Logger
+	// Partners are registered beside the sandbox partner.
+	Partners []connectors.Partner
+	// Worker configures the transfers' worker (zero: the SDK's defaults).
+	Worker worker.Options
 }
 
 // Stack is a running dev stack.
@@ -63,7 +67,7 @@ type Stack struct {
 	logger *zap.Logger
 	cancel context.CancelFunc
 	done   []chan error
-	worker worker.Worker
+	worker *workflows.Workers
 }
 
 // Start brings the stack up and returns when it serves. Every transfer in
@@ -121,9 +125,9 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	partners, err := connectors.NewRegistry(connectors.Partner{
+	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
 		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
-	})
+	}}, o.Partners...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +156,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.worker = workflows.NewWorker(s.Client, workflows.TaskQueue, acts, worker.Options{})
+	s.worker = workflows.NewWorkers(s.Client, workflows.TaskQueue, partners.Partners(), acts, o.Worker)
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

@@ -18,6 +18,12 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
+// PriorityMemberRequest is the Temporal priority key of a transfer a
+// member is waiting on (1 runs first, 5 last; unset is 3): its workflow
+// and activity tasks go before bulk work such as backfills sharing the
+// queues.
+const PriorityMemberRequest = 1
+
 // Engine starts and steers transfer workflows for the API.
 type Engine struct {
 	Client    client.Client
@@ -45,6 +51,7 @@ func (e *Engine) StartTransfer(ctx context.Context, transferID string) error {
 		TaskQueue:                e.queue(),
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		Priority:                 temporal.Priority{PriorityKey: PriorityMemberRequest},
 	}, TransferWorkflowName, Input{TransferID: transferID, PartnerID: t.PartnerID})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

@@ -30,6 +30,13 @@ const (
 	QueryState           = "state"
 )
 
+// Change ids of workflow.GetVersion: each marks where a change to the
+// workflow's commands begins, so that histories recorded before it replay.
+const (
+	// versionPartnerQueues: calls to a partner go to its own task queue.
+	versionPartnerQueues = "partner-task-queues"
+)
+
 // How long a transfer waits for a person, and for a partner that accepted a
 // delivery to acknowledge it, before it fails.
 const (
@@ -158,7 +165,7 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	}
 
 	var sent activities.Sent
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameSendExport), a.SendExport, activities.SendInput{
+	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameSendExport), a.SendExport, activities.SendInput{
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, ManifestSHA256: p.Export.ManifestSHA256,
 		SignatureSHA256: p.SignatureSHA256, Files: p.Export.Files,
 	}).Get(ctx, &sent); err != nil {
@@ -242,6 +249,18 @@ func (r *run) checkConsent(ctx workflow.Context, phase string) (transfer.Consent
 	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameCheckConsent),
 		a.CheckConsent, activities.ConsentInput{TransferID: r.in.TransferID, Phase: phase}).Get(ctx, &c)
 	return c, err
+}
+
+// partnerCtx returns ctx with the options of the named partner-facing
+// activity, on the partner's own task queue. Transfers started before
+// partner queues existed keep the transfers' queue, as their histories
+// say.
+func (r *run) partnerCtx(ctx workflow.Context, name string) workflow.Context {
+	ctx = activities.WithOptions(ctx, name)
+	if workflow.GetVersion(ctx, versionPartnerQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return ctx
+	}
+	return workflow.WithTaskQueue(ctx, PartnerTaskQueue(workflow.GetInfo(ctx).TaskQueueName, r.in.PartnerID))
 }
 
 // enter records a step; with State set, it is the transfer entering it.

@@ -134,8 +134,8 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w := workflows.NewWorker(c, cfg.TaskQueue, acts, worker.Options{})
-	logger.Info("worker running", zap.String("task_queue", cfg.TaskQueue))
+	w := workflows.NewWorkers(c, cfg.TaskQueue, partners.Partners(), acts, worker.Options{})
+	logger.Info("worker running", zap.Strings("task_queues", w.Queues()))
 	return w.Run(interruptOn(ctx))
 }
 
