@@ -124,6 +124,9 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 	if !ok {
 		return fail(fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+in.PartnerID+" is not in the registry"))
 	}
+	if !p.HasRole(connectors.RolePush) {
+		return fail(fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+in.PartnerID+" does not take pushed exports (no push role)"))
+	}
 	sig, err := a.Store.GetArtifact(ctx, in.SignatureSHA256)
 	if err != nil {
 		return fail(err)

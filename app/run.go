@@ -62,7 +62,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Du
 // ActivityDeps are what the worker's activities need beyond the store.
 type ActivityDeps struct {
 	Store    store.Store
-	Partners *connectors.Registry
+	Partners activities.Partners // a *connectors.Registry or *connectors.Live
 	Signer   *signing.Signer
 	Source   export.Source // nil: the synthetic source
 	Logger   *zap.Logger

@@ -18,6 +18,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -40,13 +41,40 @@ const (
 	MaxConcurrency     = 1000
 )
 
+// Role is something we do with a partner.
+type Role string
+
+// Roles a partner can have.
+const (
+	// RolePush: we push signed exports to the partner's push_url.
+	RolePush Role = "push"
+	// RolePull: the partner is a member's old payer; we run $member-match
+	// and bulk export against its fhir_base_url.
+	RolePull Role = "pull"
+	// RoleRequester: the partner is a member's new payer and calls our
+	// /fhir endpoints ($member-match, bulk export).
+	RoleRequester Role = "requester"
+)
+
 // Partner is a partner payer as the registry knows it.
 type Partner struct {
-	ID      string        `yaml:"id"`                 // stable, appears in logs and the API
-	Name    string        `yaml:"name"`               // display name
-	PushURL string        `yaml:"push_url"`           // where signed exports are POSTed
-	JWKSURL string        `yaml:"jwks_url,omitempty"` // the partner's own keys, if it signs anything
-	Timeout time.Duration `yaml:"timeout,omitempty"`  // per call, e.g. "30s"; 0 = DefaultTimeout
+	ID    string `yaml:"id"`              // stable, appears in logs and the API
+	Name  string `yaml:"name"`            // display name
+	Roles []Role `yaml:"roles,omitempty"` // default: [push] when push_url is set
+	// PushURL is where signed exports are POSTed (role push).
+	PushURL string `yaml:"push_url,omitempty"`
+	// FHIRBaseURL is the partner's FHIR server (role pull).
+	FHIRBaseURL string `yaml:"fhir_base_url,omitempty"`
+	// AllowedHosts are the hosts, besides those of PushURL and FHIRBaseURL,
+	// that a URL the partner hands back (Content-Location, a manifest's
+	// file URLs) may name; any other host is refused, so a partner cannot
+	// point our client at a third party.
+	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
+	// JWKSURL is the partner's own keys: its signatures and, as a
+	// requester, its SMART client assertions.
+	JWKSURL string        `yaml:"jwks_url,omitempty"`
+	Auth    Auth          `yaml:"auth,omitempty"`
+	Timeout time.Duration `yaml:"timeout,omitempty"` // per call, e.g. "30s"; 0 = DefaultTimeout
 	// RateLimit caps calls to this partner per second, across every worker
 	// (Temporal enforces it on the partner's task queue); 0 =
 	// DefaultRateLimit.
@@ -54,6 +82,52 @@ type Partner struct {
 	// Concurrency caps this partner's calls in flight per worker process;
 	// 0 = DefaultConcurrency.
 	Concurrency int `yaml:"concurrency,omitempty"`
+	// Retry overrides the retry policy of calls to this partner (nil: the
+	// policy in activities/policy.go).
+	Retry *RetryOverride `yaml:"retry,omitempty"`
+}
+
+// HasRole reports whether the partner has role r.
+func (p Partner) HasRole(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// AllowsURL reports whether u, a URL the partner handed us, names a host we
+// may call for it: the host of its push or FHIR URL or an allow-listed one.
+func (p Partner) AllowsURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.User != nil {
+		return false
+	}
+	host := strings.ToLower(pu.Hostname())
+	for _, own := range []string{p.PushURL, p.FHIRBaseURL} {
+		if ou, err := url.Parse(own); err == nil && own != "" && strings.EqualFold(ou.Hostname(), host) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool { return strings.EqualFold(h, host) })
+}
+
+// RetryOverride is a partner's own retry policy for calls to it, for
+// partners that publish their limits. Zero fields keep the default.
+type RetryOverride struct {
+	InitialInterval time.Duration `yaml:"initial_interval,omitempty"`
+	MaximumInterval time.Duration `yaml:"maximum_interval,omitempty"`
+	MaximumAttempts int32         `yaml:"maximum_attempts,omitempty"`
+}
+
+func (r *RetryOverride) validate() error {
+	switch {
+	case r == nil:
+		return nil
+	case r.InitialInterval < 0 || r.InitialInterval > time.Hour:
+		return errors.New("initial_interval: want between 0 and 1h")
+	case r.MaximumInterval < 0 || r.MaximumInterval > 24*time.Hour:
+		return errors.New("maximum_interval: want between 0 and 24h")
+	case r.MaximumInterval != 0 && r.MaximumInterval < r.InitialInterval:
+		return errors.New("maximum_interval: want at least initial_interval")
+	case r.MaximumAttempts < 0:
+		return errors.New("maximum_attempts: want 0 (unlimited within the activity's time budget) or more")
+	}
+	return nil
 }
 
 var partnerID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -64,13 +138,42 @@ func (p Partner) Validate() error {
 	if !partnerID.MatchString(p.ID) {
 		return fmt.Errorf("partner id %.70q: want 1-64 letters, digits, '.', '_' or '-'", p.ID)
 	}
-	if err := checkURL(p.PushURL); err != nil {
-		return fmt.Errorf("partner %s: push_url: %w", p.ID, err)
+	roles := p.roles()
+	if len(roles) == 0 {
+		return fmt.Errorf("partner %s: roles: want at least one of push, pull, requester (or a push_url)", p.ID)
+	}
+	for _, r := range roles {
+		switch r {
+		case RolePush, RolePull, RoleRequester:
+		default:
+			return fmt.Errorf("partner %s: role %.30q: want push, pull or requester", p.ID, r)
+		}
+	}
+	if p.PushURL != "" || slices.Contains(roles, RolePush) {
+		if err := checkURL(p.PushURL); err != nil {
+			return fmt.Errorf("partner %s: push_url: %w", p.ID, err)
+		}
+	}
+	if p.FHIRBaseURL != "" || slices.Contains(roles, RolePull) {
+		if err := checkURL(p.FHIRBaseURL); err != nil {
+			return fmt.Errorf("partner %s: fhir_base_url: %w", p.ID, err)
+		}
+	}
+	for _, h := range p.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/:@ ") {
+			return fmt.Errorf("partner %s: allowed_hosts: %.70q: want a bare host name", p.ID, h)
+		}
 	}
 	if p.JWKSURL != "" {
 		if err := checkURL(p.JWKSURL); err != nil {
 			return fmt.Errorf("partner %s: jwks_url: %w", p.ID, err)
 		}
+	}
+	if err := p.Auth.validate(p, roles); err != nil {
+		return fmt.Errorf("partner %s: auth: %w", p.ID, err)
+	}
+	if err := p.Retry.validate(); err != nil {
+		return fmt.Errorf("partner %s: retry: %w", p.ID, err)
 	}
 	if p.RateLimit < 0 || p.RateLimit > MaxRateLimit {
 		return fmt.Errorf("partner %s: rate_limit %v: want between 0 (default %v) and %v calls per second", p.ID, p.RateLimit, DefaultRateLimit, MaxRateLimit)
@@ -82,6 +185,15 @@ func (p Partner) Validate() error {
 		return fmt.Errorf("partner %s: timeout %v: want between 0 (default %v) and %v", p.ID, p.Timeout, DefaultTimeout, MaxTimeout)
 	}
 	return nil
+}
+
+// roles returns the partner's roles: as configured, or push for a partner
+// configured before roles existed, with only a push_url.
+func (p Partner) roles() []Role {
+	if len(p.Roles) == 0 && p.PushURL != "" {
+		return []Role{RolePush}
+	}
+	return p.Roles
 }
 
 // checkURL accepts absolute http(s) URLs without credentials: a password
@@ -134,6 +246,7 @@ func NewRegistry(partners ...Partner) (*Registry, error) {
 		if p.Concurrency == 0 {
 			p.Concurrency = DefaultConcurrency
 		}
+		p.Roles = p.roles()
 		r.byID[p.ID] = p
 		r.ids = append(r.ids, p.ID)
 	}
@@ -191,6 +304,13 @@ func (r *Registry) Get(id string) (Partner, bool) {
 func (r *Registry) Has(id string) bool {
 	_, ok := r.Get(id)
 	return ok
+}
+
+// CanPush reports whether id is a registered partner we push exports to:
+// the partners a transfer may name.
+func (r *Registry) CanPush(id string) bool {
+	p, ok := r.Get(id)
+	return ok && p.HasRole(RolePush)
 }
 
 // IDs returns every partner id, sorted.

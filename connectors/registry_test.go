@@ -34,7 +34,20 @@ partners:
 		{"relative url", "partners:\n- {id: a, push_url: /exports}\n", nil, "absolute http"},
 		{"ftp url", "partners:\n- {id: a, push_url: 'ftp://a.example/x'}\n", nil, "absolute http"},
 		{"credentials in url", "partners:\n- {id: a, push_url: 'https://u:pw@a.example/x'}\n", nil, "credentials"},
-		{"missing push url", "partners:\n- {id: a}\n", nil, "push_url: is required"},
+		{"no role", "partners:\n- {id: a}\n", nil, "roles"},
+		{"push role without push url", "partners:\n- {id: a, roles: [push]}\n", nil, "push_url: is required"},
+		{"unknown role", "partners:\n- {id: a, roles: [sink], push_url: 'https://a.example/x'}\n", nil, "role"},
+		{"pull role without fhir url", "partners:\n- {id: a, roles: [pull]}\n", nil, "fhir_base_url: is required"},
+		{"pull without auth off loopback", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir'}\n", nil, "only for partners on loopback"},
+		{"pull without auth on loopback", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'http://127.0.0.1:8081/fhir'}\n", []string{"a"}, ""},
+		{"pull with smart", "partners:\n- {id: a, roles: [pull, push], push_url: 'https://a.example/x', fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: us, key_file: k.jwk, alg: ES384}}\n", []string{"a"}, ""},
+		{"smart without client id", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, key_file: k.jwk}}\n", nil, "client_id"},
+		{"smart with bad alg", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: us, key_file: k, alg: HS256}}\n", nil, "alg"},
+		{"smart requester without jwks", "partners:\n- {id: a, roles: [requester], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: them}}\n", nil, "jwks_url"},
+		{"mtls without cert", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: mtls, key_file: k.pem}}\n", nil, "cert_file"},
+		{"unknown auth", "partners:\n- {id: a, push_url: 'https://a.example/x', auth: {type: basic}}\n", nil, "type"},
+		{"allowed host with scheme", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['https://cdn.example']}\n", nil, "allowed_hosts"},
+		{"retry max below initial", "partners:\n- {id: a, push_url: 'https://a.example/x', retry: {initial_interval: 1m, maximum_interval: 1s}}\n", nil, "maximum_interval"},
 		{"bad jwks url", "partners:\n- {id: a, push_url: 'https://a.example/x', jwks_url: 'nope'}\n", nil, "jwks_url"},
 		{"bad id", "partners:\n- {id: 'a b', push_url: 'https://a.example/x'}\n", nil, "partner id"},
 		{"negative timeout", "partners:\n- {id: a, push_url: 'https://a.example/x', timeout: -1s}\n", nil, "timeout"},
@@ -105,5 +118,89 @@ func TestRegistryDefaultsAndLookups(t *testing.T) {
 	var nilReg *Registry
 	if _, ok := nilReg.Get("a"); ok || nilReg.IDs() != nil {
 		t.Fatal("nil registry should be empty")
+	}
+}
+
+func TestPartnerAllowsURL(t *testing.T) {
+	p := Partner{ID: "a", FHIRBaseURL: "https://fhir.a.example/r4", PushURL: "https://push.a.example/x", AllowedHosts: []string{"files.a-cdn.example"}}
+	tests := []struct {
+		url  string
+		want bool
+	}{
+		{"https://fhir.a.example/r4/bulkstatus/1", true},
+		{"https://FHIR.A.EXAMPLE:8443/x", true},
+		{"https://push.a.example/other", true},
+		{"https://files.a-cdn.example/out/Patient.ndjson", true},
+		{"https://evil.example/out/Patient.ndjson", false},
+		{"https://fhir.a.example.evil.example/x", false},
+		{"ftp://fhir.a.example/x", false},
+		{"https://user:pw@fhir.a.example/x", false},
+		{"::not a url", false},
+	}
+	for _, tt := range tests {
+		if got := p.AllowsURL(tt.url); got != tt.want {
+			t.Errorf("AllowsURL(%q) = %v, want %v", tt.url, got, tt.want)
+		}
+	}
+}
+
+func TestRolesDefaultToPush(t *testing.T) {
+	r, err := ParseRegistry([]byte("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:1/fhir'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := r.Get("a")
+	b, _ := r.Get("b")
+	if !a.HasRole(RolePush) || a.HasRole(RolePull) || !b.HasRole(RoleRequester) || b.HasRole(RolePush) {
+		t.Fatalf("roles: a %v, b %v", a.Roles, b.Roles)
+	}
+}
+
+func TestLiveReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "partners.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n")
+	l, err := OpenLive(path, Partner{ID: "sandbox", PushURL: "http://127.0.0.1:1/exports"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l.Registry().IDs(), []string{"a", "sandbox"}) || !l.CanPush("a") {
+		t.Fatalf("ids %v", l.Registry().IDs())
+	}
+	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:2/fhir'}\n")
+	if err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Has("b") || l.CanPush("b") || !l.Has("sandbox") {
+		t.Fatalf("after reload: ids %v", l.Registry().IDs())
+	}
+	// A bad file is refused and the registry stays as it was.
+	write("partners:\n- {id: c, push_url: 'ftp://c.example/x'}\n")
+	if err := l.Reload(); err == nil {
+		t.Fatal("a bad registry was accepted")
+	}
+	if !l.Has("b") || l.Has("c") {
+		t.Fatalf("after a refused reload: ids %v", l.Registry().IDs())
+	}
+	// The file may not take the extra partners' ids.
+	write("partners:\n- {id: sandbox, push_url: 'https://s.example/x'}\n")
+	if err := l.Reload(); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("duplicate of an extra partner: err = %v", err)
+	}
+}
+
+// The example registry shipped in deploy/ must stay valid.
+func TestDeployRegistryIsValid(t *testing.T) {
+	r, err := LoadRegistry("../deploy/partners.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.IDs()) == 0 {
+		t.Fatal("deploy/partners.yaml lists no partner")
 	}
 }

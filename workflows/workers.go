@@ -3,6 +3,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -22,8 +24,15 @@ func PartnerTaskQueue(q, partnerID string) string { return q + "-partner-" + par
 // workflow and the activities on our own systems, and one worker per
 // partner for the calls to that partner.
 type Workers struct {
+	client    client.Client
+	taskQueue string
+	acts      *activities.Activities
+	opts      worker.Options // of the transfers' worker; partners' take Identity and interceptors
+
+	mu      sync.Mutex
 	workers []worker.Worker
 	queues  []string
+	started bool
 }
 
 // NewWorkers builds the workers of one process for the transfers' queue
@@ -35,25 +44,53 @@ func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner
 	if taskQueue == "" {
 		taskQueue = TaskQueue
 	}
-	ws := &Workers{}
+	ws := &Workers{client: c, taskQueue: taskQueue, acts: acts, opts: o}
 	ws.add(taskQueue, NewWorker(c, taskQueue, acts, o))
 	for _, p := range partners {
-		q := PartnerTaskQueue(taskQueue, p.ID)
-		w := worker.New(c, q, worker.Options{
-			DisableWorkflowWorker:              true,
-			TaskQueueActivitiesPerSecond:       p.RateLimit,
-			MaxConcurrentActivityExecutionSize: p.Concurrency,
-			// A poller per partner is plenty: the partner's limits, not
-			// polling, bound its throughput.
-			MaxConcurrentActivityTaskPollers: 2,
-			Identity:                         o.Identity,
-			Interceptors:                     o.Interceptors,
-			BackgroundActivityContext:        o.BackgroundActivityContext,
-		})
-		RegisterPartnerActivities(w, acts)
-		ws.add(q, w)
+		ws.add(PartnerTaskQueue(taskQueue, p.ID), ws.partnerWorker(p))
 	}
 	return ws
+}
+
+func (ws *Workers) partnerWorker(p connectors.Partner) worker.Worker {
+	o := ws.opts
+	w := worker.New(ws.client, PartnerTaskQueue(ws.taskQueue, p.ID), worker.Options{
+		DisableWorkflowWorker:              true,
+		TaskQueueActivitiesPerSecond:       p.RateLimit,
+		MaxConcurrentActivityExecutionSize: p.Concurrency,
+		// A poller per partner is plenty: the partner's limits, not
+		// polling, bound its throughput.
+		MaxConcurrentActivityTaskPollers: 2,
+		Identity:                         o.Identity,
+		Interceptors:                     o.Interceptors,
+		BackgroundActivityContext:        o.BackgroundActivityContext,
+	})
+	RegisterPartnerActivities(w, ws.acts)
+	return w
+}
+
+// Ensure adds and, if the workers run, starts a worker for each partner
+// that has none: after the registry is reloaded with new partners. A
+// partner whose limits changed keeps its worker until the process
+// restarts; a partner removed keeps its worker so that calls already
+// scheduled on its queue still finish.
+func (ws *Workers) Ensure(partners []connectors.Partner) error {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, p := range partners {
+		q := PartnerTaskQueue(ws.taskQueue, p.ID)
+		if slices.Contains(ws.queues, q) {
+			continue
+		}
+		w := ws.partnerWorker(p)
+		if ws.started {
+			if err := w.Start(); err != nil {
+				return fmt.Errorf("worker for %s: %w", q, err)
+			}
+		}
+		ws.add(q, w)
+	}
+	return nil
 }
 
 func (ws *Workers) add(q string, w worker.Worker) {
@@ -68,10 +105,16 @@ func RegisterPartnerActivities(w worker.ActivityRegistry, acts *activities.Activ
 }
 
 // Queues returns the task queues polled, the transfers' first.
-func (ws *Workers) Queues() []string { return append([]string(nil), ws.queues...) }
+func (ws *Workers) Queues() []string {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return slices.Clone(ws.queues)
+}
 
 // Start starts every worker; if one fails, those started are stopped.
 func (ws *Workers) Start() error {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	for i, w := range ws.workers {
 		if err := w.Start(); err != nil {
 			for _, started := range ws.workers[:i] {
@@ -80,12 +123,16 @@ func (ws *Workers) Start() error {
 			return fmt.Errorf("worker for %s: %w", ws.queues[i], err)
 		}
 	}
+	ws.started = true
 	return nil
 }
 
 // Stop stops every worker, partners' first so that no call to a partner
 // is left without the worker that would record its outcome.
 func (ws *Workers) Stop() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.started = false
 	for i := len(ws.workers) - 1; i >= 0; i-- {
 		ws.workers[i].Stop()
 	}

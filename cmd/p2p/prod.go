@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/worker"
@@ -66,11 +69,12 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var partners *connectors.Registry
+	var partners *connectors.Live
 	if cfg.Partners != "" {
-		if partners, err = connectors.LoadRegistry(cfg.Partners); err != nil {
+		if partners, err = connectors.OpenLive(cfg.Partners); err != nil {
 			return err
 		}
+		go reloadOnHangup(ctx, partners, logger, nil)
 	}
 	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 	if err != nil {
@@ -82,7 +86,7 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Keys: signer, Logger: logger, BaseURL: cfg.PublicURL,
 	}
 	if partners != nil { // without a registry the workflow fails unknown partners
-		deps.Partners = partners
+		deps.Partners = api.PartnersFunc(partners.CanPush)
 	}
 	srv, err := api.NewServer(deps)
 	if err != nil {
@@ -121,7 +125,7 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	partners, err := connectors.LoadRegistry(cfg.Partners)
+	partners, err := connectors.OpenLive(cfg.Partners)
 	if err != nil {
 		return err
 	}
@@ -135,8 +139,36 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	w := workflows.NewWorkers(c, cfg.TaskQueue, partners.Partners(), acts, worker.Options{})
+	go reloadOnHangup(ctx, partners, logger, func() error { return w.Ensure(partners.Partners()) })
 	logger.Info("worker running", zap.Strings("task_queues", w.Queues()))
 	return w.Run(interruptOn(ctx))
+}
+
+// reloadOnHangup reloads the partner registry on each SIGHUP until ctx
+// ends, then calls then (if any) with the new registry in place. A file
+// that does not validate is logged and the running registry kept.
+func reloadOnHangup(ctx context.Context, l *connectors.Live, logger *zap.Logger, then func() error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := l.Reload(); err != nil {
+			logger.Error("partner registry reload refused; keeping the running one", zap.Error(err))
+			continue
+		}
+		if then != nil {
+			if err := then(); err != nil {
+				logger.Error("partner registry reloaded, but applying it failed", zap.Error(err))
+				continue
+			}
+		}
+		logger.Info("partner registry reloaded", zap.Strings("partners", l.Registry().IDs()))
+	}
 }
 
 // interruptOn adapts ctx to the worker's interrupt channel.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,9 +133,7 @@ func TestProductionTopology(t *testing.T) {
 		"P2P_DATABASE_URL=" + dbURL, "P2P_TEMPORAL_ADDRESS=" + ts.Address(), "P2P_TEMPORAL_NAMESPACE=" + ts.Namespace(),
 		"P2P_SIGNING_KEY=" + key, "P2P_PARTNERS=" + registry, "P2P_ADDR=" + apiAddr, "P2P_LOG_LEVEL=warn",
 	}
-	child(t, env, "worker")
-	child(t, env, "worker")
-	child(t, env, "api")
+	procs := []*exec.Cmd{child(t, env, "worker"), child(t, env, "worker"), child(t, env, "api")}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		res, err := http.Get(base + "/readyz")
@@ -190,5 +189,46 @@ func TestProductionTopology(t *testing.T) {
 		if d.Resources == 0 {
 			t.Errorf("delivery %+v has no resources", d)
 		}
+	}
+
+	// A partner added to the registry file is taken on SIGHUP, by the api
+	// (which then accepts transfers to it) and by the workers (which then
+	// poll its task queue), without a restart.
+	partnerC, err := sandbox.New(sandbox.Options{JWKSURL: base + "/.well-known/jwks.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := httptest.NewServer(partnerC.Handler())
+	t.Cleanup(sc.Close)
+	os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    push_url: "+sb.URL+"/exports\n  - id: partner-c\n    push_url: "+sc.URL+"/exports\n    rate_limit: 5\n"), 0o600)
+	for _, p := range procs {
+		if err := p.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := `{"partner_id":"partner-c","member":{"member_id":"P2","birth_date":"1988-08-08"},"consent":` + consent + `}`
+	var idC string
+	for deadline := time.Now().Add(10 * time.Second); idC == ""; {
+		req, _ := http.NewRequest("POST", base+"/v1/transfers", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("prod-topology-c-%d", time.Now().UnixNano()))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		switch {
+		case res.StatusCode == 202:
+			idC = strings.Split(strings.Split(string(b), `"id":"`)[1], `"`)[0]
+		case res.StatusCode != 422 || time.Now().After(deadline):
+			t.Fatalf("POST to partner-c after SIGHUP: %d %s", res.StatusCode, b)
+		default:
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	awaitState(t, base, idC, "complete", 30*time.Second)
+	if d := partnerC.Deliveries(); len(d) != 1 {
+		t.Errorf("partner-c received %d deliveries, want 1", len(d))
 	}
 }
