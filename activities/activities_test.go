@@ -14,6 +14,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
@@ -262,7 +263,7 @@ func TestSendErrorTypes(t *testing.T) {
 func TestRetryDelayHasJitterAndCap(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for range 20 {
-		d := retryDelay(context.Background(), NameSendExport, 0)
+		d := retryDelay(NameSendExport, 1, 0, nil)
 		p := Policies[NameSendExport].Retry
 		if d < time.Duration(0.8*float64(p.InitialInterval)) || d > time.Duration(1.2*float64(p.InitialInterval)) {
 			t.Fatalf("first retry in %v, want within ±20%% of %v", d, p.InitialInterval)
@@ -272,8 +273,41 @@ func TestRetryDelayHasJitterAndCap(t *testing.T) {
 	if len(seen) < 2 {
 		t.Error("retry delays are all equal: no jitter")
 	}
-	if d := retryDelay(context.Background(), NameSendExport, 3*time.Hour); d != 3*time.Hour {
+	if d := retryDelay(NameSendExport, 1, 3*time.Hour, nil); d != 3*time.Hour {
 		t.Errorf("Retry-After 3h gave %v", d)
+	}
+	if d := retryDelay(NameSendExport, 40, 0, nil); d > time.Duration(1.2*float64(Policies[NameSendExport].Retry.MaximumInterval)) {
+		t.Errorf("attempt 40 waits %v, beyond the cap", d)
+	}
+}
+
+func TestPartnerRetryOverride(t *testing.T) {
+	o := &connectors.RetryOverride{InitialInterval: time.Minute, MaximumInterval: 3 * time.Minute, MaximumAttempts: 3}
+	tests := []struct {
+		attempt  int32
+		min, max time.Duration
+	}{
+		{1, 48 * time.Second, 72 * time.Second},   // the partner's initial interval, ±20 %
+		{2, 96 * time.Second, 144 * time.Second},  // doubled
+		{5, 144 * time.Second, 216 * time.Second}, // capped at the partner's maximum
+	}
+	for _, tt := range tests {
+		if d := retryDelay(NameSendExport, tt.attempt, 0, o); d < tt.min || d > tt.max {
+			t.Errorf("attempt %d: %v, want within [%v, %v]", tt.attempt, d, tt.min, tt.max)
+		}
+	}
+	transport := fault.New(fault.Transport, "", "connection refused")
+	var ae *temporal.ApplicationError
+	if err := partnerAppError(context.Background(), NameSendExport, transport, o); !errors.As(err, &ae) || ae.NonRetryable() || ae.NextRetryDelay() <= 0 {
+		t.Fatalf("first attempt: %v, want retryable with a delay", err)
+	}
+	spent := &connectors.RetryOverride{MaximumAttempts: 1}
+	if err := partnerAppError(context.Background(), NameSendExport, transport, spent); !errors.As(err, &ae) || !ae.NonRetryable() {
+		t.Fatalf("attempts spent: %v, want a final error", err)
+	}
+	business := fault.New(fault.Business, ErrTypePartnerRejected, "rejected")
+	if err := partnerAppError(context.Background(), NameSendExport, business, o); !errors.As(err, &ae) || ae.NextRetryDelay() != 0 {
+		t.Fatalf("business error: %v, want no retry delay", err)
 	}
 }
 

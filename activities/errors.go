@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/store"
 )
@@ -18,6 +19,15 @@ import (
 // business type), so that Policies decides what is retried. Retryable
 // failures carry a jittered delay, or the partner's Retry-After exactly.
 func appError(ctx context.Context, name string, err error) error {
+	return partnerAppError(ctx, name, err, nil)
+}
+
+// partnerAppError is appError for a call to a partner with its own retry
+// settings: its intervals replace the policy's, and once its attempts are
+// spent the error is final. The workflow's retry policy stays as recorded;
+// the partner's settings act through the activity's answer, so a registry
+// change never alters a workflow's history.
+func partnerAppError(ctx context.Context, name string, err error, o *connectors.RetryOverride) error {
 	if err == nil {
 		return nil
 	}
@@ -40,7 +50,15 @@ func appError(ctx context.Context, name string, err error) error {
 	}
 	opts := temporal.ApplicationErrorOptions{Cause: err}
 	if fault.ClassOf(err).Retryable() {
-		opts.NextRetryDelay = retryDelay(ctx, name, retryAfter)
+		attempt := int32(1)
+		if activity.IsActivity(ctx) {
+			attempt = activity.GetInfo(ctx).Attempt
+		}
+		if o != nil && o.MaximumAttempts > 0 && attempt >= o.MaximumAttempts {
+			opts.NonRetryable = true
+		} else {
+			opts.NextRetryDelay = retryDelay(name, attempt, retryAfter, o)
+		}
 	}
 	return temporal.NewApplicationErrorWithOptions(err.Error(), typ, opts)
 }
@@ -48,11 +66,13 @@ func appError(ctx context.Context, name string, err error) error {
 // retryDelay is the exponential backoff of the activity's policy with ±20 %
 // jitter, so that many transfers failing together against one partner do
 // not retry in lockstep. A partner's Retry-After wins when it is longer.
-func retryDelay(ctx context.Context, name string, retryAfter time.Duration) time.Duration {
+func retryDelay(name string, attempt int32, retryAfter time.Duration, o *connectors.RetryOverride) time.Duration {
 	p := Policies[name].Retry
-	attempt := int32(1)
-	if activity.IsActivity(ctx) {
-		attempt = activity.GetInfo(ctx).Attempt
+	if o != nil && o.InitialInterval > 0 {
+		p.InitialInterval = o.InitialInterval
+	}
+	if o != nil && o.MaximumInterval > 0 {
+		p.MaximumInterval = o.MaximumInterval
 	}
 	d := float64(p.InitialInterval)
 	for i := int32(1); i < attempt && time.Duration(d) < p.MaximumInterval; i++ {

@@ -119,8 +119,8 @@ type Sent struct {
 // is derived from the transfer and the manifest, so a retried send is
 // recognised by the partner and never delivered twice.
 func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error) {
-	fail := func(err error) (Sent, error) { return Sent{}, appError(ctx, NameSendExport, err) }
 	p, ok := a.Partners.Get(in.PartnerID)
+	fail := func(err error) (Sent, error) { return Sent{}, partnerAppError(ctx, NameSendExport, err, p.Retry) }
 	if !ok {
 		return fail(fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+in.PartnerID+" is not in the registry"))
 	}

@@ -92,6 +92,9 @@ var Policies = map[string]Policy{
 	// gives the old payer one business day. The partner recognises a
 	// retried delivery by its idempotency key, so a retry never delivers
 	// twice. A rejection, an auth failure or an unknown partner is final.
+	// A partner's registry entry may set its own intervals and attempts
+	// (connectors.RetryOverride); they act through the activity's error
+	// (partnerAppError), within this row's ScheduleToClose.
 	NameSendExport: {
 		StartToClose:    2 * time.Minute,
 		ScheduleToClose: 24 * time.Hour,
