@@ -130,7 +130,7 @@ func mustJSON(t *testing.T, v any) string {
 func TestEndpointOf(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://user:secret@partner.example/fhir/exports?token=abc#x": "https://partner.example/fhir/exports",
-		"http://127.0.0.1:8080/exports":                                 "http://127.0.0.1:8080/exports",
+		"http://127.0.0.1:8080/exports":                                "http://127.0.0.1:8080/exports",
 	} {
 		if got := endpointOf(in); got != want {
 			t.Errorf("endpointOf(%q) = %q, want %q", in, got, want)
