@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -26,6 +27,15 @@ func (a *Activities) CheckConsent(ctx context.Context, in ConsentInput) (transfe
 	out := transfer.ConsentOutcome{ConsentID: req.Consent.ID, Scope: req.Consent.Scope, CheckedAt: now, Status: transfer.ConsentVerified}
 	if reason := EvaluateConsent(req.Consent, now); reason != "" {
 		out.Status, out.Reason = transfer.ConsentDenied, reason
+	}
+	// The consent basis and the check's result, whatever it is, with the
+	// projection's consent: once per phase.
+	if err := a.record(ctx, in.TransferID, store.Change{
+		Event: transfer.Event{At: now, Type: transfer.EventConsentChecked, Key: "consent:check:" + in.Phase,
+			Detail: ConsentDetail(in.Phase, req.Consent, out)},
+		Consent: &out,
+	}); err != nil {
+		return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)
 	}
 	return out, nil
 }

@@ -111,8 +111,11 @@ type Sent struct {
 	Status       string // "acknowledged", or "accepted" when the ack comes later
 	ReceiptID    string
 	Duplicate    bool
-	Endpoint     string
+	Endpoint     string // the partner's push URL without credentials or query
 	Acknowledged bool
+	Attempt      int32  // the activity attempt that delivered
+	HTTPStatus   int    // the partner's HTTP answer
+	DeliveryKey  string // the delivery's Idempotency-Key
 }
 
 // SendExport delivers the signed export to the partner. Its idempotency key
@@ -132,6 +135,7 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 		return fail(err)
 	}
 	d := connectors.Delivery{TransferID: in.TransferID, IdempotencyKey: DeliveryKey(in.TransferID, in.ManifestSHA256), Signature: string(sig.Data)}
+	endpoint, n := endpointOf(p.PushURL), attempt(ctx)
 	arts, err := a.Store.ListArtifacts(ctx, in.TransferID)
 	if err != nil {
 		return fail(err)
@@ -151,10 +155,29 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 	r, err := a.Pusher.Push(ctx, p, d)
 	stop()
 	if err != nil {
-		a.log(in.TransferID).Warn("delivery failed", zap.String("partner_id", p.ID), zap.Error(err))
+		a.log(in.TransferID).Warn("delivery failed", zap.String("partner_id", p.ID), zap.Int32("attempt", n), zap.Error(err))
+		// Every attempt is evidence: the data may have reached the partner.
+		// An attempt that cannot be recorded is retried (the partner knows
+		// the delivery by its key).
+		detail := map[string]any{"partner_id": p.ID, "endpoint": endpoint, "attempt": n,
+			"error_type": ErrTypeTransport, "delivery_key": d.IdempotencyKey}
+		if f, ok := fault.As(err); ok {
+			detail["error_type"], detail["error_class"] = f.Type, string(f.Class)
+			if f.Status != 0 {
+				detail["http_status"] = f.Status
+			}
+		}
+		if rerr := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{
+			Type: transfer.EventSendFailed, Key: fmt.Sprintf("send:attempt:%d", n), Detail: detail,
+		}}); rerr != nil {
+			return fail(rerr)
+		}
 		return fail(err)
 	}
-	return Sent{Status: r.Status, ReceiptID: r.ReceiptID, Duplicate: r.Duplicate, Endpoint: p.PushURL, Acknowledged: r.Status == "acknowledged"}, nil
+	return Sent{
+		Status: r.Status, ReceiptID: r.ReceiptID, Duplicate: r.Duplicate, Endpoint: endpoint,
+		Acknowledged: r.Status == connectors.StatusAcknowledged, Attempt: n, HTTPStatus: r.StatusCode, DeliveryKey: d.IdempotencyKey,
+	}, nil
 }
 
 // DeliveryKey is the idempotency key of the delivery of a transfer's
@@ -182,13 +205,14 @@ func (a *Activities) WithdrawExport(ctx context.Context, in WithdrawInput) (int,
 		return 0, appError(ctx, NameWithdrawExport, err)
 	}
 	ch := store.Change{Event: transfer.Event{
-		At: now, Actor: "workflow", Type: "export_withdrawn", Key: "compensation:" + NameWithdrawExport,
+		At: now, Actor: "workflow", Type: transfer.EventExportWithdrawn, Key: "compensation:" + NameWithdrawExport,
 		Detail: map[string]any{"reason": in.Reason, "artifacts_withdrawn": n},
 	}}
 	if tr.Export != nil {
 		e := *tr.Export
 		e.Withdrawn = true
 		ch.Export = &e
+		ch.Event.Detail["manifest_sha256"] = e.ManifestSHA256
 	}
 	if _, err := a.Store.ApplyChange(ctx, in.TransferID, ch); err != nil {
 		return 0, appError(ctx, NameWithdrawExport, err)

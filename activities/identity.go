@@ -26,7 +26,17 @@ func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (tr
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
-	return outcome(d), nil
+	o := outcome(d)
+	// The decision and its rationale are evidence in their own right, with
+	// the projection's identity, in one transaction. A retry records the
+	// first decision once.
+	if err := a.record(ctx, transferID, store.Change{
+		Event:    transfer.Event{Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: IdentityDetail(o)},
+		Identity: &o,
+	}); err != nil {
+		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
+	}
+	return o, nil
 }
 
 // outcome maps a matcher decision to the transfer's identity outcome.

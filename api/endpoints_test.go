@@ -134,8 +134,8 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("timeline = %d %s", w.Code, w.Body)
 	}
 	tl := decode[Timeline](t, w)
-	if len(tl.Events) != 1 {
-		t.Fatalf("events = %+v, want 1", tl.Events)
+	if len(tl.Events) != 2 || tl.Events[1].Type != transfer.EventRead {
+		t.Fatalf("events = %+v, want the initiated state and this read", tl.Events)
 	}
 	ev := tl.Events[0]
 	if ev.State == nil || *ev.State != TransferStateInitiated || ev.Actor != "client:default" || ev.Type != "state" ||

@@ -66,16 +66,13 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 		ID: id.String(), ClientID: client, PartnerID: body.PartnerId, CorrelationID: deref(body.CorrelationId),
 		State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now,
 	}
-	detail := map[string]any{"partner_id": t.PartnerID}
-	if t.CorrelationID != "" {
-		detail["correlation_id"] = t.CorrelationID
-	}
+	detail := receivedDetail(ctx, t, key, body)
 	res, err := s.store.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: client, IdempotencyKey: key, Fingerprint: fp,
 		Transfer: t,
 		Request:  toRequest(body),
 		Event: transfer.Event{
-			At: now, State: transfer.StateInitiated, Actor: "client:" + client, Type: "state",
+			At: now, State: transfer.StateInitiated, Actor: "client:" + client, Type: transfer.EventState,
 			Detail: detail, Key: transfer.StateKey(transfer.StateInitiated),
 		},
 	})
@@ -274,9 +271,15 @@ func (s *Server) transferView(t transfer.Transfer) Transfer {
 	return v
 }
 
-// GetTransfer answers the transfer's current projection.
+// GetTransfer answers the transfer's current projection, once the read is
+// recorded.
 func (s *Server) GetTransfer(ctx context.Context, req GetTransferRequestObject) (GetTransferResponseObject, error) {
 	noteTransfer(ctx, req.Id)
+	if err := s.recordReads(ctx, routeTransfer, req.Id); errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	} else if err != nil {
+		return nil, err
+	}
 	t, err := s.store.GetTransfer(ctx, req.Id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("the transfer")
@@ -305,8 +308,12 @@ func (s *Server) ListTransfers(ctx context.Context, req ListTransfersRequestObje
 		return nil, fmt.Errorf("list transfers: %w", err)
 	}
 	out := TransferPage{Items: make([]Transfer, len(page.Items)), NextCursor: nonEmpty(page.NextCursor)}
+	ids := make([]string, len(page.Items))
 	for k, t := range page.Items {
-		out.Items[k] = s.transferView(t)
+		out.Items[k], ids[k] = s.transferView(t), t.ID
+	}
+	if err := s.recordReads(ctx, routeList, ids...); err != nil {
+		return nil, err
 	}
 	return ListTransfers200JSONResponse(out), nil
 }
@@ -314,9 +321,15 @@ func (s *Server) ListTransfers(ctx context.Context, req ListTransfersRequestObje
 // defaultLimit is the page size when the client names none (as in openapi.yaml).
 const defaultLimit = 50
 
-// GetTransferTimeline answers the transfer's events in order.
+// GetTransferTimeline answers the transfer's events in order, the record
+// of this read last.
 func (s *Server) GetTransferTimeline(ctx context.Context, req GetTransferTimelineRequestObject) (GetTransferTimelineResponseObject, error) {
 	noteTransfer(ctx, req.Id)
+	if err := s.recordReads(ctx, routeTimeline, req.Id); errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	} else if err != nil {
+		return nil, err
+	}
 	evs, err := s.store.Timeline(ctx, req.Id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("the transfer")

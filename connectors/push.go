@@ -59,6 +59,7 @@ type Receipt struct {
 	ReceiptID  string
 	ReceivedAt time.Time // zero if the partner did not say
 	Duplicate  bool      // the partner had this idempotency key already
+	StatusCode int       // the HTTP status of the answer
 }
 
 // Pusher delivers signed exports to partners that take pushed exports.
@@ -240,8 +241,20 @@ func encodeDelivery(d Delivery) ([]byte, error) {
 	return b, nil
 }
 
-// classify turns the partner's answer into a receipt or a classified error.
+// classify turns the partner's answer into a receipt or a classified error
+// that carries the HTTP status.
 func (h *HTTPPusher) classify(p Partner, resp *http.Response, raw []byte) (Receipt, error) {
+	r, err := h.classifyStatus(p, resp, raw)
+	if f, ok := fault.As(err); ok {
+		f.Status = resp.StatusCode
+	}
+	if err == nil {
+		r.StatusCode = resp.StatusCode
+	}
+	return r, err
+}
+
+func (h *HTTPPusher) classifyStatus(p Partner, resp *http.Response, raw []byte) (Receipt, error) {
 	code := resp.StatusCode
 	msg := fmt.Sprintf("partner %s answered %d%s", p.ID, code, problemType(resp.Header, raw))
 	switch {

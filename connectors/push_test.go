@@ -94,13 +94,13 @@ func TestPushAnswers(t *testing.T) {
 		msgHas     string
 	}{
 		{name: "200 acknowledged", answer: reply(200, ack),
-			want: Receipt{Status: StatusAcknowledged, ReceiptID: "r-1", ReceivedAt: now.Add(time.Second)}},
+			want: Receipt{Status: StatusAcknowledged, ReceiptID: "r-1", ReceivedAt: now.Add(time.Second), StatusCode: 200}},
 		{name: "201 duplicate in body", answer: reply(201, `{"status":"acknowledged","receipt_id":"r-1","duplicate":true}`),
-			want: Receipt{Status: StatusAcknowledged, ReceiptID: "r-1", Duplicate: true}},
+			want: Receipt{Status: StatusAcknowledged, ReceiptID: "r-1", Duplicate: true, StatusCode: 201}},
 		{name: "200 duplicate by header", answer: reply(200, ack, "Idempotent-Replayed", "true"),
-			want: Receipt{Status: StatusAcknowledged, ReceiptID: "r-1", ReceivedAt: now.Add(time.Second), Duplicate: true}},
-		{name: "202 accepted", answer: reply(202, `{"status":"accepted"}`), want: Receipt{Status: StatusAccepted}},
-		{name: "202 empty body", answer: reply(202, ""), want: Receipt{Status: StatusAccepted}},
+			want: Receipt{Status: StatusAcknowledged, ReceiptID: "r-1", ReceivedAt: now.Add(time.Second), Duplicate: true, StatusCode: 200}},
+		{name: "202 accepted", answer: reply(202, `{"status":"accepted"}`), want: Receipt{Status: StatusAccepted, StatusCode: 202}},
+		{name: "202 empty body", answer: reply(202, ""), want: Receipt{Status: StatusAccepted, StatusCode: 202}},
 		{name: "200 not JSON", answer: reply(200, "<html>ok</html>"), class: fault.Validation, typ: ErrTypeBadResponse},
 		{name: "200 empty", answer: reply(200, ""), class: fault.Validation, typ: ErrTypeBadResponse},
 		{name: "200 no receipt id", answer: reply(200, `{"status":"acknowledged"}`), class: fault.Validation, typ: ErrTypeBadResponse},
@@ -132,9 +132,12 @@ func TestPushAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := delivery()
+			answered := 0
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				checkRequest(t, r, d)
-				tt.answer(w)
+				sw := &statusWriter{ResponseWriter: w}
+				tt.answer(sw)
+				answered = sw.status
 			}))
 			defer srv.Close()
 			p := &HTTPPusher{Client: srv.Client(), Now: func() time.Time { return now }}
@@ -151,6 +154,9 @@ func TestPushAnswers(t *testing.T) {
 			fe, ok := fault.As(err)
 			if !ok || fe.Class != tt.class || fe.Type != tt.typ || fe.RetryAfter != tt.retryAfter {
 				t.Fatalf("err = %v (retry after %v), want %s/%s after %v", err, fe.RetryAfter, tt.class, tt.typ, tt.retryAfter)
+			}
+			if fe.Status != answered || answered == 0 {
+				t.Errorf("error carries status %d, the partner answered %d", fe.Status, answered)
 			}
 			if tt.class.Retryable() != (tt.class == fault.Downstream) {
 				t.Fatal("only downstream answers should be retryable")
@@ -261,4 +267,15 @@ func TestParseRetryAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }

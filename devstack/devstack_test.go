@@ -298,6 +298,22 @@ func TestOutcomes(t *testing.T) {
 			t.Errorf("review after completion: %d, want 409", again.status)
 		}
 	})
+	t.Run("rejecting in manual review fails review_rejected, with the reviewer on record", func(t *testing.T) {
+		id := e.create("manual-review-02", request(map[string]any{"given": "Jordan", "family": "Lee", "birth_date": "1995-03-08"}, year))
+		e.await(id, "manual_review", 10*time.Second)
+		if r := e.do("POST", "/v1/transfers/"+id+"/review", "", map[string]any{"decision": "reject", "reason": "neither candidate confirmed"}); r.status/100 != 2 {
+			t.Fatalf("review: %d %s", r.status, r.body)
+		}
+		tr := e.await(id, "failed", 10*time.Second)
+		if tr["error"].(map[string]any)["type"] != "review_rejected" || tr["identity"].(map[string]any)["reviewed_by"] != "default" {
+			t.Errorf("transfer %v", tr)
+		}
+		d := one(t, e.auditLog(id), "review_decision", "")
+		if d.Actor != "reviewer:default" || d.Detail["decision"] != "reject" || d.Detail["reviewer"] != "default" {
+			t.Errorf("review decision %+v", d)
+		}
+		e.saveHistory(id, "manual_review_rejected")
+	})
 }
 
 func TestIdempotencyAgainstRealWorkflows(t *testing.T) {

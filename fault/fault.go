@@ -32,6 +32,7 @@ type Error struct {
 	Type       string
 	Msg        string
 	RetryAfter time.Duration // a partner's Retry-After, if it sent one
+	Status     int           // the HTTP status the other side answered, 0 if it did not answer
 	Err        error
 }
 

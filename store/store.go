@@ -68,6 +68,13 @@ type Store interface {
 	// event with the same Key was already recorded it changes nothing and
 	// returns false: activities that retry record each step once.
 	ApplyChange(ctx context.Context, transferID string, ch Change) (bool, error)
+	// RecordAccess appends each access's event to its transfer's timeline
+	// (and so to the audit log) in one transaction, without touching any
+	// projection, updated_at included: reading a transfer is evidence,
+	// not a change of it. Events whose key their transfer already has are
+	// skipped. If a transfer does not exist it records nothing and returns
+	// ErrNotFound. It returns how many events it recorded.
+	RecordAccess(ctx context.Context, as []Access) (int, error)
 	// Timeline returns the transfer's events in order, or ErrNotFound.
 	Timeline(ctx context.Context, transferID string) ([]transfer.Event, error)
 
@@ -195,6 +202,14 @@ type Change struct {
 	Consent  *transfer.ConsentOutcome
 	Export   *transfer.ExportInfo
 	Error    *transfer.ErrorInfo
+}
+
+// Access is a read of a transfer to record: who read it (Event.Actor), how
+// (Event.Type and Detail), under a key unique to the request (Event.Key,
+// required).
+type Access struct {
+	TransferID string
+	Event      transfer.Event
 }
 
 // Artifact is a stored export file or manifest, addressed by the SHA-256 of

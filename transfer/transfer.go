@@ -222,6 +222,38 @@ type Event struct {
 	Key string `json:"-"`
 }
 
+// Event types. Each answers one question an auditor asks of a transfer:
+// who asked for it, which member it resolved to and why, on what consent,
+// which data left (by digest), to whom, with what outcome, and who read
+// it. Details name people and systems (client, reviewer, partner ids,
+// member ids) and digests, never PHI.
+const (
+	// EventState: the transfer entered State. The first one (initiated)
+	// is the request received: client, hashed Idempotency-Key, request
+	// and correlation ids.
+	EventState = "state"
+	// EventIdentityDecision: the matcher's decision: status, member id,
+	// score, rule, per-field levels and weights, runner-up, candidates.
+	EventIdentityDecision = "identity_decision"
+	// EventConsentChecked: a consent check (phase initial or before_send):
+	// consent id, asserted status, scope, period, result and reason.
+	EventConsentChecked = "consent_checked"
+	// EventConsentRechecked: the workflow goes on to send after the
+	// before_send check.
+	EventConsentRechecked = "consent_rechecked"
+	// EventSendFailed: one delivery attempt failed: partner, endpoint,
+	// attempt, HTTP status, error type.
+	EventSendFailed = "send_failed"
+	// EventReviewDecision: a person's decision, as the workflow took it.
+	EventReviewDecision = "review_decision"
+	// EventReviewNote: the reviewer's stated reason.
+	EventReviewNote = "review_note"
+	// EventExportWithdrawn: the compensation of a prepared export.
+	EventExportWithdrawn = "export_withdrawn"
+	// EventRead: a client read the transfer through the API.
+	EventRead = "read"
+)
+
 // StateKey is the idempotency key of the event that enters state s: each
 // state is entered at most once per transfer.
 func StateKey(s State) string { return "state:" + string(s) }

@@ -138,7 +138,8 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err != nil || consent.Status != transfer.ConsentVerified {
 		return consentFailure(consent), err
 	}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent}); err != nil {
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent,
+		Detail: map[string]any{"consent_id": consent.ConsentID, "scope": consent.Scope, "member_id": r.identity.MemberID}}); err != nil {
 		return nil, err
 	}
 
@@ -149,7 +150,7 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	}
 	r.prepared = &p // from here on, a failure withdraws the export
 	if err := r.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &p.Export,
-		Detail: map[string]any{"manifest_sha256": p.Export.ManifestSHA256, "kid": p.Export.KID}}); err != nil {
+		Detail: activities.ExportDetail(p)}); err != nil {
 		return nil, err
 	}
 
@@ -159,8 +160,8 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err != nil || consent.Status != transfer.ConsentVerified {
 		return consentFailure(consent), err
 	}
-	if err := r.enter(ctx, activities.RecordInput{Type: "consent_rechecked", Key: "consent:before_send", Consent: &consent,
-		Detail: map[string]any{"consent_id": consent.ConsentID}}); err != nil {
+	if err := r.enter(ctx, activities.RecordInput{Type: transfer.EventConsentRechecked, Key: "consent:before_send", Consent: &consent,
+		Detail: map[string]any{"consent_id": consent.ConsentID, "scope": consent.Scope, "result": consent.Status}}); err != nil {
 		return nil, err
 	}
 
@@ -172,22 +173,22 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: "workflow",
-		Detail: map[string]any{"partner_id": r.in.PartnerID, "partner_status": sent.Status, "duplicate": sent.Duplicate}}); err != nil {
+		Detail: activities.SentDetail(r.in.PartnerID, sent)}); err != nil {
 		return nil, err
 	}
-	receipt := sent.ReceiptID
+	receipt, via := sent.ReceiptID, activities.AckInResponse
 	if !sent.Acknowledged {
 		var ack PartnerAck
 		ch := workflow.GetSignalChannel(ctx, SignalPartnerAck)
 		if ok, _ := ch.ReceiveWithTimeout(ctx, AckTimeout, &ack); !ok {
 			return &transfer.ErrorInfo{Type: transfer.ErrorAckTimeout, Detail: "the partner did not acknowledge the delivery in time"}, ctx.Err()
 		}
-		receipt = ack.ReceiptID
+		receipt, via = ack.ReceiptID, activities.AckBySignal
 	}
 	acked := p.Export
 	acked.ReceiptID = receipt
 	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "partner:" + r.in.PartnerID,
-		Export: &acked, Detail: map[string]any{"receipt_id": receipt}}); err != nil {
+		Export: &acked, Detail: activities.AckDetail(receipt, via)}); err != nil {
 		return nil, err
 	}
 	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})
@@ -211,14 +212,23 @@ func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return &transfer.ErrorInfo{Type: transfer.ErrorReviewTimeout, Detail: "no review decision in time"}, nil
 	}
 	rv := *r.review
-	detail := map[string]any{"decision": rv.Decision, "member_id": rv.MemberID}
+	detail := map[string]any{"decision": rv.Decision, "reviewer": rv.Reviewer, "candidates": r.identity.Candidates}
+	record := activities.RecordInput{Type: transfer.EventReviewDecision, Key: "review:decision",
+		Actor: "reviewer:" + rv.Reviewer, Identity: &r.identity, Detail: detail}
 	if rv.Decision == transfer.DecisionReject {
 		r.identity.Status, r.identity.ReviewedBy = transfer.IdentityNoMatch, rv.Reviewer
+		// Rejections recorded only the failure before they were audited
+		// as decisions: histories from then must replay without this step.
+		if workflow.GetVersion(ctx, "audit-review-reject", workflow.DefaultVersion, 1) == 1 {
+			if err := r.enter(ctx, record); err != nil {
+				return nil, err
+			}
+		}
 		return &transfer.ErrorInfo{Type: transfer.ErrorReviewRejected, Detail: "rejected in manual review"}, nil
 	}
 	r.identity.Status, r.identity.MemberID, r.identity.ReviewedBy = transfer.IdentityResolved, rv.MemberID, rv.Reviewer
-	return nil, r.enter(ctx, activities.RecordInput{Type: "review_decision", Key: "review:decision",
-		Actor: "reviewer:" + rv.Reviewer, Identity: &r.identity, Detail: detail})
+	detail["member_id"] = rv.MemberID
+	return nil, r.enter(ctx, record)
 }
 
 func (r *run) validateReview(rv Review) error {
@@ -287,9 +297,13 @@ func (r *run) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) 
 			return Result{}, err
 		}
 	}
-	rec := activities.RecordInput{State: transfer.StateFailed, Error: f, Detail: map[string]any{"error_type": f.Type}}
+	rec := activities.RecordInput{State: transfer.StateFailed, Error: f,
+		Detail: map[string]any{"error_type": f.Type, "after_state": string(r.state), "export_withdrawn": r.prepared != nil}}
 	if r.identity.Status != "" {
 		rec.Identity = &r.identity
+		if r.identity.ReviewedBy != "" {
+			rec.Detail["reviewed_by"] = r.identity.ReviewedBy
+		}
 	}
 	if err := r.enter(dctx, rec); err != nil {
 		return Result{}, err

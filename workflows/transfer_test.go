@@ -298,6 +298,19 @@ func TestManualReview(t *testing.T) {
 			if tc.wantState == transfer.StateComplete && prepareFor != "M2" {
 				t.Errorf("export prepared for %q, want the approved candidate M2", prepareFor)
 			}
+			// A decision taken is recorded with its reviewer, approve or reject.
+			decisions := 0
+			for _, rec := range h.recorded {
+				if rec.Type == transfer.EventReviewDecision {
+					decisions++
+					if rec.Actor != "reviewer:ops1" || rec.Detail["reviewer"] != "ops1" || rec.Identity == nil || rec.Identity.ReviewedBy != "ops1" {
+						t.Errorf("review decision recorded as %+v", rec)
+					}
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.wantType == "" || tc.wantType == transfer.ErrorReviewRejected]; decisions != want {
+				t.Errorf("%d review decisions recorded, want %d", decisions, want)
+			}
 		})
 	}
 }

@@ -339,6 +339,58 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 	return applied, err
 }
 
+// RecordAccess appends access events without touching any projection,
+// in one transaction; keys already recorded are skipped. It locks the
+// transfers' rows in id order before it appends to the audit log, the
+// lock order of every writer.
+func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error) {
+	as, err := storeutil.PrepareAccess(as)
+	if err != nil || len(as) == 0 {
+		return 0, err
+	}
+	details := make([][]byte, len(as))
+	for i, a := range as {
+		if details[i], err = storeutil.MarshalDetail(a.Event.Detail); err != nil {
+			return 0, fmt.Errorf("postgres: record access: event detail: %w", err)
+		}
+	}
+	n := 0
+	err = s.write(ctx, "record access", func(tx pgx.Tx) error {
+		n = 0
+		last := map[string]int64{}
+		for _, id := range storeutil.AccessTransfers(as) {
+			var one int
+			if err := tx.QueryRow(ctx, "SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE", id).Scan(&one); err != nil {
+				return err // no row: store.ErrNotFound
+			}
+		}
+		for _, id := range storeutil.AccessTransfers(as) {
+			var seq int64
+			if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM timeline_events WHERE transfer_id = $1", id).Scan(&seq); err != nil {
+				return err
+			}
+			last[id] = seq
+		}
+		for i, a := range as {
+			ev := a.Event
+			ev.Seq = last[a.TransferID] + 1
+			ok, err := insertEvent(ctx, tx, a.TransferID, ev, details[i])
+			if err != nil {
+				return err
+			}
+			if ok {
+				last[a.TransferID] = ev.Seq
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // Timeline returns the transfer's events in seq order, or
 // store.ErrNotFound.
 func (s *Store) Timeline(ctx context.Context, transferID string) ([]transfer.Event, error) {

@@ -350,6 +350,51 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 	return applied, err
 }
 
+// RecordAccess appends access events without touching any projection,
+// in one transaction; keys already recorded are skipped.
+func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error) {
+	as, err := storeutil.PrepareAccess(as)
+	if err != nil || len(as) == 0 {
+		return 0, err
+	}
+	details := make([][]byte, len(as))
+	for i, a := range as {
+		if details[i], err = storeutil.MarshalDetail(a.Event.Detail); err != nil {
+			return 0, fmt.Errorf("sqlite: record access: event detail: %w", err)
+		}
+	}
+	n := 0
+	err = s.write(ctx, "record access", func(tx *sql.Tx) error {
+		n = 0
+		// The write lock is held from BEGIN IMMEDIATE: max(seq)+1 is ours.
+		last := map[string]int64{}
+		for _, id := range storeutil.AccessTransfers(as) {
+			var seq int64
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT max(seq) FROM timeline_events WHERE transfer_id = t.id), 0)
+				FROM transfers t WHERE t.id = ?`, id).Scan(&seq); err != nil {
+				return err // no row: store.ErrNotFound
+			}
+			last[id] = seq
+		}
+		for i, a := range as {
+			ev := a.Event
+			ev.Seq = last[a.TransferID] + 1
+			if err := insertEvent(ctx, tx, a.TransferID, ev, details[i]); err == sql.ErrNoRows {
+				continue // recorded before
+			} else if err != nil {
+				return err
+			}
+			last[a.TransferID] = ev.Seq
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // Timeline returns the transfer's events in seq order, or
 // store.ErrNotFound.
 func (s *Store) Timeline(ctx context.Context, transferID string) ([]transfer.Event, error) {

@@ -55,6 +55,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit/Log", testAuditLog},
 		{"Audit/Concurrent", testAuditConcurrent},
 		{"Audit/Checkpoints", testAuditCheckpoints},
+		{"Access/Record", testRecordAccess},
+		{"Access/Invalid", testRecordAccessInvalid},
+		{"Access/Concurrent", testRecordAccessConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,6 +90,45 @@ func PrepareChange(ch store.Change) (store.Change, error) {
 	}
 	ch.Event.At = Time(ch.Event.At)
 	return ch, nil
+}
+
+// PrepareAccess checks accesses and fills their events' times (now when
+// zero). An access needs a transfer, a key and no state: it enters none.
+// It returns a copy; as is not changed.
+func PrepareAccess(as []store.Access) ([]store.Access, error) {
+	out := make([]store.Access, len(as))
+	now := time.Now()
+	for i, a := range as {
+		switch {
+		case a.TransferID == "":
+			return nil, fmt.Errorf("access %d: transfer id is required", i+1)
+		case a.Event.Key == "":
+			return nil, fmt.Errorf("access %d: event key is required", i+1)
+		case a.Event.State != "":
+			return nil, fmt.Errorf("access %d: an access enters no state", i+1)
+		}
+		if a.Event.At.IsZero() {
+			a.Event.At = now
+		}
+		a.Event.At = Time(a.Event.At)
+		out[i] = a
+	}
+	return out, nil
+}
+
+// AccessTransfers returns the distinct transfer ids of as, sorted: the
+// order in which to lock them, the same in every transaction.
+func AccessTransfers(as []store.Access) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, a := range as {
+		if !seen[a.TransferID] {
+			seen[a.TransferID] = true
+			ids = append(ids, a.TransferID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // CheckMembers refuses a batch with a member without id. The error names

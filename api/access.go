@@ -1,0 +1,79 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// The routes whose answers show a transfer (member ids, identity and
+// consent outcomes, export digests): each answer is recorded in the audit
+// log as a read by the calling client, before it is sent.
+const (
+	routeTransfer = "GET /v1/transfers/{id}"
+	routeTimeline = "GET /v1/transfers/{id}/timeline"
+	routeList     = "GET /v1/transfers"
+)
+
+// recordReads records that the calling client read the transfers ids
+// through route, in one transaction that changes nothing of them. A read
+// that cannot be recorded is not answered. The key is the request's id,
+// so that one request is one read of each transfer it shows.
+func (s *Server) recordReads(ctx context.Context, route string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	reqID := requestID(ctx)
+	as := make([]store.Access, len(ids))
+	at := s.now()
+	for i, id := range ids {
+		as[i] = store.Access{TransferID: id, Event: transfer.Event{
+			At: at, Actor: "client:" + clientID(ctx), Type: transfer.EventRead, Key: "read:" + reqID,
+			Detail: map[string]any{"route": route, "request_id": reqID},
+		}}
+	}
+	if _, err := s.store.RecordAccess(ctx, as); err != nil {
+		return fmt.Errorf("record read: %w", err)
+	}
+	return nil
+}
+
+// requestID returns the id of the request ctx belongs to, or a new one
+// for a call outside the HTTP stack.
+func requestID(ctx context.Context) string {
+	if info := infoFrom(ctx); info != nil && info.requestID != "" {
+		return info.requestID
+	}
+	return newRequestID()
+}
+
+// receivedDetail is the detail of the event that records a request
+// received: who sent it, under which key (hashed: a key is opaque to us
+// and might carry anything), with which ids to correlate it, and what it
+// asked for. The member's demographics stay in the store.
+func receivedDetail(ctx context.Context, t transfer.Transfer, key string, body NewTransfer) map[string]any {
+	sum := sha256.Sum256([]byte(key))
+	d := map[string]any{
+		"partner_id": t.PartnerID, "client_id": t.ClientID,
+		"idempotency_key_sha256": hex.EncodeToString(sum[:]), "request_id": requestID(ctx),
+		"consent_id": body.Consent.Id,
+	}
+	if t.CorrelationID != "" {
+		d["correlation_id"] = t.CorrelationID
+	}
+	if ds := body.DataScope; ds != nil && ds.ResourceTypes != nil {
+		types := make([]string, len(*ds.ResourceTypes))
+		for i, rt := range *ds.ResourceTypes {
+			types[i] = string(rt)
+		}
+		d["resource_types"] = types
+	}
+	if ds := body.DataScope; ds != nil && ds.Since != nil {
+		d["since"] = ds.Since.UTC()
+	}
+	return d
+}
