@@ -85,10 +85,12 @@ const (
 	lSwapped
 	lDifferent
 	lNearby
+	lYear   // birth dates within a year
+	lDecade // birth dates within ten years
 	numLevels
 )
 
-var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent, LevelNearby}
+var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent, LevelNearby, LevelYear, LevelDecade}
 
 // gamma is a comparison vector: one level per field.
 type gamma [numFields]uint8
@@ -177,6 +179,10 @@ func compare(q *probe, qid string, c *side) gamma {
 	}
 	return g
 }
+
+// outright reports whether level l is a disagreement, not a slip: different,
+// or birth dates more than a few weeks apart.
+func outright(l uint8) bool { return l == lDifferent || l == lYear || l == lDecade }
 
 // similar reports whether two names are equal or within the close level.
 func similar(a, b string) bool {
@@ -286,6 +292,14 @@ func compareDate(q, c normalize.Date) uint8 {
 	}
 	if q.Year() == c.Year() && (q.Month() == c.Month() || q.Day() == c.Day()) {
 		return lFuzzy
+	}
+	// Splink's standard birth-date levels go on by a year and ten years:
+	// a year misremembered or keyed wrong, and the rest of the date with it.
+	switch d := normalize.DaysApart(q, c); {
+	case d <= 366:
+		return lYear
+	case d <= 3653:
+		return lDecade
 	}
 	return lDifferent
 }

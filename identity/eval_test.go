@@ -13,7 +13,14 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
-const dataDir = "../../shared/data/identity"
+// dataDir holds the evaluation sets: P2P_IDENTITY_DATA, else the shared
+// directory beside the main checkout.
+var dataDir = func() string {
+	if d := os.Getenv("P2P_IDENTITY_DATA"); d != "" {
+		return d
+	}
+	return "../../shared/data/identity"
+}()
 
 // evalResult is one data set's score.
 type evalResult struct {
