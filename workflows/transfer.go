@@ -210,7 +210,7 @@ func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return &transfer.ErrorInfo{Type: transfer.ErrorReviewRejected, Detail: "rejected in manual review"}, nil
 	}
 	r.identity.Status, r.identity.MemberID, r.identity.ReviewedBy = transfer.IdentityResolved, rv.MemberID, rv.Reviewer
-	return nil, r.enter(ctx, activities.RecordInput{Type: "review_decision", Key: "review:decision",
+	return nil, r.enter(ctx, activities.RecordInput{Type: activities.EventReviewDecision, Key: "review:decision",
 		Actor: "reviewer:" + rv.Reviewer, Identity: &r.identity, Detail: detail})
 }
 
