@@ -284,7 +284,8 @@ func compareDate(q, c normalize.Date) uint8 {
 	case 1:
 		return lClose
 	}
-	if normalize.DaysApart(q, c) <= 62 {
+	days := normalize.DaysApart(q, c)
+	if days <= 62 {
 		return lNearby // within two months: a date misremembered or misread
 	}
 	if normalize.DigitEdits(q, c) == 2 {
@@ -295,10 +296,10 @@ func compareDate(q, c normalize.Date) uint8 {
 	}
 	// Splink's standard birth-date levels go on by a year and ten years:
 	// a year misremembered or keyed wrong, and the rest of the date with it.
-	switch d := normalize.DaysApart(q, c); {
-	case d <= 366:
+	switch {
+	case days <= 366:
 		return lYear
-	case d <= 3653:
+	case days <= 3653:
 		return lDecade
 	}
 	return lDifferent
