@@ -8,6 +8,7 @@ package activities
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,7 +47,14 @@ type Activities struct {
 	Source   export.Source
 	Logger   *zap.Logger
 	Now      func() time.Time // nil: time.Now
+
+	keyMu sync.Mutex
+	key   []byte // the store's presentation key, once read
 }
+
+// EventReviewDecision is the type of the event that records a reviewer's
+// approval; RecordState links the presentation to the member with it.
+const EventReviewDecision = "review_decision"
 
 func (a *Activities) now() time.Time {
 	if a.Now != nil {
@@ -91,8 +99,15 @@ func (a *Activities) RecordState(ctx context.Context, in RecordInput) (bool, err
 	if ev.Actor == "" {
 		ev.Actor = "workflow"
 	}
+	// A review's decision goes into the identity graph in the same
+	// transaction as the step that records it.
+	link, review, err := a.graphChange(ctx, in)
+	if err != nil {
+		return false, appError(ctx, NameRecordState, err)
+	}
 	ok, err := a.Store.ApplyChange(ctx, in.TransferID, store.Change{
 		Event: ev, State: in.State, Identity: in.Identity, Consent: in.Consent, Export: in.Export, Error: in.Error,
+		Link: link, Review: review,
 	})
 	if err != nil {
 		return false, appError(ctx, NameRecordState, err)

@@ -3,8 +3,10 @@ package activities
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -12,21 +14,31 @@ import (
 
 // ResolveIdentity matches the requesting partner's demographics against the
 // member index. No match and an ambiguous match are outcomes, not errors:
-// the workflow decides what follows.
+// the workflow decides what follows. A reviewer's decision on the same
+// presentation (the same partner and normalised demographics) is applied
+// at once instead: a person is not asked twice.
 func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (transfer.IdentityOutcome, error) {
 	req, err := a.Store.GetTransferRequest(ctx, transferID)
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
-	m := a.Matcher
-	if m == nil {
-		m = StoreMatcher{Store: a.Store}
-	}
-	d, err := m.Resolve(ctx, req.Member)
+	// A person already decided on this presentation: their decision
+	// stands, and is recorded as this transfer's identity decision.
+	o, remembered, err := a.recallReview(ctx, req)
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
-	o := outcome(d)
+	if !remembered {
+		m := a.Matcher
+		if m == nil {
+			m = StoreMatcher{Store: a.Store}
+		}
+		d, err := m.Resolve(ctx, req.Member)
+		if err != nil {
+			return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
+		}
+		o = outcome(d)
+	}
 	// The decision and its rationale are evidence in their own right, with
 	// the projection's identity, in one transaction. A retry records the
 	// first decision once.
@@ -88,4 +100,86 @@ func (s StoreMatcher) Resolve(ctx context.Context, q transfer.Demographics) (ide
 		}
 	}
 	return identity.ResolveDeterministic(q, cands), nil
+}
+
+// presentation is the keyed digest of what the partner presented
+// (graph.Presentation), under the store's presentation key.
+func (a *Activities) presentation(ctx context.Context, req transfer.Request) (string, error) {
+	a.keyMu.Lock()
+	defer a.keyMu.Unlock()
+	if a.key == nil {
+		k, err := a.Store.PresentationKey(ctx)
+		if err != nil {
+			return "", err
+		}
+		a.key = k
+	}
+	return graph.Presentation(a.key, req.PartnerID, req.Member), nil
+}
+
+// recallReview is the outcome a reviewer already decided for the same
+// presentation, if any. An approval stands only while its member is still
+// in the index; otherwise the matcher decides afresh.
+func (a *Activities) recallReview(ctx context.Context, req transfer.Request) (transfer.IdentityOutcome, bool, error) {
+	pres, err := a.presentation(ctx, req)
+	if err != nil {
+		return transfer.IdentityOutcome{}, false, err
+	}
+	rs, err := a.Store.IdentityReviews(ctx, req.PartnerID, pres)
+	if err != nil || len(rs) == 0 {
+		return transfer.IdentityOutcome{}, false, err
+	}
+	r := rs[len(rs)-1]
+	when := r.At.Format(time.DateOnly)
+	switch r.Decision {
+	case transfer.DecisionApprove:
+		if _, err := a.Store.GetMember(ctx, r.MemberID); errors.Is(err, store.ErrNotFound) {
+			return transfer.IdentityOutcome{}, false, nil
+		} else if err != nil {
+			return transfer.IdentityOutcome{}, false, err
+		}
+		return transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: r.MemberID, ReviewedBy: r.Reviewer,
+			Rationale: &transfer.Rationale{Rule: identity.RuleRememberedReview,
+				Summary: "a reviewer approved this member for the same presentation on " + when + " (transfer " + r.TransferID + "); not reviewed again"}}, true, nil
+	case transfer.DecisionReject:
+		return transfer.IdentityOutcome{Status: transfer.IdentityNoMatch, ReviewedBy: r.Reviewer,
+			Rationale: &transfer.Rationale{Rule: identity.RuleRememberedReview,
+				Summary: "a reviewer rejected every candidate for the same presentation on " + when + " (transfer " + r.TransferID + "); not reviewed again"}}, true, nil
+	}
+	return transfer.IdentityOutcome{}, false, nil
+}
+
+// graphChange is what a recorded step writes to the identity graph: a
+// review's approval links the presentation to the chosen member and is
+// remembered; a rejection is remembered. Other steps write nothing.
+func (a *Activities) graphChange(ctx context.Context, in RecordInput) (*graph.Link, *graph.Review, error) {
+	id := in.Identity
+	var decision string
+	switch {
+	case id == nil || id.ReviewedBy == "":
+		return nil, nil, nil
+	case in.Type == EventReviewDecision && id.Status == transfer.IdentityResolved && id.MemberID != "":
+		decision = transfer.DecisionApprove
+	case in.State == transfer.StateFailed && in.Error != nil && in.Error.Type == transfer.ErrorReviewRejected:
+		decision = transfer.DecisionReject
+	default:
+		return nil, nil, nil
+	}
+	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
+	if err != nil {
+		return nil, nil, err
+	}
+	pres, err := a.presentation(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &graph.Review{Partner: req.PartnerID, Presentation: pres, Decision: decision, Reviewer: id.ReviewedBy, TransferID: in.TransferID}
+	if decision == transfer.DecisionReject {
+		return nil, r, nil
+	}
+	r.MemberID = id.MemberID
+	l := &graph.Link{Partner: req.PartnerID, ExternalRef: pres, MemberID: id.MemberID,
+		MadeBy:     graph.Maker{Kind: graph.MadeByReviewer, Reviewer: id.ReviewedBy, Score: id.Score},
+		Provenance: graph.Provenance{TransferID: in.TransferID, Presentation: pres, Note: "manual review"}}
+	return l, r, nil
 }

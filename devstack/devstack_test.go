@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -297,9 +298,24 @@ func TestOutcomes(t *testing.T) {
 		if again.status != http.StatusConflict {
 			t.Errorf("review after completion: %d, want 409", again.status)
 		}
+
+		// The same presentation again is not reviewed twice: the
+		// reviewer's decision resolves it, and the rationale says so.
+		id2 := e.create("manual-review-01-again", request(map[string]any{"given": "Jordan", "family": "Lee", "birth_date": "1995-03-08"}, year))
+		tr = e.await(id2, "complete", 10*time.Second)
+		ident := tr["identity"].(map[string]any)
+		if ident["member_id"] != "M100007" || ident["rationale"].(map[string]any)["rule"] != "remembered_review" {
+			t.Errorf("same presentation again: identity %v", ident)
+		}
+		if slices.Contains(e.states(id2), "manual_review") {
+			t.Errorf("same presentation again went through manual review: %v", e.states(id2))
+		}
 	})
 	t.Run("rejecting in manual review fails review_rejected, with the reviewer on record", func(t *testing.T) {
-		id := e.create("manual-review-02", request(map[string]any{"given": "Jordan", "family": "Lee", "birth_date": "1995-03-08"}, year))
+		// Another presentation of the same pair (with their shared
+		// address), so that the approval above is not remembered for it.
+		id := e.create("manual-review-02", request(map[string]any{"given": "Jordan", "family": "Lee", "birth_date": "1995-03-08",
+			"address": map[string]any{"street": "18 Cedar Way", "city": "Portland", "state": "OR", "postal_code": "97201"}}, year))
 		e.await(id, "manual_review", 10*time.Second)
 		if r := e.do("POST", "/v1/transfers/"+id+"/review", "", map[string]any{"decision": "reject", "reason": "neither candidate confirmed"}); r.status/100 != 2 {
 			t.Fatalf("review: %d %s", r.status, r.body)

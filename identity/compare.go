@@ -85,10 +85,12 @@ const (
 	lSwapped
 	lDifferent
 	lNearby
+	lYear   // birth dates within a year
+	lDecade // birth dates within ten years
 	numLevels
 )
 
-var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent, LevelNearby}
+var levelNames = [numLevels]string{LevelMissing, LevelExact, LevelNickname, LevelClose, LevelTransposed, LevelInitial, LevelPartial, LevelFuzzy, LevelSwapped, LevelDifferent, LevelNearby, LevelYear, LevelDecade}
 
 // gamma is a comparison vector: one level per field.
 type gamma [numFields]uint8
@@ -177,6 +179,10 @@ func compare(q *probe, qid string, c *side) gamma {
 	}
 	return g
 }
+
+// outright reports whether level l is a disagreement, not a slip: different,
+// or birth dates more than a few weeks apart.
+func outright(l uint8) bool { return l == lDifferent || l == lYear || l == lDecade }
 
 // similar reports whether two names are equal or within the close level.
 func similar(a, b string) bool {
@@ -278,7 +284,8 @@ func compareDate(q, c normalize.Date) uint8 {
 	case 1:
 		return lClose
 	}
-	if normalize.DaysApart(q, c) <= 62 {
+	days := normalize.DaysApart(q, c)
+	if days <= 62 {
 		return lNearby // within two months: a date misremembered or misread
 	}
 	if normalize.DigitEdits(q, c) == 2 {
@@ -286,6 +293,14 @@ func compareDate(q, c normalize.Date) uint8 {
 	}
 	if q.Year() == c.Year() && (q.Month() == c.Month() || q.Day() == c.Day()) {
 		return lFuzzy
+	}
+	// Splink's standard birth-date levels go on by a year and ten years:
+	// a year misremembered or keyed wrong, and the rest of the date with it.
+	switch {
+	case days <= 366:
+		return lYear
+	case days <= 3653:
+		return lDecade
 	}
 	return lDifferent
 }

@@ -54,4 +54,6 @@ const (
 	RuleExactNameDOB  = "exact_name_birth_date"      // exact normalised given, family, birth date (and sex)
 	RuleProbabilistic = "fellegi_sunter"             // the probabilistic score decided
 	RuleNone          = "none"                       // no candidate
+	// RuleRememberedReview: a reviewer decided the same presentation before.
+	RuleRememberedReview = "remembered_review"
 )

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -11,9 +12,15 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
-// dataDir holds the committed evaluation sets (see its README for origins
-// and licences).
-const dataDir = "testdata/eval"
+// dataDir holds the evaluation sets: P2P_IDENTITY_DATA (to score sets
+// kept outside the repository), else the committed ones (see
+// testdata/eval/README.md for origins and licences).
+var dataDir = func() string {
+	if d := os.Getenv("P2P_IDENTITY_DATA"); d != "" {
+		return d
+	}
+	return "testdata/eval"
+}()
 
 // evalResult is one data set's score.
 type evalResult struct {

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -38,12 +39,26 @@ func TestEvaluation(t *testing.T) {
 	fake := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFake1000(path("fake_1000.csv")) })
 	ix = NewIndex(records(fake), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
-	check(evalDedup("fake_1000 dedup", ix, fake), floor{f1: 0.77, maxReview: 1}) // TODO(identity): the issue asks 0.88
+	// The issue asks F1 0.88. At the default match threshold (posterior
+	// odds 256:1) even the model with m and u counted from the truth reaches
+	// 0.85 on this set: a third of its true pairs have birth dates a year to
+	// ten years apart and most miss a name or the town. The report shows the
+	// figure at lower thresholds.
+	check(evalDedup("fake_1000 dedup", ix, fake), floor{precision: 0.98, f1: 0.81, maxReview: 1})
+	if report {
+		for _, thr := range []float64{7, 6, 5} {
+			cfg := DefaultConfig()
+			cfg.MatchThreshold = thr
+			ix := NewIndex(records(fake), cfg)
+			ix.SetModel(ix.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
+			t.Log(evalDedup(fmt.Sprintf("  at threshold %.0f", thr), ix, fake))
+		}
+	}
 
 	f1 := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl1.csv"), false) })
 	ix = NewIndex(records(f1), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(f1, false), TrainOptions{Dedup: true}))
-	check(evalDedup("febrl1 dedup", ix, f1), floor{f1: 0.9, maxReview: 1})
+	check(evalDedup("febrl1 dedup", ix, f1), floor{precision: 0.995, f1: 0.98, maxReview: 1})
 
 	if report {
 		// The generated US-style set, as TestSyntheticUS scores it, in the report.

@@ -27,4 +27,6 @@ const (
 	LevelDifferent  = "different"
 	LevelNearby     = "nearby" // the postal code or the town agrees, not the street
 	LevelMissing    = "missing"
+	LevelYear       = "within_a_year"    // birth dates a year or less apart
+	LevelDecade     = "within_ten_years" // birth dates ten years or less apart
 )

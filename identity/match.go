@@ -204,7 +204,7 @@ func vetoed(g gamma, qSuffix, cSuffix byte, relatives bool) string {
 		// Twins are often given similar names (Mary and Marie, Ana and
 		// Hannah): only an exact, nickname or one-typo given name passes.
 		return "given name"
-	case relatives && (g[fBirthDate] == lDifferent || g[fBirthDate] == lFuzzy || g[fBirthDate] == lNearby):
+	case relatives && (g[fBirthDate] == lDifferent || g[fBirthDate] == lFuzzy || g[fBirthDate] == lNearby || g[fBirthDate] == lYear || g[fBirthDate] == lDecade):
 		// Two digits or weeks apart is a junior or a sibling as often as a
 		// slip.
 		return "birth date"

@@ -26,6 +26,9 @@ type Model struct {
 	Relatives float64
 	// kin marks the rows that live with a relative (see Relatives).
 	kin []bool
+	// random are the comparison vectors (packed) of the random member pairs
+	// u is estimated from.
+	random []uint32
 
 	w     [numFields][numLevels]float64 // cached weights, see cache
 	prior float64
@@ -55,7 +58,7 @@ var defaultM = [numFields][numLevels]float64{
 	fMemberID:  {lExact: 0.90, lClose: 0.04, lDifferent: 0.06},
 	fGiven:     {lExact: 0.80, lNickname: 0.04, lClose: 0.07, lInitial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.04},
 	fFamily:    {lExact: 0.82, lClose: 0.07, lPartial: 0.02, lFuzzy: 0.02, lSwapped: 0.01, lDifferent: 0.06},
-	fBirthDate: {lExact: 0.90, lTransposed: 0.01, lClose: 0.05, lNearby: 0.01, lFuzzy: 0.01, lDifferent: 0.02},
+	fBirthDate: {lExact: 0.90, lTransposed: 0.01, lClose: 0.05, lNearby: 0.01, lFuzzy: 0.01, lYear: 0.008, lDecade: 0.004, lDifferent: 0.008},
 	fSex:       {lExact: 0.97, lDifferent: 0.03},
 	fAddress:   {lExact: 0.62, lClose: 0.10, lPartial: 0.02, lInitial: 0.01, lFuzzy: 0.04, lNearby: 0.02, lDifferent: 0.19},
 	fPhone:     {lExact: 0.70, lClose: 0.05, lDifferent: 0.25},
@@ -77,11 +80,11 @@ const uSamples = 150_000
 // index always yields the same model.
 func EstimateModel(ix *Index, seed uint64) *Model {
 	m := &Model{M: defaultM, N: max(len(ix.recs), 1), Expected: 1}
-	var counts [numFields][numLevels]float64
 	n := len(ix.recs)
 	if n >= 2 {
 		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 		samples := min(uSamples, n*(n-1)/2)
+		m.random = make([]uint32, 0, samples)
 		for s := 0; s < samples; s++ {
 			i, j := int32(rng.IntN(n)), int32(rng.IntN(n-1))
 			if j >= i {
@@ -89,10 +92,48 @@ func EstimateModel(ix *Index, seed uint64) *Model {
 			}
 			a, b := ix.side(i), ix.side(j)
 			p := probeOf(&a)
-			g := compare(&p, a.id, &b)
+			m.random = append(m.random, compare(&p, a.id, &b).pack())
+		}
+	}
+	m.estimateU(false)
+	// Once with every random pair a stranger, then again with the pairs
+	// that look like one person set aside (see estimateU).
+	m.estimateU(true)
+	m.Relatives, m.kin = relatives(ix)
+	return m.cache()
+}
+
+// estimateU sets u from the random member pairs. With weighted, each pair
+// counts by the probability that it is two people under the model's
+// current m and prior: an index that holds several records of a person
+// (Expected > 1) has some of them among its random pairs, and counting
+// those as strangers would make agreement look common (in a set with four
+// records a person, a shared birth date looks fifty times likelier than it
+// is between strangers).
+func (m *Model) estimateU(weighted bool) {
+	var counts [numFields][numLevels]float64
+	var lo float64
+	if weighted {
+		m.cache()
+		// The prior log-odds that a random pair is one person: a member has
+		// Expected records of theirs among the other N-1.
+		e := max(m.Expected, 1)
+		lo = math.Log(e / float64(max(m.N-1, 1)))
+	}
+	for _, pat := range m.random {
+		g := unpack(pat)
+		w := 1.0
+		if weighted {
+			lb := lo
 			for f, l := range g {
-				counts[f][l]++
+				if f != fMemberID { // two members' ids always differ
+					lb += m.w[f][l] * math.Ln2
+				}
 			}
+			w = 1 / (1 + math.Exp(lb)) // P(two people)
+		}
+		for f, l := range g {
+			counts[f][l] += w
 		}
 	}
 	for f := range counts {
@@ -123,8 +164,7 @@ func EstimateModel(ix *Index, seed uint64) *Model {
 	// its whole weight (both names agree, crosswise), the family field none.
 	m.U[fGiven][lSwapped] = m.U[fGiven][lExact] * m.U[fFamily][lExact]
 	m.M[fFamily][lSwapped], m.U[fFamily][lSwapped] = 1, 1
-	m.Relatives, m.kin = relatives(ix)
-	return m.cache()
+	m.ready = false
 }
 
 // relatives is the share of members with a relative in the index (see
@@ -162,7 +202,7 @@ func relatives(ix *Index) (float64, []bool) {
 					// both).
 					sa, sb := ix.side(a), ix.side(b)
 					pa := probeOf(&sa)
-					if g := compare(&pa, "", &sb); g[fGiven] == lDifferent && g[fBirthDate] == lDifferent {
+					if g := compare(&pa, "", &sb); g[fGiven] == lDifferent && outright(g[fBirthDate]) {
 						for _, x := range []int32{a, b} {
 							if !kin[x] {
 								kin[x] = true

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -111,6 +112,58 @@ type Store interface {
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
 	// LatestCheckpoint returns the checkpoint stored last, or ErrNotFound.
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+
+	// The identity graph (identity/graph): links between an external
+	// identity and a member, and reviewers' decisions. Both are append-only:
+	// a link ends by a superseding record (graph.Link.Ends), never an
+	// UPDATE. Change.Link and Change.Review write them with a transfer's
+	// step, in its transaction.
+
+	// AppendIdentityLink appends a link as graph.Supersede says (ending a
+	// current link to another member first; nothing when the current link
+	// is to the same member) and returns the current link after it, with its
+	// Seq. An end record (Ends set) is appended as it is.
+	AppendIdentityLink(ctx context.Context, l graph.Link) (graph.Link, error)
+	// IdentityLinks returns every record of one external identity, oldest
+	// first.
+	IdentityLinks(ctx context.Context, partner, externalRef string) ([]graph.Link, error)
+	// AppendIdentityReview remembers a reviewer's decision on a presentation.
+	AppendIdentityReview(ctx context.Context, r graph.Review) error
+	// IdentityReviews returns the decisions on one presentation, oldest
+	// first.
+	IdentityReviews(ctx context.Context, partner, presentation string) ([]graph.Review, error)
+	// PresentationKey returns the secret that presentation digests are keyed
+	// with (graph.Presentation), creating it on first use. It lives with
+	// the demographics it protects, so that a digest found in a log, an
+	// audit entry or a workflow history cannot be reversed without the
+	// database.
+	PresentationKey(ctx context.Context) ([]byte, error)
+}
+
+// GraphStore is a Store as the identity graph's store (graph.Store).
+type GraphStore struct{ Store Store }
+
+var _ graph.Store = GraphStore{}
+
+// AppendLink appends a link record as it is: graph.Graph decides what to
+// append.
+func (g GraphStore) AppendLink(ctx context.Context, l graph.Link) (graph.Link, error) {
+	return g.Store.AppendIdentityLink(ctx, l)
+}
+
+// Links implements graph.Store.
+func (g GraphStore) Links(ctx context.Context, partner, externalRef string) ([]graph.Link, error) {
+	return g.Store.IdentityLinks(ctx, partner, externalRef)
+}
+
+// AppendReview implements graph.Store.
+func (g GraphStore) AppendReview(ctx context.Context, r graph.Review) error {
+	return g.Store.AppendIdentityReview(ctx, r)
+}
+
+// Reviews implements graph.Store.
+func (g GraphStore) Reviews(ctx context.Context, partner, presentation string) ([]graph.Review, error) {
+	return g.Store.IdentityReviews(ctx, partner, presentation)
 }
 
 // AuditFilter selects audit entries; zero fields match everything.
@@ -202,6 +255,10 @@ type Change struct {
 	Consent  *transfer.ConsentOutcome
 	Export   *transfer.ExportInfo
 	Error    *transfer.ErrorInfo
+	// Link, if set, is appended to the identity graph as AppendIdentityLink
+	// does; Review, if set, is remembered. Both only when the event is new.
+	Link   *graph.Link
+	Review *graph.Review
 }
 
 // Access is a read of a transfer to record: who read it (Event.Actor), how

@@ -7,10 +7,10 @@ package graph
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -35,11 +35,11 @@ type Maker struct {
 }
 
 // Provenance says where a link came from. It holds no PHI: the presentation
-// is a fingerprint.
+// is a keyed digest (see Presentation).
 type Provenance struct {
-	TransferID  string `json:"transfer_id,omitempty"`
-	Fingerprint string `json:"fingerprint,omitempty"` // Fingerprint of the presentation
-	Note        string `json:"note,omitempty"`
+	TransferID   string `json:"transfer_id,omitempty"`
+	Presentation string `json:"presentation,omitempty"` // Presentation digest of the demographics
+	Note         string `json:"note,omitempty"`
 }
 
 // Link ties an external identity to one of our members from ValidFrom
@@ -59,12 +59,13 @@ type Link struct {
 
 // Review is a reviewer's remembered decision on one presentation.
 type Review struct {
-	Partner     string    `json:"partner"`
-	Fingerprint string    `json:"fingerprint"`
-	Decision    string    `json:"decision"`            // transfer.DecisionApprove or transfer.DecisionReject
-	MemberID    string    `json:"member_id,omitempty"` // the member chosen, for approve
-	Reviewer    string    `json:"reviewer"`
-	At          time.Time `json:"at"`
+	Partner      string    `json:"partner"`
+	Presentation string    `json:"presentation"`        // Presentation digest
+	Decision     string    `json:"decision"`            // transfer.DecisionApprove or transfer.DecisionReject
+	MemberID     string    `json:"member_id,omitempty"` // the member chosen, for approve
+	Reviewer     string    `json:"reviewer"`
+	At           time.Time `json:"at"`
+	TransferID   string    `json:"transfer_id,omitempty"` // the transfer it was decided in
 }
 
 // Store keeps the graph. Implementations append; they never update or
@@ -73,7 +74,7 @@ type Store interface {
 	AppendLink(ctx context.Context, l Link) (Link, error) // assigns Seq
 	Links(ctx context.Context, partner, externalRef string) ([]Link, error)
 	AppendReview(ctx context.Context, r Review) error
-	Reviews(ctx context.Context, partner, fingerprint string) ([]Review, error)
+	Reviews(ctx context.Context, partner, presentation string) ([]Review, error)
 }
 
 // Errors of the graph.
@@ -99,23 +100,56 @@ func (g *Graph) now() time.Time {
 // link of the same external identity to another member is ended first; a
 // current link to the same member is kept and returned.
 func (g *Graph) Link(ctx context.Context, partner, externalRef, memberID string, by Maker, prov Provenance) (Link, error) {
-	if partner == "" || externalRef == "" || memberID == "" {
-		return Link{}, ErrInvalid
-	}
-	now := g.now()
-	cur, err := g.Current(ctx, partner, externalRef, now)
-	switch {
-	case err == nil && cur.MemberID == memberID:
-		return cur, nil
-	case err == nil:
-		if _, err := g.Store.AppendLink(ctx, Link{Partner: partner, ExternalRef: externalRef, MemberID: cur.MemberID,
-			ValidFrom: cur.ValidFrom, ValidTo: now, MadeBy: by, Provenance: prov, Ends: cur.Seq}); err != nil {
-			return Link{}, err
-		}
-	case !errors.Is(err, ErrNotFound):
+	l := Link{Partner: partner, ExternalRef: externalRef, MemberID: memberID, ValidFrom: g.now(), MadeBy: by, Provenance: prov}
+	if err := l.Check(); err != nil {
 		return Link{}, err
 	}
-	return g.Store.AppendLink(ctx, Link{Partner: partner, ExternalRef: externalRef, MemberID: memberID, ValidFrom: now, MadeBy: by, Provenance: prov})
+	hist, err := g.Store.Links(ctx, partner, externalRef)
+	if err != nil {
+		return Link{}, err
+	}
+	rows, cur := Supersede(hist, l)
+	if rows == nil {
+		return cur, nil
+	}
+	for _, r := range rows {
+		if l, err = g.Store.AppendLink(ctx, r); err != nil {
+			return Link{}, err
+		}
+	}
+	return l, nil
+}
+
+// Check reports whether l names an external identity and a member.
+func (l Link) Check() error {
+	if l.Partner == "" || l.ExternalRef == "" || l.MemberID == "" {
+		return ErrInvalid
+	}
+	return nil
+}
+
+// Supersede is how the new link l enters the history of its external
+// identity (all its records, oldest first): the records to append, in
+// order (an end record for the current link if it is to another member,
+// then l), or none when the current link is already to l's member, which
+// it returns. The current link is the newest one not ended; l never starts
+// before it (clocks of two writers may disagree), so its ValidFrom is
+// moved up to the current link's if need be. Stores that append a link
+// inside a transaction of their own use it so that they keep the same
+// rules as Graph.Link.
+func Supersede(history []Link, l Link) (rows []Link, current Link) {
+	cur, ok := currentAt(history, time.Unix(1<<62, 0))
+	switch {
+	case ok && cur.MemberID == l.MemberID:
+		return nil, cur
+	case ok:
+		if l.ValidFrom.Before(cur.ValidFrom) {
+			l.ValidFrom = cur.ValidFrom
+		}
+		rows = append(rows, Link{Partner: l.Partner, ExternalRef: l.ExternalRef, MemberID: cur.MemberID,
+			ValidFrom: cur.ValidFrom, ValidTo: l.ValidFrom, MadeBy: l.MadeBy, Provenance: l.Provenance, Ends: cur.Seq})
+	}
+	return append(rows, l), Link{}
 }
 
 // Unlink ends the current link of (partner, externalRef), recording who
@@ -137,6 +171,16 @@ func (g *Graph) Current(ctx context.Context, partner, externalRef string, at tim
 	if err != nil {
 		return Link{}, err
 	}
+	l, ok := currentAt(links, at)
+	if !ok {
+		return Link{}, ErrNotFound
+	}
+	return l, nil
+}
+
+// currentAt is the link of a history valid at time at, with its ValidTo
+// filled in if it was ended later.
+func currentAt(links []Link, at time.Time) (Link, bool) {
 	ended := map[int64]time.Time{}
 	for _, l := range links {
 		if l.Ends != 0 {
@@ -156,13 +200,10 @@ func (g *Graph) Current(ctx context.Context, partner, externalRef string, at tim
 			best, found = l, true
 		}
 	}
-	if !found {
-		return Link{}, ErrNotFound
-	}
-	if end, ok := ended[best.Seq]; ok {
+	if end, ok := ended[best.Seq]; found && ok {
 		best.ValidTo = end
 	}
-	return best, nil
+	return best, found
 }
 
 // History is every record of (partner, externalRef), oldest first.
@@ -171,37 +212,38 @@ func (g *Graph) History(ctx context.Context, partner, externalRef string) ([]Lin
 }
 
 // RememberReview records a reviewer's decision on a presentation.
-func (g *Graph) RememberReview(ctx context.Context, partner, fingerprint string, d transfer.ReviewDecision) error {
+func (g *Graph) RememberReview(ctx context.Context, partner, presentation string, d transfer.ReviewDecision) error {
 	if d.Decision != transfer.DecisionApprove && d.Decision != transfer.DecisionReject {
 		return transfer.ErrInvalidDecision
 	}
-	return g.Store.AppendReview(ctx, Review{Partner: partner, Fingerprint: fingerprint, Decision: d.Decision,
+	return g.Store.AppendReview(ctx, Review{Partner: partner, Presentation: presentation, Decision: d.Decision,
 		MemberID: d.MemberID, Reviewer: d.Reviewer, At: g.now()})
 }
 
 // RecallReview is the latest reviewer decision on the same presentation,
 // if any: the workflow applies it instead of asking again.
-func (g *Graph) RecallReview(ctx context.Context, partner, fingerprint string) (Review, bool, error) {
-	rs, err := g.Store.Reviews(ctx, partner, fingerprint)
+func (g *Graph) RecallReview(ctx context.Context, partner, presentation string) (Review, bool, error) {
+	rs, err := g.Store.Reviews(ctx, partner, presentation)
 	if err != nil || len(rs) == 0 {
 		return Review{}, false, err
 	}
 	return rs[len(rs)-1], true, nil
 }
 
-// Fingerprint identifies a presentation: the partner, the normalised
-// demographics and the candidates a reviewer was shown. It is a SHA-256, so
-// it can be stored and logged without the PHI it was made from; a change of
-// the demographics or of the candidates makes a new presentation.
-func Fingerprint(partner string, q transfer.Demographics, candidates []string) string {
-	h := sha256.New()
-	c := append([]string(nil), candidates...)
-	sort.Strings(c)
+// Presentation identifies what a partner presented: the partner and the
+// normalised demographics, so that the same person keyed the same way
+// (whatever the case, spacing or punctuation) is the same presentation.
+// It is an HMAC-SHA256 under key, a secret kept apart from where the digest
+// travels: a plain hash of a name and a birth date could be reversed by
+// trying the likely ones, the keyed digest cannot without the key, so it
+// can be stored, logged and put in workflow payloads.
+func Presentation(key []byte, partner string, q transfer.Demographics) string {
+	h := hmac.New(sha256.New, key)
 	for _, s := range []string{
 		partner, strings.TrimSpace(q.MemberID), normalize.Name(q.Given), normalize.Name(q.Family),
 		normalize.BirthDate(q.BirthDate).String(), normalize.Sex(q.Sex), normalize.Street(q.Address.Street),
 		normalize.Fold(q.Address.City), normalize.State(q.Address.State), normalize.PostalCode(q.Address.PostalCode),
-		normalize.Phone(q.Phone), strings.Join(c, ","),
+		normalize.Phone(q.Phone),
 	} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
@@ -244,14 +286,14 @@ func (s *MemoryStore) Links(_ context.Context, partner, externalRef string) ([]L
 func (s *MemoryStore) AppendReview(_ context.Context, r Review) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := [2]string{r.Partner, r.Fingerprint}
+	k := [2]string{r.Partner, r.Presentation}
 	s.reviews[k] = append(s.reviews[k], r)
 	return nil
 }
 
 // Reviews returns the decisions on one presentation, oldest first.
-func (s *MemoryStore) Reviews(_ context.Context, partner, fingerprint string) ([]Review, error) {
+func (s *MemoryStore) Reviews(_ context.Context, partner, presentation string) ([]Review, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Review(nil), s.reviews[[2]string{partner, fingerprint}]...), nil
+	return append([]Review(nil), s.reviews[[2]string{partner, presentation}]...), nil
 }

@@ -54,18 +54,19 @@ func TestReviewMemory(t *testing.T) {
 	ctx := context.Background()
 	g := &Graph{Store: NewMemoryStore()}
 	q := transfer.Demographics{Given: "Ann", Family: "Lee", BirthDate: "1980-02-03"}
-	fp := Fingerprint("acme", q, []string{"M2", "M1"})
-	same := Fingerprint("acme", transfer.Demographics{Given: " ANN", Family: "lee", BirthDate: "1980-02-03"}, []string{"M1", "M2"})
+	key := []byte("k1")
+	fp := Presentation(key, "acme", q)
+	same := Presentation(key, "acme", transfer.Demographics{Given: " ANN", Family: "lee", BirthDate: "1980-02-03"})
 	if fp != same {
-		t.Error("normalisation or candidate order changed the fingerprint")
+		t.Error("normalisation changed the presentation digest")
 	}
 	for _, other := range []string{
-		Fingerprint("other", q, []string{"M1", "M2"}),
-		Fingerprint("acme", q, []string{"M1", "M2", "M3"}),
-		Fingerprint("acme", transfer.Demographics{Given: "Ann", Family: "Lee", BirthDate: "1980-02-04"}, []string{"M1", "M2"}),
+		Presentation(key, "other", q),
+		Presentation([]byte("k2"), "acme", q),
+		Presentation(key, "acme", transfer.Demographics{Given: "Ann", Family: "Lee", BirthDate: "1980-02-04"}),
 	} {
 		if other == fp {
-			t.Error("a different presentation has the same fingerprint")
+			t.Error("a different presentation or key has the same digest")
 		}
 	}
 	if _, ok, _ := g.RecallReview(ctx, "acme", fp); ok {

@@ -333,6 +333,16 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 			transferID, ev.At, state, parts.identity, parts.consent, parts.export, parts.error); err != nil {
 			return err
 		}
+		if ch.Link != nil {
+			if _, err := appendLink(ctx, tx, *ch.Link); err != nil {
+				return err
+			}
+		}
+		if ch.Review != nil {
+			if err := appendReview(ctx, tx, *ch.Review); err != nil {
+				return err
+			}
+		}
 		applied = true
 		return nil
 	})

@@ -344,6 +344,16 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 			fmtTime(ev.At), state, text(parts.identity), text(parts.consent), text(parts.export), text(parts.error), transferID); err != nil {
 			return err
 		}
+		if ch.Link != nil {
+			if _, err := appendLink(ctx, tx, *ch.Link); err != nil {
+				return err
+			}
+		}
+		if ch.Review != nil {
+			if err := appendReview(ctx, tx, *ch.Review); err != nil {
+				return err
+			}
+		}
 		applied = true
 		return nil
 	})

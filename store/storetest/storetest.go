@@ -58,6 +58,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Access/Record", testRecordAccess},
 		{"Access/Invalid", testRecordAccessInvalid},
 		{"Access/Concurrent", testRecordAccessConcurrent},
+		{"Identity/Links", testIdentityLinks},
+		{"Identity/LinksConcurrent", testIdentityLinksConcurrent},
+		{"Identity/Reviews", testIdentityReviews},
+		{"Identity/PresentationKey", testPresentationKey},
+		{"Identity/ChangeLink", testChangeLink},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })

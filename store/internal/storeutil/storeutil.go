@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -89,6 +90,20 @@ func PrepareChange(ch store.Change) (store.Change, error) {
 		ch.Event.At = time.Now()
 	}
 	ch.Event.At = Time(ch.Event.At)
+	if ch.Link != nil {
+		l, err := PrepareLink(*ch.Link, ch.Event.At)
+		if err != nil {
+			return ch, err
+		}
+		ch.Link = &l
+	}
+	if ch.Review != nil {
+		r, err := PrepareReview(*ch.Review, ch.Event.At)
+		if err != nil {
+			return ch, err
+		}
+		ch.Review = &r
+	}
 	return ch, nil
 }
 
@@ -129,6 +144,48 @@ func AccessTransfers(as []store.Access) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// PrepareLink checks an identity link record and fills its start (at, when
+// zero); times are normalised.
+func PrepareLink(l graph.Link, at time.Time) (graph.Link, error) {
+	if err := l.Check(); err != nil {
+		return l, err
+	}
+	if l.ValidFrom.IsZero() {
+		l.ValidFrom = at
+	}
+	l.ValidFrom = Time(l.ValidFrom)
+	switch {
+	case l.Ends != 0 && l.ValidTo.IsZero():
+		return l, errors.New("an end record needs its end time")
+	case l.Ends == 0 && !l.ValidTo.IsZero():
+		return l, errors.New("a link ends by an end record, not by its own end time")
+	case l.Ends != 0:
+		l.ValidTo = Time(l.ValidTo)
+	}
+	l.Seq = 0
+	return l, nil
+}
+
+// PrepareReview checks a remembered review decision and fills its time (at,
+// when zero).
+func PrepareReview(r graph.Review, at time.Time) (graph.Review, error) {
+	switch {
+	case r.Partner == "" || r.Presentation == "":
+		return r, errors.New("review: partner and presentation are required")
+	case r.Decision != transfer.DecisionApprove && r.Decision != transfer.DecisionReject:
+		return r, transfer.ErrInvalidDecision
+	case r.Decision == transfer.DecisionApprove && r.MemberID == "":
+		return r, errors.New("review: an approval names the member")
+	case r.Reviewer == "":
+		return r, errors.New("review: the reviewer is required")
+	}
+	if r.At.IsZero() {
+		r.At = at
+	}
+	r.At = Time(r.At)
+	return r, nil
 }
 
 // CheckMembers refuses a batch with a member without id. The error names

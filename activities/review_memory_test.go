@@ -1,0 +1,79 @@
+package activities
+
+import (
+	"context"
+	"testing"
+
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// TestReviewDecisionRemembered: a reviewer's approval, recorded by the
+// workflow's review_decision step, links the presentation to the member
+// in the step's transaction, and the same presentation (however it is
+// cased or spaced) later resolves at once; a rejection is remembered too.
+func TestReviewDecisionRemembered(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	twins := transfer.Demographics{Given: "Jordan", Family: "Lee", BirthDate: "1995-03-08"}
+	f.create(t, "t1", twins, activeConsent)
+	o, err := f.acts.ResolveIdentity(ctx, "t1")
+	if err != nil || o.Status != transfer.IdentityAmbiguous {
+		t.Fatalf("first presentation: %+v, %v; want a review", o, err)
+	}
+	approved := transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: "M3", ReviewedBy: "r1", Candidates: o.Candidates}
+	rec := RecordInput{TransferID: "t1", Type: EventReviewDecision, Key: "review:decision", Actor: "reviewer:r1", Identity: &approved}
+	for i := 0; i < 2; i++ { // a retried activity records once
+		if _, err := f.acts.RecordState(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := f.st.GetTransferRequest(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pres, err := f.acts.presentation(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := f.st.IdentityLinks(ctx, "sandbox", pres)
+	if err != nil || len(links) != 1 || links[0].MemberID != "M3" || links[0].MadeBy.Reviewer != "r1" || links[0].Provenance.TransferID != "t1" {
+		t.Fatalf("links after the review = %+v, %v", links, err)
+	}
+	if rs, err := f.st.IdentityReviews(ctx, "sandbox", pres); err != nil || len(rs) != 1 || rs[0].Decision != transfer.DecisionApprove {
+		t.Fatalf("reviews = %+v, %v", rs, err)
+	}
+
+	f.create(t, "t2", transfer.Demographics{Given: " JORDAN", Family: "lee", BirthDate: "1995-03-08"}, activeConsent)
+	o, err = f.acts.ResolveIdentity(ctx, "t2")
+	if err != nil || o.Status != transfer.IdentityResolved || o.MemberID != "M3" || o.ReviewedBy != "r1" ||
+		o.Rationale == nil || o.Rationale.Rule != identity.RuleRememberedReview {
+		t.Fatalf("same presentation again = %+v, %v; want M3 from the remembered review", o, err)
+	}
+
+	// Another presentation of the twins (with a phone) is reviewed afresh,
+	// and its rejection remembered.
+	other := twins
+	other.Phone = "217-555-0199"
+	f.create(t, "t3", other, activeConsent)
+	if o, err = f.acts.ResolveIdentity(ctx, "t3"); err != nil || o.Status != transfer.IdentityAmbiguous {
+		t.Fatalf("another presentation: %+v, %v; want a review", o, err)
+	}
+	rejected := transfer.IdentityOutcome{Status: transfer.IdentityNoMatch, ReviewedBy: "r2"}
+	if _, err := f.acts.RecordState(ctx, RecordInput{TransferID: "t3", State: transfer.StateFailed, Identity: &rejected,
+		Error: &transfer.ErrorInfo{Type: transfer.ErrorReviewRejected}}); err != nil {
+		t.Fatal(err)
+	}
+	f.create(t, "t4", other, activeConsent)
+	o, err = f.acts.ResolveIdentity(ctx, "t4")
+	if err != nil || o.Status != transfer.IdentityNoMatch || o.Rationale == nil || o.Rationale.Rule != identity.RuleRememberedReview {
+		t.Fatalf("rejected presentation again = %+v, %v; want no_match from the remembered review", o, err)
+	}
+	// Steps that are not a review's decision write nothing to the graph.
+	if _, err := f.acts.RecordState(ctx, RecordInput{TransferID: "t2", State: transfer.StateConsentVerified, Identity: &o}); err != nil {
+		t.Fatal(err)
+	}
+	if links, _ := f.st.IdentityLinks(ctx, "sandbox", pres); len(links) != 1 {
+		t.Errorf("links = %d after other steps, want 1", len(links))
+	}
+}
