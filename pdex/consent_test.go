@@ -77,7 +77,9 @@ func TestEvaluateConsent(t *testing.T) {
 			now: inPeriod, reason: ConsentRecipient},
 		{name: "requester without identifiers", requester: Party{ID: "new-payer"}, now: inPeriod, reason: ConsentRecipient},
 		{name: "requester named as source only", now: inPeriod, reason: ConsentRecipient,
-			edit: func(c *fhir.Consent) { c.Provision.Actor[1].Role = fhir.Code(fhir.SystemProvenanceParticip, "performer") }},
+			edit: func(c *fhir.Consent) {
+				c.Provision.Actor[1].Role = fhir.Code(fhir.SystemProvenanceParticip, "performer")
+			}},
 		{name: "recipient by same value, other system", now: inPeriod, reason: ConsentRecipient,
 			edit: func(c *fhir.Consent) { c.Provision.Actor[1].Reference.Identifier.System = "http://example.org/ids" }},
 		{name: "we are not the source", holder: &Party{Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: "5555555555"}}},
@@ -88,7 +90,9 @@ func TestEvaluateConsent(t *testing.T) {
 			edit: func(c *fhir.Consent) { s := fhir.Code(fhir.SystemConsentScope, "research"); c.Scope = &s }},
 		{name: "no policy", now: inPeriod, reason: ConsentPolicy, edit: func(c *fhir.Consent) { c.Policy = nil }},
 		{name: "unknown policy", now: inPeriod, reason: ConsentPolicy,
-			edit: func(c *fhir.Consent) { c.Policy = append(c.Policy, fhir.ConsentPolicy{URI: "http://example.org/other"}) }},
+			edit: func(c *fhir.Consent) {
+				c.Policy = append(c.Policy, fhir.ConsentPolicy{URI: "http://example.org/other"})
+			}},
 		{name: "both policies", now: inPeriod, reason: ConsentPolicy,
 			edit: func(c *fhir.Consent) { c.Policy = append(c.Policy, fhir.ConsentPolicy{URI: PolicySensitive}) }},
 		{name: "policy rule", now: inPeriod, reason: ConsentPolicy,

@@ -543,7 +543,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestFailedMatchCap(t *testing.T) {
-	hs := newHarness(t, func(d *Deps) { d.MaxFailures, d.FailureWindow = 3, 10 * time.Minute })
+	hs := newHarness(t, func(d *Deps) { d.MaxFailures, d.FailureWindow = 3, 10*time.Minute })
 	body := exampleBody(t)
 	hs.m.dec = identity.Decision{Outcome: identity.OutcomeNoMatch}
 	for i := 0; i < 2; i++ {
