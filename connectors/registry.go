@@ -36,6 +36,17 @@ type Partner struct {
 	PushURL string        `yaml:"push_url"`           // where signed exports are POSTed
 	JWKSURL string        `yaml:"jwks_url,omitempty"` // the partner's own keys, if it signs anything
 	Timeout time.Duration `yaml:"timeout,omitempty"`  // per call, e.g. "30s"; 0 = DefaultTimeout
+	// Identifiers name the partner's organization in FHIR (its NPI,
+	// typically): a member's consent names the payer it lets us disclose
+	// to by one of them.
+	Identifiers []Identifier `yaml:"identifiers,omitempty"`
+}
+
+// Identifier is a business identifier of a partner: a system URI and a
+// value, e.g. http://hl7.org/fhir/sid/us-npi and a ten-digit NPI.
+type Identifier struct {
+	System string `yaml:"system"`
+	Value  string `yaml:"value"`
 }
 
 var partnerID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -52,6 +63,11 @@ func (p Partner) Validate() error {
 	if p.JWKSURL != "" {
 		if err := checkURL(p.JWKSURL); err != nil {
 			return fmt.Errorf("partner %s: jwks_url: %w", p.ID, err)
+		}
+	}
+	for _, id := range p.Identifiers {
+		if id.System == "" || id.Value == "" {
+			return fmt.Errorf("partner %s: identifiers: each needs a system and a value", p.ID)
 		}
 	}
 	if p.Timeout < 0 || p.Timeout > MaxTimeout {
@@ -119,6 +135,9 @@ func NewRegistry(partners ...Partner) (*Registry, error) {
 //	    push_url: https://p2p.acme.example/exports
 //	    jwks_url: https://p2p.acme.example/.well-known/jwks.json
 //	    timeout: 45s
+//	    identifiers:
+//	      - system: http://hl7.org/fhir/sid/us-npi
+//	        value: "1234567893"
 type registryFile struct {
 	Partners []Partner `yaml:"partners"`
 }
@@ -133,7 +152,7 @@ func LoadRegistry(path string) (*Registry, error) {
 }
 
 // ParseRegistry reads a registry from YAML: a top-level "partners" list of
-// {id, name, push_url, jwks_url, timeout}. Unknown keys are errors, so a
+// {id, name, push_url, jwks_url, timeout, identifiers}. Unknown keys are errors, so a
 // misspelt key is caught rather than silently ignored. An empty document
 // is an empty registry.
 func ParseRegistry(data []byte) (*Registry, error) {
