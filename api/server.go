@@ -66,6 +66,10 @@ type Deps struct {
 	// BaseURL prefixes the links of transfers (e.g. "https://p2p.example");
 	// empty gives links relative to the host.
 	BaseURL string
+	// FHIR, when set, serves /fhir/* (the partner-facing FHIR API, package
+	// pdex). It answers in FHIR terms, not in problem+json, and is not part
+	// of openapi.yaml: the spec's request validator does not see it.
+	FHIR http.Handler
 }
 
 // Server implements the API v1 handlers over its Deps.
@@ -78,6 +82,7 @@ type Server struct {
 	now      func() time.Time
 	baseURL  string
 	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
+	fhir     http.Handler // nil: no /fhir routes
 	handler  http.Handler
 }
 
@@ -95,7 +100,7 @@ func NewServer(d Deps) (*Server, error) {
 	}
 	s := &Server{
 		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners,
-		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"),
+		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR,
 	}
 	s.signer = d.AuditSigner
 	if as, ok := d.Keys.(audit.Signer); ok && s.signer == nil {
@@ -170,6 +175,12 @@ func (s *Server) routes() (http.Handler, error) {
 		writeProblem(w, r, newProblem(http.StatusMethodNotAllowed, ProblemMethodNotAllowed,
 			"Method not allowed", "the route does not support this method"))
 	})
+
+	if s.fhir != nil {
+		// Mounted on the base router, so the per-operation spec validator
+		// below never applies to it.
+		r.Mount("/fhir", s.fhir)
+	}
 
 	strict := NewStrictHandlerWithOptions(s, nil, StrictHTTPServerOptions{
 		RequestErrorHandlerFunc:  requestError,

@@ -20,6 +20,8 @@ type Config struct {
 	PublicURL         string // P2P_PUBLIC_URL: how partners reach the API (JWKS); default http://Addr
 	SigningKey        string // P2P_SIGNING_KEY: private JWK file
 	Partners          string // P2P_PARTNERS: partner registry YAML
+	FHIRTrustHeader   string // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
+	PayerIdentifier   string // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
 	LogLevel          string // P2P_LOG_LEVEL: debug, info, warn, error
 	ShutdownTimeout   time.Duration
 }
@@ -55,6 +57,10 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) {
 	if which&FlagAPI != 0 {
 		fs.StringVar(&c.Addr, "addr", Env("P2P_ADDR", "127.0.0.1:8080"), "API listen address (P2P_ADDR)")
 		fs.StringVar(&c.PublicURL, "public-url", Env("P2P_PUBLIC_URL", ""), "base URL partners use to reach this API (P2P_PUBLIC_URL)")
+		fs.StringVar(&c.FHIRTrustHeader, "fhir-trust-header", Env("P2P_FHIR_TRUST_HEADER", ""),
+			"request header that names the partner calling /fhir, set by an authenticating gateway; empty refuses every /fhir call until partner auth lands (P2P_FHIR_TRUST_HEADER)")
+		fs.StringVar(&c.PayerIdentifier, "payer-identifier", Env("P2P_PAYER_IDENTIFIER", ""),
+			"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893 (P2P_PAYER_IDENTIFIER)")
 	}
 	if which&(FlagAPI|FlagWorker) != 0 {
 		fs.StringVar(&c.SigningKey, "signing-key", Env("P2P_SIGNING_KEY", ""), "private signing key, JWK JSON file (P2P_SIGNING_KEY)")

@@ -85,6 +85,17 @@ type Partner struct {
 	// Retry overrides the retry policy of calls to this partner (nil: the
 	// policy in activities/policy.go).
 	Retry *RetryOverride `yaml:"retry,omitempty"`
+	// Identifiers name the partner's organization in FHIR (its NPI,
+	// typically): a member's consent names the payer it lets us disclose
+	// to by one of them.
+	Identifiers []Identifier `yaml:"identifiers,omitempty"`
+}
+
+// Identifier is a business identifier of a partner: a system URI and a
+// value, e.g. http://hl7.org/fhir/sid/us-npi and a ten-digit NPI.
+type Identifier struct {
+	System string `yaml:"system"`
+	Value  string `yaml:"value"`
 }
 
 // HasRole reports whether the partner has role r.
@@ -181,6 +192,11 @@ func (p Partner) Validate() error {
 	if p.Concurrency < 0 || p.Concurrency > MaxConcurrency {
 		return fmt.Errorf("partner %s: concurrency %d: want between 0 (default %d) and %d", p.ID, p.Concurrency, DefaultConcurrency, MaxConcurrency)
 	}
+	for _, id := range p.Identifiers {
+		if id.System == "" || id.Value == "" {
+			return fmt.Errorf("partner %s: identifiers: each needs a system and a value", p.ID)
+		}
+	}
 	if p.Timeout < 0 || p.Timeout > MaxTimeout {
 		return fmt.Errorf("partner %s: timeout %v: want between 0 (default %v) and %v", p.ID, p.Timeout, DefaultTimeout, MaxTimeout)
 	}
@@ -264,6 +280,9 @@ func NewRegistry(partners ...Partner) (*Registry, error) {
 //	    timeout: 45s
 //	    rate_limit: 5     # calls per second, all workers together
 //	    concurrency: 4    # calls in flight per worker
+//	    identifiers:
+//	      - system: http://hl7.org/fhir/sid/us-npi
+//	        value: "1234567893"
 type registryFile struct {
 	Partners []Partner `yaml:"partners"`
 }
@@ -278,7 +297,8 @@ func LoadRegistry(path string) (*Registry, error) {
 }
 
 // ParseRegistry reads a registry from YAML: a top-level "partners" list of
-// {id, name, push_url, jwks_url, timeout, rate_limit, concurrency}. Unknown keys are errors, so a
+// {id, name, roles, push_url, fhir_base_url, allowed_hosts, jwks_url, auth, timeout,
+// rate_limit, concurrency, retry, identifiers}. Unknown keys are errors, so a
 // misspelt key is caught rather than silently ignored. An empty document
 // is an empty registry.
 func ParseRegistry(data []byte) (*Registry, error) {

@@ -58,6 +58,8 @@ partners:
 		{"negative concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', concurrency: -2}\n", nil, "concurrency"},
 		{"huge concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', concurrency: 5000}\n", nil, "concurrency"},
 		{"unknown key", "partners:\n- {id: a, pushurl: 'https://a.example/x'}\n", nil, "parse registry"},
+		{"identifiers", "partners:\n- {id: a, push_url: 'https://a.example/x', identifiers: [{system: 'http://hl7.org/fhir/sid/us-npi', value: '0123456789'}]}\n", []string{"a"}, ""},
+		{"identifier without value", "partners:\n- {id: a, push_url: 'https://a.example/x', identifiers: [{system: 'http://hl7.org/fhir/sid/us-npi'}]}\n", nil, "identifiers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,6 +75,12 @@ partners:
 			}
 			if !slices.Equal(r.IDs(), tt.wantIDs) {
 				t.Fatalf("ids %v, want %v", r.IDs(), tt.wantIDs)
+			}
+			if tt.name == "identifiers" {
+				p, _ := r.Get("a")
+				if want := []Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "0123456789"}}; !slices.Equal(p.Identifiers, want) {
+					t.Errorf("identifiers %v, want %v", p.Identifiers, want)
+				}
 			}
 		})
 	}

@@ -26,7 +26,9 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
+	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
@@ -41,6 +43,17 @@ var DemoMembers []byte
 
 // SandboxPartnerID is the partner id of the sandbox partner.
 const SandboxPartnerID = "sandbox"
+
+// The dev stack's FHIR API (/fhir): partners are not authenticated yet, so
+// the caller names itself in PartnerHeader — loopback only. The sandbox
+// partner and we are the two payers of the HRex $member-match example, by
+// the NPIs its consent names: the sandbox is the new payer (recipient), we
+// are the old payer (source).
+const (
+	PartnerHeader = "X-P2P-Partner"
+	SandboxNPI    = "0123456789" // HRex example "New Health Plan"
+	OurNPI        = "9876543210" // HRex example "Old Health Plan"
+)
 
 // Options configure the stack.
 type Options struct {
@@ -127,7 +140,21 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
 		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
+		Roles:       []connectors.Role{connectors.RolePush, connectors.RoleRequester},
+		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
 	}}, o.Partners...)...)
+	if err != nil {
+		return nil, err
+	}
+	if o.Seed {
+		if err := seed(ctx, s.Store); err != nil {
+			return nil, fmt.Errorf("seeding demo members: %w", err)
+		}
+	}
+	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
+		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Logger: o.Logger.Named("fhir"),
+		Holder: pdex.Party{Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +163,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	srv, err := api.NewServer(api.Deps{
 		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
-		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Logger: o.Logger.Named("api"),
+		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
 	})
 	if err != nil {
 		return nil, err
@@ -147,11 +174,6 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	s.serve(runCtx, sbLn, s.Sandbox.Handler())
 	served = true
 
-	if o.Seed {
-		if err := seed(ctx, s.Store); err != nil {
-			return nil, fmt.Errorf("seeding demo members: %w", err)
-		}
-	}
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker")})
 	if err != nil {
 		return nil, err

@@ -238,6 +238,9 @@ func TestSyntheticPatientAndSensitivity(t *testing.T) {
 		patient.Identifier[0].System != DefaultMemberIDSystem {
 		t.Fatalf("patient does not carry the member record: %s", rs[0].JSON)
 	}
+	if rs[0].ResourceType != "Patient" || rs[0].ID != SyntheticPatientID(testMember.ID) {
+		t.Errorf("Patient id %s, SyntheticPatientID says %s", rs[0].ID, SyntheticPatientID(testMember.ID))
+	}
 	sensitive := 0
 	for _, r := range rs {
 		_, labelled, err := checkResource(r)

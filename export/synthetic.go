@@ -49,6 +49,10 @@ type SyntheticSource struct {
 
 var _ Source = SyntheticSource{}
 
+// SyntheticPatientID is the id of the Patient resource SyntheticSource
+// makes for member id: what $member-match answers as MemberId.
+func SyntheticPatientID(memberID string) string { return newSeed(memberID).id("pat", 1) }
+
 // seed is the SHA-256 of the member id, the root of every derived value.
 type seed [32]byte
 

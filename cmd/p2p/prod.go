@@ -18,6 +18,8 @@ import (
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store/dsn"
 	"github.com/p2p-payer/p2p/workflows"
@@ -87,6 +89,23 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if partners != nil { // without a registry the workflow fails unknown partners
 		deps.Partners = api.PartnersFunc(partners.CanPush)
+		// The partner-facing FHIR API needs to know its callers.
+		holder := pdex.Party{}
+		if cfg.PayerIdentifier != "" {
+			id, err := app.ParseIdentifier(cfg.PayerIdentifier)
+			if err != nil {
+				return err
+			}
+			holder.Identifiers = []fhir.Identifier{id}
+		}
+		if deps.FHIR, err = app.NewFHIRHandler(ctx, app.FHIRDeps{
+			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Logger: logger.Named("fhir"),
+		}); err != nil {
+			return err
+		}
+		if cfg.FHIRTrustHeader == "" {
+			logger.Warn("/fhir refuses every call: no partner authentication (set --fhir-trust-header behind an authenticating gateway)")
+		}
 	}
 	srv, err := api.NewServer(deps)
 	if err != nil {

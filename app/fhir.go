@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/store"
+)
+
+// FHIRDeps are what the partner-facing FHIR API (/fhir, package pdex)
+// needs.
+type FHIRDeps struct {
+	Store    store.Store
+	Partners PartnerLookup // who may call (role requester); how consents name them
+	// Holder is us as consents name the disclosing payer; zero: consents
+	// are not checked for naming us.
+	Holder pdex.Party
+	// TrustHeader names the request header that carries the authenticated
+	// partner id, set by a gateway (or, in dev, by the caller). Empty:
+	// every request is refused 401 until partner authentication (SMART
+	// Backend Services) is built.
+	TrustHeader string
+	Logger      *zap.Logger
+}
+
+// NewFHIRHandler builds the /fhir handler over the member store, with the
+// identity matcher the worker uses (loaded now) and the synthetic export's
+// identifiers, so that $member-match answers what a later export serves.
+func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
+	if d.Store == nil || d.Partners == nil {
+		return nil, errors.New("app: the FHIR API needs the store and the partner registry")
+	}
+	matcher := &activities.IndexMatcher{Store: d.Store, Logger: d.Logger}
+	if err := matcher.Warm(ctx); err != nil {
+		return nil, fmt.Errorf("loading the identity index: %w", err)
+	}
+	requester := func(*http.Request) (string, bool) { return "", false }
+	if d.TrustHeader != "" {
+		requester = pdex.HeaderRequester(d.TrustHeader, func(id string) bool {
+			p, ok := d.Partners.Get(id)
+			return ok && p.HasRole(connectors.RoleRequester)
+		})
+	}
+	return pdex.NewHandler(pdex.Deps{
+		Matcher:        matcher,
+		Requester:      requester,
+		Parties:        func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
+		Holder:         d.Holder,
+		MemberIDSystem: export.DefaultMemberIDSystem,
+		PayerName:      export.DefaultPayerName,
+		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
+		Logger:         d.Logger,
+	})
+}
+
+// PartnerLookup finds a registered partner: a *connectors.Registry or a
+// *connectors.Live.
+type PartnerLookup interface {
+	Get(id string) (connectors.Partner, bool)
+}
+
+// PartyOf is the registered partner id as consents name it.
+func PartyOf(r PartnerLookup, id string) (pdex.Party, bool) {
+	p, ok := r.Get(id)
+	if !ok {
+		return pdex.Party{}, false
+	}
+	party := pdex.Party{ID: p.ID}
+	for _, i := range p.Identifiers {
+		party.Identifiers = append(party.Identifiers, fhir.Identifier{System: i.System, Value: i.Value})
+	}
+	return party, true
+}
+
+// ParseIdentifier reads "system|value" (the FHIR token form), e.g.
+// "http://hl7.org/fhir/sid/us-npi|1234567893".
+func ParseIdentifier(s string) (fhir.Identifier, error) {
+	system, value, ok := strings.Cut(s, "|")
+	if !ok || system == "" || value == "" {
+		return fhir.Identifier{}, fmt.Errorf("identifier %q: want system|value", s)
+	}
+	return fhir.Identifier{System: system, Value: value}, nil
+}

@@ -1,0 +1,382 @@
+// Package pdex serves the Da Vinci PDex payer-to-payer API to partner
+// payers, under /fhir: we are the old payer, a new payer asks us for a
+// member's data. Today it serves HRex $member-match; bulk export of the
+// matched member's data follows.
+//
+//	POST /fhir/Patient/$member-match   (application/fhir+json Parameters)
+//
+// One call: who asks (Deps.Requester: the authenticated partner), whether
+// they may ask now (a per-partner rate and a cap on failed matches, both
+// answered 429 with Retry-After), what they ask (ParseMemberMatch: 400
+// naming the parameter at fault), whether the member's consent lets us
+// answer them (EvaluateConsent: 422), and who the member is
+// (Deps.Matcher, the identity package's matcher: only a confident match of
+// one member answers 200 with MemberIdentifier and MemberId; no match,
+// several candidates or the review band answer 422). A 422 never carries
+// a member's id or data, and the consent is judged before matching, so a
+// refused consent tells nothing about who our members are.
+//
+// Logs carry the outcome, the requester and a keyed digest of the query
+// (to correlate repeated queries), never names, birth dates, addresses,
+// phones or member ids.
+package pdex
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// Matcher resolves a member's demographics to a member of our index
+// (activities.IndexMatcher is the one p2p runs).
+type Matcher interface {
+	Resolve(ctx context.Context, q transfer.Demographics) (identity.Decision, error)
+}
+
+// Match is a successful $member-match: who asked, who the member is, and
+// the consent that let us answer. Bulk export re-checks the consent's scope
+// and expiry on every later request for the member's data.
+type Match struct {
+	Requester      string // partner id
+	MemberID       string
+	Consent        ConsentDecision
+	ConsentJSON    json.RawMessage // the Consent as received
+	CoverageToLink *fhir.Coverage  // the member's coverage with the requester, if sent
+	At             time.Time
+}
+
+// Deps are the Handler's dependencies and settings.
+type Deps struct {
+	// Matcher finds the member. Required.
+	Matcher Matcher
+	// Requester says which partner sent r, once authenticated; ok false
+	// answers 401. This is the seam where SMART Backend Services (or mTLS)
+	// plugs in; HeaderRequester is for loopback development and for
+	// deployments behind a gateway that authenticates partners. Required.
+	Requester func(r *http.Request) (partnerID string, ok bool)
+	// Parties says how consents name each partner (its NPI, typically).
+	// A partner it does not know cannot be a consent's recipient. Required.
+	Parties func(partnerID string) (Party, bool)
+	// Holder is us as consents name the payer that discloses. With no
+	// identifiers, consents are not checked for naming us.
+	Holder Party
+	// OnMatch, if set, runs before a match is answered (to record it); an
+	// error answers 500 and no identifier leaves.
+	OnMatch func(ctx context.Context, m Match) error
+
+	// MemberIDSystem is the identifier system of our member ids in
+	// MemberIdentifier. Required.
+	MemberIDSystem string
+	// PayerName is MemberIdentifier.assigner.display; "" leaves it out.
+	PayerName string
+	// PatientRef gives the reference of the member's Patient resource
+	// ("Patient/123") for MemberId; nil leaves MemberId out (HRex 0..1).
+	PatientRef func(memberID string) string
+
+	// Throttle; zero values take the Default* constants.
+	Rate          rate.Limit
+	Burst         int
+	MaxFailures   int
+	FailureWindow time.Duration
+
+	// DigestKey keys the query digest of log lines; nil: a random key per
+	// process (digests then correlate within one run only).
+	DigestKey []byte
+	Logger    *zap.Logger      // nil: no logging
+	Now       func() time.Time // nil: time.Now
+}
+
+// Handler serves /fhir. Mount it at /fhir (chi: r.Mount("/fhir", h)); on
+// its own it serves the paths below /fhir ("/Patient/$member-match").
+type Handler struct {
+	d        Deps
+	throttle *throttle
+	router   http.Handler
+}
+
+// maxBody bounds a request body: a member-match request is a few KiB.
+const maxBody = 1 << 20
+
+// NewHandler checks d and builds the Handler.
+func NewHandler(d Deps) (*Handler, error) {
+	switch {
+	case d.Matcher == nil:
+		return nil, errors.New("pdex: Deps.Matcher is required")
+	case d.Requester == nil:
+		return nil, errors.New("pdex: Deps.Requester is required")
+	case d.Parties == nil:
+		return nil, errors.New("pdex: Deps.Parties is required")
+	case d.MemberIDSystem == "":
+		return nil, errors.New("pdex: Deps.MemberIDSystem is required")
+	}
+	if d.Rate == 0 {
+		d.Rate = DefaultRate
+	}
+	if d.Burst <= 0 {
+		d.Burst = DefaultBurst
+	}
+	if d.MaxFailures <= 0 {
+		d.MaxFailures = DefaultMaxFailures
+	}
+	if d.FailureWindow <= 0 {
+		d.FailureWindow = DefaultFailureWindow
+	}
+	if d.DigestKey == nil {
+		d.DigestKey = make([]byte, 32)
+		_, _ = rand.Read(d.DigestKey) // crypto/rand.Read never fails
+	}
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	h := &Handler{d: d, throttle: newThrottle(d.Rate, d.Burst, d.MaxFailures, d.FailureWindow)}
+	r := chi.NewRouter()
+	r.Post("/Patient/$member-match", h.memberMatch)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such FHIR operation here"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, http.StatusMethodNotAllowed, issue("not-supported", "", "method not allowed"))
+	})
+	h.router = r
+	return h, nil
+}
+
+// ServeHTTP serves the FHIR routes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+
+// HeaderRequester returns a Deps.Requester that trusts header to name the
+// partner, if known(partner) — for loopback development, tests, and a
+// gateway that authenticates partners and sets the header. Never expose it
+// to partners directly: anyone could claim to be anyone.
+func HeaderRequester(header string, known func(partnerID string) bool) func(*http.Request) (string, bool) {
+	return func(r *http.Request) (string, bool) {
+		id := r.Header.Get(header)
+		if id == "" || !known(id) {
+			return "", false
+		}
+		return id, true
+	}
+}
+
+// Outcome classes: the log's "outcome" and, for 422s, the code in
+// OperationOutcome.issue.details (system OutcomeSystem) that tells the
+// requester what happened. Clients switch on these strings.
+const (
+	OutcomeMatched         = "matched"
+	OutcomeNoMatch         = transfer.ErrorNoMatch // "no_match"
+	OutcomeMultipleMatches = "multiple_matches"
+	OutcomeConsentDenied   = transfer.ErrorConsentDenied // "consent_denied"
+	OutcomeInvalid         = "invalid_request"
+	OutcomeUnauthenticated = "unauthenticated"
+	OutcomeThrottled       = "throttled"
+	OutcomeTooManyFailures = "too_many_failures"
+	OutcomeError           = "error"
+)
+
+// OutcomeSystem is the code system of OperationOutcome.issue.details
+// codes: the Outcome* classes and, for a refused consent, the Consent*
+// reason as a second coding.
+const OutcomeSystem = "https://p2p.example/fhir/CodeSystem/member-match-outcome"
+
+// Identifier type codings of MemberIdentifier. HRex STU 1.1 and 1.2 fix
+// hrex-temp#UMB (a pattern: more codings may follow); STU1 used v2-0203#MB.
+// We send both, so that clients of either release find theirs.
+var memberIdentifierType = fhir.CodeableConcept{Coding: []fhir.Coding{
+	{System: fhir.SystemHRexTemp, Code: "UMB", Display: "Unique Product-independent Payer Person Identifier"},
+	{System: fhir.SystemV20203, Code: "MB", Display: "Member Number"},
+}}
+
+func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
+	now := h.d.Now()
+	log := h.d.Logger
+	requester, ok := h.d.Requester(r)
+	if !ok {
+		log.Info("member-match", zap.String("outcome", OutcomeUnauthenticated))
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeOutcome(w, http.StatusUnauthorized, issue("login", OutcomeUnauthenticated, "authentication required"))
+		return
+	}
+	log = log.With(zap.String("requester", requester))
+	if wait, why := h.throttle.admit(requester, now); wait > 0 {
+		outcome, msg := OutcomeThrottled, "too many requests"
+		if why == "failures" {
+			outcome, msg = OutcomeTooManyFailures, "too many failed matches"
+		}
+		log.Warn("member-match", zap.String("outcome", outcome), zap.Duration("retry_after", wait))
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		writeOutcome(w, http.StatusTooManyRequests, issue("throttled", outcome, msg))
+		return
+	}
+	if !fhirJSON(r.Header.Get("Content-Type")) {
+		log.Info("member-match", zap.String("outcome", OutcomeInvalid), zap.String("why", "content type"))
+		writeOutcome(w, http.StatusUnsupportedMediaType, issue("not-supported", OutcomeInvalid, "send application/fhir+json"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		log.Info("member-match", zap.String("outcome", OutcomeInvalid), zap.String("why", "body"))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeOutcome(w, http.StatusRequestEntityTooLarge, issue("too-long", OutcomeInvalid, "the body is too large"))
+			return
+		}
+		writeOutcome(w, http.StatusBadRequest, issue("structure", OutcomeInvalid, "the body could not be read"))
+		return
+	}
+	req, perr := ParseMemberMatch(body)
+	if perr != nil {
+		log.Info("member-match", zap.String("outcome", OutcomeInvalid), zap.String("param", perr.Param))
+		is := issue(perr.Code, OutcomeInvalid, perr.Error())
+		if perr.Param != "" {
+			is.Expression = []string{expression(perr.Param)}
+		}
+		writeOutcome(w, http.StatusBadRequest, is)
+		return
+	}
+	q := req.Demographics()
+	log = log.With(zap.String("query_digest", h.digest(q)))
+
+	// Consent first: its answer must not depend on who our members are.
+	party, known := h.d.Parties(requester)
+	if !known {
+		party = Party{ID: requester}
+	}
+	cd, why := EvaluateConsent(req.Consent, party, h.d.Holder, now)
+	if cd.Permit && len(req.ConsentModifiers) > 0 {
+		cd, why = ConsentDecision{Reason: ConsentModifier}, "the consent carries modifiers we do not understand"
+	}
+	if !cd.Permit {
+		log.Info("member-match", zap.String("outcome", OutcomeConsentDenied), zap.String("reason", cd.Reason))
+		is := issue("business-rule", OutcomeConsentDenied, "the consent cannot be honoured: "+why)
+		is.Details.Coding = append(is.Details.Coding, fhir.Coding{System: OutcomeSystem, Code: cd.Reason})
+		is.Expression = []string{expression(ParamConsent)}
+		writeOutcome(w, http.StatusUnprocessableEntity, is)
+		return
+	}
+
+	dec, err := h.d.Matcher.Resolve(r.Context(), q)
+	if err != nil {
+		log.Error("member-match", zap.String("outcome", OutcomeError), zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed"))
+		return
+	}
+	switch dec.Outcome {
+	case identity.OutcomeMatch:
+	case identity.OutcomeReview:
+		h.throttle.fail(requester, now)
+		log.Info("member-match", zap.String("outcome", OutcomeMultipleMatches), zap.Int("candidates", len(dec.Candidates)))
+		writeOutcome(w, http.StatusUnprocessableEntity, issue("multiple-matches", OutcomeMultipleMatches,
+			"more than one member may be the one described; send more of the member's details"))
+		return
+	default:
+		h.throttle.fail(requester, now)
+		log.Info("member-match", zap.String("outcome", OutcomeNoMatch))
+		writeOutcome(w, http.StatusUnprocessableEntity, issue("not-found", OutcomeNoMatch, "no member matches"))
+		return
+	}
+
+	m := Match{
+		Requester: requester, MemberID: dec.MemberID, Consent: cd, ConsentJSON: req.ConsentJSON,
+		CoverageToLink: req.CoverageToLink, At: now,
+	}
+	if h.d.OnMatch != nil {
+		if err := h.d.OnMatch(r.Context(), m); err != nil {
+			log.Error("member-match", zap.String("outcome", OutcomeError), zap.String("why", "recording the match"), zap.Error(err))
+			writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be recorded"))
+			return
+		}
+	}
+	log.Info("member-match", zap.String("outcome", OutcomeMatched), zap.String("rule", dec.Rationale.Rule),
+		zap.String("consent_scope", cd.Scope))
+	writeFHIR(w, http.StatusOK, h.response(dec.MemberID))
+}
+
+// response is the HRex member-match-out Parameters for member id.
+func (h *Handler) response(id string) fhir.Parameters {
+	ident := fhir.Identifier{Type: &memberIdentifierType, System: h.d.MemberIDSystem, Value: id}
+	if h.d.PayerName != "" {
+		ident.Assigner = &fhir.Reference{Display: h.d.PayerName}
+	}
+	v, _ := fhir.NewValue("Identifier", ident) // our own types always marshal
+	out := fhir.Parameters{ResourceType: "Parameters", Parameter: []fhir.Parameter{{Name: ParamMemberIdentifier, Value: v}}}
+	if h.d.PatientRef != nil {
+		ref, _ := fhir.NewValue("Reference", fhir.Reference{Reference: h.d.PatientRef(id)})
+		out.Parameter = append(out.Parameter, fhir.Parameter{Name: ParamMemberID, Value: ref})
+	}
+	return out
+}
+
+// digest is a keyed digest of the query, for logs: equal queries give
+// equal digests within one key, and nobody without the key can test a
+// guess (a plain hash of a name and birth date could be).
+func (h *Handler) digest(q transfer.Demographics) string {
+	m := hmac.New(sha256.New, h.d.DigestKey)
+	for _, s := range []string{q.MemberID, strings.ToLower(q.Given), strings.ToLower(q.Family), q.BirthDate} {
+		fmt.Fprintf(m, "%d:%s|", len(s), s)
+	}
+	return hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// fhirJSON reports whether content type ct is FHIR JSON. Plain
+// application/json is accepted too, as FHIR servers do.
+func fhirJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/fhir+json" || mt == "application/json")
+}
+
+// expression is the FHIRPath of a parameter (or an element below it).
+func expression(param string) string {
+	name, rest, _ := strings.Cut(param, ".")
+	e := "Parameters.parameter.where(name='" + name + "').resource"
+	if rest != "" {
+		e += "." + rest
+	}
+	return e
+}
+
+// issue is an error issue of FHIR type code, with our outcome class as
+// details when class is set.
+func issue(code, class, msg string) fhir.Issue {
+	is := fhir.Issue{Severity: "error", Code: code, Diagnostics: msg}
+	if class != "" {
+		is.Details = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: OutcomeSystem, Code: class}}, Text: msg}
+	}
+	return is
+}
+
+func writeOutcome(w http.ResponseWriter, status int, is fhir.Issue) {
+	writeFHIR(w, status, fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: []fhir.Issue{is}})
+}
+
+func writeFHIR(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.Header().Set("Cache-Control", "no-store") // answers carry member ids
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
