@@ -81,6 +81,24 @@ func (e ConsentStatus) Valid() bool {
 	}
 }
 
+// Defines values for Direction.
+const (
+	DirectionExport Direction = "export"
+	DirectionImport Direction = "import"
+)
+
+// Valid indicates whether the value is a known member of the Direction enum.
+func (e Direction) Valid() bool {
+	switch e {
+	case DirectionExport:
+		return true
+	case DirectionImport:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for IdentityStatus.
 const (
 	IdentityStatusAmbiguous IdentityStatus = "ambiguous"
@@ -325,6 +343,11 @@ type Demographics struct {
 	// Sex Administrative sex as recorded by the payer (U = unknown).
 	Sex *Sex `json:"sex,omitempty"`
 }
+
+// Direction Which way the member's data moves: `export` — from us to the
+// partner (pushed to it, or served to its bulk export); `import` —
+// from the partner to us.
+type Direction string
 
 // ExportFile One NDJSON file of an export.
 type ExportFile struct {
@@ -661,6 +684,11 @@ type Transfer struct {
 	// CreatedAt When the transfer was accepted.
 	CreatedAt time.Time `json:"created_at"`
 
+	// Direction Which way the member's data moves: `export` — from us to the
+	// partner (pushed to it, or served to its bulk export); `import` —
+	// from the partner to us.
+	Direction Direction `json:"direction"`
+
 	// Error Why a transfer failed.
 	Error *TransferError `json:"error,omitempty"`
 
@@ -792,6 +820,9 @@ type ListTransfersParams struct {
 
 	// PartnerId Only transfers requested by this partner.
 	PartnerId *string `form:"partner_id,omitempty" json:"partner_id,omitempty"`
+
+	// Direction Only transfers in this direction.
+	Direction *Direction `form:"direction,omitempty" json:"direction,omitempty"`
 
 	// Limit Page size.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1172,6 +1203,19 @@ func (siw *ServerInterfaceWrapper) ListTransfers(w http.ResponseWriter, r *http.
 			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "partner_id"})
 		} else {
 			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "partner_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "direction" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "direction", r.URL.Query(), &params.Direction, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "direction"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "direction", Err: err})
 		}
 		return
 	}
@@ -2746,128 +2790,130 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rctu4su6roHhOVew6lHxJMrPGrvPDk8uKJ5dJ2UnlTC2lLIhsSRhTAAOAljUp/z0PsB9xP8kuNC4k",
-	"RVCWkkyydtX+FUcigUaj0Zevu6HPSSYWpeDAtUpOPidzoDlI/PM8h0UpNHB9AWVBV5CbT3NQmWSlZoIn",
-	"J8lYywrGZDkHTvScKUK5WoIkS6oIF5qUUuRVBjmZrOz3Ej5VoDSZVHrEpRuXTKVYED0HMmVS6fDQkuk5",
-	"fqzoAkigJ1sNXsJqOOJnEwVcE6HnIJdMwXDEkzRR2RwW1NCqVyUkJ8lEiAIoT+7u7tKkpJIuQK+vMVu9",
-	"hFV3fWckKxhwPcjmQgEnFWefKiDXsCJTIdtL2qPk/fvzp8RwgcyEyEc8mwuWwf6QXGaihJxogcvJaFEw",
-	"PnNjW6qZmc5yP0kTTheG8rUlJ2liJmPSbIXhfHOxC3r7CvhMz5OT48eP02TBuP//P1LPCqUl47PEMOI1",
-	"LCYgz592F/17JckCvyUsH3raSqrnNWX2+yuWb0vT0fE/WjQdxWh6JylX0zhV7+ZAtPuesNyz++bn/R4S",
-	"vyltd2YoVQquAAXnV5pf2H03/8sEN+fE/EnLsmAZNUQflFJMClj8nz+VWcHnxuT/W8I0OUn+10F9+g7s",
-	"t+rgrX3LTtrlgRc3psiCFlMhF5ATIQnjN7Rg+SkZg5RCqjExfFDuWEGRq2FylyZPBJ8WLPsBZCtRyQwM",
-	"3UYzME4oUZpqIHpONaFFIZaWWrdCJPeca5CcFt+T3DNzzuG2hExDTpCbp4RpRXLQlBWKUAmkELMZ5Cmu",
-	"RYKuJIccKX4j9HNR8fx7UvxGEFVl88BkJOSdEK+onMGPEtCJyFdmtwtDhNGVlJMj8pr9itS95/SGsoJO",
-	"iu9K4BnJoQSeG5VqiKtqMk7NPsoVKagGSfY2Gp99t4ZSigyU+t6rWNMDSygK4jTBpNIko9yI5QSIow/y",
-	"E7OUEV9bBtrpSkFuTS3laEpx51Jce0ml5kbfGk5dc7Hk6YgLSSiRcMNgSXLImGKCk1yAPdhTpvFVr6uN",
-	"eUNeqaoshdSQv4ac0XeoYH+sZBpyx81ZzWzjIZoiN6SZ8SzPJSj8k+Y5M0/S4q0UJUjNjDmY0kJBV9JK",
-	"oTQtCLWvD8nbF+fGVJWNNz8nGdMRv+MJ0yvzbNNIHR52zFKa2DmuMpFDd5S3lgDz5dpgx7GxUBt3R7lE",
-	"JS0kkTBjgq+N9Dg+kgTQsaHM54Ej6zQdxnwC94mY/AmZRgs2h+y6FIzrmL+m2IwbT0sCEONOETFFcaRV",
-	"zrTR2t0t+HOpIjsgFiXNNPntwyXZe3Z5/PinfSJuQJLPo+RmlJyMkvK4HOCogyxQdHA0StJRothfgH9I",
-	"ITT+odkCRsmd9fU6/LpmedzhMY4mmke3LKZTYzlFJclvH15eDmODmTnjo108f0J++uWnY2IeIXOq5mRv",
-	"QhX89Ah9KKNBqDYO80pDbGSzrPjIvEJ3UUwJcC2ZcztwEzLDNUX2SqHw6ChyOByakQZH7VkZ1z89qqdl",
-	"XMMMpJnXMK877wcTdDCNOsyypzVcTjUM8M2YVNV+4b/sshzf3GR2S1IUjY8xGTSOINdnShkxsipqB91g",
-	"WGY96AeKZHYsExzkTGWFUMYlAiZJTjX1MYPTxF3pnUnKNeRXVPewSIfJiHvWBiFu2j0jFQ8fPvxlf1v2",
-	"pUmfuLoxHyjjoFO9TviGEOUopttAMpHfq/PtU6iyhbUpmx53O4cBmVd6ldr2LfvwugChqLiBPBmB/A3i",
-	"g5rsMhDQ5aeodCYW4HWY8UyUDjuHasfwFXi1MHTcgGRTBoaaHLj542OErW7y3+3Y8Yn7ZlqzXebjTaLn",
-	"Tqd7bnv5cvNe3SNnzYG7ahCo8x3WCVuF9w1xllPRIYJAtUeQMKsKKo1JVMCNVruB+Pu7yFZTGDoaystW",
-	"g+Mb5OoyTveZMrbDCNKLC7gNTChFwbLVCRm7dY1JAfQGVIgmFNHUBDsjHpZrJNNLJdwat47soZ6hnE2t",
-	"5FRcoxVY7KcjPg5vjn2kBzcgV3rO+MxTheoOeW7NpBdrR5c5Wn6UTYK96UBZRnrKOyqYqpbXOxdFrgjT",
-	"zTNGM5w/TRgPf0r4E2PFKFVPqaZhQ3awER/mToE6/i7oCgnqHkO/T1dm7p6Fh/AbnzFGxQ57SqgD0SSB",
-	"RalXZAGUK7NJCKtoWNwrwBdubHTp71DNn9v3Gm4mlZKurBPBs4hw/s6LlZUACZmQOaABMaHGVIND2oy6",
-	"2MHGd47HU1iImaTlnGXqiy22FxIXTBj59fJiAiQr89bZJ79zo7tHfBzgsnFKxjN2A3xs1jae0gUrVmPi",
-	"YERz3skEFMtBkfGEST2/Mmsc2wPR3nZahyWbdsdHL3dpUg/Y5f+v5juzAUD2/vjjjz8Gr18Pnj7t+gQx",
-	"PWdX0R3zOX6OONQWvn6aIGO6w/zTfIyj7Kn9rQaq0cnN4GbqkWtY20N75neCCNOknAsei8LMx85DXhv1",
-	"UTR4gtv79vQSbjs2orG5MdPwDI/7c1ZEzx6QN09/u/z9DZmyAt0Nyp2C6KobEx1EtMwl+ys4KmaULX17",
-	"NBTd0S6C7XHGwQ/ZHUHN6fHjnyIEvTgbHD/+iezN4XZ/nbIO1/Wq7PGFnr84v2jrz+G9IQV+6xcXSEwd",
-	"7/r355xPRY/lsgGgMwalhJIaZWGzEBvCA7jNiiqH/Kq2nRuYXcBUo22fQEYrG4gE64im2aoqNMjx7TAc",
-	"7jFCDRlTbe9ha1vTEOO7rm3ZGEezgAV4L+WBwvDesJbqSsL9sbV/82onoXN751/ucVczYGW/y+s2+IHh",
-	"Pj7pB8+hYMaVio66ZHqeS7rk8UEt8x8oUtJVIWiODnF4x4HebAZKm2kXlHFj/eCG5cCz5jGoU2ztc7DO",
-	"Lx9XWyFJY9IZOxzPGRT5E8G1ZJPKx9tdHYZpjgeKqDmVXosZUjXTKyO9ErrnA9+Jcyev3QU7NDECicdu",
-	"jxv3FflzQ4sK9qPcL+AGiu7YL8TSQrYhNUPoTIIZFoazIYFbmukUd5zRIiVc8J4JlsBm84j2PNfo0wZ2",
-	"eRAh8KA26aKaFA2jbs1UZx8tl/yKwsS9e+WB2Og2uUyVW7rZpjrls8P24FepEUhKcqE15KSkek72nLc1",
-	"bPhPKRkb3/LKRhdth/lfRx/H++hpkpAcDj7LTmFlvZ9M+VUOyRsUFcjmwsFiKDH32xDPczdjjNcvgBbG",
-	"j+jCoHP8xqK2NGcclM/Nd3msegImcW3dIzsWKhi4pYuyQCKu78fV7Lgxws/dqewFIfwDaHgLFOIheYMJ",
-	"Tbu7ikxWqKuDM0cEL1YRkILynBkhiKzwtX9XEbqkDJ35TmqjZZt6/IbaBG1wPX0cVtwYYwDeH+yKGLVB",
-	"yb1Y1kV4EDlvqIb8arKKSafA9eQO/LMP1+6vBFT9gkMfECJ7vKMF1dncKhZvkcIa94Q00YzeJ2ETtlI+",
-	"2yInXkjuQ00s+ZvkcEsQjkWksoENlMBzwzGsFUAWJGlCFxM2qwQSwsUV8isKFJzzrKiMwL2VQkzvQfBt",
-	"OgP1nZiafUPgfWUUPSV1PsK4C0LoHuguJFE2wlP1k2jS6PRqTtW8x6EwRDwwfiSdfkGCAQs4etzfCZbM",
-	"mDFB1QVDOFFVtqYJh/Xe+TrYBHzavC6fxNg2cSEBrvqzJqoRMmGuxHryem6WlSNKg6hacz+3y5msnwT4",
-	"lDT3rklZ6stmGiIROyrGJ4Zoyg2d+g8wIS9hRS7BpRR+fnxkS3PagncNq55zVlaTgmXGVVdk77cPL9t7",
-	"GcdqbFFPh9b2vq4xAymIrdBag9gKnY1xW8V4Drc96dy/BWJJk9vBTAy6MPnG3PGXwjRfDMt8MQwTfXlL",
-	"NOWrMuJ92Msaf1LyOiXv0xojRbPpCiJ6kf/tUulfkTvf7H01K/TsDgYJaCGBdtFhXidVfgltfvpd6T89",
-	"70sFUu9cKhE5YDUYv4pAq9/i4NnirQlMje9y9MvhIeFYR2f9+EpXEraCP7+yhGObY0nsYROS2KebgPG3",
-	"g1a/epZNB760wnBKFpXSBD5VtAj27oH36q9Ybg9XKUEB/4Eo7DctrNkS0f13LcHZAWZ+A0tfxLuzEvDl",
-	"WVOMxUNyDpNC6PDRgNKjUoh4tRap3DLjWldvIA4tJRQYUG2BwYklJxKmIIFnkNrgPicTml0PyWsj30az",
-	"zEWRe2W1Y+lDDVbct5Y6vRjO372vNNNgtiTeLGtDzLqe6ULUxcii0iAh9zrT7479Rq52Pr1rstYgLKwt",
-	"FAdExe9tKBnZSfI0Wxiro0HeGA1Fuc+KAkcsR5TAI9A6jzDsTW1SlKYW2d6u6AEfj559GcBeW1PyBTU7",
-	"3dBY9nCwD7k74xh9/vLo8c/EVWe6guguZ+znMRiCarLEygsp+Mw3eNRNFB4ts5l3VU0WDIE9hMxU1F+y",
-	"1e4bIEJFqCZTWhU6RdWCsBwedL8OtXX6oQVuRgJIxpWm0fy2RRqmtjTOiFSWVRLVB9kbV5KflMfliePC",
-	"yag6PHyYsRz/hfH+aV2IzPIRN6/bE6dA3qBCKsSMFIxDSAh5hsYLDtUGvOPFu3dvfaHEmqPcqsnTsVTi",
-	"GVFzITVR1WJB5crL7TXjiPQ6hu+QgTszpEwKIO8v3hhHxWihyIgniIFgrt0z039T7/c4JWMHyw6w1Dc1",
-	"j9eFyYMF5IxinGUe1UIMsHgd32tUTl/DarBgSjE+wyHWv3NzxF6TUCnI3cQYPwycljNPc6EHU1FxfHUB",
-	"ei7ygfkMS2bca+b/jA8sgtdckccrzWeNsnb7iO2iGI/4HtBsbtyrKbv1dd8dlo33XQVOgHv7mbptLtQK",
-	"TLoJFb5oAp9deD2CvgVQkyrCNMlZ3pNCiMj6W5ADn9apUyWqkyvZXjG0MlQR7SCrogcJMt/YQl+3oDgw",
-	"XHFjDqvyXmAYH3xf4lG3JzF2sgSHASoNuC0Lyq1ONBIhKu0dl817iyuq54huarM6KEIEptcvHrUz7KQ8",
-	"Ll12UjUR1rdUM8CU+hNxA5LOzOzPaup/n/4KHKbMPPGMY/odfYYnglt3IIq8XuBZeurOz+51/iCV4MZT",
-	"9c0QghPaaFbjZEG5iXfsoY3Zy3rq9ui0LKW4AUJrCD21gYDhb7vRolmlZl8LtWnRZd+TqggTEjdanjol",
-	"G07isE6ufEGktiGVdkquodTerzQuDcop5TZ9QcsSeD4QvFjVhf0pUYIwPeKLdQec7GErXEomAQhQqQ+B",
-	"zJ8YM6r9kxE3DzYzTDVGhQqxHSsd7ubOhl3emNMLZzcOGUMmeD6YYI1lM6nSFqhtkbeQssFJB1W5S/rn",
-	"XKtm+udL8spNkKo/S3MZQ+XO8gXjJsygWJCqLGIUigcnqwZ6tPee/F+P1+03z8nzJE1eJ2nyPnpA3jm5",
-	"i6ktf+oeKCeBXkgjccKN766OJBbwO1t4InN7iLcyOJ62Z2aAezFvR0KMue2Bogl7fNsm6sMqW456FJGj",
-	"mRYynorE2iJ7lO3Ye7YVes3xTclSyOtpIZapU50gO48Mh8M4+rypKn2OGmSXkvQ6pNmUiVhH8DKtCJ0Y",
-	"cxrW2qC13oR4Rs0csJDxa6TUXJFRSnbKrbnU1QY5fKDIrBATWoQ8l9fAre6pLRJf0UTa27VBvSwZ6c+M",
-	"RmR86/E9TrbxiLgjiujZ5ho/H00gG05cX/Keb1AGjjDHaeOKAqZsQ6XHrLAo6wby/TQYxyuv71NfQXfl",
-	"yvfTEfefSPCfEQU8v5pSVpj/WHFvDOE+4EJDOuLWNboKpVoplnlEg71oKpAaB8keUPdCVDU0kLw+/Yc2",
-	"eWk8VwwsjHOgFVEaSkUwlDFWeUq/GqzzlSI7Q3UNmI4qotonsAHiS6D3tlGFRS+pIjTLoNS76BCEKraV",
-	"2mf4sHkL93q7wkisH93QoNV/gUKkx8uK8bZFGI0NKhi/Vtuu8xU+/EUw5ObU206qoSrzHba/oMb9mlM+",
-	"++Kmw9AzZjPwDaCzIYktujxfN53UZ17CutFzIyCxSmZ72O6MzKsF5QOjYxCL2T5evBfWwTOBMd8J8eUx",
-	"tcK0zVnpiHsO+VaboBA7Hxjui0qnI+4cvqsAWvtBaKXn9f8aWElKaHbdGCGjPIMCFbKHULbRsQ7xcOzc",
-	"tF+v/EnpSJwEogWZiqIQy06Yt97/YxYesbc2h0aWc1bAuv4yWjoEpld1YBpJXhXRYiRjARskdfe913k2",
-	"bk3XZ77PbBXTpDHoJqa+pbOeJoeSzmzBjXtSpYTDEnNOxqp3WRtc8X5V6irZmcLRuwNu5817SxtBjTjc",
-	"6quskip2sjFQx+98KGceR1JOCa+KwiPFqLLMx4Ym84W9s6JVQNOnqnAFbUI28f8ynsQ8c95UKHhysmg/",
-	"XdBsjnGFWZFxz1e2EoqpEWecaWbUIPnP//8ftX/lyu3wQ68wfAssfuiq2q98t8SIm0/xTJg/aGb0QwH5",
-	"zD1vNqYADadkbFXkGL2bceuQjAmVMOJiajyddqNioDOpzedVXRS4TiMq/jaFtsfROmc1cfiuJQ2LOAxp",
-	"CEY0yIoEsHeYkIg1lJTHJREymwOGz6BsmDzQYmDjZVvxO7D9517Oh+SsYYODSnYhNlXXKpa5PUUoz9VD",
-	"qlbb5YgHRJfOKOPGrdYqgBM8h9vU1r6paLtm6ttg1IhT32Th4UTXa+L6Zcw2ukYJBIrXmupHfMSf3YBc",
-	"OXPEVPtekOZtJGObffvl0eOf9921Kc6WjfgYUweh10jIRRdbt/GrKqqZy+4MCVptMhE5A4XFGDa2ENOp",
-	"k3ALU08qTXgoJrcgdTtDdtK84sQMZsLzES+l0PYyI1cWbqTCeCxMcFz7+O3vl+/Iwc3RQdjtsbM9lvXn",
-	"z949X78Dh+SSTvVJSE2N+DWs1u5sw5tW7DVvqhE9uVviTKiKMoN/4I07Iz6u750b+IvnTgjeM7ef1iOH",
-	"uZqX1qC28B6B/frR8fGQvISVvbVJ3XsPW8Ey4ArVl7tH7Kyk2RwGx8ND44/JIjlJ5lqX6uTgYLlcDil+",
-	"PRRyduDeVQevzp88e3P5DN+pc2V47M7enidpYuTQHsWj4aF9SJTAacmSk+Th8HD40NVlouU4GC6hKAbo",
-	"zRz8ubxWQ38tzgx6rvr47cNLLMVczoUCW1OJamcVGpKw4wmNl6hk3WRs+3UQzjWGEGXkPE9Okn+C/u3D",
-	"y8tk7SK048PDDdf4/Lm8HijQO17j40pNe27xcUvDG5ge29ljgwUqD8IdYnfNdAgCoa7m1PDDCAKWhqaJ",
-	"pjNl9HlggEo+mncP7PH5q5fzZyjXihwfHja8LncJk03WKsyvdtn7wg29G3t3YqvrFulhq6eSKUILvNGg",
-	"za5X7AY4qI38MQHCalv2uKBKaSFrZN8DfgT4zCL+5pWUQKGAPD582GXchZ3zh/AN5zbaBLfWSeTD+yWy",
-	"eflZm8sXvltnE5tvjg7Qfz5oV/FHeX7JZtyqXltvoBtXI+0p9hekkWuBUvTMrXkbcaMfjLo1e4S7ZUzo",
-	"ab2DhcC6fEy5zKRYcoI9/o0rS0a8ptRtNdWYTGKKFEbq8HY4ShaMV8ZFxMYuJy1MGw9Q6QBwdfTSmWFG",
-	"o0/hb5SFZjdE/BzVK/1qDbXFbVYNMcHP1iWkzj1EpcM6PXY0i8S7JmltOK+ggMzeOBUAYcxSpISqEeew",
-	"NLHYwDhWC2YsrnG5bCXGGPcEcwpjYkMEUoIkhffxR9w5AUwRpSXQRcjiYzkQxeZ8qkOfZYFptk0S8Myu",
-	"tX3H678iS+Za9V8ugTeJfqpAruqrRO2dFc3bQ7dDfHrmdvVh905bcc2KbzAt3q2hmxH7A+UyT31T+wd9",
-	"au4Lb3SNUmJnbsXhjUqwBrYXI6wFlf1tdCGvXKd/lD0W4fnS+T/upKFuBzzvaqlIsNefXuwcSQyO1s+l",
-	"0VePttFXjdtvv1LFXeLR302nlb4/rtf77WmTq/ONVNcabazg09iHBHhhH1+7b6u2XXuUTCWoubddTj/X",
-	"ptCZu3AbJt5+Z6fY36S7bM/fPaprQ6KuV3Nhuqf/FuROrm3BOFtUi+TkMNJV9vFvtKxr7Y/9XqqYfqmg",
-	"Pjp8dP8r4f7er5TssB5Ls7uOoGFq+8Xc1Z8cfA7lEXeGjLKKiPsTzBY0ARJbHlQWNAN3y1aj054TuGU2",
-	"iSI4DEe89smPajF2A+UsRyHGV2qrZQNn9OOODw9HfOmS6m7SHA/HHpaowHRqwsqK5yBJJrj3QZeS6XAH",
-	"yIiruurmhEyEnuNtV85BOD48ih4d22r02peFr52c2J7VjxyE28+tTKOI/Cry1TcT51Y71F0bUjWH8O5v",
-	"PEqOJz1HyG1u2K11mTCCf3x49H2pwWsCbeLri0/30RaRV7gUG194vE2oFrm3+KtVg5GKxjnFExPpgWuo",
-	"CKcTaiURfKd+555m8xpm9x0EdObu8HGFUusVHraKiuZkshrxLkrWVAN+LHtQIRqevWJKvwuk3mPgrKMa",
-	"nELmflQCMwS9Fs7lULcTxrXEb5+vHEhwqqHxCxY/xD99azhtovW+aTECa82YA/Y82PawBb21Vv3YFS3a",
-	"/x3FOse7nXv0UxWyTL4RS8INE5VNej1QZNxIDo37iHS5oz6+HB4/+raO8256qpU+jGiraALxR/jM5kj1",
-	"pTAbGqNWEB9dP2MEkcMaFtUsDrAoD5VaYdjtATlb/FTH7Gi365eC9iZ7Np83Dsmw8f6QvBVFQcZYvzBU",
-	"UEzHRMgRdx/4pO64kfHG1FrrvnqbaMCLvBSZYGWR89n9nVtOw2WUC84yWmCQE5x5zA/sLefG8SiNzjUL",
-	"DR6T8U9ygd7OgmoNct+mu0qgesTbSQ2PhRnDiW2sOLSHq+pntZCQu06aETdv2Iv1W2mP1KYY+5Mepw2/",
-	"CX8yB6hWLg9keU6oKwtuKHsZNi6mlK3TGJLOuzpPa7+a83e5UM1e0q08qONvrgv6vJZoIRjuZPPM2HNk",
-	"K22iP6w0aP6yUowe99ZB5LeY7tLklbCL21yg8ECR9xevhrFfRqrBg/8OLtej4+NtXm7+JsfumvYbIPg2",
-	"A0tbrtdaVrxHTa+7dgefXejXi3Q0NtnHVqUUf0Jmb8xCF7BW2v7ntYLrZz28lu9Hydi4f+O66jviBIZf",
-	"RwkVsMYH+H8Dt/jBeT7ePzUxoS2SQywEr3peK/7ogUS+WDM1fkDqu/gK9+mH4XeHHf4JTdHbRc4O6jqy",
-	"uLNwAapagFprbVqrjjnBygkpbmBMaiFpXIDs76sSU+yOXO8jGmN709gm8cedVEGrckj4LFNQuHOqiKbX",
-	"Dsbw1dOnI25/lIZjqx/jlVmFWvFsLgUXlSpWMUG0bWHfTha/vYVca1z7NzOSoR1u6XfltL1/0grUd4Pz",
-	"Hh3+cv8L4QfS/se+Re3bU2xQbSoBf3Piep/jTsqnWS7aa+2aGRpoaSH04G3qsQw1ha5vI1QW4afjfety",
-	"Y9WQCuXL7kv7O2pU1c3GXopV3bXhitJ8ybExbkah8ByBE2WUlsthNpGWEUfz69oUvTLDukxratVcLPk9",
-	"FjG0pP3bWkZPYJ9lDCW/P9Yydvr2+qT1Lnz+uR++tDdWxRrUsaDdSIetcByu/4SmSmJoT6sas0ajXJUM",
-	"k4FqNezmbGNDIuvpogQ5sNc369rrO3FZgtBmGzw/97kbd8Sp4eBa5sndwIvtaTbDELJvr0FeF+5qQyxE",
-	"G/H1ggZF9ur0mtq3IVQ7cxIq1xwLbUEKXtGNZ8Wt3uZQuiu31Ttp6x7c3BZ+qTnkWPPVYGKj2Obu491/",
-	"BQAA//8=",
+	"7H1rb9u4FuBfIbQLNMHKzqPtzJ0E+yHTx22mjymSFt3BdRHT0rHNiUyqJBXHUwTYT/sDFvsL7y9Z8PAh",
+	"yaIcu+20d4H91FQSycPD837Qn5NMLErBgWuVnHxO5kBzkPjneQ6LUmjg+gLKgq4gN09zUJlkpWaCJyfJ",
+	"WMsKxmQ5B070nClCuVqCJEuqCBealFLkVQY5mazsewmfKlCaTCo94tLNS6ZSLIieA5kyqXT4aMn0HB8r",
+	"ugAS4MlWg5ewGo742UQB10ToOcglUzAc8SRNVDaHBTWw6lUJyUkyEaIAypO7u7s0KamkC9Dre8xWL2HV",
+	"3d8ZyQoGXA+yuVDAScXZpwrINazIVMj2lvYoef/+/CkxWCAzIfIRz+aCZbA/JJeZKCEnWuB2MloUjM/c",
+	"3BZqZpaz2E/ShNOFgXxty0mamMWYNEdhMN/c7ILevgI+0/Pk5Pjx4zRZMO7//4/Uo0JpyfgsMYh4DYsJ",
+	"yPOn3U3/XkmywLeE5UMPW0n1vIbMvr9i+bYwHR3/owXTUQymd5JyNY1D9W4ORLv3hOUe3Tc/7/eA+E1h",
+	"uzNTqVJwBUg4v9L8wp67+V8muOET8ycty4Jl1AB9UEoxKWDx3/5UZgefG4v/VwnT5CT5Lwc19x3Yt+rg",
+	"rR1lF+3iwJMbU2RBi6mQC8iJkITxG1qw/JSMQUoh1ZgYPCjHVlDkapjcpckTwacFy34A2EpUMgMDt5EM",
+	"jBNKlKYaiJ5TTWhRiKWF1u0QwT3nGiSnxfcE98zwOdyWkGnICWLzlDCtSA6askIRKoEUYjaDPMW9SNCV",
+	"5JAjxG+Efi4qnn9PiN8IoqpsHpCMgLwT4hWVM/hRBDoR+cqcdmGAMLKScnJEXrNfEbr3nN5QVtBJ8V0B",
+	"PCM5lMBzI1INcFUNxqk5R7kiBdUgyd5G5bPv9lBKkYFS33sXa3JgCUVBnCSYVJpklBuynABx8EF+YrYy",
+	"4mvbQD1dKcitqqUcVSmeXIp7L6nU3Mhbg6lrLpY8HXEhCSUSbhgsSQ4ZU0xwkguwjD1lGod6WW3UG+JK",
+	"VWUppIb8NeSMvkMB+2Mp04A7bq5qVhsPURW5Kc2KZ3kuQeGfNM+Z+ZIWb6UoQWpm1MGUFgq6lFYKpWlB",
+	"qB0+JG9fnBtVVTZGfk4ypiN2xxOmV+bbppI6POyopTSxa1xlIofuLG8tAObl2mTHsblQGndnuUQhLSSR",
+	"MGOCr830OD6TBNCxqczzgJF1mA5jNoF7IiZ/QqZRg80huy4F4zpmryk248bSkgDEmFNETJEcaZUzbaR2",
+	"9wj+XKrICYhFSTNNfvtwSfaeXR4//mmfiBuQ5PMouRklJ6OkPC4HOOsgCxAdHI2SdJQo9hfgH1IIjX9o",
+	"toBRcmdtvQ6+rlkeN3iMoYnq0W2L6dRoTlFJ8tuHl5fD2GRmzfhsF8+fkJ9++emYmE/InKo52ZtQBT89",
+	"QhvKSBCqjcG80hCb2WwrPjOv0FwUUwJcS+bMDjyEzGBNkb1SKGQdRQ6HQzPT4Ki9KuP6p0f1soxrmIE0",
+	"6xrkddf9YJwOplGGWfS0psuphgGOjFFVbRf+y27L4c0tZo8kRdL4GKNBYwhyfaaUISMronaQDQZl1oJ+",
+	"oEhm5zLOQc5UVghlTCJgkuRUU+8zOEncpd6ZpFxDfkV1D4p0WIy4b60T4pbdM1Tx8OHDX/a3RV+a9JGr",
+	"m/OBMgY61euAb3BRjmKyDSQT+b0y336FIltYnbLpc3dy6JB5oVepbUfZj9cJCEnFTeTBCOBvIB+UZJcB",
+	"gC4+RaUzsQAvw4xlonQ4ORQ7Bq/Aq4WB4wYkmzIw0OTAzR8fI2h1i/9u544v3LfSmu4yjzeRnuNO9932",
+	"9OXWvbqHzpoTd8UgUGc7rAO2CuMNcBZT0SkCQbVnkDCrCiqNSlTAjVS7gfj4XWirSQwdCeVpq4HxDXR1",
+	"GYf7TBndYQjpxQXcBiSUomDZ6oSM3b7GpAB6Ayp4E4poapydEQ/bNZTpqRJujVlH9lDOUM6mlnIqrlEL",
+	"LPbTER+HkWPv6cENyJWeMz7zUKG4Q5xbNenJ2sFlWMvPsomwNzGURaSHvCOCqWpZvXNR5Iow3eQxmuH6",
+	"acJ4+FPCn+grRqF6SjUNB7KDjvgwdwLU4XdBVwhQlw39OV2ZtXs2Htxv/MYoFTvtKaEuiCYJLEq9Igug",
+	"XJlDwrCKhsW9BHzh5kaT/g7F/Lkd1zAzqZR0ZY0InkWI83derCwFSMiEzAEViHE1phpcpM2Iix10fIc9",
+	"nsJCzCQt5yxTX6yxPZE4Z8LQr6cX4yBZmrfGPvmdG9k94uMQLhunZDxjN8DHZm/jKV2wYjUmLoxo+J1M",
+	"QLEcFBlPmNTzK7PHsWWI9rHT2i3ZdDree7lLk3rCLv5/Ne/MAQDZ++OPP/4YvH49ePq0axPE5JzdRXfO",
+	"5/gc41Bb2PppgojpTvNP8xhn2VP7W01URyc3BzdTH7mGtTO0PL9TiDBNyrngMS/MPHYW8tqsj6LOE9ze",
+	"d6aXcNvREY3DjamGp0xC5k3VdUnDsjlZ0lVbKCIzLsQNqBMyttJiTP79P/+PjdZXylmmI+5Rt1dWam6j",
+	"3MZPQfUob/wDRSZVce3Ezv4pGbNFmHLEQwbAT6YFqVRbD9ihRirhyKi0fYbfPGdFVMQAefP0t8vf35Ap",
+	"K9CqotwB1JWqxgmKCNNL9lewx8wsW7owqA+7s10EFet0oJ+yO4Oa0+PHP0UAenE2OH78E9mbw+3+OmQd",
+	"/OhV2WPyPX9xftFWE8N7PSd86zcXQEwd7mJkaM/nnE9Fj4K2fq7TeaWEkhqZaJMtG7wguM2KKof8qjYR",
+	"NiC7gKlGE2YCGa2svxWMALRArERGuyN+HAbDPbq2QWOqbSRtrVIbZHzXVaEbwwUshDy8MfZAYRTDoJbq",
+	"SsL9IQQ/8mononNn5wf3WOUZsLLfsncH/MBgH7/0k+dQMGMxRmddMj3PJV3y+KQW+Q8UKemqEDRHuz+M",
+	"cbF9NgOlzbILyrhR8nDDcuBZkw3qTGKbD9bx5cMHlkjSGHXGmOM5gyJ/IriWbFLFZbWRYZjNeaCImlPp",
+	"pZgBVTO9MtQrocsfOCaOnby2iuzUxBAkst0eN1Y64ueGFhXsR7FfwA0U3blfiKWNTIcMFKEzCWZaGM6G",
+	"BG5pplM8cUaLlHDBexZYApvNI9LzXKPpHtDlYyUBB7XlIqpJ0bBdrDbunKPFkt9RWLj3rHy8OXpMLiHn",
+	"tm6Oqc5s7XA8+Co1BElJLrSGnJRUz8meMyqHDTMxJWOjta+sE9X2C/519HG8jwY1CTnwYJrt5D3X58mU",
+	"3+WQvEFSgWwuXPQPKeZ+HeJx7laM4foF0MKYS91o7xzf2OA0zRkH5UsQujhWPX6huLZWoJ0LBQzc0kVZ",
+	"IBDX94cP7bwxwM8dV/bGWvwHqHgLJOIheYN5W3u6ikxWKKuDzUoEL1aRWAzlOTNEENnhaz9WEbqkDH2W",
+	"TganpZt67IZaBW2wsL27WRjTz9FolMSo9b3uDdldhA8R8wZqyK8mqxh1CtxP7mKc9uPaypeAol9w6Iv3",
+	"yB7raEF1NreCxWuksMc9IY3TpvdJOISthM+2ASJPJPcFhyz4m+hwy1gji1Blww4vgecGY1gSgShI0oQu",
+	"JmxWCQSEiyvEV9RCP+dZURmCeyuFmN6TqLBZG5R3YmrODfMLKyPoKanTLsZcEEL3RChDrmhjFK7+ElUa",
+	"nV7NqZr3GBQGiAfGjqTTL8ijYJ1Kj/k7wcogMyeoui4KF6rK1jKBWe9drxOCgU+b9+VzNdvmZyTAVX9y",
+	"SDVcJkwJWUtez822cvQjMXjYPM/tUkPrnACfkubZNSFLfXVQgyRirGJsYohmFtGo/wAT8hJW5BJc5uTn",
+	"x0e2AqlNeNew6uGzspoULDOmuiJ7v3142T7LeEjK1i51YG2f6xoyEILYDq02iO3Q6Rh3VIzncNuTtf5b",
+	"IklpcjuYiUE3G7AxRf6l0agvjj59cbQpOnjLoNFXJf77Qkxr+EnJ65S8T+tQMKpNV/fRm+DYrmLgK0oE",
+	"NltfzUJEe4KBAloBT7vpsK6jKr+FNj79qfRzz/tSgdQ7V4REGKzOOawiEeRvwXi2Rm0CU2O7HP1yeEg4",
+	"lgtaO77SlYStorxfWamyDVsSy2xCEvt1My7+7SLIX73KJoYvLTGckkWlNIFPFS2CvnvgrforllvmKiUo",
+	"4D8w2PxN64e2DFz/p1Ya7RBNfwNLX6u8sxDwVWhT9MXb4XY0+GgIgqNQiFi1NlK5ZWK5LlLBOLSUUKBD",
+	"tUUMTiw5kTAFCTyD1Dr3OZnQ7HpIXhv6NpJlLorcC6sdKzzqYMV9e6mzqIH/7h3SzPbZyn+zrQ0+63pC",
+	"D6MuhhaVBgm5l5n+dOwbudqZe9dorQFY2FuogYiS39tQGbMT5Wm2MFpHg7wxEopyn/wFjrEcUQKPhNZ5",
+	"BGFvapWiNLWR7e1qO/DzKO/LEOy1pTNfUJrUdY1lDwb7IndnHL3PXx49/pm4IlRX993FjH0eC0NQTZZY",
+	"YCIFn/k+lrpXxEfLbIGBqiYLhoE9DJmpqL1ki/o3hAgVoZpMaVXoFEULhuWQ0f0+1Nbph1ZwM+JAMq40",
+	"jabxbaRhaisADUllWSVRfJC9cSX5SXlcnjgsnIyqw8OHGcvxXxjvn9b11iwfcTPcchzmEY1AKsSMFIxD",
+	"SAh5hMbrKtWGeMeLd+/e+nqQNUO5VXqoY6nEM6LmQmqiqsWCypWn22vGMdLrEL5DBu7MgDIpgLy/eGMM",
+	"FSOFIjOeYAwESwo8Mv2b+rzHKRm7sOwAK5pT83ldfz1YQM4o+lnmUy3EAGv0cVyjQPwaVoMFU4rxGU6x",
+	"/s6tERsmoVKQu4XRfxg4KWe+5kIPpqLiOHQBei7ygXmGlUFumPk/4wMbwWvuyMcrzbNG9b79xDaLjEd8",
+	"D2g2N+bVlN368vYOysb7LsEcwr39SN02F2oJJt0UFb5oBj674fVI9C0ENakiTJOc5T0phAitvwU58Gmd",
+	"OlWiOrmS7QVDK0MVkQ6yKnoiQeaNrWd2G4oHhitu1GFV3hsYxg/fl8jqlhNjnCU4DFBowG1ZUG5loqEI",
+	"UWlvuGw+W9xRvUb0UJtFUBEgML1+8aidYSflcemyk6oZYX1LNQNMqT8RNyDpzKz+rIb+9+mvwGHKzBfP",
+	"OKbf0WZ4Irg1B6KR1wvkpaeOf3ZvZwCpBDeWqu/5EJzQRk8eJwvKjb9jmTamL+ul27PTspTiBgitQ+ip",
+	"dQQMftv9JM1iPDsslOBFt31PqiIsSNxseeqEbODEYZ1c+QJPbUMq7ZRcQ6m9XWlMGqRTym36gpYl8Hwg",
+	"eLGq+xdSogRhesQX6wY42cOOv5RMQiBApd4FMn+iz6j2T0bcfNjMMNUxKhSIbV/pcDdzNpzyxpxe4N14",
+	"yBgywfPBBEtJm0mVNkFtG3kLKRtcdFCVu6R/zrVqpn++JK/cDFL1Z2kuY1G5s3zBuHEzKNbdKhsxCjWS",
+	"k1UjerT3nvx3H6/bb/LJ8yRNXidp8j7KIO8c3cXElue6B8pRoCfSiJ9w45vII4kFfGcLT2RumXgrheNh",
+	"e2YmuDfm7UCIIbc9UTRhj6Ntoj7ssmWoRyNyNNNCxlORWFtkWdnOvWc7vtcM35QshbyeFmKZOtEJsvPJ",
+	"cDiMR583Fd/PUYLsUnlfuzSbMhHrEbxMK0InRp2GvTZgrQ8hnlEzDBYyfo2UmisySslOuTWXutpAhw8U",
+	"mRViQouQ5/ISuNUktkXiK5pIe7s2qaclQ/2ZkYiMbz2/j5NtZBHHohg921zj570JRMOJa7/e833YwDHM",
+	"cdq4iYEpW+LpY1ZYlHUD+X4alOOVl/epr6C7cl0K6Yj7JxL8M6KA51dTygrzH0vujSncAy40pCNuTaOr",
+	"UKqVYplH1NmLpgKpMZAsg7oBUdHQiOT1yT/UyUtjuaJjYYwDrYjSUCqCrozRylP61cE6Xymyc6iuEaaj",
+	"iqg2BzaC+BLovd1iYdNLqgjNMij1TjKkWWq8MUIXPvQBjm1p/Rl+bEbZmuCtyimx6nRD91r/7RKRBjhL",
+	"/NuWbjSOtWD8Wm27z1f48RcFLzcn7HYSKFWZ70A0BTVG25zy2Rd3ZIaGOpu3b4RHa9pq0XILRo/jTbz+",
+	"zFNb1/9uuDRWTG0f+Dsj82pB+cBIKYzmbO9x3hsYQv5Ar/GE+AKbWuTaLrY0FONf+Z6kIFI7D8xJiEqn",
+	"I+5MxqsQ9vaT0ErP6/81oi0podl1Y4aM8gwKFOk+CLONlHYxE4fOTef1ynNNh/okEC3IVBSFWHYcxfVG",
+	"KbPxiMa2WTiynLMC1iWgkfPBtb2qXdtI+quIljMZHdoAqXvuvea3MYy6Vvd9iq+YJo1JNyH1LZ31tEmU",
+	"dGZLdtyXKiUclpi1MnZBF7XBmO8Xq64WnimcvTvhdv6A19WRuBOHW32VVVLFOBtdfXznnUHzOYJySnhV",
+	"FD7WjOLLPDYwmRf2co9WCU6f2MIdtAHZhP/LeBr0zNljoWTK0aJ9uqDZHD0TsyNj4K9sLRVTI84408yI",
+	"QfLv//W/awvNFezhQy8wfK8wPnR18Ve+32LEzVPkCfMHzYx8KCCfue/NwRSg4ZSMrYgco300bjHJmFAJ",
+	"Iy6mxlZqd/IEOJNalV7VZYXrMKISaENom0GteVcDh2MtaFgGYkDDcEYDrIgLfIcpjVhLSnlcEiGzOaAD",
+	"Dso62gMtBtbjtjXDA9uo7+l8SM4a+rjuj7JDqLpWsdzvKQYDXUWlarVijXiICdMZZdwY5lqF8AbP4Ta1",
+	"1XMq2tea+kYaNeLUt2n4gKTrVnEdN+YYXasFhprXbh8Y8RF/dgNy5dQRU+0LVJrXtoxt/u6XR49/3nf3",
+	"yzhdNuJjTD6EbiUhF93ovPWAVVHNXH5oSFBrk4nIGSgs57DeiZhOHYXbQPek0oSHcnQb5m7n2E6ad8GY",
+	"yYyDP+KlFNre+uQKyw1VGOuFCY57H7/9/fIdObg5OginPXa6x6L+/Nm75+uXBZFc0qk+CcmtEb+G1drl",
+	"dngljb0PTzX8L3ednnF2kWbwD7yaaMTH9QV9A39D3wnBC/n203rmsFbzdh+UFt4isK8fHR8PyUtY2eut",
+	"1L0X1hUsA65QfLkL185Kms1hcDw8NPaYLJKTZK51qU4ODpbL5ZDi66GQswM3Vh28On/y7M3lMxxTZ9uQ",
+	"7c7enidpYujQsuLR8NB+JErgtGTJSfJweDh86Co7UXMcDJdQFAO0Zg7+XF6rob8/aAY9d6L89uElFnMu",
+	"50KBrcpEsbMKLU3YM4XKS1Sy7sa2HT8YEDaKEGnkPE9Okn+C/u3Dy8tk7ca448PDDfcd/bm8HijQO953",
+	"5IpVe647clvDq6oe29VjkwUoD8Jla3fNhAqGUl3VqsGHIQQsLk0TTWfKyPOAAJV8NGMPLPv81Yv5M6Rr",
+	"RY4PDxtWl7utyqZ7FWZou+h94abeDb07odX1m/Sg1UPJFKEFXv3QRtcrdgMc1Eb8GAdhtS16nIOltJB1",
+	"bsCHDAnwmc0ZmCEpgUIBeXz4sIu4C7vmD8Ebrm2kCR6to8iH91Nk85a4NpYvfL/PJjTfHB2g/XzQ7gOI",
+	"4vySzbgVvbZiQTfukNpT7C9II/cnpWiZW/U24kY+GHFrzghPy6jQ0/oEC4GV/Zi0mUmx5AQvQ2jc7TLi",
+	"NaTuqKnGdBRTpDBUh9foUbJgvDImIraGOWph2liASocQWUcunRlkNDod/kZaaPZTxPmo3ulXS6gtrv1q",
+	"kAk+W6eQOnsRpQ5r9NjZbCzftVlrg3kFBWT2aq4QUsY8R0qoGnEOS+OLDYxhtWBG4xqTy9ZyjPFMMCsx",
+	"JtZFICVIUngbf8SdEcAUUVoCXYQ6ACwooniLAdWhU7PARN0mCnhm99q+DPdfkS1zrfpv4cArVz9VIFf1",
+	"nav2co/mNavbRX961nYVZvcuW3HNim+wLF5Copse+wPlcld9S/sPfXLvC6++jUJiV2754Y1askacLwZY",
+	"K2z2t8GFuHJ3BUTRYyM8X7r+x50k1O2A510pFXH2+hOUHZZE52idL428erSNvGpcE/yVIu4SWX83mVb6",
+	"Drte67en0a7OWFJdS7Sxgk9j7xLgzYZ87WKyWnftUTKVoOZedzn5XKtCp+7CtaF4TaBdYn+T7LJdg/eI",
+	"rg2pvl7JhQmj/uuiO9m6BeNsUS2Sk8NIX9rHv1GzrjVQ9lupYvqlhPro8NH9Q8JFx19J2WE/FmZ3oUFD",
+	"1faTuatgOfgcCizuDBhlFSH3J5gtaAZIbIFRWdAM3HVkjV59TuCW2YSK4DAc8domP6rJ2E2UsxyJGIfU",
+	"Wss6zmjHHR8ejvjSpeXdojkyxx4WucB0atzKiucgSSa4t0GXkulwi8iIq7pu54RMhJ7jtWDOQDg+PIqy",
+	"jm1Weu0Ly9c4J3Zm9ScH4Zp4S9NIIr+KfPXNyLnVUHXXDqkaJrz7G1nJ4aSHhdzhhtNapwlD+MeHR98X",
+	"GrxP0Sa+vpi7j7bwvMLt4Tjg8TauWuSC568WDYYqGnyKHBPpomuICCcTaiERbKd+455m8zrM7nsQ6Mzd",
+	"AuRKrdZrRGwdFs3JZDXi3ShZUwz4uSyjQtQ9e8WUfhdAvUfBWUM1GIXM/foGZgh6NZzLp25HjGtJ4D5b",
+	"OYDgREPjpz5+nH3aRUxIG/dB08wrb4egRvFCF4y35sAV+6v3MNARbK2VAzZv2D63Bb21xsWxq760/zuK",
+	"tcB3WxDppyoku3xHmYQbJiqbe3ugyLiRoxr3AelSWH3Hc3j86Nva77uJy1YWMyI0o3nMH2G6G87uy6Q2",
+	"BFctpz66xsxIYBCLcVSzRsEGm6jUCr1/Hxe0VVx16ADNh3pQUCJkz6YVxyEnN94fkreiKMgYyyiGCorp",
+	"mAg54u6Bzy2PG4l3zPC1fl/A5jvwRjJFJlgi5VwHf3mYE7QZ5YKzjBboawWfAtMUe8u5sX9KI/rNRoPh",
+	"ZsykXKDRtaBag9y3WbcSqB7xdm7Fh+SM/sZ+XJzaR83qb7WQkLuWoBE3I+wPIbSyL6nNdPbnXk4b5hv+",
+	"xBFQrVw6yuKcUFff3NA5MhxcTDdY2zXkvne14dZ+5ejvsuSaTbFbGXLH31wW9BlP0Yo2PMkmz1g+sgU/",
+	"0R/CGjR/CSsGjxt1EPntrLs0eSXs5jbXSTxQ5P3Fq2Hsl6zqGMb/C5bfo+PjbQY3f0Nld0n7DRIJNhFM",
+	"WxbgWnK+R0yvW5gHn50H2htwaRyyd/FKKf50xglBS7QW2v7n0IIFag3NlglKydhYoeO6fD1ii4Zfswml",
+	"vMYG+B8Dt/nBeT7ePzWuqa3bw5AMXs29VoPSE5n5YsnU+MGv72Ir3Ccfht89+vFPaJLeLnR2UJezxY2F",
+	"C1DVAtRaj9Zakc4JFnBIcQNjUhNJ48Jqf/GWmGKb53pD1Bj7tMa2lmDcyVi0CpiET3YFgTunimh67aIp",
+	"vgz8dMTtjwhx7FlkvDK7UCuezaXgolLFKkaItr/t29Hit9eQax14/2FKMvT1Lf2pnLbPT1qC+m5RxUeH",
+	"v9w/IPyg3f/Xb1H99hQ7bZtCwF8Bud6wuZPwaVat9mq7ZqIIWlIILXibAS1DaaNrQAkFTvh0vG9Nbixe",
+	"UqGK2r20v3tHVd017alY1e0nrjbOVz4b5WYECs8xfqOM0HKp1GbAZ8RR/bp+Sy/MsDzUqlo1F0t+j0YM",
+	"vXX/sZrRA9inGUPl8Y/VjJ0GxD5qvQvPP/dHUe3VW7FOe6yrN9RhCy2H6z95qpJYtKdVFFqHn1yxDpMB",
+	"ajXspo5jUyLq6aIEObD3UOva6jtxyYrQLxwsP/fczTvi1GBwLQHmrhLGPjub6AhJwNcgrwt3RyPWw434",
+	"el2FInt1lk/tWxeqncAJBXQOhbYuBu8aR15xu7epnO7ObRFR2rrQN7f1Z/jrAtewaiKxUfNz9/Hu/wYA",
+	"AP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -40,6 +40,9 @@ func TestGetTransfer(t *testing.T) {
 		len(deref(got.Identity.Candidates)) != 2 || got.Identity.Rationale == nil || got.Identity.Rationale.Rule != "exact" {
 		t.Errorf("transfer = %+v", got)
 	}
+	if got.Direction != DirectionExport {
+		t.Errorf("direction = %q, want export", got.Direction)
+	}
 	if got.Links.Review == nil || *got.Links.Review != "/v1/transfers/"+created.Id+"/review" {
 		t.Errorf("review link = %v", got.Links.Review)
 	}
@@ -110,6 +113,8 @@ func TestListTransfers(t *testing.T) {
 		{"state=failed", []string{ids[2]}},
 		{"state=initiated&partner_id=sandbox", []string{ids[4], ids[0]}},
 		{"partner_id=nobody", nil},
+		{"direction=export&partner_id=acme", []string{ids[3], ids[1]}},
+		{"direction=import", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {

@@ -215,7 +215,7 @@ func (s *Server) link(id string, sub ...string) string {
 // transferView is the API resource of t.
 func (s *Server) transferView(t transfer.Transfer) Transfer {
 	v := Transfer{
-		Id: t.ID, State: TransferState(t.State), PartnerId: t.PartnerID,
+		Id: t.ID, State: TransferState(t.State), PartnerId: t.PartnerID, Direction: Direction(t.Direction.OrExport()),
 		CorrelationId: nonEmpty(t.CorrelationID),
 		CreatedAt:     t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
 		Links: TransferLinks{Self: s.link(t.ID), Timeline: s.link(t.ID, "timeline")},
@@ -294,6 +294,9 @@ func (s *Server) GetTransfer(ctx context.Context, req GetTransferRequestObject) 
 func (s *Server) ListTransfers(ctx context.Context, req ListTransfersRequestObject) (ListTransfersResponseObject, error) {
 	p := req.Params
 	f := store.ListFilter{Limit: defaultLimit, PartnerID: deref(p.PartnerId), Cursor: deref(p.Cursor)}
+	if p.Direction != nil {
+		f.Direction = transfer.Direction(*p.Direction)
+	}
 	if p.State != nil {
 		f.State = transfer.State(*p.State)
 	}

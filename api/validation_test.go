@@ -75,6 +75,7 @@ func TestListTransfersBadParams(t *testing.T) {
 		{"limit=201", "limit"},
 		{"limit=abc", "limit"},
 		{"state=bogus", "state"},
+		{"direction=sideways", "direction"},
 		{"cursor=not-a-cursor", "cursor"},
 	}
 	e := newEnv(t)

@@ -236,6 +236,7 @@ type IdempotencyRecord struct {
 type ListFilter struct {
 	State     transfer.State
 	PartnerID string
+	Direction transfer.Direction // "" = both
 	Limit     int    // 1..200; 0 means 50
 	Cursor    string // opaque, from TransferPage.NextCursor
 }

@@ -118,6 +118,7 @@ type Transfer struct {
 	ID            string           `json:"id"`
 	ClientID      string           `json:"client_id"`
 	PartnerID     string           `json:"partner_id"`
+	Direction     Direction        `json:"direction"` // "" is read as DirectionExport
 	CorrelationID string           `json:"correlation_id,omitempty"`
 	State         State            `json:"state"`
 	CreatedAt     time.Time        `json:"created_at"`
@@ -126,6 +127,28 @@ type Transfer struct {
 	Consent       *ConsentOutcome  `json:"consent,omitempty"`
 	Export        *ExportInfo      `json:"export,omitempty"`
 	Error         *ErrorInfo       `json:"error,omitempty"`
+}
+
+// Direction is which way a transfer moves a member's data.
+type Direction string
+
+// Directions.
+const (
+	// DirectionExport: the member's data leaves us for the partner (we are
+	// the old payer): pushed to it, or served to its bulk export.
+	DirectionExport Direction = "export"
+	// DirectionImport: we pull the member's data from the partner (we are
+	// the new payer).
+	DirectionImport Direction = "import"
+)
+
+// OrExport returns d, or DirectionExport when d is empty (transfers
+// recorded before directions existed are exports).
+func (d Direction) OrExport() Direction {
+	if d == "" {
+		return DirectionExport
+	}
+	return d
 }
 
 // Identity outcome statuses.

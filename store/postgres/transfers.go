@@ -91,9 +91,9 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO transfers
-			(id, client_id, partner_id, correlation_id, state, created_at, updated_at, identity, consent, export, error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			tr.ID, tr.ClientID, tr.PartnerID, tr.CorrelationID, string(tr.State), tr.CreatedAt, tr.UpdatedAt,
+			(id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at, identity, consent, export, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State), tr.CreatedAt, tr.UpdatedAt,
 			parts.identity, parts.consent, parts.export, parts.error); err != nil {
 			return err
 		}
@@ -185,12 +185,12 @@ func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, lim
 	return out, wrap("pending idempotency", rows.Err())
 }
 
-const transferColumns = "id, client_id, partner_id, correlation_id, state, created_at, updated_at, identity, consent, export, error"
+const transferColumns = "id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at, identity, consent, export, error"
 
 func scanTransfer(r pgx.Row) (transfer.Transfer, error) {
 	var tr transfer.Transfer
 	var p transferParts
-	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.CorrelationID, &tr.State, &tr.CreatedAt, &tr.UpdatedAt,
+	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State, &tr.CreatedAt, &tr.UpdatedAt,
 		&p.identity, &p.consent, &p.export, &p.error)
 	if err != nil {
 		return tr, err
@@ -246,6 +246,9 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	}
 	if f.PartnerID != "" {
 		where = append(where, "partner_id = "+arg(f.PartnerID))
+	}
+	if f.Direction != "" {
+		where = append(where, "direction = "+arg(string(f.Direction)))
 	}
 	if f.Cursor != "" {
 		c, err := storeutil.DecodeCursor(f.Cursor)

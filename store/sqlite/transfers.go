@@ -100,9 +100,9 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO transfers
-			(id, client_id, partner_id, correlation_id, state, created_at, updated_at, identity, consent, export, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			tr.ID, tr.ClientID, tr.PartnerID, tr.CorrelationID, string(tr.State), fmtTime(tr.CreatedAt), fmtTime(tr.UpdatedAt),
+			(id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at, identity, consent, export, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State), fmtTime(tr.CreatedAt), fmtTime(tr.UpdatedAt),
 			text(parts.identity), text(parts.consent), text(parts.export), text(parts.error)); err != nil {
 			return err
 		}
@@ -196,13 +196,13 @@ func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, lim
 	return out, wrap("pending idempotency", rows.Err())
 }
 
-const transferColumns = "id, client_id, partner_id, correlation_id, state, created_at, updated_at, identity, consent, export, error"
+const transferColumns = "id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at, identity, consent, export, error"
 
 func scanTransfer(r rowScanner) (transfer.Transfer, error) {
 	var tr transfer.Transfer
 	var created, updated string
 	var p transferParts
-	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.CorrelationID, &tr.State, &created, &updated,
+	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State, &created, &updated,
 		&p.identity, &p.consent, &p.export, &p.error)
 	if err != nil {
 		return tr, err
@@ -259,6 +259,9 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	}
 	if f.PartnerID != "" {
 		where, args = append(where, "partner_id = ?"), append(args, f.PartnerID)
+	}
+	if f.Direction != "" {
+		where, args = append(where, "direction = ?"), append(args, string(f.Direction))
 	}
 	if f.Cursor != "" {
 		c, err := storeutil.DecodeCursor(f.Cursor)

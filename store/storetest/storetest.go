@@ -271,7 +271,7 @@ func newTransfer(id, client, key, partner string, at time.Time) store.NewTransfe
 		IdempotencyKey: key,
 		Fingerprint:    "fp-" + id,
 		Transfer: transfer.Transfer{
-			ID: id, ClientID: client, PartnerID: partner, CorrelationID: "corr-" + id,
+			ID: id, ClientID: client, PartnerID: partner, Direction: transfer.DirectionExport, CorrelationID: "corr-" + id,
 			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at,
 		},
 		Request: transfer.Request{
@@ -829,16 +829,19 @@ func testListTransfers(t *testing.T, s store.Store) {
 		id, partner string
 		at          time.Time
 		state       transfer.State
+		direction   transfer.Direction
 	}
 	var rows []row
 	for i := range 14 {
 		at := base.Add(time.Duration(i/4) * time.Second) // groups of four share a time
 		partner := []string{"p-a", "p-b"}[i%2]
 		state := []transfer.State{transfer.StateInitiated, transfer.StateComplete, transfer.StateFailed}[i%3]
-		rows = append(rows, row{fmt.Sprintf("tr-%02d", (i*5)%14), partner, at, state})
+		rows = append(rows, row{fmt.Sprintf("tr-%02d", (i*5)%14), partner, at, state, directionOf(i).OrExport()})
 	}
 	for i, r := range rows {
-		create(t, s, newTransfer(r.id, "c", fmt.Sprintf("key-list-%02d", i), r.partner, r.at))
+		nt := newTransfer(r.id, "c", fmt.Sprintf("key-list-%02d", i), r.partner, r.at)
+		nt.Transfer.Direction = directionOf(i)
+		create(t, s, nt)
 		if r.state != transfer.StateInitiated {
 			ch := store.Change{Event: transfer.Event{At: r.at, State: r.state, Key: transfer.StateKey(r.state)}, State: r.state}
 			if _, err := s.ApplyChange(ctx, r.id, ch); err != nil {
@@ -855,7 +858,8 @@ func testListTransfers(t *testing.T, s store.Store) {
 	expect := func(f store.ListFilter) []string {
 		var out []string
 		for _, r := range rows {
-			if (f.State == "" || r.state == f.State) && (f.PartnerID == "" || r.partner == f.PartnerID) {
+			if (f.State == "" || r.state == f.State) && (f.PartnerID == "" || r.partner == f.PartnerID) &&
+				(f.Direction == "" || r.direction == f.Direction) {
 				out = append(out, r.id)
 			}
 		}
@@ -868,6 +872,8 @@ func testListTransfers(t *testing.T, s store.Store) {
 		{State: transfer.StateFailed, PartnerID: "p-a"},
 		{State: transfer.StateManualReview},
 		{PartnerID: "unknown"},
+		{Direction: transfer.DirectionImport},
+		{Direction: transfer.DirectionExport, PartnerID: "p-a"},
 	}
 	for _, f := range filters {
 		want := expect(f)
@@ -892,6 +898,9 @@ func testListTransfers(t *testing.T, s store.Store) {
 				}
 				for _, tr := range page.Items {
 					got = append(got, tr.ID)
+					if tr.Direction != transfer.DirectionExport && tr.Direction != transfer.DirectionImport {
+						t.Fatalf("%s: direction %q, want export or import", tr.ID, tr.Direction)
+					}
 				}
 				if page.NextCursor == "" {
 					break
@@ -915,6 +924,12 @@ func testListTransfers(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(page.Items[0], one) {
 		t.Errorf("list item %+v differs from GetTransfer %+v", page.Items[0], one)
 	}
+}
+
+// directionOf is the direction of the i-th listed transfer; "" (a caller
+// that says none) must be stored as export.
+func directionOf(i int) transfer.Direction {
+	return []transfer.Direction{transfer.DirectionExport, transfer.DirectionImport, ""}[i%3]
 }
 
 func testBadCursor(t *testing.T, s store.Store) {
