@@ -237,8 +237,8 @@ type ListFilter struct {
 	State     transfer.State
 	PartnerID string
 	Direction transfer.Direction // "" = both
-	Limit     int    // 1..200; 0 means 50
-	Cursor    string // opaque, from TransferPage.NextCursor
+	Limit     int                // 1..200; 0 means 50
+	Cursor    string             // opaque, from TransferPage.NextCursor
 }
 
 // TransferPage is one page of transfers, newest first.
