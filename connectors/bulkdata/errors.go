@@ -42,11 +42,11 @@ type OperationOutcome struct {
 
 // Issue is one OperationOutcome.issue.
 type Issue struct {
-	Severity    string          `json:"severity"` // fatal | error | warning | information
-	Code        string          `json:"code"`     // IssueType, e.g. "processing", "transient"
+	Severity    string           `json:"severity"` // fatal | error | warning | information
+	Code        string           `json:"code"`     // IssueType, e.g. "processing", "transient"
 	Details     *CodeableConcept `json:"details,omitempty"`
-	Diagnostics string          `json:"diagnostics,omitempty"`
-	Expression  []string        `json:"expression,omitempty"`
+	Diagnostics string           `json:"diagnostics,omitempty"`
+	Expression  []string         `json:"expression,omitempty"`
 }
 
 // CodeableConcept is the FHIR data type, as far as Issue.details needs it.

@@ -53,7 +53,7 @@ const (
 	defaultTokenLifetime = 5 * time.Minute
 	// maxRefreshMargin is how long before expiry a cached token is
 	// replaced at the latest (a quarter of its lifetime for short tokens).
-	maxRefreshMargin = time.Minute
+	maxRefreshMargin  = time.Minute
 	tokenFetchTimeout = 30 * time.Second
 )
 
