@@ -54,11 +54,11 @@ type injected struct {
 // seen is one request the server received.
 type seen struct {
 	Method, Path, Query string
-	Auth               string
-	Accept, Prefer     string
-	ContentType        string
-	Body               string
-	At                 time.Time // fake clock
+	Auth                string
+	Accept, Prefer      string
+	ContentType         string
+	Body                string
+	At                  time.Time // fake clock
 }
 
 type bulkJob struct {

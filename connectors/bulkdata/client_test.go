@@ -415,7 +415,7 @@ func TestPollAnswers(t *testing.T) {
 	tests := []struct {
 		name   string
 		answer injected
-		state  State  // want a status, or
+		state  State       // want a status, or
 		class  fault.Class // want an error
 		typ    string
 		status int
