@@ -259,10 +259,15 @@ func checkAbsoluteURL(raw string) error {
 
 // checkRedirect follows redirects of GETs (file downloads to a storage
 // host, status URLs) to allowed hosts only; anything else stops at the 3xx,
-// which the caller then reports.
+// which the caller then reports. The bearer token goes to the host it was
+// asked for only: net/http would forward it to another port of the same
+// host, and a pre-signed storage URL needs none.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 5 || req.Method != http.MethodGet || c.checkParsed("redirect", req.URL) != nil {
 		return http.ErrUseLastResponse
+	}
+	if !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+		req.Header.Del("Authorization")
 	}
 	return nil
 }
