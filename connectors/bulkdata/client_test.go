@@ -540,6 +540,10 @@ func TestDownloadChecksContent(t *testing.T) {
 		{"string", "\"Patient\"\n", nil, 0, "line 1 is not a JSON object", 0},
 		{"no resourceType", `{"id":"1"}` + "\n", nil, 0, "line 1 has no resourceType", 0},
 		{"resourceType in other case", `{"resourcetype":"Patient"}` + "\n", nil, 0, "line 1 has no resourceType", 0},
+		{"bad escape", `{"resourceType":"Patient","x":"\q"}` + "\n", nil, 0, "line 1 is not valid JSON", 0},
+		{"control character in a string", "{\"resourceType\":\"Patient\",\"x\":\"a\tb\"}\n", nil, 0, "line 1 is not valid JSON", 0},
+		{"not UTF-8", "{\"resourceType\":\"Patient\",\"x\":\"\xff\"}\n", nil, 0, "line 1 is not UTF-8", 0},
+		{"resourceType not a string", `{"resourceType":7}` + "\n", nil, 0, "line 1 has no resourceType", 0},
 		{"two resources on a line", `{"resourceType":"Patient"}{"resourceType":"Patient"}` + "\n", nil, 0, "line 1 is not valid JSON", 0},
 	}
 	for _, tt := range tests {
