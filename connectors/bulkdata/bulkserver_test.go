@@ -17,13 +17,17 @@ import (
 // fakeClock is the one clock of a test's client, server and polling loop:
 // the loop advances it by NextPollDelay instead of sleeping.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	real bool // time.Now, for tests that really sleep
 }
 
 func newFakeClock() *fakeClock { return &fakeClock{t: t0} }
 
 func (c *fakeClock) Now() time.Time {
+	if c.real {
+		return time.Now()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
