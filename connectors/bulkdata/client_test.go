@@ -600,3 +600,68 @@ func TestDownloadTokenOnlyWhenRequired(t *testing.T) {
 	_, err = c.KickOff(context.Background(), ExportRequest{Level: PatientLevel})
 	wantFault(t, err, fault.Auth, ErrTypeAuth)
 }
+
+// A run the way the workflow will drive it, through a 429 on the kick-off,
+// a 503 and a 500 on status polls and a 500 on a download: every wait is
+// at least what the server asked, and the data arrives whole.
+func TestExportSurvivesThrottlingAndServerErrors(t *testing.T) {
+	clock := newFakeClock()
+	s := newBulkServer(t, clock)
+	s.PollsBeforeDone = 2
+	s.RetryAfter = func(int, time.Time) string { return "5" }
+	s.Files = []fakeFile{{Type: "Patient", Count: count(3), Body: ndjson("Patient", 3)}}
+	c := newTestClient(t, s, clock, nil)
+	ctx := context.Background()
+	req := ExportRequest{Level: DaVinciLevel, GroupID: "g1", Types: []string{"Patient"}}
+
+	// retry runs op again after the fault's Retry-After (or 1 s) while it
+	// fails with a retryable fault, as the activity's retry policy does.
+	retry := func(op func() error) {
+		t.Helper()
+		for range 5 {
+			err := op()
+			f, ok := fault.As(err)
+			if err == nil || !ok || !f.Class.Retryable() {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			clock.Advance(max(f.RetryAfter, time.Second))
+		}
+		t.Fatal("still failing after 5 tries")
+	}
+
+	s.Inject("kickoff", injected{Status: 429, Header: map[string]string{"Retry-After": "30"}})
+	var statusURL string
+	retry(func() (err error) { statusURL, err = c.KickOff(ctx, req); return err })
+	if k := s.Requests("/fhir/Group/"); len(k) != 2 || k[1].At.Sub(k[0].At) < 30*time.Second {
+		t.Fatalf("kick-offs %+v: the second must come 30 s after the first", k)
+	}
+
+	s.Inject("status", injected{Status: 503}, injected{Status: 500, Header: fhirJSON, Body: outcomeBody("transient")})
+	var done *Complete
+	for attempt := 1; done == nil; attempt++ {
+		var st Status
+		retry(func() (err error) { st, err = c.Poll(ctx, statusURL); return err })
+		switch st.State {
+		case StateComplete:
+			done = st.Complete
+		case StateInProgress:
+			clock.Advance(NextPollDelay(st.InProgress.RetryAfter, st.InProgress.ReceivedAt, attempt, PollPolicy{}))
+		default:
+			t.Fatalf("state %+v", st)
+		}
+	}
+	if v := s.Violations(); len(v) > 0 {
+		t.Fatalf("polled earlier than asked: %v", v)
+	}
+
+	s.Inject("file", injected{Status: 500})
+	sink, _ := NewNDJSONDirSink(t.TempDir())
+	var res FileResult
+	retry(func() (err error) { res, err = c.DownloadTo(ctx, done.Manifest.Output[0], false, sink, 1); return err })
+	if res.Resources != 3 || len(s.Requests("/files/")) != 2 {
+		t.Fatalf("download %+v after %d requests", res, len(s.Requests("/files/")))
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/p2p-payer/p2p/fault"
 )
 
 // Sink is where downloaded files go: Create opens the n-th file of a
@@ -28,20 +30,21 @@ type SinkFile interface {
 // committing it on success and aborting it on any failure, so the sink
 // only ever holds complete, checked files.
 func (c *Client) DownloadTo(ctx context.Context, f OutputFile, requiresAccessToken bool, sink Sink, n int) (FileResult, error) {
+	res := FileResult{Type: f.Type, URL: f.URL}
 	if !resourceTypeRE.MatchString(f.Type) {
-		return FileResult{Type: f.Type, URL: f.URL}, fmt.Errorf("bulkdata: type %.40q is not a resource type", f.Type)
+		return res, fault.New(fault.Validation, ErrTypeBadRequest, fmt.Sprintf("partner %s: download: type %.40q is not a resource type", c.cfg.Partner, f.Type))
 	}
 	sf, err := sink.Create(f.Type, n)
 	if err != nil {
-		return FileResult{Type: f.Type, URL: f.URL}, err
+		return res, fault.Wrap(fault.Transport, ErrTypeSink, "partner "+c.cfg.Partner+": opening the "+f.Type+" file", err)
 	}
-	res, err := c.Download(ctx, f, requiresAccessToken, sf)
+	res, err = c.Download(ctx, f, requiresAccessToken, sf)
 	if err != nil {
 		_ = sf.Abort()
 		return res, err
 	}
 	if err := sf.Commit(); err != nil {
-		return res, err
+		return res, fault.Wrap(fault.Transport, ErrTypeSink, "partner "+c.cfg.Partner+": committing the "+f.Type+" file", err)
 	}
 	return res, nil
 }
