@@ -210,6 +210,27 @@ func (e TransferState) Valid() bool {
 	}
 }
 
+// Defines values for GetAuditEventsParamsFormat.
+const (
+	GetAuditEventsParamsFormatFhir       GetAuditEventsParamsFormat = "fhir"
+	GetAuditEventsParamsFormatFhirBundle GetAuditEventsParamsFormat = "fhir-bundle"
+	GetAuditEventsParamsFormatNdjson     GetAuditEventsParamsFormat = "ndjson"
+)
+
+// Valid indicates whether the value is a known member of the GetAuditEventsParamsFormat enum.
+func (e GetAuditEventsParamsFormat) Valid() bool {
+	switch e {
+	case GetAuditEventsParamsFormatFhir:
+		return true
+	case GetAuditEventsParamsFormatFhirBundle:
+		return true
+	case GetAuditEventsParamsFormatNdjson:
+		return true
+	default:
+		return false
+	}
+}
+
 // Address A postal address. PHI.
 type Address struct {
 	// City City.
@@ -758,6 +779,9 @@ type UnsupportedMediaType = Problem
 
 // GetAuditEventsParams defines parameters for GetAuditEvents.
 type GetAuditEventsParams struct {
+	// Format The answer's format.
+	Format *GetAuditEventsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
 	// Since Events at or after this time.
 	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
 
@@ -773,6 +797,9 @@ type GetAuditEventsParams struct {
 	// Type Only events of this type.
 	Type *string `form:"type,omitempty" json:"type,omitempty"`
 }
+
+// GetAuditEventsParamsFormat defines parameters for GetAuditEvents.
+type GetAuditEventsParamsFormat string
 
 // GetAuditProofParams defines parameters for GetAuditProof.
 type GetAuditProofParams struct {
@@ -1000,6 +1027,19 @@ func (siw *ServerInterfaceWrapper) GetAuditEvents(w http.ResponseWriter, r *http
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetAuditEventsParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
 
 	// ------------- Optional query parameter "since" -------------
 
@@ -1638,6 +1678,40 @@ type GetAuditEventsRequestObject struct {
 
 type GetAuditEventsResponseObject interface {
 	VisitGetAuditEventsResponse(w http.ResponseWriter) error
+}
+
+type GetAuditEvents200ApplicationFhirPlusJSONResponse map[string]interface{}
+
+func (response GetAuditEvents200ApplicationFhirPlusJSONResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditEvents200ApplicationfhirNdjsonResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetAuditEvents200ApplicationfhirNdjsonResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type GetAuditEvents200ApplicationxNdjsonResponse struct {
@@ -2741,123 +2815,127 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rb9s49+dXIbQLNMHKzqXtzDMp9kWml2mmlymSFsXgcRHT0rHNiUyqJBXHU+TtfoD9iPtJFjy8SLIo",
-	"x0477fMH/q+a2hJ5eHiuv3NIf0kysSgFB65VcvIlmQPNQeKfZzksSqGB63MoC7qC3Hyag8okKzUTPDlJ",
+	"7H1rb9s49+dXIbQLNMFfdi5tZ/6T4nmR6WWa6WWKpEUxeFzEtHRscyKTKknF8RR5ux9gP+J+kgUPL5Is",
+	"yrHTTvsssK+a2hJ5eHiuv3NIf0kysSgFB65VcvIlmQPNQeKfZzksSqGB63MoC7qC3Hyag8okKzUTPDlJ",
 	"xlpWMCbLOXCi50wRytUSJFlSRbjQpJQirzLIyWRlv5fwuQKlyaTSIy7duGQqxYLoOZApk0qHh5ZMz/Fj",
 	"RRdAAj3ZavAKVsMRP50o4JoIPQe5ZAqGI56kicrmsKCGVr0qITlJJkIUQHlye3ubJiWVdAF6fY3Z6hWs",
 	"uus7JVnBgOtBNhcKOKk4+1wBuYIVmQrZXtIeJR8+nD0jhgtkJkQ+4tlcsAz2h+QiEyXkRAtcTkaLgvGZ",
-	"G9tSzcx0lvtJmnC6MJSvLTlJEzMZk2YrDOebi13Qm9fAZ3qenBw/fpwmC8b9//+VelYoLRmfJYYRb2Ax",
-	"AXn2rLvoPypJFvgtYfnQ01ZSPa8ps99fsnxbmo6O/9Wi6ShG03tJuZrGqXo/B6Ld94Tlnt3XP+/3kPhN",
-	"abs1Q6lScAUoOL/S/Nzuu/lfJrjRE/MnLcuCZdQQfVBKMSlg8b/+UmYFXxqT/08J0+Qk+R8HtfYd2G/V",
-	"wTv7lp20ywMvbkyRBS2mQi4gJ0ISxq9pwfInZAxSCqnGxPBBObWCIlfD5DZNngo+LVj2A8hWopIZGLqN",
-	"ZWCcUKI01UD0nGpCi0IsLbVuhUjuGdcgOS2+J7mnRs/hpoRMQ06Qm08I04rkoCkrFKESSCFmM8hTXIsE",
-	"XUkOOVL8VugXouL596T4rSCqyuaByUjIeyFeUzmDHyWgE5GvzG4XhghjKyknR+QN+xWp+8DpNWUFnRTf",
-	"lcBTkkMJPDcm1RBX1WQ8MfsoV6SgGiTZ2+h89t0aSikyUOp7r2LNDiyhKIizBJNKk4xyI5YTII4+yE/M",
-	"UkZ8bRnopysFuXW1lKMrxZ1Lce0llZobe2s4dcXFkqcjLiShRMI1gyXJIWOKCU5yAVaxp0zjq95WG/eG",
-	"vFJVWQqpIX8DOaPv0cD+WMk05I6bs5rZxkN0RW5IM+NpnktQ+CfNc2aepMU7KUqQmhl3MKWFgq6klUJp",
-	"WhBqXx+Sdy/PjKsqG29+STKmI3HHU6ZX5tmmkzo87LilNLFzXGYih+4o7ywB5su1wY5jY6E17o5ygUZa",
-	"SCJhxgRfG+lxfCQJoGNDmc8DR9ZpOozFBO4TMfkLMo0ebA7ZVSkY17F4TbEZN5GWBCAmnCJiiuJIq5xp",
-	"Y7W7W/DXUkV2QCxKmmny+8cLsvf84vjxT/tEXIMkX0bJ9Sg5GSXlcTnAUQdZoOjgaJSko0SxvwH/kEJo",
-	"/EOzBYySWxvrdfh1xfJ4wGMCTXSPbllMp8ZzikqS3z++uhjGBjNzxkc7f/GU/PTLT8fEPELmVM3J3oQq",
-	"+OkRxlDGglBtAuaVhtjIZlnxkXmF4aKYEuBaMhd24CZkhmuK7JVCoeoocjgcmpEGR+1ZGdc/PaqnZVzD",
-	"DKSZ1zCvO+9Hk3QwjTbMsqc1XE41DPDNmFTVceG/7bIc39xkdktSFI1PMRk0gSDXp0oZMbImagfbYFhm",
-	"I+gHimR2LJMc5ExlhVAmJAImSU419TmDs8Rd6Z1JyjXkl1T3sEiHyYh71iYhbto9IxUPHz78ZX9b9qVJ",
-	"n7i6MR8oE6BTvU74hhTlKGbbQDKR32nz7VNosoX1KZsedzuHCZk3epXa9i378LoAoai4gTwZgfwN4oOW",
-	"7CIQ0OWnqHQmFuBtmIlMlA47h2bH8BV4tTB0XINkUwaGmhy4+eNThK1u8j/s2PGJ+2Za813m402i57TT",
-	"Pbe9fLl5L++Qs+bAXTMI1MUO64StwvuGOMup6BBBoNojSJhVBZXGJSrgxqpdQ/z9XWSrKQwdC+Vlq8Hx",
-	"DXJ1Eaf7VBnfYQTp5TncBCaUomDZ6oSM3brGpAB6DSpkE4poapKdEQ/LNZLppRJuTFhH9tDOUM6mVnIq",
-	"rtELLPbTER+HN8c+04NrkCs9Z3zmqUJzhzy3btKLtaPLqJYfZZNgb1Ioy0hPeccEU9WKeueiyBVhuqlj",
-	"NMP504Tx8KeEvzBXjFL1jGoaNmQHH/Fx7gyo4++CrpCgrhr6fbo0c/csPKTf+IxxKnbYJ4Q6EE0SWJR6",
-	"RRZAuTKbhLCKhsWdAnzuxsaQ/hbN/Jl9rxFmUinpygYRPIsI5x+8WFkJkJAJmQM6EJNqTDU4pM2Yix18",
-	"fEc9nsFCzCQt5yxT9/bYXkhcMmHk18uLSZCszNtgn/zBje0e8XGAy8YpGc/YNfCxWdt4ShesWI2JgxGN",
-	"vpMJKJaDIuMJk3p+adY4tgrR3nZapyWbdsdnL7dpUg/Y5f+v5juzAUD2/vzzzz8Hb94Mnj3rxgQxO2dX",
-	"0R3zBX6OONQWsX6aIGO6w/xmPsZR9tT+VgPV6ORmcDP1yDWs7aHV+Z0gwjQp54LHsjDzsYuQ10Z9FE2e",
-	"4OauPb2Am46PaGxuzDU8R3V/wYqo7gF5++z3iz/ekikrMNyg3BmIrrkx2UHEylywv0OgYkbZMrZHR9Ed",
-	"7Tz4Hucc/JDdEdScHj/+KULQy9PB8eOfyN4cbvbXKetwXa/Knljoxcuz87b9HN6ZUuC3fnGBxNTxrn9/",
-	"zvhU9HgumwA6Z1BKKKkxFrYKsSE9gJusqHLIL2vfuYHZBUw1+vYJZLSyiUjwjuiaralChxzfDsPhHifU",
-	"kDHVjh629jUNMb7t+paNeTQLWICPUh4oTO8Na6muJNydW/s3L3cSOrd3/uWecDUDVvaHvG6DHxju45N+",
-	"8BwKZkKp6KhLpue5pEseH9Qy/4EiJV0VguYYEId3HOjNZqC0mXZBGTfeD65ZDjxrqkFdYmvrwTq/fF5t",
-	"hSSNSWdMOV4wKPKngmvJJpXPt7s2DMscDxRRcyq9FTOkaqZXRnoldPUD34lzJ6/DBTs0MQKJarfHTfiK",
-	"/LmmRQX7Ue4XcA1Fd+yXYmkh21CaIXQmwQwLw9mQwA3NdIo7zmiREi54zwRLYLN5xHqeaYxpA7s8iBB4",
-	"ULt0UU2KhlO3bqqzj5ZLfkVh4t698kBsdJtcpcot3WxTXfLZYXvwq9QIJCW50BpyUlI9J3su2ho24qeU",
-	"jE1seWmzi3bA/O+jT+N9jDRJKA6HmGWntLLeT6b8KofkLYoKZHPhYDGUmLt9iOe5mzHG65dACxNHdGHQ",
-	"OX5jUVuaMw7K1+a7PFY9CZO4suGRHQsNDNzQRVkgEVd342p23BjhZ04re0EI/wA63gKFeEjeYkHT7q4i",
-	"kxXa6hDMEcGLVQSkoDxnRggiK3zj31WELinDYL5T2mj5pp64oXZBG0JPn4cV18YZgI8HuyJGbVJyJ5Z1",
-	"Hh5EzhuqIb+crGLSKXA9uQP/7MN1+CsBTb/g0AeEyJ7oaEF1NreGxXuksMY9IU02o/dJ2IStjM+2yIkX",
-	"krtQE0v+JjncEoRjEalsYAMl8NxwDHsFkAVJmtDFhM0qgYRwcYn8igIFZzwrKiNw76QQ0zsQfFvOQHsn",
-	"pmbfEHhfGUNPSV2PMOGCELoHugtFlI3wVP0kujQ6vZxTNe8JKAwRD0wcSaf3KDBgA0dP+DvBlhkzJqi6",
-	"YQgnqsrWNEFZ75yvg03A583r8kWMbQsXEuCyv2qiGikT1kpsJK/nZlk5ojSIqjX3c7uaybomwOekuXdN",
-	"ylLfNtMQiZiqmJgYoiU3DOo/woS8ghW5AFdS+PnxkW3NaQveFax69KysJgXLTKiuyN7vH1+19zKO1dim",
-	"ng6t7X1dYwZSEFuh9QaxFTof47aK8Rxuesq5/wjEkiY3g5kYdGHyjbXj+8I094Zl7g3DRF/eEk35qop4",
-	"H/ayxp+UvEnJh7TGSNFtuoaIXuR/u1L6V9TON0dfzQ49u4NBAlpIoF10mNdJlV9Cm59+V/q150OpQOqd",
-	"WyUiClaD8asItPotFM82b01gamKXo18ODwnHPjobx1e6krAV/PmVLRzbqCWxyiYksU83AeNvB61+9Syb",
-	"FL60wvCELCqlCXyuaBH83QMf1V+y3CpXKUEB/4Eo7DdtrNkS0f1PbcHZAWZ+C0vfxLuzEfDtWVPMxUNx",
-	"DotCGPDRgNKjUYhEtRap3LLiWndvIA4tJRSYUG2BwYklJxKmIIFnkNrkPicTml0NyRsj38ayzEWRe2O1",
-	"Y+tDDVbctZa6vBj0785XmmUw2xJvlrUhZ12vdCHqYmRRaZCQe5vpd8d+I1c7a++arDUIC2sLzQFR8XsX",
-	"WkZ2kjzNFsbraJDXxkJR7quiwBHLESXwCLTOIwx7W7sUpalFtrdresDHo7ovA9hre0ru0bPTTY1lDwf7",
-	"kLtTjtnnL48e/0xcd6ZriO5yxn4egyGoJkvsvJCCz/wBj/oQhUfLbOVdVZMFQ2APITMVjZdst/sGiFAR",
-	"qsmUVoVO0bQgLIeK7tehti4/tMDNSALJuNI0Wt+2SMPUtsYZkcqySqL5IHvjSvKT8rg8cVw4GVWHhw8z",
-	"luO/MN5/Ujcis3zEzetW4xTIazRIhZiRgnEIBSHP0HjDodqAd7x8//6db5RYC5RbPXk6Vko8JWoupCaq",
-	"WiyoXHm5vWIckV7H8B0qcKeGlEkB5MP5WxOoGCsUGfEEMRCstXtm+m/q/R6nZOxg2QG2+qbm8boxebCA",
-	"nFHMs8yjWogBNq/je43O6StYDRZMKcZnOMT6d26O2GsSKgW5mxjzh4GzcuZpLvRgKiqOry5Az0U+MJ9h",
-	"y4x7zfyf8YFF8Jor8nil+azR1m4fsacoxiO+BzSbm/Bqym5833eHZeN914ET4N5+pm5bC7UCk25Chc+b",
-	"wGcXXo+gbwHUpIowTXKW95QQIrL+DuTAl3XqUonq1Eq2NwytClXEOsiq6EGCzDe20dctKA4MV9y4w6q8",
-	"ExjGBz+UqOpWE2OaJTgM0GjATVlQbm2ikQhRaR+4bN5bXFE9R3RTm91BESKwvH7+qF1hJ+Vx6aqTqomw",
-	"vqOaAZbUn4prkHRmZn9eU//H9FfgMGXmieccy+8YMzwV3IYDUeT1HHXpmdOf3fv8QSrBTaTqD0MITmjj",
-	"sBonC8pNvmOVNuYv66nbo9OylOIaCK0h9NQmAoa/7YMWzS41+1roTYsu+45SRZiQuNHy1BnZoInDurhy",
-	"j0xtQyntCbmCUvu40oQ0Rk672crhbgFl4PPGqlrQnjhoC5ng+WCCXY7NskZ7S7fFvkLRBCcdVOUuBZgz",
-	"rZoFmPtUdpswUX+d5CKGi53mC8ZNoE+xJVRZzCa0701WDfxm7wP53x4x229K6oskTd4kafIhKqLv3c7H",
-	"DIeX+wfKVUOaYrIWqV/7880RaB+/s60fMrdqtJXJ97Q9NwPciTo7EmLMbQ8ULZnj27ZUHlbZCpWjmBjN",
-	"tJDxYiB299haoB17zx5GXgs9U7IU8mpaiGXqjBfIziPD4TCO/27qC5/TsgS+S1N4nVRsqgWsY2iZVoRO",
-	"jEMLa23QWm9CvKZlFCzU3BpFLdfmk5KdqluueLRBDh8oMivEhBah0uRtYOv80halp2gp693aoF6WjPRn",
-	"xiIyvvX4HqnaqCJORRG/2txl5+N5J432ZLBFguzfwBFr8HJ4yYXul71o/YuaqMDqhHshqo0N+KrP5BDK",
-	"c7I04RpG08YjakWUhlIRjN+JEmRKvxqh8u0RO+NTDWyKKqLaQt9AriXQO88OhUUvqSI0y6DUu6gt5ufb",
-	"CspzfNi8hbHfdt2A2DS54VRS/60BkYNNNrDZtvOgsUEF41dq23W+xofvhb1trjftpI1Vme+w/QU1Ec+c",
-	"8tm9T9qFg1K27NxA9xqS2KLL83WTpj73EtZNGRtR+JSyAvLtsapTMq8W1CTaNEcAYvsk6U4sA3UCE50T",
-	"4ntCUt9ne2lPJKUj7jnkz5cE29f5wHBfVDodcRdjXQak1g9CKz2v/9cACFJCs6vGCBnlGRSFGd3jBlEU",
-	"KZ7mO3Zu2q/XXlM6EifBZN9TURRi2clt1g+9mIVHXJwtHJHlnBWwbr+MlQ7Z2GWdjUUqNkW0A4epFknd",
-	"fe+NV00k0Q1T73JbxTRpDLqJqe/orKezv6Qz22XinlQp4bDEQguTsZ7LEP32m1LXvs0Ujt4dcLsA2nva",
-	"CFTC4UZfZpVUMc3G7BS/89mTeRxJeUJ4VRQeHkWTZT42NJkv7EUNra6RPlOFK2gTson/F/HK3amLXkKX",
-	"j5NF++mCZnMM5c2KTES8su0/TI0440wzYwbJ//s//zdk3Jeuxww/9AbDn/vED10r96U/IjDi5lPUCfMH",
-	"zYx9KCCfuefNxhSg4QkZWxM5xuhm3FKSMaESRlxMTaTTPp0X6Exq93lZd8Kt04iGv02hPdhng7OaOHzX",
-	"koadC4Y0zP8bZEVyxltE4WOnKMrjkgiZzQEzVlA2Mx1oMbApqm1zHdhD117Oh+S04YODSXZZLVVXKlau",
-	"fIL4lWsCVK2zhiMeYEw6o4wrjbGjxwN4DjepbfhS0TOKqT/7oUac+pMFHkNzByzcIRGzje50AKKjayfJ",
-	"R3zEn1+DXDl3xFT7MozmFRxjW3L65dHjn/fdXSHOl434GPHycMBGyEUXULYpoyqqmStpDAl6bTIROQOF",
-	"HQj2hhIxnToJt9jspNKEhw5qi8y2y0InzXs9zGAmIx7xUgptb/BxvdBGKkzEwgTHtY/f/XHxnhxcHx2E",
-	"3R4732NZf/b8/Yv1i19ILulUn4R6zIhfwWrtojK8XsTebaYat5q5q9FMdogyg3/gNTMjPq4vWxv429ZO",
-	"CF6utp/WI4e5mje1oLXwEYH9+tHx8ZC8gpW9qkjdeflYwTLgCs2XuzzrtKTZHAbHw0MTj8kiOUnmWpfq",
-	"5OBguVwOKX49FHJ24N5VB6/Pnj5/e/Ec36kLRKh2p+/OkjQxcmhV8Wh4aB8SJXBasuQkeTg8HD50zYjo",
-	"OQ6GSyiKAUYzB38tr9TQ3wUzg577LX7/+Ar7D5dzocA2EqLZWYVTOHjMB52XqGR9stYeUkEM0zhClJGz",
-	"PDlJfgP9+8dXF8na7V/Hh4cb7q75a3k1UKB3vLvG9Vf2XF3jlobXDj22s8cGC1QehIuzbps1AMQeXaOl",
-	"4YcRBOyHTBNNZ8rY88AAlXwy7x5Y9fm7l/OnKNeKHB8eNqIud/OQrVAqLCp22fvSDb0be3diqzsi0cNW",
-	"TyVThBZ4jL/NrtfsGjiojfwxCcJqW/a4pEppIQENtPmfx9gI8Bnj4CxFSqBQQB4fPuwy7tzO+UP4hnMb",
-	"a4Jb6yTy4d0S2bzxq83lc39EZRObr48OMH4+aLeuR3l+wWbcml5bZNeN+4D2FPsb0shdOClG5ta9jbix",
-	"D8bcmj3C3TIu9Em9g4XAZnRs9JlJseQED7Y37ukY8ZpSt9VUYwWFKVIYqcMr0ShZMF6ZEBFPMzlpYdpE",
-	"gEoDza2J7tilU8OMRnP+PygLzSMAcT2qV/rVFmqLK5waYoKfrUtIDfdHpcMGPXY0Cze6k8HacF5BAZm9",
-	"ZilgsFgYSAlVI85haXKxgQmsFsx4XBNy2faDMe4JwvhjYlMEUoIkhY/xR9wFAUwRpSXQRShdYw8MxRPp",
-	"VIfDhQVWtjZJwHO71vbFpv+OLJlr1X+jAl6f+bkCuarvz7QXNTSvzNwO8emZ2zVF3TltxTUrvsG0eKGE",
-	"bmbsD5Qr9vRN7R/01bB7XmMapcTO3MrDG+1PDWwvRlgLKvvH6EJeuePtUfZYhOe+83/ayULdDHjetVKR",
-	"ZK+/otdRSUyO1vXS2KtH29irxpWvX2niLlD1d7NppT8U1hv99pwNq0t8VNcWbazg89inBHhLHV+7ZKr2",
-	"XXuUTCWoufddzj7XrtC5u3AFJF75ZqfY32S77EG3O0zXhtpYr+XCck//1b+d8taCcbaoFsnJYeQo1ad/",
-	"0LOunfnrj1LF9L6C+ujw0d2vhEtrv1Kyw3osze4MfsPV9ou5O9Z78CV0JNwaMsoqIu5PsVrQBEhsT0xZ",
-	"0Azc1VKN4+WcwA2zRRTBYTjidUx+VIuxGyhnOQoxvlJ7LZs4Yxx3fHg44ktXx3aT5qgce9gVAtOpSSsr",
-	"noMkmeA+Bl1KpsPFFyOOGb2d9IRMhJ7jFU8uQDg+PIqqjj1f88b3Qq9pTmzP6kcOwpXfVqZRRH4V+eqb",
-	"iXPrDNBtG1I1Snj7D6qS40mPCrnNDbu1LhNG8I8Pj74vNXg3ni183Vu7j7bIvMJN0PjC421StchlvV9t",
-	"GoxUNPQUNSZy8KthIpxNqI1EiJ0anrCtIK+Z0u/DU3f4FhsjhniMuR8xQHC+17m48uV2crBWc+0LUwMJ",
-	"Tisbv5jwQ0LDd3Rmjyf3TYvJT2vGHLDH3h5HWtAb61CPXYue/d9R7KRy96QY/VyFAo8/+CPhmonK1pse",
-	"KDJu1GXGfUS6sk0fXw6PH33bmHU3E9Gq3EUMRbR29yPCVaNSfdXDhrLWuvnJnZ+LgGHYPqKadXkLsFCp",
-	"FWa8HguzRx7qdBldZv1SMJy+VWgc6lDj/SF5J4qCjLF1YKigmI6JkCPuPvD11HGj2IxVrdb96Bbjx4uj",
-	"FJlgU48Ll/0dT85oZZQLzjJaYH4R4miE5veWc+PzS2PuzEJDsGJCg1xgoLGgWoPct5WmEqge8XY9wcNQ",
-	"xmfhsUkc2iNF9bNaSMjdyY0RN2/Yi9xbFYfUVvf66w1PGiEL/kQLUK1cCcbynFDXBFtvopBh42JRi43X",
-	"Qr1317hl7Vda/qnopXl2cavg5fib24K+gCHag4U72dQZq0e2ySX6Qz6D5i/5xOhxbx1EfvvnNk1eC7u4",
-	"zb0BDxT5cP56GPslnjpv/68Q7Tw6Pt7m5eZvQOxuab8BeG6Lnw2Tin3CrYJ0j5lej6oOvrisKxpa/Qb6",
-	"3irc+GWf7+JU71Kk4XdPjX+D5h7tsiEHda9T3Kueg6oWoNbOnKx1cJxgdV+KaxgHn9G6mdZfJCSmeGxt",
-	"/YDHGM+djG2hedyBs1vdLcJXQoJlmlNFNL1yqbY/h/FkxO2vhXA8g8V4ZVahVjybS8FFpYpVzJ3Y8zrf",
-	"Tha/vStZO1H0H+ZNwjmlpd+VJ+39k1agvhvk9Ojwl7tfCL9c9d+OIOoInuHJwaYR8FfarR9A28n4NFsa",
-	"e7HnZhUBWlYIQ11bHitD35vr5Q/dL/jpeN/GptjZokKLrfvS/sAVni/C2/m40KB6wGUv/+H00H+st/IE",
-	"9nmr0Cr6Y71V54hVnwTdhs+/9MNe9nqf2GlebIQ2LsB2xg3Xf29QJTGootXFV0MprruCyUC1GnZrfbEh",
-	"kfV0UYIc2LtudV2nOXHosh+zPprlPnfjjjg1HFyrWLjrSvEkkUWmQ9XmDcirwt0Dhw1MI75eCFdkry7L",
-	"qH0b/7cR99Dx5FhoGxnwPmPUFbd6i713V267PtLWpaG5bRhSc8ixV6jBxEaTxu2n2/8fAAD//w==",
+	"G9tSzcx0lvtJmnC6MJSvLTlJEzMZk2YrDOebi13Qm9fAZ3qenBw/fpwmC8b9//879axQWjI+Swwj3sBi",
+	"AvLsWXfRf1SSLPBbwvKhp62kel5TZr+/ZPm2NB0d/3eLpqMYTe8l5Woap+r9HIh23xOWe3Zf/7zfQ+I3",
+	"pe3WDKVKwRWg4PxK83O77+Z/meBGT8yftCwLllFD9EEpxaSAxX/9pcwKvjQm/58SpslJ8j8Oau07sN+q",
+	"g3f2LTtplwde3JgiC1pMhVxAToQkjF/TguVPyBikFFKNieGDcmoFRa6GyW2aPBV8WrDsB5CtRCUzMHQb",
+	"y8A4oURpqoHoOdWEFoVYWmrdCpHcM65Bclp8T3JPjZ7DTQmZhpwgN58QphXJQVNWKEIlkELMZpCnuBYJ",
+	"upIccqT4rdAvRMXz70nxW0FUlc0Dk5GQ90K8pnIGP0pAJyJfmd0uDBHGVlJOjsgb9itS94HTa8oKOim+",
+	"K4GnJIcSeG5MqiGuqsl4YvZRrkhBNUiyt9H57Ls1lFJkoNT3XsWaHVhCURBnCSaVJhnlRiwnQBx9kJ+Y",
+	"pYz42jLQT1cKcutqKUdXijuX4tpLKjU39tZw6oqLJU9HXEhCiYRrBkuSQ8YUE5zkAqxiT5nGV72tNu4N",
+	"eaWqshRSQ/4Gckbfo4H9sZJpyB03ZzWzjYfoityQZsbTPJeg8E+a58w8SYt3UpQgNTPuYEoLBV1JK4XS",
+	"tCDUvj4k716eGVdVNt78kmRMR+KOp0yvzLNNJ3V42HFLaWLnuMxEDt1R3lkCzJdrgx3HxkJr3B3lAo20",
+	"kETCjAm+NtLj+EgSQMeGMp8HjqzTdBiLCdwnYvIXZBo92Byyq1IwrmPxmmIzbiItCUBMOEXEFMWRVjnT",
+	"xmp3t+CvpYrsgFiUNNPk948XZO/5xfHjn/aJuAZJvoyS61FyMkrK43KAow6yQNHB0ShJR4lifwP+IYXQ",
+	"+IdmCxgltzbW6/DriuXxgMcEmuge3bKYTo3nFJUkv398dTGMDWbmjI92/uIp+emXn46JeYTMqZqTvQlV",
+	"8NMjjKGMBaHaBMwrDbGRzbLiI/MKw0UxJcC1ZC7swE3IDNcU2SuFQtVR5HA4NCMNjtqzMq5/elRPy7iG",
+	"GUgzr2Fed96PJulgGm2YZU9ruJxqGOCbMamq48J/22U5vrnJ7JakKBqfYjJoAkGuT5UyYmRN1A62wbDM",
+	"RtAPFMnsWCY5yJnKCqFMSARMkpxq6nMGZ4m70juTlGvIL6nuYZEOkxH3rE1C3LR7RioePnz4y/627EuT",
+	"PnF1Yz5QJkCnep3wDSnKUcy2gWQiv9Pm26fQZAvrUzY97nYOEzJv9Cq17Vv24XUBQlFxA3kyAvkbxAct",
+	"2UUgoMtPUelMLMDbMBOZKB12Ds2O4SvwamHouAbJpgwMNTlw88enCFvd5H/YseMT98205rvMx5tEz2mn",
+	"e257+XLzXt4hZ82Bu2YQqIsd1glbhfcNcZZT0SGCQLVHkDCrCiqNS1TAjVW7hvj7u8hWUxg6FsrLVoPj",
+	"G+TqIk73qTK+wwjSy3O4CUwoRcGy1QkZu3WNSQH0GlTIJhTR1CQ7Ix6WayTTSyXcmLCO7KGdoZxNreRU",
+	"XKMXWOynIz4Ob459pgfXIFd6zvjMU4XmDnlu3aQXa0eXUS0/yibB3qRQlpGe8o4JpqoV9c5FkSvCdFPH",
+	"aIbzpwnj4U8Jf2GuGKXqGdU0bMgOPuLj3BlQx98FXSFBXTX0+3Rp5u5ZeEi/8RnjVOywTwh1IJoksCj1",
+	"iiyAcmU2CWEVDYs7BfjcjY0h/S2a+TP7XiPMpFLSlQ0ieBYRzj94sbISICETMgd0ICbVmGpwSJsxFzv4",
+	"+I56PIOFmElazlmm7u2xvZC4ZMLIr5cXkyBZmbfBPvmDG9s94uMAl41TMp6xa+Bjs7bxlC5YsRoTByMa",
+	"fScTUCwHRcYTJvX80qxxbBWive20Tks27Y7PXm7TpB6wy/9fzXdmA4Ds/fnnn38O3rwZPHvWjQlids6u",
+	"ojvmC/wccagtYv00QcZ0h/nNfIyj7Kn9rQaq0cnN4GbqkWtY20Or8ztBhGlSzgWPZWHmYxchr436KJo8",
+	"wc1de3oBNx0f0djcmGt4jur+ghVR3QPy9tnvF3+8JVNWYLhBuTMQXXNjsoOIlblgf4dAxYyyZWyPjqI7",
+	"2nnwPc45+CG7I6g5PX78U4Sgl6eD48c/kb053OyvU9bhul6VPbHQi5dn5237ObwzpcBv/eICianjXf/+",
+	"nPGp6PFcNgF0zqCUUFJjLGwVYkN6ADdZUeWQX9a+cwOzC5hq9O0TyGhlE5HgHdE1W1OFDjm+HYbDPU6o",
+	"IWOqHT1s7WsaYnzb9S0b82gWsAAfpTxQmN4b1lJdSbg7t/ZvXu4kdG7v/Ms94WoGrOwPed0GPzDcxyf9",
+	"4DkUzIRS0VGXTM9zSZc8Pqhl/gNFSroqBM0xIA7vONCbzUBpM+2CMm68H1yzHHjWVIO6xNbWg3V++bza",
+	"Ckkak86YcrxgUORPBdeSTSqfb3dtGJY5Hiii5lR6K2ZI1UyvjPRK6OoHvhPnTl6HC3ZoYgQS1W6Pm/AV",
+	"+XNNiwr2o9wv4BqK7tgvxdJCtqE0Q+hMghkWhrMhgRua6RR3nNEiJVzwngmWwGbziPU80xjTBnZ5ECHw",
+	"oHbpopoUDadu3VRnHy2X/IrCxL175YHY6Da5SpVbutmmuuSzw/bgV6kRSEpyoTXkpKR6TvZctDVsxE8p",
+	"GZvY8tJmF+2A+d9Hn8b7GGmSUBwOMctOaWW9n0z5VQ7JWxQVyObCwWIoMXf7EM9zN2OM1y+BFiaO6MKg",
+	"c/zGorY0ZxyUr813eax6EiZxZcMjOxYaGLihi7JAIq7uxtXsuDHCz5xW9oIQ/gF0vAUK8ZC8xYKm3V1F",
+	"Jiu01SGYI4IXqwhIQXnOjBBEVvjGv6sIXVKGwXyntNHyTT1xQ+2CNoSePg8rro0zAB8PdkWM2qTkTizr",
+	"PDyInDdUQ345WcWkU+B6cgf+2Yfr8FcCmn7BoQ8IkT3R0YLqbG4Ni/dIYY17QppsRu+TsAlbGZ9tkRMv",
+	"JHehJpb8TXK4JQjHIlLZwAZK4LnhGPYKIAuSNKGLCZtVAgnh4hL5FQUKznhWVEbg3kkhpncg+LacgfZO",
+	"TM2+IfC+MoaekroeYcIFIXQPdBeKKBvhqfpJdGl0ejmnat4TUBgiHpg4kk7vUWDABo6e8HeCLTNmTFB1",
+	"wxBOVJWtaYKy3jlfB5uAz5vX5YsY2xYuJMBlf9VENVImrJXYSF7PzbJyRGkQVWvu53Y1k3VNgM9Jc++a",
+	"lKW+baYhEjFVMTExREtuGNR/hAl5BStyAa6k8PPjI9ua0xa8K1j16FlZTQqWmVBdkb3fP75q72Ucq7FN",
+	"PR1a2/u6xgykILZC6w1iK3Q+xm0V4znc9JRz/xGIJU1uBjMx6MLkG2vH94Vp7g3L3BuGib68JZryVRXx",
+	"PuxljT8peZOSD2mNkaLbdA0Rvcj/dqX0r6idb46+mh16dgeDBLSQQLvoMK+TKr+ENj/9rvRrz4dSgdQ7",
+	"t0pEFKwG41cRaPVbKJ5t3prA1MQuR78cHhKOfXQ2jq90JWEr+PMrWzi2UUtilU1IYp9uAsbfDlr96lk2",
+	"KXxpheEJWVRKE/hc0SL4uwc+qr9kuVWuUoIC/gNR2G/aWLMlovuf2oKzA8z8Fpa+iXdnI+Dbs6aYi4fi",
+	"HBaFMOCjAaVHoxCJai1SuWXFte7eQBxaSigwodoCgxNLTiRMQQLPILXJfU4mNLsakjdGvo1lmYsi98Zq",
+	"x9aHGqy4ay11eTHo352vNMtgtiXeLGtDzrpe6ULUxcii0iAh9zbT7479Rq521t41WWsQFtYWmgOi4vcu",
+	"tIzsJHmaLYzX0SCvjYWi3FdFgSOWI0rgEWidRxj2tnYpSlOLbG/X9ICPR3VfBrDX9pTco2enmxrLHg72",
+	"IXenHLPPXx49/pm47kzXEN3ljP08BkNQTZbYeSEFn/kDHvUhCo+W2cq7qiYLhsAeQmYqGi/ZbvcNEKEi",
+	"VJMprQqdomlBWA4V3a9DbV1+aIGbkQSScaVptL5tkYapbY0zIpVllUTzQfbGleQn5XF54rhwMqoODx9m",
+	"LMd/Ybz/pG5EZvmIm9etximQ12iQCjEjBeMQCkKeofGGQ7UB73j5/v073yixFii3evJ0rJR4StRcSE1U",
+	"tVhQufJye8U4Ir2O4TtU4E4NKZMCyIfztyZQMVYoMuIJYiBYa/fM9N/U+z1OydjBsgNs9U3N43Vj8mAB",
+	"OaOYZ5lHtRADbF7H9xqd01ewGiyYUozPcIj179wcsdckVApyNzHmDwNn5czTXOjBVFQcX12Anot8YD7D",
+	"lhn3mvk/4wOL4DVX5PFK81mjrd0+Yk9RjEd8D2g2N+HVlN34vu8Oy8b7rgMnwL39TN22FmoFJt2ECp83",
+	"gc8uvB5B3wKoSRVhmuQs7ykhRGT9HciBL+vUpRLVqZVsbxhaFaqIdZBV0YMEmW9so69bUBwYrrhxh1V5",
+	"JzCMD34oUdWtJsY0S3AYoNGAm7Kg3NpEIxGi0j5w2by3uKJ6juimNruDIkRgef38UbvCTsrj0lUnVRNh",
+	"fUc1AyypPxXXIOnMzP68pv6P6a/AYcrME885lt8xZngquA0HosjrOerSM6c/u/f5g1SCm0jVH4YQnNDG",
+	"YTVOFpSbfMcqbcxf1lO3R6dlKcU1EFpD6KlNBAx/2wctml1q9rXQmxZd9h2lijAhcaPlqTOyQROHdXHl",
+	"HpnahlLaE3IFpfZxpQlpjJx2s5XD3QLKwOeNVbWgPXHQFjLB88EEuxybZY32lm6LfYWiCU46qMpdCjBn",
+	"WjULMPep7DZhov46yUUMFzvNF4ybQJ9iS6iymE1o35usGvjN3gfyL4+Y7Tcl9UWSJm+SNPkQFdH3budj",
+	"hsPL/QPlqiFNMVmL1K/9+eYItI/f2dYPmVs12srke9qemwHuRJ0dCTHmtgeKlszxbVsqD6tshcpRTIxm",
+	"Wsh4MRC7e2wt0I69Zw8jr4WeKVkKeTUtxDJ1xgtk55HhcBjHfzf1hc9pWQLfpSm8Tio21QLWMbRMK0In",
+	"xqGFtTZorTchXtMyChZqbo2ilmvzSclO1S1XPNoghw8UmRViQotQafI2sHV+aYvSU7SU9W5tUC9LRvoz",
+	"YxEZ33p8j1RtVBGnoohfbe6y8/G8k0Z7MtgiQfZv4Ig1eDm85EL3y160/kVNVGB1wr0Q1cYGfNVncgjl",
+	"OVmacA2jaeMRtSJKQ6kIxu9ECTKlX41Q+faInfGpBjZFFVFtoW8g1xLonWeHwqKXVBGaZVDqXdQW8/Nt",
+	"BeU5Pmzewthvu25AbJrccCqp/9aAyMEmG9hs23nQ2KCC8Su17Tpf48P3wt4215t20saqzHfY/oKaiGdO",
+	"+ezeJ+3CQSlbdm6gew1JbNHl+bpJU597CeumjI0ofEpZAfn2WNUpmVcLahJtmiMAsX2SdCeWgTqBic4J",
+	"8T0hqe+zvbQnktIR9xzy50uC7et8YLgvKp2OuIuxLgNS6wehlZ7X/2sABCmh2VVjhIzyDIrCjO5xgyiK",
+	"FE/zHTs37ddrrykdiZNgsu+pKAqx7OQ264dezMIjLs4WjshyzgpYt1/GSods7LLOxiIVmyLagcNUi6Tu",
+	"vvfGqyaS6Iapd7mtYpo0Bt3E1Hd01tPZX9KZ7TJxT6qUcFhioYXJWM9liH77Talr32YKR+8OuF0A7T1t",
+	"BCrhcKMvs0qqmGZjdorf+ezJPI6kPCG8KgoPj6LJMh8bmswX9qKGVtdIn6nCFbQJ2cT/i3jl7tRFL6HL",
+	"x8mi/XRBszmG8mZFJiJe2fYfpkaccaaZMYPk//yv/x0y7kvXY4YfeoPhz33ih66V+9IfERhx8ynqhPmD",
+	"ZsY+FJDP3PNmYwrQ8ISMrYkcY3QzbinJmFAJIy6mJtJpn84LdCa1+7ysO+HWaUTD36bQHuyzwVlNHL5r",
+	"ScPOBUMa5v8NsiI54y2i8LFTFOVxSYTM5oAZKyibmQ60GNgU1ba5Duyhay/nQ3La8MHBJLuslqorFStX",
+	"PkH8yjUBqtZZwxEPMCadUcaVxtjR4wE8h5vUNnyp6BnF1J/9UCNO/ckCj6G5AxbukIjZRnc6ANHRtZPk",
+	"Iz7iz69Brpw7Yqp9GUbzCo6xLTn98ujxz/vurhDny0Z8jHh5OGAj5KILKNuUURXVzJU0hgS9NpmInIHC",
+	"DgR7Q4mYTp2EW2x2UmnCQwe1RWbbZaGT5r0eZjCTEY94KYW2N/i4XmgjFSZiYYLj2sfv/rh4Tw6ujw7C",
+	"bo+d77GsP3v+/sX6xS8kl3SqT0I9ZsSvYLV2URleL2LvNlONW83c1WgmO0SZwT/wmpkRH9eXrQ38bWsn",
+	"BC9X20/rkcNczZta0Fr4iMB+/ej4eEhewcpeVaTuvHysYBlwhebLXZ51WtJsDoPj4aGJx2SRnCRzrUt1",
+	"cnCwXC6HFL8eCjk7cO+qg9dnT5+/vXiO79QFIlS703dnSZoYObSqeDQ8tA+JEjgtWXKSPBweDh+6ZkT0",
+	"HAfDJRTFAKOZg7+WV2ro74KZQc/9Fr9/fIX9h8u5UGAbCdHsrMIpHDzmg85LVLI+WWsPqSCGaRwhyshZ",
+	"npwkv4H+/eOri2Tt9q/jw8MNd9f8tbwaKNA73l3j+it7rq5xS8Nrhx7b2WODBSoPwsVZt80aAGKPrtHS",
+	"8MMIAvZDpommM2XseWCASj6Zdw+s+vzdy/lTlGtFjg8PG1GXu3nIVigVFhW77H3pht6NvTux1R2R6GGr",
+	"p5IpQgs8xt9m12t2DRzURv6YBGG1LXtcUqW0kIAG2vzPY2wE+IxxcJYiJVAoII8PH3YZd27n/CF8w7mN",
+	"NcGtdRL58G6JbN741ebyuT+isonN10cHGD8ftFvXozy/YDNuTa8tsuvGfUB7iv0NaeQunBQjc+veRtzY",
+	"B2NuzR7hbhkX+qTewUJgMzo2+sykWHKCB9sb93SMeE2p22qqsYLCFCmM1OGVaJQsGK9MiIinmZy0MG0i",
+	"QKWB5tZEd+zSqWFGozn/H5SF5hGAuB7VK/1qC7XFFU4NMcHP1iWkhvuj0mGDHjuahRvdyWBtOK+ggMxe",
+	"sxQwWCwMpISqEeewNLnYwARWC2Y8rgm5bPvBGPcEYfwxsSkCKUGSwsf4I+6CAKaI0hLoIpSusQeG4ol0",
+	"qsPhwgIrWzZcsdHLv6ZzJsdBTkJoYNdsBvPBYJMaEyC4M762iOfJIntNsTBj/xfPjXTsm3ygnnEwqXhe",
+	"wHjE7TEhO8v4V/sp7tCqBJKJwnDP8Kw7MA6bjjgtlAjLH5LntHFzob06yISi9fVaNnj0m+ECSDycOuJj",
+	"G0s3L7sMOVZ9hZ9/NyUKPqMuBix/3+xJ8yIAKxHhDJPgkDavUIqfOtugos+tMLZvnv13LHyxe/oAM4oF",
+	"1eFa088VyFV9r6nD3Zp3meaA/U3JSWI3r5GehQ/MFrh/3GbGsqc0oiwoV313ccQotFd8NAncDivsmdu1",
+	"0905bcU1K77BtHgViW5iPQ+U06++qf2Dvo56zwtwo5Q4zW4iOI3GuQYqHCOsBbL+Y3Qhr9zFCFH2WGzw",
+	"vvN/2sm3BVvTdnBryM1tmvRYvuhrDZSo+drNYJt3oi7T1507jgNT+DXvgUcpjclN8SNnmcf2GtJH23jb",
+	"xoXFX+mgL9By7+aRS3+ksTd36znZWFtkqmt/PFbweewTWrxjka9dkVZHXnuUTCWouY+8XHRRB3IuWAsX",
+	"mOKFhXaK/U2G3R7T3MKu91R2e60nFiv7L67uFGcXjLOFsfaHkYOAn/7BuHDtxGp/jiWm9xXUR4eP7n4l",
+	"XLn8lZId1mNpdjdINALFfjF3h9IPvoR+mltDRllFxP0p1rqa8J7t6CoLmoG7GK1xOQIncMNsCVBwGI54",
+	"nVEe1WLsBspZjkKMr9Se08I+GPkcHx6O+NJ1YbhJMcwhe9jTBNOpkJpUPAdJMsF9BrWUTIdrW0Ycg047",
+	"6QmZCD3HC8pceHt8eBRVHXs67I3v5F/TnNie1Y8chAvrrUyjiPwq8tU3E+fWCbbbdkHAKOHtP6hKjic9",
+	"KuQ2N+zWukwYwT8+PPq+1ODNjrZse2/tPtoCNwj3mOMLj7cBGiJXTX+1aTBS0dBT1JjIscWGiXA2oTYS",
+	"IX5reMK2grxmSr8PT93hW2ycGmJC5n6CA0tLvc7FFd+3k4O1joG+UDmQ4LSy8XsfPyQ8fUdn9nB937SY",
+	"usczqMeH2GNqHeqxazC1/zuKnbPvnnOkn6tQnvTH1iRcM1HZaukDRcaNquK4j0hXdOzjy+Hxo28bN+9m",
+	"Ilp154ihiFaef0S4alSqr/bdUNZaNz+5058RKBebn1Szq8TCg1RqhXiNR3LtgZ0a7EGXWb8UDKdvdBuH",
+	"Kup4f0jeiaIgY2x8GSoopmMi5Ii7D3w3wLjRKoE12dbt/rZChdeeKTLBljQXLvsbypzRyigXnGW0wLwj",
+	"xNFYWNpbzo3PL425MwsNwYoJDXKBgcaCag1y39ZJS6B6xNvVMA+iGp+Fh35xaI9f1c9qISF3544Qk3E/",
+	"Q9Cql6W2Nt1fLXvSCFnwB4aAauUKiJbnhLoW7noThQwbF4tabLwWuhV2jVvWfmPon4pemidvtwpejr+5",
+	"LegLGKIdhLiTTZ2xemRbtKI/QzVo/g5VjB731kHkl6tu0+S1sIvb3NnyQJEP56+Hsd+RqvP5/xeinUfH",
+	"x9u83PwFk90t7Tco/djSfcOkYpd7q52ix0yvR1UHX1zWFQ2tfgN9bxVu/C7Vd3GqdynS8Lunxr9Bc492",
+	"2ZCDulMv7lXPQVULUGsnptb6j06wN0WKaxgHn9G6V9lfgyWmeOhy/XjSGE9NjW2bxLhTjGnVDYSv4wXL",
+	"NKeKaHrlUm1/iujJiNvfuuF4gpDxyqxCrXg2l4KLSsULA/a02beTxW/vStbOw/2HeZNwym7pd+VJe/+k",
+	"FajvBjk9Ovzl7hfC7679f0cQdQTP8Nxr0wj4CxnXj0/uZHyaDbm92HOzkgEtK4Sh7kmomLZOooTeLfx0",
+	"vG9jU+zLUqFB3H1pf54NT8fh3ZJcaFA94LKX/3D27T/WW3kC+7xVaHT+sd6qc0CwT4Juw+df+mEvezlV",
+	"7Cw6tvEbF2D7Oofrv5apkhhU0epBraEU1xvEZKBaDbv1xtiQyHq6KEEO7E3Nuq7TnDh02Y9ZHyx0n7tx",
+	"R5waDq5VLNxlu1g7t8h0qNq8AXlVuFsMsf1uxNfbOBTZq8syat/G/23EPfTrORbaNhy8jRt1xa3eYu/d",
+	"lduepbR15W1u293UHHLsdGswsdFidPvp9v8GAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
