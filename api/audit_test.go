@@ -231,7 +231,7 @@ func TestAuditEventsFHIR(t *testing.T) {
 		requestor                    bool
 	}
 	for pos, w := range map[int]want{
-		0:  {"rest", "C", "0", "", true},          // created by a client
+		0:  {"rest", "C", "0", "", true},           // created by a client
 		3:  {"110112", "E", "0", "M100001", false}, // identity: a query of the index
 		5:  {"110106", "C", "0", "", false},        // payload prepared: export
 		6:  {"110106", "R", "0", "", false},        // sent
