@@ -46,6 +46,9 @@ type Activities struct {
 	Source   export.Source
 	Logger   *zap.Logger
 	Now      func() time.Time // nil: time.Now
+	// PHIRetention is how long PurgePHI keeps an ended transfer's export
+	// payloads; 0: DefaultPHIRetention.
+	PHIRetention time.Duration
 }
 
 func (a *Activities) now() time.Time {
