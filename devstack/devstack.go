@@ -49,6 +49,9 @@ type Options struct {
 	SandboxAddr string // sandbox partner listen address; default 127.0.0.1:0
 	Seed        bool   // load the demo members (idempotent)
 	Logger      *zap.Logger
+	// Retention sets the maintenance schedules; zero fields take the
+	// app defaults (checkpoint every 10m, PHI kept 30d, purge daily).
+	Retention app.Retention
 }
 
 // Stack is a running dev stack.
@@ -148,13 +151,19 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			return nil, fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
-	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker")})
+	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
+		PHIRetention: o.Retention.PHIRetention})
 	if err != nil {
 		return nil, err
 	}
 	s.worker = workflows.NewWorker(s.Client, workflows.TaskQueue, acts, worker.Options{})
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if err := workflows.EnsureSchedules(ctx, s.Client, workflows.ScheduleOptions{
+		CheckpointEvery: o.Retention.CheckpointInterval, PurgeEvery: o.Retention.PurgeInterval,
+	}); err != nil {
+		return nil, fmt.Errorf("maintenance schedules: %w", err)
 	}
 	// A crash between accepting a transfer and starting its workflow must
 	// lose nothing: start any such workflow now.
