@@ -117,6 +117,7 @@ var (
 		"review_decision":  {typePatientRecord, nil, "U"},
 		"review_note":      {typePatientRecord, nil, "U"},
 		"export_withdrawn": {typePatientRecord, nil, "D"},
+		"phi_purged":       {typePatientRecord, nil, "D"}, // the retention purge
 	}
 )
 
