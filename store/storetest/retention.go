@@ -65,7 +65,11 @@ func testRetentionPurge(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []store.ExpiredArtifacts{{"done", 2, old}, {"failed", 1, old.Add(time.Hour)}, {"acked", 1, old.Add(2 * time.Hour)}}
+	want := []store.ExpiredArtifacts{
+		{TransferID: "done", Artifacts: 2, UpdatedAt: old},
+		{TransferID: "failed", Artifacts: 1, UpdatedAt: old.Add(time.Hour)},
+		{TransferID: "acked", Artifacts: 1, UpdatedAt: old.Add(2 * time.Hour)},
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ExpiredArtifacts = %+v, want %+v", got, want)
 	}
