@@ -35,10 +35,11 @@ test: ## run every test (Postgres contract tests need P2P_TEST_DATABASE_URL)
 test-race: ## run the fast packages under the race detector
 	$(GO) test -count=1 -race ./api/... ./workflows/... ./store/... ./connectors/... ./signing/... ./member/...
 
-bench: ## benchmarks (identity matching at 1M members; 500 MB Bulk Data download; end-to-end transfers in p2p dev)
+bench: ## benchmarks (identity matching at 1M members; 500 MB Bulk Data download; end-to-end transfers in p2p dev; audit export of 1M events)
 	$(GO) test -run '^$$' -bench . -benchmem ./identity/...
 	$(GO) test -run '^$$' -bench Download500MB -benchtime 3x ./connectors/bulkdata/
 	$(GO) test -run '^$$' -bench Transfers -benchtime 300x ./devstack/
+	$(GO) test -run '^$$' -bench AuditExport -benchtime 1x -timeout 60m ./api/
 
 eval: ## identity evaluation report on the shared data sets
 	P2P_IDENTITY_EVAL=1 $(GO) test -count=1 -run TestEvaluation -v ./identity/...

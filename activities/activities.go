@@ -47,6 +47,9 @@ type Activities struct {
 	Source   export.Source
 	Logger   *zap.Logger
 	Now      func() time.Time // nil: time.Now
+	// PHIRetention is how long PurgePHI keeps an ended transfer's export
+	// payloads; 0: DefaultPHIRetention.
+	PHIRetention time.Duration
 
 	keyMu sync.Mutex
 	key   []byte // the store's presentation key, once read

@@ -312,7 +312,7 @@ func TestPartnerRetryOverride(t *testing.T) {
 }
 
 func TestEveryActivityHasAPolicy(t *testing.T) {
-	for _, name := range []string{NameRecordState, NameResolveIdentity, NameCheckConsent, NamePrepareExport, NameSendExport, NameWithdrawExport} {
+	for _, name := range []string{NameRecordState, NameResolveIdentity, NameCheckConsent, NamePrepareExport, NameSendExport, NameWithdrawExport, NameAuditCheckpoint, NamePurgePHI} {
 		p, ok := Policies[name]
 		if !ok || p.StartToClose == 0 || p.ScheduleToClose == 0 || p.Retry.InitialInterval == 0 || p.Retry.MaximumInterval == 0 {
 			t.Errorf("%s: incomplete policy %+v", name, p)

@@ -15,6 +15,8 @@ const (
 	NamePrepareExport   = "PrepareExport"
 	NameSendExport      = "SendExport"
 	NameWithdrawExport  = "WithdrawExport"
+	NameAuditCheckpoint = "AuditCheckpoint"
+	NamePurgePHI        = "PurgePHI"
 )
 
 // Error types an activity fails with. They are stable strings: retry
@@ -111,6 +113,27 @@ var Policies = map[string]Policy{
 		ScheduleToClose: 7 * 24 * time.Hour,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+		},
+	},
+	// Signs a tree head: a few reads and one insert. A checkpoint that
+	// cannot be signed now is worth little later (the next run signs a
+	// newer one), so the attempts stop well before the next run.
+	NameAuditCheckpoint: {
+		StartToClose:    30 * time.Second,
+		ScheduleToClose: 5 * time.Minute,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+		},
+	},
+	// Deletes expired PHI in batches, heartbeating per transfer. It
+	// resumes where it stopped (what is purged is no longer listed), so it
+	// retries for most of a day, until the next daily run.
+	NamePurgePHI: {
+		StartToClose:    30 * time.Minute,
+		ScheduleToClose: 20 * time.Hour,
+		Heartbeat:       time.Minute,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 		},
 	},
 }

@@ -228,6 +228,27 @@ func (e TransferState) Valid() bool {
 	}
 }
 
+// Defines values for GetAuditEventsParamsFormat.
+const (
+	GetAuditEventsParamsFormatFhir       GetAuditEventsParamsFormat = "fhir"
+	GetAuditEventsParamsFormatFhirBundle GetAuditEventsParamsFormat = "fhir-bundle"
+	GetAuditEventsParamsFormatNdjson     GetAuditEventsParamsFormat = "ndjson"
+)
+
+// Valid indicates whether the value is a known member of the GetAuditEventsParamsFormat enum.
+func (e GetAuditEventsParamsFormat) Valid() bool {
+	switch e {
+	case GetAuditEventsParamsFormatFhir:
+		return true
+	case GetAuditEventsParamsFormatFhirBundle:
+		return true
+	case GetAuditEventsParamsFormatNdjson:
+		return true
+	default:
+		return false
+	}
+}
+
 // Address A postal address. PHI.
 type Address struct {
 	// City City.
@@ -791,6 +812,9 @@ type UnsupportedMediaType = Problem
 
 // GetAuditEventsParams defines parameters for GetAuditEvents.
 type GetAuditEventsParams struct {
+	// Format The answer's format.
+	Format *GetAuditEventsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
 	// Since Events at or after this time.
 	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
 
@@ -806,6 +830,9 @@ type GetAuditEventsParams struct {
 	// Type Only events of this type.
 	Type *string `form:"type,omitempty" json:"type,omitempty"`
 }
+
+// GetAuditEventsParamsFormat defines parameters for GetAuditEvents.
+type GetAuditEventsParamsFormat string
 
 // GetAuditProofParams defines parameters for GetAuditProof.
 type GetAuditProofParams struct {
@@ -1036,6 +1063,19 @@ func (siw *ServerInterfaceWrapper) GetAuditEvents(w http.ResponseWriter, r *http
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetAuditEventsParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
 
 	// ------------- Optional query parameter "since" -------------
 
@@ -1687,6 +1727,40 @@ type GetAuditEventsRequestObject struct {
 
 type GetAuditEventsResponseObject interface {
 	VisitGetAuditEventsResponse(w http.ResponseWriter) error
+}
+
+type GetAuditEvents200ApplicationFhirPlusJSONResponse map[string]interface{}
+
+func (response GetAuditEvents200ApplicationFhirPlusJSONResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditEvents200ApplicationfhirNdjsonResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetAuditEvents200ApplicationfhirNdjsonResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type GetAuditEvents200ApplicationxNdjsonResponse struct {
@@ -2790,130 +2864,133 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rb9u4FuBfIbQLNMHKzqPtzJ0E+yHTx22mjymSFt3BdRHT0rHNiUyqJBXHUwTYT/sDFvsL7y9Z8PAh",
-	"yaIcu+20d4H91FQSycPD837Qn5NMLErBgWuVnHxO5kBzkPjneQ6LUmjg+gLKgq4gN09zUJlkpWaCJyfJ",
-	"WMsKxmQ5B070nClCuVqCJEuqCBealFLkVQY5mazsewmfKlCaTCo94tLNS6ZSLIieA5kyqXT4aMn0HB8r",
-	"ugAS4MlWg5ewGo742UQB10ToOcglUzAc8SRNVDaHBTWw6lUJyUkyEaIAypO7u7s0KamkC9Dre8xWL2HV",
-	"3d8ZyQoGXA+yuVDAScXZpwrINazIVMj2lvYoef/+/CkxWCAzIfIRz+aCZbA/JJeZKCEnWuB2MloUjM/c",
-	"3BZqZpaz2E/ShNOFgXxty0mamMWYNEdhMN/c7ILevgI+0/Pk5Pjx4zRZMO7//4/Uo0JpyfgsMYh4DYsJ",
-	"yPOn3U3/XkmywLeE5UMPW0n1vIbMvr9i+bYwHR3/owXTUQymd5JyNY1D9W4ORLv3hOUe3Tc/7/eA+E1h",
-	"uzNTqVJwBUg4v9L8wp67+V8muOET8ycty4Jl1AB9UEoxKWDx3/5UZgefG4v/VwnT5CT5Lwc19x3Yt+rg",
-	"rR1lF+3iwJMbU2RBi6mQC8iJkITxG1qw/JSMQUoh1ZgYPCjHVlDkapjcpckTwacFy34A2EpUMgMDt5EM",
-	"jBNKlKYaiJ5TTWhRiKWF1u0QwT3nGiSnxfcE98zwOdyWkGnICWLzlDCtSA6askIRKoEUYjaDPMW9SNCV",
-	"5JAjxG+Efi4qnn9PiN8IoqpsHpCMgLwT4hWVM/hRBDoR+cqcdmGAMLKScnJEXrNfEbr3nN5QVtBJ8V0B",
-	"PCM5lMBzI1INcFUNxqk5R7kiBdUgyd5G5bPv9lBKkYFS33sXa3JgCUVBnCSYVJpklBuynABx8EF+YrYy",
-	"4mvbQD1dKcitqqUcVSmeXIp7L6nU3Mhbg6lrLpY8HXEhCSUSbhgsSQ4ZU0xwkguwjD1lGod6WW3UG+JK",
-	"VWUppIb8NeSMvkMB+2Mp04A7bq5qVhsPURW5Kc2KZ3kuQeGfNM+Z+ZIWb6UoQWpm1MGUFgq6lFYKpWlB",
-	"qB0+JG9fnBtVVTZGfk4ypiN2xxOmV+bbppI6POyopTSxa1xlIofuLG8tAObl2mTHsblQGndnuUQhLSSR",
-	"MGOCr830OD6TBNCxqczzgJF1mA5jNoF7IiZ/QqZRg80huy4F4zpmryk248bSkgDEmFNETJEcaZUzbaR2",
-	"9wj+XKrICYhFSTNNfvtwSfaeXR4//mmfiBuQ5PMouRklJ6OkPC4HOOsgCxAdHI2SdJQo9hfgH1IIjX9o",
-	"toBRcmdtvQ6+rlkeN3iMoYnq0W2L6dRoTlFJ8tuHl5fD2GRmzfhsF8+fkJ9++emYmE/InKo52ZtQBT89",
-	"QhvKSBCqjcG80hCb2WwrPjOv0FwUUwJcS+bMDjyEzGBNkb1SKGQdRQ6HQzPT4Ki9KuP6p0f1soxrmIE0",
-	"6xrkddf9YJwOplGGWfS0psuphgGOjFFVbRf+y27L4c0tZo8kRdL4GKNBYwhyfaaUISMronaQDQZl1oJ+",
-	"oEhm5zLOQc5UVghlTCJgkuRUU+8zOEncpd6ZpFxDfkV1D4p0WIy4b60T4pbdM1Tx8OHDX/a3RV+a9JGr",
-	"m/OBMgY61euAb3BRjmKyDSQT+b0y336FIltYnbLpc3dy6JB5oVepbUfZj9cJCEnFTeTBCOBvIB+UZJcB",
-	"gC4+RaUzsQAvw4xlonQ4ORQ7Bq/Aq4WB4wYkmzIw0OTAzR8fI2h1i/9u544v3LfSmu4yjzeRnuNO9932",
-	"9OXWvbqHzpoTd8UgUGc7rAO2CuMNcBZT0SkCQbVnkDCrCiqNSlTAjVS7gfj4XWirSQwdCeVpq4HxDXR1",
-	"GYf7TBndYQjpxQXcBiSUomDZ6oSM3b7GpAB6Ayp4E4poapydEQ/bNZTpqRJujVlH9lDOUM6mlnIqrlEL",
-	"LPbTER+HkWPv6cENyJWeMz7zUKG4Q5xbNenJ2sFlWMvPsomwNzGURaSHvCOCqWpZvXNR5Iow3eQxmuH6",
-	"acJ4+FPCn+grRqF6SjUNB7KDjvgwdwLU4XdBVwhQlw39OV2ZtXs2Htxv/MYoFTvtKaEuiCYJLEq9Igug",
-	"XJlDwrCKhsW9BHzh5kaT/g7F/Lkd1zAzqZR0ZY0InkWI83derCwFSMiEzAEViHE1phpcpM2Iix10fIc9",
-	"nsJCzCQt5yxTX6yxPZE4Z8LQr6cX4yBZmrfGPvmdG9k94uMQLhunZDxjN8DHZm/jKV2wYjUmLoxo+J1M",
-	"QLEcFBlPmNTzK7PHsWWI9rHT2i3ZdDree7lLk3rCLv5/Ne/MAQDZ++OPP/4YvH49ePq0axPE5JzdRXfO",
-	"5/gc41Bb2PppgojpTvNP8xhn2VP7W01URyc3BzdTH7mGtTO0PL9TiDBNyrngMS/MPHYW8tqsj6LOE9ze",
-	"d6aXcNvREY3DjamGp0xC5k3VdUnDsjlZ0lVbKCIzLsQNqBMyttJiTP79P/+PjdZXylmmI+5Rt1dWam6j",
-	"3MZPQfUob/wDRSZVce3Ezv4pGbNFmHLEQwbAT6YFqVRbD9ihRirhyKi0fYbfPGdFVMQAefP0t8vf35Ap",
-	"K9CqotwB1JWqxgmKCNNL9lewx8wsW7owqA+7s10EFet0oJ+yO4Oa0+PHP0UAenE2OH78E9mbw+3+OmQd",
-	"/OhV2WPyPX9xftFWE8N7PSd86zcXQEwd7mJkaM/nnE9Fj4K2fq7TeaWEkhqZaJMtG7wguM2KKof8qjYR",
-	"NiC7gKlGE2YCGa2svxWMALRArERGuyN+HAbDPbq2QWOqbSRtrVIbZHzXVaEbwwUshDy8MfZAYRTDoJbq",
-	"SsL9IQQ/8mononNn5wf3WOUZsLLfsncH/MBgH7/0k+dQMGMxRmddMj3PJV3y+KQW+Q8UKemqEDRHuz+M",
-	"cbF9NgOlzbILyrhR8nDDcuBZkw3qTGKbD9bx5cMHlkjSGHXGmOM5gyJ/IriWbFLFZbWRYZjNeaCImlPp",
-	"pZgBVTO9MtQrocsfOCaOnby2iuzUxBAkst0eN1Y64ueGFhXsR7FfwA0U3blfiKWNTIcMFKEzCWZaGM6G",
-	"BG5pplM8cUaLlHDBexZYApvNI9LzXKPpHtDlYyUBB7XlIqpJ0bBdrDbunKPFkt9RWLj3rHy8OXpMLiHn",
-	"tm6Oqc5s7XA8+Co1BElJLrSGnJRUz8meMyqHDTMxJWOjta+sE9X2C/519HG8jwY1CTnwYJrt5D3X58mU",
-	"3+WQvEFSgWwuXPQPKeZ+HeJx7laM4foF0MKYS91o7xzf2OA0zRkH5UsQujhWPX6huLZWoJ0LBQzc0kVZ",
-	"IBDX94cP7bwxwM8dV/bGWvwHqHgLJOIheYN5W3u6ikxWKKuDzUoEL1aRWAzlOTNEENnhaz9WEbqkDH2W",
-	"TganpZt67IZaBW2wsL27WRjTz9FolMSo9b3uDdldhA8R8wZqyK8mqxh1CtxP7mKc9uPaypeAol9w6Iv3",
-	"yB7raEF1NreCxWuksMc9IY3TpvdJOISthM+2ASJPJPcFhyz4m+hwy1gji1Blww4vgecGY1gSgShI0oQu",
-	"JmxWCQSEiyvEV9RCP+dZURmCeyuFmN6TqLBZG5R3YmrODfMLKyPoKanTLsZcEEL3RChDrmhjFK7+ElUa",
-	"nV7NqZr3GBQGiAfGjqTTL8ijYJ1Kj/k7wcogMyeoui4KF6rK1jKBWe9drxOCgU+b9+VzNdvmZyTAVX9y",
-	"SDVcJkwJWUtez822cvQjMXjYPM/tUkPrnACfkubZNSFLfXVQgyRirGJsYohmFtGo/wAT8hJW5BJc5uTn",
-	"x0e2AqlNeNew6uGzspoULDOmuiJ7v3142T7LeEjK1i51YG2f6xoyEILYDq02iO3Q6Rh3VIzncNuTtf5b",
-	"IklpcjuYiUE3G7AxRf6l0agvjj59cbQpOnjLoNFXJf77Qkxr+EnJ65S8T+tQMKpNV/fRm+DYrmLgK0oE",
-	"NltfzUJEe4KBAloBT7vpsK6jKr+FNj79qfRzz/tSgdQ7V4REGKzOOawiEeRvwXi2Rm0CU2O7HP1yeEg4",
-	"lgtaO77SlYStorxfWamyDVsSy2xCEvt1My7+7SLIX73KJoYvLTGckkWlNIFPFS2CvnvgrforllvmKiUo",
-	"4D8w2PxN64e2DFz/p1Ya7RBNfwNLX6u8sxDwVWhT9MXb4XY0+GgIgqNQiFi1NlK5ZWK5LlLBOLSUUKBD",
-	"tUUMTiw5kTAFCTyD1Dr3OZnQ7HpIXhv6NpJlLorcC6sdKzzqYMV9e6mzqIH/7h3SzPbZyn+zrQ0+63pC",
-	"D6MuhhaVBgm5l5n+dOwbudqZe9dorQFY2FuogYiS39tQGbMT5Wm2MFpHg7wxEopyn/wFjrEcUQKPhNZ5",
-	"BGFvapWiNLWR7e1qO/DzKO/LEOy1pTNfUJrUdY1lDwb7IndnHL3PXx49/pm4IlRX993FjH0eC0NQTZZY",
-	"YCIFn/k+lrpXxEfLbIGBqiYLhoE9DJmpqL1ki/o3hAgVoZpMaVXoFEULhuWQ0f0+1Nbph1ZwM+JAMq40",
-	"jabxbaRhaisADUllWSVRfJC9cSX5SXlcnjgsnIyqw8OHGcvxXxjvn9b11iwfcTPcchzmEY1AKsSMFIxD",
-	"SAh5hMbrKtWGeMeLd+/e+nqQNUO5VXqoY6nEM6LmQmqiqsWCypWn22vGMdLrEL5DBu7MgDIpgLy/eGMM",
-	"FSOFIjOeYAwESwo8Mv2b+rzHKRm7sOwAK5pT83ldfz1YQM4o+lnmUy3EAGv0cVyjQPwaVoMFU4rxGU6x",
-	"/s6tERsmoVKQu4XRfxg4KWe+5kIPpqLiOHQBei7ygXmGlUFumPk/4wMbwWvuyMcrzbNG9b79xDaLjEd8",
-	"D2g2N+bVlN368vYOysb7LsEcwr39SN02F2oJJt0UFb5oBj674fVI9C0ENakiTJOc5T0phAitvwU58Gmd",
-	"OlWiOrmS7QVDK0MVkQ6yKnoiQeaNrWd2G4oHhitu1GFV3hsYxg/fl8jqlhNjnCU4DFBowG1ZUG5loqEI",
-	"UWlvuGw+W9xRvUb0UJtFUBEgML1+8aidYSflcemyk6oZYX1LNQNMqT8RNyDpzKz+rIb+9+mvwGHKzBfP",
-	"OKbf0WZ4Irg1B6KR1wvkpaeOf3ZvZwCpBDeWqu/5EJzQRk8eJwvKjb9jmTamL+ul27PTspTiBgitQ+ip",
-	"dQQMftv9JM1iPDsslOBFt31PqiIsSNxseeqEbODEYZ1c+QJPbUMq7ZRcQ6m9XWlMGqRTym36gpYl8Hwg",
-	"eLGq+xdSogRhesQX6wY42cOOv5RMQiBApd4FMn+iz6j2T0bcfNjMMNUxKhSIbV/pcDdzNpzyxpxe4N14",
-	"yBgywfPBBEtJm0mVNkFtG3kLKRtcdFCVu6R/zrVqpn++JK/cDFL1Z2kuY1G5s3zBuHEzKNbdKhsxCjWS",
-	"k1UjerT3nvx3H6/bb/LJ8yRNXidp8j7KIO8c3cXElue6B8pRoCfSiJ9w45vII4kFfGcLT2RumXgrheNh",
-	"e2YmuDfm7UCIIbc9UTRhj6Ntoj7ssmWoRyNyNNNCxlORWFtkWdnOvWc7vtcM35QshbyeFmKZOtEJsvPJ",
-	"cDiMR583Fd/PUYLsUnlfuzSbMhHrEbxMK0InRp2GvTZgrQ8hnlEzDBYyfo2UmisySslOuTWXutpAhw8U",
-	"mRViQouQ5/ISuNUktkXiK5pIe7s2qaclQ/2ZkYiMbz2/j5NtZBHHohg921zj570JRMOJa7/e833YwDHM",
-	"cdq4iYEpW+LpY1ZYlHUD+X4alOOVl/epr6C7cl0K6Yj7JxL8M6KA51dTygrzH0vujSncAy40pCNuTaOr",
-	"UKqVYplH1NmLpgKpMZAsg7oBUdHQiOT1yT/UyUtjuaJjYYwDrYjSUCqCrozRylP61cE6Xymyc6iuEaaj",
-	"iqg2BzaC+BLovd1iYdNLqgjNMij1TjKkWWq8MUIXPvQBjm1p/Rl+bEbZmuCtyimx6nRD91r/7RKRBjhL",
-	"/NuWbjSOtWD8Wm27z1f48RcFLzcn7HYSKFWZ70A0BTVG25zy2Rd3ZIaGOpu3b4RHa9pq0XILRo/jTbz+",
-	"zFNb1/9uuDRWTG0f+Dsj82pB+cBIKYzmbO9x3hsYQv5Ar/GE+AKbWuTaLrY0FONf+Z6kIFI7D8xJiEqn",
-	"I+5MxqsQ9vaT0ErP6/81oi0podl1Y4aM8gwKFOk+CLONlHYxE4fOTef1ynNNh/okEC3IVBSFWHYcxfVG",
-	"KbPxiMa2WTiynLMC1iWgkfPBtb2qXdtI+quIljMZHdoAqXvuvea3MYy6Vvd9iq+YJo1JNyH1LZ31tEmU",
-	"dGZLdtyXKiUclpi1MnZBF7XBmO8Xq64WnimcvTvhdv6A19WRuBOHW32VVVLFOBtdfXznnUHzOYJySnhV",
-	"FD7WjOLLPDYwmRf2co9WCU6f2MIdtAHZhP/LeBr0zNljoWTK0aJ9uqDZHD0TsyNj4K9sLRVTI84408yI",
-	"QfLv//W/awvNFezhQy8wfK8wPnR18Ve+32LEzVPkCfMHzYx8KCCfue/NwRSg4ZSMrYgco300bjHJmFAJ",
-	"Iy6mxlZqd/IEOJNalV7VZYXrMKISaENom0GteVcDh2MtaFgGYkDDcEYDrIgLfIcpjVhLSnlcEiGzOaAD",
-	"Dso62gMtBtbjtjXDA9uo7+l8SM4a+rjuj7JDqLpWsdzvKQYDXUWlarVijXiICdMZZdwY5lqF8AbP4Ta1",
-	"1XMq2tea+kYaNeLUt2n4gKTrVnEdN+YYXasFhprXbh8Y8RF/dgNy5dQRU+0LVJrXtoxt/u6XR49/3nf3",
-	"yzhdNuJjTD6EbiUhF93ovPWAVVHNXH5oSFBrk4nIGSgs57DeiZhOHYXbQPek0oSHcnQb5m7n2E6ad8GY",
-	"yYyDP+KlFNre+uQKyw1VGOuFCY57H7/9/fIdObg5OginPXa6x6L+/Nm75+uXBZFc0qk+CcmtEb+G1drl",
-	"dngljb0PTzX8L3ednnF2kWbwD7yaaMTH9QV9A39D3wnBC/n203rmsFbzdh+UFt4isK8fHR8PyUtY2eut",
-	"1L0X1hUsA65QfLkL185Kms1hcDw8NPaYLJKTZK51qU4ODpbL5ZDi66GQswM3Vh28On/y7M3lMxxTZ9uQ",
-	"7c7enidpYujQsuLR8NB+JErgtGTJSfJweDh86Co7UXMcDJdQFAO0Zg7+XF6rob8/aAY9d6L89uElFnMu",
-	"50KBrcpEsbMKLU3YM4XKS1Sy7sa2HT8YEDaKEGnkPE9Okn+C/u3Dy8tk7ca448PDDfcd/bm8HijQO953",
-	"5IpVe647clvDq6oe29VjkwUoD8Jla3fNhAqGUl3VqsGHIQQsLk0TTWfKyPOAAJV8NGMPLPv81Yv5M6Rr",
-	"RY4PDxtWl7utyqZ7FWZou+h94abeDb07odX1m/Sg1UPJFKEFXv3QRtcrdgMc1Eb8GAdhtS16nIOltJB1",
-	"bsCHDAnwmc0ZmCEpgUIBeXz4sIu4C7vmD8Ebrm2kCR6to8iH91Nk85a4NpYvfL/PJjTfHB2g/XzQ7gOI",
-	"4vySzbgVvbZiQTfukNpT7C9II/cnpWiZW/U24kY+GHFrzghPy6jQ0/oEC4GV/Zi0mUmx5AQvQ2jc7TLi",
-	"NaTuqKnGdBRTpDBUh9foUbJgvDImIraGOWph2liASocQWUcunRlkNDod/kZaaPZTxPmo3ulXS6gtrv1q",
-	"kAk+W6eQOnsRpQ5r9NjZbCzftVlrg3kFBWT2aq4QUsY8R0qoGnEOS+OLDYxhtWBG4xqTy9ZyjPFMMCsx",
-	"JtZFICVIUngbf8SdEcAUUVoCXYQ6ACwooniLAdWhU7PARN0mCnhm99q+DPdfkS1zrfpv4cArVz9VIFf1",
-	"nav2co/mNavbRX961nYVZvcuW3HNim+wLF5Copse+wPlcld9S/sPfXLvC6++jUJiV2754Y1askacLwZY",
-	"K2z2t8GFuHJ3BUTRYyM8X7r+x50k1O2A510pFXH2+hOUHZZE52idL428erSNvGpcE/yVIu4SWX83mVb6",
-	"Drte67en0a7OWFJdS7Sxgk9j7xLgzYZ87WKyWnftUTKVoOZedzn5XKtCp+7CtaF4TaBdYn+T7LJdg/eI",
-	"rg2pvl7JhQmj/uuiO9m6BeNsUS2Sk8NIX9rHv1GzrjVQ9lupYvqlhPro8NH9Q8JFx19J2WE/FmZ3oUFD",
-	"1faTuatgOfgcCizuDBhlFSH3J5gtaAZIbIFRWdAM3HVkjV59TuCW2YSK4DAc8domP6rJ2E2UsxyJGIfU",
-	"Wss6zmjHHR8ejvjSpeXdojkyxx4WucB0atzKiucgSSa4t0GXkulwi8iIq7pu54RMhJ7jtWDOQDg+PIqy",
-	"jm1Weu0Ly9c4J3Zm9ScH4Zp4S9NIIr+KfPXNyLnVUHXXDqkaJrz7G1nJ4aSHhdzhhtNapwlD+MeHR98X",
-	"GrxP0Sa+vpi7j7bwvMLt4Tjg8TauWuSC568WDYYqGnyKHBPpomuICCcTaiERbKd+455m8zrM7nsQ6Mzd",
-	"AuRKrdZrRGwdFs3JZDXi3ShZUwz4uSyjQtQ9e8WUfhdAvUfBWUM1GIXM/foGZgh6NZzLp25HjGtJ4D5b",
-	"OYDgREPjpz5+nH3aRUxIG/dB08wrb4egRvFCF4y35sAV+6v3MNARbK2VAzZv2D63Bb21xsWxq760/zuK",
-	"tcB3WxDppyoku3xHmYQbJiqbe3ugyLiRoxr3AelSWH3Hc3j86Nva77uJy1YWMyI0o3nMH2G6G87uy6Q2",
-	"BFctpz66xsxIYBCLcVSzRsEGm6jUCr1/Hxe0VVx16ADNh3pQUCJkz6YVxyEnN94fkreiKMgYyyiGCorp",
-	"mAg54u6Bzy2PG4l3zPC1fl/A5jvwRjJFJlgi5VwHf3mYE7QZ5YKzjBboawWfAtMUe8u5sX9KI/rNRoPh",
-	"ZsykXKDRtaBag9y3WbcSqB7xdm7Fh+SM/sZ+XJzaR83qb7WQkLuWoBE3I+wPIbSyL6nNdPbnXk4b5hv+",
-	"xBFQrVw6yuKcUFff3NA5MhxcTDdY2zXkvne14dZ+5ejvsuSaTbFbGXLH31wW9BlP0Yo2PMkmz1g+sgU/",
-	"0R/CGjR/CSsGjxt1EPntrLs0eSXs5jbXSTxQ5P3Fq2Hsl6zqGMb/C5bfo+PjbQY3f0Nld0n7DRIJNhFM",
-	"WxbgWnK+R0yvW5gHn50H2htwaRyyd/FKKf50xglBS7QW2v7n0IIFag3NlglKydhYoeO6fD1ii4Zfswml",
-	"vMYG+B8Dt/nBeT7ePzWuqa3bw5AMXs29VoPSE5n5YsnU+MGv72Ir3Ccfht89+vFPaJLeLnR2UJezxY2F",
-	"C1DVAtRaj9Zakc4JFnBIcQNjUhNJ48Jqf/GWmGKb53pD1Bj7tMa2lmDcyVi0CpiET3YFgTunimh67aIp",
-	"vgz8dMTtjwhx7FlkvDK7UCuezaXgolLFKkaItr/t29Hit9eQax14/2FKMvT1Lf2pnLbPT1qC+m5RxUeH",
-	"v9w/IPyg3f/Xb1H99hQ7bZtCwF8Bud6wuZPwaVat9mq7ZqIIWlIILXibAS1DaaNrQAkFTvh0vG9Nbixe",
-	"UqGK2r20v3tHVd017alY1e0nrjbOVz4b5WYECs8xfqOM0HKp1GbAZ8RR/bp+Sy/MsDzUqlo1F0t+j0YM",
-	"vXX/sZrRA9inGUPl8Y/VjJ0GxD5qvQvPP/dHUe3VW7FOe6yrN9RhCy2H6z95qpJYtKdVFFqHn1yxDpMB",
-	"ajXspo5jUyLq6aIEObD3UOva6jtxyYrQLxwsP/fczTvi1GBwLQHmrhLGPjub6AhJwNcgrwt3RyPWw434",
-	"el2FInt1lk/tWxeqncAJBXQOhbYuBu8aR15xu7epnO7ObRFR2rrQN7f1Z/jrAtewaiKxUfNz9/Hu/wYA",
-	"AP//",
+	"7H3rbhu50uCrENoFYuNryZckM9/Y+H54cjnx5DKBnSA7OArcVHdJ4rhFdki2ZU1gYH/tAyz2Cc+TLFi8",
+	"dLeaLUtJJjkL7K843U2yWCzWvUqfB5lYlIID12pw8nkwB5qDxD/Pc1iUQgPXF1AWdAW5eZqDyiQrNRN8",
+	"cDJItawgJcs5cKLnTBHK1RIkWVJFuNCklCKvMsjJZGXfS/hUgdJkUukxl25eMpViQfQcyJRJpcNHS6bn",
+	"+FjRBZAAT7YavoTVaMzPJgq4JkLPQS6ZgtGYD5KByuawoAZWvSphcDKYCFEA5YO7u7tkUFJJF6DX95it",
+	"XsKqu78zkhUMuB5mc6GAk4qzTxWQa1iRqZDtLe1R8v79+VNisEBmQuRjns0Fy2B/RC4zUUJOtMDtZLQo",
+	"GJ+5uS3UzCxnsT9IBpwuDORrWx4kA7MYk+YoDOabm13Q21fAZ3o+ODl+/DgZLBj3///PxKNCacn4bGAQ",
+	"8RoWE5DnT7ub/r2SZIFvCctHHraS6nkNmX1/xfJtYTo6/s8WTEcxmN5JytU0DtW7ORDt3hOWe3Tf/Lzf",
+	"A+I3he3OTKVKwRUg4fxK8wt77uZ/meDmnpg/aVkWLKMG6INSikkBi//4U5kdfG4s/t8lTAcng/92UN++",
+	"A/tWHby1o+yiXRx4cmOKLGgxFXIBORGSMH5DC5afkhSkFFKlxOBBuWsFRa5Gg7tk8ETwacGyHwC2EpXM",
+	"wMBtOAPjhBKlqQai51QTWhRiaaF1O0Rwz7kGyWnxPcE9M/ccbkvINOQEsXlKmFYkB01ZoQiVQAoxm0Ge",
+	"4F4k6EpyyBHiN0I/FxXPvyfEbwRRVTYPSEZA3gnxisoZ/CgCnYh8ZU67MEAYXkk5OSKv2a8I3XtObygr",
+	"6KT4rgCekRxK4LlhqQa4qgbj1JyjXJGCapBkb6Pw2Xd7KKXIQKnvvYs1PrCEoiCOE0wqTTLKDVlOgDj4",
+	"ID8xWxnztW2gnK4U5FbUUo6iFE8uwb2XVGpu+K3B1DUXS56MuZCEEgk3DJYkh4wpJjjJBdiLPWUah3pe",
+	"bcQb4kpVZSmkhvw15Iy+Qwb7YynTgJs2VzWrpSMURW5Ks+JZnktQ+CfNc2a+pMVbKUqQmhlxMKWFgi6l",
+	"lUJpWhBqh4/I2xfnRlSVjZGfBxnTEb3jCdMr821TSB0edsRSMrBrXGUih+4sby0A5uXaZMexuZAbd2e5",
+	"RCYtJJEwY4KvzfQ4PpME0LGpzPOAkXWYDmM6gXsiJn9CplGCzSG7LgXjOqavKTbjRtOSAMSoU0RMkRxp",
+	"lTNtuHb3CP5cqsgJiEVJM01++3BJ9p5dHj/+aZ+IG5Dk83hwMx6cjAflcTnEWYdZgOjgaDxIxgPF/gL8",
+	"Qwqh8Q/NFjAe3Fldr4Ova5bHFR6jaKJ4dNtiOjGSU1SS/Pbh5eUoNplZMz7bxfMn5Kdffjom5hMyp2pO",
+	"9iZUwU+PUIcyHIRqozCvNMRmNtuKz8wrVBfFlADXkjm1Aw8hM1hTZK8UCq+OIoejkZlpeNRelXH906N6",
+	"WcY1zECadQ3yuut+MEYH08jDLHpa0+VUwxBHxqiq1gv/abfl8OYWs0eSIGl8jNGgUQS5PlPKkJFlUTvw",
+	"BoMyq0E/UCSzcxnjIGcqK4QyKhEwSXKqqbcZHCfuUu9MUq4hv6K6B0U6LEbct9YIccvuGap4+PDhL/vb",
+	"oi8Z9JGrm/OBMgo61euAbzBRjmK8DSQT+b08336FLFtYmbLpc3dyaJB5plepbUfZj9cJCEnFTeTBCOBv",
+	"IB/kZJcBgC4+RaUzsQDPw4xmonQ4OWQ7Bq/Aq4WB4wYkmzIw0OTAzR8fI2h1i/9u544v3LfSmuwyjzeR",
+	"nrud7rvt6cute3UPnTUn7rJBoE53WAdsFcYb4CymolMEgmrPIGFWFVQakaiAG652A/Hxu9BWkxg6HMrT",
+	"VgPjG+jqMg73mTKywxDSiwu4DUgoRcGy1QlJ3b5SUgC9ARWsCUU0NcbOmIftGsr0VAm3Rq0je8hnKGdT",
+	"SzkV1ygFFvvJmKdhZOotPbgBudJzxmceKmR3iHMrJj1ZO7jM1fKzbCLsTRfKItJD3mHBVLW03rkockWY",
+	"bt4xmuH6yYDx8KeEP9FWjEL1lGoaDmQHGfFh7hiow++CrhCg7jX053Rl1u7ZeDC/8RsjVOy0p4Q6J5ok",
+	"sCj1iiyAcmUOCd0qGhb3EvCFmxtV+jtk8+d2XEPNpFLSlVUieBYhzt95sbIUICETMgcUIMbUmGpwnjbD",
+	"LnaQ8Z3r8RQWYiZpOWeZ+mKJ7YnEGROGfj29GAPJ0rxV9snv3PDuMU+DuyxNSDpjN8BTs7d0ShesWKXE",
+	"uRHNfScTUCwHRdIJk3p+ZfaY2gvRPnZamyWbTsdbL3fJoJ6wi/9fzTtzAED2/vjjjz+Gr18Pnz7t6gQx",
+	"Pmd30Z3zOT5HP9QWun4yQMR0p/mHeYyz7Kn9rSaqvZObnZuJ91zD2hnaO7+TizAZlHPBY1aYeew05LVZ",
+	"H0WNJ7i970wv4bYjIxqHGxMNT5mEzKuq65yGZXOypKs2U8TLuBA3oE5IarlFSv71P/+P9dZXymmmY+5R",
+	"t1dWam693MZOQfEob/wDRSZVce3Yzv4pSdkiTDnmIQLgJ9OCVKotB+xQw5VwZJTbPsNvnrMiymKAvHn6",
+	"2+Xvb8iUFahVUe4A6nJVYwRFmOkl+yvoY2aWLU0YlIfd2S6CiHUy0E/ZnUHN6fHjnyIAvTgbHj/+iezN",
+	"4XZ/HbIOfvSq7FH5nr84v2iLidG9lhO+9ZsLICYOdzEytOdzzqeiR0BbO9fJvFJCSQ1PtMGWDVYQ3GZF",
+	"lUN+VasIG5BdwFSjCjOBjFbW3gpKAGogliOj3hE/DoPhHlnboDHVVpK2FqkNMr7ritCN7gIWXB5eGXug",
+	"0IthUEt1JeF+F4IfebUT0bmz84N7tPIMWNmv2bsDfmCwj1/6yXMomNEYo7MumZ7nki55fFKL/AeKlHRV",
+	"CJqj3h/GON8+m4HSZtkFZdwIebhhOfCseQ3qSGL7Hqzjy7sPLJEkMeqMXY7nDIr8ieBaskkV59WGh2E0",
+	"54Eiak6l52IGVM30ylCvhO79wDFx7OS1VmSnJoYg8drtcaOlI35uaFHBfhT7BdxA0Z37hVhaz3SIQBE6",
+	"k2CmhdFsROCWZjrBE2e0SAgXvGeBJbDZPMI9zzWq7gFd3lcScFBrLqKaFA3dxUrjzjlaLPkdhYV7z8r7",
+	"m6PH5AJybuvmmOrI1g7Hg68SQ5CU5EJryElJ9ZzsOaVy1FATE5IaqX1ljai2XfDPo4/pPirUJMTAg2q2",
+	"k/VcnydTfpcj8gZJBbK5cN4/pJj7ZYjHuVsxhusXQAujLnW9vXN8Y53TNGcclE9B6OJY9diF4tpqgXYu",
+	"ZDBwSxdlgUBc3+8+tPPGAD93t7LX1+I/QMFbIBGPyBuM29rTVWSyQl4ddFYieLGK+GIoz5khgsgOX/ux",
+	"itAlZWizdCI4LdnUozfUImiDhu3NzcKofo5GoyRGre11r8vuInyImDdQQ341WcWoU+B+cufjtB/XWr4E",
+	"ZP2CQ5+/R/ZoRwuqs7llLF4ihT3uCWmMNr1PwiFsxXy2dRB5IrnPOWTB30SHW/oaWYQqG3p4CTw3GMOU",
+	"CETBIBnQxYTNKoGAcHGF+Ipq6Oc8KypDcG+lENN7AhU2aoP8TkzNuWF8YWUYPSV12MWoC0LoHg9liBVt",
+	"9MLVX6JIo9OrOVXzHoXCAPHA6JF0+gVxFMxT6VF/J5gZZOYEVedF4UJV2VomXNZ71+u4YODT5n35WM22",
+	"8RkJcNUfHFINkwlDQlaT13OzrRztSHQeNs9zu9DQ+k2AT4Pm2TUhS3x2UIMkYlfF6MQQjSyiUv8BJuQl",
+	"rMgluMjJz4+PbAZSm/CuYdVzz8pqUrDMqOqK7P324WX7LOMuKZu71IG1fa5ryEAIYju00iC2Qydj3FEx",
+	"nsNtT9T6b/EkJYPb4UwMu9GAjSHyL/VGfbH36Yu9TdHBWzqNvirw3+diWsNPQl4n5H1Su4JRbLq8j94A",
+	"x3YZA1+RIrBZ+2omItoTDBTQcnjaTYd1HVX5LbTx6U+l//a8LxVIvXNGSOSC1TGHVcSD/C0uns1Rm8DU",
+	"6C5HvxweEo7pglaPr3QlYSsv71dmqmxzLYm9bEIS+3XTL/7tPMhfvcqmC19aYjgli0ppAp8qWgR598Br",
+	"9Vcst5erlKCA/0Bn8zfNH9rScf3vmmm0gzf9DSx9rvLOTMBnoU3RFm+721Hho8EJjkwhotVaT+WWgeU6",
+	"SQX90FJCgQbVFj44seREwhQk8AwSa9znZEKz6xF5bejbcJa5KHLPrHbM8KidFfftpY6ihvt375BmtM9m",
+	"/pttbbBZ1wN66HUxtKg0SMg9z/SnY9/I1c63d43WGoCFvYUciCj5vQ2ZMTtRnmYLI3U0yBvDoSj3wV/g",
+	"6MsRJfCIa51HEPamFilKU+vZ3i63Az+P3n0ZnL02deYLUpO6prHswWCf5+6Mo/X5y6PHPxOXhOryvruY",
+	"sc9jbgiqyRITTKTgM1/HUteKeG+ZTTBQ1WTB0LGHLjMV1ZdsUv8GF6EiVJMprQqdIGtBtxxedL8PtXX4",
+	"oeXcjBiQjCtNo2F862mY2gxAQ1JZVklkH2QvrSQ/KY/LE4eFk3F1ePgwYzn+C+n+aZ1vzfIxN8PtjcM4",
+	"omFIhZiRgnEIASGP0Hhepdrg73jx7t1bnw+ypii3Ug91LJR4RtRcSE1UtVhQufJ0e804enodwneIwJ0Z",
+	"UCYFkPcXb4yiYrhQZMYT9IFgSoFHpn9Tn3eakNS5ZYeY0ZyYz+v86+ECckbRzjKfaiGGmKOP4xoJ4tew",
+	"Gi6YUozPcIr1d26N2DAJlYLcLYz2w9BxOfM1F3o4FRXHoQvQc5EPzTPMDHLDzP8ZH1oPXnNH3l9pnjWy",
+	"9+0ntlgkHfM9oNncqFdTduvT2zsoS/ddgDm4e/uRum0s1BJMsskrfNF0fHbd6xHvW3BqUkWYJjnLe0II",
+	"EVp/C3Lowzp1qER1YiXbM4ZWhCrCHWRV9HiCzBubz+w2FHcMV9yIw6q81zGMH74v8arbmxi7WYLDEJkG",
+	"3JYF5ZYnGooQlfaKy+azxR3Va0QPtZkEFQECw+sXj9oRdlIely46qZoe1rdUM8CQ+hNxA5LOzOrPauh/",
+	"n/4KHKbMfPGMY/gddYYnglt1IOp5vcC79NTdn93LGUAqwY2m6ms+BCe0UZPHyYJyY+/YSxuTl/XS7dlp",
+	"WUpxA4TWLvTEGgIGv+16kmYynh0WUvCi274nVBEWJG62PHFMNtzEUR1c+QJLbUMo7ZRcQ6m9XmlUGqRT",
+	"ym34gpYl8HwoeLGq6xcSogRheswX6wo42cOKv4RMgiNAJd4EMn+izaj2T8bcfNiMMNU+KmSIbVvpcDd1",
+	"NpzyxpheuLtxlzFkgufDCaaSNoMqbYLa1vMWQja46LAqdwn/nGvVDP98SVy56aTqj9JcxrxyZ/mCcWNm",
+	"UMy7VdZjFHIkJ6uG92jvPfkv76/bb96T54Nk8HqQDN5HL8g7R3cxtuVv3QPlKNATacROuPFF5JHAAr6z",
+	"iScyt5d4K4HjYXtmJrjX5+1AiCG3PVE0YI+jbaA+7LKlqEc9cjTTQsZDkZhbZK+ynXvPVnyvKb4JWQp5",
+	"PS3EMnGsE2Tnk9FoFPc+b0q+nyMH2SXzvjZpNkUi1j14mVaETow4DXttwFofQjyiZi5YiPg1QmouySgh",
+	"O8XWXOhqAx0+UGRWiAktQpzLc+BWkdgWga9oIO3t2qSelgz1Z4YjMr71/N5PtvGKuCuK3rPNOX7emkA0",
+	"nLjy6z1fhw0c3RynjU4MTNkUT++zwqSsG8j3kyAcrzy/T3wG3ZWrUkjG3D+R4J8RBTy/mlJWmP9Ycm9M",
+	"4R5woSEZc6saXYVUrQTTPKLGXjQUSI2CZC+oGxBlDQ1PXh//Q5m8NJorGhZGOdCKKA2lImjKGKk8pV/t",
+	"rPOZIju76hpuOqqIat/AhhNfAr23WixsekkVoVkGpd6JhzRTjTd66MKH3sGxLa0/w4/NKJsTvFU6JWad",
+	"bqhe6+8uESmAs8S/bepG41gLxq/Vtvt8hR9/kfNyc8BuJ4ZSlfkORFNQo7TNKZ99cUVmKKizcfuGe7Sm",
+	"rRYtt2D0ON501595auva3w2TxrKp7R1/Z2ReLSgfGi6F3pztLc57HUN4P9BqPCE+waZmubaKLQnJ+Fe+",
+	"Jimw1M4DcxKi0smYO5XxKri9/SS00vP6fw1vS0Jodt2YIaM8gwJZunfCbMOlnc/EoXPTeb3yt6ZDfRKI",
+	"FmQqikIsO4bieqGU2XhEYtsoHFnOWQHrHNDw+WDaXtWmbST8VUTTmYwMbYDUPfde9dsoRl2t+z7BV0wH",
+	"jUk3IfUtnfWUSZR0ZlN23JcqIRyWGLUyekEXtUGZ72erLheeKZy9O+F29oCX1RG/E4dbfZVVUsVuNpr6",
+	"+M4bg+ZzBOWU8KoovK8Z2Zd5bGAyL2xzj1YKTh/bwh20AdmE/8t4GPTM6WMhZcrRon26oNkcLROzI6Pg",
+	"r2wuFVNjzjjTzLBB8q//9b9rDc0l7OFDzzB8rTA+dHnxV77eYszNU7wT5g+aGf5QQD5z35uDKUDDKUkt",
+	"i0xRP0pblyQlVMKYi6nRldqVPAHOQS1Kr+q0wnUYUQi0IbTFoFa9q4HDsRY0TAMxoKE7owFWxAS+w5BG",
+	"rCSlPC6JkNkc0AAHZQ3toRZDa3HbnOGhLdT3dD4iZw15XNdH2SFUXatY7PcUnYEuo1K1SrHGPPiE6Ywy",
+	"bhRzrYJ7g+dwm9jsORWta018IY0ac+rLNLxD0lWruIobc4yu1AJdzWvdB8Z8zJ/dgFw5ccRUu4FKs21L",
+	"auN3vzx6/PO+6y/jZNmYpxh8CNVKQi663nlrAauimrn40Iig1CYTkTNQmM5hrRMxnToKt47uSaUJD+no",
+	"1s3djrGdNHvBmMmMgT/mpRTadn1yieWGKoz2wgTHvadvf798Rw5ujg7CaadO9ljUnz9793y9WRDJJZ3q",
+	"kxDcGvNrWK01t8OWNLYfnmrYX66dnjF2kWbwD2xNNOZp3aBv6Dv0nRBsyLef1DOHtZrdfZBbeI3Avn50",
+	"fDwiL2Fl21upexvWFSwDrpB9uYZrZyXN5jA8Hh0afUwWg5PBXOtSnRwcLJfLEcXXIyFnB26sOnh1/uTZ",
+	"m8tnOKaOtuG1O3t7PkgGhg7tVTwaHdqPRAmclmxwMng4Ohw9dJmdKDkORksoiiFqMwd/Lq/VyPcPmkFP",
+	"T5TfPrzEZM7lXCiwWZnIdlahpAlrplB4iUrW1di24gcdwkYQIo2c54OTwT9A//bh5eVgrWPc8eHhhn5H",
+	"fy6vhwr0jv2OXLJqT7sjtzVsVfXYrh6bLEB5EJqt3TUDKuhKdVmrBh+GEDC5NBloOlOGnwcEqMFHM/bA",
+	"Xp+/ejF/hnStyPHhYUPrct2qbLhXYYS2i94Xburd0LsTWl29SQ9aPZRMEVpg64c2ul6xG+CgNuLHGAir",
+	"bdHjDCylhaxjA95lSIDPbMzADEkIFArI48OHXcRd2DV/CN5wbcNN8GgdRT68nyKbXeLaWL7w9T6b0Hxz",
+	"dID680G7DiCK80s245b12owF3eghtafYX5BE+iclqJlb8Tbmhj8YdmvOCE/LiNDT+gQLgZn9GLSZSbHk",
+	"BJshNHq7jHkNqTtqqjEcxRQpDNVhGz1KFoxXRkXE0jBHLUwbDVDp4CLr8KUzg4xGpcPfSAvNeor4Pap3",
+	"+tUcaou2Xw0ywWfrFFJHL6LUYZUeO5v15bsya20wr6CAzLbmCi5ljHMkhKox57A0ttjQKFYLZiSuUbls",
+	"LkeKZ4JRiZRYE4GUIEnhdfwxd0oAU0RpCXQR8gAwoYhiFwOqQ6VmgYE6q65Y7eW/pnMm00AnQTWwezaT",
+	"eWWwCY1REFzBtI2IerDIXpMszNz/wXNDHfvGHqhXHE4qnheQjrmtubKrpL/ap3hCqxJIJorC+nQiE+O0",
+	"yZjTQomw/RF5RhvdLm27KaOK1i3ZrPLoD8MpkFjpO+ap1aWbDVKDjVW3ffRjE6LgE97FEJrYN2fSbB5h",
+	"KSIUhAkOSbPtVryEb8MVfWaJsd2t+J8x9cWe6QO0KBZUh1a4nyqQq7oXrvPBNfvf5oDJYoOTgT28hnkW",
+	"HpgjcP+4w4xZT0nksiBd9fVviUFo28I0AdzOb9iztstNvHfZimtWfINlsX2Nbvp6Hih3v/qW9h/6sPAX",
+	"Nk2OQuJudtOD08hCbHiIY4C1HK5/G1yIK9dlIooe6xv80vU/7iTbAq9pC7g1z81dMujhfNFhDS9Rc9jt",
+	"cJsxUZHpw+gdwYEm/Jr0wLpUw3ITfOQ4c2pb1z7aRto2mlx/pYC+RM69m0QufX1or+3WUyZac2Sqa3mc",
+	"KviUeoMW+3LytbZ6tea1R8lUgpp7zctpF7Ui55S10PQWm1zaJfY3MXZb87oFX+8JVPdyTwx39jc778Sa",
+	"F4yzheH2h5Gqyo9/o164Vv7bb2OJ6ZcS6qPDR/cPCW26v5Kyw34szK4dR0NR7Cdzl3918DmkB90ZMMoq",
+	"Qu5PMNbVdO/Z9LiyoBm4ZnqNThOcwC2z4UDBYTTmtUV5VJOxmyhnORIxDqklp3X7oOZzfHg45kuXVOIW",
+	"RTWH7GGKFkynQmpS8RwkyQT3FtRSMh164Iy5qrPOTshE6Dk2tXPq7fHhUfTq2FK7174sYu3mxM6s/uQg",
+	"/MiBpWkkkV9Fvvpm5NwqB7xrBwTMJbz7G6+Sw0nPFXKHG05rnSYM4R8fHn1faLAbqA3bfvHtPtrCbxB6",
+	"3+OAx9s4GiLtyb+aNRiqaNxTvDGRGtAGi3A8oWYSQX/rN02NLRQMGF9BQ2euh5VLFFzPcLJZhDQnk9WY",
+	"d328TTbg57IXFaLOhVdM6XcB1HsEnFWWg2LK3G/HYHyrV8K5bIDtiHEthaFPXw8gONbQ+KGaH6cjdxET",
+	"kh76oGlmRWyHoEbqTReMt+bAFfur9zDQjRG3Jh8fYvqwVS6OXe6w/d9RrIFDt4CWfqpCqNbXQ0q4YaKy",
+	"keMHiqSNCGvaB6QLwPYdz+Hxo29rQ+zGLlsx+AjTjEbhf4Tqbm52Xx5Ag3HVfOqjKyuOuLUxlUw1M2ys",
+	"q5RKrdB35b3aNgexdnyh+lAPCkKE7NmgeBoiyun+iLwVRUFSTAIaKSimKRFyzN0DnxmRNtJGMD7d+nUM",
+	"G63DfnqKTDDBz5kOvvWdY7QZ5YKzjBZogwWbAoNse8u50X9Kw/rNRoPiZtSkXKDStaBag9y3MeMSqB7z",
+	"dmTQO5SN/MZqcpza+/Lqb7WQkLuCNvRPuZ/xaMUOExun748cnjbUN/yBLqBauWCqxTmhLju/IXNkOLiY",
+	"bLC6a8jc2FWHW/uNrr9Lk2uWdG+lyB1/c17QpzxF8zHxJJt3xt4jm64W/Rm3YfN33GLwuFEHkV9+u0sG",
+	"r4Td3OYsnweKvL94NYr9Dlvt2/h/QfN7dHy8zeDmLwDtzmm/QRjMpjHQlga4llrSw6bXNcyDz84C7XW4",
+	"NA7Zm3ilFH865cR65Wum7X/ML2igVtFsqaCUpEYLTevii4guGpzyIRHd6AD/Y+g2PzzP0/1TY5rarFN0",
+	"yWBj+bUMqh7PzBdzpsbP1X0XXeE+/jD67t6Pf0CT9Hahs4M6GTOuLFyAqhag1ioM11LMTjD9SIobSElN",
+	"JI12675tnJhikfJ6OV+KVYapzYRJO/G2VmhI+FBtYLhzqoim186b4osYTsfc/gQWx4pbxiuzC7Xi2VwK",
+	"LioVj/3Y6sxvR4vfXkKu1Y/+mwnJUJW69Kdy2j4/aQnqu3kVHx3+cv+A8HOM/1++ReXbU6wTbzIB38B0",
+	"vdx4J+bTzLnulXbNYBW0uBBq8CchKN4qnwrpefg03bcqN6beqVAD4F7aX22kqq7591Ss6uIpl9np8/aN",
+	"cDMMhefov1GGablEgKbDZ8xR/LpqYc/MMLnZilo1F0t+j0QMlaH/tpLRA9gnGUPe/I+VjJ3y2T5qvQvP",
+	"P/d7UW3juFifCKwKMdRh04RH6z/YqwYxb08rpbl2P7lUMyYD1GrUDV/HpkTU00UJcmi7qOta6ztxwYpQ",
+	"7R40P/fczTvm1GBwLQDmGmFjKoYNdIQg4GuQ14XrMIrZnGO+nhWkyF4d5VP71oRqB3BC+qdDoc3qwk75",
+	"eFfc7m0op7tzmwKXtNpR5zZ7En8b4xpWTSQ2MtbuPt793wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

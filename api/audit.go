@@ -36,32 +36,70 @@ type auditLine struct {
 	Hash       []byte         `json:"hash"`
 }
 
-// auditStream writes the audit events of a filter as NDJSON while it reads
-// them: memory stays flat however many there are.
+// auditStream writes the audit events of a filter as NDJSON, FHIR
+// NDJSON or a FHIR Bundle while it reads them: memory stays flat however
+// many there are.
 type auditStream struct {
 	ctx    context.Context
 	store  store.Store
 	filter store.AuditFilter
+	format GetAuditEventsParamsFormat
+	now    time.Time // the Bundle's timestamp
 	log    *zap.Logger
 }
+
+// Content types of GET /v1/audit/events.
+const (
+	contentTypeNDJSON     = "application/x-ndjson"
+	contentTypeFHIRNDJSON = "application/fhir+ndjson"
+	contentTypeFHIRJSON   = "application/fhir+json"
+)
 
 // VisitGetAuditEventsResponse streams the events. Once the first byte is
 // sent a failure can no longer be a problem answer: it aborts the
 // response, so the client sees a truncated body, never a complete one.
 func (a auditStream) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	err := a.store.AuditEvents(a.ctx, a.filter, func(ae store.AuditEvent) error {
-		e := ae.Event
-		return enc.Encode(auditLine{
-			Position: ae.Position, TransferID: ae.TransferID, PartnerID: ae.PartnerID,
-			Seq: e.Seq, At: e.At.UTC(), State: string(e.State), Actor: e.Actor, Type: e.Type, Detail: e.Detail,
-			Hash: ae.LeafHash[:],
-		})
-	})
+	var line func(store.AuditEvent) error
+	var end string
+	switch a.format {
+	case GetAuditEventsParamsFormatFhir:
+		w.Header().Set("Content-Type", contentTypeFHIRNDJSON)
+		line = func(ae store.AuditEvent) error { return enc.Encode(fhirAuditEventOf(ae)) }
+	case GetAuditEventsParamsFormatFhirBundle:
+		w.Header().Set("Content-Type", contentTypeFHIRJSON)
+		fmt.Fprintf(bw, `{"resourceType":"Bundle","type":"collection","timestamp":%q,"entry":[`, a.now.UTC().Format(time.RFC3339Nano))
+		first := true
+		line = func(ae store.AuditEvent) error {
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			bw.WriteString(`{"resource":`)
+			if err := enc.Encode(fhirAuditEventOf(ae)); err != nil {
+				return err
+			}
+			return bw.WriteByte('}')
+		}
+		end = "]}\n"
+	default:
+		w.Header().Set("Content-Type", contentTypeNDJSON)
+		line = func(ae store.AuditEvent) error {
+			e := ae.Event
+			return enc.Encode(auditLine{
+				Position: ae.Position, TransferID: ae.TransferID, PartnerID: ae.PartnerID,
+				Seq: e.Seq, At: e.At.UTC(), State: string(e.State), Actor: e.Actor, Type: e.Type, Detail: e.Detail,
+				Hash: ae.LeafHash[:],
+			})
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	err := a.store.AuditEvents(a.ctx, a.filter, line)
+	if err == nil {
+		_, err = bw.WriteString(end)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -74,7 +112,7 @@ func (a auditStream) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
 	return nil
 }
 
-// GetAuditEvents streams the audit log as NDJSON.
+// GetAuditEvents streams the audit log as NDJSON or FHIR.
 func (s *Server) GetAuditEvents(ctx context.Context, req GetAuditEventsRequestObject) (GetAuditEventsResponseObject, error) {
 	p := req.Params
 	f := store.AuditFilter{}
@@ -93,7 +131,11 @@ func (s *Server) GetAuditEvents(ctx context.Context, req GetAuditEventsRequestOb
 	if p.Type != nil {
 		f.Type = *p.Type
 	}
-	return auditStream{ctx: ctx, store: s.store, filter: f, log: s.logFor(ctx)}, nil
+	format := GetAuditEventsParamsFormatNdjson
+	if p.Format != nil {
+		format = *p.Format
+	}
+	return auditStream{ctx: ctx, store: s.store, filter: f, format: format, now: s.now(), log: s.logFor(ctx)}, nil
 }
 
 // auditSigner is the signer of checkpoints, or an error when the server

@@ -5,6 +5,7 @@ package app
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"time"
 )
@@ -24,6 +25,71 @@ type Config struct {
 	PayerIdentifier   string // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
 	LogLevel          string // P2P_LOG_LEVEL: debug, info, warn, error
 	ShutdownTimeout   time.Duration
+	Retention         Retention // the worker's maintenance schedules
+}
+
+// Retention is how long p2p keeps what, and how often its maintenance
+// runs (Temporal Schedules the worker creates).
+type Retention struct {
+	// CheckpointInterval (P2P_AUDIT_CHECKPOINT_INTERVAL): how often the
+	// audit log's tree head is signed, when it grew. Default 10m.
+	CheckpointInterval time.Duration
+	// AuditRetention (P2P_AUDIT_RETENTION): how long audit rows are kept
+	// at least. p2p never deletes them (the log is append-only and hash
+	// linked); the setting records the promise and must not be shorter
+	// than PHIRetention. Default 6y (HIPAA's six years).
+	AuditRetention time.Duration
+	// PHIRetention (P2P_PHI_RETENTION): how long an export's PHI payloads
+	// are kept after its transfer ended (acknowledged, complete or
+	// failed). Default 30d.
+	PHIRetention time.Duration
+	// PurgeInterval (P2P_PHI_PURGE_INTERVAL): how often the purge runs.
+	// Default 24h.
+	PurgeInterval time.Duration
+}
+
+// Defaults of Retention.
+const (
+	DefaultCheckpointInterval = 10 * time.Minute
+	DefaultAuditRetention     = 6 * Year
+	DefaultPHIRetention       = 30 * Day
+	DefaultPurgeInterval      = Day
+)
+
+// RetentionFromEnv reads Retention from the P2P_* variables, with defaults.
+func RetentionFromEnv() (Retention, error) {
+	var r Retention
+	for _, v := range []struct {
+		key string
+		def time.Duration
+		dst *time.Duration
+	}{
+		{"P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, &r.CheckpointInterval},
+		{"P2P_AUDIT_RETENTION", DefaultAuditRetention, &r.AuditRetention},
+		{"P2P_PHI_RETENTION", DefaultPHIRetention, &r.PHIRetention},
+		{"P2P_PHI_PURGE_INTERVAL", DefaultPurgeInterval, &r.PurgeInterval},
+	} {
+		d, err := EnvDuration(v.key, v.def)
+		if err != nil {
+			return r, err
+		}
+		*v.dst = d
+	}
+	return r, nil
+}
+
+// Validate checks that the intervals are positive and that audit rows are
+// kept at least as long as the PHI they account for.
+func (r Retention) Validate() error {
+	switch {
+	case r.CheckpointInterval < time.Second || r.PurgeInterval < time.Second:
+		return fmt.Errorf("the checkpoint interval (%v) and the purge interval (%v) must be at least 1s", r.CheckpointInterval, r.PurgeInterval)
+	case r.PHIRetention <= 0:
+		return fmt.Errorf("P2P_PHI_RETENTION must be positive, not %v", r.PHIRetention)
+	case r.AuditRetention < r.PHIRetention:
+		return fmt.Errorf("P2P_AUDIT_RETENTION (%s) is shorter than P2P_PHI_RETENTION (%s): the audit log must outlive the data", FormatDuration(r.AuditRetention), FormatDuration(r.PHIRetention))
+	}
+	return nil
 }
 
 // Env returns the environment variable key, or def when it is unset.
@@ -67,6 +133,11 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) {
 	}
 	if which&FlagWorker != 0 {
 		fs.StringVar(&c.Partners, "partners", Env("P2P_PARTNERS", ""), "partner registry YAML file (P2P_PARTNERS)")
+		r := &c.Retention
+		fs.Var(durationFlag{&r.CheckpointInterval}, "audit-checkpoint-interval", "how often the audit log is checkpointed (P2P_AUDIT_CHECKPOINT_INTERVAL; default 10m)")
+		fs.Var(durationFlag{&r.AuditRetention}, "audit-retention", "how long audit rows are kept at least; p2p never deletes them (P2P_AUDIT_RETENTION; default 6y)")
+		fs.Var(durationFlag{&r.PHIRetention}, "phi-retention", "how long export PHI is kept after the transfer ended (P2P_PHI_RETENTION; default 30d)")
+		fs.Var(durationFlag{&r.PurgeInterval}, "phi-purge-interval", "how often expired PHI is purged (P2P_PHI_PURGE_INTERVAL; default 24h)")
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to wait for in-flight work on SIGINT/SIGTERM")
 }

@@ -66,6 +66,9 @@ type ActivityDeps struct {
 	Signer   *signing.Signer
 	Source   export.Source // nil: the synthetic source
 	Logger   *zap.Logger
+	// PHIRetention is how long PurgePHI keeps ended transfers' export
+	// payloads; 0: activities.DefaultPHIRetention.
+	PHIRetention time.Duration
 }
 
 // NewActivities assembles the activities with their dependencies and loads
@@ -87,5 +90,7 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		Signer:   d.Signer,
 		Source:   src,
 		Logger:   d.Logger,
+
+		PHIRetention: d.PHIRetention,
 	}, nil
 }

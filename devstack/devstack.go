@@ -66,6 +66,9 @@ type Options struct {
 	Partners []connectors.Partner
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
 	Worker worker.Options
+	// Retention sets the maintenance schedules; zero fields take the
+	// app defaults (checkpoint every 10m, PHI kept 30d, purge daily).
+	Retention app.Retention
 }
 
 // Stack is a running dev stack.
@@ -174,13 +177,19 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	s.serve(runCtx, sbLn, s.Sandbox.Handler())
 	served = true
 
-	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker")})
+	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
+		PHIRetention: o.Retention.PHIRetention})
 	if err != nil {
 		return nil, err
 	}
 	s.worker = workflows.NewWorkers(s.Client, workflows.TaskQueue, partners.Partners(), acts, o.Worker)
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if err := workflows.EnsureSchedules(ctx, s.Client, workflows.ScheduleOptions{
+		CheckpointEvery: o.Retention.CheckpointInterval, PurgeEvery: o.Retention.PurgeInterval,
+	}); err != nil {
+		return nil, fmt.Errorf("maintenance schedules: %w", err)
 	}
 	// A crash between accepting a transfer and starting its workflow must
 	// lose nothing: start any such workflow now.

@@ -92,6 +92,16 @@ type Store interface {
 	// withdrew now.
 	WithdrawArtifacts(ctx context.Context, transferID string, at time.Time) (int, error)
 
+	// ExpiredArtifacts lists the transfers whose artifacts of f.ContentType
+	// retention has expired: in one of f.States, last updated before
+	// f.Before, still holding such payloads. Oldest first, at most f.Limit.
+	ExpiredArtifacts(ctx context.Context, f ArtifactPurge) ([]ExpiredArtifacts, error)
+	// PurgeArtifacts deletes the payloads of a transfer's artifacts of
+	// contentType, keeps their rows (digest, size, metadata) as evidence,
+	// and returns how many it purged now. Other artifacts (the manifest
+	// and its signature) are untouched.
+	PurgeArtifacts(ctx context.Context, transferID, contentType string, at time.Time) (int, error)
+
 	// The timeline is the audit log: CreateTransfer and ApplyChange give
 	// every event they record the next global position (0..n-1, gapless,
 	// in commit order) and append its leaf (tlog.RecordHash of
@@ -164,6 +174,21 @@ func (g GraphStore) AppendReview(ctx context.Context, r graph.Review) error {
 // Reviews implements graph.Store.
 func (g GraphStore) Reviews(ctx context.Context, partner, presentation string) ([]graph.Review, error) {
 	return g.Store.IdentityReviews(ctx, partner, presentation)
+}
+
+// ArtifactPurge selects the artifacts whose retention has expired.
+type ArtifactPurge struct {
+	ContentType string           // only artifacts of this content type
+	States      []transfer.State // of transfers in one of these states
+	Before      time.Time        // last updated before this time
+	Limit       int              // at most this many transfers; 0: 100
+}
+
+// ExpiredArtifacts is a transfer with artifacts past their retention.
+type ExpiredArtifacts struct {
+	TransferID string
+	Artifacts  int
+	UpdatedAt  time.Time
 }
 
 // AuditFilter selects audit entries; zero fields match everything.

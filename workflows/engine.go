@@ -108,9 +108,11 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities, o
 	return w
 }
 
-// Register registers the workflow and activities on w.
+// Register registers the workflows and activities on w.
 func Register(w worker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
+	w.RegisterWorkflowWithOptions(AuditCheckpointWorkflow, workflow.RegisterOptions{Name: AuditCheckpointWorkflowName})
+	w.RegisterWorkflowWithOptions(RetentionPurgeWorkflow, workflow.RegisterOptions{Name: RetentionPurgeWorkflowName})
 	w.RegisterActivity(acts)
 }
 

@@ -35,8 +35,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	retention, err := app.RetentionFromEnv()
+	if err == nil {
+		err = retention.Validate()
+	}
+	if err != nil {
+		return err
+	}
 	defer logger.Sync() //nolint:errcheck // best effort at exit
-	s, err := devstack.Start(ctx, devstack.Options{DataDir: *dataDir, Addr: *addr, Seed: !*noSeed, Logger: logger})
+	s, err := devstack.Start(ctx, devstack.Options{DataDir: *dataDir, Addr: *addr, Seed: !*noSeed, Logger: logger, Retention: retention})
 	if err != nil {
 		return err
 	}

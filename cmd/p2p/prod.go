@@ -30,9 +30,20 @@ func parse(name string, args []string, stderr io.Writer, which int) (*app.Config
 	var cfg app.Config
 	fs := flag.NewFlagSet("p2p "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if which&app.FlagWorker != 0 {
+		var err error
+		if cfg.Retention, err = app.RetentionFromEnv(); err != nil {
+			return nil, nil, err
+		}
+	}
 	cfg.Bind(fs, which)
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	if which&app.FlagWorker != 0 {
+		if err := cfg.Retention.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, fmt.Errorf("%s: unexpected arguments %v", name, fs.Args())
@@ -153,13 +164,24 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger})
+	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
+		PHIRetention: cfg.Retention.PHIRetention})
 	if err != nil {
 		return err
 	}
 	w := workflows.NewWorkers(c, cfg.TaskQueue, partners.Partners(), acts, worker.Options{})
 	go reloadOnHangup(ctx, partners, logger, func() error { return w.Ensure(partners.Partners()) })
-	logger.Info("worker running", zap.Strings("task_queues", w.Queues()))
+	// Every worker ensures the maintenance schedules: idempotent, and the
+	// intervals follow the configuration of the worker started last.
+	r := cfg.Retention
+	if err := workflows.EnsureSchedules(ctx, c, workflows.ScheduleOptions{
+		TaskQueue: cfg.TaskQueue, CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval,
+	}); err != nil {
+		return err
+	}
+	logger.Info("worker running", zap.Strings("task_queues", w.Queues()),
+		zap.Duration("audit_checkpoint_interval", r.CheckpointInterval), zap.String("phi_retention", app.FormatDuration(r.PHIRetention)),
+		zap.String("audit_retention", app.FormatDuration(r.AuditRetention)))
 	return w.Run(interruptOn(ctx))
 }
 

@@ -102,3 +102,51 @@ func (s *Store) WithdrawArtifacts(ctx context.Context, transferID string, at tim
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// ExpiredArtifacts lists the transfers whose artifacts of f.ContentType
+// retention has expired, oldest first.
+func (s *Store) ExpiredArtifacts(ctx context.Context, f store.ArtifactPurge) ([]store.ExpiredArtifacts, error) {
+	if len(f.States) == 0 || f.ContentType == "" || f.Before.IsZero() {
+		return nil, errors.New("postgres: expired artifacts: content type, states and a cutoff are required")
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	states := make([]string, len(f.States))
+	for i, st := range f.States {
+		states[i] = string(st)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT t.id, t.updated_at, count(*) FROM transfers t
+		JOIN artifacts a ON a.transfer_id = t.id AND a.withdrawn_at IS NULL AND a.content_type = $1
+		WHERE t.state = ANY($2) AND t.updated_at < $3
+		GROUP BY t.id, t.updated_at ORDER BY t.updated_at, t.id LIMIT $4`,
+		f.ContentType, states, storeutil.Time(f.Before), f.Limit)
+	if err != nil {
+		return nil, wrap("expired artifacts", err)
+	}
+	defer rows.Close()
+	var out []store.ExpiredArtifacts
+	for rows.Next() {
+		var e store.ExpiredArtifacts
+		if err := rows.Scan(&e.TransferID, &e.UpdatedAt, &e.Artifacts); err != nil {
+			return nil, wrap("expired artifacts", err)
+		}
+		e.UpdatedAt = e.UpdatedAt.UTC()
+		out = append(out, e)
+	}
+	return out, wrap("expired artifacts", rows.Err())
+}
+
+// PurgeArtifacts deletes the payloads of a transfer's artifacts of
+// contentType, keeps their rows, and returns how many it purged now.
+func (s *Store) PurgeArtifacts(ctx context.Context, transferID, contentType string, at time.Time) (int, error) {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE artifacts SET data = NULL, withdrawn_at = $3
+		WHERE transfer_id = $1 AND content_type = $2 AND withdrawn_at IS NULL`, transferID, contentType, storeutil.Time(at))
+	if err != nil {
+		return 0, wrap("purge artifacts", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

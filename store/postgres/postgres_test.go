@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -178,4 +179,26 @@ func TestIdentityGraphAppendOnly(t *testing.T) {
 			t.Errorf("%s succeeded", q)
 		}
 	}
+}
+
+// TestSeedAudit checks the benchmarks' bulk loader: what it writes is a
+// valid log the store goes on appending to.
+func TestSeedAudit(t *testing.T) {
+	if os.Getenv(envURL) == "" {
+		t.Skipf("%s is not set: skipping the Postgres store tests", envURL)
+	}
+	u := testSchema(t)
+	ctx := context.Background()
+	if err := Migrate(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := storetest.SeedAuditPostgres(ctx, u, 2020, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckSeeded(t, s, 2020)
 }

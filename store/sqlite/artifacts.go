@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/p2p-payer/p2p/store"
@@ -107,6 +108,62 @@ func (s *Store) WithdrawArtifacts(ctx context.Context, transferID string, at tim
 	err := s.write(ctx, "withdraw artifacts", func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `UPDATE artifacts SET data = NULL, withdrawn_at = ?
 			WHERE transfer_id = ? AND withdrawn_at IS NULL`, fmtTime(at), transferID)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+// ExpiredArtifacts lists the transfers whose artifacts of f.ContentType
+// retention has expired, oldest first.
+func (s *Store) ExpiredArtifacts(ctx context.Context, f store.ArtifactPurge) ([]store.ExpiredArtifacts, error) {
+	if len(f.States) == 0 || f.ContentType == "" || f.Before.IsZero() {
+		return nil, errors.New("sqlite: expired artifacts: content type, states and a cutoff are required")
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	args := []any{f.ContentType}
+	for _, st := range f.States {
+		args = append(args, string(st))
+	}
+	args = append(args, fmtTime(f.Before), f.Limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT t.id, t.updated_at, count(*) FROM transfers t
+		JOIN artifacts a ON a.transfer_id = t.id AND a.withdrawn_at IS NULL AND a.content_type = ?
+		WHERE t.state IN (?`+strings.Repeat(", ?", len(f.States)-1)+`) AND t.updated_at < ?
+		GROUP BY t.id, t.updated_at ORDER BY t.updated_at, t.id LIMIT ?`, args...)
+	if err != nil {
+		return nil, wrap("expired artifacts", err)
+	}
+	defer rows.Close()
+	var out []store.ExpiredArtifacts
+	for rows.Next() {
+		var e store.ExpiredArtifacts
+		var at string
+		if err := rows.Scan(&e.TransferID, &at, &e.Artifacts); err != nil {
+			return nil, wrap("expired artifacts", err)
+		}
+		if e.UpdatedAt, err = parseTime(at); err != nil {
+			return nil, wrap("expired artifacts", err)
+		}
+		out = append(out, e)
+	}
+	return out, wrap("expired artifacts", rows.Err())
+}
+
+// PurgeArtifacts deletes the payloads of a transfer's artifacts of
+// contentType, keeps their rows, and returns how many it purged now.
+func (s *Store) PurgeArtifacts(ctx context.Context, transferID, contentType string, at time.Time) (int, error) {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	var n int64
+	err := s.write(ctx, "purge artifacts", func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE artifacts SET data = NULL, withdrawn_at = ?
+			WHERE transfer_id = ? AND content_type = ? AND withdrawn_at IS NULL`, fmtTime(at), transferID, contentType)
 		if err != nil {
 			return err
 		}

@@ -131,7 +131,9 @@ func params(write bool) string {
 			"_txlock=immediate",
 		)
 	} else {
-		p = append(p, "_pragma=query_only(1)")
+		// Long reads (the audit export) map the file instead of copying
+		// its pages through a small per-connection cache.
+		p = append(p, "_pragma=query_only(1)", "_pragma=mmap_size(268435456)")
 	}
 	return strings.Join(p, "&")
 }

@@ -183,3 +183,14 @@ func TestIdentityGraphAppendOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedAudit checks the benchmarks' bulk loader: what it writes is a
+// valid log the store goes on appending to.
+func TestSeedAudit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p2p.db")
+	s := openFile(t, path)
+	if err := storetest.SeedAuditSQLite(context.Background(), path, 2020, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckSeeded(t, s, 2020)
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Artifacts/PutGet", testArtifacts},
 		{"Artifacts/Withdraw", testWithdraw},
 		{"Artifacts/SharedDigest", testSharedDigest},
+		{"Artifacts/RetentionPurge", testRetentionPurge},
 		{"Audit/Log", testAuditLog},
 		{"Audit/Concurrent", testAuditConcurrent},
 		{"Audit/Checkpoints", testAuditCheckpoints},

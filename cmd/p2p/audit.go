@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p2p-payer/p2p/app"
+	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/dsn"
+)
+
+func init() {
+	commands["audit verify"] = command{"recompute the audit log's tree and check every signed checkpoint", runAuditVerify}
+}
+
+// errAuditFailed is returned when the log fails verification: the report
+// is already printed, and the process exits non-zero.
+var errAuditFailed = errors.New("audit verify: the audit log fails verification")
+
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("p2p audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("database-url", app.Env("P2P_DATABASE_URL", filepath.Join(defaultDataDir, "p2p.db")),
+		"postgres://… or a SQLite file path (P2P_DATABASE_URL); default: the p2p dev store")
+	since := fs.String("since", "", "recompute from this position (a number) or the first event at or after this RFC 3339 time; the tree before it is trusted")
+	jwksArg := fs.String("jwks", "", "the JWK Set that verifies checkpoints: a file or an http(s) URL (e.g. https://p2p.example/.well-known/jwks.json)")
+	key := fs.String("signing-key", app.Env("P2P_SIGNING_KEY", ""), "our private signing key, JWK JSON file (P2P_SIGNING_KEY): its public JWKS verifies checkpoints when --jwks is not given")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("audit verify: unexpected arguments %v", fs.Args())
+	}
+	jwks, err := loadJWKS(ctx, *jwksArg, *key, *db)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	st, err := dsn.Open(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	from, err := sincePosition(ctx, st, *since)
+	if err != nil {
+		return fmt.Errorf("audit verify: --since: %w", err)
+	}
+	rep, err := audit.Verify(ctx, st, jwks, from)
+	if err != nil {
+		return fmt.Errorf("audit verify: reading the store: %w", err)
+	}
+	if rep.OK() {
+		fmt.Fprintf(stdout, "audit verify: OK: %d entries, %d recomputed from position %d, %d checkpoints verified, root %s\n",
+			rep.Size, rep.Checked, rep.From, rep.Checkpoints, base64.StdEncoding.EncodeToString(rep.Root[:]))
+		return nil
+	}
+	if f := rep.FirstBad; f != nil {
+		fmt.Fprintf(stdout, "audit verify: FAILED: first bad entry at position %d%s: %s\n", f.Position, describeEntry(ctx, st, f.Position), f.Reason)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "audit verify: FAILED: %s\n", p)
+	}
+	fmt.Fprintf(stdout, "audit verify: %d entries, %d recomputed from position %d, %d checkpoints\n", rep.Size, rep.Checked, rep.From, rep.Checkpoints)
+	return errAuditFailed
+}
+
+// describeEntry names the transfer and seq of the event stored at pos, if
+// there is one (a deleted entry has none).
+func describeEntry(ctx context.Context, st store.Store, pos int64) string {
+	var desc string
+	err := st.AuditEvents(ctx, store.AuditFilter{FromPosition: pos, Limit: 1}, func(ae store.AuditEvent) error {
+		if ae.Position == pos {
+			desc = fmt.Sprintf(" (transfer %s, seq %d, type %s)", ae.TransferID, ae.Event.Seq, ae.Event.Type)
+		}
+		return nil
+	})
+	if err != nil || desc == "" {
+		return " (no event is stored there)"
+	}
+	return desc
+}
+
+// sincePosition turns --since into the first position to recompute: a
+// number is a position, a time the position of the first event at or
+// after it (the end of the log when there is none).
+func sincePosition(ctx context.Context, st store.Store, since string) (int64, error) {
+	if since == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseInt(since, 10, 64); err == nil {
+		if n < 0 {
+			return 0, errors.New("a position is 0 or more")
+		}
+		return n, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, since)
+	if err != nil {
+		return 0, fmt.Errorf("%q is neither a position nor an RFC 3339 time", since)
+	}
+	pos, err := st.AuditSize(ctx)
+	if err != nil {
+		return 0, err
+	}
+	err = st.AuditEvents(ctx, store.AuditFilter{Since: t, Limit: 1}, func(ae store.AuditEvent) error {
+		pos = ae.Position
+		return nil
+	})
+	return pos, err
+}
+
+// loadJWKS reads the JWK Set that verifies checkpoints: --jwks (a file or a
+// URL), else the public half of our signing key, else, for a SQLite store,
+// the signing key `p2p dev` keeps beside it.
+func loadJWKS(ctx context.Context, jwksArg, keyPath, db string) ([]byte, error) {
+	switch {
+	case strings.HasPrefix(jwksArg, "http://") || strings.HasPrefix(jwksArg, "https://"):
+		return fetchJWKS(ctx, jwksArg)
+	case jwksArg != "":
+		return os.ReadFile(jwksArg)
+	}
+	if keyPath == "" {
+		if kind, target, err := dsn.Parse(db); err == nil && kind == dsn.SQLite {
+			if p := filepath.Join(filepath.Dir(target), "signing-key.jwk"); fileExists(p) {
+				keyPath = p
+			}
+		}
+	}
+	if keyPath == "" {
+		return nil, errors.New("no JWKS: give --jwks FILE|URL or --signing-key (P2P_SIGNING_KEY)")
+	}
+	s, err := signing.Load(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	return s.PublicJWKS()
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// fetchJWKS GETs a JWK Set, with a timeout and a bound on its size.
+func fetchJWKS(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	res, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the JWKS: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching the JWKS: %s", res.Status)
+	}
+	return io.ReadAll(io.LimitReader(res.Body, 1<<20))
+}
