@@ -186,8 +186,33 @@ func TestPrepareSendWithdraw(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("withdraw: %d %v", n, err)
 	}
-	if _, err := f.st.GetArtifact(ctx, p.Export.Files[0].SHA256); !errors.Is(err, store.ErrWithdrawn) {
-		t.Errorf("artifact after withdrawal: %v, want ErrWithdrawn", err)
+	for _, file := range p.Export.Files {
+		if _, err := f.st.GetArtifact(ctx, file.SHA256); !errors.Is(err, store.ErrWithdrawn) {
+			t.Errorf("%s after withdrawal: %v, want ErrWithdrawn", file.Type, err)
+		}
+	}
+	if n != len(p.Export.Files) {
+		t.Errorf("withdrew %d artifacts, want the %d NDJSON files only", n, len(p.Export.Files))
+	}
+	// The evidence stays: the manifest and its signature, and every
+	// artifact's digest.
+	for _, d := range []string{p.Export.ManifestSHA256, p.SignatureSHA256} {
+		if a, err := f.st.GetArtifact(ctx, d); err != nil || len(a.Data) == 0 {
+			t.Errorf("artifact %s after withdrawal: %v, want it kept", d, err)
+		}
+	}
+	arts, err := f.st.ListArtifacts(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, a := range arts {
+		listed[a.Digest] = true
+	}
+	for _, file := range p.Export.Files {
+		if !listed[file.SHA256] {
+			t.Errorf("%s: its digest is gone after withdrawal", file.Type)
+		}
 	}
 	// Withdrawing twice records the compensation once.
 	if _, err := f.acts.WithdrawExport(ctx, WithdrawInput{TransferID: "t1", Reason: "test"}); err != nil {

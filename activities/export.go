@@ -196,7 +196,9 @@ type WithdrawInput struct {
 // export's PHI, keeps its digests as evidence and records why, once.
 func (a *Activities) WithdrawExport(ctx context.Context, in WithdrawInput) (int, error) {
 	now := a.now()
-	n, err := a.Store.WithdrawArtifacts(ctx, in.TransferID, now)
+	// Only the PHI goes: the manifest and its signature stay, with every
+	// file's digest, as the evidence of what was prepared.
+	n, err := a.Store.PurgeArtifacts(ctx, in.TransferID, contentTypeNDJSON, now)
 	if err != nil {
 		return 0, appError(ctx, NameWithdrawExport, err)
 	}

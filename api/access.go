@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -51,15 +52,39 @@ func requestID(ctx context.Context) string {
 	return newRequestID()
 }
 
+// KeyToken is the keyed token of an Idempotency-Key in the audit log:
+// HMAC-SHA256 under the store's token key (store.PresentationKey), hex. A
+// key is opaque to us and might carry anything, and a plain hash of a
+// guessable key could be confirmed by anyone reading the log; the keyed
+// token can be checked only with the database.
+func KeyToken(tokenKey []byte, idempotencyKey string) string {
+	m := hmac.New(sha256.New, tokenKey)
+	m.Write([]byte(idempotencyKey))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// tokenKey returns the store's token key, read once.
+func (s *Server) tokenKey(ctx context.Context) ([]byte, error) {
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	if s.token == nil {
+		k, err := s.store.PresentationKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.token = k
+	}
+	return s.token, nil
+}
+
 // receivedDetail is the detail of the event that records a request
-// received: who sent it, under which key (hashed: a key is opaque to us
-// and might carry anything), with which ids to correlate it, and what it
-// asked for. The member's demographics stay in the store.
-func receivedDetail(ctx context.Context, t transfer.Transfer, key string, body NewTransfer) map[string]any {
-	sum := sha256.Sum256([]byte(key))
+// received: who sent it, under which key (as its keyed token), with which
+// ids to correlate it, and what it asked for. The member's demographics
+// stay in the store.
+func receivedDetail(ctx context.Context, t transfer.Transfer, keyToken string, body NewTransfer) map[string]any {
 	d := map[string]any{
 		"partner_id": t.PartnerID, "client_id": t.ClientID,
-		"idempotency_key_sha256": hex.EncodeToString(sum[:]), "request_id": requestID(ctx),
+		"idempotency_key_hmac": keyToken, "request_id": requestID(ctx),
 		"consent_id": body.Consent.Id,
 	}
 	if t.CorrelationID != "" {

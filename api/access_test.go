@@ -3,8 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -39,10 +37,13 @@ func TestRequestReceivedEvent(t *testing.T) {
 		t.Fatalf("%d audit entries after one POST, want 1", len(evs))
 	}
 	ev := evs[0].Event
-	sum := sha256.Sum256([]byte(key))
+	tokenKey, err := e.store.PresentationKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]any{
 		"client_id": DefaultClientID, "partner_id": "sandbox", "correlation_id": "corr-1", "consent_id": "c-1",
-		"idempotency_key_sha256": hex.EncodeToString(sum[:]), "request_id": w.Header().Get("X-Request-Id"),
+		"idempotency_key_hmac": KeyToken(tokenKey, key), "request_id": w.Header().Get("X-Request-Id"),
 		"resource_types": []any{"Patient", "Coverage"},
 	}
 	if evs[0].TransferID != tr.Id || ev.State != transfer.StateInitiated || ev.Actor != "client:"+DefaultClientID ||

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -84,6 +85,9 @@ type Server struct {
 	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
 	fhir     http.Handler // nil: no /fhir routes
 	handler  http.Handler
+
+	tokenMu sync.Mutex
+	token   []byte // the store's token key, once read (see KeyToken)
 }
 
 var _ StrictServerInterface = (*Server)(nil)

@@ -66,7 +66,11 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 		ID: id.String(), ClientID: client, PartnerID: body.PartnerId, CorrelationID: deref(body.CorrelationId),
 		State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now,
 	}
-	detail := receivedDetail(ctx, t, key, body)
+	tokenKey, err := s.tokenKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	detail := receivedDetail(ctx, t, KeyToken(tokenKey, key), body)
 	res, err := s.store.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: client, IdempotencyKey: key, Fingerprint: fp,
 		Transfer: t,

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/workflows"
 )
 
@@ -143,9 +144,12 @@ func TestAuditLogAnswersFiveQuestions(t *testing.T) {
 	// Who initiated: the client, under which key (hashed), with which ids.
 	t.Run("who", func(t *testing.T) {
 		l := one(t, log, "state", "initiated")
-		sum := sha256.Sum256([]byte(key))
+		tokenKey, err := e.s.Store.PresentationKey(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if l.Actor != "client:default" || l.Detail["client_id"] != "default" || l.Detail["partner_id"] != SandboxPartnerID ||
-			l.Detail["idempotency_key_sha256"] != hex.EncodeToString(sum[:]) || l.Detail["request_id"] == "" {
+			l.Detail["idempotency_key_hmac"] != api.KeyToken(tokenKey, key) || l.Detail["request_id"] == "" {
 			t.Errorf("request received: %+v", l)
 		}
 	})

@@ -34,11 +34,17 @@ import (
 // and commit the files when the workflow's behaviour changes on purpose.
 func (e *e2e) saveHistory(id, name string) {
 	e.t.Helper()
+	e.saveWorkflowHistory(workflows.WorkflowID(id), name)
+}
+
+// saveWorkflowHistory is saveHistory for any workflow, by workflow id.
+func (e *e2e) saveWorkflowHistory(workflowID, name string) {
+	e.t.Helper()
 	dir := os.Getenv("P2P_RECORD_HISTORIES")
 	if dir == "" {
 		return
 	}
-	it := e.s.Client.GetWorkflowHistory(context.Background(), workflows.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := e.s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -323,6 +329,16 @@ func TestOutcomes(t *testing.T) {
 		tr := e.await(id, "failed", 10*time.Second)
 		if tr["error"].(map[string]any)["type"] != "review_rejected" || tr["identity"].(map[string]any)["reviewed_by"] != "default" {
 			t.Errorf("transfer %v", tr)
+		}
+		// The reason is kept by digest: the text is the transfer's
+		// artifact, the audit log has its SHA-256 only.
+		note := one(t, e.auditLog(id), "review_note", "")
+		sum := sha256.Sum256([]byte("neither candidate confirmed"))
+		if _, has := note.Detail["reason"]; has || note.Detail["reason_sha256"] != hex.EncodeToString(sum[:]) {
+			t.Errorf("review note detail %v, want the reason's digest only", note.Detail)
+		}
+		if a, err := e.s.Store.GetArtifact(context.Background(), hex.EncodeToString(sum[:])); err != nil || string(a.Data) != "neither candidate confirmed" {
+			t.Errorf("review note artifact: %v", err)
 		}
 		d := one(t, e.auditLog(id), "review_decision", "")
 		if d.Actor != "reviewer:default" || d.Detail["decision"] != "reject" || d.Detail["reviewer"] != "default" {

@@ -2,8 +2,11 @@ package devstack
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/transfer"
@@ -59,6 +62,22 @@ func TestMaintenanceSchedules(t *testing.T) {
 		if phi := a.ContentType == "application/fhir+ndjson"; (a.WithdrawnAt != nil) != phi {
 			t.Errorf("%s (%s): withdrawn %v", a.Name, a.ContentType, a.WithdrawnAt)
 		}
+	}
+	// Record a run of each maintenance workflow for the replay test.
+	for name, typ := range map[string]string{
+		"maintenance_audit_checkpoint": workflows.AuditCheckpointWorkflowName,
+		"maintenance_retention_purge":  workflows.RetentionPurgeWorkflowName,
+	} {
+		res, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", typ),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Executions) == 0 {
+			t.Fatalf("no completed %s run", typ)
+		}
+		e.saveWorkflowHistory(res.Executions[0].Execution.WorkflowId, name)
 	}
 	tr, _ := s.Store.GetTransfer(ctx, id)
 	if tr.State != transfer.StateComplete {

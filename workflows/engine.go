@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -60,10 +62,28 @@ func (e *Engine) StartTransfer(ctx context.Context, transferID string) error {
 	return err
 }
 
+// ReviewNoteName is the artifact name of a reviewer's reason.
+const ReviewNoteName = "review-note.txt"
+
 // Review delivers a person's decision to a transfer in manual review and
-// records the reviewer's reason in the timeline (the reason stays out of
-// the workflow's history: free text may hold PHI).
+// records it in the timeline. The reviewer's reason is free text that may
+// hold PHI: it stays out of the workflow's history and out of the audit
+// log, which records its SHA-256; the text is an artifact of the transfer.
 func (e *Engine) Review(ctx context.Context, transferID string, d transfer.ReviewDecision) error {
+	// The reason is free text and may name the member: it is kept as a
+	// payload by digest, before the decision takes effect so that it is
+	// never lost, and the audit log holds only its digest.
+	note := []byte(d.Reason)
+	sum := sha256.Sum256(note)
+	noteDigest := hex.EncodeToString(sum[:])
+	if len(note) > 0 {
+		if err := e.Store.PutArtifact(ctx, store.Artifact{
+			Digest: noteDigest, TransferID: transferID, Name: ReviewNoteName, ContentType: "text/plain; charset=utf-8",
+			Size: int64(len(note)), Data: note, CreatedAt: nowUTC(),
+		}); err != nil {
+			return err
+		}
+	}
 	h, err := e.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   WorkflowID(transferID),
 		UpdateName:   UpdateReview,
@@ -85,8 +105,8 @@ func (e *Engine) Review(ctx context.Context, transferID string, d transfer.Revie
 		return err
 	}
 	_, err = e.Store.ApplyChange(ctx, transferID, store.Change{Event: transfer.Event{
-		At: nowUTC(), Actor: "reviewer:" + d.Reviewer, Type: "review_note", Key: "review:note",
-		Detail: map[string]any{"decision": d.Decision, "reason": d.Reason},
+		At: nowUTC(), Actor: "reviewer:" + d.Reviewer, Type: transfer.EventReviewNote, Key: "review:note",
+		Detail: map[string]any{"decision": d.Decision, "reason_sha256": noteDigest, "reason_bytes": len(note)},
 	}})
 	return err
 }
@@ -110,10 +130,23 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities, o
 
 // Register registers the workflows and activities on w.
 func Register(w worker.Registry, acts *activities.Activities) {
+	RegisterWorkflows(w)
+	w.RegisterActivity(acts)
+}
+
+// Registrar is what registering a workflow needs: a worker or a
+// replayer.
+type Registrar interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
+
+// RegisterWorkflows registers every workflow type under its stable name:
+// on workers, and on the replay test's replayer, so that a new workflow
+// type is replayed as soon as a history of it is committed.
+func RegisterWorkflows(w Registrar) {
 	w.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
 	w.RegisterWorkflowWithOptions(AuditCheckpointWorkflow, workflow.RegisterOptions{Name: AuditCheckpointWorkflowName})
 	w.RegisterWorkflowWithOptions(RetentionPurgeWorkflow, workflow.RegisterOptions{Name: RetentionPurgeWorkflowName})
-	w.RegisterActivity(acts)
 }
 
 // nowUTC is the wall clock of client-side code; workflows never call it.
