@@ -93,6 +93,7 @@ func (a *Activities) PrepareExport(ctx context.Context, in PrepareInput) (Prepar
 	if err := put(SignatureName, contentTypeSignature, []byte(sig), sigDigest); err != nil {
 		return fail(err)
 	}
+	info.SignatureSHA256 = sigDigest
 	a.log(in.TransferID).Info("export prepared", zap.String("manifest_sha256", exp.ManifestSHA256), zap.Int("files", len(exp.Files)))
 	return Prepared{Export: info, SignatureSHA256: sigDigest}, nil
 }

@@ -18,6 +18,7 @@ const (
 	routeTransfer = "GET /v1/transfers/{id}"
 	routeTimeline = "GET /v1/transfers/{id}/timeline"
 	routeList     = "GET /v1/transfers"
+	routeManifest = "GET /v1/transfers/{id}/manifest"
 )
 
 // recordReads records that the calling client read the transfers ids

@@ -907,6 +907,9 @@ type ServerInterface interface {
 	// GetTransfer Get a transfer
 	// (GET /v1/transfers/{id})
 	GetTransfer(w http.ResponseWriter, r *http.Request, id TransferID)
+	// GetTransferManifest Get the signed manifest of a transfer's export
+	// (GET /v1/transfers/{id}/manifest)
+	GetTransferManifest(w http.ResponseWriter, r *http.Request, id TransferID)
 	// ReviewTransfer Decide a transfer waiting in manual review
 	// (POST /v1/transfers/{id}/review)
 	ReviewTransfer(w http.ResponseWriter, r *http.Request, id TransferID)
@@ -976,6 +979,12 @@ func (_ Unimplemented) CreateTransfer(w http.ResponseWriter, r *http.Request, pa
 // GetTransfer Get a transfer
 // (GET /v1/transfers/{id})
 func (_ Unimplemented) GetTransfer(w http.ResponseWriter, r *http.Request, id TransferID) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetTransferManifest Get the signed manifest of a transfer's export
+// (GET /v1/transfers/{id}/manifest)
+func (_ Unimplemented) GetTransferManifest(w http.ResponseWriter, r *http.Request, id TransferID) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1369,6 +1378,32 @@ func (siw *ServerInterfaceWrapper) GetTransfer(w http.ResponseWriter, r *http.Re
 	handler.ServeHTTP(w, r)
 }
 
+// GetTransferManifest operation middleware
+func (siw *ServerInterfaceWrapper) GetTransferManifest(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "id" -------------
+	var id TransferID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", chi.URLParam(r, "id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "id", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetTransferManifest(w, r, id)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ReviewTransfer operation middleware
 func (siw *ServerInterfaceWrapper) ReviewTransfer(w http.ResponseWriter, r *http.Request) {
 
@@ -1548,6 +1583,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/v1/transfers/{id}/timeline", wrapper.GetTransferTimeline)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/transfers/{id}/manifest", wrapper.GetTransferManifest)
 	})
 	r.Group(func(r chi.Router) {
 		r.Post(options.BaseURL+"/v1/transfers/{id}/review", wrapper.ReviewTransfer)
@@ -2251,6 +2289,66 @@ func (response GetTransfer500ApplicationProblemPlusJSONResponse) VisitGetTransfe
 	return err
 }
 
+type GetTransferManifestRequestObject struct {
+	Id TransferID `json:"id"`
+}
+
+type GetTransferManifestResponseObject interface {
+	VisitGetTransferManifestResponse(w http.ResponseWriter) error
+}
+
+type GetTransferManifest200ApplicationjoseResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetTransferManifest200ApplicationjoseResponse) VisitGetTransferManifestResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/jose")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetTransferManifest404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferManifest404ApplicationProblemPlusJSONResponse) VisitGetTransferManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransferManifest500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferManifest500ApplicationProblemPlusJSONResponse) VisitGetTransferManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReviewTransferRequestObject struct {
 	Id   TransferID `json:"id"`
 	Body *ReviewTransferJSONRequestBody
@@ -2488,6 +2586,9 @@ type StrictServerInterface interface {
 	// GetTransfer Get a transfer
 	// (GET /v1/transfers/{id})
 	GetTransfer(ctx context.Context, request GetTransferRequestObject) (GetTransferResponseObject, error)
+	// GetTransferManifest Get the signed manifest of a transfer's export
+	// (GET /v1/transfers/{id}/manifest)
+	GetTransferManifest(ctx context.Context, request GetTransferManifestRequestObject) (GetTransferManifestResponseObject, error)
 	// ReviewTransfer Decide a transfer waiting in manual review
 	// (POST /v1/transfers/{id}/review)
 	ReviewTransfer(ctx context.Context, request ReviewTransferRequestObject) (ReviewTransferResponseObject, error)
@@ -2801,6 +2902,32 @@ func (sh *strictHandler) GetTransfer(w http.ResponseWriter, r *http.Request, id 
 	}
 }
 
+// GetTransferManifest operation middleware
+func (sh *strictHandler) GetTransferManifest(w http.ResponseWriter, r *http.Request, id TransferID) {
+	var request GetTransferManifestRequestObject
+
+	request.Id = id
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTransferManifest(ctx, request.(GetTransferManifestRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTransferManifest")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetTransferManifestResponseObject); ok {
+		if err := validResponse.VisitGetTransferManifestResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // ReviewTransfer operation middleware
 func (sh *strictHandler) ReviewTransfer(w http.ResponseWriter, r *http.Request, id TransferID) {
 	var request ReviewTransferRequestObject
@@ -2865,133 +2992,137 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rbhu58uerENoFYuPfki9JZv5j4//Bk8uJJ5cJ7ATZwVHgprpLEsctskOyLWsCA/tpH2CxT3ieZMHi",
-	"pbvVbFlKMslZYD/F6W6SxWKxLr8qUp8HmViUggPXanDyeTAHmoPEP89zWJRCA9cXUBZ0Bbl5moPKJCs1",
-	"E3xwMki1rCAlyzlwoudMEcrVEiRZUkW40KSUIq8yyMlkZd9L+FSB0mRS6TGXrl8ylWJB9BzIlEmlw0dL",
-	"puf4WNEFkEBPthq+hNVozM8mCrgmQs9BLpmC0ZgPkoHK5rCghla9KmFwMpgIUQDlg7u7u2RQUkkXoNfn",
-	"mK1ewqo7vzOSFQy4HmZzoYCTirNPFZBrWJGpkO0p7VHy/v35U2K4QGZC5GOezQXLYH9ELjNRQk60wOlk",
-	"tCgYn7m+LdXMDGe5P0gGnC4M5WtTHiQDMxiTZikM55uTXdDbV8Bnej44OX78OBksGPf//8/Es0Jpyfhs",
-	"YBjxGhYTkOdPu5P+vZJkgW8Jy0eetpLqeU2ZfX/F8m1pOjr+zxZNRzGa3knK1TRO1bs5EO3eE5Z7dt/8",
-	"vN9D4jel7c50pUrBFaDg/ErzC7vu5n+Z4GafmD9pWRYso4bog1KKSQGL//hTmRl8bgz+3yVMByeD/3ZQ",
-	"774D+1YdvLWt7KBdHnhxY4osaDEVcgE5EZIwfkMLlp+SFKQUUqXE8EG5bQVFrkaDu2TwRPBpwbIfQLYS",
-	"lczA0G00A+OEEqWpBqLnVBNaFGJpqXUzRHLPuQbJafE9yT0z+xxuS8g05AS5eUqYViQHTVmhCJVACjGb",
-	"QZ7gXCToSnLIkeI3Qj8XFc+/J8VvBFFVNg9MRkLeCfGKyhn8KAGdiHxlVrswRBhdSTk5Iq/Zr0jde05v",
-	"KCvopPiuBJ6RHErguVGphriqJuPUrKNckYJqkGRvo/HZd3MopchAqe89izU9sISiIE4TTCpNMsqNWE6A",
-	"OPogPzFTGfO1aaCdrhTk1tRSjqYUVy7BuZdUam70reHUNRdLnoy5kIQSCTcMliSHjCkmOMkF2I09ZRqb",
-	"el1tzBvySlVlKaSG/DXkjL5DBftjJdOQmzZHNaOlIzRFrksz4lmeS1D4J81zZr6kxVspSpCaGXMwpYWC",
-	"rqSVQmlaEGqbj8jbF+fGVJWNlp8HGdMRv+MJ0yvzbdNIHR52zFIysGNcZSKHbi9vLQHm5Vpnx7G+UBt3",
-	"e7lEJS0kkTBjgq/19DjekwTQsa7M88CRdZoOYz6BeyImf0Km0YLNIbsuBeM65q8pNuPG05IAxLhTRExR",
-	"HGmVM220dncJ/lyqyAqIRUkzTX77cEn2nl0eP/5pn4gbkOTzeHAzHpyMB+VxOcReh1mg6OBoPEjGA8X+",
-	"AvxDCqHxD80WMB7cWV+vw69rlscdHuNoonl002I6MZZTVJL89uHl5SjWmRkz3tvF8yfkp19+OibmEzKn",
-	"ak72JlTBT4/QhzIahGrjMK80xHo204r3zCt0F8WUANeSObcDFyEzXFNkrxQKt44ih6OR6Wl41B6Vcf3T",
-	"o3pYxjXMQJpxDfO6434wQQfTqMMse1rd5VTDEFvGpKr2C/9pp+X45gazS5KgaHyMyaBxBLk+U8qIkVVR",
-	"O+gGwzLrQT9QJLN9meAgZyorhDIuETBJcqqpjxmcJu5K70xSriG/orqHRToMRty3Nghxw+4ZqXj48OEv",
-	"+9uyLxn0iavr84EyDjrV64RvCFGOYroNJBP5vTrffoUqW1ibsulzt3IYkHmlV6ltW9mP1wUIRcV15MkI",
-	"5G8QH9Rkl4GALj9FpTOxAK/DjGeidFg5VDuGr8CrhaHjBiSbMjDU5MDNHx8jbHWD/277jg/cN9Ka7TKP",
-	"N4me253uu+3ly417dY+cNTvuqkGgzndYJ2wV2hviLKeiXQSBavcgYVYVVBqTqIAbrXYD8fa7yFZTGDoa",
-	"ystWg+Mb5OoyTveZMrbDCNKLC7gNTChFwbLVCUndvFJSAL0BFaIJRTQ1wc6Yh+kayfRSCbfGrSN7qGco",
-	"Z1MrORXXaAUW+8mYp6Fl6iM9uAG50nPGZ54qVHfIc2smvVg7uszW8r1sEuxNG8oy0lPeUcFUtbzeuShy",
-	"RZhu7jGa4fjJgPHwp4Q/MVaMUvWUahoWZAcb8WHuFKjj74KukKDuNvTrdGXG7pl4CL/xG2NUbLenhDoQ",
-	"TRJYlHpFFkC5MouEsIqGxb0CfOH6Rpf+DtX8uW3XcDOplHRlnQieRYTzd16srARIyITMAQ2ICTWmGhzS",
-	"ZtTFDja+sz2ewkLMJC3nLFNfbLG9kLhgwsivlxcTIFmZt84++Z0b3T3maYDL0oSkM3YDPDVzS6d0wYpV",
-	"ShyMaPY7mYBiOSiSTpjU8yszx9RuiPay0zos2bQ6Pnq5SwZ1h13+/2remQUAsvfHH3/8MXz9evj0adcn",
-	"iOk5O4tun8/xOeJQW/j6yQAZ0+3mH+Yx9rKn9rfqqEYnN4ObiUeuYW0N7Z7fCSJMBuVc8FgUZh47D3mt",
-	"10fR4Alu71vTS7jt2IjG4sZMw1MmIfOu6rqmYdmcLOmqrRRxMy7EDagTklptkZJ//c//Y9H6SjnPdMw9",
-	"6/bKSs0tym3iFDSP8sY/UGRSFddO7eyfkpQtQpdjHjIAvjMtSKXadsA2NVoJW0a17TP85jkroioGyJun",
-	"v13+/oZMWYFeFeWOoK5WNUFQRJlesr+CP2Z62TKEQXvY7e0imFhnA32X3R7UnB4//ilC0Iuz4fHjn8je",
-	"HG731ynr8Eevyh6X7/mL84u2mRjdGznhWz+5QGLieBcTQ7s+53wqegy0jXOdzSsllNToRJts2RAFwW1W",
-	"VDnkV7WLsIHZBUw1ujATyGhl463gBKAHYjUy+h3x5TAc7rG1DRlTbSdpa5PaEOO7rgndCBewAHl4Z+yB",
-	"QhTDsJbqSsL9EIJvebWT0Lm18417vPIMWNnv2bsFfmC4j1/6znMomPEYo70umZ7nki55vFPL/AeKlHRV",
-	"CJqj3x/aOGyfzUBpM+yCMm6MPNywHHjW3AZ1JrG9D9b55eEDKyRJTDpjm+M5gyJ/IriWbFLFdbXRYZjN",
-	"eaCImlPptZghVTO9MtIrobs/sE2cO3ntFdmuiRFI3HZ73HjpyJ8bWlSwH+V+ATdQdPt+IZYWmQ4ZKEJn",
-	"Eky3MJqNCNzSTCe44owWCeGC9wywBDabR7TnuUbXPbDLYyWBB7XnIqpJ0fBdrDXurKPlkp9RGLh3rTze",
-	"HF0ml5BzUzfLVGe2dlgefJUYgaQkF1pDTkqq52TPOZWjhpuYkNRY7SsbRLXjgn8efUz30aEmIQceXLOd",
-	"oud6PZnysxyRNygqkM2FQ/9QYu63IZ7nbsQYr18ALYy71EV75/jGgtM0ZxyUL0Ho8lj1xIXi2nqBti9U",
-	"MHBLF2WBRFzfDx/afmOEn7td2Yu1+A/Q8BYoxCPyBvO2dnUVmaxQVweflQherCJYDOU5M0IQmeFr31YR",
-	"uqQMY5ZOBqdlm3r8htoEbfCwfbhZGNfPyWhUxKiNve6F7C7Ch8h5QzXkV5NVTDoFzid3GKf9uPbyJaDq",
-	"Fxz68B7Z4x0tqM7mVrF4ixTmuCekCdr0PgmLsJXy2RYg8kJyHzhkyd8kh1tijSwilQ0/vASeG45hSQSy",
-	"YJAM6GLCZpVAQri4Qn5FPfRznhWVEbi3UojpPYkKm7VBfSemZt0wv7Ayip6SOu1i3AUhdA9CGXJFG1G4",
-	"+ks0aXR6Nadq3uNQGCIeGD+STr8gj4J1Kj3u7wQrg0yfoOq6KByoKlvDhM1673gdCAY+bZ6Xz9Vsm5+R",
-	"AFf9ySHVCJkwJWQ9eT0308oxjkTwsLme26WG1ncCfBo0165JWeKrgxoiEdsqxieGaGYRnfoPMCEvYUUu",
-	"wWVOfn58ZCuQ2oJ3DauefVZWk4JlxlVXZO+3Dy/baxmHpGztUofW9rquMQMpiM3QWoPYDJ2NcUvFeA63",
-	"PVnrvwVJSga3w5kYdrMBG1PkX4pGfTH69MVoU7TxlqDRVyX++yCmNf4k5HVC3ic1FIxm09V99CY4tqsY",
-	"+IoSgc3eV7MQ0a5gkIAW4GknHcZ1UuWn0OanX5X+3fO+VCD1zhUhkQ1W5xxWEQT5W2w8W6M2ganxXY5+",
-	"OTwkHMsFrR9f6UrCVijvV1aqbLMtid1sQhL7dRMX/3YI8lePsmnDl1YYTsmiUprAp4oWwd498F79Fcvt",
-	"5iolKOA/EGz+pvVDWwLX/66VRjug6W9g6WuVd1YCvgptirF4G25Hh48GEByVQsSrtUjllonlukgFcWgp",
-	"ocCAagsMTiw5kTAFCTyDxAb3OZnQ7HpEXhv5NpplLorcK6sdKzxqsOK+udRZ1LD/7m3SzPbZyn8zrQ0x",
-	"63pCD1EXI4tKg4Tc60y/OvaNXO28e9dkrUFYmFuogYiK39tQGbOT5Gm2MFZHg7wxGopyn/wFjliOKIFH",
-	"oHUeYdib2qQoTS2yvV1tB34e3fsygL22dOYLSpO6obHs4WAfcnfGMfr85dHjn4krQnV1313O2OcxGIJq",
-	"ssQCEyn4zJ9jqc+KeLTMFhioarJgCOwhZKai/pIt6t8AESpCNZnSqtAJqhaE5XCj+3mordMPLXAzEkAy",
-	"rjSNpvEt0jC1FYBGpLKskqg+yF5aSX5SHpcnjgsn4+rw8GHGcvwX0v3Tut6a5WNumtsdh3lEo5AKMSMF",
-	"4xASQp6h8bpKtQHvePHu3VtfD7LmKLdKD3UslXhG1FxITVS1WFC58nJ7zTgivY7hO2TgzgwpkwLI+4s3",
-	"xlExWijS4wliIFhS4Jnp39TrnSYkdbDsECuaE/N5XX89XEDOKMZZ5lMtxBBr9LFdo0D8GlbDBVOK8Rl2",
-	"sf7OjRFrJqFSkLuBMX4YOi1nvuZCD6ei4th0AXou8qF5hpVBrpn5P+NDi+A1Z+TxSvOsUb1vP7GHRdIx",
-	"3wOazY17NWW3vry9w7J03yWYA9zbz9Rtc6FWYJJNqPBFE/jswusR9C2AmlQRpknO8p4UQkTW34Ic+rRO",
-	"nSpRnVzJ9oqhlaGKaAdZFT1IkHlj65ndhOLAcMWNOazKe4Fh/PB9iVvd7sTYzhIchqg04LYsKLc60UiE",
-	"qLR3XDavLc6oHiO6qM0iqAgRmF6/eNTOsJPyuHTZSdVEWN9SzQBT6k/EDUg6M6M/q6n/fforcJgy88Uz",
-	"jul39BmeCG7dgSjyeoF76anbP7sfZwCpBDeeqj/zITihjTN5nCwoN/GO3bQxe1kP3e6dlqUUN0BoDaEn",
-	"NhAw/G2fJ2kW49lmoQQvOu17UhVhQOJ6yxOnZMNOHNXJlS+I1Dak0kbkOeKhcGvr+0yE2ijCSYgSZr8z",
-	"Ra6hxPJEOuY+iR0QVcf/vYJdA+ZqXfUEZp/3CeW5rdMxLhPuA/MknIdw9XaYVsLWLrc/5nupJd1ltVPb",
-	"VYFTtYqzHVMd7ub2BmnYmPsLezwOLUMmeD6cYMlpM/nSFrxtEbqQ2sFBh1W5S5roXKtmmuhL8s9NMKs/",
-	"m3MZQ+/O8gXjJhyhWJ+rLLIUaiknqwbKtPee/JfH9fab++n5IBm8HiSD99GN9M7JT0y9eSl8oJxkeWGL",
-	"xBM3/rB5JAGB72yBisztZt/KMHnanpkO7sXGHQkx5rY7iib2sbVN6IdZthz6KHJHMy1kPGWJNUg2Y2n7",
-	"3rMnw9cc5IQshbyeFmKZOBULsvPJaDSKo9SbivTntCyB71KhX4c+mzIW60hfphWhE2N2w1wbtNaLEM+8",
-	"mQ0WMoON1JtTWAnZKQfnUlwb5PCBIrNCTGgR8mEeAWgdJtsiQRZNuL1d69TLkpH+zGhExrfu3+NpG7eI",
-	"26KIsm2uBfRRB7LhxB3T3vPntYEjHHLauLGBKWtiPLaFxVs3kO8nwYheeX2f+Eq7K3eaIRlz/0SCf0YU",
-	"8PxqSllh/mPFvdGFe8CFhmTMrcG7CiVdCZaDRIPCaMqQGkfKblDXIKoaGohfn/5DE7k0Hi4GIMaJ0Ioo",
-	"DaUiGPIYkz6lXw3q+YqSnSG9BpxHFVHtHdgA+yXQe0+VhUkvjWeSZVDqnXRIsyR5I5IXPvRAyLay/gw/",
-	"Nq1s7fBWZZdYnbrhlFv/LRSRg3JW+Lct8Wgsa8H4tdp2nq/w4y8COTcn9nZSKFWZ7yA0BTVO25zy2Ref",
-	"3AwH72x+vwGj1rLVkuUWjZ7Hm/b6My9t3Ti9EfpYNbU9QHhG5tWC8qHRUoj6bB+Z3gsg4f7A6PKE+EKc",
-	"WuXa025JKNq/8meXgkrtPDArISqdjLlzGa8CPO47oZWe1/9roDIJodl1o4eM8gwKVOkerNlGSztsxbFz",
-	"03q98rumI30SiBZkKopCLDsB5fqBKjPxiMW22TqynLMC1jWg0fMhBL6qQ+BImqyIlj0ZG9ogqbvuve63",
-	"cYy6Xvd9hq+YDhqdbmLqWzrrOU5R0pkt7XFfqoRwWGJ2y/gFXdYGZ75frbqaeaaw926H28UD3lZH8CkO",
-	"t/oqq6SK7WyEBPCdDwbN50jKKeFVUXhMGtWXeWxoMi/sJSCtUp0+tYUzaBOyif+X8XTpmfPH1oEA+3RB",
-	"szlGJmZGxsFf2ZorpsaccaaZUYPkX//rf9cemivsw4deYfgzxfjQQQ9X/lzGmJunuCfMHzQz+qGAfOa+",
-	"NwtTgIZTkloVmaJ/lLY2SUqohDEXU+MrtU/8BDoHtSm9qssP12lEI9Cm0B4ate5dTRy2taRhuYghDeGM",
-	"BlmREPgOUx+xoyvlcUmEzOaAATgoG2gPtRjaiNvWFg/tgX4v5yNy1rDH9Tkq24SqaxXLEZ8iaOgqL1Xr",
-	"yNaYB+yYzijjxjHXKsAbPIfbxFbZqej518QfuFFjTv1xDg9culMtDlsyy+iOZCAkvXZLwZiP+bMbkCtn",
-	"jphqX7TSvN4ltXm+Xx49/nnf3UPjbNmYp5ikCKeahFx0UXwbAauimrk80oig1SYTkTNQAVRDEXMSbgHx",
-	"SaUJD2XrFg5v5+JOmnfGmM5MgD/mpRTa3g7lCtCNVBjvhQmOc0/f/n75jhzcHB2E1U6d7bGsP3/27vn6",
-	"pUIkl3SqT0ISbMyvYbV2CR5eXWPvzVON+Mtdu2eCXZQZ/AOvMBrztL7Ib+hv8jsheHHfflL3HMZq3gKE",
-	"2sJ7BPb1o+PjEXkJK3sNlrr3YruCZcAVqi93MdtZSbM5DI9Hh8Yfk8XgZDDXulQnBwfL5XJE8fVIyNmB",
-	"a6sOXp0/efbm8hm2qbNyuO3O3p4PkoGRQ7sVj0aH9iNRAqclG5wMHo4ORw9dBShajoPREopiiN7MwZ/L",
-	"azXy9wzNoOfulN8+vMSiz+VcKLDVm6h2VuHoE56tQuMlKlmf2rYngxA4NoYQZeQ8H5wM/gH6tw8vLwdr",
-	"N8sdHx5uuBfpz+X1UIHe8V4kV9Tacy2SmxpeafXYjh7rLFB5EC5lu2smXhBKddWthh9GELAINRloOlNG",
-	"nwcGqMFH0/bAbp+/ejl/hnKtyPHhYcPrcrda2bSwwkxul70vXNe7sXcntrpzKT1s9VQyRWiBV0S02fWK",
-	"3QAHtZE/JkBYbcseF2ApLSR41D9AhgT4zGL/pklCoFBAHh8+7DLuwo75Q/iGYxttgkvrJPLh/RLZvE2u",
-	"zeULfy5oE5tvjg7Qfz5onxeI8vySzbhVvbayQTfumtpT7C9IIvcsJeiZW/M25kY/GHVr1ghXy5jQ03oF",
-	"C4EnALC6aibFkhO8NKFxB8yY15S6paYa01ZMkcJIHV63R8mC8cq4iHiEzEkL08YDVDpAZB29dGaY0TgR",
-	"8TfKQvPcRXwf1TP9ag21xfVgDTHBZ+sSUmcvotJhnR7bm8Xy3XFsbTivoIDMXuEVIGXMcySEqjHnsDSx",
-	"2NA4VgtmLK5xuWzNR4prglmJlNgQgZQgSeF9/DF3TgBTRGkJdBHqBbDwiOJtB1SHE50hkTfmqfVe/ms6",
-	"ZzINchJcAztn05l3BpvUGAfBHay2mVNPFtlrioXp+z94bqRj38QD9YjDScXzAtIxt2ez7Cjpr/YprtCq",
-	"BJKJorCYTqRj7DYZc1ooEaY/Is9o41ZMey2VcUXrq9us8+gXwzmQeCJ4zFPrSzcvUq2TrcEt820TouCT",
-	"y5C61MS+WZPmJRNWIsLBMcEhaV7PFT/qt2GLPrPC2L7V+J8x98Wu6QOMKBZUhytzP1UgV/WduQ6Da96T",
-	"mwMWlQ1OBnbxGuFZeGCWwP3jFjMWPSWRzYJy1XfPS4xCe31Mk8DtcMOesV0N473DVlyz4hsMi9fc6CbW",
-	"80C5/dU3tP/Qp4W/8HLlKCVuZzcRnEa1YgMhjhHWAlz/NrqQV+42iih7LDb4peN/3Mm2BV3TNnBryM1d",
-	"MujRfNFmDZSo2ex2uE2bqMn0afSO4cAQfs164PlVo3ITfOQ0c2qvuH20jbVtXIb9lQb6EjX3bha59OdI",
-	"e2O3nuOktUamurbHqYJPqQ9o8f5Ovnb9Xu157VEylaDm3vNy3kXtyDlnLVyOi5dh2iH2Nyl2ezZ2C73e",
-	"k6ju1Z6Y7uy/FL2Ta14wzhZG2x9GTl9+/Bv9wrVjwv0xlph+qaA+Onx0f5NwnfdXSnaYj6XZXdvRcBT7",
-	"xdzdBHDwOZQH3Rkyyioi7k8w19WE92wZXVnQDNyle40bKTiBW2bTgYLDaMzriPKoFmPXUc5yFGJsUltO",
-	"C/ug53N8eDjmS1dU4gZFN4fsYYkWTKdCalLxHCTJBPcR1FIyHe7KGXN0Ou2gJ2Qi9ByL45x7e3x4FN06",
-	"9kjea398Ym3nxNas/uQg/BiClWkUkV9Fvvpm4tw6NnjXTgiYTXj3N24lx5OeLeQWN6zWukwYwT8+PPq+",
-	"1OCtoTZt+8W7+2gL3CDckY8NHm8DNESuMf9q1WCkorFPccdEzoo2VITTCbWSCP5bf2hqYqEQwPiTNnTm",
-	"7rpyhYLrFU62ipDmZLIa8y7G21QDvi+7USEKLrxiSr8LpN5j4KyzHBxT5n5jBvNbvRbOVQNsJ4xrJQx9",
-	"/nogwamGxg/a/DgfucuYUPTQR02zKmI7BjVKb7pkvDULrthfvYuBMEY8mnx8iOXD1rk4drXD9n9HsYse",
-	"ugdt6acqpGr9uUkJN0xUNnP8QJG0kWFN+4h0Cdi+5Tk8fvRtY4jd1GUrBx9RmtEs/I9w3c3O7qsDaCiu",
-	"Wk99dMePI7A2lpKpZoWNhUqp1AqxK49q2xrEGviyde6hUTAiZM8mxdOQUU73R+StKAqSYhHQSEExTYmQ",
-	"Y+4e+MqItFE2gvnp1q9o2Gwd3runyAQL/Fzo4K/Ic4o2o1xwltECY7AQU2CSbW85N/5PaVS/mWhw3Iyb",
-	"lAt0uhZUa5D7NmdcAtVj3s4MekDZ2G88dY5deyyv/lYLCbk7+Ib4lPu5j1buMLF5+v7M4WnDfcMf8gKq",
-	"lUumWp4T6qrzGzZHhoWL2Qbru4bKjV19uLXf8vq7PLnm0e+tHLnjb64L+pynaD0mrmRzz9h9ZMvVoj/3",
-	"Nmz+3luMHtfqIPILcXfJ4JWwk9tc5fNAkfcXr0ax32ursY3/Fzy/R8fH2zRu/lLQ7pr2G6TBbBkDbXmA",
-	"a6UlPWp63cM8+Owi0F7ApbHIPsQrpfjTOScWla+Vtv/Rv+CBWkez5YJSkhovNK0PX0R80QDKh0J04wP8",
-	"j6Gb/PA8T/dPTWhqq04RksEL6NcqqHqQmS/WTI2ftfsuvsJ9+mH03dGPf0BT9HaRs4O6GDPuLFyAqhag",
-	"1k4irpWYnWD5kRQ3kJJaSBrXsvvr5cQUDzOvH/tL8TRiaith0k6+rZUaEj5VGxTunCqi6bVDU/whhtMx",
-	"tz+VxfFkLuOVmYVa8WwuBReViud+7CnObyeL395Crp0z/TczkuH06tKvyml7/aQVqO+GKj46/OX+BuFn",
-	"G/+/fYvat6d4nrypBPxFp+vHkndSPs2a615r10xWQUsLoQd/EpLireNToTwPn6b71uXG0jsVzgC4l/bX",
-	"Hamq7wbwUqzqw1OustPX7RvjZhQKzxG/UUZpuUKAJuAz5mh+G0eNQ3GzNbVqLpb8HosYTob+21pGT2Cf",
-	"ZQx18z/WMnaOz/ZJ6114/rkfRbUXzMXuk8BTIUY6bJnwaP2HfdUghva0Sppr+MmVmjEZqFajbvo61iWy",
-	"ni5KkEN727quvb4Tl6wIp9aD5+eeu37HnBoOriXA3IXZWIphEx0hCfga5HXhbiLFas4xX68KUmSvzvK5",
-	"I/SsncAJ5Z+OhbaqC2/Ux73iZm9TOd2Z2xK4pHVtdW6rJ/E3NK5h1WRio2Lt7uPd/w0AAP//",
+	"7H3rbhu50uCrENoFYuNryZckM9/Y+H54cjnx5DKBnSA7OArcVHdJ4rhFdki2ZU1gYH/tAyz2Cc+TLFi8",
+	"dLeaLUtJJjkL7K84rSZZLBbrXtWfB5lYlIID12pw8nkwB5qDxD/Pc1iUQgPXF1AWdAW5eZqDyiQrNRN8",
+	"cDJItawgJcs5cKLnTBHK1RIkWVJFuNCklCKvMsjJZGV/l/CpAqXJpNJjLt28ZCrFgug5kCmTSoeXlkzP",
+	"8bGiCyABnmw1fAmr0ZifTRRwTYSeg1wyBaMxHyQDlc1hQQ2selXC4GQwEaIAygd3d3fJoKSSLkCv7zFb",
+	"vYRVd39nJCsYcD3M5kIBJxVnnyog17AiUyHbW9qj5P3786fEYIHMhMjHPJsLlsH+iFxmooScaIHbyWhR",
+	"MD5zc1uomVnOYn+QDDhdGMjXtjxIBmYxJs1RGMw3N7ugt6+Az/R8cHL8+HEyWDDu//+fiUeF0pLx2cAg",
+	"4jUsJiDPn3Y3/XslyQJ/JSwfedhKquc1ZPb3K5ZvC9PR8X+2YDqKwfROUq6mcajezYFo9zthuUf3zc/7",
+	"PSB+U9juzFSqFFwBEs6vNL+w527+lwlu7on5k5ZlwTJqgD4opZgUsPiPP5XZwefG4v9dwnRwMvhvB/Xt",
+	"O7C/qoO3dpRdtIsDT25MkQUtpkIuICdCEsZvaMHyU5KClEKqlBg8KHetoMjVaHCXDJ4IPi1Y9gPAVqKS",
+	"GRi4DWdgnFCiNNVA9JxqQotCLC20bocI7jnXIDktvie4Z+aew20JmYacIDZPCdOK5KApKxShEkghZjPI",
+	"E9yLBF1JDjlC/Ebo56Li+feE+I0gqsrmAckIyDshXlE5gx9FoBORr8xpFwYIwyspJ0fkNfsVoXvP6Q1l",
+	"BZ0U3xXAM5JDCTw3LNUAV9VgnJpzlCtSUA2S7G0UPvtuD6UUGSj1vXexxgeWUBTEcYJJpUlGuSHLCRAH",
+	"H+QnZitjvrYNlNOVgtyKWspRlOLJJbj3kkrNDb81mLrmYsmTMReSUCLhhsGS5JAxxQQnuQB7sadM41DP",
+	"q414Q1ypqiyF1JC/hpzRd8hgfyxlGnDT5qpmtXSEoshNaVY8y3MJCv+kec7Mm7R4K0UJUjMjDqa0UNCl",
+	"tFIoTQtC7fARefvi3IiqsjHy8yBjOqJ3PGF6Zd5tCqnDw45YSgZ2jatM5NCd5a0FwPy4NtlxbC7kxt1Z",
+	"LpFJC0kkzJjgazM9js8kAXRsKvM8YGQdpsOYTuCeiMmfkGmUYHPIrkvBuI7pa4rNuNG0JAAx6hQRUyRH",
+	"WuVMG67dPYI/lypyAmJR0kyT3z5ckr1nl8ePf9on4gYk+Twe3IwHJ+NBeVwOcdZhFiA6OBoPkvFAsb8A",
+	"/5BCaPxDswWMB3dW1+vg65rlcYXHKJooHt22mE6M5BSVJL99eHk5ik1m1ozPdvH8Cfnpl5+OiXmFzKma",
+	"k70JVfDTI9ShDAeh2ijMKw2xmc224jPzCtVFMSXAtWRO7cBDyAzWFNkrhcKro8jhaGRmGh61V2Vc//So",
+	"XpZxDTOQZl2DvO66H4zRwTTyMIue1nQ51TDEkTGqqvXCf9ptOby5xeyRJEgaH2M0aBRBrs+UMmRkWdQO",
+	"vMGgzGrQDxTJ7FzGOMiZygqhjEoETJKcauptBseJu9Q7k5RryK+o7kGRDosR9641Qtyye4YqHj58+Mv+",
+	"tuhLBn3k6uZ8oIyCTvU64BtMlKMYbwPJRH4vz7dvIcsWVqZset2dHBpknulVattR9uV1AkJScRN5MAL4",
+	"G8gHOdllAKCLT1HpTCzA8zCjmSgdTg7ZjsEr8Gph4LgByaYMDDQ5cPPHxwha3eK/27njC/ettCa7zONN",
+	"pOdup3tve/py617dQ2fNibtsEKjTHdYBW4XxBjiLqegUgaDaM0iYVQWVRiQq4Iar3UB8/C601SSGDofy",
+	"tNXA+Aa6uozDfaaM7DCE9OICbgMSSlGwbHVCUrevlBRAb0AFa0IRTY2xM+Zhu4YyPVXCrVHryB7yGcrZ",
+	"1FJOxTVKgcV+MuZpGJl6Sw9uQK70nPGZhwrZHeLciklP1g4uc7X8LJsIe9OFsoj0kHdYMFUtrXcuilwR",
+	"ppt3jGa4fjJgPPwp4U+0FaNQPaWahgPZQUZ8mDsG6vC7oCsEqHsN/TldmbV7Nh7Mb3zHCBU77Smhzokm",
+	"CSxKvSILoFyZQ0K3iobFvQR84eZGlf4O2fy5HddQM6mUdGWVCJ5FiPN3XqwsBUjIhMwBBYgxNaYanKfN",
+	"sIsdZHznejyFhZhJWs5Zpr5YYnsiccaEoV9PL8ZAsjRvlX3yOze8e8zT4C5LE5LO2A3w1OwtndIFK1Yp",
+	"cW5Ec9/JBBTLQZF0wqSeX5k9pvZCtI+d1mbJptPx1stdMqgn7OL/V/ObOQAge3/88ccfw9evh0+fdnWC",
+	"GJ+zu+jO+Ryfox9qC10/GSBiutP8wzzGWfbU/lYT1d7Jzc7NxHuuYe0M7Z3fyUWYDMq54DErzDx2GvLa",
+	"rI+ixhPc3neml3DbkRGNw42JhqdMQuZV1XVOw7I5WdJVmyniZVyIG1AnJLXcIiX/+p//x3rrK+U00zH3",
+	"qNsrKzW3Xm5jp6B4lDf+gSKTqrh2bGf/lKRsEaYc8xAB8JNpQSrVlgN2qOFKODLKbZ/hO89ZEWUxQN48",
+	"/e3y9zdkygrUqih3AHW5qjGCIsz0kv0V9DEzy5YmDMrD7mwXQcQ6Gein7M6g5vT48U8RgF6cDY8f/0T2",
+	"5nC7vw5ZBz96VfaofM9fnF+0xcToXssJf/WbCyAmDncxMrTnc86nokdAWzvXybxSQkkNT7TBlg1WENxm",
+	"RZVDflWrCBuQXcBUowozgYxW1t4KSgBqIJYjo94RPw6D4R5Z26Ax1VaSthapDTK+64rQje4CFlweXhl7",
+	"oNCLYVBLdSXhfheCH3m1E9G5s/ODe7TyDFjZr9m7A35gsI9v+slzKJjRGKOzLpme55IueXxSi/wHipR0",
+	"VQiao94fxjjfPpuB0mbZBWXcCHm4YTnwrHkN6khi+x6s48u7DyyRJDHqjF2O5wyK/IngWrJJFefVhodh",
+	"NOeBImpOpediBlTN9MpQr4Tu/cAxcezktVZkpyaGIPHa7XGjpSN+bmhRwX4U+wXcQNGd+4VYWs90iEAR",
+	"OpNgpoXRbETglmY6wRNntEgIF7xngSWw2TzCPc81qu4BXd5XEnBQay6imhQN3cVK4845Wiz5HYWFe8/K",
+	"+5ujx+QCcm7r5pjqyNYOx4M/JYYgKcmF1pCTkuo52XNK5aihJiYkNVL7yhpRbbvgn0cf031UqEmIgQfV",
+	"bCfruT5PpvwuR+QNkgpkc+G8f0gx98sQj3O3YgzXL4AWRl3qenvn+It1TtOccVA+BaGLY9VjF4prqwXa",
+	"uZDBwC1dlAUCcX2/+9DOGwP83N3KXl+LfwEFb4FEPCJvMG5rT1eRyQp5ddBZieDFKuKLoTxnhggiO3zt",
+	"xypCl5ShzdKJ4LRkU4/eUIugDRq2NzcLo/o5Go2SGLW2170uu4vwImLeQA351WQVo06B+8mdj9O+XGv5",
+	"EpD1Cw59/h7Zox0tqM7mlrF4iRT2uCekMdr0PgmHsBXz2dZB5InkPueQBX8THW7pa2QRqmzo4SXw3GAM",
+	"UyIQBYNkQBcTNqsEAsLFFeIrqqGf86yoDMG9lUJM7wlU2KgN8jsxNeeG8YWVYfSU1GEXoy4IoXs8lCFW",
+	"tNELV7+JIo1Or+ZUzXsUCgPEA6NH0ukXxFEwT6VH/Z1gZpCZE1SdF4ULVWVrmXBZ712v44KBT5v35WM1",
+	"28ZnJMBVf3BINUwmDAlZTV7PzbZytCPRedg8z+1CQ+s3AT4NmmfXhCzx2UENkohdFaMTQzSyiEr9B5iQ",
+	"l7Ail+AiJz8/PrIZSG3Cu4ZVzz0rq0nBMqOqK7L324eX7bOMu6Rs7lIH1va5riEDIYjt0EqD2A6djHFH",
+	"xXgOtz1R67/Fk5QMboczMexGAzaGyL/UG/XF3qcv9jZFB2/pNPqqwH+fi2kNPwl5nZD3Se0KRrHp8j56",
+	"AxzbZQx8RYrAZu2rmYhoTzBQQMvhaTcd1nVU5bfQxqc/lf7b875UIPXOGSGRC1bHHFYRD/K3uHg2R20C",
+	"U6O7HP1yeEg4pgtaPb7SlYStvLxfmamyzbUk9rIJSezbTb/4t/Mgf/Uqmy58aYnhlCwqpQl8qmgR5N0D",
+	"r9VfsdxerlKCAv4Dnc3fNH9oS8f1v2um0Q7e9Dew9LnKOzMBn4U2RVu87W5HhY8GJzgyhYhWaz2VWwaW",
+	"6yQV9ENLCQUaVFv44MSSEwlTkMAzSKxxn5MJza5H5LWhb8NZ5qLIPbPaMcOjdlbct5c6ihru371DmtE+",
+	"m/lvtrXBZl0P6KHXxdCi0iAh9zzTn479Ra52vr1rtNYALOwt5EBEye9tyIzZifI0Wxipo0HeGA5FuQ/+",
+	"AkdfjiiBR1zrPIKwN7VIUZpaz/Z2uR34evTuy+DstakzX5Ca1DWNZQ8G+zx3Zxytz18ePf6ZuCRUl/fd",
+	"xYx9HnNDUE2WmGAiBZ/5Opa6VsR7y2yCgaomC4aOPXSZqai+ZJP6N7gIFaGaTGlV6ARZC7rl8KL7fait",
+	"ww8t52bEgGRcaRoN41tPw9RmABqSyrJKIvsge2kl+Ul5XJ44LJyMq8PDhxnL8V9I90/rfGuWj7kZbm8c",
+	"xhENQyrEjBSMQwgIeYTG8yrVBn/Hi3fv3vp8kDVFuZV6qGOhxDOi5kJqoqrFgsqVp9trxtHT6xC+QwTu",
+	"zIAyKYC8v3hjFBXDhSIznqAPBFMKPDL9L/V5pwlJnVt2iBnNiXm9zr8eLiBnFO0s86oWYog5+jiukSB+",
+	"DavhginF+AynWP/NrREbJqFSkLuF0X4YOi5n3uZCD6ei4jh0AXou8qF5hplBbpj5P+ND68Fr7sj7K82z",
+	"Rva+fcUWi6Rjvgc0mxv1aspufXp7B2XpvgswB3dvP1K3jYVagkk2eYUvmo7Prns94n0LTk2qCNMkZ3lP",
+	"CCFC629BDn1Ypw6VqE6sZHvG0IpQRbiDrIoeT5D5xeYzuw3FHcMVN+KwKu91DOOL70u86vYmxm6W4DBE",
+	"pgG3ZUG55YmGIkSlveKy+WxxR/Ua0UNtJkFFgMDw+sWjdoSdlMeli06qpof1LdUMMKT+RNyApDOz+rMa",
+	"+t+nvwKHKTNvPOMYfked4YngVh2Iel4v8C49dfdn93IGkEpwo6n6mg/BCW3U5HGyoNzYO/bSxuRlvXR7",
+	"dlqWUtwAobULPbGGgMFvu56kmYxnh4UUvOi27wlVhAWJmy1PHJMNN3FUB1e+wFLbEEobkefoD4Vbm99n",
+	"LNRGEk5ClDD3nSlyDSWmJ9Ix90Hs4FF1+N8r2DVgrNZlT2D0eZ9Qnts8HaMy4T0wT0I9hMu3w7ASjnax",
+	"/THfSy3oLqqd2qkK3KplnG2b6nA3tTdQw8bYX7jjcdcyZILnwwmmnDaDL23C29ZDF0I7uOiwKncJE51r",
+	"1QwTfUn8uenM6o/mXMa8d2f5gnFjjlDMz1XWsxRyKSerhpdp7z35L+/X22/ep+eDZPB6kAzeRy/SO0c/",
+	"MfbmqfCBcpTliS1iT9z4YvNIAAJ/swkqMreXfSvB5GF7Zia41zfuQIghtz1RNLCPo21AP+yypdBHPXc0",
+	"00LGQ5aYg2QjlnbuPVsZvqYgJ2Qp5PW0EMvEsViQnVdGo1HcS70pSX9OyxL4Lhn6temzKWKx7unLtCJ0",
+	"YsRu2GsD1voQ4pE3c8FCZLARenMMKyE7xeBciGsDHT5QZFaICS1CPMx7AFrFZFsEyKIBt7drk3paMtSf",
+	"GY7I+Nbze3/axivirih62TbnAnqrA9Fw4sq093y9NnB0h5w2OjYwZUWM921h8tYN5PtJEKJXnt8nPtPu",
+	"ylUzJGPun0jwz4gCnl9NKSvMfyy5N6ZwD7jQkIy5FXhXIaUrwXSQqFEYDRlSo0jZC+oGRFlDw+PXx/9Q",
+	"RC6NhosGiFEitCJKQ6kImjxGpE/pVzv1fEbJzi69hjuPKqLaN7Dh7JdA760qC5teGs0ky6DUO/GQZkry",
+	"Rk9eeNE7Qral9Wf4shllc4e3SrvE7NQNVW79XSgihXKW+LdN8Wgca8H4tdp2n6/w5S9ycm4O7O3EUKoy",
+	"34FoCmqUtjnlsy+u3AyFdza+33Cj1rTVouUWjB7Hm+76M09tXTu9YfpYNrW9g/CMzKsF5UPDpdDrs71l",
+	"eq8DCe8HWpcnxCfi1CzXVrslIWn/ytcuBZbaeWBOQlQ6GXOnMl4F97ifhFZ6Xv+v4ZVJCM2uGzNklGdQ",
+	"IEv3zpptuLTzrTh0bjqvV/7WdKhPAtGCTEVRiGXHoFwvqDIbj0hsG60jyzkrYJ0DGj4fTOCr2gSOhMmK",
+	"aNqTkaENkLrn3qt+G8Woq3XfJ/iK6aAx6SakvqWznnKKks5sao97UyWEwxKjW0Yv6KI2KPP9bNXlzDOF",
+	"s3cn3M4e8LI64p/icKuvskqq2M1GlwD+5o1B8zqCckp4VRTeJ43syzw2MJkfbBOQVqpOH9vCHbQB2YT/",
+	"y3i49MzpY+uOAPt0QbM5WiZmR0bBX9mcK6bGnHGmmWGD5F//63/XGppL7MOHnmH4mmJ86FwPV74uY8zN",
+	"U7wT5g+aGf5QQD5z75uDKUDDKUkti0xRP0pblyQlVMKYi6nRldoVPwHOQS1Kr+r0w3UYUQi0IbRFo1a9",
+	"q4HDsRY0TBcxoKE7owFWxAS+w9BHrHSlPC6JkNkc0AAHZQ3toRZDa3Hb3OKhLej3dD4iZw15XNdR2SFU",
+	"XatYjPgUnYYu81K1SrbGPPiO6YwybhRzrYJ7g+dwm9gsOxWtf018wY0ac+rLObzj0lW1ON+SOUZXkoEu",
+	"6bUuBWM+5s9uQK6cOGKq3Wil2d4ltXG+Xx49/nnf9aFxsmzMUwxShKomIRddL761gFVRzVwcaURQapOJ",
+	"yBmo4FRDEnMUbh3ik0oTHtLWrTu8HYs7afaMMZMZA3/MSym07Q7lEtANVRjthQmOe0/f/n75jhzcHB2E",
+	"006d7LGoP3/27vl6UyGSSzrVJyEINubXsFprgoeta2zfPNWwv1zbPWPsIs3gH9jCaMzTupHf0HfyOyHY",
+	"uG8/qWcOazW7ACG38BqB/fnR8fGIvISVbYOl7m1sV7AMuEL25RqznZU0m8PweHRo9DFZDE4Gc61LdXJw",
+	"sFwuRxR/Hgk5O3Bj1cGr8yfP3lw+wzF1VA6v3dnb80EyMHRor+LR6NC+JErgtGSDk8HD0eHoocsARclx",
+	"MFpCUQxRmzn4c3mtRr7P0Ax6eqf89uElJn0u50KBzd5EtrMKpU9YW4XCS1Syrtq2lUHoODaCEGnkPB+c",
+	"DP4B+rcPLy8Ha53ljg8PN/RF+nN5PVSgd+yL5JJae9oiua1hS6vHdvXYZAHKg9CU7a4ZeEFXqstuNfgw",
+	"hIBJqMlA05ky/DwgQA0+mrEH9vr81Yv5M6RrRY4PDxtal+tqZcPCCiO5XfS+cFPvht6d0OrqUnrQ6qFk",
+	"itACW0S00fWK3QAHtRE/xkBYbYseZ2ApLSR4r39wGRLgM+v7N0MSAoUC8vjwYRdxF3bNH4I3XNtwEzxa",
+	"R5EP76fIZje5NpYvfF3QJjTfHB2g/nzQrheI4vySzbhlvTazQTd6Te0p9hckkT5LCWrmVryNueEPht2a",
+	"M8LTMiL0tD7BQmAFAGZXzaRYcoJNExo9YMa8htQdNdUYtmKKFIbqsN0eJQvGK6MiYgmZoxamjQaodHCR",
+	"dfjSmUFGoyLib6SFZt1F/B7VO/1qDrVFe7AGmeCzdQqpoxdR6rBKj53N+vJdObY2mFdQQGZbeAWXMsY5",
+	"EkLVmHNYGltsaBSrBTMS16hcNucjxTPBqERKrIlASpCk8Dr+mDslgCmitAS6CPkCmHhEsdsB1aGiMwTy",
+	"xjy12st/TedMpoFOgmpg92wm88pgExqjILjCahs59WCRvSZZmLn/g+eGOvaNPVCvOJxUPC8gHXNbm2VX",
+	"SX+1T/GEViWQTBSF9elEJsZpkzGnhRJh+yPyjDa6Ytq2VEYVrVu3WeXRH4ZTILEieMxTq0s3G6nWwdag",
+	"lvmxCVHwyUVIXWhi35xJs8mEpYhQOCY4JM32XPFSvw1X9JklxnZX43/G1Bd7pg/QolhQHVrmfqpAruqe",
+	"uc4H1+yTmwMmlQ1OBvbwGuZZeGCOwP3jDjNmPSWRy4J01dfnJQahbR/TBHA7v2HP2i6H8d5lK65Z8Q2W",
+	"xTY3uunreaDc/epb2r/ow8Jf2Fw5Com72U0PTiNbseEhjgHWcrj+bXAhrlw3iih6rG/wS9f/uJNsC7ym",
+	"LeDWPDd3yaCH80WHNbxEzWG3w23GREWmD6N3BAea8GvSA+tXDctN8JHjzKltcftoG2nbaIb9lQL6Ejn3",
+	"bhK59HWkvbZbTzlpzZGpruVxquBT6g1a7N/J19rv1ZrXHiVTCWruNS+nXdSKnFPWQnNcbIZpl9jfxNht",
+	"bewWfL0nUN3LPTHc2d8UvRNrXjDOFobbH0aqLz/+jXrhWplwv40lpl9KqI8OH90/JLTz/krKDvuxMLu2",
+	"HQ1FsZ/MXSeAg88hPejOgFFWEXJ/grGupnvPptGVBc3ANd1rdKTgBG6ZDQcKDqMxry3Ko5qM3UQ5y5GI",
+	"cUgtOa3bBzWf48PDMV+6pBK3KKo5ZA9TtGA6FVKTiucgSSa4t6CWkunQK2fMUem0i56QidBzTI5z6u3x",
+	"4VH06tiSvNe+fGLt5sTOrH7lIHwMwdI0ksivIl99M3JulQ3etQMC5hLe/Y1XyeGk5wq5ww2ntU4ThvCP",
+	"D4++LzTYNdSGbb/4dh9t4TcIPfJxwONtHA2RNuZfzRoMVTTuKd6YSK1og0U4nlAziaC/9ZumxhYKBoyv",
+	"tKEz1+vKJQquZzjZLEKak8lqzLs+3iYb8HPZiwpR58IrpvS7AOo9As4qy0ExZe4bMxjf6pVwLhtgO2Jc",
+	"S2Ho09cDCI41ND5o8+N05C5iQtJDHzTNrIjtENRIvemC8dYcuGJ/9R4GujHi1uTjQ0wftsrFscsdtv87",
+	"ijV66Bba0k9VCNX6ukkJN0xUNnL8QJG0EWFN+4B0Adi+4zk8fvRtbYjd2GUrBh9hmtEo/I9Q3c3N7ssD",
+	"aDCumk99dOXHEbc2ppKpZoaNdZVSqRX6rrxX2+Yg1o4vm+ceBgUhQvZsUDwNEeV0f0TeiqIgKSYBjRQU",
+	"05QIOebugc+MSBtpIxifbn1Fw0brsO+eIhNM8HOmg2+R5xhtRrngLKMF2mDBpsAg295ybvSf0rB+s9Gg",
+	"uBk1KReodC2o1iD3bcy4BKrHvB0Z9A5lI7+x6hyn9r68+l0tJOSu8A39U+5zH63YYWLj9P2Rw9OG+oYf",
+	"8gKqlQumWpwT6rLzGzJHhoOLyQaru4bMjV11uLVvef1dmlyz9HsrRe74m/OCPuUpmo+JJ9m8M/Ye2XS1",
+	"6Ofehs3vvcXgcaMOIl+Iu0sGr4Td3OYsnweKvL94NYp9r632bfy/oPk9Oj7eZnDzS0G7c9pvEAazaQy0",
+	"pQGupZb0sOl1DfPgs7NAex0ujUP2Jl4pxZ9OObFe+Zpp+4/+BQ3UKpotFZSS1GihaV18EdFFg1M+JKIb",
+	"HeB/DN3mh+d5un9qTFObdYouGWxAv5ZB1eOZ+WLO1Pis3XfRFe7jD6Pv7v34BzRJbxc6O/AZFBsJLnR4",
+	"DR8gwO6ixYqEj8NYFQLrGajtcGq/7jPm9vM+CUmvWZ42e+Puu2wPX3HHVKuvLjbDBprNx3zKCqNvGo0y",
+	"aZd4JvZTCLi6UwlG5LxR0+fCHmAnsc1/FGBuF5VAykrO7Af+GtUNStiALxYahHYhY67oSlnXiy2/MFoH",
+	"mYD/TkbICjMbtPfNpgeigWdTfXrMwHuuxGt/SN/xagibVLSja7zTpPhHXIVIt2RXT9YICvlu59tflTpv",
+	"Oa5XX4CqFqDWinbXsjFPMFNPihtISc1PG18w8J0YxRTr/tcrZFMs3E1t0ljaCU23oqjCZzUE3WROFdH0",
+	"2jkefb3P6Zjbr8pxLGJnvDK7UCuezaXgolLxMKkteP52bPvbK5NrJdn/ZvpkKPRe+lM5bZ+ftAT13Rzw",
+	"jw5/uX9A+MLp/1cFo6rgU2y90GQCvifwegX/TsynWZ7QL6cbcV1ocSE0dk9C/kir0jBksuLTdN9ap5il",
+	"qkK5jPvRfgiVqrqNhqdiVdcZuiRoX+Ji9EDDUHiOklAZpuVyZpq+USOhpdKNqvxQB2C1UjUXS36PpAxF",
+	"1P+2SqQHsE+JDCUmP1aJ7FSa91HrXXj+uT/gYHsxxlqvYAGVoQ6rO43Wv4GtBjHHaCv7v/bUuqxMJgPU",
+	"atTN9IhNiainixLk0H6YQNfK2YmL64UGD8FIcs/dvGOO6uJarNj1lsesJRsTDPHy1yCvC9e0F1XhMV9P",
+	"oFNkrw6Iu24TrB3rDJnSDoU2ARI/PoF3xe3eRj27O7fZokmrw3tuE43xczPXsGoisZHceffx7v8GAAD/",
+	"/w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

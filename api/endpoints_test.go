@@ -373,3 +373,47 @@ func TestSpecIsDescribed(t *testing.T) {
 		}
 	}
 }
+
+func TestTransferManifest(t *testing.T) {
+	e := newEnv(t)
+	created := decode[Transfer](t, e.post(key, body("sandbox")))
+	problem(t, e.do(http.MethodGet, "/v1/transfers/"+created.Id+"/manifest", ""), http.StatusNotFound, ProblemNotFound)
+	problem(t, e.do(http.MethodGet, "/v1/transfers/no-such-transfer/manifest", ""), http.StatusNotFound, ProblemNotFound)
+
+	ctx := context.Background()
+	now := time.Now().UTC()
+	const jws = "eyJhbGciOiJFUzI1NiJ9.eyJmaWxlcyI6W119.c2ln"
+	for _, a := range []store.Artifact{
+		{Digest: "aa", TransferID: created.Id, Name: "Patient.ndjson", ContentType: "application/fhir+ndjson", Data: []byte("{}\n"), Size: 3, CreatedAt: now},
+		{Digest: "bb", TransferID: created.Id, Name: "manifest.jws", ContentType: "application/jose", Data: []byte(jws), Size: int64(len(jws)), CreatedAt: now},
+	} {
+		if err := e.store.PutArtifact(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.store.ApplyChange(ctx, created.Id, store.Change{
+		Event:  transfer.Event{At: now, State: transfer.StatePayloadPrepared, Type: "state", Key: transfer.StateKey(transfer.StatePayloadPrepared)},
+		State:  transfer.StatePayloadPrepared,
+		Export: &transfer.ExportInfo{ManifestSHA256: "cc", SignatureSHA256: "bb", KID: "k"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The PHI goes; the signed manifest stays.
+	if _, err := e.store.PurgeArtifacts(ctx, created.Id, "application/fhir+ndjson", now); err != nil {
+		t.Fatal(err)
+	}
+	w := e.do(http.MethodGet, "/v1/transfers/"+created.Id+"/manifest", "")
+	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/jose" || w.Body.String() != jws {
+		t.Fatalf("GET manifest = %d %s %q", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	reads := 0
+	for _, ae := range e.auditEntries() {
+		if ae.Event.Type == transfer.EventRead && ae.Event.Detail["route"] == routeManifest {
+			reads++
+		}
+	}
+	// Both asks are recorded, the one before there was a manifest too.
+	if reads != 2 {
+		t.Errorf("%d recorded reads of the manifest, want 2", reads)
+	}
+}

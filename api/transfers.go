@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -407,4 +408,51 @@ func (s *Server) ReviewTransfer(ctx context.Context, req ReviewTransferRequestOb
 		return nil, fmt.Errorf("get reviewed transfer: %w", err)
 	}
 	return ReviewTransfer202JSONResponse(s.transferView(t)), nil
+}
+
+// GetTransferManifest answers the signed manifest of the transfer's export,
+// as sent: kept after the files are gone, as the evidence of what was.
+func (s *Server) GetTransferManifest(ctx context.Context, req GetTransferManifestRequestObject) (GetTransferManifestResponseObject, error) {
+	noteTransfer(ctx, req.Id)
+	if err := s.recordReads(ctx, routeManifest, req.Id); errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	} else if err != nil {
+		return nil, err
+	}
+	t, err := s.store.GetTransfer(ctx, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get transfer: %w", err)
+	}
+	if t.Export == nil {
+		return nil, notFound("a signed manifest of this transfer")
+	}
+	digest := t.Export.SignatureSHA256
+	if digest == "" {
+		// Exports prepared before the projection named their signature:
+		// any signature artifact of the transfer signs the same manifest.
+		arts, err := s.store.ListArtifacts(ctx, req.Id)
+		if err != nil {
+			return nil, fmt.Errorf("list artifacts: %w", err)
+		}
+		for _, a := range arts {
+			if a.ContentType == "application/jose" { // a signed manifest (activities.PrepareExport)
+				digest = a.Digest
+				break
+			}
+		}
+	}
+	if digest == "" {
+		return nil, notFound("a signed manifest of this transfer")
+	}
+	a, err := s.store.GetArtifact(ctx, digest)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("a signed manifest of this transfer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get signed manifest: %w", err)
+	}
+	return GetTransferManifest200ApplicationjoseResponse{Body: bytes.NewReader(a.Data), ContentLength: int64(len(a.Data))}, nil
 }

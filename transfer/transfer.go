@@ -210,6 +210,7 @@ type ConsentOutcome struct {
 // ExportInfo describes the signed export prepared for the partner.
 type ExportInfo struct {
 	ManifestSHA256    string       `json:"manifest_sha256"`
+	SignatureSHA256   string       `json:"signature_sha256,omitempty"` // the artifact of the signed manifest sent
 	KID               string       `json:"kid"`
 	Files             []ExportFile `json:"files"`
 	ExcludedSensitive int          `json:"excluded_sensitive"`
