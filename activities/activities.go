@@ -16,6 +16,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -50,6 +51,8 @@ type Activities struct {
 	// PHIRetention is how long PurgePHI keeps an ended transfer's export
 	// payloads; 0: DefaultPHIRetention.
 	PHIRetention time.Duration
+
+	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
 
 	keyMu sync.Mutex
 	key   []byte // the store's presentation key, once read

@@ -97,17 +97,22 @@ const (
 	AckBySignal   = "signal"        // a later acknowledgement
 )
 
-// AckDetail is the detail of a partner's acknowledgement. The signed-push
-// protocol's receipts are not signed: "ack_signature" says so.
-// "ack_verified" is true when the acknowledgement answered our push on
-// the connection we opened to the registered endpoint and was checked
-// (status acknowledged with a receipt id); a later one by signal is the
-// partner's word alone.
-func AckDetail(receiptID, via string) map[string]any {
-	return map[string]any{
+// AckDetail is the detail of a partner's acknowledgement. "ack_signature"
+// is "verified" when the partner signed its receipt and the signature
+// verified against its JWKS (kid in "ack_signature_kid"), "none" for a
+// partner that publishes no keys. "ack_verified" is true when the
+// acknowledgement is proven: signed and verified, or, from a partner
+// without keys, the answer to our own push to its registered endpoint; a
+// later one by signal from such a partner is its word alone.
+func AckDetail(receiptID, via, signedBy string) map[string]any {
+	d := map[string]any{
 		"receipt_id": receiptID, "ack_via": via, "ack_signature": "none",
-		"ack_verified": via == AckInResponse && receiptID != "",
+		"ack_verified": signedBy != "" || (via == AckInResponse && receiptID != ""),
 	}
+	if signedBy != "" {
+		d["ack_signature"], d["ack_signature_kid"] = "verified", signedBy
+	}
+	return d
 }
 
 // endpointOf is the partner URL as the audit may show it: without user

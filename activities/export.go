@@ -117,6 +117,7 @@ type Sent struct {
 	Attempt      int32  // the activity attempt that delivered
 	HTTPStatus   int    // the partner's HTTP answer
 	DeliveryKey  string // the delivery's Idempotency-Key
+	ReceiptKID   string // the partner key that signed the receipt; "" if unsigned
 }
 
 // SendExport delivers the signed export to the partner. Its idempotency key
@@ -155,6 +156,12 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 	stop := heartbeat(ctx, 2*time.Second)
 	r, err := a.Pusher.Push(ctx, p, d)
 	stop()
+	var receiptKID string
+	if err == nil && r.Status == connectors.StatusAcknowledged {
+		// A partner that publishes keys signs its receipts: an
+		// acknowledgement counts only if its signature proves it.
+		receiptKID, err = connectors.VerifyReceipt(ctx, &a.receiptKeys, p, in.TransferID, in.ManifestSHA256, d.IdempotencyKey, r)
+	}
 	if err != nil {
 		a.log(in.TransferID).Warn("delivery failed", zap.String("partner_id", p.ID), zap.Int32("attempt", n), zap.Error(err))
 		// Every attempt is evidence: the data may have reached the partner.
@@ -178,6 +185,7 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 	return Sent{
 		Status: r.Status, ReceiptID: r.ReceiptID, Duplicate: r.Duplicate, Endpoint: endpoint,
 		Acknowledged: r.Status == connectors.StatusAcknowledged, Attempt: n, HTTPStatus: r.StatusCode, DeliveryKey: d.IdempotencyKey,
+		ReceiptKID: receiptKID,
 	}, nil
 }
 

@@ -60,6 +60,9 @@ type Receipt struct {
 	ReceivedAt time.Time // zero if the partner did not say
 	Duplicate  bool      // the partner had this idempotency key already
 	StatusCode int       // the HTTP status of the answer
+	// Signed is the partner's signed receipt (compact JWS of ReceiptClaims
+	// under a key of its JWKS), if it sent one; see VerifyReceipt.
+	Signed string
 }
 
 // Pusher delivers signed exports to partners that take pushed exports.
@@ -80,7 +83,8 @@ type Pusher interface {
 // The receiver verifies the JWS against our JWKS, checks each file against
 // the manifest's digests, and answers:
 //
-//   - 200 or 201 {"status":"acknowledged","receipt_id":"…","received_at":"<RFC 3339>","duplicate":false}:
+//   - 200 or 201 {"status":"acknowledged","receipt_id":"…","received_at":"<RFC 3339>","duplicate":false,
+//     "receipt_jws":"<optional compact JWS of ReceiptClaims under the partner's JWKS>"}:
 //     received. A repeat with a known Idempotency-Key returns the first
 //     receipt with "duplicate": true (or header Idempotent-Replayed: true)
 //     and is not a second delivery.
@@ -151,6 +155,7 @@ type wireReceipt struct {
 	ReceiptID  string `json:"receipt_id"`
 	ReceivedAt string `json:"received_at"`
 	Duplicate  bool   `json:"duplicate"`
+	Signed     string `json:"receipt_jws"`
 }
 
 // Push delivers d to p.PushURL within p's timeout.
@@ -294,7 +299,7 @@ func parseReceipt(p Partner, resp *http.Response, raw []byte, accepted bool) (Re
 		return bad("no receipt")
 	}
 	r := Receipt{
-		ReceiptID: w.ReceiptID,
+		ReceiptID: w.ReceiptID, Signed: w.Signed,
 		Duplicate: w.Duplicate || strings.EqualFold(resp.Header.Get("Idempotent-Replayed"), "true"),
 	}
 	if w.ReceivedAt != "" {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -250,6 +251,25 @@ func TestAuditLogAnswersFiveQuestions(t *testing.T) {
 		if ack.Actor != "partner:"+SandboxPartnerID || ack.Detail["receipt_id"] != receipt || receipt == "" ||
 			ack.Detail["ack_verified"] != true || ack.Detail["ack_via"] != "push_response" {
 			t.Errorf("acknowledged %+v, partner receipt %q", ack, receipt)
+		}
+		// The partner signed its receipt, and the signature was verified
+		// against the key it publishes.
+		res, err := http.Get(e.s.SandboxURL + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jwks struct {
+			Keys []struct {
+				Kid string `json:"kid"`
+			} `json:"keys"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&jwks)
+		res.Body.Close()
+		if err != nil || len(jwks.Keys) != 1 {
+			t.Fatalf("sandbox JWKS: %v %+v", err, jwks)
+		}
+		if ack.Detail["ack_signature"] != "verified" || ack.Detail["ack_signature_kid"] != jwks.Keys[0].Kid {
+			t.Errorf("acknowledgement signature: %v / %v, want verified by %s", ack.Detail["ack_signature"], ack.Detail["ack_signature_kid"], jwks.Keys[0].Kid)
 		}
 		var last auditLine
 		for _, l := range log {

@@ -143,6 +143,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
 		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
+		JWKSURL:     s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
 		Roles:       []connectors.Role{connectors.RolePush, connectors.RoleRequester},
 		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
 	}}, o.Partners...)...)

@@ -72,6 +72,9 @@ type Review struct {
 // PartnerAck is a partner's later acknowledgement of an accepted delivery.
 type PartnerAck struct {
 	ReceiptID string
+	// SignedBy is the kid of the partner key whose signature on the
+	// acknowledgement was verified before it was signalled; "" if unsigned.
+	SignedBy string
 }
 
 // Error types of a review refused by the workflow's validator.
@@ -176,19 +179,19 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		Detail: activities.SentDetail(r.in.PartnerID, sent)}); err != nil {
 		return nil, err
 	}
-	receipt, via := sent.ReceiptID, activities.AckInResponse
+	receipt, via, signedBy := sent.ReceiptID, activities.AckInResponse, sent.ReceiptKID
 	if !sent.Acknowledged {
 		var ack PartnerAck
 		ch := workflow.GetSignalChannel(ctx, SignalPartnerAck)
 		if ok, _ := ch.ReceiveWithTimeout(ctx, AckTimeout, &ack); !ok {
 			return &transfer.ErrorInfo{Type: transfer.ErrorAckTimeout, Detail: "the partner did not acknowledge the delivery in time"}, ctx.Err()
 		}
-		receipt, via = ack.ReceiptID, activities.AckBySignal
+		receipt, via, signedBy = ack.ReceiptID, activities.AckBySignal, ack.SignedBy
 	}
 	acked := p.Export
 	acked.ReceiptID = receipt
 	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "partner:" + r.in.PartnerID,
-		Export: &acked, Detail: activities.AckDetail(receipt, via)}); err != nil {
+		Export: &acked, Detail: activities.AckDetail(receipt, via, signedBy)}); err != nil {
 		return nil, err
 	}
 	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})

@@ -35,6 +35,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/signing"
 )
@@ -105,8 +106,8 @@ type Partner struct {
 	size       int64          // bytes of whole records in file
 	faults     []Failure
 
-	jwksMu sync.Mutex
-	jwks   []byte
+	keys   signing.RemoteKeys // the sender's JWKS
+	signer *signing.Signer    // signs receipts; published at /.well-known/jwks.json
 }
 
 // New starts a sandbox partner. With o.Dir it creates the directory (0700)
@@ -119,6 +120,19 @@ func New(o Options) (*Partner, error) {
 	p := &Partner{jwksURL: o.JWKSURL, client: o.HTTPClient, log: o.Logger, byKey: map[string]int{}}
 	if p.client == nil {
 		p.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	p.keys.Client = p.client
+	var err error
+	if o.Dir != "" {
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, err
+		}
+		p.signer, err = signing.LoadOrCreate(filepath.Join(o.Dir, "receipt-key.jwk"))
+	} else {
+		p.signer, err = signing.Generate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: receipt key: %w", err)
 	}
 	if p.log == nil {
 		p.log = zap.NewNop()
@@ -160,10 +174,20 @@ func (p *Partner) FailNext(n int, f Failure) {
 	}
 }
 
-// Handler serves POST /exports and GET /deliveries.
+// Handler serves POST /exports, GET /deliveries and the sandbox's own keys
+// at GET /.well-known/jwks.json (its receipts are signed with them).
 func (p *Partner) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /exports", p.receive)
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		jwks, err := p.signer.PublicJWKS()
+		if err != nil {
+			problem(w, http.StatusInternalServerError, ProblemStorage, "no keys")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(jwks) //nolint:errcheck // the client sees a short body
+	})
 	mux.HandleFunc("GET /deliveries", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.Deliveries())
 	})
@@ -217,9 +241,15 @@ func (p *Partner) receive(w http.ResponseWriter, r *http.Request) {
 	if dup {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
+	receipt, err := p.signReceipt(got)
+	if err != nil {
+		problem(w, http.StatusInternalServerError, ProblemStorage, "the receipt could not be signed")
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": "acknowledged", "receipt_id": got.ReceiptID,
 		"received_at": got.ReceivedAt.Format(time.RFC3339), "duplicate": dup,
+		"receipt_jws": receipt,
 	})
 }
 
@@ -292,45 +322,24 @@ var errJWKS = errors.New("sandbox: JWKS unavailable")
 // verify checks the JWS against the cached JWKS, refetching it once if the
 // kid is unknown (the sender may have rotated its key).
 func (p *Partner) verify(ctx context.Context, compact string) ([]byte, string, error) {
-	jwks, err := p.keys(ctx, false)
-	if err != nil {
-		return nil, "", err
+	payload, kid, err := p.keys.Verify(ctx, p.jwksURL, compact)
+	if errors.Is(err, signing.ErrJWKSUnavailable) {
+		return nil, "", fmt.Errorf("%w: %v", errJWKS, err)
 	}
-	payload, kid, err := signing.Verify(compact, jwks)
-	if !errors.Is(err, signing.ErrUnknownKID) {
-		return payload, kid, err
-	}
-	if jwks, err = p.keys(ctx, true); err != nil {
-		return nil, "", err
-	}
-	return signing.Verify(compact, jwks)
+	return payload, kid, err
 }
 
-func (p *Partner) keys(ctx context.Context, refresh bool) ([]byte, error) {
-	p.jwksMu.Lock()
-	cached := p.jwks
-	p.jwksMu.Unlock()
-	if cached != nil && !refresh {
-		return cached, nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.jwksURL, nil)
+// signReceipt signs the receipt of delivery d: the same for every repeat
+// of its idempotency key, but for the signature's randomness.
+func (p *Partner) signReceipt(d Delivery) (string, error) {
+	b, err := json.Marshal(connectors.ReceiptClaims{
+		ReceiptID: d.ReceiptID, TransferID: d.TransferID, ManifestSHA256: d.ManifestSHA256,
+		IdempotencyKey: d.IdempotencyKey, ReceivedAt: d.ReceivedAt.UTC(),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errJWKS, err)
+		return "", err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errJWKS, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != http.StatusOK || !json.Valid(b) {
-		return nil, fmt.Errorf("%w: status %d", errJWKS, resp.StatusCode)
-	}
-	p.jwksMu.Lock()
-	p.jwks = b
-	p.jwksMu.Unlock()
-	return b, nil
+	return p.signer.Sign(b)
 }
 
 // logRecord is one line of the delivery log.
