@@ -568,6 +568,12 @@ type NewTransfer struct {
 	PartnerId string `json:"partner_id"`
 }
 
+// PartnerAck A partner's signed receipt of a delivery.
+type PartnerAck struct {
+	// ReceiptJws Compact JWS of the receipt claims, signed with a key of the partner's JWKS.
+	ReceiptJws string `json:"receipt_jws"`
+}
+
 // Period A time interval; an absent end is open.
 type Period struct {
 	// End Not before start.
@@ -872,6 +878,9 @@ type UpsertMemberJSONRequestBody = MemberUpsert
 // CreateTransferJSONRequestBody defines body for CreateTransfer for application/json ContentType.
 type CreateTransferJSONRequestBody = NewTransfer
 
+// AcknowledgeTransferJSONRequestBody defines body for AcknowledgeTransfer for application/json ContentType.
+type AcknowledgeTransferJSONRequestBody = PartnerAck
+
 // ReviewTransferJSONRequestBody defines body for ReviewTransfer for application/json ContentType.
 type ReviewTransferJSONRequestBody = ReviewDecision
 
@@ -907,6 +916,9 @@ type ServerInterface interface {
 	// GetTransfer Get a transfer
 	// (GET /v1/transfers/{id})
 	GetTransfer(w http.ResponseWriter, r *http.Request, id TransferID)
+	// AcknowledgeTransfer A partner's later, signed acknowledgement of a delivery
+	// (POST /v1/transfers/{id}/ack)
+	AcknowledgeTransfer(w http.ResponseWriter, r *http.Request, id TransferID)
 	// GetTransferManifest Get the signed manifest of a transfer's export
 	// (GET /v1/transfers/{id}/manifest)
 	GetTransferManifest(w http.ResponseWriter, r *http.Request, id TransferID)
@@ -979,6 +991,12 @@ func (_ Unimplemented) CreateTransfer(w http.ResponseWriter, r *http.Request, pa
 // GetTransfer Get a transfer
 // (GET /v1/transfers/{id})
 func (_ Unimplemented) GetTransfer(w http.ResponseWriter, r *http.Request, id TransferID) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// AcknowledgeTransfer A partner's later, signed acknowledgement of a delivery
+// (POST /v1/transfers/{id}/ack)
+func (_ Unimplemented) AcknowledgeTransfer(w http.ResponseWriter, r *http.Request, id TransferID) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1378,6 +1396,32 @@ func (siw *ServerInterfaceWrapper) GetTransfer(w http.ResponseWriter, r *http.Re
 	handler.ServeHTTP(w, r)
 }
 
+// AcknowledgeTransfer operation middleware
+func (siw *ServerInterfaceWrapper) AcknowledgeTransfer(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "id" -------------
+	var id TransferID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", chi.URLParam(r, "id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "id", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.AcknowledgeTransfer(w, r, id)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetTransferManifest operation middleware
 func (siw *ServerInterfaceWrapper) GetTransferManifest(w http.ResponseWriter, r *http.Request) {
 
@@ -1586,6 +1630,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/v1/transfers/{id}/manifest", wrapper.GetTransferManifest)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/v1/transfers/{id}/ack", wrapper.AcknowledgeTransfer)
 	})
 	r.Group(func(r chi.Router) {
 		r.Post(options.BaseURL+"/v1/transfers/{id}/review", wrapper.ReviewTransfer)
@@ -2289,6 +2336,121 @@ func (response GetTransfer500ApplicationProblemPlusJSONResponse) VisitGetTransfe
 	return err
 }
 
+type AcknowledgeTransferRequestObject struct {
+	Id   TransferID `json:"id"`
+	Body *AcknowledgeTransferJSONRequestBody
+}
+
+type AcknowledgeTransferResponseObject interface {
+	VisitAcknowledgeTransferResponse(w http.ResponseWriter) error
+}
+
+type AcknowledgeTransfer202JSONResponse Transfer
+
+func (response AcknowledgeTransfer202JSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AcknowledgeTransfer400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response AcknowledgeTransfer400ApplicationProblemPlusJSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AcknowledgeTransfer404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response AcknowledgeTransfer404ApplicationProblemPlusJSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AcknowledgeTransfer409ApplicationProblemPlusJSONResponse Problem
+
+func (response AcknowledgeTransfer409ApplicationProblemPlusJSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AcknowledgeTransfer422ApplicationProblemPlusJSONResponse Problem
+
+func (response AcknowledgeTransfer422ApplicationProblemPlusJSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AcknowledgeTransfer500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response AcknowledgeTransfer500ApplicationProblemPlusJSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AcknowledgeTransfer503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AcknowledgeTransfer503ApplicationProblemPlusJSONResponse) VisitAcknowledgeTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTransferManifestRequestObject struct {
 	Id TransferID `json:"id"`
 }
@@ -2586,6 +2748,9 @@ type StrictServerInterface interface {
 	// GetTransfer Get a transfer
 	// (GET /v1/transfers/{id})
 	GetTransfer(ctx context.Context, request GetTransferRequestObject) (GetTransferResponseObject, error)
+	// AcknowledgeTransfer A partner's later, signed acknowledgement of a delivery
+	// (POST /v1/transfers/{id}/ack)
+	AcknowledgeTransfer(ctx context.Context, request AcknowledgeTransferRequestObject) (AcknowledgeTransferResponseObject, error)
 	// GetTransferManifest Get the signed manifest of a transfer's export
 	// (GET /v1/transfers/{id}/manifest)
 	GetTransferManifest(ctx context.Context, request GetTransferManifestRequestObject) (GetTransferManifestResponseObject, error)
@@ -2902,6 +3067,39 @@ func (sh *strictHandler) GetTransfer(w http.ResponseWriter, r *http.Request, id 
 	}
 }
 
+// AcknowledgeTransfer operation middleware
+func (sh *strictHandler) AcknowledgeTransfer(w http.ResponseWriter, r *http.Request, id TransferID) {
+	var request AcknowledgeTransferRequestObject
+
+	request.Id = id
+
+	var body AcknowledgeTransferJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.AcknowledgeTransfer(ctx, request.(AcknowledgeTransferRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AcknowledgeTransfer")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(AcknowledgeTransferResponseObject); ok {
+		if err := validResponse.VisitAcknowledgeTransferResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetTransferManifest operation middleware
 func (sh *strictHandler) GetTransferManifest(w http.ResponseWriter, r *http.Request, id TransferID) {
 	var request GetTransferManifestRequestObject
@@ -2992,137 +3190,143 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rbhu50uCrENoFYuNryZckM9/Y+H54cjnx5DKBnSA7OArcVHdJ4rhFdki2ZU1gYH/tAyz2Cc+TLFi8",
-	"dLeaLUtJJjkL7K84rSZZLBbrXtWfB5lYlIID12pw8nkwB5qDxD/Pc1iUQgPXF1AWdAW5eZqDyiQrNRN8",
-	"cDJItawgJcs5cKLnTBHK1RIkWVJFuNCklCKvMsjJZGV/l/CpAqXJpNJjLt28ZCrFgug5kCmTSoeXlkzP",
-	"8bGiCyABnmw1fAmr0ZifTRRwTYSeg1wyBaMxHyQDlc1hQQ2selXC4GQwEaIAygd3d3fJoKSSLkCv7zFb",
-	"vYRVd39nJCsYcD3M5kIBJxVnnyog17AiUyHbW9qj5P3786fEYIHMhMjHPJsLlsH+iFxmooScaIHbyWhR",
-	"MD5zc1uomVnOYn+QDDhdGMjXtjxIBmYxJs1RGMw3N7ugt6+Az/R8cHL8+HEyWDDu//+fiUeF0pLx2cAg",
-	"4jUsJiDPn3Y3/XslyQJ/JSwfedhKquc1ZPb3K5ZvC9PR8X+2YDqKwfROUq6mcajezYFo9zthuUf3zc/7",
-	"PSB+U9juzFSqFFwBEs6vNL+w527+lwlu7on5k5ZlwTJqgD4opZgUsPiPP5XZwefG4v9dwnRwMvhvB/Xt",
-	"O7C/qoO3dpRdtIsDT25MkQUtpkIuICdCEsZvaMHyU5KClEKqlBg8KHetoMjVaHCXDJ4IPi1Y9gPAVqKS",
-	"GRi4DWdgnFCiNNVA9JxqQotCLC20bocI7jnXIDktvie4Z+aew20JmYacIDZPCdOK5KApKxShEkghZjPI",
-	"E9yLBF1JDjlC/Ebo56Li+feE+I0gqsrmAckIyDshXlE5gx9FoBORr8xpFwYIwyspJ0fkNfsVoXvP6Q1l",
-	"BZ0U3xXAM5JDCTw3LNUAV9VgnJpzlCtSUA2S7G0UPvtuD6UUGSj1vXexxgeWUBTEcYJJpUlGuSHLCRAH",
-	"H+QnZitjvrYNlNOVgtyKWspRlOLJJbj3kkrNDb81mLrmYsmTMReSUCLhhsGS5JAxxQQnuQB7sadM41DP",
-	"q414Q1ypqiyF1JC/hpzRd8hgfyxlGnDT5qpmtXSEoshNaVY8y3MJCv+kec7Mm7R4K0UJUjMjDqa0UNCl",
-	"tFIoTQtC7fARefvi3IiqsjHy8yBjOqJ3PGF6Zd5tCqnDw45YSgZ2jatM5NCd5a0FwPy4NtlxbC7kxt1Z",
-	"LpFJC0kkzJjgazM9js8kAXRsKvM8YGQdpsOYTuCeiMmfkGmUYHPIrkvBuI7pa4rNuNG0JAAx6hQRUyRH",
-	"WuVMG67dPYI/lypyAmJR0kyT3z5ckr1nl8ePf9on4gYk+Twe3IwHJ+NBeVwOcdZhFiA6OBoPkvFAsb8A",
-	"/5BCaPxDswWMB3dW1+vg65rlcYXHKJooHt22mE6M5BSVJL99eHk5ik1m1ozPdvH8Cfnpl5+OiXmFzKma",
-	"k70JVfDTI9ShDAeh2ijMKw2xmc224jPzCtVFMSXAtWRO7cBDyAzWFNkrhcKro8jhaGRmGh61V2Vc//So",
-	"XpZxDTOQZl2DvO66H4zRwTTyMIue1nQ51TDEkTGqqvXCf9ptOby5xeyRJEgaH2M0aBRBrs+UMmRkWdQO",
-	"vMGgzGrQDxTJ7FzGOMiZygqhjEoETJKcauptBseJu9Q7k5RryK+o7kGRDosR9641Qtyye4YqHj58+Mv+",
-	"tuhLBn3k6uZ8oIyCTvU64BtMlKMYbwPJRH4vz7dvIcsWVqZset2dHBpknulVattR9uV1AkJScRN5MAL4",
-	"G8gHOdllAKCLT1HpTCzA8zCjmSgdTg7ZjsEr8Gph4LgByaYMDDQ5cPPHxwha3eK/27njC/ettCa7zONN",
-	"pOdup3tve/py617dQ2fNibtsEKjTHdYBW4XxBjiLqegUgaDaM0iYVQWVRiQq4Iar3UB8/C601SSGDofy",
-	"tNXA+Aa6uozDfaaM7DCE9OICbgMSSlGwbHVCUrevlBRAb0AFa0IRTY2xM+Zhu4YyPVXCrVHryB7yGcrZ",
-	"1FJOxTVKgcV+MuZpGJl6Sw9uQK70nPGZhwrZHeLciklP1g4uc7X8LJsIe9OFsoj0kHdYMFUtrXcuilwR",
-	"ppt3jGa4fjJgPPwp4U+0FaNQPaWahgPZQUZ8mDsG6vC7oCsEqHsN/TldmbV7Nh7Mb3zHCBU77Smhzokm",
-	"CSxKvSILoFyZQ0K3iobFvQR84eZGlf4O2fy5HddQM6mUdGWVCJ5FiPN3XqwsBUjIhMwBBYgxNaYanKfN",
-	"sIsdZHznejyFhZhJWs5Zpr5YYnsiccaEoV9PL8ZAsjRvlX3yOze8e8zT4C5LE5LO2A3w1OwtndIFK1Yp",
-	"cW5Ec9/JBBTLQZF0wqSeX5k9pvZCtI+d1mbJptPx1stdMqgn7OL/V/ObOQAge3/88ccfw9evh0+fdnWC",
-	"GJ+zu+jO+Ryfox9qC10/GSBiutP8wzzGWfbU/lYT1d7Jzc7NxHuuYe0M7Z3fyUWYDMq54DErzDx2GvLa",
-	"rI+ixhPc3neml3DbkRGNw42JhqdMQuZV1XVOw7I5WdJVmyniZVyIG1AnJLXcIiX/+p//x3rrK+U00zH3",
-	"qNsrKzW3Xm5jp6B4lDf+gSKTqrh2bGf/lKRsEaYc8xAB8JNpQSrVlgN2qOFKODLKbZ/hO89ZEWUxQN48",
-	"/e3y9zdkygrUqih3AHW5qjGCIsz0kv0V9DEzy5YmDMrD7mwXQcQ6Gein7M6g5vT48U8RgF6cDY8f/0T2",
-	"5nC7vw5ZBz96VfaofM9fnF+0xcToXssJf/WbCyAmDncxMrTnc86nokdAWzvXybxSQkkNT7TBlg1WENxm",
-	"RZVDflWrCBuQXcBUowozgYxW1t4KSgBqIJYjo94RPw6D4R5Z26Ax1VaSthapDTK+64rQje4CFlweXhl7",
-	"oNCLYVBLdSXhfheCH3m1E9G5s/ODe7TyDFjZr9m7A35gsI9v+slzKJjRGKOzLpme55IueXxSi/wHipR0",
-	"VQiao94fxjjfPpuB0mbZBWXcCHm4YTnwrHkN6khi+x6s48u7DyyRJDHqjF2O5wyK/IngWrJJFefVhodh",
-	"NOeBImpOpediBlTN9MpQr4Tu/cAxcezktVZkpyaGIPHa7XGjpSN+bmhRwX4U+wXcQNGd+4VYWs90iEAR",
-	"OpNgpoXRbETglmY6wRNntEgIF7xngSWw2TzCPc81qu4BXd5XEnBQay6imhQN3cVK4845Wiz5HYWFe8/K",
-	"+5ujx+QCcm7r5pjqyNYOx4M/JYYgKcmF1pCTkuo52XNK5aihJiYkNVL7yhpRbbvgn0cf031UqEmIgQfV",
-	"bCfruT5PpvwuR+QNkgpkc+G8f0gx98sQj3O3YgzXL4AWRl3qenvn+It1TtOccVA+BaGLY9VjF4prqwXa",
-	"uZDBwC1dlAUCcX2/+9DOGwP83N3KXl+LfwEFb4FEPCJvMG5rT1eRyQp5ddBZieDFKuKLoTxnhggiO3zt",
-	"xypCl5ShzdKJ4LRkU4/eUIugDRq2NzcLo/o5Go2SGLW2170uu4vwImLeQA351WQVo06B+8mdj9O+XGv5",
-	"EpD1Cw59/h7Zox0tqM7mlrF4iRT2uCekMdr0PgmHsBXz2dZB5InkPueQBX8THW7pa2QRqmzo4SXw3GAM",
-	"UyIQBYNkQBcTNqsEAsLFFeIrqqGf86yoDMG9lUJM7wlU2KgN8jsxNeeG8YWVYfSU1GEXoy4IoXs8lCFW",
-	"tNELV7+JIo1Or+ZUzXsUCgPEA6NH0ukXxFEwT6VH/Z1gZpCZE1SdF4ULVWVrmXBZ712v44KBT5v35WM1",
-	"28ZnJMBVf3BINUwmDAlZTV7PzbZytCPRedg8z+1CQ+s3AT4NmmfXhCzx2UENkohdFaMTQzSyiEr9B5iQ",
-	"l7Ail+AiJz8/PrIZSG3Cu4ZVzz0rq0nBMqOqK7L324eX7bOMu6Rs7lIH1va5riEDIYjt0EqD2A6djHFH",
-	"xXgOtz1R67/Fk5QMboczMexGAzaGyL/UG/XF3qcv9jZFB2/pNPqqwH+fi2kNPwl5nZD3Se0KRrHp8j56",
-	"AxzbZQx8RYrAZu2rmYhoTzBQQMvhaTcd1nVU5bfQxqc/lf7b875UIPXOGSGRC1bHHFYRD/K3uHg2R20C",
-	"U6O7HP1yeEg4pgtaPb7SlYStvLxfmamyzbUk9rIJSezbTb/4t/Mgf/Uqmy58aYnhlCwqpQl8qmgR5N0D",
-	"r9VfsdxerlKCAv4Dnc3fNH9oS8f1v2um0Q7e9Dew9LnKOzMBn4U2RVu87W5HhY8GJzgyhYhWaz2VWwaW",
-	"6yQV9ENLCQUaVFv44MSSEwlTkMAzSKxxn5MJza5H5LWhb8NZ5qLIPbPaMcOjdlbct5c6ihru371DmtE+",
-	"m/lvtrXBZl0P6KHXxdCi0iAh9zzTn479Ra52vr1rtNYALOwt5EBEye9tyIzZifI0Wxipo0HeGA5FuQ/+",
-	"AkdfjiiBR1zrPIKwN7VIUZpaz/Z2uR34evTuy+DstakzX5Ca1DWNZQ8G+zx3Zxytz18ePf6ZuCRUl/fd",
-	"xYx9HnNDUE2WmGAiBZ/5Opa6VsR7y2yCgaomC4aOPXSZqai+ZJP6N7gIFaGaTGlV6ARZC7rl8KL7fait",
-	"ww8t52bEgGRcaRoN41tPw9RmABqSyrJKIvsge2kl+Ul5XJ44LJyMq8PDhxnL8V9I90/rfGuWj7kZbm8c",
-	"xhENQyrEjBSMQwgIeYTG8yrVBn/Hi3fv3vp8kDVFuZV6qGOhxDOi5kJqoqrFgsqVp9trxtHT6xC+QwTu",
-	"zIAyKYC8v3hjFBXDhSIznqAPBFMKPDL9L/V5pwlJnVt2iBnNiXm9zr8eLiBnFO0s86oWYog5+jiukSB+",
-	"DavhginF+AynWP/NrREbJqFSkLuF0X4YOi5n3uZCD6ei4jh0AXou8qF5hplBbpj5P+ND68Fr7sj7K82z",
-	"Rva+fcUWi6Rjvgc0mxv1aspufXp7B2XpvgswB3dvP1K3jYVagkk2eYUvmo7Prns94n0LTk2qCNMkZ3lP",
-	"CCFC629BDn1Ypw6VqE6sZHvG0IpQRbiDrIoeT5D5xeYzuw3FHcMVN+KwKu91DOOL70u86vYmxm6W4DBE",
-	"pgG3ZUG55YmGIkSlveKy+WxxR/Ua0UNtJkFFgMDw+sWjdoSdlMeli06qpof1LdUMMKT+RNyApDOz+rMa",
-	"+t+nvwKHKTNvPOMYfked4YngVh2Iel4v8C49dfdn93IGkEpwo6n6mg/BCW3U5HGyoNzYO/bSxuRlvXR7",
-	"dlqWUtwAobULPbGGgMFvu56kmYxnh4UUvOi27wlVhAWJmy1PHJMNN3FUB1e+wFLbEEobkefoD4Vbm99n",
-	"LNRGEk5ClDD3nSlyDSWmJ9Ix90Hs4FF1+N8r2DVgrNZlT2D0eZ9Qnts8HaMy4T0wT0I9hMu3w7ASjnax",
-	"/THfSy3oLqqd2qkK3KplnG2b6nA3tTdQw8bYX7jjcdcyZILnwwmmnDaDL23C29ZDF0I7uOiwKncJE51r",
-	"1QwTfUn8uenM6o/mXMa8d2f5gnFjjlDMz1XWsxRyKSerhpdp7z35L+/X22/ep+eDZPB6kAzeRy/SO0c/",
-	"MfbmqfCBcpTliS1iT9z4YvNIAAJ/swkqMreXfSvB5GF7Zia41zfuQIghtz1RNLCPo21AP+yypdBHPXc0",
-	"00LGQ5aYg2QjlnbuPVsZvqYgJ2Qp5PW0EMvEsViQnVdGo1HcS70pSX9OyxL4Lhn6temzKWKx7unLtCJ0",
-	"YsRu2GsD1voQ4pE3c8FCZLARenMMKyE7xeBciGsDHT5QZFaICS1CPMx7AFrFZFsEyKIBt7drk3paMtSf",
-	"GY7I+Nbze3/axivirih62TbnAnqrA9Fw4sq093y9NnB0h5w2OjYwZUWM921h8tYN5PtJEKJXnt8nPtPu",
-	"ylUzJGPun0jwz4gCnl9NKSvMfyy5N6ZwD7jQkIy5FXhXIaUrwXSQqFEYDRlSo0jZC+oGRFlDw+PXx/9Q",
-	"RC6NhosGiFEitCJKQ6kImjxGpE/pVzv1fEbJzi69hjuPKqLaN7Dh7JdA760qC5teGs0ky6DUO/GQZkry",
-	"Rk9eeNE7Qral9Wf4shllc4e3SrvE7NQNVW79XSgihXKW+LdN8Wgca8H4tdp2n6/w5S9ycm4O7O3EUKoy",
-	"34FoCmqUtjnlsy+u3AyFdza+33Cj1rTVouUWjB7Hm+76M09tXTu9YfpYNrW9g/CMzKsF5UPDpdDrs71l",
-	"eq8DCe8HWpcnxCfi1CzXVrslIWn/ytcuBZbaeWBOQlQ6GXOnMl4F97ifhFZ6Xv+v4ZVJCM2uGzNklGdQ",
-	"IEv3zpptuLTzrTh0bjqvV/7WdKhPAtGCTEVRiGXHoFwvqDIbj0hsG60jyzkrYJ0DGj4fTOCr2gSOhMmK",
-	"aNqTkaENkLrn3qt+G8Woq3XfJ/iK6aAx6SakvqWznnKKks5sao97UyWEwxKjW0Yv6KI2KPP9bNXlzDOF",
-	"s3cn3M4e8LI64p/icKuvskqq2M1GlwD+5o1B8zqCckp4VRTeJ43syzw2MJkfbBOQVqpOH9vCHbQB2YT/",
-	"y3i49MzpY+uOAPt0QbM5WiZmR0bBX9mcK6bGnHGmmWGD5F//63/XGppL7MOHnmH4mmJ86FwPV74uY8zN",
-	"U7wT5g+aGf5QQD5z75uDKUDDKUkti0xRP0pblyQlVMKYi6nRldoVPwHOQS1Kr+r0w3UYUQi0IbRFo1a9",
-	"q4HDsRY0TBcxoKE7owFWxAS+w9BHrHSlPC6JkNkc0AAHZQ3toRZDa3Hb3OKhLej3dD4iZw15XNdR2SFU",
-	"XatYjPgUnYYu81K1SrbGPPiO6YwybhRzrYJ7g+dwm9gsOxWtf018wY0ac+rLObzj0lW1ON+SOUZXkoEu",
-	"6bUuBWM+5s9uQK6cOGKq3Wil2d4ltXG+Xx49/nnf9aFxsmzMUwxShKomIRddL761gFVRzVwcaURQapOJ",
-	"yBmo4FRDEnMUbh3ik0oTHtLWrTu8HYs7afaMMZMZA3/MSym07Q7lEtANVRjthQmOe0/f/n75jhzcHB2E",
-	"006d7LGoP3/27vl6UyGSSzrVJyEINubXsFprgoeta2zfPNWwv1zbPWPsIs3gH9jCaMzTupHf0HfyOyHY",
-	"uG8/qWcOazW7ACG38BqB/fnR8fGIvISVbYOl7m1sV7AMuEL25RqznZU0m8PweHRo9DFZDE4Gc61LdXJw",
-	"sFwuRxR/Hgk5O3Bj1cGr8yfP3lw+wzF1VA6v3dnb80EyMHRor+LR6NC+JErgtGSDk8HD0eHoocsARclx",
-	"MFpCUQxRmzn4c3mtRr7P0Ax6eqf89uElJn0u50KBzd5EtrMKpU9YW4XCS1Syrtq2lUHoODaCEGnkPB+c",
-	"DP4B+rcPLy8Ha53ljg8PN/RF+nN5PVSgd+yL5JJae9oiua1hS6vHdvXYZAHKg9CU7a4ZeEFXqstuNfgw",
-	"hIBJqMlA05ky/DwgQA0+mrEH9vr81Yv5M6RrRY4PDxtal+tqZcPCCiO5XfS+cFPvht6d0OrqUnrQ6qFk",
-	"itACW0S00fWK3QAHtRE/xkBYbYseZ2ApLSR4r39wGRLgM+v7N0MSAoUC8vjwYRdxF3bNH4I3XNtwEzxa",
-	"R5EP76fIZje5NpYvfF3QJjTfHB2g/nzQrheI4vySzbhlvTazQTd6Te0p9hckkT5LCWrmVryNueEPht2a",
-	"M8LTMiL0tD7BQmAFAGZXzaRYcoJNExo9YMa8htQdNdUYtmKKFIbqsN0eJQvGK6MiYgmZoxamjQaodHCR",
-	"dfjSmUFGoyLib6SFZt1F/B7VO/1qDrVFe7AGmeCzdQqpoxdR6rBKj53N+vJdObY2mFdQQGZbeAWXMsY5",
-	"EkLVmHNYGltsaBSrBTMS16hcNucjxTPBqERKrIlASpCk8Dr+mDslgCmitAS6CPkCmHhEsdsB1aGiMwTy",
-	"xjy12st/TedMpoFOgmpg92wm88pgExqjILjCahs59WCRvSZZmLn/g+eGOvaNPVCvOJxUPC8gHXNbm2VX",
-	"SX+1T/GEViWQTBSF9elEJsZpkzGnhRJh+yPyjDa6Ytq2VEYVrVu3WeXRH4ZTILEieMxTq0s3G6nWwdag",
-	"lvmxCVHwyUVIXWhi35xJs8mEpYhQOCY4JM32XPFSvw1X9JklxnZX43/G1Bd7pg/QolhQHVrmfqpAruqe",
-	"uc4H1+yTmwMmlQ1OBvbwGuZZeGCOwP3jDjNmPSWRy4J01dfnJQahbR/TBHA7v2HP2i6H8d5lK65Z8Q2W",
-	"xTY3uunreaDc/epb2r/ow8Jf2Fw5Com72U0PTiNbseEhjgHWcrj+bXAhrlw3iih6rG/wS9f/uJNsC7ym",
-	"LeDWPDd3yaCH80WHNbxEzWG3w23GREWmD6N3BAea8GvSA+tXDctN8JHjzKltcftoG2nbaIb9lQL6Ejn3",
-	"bhK59HWkvbZbTzlpzZGpruVxquBT6g1a7N/J19rv1ZrXHiVTCWruNS+nXdSKnFPWQnNcbIZpl9jfxNht",
-	"bewWfL0nUN3LPTHc2d8UvRNrXjDOFobbH0aqLz/+jXrhWplwv40lpl9KqI8OH90/JLTz/krKDvuxMLu2",
-	"HQ1FsZ/MXSeAg88hPejOgFFWEXJ/grGupnvPptGVBc3ANd1rdKTgBG6ZDQcKDqMxry3Ko5qM3UQ5y5GI",
-	"cUgtOa3bBzWf48PDMV+6pBK3KKo5ZA9TtGA6FVKTiucgSSa4t6CWkunQK2fMUem0i56QidBzTI5z6u3x",
-	"4VH06tiSvNe+fGLt5sTOrH7lIHwMwdI0ksivIl99M3JulQ3etQMC5hLe/Y1XyeGk5wq5ww2ntU4ThvCP",
-	"D4++LzTYNdSGbb/4dh9t4TcIPfJxwONtHA2RNuZfzRoMVTTuKd6YSK1og0U4nlAziaC/9ZumxhYKBoyv",
-	"tKEz1+vKJQquZzjZLEKak8lqzLs+3iYb8HPZiwpR58IrpvS7AOo9As4qy0ExZe4bMxjf6pVwLhtgO2Jc",
-	"S2Ho09cDCI41ND5o8+N05C5iQtJDHzTNrIjtENRIvemC8dYcuGJ/9R4GujHi1uTjQ0wftsrFscsdtv87",
-	"ijV66Bba0k9VCNX6ukkJN0xUNnL8QJG0EWFN+4B0Adi+4zk8fvRtbYjd2GUrBh9hmtEo/I9Q3c3N7ssD",
-	"aDCumk99dOXHEbc2ppKpZoaNdZVSqRX6rrxX2+Yg1o4vm+ceBgUhQvZsUDwNEeV0f0TeiqIgKSYBjRQU",
-	"05QIOebugc+MSBtpIxifbn1Fw0brsO+eIhNM8HOmg2+R5xhtRrngLKMF2mDBpsAg295ybvSf0rB+s9Gg",
-	"uBk1KReodC2o1iD3bcy4BKrHvB0Z9A5lI7+x6hyn9r68+l0tJOSu8A39U+5zH63YYWLj9P2Rw9OG+oYf",
-	"8gKqlQumWpwT6rLzGzJHhoOLyQaru4bMjV11uLVvef1dmlyz9HsrRe74m/OCPuUpmo+JJ9m8M/Ye2XS1",
-	"6Ofehs3vvcXgcaMOIl+Iu0sGr4Td3OYsnweKvL94NYp9r632bfy/oPk9Oj7eZnDzS0G7c9pvEAazaQy0",
-	"pQGupZb0sOl1DfPgs7NAex0ujUP2Jl4pxZ9OObFe+Zpp+4/+BQ3UKpotFZSS1GihaV18EdFFg1M+JKIb",
-	"HeB/DN3mh+d5un9qTFObdYouGWxAv5ZB1eOZ+WLO1Pis3XfRFe7jD6Pv7v34BzRJbxc6O/AZFBsJLnR4",
-	"DR8gwO6ixYqEj8NYFQLrGajtcGq/7jPm9vM+CUmvWZ42e+Puu2wPX3HHVKuvLjbDBprNx3zKCqNvGo0y",
-	"aZd4JvZTCLi6UwlG5LxR0+fCHmAnsc1/FGBuF5VAykrO7Af+GtUNStiALxYahHYhY67oSlnXiy2/MFoH",
-	"mYD/TkbICjMbtPfNpgeigWdTfXrMwHuuxGt/SN/xagibVLSja7zTpPhHXIVIt2RXT9YICvlu59tflTpv",
-	"Oa5XX4CqFqDWinbXsjFPMFNPihtISc1PG18w8J0YxRTr/tcrZFMs3E1t0ljaCU23oqjCZzUE3WROFdH0",
-	"2jkefb3P6Zjbr8pxLGJnvDK7UCuezaXgolLxMKkteP52bPvbK5NrJdn/ZvpkKPRe+lM5bZ+ftAT13Rzw",
-	"jw5/uX9A+MLp/1cFo6rgU2y90GQCvifwegX/TsynWZ7QL6cbcV1ocSE0dk9C/kir0jBksuLTdN9ap5il",
-	"qkK5jPvRfgiVqrqNhqdiVdcZuiRoX+Ji9EDDUHiOklAZpuVyZpq+USOhpdKNqvxQB2C1UjUXS36PpAxF",
-	"1P+2SqQHsE+JDCUmP1aJ7FSa91HrXXj+uT/gYHsxxlqvYAGVoQ6rO43Wv4GtBjHHaCv7v/bUuqxMJgPU",
-	"atTN9IhNiainixLk0H6YQNfK2YmL64UGD8FIcs/dvGOO6uJarNj1lsesJRsTDPHy1yCvC9e0F1XhMV9P",
-	"oFNkrw6Iu24TrB3rDJnSDoU2ARI/PoF3xe3eRj27O7fZokmrw3tuE43xczPXsGoisZHceffx7v8GAAD/",
-	"/w==",
+	"7H3rjtu40uCrEN4F4sYnuy9J5pzpxvejZ5Kc6cllgnSC7MHxoEVLZZtpmVRIqt2eoIHv1z7A4nvC8yQL",
+	"Fi+SLMptJ5lkFthf6cgiWSwW616lT4NMLEvBgWs1OP00WADNQeKfFzksS6GB6zdQFnQNuXmag8okKzUT",
+	"fHA6SLWsICWrBXCiF0wRytUKJFlRRbjQpJQirzLIyXRtf5fwsQKlybTSEy7dvGQmxZLoBZAZk0qHl1ZM",
+	"L/CxoksgAZ5sPXoO6/GEn08VcE2EXoBcMQXjCR8kA5UtYEkNrHpdwuB0MBWiAMoHd3d3yaCkki5Bb+4x",
+	"Wz+HdXd/5yQrGHA9yhZCAScVZx8rINewJjMh21saUvLu3cUTYrBA5kLkE54tBMvgYEwuM1FCTrTA7WS0",
+	"KBifu7kt1MwsZ7E/SAacLg3kG1seJAOzGJPmKAzmm5td0tsXwOd6MTg9efw4GSwZ9///e+JRobRkfD4w",
+	"iHgJyynIiyfdTf9WSbLEXwnLxx62kupFDZn9/Yrlu8J0fPL3FkzHMZjeSsrVLA7V2wUQ7X4nLPfovvnb",
+	"QQ+IXxW2OzOVKgVXgITzE83f2HM3/8sEN/fE/EnLsmAZNUAfllJMC1j+xwdldvCpsfj/lDAbnA7+x2F9",
+	"+w7tr+rwtR1lF+3iwJMbU2RJi5mQS8iJkITxG1qw/IykIKWQKiUGD8pdKyhyNR7cJYOfBZ8VLPsOYCtR",
+	"yQwM3IYzME4oUZpqIHpBNaFFIVYWWrdDBPeCa5CcFt8S3HNzz+G2hExDThCbZ4RpRXLQlBWKUAmkEPM5",
+	"5AnuRYKuJIccIX4l9DNR8fxbQvxKEFVli4BkBOStEC+onMP3ItCpyNfmtAsDhOGVlJNj8pL9hNC94/SG",
+	"soJOi28K4DnJoQSeG5ZqgKtqMM7MOco1KagGSYZbhc+B20MpRQZKfetdbPCBFRQFcZxgWmmSUW7IcgrE",
+	"wQf5qdnKhG9sA+V0pSC3opZyFKV4cgnuvaRSc8NvDaauuVjxZMKFJJRIuGGwIjlkTDHBSS7AXuwZ0zjU",
+	"82oj3hBXqipLITXkLyFn9C0y2O9LmQbctLmqWS0doyhyU5oVz/NcgsI/aZ4z8yYtXktRgtTMiIMZLRR0",
+	"Ka0UStOCUDt8TF7/cmFEVdkY+WmQMR3RO35mem3ebQqpo6OOWEoGdo2rTOTQneW1BcD8uDHZSWwu5Mbd",
+	"WS6RSQtJJMyZ4BszPY7PJAF0bCrzPGBkE6ajmE7gnojpB8g0SrAFZNelYFzH9DXF5txoWhKAGHWKiBmS",
+	"I61ypg3X7h7Bh5WKnIBYljTT5Nf3l2T49PLk8Q8HRNyAJJ8mg5vJ4HQyKE/KEc46ygJEh8eTQTIZKPYH",
+	"4B9SCI1/aLaEyeDO6nodfF2zPK7wGEUTxaPbFtOJkZyikuTX988vx7HJzJrx2d48+5n88OMPJ8S8QhZU",
+	"LchwShX88Ah1KMNBqDYK81pDbGazrfjMvEJ1UcwIcC2ZUzvwEDKDNUWGpVB4dRQ5Go/NTKPj9qqM6x8e",
+	"1csyrmEO0qxrkNdd970xOphGHmbR05oupxpGODJGVbVe+C+7LYc3t5g9kgRJ4/cYDRpFkOtzpQwZWRa1",
+	"B28wKLMa9ANFMjuXMQ5yprJCKKMSAZMkp5p6m8Fx4i71ziXlGvIrqntQpMNixL1rjRC37NBQxcOHD388",
+	"2BV9yaCPXN2cD5RR0KneBHyLiXIc420gmcjv5fn2LWTZwsqUba+7k0ODzDO9Su06yr68SUBIKm4iD0YA",
+	"fwv5ICe7DAB08SkqnYkleB5mNBOlw8kh2zF4BV4tDRw3INmMgYEmB27++D2CVrf4b3bu+MJ9K23ILvN4",
+	"G+m52+ne252+3LpX99BZc+IuGwTqdIdNwNZhvAHOYio6RSCo9gwS5lVBpRGJCrjhajcQH78PbTWJocOh",
+	"PG01ML6Fri7jcJ8rIzsMIf3yBm4DEkpRsGx9SlK3r5QUQG9ABWtCEU2NsTPhYbuGMj1Vwq1R68gQ+Qzl",
+	"bGYpp+IapcDyIJnwNIxMvaUHNyDXesH43EOF7A5xbsWkJ2sHl7lafpZthL3tQllEesg7LJiqlta7EEWu",
+	"CNPNO0YzXD8ZMB7+lPABbcUoVE+opuFA9pAR7xeOgTr8LukaAepeQ39OV2btno0H8xvfMULFTntGqHOi",
+	"SQLLUq/JEihX5pDQraJheS8Bv3Fzo0p/h2z+wo5rqJlUSrq2SgTPIsT5Gy/WlgIkZELmgALEmBozDc7T",
+	"ZtjFHjK+cz2ewFLMJS0XLFOfLbE9kThjwtCvpxdjIFmat8o++Y0b3j3haXCXpQlJ5+wGeGr2ls7okhXr",
+	"lDg3ornvZAqK5aBIOmVSL67MHlN7IdrHTmuzZNvpeOvlLhnUE3bx/5P5zRwAkOE///nPf45evhw9edLV",
+	"CWJ8zu6iO+czfI5+qB10/WSAiOlO8w/zGGcZqoOdJqq9k9udm4n3XMPGGdo7v5eLMBmUC8FjVph57DTk",
+	"jVkfRY0nuL3vTC/htiMjGocbEw1PmITMq6qbnIZlC7Ki6zZTxMu4FDegTklquUVK/v1f/2299ZVymumE",
+	"e9QNy0otrJfb2CkoHuWNf6DItCquHds5OCMpW4YpJzxEAPxkWpBKteWAHWq4Eo6Mctun+M4zVkRZDJBX",
+	"T369/O0VmbECtSrKHUBdrmqMoAgzvWR/BH3MzLKjCYPysDvbmyBinQz0U3ZnUAt68viHCEC/nI9OHv9A",
+	"hgu4PdiErIMfvS57VL5nv1y8aYuJ8b2WE/7qNxdATBzuYmRoz+eCz0SPgLZ2rpN5pYSSGp5ogy1brCC4",
+	"zYoqh/yqVhG2ILuAmUYVZgoZray9FZQA1EAsR0a9I34cBsM9srZBY6qtJO0sUhtkfNcVoVvdBSy4PLwy",
+	"9kChF8OglupKwv0uBD/yai+ic2fnB/do5Rmwsl+zdwf8wGAf3/ST51AwozFGZ10xvcglXfH4pBb5DxQp",
+	"6boQNEe9P4xxvn02B6XNskvKuBHycMNy4FnzGtSRxPY92MSXdx9YIkli1Bm7HM8YFPnPgmvJplWcVxse",
+	"htGcB4qoBZWeixlQNdNrQ70SuvcDx8Sxk9dakZ2aGILEazfkRktH/NzQooKDKPYLuIGiO/cvYmU90yEC",
+	"RehcgpkWxvMxgVua6QRPnNEiIVzwngVWwOaLCPe80Ki6B3R5X0nAQa25iGpaNHQXK40752ix5HcUFu49",
+	"K+9vjh6TC8i5rZtjqiNbexwP/pQYgqQkF1pDTkqqF2TolMpxQ01MSGqk9pU1otp2wb+Of08PUKEmIQYe",
+	"VLO9rOf6PJnyuxyTV0gqkC2E8/4hxdwvQzzO3YoxXP8CtDDqUtfbu8BfrHOa5oyD8ikIXRyrHrtQXFst",
+	"0M6FDAZu6bIsEIjr+92Hdt4Y4BfuVvb6WvwLKHgLJOIxeYVxW3u6ikzXyKuDzkoEL9YRXwzlOTNEENnh",
+	"Sz9WEbqiDG2WTgSnJZt69IZaBG3RsL25WRjVz9FolMSotb3uddm9CS8i5g3UkF9N1zHqFLif3Pk47cu1",
+	"li8BWb/g0OfvkT3a0ZLqbGEZi5dIYY9DIY3Rpg9IOISdmM+uDiJPJPc5hyz42+hwR18ji1BlQw8vgecG",
+	"Y5gSgSgYJAO6nLJ5JRAQLq4QX1EN/YJnRWUI7rUUYnZPoMJGbZDfiZk5N4wvrA2jp6QOuxh1QQjd46EM",
+	"saKtXrj6TRRpdHa1oGrRo1AYIB4YPZLOPiOOgnkqPervFDODzJyg6rwoXKgqW8uEy3rveh0XDHzcvi8f",
+	"q9k1PiMBrvqDQ6phMmFIyGryemG2laMdic7D5nnuFhravAnwcdA8uyZkic8OapBE7KoYnRiikUVU6t/D",
+	"lDyHNbkEFzn52+Njm4HUJrxrWPfcs7KaFiwzqroiw1/fP2+fZdwlZXOXOrC2z3UDGQhBbIdWGsR26GSM",
+	"OyrGc7jtiVr/KZ6kZHA7motRNxqwNUT+ud6oz/Y+fba3KTp4R6fRFwX++1xMG/hJyMuEvEtqVzCKTZf3",
+	"0Rvg2C1j4AtSBLZrX81ERHuCgQJaDk+76bCuoyq/hTY+/an03553pQKp984IiVywOuawjniQv8bFszlq",
+	"U5gZ3eX4x6MjwjFd0Orxla4k7OTl/cJMlV2uJbGXTUhi3276xb+eB/mLV9l24UtLDGdkWSlN4GNFiyDv",
+	"Hnit/orl9nKVEhTw7+hs/qr5Qzs6rv+qmUZ7eNNfwcrnKu/NBHwW2gxt8ba7HRU+GpzgyBQiWq31VO4Y",
+	"WK6TVNAPLSUUaFDt4IMTK04kzEACzyCxxn1OpjS7HpOXhr4NZ1mIIvfMas8Mj9pZcd9e6ihquH/3DmlG",
+	"+2zmv9nWFpt1M6CHXhdDi0qDhNzzTH869he53vv2btBaA7Cwt5ADESW/13bEeXa9f1JiOFznrm34WWnL",
+	"y7oZZLaO23uT5YJ1bKfNCsqWKvGr2TxTdFS7F2uAvDu6icsfHv790X7YbAIaxV3IKtoLb5otjcTWIG8M",
+	"d6fcB86Box9MlMAjYQkeIbZXtThWmtqowG55Mfh6lG/K4Ci3aUefkdbVdSvIHurr83qec7Tcf3z0+G/E",
+	"JfC6nPkuZuzzmAuHarLC5Bwp+NzXANV1Nt7TaJMzVDVdMnSKortRRXVNWxCxxb2qCNVkRqtCJ8iW0aWJ",
+	"TNLvQ+0cumk5hiPGN+NK02gKhPXSzGz2pCGpLKsksl4yTCvJT8uT8tRh4XRSHR09zFiO/0J6cFbnqrN8",
+	"ws1wy60wBmuuVyHmpGAcQjDNIzSek6q2+Ip+efv2tc+l2TAyWmmbOhaGPSdqIaQmqlouqQx84Jpx9JI7",
+	"hO8RvTw3oEwLIO/evDJKnuHgkRlP0X+E6Rgemf6X+rzThKTOpT3CbPDEvF7nro+WkDOKNqp5VQsxwvoG",
+	"HNdIrr+G9WjJlGJ8jlNs/ubWiA2TUCnI3cJoe40cjzRvc6FHM1FxHLoEvRD5yDzDrCo3zPyf8ZH1fjZ3",
+	"5H295lmj8sG+Ygtt0gkfAs0WRjWdsVvPsjsoSw9ccD64yvuRumsc2RJMss2j/qbpNO6GJiKey+AQpoow",
+	"TXKW94RfIrT+GuTIh8TqMJPqxJl2Zwyt6F6EO8iq6PGimV9sLrjbUNypXnGjSlTlvU51fPFdiVfd3sTY",
+	"zRIcRsg04LYsKLc80VCEqLRX+u6Rx5U9U7dG9FCbCWQRIDA14c2jdnYCKU9KF9lVTe/0a6oZYDrCz+IG",
+	"JJ2b1Z/W0P82+wk4zJh54ynH1AXUt34W3KoDUa/1G7xLT9z92V/rAqkEN1q+r5cRnNBGPSMnS8qNrWgv",
+	"bUxe1ku3Z6dlKcUNEFqHHxJrRBn8tmtxmomMdlhIX4xu+54wT1iQuNnyxDHZcBPHdWDqM6zcLWHIMXmG",
+	"vmS4tbmRxrpvJDAlRAlz35ki11BiaiedcJ8AELzRDv/Dgl0Dxrld5glG7g8I5bnNcTIqE94D8yTUkrhc",
+	"RQzJ4WiXFzHhw9SC7jICUjtVgVu1jLNtjx7tp+QGatgaNw13PO6Wh0zwfDTFdN1m4KpNeLt6N4Pij4uO",
+	"qnKfENuFVs0Q2+fE7puOwP5I2GXM83meLxk3phzF3GZlvXIhD3W6bnjohu/If3qf6EHzPj0bJIOXg2Tw",
+	"LnqR3jr6ibE3T4UPlKMsT2wRe+LGF+pHgjf4m03ukbm97DsJJg/bUzPBvXEFB0IMue2JokkRONrammGX",
+	"LYU+6vWkmRYyHu7F/C0b7bVzD21V/YaCnJCVkNezQqwSx2JBdl4Zj8dxD/+2AocFLUvg+1Q31KbPtmjP",
+	"ppc004rQqRG7Ya8NWOtDiEctzQULUdVG2NIxrITsFb904cEtdPhAkXkhprQIsUTvPWkV4u0QXIwGK19v",
+	"TOppyVB/Zjgi4zvP732RW6+Iu6LoodyeR+mtDkTDqStxH/pad+DoSjprdLtgyooY7xdEB8YN5AdJEKJX",
+	"nt8nPkvxylWCJBPun0jwz4gCnl/NKCvMfyy5N6ZwD7jQkEy4FXhXIR0uwVSaqFEYDbdSo0jZC+oGRFlD",
+	"w1vax/9QRK6MhosGiFEitCJKQ6kImjxGpM/oFztEfTbO3u7QhiuUKqLaN7ARKJFA763IC5teGc0ky6DU",
+	"e/GQZjr3Vi9oeNE7Qnal9af4shll8653SlnFzN4tFYL9HTwiRYaW+HdNj2kca8H4tdp1ny/w5c9yEG8P",
+	"iu7FUKoy34NoCmqUtgXl88+ueg1FizY3ouGCrmmrRcstGD2Ot931p57aunZ6w/SxbGp3B+E5WVRLykeG",
+	"S6HXZ3fL9F4HEt4PtC5PiU9iqlmurRRMQsHDla/7Ciy188CchKh0MuFOZbwKoQU/Ca30ov5fwyuTEJpd",
+	"N2bIKM+gQJbunTW7cGnnW3Ho3HZeL/yt6VCfBKIFmYmiEKuOQbkZJzAbj0hsG+kkqwUrYJMDGj4fTOCr",
+	"2gSOhBiLaMqYkaENkLrn3qt+G8Woq3XfJ/iK2aAx6TakvqbznlKUks5tWpR7UyWEwwojg0Yv6KI2KPP9",
+	"bNXVGzCFs3cn3M0e8LI64p/icKuvskqq2M1GlwD+5o1B8zqCckZ4VRTeJ43syzw2MJkfbAOVVppTH9vC",
+	"HbQB2Yb/y3io+dzpY5uOAPt0SbMFWiZmR0bBX9t8NaYmnHGmmWGD5N//+//UGppLisSHnmH4emx86FwP",
+	"V76mZcLNU7wT5g+aGf5QQD5375uDKUDDGUkti0xRP0pblyQlVMKEi5nRldrVUgHOQS1Kr+rUzU0YUQi0",
+	"IbQFt1a9q4HDsRY0TLUxoKE7owFWxAS+w9BHrOynPCmJkNkC0AAHZQ3tkRYja3HbvOyRbYbg6XxMzhvy",
+	"uK5Bs0Ooulax+PoZOg1d1qpqlbtNePAd0zll3CjmWgX3Bs/hNrEZiipaO5z4YiU14dRHO73j0lUEOd+S",
+	"OUYXaEWX9EaHhwmf8Kc3INdOHDHVblLTbI2T2jjfj48e/+3Ax1atLJvwFIMUoSJMyGXXi28tYFVUcxdH",
+	"GhOU2mQqcgYqONWQxByFW4f4tNKEh5R/6w5vx+JOm/12zGTGwJ/wUgptO2u55H1DFUZ7YYLj3tPXv12+",
+	"JYc3x4fhtFMneyzqL56+fbbZkInkks70aQiCTfg1rDcaCGLbH9tzUDXsL9ey0Bi7SDP4B7Z/mvC0boI4",
+	"8l0QTwk2PTxI6pnDWs0OSsgtvEZgf350cjImz2FtW4ipe5sCFiwDrpB9uaZ25yXNFjA6GR8ZfUwWg9PB",
+	"QutSnR4erlarMcWfx0LOD91Ydfji4uenry6f4pg6KofX7vz1xSAZGDq0V/F4fGRfEiVwWrLB6eDh+Gj8",
+	"0GXPouQ4HK+gKEaozRx+WF2rse/RNIeevjO/vn+OCbOrhVBgM1+R7axD2RjWpaHwEpWsK95tVRU6jo0g",
+	"RBq5yAeng3+A/vX988vBRle+k6OjLT2lPqyuRwr0nj2lXEJwT0sptzVsB/bYrh6bLEB5GBra3TUDL+hK",
+	"dZnBBh+GEDCBNxloOleGnwcEqMHvZuyhvT5/9GL+HOlakZOjo4bW5TqC2bCwwkhuF72/uKn3Q+9eaHU1",
+	"PT1o9VAyRWiB7TXa6HrBboCD2oofYyCsd0WPM7CUFhK81z+4DAnwufX9myEJgUIBeXz0sIu4N3bN74I3",
+	"XNtwEzxaR5EP76fIZie+Npbf+JqqbWi+OT5E/fmwXWsRxfklm3PLem1mg2706Roq9gckkR5VCWrmVrxN",
+	"uOEPht2aM8LTMiL0rD7BQmD1BGamzaVYcYINJxr9cya8htQdNdUYtmKKFIbqsFUhJUvGK6MiYvmdoxam",
+	"jQaodHCRdfjSuUFGo5rkT6SFZs1K/B7VO/1iDrVDa7UGmeCzTQqpoxdR6rBKj53N+vJdKbs2mFdQQGbb",
+	"nwWXMsY5EkLVhHNYGVtsZBSrJTMS16hcNucjxTPBqERKrIlASpCk8Dr+hDslgCmitAS6DPkCmHhEsVME",
+	"1aEaNgTyJjy12st/zhZMpoFOgmpg92wm88pgExqjILiidBs59WCRYZMszNz/wXNDHQfGHqhXHE0rnheQ",
+	"Trita7OrpD/Zp3hC6xJIJorC+nQiE+O0yYTTQomw/TF5ShsdRW1LL6OK1m3vrPLoD8MpkFhNPeGp1aWb",
+	"TWjrYGtQy/zYhCj46CKkLjRxYM6k2aDDUkQouhMckmZrs3iZ5JYr+tQSY7sj9L9i6os90wdoUSypDu2G",
+	"P1Yg13W/YeeDa/YYzgGTyganA3t4DfMsPDBH4P5xhxmznpLIZUG66uuRE4PQtt5pArib37BnbZfDeO+y",
+	"Fdes+ArLYosg3fT1PFDufvUt7V/0YeHPbEwdhcTd7KYHp5Gt2PAQxwBrOVz/NLgQV66TRxQ91jf4uev/",
+	"vpdsC7ymLeA2PDd3yaCH80WHNbxEzWG3o13GREWmD6N3BAea8BvSA2t/DctN8JHjzKltD/xoF2nbaCT+",
+	"hQL6Ejn3fhK59DW4vbZbTyluzZGpruVxquBj6g1a7H3KN1oX1prXkJKZBLXwmpdPEA+KnFPWQmNhbCRq",
+	"lzjYxthtXfEOfL0nUN3LPTHc2d9QvhNrXjLOlobbH0UqV3//E/XCjRLrfhtLzD6XUB8dPbp/SGiF/oWU",
+	"HfZjYXYtTxqKYj+Zuy4Kh59CetCdAaOsIuT+M8a6mu49m0ZXFjQD17Cw0c2DE7hlNhwoOIwnvLYoj2sy",
+	"dhPlLEcixiG15LRuH9R8To6OJnzlkkrcoqjmkCGmaMFsJqQmFc9Bkkxwb0GtJNOhz9CEo9JpFz0lU6EX",
+	"mBzn1NuTo+Po1bHljC996cnGzYmdWf3KYfiQhKVpJJGfRL7+auTcKrm8awcEzCW8+xOvksNJzxVyhxtO",
+	"a5MmDOGfHB1/W2iw46oN23727T7ewW8Qvi+AAx7v4miItID/YtZgqKJxT/HGROpsGyzC8YSaSQT9rd80",
+	"NbZQMGBC5dLc9QlziYKbGU42i5DmZLqe8K6Pt8kG/Fz2okLUufCCKf02gHqPgLPKclBMmfs+D8a3eiWc",
+	"ywbYjRg3Uhj69PUAgmMNjY8BfT8duYuYkPTQB00zK2I3BDVSb7pgvDYHrtgfvYeBboy4Nfn4CNOHrXJx",
+	"4nKH7f+OY00yukXK9GMVQrW+5lTCDROVjRw/UCRtRFjTPiBdALbveI5OHn1dG2I/dtmKwUeYZjQK/z1U",
+	"d3Oz+/IAGoyr5lO/u9LtiFsbU8lUM8PGukqp1Ap9V96rbXMQa8eXzXMPg4IQIUMbFE9DRDk9GJPXoihI",
+	"iklAYwXFLCVCTrh74DMj0kbaCManW18gsdE67FmoyBQT/Jzp4NsLOkabUS44y2iBNliwKTDINlwtjP5T",
+	"GtZvNhoUN6Mm5QKVriXVGuSBjRmXQPWEtyOD3qFs5DdW7OPU3pdXv6uFhNwVvqF/yn0qpRU7TGycvj9y",
+	"eNZQ3/AjaEC1csFUi3NCXXZ+Q+bIcHAx2WB115C5sa8Ot/EdtD9Lk2uWze+kyJ18dV7QpzxF8zHxJJt3",
+	"xt4jm64W/VTeqPmtvBg8btRh5Ot6d8nghbCb257l80CRd29ejGPfuqt9G/8vaH6PTk52Gdz8ytL+nPYr",
+	"hMFsGgNtaYAbqSU9bHpTwzz85CzQXodL45C9iVdK8cEpJ9YrXzNt/8HEoIFaRbOlglKSGi00rYsvIrpo",
+	"cMqHRHSjA/yvkdv86CJPD86MaWqzTtElg837NzKoejwzn82ZGp8E/Ca6wn38YfzNvR//gCbp7UNnh9Q2",
+	"iIhrCs+E9Bq4cqkZjq58QlKlFsgO05Ojk8AT09N21+9Gbphqdeq1UYkVlTk2sTRA2MaT1tNn6My2iPj3",
+	"f/03obbprO0hkTgvR6tPxK/vn18iL/ZtN2y3ugm3EaZh+mF1ra4qWaQHiduOr/ZjasLTT5NG82H7TaY6",
+	"OID/3+jii88axdlX17C2H3VyBRpXVE8Gd+mE+4L6sHNWV3FYpcNuFAPNLuFO2dbqG1oX6uKpQn+zFiRt",
+	"Jt6lZ+10maCzoVMM6x39vQZJOEBuLqn9OqrRKzC9jRZGdbMnUedKeQAx860Vw2zqgxgNjd3v8xrKr3fP",
+	"v7720eia8hdTPhrHvPTfpQnJo5iiQK+BfzNf7aOjH7/1p/nquhDr7PdtajGJk3cQNMQeB76Z7Yhm1z7m",
+	"cnLy7b8qaC9PCFS43Dabumk3YC9h4A/D1A0KfSAOxt9Ds2m2A8LPXoY+PZsIb3UH2ksGea66VekJHdrD",
+	"B4SwO3ixJuHjbtaMxZq6lrCYcPt5voSk1yxPm73tDzpyoNUXHwUP0Gwx4TNWwAOb7pq02wwk9lNGuLoz",
+	"S8fkolFX7kLvYCexzfsUYH4xlUaIyrn9QG+jwg5ZNdW22C20+5pwRdeqKTyM5Uum4L9zFTKTzQatzmdT",
+	"1NHJaNNNe1yR96hlL/0hfUP1TNjE1j3Ds52PDHwPdSzytQNX09xITPBfK9n9qtS1M3GN7Q2oyug67cYR",
+	"GxUBp5gtLsUNpKTW6RtfIPKdlMUMe89sdmlIsXlEahOX0056VEspED6zLtjHC6qssHIKka05PZtw+1VY",
+	"jo1UGK/MLtSaZwspuKhUPFXHNt34K6sUG21B/mJqRWg2svKnctY+P2kJ6lsrFtsHhC+U/393RFRoP8H2",
+	"P00m4JWlzS4yezGfZolcv5xu5BZBiwuhw/U05DC2qt1DNQU+NfaZkaaoE6lQsul+tB8yN9aGL8fxVKzq",
+	"WndXiOPLLI3WZRgKz1ESKsO0XN5mMz5nJLRUutEZJtSiWc+IWogVv0dShkYef1lHhgewT9MOZY7f15HR",
+	"6XbSR6134fmn/qC37aUca/+FRbyGOqzuNK6DVz4OHAvOtSrQ6mihqwxgMkCtxt1sw9iUiHq6LEGO7IeF",
+	"dK2cnbrcktBkKDjq3HM374SjuriRr+S+DYOZszYvJeRsvQR5Xbim+6gKT/hmErciwzopy3U8Yu18m1Ct",
+	"41Bok/CxWyfeFbd7m3nT3bmtWEhaX2jJbbELfi7uGtZNJDYKDO5+v/u/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

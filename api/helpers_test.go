@@ -52,7 +52,15 @@ type fakeEngine struct {
 	reviewErr error
 	readyErr  error
 	reviews   []transfer.ReviewDecision
-	panicked  bool // Ready panics
+	acks      []string // transfer id/receipt id/signed by
+	panicked  bool     // Ready panics
+}
+
+func (e *fakeEngine) Acknowledge(_ context.Context, id, receiptID, signedBy string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.acks = append(e.acks, id+"/"+receiptID+"/"+signedBy)
+	return nil
 }
 
 func (e *fakeEngine) StartTransfer(_ context.Context, id string) error {

@@ -33,6 +33,8 @@ const (
 	ProblemMethodNotAllowed      = "method-not-allowed"      // 405
 	ProblemNotInReview           = "not-in-review"           // 409
 	ProblemInvalidDecision       = "invalid-decision"        // 422
+	ProblemNotAwaitingAck        = "not-awaiting-ack"        // 409
+	ProblemReceiptInvalid        = "receipt-invalid"         // 422
 	ProblemUnavailable           = "unavailable"             // 503: retry later
 	ProblemInternal              = "internal"                // 500
 )

@@ -31,6 +31,18 @@ type Engine interface {
 	Review(ctx context.Context, transferID string, d transfer.ReviewDecision) error
 	// Ready reports whether the workflow service answers.
 	Ready(ctx context.Context) error
+	// Acknowledge delivers a partner's verified acknowledgement (its
+	// receipt id and the kid that signed it) to a transfer waiting in
+	// sent.
+	Acknowledge(ctx context.Context, transferID, receiptID, signedBy string) error
+}
+
+// AckVerifier checks a partner's signed acknowledgement of a transfer's
+// delivery and returns its receipt id and the partner key that signed it.
+// Errors are faults: fault.Validation when the receipt does not prove the
+// delivery, fault.Downstream when the partner's keys cannot be fetched.
+type AckVerifier interface {
+	VerifyAck(ctx context.Context, t transfer.Transfer, receiptJWS string) (receiptID, signedBy string, err error)
 }
 
 // KeySet publishes our public signing keys.
@@ -61,6 +73,9 @@ type Deps struct {
 	Partners Partners
 	Logger   *zap.Logger      // nil: no logging
 	Now      func() time.Time // nil: time.Now
+	// Acks verifies partners' later acknowledgements (POST
+	// /v1/transfers/{id}/ack); nil: they are refused.
+	Acks AckVerifier
 	// AuditSigner signs the audit log's checkpoints; nil: Keys, if it
 	// signs (a *signing.Signer does).
 	AuditSigner audit.Signer
@@ -84,6 +99,7 @@ type Server struct {
 	baseURL  string
 	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
 	fhir     http.Handler // nil: no /fhir routes
+	acks     AckVerifier  // nil: acknowledgements are refused
 	handler  http.Handler
 
 	tokenMu sync.Mutex
@@ -104,7 +120,7 @@ func NewServer(d Deps) (*Server, error) {
 	}
 	s := &Server{
 		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners,
-		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR,
+		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR, acks: d.Acks,
 	}
 	s.signer = d.AuditSigner
 	if as, ok := d.Keys.(audit.Signer); ok && s.signer == nil {

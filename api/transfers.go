@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -455,4 +456,56 @@ func (s *Server) GetTransferManifest(ctx context.Context, req GetTransferManifes
 		return nil, fmt.Errorf("get signed manifest: %w", err)
 	}
 	return GetTransferManifest200ApplicationjoseResponse{Body: bytes.NewReader(a.Data), ContentLength: int64(len(a.Data))}, nil
+}
+
+// AcknowledgeTransfer takes a partner's later, signed acknowledgement of a
+// delivery: the signature against the partner's published keys is the
+// proof, so the caller needs no other credential.
+func (s *Server) AcknowledgeTransfer(ctx context.Context, req AcknowledgeTransferRequestObject) (AcknowledgeTransferResponseObject, error) {
+	noteTransfer(ctx, req.Id)
+	if req.Body == nil || strings.TrimSpace(req.Body.ReceiptJws) == "" {
+		return nil, fieldInvalid("receipt_jws", "is required")
+	}
+	t, err := s.store.GetTransfer(ctx, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get transfer: %w", err)
+	}
+	if s.acks == nil {
+		return nil, newProblem(http.StatusUnprocessableEntity, ProblemReceiptInvalid, "Receipt not accepted",
+			"this server takes no later acknowledgements")
+	}
+	switch t.State {
+	case transfer.StateSent, transfer.StateAcknowledged, transfer.StateComplete:
+	default:
+		return nil, newProblem(http.StatusConflict, ProblemNotAwaitingAck, "Not awaiting an acknowledgement",
+			"the transfer is in "+string(t.State)+", not sent")
+	}
+	receiptID, signedBy, err := s.acks.VerifyAck(ctx, t, req.Body.ReceiptJws)
+	if err != nil {
+		if f, ok := fault.As(err); ok && f.Class.Retryable() {
+			s.logFor(ctx).Warn("acknowledgement: partner keys unavailable", zap.Error(err))
+			return nil, unavailable("the partner's keys could not be fetched; retry later")
+		}
+		return nil, newProblem(http.StatusUnprocessableEntity, ProblemReceiptInvalid, "Receipt not accepted", err.Error())
+	}
+	if t.State != transfer.StateSent {
+		// Taken before: the same receipt again is answered as it is now.
+		if t.Export != nil && t.Export.ReceiptID == receiptID {
+			return AcknowledgeTransfer202JSONResponse(s.transferView(t)), nil
+		}
+		return nil, newProblem(http.StatusConflict, ProblemNotAwaitingAck, "Not awaiting an acknowledgement",
+			"the transfer was acknowledged with another receipt")
+	}
+	if err := s.engine.Acknowledge(ctx, req.Id, receiptID, signedBy); err != nil {
+		s.logFor(ctx).Warn("acknowledgement not delivered", zap.Error(err))
+		return nil, unavailable("the workflow engine did not take the acknowledgement; retry later")
+	}
+	t, err = s.store.GetTransfer(ctx, req.Id)
+	if err != nil {
+		return nil, fmt.Errorf("get acknowledged transfer: %w", err)
+	}
+	return AcknowledgeTransfer202JSONResponse(s.transferView(t)), nil
 }

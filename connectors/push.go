@@ -88,7 +88,10 @@ type Pusher interface {
 //     received. A repeat with a known Idempotency-Key returns the first
 //     receipt with "duplicate": true (or header Idempotent-Replayed: true)
 //     and is not a second delivery.
-//   - 202 {"status":"accepted"}: taken; the acknowledgement comes later.
+//   - 202 {"status":"accepted"}: taken; the acknowledgement comes later, as
+//     the partner's signed receipt (a compact JWS of ReceiptClaims under a
+//     key of its JWKS) POSTed to our /v1/transfers/{transfer_id}/ack as
+//     {"receipt_jws": "…"}.
 //   - errors as application/problem+json with a stable "type".
 //
 // Classification: connection failures and timeouts are fault.Transport;

@@ -37,16 +37,31 @@ func VerifyReceipt(ctx context.Context, keys *signing.RemoteKeys, p Partner, tra
 	if p.JWKSURL == "" {
 		return "", nil
 	}
-	bad := func(why string) (string, error) {
-		return "", fault.New(fault.Validation, ErrTypeBadReceipt, fmt.Sprintf("partner %s: receipt %s", p.ID, why))
-	}
 	if r.Signed == "" {
-		return bad("is not signed, but the partner publishes keys")
+		return "", fault.New(fault.Validation, ErrTypeBadReceipt, fmt.Sprintf("partner %s: receipt is not signed, but the partner publishes keys", p.ID))
 	}
-	payload, kid, err := keys.Verify(ctx, p.JWKSURL, r.Signed)
+	c, kid, err := VerifySignedReceipt(ctx, keys, p, transferID, manifestSHA256, deliveryKey, r.Signed)
+	if err == nil && r.ReceiptID != "" && c.ReceiptID != r.ReceiptID {
+		return "", fault.New(fault.Validation, ErrTypeBadReceipt, fmt.Sprintf("partner %s: receipt id differs from the answer's", p.ID))
+	}
+	return kid, err
+}
+
+// VerifySignedReceipt checks a partner's signed receipt (compact JWS of
+// ReceiptClaims) against its JWKS and against the delivery, and returns
+// its claims and the kid that signed it; errors as VerifyReceipt's. A
+// partner without keys cannot sign: its receipts are refused here.
+func VerifySignedReceipt(ctx context.Context, keys *signing.RemoteKeys, p Partner, transferID, manifestSHA256, deliveryKey, compact string) (ReceiptClaims, string, error) {
+	bad := func(why string) (ReceiptClaims, string, error) {
+		return ReceiptClaims{}, "", fault.New(fault.Validation, ErrTypeBadReceipt, fmt.Sprintf("partner %s: receipt %s", p.ID, why))
+	}
+	if p.JWKSURL == "" {
+		return bad("cannot be verified: the partner publishes no keys (jwks_url)")
+	}
+	payload, kid, err := keys.Verify(ctx, p.JWKSURL, compact)
 	switch {
 	case errors.Is(err, signing.ErrJWKSUnavailable):
-		return "", fault.Wrap(fault.Downstream, ErrTypeUnavailable, "partner "+p.ID+": its JWKS", err)
+		return ReceiptClaims{}, "", fault.Wrap(fault.Downstream, ErrTypeUnavailable, "partner "+p.ID+": its JWKS", err)
 	case err != nil:
 		return bad("signature does not verify: " + err.Error())
 	}
@@ -55,14 +70,14 @@ func VerifyReceipt(ctx context.Context, keys *signing.RemoteKeys, p Partner, tra
 		return bad("payload is not a receipt")
 	}
 	switch {
+	case c.ReceiptID == "":
+		return bad("has no receipt id")
 	case c.TransferID != transferID:
 		return bad("is for another transfer")
 	case c.ManifestSHA256 != manifestSHA256:
 		return bad("is for another manifest")
 	case c.IdempotencyKey != deliveryKey:
 		return bad("is for another delivery")
-	case r.ReceiptID != "" && c.ReceiptID != r.ReceiptID:
-		return bad("id differs from the answer's")
 	}
-	return kid, nil
+	return c, kid, nil
 }

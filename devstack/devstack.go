@@ -62,6 +62,10 @@ type Options struct {
 	SandboxAddr string // sandbox partner listen address; default 127.0.0.1:0
 	Seed        bool   // load the demo members (idempotent)
 	Logger      *zap.Logger
+	// SandboxAcksLater makes the sandbox partner answer deliveries 202
+	// accepted and acknowledge them afterwards with a signed receipt
+	// posted to POST /v1/transfers/{id}/ack.
+	SandboxAcksLater bool
 	// Partners are registered beside the sandbox partner.
 	Partners []connectors.Partner
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
@@ -135,10 +139,15 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		}
 	}()
 	s.SandboxURL = "http://" + sbLn.Addr().String()
-	if s.Sandbox, err = sandbox.New(sandbox.Options{
+	sbOpts := sandbox.Options{
 		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
 		HTTPClient: connectors.NewHTTPClient(), Logger: o.Logger.Named("sandbox"),
-	}); err != nil {
+	}
+	if o.SandboxAcksLater {
+		base := s.URL
+		sbOpts.AckURL = func(id string) string { return base + "/v1/transfers/" + id + "/ack" }
+	}
+	if s.Sandbox, err = sandbox.New(sbOpts); err != nil {
 		return nil, err
 	}
 	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
@@ -168,6 +177,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	srv, err := api.NewServer(api.Deps{
 		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
 		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
+		Acks: &app.AckVerifier{Partners: partners},
 	})
 	if err != nil {
 		return nil, err

@@ -111,6 +111,12 @@ func (e *Engine) Review(ctx context.Context, transferID string, d transfer.Revie
 	return err
 }
 
+// Acknowledge signals a partner's verified acknowledgement to the
+// transfer's workflow, which takes it while it waits in sent.
+func (e *Engine) Acknowledge(ctx context.Context, transferID, receiptID, signedBy string) error {
+	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalPartnerAck, PartnerAck{ReceiptID: receiptID, SignedBy: signedBy})
+}
+
 // Ready reports whether Temporal answers.
 func (e *Engine) Ready(ctx context.Context) error {
 	_, err := e.Client.CheckHealth(ctx, &client.CheckHealthRequest{})

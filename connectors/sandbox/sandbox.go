@@ -68,6 +68,11 @@ type Options struct {
 	JWKSURL    string       // our /.well-known/jwks.json; required
 	HTTPClient *http.Client // for the JWKS; nil = a client with a 10 s timeout
 	Logger     *zap.Logger  // nil = no logs
+	// AckURL, if set, makes the sandbox acknowledge later, as some
+	// partners do: it answers a delivery 202 accepted, then POSTs its
+	// signed receipt to AckURL(transferID) (our POST
+	// /v1/transfers/{id}/ack), retrying until it is taken.
+	AckURL func(transferID string) string
 }
 
 // Delivery is one export the sandbox received: counts and digests only.
@@ -106,8 +111,12 @@ type Partner struct {
 	size       int64          // bytes of whole records in file
 	faults     []Failure
 
-	keys   signing.RemoteKeys // the sender's JWKS
-	signer *signing.Signer    // signs receipts; published at /.well-known/jwks.json
+	ackURL   func(string) string
+	acks     sync.WaitGroup // acknowledgements being posted
+	stop     chan struct{}  // closed by Close: pending acknowledgements give up
+	stopOnce sync.Once
+	keys     signing.RemoteKeys // the sender's JWKS
+	signer   *signing.Signer    // signs receipts; published at /.well-known/jwks.json
 }
 
 // New starts a sandbox partner. With o.Dir it creates the directory (0700)
@@ -117,7 +126,7 @@ func New(o Options) (*Partner, error) {
 	if o.JWKSURL == "" {
 		return nil, errors.New("sandbox: JWKSURL is required")
 	}
-	p := &Partner{jwksURL: o.JWKSURL, client: o.HTTPClient, log: o.Logger, byKey: map[string]int{}}
+	p := &Partner{jwksURL: o.JWKSURL, client: o.HTTPClient, log: o.Logger, byKey: map[string]int{}, ackURL: o.AckURL, stop: make(chan struct{})}
 	if p.client == nil {
 		p.client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -147,6 +156,8 @@ func New(o Options) (*Partner, error) {
 
 // Close closes the delivery log. Deliveries received afterwards fail.
 func (p *Partner) Close() error {
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.acks.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.file == nil {
@@ -246,6 +257,16 @@ func (p *Partner) receive(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusInternalServerError, ProblemStorage, "the receipt could not be signed")
 		return
 	}
+	if p.ackURL != nil {
+		// Acknowledge later: the first time a delivery is received (a
+		// repeat is answered with the same 202).
+		if !dup {
+			p.acks.Add(1)
+			go p.postAck(got.TransferID, receipt)
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "receipt_id": got.ReceiptID, "duplicate": dup})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": "acknowledged", "receipt_id": got.ReceiptID,
 		"received_at": got.ReceivedAt.Format(time.RFC3339), "duplicate": dup,
@@ -327,6 +348,39 @@ func (p *Partner) verify(ctx context.Context, compact string) ([]byte, string, e
 		return nil, "", fmt.Errorf("%w: %v", errJWKS, err)
 	}
 	return payload, kid, err
+}
+
+// postAck posts a signed receipt to the sender until it is taken (2xx), or
+// refused for good (4xx other than 409 and 429), or the sandbox closes.
+func (p *Partner) postAck(transferID, receipt string) {
+	defer p.acks.Done()
+	body, _ := json.Marshal(map[string]string{"receipt_jws": receipt})
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(wait):
+		}
+		req, err := http.NewRequest(http.MethodPost, p.ackURL(transferID), bytes.NewReader(body))
+		if err != nil {
+			p.log.Error("sandbox acknowledgement", zap.Error(err))
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := p.client.Do(req)
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode/100 == 2:
+			p.log.Info("sandbox acknowledged a delivery", zap.String("transfer_id", transferID))
+			return
+		case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusConflict && resp.StatusCode != http.StatusTooManyRequests:
+			p.log.Warn("sandbox acknowledgement refused", zap.String("transfer_id", transferID), zap.Int("status", resp.StatusCode))
+			return
+		}
+	}
 }
 
 // signReceipt signs the receipt of delivery d: the same for every repeat
