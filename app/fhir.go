@@ -14,6 +14,7 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/smartauth"
 	"github.com/p2p-payer/p2p/store"
 )
 
@@ -26,11 +27,14 @@ type FHIRDeps struct {
 	// are not checked for naming us.
 	Holder pdex.Party
 	// TrustHeader names the request header that carries the authenticated
-	// partner id, set by a gateway (or, in dev, by the caller). Empty:
-	// every request is refused 401 until partner authentication (SMART
-	// Backend Services) is built.
+	// partner id, set by a gateway (or, in dev, by the caller). Empty: only
+	// Auth's tokens name partners.
 	TrustHeader string
-	Logger      *zap.Logger
+	// Auth, if set, authenticates partners by SMART Backend Services
+	// access tokens (tried before TrustHeader); its endpoints are served
+	// by WithSMART.
+	Auth   *smartauth.Server
+	Logger *zap.Logger
 }
 
 // NewFHIRHandler builds the /fhir handler over the member store, with the
@@ -50,6 +54,9 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 			p, ok := d.Partners.Get(id)
 			return ok && p.HasRole(connectors.RoleRequester)
 		})
+	}
+	if d.Auth != nil {
+		requester = FirstRequester(d.Auth.Requester, requester)
 	}
 	return pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,

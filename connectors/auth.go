@@ -29,8 +29,10 @@ const (
 // inline: the registry is configuration that gets copied and logged.
 type Auth struct {
 	Type AuthType `yaml:"type,omitempty"` // "" = none
-	// SMART Backend Services (ours, when we call them).
-	ClientID string `yaml:"client_id,omitempty"` // our client id at the partner's authorization server
+	// SMART Backend Services. ClientID is our client id at the partner's
+	// authorization server (role pull), or the partner's client id at
+	// ours (role requester: its assertions are checked against jwks_url).
+	ClientID string `yaml:"client_id,omitempty"`
 	TokenURL string `yaml:"token_url,omitempty"` // "" = from {fhir_base_url}/.well-known/smart-configuration
 	Alg      string `yaml:"alg,omitempty"`       // client assertion algorithm: RS384 (default) or ES384
 	Scope    string `yaml:"scope,omitempty"`     // e.g. "system/*.read"

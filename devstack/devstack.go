@@ -164,13 +164,17 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			return nil, fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
+	// Partners may authenticate by SMART Backend Services; in dev, the
+	// X-P2P-Partner header also names the caller.
+	fhirAuth := app.NewSMARTAuth(s.URL, signer, partners)
 	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
-		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Logger: o.Logger.Named("fhir"),
+		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Auth: fhirAuth, Logger: o.Logger.Named("fhir"),
 		Holder: pdex.Party{Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
 	})
 	if err != nil {
 		return nil, err
 	}
+	fhirAPI = app.WithSMART(fhirAuth, fhirAPI)
 	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
 		return nil, err
 	}

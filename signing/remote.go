@@ -52,6 +52,13 @@ func (k *RemoteKeys) Verify(ctx context.Context, url, compact string) (payload [
 	return Verify(compact, jwks)
 }
 
+// Fetch returns the JWKS document at url, from the cache unless refresh
+// or it is older than the TTL: for keys of algorithms Verify does not take
+// (a partner's RS384/ES384 client assertions).
+func (k *RemoteKeys) Fetch(ctx context.Context, url string, refresh bool) ([]byte, error) {
+	return k.keys(ctx, url, refresh)
+}
+
 func (k *RemoteKeys) keys(ctx context.Context, url string, refresh bool) ([]byte, error) {
 	ttl := k.TTL
 	if ttl == 0 {

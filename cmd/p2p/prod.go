@@ -110,14 +110,19 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 			}
 			holder.Identifiers = []fhir.Identifier{id}
 		}
+		// Partners authenticate by SMART Backend Services (tokens from
+		// /fhir/auth/token), or through a gateway that sets a trusted header.
+		publicURL := cfg.PublicURL
+		if publicURL == "" {
+			publicURL = "http://" + cfg.Addr
+		}
+		auth := app.NewSMARTAuth(publicURL, signer, partners)
 		if deps.FHIR, err = app.NewFHIRHandler(ctx, app.FHIRDeps{
-			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Logger: logger.Named("fhir"),
+			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Auth: auth, Logger: logger.Named("fhir"),
 		}); err != nil {
 			return err
 		}
-		if cfg.FHIRTrustHeader == "" {
-			logger.Warn("/fhir refuses every call: no partner authentication (set --fhir-trust-header behind an authenticating gateway)")
-		}
+		deps.FHIR = app.WithSMART(auth, deps.FHIR)
 	}
 	srv, err := api.NewServer(deps)
 	if err != nil {
