@@ -66,6 +66,9 @@ type Options struct {
 	Partners []connectors.Partner
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
 	Worker worker.Options
+	// ExportFileTTL is how long the files of a bulk export served to a
+	// partner stay downloadable; 0: workflows.DefaultFileTTL.
+	ExportFileTTL time.Duration
 	// Retention sets the maintenance schedules; zero fields take the
 	// app defaults (checkpoint every 10m, PHI kept 30d, purge daily).
 	Retention app.Retention
@@ -154,14 +157,18 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			return nil, fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
-	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
-		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Logger: o.Logger.Named("fhir"),
-		Holder: pdex.Party{Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
-	})
-	if err != nil {
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
 		return nil, err
 	}
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
+	us := fhir.Identifier{System: fhir.SystemNPI, Value: OurNPI}
+	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
+		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Logger: o.Logger.Named("fhir"),
+		Holder:  pdex.Party{Identifiers: []fhir.Identifier{us}},
+		Exports: &workflows.ServeEngine{Client: s.Client, Store: s.Store, FileTTL: o.ExportFileTTL},
+		// Loopback: a client polls again after a second.
+		StatusRetryAfter: time.Second,
+	})
+	if err != nil {
 		return nil, err
 	}
 	srv, err := api.NewServer(api.Deps{
@@ -178,7 +185,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	served = true
 
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
-		PHIRetention: o.Retention.PHIRetention})
+		PHIRetention: o.Retention.PHIRetention, Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -111,6 +112,8 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		if deps.FHIR, err = app.NewFHIRHandler(ctx, app.FHIRDeps{
 			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Logger: logger.Named("fhir"),
+			Exports: &workflows.ServeEngine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
+			BaseURL: publicFHIR(cfg.PublicURL),
 		}); err != nil {
 			return err
 		}
@@ -164,8 +167,14 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	var us fhir.Identifier
+	if cfg.PayerIdentifier != "" {
+		if us, err = app.ParseIdentifier(cfg.PayerIdentifier); err != nil {
+			return err
+		}
+	}
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
-		PHIRetention: cfg.Retention.PHIRetention})
+		PHIRetention: cfg.Retention.PHIRetention, Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return err
 	}
@@ -235,4 +244,13 @@ func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "signing key %s (kid %s)\n", *out, s.KID())
 	return nil
+}
+
+// publicFHIR is the public URL of /fhir under the API's public URL, or ""
+// (the FHIR API then builds its URLs from each request).
+func publicFHIR(public string) string {
+	if public == "" {
+		return ""
+	}
+	return strings.TrimRight(public, "/") + "/fhir"
 }
