@@ -76,9 +76,8 @@ func (f *fakeExports) DeleteExport(ctx context.Context, id string) error {
 
 type bulkHarness struct {
 	*harness
-	st  store.Store
-	ex  *fakeExports
-	now time.Time
+	st store.Store
+	ex *fakeExports
 }
 
 // Grants of the harness: new-payer matched M1 (regular consent) and M2
