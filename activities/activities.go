@@ -15,6 +15,7 @@ import (
 
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
@@ -46,8 +47,11 @@ type Activities struct {
 	Pusher   connectors.Pusher
 	Signer   Signer
 	Source   export.Source
-	Logger   *zap.Logger
-	Now      func() time.Time // nil: time.Now
+	// Transmitter is us as the Provenance of served exports names the
+	// transmitter; zero: export.DefaultPayerName by display.
+	Transmitter fhir.Reference
+	Logger      *zap.Logger
+	Now         func() time.Time // nil: time.Now
 	// PHIRetention is how long PurgePHI keeps an ended transfer's export
 	// payloads; 0: DefaultPHIRetention.
 	PHIRetention time.Duration

@@ -17,6 +17,9 @@ const (
 	NameWithdrawExport  = "WithdrawExport"
 	NameAuditCheckpoint = "AuditCheckpoint"
 	NamePurgePHI        = "PurgePHI"
+
+	NameCheckGrants         = "CheckGrants"
+	NamePrepareServedExport = "PrepareServedExport"
 )
 
 // Error types an activity fails with. They are stable strings: retry
@@ -114,6 +117,30 @@ var Policies = map[string]Policy{
 		Retry: temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 		},
+	},
+	// Served exports (workflows.ServeExport). The grant check reads our
+	// own store and the clock, like CheckConsent.
+	NameCheckGrants: {
+		StartToClose:    10 * time.Second,
+		ScheduleToClose: time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+	},
+	// Builds and stores a served export's files, like PrepareExport (no
+	// signature: the partner fetches them over an authenticated channel).
+	// Deterministic, so a retry stores the same digests. Undone by
+	// WithdrawExport, which also withdraws the files when they expire.
+	NamePrepareServedExport: {
+		StartToClose:    5 * time.Minute,
+		ScheduleToClose: 2 * time.Hour,
+		Heartbeat:       20 * time.Second,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 2 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+		Compensation: NameWithdrawExport,
 	},
 	// Signs a tree head: a few reads and one insert. A checkpoint that
 	// cannot be signed now is worth little later (the next run signs a

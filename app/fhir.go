@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -33,13 +34,24 @@ type FHIRDeps struct {
 	// Auth, if set, authenticates partners by SMART Backend Services
 	// access tokens (tried before TrustHeader); its endpoints are served
 	// by WithSMART.
-	Auth   *smartauth.Server
-	Logger *zap.Logger
+	Auth *smartauth.Server
+	// Exports serves bulk export of the members partners matched
+	// (workflows.ServeEngine); nil: only $member-match is served.
+	Exports pdex.Exports
+	// BaseURL is the absolute URL of /fhir as partners reach it; "": from
+	// each request.
+	BaseURL string
+	// StatusRetryAfter is the Retry-After of an export in progress; 0:
+	// pdex.DefaultStatusRetryAfter.
+	StatusRetryAfter time.Duration
+	Logger           *zap.Logger
 }
 
 // NewFHIRHandler builds the /fhir handler over the member store, with the
 // identity matcher the worker uses (loaded now) and the synthetic export's
 // identifiers, so that $member-match answers what a later export serves.
+// Every match is recorded as a match grant (pdex.RecordGrants): what lets
+// the requester export the member's data.
 func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 	if d.Store == nil || d.Partners == nil {
 		return nil, errors.New("app: the FHIR API needs the store and the partner registry")
@@ -66,7 +78,13 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		MemberIDSystem: export.DefaultMemberIDSystem,
 		PayerName:      export.DefaultPayerName,
 		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
+		OnMatch:        pdex.RecordGrants(d.Store),
+		Exports:        d.Exports,
+		Store:          d.Store,
+		BaseURL:        d.BaseURL,
 		Logger:         d.Logger,
+
+		StatusRetryAfter: d.StatusRetryAfter,
 	})
 }
 
@@ -97,4 +115,14 @@ func ParseIdentifier(s string) (fhir.Identifier, error) {
 		return fhir.Identifier{}, fmt.Errorf("identifier %q: want system|value", s)
 	}
 	return fhir.Identifier{System: system, Value: value}, nil
+}
+
+// Transmitter is us, named by our payer identifier (zero: by name only),
+// as the Provenance of the exports we serve names the transmitter.
+func Transmitter(id fhir.Identifier) fhir.Reference {
+	ref := fhir.Reference{Type: "Organization", Display: export.DefaultPayerName}
+	if id.Value != "" {
+		ref.Identifier = &id
+	}
+	return ref
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 )
@@ -69,6 +70,9 @@ type ActivityDeps struct {
 	// PHIRetention is how long PurgePHI keeps ended transfers' export
 	// payloads; 0: activities.DefaultPHIRetention.
 	PHIRetention time.Duration
+	// Transmitter is us as the Provenance of served exports names us
+	// (our payer identifier); zero: export.DefaultPayerName by display.
+	Transmitter fhir.Reference
 }
 
 // NewActivities assembles the activities with their dependencies and loads
@@ -92,5 +96,6 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		Logger:   d.Logger,
 
 		PHIRetention: d.PHIRetention,
+		Transmitter:  d.Transmitter,
 	}, nil
 }

@@ -70,6 +70,9 @@ type Options struct {
 	Partners []connectors.Partner
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
 	Worker worker.Options
+	// ExportFileTTL is how long the files of a bulk export served to a
+	// partner stay downloadable; 0: workflows.DefaultFileTTL.
+	ExportFileTTL time.Duration
 	// Retention sets the maintenance schedules; zero fields take the
 	// app defaults (checkpoint every 10m, PHI kept 30d, purge daily).
 	Retention app.Retention
@@ -164,20 +167,24 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			return nil, fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
+		return nil, err
+	}
+	us := fhir.Identifier{System: fhir.SystemNPI, Value: OurNPI}
 	// Partners may authenticate by SMART Backend Services; in dev, the
 	// X-P2P-Partner header also names the caller.
 	fhirAuth := app.NewSMARTAuth(s.URL, signer, partners)
 	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
 		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Auth: fhirAuth, Logger: o.Logger.Named("fhir"),
-		Holder: pdex.Party{Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
+		Holder:  pdex.Party{Identifiers: []fhir.Identifier{us}},
+		Exports: &workflows.ServeEngine{Client: s.Client, Store: s.Store, FileTTL: o.ExportFileTTL},
+		// Loopback: a client polls again after a second.
+		StatusRetryAfter: time.Second,
 	})
 	if err != nil {
 		return nil, err
 	}
 	fhirAPI = app.WithSMART(fhirAuth, fhirAPI)
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
-		return nil, err
-	}
 	srv, err := api.NewServer(api.Deps{
 		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
 		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
@@ -193,7 +200,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	served = true
 
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
-		PHIRetention: o.Retention.PHIRetention})
+		PHIRetention: o.Retention.PHIRetention, Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,7 @@
 // Package pdex serves the Da Vinci PDex payer-to-payer API to partner
 // payers, under /fhir: we are the old payer, a new payer asks us for a
-// member's data. Today it serves HRex $member-match; bulk export of the
-// matched member's data follows.
+// member's data: HRex $member-match, then a FHIR Bulk Data export of the
+// matched members' data (bulk.go).
 //
 //	POST /fhir/Patient/$member-match   (application/fhir+json Parameters)
 //
@@ -43,6 +43,7 @@ import (
 
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -92,6 +93,18 @@ type Deps struct {
 	// ("Patient/123") for MemberId; nil leaves MemberId out (HRex 0..1).
 	PatientRef func(memberID string) string
 
+	// Exports, with Store, serves bulk export of matched members (bulk.go);
+	// nil: those routes answer 404. Store reads match grants, the exports'
+	// transfers and their files.
+	Exports Exports
+	Store   store.Store
+	// BaseURL is the absolute URL of /fhir as partners reach it, for the
+	// URLs of status and files; "": from each request.
+	BaseURL string
+	// StatusRetryAfter is the Retry-After of an export in progress; 0:
+	// DefaultStatusRetryAfter.
+	StatusRetryAfter time.Duration
+
 	// Throttle; zero values take the Default* constants.
 	Rate          rate.Limit
 	Burst         int
@@ -127,7 +140,13 @@ func NewHandler(d Deps) (*Handler, error) {
 		return nil, errors.New("pdex: Deps.Parties is required")
 	case d.MemberIDSystem == "":
 		return nil, errors.New("pdex: Deps.MemberIDSystem is required")
+	case d.Exports != nil && d.Store == nil:
+		return nil, errors.New("pdex: Deps.Store is required with Deps.Exports")
 	}
+	if d.StatusRetryAfter <= 0 {
+		d.StatusRetryAfter = DefaultStatusRetryAfter
+	}
+	d.BaseURL = strings.TrimRight(d.BaseURL, "/")
 	if d.Rate == 0 {
 		d.Rate = DefaultRate
 	}
@@ -153,6 +172,9 @@ func NewHandler(d Deps) (*Handler, error) {
 	h := &Handler{d: d, throttle: newThrottle(d.Rate, d.Burst, d.MaxFailures, d.FailureWindow)}
 	r := chi.NewRouter()
 	r.Post("/Patient/$member-match", h.memberMatch)
+	if d.Exports != nil {
+		h.mountBulk(r)
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such FHIR operation here"))
 	})

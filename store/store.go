@@ -148,6 +148,35 @@ type Store interface {
 	// audit entry or a workflow history cannot be reversed without the
 	// database.
 	PresentationKey(ctx context.Context) ([]byte, error)
+
+	// Match grants: a partner's successful $member-match, which lets it
+	// export that member's data later, within the consent's scope and
+	// until the consent expires. Append-only; the latest grant of a
+	// (requester, member) pair is the one in force.
+
+	// AppendMatchGrant records g and returns it with its Seq.
+	AppendMatchGrant(ctx context.Context, g MatchGrant) (MatchGrant, error)
+	// MatchGrants returns the grant in force of every member requester
+	// matched, expired ones included (the caller judges them against its
+	// clock), ordered by member id.
+	MatchGrants(ctx context.Context, requester string) ([]MatchGrant, error)
+}
+
+// MatchGrant is a partner's successful $member-match of one member: the
+// consent that let us answer, its scope and its expiry. No PHI.
+type MatchGrant struct {
+	Seq            int64 // assigned by the store
+	Requester      string
+	MemberID       string
+	ConsentID      string
+	ConsentScope   string    // transfer.ScopeRegular or transfer.ScopeSensitive
+	ConsentExpires time.Time // the last instant the consent covers
+	GrantedAt      time.Time
+}
+
+// Valid reports whether g lets its requester reach the member at now.
+func (g MatchGrant) Valid(now time.Time) bool {
+	return !now.After(g.ConsentExpires)
 }
 
 // GraphStore is a Store as the identity graph's store (graph.Store).

@@ -153,6 +153,7 @@ func RegisterWorkflows(w Registrar) {
 	w.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
 	w.RegisterWorkflowWithOptions(AuditCheckpointWorkflow, workflow.RegisterOptions{Name: AuditCheckpointWorkflowName})
 	w.RegisterWorkflowWithOptions(RetentionPurgeWorkflow, workflow.RegisterOptions{Name: RetentionPurgeWorkflowName})
+	w.RegisterWorkflowWithOptions(ServeExport, workflow.RegisterOptions{Name: ServeExportWorkflowName})
 }
 
 // nowUTC is the wall clock of client-side code; workflows never call it.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -119,6 +120,8 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 		auth := app.NewSMARTAuth(publicURL, signer, partners)
 		if deps.FHIR, err = app.NewFHIRHandler(ctx, app.FHIRDeps{
 			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Auth: auth, Logger: logger.Named("fhir"),
+			Exports: &workflows.ServeEngine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
+			BaseURL: publicFHIR(cfg.PublicURL),
 		}); err != nil {
 			return err
 		}
@@ -170,8 +173,14 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	var us fhir.Identifier
+	if cfg.PayerIdentifier != "" {
+		if us, err = app.ParseIdentifier(cfg.PayerIdentifier); err != nil {
+			return err
+		}
+	}
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
-		PHIRetention: cfg.Retention.PHIRetention})
+		PHIRetention: cfg.Retention.PHIRetention, Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return err
 	}
@@ -241,4 +250,13 @@ func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "signing key %s (kid %s)\n", *out, s.KID())
 	return nil
+}
+
+// publicFHIR is the public URL of /fhir under the API's public URL, or ""
+// (the FHIR API then builds its URLs from each request).
+func publicFHIR(public string) string {
+	if public == "" {
+		return ""
+	}
+	return strings.TrimRight(public, "/") + "/fhir"
 }

@@ -310,3 +310,21 @@ func UnmarshalDetail(b []byte) (map[string]any, error) {
 	}
 	return d, nil
 }
+
+// PrepareGrant checks a match grant and fills its time (at, when zero);
+// times are normalised.
+func PrepareGrant(g store.MatchGrant, at time.Time) (store.MatchGrant, error) {
+	switch {
+	case g.Requester == "" || g.MemberID == "":
+		return g, errors.New("match grant: requester and member id are required")
+	case g.ConsentScope != transfer.ScopeRegular && g.ConsentScope != transfer.ScopeSensitive:
+		return g, errors.New("match grant: consent scope must be regular or sensitive")
+	case g.ConsentExpires.IsZero():
+		return g, errors.New("match grant: the consent's expiry is required")
+	}
+	if g.GrantedAt.IsZero() {
+		g.GrantedAt = at
+	}
+	g.GrantedAt, g.ConsentExpires, g.Seq = Time(g.GrantedAt), Time(g.ConsentExpires), 0
+	return g, nil
+}

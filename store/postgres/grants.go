@@ -1,0 +1,51 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/internal/storeutil"
+)
+
+// AppendMatchGrant records a match grant.
+func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store.MatchGrant, error) {
+	g, err := storeutil.PrepareGrant(g, time.Now())
+	if err != nil {
+		return store.MatchGrant{}, fmt.Errorf("postgres: append match grant: %w", err)
+	}
+	err = s.write(ctx, "append match grant", func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `INSERT INTO match_grants
+			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
+			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt).Scan(&g.Seq)
+	})
+	if err != nil {
+		return store.MatchGrant{}, err
+	}
+	return g, nil
+}
+
+// MatchGrants returns the grant in force of each member requester
+// matched, by member id.
+func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.MatchGrant, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (member_id) seq, member_id, consent_id, consent_scope, consent_expires, granted_at
+		FROM match_grants WHERE requester = $1 ORDER BY member_id, seq DESC`, requester)
+	if err != nil {
+		return nil, wrap("match grants", err)
+	}
+	defer rows.Close()
+	var out []store.MatchGrant
+	for rows.Next() {
+		g := store.MatchGrant{Requester: requester}
+		if err := rows.Scan(&g.Seq, &g.MemberID, &g.ConsentID, &g.ConsentScope, &g.ConsentExpires, &g.GrantedAt); err != nil {
+			return nil, wrap("match grants", err)
+		}
+		g.ConsentExpires, g.GrantedAt = g.ConsentExpires.UTC(), g.GrantedAt.UTC()
+		out = append(out, g)
+	}
+	return out, wrap("match grants", rows.Err())
+}

@@ -1,0 +1,58 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/internal/storeutil"
+)
+
+// AppendMatchGrant records a match grant.
+func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store.MatchGrant, error) {
+	g, err := storeutil.PrepareGrant(g, time.Now())
+	if err != nil {
+		return store.MatchGrant{}, fmt.Errorf("sqlite: append match grant: %w", err)
+	}
+	err = s.write(ctx, "append match grant", func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO match_grants
+			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at)
+			VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, fmtTime(g.ConsentExpires), fmtTime(g.GrantedAt)).Scan(&g.Seq)
+	})
+	if err != nil {
+		return store.MatchGrant{}, err
+	}
+	return g, nil
+}
+
+// MatchGrants returns the grant in force of each member requester
+// matched, by member id.
+func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.MatchGrant, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, member_id, consent_id, consent_scope, consent_expires, granted_at
+		FROM match_grants g WHERE requester = ?
+		AND seq = (SELECT max(seq) FROM match_grants l WHERE l.requester = g.requester AND l.member_id = g.member_id)
+		ORDER BY member_id`, requester)
+	if err != nil {
+		return nil, wrap("match grants", err)
+	}
+	defer rows.Close()
+	var out []store.MatchGrant
+	for rows.Next() {
+		g := store.MatchGrant{Requester: requester}
+		var exp, at string
+		if err := rows.Scan(&g.Seq, &g.MemberID, &g.ConsentID, &g.ConsentScope, &exp, &at); err != nil {
+			return nil, wrap("match grants", err)
+		}
+		if g.ConsentExpires, err = parseTime(exp); err != nil {
+			return nil, wrap("match grants", err)
+		}
+		if g.GrantedAt, err = parseTime(at); err != nil {
+			return nil, wrap("match grants", err)
+		}
+		out = append(out, g)
+	}
+	return out, wrap("match grants", rows.Err())
+}

@@ -1,0 +1,104 @@
+package workflows
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// ServeEngine runs the bulk exports we serve to partners (pdex.Exports):
+// each is a transfer, direction export, driven by ServeExport.
+type ServeEngine struct {
+	Client    client.Client
+	Store     store.Store
+	TaskQueue string        // TaskQueue when empty
+	FileTTL   time.Duration // how long files stay downloadable; 0: DefaultFileTTL
+}
+
+var _ pdex.Exports = (*ServeEngine)(nil)
+
+// StartExport records the export's transfer (created by the requester,
+// client pdex.ClientID) and starts its workflow. The workflow id is the
+// transfer's (WorkflowID), so that nothing else can ever start a second
+// workflow for it.
+func (e *ServeEngine) StartExport(ctx context.Context, k pdex.Kickoff) error {
+	cid := pdex.ClientID(k.Requester)
+	now := k.TransactionTime.UTC().Truncate(time.Microsecond)
+	fp := sha256.Sum256([]byte(k.Request + "\x00" + strings.Join(k.MemberIDs, ",")))
+	detail := map[string]any{"operation": "bulk-export", "request": k.Request, "member_ids": k.MemberIDs,
+		"transaction_time": now.Format(time.RFC3339Nano), "requester": k.Requester}
+	if len(k.Types) > 0 {
+		detail["types"] = k.Types
+	}
+	res, err := e.Store.CreateTransfer(ctx, store.NewTransfer{
+		ClientID: cid, IdempotencyKey: "bulk-export:" + k.TransferID, Fingerprint: hex.EncodeToString(fp[:]),
+		Transfer: transfer.Transfer{ID: k.TransferID, ClientID: cid, PartnerID: k.Requester, Direction: transfer.DirectionExport,
+			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
+		Request: transfer.Request{PartnerID: k.Requester, DataScope: transfer.DataScope{ResourceTypes: k.Types, Since: k.Since}},
+		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + k.Requester, Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateInitiated), Detail: detail},
+	})
+	if err != nil {
+		return fmt.Errorf("create export transfer: %w", err)
+	}
+	if !res.Created {
+		return fmt.Errorf("export transfer %s exists already", k.TransferID)
+	}
+	q := e.TaskQueue
+	if q == "" {
+		q = TaskQueue
+	}
+	if _, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: WorkflowID(k.TransferID), TaskQueue: q,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, ServeExportWorkflowName, ServeInput{
+		TransferID: k.TransferID, Requester: k.Requester, MemberIDs: k.MemberIDs, Types: k.Types, Since: k.Since,
+		TransactionTime: now, Request: k.Request, FileTTL: e.FileTTL,
+	}); err != nil {
+		return fmt.Errorf("start export workflow: %w", err)
+	}
+	// The workflow runs: nothing is pending for api.ResumePending, which
+	// would otherwise start the push transfer workflow under this id.
+	_, err = e.Store.CompleteIdempotency(ctx, cid, "bulk-export:"+k.TransferID, 202, []byte(`{"id":"`+k.TransferID+`"}`))
+	return err
+}
+
+// ManifestServed signals the export's workflow.
+func (e *ServeEngine) ManifestServed(ctx context.Context, transferID string) error {
+	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalManifestServed, nil)
+}
+
+// FileDownloaded signals the export's workflow.
+func (e *ServeEngine) FileDownloaded(ctx context.Context, transferID, digest string) error {
+	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalFileDownloaded, digest)
+}
+
+// DeleteExport asks the export's workflow to delete the export and waits
+// until its files are withdrawn. An export whose workflow has ended is
+// gone already.
+func (e *ServeEngine) DeleteExport(ctx context.Context, transferID string) error {
+	h, err := e.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: WorkflowID(transferID), UpdateName: UpdateDeleteExport, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) { // no such workflow, or it has completed
+		return nil
+	}
+	return err
+}
