@@ -331,6 +331,22 @@ type ConsentScope string
 // ConsentStatus The status of the member's consent as the partner holds it.
 type ConsentStatus string
 
+// CoverageToMatch The member's card with the old payer (import only, where it is
+// required): HRex `CoverageToMatch`. PHI.
+type CoverageToMatch struct {
+	// MemberId The member id on the old card.
+	MemberId string `json:"member_id"`
+
+	// Payer The old payer's partner id; a registered partner with role `pull`.
+	Payer string `json:"payer"`
+
+	// Period A period of dates; an absent end is open.
+	Period *DatePeriod `json:"period,omitempty"`
+
+	// SubscriberId The subscriber id on the old card, when it differs from the member id.
+	SubscriberId *string `json:"subscriber_id,omitempty"`
+}
+
 // DataScope What the export may hold.
 type DataScope struct {
 	// ResourceTypes The resource types to export; absent or empty means all.
@@ -338,6 +354,15 @@ type DataScope struct {
 
 	// Since Only data recorded at or after this time.
 	Since *time.Time `json:"since,omitempty"`
+}
+
+// DatePeriod A period of dates; an absent end is open.
+type DatePeriod struct {
+	// End Last day (YYYY-MM-DD).
+	End *openapi_types.Date `json:"end,omitempty"`
+
+	// Start First day (YYYY-MM-DD).
+	Start *openapi_types.Date `json:"start,omitempty"`
 }
 
 // Demographics The member as the requesting partner knows them. PHI. One of
@@ -385,7 +410,7 @@ type ExportFile struct {
 	Type string `json:"type"`
 }
 
-// ExportInfo The signed export prepared for the partner.
+// ExportInfo The signed export prepared for the partner; for an import, the files received from the old payer (kid empty).
 type ExportInfo struct {
 	// ExcludedSensitive Resources left out because the consent scope is regular.
 	ExcludedSensitive int `json:"excluded_sensitive"`
@@ -399,8 +424,16 @@ type ExportInfo struct {
 	// ManifestSha256 SHA-256 (hex) of the signed manifest.
 	ManifestSha256 string `json:"manifest_sha256"`
 
+	// Partial Import: the old payer's manifest listed errors (`error[]`); the
+	// data received is kept and this flag says it is incomplete.
+	Partial *bool `json:"partial,omitempty"`
+
 	// ReceiptId The partner's receipt of the delivery.
 	ReceiptId *string `json:"receipt_id,omitempty"`
+
+	// TransactionTime Import: the old payer's Bulk Data manifest `transactionTime`,
+	// the `_since` of the next (run-off) import of the member.
+	TransactionTime *time.Time `json:"transaction_time,omitempty"`
 
 	// Withdrawn The export's payload was withdrawn; its digests remain as evidence.
 	Withdrawn *bool `json:"withdrawn,omitempty"`
@@ -549,7 +582,9 @@ type MemberUpsert struct {
 	Street *string `json:"street,omitempty"`
 }
 
-// NewTransfer A request for a member's data from a partner payer.
+// NewTransfer A transfer of a member's data: to a partner payer (direction
+// `export`, the default) or from the member's old payer (direction
+// `import`).
 type NewTransfer struct {
 	// Consent The member's consent to disclose their data to the partner.
 	Consent ConsentAssertion `json:"consent"`
@@ -557,15 +592,26 @@ type NewTransfer struct {
 	// CorrelationId The partner's own reference, echoed back. Must not hold PHI.
 	CorrelationId *string `json:"correlation_id,omitempty"`
 
+	// CoverageToMatch The member's card with the old payer (import only, where it is
+	// required): HRex `CoverageToMatch`. PHI.
+	CoverageToMatch *CoverageToMatch `json:"coverage_to_match,omitempty"`
+
 	// DataScope What the export may hold.
 	DataScope *DataScope `json:"data_scope,omitempty"`
+
+	// Direction Which way the member's data moves: `export` — from us to the
+	// partner (pushed to it, or served to its bulk export); `import` —
+	// from the partner to us.
+	Direction *Direction `json:"direction,omitempty"`
 
 	// Member The member as the requesting partner knows them. PHI. One of
 	// `member_id`, `given` or `family` is required besides `birth_date`.
 	Member Demographics `json:"member"`
 
-	// PartnerId The requesting partner, as registered in the partner registry.
-	PartnerId string `json:"partner_id"`
+	// PartnerId The partner, as registered in the partner registry: for an
+	// export, the requesting partner (required); for an import, the
+	// old payer (optional: it is `coverage_to_match.payer`).
+	PartnerId *string `json:"partner_id,omitempty"`
 }
 
 // Period A time interval; an absent end is open.
@@ -713,7 +759,7 @@ type Transfer struct {
 	// Error Why a transfer failed.
 	Error *TransferError `json:"error,omitempty"`
 
-	// Export The signed export prepared for the partner.
+	// Export The signed export prepared for the partner; for an import, the files received from the old payer (kid empty).
 	Export *ExportInfo `json:"export,omitempty"`
 
 	// Id The transfer id (a UUIDv7).
@@ -2864,133 +2910,142 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rbhu50uCrENoFYuNryZckM9/Y+H54cjnx5DKBnSA7OArcVHdJ4rhFdki2ZU1gYH/tAyz2Cc+TLFi8",
-	"dLeaLUtJJjkL7K843U2yWCzWvUqfB5lYlIID12pw8nkwB5qDxD/Pc1iUQgPXF1AWdAW5eZqDyiQrNRN8",
-	"cDJItawgJcs5cKLnTBHK1RIkWVJFuNCklCKvMsjJZGXfS/hUgdJkUukxl25eMpViQfQcyJRJpcNHS6bn",
-	"+FjRBZAAT7YavoTVaMzPJgq4JkLPQS6ZgtGYD5KByuawoAZWvSphcDKYCFEA5YO7u7tkUFJJF6DX95it",
-	"XsKqu78zkhUMuB5mc6GAk4qzTxWQa1iRqZDtLe1R8v79+VNisEBmQuRjns0Fy2B/RC4zUUJOtMDtZLQo",
-	"GJ+5uS3UzCxnsT9IBpwuDORrWx4kA7MYk+YoDOabm13Q21fAZ3o+ODl+/DgZLBj3///PxKNCacn4bGAQ",
-	"8RoWE5DnT7ub/r2SZIFvCctHHraS6nkNmX1/xfJtYTo6/s8WTEcxmN5JytU0DtW7ORDt3hOWe3Tf/Lzf",
-	"A+I3he3OTKVKwRUg4fxK8wt77uZ/meDmnpg/aVkWLKMG6INSikkBi//4U5kdfG4s/t8lTAcng/92UN++",
-	"A/tWHby1o+yiXRx4cmOKLGgxFXIBORGSMH5DC5afkhSkFFKlxOBBuWsFRa5Gg7tk8ETwacGyHwC2EpXM",
-	"wMBtOAPjhBKlqQai51QTWhRiaaF1O0Rwz7kGyWnxPcE9M/ccbkvINOQEsXlKmFYkB01ZoQiVQAoxm0Ge",
-	"4F4k6EpyyBHiN0I/FxXPvyfEbwRRVTYPSEZA3gnxisoZ/CgCnYh8ZU67MEAYXkk5OSKv2a8I3XtObygr",
-	"6KT4rgCekRxK4LlhqQa4qgbj1JyjXJGCapBkb6Pw2Xd7KKXIQKnvvYs1PrCEoiCOE0wqTTLKDVlOgDj4",
-	"ID8xWxnztW2gnK4U5FbUUo6iFE8uwb2XVGpu+K3B1DUXS56MuZCEEgk3DJYkh4wpJjjJBdiLPWUah3pe",
-	"bcQb4kpVZSmkhvw15Iy+Qwb7YynTgJs2VzWrpSMURW5Ks+JZnktQ+CfNc2a+pMVbKUqQmhlxMKWFgi6l",
-	"lUJpWhBqh4/I2xfnRlSVjZGfBxnTEb3jCdMr821TSB0edsRSMrBrXGUih+4sby0A5uXaZMexuZAbd2e5",
-	"RCYtJJEwY4KvzfQ4PpME0LGpzPOAkXWYDmM6gXsiJn9CplGCzSG7LgXjOqavKTbjRtOSAMSoU0RMkRxp",
-	"lTNtuHb3CP5cqsgJiEVJM01++3BJ9p5dHj/+aZ+IG5Dk83hwMx6cjAflcTnEWYdZgOjgaDxIxgPF/gL8",
-	"Qwqh8Q/NFjAe3Fldr4Ova5bHFR6jaKJ4dNtiOjGSU1SS/Pbh5eUoNplZMz7bxfMn5Kdffjom5hMyp2pO",
-	"9iZUwU+PUIcyHIRqozCvNMRmNtuKz8wrVBfFlADXkjm1Aw8hM1hTZK8UCq+OIoejkZlpeNRelXH906N6",
-	"WcY1zECadQ3yuut+MEYH08jDLHpa0+VUwxBHxqiq1gv/abfl8OYWs0eSIGl8jNGgUQS5PlPKkJFlUTvw",
-	"BoMyq0E/UCSzcxnjIGcqK4QyKhEwSXKqqbcZHCfuUu9MUq4hv6K6B0U6LEbct9YIccvuGap4+PDhL/vb",
-	"oi8Z9JGrm/OBMgo61euAbzBRjmK8DSQT+b08336FLFtYmbLpc3dyaJB5plepbUfZj9cJCEnFTeTBCOBv",
-	"IB/kZJcBgC4+RaUzsQDPw4xmonQ4OWQ7Bq/Aq4WB4wYkmzIw0OTAzR8fI2h1i/9u544v3LfSmuwyjzeR",
-	"nrud7rvt6cute3UPnTUn7rJBoE53WAdsFcYb4CymolMEgmrPIGFWFVQakaiAG652A/Hxu9BWkxg6HMrT",
-	"VgPjG+jqMg73mTKywxDSiwu4DUgoRcGy1QlJ3b5SUgC9ARWsCUU0NcbOmIftGsr0VAm3Rq0je8hnKGdT",
-	"SzkV1ygFFvvJmKdhZOotPbgBudJzxmceKmR3iHMrJj1ZO7jM1fKzbCLsTRfKItJD3mHBVLW03rkockWY",
-	"bt4xmuH6yYDx8KeEP9FWjEL1lGoaDmQHGfFh7hiow++CrhCg7jX053Rl1u7ZeDC/8RsjVOy0p4Q6J5ok",
-	"sCj1iiyAcmUOCd0qGhb3EvCFmxtV+jtk8+d2XEPNpFLSlVUieBYhzt95sbIUICETMgcUIMbUmGpwnjbD",
-	"LnaQ8Z3r8RQWYiZpOWeZ+mKJ7YnEGROGfj29GAPJ0rxV9snv3PDuMU+DuyxNSDpjN8BTs7d0ShesWKXE",
-	"uRHNfScTUCwHRdIJk3p+ZfaY2gvRPnZamyWbTsdbL3fJoJ6wi/9fzTtzAED2/vjjjz+Gr18Pnz7t6gQx",
-	"Pmd30Z3zOT5HP9QWun4yQMR0p/mHeYyz7Kn9rSaqvZObnZuJ91zD2hnaO7+TizAZlHPBY1aYeew05LVZ",
-	"H0WNJ7i970wv4bYjIxqHGxMNT5mEzKuq65yGZXOypKs2U8TLuBA3oE5IarlFSv71P/+P9dZXymmmY+5R",
-	"t1dWam693MZOQfEob/wDRSZVce3Yzv4pSdkiTDnmIQLgJ9OCVKotB+xQw5VwZJTbPsNvnrMiymKAvHn6",
-	"2+Xvb8iUFahVUe4A6nJVYwRFmOkl+yvoY2aWLU0YlIfd2S6CiHUy0E/ZnUHN6fHjnyIAvTgbHj/+iezN",
-	"4XZ/HbIOfvSq7FH5nr84v2iLidG9lhO+9ZsLICYOdzEytOdzzqeiR0BbO9fJvFJCSQ1PtMGWDVYQ3GZF",
-	"lUN+VasIG5BdwFSjCjOBjFbW3gpKAGogliOj3hE/DoPhHlnboDHVVpK2FqkNMr7ritCN7gIWXB5eGXug",
-	"0IthUEt1JeF+F4IfebUT0bmz84N7tPIMWNmv2bsDfmCwj1/6yXMomNEYo7MumZ7nki55fFKL/AeKlHRV",
-	"CJqj3h/GON8+m4HSZtkFZdwIebhhOfCseQ3qSGL7Hqzjy7sPLJEkMeqMXY7nDIr8ieBaskkV59WGh2E0",
-	"54Eiak6l52IGVM30ylCvhO79wDFx7OS1VmSnJoYg8drtcaOlI35uaFHBfhT7BdxA0Z37hVhaz3SIQBE6",
-	"k2CmhdFsROCWZjrBE2e0SAgXvGeBJbDZPMI9zzWq7gFd3lcScFBrLqKaFA3dxUrjzjlaLPkdhYV7z8r7",
-	"m6PH5AJybuvmmOrI1g7Hg68SQ5CU5EJryElJ9ZzsOaVy1FATE5IaqX1ljai2XfDPo4/pPirUJMTAg2q2",
-	"k/VcnydTfpcj8gZJBbK5cN4/pJj7ZYjHuVsxhusXQAujLnW9vXN8Y53TNGcclE9B6OJY9diF4tpqgXYu",
-	"ZDBwSxdlgUBc3+8+tPPGAD93t7LX1+I/QMFbIBGPyBuM29rTVWSyQl4ddFYieLGK+GIoz5khgsgOX/ux",
-	"itAlZWizdCI4LdnUozfUImiDhu3NzcKofo5GoyRGre11r8vuInyImDdQQ341WcWoU+B+cufjtB/XWr4E",
-	"ZP2CQ5+/R/ZoRwuqs7llLF4ihT3uCWmMNr1PwiFsxXy2dRB5IrnPOWTB30SHW/oaWYQqG3p4CTw3GMOU",
-	"CETBIBnQxYTNKoGAcHGF+Ipq6Oc8KypDcG+lENN7AhU2aoP8TkzNuWF8YWUYPSV12MWoC0LoHg9liBVt",
-	"9MLVX6JIo9OrOVXzHoXCAPHA6JF0+gVxFMxT6VF/J5gZZOYEVedF4UJV2VomXNZ71+u4YODT5n35WM22",
-	"8RkJcNUfHFINkwlDQlaT13OzrRztSHQeNs9zu9DQ+k2AT4Pm2TUhS3x2UIMkYlfF6MQQjSyiUv8BJuQl",
-	"rMgluMjJz4+PbAZSm/CuYdVzz8pqUrDMqOqK7P324WX7LOMuKZu71IG1fa5ryEAIYju00iC2Qydj3FEx",
-	"nsNtT9T6b/EkJYPb4UwMu9GAjSHyL/VGfbH36Yu9TdHBWzqNvirw3+diWsNPQl4n5H1Su4JRbLq8j94A",
-	"x3YZA1+RIrBZ+2omItoTDBTQcnjaTYd1HVX5LbTx6U+l//a8LxVIvXNGSOSC1TGHVcSD/C0uns1Rm8DU",
-	"6C5HvxweEo7pglaPr3QlYSsv71dmqmxzLYm9bEIS+3XTL/7tPMhfvcqmC19aYjgli0ppAp8qWgR598Br",
-	"9Vcst5erlKCA/0Bn8zfNH9rScf3vmmm0gzf9DSx9rvLOTMBnoU3RFm+721Hho8EJjkwhotVaT+WWgeU6",
-	"SQX90FJCgQbVFj44seREwhQk8AwSa9znZEKz6xF5bejbcJa5KHLPrHbM8KidFfftpY6ihvt375BmtM9m",
-	"/pttbbBZ1wN66HUxtKg0SMg9z/SnY9/I1c63d43WGoCFvYUciCj5vQ2ZMTtRnmYLI3U0yBvDoSj3wV/g",
-	"6MsRJfCIa51HEPamFilKU+vZ3i63Az+P3n0ZnL02deYLUpO6prHswWCf5+6Mo/X5y6PHPxOXhOryvruY",
-	"sc9jbgiqyRITTKTgM1/HUteKeG+ZTTBQ1WTB0LGHLjMV1ZdsUv8GF6EiVJMprQqdIGtBtxxedL8PtXX4",
-	"oeXcjBiQjCtNo2F862mY2gxAQ1JZVklkH2QvrSQ/KY/LE4eFk3F1ePgwYzn+C+n+aZ1vzfIxN8PtjcM4",
-	"omFIhZiRgnEIASGP0Hhepdrg73jx7t1bnw+ypii3Ug91LJR4RtRcSE1UtVhQufJ0e804enodwneIwJ0Z",
-	"UCYFkPcXb4yiYrhQZMYT9IFgSoFHpn9Tn3eakNS5ZYeY0ZyYz+v86+ECckbRzjKfaiGGmKOP4xoJ4tew",
-	"Gi6YUozPcIr1d26N2DAJlYLcLYz2w9BxOfM1F3o4FRXHoQvQc5EPzTPMDHLDzP8ZH1oPXnNH3l9pnjWy",
-	"9+0ntlgkHfM9oNncqFdTduvT2zsoS/ddgDm4e/uRum0s1BJMsskrfNF0fHbd6xHvW3BqUkWYJjnLe0II",
-	"EVp/C3Lowzp1qER1YiXbM4ZWhCrCHWRV9HiCzBubz+w2FHcMV9yIw6q81zGMH74v8arbmxi7WYLDEJkG",
-	"3JYF5ZYnGooQlfaKy+azxR3Va0QPtZkEFQECw+sXj9oRdlIely46qZoe1rdUM8CQ+hNxA5LOzOrPauh/",
-	"n/4KHKbMfPGMY/gddYYnglt1IOp5vcC79NTdn93LGUAqwY2m6ms+BCe0UZPHyYJyY+/YSxuTl/XS7dlp",
-	"WUpxA4TWLvTEGgIGv+16kmYynh0WUvCi274nVBEWJG62PHFMNtzEUR1c+QJLbUMo7ZRcQ6m9XmlUGqRT",
-	"ym34gpYl8HwoeLGq6xcSogRheswX6wo42cOKv4RMgiNAJd4EMn+izaj2T8bcfNiMMNU+KmSIbVvpcDd1",
-	"NpzyxpheuLtxlzFkgufDCaaSNoMqbYLa1vMWQja46LAqdwn/nGvVDP98SVy56aTqj9JcxrxyZ/mCcWNm",
-	"UMy7VdZjFHIkJ6uG92jvPfkv76/bb96T54Nk8HqQDN5HL8g7R3cxtuVv3QPlKNATacROuPFF5JHAAr6z",
-	"iScyt5d4K4HjYXtmJrjX5+1AiCG3PVE0YI+jbaA+7LKlqEc9cjTTQsZDkZhbZK+ynXvPVnyvKb4JWQp5",
-	"PS3EMnGsE2Tnk9FoFPc+b0q+nyMH2SXzvjZpNkUi1j14mVaETow4DXttwFofQjyiZi5YiPg1QmouySgh",
-	"O8XWXOhqAx0+UGRWiAktQpzLc+BWkdgWga9oIO3t2qSelgz1Z4YjMr71/N5PtvGKuCuK3rPNOX7emkA0",
-	"nLjy6z1fhw0c3RynjU4MTNkUT++zwqSsG8j3kyAcrzy/T3wG3ZWrUkjG3D+R4J8RBTy/mlJWmP9Ycm9M",
-	"4R5woSEZc6saXYVUrQTTPKLGXjQUSI2CZC+oGxBlDQ1PXh//Q5m8NJorGhZGOdCKKA2lImjKGKk8pV/t",
-	"rPOZIju76hpuOqqIat/AhhNfAr23WixsekkVoVkGpd6JhzRTjTd66MKH3sGxLa0/w4/NKJsTvFU6JWad",
-	"bqhe6+8uESmAs8S/bepG41gLxq/Vtvt8hR9/kfNyc8BuJ4ZSlfkORFNQo7TNKZ99cUVmKKizcfuGe7Sm",
-	"rRYtt2D0ON501595auva3w2TxrKp7R1/Z2ReLSgfGi6F3pztLc57HUN4P9BqPCE+waZmubaKLQnJ+Fe+",
-	"Jimw1M4DcxKi0smYO5XxKri9/SS00vP6fw1vS0Jodt2YIaM8gwJZunfCbMOlnc/EoXPTeb3yt6ZDfRKI",
-	"FmQqikIsO4bieqGU2XhEYtsoHFnOWQHrHNDw+WDaXtWmbST8VUTTmYwMbYDUPfde9dsoRl2t+z7BV0wH",
-	"jUk3IfUtnfWUSZR0ZlN23JcqIRyWGLUyekEXtUGZ72erLheeKZy9O+F29oCX1RG/E4dbfZVVUsVuNpr6",
-	"+M4bg+ZzBOWU8KoovK8Z2Zd5bGAyL2xzj1YKTh/bwh20AdmE/8t4GPTM6WMhZcrRon26oNkcLROzI6Pg",
-	"r2wuFVNjzjjTzLBB8q//9b9rDc0l7OFDzzB8rTA+dHnxV77eYszNU7wT5g+aGf5QQD5z35uDKUDDKUkt",
-	"i0xRP0pblyQlVMKYi6nRldqVPAHOQS1Kr+q0wnUYUQi0IbTFoFa9q4HDsRY0TAMxoKE7owFWxAS+w5BG",
-	"rCSlPC6JkNkc0AAHZQ3toRZDa3HbnOGhLdT3dD4iZw15XNdH2SFUXatY7PcUnYEuo1K1SrHGPPiE6Ywy",
-	"bhRzrYJ7g+dwm9jsORWta018IY0ac+rLNLxD0lWruIobc4yu1AJdzWvdB8Z8zJ/dgFw5ccRUu4FKs21L",
-	"auN3vzx6/PO+6y/jZNmYpxh8CNVKQi663nlrAauimrn40Iig1CYTkTNQmM5hrRMxnToKt47uSaUJD+no",
-	"1s3djrGdNHvBmMmMgT/mpRTadn1yieWGKoz2wgTHvadvf798Rw5ujg7CaadO9ljUnz9793y9WRDJJZ3q",
-	"kxDcGvNrWK01t8OWNLYfnmrYX66dnjF2kWbwD2xNNOZp3aBv6Dv0nRBsyLef1DOHtZrdfZBbeI3Avn50",
-	"fDwiL2Fl21upexvWFSwDrpB9uYZrZyXN5jA8Hh0afUwWg5PBXOtSnRwcLJfLEcXXIyFnB26sOnh1/uTZ",
-	"m8tnOKaOtuG1O3t7PkgGhg7tVTwaHdqPRAmclmxwMng4Ohw9dJmdKDkORksoiiFqMwd/Lq/VyPcPmkFP",
-	"T5TfPrzEZM7lXCiwWZnIdlahpAlrplB4iUrW1di24gcdwkYQIo2c54OTwT9A//bh5eVgrWPc8eHhhn5H",
-	"fy6vhwr0jv2OXLJqT7sjtzVsVfXYrh6bLEB5EJqt3TUDKuhKdVmrBh+GEDC5NBloOlOGnwcEqMFHM/bA",
-	"Xp+/ejF/hnStyPHhYUPrct2qbLhXYYS2i94Xburd0LsTWl29SQ9aPZRMEVpg64c2ul6xG+CgNuLHGAir",
-	"bdHjDCylhaxjA95lSIDPbMzADEkIFArI48OHXcRd2DV/CN5wbcNN8GgdRT68nyKbXeLaWL7w9T6b0Hxz",
-	"dID680G7DiCK80s245b12owF3eghtafYX5BE+iclqJlb8Tbmhj8YdmvOCE/LiNDT+gQLgZn9GLSZSbHk",
-	"BJshNHq7jHkNqTtqqjEcxRQpDNVhGz1KFoxXRkXE0jBHLUwbDVDp4CLr8KUzg4xGpcPfSAvNeor4Pap3",
-	"+tUcaou2Xw0ywWfrFFJHL6LUYZUeO5v15bsya20wr6CAzLbmCi5ljHMkhKox57A0ttjQKFYLZiSuUbls",
-	"LkeKZ4JRiZRYE4GUIEnhdfwxd0oAU0RpCXQR8gAwoYhiFwOqQ6VmgYE6q65Y7eW/pnMm00AnQTWwezaT",
-	"eWWwCY1REFzBtI2IerDIXpMszNz/wXNDHfvGHqhXHE4qnheQjrmtubKrpL/ap3hCqxJIJorC+nQiE+O0",
-	"yZjTQomw/RF5RhvdLm27KaOK1i3ZrPLoD8MpkFjpO+ap1aWbDVKDjVW3ffRjE6LgE97FEJrYN2fSbB5h",
-	"KSIUhAkOSbPtVryEb8MVfWaJsd2t+J8x9cWe6QO0KBZUh1a4nyqQq7oXrvPBNfvf5oDJYoOTgT28hnkW",
-	"HpgjcP+4w4xZT0nksiBd9fVviUFo28I0AdzOb9iztstNvHfZimtWfINlsX2Nbvp6Hih3v/qW9h/6sPAX",
-	"Nk2OQuJudtOD08hCbHiIY4C1HK5/G1yIK9dlIooe6xv80vU/7iTbAq9pC7g1z81dMujhfNFhDS9Rc9jt",
-	"cJsxUZHpw+gdwYEm/Jr0wLpUw3ITfOQ4c2pb1z7aRto2mlx/pYC+RM69m0QufX1or+3WUyZac2Sqa3mc",
-	"KviUeoMW+3LytbZ6tea1R8lUgpp7zctpF7Ui55S10PQWm1zaJfY3MXZb87oFX+8JVPdyTwx39jc778Sa",
-	"F4yzheH2h5Gqyo9/o164Vv7bb2OJ6ZcS6qPDR/cPCW26v5Kyw34szK4dR0NR7Cdzl3918DmkB90ZMMoq",
-	"Qu5PMNbVdO/Z9LiyoBm4ZnqNThOcwC2z4UDBYTTmtUV5VJOxmyhnORIxDqklp3X7oOZzfHg45kuXVOIW",
-	"RTWH7GGKFkynQmpS8RwkyQT3FtRSMh164Iy5qrPOTshE6Dk2tXPq7fHhUfTq2FK7174sYu3mxM6s/uQg",
-	"/MiBpWkkkV9Fvvpm5NwqB7xrBwTMJbz7G6+Sw0nPFXKHG05rnSYM4R8fHn1faLAbqA3bfvHtPtrCbxB6",
-	"3+OAx9s4GiLtyb+aNRiqaNxTvDGRGtAGi3A8oWYSQX/rN02NLRQMGF9BQ2euh5VLFFzPcLJZhDQnk9WY",
-	"d328TTbg57IXFaLOhVdM6XcB1HsEnFWWg2LK3G/HYHyrV8K5bIDtiHEthaFPXw8gONbQ+KGaH6cjdxET",
-	"kh76oGlmRWyHoEbqTReMt+bAFfur9zDQjRG3Jh8fYvqwVS6OXe6w/d9RrIFDt4CWfqpCqNbXQ0q4YaKy",
-	"keMHiqSNCGvaB6QLwPYdz+Hxo29rQ+zGLlsx+AjTjEbhf4Tqbm52Xx5Ag3HVfOqjKyuOuLUxlUw1M2ys",
-	"q5RKrdB35b3aNgexdnyh+lAPCkKE7NmgeBoiyun+iLwVRUFSTAIaKSimKRFyzN0DnxmRNtJGMD7d+nUM",
-	"G63DfnqKTDDBz5kOvvWdY7QZ5YKzjBZogwWbAoNse8u50X9Kw/rNRoPiZtSkXKDStaBag9y3MeMSqB7z",
-	"dmTQO5SN/MZqcpza+/Lqb7WQkLuCNvRPuZ/xaMUOExun748cnjbUN/yBLqBauWCqxTmhLju/IXNkOLiY",
-	"bLC6a8jc2FWHW/uNrr9Lk2uWdG+lyB1/c17QpzxF8zHxJJt3xt4jm64W/Rm3YfN33GLwuFEHkV9+u0sG",
-	"r4Td3OYsnweKvL94NYr9Dlvt2/h/QfN7dHy8zeDmLwDtzmm/QRjMpjHQlga4llrSw6bXNcyDz84C7XW4",
-	"NA7Zm3ilFH865cR65Wum7X/ML2igVtFsqaCUpEYLTevii4guGpzyIRHd6AD/Y+g2PzzP0/1TY5rarFN0",
-	"yWBj+bUMqh7PzBdzpsbP1X0XXeE+/jD67t6Pf0CT9Hahs4M6GTOuLFyAqhag1ioM11LMTjD9SIobSElN",
-	"JI12675tnJhikfJ6OV+KVYapzYRJO/G2VmhI+FBtYLhzqoim186b4osYTsfc/gQWx4pbxiuzC7Xi2VwK",
-	"LioVj/3Y6sxvR4vfXkKu1Y/+mwnJUJW69Kdy2j4/aQnqu3kVHx3+cv+A8HOM/1++ReXbU6wTbzIB38B0",
-	"vdx4J+bTzLnulXbNYBW0uBBq8CchKN4qnwrpefg03bcqN6beqVAD4F7aX22kqq7591Ss6uIpl9np8/aN",
-	"cDMMhefov1GGablEgKbDZ8xR/LpqYc/MMLnZilo1F0t+j0QMlaH/tpLRA9gnGUPe/I+VjJ3y2T5qvQvP",
-	"P/d7UW3juFifCKwKMdRh04RH6z/YqwYxb08rpbl2P7lUMyYD1GrUDV/HpkTU00UJcmi7qOta6ztxwYpQ",
-	"7R40P/fczTvm1GBwLQDmGmFjKoYNdIQg4GuQ14XrMIrZnGO+nhWkyF4d5VP71oRqB3BC+qdDoc3qwk75",
-	"eFfc7m0op7tzmwKXtNpR5zZ7En8b4xpWTSQ2MtbuPt793wAAAP//",
+	"7H1tbxs3t+BfIbQXiI07kl+atLc27ge3SZ+6TdIgTtB9UAUeauZIYj0iJyTHsloY2E/7Axb7C+8vWfDw",
+	"ZTgSR5actHkWuJ/ijIbk4eHheT9n/hwUYlELDlyrwdmfgznQEiT+eVnCohYauH4LdUVXUJqnJahCsloz",
+	"wQdng1zLBnKynAMnes4UoVwtQZIlVYQLTWopyqaAkkxW9ncJHxtQmkwaPebSzUumUiyIngOZMql0eGnJ",
+	"9BwfK7oAEuApVsOfYTUa84uJAq6J0HOQS6ZgNOaDbKCKOSyogVWvahicDSZCVED54P7+PhvUVNIF6PU9",
+	"FqufYbW5vwtSVAy4HhZzoYCThrOPDZAbWJGpkN0tHVDy/v3lc2KwQGZClGNezAUr4HBErgpRQ0m0wO0U",
+	"tKoYn7m5LdTMLGexP8gGnC4M5GtbHmQDsxiT5igM5uPNLujdS+AzPR+cnT57lg0WjPv//0fmUaG0ZHw2",
+	"MIh4BYsJyMvnm5v+pZFkgb8SVo48bDXV8xYy+/s1K3eF6eT0PzownaRgeicpV9M0VO/mQLT7nbDSo/v2",
+	"m8MeED8rbPdmKlULrgAJ5ztavrXnbv5XCG7uifmT1nXFCmqAPqqlmFSw+PffldnBn9Hi/yZhOjgb/I+j",
+	"9vYd2V/V0Rs7yi66iQNPbkyRBa2mQi6gJEISxm9pxcpzkoOUQqqcGDwod62gKtVocJ8Nvhd8WrHiC4Ct",
+	"RCMLMHAbzsA4oURpqoHoOdWEVpVYWmjdDhHcS65Bclr9neBemHsOdzUUGkqC2DwnTCtSgqasUoRKIJWY",
+	"zaDMcC8SdCM5lAjxa6F/EA0v/06IXwuimmIekIyAvBPiJZUz+FIEOhHlypx2ZYAwvJJyckJese8Quvec",
+	"3lJW0Un1twJ4QUqogZeGpRrgmhaMc3OOckUqqkGSg63C59DtoZaiAKX+7l2s8YElVBVxnGDSaFJQbshy",
+	"AsTBB+WZ2cqYr20D5XSjoLSilnIUpXhyGe69plJzw28Npm64WPJszIUklEi4ZbAkJRRMMcFJKcBe7CnT",
+	"ONTzaiPeEFeqqWshNZSvoGT0HTLYL0uZBtw8XtWslo9QFLkpzYoXZSlB4Z+0LJl5k1ZvpKhBambEwZRW",
+	"CjYprRZK04pQO3xE3vx4aURVHY38c1AwndA7vmd6Zd6NhdTx8YZYygZ2jetClLA5yxsLgPlxbbLT1FzI",
+	"jTdnuUImLSSRMGOCr830LD2TBNCpqczzgJF1mI5TOoF7Iia/Q6FRgs2huKkF4zqlryk240bTkgDEqFNE",
+	"TJEcaVMybbj25hH8vlSJExCLmhaa/PTrFTl4cXX67OtDIm5Bkj/Hg9vx4Gw8qE/rIc46LAJERyfjQTYe",
+	"KPYH4B9SCI1/aLaA8eDe6nob+LphZVrhMYomike3LaYzIzlFI8lPv/58NUpNZtZMz/b2h+/J199+fUrM",
+	"K2RO1ZwcTKiCr5+iDmU4CNVGYV5pSM1stpWemTeoLoopAa4lc2oHHkJhsKbIQS0UXh1FjkcjM9PwpLsq",
+	"4/rrp+2yjGuYgTTrGuRtrvurMTqYRh5m0dOZrqQahjgyRVWtXvib3ZbDm1vMHkmGpPEhRYNGEeT6QilD",
+	"RpZF7cEbDMqsBv1EkcLOZYyDkqmiEsqoRMAkKamm3mZwnHiTemeScg3lNdU9KNJhMeLetUaIW/bAUMVX",
+	"X3317eGu6MsGfeTq5nyijIJO9TrgW0yUkxRvA8lE+SDPt28hyxZWpmx73Z0cGmSe6TVq11H25XUCQlJx",
+	"E3kwAvhbyAc52VUAYBOfotGFWIDnYUYzUTqcHLIdg1fgzcLAcQuSTRkYaErg5o8PCbS6xX+xc6cX7ltp",
+	"TXaZx9tIz91O997u9OXWvX6AzuKJN9kgUKc7rAO2CuMNcBZTySkCQXVnkDBrKiqNSFTADVe7hfT4fWgr",
+	"JoYNDuVpK8L4Frq6SsN9oYzsMIT041u4C0ioRcWK1RnJ3b5yUgG9BRWsCUU0NcbOmIftGsr0VAl3Rq0j",
+	"B8hnKGdTSzkN1ygFFofZmOdhZO4tPbgFudJzxmceKmR3iHMrJj1ZO7jM1fKzbCPsbRfKItJDvsGCqepo",
+	"vXNRlYowHd8xWuD62YDx8KeE39FW7IHqFiSdwTvxiupi/kmSgsqydYqJqiQ1XRlbhS3wCASvVhlZzkGC",
+	"uXpMjbmnosMze+j5Gji5VUsR393L3Xp4kpgMDiIieADHALiutj7oW8kGuIseDug3+US1xkh5jgbIjCkN",
+	"EsrwA6JGigpIXjdVlT8GlJ1kznOqIZI7zcSAvQ1b7SsJjGXWf8o0Kdl0apSl4A/tuOH29abFHMSiOItO",
+	"NcU/nlNNA/PYg0p/nTth73jBgq7w8myKDM9Trs3aPZc0uIrwHaMA2WnPCXUOX0lgUesVWQDlyjAUdAFq",
+	"WDzIbN+6udH8vEecXtpxkUlEpaQrq/DyIsFIf+HVynIrCYWQJaCyY8ziqQbnFTaibQ99NHUUnsT2tjtx",
+	"mGFyZk11Tij3mANeGsNX1MA3zwZ4gnpfUqVJSVfk4J///Oc/h69eDZ8/39QUe6SfTCgGP6CL/xEzJrEE",
+	"CzGTtJ6zQj2as3q279wDRiJ5jnLDnVNyYfkk+YUbbWzM83CR8ozkM3YLPDcUkE/pglWrnLjAgLl/ZAKK",
+	"laBIPmFSz6/N9vIUy6Wto2EbDXt/xH02aCfcRPR35jckgf3Pzu4icXj4HD3LO1jv2QARsznNP8xjnOVA",
+	"He400RZp1AlXZD4WBWtnaKX4vtJgLnjKr2IeO5t3bdanSXcI3D10pldwt8Gzo8NNMmsmofDG5zo/ZsWc",
+	"LOmqq+Ygy1qIW1BnJLc8NSf/9b/+r5U3jXK25ph71B3UjZrbuBXTmVV45a1/oMikqW4ccz48J7lVQ3DK",
+	"MQ8yzE+mBWlUV7OzQw3vxpFJ/ekFvvMDq5KMGMjr5z9d/fKaTFmFdhLlDqBN/jZZ6ZTIuWJ/BAvLzLKj",
+	"UwI13M3Z3gal2Wm1fsrNGdScnj77OgHQjxfD02dfk4M53B2uQ7aBH72qe4y4H368fNsVpqMHfSH4q99c",
+	"ADFzuEuRoT2fSz4VPaqP9Vw5zaCWUFPDE234NFDHOT6gnFhKyMKeDRstgN3GUeJI871hpdUFDhPy7K6o",
+	"mhLK69Zs2HJcFUw1mjUTKGhjfTDBMECrxPJ0tEXSB4rwprEQUanqGk47qy7RRbjfVFW2uhBZcIN6A+2J",
+	"Qs+mORyqGwkPuxX9yOu9yNadvh+cnNmQALMhvu6Ml0gLZ90zf6JaK7MyFoAL0SlyYCOfv33ID88tH/M6",
+	"mqUfpsgN1JpQXlodbVrRGVF0pay1RBg3aK9AQ8dPG/IHzFUpgNX9jglHzU8c1dbBSC6hYsbgTV9hSbmi",
+	"yMuv077OPkx8Zxjwc2TrHid5NNs7toA8G3MzLL9GbTb3EHG40+RANnwoptND4k3I2DK2WNjNZWNsr1LS",
+	"JU8jxtI6GnGrStASXS9hjAuvshkobVC3oIwbrQxuWQm8iPlWm8zRZVzr5Ok9uPZOZilmkOJmPzCoyu8F",
+	"15JNmrRwNUIHA+pPFFFzKr3YMaBqpleGWUjYZEc4Jo2dslVj7dTEECLyyQMOt0az0Yrc0qqBwyQFVXAL",
+	"iQv0o1ja4GBIAiB0JsFMC6PZiMAdLXRG3AXMCBe8Z4ElsNk8Ie4uNXpPArq8uzrgoKUe0UyqiHSs+rRx",
+	"jhZLfkdh4d6z8iG/5DG5nAi3dXNMbXLBHseDP2WGICkphdboctBzcuCsgFGk12ckN1zn2vqxuububycf",
+	"8kO0E0lIQwq69F4OzPY8kW3hLkfkNZIKFHPhAjBIMQ8LfY9zt2IK1z8CrfQ8FXCb4y82PkhLxkH5LLBN",
+	"HKse15y4sWq7nQuZJNxRw4rxx4cjOHbeFOCX7lb2urv9C6gpVUjEI/IaU2fs6SoyWaFojF1e1SrhDqe8",
+	"ZGhyb67yyo9VhC4pQyNzI4jeUQV6FL1W4j/goMPtGLHnaDRJYtQayw9GTd6GFxHzBmooryerFHUK3E/p",
+	"wkz25dYsk4CsX3Doc7nLHnV2QXUxt4zFi6mwxwMhjZWtD0k4hJ2Yz64+ek8kD/nnLfjb6HDHcA9LUGVk",
+	"ONXAS4MxzEpDFAyyAV1M2KwRCAgX14ivpEl1yYuqMQT3RgoxfSBWbAPnyO/E1JwbhnhXhtFT0ka+jcoj",
+	"hO4JEoVw/dZASPsmijQ6vZ5TNe9RKAwQT4zaTqePCGVjqmCPvTLB5EwzJ0SuWFyoqTvLhMv64HobnkX4",
+	"uH1fPly+a4hcAlz3x+dVZONiVN6aXnputlWi4Y/xm/g8d4vOr98E+DiIzy6GLPMJmhFJpK6KMUEgmdyB",
+	"NtSvMCE/w4pcgQtef/Ps5JuE+XcDq557VjeTihXGMlLk4Kdff+6eZdqHaNNHN2DtnusaMhCC1A6tNEjt",
+	"0MkYd1SMl3DXkzj0l7j+ssHdcCaGmwHZrVlKj3UfPtpd+Gj3YNr+3M3L90m5V30+wTX8ZORVRt5nbYQD",
+	"xaZLveuNMe+WtPUJWVrbta84F9yeYKCAjofabjqs66jKb6GLT38q/bfnfa3Axhf2Co4kLlgb9l0lXP6f",
+	"4+LZNOEJTI3ucvLt8THhmLFt9fhGNxJ2cst/YrLgLteS2MsmJLFvx4GMz+fy/+RVtl342hLDOVk0ShP4",
+	"2NAqyLsnXqu/ZqW9XLUEBfwLRgc+awrnjpGGf9Vkzz3CH69h6ctF9mYCoY4EXQKd+MiZVWx90MK5mUsf",
+	"axlzHzjJnF9vSptKo1W/FrV/omJHdTyDi5McpmKAzuO8Y9JQm4CIEQkpoUJLbQcHpVhyImEKEngBmfUa",
+	"lGRCi5sReWUujmFZc7MDxwX3zN4rXKLJtfamyINb6ibK3GeD1pOyQ0YGDTl9ZRwZ2zoqvBhYyoND4oiz",
+	"c17zLWa4+x29R1HKCuvGKO0vcnXmwiBjbqks6wtMH4TEnlTkZMwjyhOOH545L3e+cTIjfNPT46ekmTgc",
+	"hgy+5M19ZFqDZgsjsDXIW8PcPyWp4XUrjTFLYffMxJ6khivz2CsVLv9i/8TaTa+C7MFgn9PzgqPh/u3T",
+	"Z98QV0LhqpY2MWOfpzw4VJMlpkdKwWc+4aytdPSORpsep5rJgqFPFL2NKqlq2gjNFu+qIlQTZKUZ0jN6",
+	"NJGV+X2onQNlHb9wwvZmXGmaTOyxTpqpzV83JFUUjUQGSQ7yRvKz+rQ+c1g4GzfHx18VrMR/wcWcbLUQ",
+	"K8fcDLeXHGPmhuVWYkYqxiEEPz1C01UBaour6Md37974bMY1G6OTOK9TYfMLouZCaqKaxYLKlafbG8bR",
+	"Se4Qvke0+cKAMqmAvH/72uh4hlMlZjxD9xGmz3hk+l/a884zkjuP9hDrcTLzels9NFxAySiaqOZVLcQQ",
+	"K8xwXFTedAOr4YIpxfgMp1j/za2RGiahUVC6hdH0Gjq+a97mQg+nouE4dAF6LsqheYZ5rW6Y+T/jQ+v8",
+	"jHfkXb3mWVR7Zl+xpY75mB8ALeZGM52yO1+ctYEyz69bT3k/UneN+1uCybY51N/GPuPNyETCcRn8wVTZ",
+	"JMeyJ/qSoPU3IIc+ItZGmdRGmGl3xtAJ7iW4g2yqHiea+cVW47gNpX3qDTf6QFM/6FPHF9/XNoUUb2Lq",
+	"ZgkOQ2QacFdXlFueaChCNNqrZtvPFnfUrpE81DgtMgEEppK8fdrNJiH1ae0Cuyp2Tr+hmgGmj3iVboBp",
+	"Ih76X6bfAYcpM2+84JhqgjrD94JbdSDptH6Ld+m5uz+PSYpUghsl31csCk5oVFHOyYJyYyraS5uSl+3S",
+	"3dlpXUtxC4S20YfM2lAGv91qyDiV3A4LCeTJbT8Q5QkLEjdbmTkmG27iqI1LPcLI3RKFPLfpFE6VNSoN",
+	"0qlNr0CAgJdDwatVW32XESUI02O+WDcxyAHWq2dkEnwoKvPWo/kTzW11eDbm5sU4ONe699YV2NNjY2fu",
+	"o8GGU94aDg13N+1th0LwcjjBQog4HrVzhv0v3XCji3bhosOm3idydqlVHDl7TEg+9u/1B7iuUg7Ni3LB",
+	"uLFsKFaNKOtsC1nTk1XkeDt4T/7TuzoP43vywyAbvBpkg/fJC/LO0V2Kbflb90Q5CvREmrATbn0LlERM",
+	"Bn+zKVKytJd4J4HjYXthJngwXOBASCG3O1Ey1wFHW4dG2GVHUU86M2mhhUxHcTELzl5lO/eB7Veypvhm",
+	"ZCnkzbQSy8yxTpAbr4xGo7Tjflvp2Bw5yD51Y61Jsy2Is+78LLQidGLEadhrBGt7COlgpLlgIVgaRSNd",
+	"OlxG9gpLuqjfFjp8osisEhNahRCh58CdEucdYobJGOSbtUk9LRnqLwxHZHzn+b2LcesVcVcUHY/b81m9",
+	"NYFoOHPNQw58FxHg6Fk5j/oIMWWdIb7u32cCHmZBOF57fp/5XM9rV2OXjbl/IsE/Iwp4eT2lrDL/seQe",
+	"TeEecKEh8y6c65DllmGGTNLYS0ZRqVGQ7AV1A5KsIXKC9vo5jUxeGs0VDQujHGhFlIZaETRljFSe0kTG",
+	"zn7uSJ9ks7czMnJEUkVU9wZGPkUJ9MFa57DpJVWEFgXUei8e8ijnITo4dqX1F/iyGWXz33dK/MUM6y21",
+	"1/29kRLl25b4d816iY61YvxG7brPl/jyDk7STQfn9ljnXgylqcs9iKaiRmmbUz57dD+BUA5uUx7C1mPa",
+	"6tByB0aP4213/YWntk37OzJpLJva3fF3QebNgvKh4VLozdnd4nzQMYT3A63GM+Jzk1qWa2uws1B4cu0r",
+	"agNL3XhgTkI0OhtzpzJeB0+7n4Q2et7+L/K2ZIQWN9EMBeUFVMjSvRNmFy7tfCYOndvO66W/NRvUJ4Fo",
+	"QaaiqsRyw1BcL500G09IbBvAJMs5q2CdAxo+H0zb69a0TUQOq2QmmJGhEUib596rfhvFaFPrfkjwVdNB",
+	"NOk2pL6hs56SoJrObLaTe1NlhMPSaACoF2yiNijz/WzVVW0whbNvTribPeBldcLvxOFOXxeNVKKnFNr+",
+	"1knfN6CcE95Ulfc1I/syjw1M5gfbmqqTvdTHtnAHXUC24f8qHUG+cPpYyDZztGifLmgxR8vE7Mgo+Cub",
+	"hsbUmDPONDNskPzX//4/rYbmch3xoWcYvtMFPnQlBde+tmjMzVO8E+YPWhj+UEE5c+/7Io9zklsWmaN+",
+	"lHcuSU6ohDEXU6MrdavWApyDVpRetxmZ6zCiEOhCaFsZWPWuBQ7HWtAwg8aAhu6MCKyECXyPIY1U+VV9",
+	"WhMhizmgAQ7KGtpDLYbW4rbp1kPbZsbT+YhcRPK4rQW0Q6i6UTbg2A2bn6Mz0CWjqk4UfMyDT5jOKONG",
+	"MdcquDd4CXeZTTxUya4MmS8aU2NOfUGRd0i6uipXXWaO0VXaoKt5rXfOmI/5i1uQKyeOmOq2/4qbjuU2",
+	"fvft02ffHLruaE6WjXmOwYdQmSfkYtM7by1gVTUzFx8aEZTaZCJKBgozYVyodjp1FG4d3ZNGEx4y+a2b",
+	"uxtjO4s7mZnJjIE/5rUU2vYsdDn5hiqM9sIEx73nb365ekeObk+OwmnnTvZY1F++ePfDeqs7Uko6daVH",
+	"ii5gzG9gtdaaFRuq2W6uKrK/XDNYY+wizeAf2FhvzPO2vezQ95c9I9hO9jBrZw5rxb3pXGcLqxHYn5+e",
+	"no7Iz7CyzRnVg+1WK1YAV8i+XLvQi5oWcxiejo6NPiarwdlgrnWtzo6OlsvliOLPIyFnR26sOnp5+f2L",
+	"11cvcEwbbcNrd/HmcpANDB3aq3gyOrYviRo4rdngbPDV6Hj0lUuKRclxNFpCVQ1Rmzn6fXmjRr773Qx6",
+	"Onr99OvPmAe7nAsFNqEV2c4qFN9hdR8KL9HItj+DLZZCh7ARhEgjl+XgbPAP0D/9+vPVYK3f6enx8ZZu",
+	"fb8vb4YK9J7d+lyeb0+zPrc1bLT4zK6emixAeRRahd7HARV0pbqEX4MPQwiYl5sNNJ0pw88DAtTggxl7",
+	"ZK/PH72Yv0C6VuT0+DjSulyvRRvuVRih3UTvj27q/dC7F1pdqU4PWj2UTBFaYeOiLrpeslvgoLbixxgI",
+	"q13R4wwspYVsYwPeZUiAz2zMwAzJCFQKyLPjrzYR99au+UXwhmsbboJH6yjyq4cpMu5x2sXyW18qtQ3N",
+	"tydHqD8fdUsokji/YjNuWa/NWNBRB8QDxf6ALNH9L0PN3Iq3MTf8wbBbc0Z4WkaEnrcnWAksisCgzUyK",
+	"JSdYUBp1JhvzFlJ31FRjOIopUhmqwyawlCwYbzRWsmbu6BUGhYxyEFxkG3zpwiAjKhL5C2khLkVJ36N2",
+	"p5/MoXZoWhmRCT5bp5A2epGkDqv02NmsL9+V12uDeQUVFLaxZHApY5wjI1SNOYelscWGRrFaMCNxjcpl",
+	"czlyPBOMSuTEmgikBkkqr+OPuVMCmCJKS6CLkAeACUUUO3ZQHYpcKwzUWXXFai//OZ0zmQc6CaqB3bOZ",
+	"zCuDMTRGQXCl/TYi6sEiBzFZmLn/nZeGOg6NPdCuOJw0vKwgH3NbrmZXyb+zT/GEVjWQQlSV9ekkJsZp",
+	"szGnlRJh+yPygka9mm2zRKOKtg1FrfLoD8MpkFgkPea51aXj9t7BxmqbFvuxGVHwEe9iCE0cmjOJG6VY",
+	"igi1dIJDFjefSlc/brmiLywxdnvt/5ZSX+yZPkGLYkF1aOT+sQG5aju5Ox9c3L3d5d0Ozgb28CLzLDww",
+	"R+D+cYeZsp6yxGVBuurr6JSC0DaKigHczW/Ys7bLTXxw2YZrVn2GZbGhlY59PU+Uu199S/sXfVj4kS3/",
+	"k5C4mx17cKIsxMhDnAKs43D9y+BCXLmOKkn0WN/gY9f/sJdsC7ymK+DWPDf32aCH8yWHRV6ieNjdcJcx",
+	"SZHpw+gbggNN+DXpgSW9huVm+Mhx5tw2Xn+6i7SNPtHwiQL6Cjn3fhK59qW1vbZbT4Vty5GpbuVxruBj",
+	"7g1a7CrN15rCtprXASVTCWruNS+nXbSKnFPWQst2TAi3SxxuY+y2XHgHvt4TqO7lnhju7P9Ux0asecE4",
+	"Wxhuf5woSP3wF+qFa5XT/TaWmD6WUJ8eP314SPjIxCdSdtiPhdl1MokUxX4yd/lXR3+G9KB7A0bdJMj9",
+	"e4x1xe49mx5XV7QA1wo2atLBCdwxGw4UHEZj3lqUJy0Zu4lKViIR45BWclq3D2o+p8fHY+5bbLpFUc0h",
+	"B5iiBdOpkJo0vARJCsG9BbWUTIduTWOu2qyzMzIReo5tLp16e3p8krw6tkrxlS+LWLs5qTNrXzkKn+ix",
+	"NI0k8p0oV5+NnDuVlPfdgIC5hPd/4VVyOOm5Qu5ww2mt04Qh/NPjk78XGuxlbcO2j77dJzv4DcKXW3DA",
+	"s10cDYmPa3wyazBUEd1TvDGJ8tmIRTie0DKJoL/1m6bGForr8azDfua6rblEwfUMJ5tFSEsyWdnuVl0f",
+	"b8wG/Fz2okLSufCSKf0ugPqAgLPKclBMmfvyGca3eiWcywbYjRjXUhj69PUAgmMN0WfWvpyOvImYkPTQ",
+	"B02cFbEbgqLUm00w3pgDV+yP3sNAN0bamnx2jOnDVrk4dbnD9n8nqd4Xm7XH9GMTQrVYEEpJLeGWicZG",
+	"jp8okkcR1rwPSBeA7Tue49Onn9eG2I9ddmLwCaaZjMJ/CdXd3Oy+PICIcbV86oOryE64tTGVTMUZNtZV",
+	"SqVW6LvyXm2bg9g6vlB9aAcFIUIObFA8DxHl/HBE3oiqIjkmAY0UVNOcCDnm7oHPjMijtBGMT3e+7WSj",
+	"ddj5UZEJJvg508E3aXSMtqBccFbQCm2wYFNgkO1gOTf6T21Yv9loUNyMmlQKVLoWVGuQhzZmXAPVY96N",
+	"DHqHspHfWIiPU3tfXvuuFhJKV9CG/in3EapO7DCzcfr+yOF5pL7h5yWBauWCqRbnhLrs/EjmyHBwiMfA",
+	"XKImuQedWm8FvFSJ1rpajHne8tZ81LbErZuqQq/nliLxDF165ZhPVv1Fusa66+t3f+7cqh16axvnY+1F",
+	"DB8qsBNoW5+iX5BNCfZwyFyRxgTCcYavCPybhX6IkOXtOdrHme9TOeb4yYKDzd3khyEWFML82qjoNOpp",
+	"abEfqBIH2t57zNqXiHWzOONx2708JeOtDRIycPbVxde+FPpXaeRxV4OdFPLTz87T+5TgZF4tnmLM+yw/",
+	"tGmHyY/JDuOvyabgcaOOEt+fvc8GL4Xd3PZsrSeKvH/7cpT6Gmzro/r/QYN/enq6y+D4O4T7S8zPEM60",
+	"6Sh0W2eNHnG7bikc/ek8Cb2Os+iQvaleS/G7UzJtdKUVvv6TwsGSsAZDx5SgJDfWRN4W0SRsihBcCQUF",
+	"Rpf7n0O3+eFlmR8iB7bZw+haw8/brGXC9XjYHs2Zoo/m/i0630P8YfS3e7H+ATHp7UNnR21SbVrpewuq",
+	"WYBaqxRdSxU8wzQyKW6hFYWdT0T4zoliisXm62WZOVaL5jajKd+Im3ZCfMKH3APDnVNFNL1xXjFfjHI+",
+	"5vZDnBwrpxlvzC7UihdzKbhoVDqGZ6tsPx8tfn4JuVYH/C8mJEN18dKfynn3/KQlqL/NO/z0+NuHB4SP",
+	"Qv+3fEvKt+dY7x8zAd/Dd71sfC/mE+fO90q7OOgIHS6ElthZSG7olMGFNEt8mh9a0wlTKFWo5XA/2m9H",
+	"U9X2bvBUrNoiOJeh6+svjHAzDIWX6IdThmm5hI7YcTfmKH5d1bdnZpikbkWtmoslf0Aihgrff1nJ6AHs",
+	"k4yh/uHLSsaNMug+ar0Pz7d9+g17J6b6fVhDTfl071Hr1fIO4pTXrpOa3roRnZnIZIBajTbTEFJTIurp",
+	"ogY5tB8S0K3Wd+aCTqFrQdD83HM375hTg8G1QKbrBY8pNTZgFYK5r0DeVK7JLmbljvl6dpciB220VllD",
+	"mHUDcSGN16HQZufhtznwrrjd25Dc5s5tKmPW6che2ixY/J7PDaxiJEaZh/cf7v9fAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -58,7 +58,12 @@ type Deps struct {
 	// with 422 unknown-partner. When nil every partner id is accepted and
 	// the workflow fails unknown ones with unknown_partner.
 	Partners Partners
-	Logger   *zap.Logger      // nil: no logging
+	// Pullers, when set, makes POST /v1/transfers reject an import whose
+	// coverage_to_match.payer is not a partner we pull from (role pull)
+	// with 422 unknown-partner. When nil every payer is accepted and the
+	// workflow fails unknown ones with unknown_partner.
+	Pullers Partners
+	Logger  *zap.Logger      // nil: no logging
 	Now      func() time.Time // nil: time.Now
 	// AuditSigner signs the audit log's checkpoints; nil: Keys, if it
 	// signs (a *signing.Signer does).
@@ -78,6 +83,7 @@ type Server struct {
 	engine   Engine
 	keys     KeySet
 	partners Partners
+	pullers  Partners
 	log      *zap.Logger
 	now      func() time.Time
 	baseURL  string
@@ -99,7 +105,7 @@ func NewServer(d Deps) (*Server, error) {
 		return nil, errors.New("api: Deps.Keys is required")
 	}
 	s := &Server{
-		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners,
+		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners, pullers: d.Pullers,
 		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR,
 	}
 	s.signer = d.AuditSigner

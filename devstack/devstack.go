@@ -166,7 +166,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	srv, err := api.NewServer(api.Deps{
 		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
-		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
+		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Pullers: api.PartnersFunc(partners.CanPull), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
 	})
 	if err != nil {
 		return nil, err

@@ -100,6 +100,7 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if partners != nil { // without a registry the workflow fails unknown partners
 		deps.Partners = api.PartnersFunc(partners.CanPush)
+		deps.Pullers = api.PartnersFunc(partners.CanPull)
 		// The partner-facing FHIR API needs to know its callers.
 		holder := pdex.Party{}
 		if cfg.PayerIdentifier != "" {
