@@ -64,7 +64,7 @@ type Deps struct {
 	// workflow fails unknown ones with unknown_partner.
 	Pullers Partners
 	Logger  *zap.Logger      // nil: no logging
-	Now      func() time.Time // nil: time.Now
+	Now     func() time.Time // nil: time.Now
 	// AuditSigner signs the audit log's checkpoints; nil: Keys, if it
 	// signs (a *signing.Signer does).
 	AuditSigner audit.Signer
