@@ -302,8 +302,10 @@ type ExportRequest struct {
 	// ExportType is PDex's exportType (DaVinciLevel only), e.g.
 	// "hl7.fhir.us.davinci-pdex#payertopayer"; "" sends none.
 	ExportType string
-	// Patients are patient references ("Patient/123") to limit a Group
-	// export to (POST only).
+	// Patients are patient references ("Patient/123") to limit a
+	// Patient-level or Group export to (the IG v2 patient parameter; POST
+	// only). A new payer pulling one matched member sends it at Patient
+	// level.
 	Patients []string
 }
 
@@ -346,9 +348,6 @@ func (r ExportRequest) check() error {
 	if len(r.Patients) > 0 {
 		if r.method() != http.MethodPost {
 			return errors.New("patient is only sent in a POST kick-off")
-		}
-		if r.Level == PatientLevel {
-			return errors.New("patient limits a Group export")
 		}
 		for _, p := range r.Patients {
 			if !patientRE.MatchString(p) {
