@@ -188,8 +188,8 @@ func BuildParameters(r MatchRequest) (fhir.Parameters, error) {
 	}
 	link := fhir.Coverage{
 		ResourceType: "Coverage", ID: "2", Status: "active",
-		Identifier:   []fhir.Identifier{{Type: &mb, System: r.OurMemberIDSystem, Value: r.OurMemberID}},
-		Beneficiary:  &fhir.Reference{Reference: self}, Relationship: &unknown,
+		Identifier:  []fhir.Identifier{{Type: &mb, System: r.OurMemberIDSystem, Value: r.OurMemberID}},
+		Beneficiary: &fhir.Reference{Reference: self}, Relationship: &unknown,
 		Payor: []fhir.Reference{r.Us.reference()},
 	}
 
