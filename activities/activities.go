@@ -50,6 +50,15 @@ type Activities struct {
 	// PHIRetention is how long PurgePHI keeps an ended transfer's export
 	// payloads; 0: DefaultPHIRetention.
 	PHIRetention time.Duration
+	// Pull builds the clients of imports ($member-match, Bulk Data); nil:
+	// imports fail.
+	Pull PullClients
+	// Payer is us, as the consent and CoverageToLink of an import name us.
+	Payer Payer
+	// ImportDir is the NDJSON directory sink of imports: each transfer's
+	// files land in ImportDir/<transfer id>/, staged under
+	// ImportDir/.staging first; "": a directory under os.TempDir().
+	ImportDir string
 
 	keyMu sync.Mutex
 	key   []byte // the store's presentation key, once read

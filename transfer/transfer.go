@@ -59,6 +59,12 @@ const (
 	ErrorAckTimeout         = "ack_timeout"
 	ErrorCancelled          = "cancelled"
 	ErrorInternal           = "internal"
+
+	// Imports (we pull from the old payer).
+	ErrorExportFailed       = "export_failed"        // the old payer's export failed
+	ErrorExportTimeout      = "export_timeout"       // the export stayed in progress past the poll budget
+	ErrorExportExpired      = "export_expired"       // the export kept expiring before it was downloaded
+	ErrorPartnerBadResponse = "partner_bad_response" // an answer or file we cannot use (bad manifest, NDJSON)
 )
 
 // Address is a postal address as a requesting partner knows it.
