@@ -57,7 +57,7 @@ type Activities struct {
 	Payer Payer
 	// ImportDir is the NDJSON directory sink of imports: each transfer's
 	// files land in ImportDir/<transfer id>/, staged under
-	// ImportDir/.staging first; "": a directory under os.TempDir().
+	// ImportDir/.staging first; "": imports fail (validation).
 	ImportDir string
 
 	keyMu sync.Mutex

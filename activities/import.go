@@ -39,12 +39,7 @@ type PullClients interface {
 
 // BulkExporter is the Bulk Data client side an import drives, one
 // exchange per call (*bulkdata.Client).
-type BulkExporter interface {
-	KickOff(ctx context.Context, r bulkdata.ExportRequest) (string, error)
-	Poll(ctx context.Context, statusURL string) (bulkdata.Status, error)
-	DownloadTo(ctx context.Context, f bulkdata.OutputFile, requiresAccessToken bool, sink bulkdata.Sink, n int) (bulkdata.FileResult, error)
-	Delete(ctx context.Context, statusURL string) error
-}
+type BulkExporter = bulkdata.Exporter
 
 // Payer is us as other payers name us: in the Consent we send (recipient)
 // and in CoverageToLink (payor, member id system).
@@ -63,11 +58,10 @@ const (
 	ErrTypeExportExpired = bulkdata.ErrTypeExpired
 )
 
-// DefaultImportWindow is how far back an import reaches without a
-// data_scope.since or an earlier import of the member: five years, as
-// CMS-0057-F asks of payer-to-payer exchange (data since 2016-01-01, at
-// most five years back).
-const DefaultImportWindow = 5 * 365 * 24 * time.Hour
+// DefaultImportYears is how far back an import reaches without a
+// data_scope.since or an earlier import of the member: five years before
+// the request, as CMS-0057-F asks of payer-to-payer exchange.
+const DefaultImportYears = 5
 
 // ImportInput names a transfer and the partner it pulls from.
 type ImportInput struct {
@@ -217,7 +211,7 @@ func (a *Activities) PlanImport(ctx context.Context, in ImportInput) (Plan, erro
 		if prev != "" {
 			plan.Since, plan.SinceSource, plan.RunOffOf = at, "run_off", prev
 		} else {
-			plan.Since, plan.SinceSource = tr.CreatedAt.Add(-DefaultImportWindow).UTC(), "window"
+			plan.Since, plan.SinceSource = tr.CreatedAt.AddDate(-DefaultImportYears, 0, 0).UTC(), "window"
 		}
 	}
 	detail := map[string]any{"since": rfc3339(plan.Since), "since_source": plan.SinceSource, "resource_types": plan.Types}
@@ -441,7 +435,14 @@ type DiscardInput struct {
 // delivered) files: DownloadImportFile's compensation. The digests stay
 // in the timeline as evidence.
 func (a *Activities) DiscardImport(ctx context.Context, in DiscardInput) (bool, error) {
-	dir := filepath.Join(a.importDir(), ".staging", in.TransferID)
+	root, err := a.importDir()
+	if err != nil {
+		return false, appError(ctx, NameDiscardImport, err)
+	}
+	if !safeID.MatchString(in.TransferID) {
+		return false, appError(ctx, NameDiscardImport, fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a path"))
+	}
+	dir := filepath.Join(root, ".staging", in.TransferID)
 	_, statErr := os.Stat(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		return false, appError(ctx, NameDiscardImport, fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "removing the staged files", err))
@@ -476,10 +477,14 @@ type Delivered struct {
 // again and answers the same receipt.
 func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delivered, error) {
 	fail := func(err error) (Delivered, error) { return Delivered{}, appError(ctx, NameDeliverImport, err) }
-	staged := filepath.Join(a.importDir(), ".staging", in.TransferID, "round-"+strconv.Itoa(in.Round))
-	final := filepath.Join(a.importDir(), in.TransferID)
+	staged, err := a.stagingDir(in.TransferID, in.Round, false)
+	if err != nil {
+		return fail(err)
+	}
+	root, _ := a.importDir() // stagingDir checked it
+	final := filepath.Join(root, in.TransferID)
 	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(a.importDir(), 0o700); err != nil {
+		if err := os.MkdirAll(root, 0o700); err != nil {
 			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import directory", err))
 		}
 		if _, err := os.Stat(staged); errors.Is(err, os.ErrNotExist) && len(in.Files) == 0 {
@@ -518,20 +523,24 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 
 var safeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
-func (a *Activities) importDir() string {
-	if a.ImportDir != "" {
-		return a.ImportDir
+func (a *Activities) importDir() (string, error) {
+	if a.ImportDir == "" {
+		return "", fault.New(fault.Validation, ErrTypeValidation, "no import directory is configured (P2P_IMPORT_DIR)")
 	}
-	return filepath.Join(os.TempDir(), "p2p-import")
+	return a.ImportDir, nil
 }
 
 // stagingDir is where round's files (or error files) of a transfer are
 // downloaded before delivery.
 func (a *Activities) stagingDir(transferID string, round int, errorFiles bool) (string, error) {
+	root, err := a.importDir()
+	if err != nil {
+		return "", err
+	}
 	if !safeID.MatchString(transferID) {
 		return "", fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a path")
 	}
-	dir := filepath.Join(a.importDir(), ".staging", transferID, "round-"+strconv.Itoa(round))
+	dir := filepath.Join(root, ".staging", transferID, "round-"+strconv.Itoa(round))
 	if errorFiles {
 		dir = filepath.Join(dir, "error")
 	}

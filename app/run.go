@@ -13,6 +13,7 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
@@ -69,7 +70,16 @@ type ActivityDeps struct {
 	// PHIRetention is how long PurgePHI keeps ended transfers' export
 	// payloads; 0: activities.DefaultPHIRetention.
 	PHIRetention time.Duration
+	// ImportDir is the NDJSON sink of imports (P2P_IMPORT_DIR).
+	ImportDir string
+	// Payer is us as the consents and coverages of our imports name us.
+	Payer activities.Payer
+	// TrustHeader is sent, with the partner's auth.client_id, to pull
+	// partners with auth none (loopback dev stacks).
+	TrustHeader string
 }
+
+var _ activities.PullClients = (*pdexclient.Dialer)(nil)
 
 // NewActivities assembles the activities with their dependencies and loads
 // the identity index, so that the first transfer does not wait for it.
@@ -92,5 +102,8 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		Logger:   d.Logger,
 
 		PHIRetention: d.PHIRetention,
+		Pull:         &pdexclient.Dialer{TrustHeader: d.TrustHeader},
+		Payer:        d.Payer,
+		ImportDir:    d.ImportDir,
 	}, nil
 }

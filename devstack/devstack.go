@@ -21,11 +21,13 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
+	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/pdex"
@@ -79,6 +81,9 @@ type Stack struct {
 	Client     client.Client
 	Sandbox    *sandbox.Partner
 	Temporal   *devserver.Server
+	// ImportDir is where imports write the data they pull (P2P_IMPORT_DIR
+	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
+	ImportDir string
 
 	logger *zap.Logger
 	cancel context.CancelFunc
@@ -98,7 +103,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	s = &Stack{logger: o.Logger}
+	s = &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports")}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -178,7 +183,9 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	served = true
 
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
-		PHIRetention: o.Retention.PHIRetention})
+		PHIRetention: o.Retention.PHIRetention, ImportDir: s.ImportDir, TrustHeader: PartnerHeader,
+		Payer: activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem,
+			Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}}})
 	if err != nil {
 		return nil, err
 	}

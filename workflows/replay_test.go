@@ -21,10 +21,15 @@ func TestReplayCommittedHistories(t *testing.T) {
 	if len(files) < 4 {
 		t.Fatalf("found %d committed histories, want at least 4", len(files))
 	}
+	imports, _ := filepath.Glob("testdata/histories/import_*.json")
+	if len(imports) < 3 {
+		t.Fatalf("found %d import histories, want complete, no_match and consent_denied", len(imports))
+	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
+			r.RegisterWorkflowWithOptions(ImportTransfer, workflow.RegisterOptions{Name: ImportWorkflowName})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replaying %s: %v", f, err)
 			}

@@ -15,9 +15,11 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
@@ -165,8 +167,19 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	if cfg.ImportDir == "" {
+		logger.Warn("imports fail: no --import-dir (P2P_IMPORT_DIR) to write pulled member data to")
+	}
+	payer := activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem}
+	if cfg.PayerIdentifier != "" {
+		id, err := app.ParseIdentifier(cfg.PayerIdentifier)
+		if err != nil {
+			return err
+		}
+		payer.Identifiers = []fhir.Identifier{id}
+	}
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
-		PHIRetention: cfg.Retention.PHIRetention})
+		PHIRetention: cfg.Retention.PHIRetention, ImportDir: cfg.ImportDir, Payer: payer})
 	if err != nil {
 		return err
 	}

@@ -82,6 +82,17 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Exporter is the export-pull capability: the exchanges a caller drives
+// one at a time (Client is the implementation).
+type Exporter interface {
+	KickOff(ctx context.Context, r ExportRequest) (string, error)
+	Poll(ctx context.Context, statusURL string) (Status, error)
+	DownloadTo(ctx context.Context, f OutputFile, requiresAccessToken bool, sink Sink, n int) (FileResult, error)
+	Delete(ctx context.Context, statusURL string) error
+}
+
+var _ Exporter = (*Client)(nil)
+
 // Client talks Bulk Data to one partner. It is safe for concurrent use.
 type Client struct {
 	cfg    Config

@@ -86,6 +86,7 @@ type Server struct {
 	kickoffs   []KickOff
 	deleted    []string
 	violations []string
+	notBefore  time.Time // of the last status answer's Retry-After
 }
 
 type resource struct {
@@ -96,11 +97,19 @@ type resource struct {
 
 type job struct {
 	KickOff
-	at        time.Time
-	polls     int
-	notBefore time.Time
-	deleted   bool
-	files     []file
+	at      time.Time
+	polls   int
+	deleted bool
+	files   []file
+}
+
+// notBefore is when a Retry-After of delay-seconds sent at now points to
+// (zero for anything else).
+func notBefore(retryAfter string, now time.Time) time.Time {
+	if n, err := strconv.Atoi(retryAfter); err == nil && n > 0 {
+		return now.Add(time.Duration(n) * time.Second)
+	}
+	return time.Time{}
 }
 
 type file struct {
@@ -209,13 +218,22 @@ func (s *Server) Handler() http.Handler {
 }
 
 // begin records r and gives the first injected answer of route, if any.
+// A status request before the last status answer's Retry-After is a
+// violation, whoever gave that answer.
 func (s *Server) begin(route string, w http.ResponseWriter, r *http.Request) bool {
+	now := s.now()
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Route: route, Method: r.Method, Path: r.URL.Path, At: s.now(), Auth: r.Header.Get("Authorization")})
+	s.requests = append(s.requests, Request{Route: route, Method: r.Method, Path: r.URL.Path, At: now, Auth: r.Header.Get("Authorization")})
+	if route == RouteStatus && now.Before(s.notBefore) {
+		s.violations = append(s.violations, fmt.Sprintf("status polled %v before its Retry-After", s.notBefore.Sub(now)))
+	}
 	var in *Answer
 	if q := s.inject[route]; len(q) > 0 {
 		in = &q[0]
 		s.inject[route] = q[1:]
+		if route == RouteStatus {
+			s.notBefore = notBefore(in.Header["Retry-After"], now)
+		}
 	}
 	s.mu.Unlock()
 	if in == nil {
@@ -381,20 +399,16 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	s.mu.Lock()
-	if now.Before(j.notBefore) {
-		s.violations = append(s.violations, fmt.Sprintf("%s polled %v before its Retry-After", j.Job, j.notBefore.Sub(now)))
-	}
 	j.polls++
 	poll := j.polls
+	s.notBefore = time.Time{}
+	if poll <= s.PollsBeforeDone {
+		s.notBefore = notBefore(s.RetryAfter, now)
+	}
 	s.mu.Unlock()
 	if poll <= s.PollsBeforeDone {
 		if s.RetryAfter != "" {
 			w.Header().Set("Retry-After", s.RetryAfter)
-			if n, err := strconv.Atoi(s.RetryAfter); err == nil {
-				s.mu.Lock()
-				j.notBefore = now.Add(time.Duration(n) * time.Second)
-				s.mu.Unlock()
-			}
 		}
 		w.Header().Set("X-Progress", fmt.Sprintf("%d%% done", 100*poll/(s.PollsBeforeDone+1)))
 		w.WriteHeader(http.StatusAccepted)
