@@ -55,6 +55,15 @@ type Activities struct {
 	// PHIRetention is how long PurgePHI keeps an ended transfer's export
 	// payloads; 0: DefaultPHIRetention.
 	PHIRetention time.Duration
+	// Pull builds the clients of imports ($member-match, Bulk Data); nil:
+	// imports fail.
+	Pull PullClients
+	// Payer is us, as the consent and CoverageToLink of an import name us.
+	Payer Payer
+	// ImportDir is the NDJSON directory sink of imports: each transfer's
+	// files land in ImportDir/<transfer id>/, staged under
+	// ImportDir/.staging first; "": imports fail (validation).
+	ImportDir string
 
 	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
 

@@ -20,7 +20,22 @@ const (
 
 	NameCheckGrants         = "CheckGrants"
 	NamePrepareServedExport = "PrepareServedExport"
+	// An import's steps (import.go).
+	NameMatchAtPartner     = "MatchAtPartner"
+	NamePlanImport         = "PlanImport"
+	NameKickOffImport      = "KickOffImport"
+	NamePollImport         = "PollImport"
+	NameDownloadImportFile = "DownloadImportFile"
+	NameDeliverImport      = "DeliverImport"
+	NameDeleteImport       = "DeleteImport"
+	NameDiscardImport      = "DiscardImport"
 )
+
+// PartnerActivities are the activities that call a partner: they run on
+// the partner's own task queue, under its rate and concurrency limits.
+var PartnerActivities = []string{
+	NameSendExport, NameMatchAtPartner, NameKickOffImport, NamePollImport, NameDownloadImportFile, NameDeleteImport,
+}
 
 // Error types an activity fails with. They are stable strings: retry
 // policies and tests name them, so a refactor never changes them.
@@ -107,6 +122,100 @@ var Policies = map[string]Policy{
 		Retry: temporal.RetryPolicy{
 			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypePartnerRejected, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
+		},
+	},
+	// $member-match at the old payer. A 422 (no match, consent refused)
+	// is an answer, not an error; 429/5xx and transport failures retry
+	// with backoff, Retry-After honoured, for up to a day (the old payer
+	// has one business day); auth, validation and a partner that is not
+	// ours to pull from are final.
+	NameMatchAtPartner: {
+		StartToClose:    time.Minute,
+		ScheduleToClose: 24 * time.Hour,
+		Heartbeat:       10 * time.Second,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypePartnerRejected, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
+		},
+	},
+	// Reads our store: _type and _since of the export.
+	NamePlanImport: {
+		StartToClose:    30 * time.Second,
+		ScheduleToClose: time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+	},
+	// Starts the export at the old payer. Retried like the match; a
+	// kick-off the partner refuses (4xx) is final. A retry after a 202
+	// that was lost starts a second export: the first one expires on its
+	// own (the IG gives no idempotency key). Undone by DeleteImport.
+	NameKickOffImport: {
+		StartToClose:    time.Minute,
+		ScheduleToClose: 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypePartnerRejected, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
+		},
+		Compensation: NameDeleteImport,
+	},
+	// One status request; the workflow sleeps between polls on a durable
+	// timer. A failed request (5xx, transport) is retried here, Retry-After
+	// honoured; an export that is gone (bulk_export_expired) goes back to
+	// the workflow, which kicks it off again.
+	NamePollImport: {
+		StartToClose:    time.Minute,
+		ScheduleToClose: 6 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeExportExpired, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
+		},
+	},
+	// One file, streamed to the staging directory; long files heartbeat
+	// every few seconds, so a dead worker is noticed in half a minute. A
+	// cut connection or a 5xx retries the file from the start (the sink
+	// replaces a partial file); a 410 goes back to the workflow (re-kick-off).
+	// Undone by DiscardImport.
+	NameDownloadImportFile: {
+		StartToClose:    2 * time.Hour,
+		ScheduleToClose: 12 * time.Hour,
+		Heartbeat:       30 * time.Second,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeExportExpired, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation, ErrTypeNotFound},
+		},
+		Compensation: NameDiscardImport,
+	},
+	// Moves the staged files into the sink and reads them back. Local;
+	// retried while the disk is unwell.
+	NameDeliverImport: {
+		StartToClose:    30 * time.Minute,
+		ScheduleToClose: 6 * time.Hour,
+		Heartbeat:       time.Minute,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeValidation, ErrTypeNotFound},
+		},
+	},
+	// Compensation of KickOffImport (and clean-up after the download):
+	// tells the old payer to drop the export. Bounded: an export nobody
+	// deletes expires at the partner anyway.
+	NameDeleteImport: {
+		StartToClose:    time.Minute,
+		ScheduleToClose: 2 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation},
+		},
+	},
+	// Compensation of DownloadImportFile: PHI on our disk that will not be
+	// delivered goes, however long the disk takes to let it.
+	NameDiscardImport: {
+		StartToClose:    5 * time.Minute,
+		ScheduleToClose: 7 * 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 		},
 	},
 	// The compensation itself must not give up: PHI is deleted eventually

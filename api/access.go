@@ -91,6 +91,9 @@ func receivedDetail(ctx context.Context, t transfer.Transfer, keyToken string, b
 	if t.CorrelationID != "" {
 		d["correlation_id"] = t.CorrelationID
 	}
+	if t.Direction == transfer.DirectionImport {
+		d["direction"] = string(t.Direction) // the member's old card stays in the store
+	}
 	if ds := body.DataScope; ds != nil && ds.ResourceTypes != nil {
 		types := make([]string, len(*ds.ResourceTypes))
 		for i, rt := range *ds.ResourceTypes {

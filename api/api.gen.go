@@ -331,6 +331,22 @@ type ConsentScope string
 // ConsentStatus The status of the member's consent as the partner holds it.
 type ConsentStatus string
 
+// CoverageToMatch The member's card with the old payer (import only, where it is
+// required): HRex `CoverageToMatch`. PHI.
+type CoverageToMatch struct {
+	// MemberId The member id on the old card.
+	MemberId string `json:"member_id"`
+
+	// Payer The old payer's partner id; a registered partner with role `pull`.
+	Payer string `json:"payer"`
+
+	// Period A period of dates; an absent end is open.
+	Period *DatePeriod `json:"period,omitempty"`
+
+	// SubscriberId The subscriber id on the old card, when it differs from the member id.
+	SubscriberId *string `json:"subscriber_id,omitempty"`
+}
+
 // DataScope What the export may hold.
 type DataScope struct {
 	// ResourceTypes The resource types to export; absent or empty means all.
@@ -338,6 +354,15 @@ type DataScope struct {
 
 	// Since Only data recorded at or after this time.
 	Since *time.Time `json:"since,omitempty"`
+}
+
+// DatePeriod A period of dates; an absent end is open.
+type DatePeriod struct {
+	// End Last day (YYYY-MM-DD).
+	End *openapi_types.Date `json:"end,omitempty"`
+
+	// Start First day (YYYY-MM-DD).
+	Start *openapi_types.Date `json:"start,omitempty"`
 }
 
 // Demographics The member as the requesting partner knows them. PHI. One of
@@ -385,7 +410,7 @@ type ExportFile struct {
 	Type string `json:"type"`
 }
 
-// ExportInfo The signed export prepared for the partner.
+// ExportInfo The signed export prepared for the partner; for an import, the files received from the old payer (kid empty).
 type ExportInfo struct {
 	// ExcludedSensitive Resources left out because the consent scope is regular.
 	ExcludedSensitive int `json:"excluded_sensitive"`
@@ -399,8 +424,16 @@ type ExportInfo struct {
 	// ManifestSha256 SHA-256 (hex) of the signed manifest.
 	ManifestSha256 string `json:"manifest_sha256"`
 
+	// Partial Import: the old payer's manifest listed errors (`error[]`); the
+	// data received is kept and this flag says it is incomplete.
+	Partial *bool `json:"partial,omitempty"`
+
 	// ReceiptId The partner's receipt of the delivery.
 	ReceiptId *string `json:"receipt_id,omitempty"`
+
+	// TransactionTime Import: the old payer's Bulk Data manifest `transactionTime`,
+	// the `_since` of the next (run-off) import of the member.
+	TransactionTime *time.Time `json:"transaction_time,omitempty"`
 
 	// Withdrawn The export's payload was withdrawn; its digests remain as evidence.
 	Withdrawn *bool `json:"withdrawn,omitempty"`
@@ -549,7 +582,9 @@ type MemberUpsert struct {
 	Street *string `json:"street,omitempty"`
 }
 
-// NewTransfer A request for a member's data from a partner payer.
+// NewTransfer A transfer of a member's data: to a partner payer (direction
+// `export`, the default) or from the member's old payer (direction
+// `import`).
 type NewTransfer struct {
 	// Consent The member's consent to disclose their data to the partner.
 	Consent ConsentAssertion `json:"consent"`
@@ -557,15 +592,26 @@ type NewTransfer struct {
 	// CorrelationId The partner's own reference, echoed back. Must not hold PHI.
 	CorrelationId *string `json:"correlation_id,omitempty"`
 
+	// CoverageToMatch The member's card with the old payer (import only, where it is
+	// required): HRex `CoverageToMatch`. PHI.
+	CoverageToMatch *CoverageToMatch `json:"coverage_to_match,omitempty"`
+
 	// DataScope What the export may hold.
 	DataScope *DataScope `json:"data_scope,omitempty"`
+
+	// Direction Which way the member's data moves: `export` — from us to the
+	// partner (pushed to it, or served to its bulk export); `import` —
+	// from the partner to us.
+	Direction *Direction `json:"direction,omitempty"`
 
 	// Member The member as the requesting partner knows them. PHI. One of
 	// `member_id`, `given` or `family` is required besides `birth_date`.
 	Member Demographics `json:"member"`
 
-	// PartnerId The requesting partner, as registered in the partner registry.
-	PartnerId string `json:"partner_id"`
+	// PartnerId The partner, as registered in the partner registry: for an
+	// export, the requesting partner (required); for an import, the
+	// old payer (optional: it is `coverage_to_match.payer`).
+	PartnerId *string `json:"partner_id,omitempty"`
 }
 
 // PartnerAck A partner's signed receipt of a delivery.
@@ -720,7 +766,7 @@ type Transfer struct {
 	// Error Why a transfer failed.
 	Error *TransferError `json:"error,omitempty"`
 
-	// Export The signed export prepared for the partner.
+	// Export The signed export prepared for the partner; for an import, the files received from the old payer (kid empty).
 	Export *ExportInfo `json:"export,omitempty"`
 
 	// Id The transfer id (a UUIDv7).
@@ -3190,143 +3236,153 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rjtu40uCrEN4F4sYnuy9J5pzpxvejZ5Kc6cllgnSC7MHxoEVLZZtpmVRIqt2eoIHv1z7A4nvC8yQL",
-	"Fi+SLMptJ5lkFthf6cgiWSwW616lT4NMLEvBgWs1OP00WADNQeKfFzksS6GB6zdQFnQNuXmag8okKzUT",
-	"fHA6SLWsICWrBXCiF0wRytUKJFlRRbjQpJQirzLIyXRtf5fwsQKlybTSEy7dvGQmxZLoBZAZk0qHl1ZM",
-	"L/CxoksgAZ5sPXoO6/GEn08VcE2EXoBcMQXjCR8kA5UtYEkNrHpdwuB0MBWiAMoHd3d3yaCkki5Bb+4x",
-	"Wz+HdXd/5yQrGHA9yhZCAScVZx8rINewJjMh21saUvLu3cUTYrBA5kLkE54tBMvgYEwuM1FCTrTA7WS0",
-	"KBifu7kt1MwsZ7E/SAacLg3kG1seJAOzGJPmKAzmm5td0tsXwOd6MTg9efw4GSwZ9///e+JRobRkfD4w",
-	"iHgJyynIiyfdTf9WSbLEXwnLxx62kupFDZn9/Yrlu8J0fPL3FkzHMZjeSsrVLA7V2wUQ7X4nLPfovvnb",
-	"QQ+IXxW2OzOVKgVXgITzE83f2HM3/8sEN/fE/EnLsmAZNUAfllJMC1j+xwdldvCpsfj/lDAbnA7+x2F9",
-	"+w7tr+rwtR1lF+3iwJMbU2RJi5mQS8iJkITxG1qw/IykIKWQKiUGD8pdKyhyNR7cJYOfBZ8VLPsOYCtR",
-	"yQwM3IYzME4oUZpqIHpBNaFFIVYWWrdDBPeCa5CcFt8S3HNzz+G2hExDThCbZ4RpRXLQlBWKUAmkEPM5",
-	"5AnuRYKuJIccIX4l9DNR8fxbQvxKEFVli4BkBOStEC+onMP3ItCpyNfmtAsDhOGVlJNj8pL9hNC94/SG",
-	"soJOi28K4DnJoQSeG5ZqgKtqMM7MOco1KagGSYZbhc+B20MpRQZKfetdbPCBFRQFcZxgWmmSUW7IcgrE",
-	"wQf5qdnKhG9sA+V0pSC3opZyFKV4cgnuvaRSc8NvDaauuVjxZMKFJJRIuGGwIjlkTDHBSS7AXuwZ0zjU",
-	"82oj3hBXqipLITXkLyFn9C0y2O9LmQbctLmqWS0doyhyU5oVz/NcgsI/aZ4z8yYtXktRgtTMiIMZLRR0",
-	"Ka0UStOCUDt8TF7/cmFEVdkY+WmQMR3RO35mem3ebQqpo6OOWEoGdo2rTOTQneW1BcD8uDHZSWwu5Mbd",
-	"WS6RSQtJJMyZ4BszPY7PJAF0bCrzPGBkE6ajmE7gnojpB8g0SrAFZNelYFzH9DXF5txoWhKAGHWKiBmS",
-	"I61ypg3X7h7Bh5WKnIBYljTT5Nf3l2T49PLk8Q8HRNyAJJ8mg5vJ4HQyKE/KEc46ygJEh8eTQTIZKPYH",
-	"4B9SCI1/aLaEyeDO6nodfF2zPK7wGEUTxaPbFtOJkZyikuTX988vx7HJzJrx2d48+5n88OMPJ8S8QhZU",
-	"LchwShX88Ah1KMNBqDYK81pDbGazrfjMvEJ1UcwIcC2ZUzvwEDKDNUWGpVB4dRQ5Go/NTKPj9qqM6x8e",
-	"1csyrmEO0qxrkNdd970xOphGHmbR05oupxpGODJGVbVe+C+7LYc3t5g9kgRJ4/cYDRpFkOtzpQwZWRa1",
-	"B28wKLMa9ANFMjuXMQ5yprJCKKMSAZMkp5p6m8Fx4i71ziXlGvIrqntQpMNixL1rjRC37NBQxcOHD388",
-	"2BV9yaCPXN2cD5RR0KneBHyLiXIc420gmcjv5fn2LWTZwsqUba+7k0ODzDO9Su06yr68SUBIKm4iD0YA",
-	"fwv5ICe7DAB08SkqnYkleB5mNBOlw8kh2zF4BV4tDRw3INmMgYEmB27++D2CVrf4b3bu+MJ9K23ILvN4",
-	"G+m52+ne252+3LpX99BZc+IuGwTqdIdNwNZhvAHOYio6RSCo9gwS5lVBpRGJCrjhajcQH78PbTWJocOh",
-	"PG01ML6Fri7jcJ8rIzsMIf3yBm4DEkpRsGx9SlK3r5QUQG9ABWtCEU2NsTPhYbuGMj1Vwq1R68gQ+Qzl",
-	"bGYpp+IapcDyIJnwNIxMvaUHNyDXesH43EOF7A5xbsWkJ2sHl7lafpZthL3tQllEesg7LJiqlta7EEWu",
-	"CNPNO0YzXD8ZMB7+lPABbcUoVE+opuFA9pAR7xeOgTr8LukaAepeQ39OV2btno0H8xvfMULFTntGqHOi",
-	"SQLLUq/JEihX5pDQraJheS8Bv3Fzo0p/h2z+wo5rqJlUSrq2SgTPIsT5Gy/WlgIkZELmgALEmBozDc7T",
-	"ZtjFHjK+cz2ewFLMJS0XLFOfLbE9kThjwtCvpxdjIFmat8o++Y0b3j3haXCXpQlJ5+wGeGr2ls7okhXr",
-	"lDg3ornvZAqK5aBIOmVSL67MHlN7IdrHTmuzZNvpeOvlLhnUE3bx/5P5zRwAkOE///nPf45evhw9edLV",
-	"CWJ8zu6iO+czfI5+qB10/WSAiOlO8w/zGGcZqoOdJqq9k9udm4n3XMPGGdo7v5eLMBmUC8FjVph57DTk",
-	"jVkfRY0nuL3vTC/htiMjGocbEw1PmITMq6qbnIZlC7Ki6zZTxMu4FDegTklquUVK/v1f/2299ZVymumE",
-	"e9QNy0otrJfb2CkoHuWNf6DItCquHds5OCMpW4YpJzxEAPxkWpBKteWAHWq4Eo6Mctun+M4zVkRZDJBX",
-	"T369/O0VmbECtSrKHUBdrmqMoAgzvWR/BH3MzLKjCYPysDvbmyBinQz0U3ZnUAt68viHCEC/nI9OHv9A",
-	"hgu4PdiErIMfvS57VL5nv1y8aYuJ8b2WE/7qNxdATBzuYmRoz+eCz0SPgLZ2rpN5pYSSGp5ogy1brCC4",
-	"zYoqh/yqVhG2ILuAmUYVZgoZray9FZQA1EAsR0a9I34cBsM9srZBY6qtJO0sUhtkfNcVoVvdBSy4PLwy",
-	"9kChF8OglupKwv0uBD/yai+ic2fnB/do5Rmwsl+zdwf8wGAf3/ST51AwozFGZ10xvcglXfH4pBb5DxQp",
-	"6boQNEe9P4xxvn02B6XNskvKuBHycMNy4FnzGtSRxPY92MSXdx9YIkli1Bm7HM8YFPnPgmvJplWcVxse",
-	"htGcB4qoBZWeixlQNdNrQ70SuvcDx8Sxk9dakZ2aGILEazfkRktH/NzQooKDKPYLuIGiO/cvYmU90yEC",
-	"RehcgpkWxvMxgVua6QRPnNEiIVzwngVWwOaLCPe80Ki6B3R5X0nAQa25iGpaNHQXK40752ix5HcUFu49",
-	"K+9vjh6TC8i5rZtjqiNbexwP/pQYgqQkF1pDTkqqF2TolMpxQ01MSGqk9pU1otp2wb+Of08PUKEmIQYe",
-	"VLO9rOf6PJnyuxyTV0gqkC2E8/4hxdwvQzzO3YoxXP8CtDDqUtfbu8BfrHOa5oyD8ikIXRyrHrtQXFst",
-	"0M6FDAZu6bIsEIjr+92Hdt4Y4BfuVvb6WvwLKHgLJOIxeYVxW3u6ikzXyKuDzkoEL9YRXwzlOTNEENnh",
-	"Sz9WEbqiDG2WTgSnJZt69IZaBG3RsL25WRjVz9FolMSotb3uddm9CS8i5g3UkF9N1zHqFLif3Pk47cu1",
-	"li8BWb/g0OfvkT3a0ZLqbGEZi5dIYY9DIY3Rpg9IOISdmM+uDiJPJPc5hyz42+hwR18ji1BlQw8vgecG",
-	"Y5gSgSgYJAO6nLJ5JRAQLq4QX1EN/YJnRWUI7rUUYnZPoMJGbZDfiZk5N4wvrA2jp6QOuxh1QQjd46EM",
-	"saKtXrj6TRRpdHa1oGrRo1AYIB4YPZLOPiOOgnkqPervFDODzJyg6rwoXKgqW8uEy3rveh0XDHzcvi8f",
-	"q9k1PiMBrvqDQ6phMmFIyGryemG2laMdic7D5nnuFhravAnwcdA8uyZkic8OapBE7KoYnRiikUVU6t/D",
-	"lDyHNbkEFzn52+Njm4HUJrxrWPfcs7KaFiwzqroiw1/fP2+fZdwlZXOXOrC2z3UDGQhBbIdWGsR26GSM",
-	"OyrGc7jtiVr/KZ6kZHA7motRNxqwNUT+ud6oz/Y+fba3KTp4R6fRFwX++1xMG/hJyMuEvEtqVzCKTZf3",
-	"0Rvg2C1j4AtSBLZrX81ERHuCgQJaDk+76bCuoyq/hTY+/an03553pQKp984IiVywOuawjniQv8bFszlq",
-	"U5gZ3eX4x6MjwjFd0Orxla4k7OTl/cJMlV2uJbGXTUhi3276xb+eB/mLV9l24UtLDGdkWSlN4GNFiyDv",
-	"Hnit/orl9nKVEhTw7+hs/qr5Qzs6rv+qmUZ7eNNfwcrnKu/NBHwW2gxt8ba7HRU+GpzgyBQiWq31VO4Y",
-	"WK6TVNAPLSUUaFDt4IMTK04kzEACzyCxxn1OpjS7HpOXhr4NZ1mIIvfMas8Mj9pZcd9e6ihquH/3DmlG",
-	"+2zmv9nWFpt1M6CHXhdDi0qDhNzzTH869he53vv2btBaA7Cwt5ADESW/13bEeXa9f1JiOFznrm34WWnL",
-	"y7oZZLaO23uT5YJ1bKfNCsqWKvGr2TxTdFS7F2uAvDu6icsfHv790X7YbAIaxV3IKtoLb5otjcTWIG8M",
-	"d6fcB86Box9MlMAjYQkeIbZXtThWmtqowG55Mfh6lG/K4Ci3aUefkdbVdSvIHurr83qec7Tcf3z0+G/E",
-	"JfC6nPkuZuzzmAuHarLC5Bwp+NzXANV1Nt7TaJMzVDVdMnSKortRRXVNWxCxxb2qCNVkRqtCJ8iW0aWJ",
-	"TNLvQ+0cumk5hiPGN+NK02gKhPXSzGz2pCGpLKsksl4yTCvJT8uT8tRh4XRSHR09zFiO/0J6cFbnqrN8",
-	"ws1wy60wBmuuVyHmpGAcQjDNIzSek6q2+Ip+efv2tc+l2TAyWmmbOhaGPSdqIaQmqlouqQx84Jpx9JI7",
-	"hO8RvTw3oEwLIO/evDJKnuHgkRlP0X+E6Rgemf6X+rzThKTOpT3CbPDEvF7nro+WkDOKNqp5VQsxwvoG",
-	"HNdIrr+G9WjJlGJ8jlNs/ubWiA2TUCnI3cJoe40cjzRvc6FHM1FxHLoEvRD5yDzDrCo3zPyf8ZH1fjZ3",
-	"5H295lmj8sG+Ygtt0gkfAs0WRjWdsVvPsjsoSw9ccD64yvuRumsc2RJMss2j/qbpNO6GJiKey+AQpoow",
-	"TXKW94RfIrT+GuTIh8TqMJPqxJl2Zwyt6F6EO8iq6PGimV9sLrjbUNypXnGjSlTlvU51fPFdiVfd3sTY",
-	"zRIcRsg04LYsKLc80VCEqLRX+u6Rx5U9U7dG9FCbCWQRIDA14c2jdnYCKU9KF9lVTe/0a6oZYDrCz+IG",
-	"JJ2b1Z/W0P82+wk4zJh54ynH1AXUt34W3KoDUa/1G7xLT9z92V/rAqkEN1q+r5cRnNBGPSMnS8qNrWgv",
-	"bUxe1ku3Z6dlKcUNEFqHHxJrRBn8tmtxmomMdlhIX4xu+54wT1iQuNnyxDHZcBPHdWDqM6zcLWHIMXmG",
-	"vmS4tbmRxrpvJDAlRAlz35ki11BiaiedcJ8AELzRDv/Dgl0Dxrld5glG7g8I5bnNcTIqE94D8yTUkrhc",
-	"RQzJ4WiXFzHhw9SC7jICUjtVgVu1jLNtjx7tp+QGatgaNw13PO6Wh0zwfDTFdN1m4KpNeLt6N4Pij4uO",
-	"qnKfENuFVs0Q2+fE7puOwP5I2GXM83meLxk3phzF3GZlvXIhD3W6bnjohu/If3qf6EHzPj0bJIOXg2Tw",
-	"LnqR3jr6ibE3T4UPlKMsT2wRe+LGF+pHgjf4m03ukbm97DsJJg/bUzPBvXEFB0IMue2JokkRONrammGX",
-	"LYU+6vWkmRYyHu7F/C0b7bVzD21V/YaCnJCVkNezQqwSx2JBdl4Zj8dxD/+2AocFLUvg+1Q31KbPtmjP",
-	"ppc004rQqRG7Ya8NWOtDiEctzQULUdVG2NIxrITsFb904cEtdPhAkXkhprQIsUTvPWkV4u0QXIwGK19v",
-	"TOppyVB/Zjgi4zvP732RW6+Iu6LoodyeR+mtDkTDqStxH/pad+DoSjprdLtgyooY7xdEB8YN5AdJEKJX",
-	"nt8nPkvxylWCJBPun0jwz4gCnl/NKCvMfyy5N6ZwD7jQkEy4FXhXIR0uwVSaqFEYDbdSo0jZC+oGRFlD",
-	"w1vax/9QRK6MhosGiFEitCJKQ6kImjxGpM/oFztEfTbO3u7QhiuUKqLaN7ARKJFA763IC5teGc0ky6DU",
-	"e/GQZjr3Vi9oeNE7Qnal9af4shll8653SlnFzN4tFYL9HTwiRYaW+HdNj2kca8H4tdp1ny/w5c9yEG8P",
-	"iu7FUKoy34NoCmqUtgXl88+ueg1FizY3ouGCrmmrRcstGD2Ot931p57aunZ6w/SxbGp3B+E5WVRLykeG",
-	"S6HXZ3fL9F4HEt4PtC5PiU9iqlmurRRMQsHDla/7Ciy188CchKh0MuFOZbwKoQU/Ca30ov5fwyuTEJpd",
-	"N2bIKM+gQJbunTW7cGnnW3Ho3HZeL/yt6VCfBKIFmYmiEKuOQbkZJzAbj0hsG+kkqwUrYJMDGj4fTOCr",
-	"2gSOhBiLaMqYkaENkLrn3qt+G8Woq3XfJ/iK2aAx6TakvqbznlKUks5tWpR7UyWEwwojg0Yv6KI2KPP9",
-	"bNXVGzCFs3cn3M0e8LI64p/icKuvskqq2M1GlwD+5o1B8zqCckZ4VRTeJ43syzw2MJkfbAOVVppTH9vC",
-	"HbQB2Yb/y3io+dzpY5uOAPt0SbMFWiZmR0bBX9t8NaYmnHGmmWGD5N//+//UGppLisSHnmH4emx86FwP",
-	"V76mZcLNU7wT5g+aGf5QQD5375uDKUDDGUkti0xRP0pblyQlVMKEi5nRldrVUgHOQS1Kr+rUzU0YUQi0",
-	"IbQFt1a9q4HDsRY0TLUxoKE7owFWxAS+w9BHrOynPCmJkNkC0AAHZQ3tkRYja3HbvOyRbYbg6XxMzhvy",
-	"uK5Bs0Ooulax+PoZOg1d1qpqlbtNePAd0zll3CjmWgX3Bs/hNrEZiipaO5z4YiU14dRHO73j0lUEOd+S",
-	"OUYXaEWX9EaHhwmf8Kc3INdOHDHVblLTbI2T2jjfj48e/+3Ax1atLJvwFIMUoSJMyGXXi28tYFVUcxdH",
-	"GhOU2mQqcgYqONWQxByFW4f4tNKEh5R/6w5vx+JOm/12zGTGwJ/wUgptO2u55H1DFUZ7YYLj3tPXv12+",
-	"JYc3x4fhtFMneyzqL56+fbbZkInkks70aQiCTfg1rDcaCGLbH9tzUDXsL9ey0Bi7SDP4B7Z/mvC0boI4",
-	"8l0QTwk2PTxI6pnDWs0OSsgtvEZgf350cjImz2FtW4ipe5sCFiwDrpB9uaZ25yXNFjA6GR8ZfUwWg9PB",
-	"QutSnR4erlarMcWfx0LOD91Ydfji4uenry6f4pg6KofX7vz1xSAZGDq0V/F4fGRfEiVwWrLB6eDh+Gj8",
-	"0GXPouQ4HK+gKEaozRx+WF2rse/RNIeevjO/vn+OCbOrhVBgM1+R7axD2RjWpaHwEpWsK95tVRU6jo0g",
-	"RBq5yAeng3+A/vX988vBRle+k6OjLT2lPqyuRwr0nj2lXEJwT0sptzVsB/bYrh6bLEB5GBra3TUDL+hK",
-	"dZnBBh+GEDCBNxloOleGnwcEqMHvZuyhvT5/9GL+HOlakZOjo4bW5TqC2bCwwkhuF72/uKn3Q+9eaHU1",
-	"PT1o9VAyRWiB7TXa6HrBboCD2oofYyCsd0WPM7CUFhK81z+4DAnwufX9myEJgUIBeXz0sIu4N3bN74I3",
-	"XNtwEzxaR5EP76fIZie+Npbf+JqqbWi+OT5E/fmwXWsRxfklm3PLem1mg2706Roq9gckkR5VCWrmVrxN",
-	"uOEPht2aM8LTMiL0rD7BQmD1BGamzaVYcYINJxr9cya8htQdNdUYtmKKFIbqsFUhJUvGK6MiYvmdoxam",
-	"jQaodHCRdfjSuUFGo5rkT6SFZs1K/B7VO/1iDrVDa7UGmeCzTQqpoxdR6rBKj53N+vJdKbs2mFdQQGbb",
-	"nwWXMsY5EkLVhHNYGVtsZBSrJTMS16hcNucjxTPBqERKrIlASpCk8Dr+hDslgCmitAS6DPkCmHhEsVME",
-	"1aEaNgTyJjy12st/zhZMpoFOgmpg92wm88pgExqjILiidBs59WCRYZMszNz/wXNDHQfGHqhXHE0rnheQ",
-	"Trita7OrpD/Zp3hC6xJIJorC+nQiE+O0yYTTQomw/TF5ShsdRW1LL6OK1m3vrPLoD8MpkFhNPeGp1aWb",
-	"TWjrYGtQy/zYhCj46CKkLjRxYM6k2aDDUkQouhMckmZrs3iZ5JYr+tQSY7sj9L9i6os90wdoUSypDu2G",
-	"P1Yg13W/YeeDa/YYzgGTyganA3t4DfMsPDBH4P5xhxmznpLIZUG66uuRE4PQtt5pArib37BnbZfDeO+y",
-	"Fdes+ArLYosg3fT1PFDufvUt7V/0YeHPbEwdhcTd7KYHp5Gt2PAQxwBrOVz/NLgQV66TRxQ91jf4uev/",
-	"vpdsC7ymLeA2PDd3yaCH80WHNbxEzWG3o13GREWmD6N3BAea8BvSA2t/DctN8JHjzKltD/xoF2nbaCT+",
-	"hQL6Ejn3fhK59DW4vbZbTyluzZGpruVxquBj6g1a7H3KN1oX1prXkJKZBLXwmpdPEA+KnFPWQmNhbCRq",
-	"lzjYxthtXfEOfL0nUN3LPTHc2d9QvhNrXjLOlobbH0UqV3//E/XCjRLrfhtLzD6XUB8dPbp/SGiF/oWU",
-	"HfZjYXYtTxqKYj+Zuy4Kh59CetCdAaOsIuT+M8a6mu49m0ZXFjQD17Cw0c2DE7hlNhwoOIwnvLYoj2sy",
-	"dhPlLEcixiG15LRuH9R8To6OJnzlkkrcoqjmkCGmaMFsJqQmFc9Bkkxwb0GtJNOhz9CEo9JpFz0lU6EX",
-	"mBzn1NuTo+Po1bHljC996cnGzYmdWf3KYfiQhKVpJJGfRL7+auTcKrm8awcEzCW8+xOvksNJzxVyhxtO",
-	"a5MmDOGfHB1/W2iw46oN23727T7ewW8Qvi+AAx7v4miItID/YtZgqKJxT/HGROpsGyzC8YSaSQT9rd80",
-	"NbZQMGBC5dLc9QlziYKbGU42i5DmZLqe8K6Pt8kG/Fz2okLUufCCKf02gHqPgLPKclBMmfs+D8a3eiWc",
-	"ywbYjRg3Uhj69PUAgmMNjY8BfT8duYuYkPTQB00zK2I3BDVSb7pgvDYHrtgfvYeBboy4Nfn4CNOHrXJx",
-	"4nKH7f+OY00yukXK9GMVQrW+5lTCDROVjRw/UCRtRFjTPiBdALbveI5OHn1dG2I/dtmKwUeYZjQK/z1U",
-	"d3Oz+/IAGoyr5lO/u9LtiFsbU8lUM8PGukqp1Ap9V96rbXMQa8eXzXMPg4IQIUMbFE9DRDk9GJPXoihI",
-	"iklAYwXFLCVCTrh74DMj0kbaCManW18gsdE67FmoyBQT/Jzp4NsLOkabUS44y2iBNliwKTDINlwtjP5T",
-	"GtZvNhoUN6Mm5QKVriXVGuSBjRmXQPWEtyOD3qFs5DdW7OPU3pdXv6uFhNwVvqF/yn0qpRU7TGycvj9y",
-	"eNZQ3/AjaEC1csFUi3NCXXZ+Q+bIcHAx2WB115C5sa8Ot/EdtD9Lk2uWze+kyJ18dV7QpzxF8zHxJJt3",
-	"xt4jm64W/VTeqPmtvBg8btRh5Ot6d8nghbCb257l80CRd29ejGPfuqt9G/8vaH6PTk52Gdz8ytL+nPYr",
-	"hMFsGgNtaYAbqSU9bHpTwzz85CzQXodL45C9iVdK8cEpJ9YrXzNt/8HEoIFaRbOlglKSGi00rYsvIrpo",
-	"cMqHRHSjA/yvkdv86CJPD86MaWqzTtElg837NzKoejwzn82ZGp8E/Ca6wn38YfzNvR//gCbp7UNnh9Q2",
-	"iIhrCs+E9Bq4cqkZjq58QlKlFsgO05Ojk8AT09N21+9Gbphqdeq1UYkVlTk2sTRA2MaT1tNn6My2iPj3",
-	"f/03obbprO0hkTgvR6tPxK/vn18iL/ZtN2y3ugm3EaZh+mF1ra4qWaQHiduOr/ZjasLTT5NG82H7TaY6",
-	"OID/3+jii88axdlX17C2H3VyBRpXVE8Gd+mE+4L6sHNWV3FYpcNuFAPNLuFO2dbqG1oX6uKpQn+zFiRt",
-	"Jt6lZ+10maCzoVMM6x39vQZJOEBuLqn9OqrRKzC9jRZGdbMnUedKeQAx860Vw2zqgxgNjd3v8xrKr3fP",
-	"v7720eia8hdTPhrHvPTfpQnJo5iiQK+BfzNf7aOjH7/1p/nquhDr7PdtajGJk3cQNMQeB76Z7Yhm1z7m",
-	"cnLy7b8qaC9PCFS43Dabumk3YC9h4A/D1A0KfSAOxt9Ds2m2A8LPXoY+PZsIb3UH2ksGea66VekJHdrD",
-	"B4SwO3ixJuHjbtaMxZq6lrCYcPt5voSk1yxPm73tDzpyoNUXHwUP0Gwx4TNWwAOb7pq02wwk9lNGuLoz",
-	"S8fkolFX7kLvYCexzfsUYH4xlUaIyrn9QG+jwg5ZNdW22C20+5pwRdeqKTyM5Uum4L9zFTKTzQatzmdT",
-	"1NHJaNNNe1yR96hlL/0hfUP1TNjE1j3Ds52PDHwPdSzytQNX09xITPBfK9n9qtS1M3GN7Q2oyug67cYR",
-	"GxUBp5gtLsUNpKTW6RtfIPKdlMUMe89sdmlIsXlEahOX0056VEspED6zLtjHC6qssHIKka05PZtw+1VY",
-	"jo1UGK/MLtSaZwspuKhUPFXHNt34K6sUG21B/mJqRWg2svKnctY+P2kJ6lsrFtsHhC+U/393RFRoP8H2",
-	"P00m4JWlzS4yezGfZolcv5xu5BZBiwuhw/U05DC2qt1DNQU+NfaZkaaoE6lQsul+tB8yN9aGL8fxVKzq",
-	"WndXiOPLLI3WZRgKz1ESKsO0XN5mMz5nJLRUutEZJtSiWc+IWogVv0dShkYef1lHhgewT9MOZY7f15HR",
-	"6XbSR6134fmn/qC37aUca/+FRbyGOqzuNK6DVz4OHAvOtSrQ6mihqwxgMkCtxt1sw9iUiHq6LEGO7IeF",
-	"dK2cnbrcktBkKDjq3HM374SjuriRr+S+DYOZszYvJeRsvQR5Xbim+6gKT/hmErciwzopy3U8Yu18m1Ct",
-	"41Bok/CxWyfeFbd7m3nT3bmtWEhaX2jJbbELfi7uGtZNJDYKDO5+v/u/AQAA//8=",
+	"7L3vbhu3tij+KoR+B4iMM5IdN+netXE+uE2y6zZJgzhBfxtbhYeaWZJYj8gpybGsFgbOp/sAF+cJ95Nc",
+	"cPHPcCSOLCVp0gvcT3FGM+Ti4uL6vxb/GBRiWQsOXKvB2R+DBdASJP55WcKyFhq4fgt1RddQmqclqEKy",
+	"WjPBB2eDXMsGcrJaACd6wRShXK1AkhVVhAtNainKpoCSTNf2dwm/NaA0mTZ6wqUbl8ykWBK9ADJjUunw",
+	"0orpBT5WdAkkwFOsRz/CejzhF1MFXBOhFyBXTMF4wgfZQBULWFIDq17XMDgbTIWogPLB/f19NqippEvQ",
+	"m2ss1j/Cent9F6SoGHA9KhZCAScNZ781QG5gTWZCdpc0pOT9+8tnxGCBzIUoJ7xYCFbA0ZhcFaKGkmiB",
+	"yyloVTE+d2NbqJmZzmJ/kA04XRrIN5Y8yAZmMibNVhjMx4td0ruXwOd6MTg7ffo0GywZ9///e+ZRobRk",
+	"fD4wiHgFyynIy2fbi/6pkWSJvxJWjj1sNdWLFjL7+zUr94Xp8enfOzA9TsH0TlKuZmmo3i2AaPc7YaVH",
+	"9+3fjnpA/KSw3ZuhVC24AiScb2n51u67+V8huDkn5k9a1xUrqAH6uJZiWsHyP39VZgV/RJP/h4TZ4Gzw",
+	"/x23p+/Y/qqO39iv7KTbOPDkxhRZ0mom5BJKIiRh/JZWrDwnOUgppMqJwYNyxwqqUo0H99ngO8FnFSu+",
+	"ANhKNLIAA7fhDIwTSpSmGoheUE1oVYmVhdatEMG95Bokp9XnBPfCnHO4q6HQUBLE5jlhWpESNGWVIlQC",
+	"qcR8DmWGa5GgG8mhRIhfC/1CNLz8nBC/FkQ1xSIgGQF5J8RLKufwpQh0Ksq12e3KAGF4JeXkMXnFvkXo",
+	"3nN6S1lFp9VnBfCClFADLw1LNcA1LRjnZh/lmlRUgyTDncLnyK2hlqIApT73Kjb4wAqqijhOMG00KSg3",
+	"ZDkF4uCD8swsZcI3loFyulFQWlFLOYpS3LkM115TqbnhtwZTN1yseDbhQhJKJNwyWJESCqaY4KQUYA/2",
+	"jGn81PNqI94QV6qpayE1lK+gZPQdMtgvS5kG3Dye1cyWj1EUuSHNjBdlKUHhn7QsmXmTVm+kqEFqZsTB",
+	"jFYKtimtFkrTilD7+Zi8+f7SiKo6+vKPQcF0Qu/4jum1eTcWUicnW2IpG9g5rgtRwvYobywA5seNwU5T",
+	"YyE33h7lCpm0kETCnAm+MdLT9EgSQKeGMs8DRjZhOknpBO6JmP4KhUYJtoDiphaM65S+pticG01LAhCj",
+	"ThExQ3KkTcm04drbW/DrSiV2QCxrWmjyw89XZPj86vTp10dE3IIkf0wGt5PB2WRQn9YjHHVUBIiOH08G",
+	"2WSg2O+Af0ghNP6h2RImg3ur623h64aVaYXHKJooHt2ymM6M5BSNJD/8/OPVODWYmTM92tsX35Gvv/n6",
+	"lJhXyIKqBRlOqYKvn6AOZTgI1UZhXmtIjWyWlR6ZN6guihkBriVzagduQmGwpsiwFgqPjiIn47EZafS4",
+	"Oyvj+usn7bSMa5iDNPMa5G3P+7MxOphGHmbR0xmupBpG+GWKqlq98F92WQ5vbjK7JRmSxi8pGjSKINcX",
+	"ShkysizqAN5gUGY16EeKFHYsYxyUTBWVUEYlAiZJSTX1NoPjxNvUO5eUayivqe5BkQ6TEfeuNULctEND",
+	"FV999dU3R/uiLxv0kasb85EyCjrVm4DvMFEep3gbSCbKB3m+fQtZtrAyZdfrbufQIPNMr1H7fmVf3iQg",
+	"JBU3kAcjgL+DfJCTXQUAtvEpGl2IJXgeZjQTpcPOIdsxeAXeLA0ctyDZjIGBpgRu/vglgVY3+U927PTE",
+	"fTNtyC7zeBfpudPp3tufvty81w/QWTzwNhsE6nSHTcDW4XsDnMVUcohAUN0RJMybikojEhVww9VuIf39",
+	"IbQVE8MWh/K0FWF8B11dpeG+UEZ2GEL6/i3cBSTUomLF+ozkbl05qYDeggrWhCKaGmNnwsNyDWV6qoQ7",
+	"o9aRIfIZytnMUk7DNUqB5VE24Xn4MveWHtyCXOsF43MPFbI7xLkVk56sHVzmaPlRdhH2rgNlEekh32LB",
+	"VHW03oWoSkWYjs8YLXD+bMB4+FPCr2gr9kB1C5LO4Z14RXWx+ChJQWXZOsVEVZKaro2twpa4BYJX64ys",
+	"FiDBHD2mJtxT0dGZ3fR8A5zcqqWI7+7hbj08SUwGBxERPIBjANxUWx/0rWQDXEUPB/SLfKRaY6Q8RwNk",
+	"zpQGCWX4AVEjRQUkr5uqyj8ElL1kzjOqIZI7zdSAvQtb7SsJjGXWf8o0KdlsZpSl4A/tuOEO9abFHMSi",
+	"OIt2NcU/nlFNA/M4gEp/Xjhh73jBkq7x8GyLDM9Trs3cPYc0uIrwHaMA2WHPCXUOX0lgWes1WQLlyjAU",
+	"dAFqWD7IbN+6sdH8vEecXtrvIpOISknXVuHlRYKR/sSrteVWEgohS0Blx5jFMw3OK2xE2wH6aGorPIkd",
+	"bHfiZ4bJmTnVOaHcYw54aQxfUQPf3hvgCep9SZUmJV2T4T//+c9/jl69Gj17tq0p9kg/mVAMXqCL/wNG",
+	"TGIJlmIuab1ghfpgzurZvnMPGInkOcoNd07JpeWT5CdutLEJz8NByjOSz9kt8NxQQD6jS1atc+ICA+b8",
+	"kSkoVoIi+ZRJvbg2y8tTLJe2joZdNOz9EffZoB1wG9Hfmt+QBA7fO7uKxObhc/Qs72G9ZwNEzPYw/zCP",
+	"cZShOtproB3SqBOuyHwsCjb20ErxQ6XBQvCUX8U8djbvxqhPku4QuHtoT6/gbotnR5ubZNZMQuGNz01+",
+	"zIoFWdF1V81BlrUUt6DOSG55ak7+/d//Y+VNo5ytOeEedcO6UQsbt2I6swqvvPUPFJk21Y1jzkfnJLdq",
+	"CA454UGG+cG0II3qanb2U8O78cuk/vQc33nBqiQjBvL62Q9XP70mM1ahnUS5A2ibv03XOiVyrtjvwcIy",
+	"o+zplEANd3u0t0FpdlqtH3J7BLWgp0+/TgD0/cXo9OnXZLiAu6NNyLbwo9d1jxH34vvLt11hOn7QF4K/",
+	"+sUFEDOHuxQZ2v255DPRo/pYz5XTDGoJNTU80YZPA3Wc4wPKiaWELKzZsNEC2G0cJY403xtWWl3gKCHP",
+	"7oqqKaG8bs2GHdtVwUyjWTOFgjbWBxMMA7RKLE9HWyS9oQhvGgsRlaqu4bS36hIdhPttVWWnC5EFN6g3",
+	"0B4p9GyazaG6kfCwW9F/eX0Q2brd9x8nRzYkwGyIrzviJdLCWXfPH6nWyqyMBeBCdIoMbeTzX7/kR+eW",
+	"j3kdzdIPU+QGak0oL62ONqvonCi6VtZaIowbtFegoeOnDfkD5qgUwOp+x4Sj5keOautgJJdQMWPwpo+w",
+	"pFxR5OXXaV9nHya+NQz4GbJ1j5M8Gu0dW0KeTbj5LL9GbTb3EHG402QoGz4Ss9kR8SZkbBlbLOznsjG2",
+	"VynpiqcRY2kdjbh1JWiJrpfwjQuvsjkobVC3pIwbrQxuWQm8iPlWm8zRZVyb5Ok9uPZMZilmkOJmLxhU",
+	"5XeCa8mmTVq4GqGDAfVHiqgFlV7sGFA102vDLCRssyP8Jo2dslVj7dDEECLyySGHW6PZaEVuadXAUZKC",
+	"KriFxAH6XqxscDAkARA6l2CGhfF8TOCOFjoj7gBmhAveM8EK2HyREHeXGr0nAV3eXR1w0FKPaKZVRDpW",
+	"fdraR4slv6Iwce9e+ZBfcptcToRbutmmNrnggO3BnzJDkJSUQmt0OegFGTorYBzp9RnJDde5tn6srrn7",
+	"r8e/5EdoJ5KQhhR06YMcmO1+ItvCVY7JayQVKBbCBWCQYh4W+h7nbsYUrr8HWulFKuC2wF9sfJCWjIPy",
+	"WWDbOFY9rjlxY9V2OxYySbijhhXjjw9HcOy4KcAv3ansdXf7F1BTqpCIx+Q1ps7Y3VVkukbRGLu8qnXC",
+	"HU55ydDk3p7llf9WEbqiDI3MrSB6RxXoUfRaif+Agw6XY8Seo9EkiVFrLD8YNXkbXkTMG6ihvJ6uU9Qp",
+	"cD2lCzPZl1uzTAKyfsGhz+Uue9TZJdXFwjIWL6bCGodCGitbH5GwCXsxn3199J5IHvLPW/B30eGe4R6W",
+	"oMrIcKqBlwZjmJWGKBhkA7qcsnkjEBAurhFfSZPqkhdVYwjujRRi9kCs2AbOkd+Jmdk3DPGuDaOnpI18",
+	"G5VHCN0TJArh+p2BkPZNFGl0dr2gatGjUBggHhm1nc4+IJSNqYI99soUkzPNmBC5YnGipu5MEw7rg/Nt",
+	"eRbht93r8uHyfUPkEuC6Pz6vIhsXo/LW9NILs6wSDX+M38T7uV90fvMkwG+DeO9iyDKfoBmRROqoGBME",
+	"kskdaEP9DFPyI6zJFbjg9d+ePv5bwvy7gXXPOaubacUKYxkpMvzh5x+7e5n2Idr00S1Yu/u6gQyEILVC",
+	"Kw1SK3Qyxm0V4yXc9SQO/Smuv2xwN5qL0XZAdmeW0oe6Dz/YXfjB7sG0/bmfl++jcq/6fIIb+MnIq4y8",
+	"z9oIB4pNl3rXG2PeL2nrI7K0dmtfcS643cFAAR0PtV10mNdRlV9CF59+V/pPz/tagY0vHBQcSRywNuy7",
+	"Trj8P8XBs2nCU5gZ3eXxNycnhGPGttXjG91I2Mst/5HJgvscS2IPm5DEvh0HMj6dy/+jZ9l14GtLDOdk",
+	"2ShN4LeGVkHePfJa/TUr7eGqJSjgXzA68ElTOPeMNPxVkz0PCH+8hpUvFzmYCYQ6EnQJdOIjZ1ax9UEL",
+	"52Yufaxlwn3gJHN+vRltKo1W/UbU/pGKHdXxCC5OcpSKATqP855JQ20CIkYkpIQKLbU9HJRixYmEGUjg",
+	"BWTWa1CSKS1uxuSVOTiGZS3MChwXPDB7r3CJJtfamyIPLqmbKHOfDVpPyh4ZGTTk9JVxZGznV+HFwFIe",
+	"/CSOODvnNd9hhrvf0XsUpaywbozS/iLXZy4MMuGWyrK+wPQwJPakIicTHlGecPzwzHm5862dGeObnh4/",
+	"Js3E4TBk8CVP7hu7hovi5vDUhkC+LrAQudlpx8m+mXZi/fYPpnoHx4IdtqgoW6rMz2arJDCk4l5sAfKB",
+	"kxh9X3/19yeHITAGNIm7D0sJ0WxplB0N8tYIxo9JCHndajKY4bF/VmdPQsiVeRzwaXNXDk9K3vbIyB7q",
+	"63MYX3B0enzz5OnfiCs/cRVf25ixz1PeL6rJClNLpeBzn6zXVol6J61NLVTNdMnQn4yeWpVU0210a4dn",
+	"WhGqCYqhDHkBeoNRDPh1qL2DjB2fesJvwbjSNJkUZR1cM5v7b0iqKBqJwoUM80bys/q0PnNYOJs0Jydf",
+	"FazEf8HF62ylFSsn3HxuGSTmG5jjVYk5qRiHEDj2CE1XVKgdbrbv37174zNBN+yzTtGBTqUcXBC1EFIT",
+	"1SyXVAY+cMM4Bhgcwg+I1F8YUKYVkPdvXxv92HD5xIhn6HrD1COPTP9Lu995RnIXDRhhLVNmXm8rr0ZL",
+	"KBlF8968qoUYYXUefheVht3AerRkSjE+xyE2f3NzpD6T0Cgo3cRoto4cjzRvc6FHM9Fw/HQJeiHKkXmG",
+	"OcHuM/N/xkfWcRyvyLvJzbOobs++YstE8wkfAi0WRqufsTvPsrdQ5mVdG2XoR+q+OROWYLJdwYi3sb99",
+	"O6qTcPoGXzpVNkG07IlcJWj9DciRjya2ETq1FaLbnzF0AqMJ7iCbqscBaX6xlUxuQel4RMONLtXUD8Yj",
+	"8MX3tU2/xZOYOlmCwwiZBtzVFeWWJxqKEI32au0D8rixe+rmSG5qnFKaAALTcN4+6WbikPq0dkFxFTv2",
+	"31DNAFNvvDo8wBQbD/1Ps2+Bw4yZN55zTNNBfes7wa06kHT4v8Wz9Mydnw9JKFWCGwPJV3sKTmhUjc/J",
+	"knJjZttDm5KX7dTd0WldS3ELhLaRm8zanwa/3UrSOA3ffhaS75PLfiBCFiYkbrQyc0w2nMRxG9P7AAfB",
+	"jgjumLxANzzc2WxpbkRfaztmRAmnrtuUFUXohPvcieDId/gfVuwGMEXAZVlh0sORS3SBCTcqE54D8yRU",
+	"QrrsZYxm4tcug2fCh7kF3SVT5HaoCpe6ZSScnhhb/hAlN1DDzpBzOOPpiAYUgpejKRabxDG/vasYfuqG",
+	"dJ3ij5OOmvqQ6OSlVnF08kPSHmIfan8Q8SrlNL4ol4wb65FiZY6yDs2QmT5dR87N4XvyX96dfBSfpxeD",
+	"bPBqkA3eJw/SO0c/KfbmqfCRcpTliS1hT9z6NjOJuBf+ZtPQZGkP+16CycP23AzwYEjGgZBCbnegZD4J",
+	"fm1tzbDKjkKfdBjTQguZjpRjpqENlNuxh7YnzIaCnJGVkDezSqwyx2JBbr0yHo/TwZFd5XkLWtfAD6nN",
+	"a02fXYGyTQdzoRWhUyN2w1ojWNtNSAd8zQELAeko4usYVkYOCv26yOoOOnykyLwSU1qFMKx32HTKyPeI",
+	"yybjvG82BvW0ZKi/MByR8b3H927cnUfEHVF07u7OGfZWB6LhzDVoGfpOLcDRe3Ue9WpiyooY31vBZ1se",
+	"ZUGIXnt+n/l82mtXx5hNuH8iwT8jCnh5PaOsMv+x5B4N4R5woSHzbrLrkEmYYRZS0ihMRqqpUaTsAXUf",
+	"JFlD5Gju9SUbEbkyGi4aIEaJ0IooDbUiaPIYkT6jiayow1y+PpHpYIdv5OyliqjuCYz8thLog/XkYdEr",
+	"o5kUBdT6IB7yQQ5adITsS+vP8WXzla0x2Cu5GrPYd9S39/efSpTIW+LfN7Mo2taK8Ru17zpf4st7OKK3",
+	"nci748kHMZSmLg8gmooapW1B+fyDezaEknubVhKWHtNWh5Y7MHoc7zrrzz21bdvpkelj2dT+DsILsmiW",
+	"lI8Ml0Kvz/6W6YMOJDwfaF2eEZ//1bJcW+eeheKea1+1HFjq1gOzE6LR2YQ7lfE6RDP8ILTRi/Z/kVcm",
+	"I7S4iUYoKC+gQpbunTX7cGnnW3Ho3LVfL/2p2aI+CUQLMhNVJVZbBuVmnMAsPCGxbZCYrBasgk0OaPh8",
+	"MIGvWxM4EZ2tktl2RoZGIG3ve6/6bRSjba37IcFXzQbRoLuQ+obOe8quajq3GWXuTZURDiujAaBesI3a",
+	"oMz3s1VXGcMUjr494H72gJfVCf8Uhzt9XTRSiZ5yc/tbp0TCgHJOeFNV3ieN7Ms8NjCZH2z7r06GWB/b",
+	"whV0AdmF/6t0lP7C6WObjgD7dEmLBVomZkVGwV/bVD+mJpxxpplhg+Tf/+t/txqayyfFh55h+G4i+NC5",
+	"Hq59/daEm6d4JswftDD8oYJy7t73hTTnJLcsMkf9KO8ckpxQCRMuZkZX6lYGBjgHrSi9brNeN2FEIdCF",
+	"0LaLsOpdCxx+a0HDLCUDGrozIrASJvA9hj5SJW71aU2ELBaABjgoa2iPtBhZi9umtI9sKx9P52NyEcnj",
+	"tt7SfkLVjbJB3W5qwjk6DV3Cr+pkGkx48B3TOWXcKOZaBfcGL+Eus8mdKtn5IvOFeWrCqY92eselq11z",
+	"viWzjS7Qii7pjf5EEz7hz29Brp04YqrbYi1u7JbbON83T57+7cjHVq0sm/AcgxSh+lHI5bYX31rAqmrm",
+	"Lo40Jii1yVSUDFRwqiGJOQq3DvFpowkP1RLWHd6NxZ3F3eLMYMbAn/BaCm37Qrq6B0MVRnthguPa8zc/",
+	"Xb0jx7ePj8Nu5072WNRfPn/3YrOdICklnbnyLkWXMOE3sN5of4tN62zHXBXZX67hrjF2kWbwD2xeOOF5",
+	"28J35Hv4nhFs2XuUtSOHueL+f657iNUI7M9PTk/H5EdY2waY6sGWthUrgCtkX64l60VNiwWMTscnRh+T",
+	"1eBssNC6VmfHx6vVakzx57GQ82P3rTp+efnd89dXz/GbNiqHx+7izeUgGxg6tEfx8fjEviRq4LRmg7PB",
+	"V+OT8Vcu8Rglx/F4BVU1Qm3m+NfVjRr7DoNz6Oma9sPPP2Ku8WohFNikYWQ761DgiBWUKLxEI9seGLYg",
+	"DR3HRhAijVyWg7PBP0D/8POPV4ONnrKnJyc7OiL+uroZKdAHdkR0udQ9DRHd0rCZ5VM7e2qwAOVxaMd6",
+	"Hwde0JXqkqoNPgwhYO5zNtB0rgw/DwhQg1/Mt8f2+Pzei/kLpGtFTk9OIq3L9bO0YWGFkdxt9H7vhj4M",
+	"vQeh1ZVD9aDVQ8kUoRU2h+qi6yW7BQ5qJ36MgbDeFz3OwFJaSPBe/+AyJMDn1vdvPskIVArI05OvthH3",
+	"1s75RfCGcxtuglvrKPKrhyky7iPbxfJbX462C823j49Rfz7ulqkkcX7F5tyyXpvZoKMuk0PFfocs0WEx",
+	"Q83circJN/zBsFuzR7hbRoSetztYCSw8wdy7uRQrTrBoN+r+NuEtpG6rqcawFVOkMlSHjXYpWTLeaKwW",
+	"ztzWm7mMBqh0cJFt8aULg4yoEOdPpIW43Cd9jtqVfjSH2qMxaEQm+GyTQtroRZI6rNJjR7O+fNfCQBvM",
+	"K6igsM07g0sZ4xwZoWrCOayMLTYyitWSGYlrVC6b85HjnmBUIifWRCA1SFJ5HX/CnRLAFFFaAl2GfAFM",
+	"PKLYFYXqUEgcAnkTnlvt5b9mCybzQCdBNbBrNoN5ZTCGxigIrn2CjZx6sMgwJgsz9n/y0lDHkbEH2hlH",
+	"04aXFeQTbksC7Sz5t/Yp7tC6BlKIqrI+ncTAOGw24bRSIix/TJ7TqB+2bUhpVNG2aatVHv1mOAUSC9En",
+	"PLe6dNxCvQ22BrXMf5sRBb+5CKkLTRyZPYmb0ViKCPWKgkMWN/hKV5juOKLPLTF27zP4V0p9sXv6CC2K",
+	"JdWhWf5vDch12y3f+eDiDvkut3lwNrCbF5ln4YHZAveP28yU9ZQlDgvSVV/XrBSEthlXDOB+fsOeuV0O",
+	"44PTNlyz6hNMi03DdOzreaTc+eqb2r/ow8IfeK1CEhJ3smMPTpStGHmIU4B1HK5/GlyIK9e1Joke6xv8",
+	"0Pl/OUi2BV7TFXAbnpv7bNDD+ZKfRV6i+LO70T7fJEWmD6NvCQ404TekB5ZNG5ab4SPHmXPb3P7JPtI2",
+	"ugbjIwX0FXLuwyRy7cuXe223nirmliNT3crjXMFvuTdosXM332i822peQ0pmEtTCa14+QTwock5ZC23x",
+	"MeneTnG0i7Hbkuw9+HpPoLqXe2K4s/86lK1Y85JxtjTc/iRR9PvLn6gXblSn99tYYvahhPrk5MnDn4SL",
+	"PD6SssN6LMyuW0ykKPaTuWtAcfxHSA+6N2DUTYLcv8NYV+zes2l0dUULcO12o0YonMAds+FAwWE84a1F",
+	"+bglYzdQyUokYvyklZzW7YOaz+nJyYT7NqZuUlRzyBBTtGA2E1KThpcgSSG4t6BWkunQEWvCUem0k56R",
+	"qdALTI5z6u3pyePk0bGVoK986cnGyUntWfvKcbgGydI0ksi3olx/MnLuVKvedwMC5hDe/4lHyeGk5wi5",
+	"zQ27tUkThvBPTx5/XmiwX7gN237w6X68h98g3I6DHzzdx9GQuMDko1mDoYronOKJSZQoRyzC8YSWSQT9",
+	"rd80NbZQXPNoHfZz19HOJQpuZjjZLEJakunadhDr+nhjNuDHsgcVks6Fl0zpdwHUBwScVZaDYsrc7XIY",
+	"3+qVcC4bYD9i3Ehh6NPXAwiONURX2X05HXkbMSHpoQ+aOCtiPwRFqTfbYLwxG67Y772bgW6MtDX59ATT",
+	"h61ycepyh+3/Hqf6i2zXd9PfmhCqxaJbSmoJt0w0NnL8SJE8irDmfUC6AGzf9pycPvm0NsRh7LITg08w",
+	"zWQU/kuo7uZk9+UBRIyr5VO/uKr3hFsbU8lUnGFjXaVUaoW+K+/VtjmIrePL5rmHj4IQIUMbFM9DRDk/",
+	"GpM3oqpIjklAYwXVLCdCTrh74DMj8ihtBOPTnfuzbLQOu2sqMsUEP2c6+EaYjtEWlAvOClqhDRZsCgyy",
+	"DVcLo//UhvWbhQbFzahJpUCla0m1BnlkY8Y1UD3h3cigdygb+Y3NDnBo78tr39VCQukK39A/5S766sQO",
+	"Mxun748cnkfqG17hCVQrF0y1OCfUZedHMkeGjUM8BuYSNSIedurpFfBSJdoXazHhectb83Hbdrhuqgq9",
+	"njsK8TN06ZUTPl33F0Ib667vToFz51bt0Ft7OQEWbsTwoQI7hba9LPoF2Yxgn4xswrFJxRTCdoabGv7D",
+	"Qj9CyPJ2H32FiOsFOuF4LcRwezV5qABpw/zaqOg06htqsR+oEj+0/Q2ZtS8R62ZyxuPWhnlKxlsbJGTg",
+	"HKqLb9zG+mdp5HHniL0U8tNPztP7lOBkXi3uYsz7LD+0aYfJC3tH8Y29KXjcV8eJO37vs8FLYRe3O1vr",
+	"kSLv374cp27cbX1U/zdo8E9OT/f5OL7r8XCJ+QnCmTYdhe7qXtIjbjctheM/nCeh13EWbbI31WspfnVK",
+	"po2utMLXX9scLAlrMHRMCUpyY03kbRFNwqYIwZVQUGB0uf9/5BY/uizzI+TANnsYXWt4hdBGJlyPh+2D",
+	"OVN0MfFn0fke4g/jz+7F+gfEpHcInR1T2+gjrfG9ENLLTuVSbBxd+cSyRi2QHeanJ6eBJ+Zn3ZsKohw/",
+	"1Wm4baNLKypL7ONqgLC9V63H1tCZbfXx7//+H0Jt32XbCyRz3qpOv48ffv7xCnmx79hiGzZOuI0UDvNf",
+	"VzfqupFVfpS55fiqTaYmPP9jEvUQtzdDtkEe/P9GI2t8FhXZX9/A2l4t6QptrqmeDO7zCfeNEcLKWVuN",
+	"Y5VHu1BMGHCJk8peB7GhPaP+lCuMG2hB8jiBMj/vpj0FXQidm6j++HMNknCA0hxSe0e70Q8xTZFWRgW3",
+	"O9HmvHkAMYOxE4uO9XpUv1Ln+6KF8tOd80+vfUTdb/5iyke0zUt/O15IAkZNkt4A/2w+9ycn33zuC4Lb",
+	"+h4btPGdml2HpU0EDbFXhe/nPKLFjY+dnZ5+/ruN7eEJASeXo2hTcO0C7CEM/GGYu49CP4+j8ZfQbOK2",
+	"Tnj5dui3tInwTpeng2SQ56o7lZ5wSUG4TAEb5FdrEq6Yte4IrI3sCIsJt5cEZyS/MVZfdJvG0ZYc6NzE",
+	"gYIHaLGY8Bmr4JFNW8667SIye6Eizu7cC2NyGfUHcCkUYAex/SsVYJ44lUaIyjmUaIa3lZLIqqm2RYvB",
+	"4p1wfyNGuDijoNxYqK5AM2SYmwVanc+WGqCz2KYN97iUH1DLXvlN+ozqmbAJygeG2beuNfkS6ljifhVX",
+	"mx4lmPgblvY/Km0NVFpjewuqMbpOtwHIRmXHGWb9S3ELreeic2uabyYuZthDaLPbRo5NQHKbgJ5vpbl1",
+	"lALhMySDfbygygorpxDZ2uHzCbd303NsiMN4Y1ah1rxYSMFFo9IpV7Z5yl9Zpdho7/IXUytC05iV35Xz",
+	"7v5JS1CfW7HY/cF3gs8qVvw/d0SP0H6GbZxiJuCVpc1uQAcxn7jUsV9ORzli0OFC6Dg/C7mona4FoSoG",
+	"nxr7zEhT1IlUKL11PxLVFAu0NnxZladi1fYscAVVvlzWaF2GofASJaEyTMvl38ZxViOhpdJRh59QU2g9",
+	"I2ohVvwBSRkasvxlHRkewD5NO5SrfllHxlbXmj5qvQ/Pd92GjO3EU23crF9ded1p3AYhfTw/FWTtVBK2",
+	"UV/n1WcyQK3G21mjqSER9XRZgxzZu7V0q5yduRyh0CwqOOrcczfuhKO6uJF35q5Hwgxom18Ucu9egbyp",
+	"3L0TqApP+GYyviLDNrnOda5i3bypUHXlUGiLKbDrKp4Vt3qbQbW9clt5knUuKSpt0RJecXkD6xiJUaHI",
+	"/S/3/ycAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -111,7 +111,7 @@ func (e *startError) Unwrap() error { return e.err }
 // the 202 body must not depend on when it was built.
 func asCreated(t transfer.Transfer) transfer.Transfer {
 	return transfer.Transfer{
-		ID: t.ID, ClientID: t.ClientID, PartnerID: t.PartnerID, CorrelationID: t.CorrelationID,
+		ID: t.ID, ClientID: t.ClientID, PartnerID: t.PartnerID, Direction: t.Direction, CorrelationID: t.CorrelationID,
 		State: transfer.StateInitiated, CreatedAt: t.CreatedAt, UpdatedAt: t.CreatedAt,
 	}
 }

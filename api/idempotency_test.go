@@ -204,7 +204,7 @@ func crash(t *testing.T, e *env, key, doc string) string {
 	id := "0190f0aa-0000-7000-8000-000000000001"
 	res, err := e.store.CreateTransfer(context.Background(), store.NewTransfer{
 		ClientID: DefaultClientID, IdempotencyKey: key, Fingerprint: fp,
-		Transfer: transfer.Transfer{ID: id, ClientID: DefaultClientID, PartnerID: b.PartnerId,
+		Transfer: transfer.Transfer{ID: id, ClientID: DefaultClientID, PartnerID: partnerOf(b),
 			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
 		Request: toRequest(b),
 		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "client:default", Type: "state",

@@ -71,8 +71,13 @@ type Deps struct {
 	// with 422 unknown-partner. When nil every partner id is accepted and
 	// the workflow fails unknown ones with unknown_partner.
 	Partners Partners
-	Logger   *zap.Logger      // nil: no logging
-	Now      func() time.Time // nil: time.Now
+	// Pullers, when set, makes POST /v1/transfers reject an import whose
+	// coverage_to_match.payer is not a partner we pull from (role pull)
+	// with 422 unknown-partner. When nil every payer is accepted and the
+	// workflow fails unknown ones with unknown_partner.
+	Pullers Partners
+	Logger  *zap.Logger      // nil: no logging
+	Now     func() time.Time // nil: time.Now
 	// Acks verifies partners' later acknowledgements (POST
 	// /v1/transfers/{id}/ack); nil: they are refused.
 	Acks AckVerifier
@@ -94,6 +99,7 @@ type Server struct {
 	engine   Engine
 	keys     KeySet
 	partners Partners
+	pullers  Partners
 	log      *zap.Logger
 	now      func() time.Time
 	baseURL  string
@@ -119,7 +125,7 @@ func NewServer(d Deps) (*Server, error) {
 		return nil, errors.New("api: Deps.Keys is required")
 	}
 	s := &Server{
-		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners,
+		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners, pullers: d.Pullers,
 		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR, acks: d.Acks,
 	}
 	s.signer = d.AuditSigner

@@ -43,15 +43,14 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 		return nil, err
 	}
 	client := clientID(ctx)
+	dir, partnerID := directionOf(body), partnerOf(body)
 
-	if s.partners != nil && !s.partners.Has(body.PartnerId) {
+	if unknown := s.unknownPartner(dir, partnerID); unknown != nil {
 		// Only a new key is refused: a replay must not depend on the
 		// registry of today.
 		rec, err := s.store.GetIdempotency(ctx, client, key)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, newProblem(http.StatusUnprocessableEntity, ProblemUnknownPartner, "Unknown partner",
-				"partner_id names no registered partner",
-				FieldProblem{Field: "partner_id", Reason: "is not a registered partner"})
+			return nil, unknown
 		}
 		if err != nil {
 			return nil, fmt.Errorf("get idempotency record: %w", err)
@@ -65,7 +64,7 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 	}
 	now := s.now().UTC().Truncate(time.Microsecond) // what every store keeps
 	t := transfer.Transfer{
-		ID: id.String(), ClientID: client, PartnerID: body.PartnerId, CorrelationID: deref(body.CorrelationId),
+		ID: id.String(), ClientID: client, PartnerID: partnerID, Direction: dir, CorrelationID: deref(body.CorrelationId),
 		State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now,
 	}
 	tokenKey, err := s.tokenKey(ctx)
@@ -123,12 +122,55 @@ func (s *Server) answer(ctx context.Context, rec store.IdempotencyRecord, fp str
 	}, nil
 }
 
+// unknownPartner is the 422 for a partner the registry does not have in
+// the role the direction needs, or nil.
+func (s *Server) unknownPartner(dir transfer.Direction, partnerID string) *problemError {
+	if dir == transfer.DirectionImport {
+		if s.pullers == nil || s.pullers.Has(partnerID) {
+			return nil
+		}
+		return newProblem(http.StatusUnprocessableEntity, ProblemUnknownPartner, "Unknown partner",
+			"coverage_to_match.payer names no registered partner we pull from",
+			FieldProblem{Field: "coverage_to_match.payer", Reason: "is not a registered partner with role pull"})
+	}
+	if s.partners == nil || s.partners.Has(partnerID) {
+		return nil
+	}
+	return newProblem(http.StatusUnprocessableEntity, ProblemUnknownPartner, "Unknown partner",
+		"partner_id names no registered partner",
+		FieldProblem{Field: "partner_id", Reason: "is not a registered partner"})
+}
+
+// directionOf is the body's direction: export unless it says import.
+func directionOf(b NewTransfer) transfer.Direction {
+	if b.Direction != nil && *b.Direction == DirectionImport {
+		return transfer.DirectionImport
+	}
+	return transfer.DirectionExport
+}
+
+// partnerOf is the transfer's partner: partner_id, or for an import the
+// old payer of coverage_to_match (checkNewTransfer makes them agree).
+func partnerOf(b NewTransfer) string {
+	if directionOf(b) == transfer.DirectionImport && b.CoverageToMatch != nil {
+		return b.CoverageToMatch.Payer
+	}
+	return deref(b.PartnerId)
+}
+
 // checkNewTransfer checks what the schema cannot say. Reasons name the
 // rule, never the value.
 func checkNewTransfer(b NewTransfer) *problemError {
 	var fields []FieldProblem
-	if strings.TrimSpace(b.PartnerId) == "" {
-		fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must not be blank"})
+	if directionOf(b) == transfer.DirectionImport {
+		fields = checkImport(b)
+	} else {
+		if blank(b.PartnerId) {
+			fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must not be blank"})
+		}
+		if b.CoverageToMatch != nil {
+			fields = append(fields, FieldProblem{Field: "coverage_to_match", Reason: "is for imports only"})
+		}
 	}
 	m := b.Member
 	if blank(m.MemberId) && blank(m.Given) && blank(m.Family) {
@@ -147,6 +189,40 @@ func checkNewTransfer(b NewTransfer) *problemError {
 		return invalid("the request has invalid fields; see errors", fields...)
 	}
 	return nil
+}
+
+// checkImport checks what an import needs beyond an export: the old card,
+// a partner that agrees with it, a name to match on, and a consent with
+// both ends (HRex: the provision's period bounds the disclosure).
+func checkImport(b NewTransfer) []FieldProblem {
+	var fields []FieldProblem
+	c := b.CoverageToMatch
+	switch {
+	case c == nil:
+		fields = append(fields, FieldProblem{Field: "coverage_to_match", Reason: "is required for an import"})
+	case strings.TrimSpace(c.Payer) == "":
+		fields = append(fields, FieldProblem{Field: "coverage_to_match.payer", Reason: "must not be blank"})
+	case b.PartnerId != nil && *b.PartnerId != c.Payer:
+		fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must equal coverage_to_match.payer (or be left out) for an import"})
+	}
+	if c != nil {
+		if strings.TrimSpace(c.MemberId) == "" {
+			fields = append(fields, FieldProblem{Field: "coverage_to_match.member_id", Reason: "must not be blank"})
+		}
+		if c.SubscriberId != nil && strings.TrimSpace(*c.SubscriberId) == "" {
+			fields = append(fields, FieldProblem{Field: "coverage_to_match.subscriber_id", Reason: "must not be blank when given"})
+		}
+		if p := c.Period; p != nil && p.Start != nil && p.End != nil && p.End.Before(p.Start.Time) {
+			fields = append(fields, FieldProblem{Field: "coverage_to_match.period.end", Reason: "must not be before coverage_to_match.period.start"})
+		}
+	}
+	if blank(b.Member.Given) && blank(b.Member.Family) {
+		fields = append(fields, FieldProblem{Field: "member", Reason: "must have given or family for an import: the old payer matches on demographics"})
+	}
+	if b.Consent.Period.End == nil {
+		fields = append(fields, FieldProblem{Field: "consent.period.end", Reason: "is required for an import: the HRex consent's period needs both ends"})
+	}
+	return fields
 }
 
 func blank(s *string) bool { return s == nil || strings.TrimSpace(*s) == "" }
@@ -173,7 +249,7 @@ func nonEmpty(s string) *string {
 func toRequest(b NewTransfer) transfer.Request {
 	m := b.Member
 	r := transfer.Request{
-		PartnerID: b.PartnerId,
+		PartnerID: partnerOf(b),
 		Member: transfer.Demographics{
 			MemberID: deref(m.MemberId), Given: deref(m.Given), Family: deref(m.Family),
 			BirthDate: m.BirthDate.String(), Phone: deref(m.Phone),
@@ -186,6 +262,20 @@ func toRequest(b NewTransfer) transfer.Request {
 	}
 	if m.Sex != nil {
 		r.Member.Sex = string(*m.Sex)
+	}
+	if directionOf(b) == transfer.DirectionImport {
+		r.Direction = transfer.DirectionImport
+		if c := b.CoverageToMatch; c != nil {
+			r.CoverageToMatch = &transfer.CoverageToMatch{Payer: c.Payer, MemberID: c.MemberId, SubscriberID: deref(c.SubscriberId)}
+			if p := c.Period; p != nil {
+				if p.Start != nil {
+					r.CoverageToMatch.PeriodStart = p.Start.String()
+				}
+				if p.End != nil {
+					r.CoverageToMatch.PeriodEnd = p.End.String()
+				}
+			}
+		}
 	}
 	if a := m.Address; a != nil {
 		r.Member.Address = transfer.Address{
@@ -265,7 +355,10 @@ func (s *Server) transferView(t transfer.Transfer) Transfer {
 		}
 		v.Export = &ExportInfo{
 			ManifestSha256: e.ManifestSHA256, Kid: e.KID, Files: files, ExcludedSensitive: e.ExcludedSensitive,
-			ReceiptId: nonEmpty(e.ReceiptID),
+			ReceiptId: nonEmpty(e.ReceiptID), TransactionTime: e.TransactionTime,
+		}
+		if e.Partial {
+			v.Export.Partial = ptr(true)
 		}
 		if e.Withdrawn {
 			v.Export.Withdrawn = ptr(true)

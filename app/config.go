@@ -23,6 +23,7 @@ type Config struct {
 	Partners          string // P2P_PARTNERS: partner registry YAML
 	FHIRTrustHeader   string // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
 	PayerIdentifier   string // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
+	ImportDir         string // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON)
 	LogLevel          string // P2P_LOG_LEVEL: debug, info, warn, error
 	ShutdownTimeout   time.Duration
 	Retention         Retention // the worker's maintenance schedules
@@ -133,6 +134,11 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) {
 	}
 	if which&FlagWorker != 0 {
 		fs.StringVar(&c.Partners, "partners", Env("P2P_PARTNERS", ""), "partner registry YAML file (P2P_PARTNERS)")
+		fs.StringVar(&c.ImportDir, "import-dir", Env("P2P_IMPORT_DIR", ""), "directory where imports write pulled member data as NDJSON, one directory per transfer (P2P_IMPORT_DIR)")
+		if which&FlagAPI == 0 {
+			fs.StringVar(&c.PayerIdentifier, "payer-identifier", Env("P2P_PAYER_IDENTIFIER", ""),
+				"our organization's identifier as consents name us, system|value (P2P_PAYER_IDENTIFIER)")
+		}
 		r := &c.Retention
 		fs.Var(durationFlag{&r.CheckpointInterval}, "audit-checkpoint-interval", "how often the audit log is checkpointed (P2P_AUDIT_CHECKPOINT_INTERVAL; default 10m)")
 		fs.Var(durationFlag{&r.AuditRetention}, "audit-retention", "how long audit rows are kept at least; p2p never deletes them (P2P_AUDIT_RETENTION; default 6y)")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/signing"
@@ -73,7 +74,16 @@ type ActivityDeps struct {
 	// Transmitter is us as the Provenance of served exports names us
 	// (our payer identifier); zero: export.DefaultPayerName by display.
 	Transmitter fhir.Reference
+	// ImportDir is the NDJSON sink of imports (P2P_IMPORT_DIR).
+	ImportDir string
+	// Payer is us as the consents and coverages of our imports name us.
+	Payer activities.Payer
+	// TrustHeader is sent, with the partner's auth.client_id, to pull
+	// partners with auth none (loopback dev stacks).
+	TrustHeader string
 }
+
+var _ activities.PullClients = (*pdexclient.Dialer)(nil)
 
 // NewActivities assembles the activities with their dependencies and loads
 // the identity index, so that the first transfer does not wait for it.
@@ -97,5 +107,8 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 
 		PHIRetention: d.PHIRetention,
 		Transmitter:  d.Transmitter,
+		Pull:         &pdexclient.Dialer{TrustHeader: d.TrustHeader},
+		Payer:        d.Payer,
+		ImportDir:    d.ImportDir,
 	}, nil
 }

@@ -52,5 +52,8 @@ func (l *Live) Has(id string) bool { return l.Registry().Has(id) }
 // CanPush reports whether the current registry has id with role push.
 func (l *Live) CanPush(id string) bool { return l.Registry().CanPush(id) }
 
+// CanPull reports whether the current registry has id with role pull.
+func (l *Live) CanPull(id string) bool { return l.Registry().CanPull(id) }
+
 // Partners returns the current registry's partners, sorted by id.
 func (l *Live) Partners() []Partner { return l.Registry().Partners() }

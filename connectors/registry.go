@@ -333,6 +333,13 @@ func (r *Registry) CanPush(id string) bool {
 	return ok && p.HasRole(RolePush)
 }
 
+// CanPull reports whether id is a registered partner we pull members'
+// data from (role pull): the old payers an import may name.
+func (r *Registry) CanPull(id string) bool {
+	p, ok := r.Get(id)
+	return ok && p.HasRole(RolePull)
+}
+
 // IDs returns every partner id, sorted.
 func (r *Registry) IDs() []string {
 	if r == nil {

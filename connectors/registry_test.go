@@ -180,9 +180,12 @@ func TestLiveReload(t *testing.T) {
 	if !slices.Equal(l.Registry().IDs(), []string{"a", "sandbox"}) || !l.CanPush("a") {
 		t.Fatalf("ids %v", l.Registry().IDs())
 	}
-	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:2/fhir'}\n")
+	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:2/fhir'}\n- {id: old, roles: [pull], fhir_base_url: 'http://127.0.0.1:3/fhir'}\n")
 	if err := l.Reload(); err != nil {
 		t.Fatal(err)
+	}
+	if !l.CanPull("old") || l.CanPull("a") || l.CanPull("b") || l.CanPush("old") {
+		t.Fatalf("after reload: pull roles wrong")
 	}
 	if !l.Has("b") || l.CanPush("b") || !l.Has("sandbox") {
 		t.Fatalf("after reload: ids %v", l.Registry().IDs())

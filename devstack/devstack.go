@@ -21,11 +21,13 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
+	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/pdex"
@@ -86,6 +88,9 @@ type Stack struct {
 	Client     client.Client
 	Sandbox    *sandbox.Partner
 	Temporal   *devserver.Server
+	// ImportDir is where imports write the data they pull (P2P_IMPORT_DIR
+	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
+	ImportDir string
 
 	logger *zap.Logger
 	cancel context.CancelFunc
@@ -105,7 +110,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	s = &Stack{logger: o.Logger}
+	s = &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports")}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -187,7 +192,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	fhirAPI = app.WithSMART(fhirAuth, fhirAPI)
 	srv, err := api.NewServer(api.Deps{
 		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
-		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
+		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Pullers: api.PartnersFunc(partners.CanPull), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
 		Acks: &app.AckVerifier{Partners: partners},
 	})
 	if err != nil {
@@ -200,7 +205,10 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	served = true
 
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
-		PHIRetention: o.Retention.PHIRetention, Transmitter: app.Transmitter(us)})
+		PHIRetention: o.Retention.PHIRetention, ImportDir: s.ImportDir, TrustHeader: PartnerHeader,
+		Payer: activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem,
+			Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
+		Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return nil, err
 	}

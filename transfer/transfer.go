@@ -59,6 +59,12 @@ const (
 	ErrorAckTimeout         = "ack_timeout"
 	ErrorCancelled          = "cancelled"
 	ErrorInternal           = "internal"
+
+	// Imports (we pull from the old payer).
+	ErrorExportFailed       = "export_failed"        // the old payer's export failed
+	ErrorExportTimeout      = "export_timeout"       // the export stayed in progress past the poll budget
+	ErrorExportExpired      = "export_expired"       // the export kept expiring before it was downloaded
+	ErrorPartnerBadResponse = "partner_bad_response" // an answer or file we cannot use (bad manifest, NDJSON)
 )
 
 // Address is a postal address as a requesting partner knows it.
@@ -106,10 +112,24 @@ type DataScope struct {
 // lives in the store only; the workflow carries the transfer id.
 type Request struct {
 	PartnerID     string       `json:"partner_id"`
+	Direction     Direction    `json:"direction,omitempty"` // "" is DirectionExport
 	Member        Demographics `json:"member"`
 	Consent       Consent      `json:"consent"`
 	DataScope     DataScope    `json:"data_scope"`
 	CorrelationID string       `json:"correlation_id,omitempty"`
+	// CoverageToMatch is the member's card with the old payer: set for
+	// imports, nil for exports.
+	CoverageToMatch *CoverageToMatch `json:"coverage_to_match,omitempty"`
+}
+
+// CoverageToMatch is the member's card with the old payer, as HRex
+// $member-match sends it (CoverageToMatch). PHI.
+type CoverageToMatch struct {
+	Payer        string `json:"payer"` // the old payer's partner id
+	MemberID     string `json:"member_id"`
+	SubscriberID string `json:"subscriber_id,omitempty"`
+	PeriodStart  string `json:"period_start,omitempty"` // YYYY-MM-DD
+	PeriodEnd    string `json:"period_end,omitempty"`   // YYYY-MM-DD
 }
 
 // Transfer is the projection of a transfer's workflow state, kept in the
@@ -216,6 +236,12 @@ type ExportInfo struct {
 	ExcludedSensitive int          `json:"excluded_sensitive"`
 	Withdrawn         bool         `json:"withdrawn,omitempty"`
 	ReceiptID         string       `json:"receipt_id,omitempty"`
+	// TransactionTime is, for an import, the old payer's manifest
+	// transactionTime: the _since of the member's next (run-off) import.
+	TransactionTime *time.Time `json:"transaction_time,omitempty"`
+	// Partial is set on an import whose manifest listed errors: what was
+	// received is kept, and known to be incomplete.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // ExportFile is one NDJSON file of an export, named by its digest.

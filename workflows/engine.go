@@ -48,13 +48,17 @@ func (e *Engine) StartTransfer(ctx context.Context, transferID string) error {
 	if err != nil {
 		return err
 	}
+	name := TransferWorkflowName
+	if t.Direction == transfer.DirectionImport {
+		name = ImportWorkflowName
+	}
 	_, err = e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       WorkflowID(transferID),
 		TaskQueue:                e.queue(),
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		Priority:                 temporal.Priority{PriorityKey: PriorityMemberRequest},
-	}, TransferWorkflowName, Input{TransferID: transferID, PartnerID: t.PartnerID})
+	}, name, Input{TransferID: transferID, PartnerID: t.PartnerID})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil // closed already: it ran, exactly once
@@ -151,6 +155,7 @@ type Registrar interface {
 // type is replayed as soon as a history of it is committed.
 func RegisterWorkflows(w Registrar) {
 	w.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
+	w.RegisterWorkflowWithOptions(ImportTransfer, workflow.RegisterOptions{Name: ImportWorkflowName})
 	w.RegisterWorkflowWithOptions(AuditCheckpointWorkflow, workflow.RegisterOptions{Name: AuditCheckpointWorkflowName})
 	w.RegisterWorkflowWithOptions(RetentionPurgeWorkflow, workflow.RegisterOptions{Name: RetentionPurgeWorkflowName})
 	w.RegisterWorkflowWithOptions(ServeExport, workflow.RegisterOptions{Name: ServeExportWorkflowName})

@@ -20,6 +20,10 @@ func TestReplayCommittedHistories(t *testing.T) {
 	if len(files) < 4 {
 		t.Fatalf("found %d committed histories, want at least 4", len(files))
 	}
+	imports, _ := filepath.Glob("testdata/histories/import_*.json")
+	if len(imports) < 3 {
+		t.Fatalf("found %d import histories, want complete, no_match and consent_denied", len(imports))
+	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()

@@ -101,7 +101,16 @@ func (ws *Workers) add(q string, w worker.Worker) {
 // RegisterPartnerActivities registers the activities that talk to a
 // partner, and so run on its queue under its limits, on w.
 func RegisterPartnerActivities(w worker.ActivityRegistry, acts *activities.Activities) {
-	w.RegisterActivityWithOptions(acts.SendExport, activity.RegisterOptions{Name: activities.NameSendExport})
+	for name, fn := range map[string]any{
+		activities.NameSendExport:         acts.SendExport,
+		activities.NameMatchAtPartner:     acts.MatchAtPartner,
+		activities.NameKickOffImport:      acts.KickOffImport,
+		activities.NamePollImport:         acts.PollImport,
+		activities.NameDownloadImportFile: acts.DownloadImportFile,
+		activities.NameDeleteImport:       acts.DeleteImport,
+	} {
+		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
 }
 
 // Queues returns the task queues polled, the transfers' first.

@@ -16,9 +16,11 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
@@ -102,6 +104,7 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if partners != nil { // without a registry the workflow fails unknown partners
 		deps.Partners = api.PartnersFunc(partners.CanPush)
 		deps.Acks = &app.AckVerifier{Partners: partners}
+		deps.Pullers = api.PartnersFunc(partners.CanPull)
 		// The partner-facing FHIR API needs to know its callers.
 		holder := pdex.Party{}
 		if cfg.PayerIdentifier != "" {
@@ -173,14 +176,19 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	if cfg.ImportDir == "" {
+		logger.Warn("imports fail: no --import-dir (P2P_IMPORT_DIR) to write pulled member data to")
+	}
 	var us fhir.Identifier
+	payer := activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem}
 	if cfg.PayerIdentifier != "" {
 		if us, err = app.ParseIdentifier(cfg.PayerIdentifier); err != nil {
 			return err
 		}
+		payer.Identifiers = []fhir.Identifier{us}
 	}
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
-		PHIRetention: cfg.Retention.PHIRetention, Transmitter: app.Transmitter(us)})
+		PHIRetention: cfg.Retention.PHIRetention, ImportDir: cfg.ImportDir, Payer: payer, Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return err
 	}

@@ -82,6 +82,17 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Exporter is the export-pull capability: the exchanges a caller drives
+// one at a time (Client is the implementation).
+type Exporter interface {
+	KickOff(ctx context.Context, r ExportRequest) (string, error)
+	Poll(ctx context.Context, statusURL string) (Status, error)
+	DownloadTo(ctx context.Context, f OutputFile, requiresAccessToken bool, sink Sink, n int) (FileResult, error)
+	Delete(ctx context.Context, statusURL string) error
+}
+
+var _ Exporter = (*Client)(nil)
+
 // Client talks Bulk Data to one partner. It is safe for concurrent use.
 type Client struct {
 	cfg    Config
@@ -302,8 +313,10 @@ type ExportRequest struct {
 	// ExportType is PDex's exportType (DaVinciLevel only), e.g.
 	// "hl7.fhir.us.davinci-pdex#payertopayer"; "" sends none.
 	ExportType string
-	// Patients are patient references ("Patient/123") to limit a Group
-	// export to (POST only).
+	// Patients are patient references ("Patient/123") to limit a
+	// Patient-level or Group export to (the IG v2 patient parameter; POST
+	// only). A new payer pulling one matched member sends it at Patient
+	// level.
 	Patients []string
 }
 
@@ -346,9 +359,6 @@ func (r ExportRequest) check() error {
 	if len(r.Patients) > 0 {
 		if r.method() != http.MethodPost {
 			return errors.New("patient is only sent in a POST kick-off")
-		}
-		if r.Level == PatientLevel {
-			return errors.New("patient limits a Group export")
 		}
 		for _, p := range r.Patients {
 			if !patientRE.MatchString(p) {

@@ -87,6 +87,8 @@ func TestExportEndToEnd(t *testing.T) {
 			false, "/fhir/Patient/$export"},
 		{"patient POST", ExportRequest{Level: PatientLevel, Types: []string{"Patient"}},
 			true, "/fhir/Patient/$export"},
+		{"one patient POST", ExportRequest{Level: PatientLevel, Types: []string{"Patient", "Coverage"}, Since: t0.Add(-time.Hour), Patients: []string{"Patient/p9"}},
+			false, "/fhir/Patient/$export"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -399,6 +401,7 @@ func TestKickOffRefusesBadRequests(t *testing.T) {
 		{Level: DaVinciLevel, GroupID: "g", Method: http.MethodGet, Patients: []string{"Patient/1"}},
 		{Level: DaVinciLevel, GroupID: "g", Patients: []string{"Observation/1"}},
 		{Level: PatientLevel, Method: http.MethodPut},
+		{Level: PatientLevel, Method: http.MethodGet, Patients: []string{"Patient/1"}},
 	} {
 		_, err := c.KickOff(context.Background(), r)
 		wantFault(t, err, fault.Validation, ErrTypeBadRequest)

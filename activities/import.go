@@ -1,0 +1,561 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/connectors/pdexclient"
+	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// The steps of an import (we are the new payer, the partner the member's
+// old payer): MatchAtPartner, PlanImport, KickOffImport, PollImport,
+// DownloadImportFile, DeliverImport; DeleteImport and DiscardImport undo.
+
+// PullClients builds the clients that talk to a partner we pull from:
+// one per capability (connectors/pdexclient.Dialer is the one p2p runs).
+type PullClients interface {
+	MemberMatcher(p connectors.Partner) (pdexclient.MemberMatcher, error)
+	BulkExporter(p connectors.Partner) (BulkExporter, error)
+}
+
+// BulkExporter is the Bulk Data client side an import drives, one
+// exchange per call (*bulkdata.Client).
+type BulkExporter = bulkdata.Exporter
+
+// Payer is us as other payers name us: in the Consent we send (recipient)
+// and in CoverageToLink (payor, member id system).
+type Payer struct {
+	Name           string
+	Identifiers    []fhir.Identifier
+	MemberIDSystem string
+}
+
+// Error types of an import's activities.
+const (
+	// ErrTypeNotPuller: the partner is not one we pull from (role pull).
+	ErrTypeNotPuller = "not_a_pull_partner"
+	// ErrTypeExportExpired: the export (or a file) is gone at the partner:
+	// the workflow kicks it off again.
+	ErrTypeExportExpired = bulkdata.ErrTypeExpired
+)
+
+// DefaultImportYears is how far back an import reaches without a
+// data_scope.since or an earlier import of the member: five years before
+// the request, as CMS-0057-F asks of payer-to-payer exchange.
+const DefaultImportYears = 5
+
+// ImportInput names a transfer and the partner it pulls from.
+type ImportInput struct {
+	TransferID string
+	PartnerID  string
+}
+
+// Matched is the old payer's answer to $member-match. A refusal (422) is
+// an outcome, not an error.
+type Matched struct {
+	Status     string // transfer.IdentityResolved, transfer.ErrorNoMatch or transfer.ErrorConsentDenied
+	Reason     string // pdexclient.Reason*: why a 422
+	MemberID   string // the member's identifier value at the old payer
+	PatientID  string // the member's Patient id at the old payer
+	HTTPStatus int
+	ConsentID  string // the consent sent, by id
+	Scope      string // its scope: regular or sensitive
+}
+
+// pullPartner returns the partner if it is one we pull from.
+func (a *Activities) pullPartner(id string) (connectors.Partner, error) {
+	p, ok := a.Partners.Get(id)
+	if !ok {
+		return p, fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+id+" is not in the registry")
+	}
+	if !p.HasRole(connectors.RolePull) {
+		return p, fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+id+" is not one we pull from (no pull role)")
+	}
+	if a.Pull == nil {
+		return p, fault.New(fault.Validation, ErrTypeValidation, "no pull connector is configured")
+	}
+	return p, nil
+}
+
+// MatchAtPartner asks the old payer who the member is ($member-match),
+// with the member's demographics, the old card and the consent from the
+// stored request, and records the outcome (no PHI: the old payer's member
+// id, the reason of a refusal).
+func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matched, error) {
+	p, err := a.pullPartner(in.PartnerID)
+	fail := func(err error) (Matched, error) {
+		return Matched{}, partnerAppError(ctx, NameMatchAtPartner, err, p.Retry)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
+	if err != nil {
+		return fail(err)
+	}
+	if req.CoverageToMatch == nil {
+		return fail(fault.New(fault.Validation, ErrTypeValidation, "the transfer has no coverage to match: not an import"))
+	}
+	mm, err := a.Pull.MemberMatcher(p)
+	if err != nil {
+		return fail(fault.Wrap(fault.Validation, ErrTypeValidation, "member-match client for "+p.ID, err))
+	}
+	old := pdexclient.Organization{Name: p.Name}
+	for _, id := range p.Identifiers {
+		old.Identifiers = append(old.Identifiers, fhir.Identifier{System: id.System, Value: id.Value})
+	}
+	ourID := req.Member.MemberID
+	if ourID == "" {
+		ourID = in.TransferID // a coverage not yet numbered: the transfer names it
+	}
+	mr := pdexclient.MatchRequest{
+		Member: req.Member, Card: *req.CoverageToMatch, Consent: req.Consent, OldPayer: old,
+		Us: pdexclient.Organization{Name: a.Payer.Name, Identifiers: a.Payer.Identifiers}, OurMemberID: ourID,
+		OurMemberIDSystem: a.Payer.MemberIDSystem,
+	}
+	stop := heartbeat(ctx, 2*time.Second)
+	res, err := mm.MemberMatch(ctx, mr)
+	stop()
+	out := Matched{Status: transfer.IdentityResolved, MemberID: res.MemberIdentifier.Value, PatientID: res.PatientID, HTTPStatus: 200}
+	out.ConsentID, out.Scope = req.Consent.ID, req.Consent.Scope
+	if err != nil {
+		f, ok := fault.As(err)
+		if !ok || f.Class != fault.Business || (f.Type != transfer.ErrorNoMatch && f.Type != transfer.ErrorConsentDenied) {
+			a.log(in.TransferID).Warn("member-match failed", zap.String("partner_id", p.ID), zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+			return fail(err)
+		}
+		out = Matched{Status: f.Type, Reason: pdexclient.Reason(err), HTTPStatus: f.Status, ConsentID: req.Consent.ID, Scope: req.Consent.Scope}
+	} else if out.PatientID == "" {
+		// Without the Patient id there is nothing to export: HRex makes
+		// MemberId optional, PDex's export needs it.
+		return fail(fault.New(fault.Business, ErrTypePartnerRejected, "partner "+p.ID+": member-match answered without MemberId"))
+	}
+	detail := map[string]any{"partner_id": p.ID, "outcome": out.Status, "http_status": out.HTTPStatus, "attempt": attempt(ctx)}
+	if out.Reason != "" {
+		detail["reason"] = out.Reason
+	}
+	if out.MemberID != "" {
+		detail["partner_member_id"], detail["partner_member_system"] = out.MemberID, res.MemberIdentifier.System
+		detail["partner_patient_id"] = out.PatientID
+	}
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{
+		Type: EventMemberMatch, Key: "member_match", Detail: detail}}); err != nil {
+		return fail(err)
+	}
+	return out, nil
+}
+
+// Event types of an import, besides the states.
+const (
+	EventMemberMatch    = "member_match"     // the old payer's answer: outcome, reason, its member id
+	EventImportPlanned  = "import_planned"   // _type and _since, and where _since comes from
+	EventBulkKickOff    = "bulk_kickoff"     // an export kicked off: status URL, attempt
+	EventBulkManifest   = "bulk_manifest"    // the export complete: transactionTime, files, errors
+	EventBulkErrors     = "bulk_errors"      // the manifest listed error files: kept, flagged partial
+	EventBulkFile       = "bulk_file"        // one file downloaded: type, count, digest
+	EventBulkDeleted    = "bulk_deleted"     // DELETE sent to the status URL
+	EventImportDiscard  = "import_discarded" // the staged files removed (compensation)
+	EventImportRekicked = "bulk_rekickoff"   // the export expired: kicked off again
+)
+
+// Plan is what an import asks the old payer for.
+type Plan struct {
+	Types       []string
+	Since       time.Time
+	SinceSource string // "data_scope", "run_off" (the previous import's transactionTime) or "window"
+	RunOffOf    string // the earlier transfer, for run_off
+}
+
+// PlanImport decides the export's _type (the request's data scope) and
+// _since: data_scope.since if given; else the transactionTime of this
+// member's latest complete import from the same partner (a run-off pull
+// takes only what changed since); else five years back.
+func (a *Activities) PlanImport(ctx context.Context, in ImportInput) (Plan, error) {
+	fail := func(err error) (Plan, error) { return Plan{}, appError(ctx, NamePlanImport, err) }
+	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
+	if err != nil {
+		return fail(err)
+	}
+	tr, err := a.Store.GetTransfer(ctx, in.TransferID)
+	if err != nil {
+		return fail(err)
+	}
+	plan := Plan{Types: req.DataScope.ResourceTypes}
+	switch {
+	case req.DataScope.Since != nil:
+		plan.Since, plan.SinceSource = req.DataScope.Since.UTC(), "data_scope"
+	default:
+		prev, at, err := a.previousImport(ctx, in, req)
+		if err != nil {
+			return fail(err)
+		}
+		if prev != "" {
+			plan.Since, plan.SinceSource, plan.RunOffOf = at, "run_off", prev
+		} else {
+			plan.Since, plan.SinceSource = tr.CreatedAt.AddDate(-DefaultImportYears, 0, 0).UTC(), "window"
+		}
+	}
+	detail := map[string]any{"since": rfc3339(plan.Since), "since_source": plan.SinceSource, "resource_types": plan.Types}
+	if plan.RunOffOf != "" {
+		detail["run_off_of"] = plan.RunOffOf
+	}
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventImportPlanned, Key: "import_planned", Detail: detail}}); err != nil {
+		return fail(err)
+	}
+	return plan, nil
+}
+
+// previousImport finds the latest complete import of the same member (the
+// old card's member id) from the same partner, and its transactionTime.
+// It looks at the partner's last few hundred complete imports.
+func (a *Activities) previousImport(ctx context.Context, in ImportInput, req transfer.Request) (string, time.Time, error) {
+	f := store.ListFilter{PartnerID: in.PartnerID, Direction: transfer.DirectionImport, State: transfer.StateComplete, Limit: 100}
+	for page := 0; page < 5; page++ {
+		res, err := a.Store.ListTransfers(ctx, f)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		for _, t := range res.Items {
+			if t.ID == in.TransferID || t.Export == nil || t.Export.TransactionTime == nil {
+				continue
+			}
+			r, err := a.Store.GetTransferRequest(ctx, t.ID)
+			if err != nil {
+				return "", time.Time{}, err
+			}
+			if r.CoverageToMatch != nil && req.CoverageToMatch != nil && r.CoverageToMatch.MemberID == req.CoverageToMatch.MemberID {
+				return t.ID, t.Export.TransactionTime.UTC(), nil
+			}
+		}
+		if res.NextCursor == "" {
+			break
+		}
+		f.Cursor = res.NextCursor
+	}
+	return "", time.Time{}, nil
+}
+
+// KickOffInput asks for one kick-off.
+type KickOffInput struct {
+	TransferID string
+	PartnerID  string
+	PatientID  string // at the old payer
+	Types      []string
+	Since      time.Time
+	Round      int // 1 for the first kick-off, 2.. after an expiry
+}
+
+// KickedOff is an export started at the partner.
+type KickedOff struct {
+	StatusURL string
+	At        time.Time // our clock at the 202: the poll budget starts here
+}
+
+// KickOffImport kicks off a Patient-level $export (POST, the IG v2 patient
+// parameter naming the matched patient, _type and _since) and records the
+// status URL. Its compensation, DeleteImport, cancels the export.
+func (a *Activities) KickOffImport(ctx context.Context, in KickOffInput) (KickedOff, error) {
+	p, err := a.pullPartner(in.PartnerID)
+	fail := func(err error) (KickedOff, error) {
+		return KickedOff{}, partnerAppError(ctx, NameKickOffImport, err, p.Retry)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	bc, err := a.Pull.BulkExporter(p)
+	if err != nil {
+		return fail(fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err))
+	}
+	url, err := bc.KickOff(ctx, bulkdata.ExportRequest{
+		Level: bulkdata.PatientLevel, Method: "POST", Types: in.Types, Since: in.Since,
+		Patients: []string{"Patient/" + in.PatientID},
+	})
+	if err != nil {
+		a.log(in.TransferID).Warn("kick-off failed", zap.String("partner_id", p.ID), zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+		return fail(err)
+	}
+	at := a.now()
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{At: at, Type: EventBulkKickOff,
+		Key: "bulk:kickoff:" + strconv.Itoa(in.Round),
+		Detail: map[string]any{"partner_id": p.ID, "status_url": endpointOf(url), "round": in.Round, "attempt": attempt(ctx),
+			"since": rfc3339(in.Since), "resource_types": in.Types}}}); err != nil {
+		return fail(err)
+	}
+	return KickedOff{StatusURL: url, At: at}, nil
+}
+
+// PollInput asks for one status poll.
+type PollInput struct {
+	TransferID string
+	PartnerID  string
+	StatusURL  string
+}
+
+// Polled is one poll's answer: the status, and the digest of the manifest
+// when complete.
+type Polled struct {
+	Status         bulkdata.Status
+	ManifestSHA256 string
+}
+
+// PollImport asks the status URL once. In progress and complete are
+// answers; a job that is gone (404/410) is the error
+// bulk_export_expired, which the workflow answers with a new kick-off.
+func (a *Activities) PollImport(ctx context.Context, in PollInput) (Polled, error) {
+	p, err := a.pullPartner(in.PartnerID)
+	fail := func(err error) (Polled, error) { return Polled{}, partnerAppError(ctx, NamePollImport, err, p.Retry) }
+	if err != nil {
+		return fail(err)
+	}
+	bc, err := a.Pull.BulkExporter(p)
+	if err != nil {
+		return fail(fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err))
+	}
+	st, err := bc.Poll(ctx, in.StatusURL)
+	if err != nil {
+		return fail(err)
+	}
+	out := Polled{Status: st}
+	if st.Complete != nil {
+		b, err := json.Marshal(st.Complete.Manifest)
+		if err != nil {
+			return fail(err)
+		}
+		out.ManifestSHA256 = digest(b)
+	}
+	return out, nil
+}
+
+// DownloadInput names one file of a manifest to download.
+type DownloadInput struct {
+	TransferID          string
+	PartnerID           string
+	Round               int // the kick-off the manifest belongs to
+	File                bulkdata.OutputFile
+	N                   int  // the file's rank among its type's (bulkdata.OutputSeq)
+	Error               bool // a file of the manifest's error[]
+	RequiresAccessToken bool
+}
+
+// DownloadImportFile streams one file into the transfer's staging
+// directory (bounded memory: the client checks each line, counts and
+// hashes as it writes), heartbeating as bytes arrive. A 410 is
+// bulk_export_expired: the workflow kicks the export off again.
+func (a *Activities) DownloadImportFile(ctx context.Context, in DownloadInput) (transfer.ExportFile, error) {
+	p, err := a.pullPartner(in.PartnerID)
+	fail := func(err error) (transfer.ExportFile, error) {
+		return transfer.ExportFile{}, partnerAppError(ctx, NameDownloadImportFile, err, p.Retry)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	bc, err := a.Pull.BulkExporter(p)
+	if err != nil {
+		return fail(fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err))
+	}
+	dir, err := a.stagingDir(in.TransferID, in.Round, in.Error)
+	if err != nil {
+		return fail(err)
+	}
+	sink, err := bulkdata.NewNDJSONDirSink(dir)
+	if err != nil {
+		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "staging directory", err))
+	}
+	stop := heartbeat(ctx, 2*time.Second)
+	res, err := bc.DownloadTo(ctx, in.File, in.RequiresAccessToken, sink, in.N)
+	stop()
+	if err != nil {
+		a.log(in.TransferID).Warn("download failed", zap.String("partner_id", p.ID), zap.String("type", in.File.Type), zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+		return fail(err)
+	}
+	f := transfer.ExportFile{Type: res.Type, Count: int(res.Resources), SHA256: res.SHA256, Bytes: res.Bytes}
+	detail := map[string]any{"partner_id": p.ID, "type": f.Type, "count": f.Count, "sha256": f.SHA256, "bytes": f.Bytes,
+		"n": in.N, "round": in.Round, "error_file": in.Error}
+	key := fmt.Sprintf("bulk:file:%d:%t:%s:%d", in.Round, in.Error, f.Type, in.N)
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventBulkFile, Key: key, Detail: detail}}); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+// DeleteInput names the export to delete at the partner and why.
+type DeleteInput struct {
+	TransferID string
+	PartnerID  string
+	StatusURL  string
+	Reason     string // an error type, or "done" after a complete download
+}
+
+// DeleteImport sends DELETE to the export's status URL: KickOffImport's
+// compensation when the import fails or is cancelled, and the courtesy
+// clean-up once the files are ours. 404 and 410 count as deleted.
+func (a *Activities) DeleteImport(ctx context.Context, in DeleteInput) error {
+	p, err := a.pullPartner(in.PartnerID)
+	if err != nil {
+		return partnerAppError(ctx, NameDeleteImport, err, p.Retry)
+	}
+	bc, err := a.Pull.BulkExporter(p)
+	if err != nil {
+		return partnerAppError(ctx, NameDeleteImport, fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err), p.Retry)
+	}
+	if err := bc.Delete(ctx, in.StatusURL); err != nil {
+		return partnerAppError(ctx, NameDeleteImport, err, p.Retry)
+	}
+	return a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventBulkDeleted,
+		Key:    "bulk:delete:" + digest([]byte(in.StatusURL))[:16],
+		Detail: map[string]any{"partner_id": p.ID, "status_url": endpointOf(in.StatusURL), "reason": in.Reason}}})
+}
+
+// DiscardInput names the transfer whose staged files to remove.
+type DiscardInput struct {
+	TransferID string
+	Reason     string
+}
+
+// DiscardImport removes the transfer's staged (downloaded, not
+// delivered) files: DownloadImportFile's compensation. The digests stay
+// in the timeline as evidence.
+func (a *Activities) DiscardImport(ctx context.Context, in DiscardInput) (bool, error) {
+	root, err := a.importDir()
+	if err != nil {
+		return false, appError(ctx, NameDiscardImport, err)
+	}
+	if !safeID.MatchString(in.TransferID) {
+		return false, appError(ctx, NameDiscardImport, fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a path"))
+	}
+	dir := filepath.Join(root, ".staging", in.TransferID)
+	_, statErr := os.Stat(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		return false, appError(ctx, NameDiscardImport, fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "removing the staged files", err))
+	}
+	existed := statErr == nil
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventImportDiscard, Key: "compensation:" + NameDiscardImport,
+		Detail: map[string]any{"reason": in.Reason, "staged_files_removed": existed}}}); err != nil {
+		return false, appError(ctx, NameDiscardImport, err)
+	}
+	return existed, nil
+}
+
+// DeliverInput names the files of a round to deliver to the sink.
+type DeliverInput struct {
+	TransferID string
+	Round      int
+	Files      []transfer.ExportFile // as downloaded, output and error files
+}
+
+// Delivered is the sink's receipt.
+type Delivered struct {
+	Sink      string // "ndjson-dir"
+	Location  string // the directory, relative to the import directory
+	ReceiptID string // SHA-256 over the delivered files' digests, in order
+	Files     int
+}
+
+// DeliverImport moves a round's staged files into the sink, the import
+// directory's <transfer id>/ (error files under error/), in one rename,
+// then reads every file back and checks its digest against what was
+// downloaded: the receipt is that check. A retry after the rename checks
+// again and answers the same receipt.
+func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delivered, error) {
+	fail := func(err error) (Delivered, error) { return Delivered{}, appError(ctx, NameDeliverImport, err) }
+	staged, err := a.stagingDir(in.TransferID, in.Round, false)
+	if err != nil {
+		return fail(err)
+	}
+	root, _ := a.importDir() // stagingDir checked it
+	final := filepath.Join(root, in.TransferID)
+	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import directory", err))
+		}
+		if _, err := os.Stat(staged); errors.Is(err, os.ErrNotExist) && len(in.Files) == 0 {
+			if err := os.MkdirAll(staged, 0o700); err != nil { // nothing in scope: an empty delivery
+				return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import directory", err))
+			}
+		}
+		if err := os.Rename(staged, final); err != nil {
+			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "delivering the staged files", err))
+		}
+		_ = os.RemoveAll(filepath.Dir(staged)) // earlier rounds' leftovers
+	}
+	h := sha256.New()
+	seen := map[string]int{}
+	for _, f := range in.Files {
+		sub := final
+		if f.Type == "OperationOutcome" {
+			sub = filepath.Join(final, "error")
+		}
+		seen[sub+f.Type]++
+		path := filepath.Join(sub, bulkdata.FileName(f.Type, seen[sub+f.Type]))
+		got, err := fileDigest(path)
+		if err != nil {
+			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "reading back "+filepath.Base(path), err))
+		}
+		if got != f.SHA256 {
+			return fail(fault.New(fault.Validation, ErrTypeValidation, "delivered file "+filepath.Base(path)+" does not have the downloaded digest"))
+		}
+		h.Write([]byte(f.SHA256))
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, f.SHA256)
+		}
+	}
+	return Delivered{Sink: "ndjson-dir", Location: in.TransferID, ReceiptID: hex.EncodeToString(h.Sum(nil)), Files: len(in.Files)}, nil
+}
+
+var safeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+func (a *Activities) importDir() (string, error) {
+	if a.ImportDir == "" {
+		return "", fault.New(fault.Validation, ErrTypeValidation, "no import directory is configured (P2P_IMPORT_DIR)")
+	}
+	return a.ImportDir, nil
+}
+
+// stagingDir is where round's files (or error files) of a transfer are
+// downloaded before delivery.
+func (a *Activities) stagingDir(transferID string, round int, errorFiles bool) (string, error) {
+	root, err := a.importDir()
+	if err != nil {
+		return "", err
+	}
+	if !safeID.MatchString(transferID) {
+		return "", fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a path")
+	}
+	dir := filepath.Join(root, ".staging", transferID, "round-"+strconv.Itoa(round))
+	if errorFiles {
+		dir = filepath.Join(dir, "error")
+	}
+	return dir, nil
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,376 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// ImportWorkflowName is the registered name of ImportTransfer: part of the
+// contract with running histories, never rename.
+const ImportWorkflowName = "ImportTransfer"
+
+// MaxKickOffs bounds how often an import kicks the export off: the first
+// time, and again each time the export or one of its files expired (404
+// or 410) before it was all downloaded.
+const MaxKickOffs = 3
+
+// ImportPollPolicy is how an import polls the old payer's export: the
+// server's Retry-After exactly (never earlier; nonsense clamped to an
+// hour), else exponential backoff from 5 s to 5 min, for at most a day.
+var ImportPollPolicy = bulkdata.PollPolicy{}
+
+// ImportTransfer is the workflow of an import: we are the new payer and
+// pull the member's data from the old payer (the transfer's partner), as
+// Da Vinci PDex describes it:
+//
+//	identity_pending   $member-match at the old payer (MatchAtPartner)
+//	consent_verified   it matched and honoured the consent (a 422 fails
+//	                   the transfer: no_match or consent_denied)
+//	                   PlanImport (_type, _since) → KickOffImport (Patient
+//	                   $export for the matched patient) → PollImport, one
+//	                   per attempt, with durable sleeps of NextPollDelay
+//	                   between → DownloadImportFile per output and error file
+//	                   (404/410 → kick off again, at most MaxKickOffs)
+//	payload_prepared   every file staged, counted and digested
+//	sent               DeliverImport moved them into the sink
+//	acknowledged       the sink read them back with the same digests
+//	complete           (the export is deleted at the old payer)
+//
+// On failure or cancellation after the kick-off, DELETE goes to the
+// status URL and staged files are removed, on a disconnected context.
+func ImportTransfer(ctx workflow.Context, in Input) (Result, error) {
+	r := &importRun{in: in, state: transfer.StateInitiated}
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (transfer.State, error) { return r.state, nil }); err != nil {
+		return Result{}, err
+	}
+	failure, err := r.steps(ctx)
+	if err != nil {
+		failure = importFailureOf(err, r.state)
+	}
+	if failure == nil {
+		return Result{State: r.state}, nil
+	}
+	return r.fail(ctx, failure)
+}
+
+// importRun is the state of one import workflow.
+type importRun struct {
+	in        Input
+	state     transfer.State
+	identity  transfer.IdentityOutcome
+	statusURL string // an export live at the partner: DELETE it on failure
+	staged    bool   // files downloaded and not delivered: discard them on failure
+}
+
+func (r *importRun) partnerCtx(ctx workflow.Context, name string) workflow.Context {
+	ctx = activities.WithOptions(ctx, name)
+	return workflow.WithTaskQueue(ctx, PartnerTaskQueue(workflow.GetInfo(ctx).TaskQueueName, r.in.PartnerID))
+}
+
+func (r *importRun) enter(ctx workflow.Context, in activities.RecordInput) error {
+	in.TransferID = r.in.TransferID
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), a.RecordState, in).Get(ctx, nil); err != nil {
+		return err
+	}
+	if in.State != "" {
+		r.state = in.State
+	}
+	return nil
+}
+
+func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
+	ids := activities.ImportInput{TransferID: r.in.TransferID, PartnerID: r.in.PartnerID}
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateIdentityPending,
+		Detail: map[string]any{"direction": string(transfer.DirectionImport), "partner_id": r.in.PartnerID}}); err != nil {
+		return nil, err
+	}
+	var m activities.Matched
+	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameMatchAtPartner), a.MatchAtPartner, ids).Get(ctx, &m); err != nil {
+		return nil, err
+	}
+	switch m.Status {
+	case transfer.IdentityResolved:
+	case transfer.ErrorConsentDenied:
+		r.identity = transfer.IdentityOutcome{Status: transfer.IdentityPending}
+		return &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: "the old payer cannot honour the member's consent"}, nil
+	default:
+		r.identity = transfer.IdentityOutcome{Status: transfer.IdentityNoMatch}
+		detail := "no member matches at the old payer"
+		if m.Reason != "" && m.Reason != transfer.ErrorNoMatch {
+			detail = "the old payer found several members (" + m.Reason + "); send more of the member's details"
+		}
+		return &transfer.ErrorInfo{Type: transfer.ErrorNoMatch, Detail: detail}, nil
+	}
+	r.identity = transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: m.MemberID, Score: 1,
+		Rationale: &transfer.Rationale{Rule: "partner_member_match", Summary: "matched by the old payer's $member-match"}}
+	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: m.ConsentID, Scope: m.Scope, CheckedAt: workflow.Now(ctx).UTC()}
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent,
+		Detail: map[string]any{"partner_member_id": m.MemberID, "partner_patient_id": m.PatientID, "consent_id": m.ConsentID,
+			"scope": m.Scope, "verified_by": "partner:" + r.in.PartnerID}}); err != nil {
+		return nil, err
+	}
+
+	var plan activities.Plan
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePlanImport), a.PlanImport, ids).Get(ctx, &plan); err != nil {
+		return nil, err
+	}
+	var (
+		polled activities.Polled
+		files  []transfer.ExportFile
+		round  int
+	)
+	for round = 1; ; round++ {
+		if round > MaxKickOffs {
+			return &transfer.ErrorInfo{Type: transfer.ErrorExportExpired,
+				Detail: fmt.Sprintf("the export expired at the old payer %d times before it was downloaded", MaxKickOffs)}, nil
+		}
+		if round > 1 {
+			if err := r.enter(ctx, activities.RecordInput{Type: activities.EventImportRekicked, Key: "bulk:rekickoff:" + strconv.Itoa(round),
+				Detail: map[string]any{"round": round}}); err != nil {
+				return nil, err
+			}
+		}
+		var k activities.KickedOff
+		if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameKickOffImport), a.KickOffImport, activities.KickOffInput{
+			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, PatientID: m.PatientID, Types: plan.Types, Since: plan.Since, Round: round,
+		}).Get(ctx, &k); err != nil {
+			return nil, err
+		}
+		r.statusURL = k.StatusURL
+		var (
+			f       *transfer.ErrorInfo
+			expired bool
+			err     error
+		)
+		if polled, expired, f, err = r.poll(ctx, k); f != nil || err != nil {
+			return f, err
+		}
+		if expired {
+			continue
+		}
+		if err := r.recordManifest(ctx, round, polled); err != nil {
+			return nil, err
+		}
+		if files, expired, err = r.download(ctx, round, polled.Status.Complete.Manifest); err != nil {
+			return nil, err
+		}
+		if !expired {
+			break
+		}
+	}
+
+	man := polled.Status.Complete.Manifest
+	tt := man.TransactionTime.UTC()
+	info := transfer.ExportInfo{ManifestSHA256: polled.ManifestSHA256, Files: files, TransactionTime: &tt, Partial: len(man.Error) > 0}
+	resources := 0
+	for _, f := range files {
+		if f.Type != "OperationOutcome" {
+			resources += f.Count
+		}
+	}
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &info,
+		Detail: map[string]any{"manifest_sha256": info.ManifestSHA256, "files": len(files), "resources": resources,
+			"partial": info.Partial, "transaction_time": tt.Format("2006-01-02T15:04:05.000Z07:00"), "round": round}}); err != nil {
+		return nil, err
+	}
+
+	var d activities.Delivered
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameDeliverImport), a.DeliverImport, activities.DeliverInput{
+		TransferID: r.in.TransferID, Round: round, Files: files,
+	}).Get(ctx, &d); err != nil {
+		return nil, err
+	}
+	r.staged = false
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: "workflow",
+		Detail: map[string]any{"sink": d.Sink, "location": d.Location, "files": d.Files}}); err != nil {
+		return nil, err
+	}
+	acked := info
+	acked.ReceiptID = d.ReceiptID
+	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "sink:" + d.Sink, Export: &acked,
+		Detail: map[string]any{"receipt_id": d.ReceiptID, "via": "sink_readback"}}); err != nil {
+		return nil, err
+	}
+	// The files are ours: tell the old payer it may drop the export. A
+	// failure here is the partner's to clean up (exports expire); it
+	// does not undo a complete import.
+	_ = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDeleteImport), a.DeleteImport, activities.DeleteInput{
+		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: "done",
+	}).Get(ctx, nil)
+	r.statusURL = ""
+	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})
+}
+
+// poll polls the export until it is complete, failed, gone or past the
+// budget, sleeping on durable timers between polls for as long as the
+// server asked (NextPollDelay from the answer's own time: never earlier).
+func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activities.Polled, bool, *transfer.ErrorInfo, error) {
+	for n := 1; ; n++ {
+		var p activities.Polled
+		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), a.PollImport, activities.PollInput{
+			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: k.StatusURL,
+		}).Get(ctx, &p)
+		if isErrType(err, activities.ErrTypeExportExpired) {
+			r.statusURL = "" // nothing left to delete
+			return p, true, nil, nil
+		}
+		if err != nil {
+			return p, false, nil, err
+		}
+		switch p.Status.State {
+		case bulkdata.StateComplete:
+			return p, false, nil, nil
+		case bulkdata.StateFailed:
+			detail := "the old payer's export failed"
+			if fl := p.Status.Failed; fl != nil {
+				detail += fmt.Sprintf(" (HTTP %d, OperationOutcome %s)", fl.StatusCode, fl.Outcome.Codes())
+			}
+			return p, false, &transfer.ErrorInfo{Type: transfer.ErrorExportFailed, Detail: detail}, nil
+		}
+		if ImportPollPolicy.Exhausted(k.At, workflow.Now(ctx)) {
+			return p, false, &transfer.ErrorInfo{Type: transfer.ErrorExportTimeout, Detail: "the old payer's export stayed in progress past the polling budget"}, nil
+		}
+		ip := p.Status.InProgress
+		if ip == nil {
+			return p, false, nil, errors.New("poll answered in progress without its details")
+		}
+		if err := workflow.Sleep(ctx, bulkdata.NextPollDelay(ip.RetryAfter, ip.ReceivedAt, n, ImportPollPolicy)); err != nil {
+			return p, false, nil, err
+		}
+	}
+}
+
+func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities.Polled) error {
+	m := p.Status.Complete.Manifest
+	detail := map[string]any{"round": round, "manifest_sha256": p.ManifestSHA256, "output_files": len(m.Output), "error_files": len(m.Error),
+		"transaction_time": m.TransactionTime.UTC().Format("2006-01-02T15:04:05.000Z07:00"), "requires_access_token": m.RequiresAccessToken}
+	if err := r.enter(ctx, activities.RecordInput{Type: activities.EventBulkManifest, Key: "bulk:manifest:" + strconv.Itoa(round), Detail: detail}); err != nil {
+		return err
+	}
+	if len(m.Error) == 0 {
+		return nil
+	}
+	// Partial data is kept and flagged (ExportInfo.Partial); the error
+	// files themselves are downloaded beside the data.
+	return r.enter(ctx, activities.RecordInput{Type: activities.EventBulkErrors, Key: "bulk:errors:" + strconv.Itoa(round),
+		Detail: map[string]any{"round": round, "error_files": len(m.Error), "partial": true}})
+}
+
+// download fetches every output and error file of the manifest, in
+// parallel (the partner's task queue bounds how many at once). expired
+// says a file was gone: kick off again.
+func (r *importRun) download(ctx workflow.Context, round int, m bulkdata.Manifest) ([]transfer.ExportFile, bool, error) {
+	r.staged = true
+	type job struct {
+		f   bulkdata.OutputFile
+		n   int
+		err bool
+	}
+	var jobs []job
+	for i, n := range bulkdata.OutputSeq(m.Output) {
+		jobs = append(jobs, job{m.Output[i], n, false})
+	}
+	for i, n := range bulkdata.OutputSeq(m.Error) {
+		jobs = append(jobs, job{m.Error[i], n, true})
+	}
+	futures := make([]workflow.Future, len(jobs))
+	for i, j := range jobs {
+		futures[i] = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDownloadImportFile), a.DownloadImportFile, activities.DownloadInput{
+			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, Round: round, File: j.f, N: j.n, Error: j.err,
+			RequiresAccessToken: m.RequiresAccessToken,
+		})
+	}
+	files := make([]transfer.ExportFile, len(jobs))
+	expired := false
+	var firstErr error
+	for i, fu := range futures {
+		err := fu.Get(ctx, &files[i])
+		switch {
+		case isErrType(err, activities.ErrTypeExportExpired):
+			expired = true
+		case err != nil && firstErr == nil:
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return nil, false, firstErr
+	}
+	if expired {
+		r.statusURL = "" // the export is gone at the partner
+	}
+	return files, expired, nil
+}
+
+// fail undoes what must be undone, on a disconnected context so that a
+// cancelled import is compensated too: DELETE the export at the partner,
+// remove staged files; then records the failure.
+func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	detail := map[string]any{"error_type": f.Type, "after_state": string(r.state)}
+	if r.statusURL != "" {
+		comp := activities.Policies[activities.NameKickOffImport].Compensation
+		err := workflow.ExecuteActivity(r.partnerCtx(dctx, comp), a.DeleteImport, activities.DeleteInput{
+			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: f.Type,
+		}).Get(dctx, nil)
+		// An export nobody could delete expires at the partner: the
+		// failure is recorded either way.
+		detail["export_deleted"] = err == nil
+	}
+	if r.staged {
+		comp := activities.Policies[activities.NameDownloadImportFile].Compensation
+		if err := workflow.ExecuteActivity(activities.WithOptions(dctx, comp), a.DiscardImport, activities.DiscardInput{
+			TransferID: r.in.TransferID, Reason: f.Type,
+		}).Get(dctx, nil); err != nil {
+			return Result{}, err
+		}
+		detail["staged_discarded"] = true
+	}
+	rec := activities.RecordInput{State: transfer.StateFailed, Error: f, Detail: detail}
+	if r.identity.Status != "" {
+		rec.Identity = &r.identity
+	}
+	if err := r.enter(dctx, rec); err != nil {
+		return Result{}, err
+	}
+	return Result{State: transfer.StateFailed, Error: f}, nil
+}
+
+func isErrType(err error, typ string) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == typ
+}
+
+// importFailureOf maps an error an import's activity gave up with to the
+// transfer's failure.
+func importFailureOf(err error, state transfer.State) *transfer.ErrorInfo {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		switch ae.Type() {
+		case activities.ErrTypePartnerRejected, activities.ErrTypeUnknownPartner:
+			return &transfer.ErrorInfo{Type: ae.Type(), Detail: ae.Message()}
+		case activities.ErrTypeAuth:
+			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerAuth, Detail: ae.Message()}
+		case activities.ErrTypeValidation:
+			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerBadResponse, Detail: ae.Message()}
+		case activities.ErrTypeTransport, activities.ErrTypeDownstream:
+			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the old payer could not be reached: " + ae.Message()}
+		}
+	}
+	if temporal.IsCanceledError(err) {
+		return &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the transfer was cancelled"}
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the old payer did not answer in time: " + err.Error()}
+	}
+	return &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: "step after " + string(state) + " failed: " + err.Error()}
+}
