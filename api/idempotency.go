@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -125,6 +126,29 @@ const resumeBatch = 100
 // workflow then loses nothing. A later retry of such a request replays the
 // stored answer. It returns how many it resumed; it stops at the first
 // failure, leaving the rest pending for the next call.
+// servedExportClientPrefix starts the client id of the transfers that
+// partners' bulk export kick-offs create on /fhir (pdex.ClientID).
+const servedExportClientPrefix = "fhir:"
+
+// abandonKickoff closes a served export whose kick-off was interrupted
+// before its workflow started: the partner never got its 202, and kicks off
+// again, so this transfer ends failed (with the reason on record) rather
+// than being started — least of all as a push transfer.
+func (s *Server) abandonKickoff(ctx context.Context, rec store.IdempotencyRecord) error {
+	now := s.now().UTC()
+	f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the bulk export kick-off was interrupted before it was answered; the partner kicks off again"}
+	if _, err := s.store.ApplyChange(ctx, rec.TransferID, store.Change{
+		Event: transfer.Event{At: now, State: transfer.StateFailed, Actor: "api", Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateFailed), Detail: map[string]any{"error_type": f.Type, "reason": "kickoff_interrupted"}},
+		State: transfer.StateFailed, Error: f,
+	}); err != nil {
+		return err
+	}
+	_, err := s.store.CompleteIdempotency(ctx, rec.ClientID, rec.Key, http.StatusInternalServerError, []byte(`{"id":"`+rec.TransferID+`"}`))
+	s.log.Warn("closed an interrupted bulk export kick-off", zap.String("transfer_id", rec.TransferID))
+	return err
+}
+
 func (s *Server) ResumePending(ctx context.Context, olderThan time.Duration) (int, error) {
 	cutoff := s.now().Add(-olderThan)
 	seen := map[string]bool{}
@@ -142,6 +166,13 @@ func (s *Server) ResumePending(ctx context.Context, olderThan time.Duration) (in
 				return n, fmt.Errorf("idempotency record of transfer %s stays pending after completion", rec.TransferID)
 			}
 			seen[rec.TransferID] = true
+			if strings.HasPrefix(rec.ClientID, servedExportClientPrefix) {
+				if err := s.abandonKickoff(ctx, rec); err != nil {
+					return n, fmt.Errorf("close interrupted export %s: %w", rec.TransferID, err)
+				}
+				n++
+				continue
+			}
 			if _, err := s.accept(ctx, rec); err != nil {
 				return n, fmt.Errorf("resume transfer %s: %w", rec.TransferID, err)
 			}

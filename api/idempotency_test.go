@@ -366,3 +366,34 @@ func TestFingerprintIgnoresFormatting(t *testing.T) {
 		})
 	}
 }
+
+// A served export whose kick-off crashed before its workflow started is
+// closed failed, never started (least of all as a push transfer).
+func TestResumePendingClosesInterruptedKickoff(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	if _, err := e.store.CreateTransfer(ctx, store.NewTransfer{
+		ClientID: "fhir:new-payer", IdempotencyKey: "bulk-export:x1", Fingerprint: "fp",
+		Transfer: transfer.Transfer{ID: "x1", ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
+			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
+		Request: transfer.Request{PartnerID: "new-payer"},
+		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateInitiated)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.srv.ResumePending(ctx, 30*time.Second); err != nil || n != 1 {
+		t.Fatalf("ResumePending = %d, %v; want 1", n, err)
+	}
+	if got := e.engine.started(); got["x1"] != 0 {
+		t.Errorf("the interrupted export was started: %v", got)
+	}
+	tr, err := e.store.GetTransfer(ctx, "x1")
+	if err != nil || tr.State != transfer.StateFailed || tr.Error == nil || tr.Error.Type != transfer.ErrorCancelled {
+		t.Fatalf("transfer %+v %v, want failed cancelled", tr, err)
+	}
+	if n, err := e.srv.ResumePending(ctx, 0); err != nil || n != 0 {
+		t.Errorf("second ResumePending = %d, %v; want 0", n, err)
+	}
+}
