@@ -2,11 +2,8 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/p2p-payer/p2p/store/postgres/pgtest"
+
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/store"
@@ -78,40 +76,16 @@ func benchSQLite(b *testing.B, n int) store.Store {
 
 func benchPostgres(b *testing.B, n int) store.Store {
 	ctx := context.Background()
-	base := os.Getenv("P2P_TEST_DATABASE_URL")
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		b.Fatalf("P2P_TEST_DATABASE_URL is set but Postgres is unreachable: %v", err)
-	}
-	rnd := make([]byte, 6)
-	rand.Read(rnd)
-	schema := "p2pbench_" + hex.EncodeToString(rnd)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	dbURL := pgtest.Schema(b)
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		b.Fatal(err)
 	}
-	conn.Close(ctx)
-	b.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("options", "-csearch_path="+schema)
-	u.RawQuery = q.Encode()
-	if err := postgres.Migrate(ctx, u.String()); err != nil {
-		b.Fatal(err)
-	}
-	st, err := postgres.Open(ctx, u.String())
+	st, err := postgres.Open(ctx, dbURL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	if err := storetest.SeedAuditPostgres(ctx, u.String(), n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+	if err := storetest.SeedAuditPostgres(ctx, dbURL, n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 		b.Fatal(err)
 	}
 	return st

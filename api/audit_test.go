@@ -18,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/internal/rfc6962"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -369,7 +370,7 @@ func TestAuditCheckpoint(t *testing.T) {
 	c := decode[Checkpoint](t, w)
 	checkpointPayload(t, e, c)
 	leaves := leavesOf(t, e)
-	if root := rfc6962Root(leaves); c.Size != 13 || !bytes.Equal(c.Root, root[:]) {
+	if root := rfc6962.MTH(leaves); c.Size != 13 || !bytes.Equal(c.Root, root[:]) {
 		t.Fatalf("checkpoint size %d root %x; the exported leaves give 13 and %x", c.Size, c.Root, root)
 	}
 	// While the log does not grow, the same checkpoint answers.
@@ -383,7 +384,7 @@ func TestAuditCheckpoint(t *testing.T) {
 	}
 	grown := decode[Checkpoint](t, e.do(http.MethodGet, "/v1/audit/checkpoint", ""))
 	checkpointPayload(t, e, grown)
-	if root := rfc6962Root(leavesOf(t, e)); grown.Size != 14 || !bytes.Equal(grown.Root, root[:]) {
+	if root := rfc6962.MTH(leavesOf(t, e)); grown.Size != 14 || !bytes.Equal(grown.Root, root[:]) {
 		t.Fatalf("after an event: size %d root %x, want 14 and %x", grown.Size, grown.Root, root)
 	}
 	if cps, _ := e.store.Checkpoints(context.Background()); len(cps) != 2 {
@@ -409,11 +410,11 @@ func TestAuditProof(t *testing.T) {
 		for i, h := range p.Path {
 			path[i] = [32]byte(h)
 		}
-		if !verifyInclusion(uint64(seq), uint64(p.TreeSize), leaves[seq], path, [32]byte(root)) {
+		if !rfc6962.VerifyInclusion(uint64(seq), uint64(p.TreeSize), leaves[seq], path, [32]byte(root)) {
 			t.Fatalf("seq %d: the proof does not verify (RFC 9162 §2.1.3.2)", seq)
 		}
 		// The proof is of this leaf at this position only.
-		if seq > 0 && verifyInclusion(uint64(seq), uint64(p.TreeSize), leaves[seq-1], path, [32]byte(root)) {
+		if seq > 0 && rfc6962.VerifyInclusion(uint64(seq), uint64(p.TreeSize), leaves[seq-1], path, [32]byte(root)) {
 			t.Fatalf("seq %d: the proof verifies another leaf", seq)
 		}
 	}
@@ -422,52 +423,4 @@ func TestAuditProof(t *testing.T) {
 	for _, q := range []string{"seq=-1", "seq=abc", "", "seq=1.5"} {
 		problem(t, e.do(http.MethodGet, "/v1/audit/proof?"+q, ""), http.StatusBadRequest, ProblemValidation)
 	}
-}
-
-// An RFC 6962 implementation of our own, without tlog, as in
-// audit/audit_test.go.
-
-func rfcNode(l, r [32]byte) [32]byte {
-	return sha256.Sum256(append(append([]byte{1}, l[:]...), r[:]...))
-}
-
-// rfc6962Root is RFC 6962 §2.1's Merkle Tree Hash of hashed leaves.
-func rfc6962Root(leaves [][32]byte) [32]byte {
-	switch n := len(leaves); n {
-	case 0:
-		return sha256.Sum256(nil)
-	case 1:
-		return leaves[0]
-	default:
-		k := 1
-		for k*2 < n {
-			k *= 2
-		}
-		return rfcNode(rfc6962Root(leaves[:k]), rfc6962Root(leaves[k:]))
-	}
-}
-
-// verifyInclusion is RFC 9162 §2.1.3.2.
-func verifyInclusion(index, size uint64, leaf [32]byte, path [][32]byte, root [32]byte) bool {
-	if index >= size {
-		return false
-	}
-	fn, sn, r := index, size-1, leaf
-	for _, p := range path {
-		if sn == 0 {
-			return false
-		}
-		if fn&1 == 1 || fn == sn {
-			r = rfcNode(p, r)
-			for fn&1 == 0 && fn != 0 {
-				fn >>= 1
-				sn >>= 1
-			}
-		} else {
-			r = rfcNode(r, p)
-		}
-		fn >>= 1
-		sn >>= 1
-	}
-	return sn == 0 && r == root
 }

@@ -1,24 +1,24 @@
 package audit_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/p2p-payer/p2p/store/postgres/pgtest"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite"
 
 	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/internal/rfc6962"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/postgres"
@@ -85,40 +85,16 @@ func openSQLite(t *testing.T) (store.Store, func(string)) {
 
 func openPostgres(t *testing.T) (store.Store, func(string)) {
 	ctx := context.Background()
-	base := os.Getenv("P2P_TEST_DATABASE_URL")
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("P2P_TEST_DATABASE_URL is set but Postgres is unreachable: %v", err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "p2ptest_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	dbURL := pgtest.Schema(t)
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("options", "-csearch_path="+schema)
-	u.RawQuery = q.Encode()
-	if err := postgres.Migrate(ctx, u.String()); err != nil {
-		t.Fatal(err)
-	}
-	s, err := postgres.Open(ctx, u.String())
+	s, err := postgres.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	raw, err := pgx.Connect(ctx, u.String())
+	raw, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +281,7 @@ func TestProofsVerifyIndependently(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				root := mth(leaves[:n])
+				root := rfc6962.MTH(leaves[:n])
 				if h.Root != tlog.Hash(root) {
 					t.Fatalf("size %d: root %x, RFC 6962 MTH %x", n, h.Root, root)
 				}
@@ -318,10 +294,10 @@ func TestProofsVerifyIndependently(t *testing.T) {
 					for i := range p {
 						path[i] = p[i]
 					}
-					if !verifyInclusion(uint64(m), uint64(n), leaves[m], path, root) {
+					if !rfc6962.VerifyInclusion(uint64(m), uint64(n), leaves[m], path, root) {
 						t.Fatalf("proof of %d in %d does not verify", m, n)
 					}
-					if m+1 < n && verifyInclusion(uint64(m+1), uint64(n), leaves[m], path, root) {
+					if m+1 < n && rfc6962.VerifyInclusion(uint64(m+1), uint64(n), leaves[m], path, root) {
 						t.Fatalf("proof of %d in %d verifies at %d", m, n, m+1)
 					}
 				}
@@ -332,54 +308,9 @@ func TestProofsVerifyIndependently(t *testing.T) {
 			}
 			jwks, _ := signer.PublicJWKS()
 			h, at, kid, err := audit.OpenCheckpoint(cp.JWS, jwks)
-			if err != nil || h.Size != 30 || h.Root != tlog.Hash(mth(leaves)) || kid != signer.KID() || !at.Equal(base.Add(time.Hour)) {
+			if err != nil || h.Size != 30 || h.Root != tlog.Hash(rfc6962.MTH(leaves)) || kid != signer.KID() || !at.Equal(base.Add(time.Hour)) {
 				t.Fatalf("checkpoint %+v %v %s: %v", h, at, kid, err)
 			}
 		})
 	}
-}
-
-func node(l, r [32]byte) [32]byte {
-	return sha256.Sum256(append(append([]byte{1}, l[:]...), r[:]...))
-}
-
-// mth is RFC 6962 §2.1's Merkle Tree Hash of hashed leaves.
-func mth(leaves [][32]byte) [32]byte {
-	switch n := len(leaves); n {
-	case 0:
-		return sha256.Sum256(nil)
-	case 1:
-		return leaves[0]
-	default:
-		k := 1
-		for k*2 < n {
-			k *= 2
-		}
-		return node(mth(leaves[:k]), mth(leaves[k:]))
-	}
-}
-
-// verifyInclusion is RFC 9162 §2.1.3.2.
-func verifyInclusion(index, size uint64, leaf [32]byte, path [][32]byte, root [32]byte) bool {
-	if index >= size {
-		return false
-	}
-	fn, sn, r := index, size-1, leaf
-	for _, p := range path {
-		if sn == 0 {
-			return false
-		}
-		if fn&1 == 1 || fn == sn {
-			r = node(p, r)
-			for fn&1 == 0 && fn != 0 {
-				fn >>= 1
-				sn >>= 1
-			}
-		} else {
-			r = node(r, p)
-		}
-		fn >>= 1
-		sn >>= 1
-	}
-	return sn == 0 && bytes.Equal(r[:], root[:])
 }

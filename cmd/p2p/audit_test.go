@@ -3,20 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/p2p-payer/p2p/store/postgres/pgtest"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
@@ -77,40 +77,16 @@ func openAuditSQLite(t *testing.T) auditDB {
 
 func openAuditPostgres(t *testing.T) auditDB {
 	ctx := context.Background()
-	base := os.Getenv("P2P_TEST_DATABASE_URL")
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("P2P_TEST_DATABASE_URL is set but Postgres is unreachable: %v", err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "p2ptest_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	dbURL := pgtest.Schema(t)
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("options", "-csearch_path="+schema)
-	u.RawQuery = q.Encode()
-	if err := postgres.Migrate(ctx, u.String()); err != nil {
-		t.Fatal(err)
-	}
-	st, err := postgres.Open(ctx, u.String())
+	st, err := postgres.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	raw, err := pgx.Connect(ctx, u.String())
+	raw, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +95,7 @@ func openAuditPostgres(t *testing.T) auditDB {
 	if _, err := raw.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 		t.Fatal(err)
 	}
-	return auditDB{st: st, url: u.String(), exec: func(stmt string) {
+	return auditDB{st: st, url: dbURL, exec: func(stmt string) {
 		t.Helper()
 		if _, err := raw.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
+	"github.com/p2p-payer/p2p/store/postgres/pgtest"
 )
 
 // postgresURL returns the test database URL with search_path set to a
@@ -28,31 +26,7 @@ import (
 // not answer.
 func postgresURL(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("P2P_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("P2P_TEST_DATABASE_URL is not set: the production path runs on PostgreSQL")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("P2P_TEST_DATABASE_URL is set but PostgreSQL does not answer: %v", err)
-	}
-	schema := fmt.Sprintf("p2p_prod_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		conn.Close(context.Background())
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("options", "-csearch_path="+schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.Schema(t)
 }
 
 // child starts the test binary as `p2p args...` with env.

@@ -2,17 +2,12 @@ package dsn
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store/postgres"
+	"github.com/p2p-payer/p2p/store/postgres/pgtest"
 	"github.com/p2p-payer/p2p/store/sqlite"
 )
 
@@ -64,35 +59,13 @@ func TestOpenSQLite(t *testing.T) {
 // TestOpenPostgres migrates and opens a schema of its own in the database
 // of P2P_TEST_DATABASE_URL, when it is set.
 func TestOpenPostgres(t *testing.T) {
-	base := os.Getenv("P2P_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("P2P_TEST_DATABASE_URL is not set: skipping the Postgres DSN test")
-	}
+	dbURL := pgtest.Schema(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("P2P_TEST_DATABASE_URL is set but Postgres is unreachable: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "p2ptest_dsn_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("options", "-csearch_path="+schema)
-	u.RawQuery = q.Encode()
 
-	if err := Migrate(ctx, u.String()); err != nil {
+	if err := Migrate(ctx, dbURL); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	s, err := Open(ctx, u.String())
+	s, err := Open(ctx, dbURL)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
