@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/fhirrest"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
@@ -37,6 +38,12 @@ type Partners interface {
 // index.
 type Matcher interface {
 	Resolve(ctx context.Context, q transfer.Demographics) (identity.Decision, error)
+}
+
+// ImportLoader writes an import's delivered NDJSON files into our own
+// systems (connectors/fhirrest.Sink: our FHIR server).
+type ImportLoader interface {
+	Load(ctx context.Context, paths []string) (fhirrest.Loaded, error)
 }
 
 // Activities holds the dependencies of every activity.
@@ -64,6 +71,10 @@ type Activities struct {
 	// files land in ImportDir/<transfer id>/, staged under
 	// ImportDir/.staging first; "": imports fail (validation).
 	ImportDir string
+	// ImportFHIR, when set, is where DeliverImport also writes the
+	// delivered resources: our own FHIR server. nil: the NDJSON directory
+	// is the sink.
+	ImportFHIR ImportLoader
 
 	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
 

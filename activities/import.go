@@ -175,6 +175,7 @@ const (
 	EventBulkDeleted    = "bulk_deleted"     // DELETE sent to the status URL
 	EventImportDiscard  = "import_discarded" // the staged files removed (compensation)
 	EventImportRekicked = "bulk_rekickoff"   // the export expired: kicked off again
+	EventImportLoaded   = "import_loaded"    // the delivered resources written to our FHIR server: counts by type
 )
 
 // Plan is what an import asks the old payer for.
@@ -464,17 +465,20 @@ type DeliverInput struct {
 
 // Delivered is the sink's receipt.
 type Delivered struct {
-	Sink      string // "ndjson-dir"
+	Sink      string // "ndjson-dir", or "fhir" when ImportFHIR is set
 	Location  string // the directory, relative to the import directory
 	ReceiptID string // SHA-256 over the delivered files' digests, in order
 	Files     int
+	Loaded    int `json:",omitempty"` // "fhir": resources written (by type in the import_loaded event)
 }
 
 // DeliverImport moves a round's staged files into the sink, the import
 // directory's <transfer id>/ (error files under error/), in one rename,
 // then reads every file back and checks its digest against what was
 // downloaded: the receipt is that check. A retry after the rename checks
-// again and answers the same receipt.
+// again and answers the same receipt. With ImportFHIR set, the output
+// files (not the error files) are then written to our FHIR server; its
+// writes are upserts by id, so a retry writes the same resources again.
 func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delivered, error) {
 	fail := func(err error) (Delivered, error) { return Delivered{}, appError(ctx, NameDeliverImport, err) }
 	staged, err := a.stagingDir(in.TransferID, in.Round, false)
@@ -499,6 +503,7 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 	}
 	h := sha256.New()
 	seen := map[string]int{}
+	var loadPaths []string
 	for _, f := range in.Files {
 		sub := final
 		if f.Type == "OperationOutcome" {
@@ -506,6 +511,9 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 		}
 		seen[sub+f.Type]++
 		path := filepath.Join(sub, bulkdata.FileName(f.Type, seen[sub+f.Type]))
+		if f.Type != "OperationOutcome" {
+			loadPaths = append(loadPaths, path)
+		}
 		got, err := fileDigest(path)
 		if err != nil {
 			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "reading back "+filepath.Base(path), err))
@@ -518,7 +526,27 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 			activity.RecordHeartbeat(ctx, f.SHA256)
 		}
 	}
-	return Delivered{Sink: "ndjson-dir", Location: in.TransferID, ReceiptID: hex.EncodeToString(h.Sum(nil)), Files: len(in.Files)}, nil
+	d := Delivered{Sink: "ndjson-dir", Location: in.TransferID, ReceiptID: hex.EncodeToString(h.Sum(nil)), Files: len(in.Files)}
+	if a.ImportFHIR == nil {
+		return d, nil
+	}
+	stop := heartbeat(ctx, 2*time.Second)
+	loaded, err := a.ImportFHIR.Load(ctx, loadPaths)
+	stop()
+	if err != nil {
+		a.log(in.TransferID).Warn("loading into the FHIR server failed", zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+		return fail(err)
+	}
+	detail := map[string]any{"resources": loaded.Resources, "batches": loaded.Batches, "round": in.Round}
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventImportLoaded,
+		Key: "import:loaded:" + strconv.Itoa(in.Round), Detail: detail}}); err != nil {
+		return fail(err)
+	}
+	d.Sink = "fhir"
+	for _, n := range loaded.Resources {
+		d.Loaded += n
+	}
+	return d, nil
 }
 
 var safeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)

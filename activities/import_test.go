@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/connectors/bulkdata/bulktest"
+	"github.com/p2p-payer/p2p/connectors/fhirrest"
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
@@ -176,6 +178,36 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 	if d2, err := f.acts.DeliverImport(ctx, DeliverInput{TransferID: "t1", Round: 1, Files: files}); err != nil || d2 != d {
 		t.Fatalf("redeliver = %+v, %v", d2, err)
 	}
+	// With a FHIR sink, the delivered resources are also written to our
+	// FHIR server, as batch PUTs.
+	var puts []string
+	fhirSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			Entry []struct{ Request struct{ Method, URL string } }
+		}
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		var out []string
+		for _, e := range b.Entry {
+			puts = append(puts, e.Request.Method+" "+e.Request.URL)
+			out = append(out, `{"response":{"status":"201 Created"}}`)
+		}
+		_, _ = w.Write([]byte(`{"resourceType":"Bundle","type":"batch-response","entry":[` + strings.Join(out, ",") + `]}`))
+	}))
+	defer fhirSrv.Close()
+	sink, err := fhirrest.NewSink(fhirrest.SinkConfig{Config: fhirrest.Config{BaseURL: fhirSrv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.acts.ImportFHIR = sink
+	d3, err := f.acts.DeliverImport(ctx, DeliverInput{TransferID: "t1", Round: 1, Files: files})
+	f.acts.ImportFHIR = nil
+	if err != nil || d3.Sink != "fhir" || d3.Loaded != 3 || d3.ReceiptID != d.ReceiptID {
+		t.Fatalf("deliver to FHIR = %+v, %v", d3, err)
+	}
+	slices.Sort(puts)
+	if got := strings.Join(puts, ","); got != "PUT Coverage/r1,PUT Coverage/r2,PUT Patient/r0" {
+		t.Fatalf("FHIR server got %s", got)
+	}
 	b, err := os.ReadFile(filepath.Join(f.acts.ImportDir, "t1", "Coverage.1.ndjson"))
 	if err != nil || strings.Count(string(b), "\n") != 2 {
 		t.Fatalf("delivered Coverage file: %q, %v", b, err)
@@ -222,8 +254,8 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 			t.Errorf("%s events %d, want 1", typ, seen[typ])
 		}
 	}
-	if seen[EventBulkFile] != 3 || seen[EventImportDiscard] != 1 {
-		t.Errorf("bulk_file events %d, discards %d; want 3 and 1", seen[EventBulkFile], seen[EventImportDiscard])
+	if seen[EventBulkFile] != 3 || seen[EventImportDiscard] != 1 || seen[EventImportLoaded] != 1 {
+		t.Errorf("bulk_file events %d, discards %d, loads %d; want 3, 1 and 1", seen[EventBulkFile], seen[EventImportDiscard], seen[EventImportLoaded])
 	}
 
 	// A run-off pull of the same member starts at the first one's

@@ -5,6 +5,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/p2p-payer/p2p/connectors/fhirrest"
 )
 
 // Activity names, as registered with the worker and named by the workflow.
@@ -103,7 +105,10 @@ var Policies = map[string]Policy{
 		Heartbeat:       20 * time.Second,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 2 * time.Minute,
-			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+			// Auth and the source's business refusals (a FHIR source
+			// refused the token, answered 4xx, has no such Patient)
+			// need a person, not a retry.
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation, ErrTypeAuth, fhirrest.ErrTypeRejected, fhirrest.ErrTypeNoPatient},
 		},
 		Compensation: NameWithdrawExport,
 	},
@@ -187,15 +192,17 @@ var Policies = map[string]Policy{
 		},
 		Compensation: NameDiscardImport,
 	},
-	// Moves the staged files into the sink and reads them back. Local;
-	// retried while the disk is unwell.
+	// Moves the staged files into the sink and reads them back; with a
+	// FHIR sink, writes them to our FHIR server too (upserts, so a retry
+	// is safe). Retried while the disk or the server is unwell; a refused
+	// token or a rejected resource is final.
 	NameDeliverImport: {
 		StartToClose:    30 * time.Minute,
 		ScheduleToClose: 6 * time.Hour,
 		Heartbeat:       time.Minute,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
-			NonRetryableErrorTypes: []string{ErrTypeValidation, ErrTypeNotFound},
+			NonRetryableErrorTypes: []string{ErrTypeValidation, ErrTypeNotFound, ErrTypeAuth},
 		},
 	},
 	// Compensation of KickOffImport (and clean-up after the download):
@@ -247,7 +254,10 @@ var Policies = map[string]Policy{
 		Heartbeat:       20 * time.Second,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 2 * time.Minute,
-			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+			// Auth and the source's business refusals (a FHIR source
+			// refused the token, answered 4xx, has no such Patient)
+			// need a person, not a retry.
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation, ErrTypeAuth, fhirrest.ErrTypeRejected, fhirrest.ErrTypeNoPatient},
 		},
 		Compensation: NameWithdrawExport,
 	},

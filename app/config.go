@@ -13,20 +13,31 @@ import (
 // Config is the configuration shared by the p2p subcommands. Every field
 // has a flag and a P2P_* environment variable; the flag wins.
 type Config struct {
-	DatabaseURL       string // P2P_DATABASE_URL: postgres://… (pgx) or a SQLite file path
-	TemporalAddress   string // P2P_TEMPORAL_ADDRESS
-	TemporalNamespace string // P2P_TEMPORAL_NAMESPACE
-	TaskQueue         string // P2P_TASK_QUEUE
-	Addr              string // P2P_ADDR: the API's listen address
-	PublicURL         string // P2P_PUBLIC_URL: how partners reach the API (JWKS); default http://Addr
-	SigningKey        string // P2P_SIGNING_KEY: private JWK file
-	Partners          string // P2P_PARTNERS: partner registry YAML
-	FHIRTrustHeader   string // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
-	PayerIdentifier   string // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
-	ImportDir         string // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON)
-	LogLevel          string // P2P_LOG_LEVEL: debug, info, warn, error
+	DatabaseURL       string     // P2P_DATABASE_URL: postgres://… (pgx) or a SQLite file path
+	TemporalAddress   string     // P2P_TEMPORAL_ADDRESS
+	TemporalNamespace string     // P2P_TEMPORAL_NAMESPACE
+	TaskQueue         string     // P2P_TASK_QUEUE
+	Addr              string     // P2P_ADDR: the API's listen address
+	PublicURL         string     // P2P_PUBLIC_URL: how partners reach the API (JWKS); default http://Addr
+	SigningKey        string     // P2P_SIGNING_KEY: private JWK file
+	Partners          string     // P2P_PARTNERS: partner registry YAML
+	FHIRTrustHeader   string     // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
+	PayerIdentifier   string     // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
+	ImportDir         string     // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON)
+	SourceFHIR        FHIRServer // P2P_SOURCE_FHIR_*: our FHIR server, which exports read; unset: synthetic data
+	ImportFHIR        FHIRServer // P2P_IMPORT_FHIR_*: our FHIR server, which imports write to; unset: NDJSON only
+	LogLevel          string     // P2P_LOG_LEVEL: debug, info, warn, error
 	ShutdownTimeout   time.Duration
 	Retention         Retention // the worker's maintenance schedules
+}
+
+// FHIRServer is one of our own FHIR servers: its base URL and, if it
+// wants one, a file holding a bearer token (read at start; a token that
+// expires needs a restart, see the README).
+type FHIRServer struct {
+	URL            string
+	TokenFile      string
+	MemberIDSystem string // the source's: Patient.identifier system of our member ids
 }
 
 // Retention is how long p2p keeps what, and how often its maintenance
@@ -134,6 +145,11 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) {
 	}
 	if which&FlagWorker != 0 {
 		fs.StringVar(&c.Partners, "partners", Env("P2P_PARTNERS", ""), "partner registry YAML file (P2P_PARTNERS)")
+		fs.StringVar(&c.SourceFHIR.URL, "source-fhir-url", Env("P2P_SOURCE_FHIR_URL", ""), "base URL of our FHIR R4 server that exports read member data from; unset: synthetic data (P2P_SOURCE_FHIR_URL)")
+		fs.StringVar(&c.SourceFHIR.TokenFile, "source-fhir-token-file", Env("P2P_SOURCE_FHIR_TOKEN_FILE", ""), "file holding a bearer token for the source FHIR server (P2P_SOURCE_FHIR_TOKEN_FILE)")
+		fs.StringVar(&c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", Env("P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", ""), "identifier system of our member ids on the source FHIR server's Patients; default the payer's (P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM)")
+		fs.StringVar(&c.ImportFHIR.URL, "import-fhir-url", Env("P2P_IMPORT_FHIR_URL", ""), "base URL of our FHIR R4 server that imports write to, as batch PUTs (P2P_IMPORT_FHIR_URL)")
+		fs.StringVar(&c.ImportFHIR.TokenFile, "import-fhir-token-file", Env("P2P_IMPORT_FHIR_TOKEN_FILE", ""), "file holding a bearer token for the import FHIR server (P2P_IMPORT_FHIR_TOKEN_FILE)")
 		fs.StringVar(&c.ImportDir, "import-dir", Env("P2P_IMPORT_DIR", ""), "directory where imports write pulled member data as NDJSON, one directory per transfer (P2P_IMPORT_DIR)")
 		if which&FlagAPI == 0 {
 			fs.StringVar(&c.PayerIdentifier, "payer-identifier", Env("P2P_PAYER_IDENTIFIER", ""),

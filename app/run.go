@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/connectors/fhirrest"
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
@@ -66,8 +70,14 @@ type ActivityDeps struct {
 	Store    store.Store
 	Partners activities.Partners // a *connectors.Registry or *connectors.Live
 	Signer   *signing.Signer
-	Source   export.Source // nil: the synthetic source
-	Logger   *zap.Logger
+	Source   export.Source // nil: SourceFHIR, or the synthetic source
+	// SourceFHIR, when its URL is set, is the FHIR server exports read
+	// member data from (connectors/fhirrest.Source).
+	SourceFHIR FHIRServer
+	// ImportFHIR, when its URL is set, is the FHIR server imports write
+	// to after the NDJSON directory (connectors/fhirrest.Sink).
+	ImportFHIR FHIRServer
+	Logger     *zap.Logger
 	// PHIRetention is how long PurgePHI keeps ended transfers' export
 	// payloads; 0: activities.DefaultPHIRetention.
 	PHIRetention time.Duration
@@ -89,8 +99,31 @@ var _ activities.PullClients = (*pdexclient.Dialer)(nil)
 // the identity index, so that the first transfer does not wait for it.
 func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities, error) {
 	src := d.Source
+	if src == nil && d.SourceFHIR.URL != "" {
+		sys := d.SourceFHIR.MemberIDSystem
+		if sys == "" {
+			sys = d.Payer.MemberIDSystem
+		}
+		cfg, err := d.SourceFHIR.config()
+		if err != nil {
+			return nil, fmt.Errorf("source FHIR server: %w", err)
+		}
+		if src, err = fhirrest.NewSource(fhirrest.SourceConfig{Config: cfg, MemberIDSystem: sys}); err != nil {
+			return nil, fmt.Errorf("source FHIR server: %w", err)
+		}
+	}
 	if src == nil {
 		src = export.SyntheticSource{}
+	}
+	var sink activities.ImportLoader
+	if d.ImportFHIR.URL != "" {
+		cfg, err := d.ImportFHIR.config()
+		if err != nil {
+			return nil, fmt.Errorf("import FHIR server: %w", err)
+		}
+		if sink, err = fhirrest.NewSink(fhirrest.SinkConfig{Config: cfg}); err != nil {
+			return nil, fmt.Errorf("import FHIR server: %w", err)
+		}
 	}
 	matcher := &activities.IndexMatcher{Store: d.Store, Logger: d.Logger}
 	if err := matcher.Warm(ctx); err != nil {
@@ -110,5 +143,23 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		Pull:         &pdexclient.Dialer{TrustHeader: d.TrustHeader},
 		Payer:        d.Payer,
 		ImportDir:    d.ImportDir,
+		ImportFHIR:   sink,
 	}, nil
+}
+
+// config reads the server's token file, if any.
+func (s FHIRServer) config() (fhirrest.Config, error) {
+	cfg := fhirrest.Config{BaseURL: s.URL}
+	if s.TokenFile != "" {
+		b, err := os.ReadFile(s.TokenFile)
+		if err != nil {
+			return cfg, err
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return cfg, fmt.Errorf("token file %s is empty", s.TokenFile)
+		}
+		cfg.Token = bulkdata.StaticToken(tok)
+	}
+	return cfg, nil
 }

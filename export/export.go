@@ -56,6 +56,23 @@ type Source interface {
 	Resources(ctx context.Context, m member.Record) ([]Resource, error)
 }
 
+// Query is what Build needs of a Source: the resource types in scope,
+// sorted, and the since filter (nil: everything).
+type Query struct {
+	Types []string
+	Since *time.Time
+}
+
+// QuerySource is a Source that can narrow what it fetches to a Query: a
+// remote FHIR server, where fetching every type and every year would cost
+// calls and bytes for nothing. Build calls ResourcesFor instead of
+// Resources and still filters what it gets, so a QuerySource that returns
+// too much leaks nothing.
+type QuerySource interface {
+	Source
+	ResourcesFor(ctx context.Context, m member.Record, q Query) ([]Resource, error)
+}
+
 // Input is what an export is built from. It holds PHI (Member).
 type Input struct {
 	TransferID   string
@@ -150,7 +167,8 @@ func ParseManifest(b []byte) (Manifest, error) {
 	return m, nil
 }
 
-// Build fetches the member's resources from in.Source, keeps those the
+// Build fetches the member's resources from in.Source (narrowed to the
+// data scope when it is a QuerySource), keeps those the
 // data scope asks for (type, and meta.lastUpdated strictly after since, as
 // FHIR Bulk Data's _since), leaves out sensitive ones unless the consent
 // scope is sensitive, and writes one NDJSON file per type present, sorted
@@ -166,7 +184,12 @@ func Build(ctx context.Context, in Input) (*Export, error) {
 	if err != nil {
 		return nil, err
 	}
-	resources, err := in.Source.Resources(ctx, in.Member)
+	var resources []Resource
+	if qs, ok := in.Source.(QuerySource); ok {
+		resources, err = qs.ResourcesFor(ctx, in.Member, Query{Types: slices.Clone(types), Since: in.DataScope.Since})
+	} else {
+		resources, err = in.Source.Resources(ctx, in.Member)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -188,7 +188,8 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 		payer.Identifiers = []fhir.Identifier{us}
 	}
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
-		PHIRetention: cfg.Retention.PHIRetention, ImportDir: cfg.ImportDir, Payer: payer, Transmitter: app.Transmitter(us)})
+		PHIRetention: cfg.Retention.PHIRetention, ImportDir: cfg.ImportDir, Payer: payer, Transmitter: app.Transmitter(us),
+		SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR})
 	if err != nil {
 		return err
 	}
