@@ -64,6 +64,9 @@ type Activities struct {
 	// files land in ImportDir/<transfer id>/, staged under
 	// ImportDir/.staging first; "": imports fail (validation).
 	ImportDir string
+	// BulkMatch decides the members of a $bulk-member-match
+	// (pdex.Matching); nil: MatchBulkMember fails (validation).
+	BulkMatch MemberMatcher
 
 	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
 

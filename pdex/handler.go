@@ -98,6 +98,11 @@ type Deps struct {
 	// transfers and their files.
 	Exports Exports
 	Store   store.Store
+	// BulkMatches, with Store, serves $bulk-member-match (bulkmatch.go);
+	// nil: that route answers 404. MaxBulkMembers bounds a batch; 0:
+	// DefaultMaxBulkMembers.
+	BulkMatches    BulkMatches
+	MaxBulkMembers int
 	// BaseURL is the absolute URL of /fhir as partners reach it, for the
 	// URLs of status and files; "": from each request.
 	BaseURL string
@@ -146,6 +151,11 @@ func NewHandler(d Deps) (*Handler, error) {
 		return nil, errors.New("pdex: Deps.MemberIDSystem is required")
 	case d.Exports != nil && d.Store == nil:
 		return nil, errors.New("pdex: Deps.Store is required with Deps.Exports")
+	case d.BulkMatches != nil && d.Store == nil:
+		return nil, errors.New("pdex: Deps.Store is required with Deps.BulkMatches")
+	}
+	if d.MaxBulkMembers <= 0 {
+		d.MaxBulkMembers = DefaultMaxBulkMembers
 	}
 	if d.StatusRetryAfter <= 0 {
 		d.StatusRetryAfter = DefaultStatusRetryAfter
@@ -177,12 +187,15 @@ func NewHandler(d Deps) (*Handler, error) {
 		d.Throttle = NewThrottle(d.Rate, d.Burst, d.MaxFailures, d.FailureWindow)
 	}
 	h := &Handler{d: d, throttle: d.Throttle, match: &Matching{
-		Matcher: d.Matcher, Parties: d.Parties, Holder: d.Holder, OnMatch: d.OnMatch, Throttle: d.Throttle,
+		Matcher: d.Matcher, Parties: d.Parties, Holder: d.Holder, OnMatch: d.OnMatch, Throttle: d.Throttle, Now: d.Now,
 	}}
 	r := chi.NewRouter()
 	r.Post("/Patient/$member-match", h.memberMatch)
 	if d.Exports != nil {
 		h.mountBulk(r)
+	}
+	if d.BulkMatches != nil {
+		h.mountBulkMatch(r)
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such FHIR operation here"))

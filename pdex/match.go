@@ -22,6 +22,14 @@ type Matching struct {
 	// Handler and the bulk activities of a process, so that a batch cannot
 	// probe past the cap of single calls.
 	Throttle *Throttle
+	Now      func() time.Time // nil: time.Now
+}
+
+func (m *Matching) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
 }
 
 // Decision is the outcome of matching one member. It holds no PHI: our
