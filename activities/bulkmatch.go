@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // A $bulk-member-match (PDex) decides each submitted member on its own, as
@@ -20,38 +21,12 @@ import (
 // (their demographics). Only member ids, digests and outcome codes cross
 // the workflow.
 
-// BulkMemberOutcome is the decision on one member of a batch. No PHI: our
-// member id when matched, and codes.
-type BulkMemberOutcome struct {
-	Index int // the member's position among the request's MemberBundle parameters
-	// Outcome is the pdex outcome class: matched, no_match,
-	// multiple_matches, consent_denied, invalid_request,
-	// too_many_failures or error.
-	Outcome  string
-	MemberID string `json:",omitempty"` // ours, when matched
-	// Reason is the consent's refusal code (pdex.Consent*) when Outcome is
-	// consent_denied.
-	Reason string `json:",omitempty"`
-	Why    string `json:",omitempty"` // in words, never PHI
-}
-
-// BulkMatchResult is a decided batch, as stored (BulkMatchResultName) and
-// served by pdex as the three Groups of the PDex response.
-type BulkMatchResult struct {
-	BatchID   string
-	Requester string
-	Members   []BulkMemberOutcome
-}
-
-// BulkMatchResultName is the artifact name of a stored BulkMatchResult.
-const BulkMatchResultName = "bulk-member-match-result.json"
-
 // MemberMatcher decides one member of a batch, sent by requester as a
 // $member-match Parameters resource (pdex.Matching). A member it cannot
 // read, or whose consent or match fails, is an outcome; the error is an
 // infrastructure failure, retried.
 type MemberMatcher interface {
-	DecideMember(ctx context.Context, requester string, member []byte) (BulkMemberOutcome, error)
+	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error)
 }
 
 // BulkMemberInput names one stored member of a batch.
@@ -66,20 +41,20 @@ type BulkMemberInput struct {
 // by FinishBulkMatch; a match is recorded as a grant at once (OnMatch), as
 // a single $member-match records it, and a retry records it again
 // harmlessly (grants are appended; the latest wins).
-func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (BulkMemberOutcome, error) {
+func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 	if a.BulkMatch == nil {
-		return BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
+		return transfer.BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
 	}
 	art, err := a.Store.GetArtifact(ctx, in.Digest)
 	if errors.Is(err, store.ErrWithdrawn) {
 		err = fmt.Errorf("member %d of batch %s: withdrawn: %w", in.Index, in.BatchID, store.ErrNotFound)
 	}
 	if err != nil {
-		return BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
+		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	out, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
 	if err != nil {
-		return BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
+		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	out.Index = in.Index
 	a.log(in.BatchID).Info("bulk member decided", zap.String("requester", in.Requester), zap.Int("index", in.Index),
@@ -91,7 +66,7 @@ func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (B
 // ResultOwner, and the members as received, under RequestOwner, are
 // withdrawn.
 type FinishBulkInput struct {
-	Result       BulkMatchResult
+	Result       transfer.BulkMatchResult
 	ResultOwner  string
 	RequestOwner string
 }
@@ -106,7 +81,7 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	}
 	sum := sha256.Sum256(b)
 	digest := hex.EncodeToString(sum[:])
-	if err := a.Store.PutArtifact(ctx, store.Artifact{Digest: digest, TransferID: in.ResultOwner, Name: BulkMatchResultName,
+	if err := a.Store.PutArtifact(ctx, store.Artifact{Digest: digest, TransferID: in.ResultOwner, Name: transfer.BulkMatchResultName,
 		ContentType: "application/json", Size: int64(len(b)), Data: b, CreatedAt: a.now()}); err != nil {
 		return "", appError(ctx, NameFinishBulkMatch, err)
 	}

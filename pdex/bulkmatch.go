@@ -36,10 +36,10 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // BulkMatches runs the batches of $bulk-member-match
@@ -146,20 +146,20 @@ func ParseBulkMemberMatch(body []byte, max int) ([][]byte, *InputError) {
 // a requester at its failed-match cap is not matched at all; a member
 // that is not a valid $member-match is not matched (invalid_request);
 // otherwise Decide.
-func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (activities.BulkMemberOutcome, error) {
+func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error) {
 	now := m.now()
 	if _, capped := m.Throttle.capped(requester, now); capped {
-		return activities.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil
 	}
 	req, perr := ParseMemberMatch(member)
 	if perr != nil {
-		return activities.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil
 	}
 	dec, err := m.Decide(ctx, requester, req, now)
 	if err != nil {
-		return activities.BulkMemberOutcome{}, err
+		return transfer.BulkMemberOutcome{}, err
 	}
-	return activities.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, nil
+	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, nil
 }
 
 func (h *Handler) mountBulkMatch(r chi.Router) {
@@ -302,14 +302,14 @@ const (
 )
 
 // bulkMatchResult reads requester's batch id: its result once decided.
-func (h *Handler) bulkMatchResult(ctx context.Context, requester, id string) (activities.BulkMatchResult, batchState, error) {
-	var res activities.BulkMatchResult
+func (h *Handler) bulkMatchResult(ctx context.Context, requester, id string) (transfer.BulkMatchResult, batchState, error) {
+	var res transfer.BulkMatchResult
 	arts, err := h.d.Store.ListArtifacts(ctx, BulkMatchResultOwner(requester, id))
 	if err != nil {
 		return res, batchUnknown, err
 	}
 	for _, a := range arts {
-		if a.Name != activities.BulkMatchResultName || a.WithdrawnAt != nil {
+		if a.Name != transfer.BulkMatchResultName || a.WithdrawnAt != nil {
 			continue
 		}
 		art, err := h.d.Store.GetArtifact(ctx, a.Digest)
@@ -355,7 +355,7 @@ type groupMember struct {
 }
 
 // bulkMatchResponse is the PDex multi-member-match-out Parameters of res.
-func (h *Handler) bulkMatchResponse(res activities.BulkMatchResult) fhir.Parameters {
+func (h *Handler) bulkMatchResponse(res transfer.BulkMatchResult) fhir.Parameters {
 	mk := func(id, code, display, profile string) *group {
 		g := &group{ResourceType: "Group", ID: id, Type: "person", Actual: true, Meta: &fhir.Meta{Profile: []string{profile}},
 			Code: &fhir.CodeableConcept{Coding: []fhir.Coding{{System: SystemMultiMemberMatchResult, Code: code, Display: display}}}}

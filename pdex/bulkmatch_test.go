@@ -53,11 +53,11 @@ func (b *bulkMatchHarness) run() {
 	batch := b.bulk.batches[len(b.bulk.batches)-1]
 	b.bulk.mu.Unlock()
 	acts := &activities.Activities{Store: b.st, BulkMatch: b.h.match, Now: b.clock.now}
-	res := activities.BulkMatchResult{BatchID: batch.ID, Requester: batch.Requester}
+	res := transfer.BulkMatchResult{BatchID: batch.ID, Requester: batch.Requester}
 	for i, d := range batch.Members {
 		o, err := acts.MatchBulkMember(context.Background(), activities.BulkMemberInput{BatchID: batch.ID, Requester: batch.Requester, Index: i, Digest: d})
 		if err != nil {
-			o = activities.BulkMemberOutcome{Index: i, Outcome: OutcomeError, Why: "the member could not be matched"}
+			o = transfer.BulkMemberOutcome{Index: i, Outcome: OutcomeError, Why: "the member could not be matched"}
 		}
 		res.Members = append(res.Members, o)
 	}

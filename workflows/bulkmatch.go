@@ -10,6 +10,7 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // BulkMemberMatch decides a PDex $bulk-member-match (package pdex serves
@@ -50,13 +51,13 @@ func BulkMemberMatch(ctx workflow.Context, in BulkMatchInput) (BulkMatchOutput, 
 	log := workflow.GetLogger(ctx)
 	actx := activities.WithOptions(ctx, activities.NameMatchBulkMember)
 	futures := make([]workflow.Future, len(in.Members))
-	outcomes := make([]activities.BulkMemberOutcome, len(in.Members))
+	outcomes := make([]transfer.BulkMemberOutcome, len(in.Members))
 	collect := func(i int) {
 		if err := futures[i].Get(ctx, &outcomes[i]); err != nil {
 			// Retries spent (or the member unreadable): this member is not
 			// matched, the batch goes on.
 			log.Warn("bulk member failed", "batch_id", in.BatchID, "index", i, "error", err)
-			outcomes[i] = activities.BulkMemberOutcome{Outcome: pdex.OutcomeError, Why: "the member could not be matched"}
+			outcomes[i] = transfer.BulkMemberOutcome{Outcome: pdex.OutcomeError, Why: "the member could not be matched"}
 		}
 		outcomes[i].Index = i
 	}
@@ -82,7 +83,7 @@ func BulkMemberMatch(ctx workflow.Context, in BulkMatchInput) (BulkMatchOutput, 
 		}
 	}
 	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameFinishBulkMatch), a.FinishBulkMatch,
-		activities.FinishBulkInput{Result: activities.BulkMatchResult{BatchID: in.BatchID, Requester: in.Requester, Members: outcomes},
+		activities.FinishBulkInput{Result: transfer.BulkMatchResult{BatchID: in.BatchID, Requester: in.Requester, Members: outcomes},
 			ResultOwner: in.ResultOwner, RequestOwner: in.RequestOwner}).Get(ctx, &out.ResultSHA256)
 	return out, err
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // TestBulkMemberMatch: members decided one by one, a member whose
@@ -21,7 +22,7 @@ func TestBulkMemberMatch(t *testing.T) {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(BulkMemberMatch, workflow.RegisterOptions{Name: BulkMemberMatchWorkflowName})
 	env.RegisterActivity(&activities.Activities{})
-	decided := map[string]activities.BulkMemberOutcome{
+	decided := map[string]transfer.BulkMemberOutcome{
 		"d0": {Outcome: pdex.OutcomeMatched, MemberID: "M1"},
 		"d1": {Outcome: pdex.OutcomeNoMatch},
 		"d3": {Outcome: pdex.OutcomeConsentDenied, Reason: pdex.ConsentPeriod},
@@ -29,7 +30,7 @@ func TestBulkMemberMatch(t *testing.T) {
 		"d5": {Outcome: pdex.OutcomeInvalid, Why: "MemberPatient: is required"},
 	}
 	env.OnActivity(a.MatchBulkMember, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BulkMemberInput) (activities.BulkMemberOutcome, error) {
+		func(_ context.Context, in activities.BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 			if in.Requester != "p1" || in.BatchID != "b1" {
 				t.Errorf("member input %+v", in)
 			}
