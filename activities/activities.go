@@ -75,6 +75,9 @@ type Activities struct {
 	// delivered resources: our own FHIR server. nil: the NDJSON directory
 	// is the sink.
 	ImportFHIR ImportLoader
+	// BulkMatch decides the members of a $bulk-member-match
+	// (pdex.Matching); nil: MatchBulkMember fails (validation).
+	BulkMatch MemberMatcher
 
 	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
 

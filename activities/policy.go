@@ -21,6 +21,8 @@ const (
 	NamePurgePHI        = "PurgePHI"
 
 	NameCheckGrants         = "CheckGrants"
+	NameMatchBulkMember     = "MatchBulkMember"
+	NameFinishBulkMatch     = "FinishBulkMatch"
 	NamePrepareServedExport = "PrepareServedExport"
 	// An import's steps (import.go).
 	NameMatchAtPartner     = "MatchAtPartner"
@@ -260,6 +262,30 @@ var Policies = map[string]Policy{
 			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation, ErrTypeAuth, fhirrest.ErrTypeRejected, fhirrest.ErrTypeNoPatient},
 		},
 		Compensation: NameWithdrawExport,
+	},
+	// One member of a $bulk-member-match: reads the member index and our
+	// store. A store or index failure is retried for a few minutes; after
+	// that the member lands in NonMatchedMembers as an error and the batch
+	// goes on (workflows.BulkMemberMatch). A member whose stored request is
+	// gone is final.
+	NameMatchBulkMember: {
+		StartToClose:    30 * time.Second,
+		ScheduleToClose: 10 * time.Minute,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
+		},
+	},
+	// Stores a batch's result and withdraws its members' demographics:
+	// local bookkeeping, retried like RecordState for as long as the store
+	// is down, since the PHI must go.
+	NameFinishBulkMatch: {
+		StartToClose:    30 * time.Second,
+		ScheduleToClose: 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: []string{ErrTypeValidation},
+		},
 	},
 	// Signs a tree head: a few reads and one insert. A checkpoint that
 	// cannot be signed now is worth little later (the next run signs a

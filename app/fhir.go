@@ -38,6 +38,13 @@ type FHIRDeps struct {
 	// Exports serves bulk export of the members partners matched
 	// (workflows.ServeEngine); nil: only $member-match is served.
 	Exports pdex.Exports
+	// BulkMatches runs $bulk-member-match (workflows.BulkMatchEngine); nil:
+	// not served.
+	BulkMatches pdex.BulkMatches
+	// Throttle limits requests and failed matches per partner; share it
+	// with the worker's activities (ActivityDeps.Throttle) when they run in
+	// this process; nil: the handler's own.
+	Throttle *pdex.Throttle
 	// BaseURL is the absolute URL of /fhir as partners reach it; "": from
 	// each request.
 	BaseURL string
@@ -80,6 +87,8 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
 		OnMatch:        pdex.RecordGrants(d.Store),
 		Exports:        d.Exports,
+		BulkMatches:    d.BulkMatches,
+		Throttle:       d.Throttle,
 		Store:          d.Store,
 		BaseURL:        d.BaseURL,
 		Logger:         d.Logger,

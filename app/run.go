@@ -20,6 +20,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 )
@@ -91,6 +92,10 @@ type ActivityDeps struct {
 	// TrustHeader is sent, with the partner's auth.client_id, to pull
 	// partners with auth none (loopback dev stacks).
 	TrustHeader string
+	// Throttle counts the failed matches of $bulk-member-match members per
+	// partner: the one of the FHIR handler when it runs in this process
+	// (FHIRDeps.Throttle); nil: this process's own.
+	Throttle *pdex.Throttle
 }
 
 var _ activities.PullClients = (*pdexclient.Dialer)(nil)
@@ -129,6 +134,10 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 	if err := matcher.Warm(ctx); err != nil {
 		return nil, fmt.Errorf("loading the identity index: %w", err)
 	}
+	throttle := d.Throttle
+	if throttle == nil {
+		throttle = pdex.NewThrottle(0, 0, 0, 0)
+	}
 	return &activities.Activities{
 		Store:    d.Store,
 		Matcher:  matcher,
@@ -144,6 +153,13 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		Payer:        d.Payer,
 		ImportDir:    d.ImportDir,
 		ImportFHIR:   sink,
+		// $bulk-member-match members are decided as $member-match decides
+		// (pdex.Matching), with the same matcher and grants.
+		BulkMatch: &pdex.Matching{
+			Matcher: matcher, Parties: func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
+			Holder: pdex.Party{Identifiers: d.Payer.Identifiers}, OnMatch: pdex.RecordGrants(d.Store),
+			Throttle: throttle,
+		},
 	}, nil
 }
 

@@ -179,10 +179,15 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	// Partners may authenticate by SMART Backend Services; in dev, the
 	// X-P2P-Partner header also names the caller.
 	fhirAuth := app.NewSMARTAuth(s.URL, signer, partners)
+	// One process: the handler and the bulk member-match activities count
+	// each partner's failed matches together.
+	throttle := pdex.NewThrottle(0, 0, 0, 0)
 	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
 		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Auth: fhirAuth, Logger: o.Logger.Named("fhir"),
-		Holder:  pdex.Party{Identifiers: []fhir.Identifier{us}},
-		Exports: &workflows.ServeEngine{Client: s.Client, Store: s.Store, FileTTL: o.ExportFileTTL},
+		Holder:      pdex.Party{Identifiers: []fhir.Identifier{us}},
+		Exports:     &workflows.ServeEngine{Client: s.Client, Store: s.Store, FileTTL: o.ExportFileTTL},
+		BulkMatches: &workflows.BulkMatchEngine{Client: s.Client},
+		Throttle:    throttle,
 		// Loopback: a client polls again after a second.
 		StatusRetryAfter: time.Second,
 	})
@@ -205,7 +210,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	served = true
 
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
-		PHIRetention: o.Retention.PHIRetention, ImportDir: s.ImportDir, TrustHeader: PartnerHeader,
+		PHIRetention: o.Retention.PHIRetention, ImportDir: s.ImportDir, TrustHeader: PartnerHeader, Throttle: throttle,
 		Payer: activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem,
 			Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
 		Transmitter: app.Transmitter(us)})

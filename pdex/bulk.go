@@ -138,14 +138,28 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := strings.Index(r.URL.Path, "/Patient/$export")
+	var batch []string // the members of a $bulk-member-match's MatchedMembers Group
 	if g := chi.URLParam(r, "group"); g != "" {
-		if g != MatchedGroupID(requester) {
-			writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such Group"))
-			return
-		}
 		start = strings.Index(r.URL.Path, "/Group/")
+		if g != MatchedGroupID(requester) {
+			ids, found, err := h.bulkMatchedGroup(r.Context(), requester, g)
+			if err != nil {
+				log.Error("bulk kick-off", zap.Error(err))
+				writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the export could not be started"))
+				return
+			}
+			if !found {
+				writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such Group"))
+				return
+			}
+			batch = ids
+		}
 	}
 	members, err := h.grantedMembers(r.Context(), requester, now)
+	if batch != nil {
+		// Only the Group's members, and only while their grants hold.
+		members = slices.DeleteFunc(members, func(g store.MatchGrant) bool { return !slices.Contains(batch, g.MemberID) })
+	}
 	if err != nil {
 		log.Error("bulk kick-off", zap.Error(err))
 		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the export could not be started"))

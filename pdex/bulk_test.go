@@ -84,7 +84,7 @@ type bulkHarness struct {
 // (sensitive), both until the end of January 2022; stranger matched nobody.
 var consentEnd = day("2022-01-31T23:59:59Z")
 
-func newBulkHarness(t *testing.T) *bulkHarness {
+func newBulkHarness(t *testing.T, edits ...func(*Deps)) *bulkHarness {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), sqlite.Memory)
 	if err != nil {
@@ -92,7 +92,12 @@ func newBulkHarness(t *testing.T) *bulkHarness {
 	}
 	t.Cleanup(func() { st.Close() })
 	ex := &fakeExports{st: st}
-	hs := newHarness(t, func(d *Deps) { d.Exports, d.Store, d.OnMatch = ex, st, RecordGrants(st) })
+	hs := newHarness(t, func(d *Deps) {
+		d.Exports, d.Store, d.OnMatch = ex, st, RecordGrants(st)
+		for _, e := range edits {
+			e(d)
+		}
+	})
 	ctx := context.Background()
 	if err := st.UpsertMembers(ctx, []member.Record{
 		{ID: "M1", Given: "Ada", Family: "Lovelace", BirthDate: "1985-12-10", Sex: "F"},

@@ -98,6 +98,11 @@ type Deps struct {
 	// transfers and their files.
 	Exports Exports
 	Store   store.Store
+	// BulkMatches, with Store, serves $bulk-member-match (bulkmatch.go);
+	// nil: that route answers 404. MaxBulkMembers bounds a batch; 0:
+	// DefaultMaxBulkMembers.
+	BulkMatches    BulkMatches
+	MaxBulkMembers int
 	// BaseURL is the absolute URL of /fhir as partners reach it, for the
 	// URLs of status and files; "": from each request.
 	BaseURL string
@@ -105,7 +110,10 @@ type Deps struct {
 	// DefaultStatusRetryAfter.
 	StatusRetryAfter time.Duration
 
-	// Throttle; zero values take the Default* constants.
+	// Throttle limits requests and failed matches per requester; nil: one
+	// of Rate, Burst, MaxFailures and FailureWindow (zero values take the
+	// Default* constants). Share it with the bulk activities (Matching).
+	Throttle      *Throttle
 	Rate          rate.Limit
 	Burst         int
 	MaxFailures   int
@@ -122,7 +130,8 @@ type Deps struct {
 // its own it serves the paths below /fhir ("/Patient/$member-match").
 type Handler struct {
 	d        Deps
-	throttle *throttle
+	throttle *Throttle
+	match    *Matching
 	router   http.Handler
 }
 
@@ -142,6 +151,11 @@ func NewHandler(d Deps) (*Handler, error) {
 		return nil, errors.New("pdex: Deps.MemberIDSystem is required")
 	case d.Exports != nil && d.Store == nil:
 		return nil, errors.New("pdex: Deps.Store is required with Deps.Exports")
+	case d.BulkMatches != nil && d.Store == nil:
+		return nil, errors.New("pdex: Deps.Store is required with Deps.BulkMatches")
+	}
+	if d.MaxBulkMembers <= 0 {
+		d.MaxBulkMembers = DefaultMaxBulkMembers
 	}
 	if d.StatusRetryAfter <= 0 {
 		d.StatusRetryAfter = DefaultStatusRetryAfter
@@ -169,11 +183,19 @@ func NewHandler(d Deps) (*Handler, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	h := &Handler{d: d, throttle: newThrottle(d.Rate, d.Burst, d.MaxFailures, d.FailureWindow)}
+	if d.Throttle == nil {
+		d.Throttle = NewThrottle(d.Rate, d.Burst, d.MaxFailures, d.FailureWindow)
+	}
+	h := &Handler{d: d, throttle: d.Throttle, match: &Matching{
+		Matcher: d.Matcher, Parties: d.Parties, Holder: d.Holder, OnMatch: d.OnMatch, Throttle: d.Throttle, Now: d.Now,
+	}}
 	r := chi.NewRouter()
 	r.Post("/Patient/$member-match", h.memberMatch)
 	if d.Exports != nil {
 		h.mountBulk(r)
+	}
+	if d.BulkMatches != nil {
+		h.mountBulkMatch(r)
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such FHIR operation here"))
@@ -277,61 +299,33 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusBadRequest, is)
 		return
 	}
-	q := req.Demographics()
-	log = log.With(zap.String("query_digest", h.digest(q)))
-
-	// Consent first: its answer must not depend on who our members are.
-	party, known := h.d.Parties(requester)
-	if !known {
-		party = Party{ID: requester}
-	}
-	cd, why := EvaluateConsent(req.Consent, party, h.d.Holder, now)
-	if cd.Permit && len(req.ConsentModifiers) > 0 {
-		cd, why = ConsentDecision{Reason: ConsentModifier}, "the consent carries modifiers we do not understand"
-	}
-	if !cd.Permit {
-		log.Info("member-match", zap.String("outcome", OutcomeConsentDenied), zap.String("reason", cd.Reason))
-		is := issue("business-rule", OutcomeConsentDenied, "the consent cannot be honoured: "+why)
-		is.Details.Coding = append(is.Details.Coding, fhir.Coding{System: OutcomeSystem, Code: cd.Reason})
-		is.Expression = []string{expression(ParamConsent)}
-		writeOutcome(w, http.StatusUnprocessableEntity, is)
-		return
-	}
-
-	dec, err := h.d.Matcher.Resolve(r.Context(), q)
+	log = log.With(zap.String("query_digest", h.digest(req.Demographics())))
+	dec, err := h.match.Decide(r.Context(), requester, req, now)
 	if err != nil {
 		log.Error("member-match", zap.String("outcome", OutcomeError), zap.Error(err))
 		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed"))
 		return
 	}
 	switch dec.Outcome {
-	case identity.OutcomeMatch:
-	case identity.OutcomeReview:
-		h.throttle.fail(requester, now)
-		log.Info("member-match", zap.String("outcome", OutcomeMultipleMatches), zap.Int("candidates", len(dec.Candidates)))
-		writeOutcome(w, http.StatusUnprocessableEntity, issue("multiple-matches", OutcomeMultipleMatches,
-			"more than one member may be the one described; send more of the member's details"))
+	case OutcomeMatched:
+	case OutcomeConsentDenied:
+		log.Info("member-match", zap.String("outcome", OutcomeConsentDenied), zap.String("reason", dec.ConsentReason))
+		is := issue("business-rule", OutcomeConsentDenied, dec.Why)
+		is.Details.Coding = append(is.Details.Coding, fhir.Coding{System: OutcomeSystem, Code: dec.ConsentReason})
+		is.Expression = []string{expression(ParamConsent)}
+		writeOutcome(w, http.StatusUnprocessableEntity, is)
+		return
+	case OutcomeMultipleMatches:
+		log.Info("member-match", zap.String("outcome", OutcomeMultipleMatches), zap.Int("candidates", dec.Candidates))
+		writeOutcome(w, http.StatusUnprocessableEntity, issue("multiple-matches", OutcomeMultipleMatches, dec.Why))
 		return
 	default:
-		h.throttle.fail(requester, now)
-		log.Info("member-match", zap.String("outcome", OutcomeNoMatch))
-		writeOutcome(w, http.StatusUnprocessableEntity, issue("not-found", OutcomeNoMatch, "no member matches"))
+		log.Info("member-match", zap.String("outcome", dec.Outcome))
+		writeOutcome(w, http.StatusUnprocessableEntity, issue("not-found", dec.Outcome, dec.Why))
 		return
 	}
-
-	m := Match{
-		Requester: requester, MemberID: dec.MemberID, Consent: cd, ConsentJSON: req.ConsentJSON,
-		CoverageToLink: req.CoverageToLink, At: now,
-	}
-	if h.d.OnMatch != nil {
-		if err := h.d.OnMatch(r.Context(), m); err != nil {
-			log.Error("member-match", zap.String("outcome", OutcomeError), zap.String("why", "recording the match"), zap.Error(err))
-			writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be recorded"))
-			return
-		}
-	}
-	log.Info("member-match", zap.String("outcome", OutcomeMatched), zap.String("rule", dec.Rationale.Rule),
-		zap.String("consent_scope", cd.Scope))
+	log.Info("member-match", zap.String("outcome", OutcomeMatched), zap.String("rule", dec.Rule),
+		zap.String("consent_scope", dec.Consent.Scope))
 	writeFHIR(w, http.StatusOK, h.response(dec.MemberID))
 }
 

@@ -19,10 +19,11 @@ const (
 	DefaultFailureWindow = 15 * time.Minute
 )
 
-// throttle limits each requester: a token bucket for the request rate and
+// Throttle limits each requester: a token bucket for the request rate and
 // a count of failed matches per fixed window. A success does not reset the
-// count: a prober could otherwise interleave a member it knows.
-type throttle struct {
+// count: a prober could otherwise interleave a member it knows. It is
+// in-memory: one process's count (see Matching.Throttle).
+type Throttle struct {
 	limit       rate.Limit
 	burst       int
 	maxFailures int
@@ -38,11 +39,26 @@ type requesterState struct {
 	windowStart time.Time
 }
 
-func newThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration) *throttle {
-	return &throttle{limit: limit, burst: burst, maxFailures: maxFailures, window: window, by: map[string]*requesterState{}}
+// NewThrottle returns a Throttle of limit requests per second (burst at
+// once) and maxFailures failed matches per window, per requester; zero
+// values take the Default* constants.
+func NewThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration) *Throttle {
+	if limit == 0 {
+		limit = DefaultRate
+	}
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	if maxFailures <= 0 {
+		maxFailures = DefaultMaxFailures
+	}
+	if window <= 0 {
+		window = DefaultFailureWindow
+	}
+	return &Throttle{limit: limit, burst: burst, maxFailures: maxFailures, window: window, by: map[string]*requesterState{}}
 }
 
-func (t *throttle) state(who string, now time.Time) *requesterState {
+func (t *Throttle) state(who string, now time.Time) *requesterState {
 	s := t.by[who]
 	if s == nil {
 		s = &requesterState{lim: rate.NewLimiter(t.limit, t.burst), windowStart: now}
@@ -56,7 +72,7 @@ func (t *throttle) state(who string, now time.Time) *requesterState {
 
 // admit decides whether who may make a request at now. When not, it says
 // how long to wait and why ("failures" or "rate").
-func (t *throttle) admit(who string, now time.Time) (wait time.Duration, why string) {
+func (t *Throttle) admit(who string, now time.Time) (wait time.Duration, why string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.state(who, now)
@@ -74,8 +90,20 @@ func (t *throttle) admit(who string, now time.Time) (wait time.Duration, why str
 	return 0, ""
 }
 
+// capped reports whether who has reached the failed-match cap at now, and
+// until when.
+func (t *Throttle) capped(who string, now time.Time) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.state(who, now)
+	if s.failures >= t.maxFailures {
+		return s.windowStart.Add(t.window).Sub(now), true
+	}
+	return 0, false
+}
+
 // fail records a failed match by who at now.
-func (t *throttle) fail(who string, now time.Time) {
+func (t *Throttle) fail(who string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.state(who, now).failures++

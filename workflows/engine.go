@@ -159,6 +159,7 @@ func RegisterWorkflows(w Registrar) {
 	w.RegisterWorkflowWithOptions(AuditCheckpointWorkflow, workflow.RegisterOptions{Name: AuditCheckpointWorkflowName})
 	w.RegisterWorkflowWithOptions(RetentionPurgeWorkflow, workflow.RegisterOptions{Name: RetentionPurgeWorkflowName})
 	w.RegisterWorkflowWithOptions(ServeExport, workflow.RegisterOptions{Name: ServeExportWorkflowName})
+	w.RegisterWorkflowWithOptions(BulkMemberMatch, workflow.RegisterOptions{Name: BulkMemberMatchWorkflowName})
 }
 
 // nowUTC is the wall clock of client-side code; workflows never call it.

@@ -123,8 +123,9 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 		auth := app.NewSMARTAuth(publicURL, signer, partners)
 		if deps.FHIR, err = app.NewFHIRHandler(ctx, app.FHIRDeps{
 			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Auth: auth, Logger: logger.Named("fhir"),
-			Exports: &workflows.ServeEngine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
-			BaseURL: publicFHIR(cfg.PublicURL),
+			Exports:     &workflows.ServeEngine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
+			BulkMatches: &workflows.BulkMatchEngine{Client: c, TaskQueue: cfg.TaskQueue},
+			BaseURL:     publicFHIR(cfg.PublicURL),
 		}); err != nil {
 			return err
 		}

@@ -1,0 +1,92 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// A $bulk-member-match (PDex) decides each submitted member on its own, as
+// $member-match would (pdex.Matching): MatchBulkMember per member, then
+// FinishBulkMatch stores the result and withdraws the members as received
+// (their demographics). Only member ids, digests and outcome codes cross
+// the workflow.
+
+// MemberMatcher decides one member of a batch, sent by requester as a
+// $member-match Parameters resource (pdex.Matching). A member it cannot
+// read, or whose consent or match fails, is an outcome; the error is an
+// infrastructure failure, retried.
+type MemberMatcher interface {
+	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error)
+}
+
+// BulkMemberInput names one stored member of a batch.
+type BulkMemberInput struct {
+	BatchID   string
+	Requester string
+	Index     int
+	Digest    string // of the member's stored Parameters
+}
+
+// MatchBulkMember decides one member of a batch. Its outcome is recorded
+// by FinishBulkMatch; a match is recorded as a grant at once (OnMatch), as
+// a single $member-match records it, and a retry records it again
+// harmlessly (grants are appended; the latest wins).
+func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
+	if a.BulkMatch == nil {
+		return transfer.BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
+	}
+	art, err := a.Store.GetArtifact(ctx, in.Digest)
+	if errors.Is(err, store.ErrWithdrawn) {
+		err = fmt.Errorf("member %d of batch %s: withdrawn: %w", in.Index, in.BatchID, store.ErrNotFound)
+	}
+	if err != nil {
+		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
+	}
+	out, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
+	if err != nil {
+		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
+	}
+	out.Index = in.Index
+	a.log(in.BatchID).Info("bulk member decided", zap.String("requester", in.Requester), zap.Int("index", in.Index),
+		zap.String("outcome", out.Outcome), zap.String("reason", out.Reason))
+	return out, nil
+}
+
+// FinishBulkInput is a decided batch to store: its result goes under
+// ResultOwner, and the members as received, under RequestOwner, are
+// withdrawn.
+type FinishBulkInput struct {
+	Result       transfer.BulkMatchResult
+	ResultOwner  string
+	RequestOwner string
+}
+
+// FinishBulkMatch stores the batch's result, then withdraws the members as
+// received: their demographics are not kept once decided. It returns the
+// result's digest. Retried, it stores the same digest (a no-op).
+func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (string, error) {
+	b, err := json.Marshal(in.Result)
+	if err != nil {
+		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeValidation, err)
+	}
+	sum := sha256.Sum256(b)
+	digest := hex.EncodeToString(sum[:])
+	if err := a.Store.PutArtifact(ctx, store.Artifact{Digest: digest, TransferID: in.ResultOwner, Name: transfer.BulkMatchResultName,
+		ContentType: "application/json", Size: int64(len(b)), Data: b, CreatedAt: a.now()}); err != nil {
+		return "", appError(ctx, NameFinishBulkMatch, err)
+	}
+	if _, err := a.Store.WithdrawArtifacts(ctx, in.RequestOwner, a.now()); err != nil {
+		return "", appError(ctx, NameFinishBulkMatch, err)
+	}
+	return digest, nil
+}

@@ -1,0 +1,153 @@
+package devstack
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/workflows"
+)
+
+// TestBulkMemberMatch is PDex's bulk variant end to end: the sandbox
+// partner submits four members with $bulk-member-match, polls until the
+// BulkMemberMatch workflow has decided them, finds them in the three
+// Groups, and exports the MatchedMembers Group with $davinci-data-export:
+// exactly the matched members' data.
+func TestBulkMemberMatch(t *testing.T) {
+	e := startBulkStack(t, 30*time.Second)
+	bundle := func(p map[string]any) any {
+		return map[string]any{"name": pdex.ParamMemberBundle, "part": p["parameter"]}
+	}
+	refused := hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")
+	param(refused, 3)["status"] = "inactive"
+	body, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": []any{
+		bundle(hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")), // matched
+		bundle(hrexRequest(t, "Zed", "Nobody", "1990-01-01", "male", "")),            // no match
+		bundle(refused), // consent refused
+		bundle(hrexRequest(t, "Robert", "Okafor", "1972-11-03", "male", "")), // matched by demographics
+	}})
+	req, _ := http.NewRequest(http.MethodPost, e.s.URL+"/fhir/Group/$bulk-member-match", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Prefer", "respond-async")
+	req.Header.Set(PartnerHeader, SandboxPartnerID)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	status := res.Header.Get("Content-Location")
+	if res.StatusCode != http.StatusAccepted || !strings.HasPrefix(status, e.s.URL+"/fhir/bulk-member-match-status/") {
+		t.Fatalf("kick-off: %d %q %s", res.StatusCode, status, b)
+	}
+	batch := status[strings.LastIndex(status, "/")+1:]
+
+	// Poll as a Bulk Data client, never before Retry-After.
+	var r response
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("not decided within 30s")
+		}
+		if r = e.fhirDo("GET", status, SandboxPartnerID, nil); r.status != http.StatusAccepted {
+			break
+		}
+		n, err := strconv.Atoi(r.header.Get("Retry-After"))
+		if err != nil || n < 1 || r.header.Get("X-Progress") == "" {
+			t.Fatalf("202 headers %v", r.header)
+		}
+		time.Sleep(time.Duration(n) * time.Second)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("status: %d %s", r.status, r.body)
+	}
+	if r := e.fhirDo("GET", status, otherPartner, nil); r.status != http.StatusNotFound {
+		t.Errorf("status as another partner: %d", r.status)
+	}
+	var out fhir.Parameters
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		t.Fatal(err)
+	}
+	type member struct {
+		Entity fhir.Reference `json:"entity"`
+	}
+	groups := map[string][]string{}
+	matchedID := ""
+	for _, p := range out.Parameter {
+		var g struct {
+			ID     string   `json:"id"`
+			Member []member `json:"member"`
+		}
+		if err := json.Unmarshal(p.Resource, &g); err != nil {
+			t.Fatal(err)
+		}
+		if p.Name == pdex.ParamMatchedMembers {
+			matchedID = g.ID
+		}
+		for _, m := range g.Member {
+			s := m.Entity.Display
+			if m.Entity.Reference != "" {
+				s += "=" + m.Entity.Reference
+			}
+			groups[p.Name] = append(groups[p.Name], s)
+		}
+	}
+	want := map[string][]string{
+		pdex.ParamMatchedMembers: {"MemberBundle[0]=Patient/" + export.SyntheticPatientID("M100001"),
+			"MemberBundle[3]=Patient/" + export.SyntheticPatientID("M100002")},
+		pdex.ParamNonMatchedMembers:         {"MemberBundle[1]"},
+		pdex.ParamConsentConstrainedMembers: {"MemberBundle[2]"},
+	}
+	for name, w := range want {
+		if strings.Join(groups[name], "|") != strings.Join(w, "|") {
+			t.Errorf("%s: %q, want %q", name, groups[name], w)
+		}
+	}
+	for _, s := range []string{"Nguyen", "Okafor", "Nobody", "1985-04-12"} {
+		if bytes.Contains(r.body, []byte(s)) {
+			t.Errorf("the result holds %q", s)
+		}
+	}
+	e.saveWorkflowHistory(workflows.BulkMatchWorkflowID(batch), "bulk_member_match")
+
+	// The MatchedMembers Group exports exactly its members' data.
+	k := e.fhirDo("GET", "/fhir/Group/"+matchedID+"/$davinci-data-export?_type=Patient", SandboxPartnerID,
+		map[string]string{"Prefer": "respond-async", "Accept": "application/fhir+json"})
+	if k.status != http.StatusAccepted {
+		t.Fatalf("export kick-off: %d %s", k.status, k.body)
+	}
+	man, _ := e.poll(k.header.Get("Content-Location"), 30*time.Second)
+	var patients []string
+	for _, o := range man.Output {
+		f := e.fhirDo("GET", o.URL, SandboxPartnerID, nil)
+		if f.status != http.StatusOK {
+			t.Fatalf("file: %d", f.status)
+		}
+		if o.Type != "Patient" {
+			continue
+		}
+		sc := bufio.NewScanner(bytes.NewReader(f.body))
+		for sc.Scan() {
+			var p struct{ ID string }
+			if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+				t.Fatal(err)
+			}
+			patients = append(patients, p.ID)
+		}
+	}
+	sort.Strings(patients)
+	wantPatients := []string{export.SyntheticPatientID("M100001"), export.SyntheticPatientID("M100002")}
+	sort.Strings(wantPatients)
+	if strings.Join(patients, ",") != strings.Join(wantPatients, ",") {
+		t.Errorf("exported patients %v, want %v", patients, wantPatients)
+	}
+}

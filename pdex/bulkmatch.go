@@ -1,0 +1,421 @@
+package pdex
+
+// PDex $bulk-member-match (STU 2.1): a new payer matches many members at
+// once, asynchronously, as the FHIR asynchronous request pattern and Bulk
+// Data do it:
+//
+//	POST /fhir/Group/$bulk-member-match           Prefer: respond-async; Parameters of MemberBundle parts → 202, Content-Location
+//	GET  /fhir/bulk-member-match-status/{id}      202 (X-Progress, Retry-After) while matching; 200 with the result
+//
+// Each MemberBundle holds the parameters of one $member-match
+// (MemberPatient, CoverageToMatch, CoverageToLink, Consent) and is decided
+// exactly as $member-match decides it (Matching.Decide: consent first,
+// then the matcher; a match recorded as a grant; each failed match counted
+// against the requester's cap). The result is a Parameters of three
+// Groups: MatchedMembers (its id exports exactly those members with
+// $davinci-data-export), NonMatchedMembers (no match, several candidates,
+// a part we cannot read, the cap reached, or an error) and
+// ConsentConstrainedMembers (a consent we cannot honour). One member's
+// failure never fails the batch.
+//
+// The members as received (PHI) are stored, each by digest, until the
+// batch is decided (Deps.BulkMatches runs it: workflows.BulkMemberMatch),
+// then withdrawn; the result (member ids and codes) is kept.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// BulkMatches runs the batches of $bulk-member-match
+// (workflows.BulkMatchEngine).
+type BulkMatches interface {
+	// StartBulkMatch starts deciding the batch, whose members are stored.
+	StartBulkMatch(ctx context.Context, b BulkMatch) error
+}
+
+// BulkMatch is an accepted batch: the digests of its members as stored
+// (under BulkMatchRequestOwner), in order. No PHI.
+type BulkMatch struct {
+	ID        string
+	Requester string
+	Members   []string
+}
+
+// The parameters of $bulk-member-match (PDex multi-member-match in and out).
+const (
+	ParamMemberBundle              = "MemberBundle"
+	ParamMatchedMembers            = "MatchedMembers"
+	ParamNonMatchedMembers         = "NonMatchedMembers"
+	ParamConsentConstrainedMembers = "ConsentConstrainedMembers"
+)
+
+// PDex codes and profiles of the result Groups.
+const (
+	SystemMultiMemberMatchResult = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
+	profileMatchGroup            = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group"
+	profileNoMatchGroup          = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group"
+)
+
+// OutcomeExtension, on a member of NonMatchedMembers or
+// ConsentConstrainedMembers, says why (valueCodeableConcept: the Outcome*
+// class and, for a refused consent, the Consent* reason, system
+// OutcomeSystem; text names the parameter at fault, never a value).
+const OutcomeExtension = "https://p2p.example/fhir/StructureDefinition/member-match-outcome"
+
+// DefaultMaxBulkMembers bounds the members of one batch.
+const DefaultMaxBulkMembers = 1000
+
+// maxBulkBody bounds a $bulk-member-match body: a few KiB per member.
+const maxBulkBody = 32 << 20
+
+// BulkMatchRequestOwner owns (store.Artifact.TransferID) the members of
+// requester's batch id as received; BulkMatchResultOwner its result.
+// The requester is part of both, so a batch is found only by its own
+// requester.
+func BulkMatchRequestOwner(requester, id string) string {
+	return "bulk-member-match:" + requester + ":" + id + ":request"
+}
+
+// BulkMatchResultOwner: see BulkMatchRequestOwner.
+func BulkMatchResultOwner(requester, id string) string {
+	return "bulk-member-match:" + requester + ":" + id
+}
+
+// BulkMatchedGroupID is the id of the MatchedMembers Group of batch id:
+// $davinci-data-export on it exports the members the batch matched.
+func BulkMatchedGroupID(id string) string { return "bulk-match-" + id }
+
+// ParseBulkMemberMatch reads a $bulk-member-match Parameters resource and
+// returns each MemberBundle as a $member-match Parameters resource (JSON),
+// to be read by ParseMemberMatch when the member is decided. Only the
+// envelope is checked here: a Parameters of 1..max MemberBundle
+// parameters, each carrying parts; what a part holds is the member's own
+// business and never fails the batch.
+func ParseBulkMemberMatch(body []byte, max int) ([][]byte, *InputError) {
+	var p fhir.Parameters
+	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
+		return nil, &InputError{Code: "structure", Msg: "the body is not a FHIR Parameters resource in JSON"}
+	}
+	if p.ImplicitRules != "" {
+		return nil, &InputError{Param: "Parameters.implicitRules", Code: "not-supported", Msg: "implicit rules are not supported"}
+	}
+	var members [][]byte
+	for _, prm := range p.Parameter {
+		if prm.Name != ParamMemberBundle {
+			return nil, &InputError{Param: prm.Name, Code: "not-supported", Msg: "is not a parameter of $bulk-member-match"}
+		}
+		at := fmt.Sprintf("%s[%d]", ParamMemberBundle, len(members))
+		switch {
+		case len(prm.ModifierExtension) > 0:
+			return nil, &InputError{Param: at, Code: "not-supported", Msg: "carries a modifierExtension we do not understand"}
+		case prm.Value != nil || len(prm.Resource) > 0 || len(prm.Part) == 0:
+			return nil, &InputError{Param: at, Code: "invalid", Msg: "must carry the member's parameters as parts"}
+		}
+		b, err := json.Marshal(fhir.Parameters{ResourceType: "Parameters", Parameter: prm.Part})
+		if err != nil {
+			return nil, &InputError{Param: at, Code: "invalid", Msg: "could not be read"}
+		}
+		members = append(members, b)
+		if len(members) > max {
+			return nil, &InputError{Param: ParamMemberBundle, Code: "too-costly", Msg: fmt.Sprintf("at most %d members per request", max)}
+		}
+	}
+	if len(members) == 0 {
+		return nil, &InputError{Param: ParamMemberBundle, Code: "required", Msg: "is required (one per member)"}
+	}
+	return members, nil
+}
+
+// DecideMember decides one member of a batch (activities.MemberMatcher):
+// a requester at its failed-match cap is not matched at all; a member
+// that is not a valid $member-match is not matched (invalid_request);
+// otherwise Decide.
+func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error) {
+	now := m.now()
+	if _, capped := m.Throttle.capped(requester, now); capped {
+		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil
+	}
+	req, perr := ParseMemberMatch(member)
+	if perr != nil {
+		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil
+	}
+	dec, err := m.Decide(ctx, requester, req, now)
+	if err != nil {
+		return transfer.BulkMemberOutcome{}, err
+	}
+	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, nil
+}
+
+func (h *Handler) mountBulkMatch(r chi.Router) {
+	r.Post("/Group/$bulk-member-match", h.bulkMemberMatch)
+	r.Get("/bulk-member-match-status/{id}", h.bulkMatchStatus)
+}
+
+func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
+	now := h.d.Now()
+	requester, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	log := h.d.Logger.With(zap.String("requester", requester), zap.String("op", "bulk-member-match"))
+	// The batch is one request against the rate; its members count one by
+	// one against the failed-match cap as they are decided.
+	if wait, why := h.throttle.admit(requester, now); wait > 0 {
+		outcome, msg := OutcomeThrottled, "too many requests"
+		if why == "failures" {
+			outcome, msg = OutcomeTooManyFailures, "too many failed matches"
+		}
+		log.Warn("bulk-member-match", zap.String("outcome", outcome), zap.Duration("retry_after", wait))
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+999_999_999)/1_000_000_000)))
+		writeOutcome(w, http.StatusTooManyRequests, issue("throttled", outcome, msg))
+		return
+	}
+	if !preferAsync(r.Header.Values("Prefer")) {
+		writeOutcome(w, http.StatusBadRequest, issue("required", OutcomeInvalid, "$bulk-member-match is asynchronous: send the header Prefer: respond-async"))
+		return
+	}
+	if !fhirJSON(r.Header.Get("Content-Type")) {
+		writeOutcome(w, http.StatusUnsupportedMediaType, issue("not-supported", OutcomeInvalid, "send application/fhir+json"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBulkBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeOutcome(w, http.StatusRequestEntityTooLarge, issue("too-long", OutcomeInvalid, "the body is too large"))
+			return
+		}
+		writeOutcome(w, http.StatusBadRequest, issue("structure", OutcomeInvalid, "the body could not be read"))
+		return
+	}
+	members, perr := ParseBulkMemberMatch(body, h.d.MaxBulkMembers)
+	if perr != nil {
+		log.Info("bulk-member-match refused", zap.String("param", perr.Param))
+		is := issue(perr.Code, OutcomeInvalid, perr.Error())
+		if perr.Param != "" {
+			is.Expression = []string{bulkExpression(perr.Param)}
+		}
+		writeOutcome(w, http.StatusBadRequest, is)
+		return
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
+		return
+	}
+	b := BulkMatch{ID: id.String(), Requester: requester, Members: make([]string, len(members))}
+	owner := BulkMatchRequestOwner(requester, b.ID)
+	fail := func(err error) {
+		log.Error("bulk-member-match", zap.String("batch_id", b.ID), zap.Error(err))
+		// Nothing runs the batch: its members' PHI goes.
+		if _, werr := h.d.Store.WithdrawArtifacts(context.WithoutCancel(r.Context()), owner, h.d.Now()); werr != nil {
+			log.Error("bulk-member-match: withdrawing the request", zap.String("batch_id", b.ID), zap.Error(werr))
+		}
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
+	}
+	for i, m := range members {
+		// The batch and position are part of what is stored, so that the
+		// same member sent in two batches is two artifacts, each withdrawn
+		// with its own batch.
+		var p map[string]json.RawMessage
+		_ = json.Unmarshal(m, &p) // we marshalled it
+		p["id"], _ = json.Marshal(fmt.Sprintf("%s-%d", b.ID, i))
+		data, _ := json.Marshal(p)
+		b.Members[i] = export.Digest(data)
+		if err := h.d.Store.PutArtifact(r.Context(), store.Artifact{Digest: b.Members[i], TransferID: owner,
+			Name: fmt.Sprintf("MemberBundle-%d.json", i), ContentType: "application/fhir+json", Size: int64(len(data)),
+			Data: data, CreatedAt: now.UTC()}); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if err := h.d.BulkMatches.StartBulkMatch(r.Context(), b); err != nil {
+		fail(err)
+		return
+	}
+	log.Info("bulk-member-match accepted", zap.String("batch_id", b.ID), zap.Int("members", len(members)))
+	base := h.base(r, strings.Index(r.URL.Path, "/Group/"))
+	w.Header().Set("Content-Location", base+"/bulk-member-match-status/"+b.ID)
+	writeFHIR(w, http.StatusAccepted, fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: []fhir.Issue{{
+		Severity: "information", Code: "informational", Diagnostics: "accepted: poll the Content-Location",
+	}}})
+}
+
+// bulkExpression is the FHIRPath of a parameter of $bulk-member-match.
+func bulkExpression(param string) string {
+	name, idx, ok := strings.Cut(param, "[")
+	e := "Parameters.parameter.where(name='" + name + "')"
+	if ok {
+		e += "[" + idx
+	}
+	return e
+}
+
+func (h *Handler) bulkMatchStatus(w http.ResponseWriter, r *http.Request) {
+	requester, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	log := h.d.Logger.With(zap.String("requester", requester), zap.String("batch_id", id))
+	res, state, err := h.bulkMatchResult(r.Context(), requester, id)
+	switch {
+	case err != nil:
+		log.Error("bulk-member-match status", zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be read"))
+		return
+	case state == batchUnknown:
+		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such request"))
+		return
+	case state == batchRunning:
+		w.Header().Set("X-Progress", "matching members")
+		w.Header().Set("Retry-After", strconv.Itoa(int((h.d.StatusRetryAfter+999_999_999)/1_000_000_000)))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	writeFHIR(w, http.StatusOK, h.bulkMatchResponse(res))
+}
+
+type batchState int
+
+const (
+	batchUnknown batchState = iota
+	batchRunning
+	batchDone
+)
+
+// bulkMatchResult reads requester's batch id: its result once decided.
+func (h *Handler) bulkMatchResult(ctx context.Context, requester, id string) (transfer.BulkMatchResult, batchState, error) {
+	var res transfer.BulkMatchResult
+	arts, err := h.d.Store.ListArtifacts(ctx, BulkMatchResultOwner(requester, id))
+	if err != nil {
+		return res, batchUnknown, err
+	}
+	for _, a := range arts {
+		if a.Name != transfer.BulkMatchResultName || a.WithdrawnAt != nil {
+			continue
+		}
+		art, err := h.d.Store.GetArtifact(ctx, a.Digest)
+		if err == nil {
+			err = json.Unmarshal(art.Data, &res)
+		}
+		if err == nil && (res.BatchID != id || res.Requester != requester) {
+			err = errors.New("the stored result is another batch's")
+		}
+		if err != nil {
+			return res, batchUnknown, err
+		}
+		return res, batchDone, nil
+	}
+	reqs, err := h.d.Store.ListArtifacts(ctx, BulkMatchRequestOwner(requester, id))
+	if err != nil {
+		return res, batchUnknown, err
+	}
+	for _, a := range reqs {
+		if a.WithdrawnAt == nil {
+			return res, batchRunning, nil
+		}
+	}
+	// Withdrawn with no result: the batch was never started.
+	return res, batchUnknown, nil
+}
+
+// group is a FHIR Group as the PDex result carries it.
+type group struct {
+	ResourceType string                `json:"resourceType"`
+	ID           string                `json:"id,omitempty"`
+	Meta         *fhir.Meta            `json:"meta,omitempty"`
+	Type         string                `json:"type"`
+	Actual       bool                  `json:"actual"`
+	Code         *fhir.CodeableConcept `json:"code,omitempty"`
+	Quantity     int                   `json:"quantity"`
+	Member       []groupMember         `json:"member,omitempty"`
+}
+
+type groupMember struct {
+	Extension []fhir.Extension `json:"extension,omitempty"`
+	Entity    fhir.Reference   `json:"entity"`
+}
+
+// bulkMatchResponse is the PDex multi-member-match-out Parameters of res.
+func (h *Handler) bulkMatchResponse(res transfer.BulkMatchResult) fhir.Parameters {
+	mk := func(id, code, display, profile string) *group {
+		g := &group{ResourceType: "Group", ID: id, Type: "person", Actual: true, Meta: &fhir.Meta{Profile: []string{profile}},
+			Code: &fhir.CodeableConcept{Coding: []fhir.Coding{{System: SystemMultiMemberMatchResult, Code: code, Display: display}}}}
+		return g
+	}
+	matched := mk(BulkMatchedGroupID(res.BatchID), "match", "Matched", profileMatchGroup)
+	nonMatched := mk("", "nomatch", "Not Matched", profileNoMatchGroup)
+	constrained := mk("", "consentconstraint", "Consent Constraint", profileNoMatchGroup)
+	for _, m := range res.Members {
+		part := fmt.Sprintf("%s[%d]", ParamMemberBundle, m.Index)
+		if m.Outcome == OutcomeMatched {
+			ident := fhir.Identifier{Type: &memberIdentifierType, System: h.d.MemberIDSystem, Value: m.MemberID}
+			ref := fhir.Reference{Type: "Patient", Identifier: &ident, Display: part}
+			if h.d.PatientRef != nil {
+				ref.Reference = h.d.PatientRef(m.MemberID)
+			}
+			matched.Member = append(matched.Member, groupMember{Entity: ref})
+			continue
+		}
+		why := fhir.CodeableConcept{Coding: []fhir.Coding{{System: OutcomeSystem, Code: m.Outcome}}, Text: m.Why}
+		if m.Reason != "" {
+			why.Coding = append(why.Coding, fhir.Coding{System: OutcomeSystem, Code: m.Reason})
+		}
+		v, _ := fhir.NewValue("CodeableConcept", why) // our own types always marshal
+		gm := groupMember{Extension: []fhir.Extension{{URL: OutcomeExtension, Value: v}}, Entity: fhir.Reference{Display: part}}
+		if m.Outcome == OutcomeConsentDenied {
+			constrained.Member = append(constrained.Member, gm)
+		} else {
+			nonMatched.Member = append(nonMatched.Member, gm)
+		}
+	}
+	out := fhir.Parameters{ResourceType: "Parameters"}
+	for _, p := range []struct {
+		name string
+		g    *group
+	}{{ParamMatchedMembers, matched}, {ParamNonMatchedMembers, nonMatched}, {ParamConsentConstrainedMembers, constrained}} {
+		p.g.Quantity = len(p.g.Member)
+		b, _ := json.Marshal(p.g)
+		out.Parameter = append(out.Parameter, fhir.Parameter{Name: p.name, Resource: b})
+	}
+	return out
+}
+
+// bulkMatchedGroup are the members of requester's MatchedMembers Group
+// groupID (BulkMatchedGroupID), for its export; found false when there is
+// no such Group (not a batch's, or not decided).
+func (h *Handler) bulkMatchedGroup(ctx context.Context, requester, groupID string) (ids []string, found bool, err error) {
+	id, ok := strings.CutPrefix(groupID, BulkMatchedGroupID(""))
+	if !ok || h.d.BulkMatches == nil {
+		return nil, false, nil
+	}
+	res, state, err := h.bulkMatchResult(ctx, requester, id)
+	if err != nil || state != batchDone {
+		return nil, false, err
+	}
+	ids = []string{}
+	for _, m := range res.Members {
+		if m.Outcome == OutcomeMatched {
+			ids = append(ids, m.MemberID)
+		}
+	}
+	return ids, true, nil
+}

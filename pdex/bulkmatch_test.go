@@ -1,0 +1,362 @@
+package pdex
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// familyMatcher decides by the family name asked for; "Broken" fails.
+type familyMatcher map[string]identity.Decision
+
+func (m familyMatcher) Resolve(_ context.Context, q transfer.Demographics) (identity.Decision, error) {
+	if q.Family == "Broken" {
+		return identity.Decision{}, errors.New("index unavailable")
+	}
+	return m[q.Family], nil
+}
+
+// fakeBulk stands in for workflows.BulkMatchEngine: it keeps the batches
+// and, on run, decides them as the workflow does, with the real activities.
+type fakeBulk struct {
+	mu       sync.Mutex
+	batches  []BulkMatch
+	failed   []BulkMatch // started with startErr set
+	startErr error
+}
+
+func (f *fakeBulk) StartBulkMatch(_ context.Context, b BulkMatch) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.startErr != nil {
+		f.failed = append(f.failed, b)
+		return f.startErr
+	}
+	f.batches = append(f.batches, b)
+	return nil
+}
+
+// run decides the last batch: each member by MatchBulkMember (a failure is
+// an error outcome, as the workflow records it), then FinishBulkMatch.
+func (b *bulkMatchHarness) run() {
+	b.t.Helper()
+	b.bulk.mu.Lock()
+	batch := b.bulk.batches[len(b.bulk.batches)-1]
+	b.bulk.mu.Unlock()
+	acts := &activities.Activities{Store: b.st, BulkMatch: b.h.match, Now: b.clock.now}
+	res := transfer.BulkMatchResult{BatchID: batch.ID, Requester: batch.Requester}
+	for i, d := range batch.Members {
+		o, err := acts.MatchBulkMember(context.Background(), activities.BulkMemberInput{BatchID: batch.ID, Requester: batch.Requester, Index: i, Digest: d})
+		if err != nil {
+			o = transfer.BulkMemberOutcome{Index: i, Outcome: OutcomeError, Why: "the member could not be matched"}
+		}
+		res.Members = append(res.Members, o)
+	}
+	if _, err := acts.FinishBulkMatch(context.Background(), activities.FinishBulkInput{Result: res,
+		ResultOwner: BulkMatchResultOwner(batch.Requester, batch.ID), RequestOwner: BulkMatchRequestOwner(batch.Requester, batch.ID)}); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+type bulkMatchHarness struct {
+	*bulkHarness
+	bulk *fakeBulk
+}
+
+func newBulkMatchHarness(t *testing.T, edit func(*Deps)) *bulkMatchHarness {
+	t.Helper()
+	bulk := &fakeBulk{}
+	b := newBulkHarness(t, func(d *Deps) {
+		d.BulkMatches = bulk
+		d.Matcher = familyMatcher{
+			"Lovelace": {Outcome: identity.OutcomeMatch, MemberID: "M1"},
+			"Turing":   {Outcome: identity.OutcomeMatch, MemberID: "M2"},
+			"Twin":     {Outcome: identity.OutcomeReview, Candidates: []string{"M1", "M2"}},
+		}
+		if edit != nil {
+			edit(d)
+		}
+	})
+	return &bulkMatchHarness{bulkHarness: b, bulk: bulk}
+}
+
+// bundle is the official example's parameters as one MemberBundle, for
+// a member of family name family, with f applied to its parameters.
+func bundle(t *testing.T, family string, f func(ps []any) []any) map[string]any {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(exampleBody(t), &p); err != nil {
+		t.Fatal(err)
+	}
+	ps := p["parameter"].([]any)
+	resourceOf(ps, 0)["name"].([]any)[0].(map[string]any)["family"] = family
+	if f != nil {
+		ps = f(ps)
+	}
+	return map[string]any{"name": ParamMemberBundle, "part": ps}
+}
+
+func bulkBody(t *testing.T, params ...any) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var fhirAsync = map[string]string{"Prefer": "respond-async", "Content-Type": "application/fhir+json"}
+
+// submit posts body as partner and returns the batch id.
+func (b *bulkMatchHarness) submit(partner string, body []byte) string {
+	b.t.Helper()
+	a := b.do("POST", "/Group/$bulk-member-match", partner, fhirAsync, body)
+	if a.status != http.StatusAccepted {
+		b.t.Fatalf("kick-off: %d %s", a.status, a.body)
+	}
+	id, ok := strings.CutPrefix(a.header.Get("Content-Location"), "http://example.com/bulk-member-match-status/")
+	if !ok || id == "" {
+		b.t.Fatalf("Content-Location %q", a.header.Get("Content-Location"))
+	}
+	return id
+}
+
+// groups reads the three Groups of a completed status answer.
+func groups(t *testing.T, a answer) map[string]group {
+	t.Helper()
+	var p fhir.Parameters
+	if err := json.Unmarshal(a.body, &p); err != nil || p.ResourceType != "Parameters" {
+		t.Fatalf("not Parameters: %v %s", err, a.body)
+	}
+	out := map[string]group{}
+	for _, prm := range p.Parameter {
+		var g group
+		if err := json.Unmarshal(prm.Resource, &g); err != nil || g.ResourceType != "Group" {
+			t.Fatalf("%s is not a Group: %v", prm.Name, err)
+		}
+		if g.Quantity != len(g.Member) {
+			t.Errorf("%s: quantity %d of %d members", prm.Name, g.Quantity, len(g.Member))
+		}
+		out[prm.Name] = g
+	}
+	if len(out) != 3 {
+		t.Fatalf("want the three Groups, got %v", p.Parameter)
+	}
+	return out
+}
+
+// entries names each member of g by its part and outcome codes.
+func entries(g group) []string {
+	var out []string
+	for _, m := range g.Member {
+		s := m.Entity.Display
+		if m.Entity.Identifier != nil {
+			s += "=" + m.Entity.Identifier.Value + "@" + m.Entity.Reference
+		}
+		for _, e := range m.Extension {
+			var cc fhir.CodeableConcept
+			if e.URL == OutcomeExtension {
+				if _, err := e.Value.Decode("CodeableConcept", &cc); err == nil {
+					for _, c := range cc.Coding {
+						s += " " + c.Code
+					}
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestBulkMemberMatchMixedBatch(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	inactive := func(ps []any) []any { resourceOf(ps, 3)["status"] = "inactive"; return ps }
+	noBirthDate := func(ps []any) []any { delete(resourceOf(ps, 0), "birthDate"); return ps }
+	body := bulkBody(t,
+		bundle(t, "Lovelace", nil),         // 0 matched
+		bundle(t, "Nobody", nil),           // 1 no match
+		bundle(t, "Turing", inactive),      // 2 consent refused
+		bundle(t, "Twin", nil),             // 3 several candidates
+		bundle(t, "Broken", nil),           // 4 the matcher fails
+		bundle(t, "Lovelace", noBirthDate), // 5 a part we cannot read
+		bundle(t, "Turing", nil),           // 6 matched
+	)
+	id := b.submit("new-payer", body)
+
+	// Before the batch is decided: 202 with progress; another partner
+	// does not see it.
+	a := b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil)
+	if a.status != http.StatusAccepted || a.header.Get("X-Progress") == "" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("status while running: %d %v", a.status, a.header)
+	}
+	if a := b.do("GET", "/bulk-member-match-status/"+id, "stranger", nil, nil); a.status != http.StatusNotFound {
+		t.Errorf("another partner's status: %d", a.status)
+	}
+	// Only digests reach the workflow.
+	for _, d := range b.bulk.batches[0].Members {
+		if len(d) != 64 {
+			t.Errorf("member %q is not a digest", d)
+		}
+	}
+
+	b.run()
+	a = b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil)
+	if a.status != http.StatusOK {
+		t.Fatalf("status when done: %d %s", a.status, a.body)
+	}
+	gs := groups(t, a)
+	check := func(name string, want ...string) {
+		t.Helper()
+		got := entries(gs[name])
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+	check(ParamMatchedMembers, "MemberBundle[0]=M1@Patient/pat-M1", "MemberBundle[6]=M2@Patient/pat-M2")
+	check(ParamNonMatchedMembers, "MemberBundle[1] no_match", "MemberBundle[3] multiple_matches",
+		"MemberBundle[4] error", "MemberBundle[5] invalid_request")
+	check(ParamConsentConstrainedMembers, "MemberBundle[2] consent_denied consent_inactive")
+	if g := gs[ParamMatchedMembers]; g.ID != BulkMatchedGroupID(id) || g.Code.Coding[0].Code != "match" {
+		t.Errorf("MatchedMembers: id %q code %v", g.ID, g.Code)
+	}
+	for _, s := range []string{"Patricia", "1974-12-25", "DH10001235", "Lovelace", "Turing", "Nobody"} {
+		if strings.Contains(string(a.body), s) {
+			t.Errorf("the result holds PHI %q", s)
+		}
+	}
+
+	// The members as received are withdrawn once decided.
+	arts, err := b.st.ListArtifacts(context.Background(), BulkMatchRequestOwner("new-payer", id))
+	if err != nil || len(arts) != 7 {
+		t.Fatalf("request artifacts: %v %d", err, len(arts))
+	}
+	for _, art := range arts {
+		if art.WithdrawnAt == nil {
+			t.Errorf("%s not withdrawn", art.Name)
+		}
+	}
+
+	// The matches are grants like $member-match's, and the MatchedMembers
+	// Group exports exactly its members.
+	gr, err := b.st.MatchGrants(context.Background(), "new-payer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The batch's grants replace the harness's (c1, c2) for M1 and M2.
+	if len(gr) != 2 || gr[0].ConsentID == "c1" || gr[1].ConsentID == "c2" || gr[0].ConsentID != gr[1].ConsentID {
+		t.Errorf("grants: %+v", gr)
+	}
+	b.kickoff("/Group/" + BulkMatchedGroupID(id) + "/$davinci-data-export")
+	if k := b.ex.kickoffs[len(b.ex.kickoffs)-1]; strings.Join(k.MemberIDs, ",") != "M1,M2" {
+		t.Errorf("export of the Group: members %v", k.MemberIDs)
+	}
+	if a := b.do("GET", "/Group/"+BulkMatchedGroupID(id)+"/$davinci-data-export", "stranger", async, nil); a.status != http.StatusNotFound {
+		t.Errorf("another partner exporting the Group: %d", a.status)
+	}
+	if a := b.do("GET", "/Group/bulk-match-nope/$davinci-data-export", "new-payer", async, nil); a.status != http.StatusNotFound {
+		t.Errorf("unknown Group: %d", a.status)
+	}
+}
+
+func TestBulkMemberMatchOnlyNonMatched(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Nobody", nil)))
+	b.run()
+	gs := groups(t, b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil))
+	if len(gs[ParamMatchedMembers].Member) != 0 || len(gs[ParamNonMatchedMembers].Member) != 1 {
+		t.Errorf("groups %+v", gs)
+	}
+	// A batch that matched nobody exports nothing.
+	if a := b.do("GET", "/Group/"+BulkMatchedGroupID(id)+"/$davinci-data-export", "new-payer", async, nil); a.status != http.StatusForbidden {
+		t.Errorf("export of an empty Group: %d %s", a.status, a.body)
+	}
+}
+
+func TestBulkMemberMatchBadRequests(t *testing.T) {
+	b := newBulkMatchHarness(t, func(d *Deps) { d.MaxBulkMembers = 2 })
+	good := bundle(t, "Lovelace", nil)
+	for name, tc := range map[string]struct {
+		header map[string]string
+		body   []byte
+		status int
+		param  string // in the diagnostics and expression
+	}{
+		"not parameters":  {fhirAsync, []byte(`{"resourceType":"Patient"}`), 400, ""},
+		"no members":      {fhirAsync, bulkBody(t), 400, "MemberBundle"},
+		"other parameter": {fhirAsync, bulkBody(t, good, map[string]any{"name": "Consent", "resource": map[string]any{"resourceType": "Consent"}}), 400, "Consent"},
+		"resource, not parts": {fhirAsync, bulkBody(t, good, map[string]any{"name": "MemberBundle", "resource": map[string]any{"resourceType": "Patient"}}),
+			400, "MemberBundle[1]"},
+		"too many":  {fhirAsync, bulkBody(t, good, good, good), 400, "MemberBundle"},
+		"not async": {map[string]string{"Content-Type": "application/fhir+json"}, bulkBody(t, good), 400, ""},
+		"not json":  {map[string]string{"Prefer": "respond-async", "Content-Type": "text/plain"}, bulkBody(t, good), 415, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := b.do("POST", "/Group/$bulk-member-match", "new-payer", tc.header, tc.body)
+			if a.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", a.status, tc.status, a.body)
+			}
+			is := outcomeOf(t, a)
+			if tc.param != "" && !strings.HasPrefix(is.Diagnostics, tc.param+":") {
+				t.Errorf("diagnostics %q do not name %s", is.Diagnostics, tc.param)
+			}
+			if tc.param == "MemberBundle[1]" && (len(is.Expression) != 1 || is.Expression[0] != "Parameters.parameter.where(name='MemberBundle')[1]") {
+				t.Errorf("expression %v", is.Expression)
+			}
+		})
+	}
+	if len(b.bulk.batches) != 0 {
+		t.Errorf("a refused request started %d batches", len(b.bulk.batches))
+	}
+	if a := b.do("POST", "/Group/$bulk-member-match", "", fhirAsync, bulkBody(t, good)); a.status != http.StatusUnauthorized {
+		t.Errorf("unauthenticated: %d", a.status)
+	}
+}
+
+// The batch's members count against the same failed-match cap as single
+// calls: past it, members are not matched, and new batches are refused.
+func TestBulkMemberMatchFailedMatchCap(t *testing.T) {
+	b := newBulkMatchHarness(t, func(d *Deps) { d.MaxFailures = 2 })
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Nobody", nil), bundle(t, "Twin", nil), bundle(t, "Lovelace", nil)))
+	b.run()
+	gs := groups(t, b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil))
+	if got := entries(gs[ParamNonMatchedMembers]); strings.Join(got, "|") != "MemberBundle[0] no_match|MemberBundle[1] multiple_matches|MemberBundle[2] too_many_failures" {
+		t.Errorf("non-matched: %q", got)
+	}
+	if len(gs[ParamMatchedMembers].Member) != 0 {
+		t.Error("a member was matched past the cap")
+	}
+	if a := b.match("new-payer", exampleBody(t)); a.status != http.StatusTooManyRequests {
+		t.Errorf("single $member-match past the cap: %d", a.status)
+	}
+	if a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil))); a.status != http.StatusTooManyRequests {
+		t.Errorf("new batch past the cap: %d", a.status)
+	}
+}
+
+func TestBulkMemberMatchStartFails(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	b.bulk.startErr = errors.New("temporal down")
+	a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil)))
+	if a.status != http.StatusInternalServerError || len(b.bulk.failed) != 1 {
+		t.Fatalf("status %d, %d failed starts", a.status, len(b.bulk.failed))
+	}
+	// Nothing will decide the members: their demographics are withdrawn,
+	// and the batch is unknown.
+	id := b.bulk.failed[0].ID
+	arts, err := b.st.ListArtifacts(context.Background(), BulkMatchRequestOwner("new-payer", id))
+	if err != nil || len(arts) != 1 || arts[0].WithdrawnAt == nil {
+		t.Errorf("request artifacts: %v %+v", err, arts)
+	}
+	if a := b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil); a.status != http.StatusNotFound {
+		t.Errorf("status of a batch never started: %d", a.status)
+	}
+}
