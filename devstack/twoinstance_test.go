@@ -27,6 +27,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -363,9 +364,14 @@ func TestTwoInstances(t *testing.T) {
 		for sc.Scan() {
 			var r struct {
 				ResourceType string `json:"resourceType"`
+				ID           string `json:"id"`
 			}
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				t.Fatalf("%s: %v", f, err)
+			}
+			// The matched member and nobody else.
+			if r.ResourceType == "Patient" && r.ID != export.SyntheticPatientID("M100001") {
+				t.Errorf("imported Patient/%s, want only %s", r.ID, export.SyntheticPatientID("M100001"))
 			}
 			gotCounts[r.ResourceType]++
 		}
