@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -78,6 +79,14 @@ type Options struct {
 	// Retention sets the maintenance schedules; zero fields take the
 	// app defaults (checkpoint every 10m, PHI kept 30d, purge daily).
 	Retention app.Retention
+	// PublicURL is how partners reach the API when a gateway or proxy
+	// stands in front of it (P2P_PUBLIC_URL): the base of the URLs /fhir
+	// hands out (status, files) and the audience of SMART client
+	// assertions. "": the API's own URL.
+	PublicURL string
+	// PayerNPI is our NPI, as consents and partners name us; "": OurNPI.
+	// Two stacks that play old and new payer to each other need two.
+	PayerNPI string
 }
 
 // Stack is a running dev stack.
@@ -175,16 +184,24 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
 		return nil, err
 	}
-	us := fhir.Identifier{System: fhir.SystemNPI, Value: OurNPI}
+	if o.PayerNPI == "" {
+		o.PayerNPI = OurNPI
+	}
+	us := fhir.Identifier{System: fhir.SystemNPI, Value: o.PayerNPI}
+	public, fhirBase := s.URL, "" // "": /fhir builds its URLs from each request
+	if o.PublicURL != "" {
+		public = strings.TrimRight(o.PublicURL, "/")
+		fhirBase = public + "/fhir"
+	}
 	// Partners may authenticate by SMART Backend Services; in dev, the
 	// X-P2P-Partner header also names the caller.
-	fhirAuth := app.NewSMARTAuth(s.URL, signer, partners)
+	fhirAuth := app.NewSMARTAuth(public, signer, partners)
 	// One process: the handler and the bulk member-match activities count
 	// each partner's failed matches together.
 	throttle := pdex.NewThrottle(0, 0, 0, 0)
 	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
 		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Auth: fhirAuth, Logger: o.Logger.Named("fhir"),
-		Holder:      pdex.Party{Identifiers: []fhir.Identifier{us}},
+		Holder: pdex.Party{Identifiers: []fhir.Identifier{us}}, BaseURL: fhirBase,
 		Exports:     &workflows.ServeEngine{Client: s.Client, Store: s.Store, FileTTL: o.ExportFileTTL},
 		BulkMatches: &workflows.BulkMatchEngine{Client: s.Client},
 		Throttle:    throttle,
@@ -212,7 +229,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
 		PHIRetention: o.Retention.PHIRetention, ImportDir: s.ImportDir, TrustHeader: PartnerHeader, Throttle: throttle,
 		Payer: activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem,
-			Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: OurNPI}}},
+			Identifiers: []fhir.Identifier{us}},
 		Transmitter: app.Transmitter(us)})
 	if err != nil {
 		return nil, err

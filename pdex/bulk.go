@@ -59,6 +59,7 @@ type Kickoff struct {
 	MemberIDs       []string
 	Types           []string   // _type; empty: every type
 	Since           *time.Time // _since
+	Patients        []string   // patient: Patient/[id] references; empty: every matched member
 	TransactionTime time.Time
 	Request         string // the kick-off URL
 }
@@ -77,6 +78,10 @@ const (
 	paramType         = "_type"
 	paramSince        = "_since"
 	paramOutputFormat = "_outputFormat"
+	// paramPatient (POST only, valueReference Patient/[id]) limits the
+	// export to those of the requester's matched members: what a new
+	// payer that matched several of ours sends to import one of them.
+	paramPatient = "patient"
 )
 
 // outputFormats are the accepted values of _outputFormat: NDJSON only.
@@ -165,6 +170,12 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the export could not be started"))
 		return
 	}
+	if len(k.Patients) > 0 {
+		var all bool
+		if members, all = h.onlyPatients(members, k.Patients); !all {
+			members = nil // one patient not granted refuses them all: never a part of what was asked
+		}
+	}
 	if len(members) == 0 {
 		log.Info("bulk kick-off refused", zap.String("outcome", OutcomeConsentDenied))
 		writeOutcome(w, http.StatusForbidden, issue("forbidden", OutcomeConsentDenied,
@@ -219,6 +230,7 @@ func preferAsync(vs []string) bool {
 // POST the Parameters body (Bulk Data v2).
 func (h *Handler) parseKickoff(w http.ResponseWriter, r *http.Request) (Kickoff, *InputError) {
 	vals := map[string][]string{}
+	var patients []string
 	for k, v := range r.URL.Query() {
 		vals[k] = append(vals[k], v...)
 	}
@@ -236,6 +248,14 @@ func (h *Handler) parseKickoff(w http.ResponseWriter, r *http.Request) (Kickoff,
 				return Kickoff{}, &InputError{Code: "structure", Msg: "the body must be a Parameters resource"}
 			}
 			for _, prm := range p.Parameter {
+				if prm.Name == paramPatient {
+					ref, perr := patientParam(prm)
+					if perr != nil {
+						return Kickoff{}, perr
+					}
+					patients = append(patients, ref)
+					continue
+				}
 				if prm.Value == nil || len(prm.Part) > 0 || len(prm.Resource) > 0 || len(prm.ModifierExtension) > 0 {
 					return Kickoff{}, &InputError{Param: prm.Name, Code: "not-supported", Msg: "must carry a simple value"}
 				}
@@ -247,7 +267,7 @@ func (h *Handler) parseKickoff(w http.ResponseWriter, r *http.Request) (Kickoff,
 			}
 		}
 	}
-	var k Kickoff
+	k := Kickoff{Patients: patients}
 	for name, vs := range vals {
 		switch name {
 		case paramOutputFormat:
@@ -283,10 +303,46 @@ func (h *Handler) parseKickoff(w http.ResponseWriter, r *http.Request) (Kickoff,
 			}
 			slices.Sort(k.Types)
 		default:
-			return k, &InputError{Param: name, Code: "not-supported", Msg: "is not a parameter we support (we support _type, _since and _outputFormat)"}
+			return k, &InputError{Param: name, Code: "not-supported", Msg: "is not a parameter we support (we support _type, _since and _outputFormat, and patient in a POST body)"}
 		}
 	}
 	return k, nil
+}
+
+// patientParam reads a patient parameter: a reference Patient/[id].
+func patientParam(prm fhir.Parameter) (string, *InputError) {
+	var ref fhir.Reference
+	ok, err := prm.Value.Decode("Reference", &ref)
+	if !ok || err != nil || len(prm.Part) > 0 || len(prm.Resource) > 0 || len(prm.ModifierExtension) > 0 {
+		return "", &InputError{Param: paramPatient, Code: "invalid", Msg: "must carry a valueReference"}
+	}
+	id, found := strings.CutPrefix(ref.Reference, "Patient/")
+	if !found || id == "" || strings.Contains(id, "/") {
+		return "", &InputError{Param: paramPatient, Code: "invalid", Msg: "must reference Patient/[id]"}
+	}
+	return ref.Reference, nil
+}
+
+// onlyPatients keeps the grants of the members whose Patient is among
+// refs; ok is false when a ref names no member of grants (a patient the
+// requester did not match, or whose consent is no longer in force).
+func (h *Handler) onlyPatients(grants []store.MatchGrant, refs []string) (kept []store.MatchGrant, ok bool) {
+	if h.d.PatientRef == nil {
+		return nil, false
+	}
+	found := map[string]bool{}
+	for _, g := range grants {
+		if ref := h.d.PatientRef(g.MemberID); slices.Contains(refs, ref) {
+			found[ref] = true
+			kept = append(kept, g)
+		}
+	}
+	for _, r := range refs {
+		if !found[r] {
+			return nil, false
+		}
+	}
+	return kept, true
 }
 
 // grantedMembers are the grants in force of requester at now.

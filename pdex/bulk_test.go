@@ -192,7 +192,13 @@ func TestBulkKickoffParameters(t *testing.T) {
 		{"no Prefer: respond-async", "GET", "/Patient/$export", map[string]string{"Prefer": "return=minimal"}, "", 400, OutcomeInvalid},
 		{"_typeFilter is not supported", "GET", "/Patient/$export?_typeFilter=Condition%3Fcode%3Dx", async, "", 400, OutcomeInvalid},
 		{"_elements is not supported", "GET", "/Patient/$export?_elements=id", async, "", 400, OutcomeInvalid},
-		{"patient is not supported", "GET", "/Patient/$export?patient=Patient/1", async, "", 400, OutcomeInvalid},
+		{"patient in the query string (POST only)", "GET", "/Patient/$export?patient=Patient/pat-M1", async, "", 400, OutcomeInvalid},
+		{"POST patient not a reference", "POST", "/Patient/$export", map[string]string{"Prefer": "respond-async", "Content-Type": "application/fhir+json"},
+			`{"resourceType":"Parameters","parameter":[{"name":"patient","valueString":"Patient/pat-M1"}]}`, 400, OutcomeInvalid},
+		{"POST patient not a Patient", "POST", "/Patient/$export", map[string]string{"Prefer": "respond-async", "Content-Type": "application/fhir+json"},
+			`{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":"Group/pat-M1"}}]}`, 400, OutcomeInvalid},
+		{"POST patient the requester did not match", "POST", "/Patient/$export", map[string]string{"Prefer": "respond-async", "Content-Type": "application/fhir+json"},
+			`{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":"Patient/pat-M1"}},{"name":"patient","valueReference":{"reference":"Patient/pat-M9"}}]}`, 403, OutcomeConsentDenied},
 		{"unknown parameter", "GET", "/Patient/$export?foo=bar", async, "", 400, OutcomeInvalid},
 		{"_outputFormat other than ndjson", "GET", "/Patient/$export?_outputFormat=application/fhir%2Bjson", async, "", 400, OutcomeInvalid},
 		{"_outputFormat twice", "GET", "/Patient/$export?_outputFormat=ndjson&_outputFormat=ndjson", async, "", 400, OutcomeInvalid},
@@ -253,6 +259,17 @@ func TestBulkKickoffAccepted(t *testing.T) {
 		}
 		if k := b.ex.kickoffs[0]; strings.Join(k.Types, ",") != "Coverage" || !k.Since.Equal(day("2021-06-01T00:00:00Z")) {
 			t.Errorf("kick-off %+v", k)
+		}
+	})
+	t.Run("POST with patient: only that matched member", func(t *testing.T) {
+		b := newBulkHarness(t)
+		a := b.do("POST", "/Patient/$export", "new-payer", map[string]string{"Prefer": "respond-async", "Content-Type": "application/fhir+json"},
+			[]byte(`{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Patient"},{"name":"patient","valueReference":{"reference":"Patient/pat-M2"}}]}`))
+		if a.status != http.StatusAccepted || len(b.ex.kickoffs) != 1 {
+			t.Fatalf("status %d: %s", a.status, a.body)
+		}
+		if k := b.ex.kickoffs[0]; strings.Join(k.MemberIDs, ",") != "M2" || strings.Join(k.Patients, ",") != "Patient/pat-M2" {
+			t.Errorf("kick-off %+v, want M2 alone", k)
 		}
 	})
 	t.Run("Group of the requester's matched members", func(t *testing.T) {
