@@ -373,20 +373,30 @@ func (s *Server) transferView(t transfer.Transfer) Transfer {
 // GetTransfer answers the transfer's current projection, once the read is
 // recorded.
 func (s *Server) GetTransfer(ctx context.Context, req GetTransferRequestObject) (GetTransferResponseObject, error) {
-	noteTransfer(ctx, req.Id)
-	if err := s.recordReads(ctx, routeTransfer, req.Id); errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("the transfer")
-	} else if err != nil {
+	t, err := s.readTransfer(ctx, routeTransfer, req.Id)
+	if err != nil {
 		return nil, err
 	}
-	t, err := s.store.GetTransfer(ctx, req.Id)
+	return GetTransfer200JSONResponse(s.transferView(t)), nil
+}
+
+// readTransfer records that the caller reads transfer id through route,
+// then returns it: a read is on record before anything is answered.
+func (s *Server) readTransfer(ctx context.Context, route, id string) (transfer.Transfer, error) {
+	noteTransfer(ctx, id)
+	if err := s.recordReads(ctx, route, id); errors.Is(err, store.ErrNotFound) {
+		return transfer.Transfer{}, notFound("the transfer")
+	} else if err != nil {
+		return transfer.Transfer{}, err
+	}
+	t, err := s.store.GetTransfer(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("the transfer")
+		return transfer.Transfer{}, notFound("the transfer")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get transfer: %w", err)
+		return transfer.Transfer{}, fmt.Errorf("get transfer: %w", err)
 	}
-	return GetTransfer200JSONResponse(s.transferView(t)), nil
+	return t, nil
 }
 
 // ListTransfers answers a page of transfers, newest first.
@@ -507,18 +517,9 @@ func (s *Server) ReviewTransfer(ctx context.Context, req ReviewTransferRequestOb
 // GetTransferManifest answers the signed manifest of the transfer's export,
 // as sent: kept after the files are gone, as the evidence of what was.
 func (s *Server) GetTransferManifest(ctx context.Context, req GetTransferManifestRequestObject) (GetTransferManifestResponseObject, error) {
-	noteTransfer(ctx, req.Id)
-	if err := s.recordReads(ctx, routeManifest, req.Id); errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("the transfer")
-	} else if err != nil {
-		return nil, err
-	}
-	t, err := s.store.GetTransfer(ctx, req.Id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("the transfer")
-	}
+	t, err := s.readTransfer(ctx, routeManifest, req.Id)
 	if err != nil {
-		return nil, fmt.Errorf("get transfer: %w", err)
+		return nil, err
 	}
 	if t.Export == nil {
 		return nil, notFound("a signed manifest of this transfer")
