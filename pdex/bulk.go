@@ -608,17 +608,8 @@ const EventFileDownloaded = "file_downloaded"
 // consent's id (its resource id, else the SHA-256 of its JSON as
 // received), scope and last instant.
 func (m Match) Grant() store.MatchGrant {
-	id := export.Digest(m.ConsentJSON)
-	var c struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(m.ConsentJSON, &c) == nil && c.ID != "" {
-		id = "Consent/" + c.ID
-	} else {
-		id = "sha256:" + id
-	}
-	return store.MatchGrant{Requester: m.Requester, MemberID: m.MemberID, ConsentID: id,
-		ConsentScope: m.Consent.Scope, ConsentExpires: m.Consent.Expires, GrantedAt: m.At}
+	return store.MatchGrant{Requester: m.Requester, MemberID: m.MemberID, ConsentID: consentID(m.ConsentJSON),
+		ConsentScope: m.Consent.Scope, ConsentExpires: m.Consent.Expires, GrantedAt: m.At, TransferID: m.TransferID}
 }
 
 // RecordGrants is a Deps.OnMatch that records each match as a grant in s,
