@@ -236,15 +236,15 @@ func HeaderRequester(header string, known func(partnerID string) bool) func(*htt
 // OperationOutcome.issue.details (system OutcomeSystem) that tells the
 // requester what happened. Clients switch on these strings.
 const (
-	OutcomeMatched         = "matched"
-	OutcomeNoMatch         = transfer.ErrorNoMatch // "no_match"
+	OutcomeMatched         = transfer.BulkOutcomeMatched // "matched"
+	OutcomeNoMatch         = transfer.ErrorNoMatch       // "no_match"
 	OutcomeMultipleMatches = "multiple_matches"
 	OutcomeConsentDenied   = transfer.ErrorConsentDenied // "consent_denied"
 	OutcomeInvalid         = "invalid_request"
 	OutcomeUnauthenticated = "unauthenticated"
 	OutcomeThrottled       = "throttled"
 	OutcomeTooManyFailures = "too_many_failures"
-	OutcomeError           = "error"
+	OutcomeError           = transfer.BulkOutcomeError // "error"
 )
 
 // OutcomeSystem is the code system of OperationOutcome.issue.details

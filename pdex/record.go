@@ -234,3 +234,39 @@ func statusOf(outcome string) int {
 	}
 	return http.StatusUnprocessableEntity
 }
+
+// OperationBulkMemberMatch is the "operation" in the initiated event's
+// detail of a $bulk-member-match batch's transfer.
+const OperationBulkMemberMatch = "bulk-member-match"
+
+// beginBulkMatch records the transfer of an accepted $bulk-member-match
+// batch: one transfer per batch (the batch is one request of the
+// requester, answered as one result), its id the batch's, initiated then
+// identity_pending; each member's outcome is an event of it
+// (activities.MatchBulkMember), and FinishBulkMatch completes it.
+func (h *Handler) beginBulkMatch(ctx context.Context, b BulkMatch, now time.Time) (*matchRecord, error) {
+	now = now.UTC().Truncate(time.Microsecond)
+	rec := &matchRecord{st: h.d.Store, id: b.ID, requester: b.Requester, clientID: ClientID(b.Requester),
+		key: "bulk-member-match:" + b.ID, at: now, state: transfer.StateInitiated}
+	fp := sha256.Sum256([]byte(OperationBulkMemberMatch + "\x00" + b.ID))
+	res, err := rec.st.CreateTransfer(ctx, store.NewTransfer{
+		ClientID: rec.clientID, IdempotencyKey: rec.key, Fingerprint: hex.EncodeToString(fp[:]),
+		Transfer: transfer.Transfer{ID: b.ID, ClientID: rec.clientID, PartnerID: b.Requester, Direction: transfer.DirectionExport,
+			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
+		Request: transfer.Request{PartnerID: b.Requester, Direction: transfer.DirectionExport},
+		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + b.Requester, Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateInitiated), Detail: map[string]any{"operation": OperationBulkMemberMatch,
+				"batch_id": b.ID, "requester": b.Requester, "members": len(b.Members)}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bulk-member-match transfer: %w", err)
+	}
+	if !res.Created {
+		return nil, fmt.Errorf("bulk-member-match transfer %s exists already", b.ID)
+	}
+	if err := rec.apply(ctx, store.Change{State: transfer.StateIdentityPending,
+		Event: transfer.Event{Detail: map[string]any{"basis": "bulk-member-match", "members": len(b.Members)}}}); err != nil {
+		return rec, err
+	}
+	return rec, nil
+}

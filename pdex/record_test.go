@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -216,5 +217,57 @@ func TestExportNamesMatchTransfers(t *testing.T) {
 	k := b.ex.kickoffs[0]
 	if len(k.MatchTransfers) != 1 || k.MatchTransfers["M100001"] != ts[0].ID {
 		t.Errorf("kick-off MatchTransfers %v, want M100001 → %s (M1 and M2 were granted without one)", k.MatchTransfers, ts[0].ID)
+	}
+}
+
+// A $bulk-member-match batch is one transfer: an event per member, then
+// complete with the counts; no PHI of its members.
+func TestBulkMemberMatchRecorded(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil), bundle(t, "Twin", nil), bundle(t, "Nobody", nil)))
+	tr, err := b.st.GetTransfer(context.Background(), id)
+	if err != nil || tr.State != transfer.StateIdentityPending || tr.PartnerID != "new-payer" || tr.ClientID != ClientID("new-payer") {
+		t.Fatalf("batch transfer before running: %+v, %v", tr, err)
+	}
+	if p, _ := b.st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); len(p) != 0 {
+		t.Errorf("pending idempotency %+v", p)
+	}
+	b.run()
+	if tr, _ = b.st.GetTransfer(context.Background(), id); tr.State != transfer.StateComplete {
+		t.Errorf("batch transfer %s, want complete", tr.State)
+	}
+	evs, err := b.st.Timeline(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(states(evs), " "); got != "initiated identity_pending complete" {
+		t.Errorf("states %q", got)
+	}
+	var members []string
+	for _, e := range evs {
+		if e.Type == transfer.EventMemberDecided {
+			members = append(members, fmt.Sprint(e.Detail["index"], " ", e.Detail["outcome"], " ", e.Detail["member_id"]))
+		}
+	}
+	if got := strings.Join(members, "|"); got != "0 matched M1|1 multiple_matches <nil>|2 no_match <nil>" {
+		t.Errorf("member events %q", got)
+	}
+	bs, _ := json.Marshal(evs)
+	for _, s := range append(examplePHI, "Lovelace", "Twin", "Nobody") {
+		if strings.Contains(string(bs), s) {
+			t.Errorf("timeline holds PHI %q: %s", s, bs)
+		}
+	}
+}
+
+func TestBulkMemberMatchStartFailsRecorded(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	b.bulk.startErr = errors.New("temporal down")
+	if a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil))); a.status != 500 {
+		t.Fatalf("status %d", a.status)
+	}
+	ts := matchTransfers(t, b.st, "new-payer")
+	if len(ts) != 1 || ts[0].State != transfer.StateFailed || ts[0].Error.Type != transfer.ErrorInternal {
+		t.Errorf("transfers %+v", ts)
 	}
 }

@@ -302,6 +302,10 @@ const (
 	EventExportWithdrawn = "export_withdrawn"
 	// EventRead: a client read the transfer through the API.
 	EventRead = "read"
+	// EventMemberDecided: one member of a $bulk-member-match batch decided:
+	// its index in the batch, the outcome code, our member id when matched,
+	// the consent's refusal code.
+	EventMemberDecided = "member_decided"
 )
 
 // StateKey is the idempotency key of the event that enters state s: each
