@@ -57,6 +57,9 @@ func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (t
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	out.Index = in.Index
+	if err := a.recordMember(ctx, in.BatchID, out); err != nil {
+		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
+	}
 	a.log(in.BatchID).Info("bulk member decided", zap.String("requester", in.Requester), zap.Int("index", in.Index),
 		zap.String("outcome", out.Outcome), zap.String("reason", out.Reason))
 	return out, nil
@@ -88,5 +91,45 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	if _, err := a.Store.WithdrawArtifacts(ctx, in.RequestOwner, a.now()); err != nil {
 		return "", appError(ctx, NameFinishBulkMatch, err)
 	}
+	// The batch's transfer: the members the workflow gave up on, then
+	// complete with the counts and the result's digest.
+	counts := map[string]int{}
+	for _, o := range in.Result.Members {
+		counts[o.Outcome]++
+		if o.Outcome == transfer.BulkOutcomeError {
+			if err := a.recordMember(ctx, in.Result.BatchID, o); err != nil {
+				return "", appError(ctx, NameFinishBulkMatch, err)
+			}
+		}
+	}
+	if err := a.recordBatch(ctx, in.Result.BatchID, store.Change{State: transfer.StateComplete, Event: transfer.Event{
+		Type: transfer.EventState, State: transfer.StateComplete, Key: transfer.StateKey(transfer.StateComplete),
+		Detail: map[string]any{"members": len(in.Result.Members), "outcomes": counts, "result_sha256": digest},
+	}}); err != nil {
+		return "", appError(ctx, NameFinishBulkMatch, err)
+	}
 	return digest, nil
+}
+
+// recordMember records one member's outcome on its batch's transfer, once
+// (keyed by its index). No PHI: the index, codes, our member id.
+func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome) error {
+	d := map[string]any{"index": o.Index, "outcome": o.Outcome}
+	if o.MemberID != "" && o.Outcome == transfer.BulkOutcomeMatched {
+		d["member_id"] = o.MemberID
+	}
+	if o.Reason != "" {
+		d["reason"] = o.Reason
+	}
+	return a.recordBatch(ctx, batchID, store.Change{Event: transfer.Event{Type: transfer.EventMemberDecided,
+		Key: fmt.Sprintf("member:%d", o.Index), Detail: d}})
+}
+
+// recordBatch applies ch to the batch's transfer. A batch accepted before
+// batches were transfers has none: nothing to record.
+func (a *Activities) recordBatch(ctx context.Context, batchID string, ch store.Change) error {
+	if err := a.record(ctx, batchID, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }

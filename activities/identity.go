@@ -52,19 +52,7 @@ func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (tr
 }
 
 // outcome maps a matcher decision to the transfer's identity outcome.
-func outcome(d identity.Decision) transfer.IdentityOutcome {
-	rationale := d.Rationale
-	o := transfer.IdentityOutcome{Score: d.Score, Rationale: &rationale}
-	switch d.Outcome {
-	case identity.OutcomeMatch:
-		o.Status, o.MemberID = transfer.IdentityResolved, d.MemberID
-	case identity.OutcomeReview:
-		o.Status, o.MemberID, o.Candidates = transfer.IdentityAmbiguous, d.MemberID, d.Candidates
-	default:
-		o.Status = transfer.IdentityNoMatch
-	}
-	return o
-}
+func outcome(d identity.Decision) transfer.IdentityOutcome { return d.IdentityOutcome() }
 
 // StoreMatcher is the deterministic matcher over the store: it compares the
 // query with the member it names, if any, and every member born the same

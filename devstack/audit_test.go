@@ -380,6 +380,19 @@ func TestNoPHIInAuditLogsOrHistories(t *testing.T) {
 	// The PHI: each request's demographics and every member's record.
 	values := map[string][]string{}
 	add := func(label string, forms ...string) { values[label] = append(values[label], forms...) }
+	// A partner's $member-match, matched and not: each is a transfer whose
+	// events the scan covers (the audit log), and the requester's card
+	// number is PHI too.
+	if r := e.memberMatch(SandboxPartnerID, hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "CARD-7781-ALN")); r.status != http.StatusOK {
+		t.Fatalf("member-match: %d %s", r.status, r.body)
+	}
+	if r := e.memberMatch(SandboxPartnerID, hrexRequest(t, "Wilhelmina", "Featherstonehaugh", "1958-09-27", "female", "CARD-0042-WFH")); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("member-match: %d %s", r.status, r.body)
+	}
+	add("member-match given", "Wilhelmina")
+	add("member-match family", "Featherstonehaugh")
+	add("member-match birth date", dateForms("1958-09-27")...)
+	add("member-match card number", "CARD-7781-ALN", "CARD-0042-WFH")
 	ctx := context.Background()
 	for _, mid := range []string{"M100001", "M100006", "M100007"} {
 		m, err := e.s.Store.GetMember(ctx, mid)
@@ -434,6 +447,9 @@ func TestNoPHIInAuditLogsOrHistories(t *testing.T) {
 		t.Fatalf("audit log: %d, %d lines", all.status, bytes.Count(all.body, []byte("\n")))
 	}
 	scan(t, "the audit log", all.body, pats)
+	if bytes.Count(all.body, []byte(`"operation":"member-match"`)) != 2 {
+		t.Errorf("the audit log holds %d $member-match transfers, want 2", bytes.Count(all.body, []byte(`"operation":"member-match"`)))
+	}
 	for _, id := range []string{full, review} {
 		scan(t, "the timeline of "+id, e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).body, pats)
 		scan(t, "the transfer "+id, e.do("GET", "/v1/transfers/"+id, "", nil).body, pats)

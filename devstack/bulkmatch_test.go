@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/transfer"
 	"github.com/p2p-payer/p2p/workflows"
 )
 
@@ -118,6 +120,31 @@ func TestBulkMemberMatch(t *testing.T) {
 		}
 	}
 	e.saveWorkflowHistory(workflows.BulkMatchWorkflowID(batch), "bulk_member_match")
+
+	// The batch is one transfer (direction export): complete, an event per
+	// member with its outcome, no PHI.
+	if tr := e.do("GET", "/v1/transfers/"+batch, "", nil).json(t); tr["state"] != "complete" || tr["direction"] != "export" ||
+		tr["partner_id"] != SandboxPartnerID {
+		t.Errorf("batch transfer %v", tr)
+	}
+	tl := e.do("GET", "/v1/transfers/"+batch+"/timeline", "", nil)
+	var decided []string
+	for _, ev := range tl.json(t)["events"].([]any) {
+		ev := ev.(map[string]any)
+		if ev["type"] == transfer.EventMemberDecided {
+			d := ev["detail"].(map[string]any)
+			decided = append(decided, fmt.Sprint(d["index"], " ", d["outcome"]))
+		}
+	}
+	sort.Strings(decided)
+	if got := strings.Join(decided, "|"); got != "0 matched|1 no_match|2 consent_denied|3 matched" {
+		t.Errorf("member events %q", got)
+	}
+	for _, s := range []string{"Nguyen", "Okafor", "Nobody", "1985-04-12"} {
+		if bytes.Contains(tl.body, []byte(s)) {
+			t.Errorf("the batch's timeline holds %q", s)
+		}
+	}
 
 	// The MatchedMembers Group exports exactly its members' data.
 	k := e.fhirDo("GET", "/fhir/Group/"+matchedID+"/$davinci-data-export?_type=Patient", SandboxPartnerID,

@@ -179,6 +179,21 @@ func (e *e2e) states(id string) []string {
 	return states
 }
 
+// operation is the "operation" of the transfer's initiated event: what a
+// partner's request on /fhir created it for ("bulk-export",
+// pdex.OperationMemberMatch), "" for others.
+func (e *e2e) operation(id string) string {
+	e.t.Helper()
+	tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).json(e.t)
+	evs := tl["events"].([]any)
+	if len(evs) == 0 {
+		return ""
+	}
+	d, _ := evs[0].(map[string]any)["detail"].(map[string]any)
+	op, _ := d["operation"].(string)
+	return op
+}
+
 func TestTransferReachesCompleteWithSignedExport(t *testing.T) {
 	e := startStack(t)
 	start := time.Now()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,6 +184,50 @@ func TestMemberMatch(t *testing.T) {
 	t.Run("no partner", func(t *testing.T) {
 		refusal(t, e.memberMatch("", hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")), 401)
 		refusal(t, e.memberMatch("mallory", hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")), 401)
+	})
+	t.Run("each decided request is a transfer", func(t *testing.T) {
+		// 3 matches, no match, two fit, 3 consents refused; the 401s were
+		// not decided. Newest first.
+		want := []string{"consent_denied", "consent_denied", "consent_denied", "no_match", "no_match", "complete", "complete", "complete"}
+		r := e.do("GET", "/v1/transfers?direction=export&partner_id="+SandboxPartnerID, "", nil)
+		if r.status != 200 {
+			t.Fatalf("list: %d %s", r.status, r.body)
+		}
+		items := r.json(t)["items"].([]any)
+		if len(items) != len(want) {
+			t.Fatalf("%d export transfers of %s, want %d: %s", len(items), SandboxPartnerID, len(want), r.body)
+		}
+		for i, it := range items {
+			tr := it.(map[string]any)
+			got := tr["state"].(string)
+			if got == "failed" {
+				got = tr["error"].(map[string]any)["type"].(string)
+			}
+			if got != want[i] || tr["partner_id"] != SandboxPartnerID || tr["direction"] != "export" {
+				t.Errorf("transfer %d: %s %v, want %s", i, got, tr, want[i])
+			}
+		}
+		// The oldest, Alice's match: its timeline and its audit events.
+		id := items[len(items)-1].(map[string]any)["id"].(string)
+		tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil)
+		var states []string
+		for _, ev := range tl.json(t)["events"].([]any) {
+			if s, ok := ev.(map[string]any)["state"].(string); ok && s != "" {
+				states = append(states, s)
+			}
+		}
+		if strings.Join(states, " ") != "initiated identity_pending consent_verified complete" {
+			t.Errorf("timeline states %v: %s", states, tl.body)
+		}
+		au := e.do("GET", "/v1/audit/events?transfer_id="+id, "", nil)
+		if au.status != 200 || bytes.Count(au.body, []byte("\n")) < 5 || !bytes.Contains(au.body, []byte(`"identity_decision"`)) {
+			t.Errorf("audit events of %s: %d %s", id, au.status, au.body)
+		}
+		for _, s := range []string{"Nguyen", "Alice", "1985-04-12", "Okafor", "Zelphina", "Quarrington"} {
+			if bytes.Contains(r.body, []byte(s)) || bytes.Contains(tl.body, []byte(s)) || bytes.Contains(au.body, []byte(s)) {
+				t.Errorf("the API shows PHI %q", s)
+			}
+		}
 	})
 	t.Run("bad request names the parameter", func(t *testing.T) {
 		p := hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")

@@ -29,6 +29,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -309,9 +310,18 @@ func TestTwoInstances(t *testing.T) {
 	// OLD served two exports to NEW: the first lost a file (the proxy's
 	// 410) and fails when its files expire undownloaded; the second was
 	// downloaded whole (complete).
-	var served []map[string]any
+	// Its $member-match is an export transfer too, complete.
+	var served, matchTrs []map[string]any
 	for _, it := range old.do("GET", "/v1/transfers?direction=export", "", nil).json(t)["items"].([]any) {
-		served = append(served, it.(map[string]any))
+		tr := it.(map[string]any)
+		if old.operation(tr["id"].(string)) == pdex.OperationMemberMatch {
+			matchTrs = append(matchTrs, tr)
+			continue
+		}
+		served = append(served, tr)
+	}
+	if len(matchTrs) != 1 || matchTrs[0]["state"] != "complete" || matchTrs[0]["partner_id"] != "new-payer" {
+		t.Errorf("OLD recorded $member-match transfers %v, want one complete", matchTrs)
 	}
 	if len(served) != 2 {
 		t.Fatalf("OLD served %d exports, want 2 (the 410 kicked off again)", len(served))
@@ -465,6 +475,23 @@ func TestTwoInstances(t *testing.T) {
 	matches := proxy.calls(routeMatch)
 	if len(matches) != 3 || matches[1].status != http.StatusUnprocessableEntity || matches[2].status != http.StatusUnprocessableEntity {
 		t.Errorf("member-match calls %+v: want 200, then 422 twice", matches)
+	}
+	// OLD recorded each $member-match as a transfer: the 422s failed with
+	// the same error types the imports ended with. Newest first.
+	var outcomes []string
+	for _, it := range old.do("GET", "/v1/transfers?direction=export&partner_id=new-payer", "", nil).json(t)["items"].([]any) {
+		tr := it.(map[string]any)
+		if old.operation(tr["id"].(string)) != pdex.OperationMemberMatch {
+			continue
+		}
+		o := tr["state"].(string)
+		if e, _ := tr["error"].(map[string]any); e != nil {
+			o = e["type"].(string)
+		}
+		outcomes = append(outcomes, o)
+	}
+	if got := strings.Join(outcomes, ","); got != "consent_denied,no_match,complete" {
+		t.Errorf("OLD's $member-match transfers %s, want consent_denied,no_match,complete", got)
 	}
 	if n := len(proxy.calls(routeKickOff)); n != 3 {
 		t.Errorf("refused matches kicked off exports: %d kick-offs", n)

@@ -48,6 +48,22 @@ type Decision struct {
 	Duplicates []string
 }
 
+// IdentityOutcome is d as a transfer's identity outcome: the member when
+// matched, the candidates when a person must choose.
+func (d Decision) IdentityOutcome() transfer.IdentityOutcome {
+	rationale := d.Rationale
+	o := transfer.IdentityOutcome{Score: d.Score, Rationale: &rationale}
+	switch d.Outcome {
+	case OutcomeMatch:
+		o.Status, o.MemberID = transfer.IdentityResolved, d.MemberID
+	case OutcomeReview:
+		o.Status, o.MemberID, o.Candidates = transfer.IdentityAmbiguous, d.MemberID, d.Candidates
+	default:
+		o.Status = transfer.IdentityNoMatch
+	}
+	return o
+}
+
 // Rules that decide, as they appear in Rationale.Rule.
 const (
 	RuleMemberID      = "exact_member_id_birth_date" // exact member id with agreeing birth date

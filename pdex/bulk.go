@@ -62,6 +62,10 @@ type Kickoff struct {
 	Patients        []string   // patient: Patient/[id] references; empty: every matched member
 	TransactionTime time.Time
 	Request         string // the kick-off URL
+	// MatchTransfers names, by member id, the $member-match transfer whose
+	// grant lets the requester reach the member (record.go); members
+	// granted otherwise (a $bulk-member-match batch) are absent.
+	MatchTransfers map[string]string
 }
 
 // ClientID is the transfer client id of the exports a requester asks for.
@@ -192,6 +196,12 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request) {
 	k.MemberIDs = make([]string, len(members))
 	for i, g := range members {
 		k.MemberIDs[i] = g.MemberID
+		if g.TransferID != "" {
+			if k.MatchTransfers == nil {
+				k.MatchTransfers = map[string]string{}
+			}
+			k.MatchTransfers[g.MemberID] = g.TransferID
+		}
 	}
 	k.Request = requestURL(r, base, start)
 	if err := h.d.Exports.StartExport(r.Context(), k); err != nil {
@@ -608,17 +618,8 @@ const EventFileDownloaded = "file_downloaded"
 // consent's id (its resource id, else the SHA-256 of its JSON as
 // received), scope and last instant.
 func (m Match) Grant() store.MatchGrant {
-	id := export.Digest(m.ConsentJSON)
-	var c struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(m.ConsentJSON, &c) == nil && c.ID != "" {
-		id = "Consent/" + c.ID
-	} else {
-		id = "sha256:" + id
-	}
-	return store.MatchGrant{Requester: m.Requester, MemberID: m.MemberID, ConsentID: id,
-		ConsentScope: m.Consent.Scope, ConsentExpires: m.Consent.Expires, GrantedAt: m.At}
+	return store.MatchGrant{Requester: m.Requester, MemberID: m.MemberID, ConsentID: consentID(m.ConsentJSON),
+		ConsentScope: m.Consent.Scope, ConsentExpires: m.Consent.Expires, GrantedAt: m.At, TransferID: m.TransferID}
 }
 
 // RecordGrants is a Deps.OnMatch that records each match as a grant in s,

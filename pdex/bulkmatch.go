@@ -245,7 +245,20 @@ func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := h.d.BulkMatches.StartBulkMatch(r.Context(), b); err != nil {
+	// The batch is a transfer before it runs (record.go).
+	rec, err := h.beginBulkMatch(r.Context(), b, now)
+	if err == nil {
+		err = h.d.BulkMatches.StartBulkMatch(r.Context(), b)
+	}
+	if err == nil {
+		err = rec.finish(r.Context(), http.StatusAccepted, "accepted")
+	}
+	if err != nil {
+		if rec != nil {
+			if aerr := rec.abort(context.WithoutCancel(r.Context()), "the batch could not be started"); aerr != nil {
+				log.Error("bulk-member-match: recording the failure", zap.String("batch_id", b.ID), zap.Error(aerr))
+			}
+		}
 		fail(err)
 		return
 	}

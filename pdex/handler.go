@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -63,6 +64,10 @@ type Match struct {
 	ConsentJSON    json.RawMessage // the Consent as received
 	CoverageToLink *fhir.Coverage  // the member's coverage with the requester, if sent
 	At             time.Time
+	// Identity is the matcher's decision (its rationale); TransferID the
+	// transfer that records this $member-match, "" when none does.
+	Identity   identity.Decision
+	TransferID string
 }
 
 // Deps are the Handler's dependencies and settings.
@@ -133,6 +138,9 @@ type Handler struct {
 	throttle *Throttle
 	match    *Matching
 	router   http.Handler
+
+	keyMu sync.Mutex
+	key   []byte // the store's presentation key, read once
 }
 
 // maxBody bounds a request body: a member-match request is a few KiB.
@@ -228,15 +236,15 @@ func HeaderRequester(header string, known func(partnerID string) bool) func(*htt
 // OperationOutcome.issue.details (system OutcomeSystem) that tells the
 // requester what happened. Clients switch on these strings.
 const (
-	OutcomeMatched         = "matched"
-	OutcomeNoMatch         = transfer.ErrorNoMatch // "no_match"
+	OutcomeMatched         = transfer.BulkOutcomeMatched // "matched"
+	OutcomeNoMatch         = transfer.ErrorNoMatch       // "no_match"
 	OutcomeMultipleMatches = "multiple_matches"
 	OutcomeConsentDenied   = transfer.ErrorConsentDenied // "consent_denied"
 	OutcomeInvalid         = "invalid_request"
 	OutcomeUnauthenticated = "unauthenticated"
 	OutcomeThrottled       = "throttled"
 	OutcomeTooManyFailures = "too_many_failures"
-	OutcomeError           = "error"
+	OutcomeError           = transfer.BulkOutcomeError // "error"
 )
 
 // OutcomeSystem is the code system of OperationOutcome.issue.details
@@ -300,10 +308,38 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With(zap.String("query_digest", h.digest(req.Demographics())))
-	dec, err := h.match.Decide(r.Context(), requester, req, now)
-	if err != nil {
+	fail := func(msg string, err error) {
 		log.Error("member-match", zap.String("outcome", OutcomeError), zap.Error(err))
-		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed"))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, msg))
+	}
+	// The request is a transfer before it is decided (record.go): a match
+	// is answered only once its steps and grant are recorded.
+	rec, err := h.beginMatch(r.Context(), requester, req, now)
+	if err != nil {
+		fail("the match could not be performed", err)
+		return
+	}
+	m := h.match
+	if rec != nil {
+		log = log.With(zap.String("transfer_id", rec.id))
+		mm := *h.match
+		mm.OnMatch = func(ctx context.Context, match Match) error { return rec.matched(ctx, match, h.d.OnMatch) }
+		m = &mm
+	}
+	dec, err := m.Decide(r.Context(), requester, req, now)
+	if err == nil && rec != nil && dec.Outcome != OutcomeMatched {
+		err = rec.refused(r.Context(), dec)
+	}
+	if err == nil && rec != nil {
+		err = rec.finish(r.Context(), statusOf(dec.Outcome), dec.Outcome)
+	}
+	if err != nil {
+		if rec != nil {
+			if aerr := rec.abort(r.Context(), "the match could not be performed or recorded"); aerr != nil {
+				log.Error("member-match: recording the failure", zap.Error(aerr))
+			}
+		}
+		fail("the match could not be performed", err)
 		return
 	}
 	switch dec.Outcome {

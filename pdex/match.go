@@ -50,6 +50,9 @@ type Decision struct {
 	// the review band held.
 	Rule       string `json:"-"`
 	Candidates int    `json:"-"`
+	// Identity is the matcher's decision, when the matcher ran (the consent
+	// was honoured): its rationale is recorded with the match's transfer.
+	Identity *identity.Decision `json:"-"`
 }
 
 // Decide decides req, sent by requester, at now. The consent is judged
@@ -78,17 +81,17 @@ func (m *Matching) Decide(ctx context.Context, requester string, req *MemberMatc
 	case identity.OutcomeMatch:
 	case identity.OutcomeReview:
 		m.Throttle.fail(requester, now)
-		return Decision{Outcome: OutcomeMultipleMatches, Candidates: len(dec.Candidates),
+		return Decision{Outcome: OutcomeMultipleMatches, Candidates: len(dec.Candidates), Identity: &dec,
 			Why: "more than one member may be the one described; send more of the member's details"}, nil
 	default:
 		m.Throttle.fail(requester, now)
-		return Decision{Outcome: OutcomeNoMatch, Why: "no member matches"}, nil
+		return Decision{Outcome: OutcomeNoMatch, Why: "no member matches", Identity: &dec}, nil
 	}
 	if m.OnMatch != nil {
 		if err := m.OnMatch(ctx, Match{Requester: requester, MemberID: dec.MemberID, Consent: cd, ConsentJSON: req.ConsentJSON,
-			CoverageToLink: req.CoverageToLink, At: now}); err != nil {
+			CoverageToLink: req.CoverageToLink, At: now, Identity: dec}); err != nil {
 			return Decision{}, fmt.Errorf("recording the match: %w", err)
 		}
 	}
-	return Decision{Outcome: OutcomeMatched, MemberID: dec.MemberID, Consent: cd, Rule: dec.Rationale.Rule}, nil
+	return Decision{Outcome: OutcomeMatched, MemberID: dec.MemberID, Consent: cd, Rule: dec.Rationale.Rule, Identity: &dec}, nil
 }

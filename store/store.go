@@ -172,6 +172,9 @@ type MatchGrant struct {
 	ConsentScope   string    // transfer.ScopeRegular or transfer.ScopeSensitive
 	ConsentExpires time.Time // the last instant the consent covers
 	GrantedAt      time.Time
+	// TransferID is the transfer that recorded the $member-match; "" when
+	// none did (a $bulk-member-match member, a grant from before).
+	TransferID string
 }
 
 // Valid reports whether g lets its requester reach the member at now.

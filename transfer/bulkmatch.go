@@ -3,6 +3,13 @@ package transfer
 // A PDex $bulk-member-match batch, decided member by member
 // (workflows.BulkMemberMatch) and served by package pdex.
 
+// Outcome codes of a batch member that activities decide on (pdex's
+// OutcomeMatched and OutcomeError are these).
+const (
+	BulkOutcomeMatched = "matched"
+	BulkOutcomeError   = "error"
+)
+
 // BulkMemberOutcome is the decision on one member of a batch. No PHI: our
 // member id when matched, and codes.
 type BulkMemberOutcome struct {

@@ -42,6 +42,9 @@ func (e *ServeEngine) StartExport(ctx context.Context, k pdex.Kickoff) error {
 	if len(k.Types) > 0 {
 		detail["types"] = k.Types
 	}
+	if len(k.MatchTransfers) > 0 {
+		detail["match_transfers"] = k.MatchTransfers // the $member-match transfers whose grants this export rests on
+	}
 	res, err := e.Store.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: cid, IdempotencyKey: "bulk-export:" + k.TransferID, Fingerprint: hex.EncodeToString(fp[:]),
 		Transfer: transfer.Transfer{ID: k.TransferID, ClientID: cid, PartnerID: k.Requester, Direction: transfer.DirectionExport,

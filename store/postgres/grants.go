@@ -19,9 +19,9 @@ func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store
 	}
 	err = s.write(ctx, "append match grant", func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `INSERT INTO match_grants
-			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
-			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt).Scan(&g.Seq)
+			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
+			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt, g.TransferID).Scan(&g.Seq)
 	})
 	if err != nil {
 		return store.MatchGrant{}, err
@@ -32,7 +32,7 @@ func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store
 // MatchGrants returns the grant in force of each member requester
 // matched, by member id.
 func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.MatchGrant, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (member_id) seq, member_id, consent_id, consent_scope, consent_expires, granted_at
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (member_id) seq, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id
 		FROM match_grants WHERE requester = $1 ORDER BY member_id, seq DESC`, requester)
 	if err != nil {
 		return nil, wrap("match grants", err)
@@ -41,7 +41,7 @@ func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.Matc
 	var out []store.MatchGrant
 	for rows.Next() {
 		g := store.MatchGrant{Requester: requester}
-		if err := rows.Scan(&g.Seq, &g.MemberID, &g.ConsentID, &g.ConsentScope, &g.ConsentExpires, &g.GrantedAt); err != nil {
+		if err := rows.Scan(&g.Seq, &g.MemberID, &g.ConsentID, &g.ConsentScope, &g.ConsentExpires, &g.GrantedAt, &g.TransferID); err != nil {
 			return nil, wrap("match grants", err)
 		}
 		g.ConsentExpires, g.GrantedAt = g.ConsentExpires.UTC(), g.GrantedAt.UTC()

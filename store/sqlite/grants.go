@@ -18,9 +18,9 @@ func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store
 	}
 	err = s.write(ctx, "append match grant", func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO match_grants
-			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
-			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, fmtTime(g.ConsentExpires), fmtTime(g.GrantedAt)).Scan(&g.Seq)
+			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, fmtTime(g.ConsentExpires), fmtTime(g.GrantedAt), g.TransferID).Scan(&g.Seq)
 	})
 	if err != nil {
 		return store.MatchGrant{}, err
@@ -31,7 +31,7 @@ func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store
 // MatchGrants returns the grant in force of each member requester
 // matched, by member id.
 func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.MatchGrant, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, member_id, consent_id, consent_scope, consent_expires, granted_at
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id
 		FROM match_grants g WHERE requester = ?
 		AND seq = (SELECT max(seq) FROM match_grants l WHERE l.requester = g.requester AND l.member_id = g.member_id)
 		ORDER BY member_id`, requester)
@@ -43,7 +43,7 @@ func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.Matc
 	for rows.Next() {
 		g := store.MatchGrant{Requester: requester}
 		var exp, at string
-		if err := rows.Scan(&g.Seq, &g.MemberID, &g.ConsentID, &g.ConsentScope, &exp, &at); err != nil {
+		if err := rows.Scan(&g.Seq, &g.MemberID, &g.ConsentID, &g.ConsentScope, &exp, &at, &g.TransferID); err != nil {
 			return nil, wrap("match grants", err)
 		}
 		if g.ConsentExpires, err = parseTime(exp); err != nil {

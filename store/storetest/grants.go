@@ -20,7 +20,7 @@ func testMatchGrants(t *testing.T, s store.Store) {
 		{Requester: "other", MemberID: "M1", ConsentID: "c3", ConsentScope: transfer.ScopeSensitive, ConsentExpires: exp, GrantedAt: base},
 		// A later match of M2 replaces its grant: narrower period, new consent.
 		{Requester: "acme", MemberID: "M2", ConsentID: "c4", ConsentScope: transfer.ScopeSensitive, ConsentExpires: base.Add(time.Hour),
-			GrantedAt: base.Add(time.Minute).In(time.FixedZone("EST", -5*3600))},
+			GrantedAt: base.Add(time.Minute).In(time.FixedZone("EST", -5*3600)), TransferID: "t-match-4"},
 	}
 	var last int64
 	for i, g := range in {
@@ -41,7 +41,10 @@ func testMatchGrants(t *testing.T, s store.Store) {
 		!g.ConsentExpires.Equal(exp) || !g.GrantedAt.Equal(base.Add(time.Second)) || g.GrantedAt.Location() != time.UTC {
 		t.Errorf("grant of M1 = %+v", g)
 	}
-	if g := gs[1]; g.MemberID != "M2" || g.ConsentID != "c4" || !g.ConsentExpires.Equal(base.Add(time.Hour)) ||
+	if gs[0].TransferID != "" {
+		t.Errorf("grant of M1 names transfer %q, recorded with none", gs[0].TransferID)
+	}
+	if g := gs[1]; g.MemberID != "M2" || g.ConsentID != "c4" || g.TransferID != "t-match-4" || !g.ConsentExpires.Equal(base.Add(time.Hour)) ||
 		!g.GrantedAt.Equal(base.Add(time.Minute)) || g.GrantedAt.Location() != time.UTC {
 		t.Errorf("grant of M2 = %+v, want the latest (c4)", g)
 	}
