@@ -228,3 +228,14 @@ func TestDeployRegistryIsValid(t *testing.T) {
 		t.Fatal("deploy/partners.yaml lists no partner")
 	}
 }
+
+// TestDeployRegistry keeps the sample registry the README points to valid.
+func TestDeployRegistry(t *testing.T) {
+	r, err := LoadRegistry("../deploy/partners.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := r.Get("new-payer"); !ok || !p.HasRole(RoleRequester) || p.Auth.Type != AuthMTLS {
+		t.Errorf("new-payer = %+v, %v", p, ok)
+	}
+}
