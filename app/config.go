@@ -18,6 +18,7 @@ type Config struct {
 	TemporalNamespace string     // P2P_TEMPORAL_NAMESPACE
 	TaskQueue         string     // P2P_TASK_QUEUE
 	Addr              string     // P2P_ADDR: the API's listen address
+	TLS               ServerTLS  // P2P_TLS_*: the API's certificate and partners' client CAs; unset: plain HTTP
 	PublicURL         string     // P2P_PUBLIC_URL: how partners reach the API (JWKS); default http://Addr
 	SigningKey        string     // P2P_SIGNING_KEY: private JWK file
 	Partners          string     // P2P_PARTNERS: partner registry YAML
@@ -135,6 +136,10 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) {
 	if which&FlagAPI != 0 {
 		fs.StringVar(&c.Addr, "addr", Env("P2P_ADDR", "127.0.0.1:8080"), "API listen address (P2P_ADDR)")
 		fs.StringVar(&c.PublicURL, "public-url", Env("P2P_PUBLIC_URL", ""), "base URL partners use to reach this API (P2P_PUBLIC_URL)")
+		fs.StringVar(&c.TLS.CertFile, "tls-cert-file", Env("P2P_TLS_CERT_FILE", ""), "serve TLS with this certificate chain, PEM; unset: plain HTTP (P2P_TLS_CERT_FILE)")
+		fs.StringVar(&c.TLS.KeyFile, "tls-key-file", Env("P2P_TLS_KEY_FILE", ""), "private key of --tls-cert-file, PEM (P2P_TLS_KEY_FILE)")
+		fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca-file", Env("P2P_TLS_CLIENT_CA_FILE", ""),
+			"CA bundle, PEM, of partners' client certificates: asked for and verified when given; /fhir names mtls requesters by them (P2P_TLS_CLIENT_CA_FILE)")
 		fs.StringVar(&c.FHIRTrustHeader, "fhir-trust-header", Env("P2P_FHIR_TRUST_HEADER", ""),
 			"request header that names the partner calling /fhir, set by an authenticating gateway; empty refuses every /fhir call until partner auth lands (P2P_FHIR_TRUST_HEADER)")
 		fs.StringVar(&c.PayerIdentifier, "payer-identifier", Env("P2P_PAYER_IDENTIFIER", ""),

@@ -23,7 +23,7 @@ import (
 // needs.
 type FHIRDeps struct {
 	Store    store.Store
-	Partners PartnerLookup // who may call (role requester); how consents name them
+	Partners PartnerList // who may call (role requester); how consents name them
 	// Holder is us as consents name the disclosing payer; zero: consents
 	// are not checked for naming us.
 	Holder pdex.Party
@@ -32,8 +32,10 @@ type FHIRDeps struct {
 	// Auth's tokens name partners.
 	TrustHeader string
 	// Auth, if set, authenticates partners by SMART Backend Services
-	// access tokens (tried before TrustHeader); its endpoints are served
-	// by WithSMART.
+	// access tokens (tried first); its endpoints are served by WithSMART.
+	// Partners are also named by their verified TLS client certificates
+	// (CertRequester, tried next) when the server asks for them
+	// (ServerTLS.ClientCAFile), then by TrustHeader.
 	Auth *smartauth.Server
 	// Exports serves bulk export of the members partners matched
 	// (workflows.ServeEngine); nil: only $member-match is served.
@@ -67,16 +69,18 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 	if err := matcher.Warm(ctx); err != nil {
 		return nil, fmt.Errorf("loading the identity index: %w", err)
 	}
-	requester := func(*http.Request) (string, bool) { return "", false }
+	var header func(*http.Request) (string, bool)
 	if d.TrustHeader != "" {
-		requester = pdex.HeaderRequester(d.TrustHeader, func(id string) bool {
+		header = pdex.HeaderRequester(d.TrustHeader, func(id string) bool {
 			p, ok := d.Partners.Get(id)
 			return ok && p.HasRole(connectors.RoleRequester)
 		})
 	}
+	var token func(*http.Request) (string, bool)
 	if d.Auth != nil {
-		requester = FirstRequester(d.Auth.Requester, requester)
+		token = d.Auth.Requester
 	}
+	requester := FirstRequester(token, CertRequester(d.Partners), header)
 	return pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,
 		Requester:      requester,

@@ -1,9 +1,14 @@
 package connectors
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -39,9 +44,21 @@ type Auth struct {
 	// KeyFile is our private key: the client assertion's signing JWK
 	// (smart-backend), or the TLS client key in PEM (mtls).
 	KeyFile string `yaml:"key_file,omitempty"`
-	// mTLS.
+	// mTLS, calling the partner (roles pull, push).
 	CertFile string `yaml:"cert_file,omitempty"` // our client certificate (PEM)
 	CAFile   string `yaml:"ca_file,omitempty"`   // the partner's CA (PEM); "" = system roots
+	// mTLS, the partner calling us (role requester): the identity of its
+	// client certificate, which our client CA bundle (P2P_TLS_CLIENT_CA_FILE)
+	// must have verified. At least one is required; when both are set both
+	// must match (see MatchesClientCert).
+	//
+	// ClientCertSubject is a DNS name: one of the certificate's DNS SANs
+	// or, for a certificate without any, its subject common name (RFC 6125).
+	ClientCertSubject string `yaml:"client_cert_subject,omitempty"`
+	// ClientCertSHA256 pins the certificate's key: the SHA-256 of its
+	// SubjectPublicKeyInfo in hex (colons allowed), which survives
+	// renewals that keep the key.
+	ClientCertSHA256 string `yaml:"client_cert_sha256,omitempty"`
 }
 
 func (a Auth) kind() AuthType {
@@ -77,13 +94,82 @@ func (a Auth) validate(p Partner, roles []Role) error {
 			}
 		}
 	case AuthMTLS:
-		if a.CertFile == "" || a.KeyFile == "" {
+		// cert_file and key_file are our certificate, for calling the
+		// partner; the client_cert_* fields are its, for it calling us.
+		calls := slices.ContainsFunc(roles, func(r Role) bool { return r != RoleRequester })
+		if calls && (a.CertFile == "" || a.KeyFile == "") {
 			return errors.New("mtls: cert_file and key_file are required")
+		}
+		if slices.Contains(roles, RoleRequester) {
+			if a.ClientCertSubject == "" && a.ClientCertSHA256 == "" {
+				return errors.New("mtls: a requester needs client_cert_subject or client_cert_sha256, to know its client certificate")
+			}
+			if a.ClientCertSubject != "" && !dnsName.MatchString(a.ClientCertSubject) {
+				return errors.New("mtls: client_cert_subject: want a DNS name, e.g. p2p.acme.example")
+			}
+			if a.ClientCertSHA256 != "" {
+				if _, err := spkiPin(a.ClientCertSHA256); err != nil {
+					return err
+				}
+			}
+		} else if a.ClientCertSubject != "" || a.ClientCertSHA256 != "" {
+			return errors.New("mtls: client_cert_subject and client_cert_sha256 are for role requester")
 		}
 	default:
 		return errors.New("type: want none, smart-backend or mtls")
 	}
 	return nil
+}
+
+// dnsName is a host name as certificates carry it: labels of letters,
+// digits and hyphens; a leading "*." for a wildcard SAN is not accepted,
+// a partner's identity is one name.
+var dnsName = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+
+// spkiPin decodes a client_cert_sha256: 64 hex digits, colons allowed.
+func spkiPin(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+	if err != nil || len(b) != sha256.Size {
+		return nil, errors.New("mtls: client_cert_sha256: want the SHA-256 of the certificate's SubjectPublicKeyInfo, 64 hex digits")
+	}
+	return b, nil
+}
+
+// MatchesClientCert reports whether cert, a client certificate that TLS
+// has already verified against our client CAs, is the one a's
+// client_cert_subject and client_cert_sha256 name. Without either it
+// matches nothing.
+func (a Auth) MatchesClientCert(cert *x509.Certificate) bool {
+	if cert == nil || a.kind() != AuthMTLS || (a.ClientCertSubject == "" && a.ClientCertSHA256 == "") {
+		return false
+	}
+	if a.ClientCertSHA256 != "" {
+		pin, err := spkiPin(a.ClientCertSHA256)
+		sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+		if err != nil || subtle.ConstantTimeCompare(pin, sum[:]) != 1 {
+			return false
+		}
+	}
+	if a.ClientCertSubject != "" {
+		names := cert.DNSNames
+		if len(names) == 0 && cert.Subject.CommonName != "" {
+			names = []string{cert.Subject.CommonName}
+		}
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, a.ClientCertSubject) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// clientCertKey is a's client certificate identity in a canonical form,
+// "" when it names none.
+func (a Auth) clientCertKey() string {
+	if a.kind() != AuthMTLS || (a.ClientCertSubject == "" && a.ClientCertSHA256 == "") {
+		return ""
+	}
+	pin, _ := spkiPin(a.ClientCertSHA256) // validated; "" when unset
+	return strings.ToLower(a.ClientCertSubject) + "|" + hex.EncodeToString(pin)
 }
 
 // allLoopback reports whether every non-empty URL names a loopback host.

@@ -246,12 +246,19 @@ type Registry struct {
 // default timeout and returns them as a registry.
 func NewRegistry(partners ...Partner) (*Registry, error) {
 	r := &Registry{byID: make(map[string]Partner, len(partners))}
+	certs := map[string]string{} // client certificate identity → partner id
 	for _, p := range partners {
 		if err := p.Validate(); err != nil {
 			return nil, fmt.Errorf("connectors: %w", err)
 		}
 		if _, dup := r.byID[p.ID]; dup {
 			return nil, fmt.Errorf("connectors: partner id %s is listed twice", p.ID)
+		}
+		if k := p.Auth.clientCertKey(); k != "" && p.HasRole(RoleRequester) {
+			if other, dup := certs[k]; dup {
+				return nil, fmt.Errorf("connectors: partners %s and %s name the same client certificate", other, p.ID)
+			}
+			certs[k] = p.ID
 		}
 		if p.Timeout == 0 {
 			p.Timeout = DefaultTimeout

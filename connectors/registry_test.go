@@ -45,6 +45,19 @@ partners:
 		{"smart with bad alg", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: us, key_file: k, alg: HS256}}\n", nil, "alg"},
 		{"smart requester without jwks", "partners:\n- {id: a, roles: [requester], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: them}}\n", nil, "jwks_url"},
 		{"mtls without cert", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: mtls, key_file: k.pem}}\n", nil, "cert_file"},
+		{"mtls requester by subject", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_subject: p2p.a.example}}\n", []string{"a"}, ""},
+		{"mtls requester by pin", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_sha256: '" + strings.Repeat("ab:", 31) + "ab'}}\n", []string{"a"}, ""},
+		{"mtls requester by both", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_subject: A.example, client_cert_sha256: '" + strings.Repeat("0f", 32) + "'}}\n", []string{"a"}, ""},
+		{"mtls requester without identity", "partners:\n- {id: a, roles: [requester], auth: {type: mtls}}\n", nil, "client_cert_subject or client_cert_sha256"},
+		{"mtls requester with only our cert", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, cert_file: c.pem, key_file: k.pem}}\n", nil, "client_cert_subject or client_cert_sha256"},
+		{"mtls requester subject not a name", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_subject: 'CN=a,O=b'}}\n", nil, "client_cert_subject"},
+		{"mtls requester wildcard subject", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_subject: '*.a.example'}}\n", nil, "client_cert_subject"},
+		{"mtls requester short pin", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_sha256: abcd}}\n", nil, "client_cert_sha256"},
+		{"mtls requester pin not hex", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_sha256: '" + strings.Repeat("zz", 32) + "'}}\n", nil, "client_cert_sha256"},
+		{"mtls pull and requester", "partners:\n- {id: a, roles: [pull, requester], fhir_base_url: 'https://a.example/fhir', auth: {type: mtls, cert_file: c.pem, key_file: k.pem, client_cert_subject: a.example}}\n", []string{"a"}, ""},
+		{"mtls pull and requester without our cert", "partners:\n- {id: a, roles: [pull, requester], fhir_base_url: 'https://a.example/fhir', auth: {type: mtls, client_cert_subject: a.example}}\n", nil, "cert_file"},
+		{"mtls pull with requester identity", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: mtls, cert_file: c.pem, key_file: k.pem, client_cert_subject: a.example}}\n", nil, "for role requester"},
+		{"mtls requesters with one cert", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_subject: x.example}}\n- {id: b, roles: [requester], auth: {type: mtls, client_cert_subject: X.example}}\n", nil, "same client certificate"},
 		{"unknown auth", "partners:\n- {id: a, push_url: 'https://a.example/x', auth: {type: basic}}\n", nil, "type"},
 		{"allowed host with scheme", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['https://cdn.example']}\n", nil, "allowed_hosts"},
 		{"retry max below initial", "partners:\n- {id: a, push_url: 'https://a.example/x', retry: {initial_interval: 1m, maximum_interval: 1s}}\n", nil, "maximum_interval"},
@@ -213,5 +226,16 @@ func TestDeployRegistryIsValid(t *testing.T) {
 	}
 	if len(r.IDs()) == 0 {
 		t.Fatal("deploy/partners.yaml lists no partner")
+	}
+}
+
+// TestDeployRegistry keeps the sample registry the README points to valid.
+func TestDeployRegistry(t *testing.T) {
+	r, err := LoadRegistry("../deploy/partners.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := r.Get("new-payer"); !ok || !p.HasRole(RoleRequester) || p.Auth.Type != AuthMTLS {
+		t.Errorf("new-payer = %+v, %v", p, ok)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,6 +77,11 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer logger.Sync() //nolint:errcheck // best effort at exit
+	// Load the TLS files before anything slow: a bad one fails at once.
+	tlsConfig, err := cfg.TLS.Config()
+	if err != nil {
+		return err
+	}
 	st, err := dsn.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -115,9 +121,12 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 			holder.Identifiers = []fhir.Identifier{id}
 		}
 		// Partners authenticate by SMART Backend Services (tokens from
-		// /fhir/auth/token), or through a gateway that sets a trusted header.
+		// /fhir/auth/token), by TLS client certificates (P2P_TLS_CLIENT_CA_FILE),
+		// or through a gateway that sets a trusted header.
 		publicURL := cfg.PublicURL
-		if publicURL == "" {
+		if publicURL == "" && tlsConfig != nil {
+			publicURL = "https://" + cfg.Addr
+		} else if publicURL == "" {
 			publicURL = "http://" + cfg.Addr
 		}
 		auth := app.NewSMARTAuth(publicURL, signer, partners)
@@ -146,7 +155,11 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 	} else if n > 0 {
 		logger.Info("resumed pending transfers", zap.Int("count", n))
 	}
-	logger.Info("api listening", zap.String("addr", ln.Addr().String()))
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	logger.Info("api listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", tlsConfig != nil),
+		zap.Bool("client_certs", tlsConfig != nil && tlsConfig.ClientCAs != nil))
 	return app.Serve(ctx, ln, srv.Handler(), cfg.ShutdownTimeout)
 }
 

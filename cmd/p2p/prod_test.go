@@ -206,3 +206,21 @@ func TestProductionTopology(t *testing.T) {
 		t.Errorf("partner-c received %d deliveries, want 1", len(d))
 	}
 }
+
+// TestAPIRefusesIncompleteTLS: p2p api checks its TLS settings, from flags
+// or P2P_TLS_*, before it opens anything.
+func TestAPIRefusesIncompleteTLS(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "p2p.db")
+	err := dispatch(context.Background(), []string{"api", "--database-url", db, "--tls-cert-file", "server.pem"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "P2P_TLS_KEY_FILE") {
+		t.Errorf("certificate without key: %v", err)
+	}
+	t.Setenv("P2P_TLS_CLIENT_CA_FILE", "partners-ca.pem")
+	err = dispatch(context.Background(), []string{"api", "--database-url", db}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "P2P_TLS_CERT_FILE") {
+		t.Errorf("client CAs without a server certificate: %v", err)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("the database was opened: %v", err)
+	}
+}
