@@ -3,26 +3,20 @@ package audit_test
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/p2p-payer/p2p/store/postgres/pgtest"
-
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite"
 
 	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/audit/audittest"
 	"github.com/p2p-payer/p2p/internal/rfc6962"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
-	"github.com/p2p-payer/p2p/store/postgres"
-	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -46,69 +40,13 @@ func backends(t *testing.T) []backend {
 }
 
 func openSQLite(t *testing.T) (store.Store, func(string)) {
-	path := filepath.Join(t.TempDir(), "p2p.db")
-	s, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	db.SetMaxOpenConns(1)
-	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var triggers []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		triggers = append(triggers, n)
-	}
-	rows.Close()
-	exec := func(stmt string) {
-		t.Helper()
-		for _, tr := range triggers {
-			if _, err := db.Exec("DROP TRIGGER IF EXISTS " + tr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	return s, exec
+	db := audittest.OpenSQLite(t)
+	return db.Store, db.Exec
 }
 
 func openPostgres(t *testing.T) (store.Store, func(string)) {
-	ctx := context.Background()
-	dbURL := pgtest.Schema(t)
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	s, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	raw, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close(context.Background()) })
-	// Replica mode fires no triggers: neither ours nor the foreign keys'.
-	if _, err := raw.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-		t.Fatal(err)
-	}
-	return s, func(stmt string) {
-		t.Helper()
-		if _, err := raw.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
+	db := audittest.OpenPostgres(t)
+	return db.Store, db.Exec
 }
 
 var base = time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)

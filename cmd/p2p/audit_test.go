@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -16,16 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2p-payer/p2p/store/postgres/pgtest"
-
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/audit/audittest"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
-	"github.com/p2p-payer/p2p/store/postgres"
-	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -39,68 +34,13 @@ type auditDB struct {
 }
 
 func openAuditSQLite(t *testing.T) auditDB {
-	path := filepath.Join(t.TempDir(), "p2p.db")
-	st, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	db.SetMaxOpenConns(1)
-	return auditDB{st: st, url: path, exec: func(stmt string) {
-		t.Helper()
-		rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var triggers []string
-		for rows.Next() {
-			var n string
-			rows.Scan(&n)
-			triggers = append(triggers, n)
-		}
-		rows.Close()
-		for _, tr := range triggers {
-			if _, err := db.Exec("DROP TRIGGER " + tr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}}
+	db := audittest.OpenSQLite(t)
+	return auditDB{st: db.Store, url: db.URL, exec: db.Exec}
 }
 
 func openAuditPostgres(t *testing.T) auditDB {
-	ctx := context.Background()
-	dbURL := pgtest.Schema(t)
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	st, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	raw, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close(context.Background()) })
-	// Replica mode fires no triggers: neither ours nor the foreign keys'.
-	if _, err := raw.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-		t.Fatal(err)
-	}
-	return auditDB{st: st, url: dbURL, exec: func(stmt string) {
-		t.Helper()
-		if _, err := raw.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}}
+	db := audittest.OpenPostgres(t)
+	return auditDB{st: db.Store, url: db.URL, exec: db.Exec}
 }
 
 var auditBase = time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)

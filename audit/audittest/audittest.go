@@ -1,0 +1,96 @@
+// Package audittest opens stores for tamper tests: a store, its
+// --database-url, and raw SQL access past the append-only triggers, as an
+// attacker with access to the database would have.
+package audittest
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/postgres"
+	"github.com/p2p-payer/p2p/store/postgres/pgtest"
+	"github.com/p2p-payer/p2p/store/sqlite"
+)
+
+// DB is a store to tamper with.
+type DB struct {
+	Store store.Store
+	URL   string            // its database URL (a file path for SQLite)
+	Exec  func(stmt string) // runs stmt past every trigger; fails t on error
+}
+
+// OpenSQLite opens a fresh SQLite store. Exec drops the append-only
+// triggers before each statement.
+func OpenSQLite(t *testing.T) DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "p2p.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	return DB{Store: st, URL: path, Exec: func(stmt string) {
+		t.Helper()
+		rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var triggers []string
+		for rows.Next() {
+			var n string
+			rows.Scan(&n)
+			triggers = append(triggers, n)
+		}
+		rows.Close()
+		for _, tr := range triggers {
+			if _, err := db.Exec("DROP TRIGGER IF EXISTS " + tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}}
+}
+
+// OpenPostgres opens a fresh PostgreSQL store in a schema of its own (see
+// pgtest). Exec runs in replica mode, which fires no triggers: neither
+// ours nor the foreign keys'.
+func OpenPostgres(t *testing.T) DB {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := pgtest.Schema(t)
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	st, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	raw, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close(context.Background()) })
+	if _, err := raw.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		t.Fatal(err)
+	}
+	return DB{Store: st, URL: dbURL, Exec: func(stmt string) {
+		t.Helper()
+		if _, err := raw.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}}
+}
