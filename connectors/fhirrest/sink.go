@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/p2p-payer/p2p/fhir"
 
 	"github.com/p2p-payer/p2p/fault"
 )
@@ -112,13 +113,6 @@ func (e *RejectedError) Error() string {
 	return s
 }
 
-// FHIR's grammar of resource type names and ids; anything else would
-// change the PUT's URL.
-var (
-	typeName = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
-	fhirID   = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-)
-
 type batchEntry struct {
 	Resource json.RawMessage `json:"resource"`
 	Request  struct {
@@ -185,7 +179,7 @@ func (l *load) file(ctx context.Context, path string) error {
 			ResourceType string `json:"resourceType"`
 			ID           string `json:"id"`
 		}
-		if json.Unmarshal(line, &h) != nil || !typeName.MatchString(h.ResourceType) || !fhirID.MatchString(h.ID) {
+		if json.Unmarshal(line, &h) != nil || !fhir.ValidTypeName(h.ResourceType) || !fhir.ValidID(h.ID) {
 			return fault.New(fault.Validation, ErrTypeBadInput, fmt.Sprintf("sink: %s:%d is not a resource with a type and a valid id", name, n))
 		}
 		if len(l.entries) > 0 && (len(l.entries) >= l.s.cfg.BatchSize || l.bytes+len(line) > l.s.cfg.MaxBatchBytes) {

@@ -436,23 +436,11 @@ func PatientID(ref string) (string, bool) {
 	}
 	parts := strings.Split(strings.Trim(ref, "/"), "/")
 	for i := len(parts) - 2; i >= 0; i-- {
-		if parts[i] == "Patient" && validID(parts[i+1]) {
+		if parts[i] == "Patient" && fhir.ValidID(parts[i+1]) {
 			return parts[i+1], true
 		}
 	}
 	return "", false
-}
-
-func validID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func outcome(h http.Header, b []byte) *fhir.OperationOutcome {
