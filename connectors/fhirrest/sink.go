@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/p2p-payer/p2p/fhir"
-
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/fhir"
 )
 
 // Defaults of SinkConfig.
