@@ -188,15 +188,22 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 
 	// Complete: the files stay downloadable until they expire or the
 	// requester deletes the export, then their PHI is withdrawn.
-	if _, err := workflow.AwaitWithTimeout(ctx, positive(expires.Sub(workflow.Now(ctx))), func() bool { return s.deleted }); err != nil {
-		return nil, err
-	}
+	_, waitErr := workflow.AwaitWithTimeout(ctx, positive(expires.Sub(workflow.Now(ctx))), func() bool { return s.deleted })
 	reason := "expired"
-	if s.deleted {
+	switch {
+	case waitErr != nil:
+		reason = "cancelled"
+	case s.deleted:
 		reason = "deleted"
 	}
-	return nil, workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameWithdrawExport), a.WithdrawExport,
-		activities.WithdrawInput{TransferID: s.sin.TransferID, Reason: reason}).Get(ctx, nil)
+	// Disconnected: a cancelled workflow still withdraws the PHI.
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if err := workflow.ExecuteActivity(activities.WithOptions(dctx, activities.NameWithdrawExport), a.WithdrawExport,
+		activities.WithdrawInput{TransferID: s.sin.TransferID, Reason: reason}).Get(dctx, nil); err != nil {
+		return nil, err
+	}
+	return nil, waitErr
 }
 
 // await waits for cond until expires. A delete or the expiry ends the
