@@ -14,6 +14,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/smartauth"
 	"github.com/p2p-payer/p2p/store"
@@ -65,7 +66,10 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 	if d.Store == nil || d.Partners == nil {
 		return nil, errors.New("app: the FHIR API needs the store and the partner registry")
 	}
-	matcher := &activities.IndexMatcher{Store: d.Store, Logger: d.Logger}
+	matcher, err := newMatcher(d.Store, d.Logger)
+	if err != nil {
+		return nil, err
+	}
 	if err := matcher.Warm(ctx); err != nil {
 		return nil, fmt.Errorf("loading the identity index: %w", err)
 	}
@@ -138,4 +142,14 @@ func Transmitter(id fhir.Identifier) fhir.Reference {
 		ref.Identifier = &id
 	}
 	return ref
+}
+
+// newMatcher is the identity matcher of the worker and the FHIR API, with
+// the decision thresholds the environment sets (identity.ConfigFromEnv).
+func newMatcher(st store.Store, log *zap.Logger) (*activities.IndexMatcher, error) {
+	cfg, err := identity.ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &activities.IndexMatcher{Store: st, Logger: log, Config: cfg}, nil
 }

@@ -130,7 +130,10 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 			return nil, fmt.Errorf("import FHIR server: %w", err)
 		}
 	}
-	matcher := &activities.IndexMatcher{Store: d.Store, Logger: d.Logger}
+	matcher, err := newMatcher(d.Store, d.Logger)
+	if err != nil {
+		return nil, err
+	}
 	if err := matcher.Warm(ctx); err != nil {
 		return nil, fmt.Errorf("loading the identity index: %w", err)
 	}

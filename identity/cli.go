@@ -38,12 +38,19 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parallel matchers")
 	noTrain := fs.Bool("no-train", false, "keep the index's default m probabilities instead of training them on the queries by EM")
 	dedup := fs.Bool("dedup", false, "the queries are the index's own members (query_id = member_id): never match a query to itself")
+	cfg := DefaultConfig()
+	fs.Float64Var(&cfg.MatchThreshold, "match-threshold", cfg.MatchThreshold, "score (posterior log2-odds) from which the best candidate is matched")
+	fs.Float64Var(&cfg.ReviewThreshold, "review-threshold", cfg.ReviewThreshold, "score from which a candidate not matched goes to review; below: no_match")
+	fs.Float64Var(&cfg.Margin, "margin", cfg.Margin, "points the best candidate must beat a different runner-up by to be matched")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *indexPath == "" || *queriesPath == "" {
 		fs.Usage()
 		return errors.New("identity match: --index and --queries are required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("identity match: %w", err)
 	}
 	start := time.Now()
 	members, err := readMembers(*indexPath, stderr)
@@ -55,7 +62,7 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	loaded := time.Now()
-	ix := NewIndex(members, DefaultConfig())
+	ix := NewIndex(members, cfg)
 	members = nil
 	built := time.Now()
 	if !*noTrain {

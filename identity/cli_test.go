@@ -90,6 +90,29 @@ func TestRunMatchCLI(t *testing.T) {
 	if err := RunMatchCLI(context.Background(), []string{"--index", filepath.Join(dir, "index.csv")}, &stdout, &stderr); err == nil {
 		t.Error("missing --queries accepted")
 	}
+	args := []string{"--index", filepath.Join(dir, "index.csv"), "--queries", filepath.Join(dir, "queries.csv")}
+	if err := RunMatchCLI(context.Background(), append(args, "--match-threshold", "-7"), &stdout, &stderr); err == nil {
+		t.Error("a match threshold below the review threshold accepted")
+	}
+	// The thresholds are the flags': at 60 (odds no score reaches) only the
+	// member-id rule matches, and FEBRL4b garbles about one id in eleven.
+	stdout.Reset()
+	if err := RunMatchCLI(context.Background(), append(args, "--match-threshold", "60"), &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	strict, err := csv.NewReader(&stdout).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range strict[1:] {
+		if r[1] == OutcomeMatch {
+			n++
+		}
+	}
+	if n >= matched {
+		t.Errorf("--match-threshold 60 matched %d, the default %d", n, matched)
+	}
 }
 
 // TestCLIScale runs the CLI on 100,000 queries against 1,000,000 generated

@@ -39,14 +39,13 @@ func TestEvaluation(t *testing.T) {
 	fake := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFake1000(path("fake_1000.csv")) })
 	ix = NewIndex(records(fake), DefaultConfig())
 	ix.SetModel(ix.Train(queriesOf(fake, false), TrainOptions{Dedup: true}))
-	// The issue asks F1 0.88. At the default match threshold (posterior
-	// odds 256:1) even the model with m and u counted from the truth reaches
-	// 0.85 on this set: a third of its true pairs have birth dates a year to
-	// ten years apart and most miss a name or the town. The report shows the
-	// figure at lower thresholds.
-	check(evalDedup("fake_1000 dedup", ix, fake), floor{precision: 0.98, f1: 0.81, maxReview: 1})
+	// The issue asks F1 0.88 (Splink's best over all pairs, with the email
+	// column this CSV has no place for, is 0.862). A third of the true pairs
+	// have birth dates a year to ten years apart and most miss a name or the
+	// town: the report shows the figure at other thresholds.
+	check(evalDedup("fake_1000 dedup", ix, fake), floor{precision: 0.995, f1: 0.88, maxReview: 1})
 	if report {
-		for _, thr := range []float64{7, 6, 5} {
+		for _, thr := range []float64{8, 7, 5} {
 			cfg := DefaultConfig()
 			cfg.MatchThreshold = thr
 			ix := NewIndex(records(fake), cfg)

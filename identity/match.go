@@ -99,10 +99,20 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	// similar records are two people, namesakes, and that is ambiguity.
 	dupsExpected := m.Expected > 1.2
 	relatives := m.Relatives >= ix.cfg.RelativesVeto
+	var aside []string // set aside as duplicates, too weakly tied to be linked
 	for i := 1; dupsExpected && i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
-		if ix.sameMember(m, best.row, sc.scored[i].row) ||
-			(sc.scored[i].score >= ix.cfg.MatchThreshold && vetoed(sc.scored[i].g, p.suffix, ix.recs[sc.scored[i].row].suffix, relatives) == "" && ix.compatible(m, best.row, sc.scored[i].row)) {
-			dups = append(dups, ix.ids[sc.scored[i].row])
+		c := sc.scored[i]
+		strong := c.score >= ix.cfg.MatchThreshold && vetoed(c.g, p.suffix, ix.recs[c.row].suffix, relatives) == "" && ix.compatible(m, best.row, c.row)
+		switch tie := ix.sameMember(m, best.row, c.row); {
+		case strong || tie == tieStrong:
+			// Linked: the record matches the query, or the best candidate,
+			// as surely as an automatic match requires.
+			dups = append(dups, ix.ids[c.row])
+			continue
+		case tie == tieWeak:
+			// Likely the same person as the best candidate, so no rival;
+			// but not sure enough to be linked to the query.
+			aside = append(aside, ix.ids[c.row])
 			continue
 		}
 		if runner == nil {
@@ -111,7 +121,7 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	}
 	if runner == nil {
 		for i := 1; i < len(sc.scored); i++ {
-			if !contains(dups, ix.ids[sc.scored[i].row]) {
+			if id := ix.ids[sc.scored[i].row]; !contains(dups, id) && !contains(aside, id) {
 				runner = &sc.scored[i]
 				break
 			}
@@ -165,8 +175,8 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		d.Rationale.Rule = RuleProbabilistic
 		d.Rationale.Summary = fmt.Sprintf("the best candidate's score %.1f is below the review threshold %.1f", best.score, cfg.ReviewThreshold)
 	}
-	if len(dups) > 0 {
-		d.Rationale.Summary += fmt.Sprintf("; %d other record(s) of the same member were set aside as duplicates", len(dups))
+	if len(dups)+len(aside) > 0 {
+		d.Rationale.Summary += fmt.Sprintf("; %d other record(s) of the same member were set aside as duplicates", len(dups)+len(aside))
 		if d.Outcome == OutcomeMatch {
 			d.Duplicates = dups
 		}
@@ -234,20 +244,39 @@ func (m *Model) livesWithKin(row int32) bool { return int(row) < len(m.kin) && m
 
 // sameMember reports whether two index rows look like two records of one
 // person: compatible given name and birth date and a match-level score.
-func (ix *Index) sameMember(m *Model, a, b int32) bool {
+func (ix *Index) sameMember(m *Model, a, b int32) tie {
 	sa, sb := ix.side(a), ix.side(b)
 	p := probeOf(&sa)
 	g := compare(&p, "", &sb)
 	if vetoed(g, sa.suffix, sb.suffix, m.Relatives >= ix.cfg.RelativesVeto) != "" || g[fBirthDate] == lMissing {
-		return false
+		return tieNone
 	}
-	if vetoed(g, sa.suffix, sb.suffix, true) != "" {
+	score := ix.score(m, b, g)
+	switch {
+	case score >= ix.cfg.MatchThreshold:
+		return tieStrong
+	case vetoed(g, sa.suffix, sb.suffix, true) != "":
 		// A given name or birth date that disagrees outright: two records of
 		// one person only on the strength of a match.
-		return ix.score(m, b, g) >= ix.cfg.MatchThreshold
+		return tieNone
+	case score < ix.cfg.DuplicateThreshold:
+		return tieNone
+	case g[fGiven] == lDifferent || g[fFamily] == lDifferent:
+		// A name that disagrees outright, carried by the birth date: likely
+		// one person, but too weak a tie to link.
+		return tieWeak
 	}
-	return ix.score(m, b, g) >= ix.cfg.DuplicateThreshold
+	return tieStrong
 }
+
+// tie is how surely two index records are one person.
+type tie uint8
+
+const (
+	tieNone   tie = iota // two people, or no telling
+	tieWeak              // likely one person: not a rival, but not linked
+	tieStrong            // one person as surely as a match requires
+)
 
 // compatible reports whether two index rows may be one person: neither
 // given name nor birth date disagrees outright.
