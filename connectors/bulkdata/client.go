@@ -383,10 +383,12 @@ func (r ExportRequest) method() string {
 // instant formats t as a FHIR instant in UTC.
 func instant(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-// query is r's parameters for a GET kick-off.
+// query is r's parameters for a GET kick-off. Neither form sends
+// _outputFormat: the IG's default is NDJSON, the only format we take, and
+// some servers (FHIR Works on AWS) refuse the full media type that the IG
+// says a server SHALL accept; every line downloaded is checked anyway.
 func (r ExportRequest) query() url.Values {
 	q := url.Values{}
-	q.Set("_outputFormat", MediaFHIRNDJSON)
 	if len(r.Types) > 0 {
 		q.Set("_type", strings.Join(r.Types, ","))
 	}
@@ -402,7 +404,7 @@ func (r ExportRequest) query() url.Values {
 // Parameters is the FHIR Parameters resource of a POST kick-off.
 type Parameters struct {
 	ResourceType string      `json:"resourceType"`
-	Parameter    []Parameter `json:"parameter"`
+	Parameter    []Parameter `json:"parameter,omitempty"` // FHIR JSON has no empty arrays
 }
 
 // Parameter is one Parameters.parameter; exactly one value is set.
@@ -423,7 +425,6 @@ type Reference struct {
 // (the form every version of the IG accepts).
 func (r ExportRequest) parameters() Parameters {
 	p := Parameters{ResourceType: "Parameters"}
-	p.Parameter = append(p.Parameter, Parameter{Name: "_outputFormat", ValueString: MediaFHIRNDJSON})
 	for _, t := range r.Types {
 		p.Parameter = append(p.Parameter, Parameter{Name: "_type", ValueString: t})
 	}

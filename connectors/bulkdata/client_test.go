@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -89,6 +91,8 @@ func TestExportEndToEnd(t *testing.T) {
 			true, "/fhir/Patient/$export"},
 		{"one patient POST", ExportRequest{Level: PatientLevel, Types: []string{"Patient", "Coverage"}, Since: t0.Add(-time.Hour), Patients: []string{"Patient/p9"}},
 			false, "/fhir/Patient/$export"},
+		{"POST without parameters", ExportRequest{Level: GroupLevel, GroupID: "g-1"},
+			false, "/fhir/Group/g-1/$export"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,6 +205,51 @@ func TestExportEndToEnd(t *testing.T) {
 	}
 }
 
+// The kick-off's wire form: no _outputFormat (NDJSON is the IG's default,
+// and FHIR Works on AWS refuses the full media type), and no empty or null
+// parameter array in a POST body (FHIR JSON has no empty arrays).
+func TestKickOffWireForm(t *testing.T) {
+	since := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name string
+		req  ExportRequest
+		want string // the GET query, or the POST body
+	}{
+		{"GET, no parameters", ExportRequest{Level: PatientLevel, Method: http.MethodGet}, ""},
+		{"GET", ExportRequest{Level: PatientLevel, Method: http.MethodGet, Types: []string{"Patient", "Coverage"}, Since: since},
+			"_since=2024-01-02T03%3A04%3A05.000Z&_type=Patient%2CCoverage"},
+		{"POST, no parameters", ExportRequest{Level: PatientLevel}, `{"resourceType":"Parameters"}`},
+		{"POST", ExportRequest{Level: PatientLevel, Types: []string{"Patient"}, Patients: []string{"Patient/p1"}},
+			`{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Patient"},{"name":"patient","valueReference":{"reference":"Patient/p1"}}]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet {
+					got = r.URL.RawQuery
+				} else {
+					b, _ := io.ReadAll(r.Body)
+					got = string(b)
+				}
+				w.Header().Set("Content-Location", "/status/1")
+				w.WriteHeader(http.StatusAccepted)
+			}))
+			defer srv.Close()
+			c, err := New(Config{BaseURL: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.KickOff(context.Background(), tt.req); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("sent %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
 // checkKickOff compares the kick-off the server received with r.
 func checkKickOff(t *testing.T, got seen, r ExportRequest, path string) {
 	t.Helper()
@@ -230,7 +279,7 @@ func checkKickOff(t *testing.T, got seen, r ExportRequest, path string) {
 			params[pp.Name] = append(params[pp.Name], v)
 		}
 	}
-	want := map[string][]string{"_outputFormat": {MediaFHIRNDJSON}}
+	want := map[string][]string{} // no _outputFormat: NDJSON is the default
 	if len(r.Types) > 0 {
 		if r.method() == http.MethodGet {
 			want["_type"] = []string{strings.Join(r.Types, ",")}
