@@ -34,12 +34,18 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p2p.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p2p.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newFixtureOn(t, st)
+}
+
+// newFixtureOn is a fixture over st.
+func newFixtureOn(t *testing.T, st store.Store) *fixture {
+	t.Helper()
+	ctx := context.Background()
 	signer, err := signing.Generate()
 	if err != nil {
 		t.Fatal(err)

@@ -16,15 +16,21 @@ import (
 // member index. No match and an ambiguous match are outcomes, not errors:
 // the workflow decides what follows. A reviewer's decision on the same
 // presentation (the same partner and normalised demographics) is applied
-// at once instead: a person is not asked twice.
+// at once instead: a person is not asked twice. A member found without a
+// review in this transfer (by an exact rule, the score, or a remembered
+// review) is linked to the presentation in the identity graph.
 func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (transfer.IdentityOutcome, error) {
 	req, err := a.Store.GetTransferRequest(ctx, transferID)
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
+	pres, err := a.presentation(ctx, req)
+	if err != nil {
+		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
+	}
 	// A person already decided on this presentation: their decision
 	// stands, and is recorded as this transfer's identity decision.
-	o, remembered, err := a.recallReview(ctx, req)
+	o, remembered, err := a.recallReview(ctx, req.PartnerID, pres)
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
@@ -39,16 +45,27 @@ func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (tr
 		}
 		o = outcome(d)
 	}
+	o.Presentation = pres
 	// The decision and its rationale are evidence in their own right, with
-	// the projection's identity, in one transaction. A retry records the
-	// first decision once.
+	// the projection's identity and the link it makes, in one transaction.
+	// A retry records the first decision once, and links once.
 	if err := a.record(ctx, transferID, store.Change{
 		Event:    transfer.Event{Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: IdentityDetail(o)},
 		Identity: &o,
+		Link:     identity.LinkOf(req.PartnerID, transferID, o, resolutionNote(o)),
 	}); err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
 	return o, nil
+}
+
+// resolutionNote is the provenance note of a link made by identity
+// resolution: the rationale's summary, which holds no PHI.
+func resolutionNote(o transfer.IdentityOutcome) string {
+	if o.Rationale == nil || o.Rationale.Summary == "" {
+		return "identity resolution"
+	}
+	return "identity resolution: " + o.Rationale.Summary
 }
 
 // outcome maps a matcher decision to the transfer's identity outcome.
@@ -105,15 +122,11 @@ func (a *Activities) presentation(ctx context.Context, req transfer.Request) (st
 	return graph.Presentation(a.key, req.PartnerID, req.Member), nil
 }
 
-// recallReview is the outcome a reviewer already decided for the same
-// presentation, if any. An approval stands only while its member is still
+// recallReview is the outcome a reviewer already decided for presentation
+// pres of partner, if any. An approval stands only while its member is still
 // in the index; otherwise the matcher decides afresh.
-func (a *Activities) recallReview(ctx context.Context, req transfer.Request) (transfer.IdentityOutcome, bool, error) {
-	pres, err := a.presentation(ctx, req)
-	if err != nil {
-		return transfer.IdentityOutcome{}, false, err
-	}
-	rs, err := a.Store.IdentityReviews(ctx, req.PartnerID, pres)
+func (a *Activities) recallReview(ctx context.Context, partner, pres string) (transfer.IdentityOutcome, bool, error) {
+	rs, err := a.Store.IdentityReviews(ctx, partner, pres)
 	if err != nil || len(rs) == 0 {
 		return transfer.IdentityOutcome{}, false, err
 	}
@@ -166,8 +179,7 @@ func (a *Activities) graphChange(ctx context.Context, in RecordInput) (*graph.Li
 		return nil, r, nil
 	}
 	r.MemberID = id.MemberID
-	l := &graph.Link{Partner: req.PartnerID, ExternalRef: pres, MemberID: id.MemberID,
-		MadeBy:     graph.Maker{Kind: graph.MadeByReviewer, Reviewer: id.ReviewedBy, Score: id.Score},
-		Provenance: graph.Provenance{TransferID: in.TransferID, Presentation: pres, Note: "manual review"}}
-	return l, r, nil
+	o := *id
+	o.Presentation = pres
+	return identity.LinkOf(req.PartnerID, in.TransferID, o, "manual review"), r, nil
 }

@@ -123,6 +123,27 @@ func (e IdentityStatus) Valid() bool {
 	}
 }
 
+// Defines values for LinkMakerKind.
+const (
+	LinkMakerKindReviewer LinkMakerKind = "reviewer"
+	LinkMakerKindRule     LinkMakerKind = "rule"
+	LinkMakerKindScore    LinkMakerKind = "score"
+)
+
+// Valid indicates whether the value is a known member of the LinkMakerKind enum.
+func (e LinkMakerKind) Valid() bool {
+	switch e {
+	case LinkMakerKindReviewer:
+		return true
+	case LinkMakerKindRule:
+		return true
+	case LinkMakerKindScore:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ResourceType.
 const (
 	ResourceTypeCondition            ResourceType = "Condition"
@@ -468,10 +489,45 @@ type Health struct {
 	Status string `json:"status"`
 }
 
+// IdentityLink One record of the identity graph, which is append-only: a link of
+// the external identity to our member from `valid_from`, or (with
+// `ends`) the end of an earlier link at `valid_to`.
+type IdentityLink struct {
+	// Ends For an end record, the `seq` of the link it ends.
+	Ends *int64 `json:"ends,omitempty"`
+
+	// MadeBy Who or what made a link (or ended one).
+	MadeBy LinkMaker `json:"made_by"`
+
+	// MemberId Our member id.
+	MemberId string `json:"member_id"`
+
+	// Provenance Where a link came from. Never PHI.
+	Provenance *LinkProvenance `json:"provenance,omitempty"`
+
+	// Seq The record's sequence number.
+	Seq int64 `json:"seq"`
+
+	// ValidFrom When the link started.
+	ValidFrom time.Time `json:"valid_from"`
+
+	// ValidTo For an end record, when the link it ends ended.
+	ValidTo *time.Time `json:"valid_to,omitempty"`
+}
+
 // IdentityOutcome Identity resolution. Names members by our member id only.
 type IdentityOutcome struct {
 	// Candidates Member ids awaiting a review decision.
 	Candidates *[]string `json:"candidates,omitempty"`
+
+	// LinkHistory Every record of the identity graph for the external identity
+	// this transfer presented (the partner and what it presented, by
+	// keyed digest), oldest first: the links to our members, each
+	// with who or what made it and where it came from, and the end
+	// records of links that were superseded. Shown by
+	// `GET /v1/transfers/{id}` only; absent when the transfer
+	// presented no demographics (served exports, imports).
+	LinkHistory *[]IdentityLink `json:"link_history,omitempty"`
 
 	// MemberId The resolved member.
 	MemberId *string `json:"member_id,omitempty"`
@@ -514,6 +570,37 @@ type InclusionProof struct {
 type JWKSet struct {
 	// Keys The public keys (JWK).
 	Keys []map[string]interface{} `json:"keys"`
+}
+
+// LinkMaker Who or what made a link (or ended one).
+type LinkMaker struct {
+	// Kind `rule` — an exact rule; `score` — the probabilistic matcher;
+	// `reviewer` — a person in manual review (now, or before for
+	// the rule `remembered_review`).
+	Kind LinkMakerKind `json:"kind"`
+
+	// Reviewer The reviewer, for `reviewer`.
+	Reviewer *string `json:"reviewer,omitempty"`
+
+	// Rule The rule or model that decided.
+	Rule *string `json:"rule,omitempty"`
+
+	// Score The match score, for `score` (and the best score a reviewer saw).
+	Score *float64 `json:"score,omitempty"`
+}
+
+// LinkMakerKind `rule` — an exact rule; `score` — the probabilistic matcher;
+// `reviewer` — a person in manual review (now, or before for
+// the rule `remembered_review`).
+type LinkMakerKind string
+
+// LinkProvenance Where a link came from. Never PHI.
+type LinkProvenance struct {
+	// Note Why, in words.
+	Note *string `json:"note,omitempty"`
+
+	// TransferId The transfer whose step recorded it.
+	TransferId *string `json:"transfer_id,omitempty"`
 }
 
 // Member A member of the index. PHI.
@@ -3236,153 +3323,162 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3vbhu3tij+KoR+B4iMM5IdN+netXE+uE2y6zZJgzhBfxtbhYeaWZJYj8gpybGsFgbOp/sAF+cJ95Nc",
-	"cPHPcCSOLCVp0gvcT3FGM+Ti4uL6vxb/GBRiWQsOXKvB2R+DBdASJP55WcKyFhq4fgt1RddQmqclqEKy",
-	"WjPBB2eDXMsGcrJaACd6wRShXK1AkhVVhAtNainKpoCSTNf2dwm/NaA0mTZ6wqUbl8ykWBK9ADJjUunw",
-	"0orpBT5WdAkkwFOsRz/CejzhF1MFXBOhFyBXTMF4wgfZQBULWFIDq17XMDgbTIWogPLB/f19NqippEvQ",
-	"m2ss1j/Cent9F6SoGHA9KhZCAScNZ781QG5gTWZCdpc0pOT9+8tnxGCBzIUoJ7xYCFbA0ZhcFaKGkmiB",
-	"yyloVTE+d2NbqJmZzmJ/kA04XRrIN5Y8yAZmMibNVhjMx4td0ruXwOd6MTg7ffo0GywZ9///e+ZRobRk",
-	"fD4wiHgFyynIy2fbi/6pkWSJvxJWjj1sNdWLFjL7+zUr94Xp8enfOzA9TsH0TlKuZmmo3i2AaPc7YaVH",
-	"9+3fjnpA/KSw3ZuhVC24AiScb2n51u67+V8huDkn5k9a1xUrqAH6uJZiWsHyP39VZgV/RJP/h4TZ4Gzw",
-	"/x23p+/Y/qqO39iv7KTbOPDkxhRZ0mom5BJKIiRh/JZWrDwnOUgppMqJwYNyxwqqUo0H99ngO8FnFSu+",
-	"ANhKNLIAA7fhDIwTSpSmGoheUE1oVYmVhdatEMG95Bokp9XnBPfCnHO4q6HQUBLE5jlhWpESNGWVIlQC",
-	"qcR8DmWGa5GgG8mhRIhfC/1CNLz8nBC/FkQ1xSIgGQF5J8RLKufwpQh0Ksq12e3KAGF4JeXkMXnFvkXo",
-	"3nN6S1lFp9VnBfCClFADLw1LNcA1LRjnZh/lmlRUgyTDncLnyK2hlqIApT73Kjb4wAqqijhOMG00KSg3",
-	"ZDkF4uCD8swsZcI3loFyulFQWlFLOYpS3LkM115TqbnhtwZTN1yseDbhQhJKJNwyWJESCqaY4KQUYA/2",
-	"jGn81PNqI94QV6qpayE1lK+gZPQdMtgvS5kG3Dye1cyWj1EUuSHNjBdlKUHhn7QsmXmTVm+kqEFqZsTB",
-	"jFYKtimtFkrTilD7+Zi8+f7SiKo6+vKPQcF0Qu/4jum1eTcWUicnW2IpG9g5rgtRwvYobywA5seNwU5T",
-	"YyE33h7lCpm0kETCnAm+MdLT9EgSQKeGMs8DRjZhOknpBO6JmP4KhUYJtoDiphaM65S+pticG01LAhCj",
-	"ThExQ3KkTcm04drbW/DrSiV2QCxrWmjyw89XZPj86vTp10dE3IIkf0wGt5PB2WRQn9YjHHVUBIiOH08G",
-	"2WSg2O+Af0ghNP6h2RImg3ur623h64aVaYXHKJooHt2ymM6M5BSNJD/8/OPVODWYmTM92tsX35Gvv/n6",
-	"lJhXyIKqBRlOqYKvn6AOZTgI1UZhXmtIjWyWlR6ZN6guihkBriVzagduQmGwpsiwFgqPjiIn47EZafS4",
-	"Oyvj+usn7bSMa5iDNPMa5G3P+7MxOphGHmbR0xmupBpG+GWKqlq98F92WQ5vbjK7JRmSxi8pGjSKINcX",
-	"ShkysizqAN5gUGY16EeKFHYsYxyUTBWVUEYlAiZJSTX1NoPjxNvUO5eUayivqe5BkQ6TEfeuNULctEND",
-	"FV999dU3R/uiLxv0kasb85EyCjrVm4DvMFEep3gbSCbKB3m+fQtZtrAyZdfrbufQIPNMr1H7fmVf3iQg",
-	"JBU3kAcjgL+DfJCTXQUAtvEpGl2IJXgeZjQTpcPOIdsxeAXeLA0ctyDZjIGBpgRu/vglgVY3+U927PTE",
-	"fTNtyC7zeBfpudPp3tufvty81w/QWTzwNhsE6nSHTcDW4XsDnMVUcohAUN0RJMybikojEhVww9VuIf39",
-	"IbQVE8MWh/K0FWF8B11dpeG+UEZ2GEL6/i3cBSTUomLF+ozkbl05qYDeggrWhCKaGmNnwsNyDWV6qoQ7",
-	"o9aRIfIZytnMUk7DNUqB5VE24Xn4MveWHtyCXOsF43MPFbI7xLkVk56sHVzmaPlRdhH2rgNlEekh32LB",
-	"VHW03oWoSkWYjs8YLXD+bMB4+FPCr2gr9kB1C5LO4Z14RXWx+ChJQWXZOsVEVZKaro2twpa4BYJX64ys",
-	"FiDBHD2mJtxT0dGZ3fR8A5zcqqWI7+7hbj08SUwGBxERPIBjANxUWx/0rWQDXEUPB/SLfKRaY6Q8RwNk",
-	"zpQGCWX4AVEjRQUkr5uqyj8ElL1kzjOqIZI7zdSAvQtb7SsJjGXWf8o0KdlsZpSl4A/tuOEO9abFHMSi",
-	"OIt2NcU/nlFNA/M4gEp/Xjhh73jBkq7x8GyLDM9Trs3cPYc0uIrwHaMA2WHPCXUOX0lgWes1WQLlyjAU",
-	"dAFqWD7IbN+6sdH8vEecXtrvIpOISknXVuHlRYKR/sSrteVWEgohS0Blx5jFMw3OK2xE2wH6aGorPIkd",
-	"bHfiZ4bJmTnVOaHcYw54aQxfUQPf3hvgCep9SZUmJV2T4T//+c9/jl69Gj17tq0p9kg/mVAMXqCL/wNG",
-	"TGIJlmIuab1ghfpgzurZvnMPGInkOcoNd07JpeWT5CdutLEJz8NByjOSz9kt8NxQQD6jS1atc+ICA+b8",
-	"kSkoVoIi+ZRJvbg2y8tTLJe2joZdNOz9EffZoB1wG9Hfmt+QBA7fO7uKxObhc/Qs72G9ZwNEzPYw/zCP",
-	"cZShOtproB3SqBOuyHwsCjb20ErxQ6XBQvCUX8U8djbvxqhPku4QuHtoT6/gbotnR5ubZNZMQuGNz01+",
-	"zIoFWdF1V81BlrUUt6DOSG55ak7+/d//Y+VNo5ytOeEedcO6UQsbt2I6swqvvPUPFJk21Y1jzkfnJLdq",
-	"CA454UGG+cG0II3qanb2U8O78cuk/vQc33nBqiQjBvL62Q9XP70mM1ahnUS5A2ibv03XOiVyrtjvwcIy",
-	"o+zplEANd3u0t0FpdlqtH3J7BLWgp0+/TgD0/cXo9OnXZLiAu6NNyLbwo9d1jxH34vvLt11hOn7QF4K/",
-	"+sUFEDOHuxQZ2v255DPRo/pYz5XTDGoJNTU80YZPA3Wc4wPKiaWELKzZsNEC2G0cJY403xtWWl3gKCHP",
-	"7oqqKaG8bs2GHdtVwUyjWTOFgjbWBxMMA7RKLE9HWyS9oQhvGgsRlaqu4bS36hIdhPttVWWnC5EFN6g3",
-	"0B4p9GyazaG6kfCwW9F/eX0Q2brd9x8nRzYkwGyIrzviJdLCWXfPH6nWyqyMBeBCdIoMbeTzX7/kR+eW",
-	"j3kdzdIPU+QGak0oL62ONqvonCi6VtZaIowbtFegoeOnDfkD5qgUwOp+x4Sj5keOautgJJdQMWPwpo+w",
-	"pFxR5OXXaV9nHya+NQz4GbJ1j5M8Gu0dW0KeTbj5LL9GbTb3EHG402QoGz4Ss9kR8SZkbBlbLOznsjG2",
-	"VynpiqcRY2kdjbh1JWiJrpfwjQuvsjkobVC3pIwbrQxuWQm8iPlWm8zRZVyb5Ok9uPZMZilmkOJmLxhU",
-	"5XeCa8mmTVq4GqGDAfVHiqgFlV7sGFA102vDLCRssyP8Jo2dslVj7dDEECLyySGHW6PZaEVuadXAUZKC",
-	"KriFxAH6XqxscDAkARA6l2CGhfF8TOCOFjoj7gBmhAveM8EK2HyREHeXGr0nAV3eXR1w0FKPaKZVRDpW",
-	"fdraR4slv6Iwce9e+ZBfcptcToRbutmmNrnggO3BnzJDkJSUQmt0OegFGTorYBzp9RnJDde5tn6srrn7",
-	"r8e/5EdoJ5KQhhR06YMcmO1+ItvCVY7JayQVKBbCBWCQYh4W+h7nbsYUrr8HWulFKuC2wF9sfJCWjIPy",
-	"WWDbOFY9rjlxY9V2OxYySbijhhXjjw9HcOy4KcAv3ansdXf7F1BTqpCIx+Q1ps7Y3VVkukbRGLu8qnXC",
-	"HU55ydDk3p7llf9WEbqiDI3MrSB6RxXoUfRaif+Agw6XY8Seo9EkiVFrLD8YNXkbXkTMG6ihvJ6uU9Qp",
-	"cD2lCzPZl1uzTAKyfsGhz+Uue9TZJdXFwjIWL6bCGodCGitbH5GwCXsxn3199J5IHvLPW/B30eGe4R6W",
-	"oMrIcKqBlwZjmJWGKBhkA7qcsnkjEBAurhFfSZPqkhdVYwjujRRi9kCs2AbOkd+Jmdk3DPGuDaOnpI18",
-	"G5VHCN0TJArh+p2BkPZNFGl0dr2gatGjUBggHhm1nc4+IJSNqYI99soUkzPNmBC5YnGipu5MEw7rg/Nt",
-	"eRbht93r8uHyfUPkEuC6Pz6vIhsXo/LW9NILs6wSDX+M38T7uV90fvMkwG+DeO9iyDKfoBmRROqoGBME",
-	"kskdaEP9DFPyI6zJFbjg9d+ePv5bwvy7gXXPOaubacUKYxkpMvzh5x+7e5n2Idr00S1Yu/u6gQyEILVC",
-	"Kw1SK3Qyxm0V4yXc9SQO/Smuv2xwN5qL0XZAdmeW0oe6Dz/YXfjB7sG0/bmfl++jcq/6fIIb+MnIq4y8",
-	"z9oIB4pNl3rXG2PeL2nrI7K0dmtfcS643cFAAR0PtV10mNdRlV9CF59+V/pPz/tagY0vHBQcSRywNuy7",
-	"Trj8P8XBs2nCU5gZ3eXxNycnhGPGttXjG91I2Mst/5HJgvscS2IPm5DEvh0HMj6dy/+jZ9l14GtLDOdk",
-	"2ShN4LeGVkHePfJa/TUr7eGqJSjgXzA68ElTOPeMNPxVkz0PCH+8hpUvFzmYCYQ6EnQJdOIjZ1ax9UEL",
-	"52Yufaxlwn3gJHN+vRltKo1W/UbU/pGKHdXxCC5OcpSKATqP855JQ20CIkYkpIQKLbU9HJRixYmEGUjg",
-	"BWTWa1CSKS1uxuSVOTiGZS3MChwXPDB7r3CJJtfamyIPLqmbKHOfDVpPyh4ZGTTk9JVxZGznV+HFwFIe",
-	"/CSOODvnNd9hhrvf0XsUpaywbozS/iLXZy4MMuGWyrK+wPQwJPakIicTHlGecPzwzHm5862dGeObnh4/",
-	"Js3E4TBk8CVP7hu7hovi5vDUhkC+LrAQudlpx8m+mXZi/fYPpnoHx4IdtqgoW6rMz2arJDCk4l5sAfKB",
-	"kxh9X3/19yeHITAGNIm7D0sJ0WxplB0N8tYIxo9JCHndajKY4bF/VmdPQsiVeRzwaXNXDk9K3vbIyB7q",
-	"63MYX3B0enzz5OnfiCs/cRVf25ixz1PeL6rJClNLpeBzn6zXVol6J61NLVTNdMnQn4yeWpVU0210a4dn",
-	"WhGqCYqhDHkBeoNRDPh1qL2DjB2fesJvwbjSNJkUZR1cM5v7b0iqKBqJwoUM80bys/q0PnNYOJs0Jydf",
-	"FazEf8HF62ylFSsn3HxuGSTmG5jjVYk5qRiHEDj2CE1XVKgdbrbv37174zNBN+yzTtGBTqUcXBC1EFIT",
-	"1SyXVAY+cMM4Bhgcwg+I1F8YUKYVkPdvXxv92HD5xIhn6HrD1COPTP9Lu995RnIXDRhhLVNmXm8rr0ZL",
-	"KBlF8968qoUYYXUefheVht3AerRkSjE+xyE2f3NzpD6T0Cgo3cRoto4cjzRvc6FHM9Fw/HQJeiHKkXmG",
-	"OcHuM/N/xkfWcRyvyLvJzbOobs++YstE8wkfAi0WRqufsTvPsrdQ5mVdG2XoR+q+OROWYLJdwYi3sb99",
-	"O6qTcPoGXzpVNkG07IlcJWj9DciRjya2ETq1FaLbnzF0AqMJ7iCbqscBaX6xlUxuQel4RMONLtXUD8Yj",
-	"8MX3tU2/xZOYOlmCwwiZBtzVFeWWJxqKEI32au0D8rixe+rmSG5qnFKaAALTcN4+6WbikPq0dkFxFTv2",
-	"31DNAFNvvDo8wBQbD/1Ps2+Bw4yZN55zTNNBfes7wa06kHT4v8Wz9Mydnw9JKFWCGwPJV3sKTmhUjc/J",
-	"knJjZttDm5KX7dTd0WldS3ELhLaRm8zanwa/3UrSOA3ffhaS75PLfiBCFiYkbrQyc0w2nMRxG9P7AAfB",
-	"jgjumLxANzzc2WxpbkRfaztmRAmnrtuUFUXohPvcieDId/gfVuwGMEXAZVlh0sORS3SBCTcqE54D8yRU",
-	"QrrsZYxm4tcug2fCh7kF3SVT5HaoCpe6ZSScnhhb/hAlN1DDzpBzOOPpiAYUgpejKRabxDG/vasYfuqG",
-	"dJ3ij5OOmvqQ6OSlVnF08kPSHmIfan8Q8SrlNL4ol4wb65FiZY6yDs2QmT5dR87N4XvyX96dfBSfpxeD",
-	"bPBqkA3eJw/SO0c/KfbmqfCRcpTliS1hT9z6NjOJuBf+ZtPQZGkP+16CycP23AzwYEjGgZBCbnegZD4J",
-	"fm1tzbDKjkKfdBjTQguZjpRjpqENlNuxh7YnzIaCnJGVkDezSqwyx2JBbr0yHo/TwZFd5XkLWtfAD6nN",
-	"a02fXYGyTQdzoRWhUyN2w1ojWNtNSAd8zQELAeko4usYVkYOCv26yOoOOnykyLwSU1qFMKx32HTKyPeI",
-	"yybjvG82BvW0ZKi/MByR8b3H927cnUfEHVF07u7OGfZWB6LhzDVoGfpOLcDRe3Ue9WpiyooY31vBZ1se",
-	"ZUGIXnt+n/l82mtXx5hNuH8iwT8jCnh5PaOsMv+x5B4N4R5woSHzbrLrkEmYYRZS0ihMRqqpUaTsAXUf",
-	"JFlD5Gju9SUbEbkyGi4aIEaJ0IooDbUiaPIYkT6jiayow1y+PpHpYIdv5OyliqjuCYz8thLog/XkYdEr",
-	"o5kUBdT6IB7yQQ5adITsS+vP8WXzla0x2Cu5GrPYd9S39/efSpTIW+LfN7Mo2taK8Ru17zpf4st7OKK3",
-	"nci748kHMZSmLg8gmooapW1B+fyDezaEknubVhKWHtNWh5Y7MHoc7zrrzz21bdvpkelj2dT+DsILsmiW",
-	"lI8Ml0Kvz/6W6YMOJDwfaF2eEZ//1bJcW+eeheKea1+1HFjq1gOzE6LR2YQ7lfE6RDP8ILTRi/Z/kVcm",
-	"I7S4iUYoKC+gQpbunTX7cGnnW3Ho3LVfL/2p2aI+CUQLMhNVJVZbBuVmnMAsPCGxbZCYrBasgk0OaPh8",
-	"MIGvWxM4EZ2tktl2RoZGIG3ve6/6bRSjba37IcFXzQbRoLuQ+obOe8quajq3GWXuTZURDiujAaBesI3a",
-	"oMz3s1VXGcMUjr494H72gJfVCf8Uhzt9XTRSiZ5yc/tbp0TCgHJOeFNV3ieN7Ms8NjCZH2z7r06GWB/b",
-	"whV0AdmF/6t0lP7C6WObjgD7dEmLBVomZkVGwV/bVD+mJpxxpplhg+Tf/+t/txqayyfFh55h+G4i+NC5",
-	"Hq59/daEm6d4JswftDD8oYJy7t73hTTnJLcsMkf9KO8ckpxQCRMuZkZX6lYGBjgHrSi9brNeN2FEIdCF",
-	"0LaLsOpdCxx+a0HDLCUDGrozIrASJvA9hj5SJW71aU2ELBaABjgoa2iPtBhZi9umtI9sKx9P52NyEcnj",
-	"tt7SfkLVjbJB3W5qwjk6DV3Cr+pkGkx48B3TOWXcKOZaBfcGL+Eus8mdKtn5IvOFeWrCqY92eselq11z",
-	"viWzjS7Qii7pjf5EEz7hz29Brp04YqrbYi1u7JbbON83T57+7cjHVq0sm/AcgxSh+lHI5bYX31rAqmrm",
-	"Lo40Jii1yVSUDFRwqiGJOQq3DvFpowkP1RLWHd6NxZ3F3eLMYMbAn/BaCm37Qrq6B0MVRnthguPa8zc/",
-	"Xb0jx7ePj8Nu5072WNRfPn/3YrOdICklnbnyLkWXMOE3sN5of4tN62zHXBXZX67hrjF2kWbwD2xeOOF5",
-	"28J35Hv4nhFs2XuUtSOHueL+f657iNUI7M9PTk/H5EdY2waY6sGWthUrgCtkX64l60VNiwWMTscnRh+T",
-	"1eBssNC6VmfHx6vVakzx57GQ82P3rTp+efnd89dXz/GbNiqHx+7izeUgGxg6tEfx8fjEviRq4LRmg7PB",
-	"V+OT8Vcu8Rglx/F4BVU1Qm3m+NfVjRr7DoNz6Oma9sPPP2Ku8WohFNikYWQ761DgiBWUKLxEI9seGLYg",
-	"DR3HRhAijVyWg7PBP0D/8POPV4ONnrKnJyc7OiL+uroZKdAHdkR0udQ9DRHd0rCZ5VM7e2qwAOVxaMd6",
-	"Hwde0JXqkqoNPgwhYO5zNtB0rgw/DwhQg1/Mt8f2+Pzei/kLpGtFTk9OIq3L9bO0YWGFkdxt9H7vhj4M",
-	"vQeh1ZVD9aDVQ8kUoRU2h+qi6yW7BQ5qJ36MgbDeFz3OwFJaSPBe/+AyJMDn1vdvPskIVArI05OvthH3",
-	"1s75RfCGcxtuglvrKPKrhyky7iPbxfJbX462C823j49Rfz7ulqkkcX7F5tyyXpvZoKMuk0PFfocs0WEx",
-	"Q83circJN/zBsFuzR7hbRoSetztYCSw8wdy7uRQrTrBoN+r+NuEtpG6rqcawFVOkMlSHjXYpWTLeaKwW",
-	"ztzWm7mMBqh0cJFt8aULg4yoEOdPpIW43Cd9jtqVfjSH2qMxaEQm+GyTQtroRZI6rNJjR7O+fNfCQBvM",
-	"K6igsM07g0sZ4xwZoWrCOayMLTYyitWSGYlrVC6b85HjnmBUIifWRCA1SFJ5HX/CnRLAFFFaAl2GfAFM",
-	"PKLYFYXqUEgcAnkTnlvt5b9mCybzQCdBNbBrNoN5ZTCGxigIrn2CjZx6sMgwJgsz9n/y0lDHkbEH2hlH",
-	"04aXFeQTbksC7Sz5t/Yp7tC6BlKIqrI+ncTAOGw24bRSIix/TJ7TqB+2bUhpVNG2aatVHv1mOAUSC9En",
-	"PLe6dNxCvQ22BrXMf5sRBb+5CKkLTRyZPYmb0ViKCPWKgkMWN/hKV5juOKLPLTF27zP4V0p9sXv6CC2K",
-	"JdWhWf5vDch12y3f+eDiDvkut3lwNrCbF5ln4YHZAveP28yU9ZQlDgvSVV/XrBSEthlXDOB+fsOeuV0O",
-	"44PTNlyz6hNMi03DdOzreaTc+eqb2r/ow8IfeK1CEhJ3smMPTpStGHmIU4B1HK5/GlyIK9e1Joke6xv8",
-	"0Pl/OUi2BV7TFXAbnpv7bNDD+ZKfRV6i+LO70T7fJEWmD6NvCQ404TekB5ZNG5ab4SPHmXPb3P7JPtI2",
-	"ugbjIwX0FXLuwyRy7cuXe223nirmliNT3crjXMFvuTdosXM332i822peQ0pmEtTCa14+QTwock5ZC23x",
-	"MeneTnG0i7Hbkuw9+HpPoLqXe2K4s/86lK1Y85JxtjTc/iRR9PvLn6gXblSn99tYYvahhPrk5MnDn4SL",
-	"PD6SssN6LMyuW0ykKPaTuWtAcfxHSA+6N2DUTYLcv8NYV+zes2l0dUULcO12o0YonMAds+FAwWE84a1F",
-	"+bglYzdQyUokYvyklZzW7YOaz+nJyYT7NqZuUlRzyBBTtGA2E1KThpcgSSG4t6BWkunQEWvCUem0k56R",
-	"qdALTI5z6u3pyePk0bGVoK986cnGyUntWfvKcbgGydI0ksi3olx/MnLuVKvedwMC5hDe/4lHyeGk5wi5",
-	"zQ27tUkThvBPTx5/XmiwX7gN237w6X68h98g3I6DHzzdx9GQuMDko1mDoYronOKJSZQoRyzC8YSWSQT9",
-	"rd80NbZQXPNoHfZz19HOJQpuZjjZLEJakunadhDr+nhjNuDHsgcVks6Fl0zpdwHUBwScVZaDYsrc7XIY",
-	"3+qVcC4bYD9i3Ehh6NPXAwiONURX2X05HXkbMSHpoQ+aOCtiPwRFqTfbYLwxG67Y772bgW6MtDX59ATT",
-	"h61ycepyh+3/Hqf6i2zXd9PfmhCqxaJbSmoJt0w0NnL8SJE8irDmfUC6AGzf9pycPvm0NsRh7LITg08w",
-	"zWQU/kuo7uZk9+UBRIyr5VO/uKr3hFsbU8lUnGFjXaVUaoW+K+/VtjmIrePL5rmHj4IQIUMbFM9DRDk/",
-	"GpM3oqpIjklAYwXVLCdCTrh74DMj8ihtBOPTnfuzbLQOu2sqMsUEP2c6+EaYjtEWlAvOClqhDRZsCgyy",
-	"DVcLo//UhvWbhQbFzahJpUCla0m1BnlkY8Y1UD3h3cigdygb+Y3NDnBo78tr39VCQukK39A/5S766sQO",
-	"Mxun748cnkfqG17hCVQrF0y1OCfUZedHMkeGjUM8BuYSNSIedurpFfBSJdoXazHhectb83Hbdrhuqgq9",
-	"njsK8TN06ZUTPl33F0Ib667vToFz51bt0Ft7OQEWbsTwoQI7hba9LPoF2Yxgn4xswrFJxRTCdoabGv7D",
-	"Qj9CyPJ2H32FiOsFOuF4LcRwezV5qABpw/zaqOg06htqsR+oEj+0/Q2ZtS8R62ZyxuPWhnlKxlsbJGTg",
-	"HKqLb9zG+mdp5HHniL0U8tNPztP7lOBkXi3uYsz7LD+0aYfJC3tH8Y29KXjcV8eJO37vs8FLYRe3O1vr",
-	"kSLv374cp27cbX1U/zdo8E9OT/f5OL7r8XCJ+QnCmTYdhe7qXtIjbjctheM/nCeh13EWbbI31WspfnVK",
-	"po2utMLXX9scLAlrMHRMCUpyY03kbRFNwqYIwZVQUGB0uf9/5BY/uizzI+TANnsYXWt4hdBGJlyPh+2D",
-	"OVN0MfFn0fke4g/jz+7F+gfEpHcInR1T2+gjrfG9ENLLTuVSbBxd+cSyRi2QHeanJ6eBJ+Zn3ZsKohw/",
-	"1Wm4baNLKypL7ONqgLC9V63H1tCZbfXx7//+H0Jt32XbCyRz3qpOv48ffv7xCnmx79hiGzZOuI0UDvNf",
-	"VzfqupFVfpS55fiqTaYmPP9jEvUQtzdDtkEe/P9GI2t8FhXZX9/A2l4t6QptrqmeDO7zCfeNEcLKWVuN",
-	"Y5VHu1BMGHCJk8peB7GhPaP+lCuMG2hB8jiBMj/vpj0FXQidm6j++HMNknCA0hxSe0e70Q8xTZFWRgW3",
-	"O9HmvHkAMYOxE4uO9XpUv1Ln+6KF8tOd80+vfUTdb/5iyke0zUt/O15IAkZNkt4A/2w+9ycn33zuC4Lb",
-	"+h4btPGdml2HpU0EDbFXhe/nPKLFjY+dnZ5+/ruN7eEJASeXo2hTcO0C7CEM/GGYu49CP4+j8ZfQbOK2",
-	"Tnj5dui3tInwTpeng2SQ56o7lZ5wSUG4TAEb5FdrEq6Yte4IrI3sCIsJt5cEZyS/MVZfdJvG0ZYc6NzE",
-	"gYIHaLGY8Bmr4JFNW8667SIye6Eizu7cC2NyGfUHcCkUYAex/SsVYJ44lUaIyjmUaIa3lZLIqqm2RYvB",
-	"4p1wfyNGuDijoNxYqK5AM2SYmwVanc+WGqCz2KYN97iUH1DLXvlN+ozqmbAJygeG2beuNfkS6ljifhVX",
-	"mx4lmPgblvY/Km0NVFpjewuqMbpOtwHIRmXHGWb9S3ELreeic2uabyYuZthDaLPbRo5NQHKbgJ5vpbl1",
-	"lALhMySDfbygygorpxDZ2uHzCbd303NsiMN4Y1ah1rxYSMFFo9IpV7Z5yl9Zpdho7/IXUytC05iV35Xz",
-	"7v5JS1CfW7HY/cF3gs8qVvw/d0SP0H6GbZxiJuCVpc1uQAcxn7jUsV9ORzli0OFC6Dg/C7mona4FoSoG",
-	"nxr7zEhT1IlUKL11PxLVFAu0NnxZladi1fYscAVVvlzWaF2GofASJaEyTMvl38ZxViOhpdJRh59QU2g9",
-	"I2ohVvwBSRkasvxlHRkewD5NO5SrfllHxlbXmj5qvQ/Pd92GjO3EU23crF9ded1p3AYhfTw/FWTtVBK2",
-	"UV/n1WcyQK3G21mjqSER9XRZgxzZu7V0q5yduRyh0CwqOOrcczfuhKO6uJF35q5Hwgxom18Ucu9egbyp",
-	"3L0TqApP+GYyviLDNrnOda5i3bypUHXlUGiLKbDrKp4Vt3qbQbW9clt5knUuKSpt0RJecXkD6xiJUaHI",
-	"/S/3/ycAAP//",
+	"7L3tbhu31i9+K4T+DxAZz0h23KR718bzwW2S3TQvDeIE+W9sBR5qhpJYj8gpybGsXRg4n84FHJwrfK7k",
+	"gGuRHI7EkaUkTXqA86V1RjN8WVxcXC+/tfjHoJDLWgomjB6c/TFYMFoyBX8+L9myloYJ85bVFV2z0j4t",
+	"mS4Urw2XYnA2yI1qWE5WCyaIWXBNqNArpsiKaiKkIbWSZVOwkkzX+LtivzdMGzJtzEQo1y6ZKbkkZsHI",
+	"jCttwksrbhbwWNMlI2E8xXr0gq3HE3Ex1UwYIs2CqRXXbDwRg2ygiwVbUjtWs67Z4GwwlbJiVAzu7u6y",
+	"QU0VXTKzOcdi/YKtt+d3QYqKM2FGxUJqJkgj+O8NI9dsTWZSdac0pOT9++dPiKUCmUtZTkSxkLxgR2Ny",
+	"WcialcRImE5Bq4qLuWsbR81td0j9QTYQdGlHvjHlQTawnXFll8JSPp7skt6+ZGJuFoOz08ePs8GSC//v",
+	"v2eeFNooLuYDS4hXbDll6vmT7Un/2iiyhF8JL8d+bDU1i3Zk+PsVL/cd08PTv3fG9DA1pneKCj1Lj+rd",
+	"ghHjfie89OS++dtRzxC/6NjubFO6lkIzYJwfafkW193+q5DC7hP7J63rihfUDvq4VnJaseV//qbtDP6I",
+	"Ov8PxWaDs8H/d9zuvmP8VR+/wa+w020aeHbjmixpNZNqyUoiFeHihla8PCc5U0oqnRNLB+22FatKPR7c",
+	"ZYOfpJhVvPgGw9ayUQWz47aSgQtCiTbUMGIW1BBaVXKFo3UzhOE+F4YpQauvOdwLu8/Zbc0Kw0oC1Dwn",
+	"3GhSMkN5pQlVjFRyPmdlBnNRzDRKsBJG/FqaZ7IR5dcc8WtJdFMsApFhIO+kfEnVnH0rBp3Kcm1Xu7KD",
+	"sLKSCvKQvOI/wujeC3pDeUWn1Vcd4AUpWc1EaUWqHVzTDuPcrqNak4oapshw5+Fz5OZQK1kwrb/2LDbk",
+	"wIpVFXGSYNoYUlBh2XLKiBsfK8/sVCZiYxpwTjealXjUUgFHKaxcBnOvqTLCyltLqWshVyKbCKkIJYrd",
+	"cLYiJSu45lKQUjLc2DNu4FMvq+3xBrTSTV1LZVj5ipWcvgMB+2050w43j3u1veVjOIpck7bHi7JUTMOf",
+	"tCy5fZNWb5SsmTLcHgczWmm2zWm11IZWhOLnY/Lm5+f2qKqjL/8YFNwk9I6fuFnbd+ND6uRk61jKBtjH",
+	"VSFLtt3KGxyA/XGjsdNUWyCNt1u5BCEtFVFszqXYaOlxuiXFmEk1ZZ8HimyO6SSlE7gncvobKwycYAtW",
+	"XNeSC5PS1zSfC6tpKcaIVaeInAE70qbkxkrt7SX4baUTKyCXNS0M+eXDJRk+vTx9/P0RkTdMkT8mg5vJ",
+	"4GwyqE/rEbQ6KsKIjh9OBtlkoPm/GfyhpDTwh+FLNhncoa63Ra9rXqYVHqtowvHopsVNZk9O2Sjyy4cX",
+	"l+NUY7bPdGtvn/1Evv/h+1NiXyELqhdkOKWaff8IdCgrQaixCvPasFTLdlrplkUD6qKcESaM4k7tgEUo",
+	"LNU0GdZSw9bR5GQ8ti2NHnZ75cJ8/6jtlgvD5kzZfi3xtvv9YI0ObkCGIXk6zZXUsBF8meKqVi/8F07L",
+	"0c11hkuSAWt8TPGgVQSFudDashGKqANkgyUZatAPNCmwLWsclFwXldRWJWJckZIa6m0GJ4m3uXeuqDCs",
+	"vKKmh0QmdEbcu2iEuG6Hliu+++67H472JV826GNX1+YDbRV0ajYHvsNEeZiSbUxxWd4r8/EtENkSz5Rd",
+	"r7uVA4PMC71G7/sVvrzJQMAqriE/jDD8HewDkuwyDGCbnrIxhVwyL8OsZqJNWDkQO5auTDRLO44bpviM",
+	"Mzuakgn7x8cEWV3nv2Lb6Y77eto4u+zjXazndqd7b3/+cv1e3cNnccPbYpBRpztsDmwdvreDQ0olmwgM",
+	"1W1BsXlTUWWPRM2ElWo3LP39IbwVM8OWhPK8FVF8B19dpsd9oe3ZYRnp57fsNhChlhUv1mckd/PKScXo",
+	"DdPBmtDEUGvsTESYruVMz5Xs1qp1ZAhyhgo+Q85phIFTYHmUTUQevsy9pcdumFqbBRdzPyoQd0BzPCY9",
+	"W7tx2a3lW9nF2Ls2FBLSj3xLBFPd0XoXsio14SbeY7SA/rMBF+FPxX4DW7FnVDdM0Tl7J19RUyw+66Sg",
+	"qmydYrIqSU3X1lbhS1gCKap1RlYLppjdelxPhOeiozNc9HxjODmqpUDv7uZuPTxJSgYHEZEiDMcOcFNt",
+	"vde3kg1gFj0S0E/ygW6NkfIcDJA514YpVoYfgDRKVozkdVNV+acMZa8z5wk1LDp3mqkd9i5qta8kKJah",
+	"/5QbUvLZzCpLwR/accMd6k2LJQiSOItWNSU/nlBDg/A4gEs/LNxh72TBkq5h82wfGV6mXNm+ezZpcBXB",
+	"O1YBwmbPCXUOX0XYsjZrsmRUaCtQwAVo2PJeYfvWtQ3m5x3Q9Dl+F5lEVCm6RoVXFAlB+quo1iitFCuk",
+	"KhkoO9YsnhnmvML2aDtAH00thWexg+1O+MwKOdunPidUeMoxUVrDV9ZMbK8NEwnufUm1ISVdk+E///nP",
+	"f45evRo9ebKtKfacfiqhGDwDF/8ntJikElvKuaL1ghf6kyWrF/vOPWBPJC9RroVzSi5RTpJfhdXGJiIP",
+	"GynPSD7nN0zklgPyGV3yap0TFxiw+49MmeYl0ySfcmUWV3Z6eUrk0tbRsIuHvT/iLhu0DW4T+kf7G7DA",
+	"4WuHs0gsHjwHz/Ie1ns2AMJsN/MP+xhaGeqjvRracRp1whWZj0WxjTXEU/zQ02AhRcqvYh87m3ej1UdJ",
+	"dwi7vW9NL9ntlsyOFjcprLlihTc+N+UxLxZkRdddNQdE1lLeMH1GcpSpOfnv//G/8bxptLM1J8KTblg3",
+	"eoFxK24yVHjVjX+gybSprp1wPjonOaoh0OREhDPMN2YkaXRXs8NPreyGL5P601N45xmvkoKYkddPfrn8",
+	"9TWZ8QrsJCrcgLbl23RtUkfOJf93sLBsK3s6JUDD3W7tbVCanVbrm9xuQS/o6ePvEwP6+WJ0+vh7Mlyw",
+	"26PNkW3Rx6zrHiPu2c/P33YP0/G9vhD41U8uDDFztEuxIa7PczGTPaoPeq6cZlArVlMrEzF8GrjjHB5Q",
+	"QZATsjBnK0YLxm/iKHGk+V7zEnWBo8R5dltUTcnKq9Zs2LFcFZsZMGumrKAN+mCCYQBWCcp0sEXSCwrj",
+	"TVMh4lLdNZz2Vl2ijXC3rarsdCHy4Ab1BtoDDZ5NuzjUNIrd71b0X14dxLZu9f3HyZYtC3AM8XVbfA68",
+	"cNZd8we6tTIrawG4EJ0mQ4x8/utjfnSOcszraMg/XJNrVhtCRYk62qyic6LpWqO1RLiwZK+YYR0/bcAP",
+	"2K1SMF73OyYcNz9wXFsHI7lkFbcGb3oLKyo0BVl+lfZ19lHiRyuAn4BY9zTJo9be8SXLs4mwn+VXoM3m",
+	"fkSC3RoyVI0YydnsiHgTMraMkQr7uWys7VUquhJpwiCvgxG3riQtwfUSvnHhVT5n2ljSLSkXVitjN7xk",
+	"oojlVgvm6AquTfb0Hlzck1lKGKSk2TPOqvInKYzi0yZ9uNpDBwLqDzTRC6r8sWOHarhZW2Gh2LY4gm/S",
+	"1ClbNRabJpYRQU4OBbuxmo3R5IZWDTtKclDFblhiA/0sVxgcDCAAQueK2WbZeD4m7JYWJiNuA2ZESNHT",
+	"wYrx+SJx3D034D0J5PLu6kCDlntkM60i1kH1aWsdkUp+RqHj3rXyIb/kMjlMhJu6XaYWXHDA8sBPmWVI",
+	"SkppDLgczIIMnRUwjvT6jORW6lyhH6tr7v7r4cf8COxEEmBIQZc+yIHZrieILZjlmLwGVmHFQroADHDM",
+	"/Ye+p7nrMUXrnxmtzCIVcFvALxgfpCUXTHsU2DaNdY9rTl6j2o5tgZBkt9SKYvjx/ggOtpsa+HO3K19y",
+	"cZ1mErThveQLuxj2ozUnrCrNNaF1zUQ5kqJanxFKKi6uwRLEkxxRKu3XRsJp6uwS0FxyWKUr+3cOujRA",
+	"DCYiZ6LU+RGqBKL0SixVFWcK+6HGf21k0nK0TSSsNVSpbKM4SVSrcs1+D8cAtM/BM6D31HyXtGRX0/V9",
+	"+oql+Ct67b7Z035LKwhK3jBBnS/mvj7ftG+D7fV7n5fJUsTKcCsRRBEbdHsQoV3MHWE3IC74QQ6JfviV",
+	"3mtBV52+3ELa/3x6OJT93nEUdubarv6uzdYbW/IvgFlSwYkxJq8Bp4YdajJdxzsHvKXVOhF7oqLk4N/a",
+	"7uWV/1YTuqIcPDpbiJWO3t1jVbXqtaXu1YJrI1XCLfLUqnY7BUmwd7ZEhZUgXLfQxloxa3LYMzq2nq3S",
+	"ulpQY5c4vJKR6XoirtmalU57Osqsfmj1QIDSngXW0F2RpDPCaLGYCPCZrxbSCiRo366v7QQ7dKGEgi4Z",
+	"SLHMac8gqiYCpwwWjevENrGyX+mmZkozy4fkciFXAsaa/+PpO3J88/DYz1cf/8HLuxxWOTh4A1P7tyai",
+	"JYuQsb6kydD5JFDF1JlTZfWRA9buY1t1TonE8t8TDAFutmNw+kDyOKfomLxXhr0NL8LGtEzLSidvN+WM",
+	"BHYuXUgfX25lgmKgZkvB+sKbqsd1sKSmWKAS5/k5zHEoFZlaViNhD+6l6O0bD/VrcV8sFIe/SwztGVrn",
+	"CaEUOanssW8pBghgIMEgG9DllM8bCQMR8grolXRfPRdF1Vh580ZJObsHl4MgJdAt5cyuG8BpQJugpEUZ",
+	"WfNSStMTkA/QqJ1B5/ZNMB/o7GpB9aLHeLODeKCJfe0TYEMAy+7xDU0BCG/bZFHYCzpq6k43YR/f299W",
+	"FKdPBfDz8tCkfeFIirGrfiyUjvyJgIBCMW4WdlolyGGQ7PF67oeESh7U7drFI8s8GD5iidRW+eXDi0uW",
+	"BNKBv+oDm5IXbE0umQMK/e3xw78lXG3XbN2zz+pmWvGC2BfI8JcPL7prmY7XIFR/a6zddd0gBowgNcNW",
+	"DU3Kz86x59R6K+FAgyLeHt6YLU9FynLVVAz96eCEpoUh9tE5yUFU4U/ADEpO6ZRXXBteoKxl6nwicift",
+	"lWuF2BNUCsIFWVLR0MrrMEMhV2BCTNnMiuiZVGiI2P5IrhieQ6y8wg/yow1ERQMCGiVoOGRUUoCFH3tO",
+	"Pvw1AwWnnUD6CGyqnj0D45aKLGXJKlQi3MH2GSeXG5Mj/tArLvbsckcbDeMnmq6OPsVfAbzQx3dvOobL",
+	"lpGgAscF/cob8UmssJAm2dAavLcrq4n1+xdnO/SXoHyuFlIzog2r29A2N+P9grGodqdkiVPmvWYsSnbb",
+	"A4f+UwKa2eB2NJejbZjZTuz1pwZFPzkI+slBz7TRvF/s8rMQ5X2Rzg36ZORVRt5nLW4DFFSXUNCLnNsP",
+	"iv4Z2PPdZnBsAOMKBg7oxN1x0qFfx1V+Cl16+lX52Lt73teaIWriIMhHYoO1YLZ1AsjwJTYeJj+5I+jh",
+	"DycnREAeGnonG9MothfY4DNTIPbZlgQ3m1QE347hGV8OyPDZveza8DUywzlZNtoQ9rtVB7xm+cC7T654",
+	"iZvLmcvfDvPwRRNT9sRP/FVTWA4AdbxmK58Ee7AQCKc4BDo6qI8zNCG9M8kFz0uPIJkIDwfJXLRyRpvK",
+	"QKxiA4v4QMfh97gFh/44SvmnXRx9Tyh0m1YBOAulWAU+kT3CrnIliGIzppgoWIaxkJJMaXE9Jq/sxrEi",
+	"a2Fn4KTggTkJhYPPXhlv9N87pS789y4btPGhPXCmNGQqlDHeZ+dX4cUgUu79JMbRuZC82KEwut8hJhYB",
+	"cXkXeYW/qPWZA3dMBHJZ1ge3Gwa4cgoPMhER50knD89c7D7fWpkxvOn58XPAs46GIS8huXPf4BwuiuvD",
+	"AZuBfR1cIgIP0A50YBNMi2iEexPYggsPmy0qypc6871h7icARdyL7YA8HCQm3/ff/f3RYQSMB5qk3acB",
+	"XQ1fWmXHMHVjD8bPgbm+bjUZiNfsH63pgble2seBnojIPTzVatv3qXq4ry8MfiHAvfjDo8d/Iy6p1uWx",
+	"b1MGn6csTHDqC0NWSoq5T0Foa194qxUTJnQzXXKIkkP8OW2TImZnR7xdE2oIHENox0MQCo4BPw+9N3Sq",
+	"gxRIeAi50CZtpaMreYYZjZaliqJRcLiQYd4ocVaf1meOCmeT5uTku4KX8H/mUEiYP87LibCfo4CEiIXd",
+	"XpWck4oLFsJDnqDpPFG9w6H987t3b3x+y4Z91kmlNCkfzAXRC6kM0c1ySVWQA9cc49GO4AfgDy/sUKYV",
+	"I+/fvrb6sZXyiRbPwMkNgGpPTP9Lu955RnKHcRhBhnZmX2/zyUdLVnIK5r191Ug5gpoD8F2U8H7N1qMl",
+	"15qLOTSx+ZvrI/WZYo1mpesYzNaRk5H2bSHNaCYbAZ8umVnIcmSfQaaT+8z+m4uR88dFM/LxSPssqkaA",
+	"r2CsMJ+IIaPFwmr1M37rRfYWyYKbL2An+om6LxIUGSbbBbF4G0e2trEqifBKiFpRjWkvZQ8eJ8Hrb5ga",
+	"eYxUizvSW8Cj/QVDB+6VkA73uC3v9VaqRlhdqqnvjfzBi+9rTCqCnZjaWVKwEQgNdltXVKBMtBwhG+PV",
+	"2nvOY+f/dX0kFzVOlEkMAsDFbx918cWkPq19HDYOob2hhjMAFHt1eADAYT/6X2c/MsFm3L7xVAD4GPSt",
+	"n6RAdSDpmX4Le+mJ2z+fkiajpbAGkq9hIQWhUY2hDa976rxsu+62TmvArBDaxkgztD8tfbv1MeLkQvws",
+	"pBQmp31PLDp0SFxrZeaEbNiJ4xY88QkOgh24tDF5BgEvdos5YMIefa3tmBEtnbqOQFxN6ER4RGgImTn6",
+	"Dyt+zQD46LDjAOU88gCEibAqE+wD+yTUdwgwDFGt4WuHS56IYY5DdxDRHJuqYKpbRsLpibXlD1FyAzfs",
+	"BNKFPZ6OHbJCinIEIYpOdH3v3Mxfu9gZp/hDp6OmPiSa8tzoOJryKcGR2IfaH66/TDmNL8olF9Z6pJBv",
+	"rNGhGYIS03Xk3By+J//l3clH8X56NsgGrwbZ4H1yI71z/JMSb54LH2jHWZ7ZEvbEjS+el4gww28Irlcl",
+	"bva9DiY/tqe2gXuDn24IKeJ2G0oCIOFrtDXDLDsKfdJhTAsje2KqkD/hUELQ9hAr3W0oyBlZSXU9q+Qq",
+	"C3G4rVfG43E6OLKr6MACwJqHYO5a02dXSHrTwVwYTejUHrthrtFY20VIQyvsBgvQjwhb4QRWRg4CWTgM",
+	"ww4+fKDJvJJTWgXAg3fYdIrj7IGASCIq3mw06nnJcn9hJSIXe7fv3bg7t4jbouDc3Z0J5a0OIMOZKzs3",
+	"9PXnmADv1XlUgZJrPGJ8xSifQ3KUhUP0ysv7zGcJXbnqDNlE+CeK+WdEM1FezSiv7D+Q3aMm3AMhDcu8",
+	"m+wq5EdkgK1OGoVJTAi1ihRuUPdBUjREjuZeX3LAHYIBYpUIoyFArAmYPPZIn9EE1vswl69HjB7s8I2c",
+	"vVQT3d2Bkd9WMXpvlZw2DG41k6Jg9UG43U9z0IIjZF9efwov268wc3KvlDHIzdtRtae/qmai8A8y/74Y",
+	"vmhZAR+67zxfwst7OKK3nci748kHCZSmLg9gmopapW1BxfyTodehkBACuMLUY97q8HJnjJ7Gu/b6U89t",
+	"23Z6ZPqgmNrfQXhBFs2SipGVUuD12d8yvdeBBPsDrMsz4pGWrcjF6j1ZSFm+8rVYgkjdemBXQjYmmwin",
+	"Ml6FaIZvhDZm0f4r8spkhBbXUQsFFQWrQKR7Z80+Utr5Vhw5d63XS79rUuAhI8lMVpVcbRmUm3ECO/HE",
+	"iY1BYrJa8IptSkAr54MJfNWawInobJXEtUag9vS696rfVjHa1rrvO/iq2SBqdBdR39B5TzJ5TeeI3fTo",
+	"9IwItgpw+m3SBmW+X6y6fF+uofXtBvezB/xZnfBPCXZrropGadkD0sPfOomfdijnRDRV5X3SIL7sYzsm",
+	"+wMWNe1gMfvEFsygO5Bd9L9MR+kvnD626QjAp0taLMAysTOyCv4aQbVcTwQX3HArBsl//8//1WpoDrkN",
+	"D73A8DXS4KFzPVz5rPSJsE9hT9g/aGHlQ8XKuXvfpwefkxxFZA76Ud7ZJDmhik2EnFldqYu7DOMctEfp",
+	"VYsv3xwjHALdEWIRLFTv2sHBtzg0QCnZoYE7IxpWwgS+g9BHKnG/Pq2JVMWCgQHONBraIyNHaHFjot4I",
+	"CxR6Ph+Ti+g8bqtI4CdUX2sM6nahCefgNHTQet1BGkxE8B3TOeXCKuZGB/eGKNlthjBqnaznlflyA3oi",
+	"qI92esely8h3viW7jC7QCi7pjaqLEzERmOSDxxHX3cKxcbnaHON8Pzx6/LcjH1vFs2wicghShJoOUi23",
+	"vfhoAeuqmbs40pjAqU2msuRMB6casJjjcHSITxtDRMgBRXd4NxZ3FtfAtY1ZA38iaiUNVrt22ZyWK6z2",
+	"wqWAuedvfr3cyNvJ3dmDpH/+9N2zzSLJpFR05lKQNF0yyFTaKOoPpXjxHgAd2V/uGgFr7ALPwB8+X7K9",
+	"mGDkbyY4I3ARwVHWthz6iqsau5poqBHgz49OT8fkBVtjWW99b6H+ihdMaBBfrtD8RU2LBRudjk+sPqaq",
+	"wdlgYUytz46PV6vVmMLPY6nmx+5bffzy+U9PX18+hW/aqBxsu4s3zwfZwPIhbsWH4xN8SdZM0JoPzgbf",
+	"jU/G3zmIP5wcx+MVq6oRaDPHv62u9djXTZ6znlqwv3x4Aah+RPwCPB/EzjqUbYC6EHB4yUa1lb0wzR4c",
+	"x/YgBB55Xg7OBv9g5pcPLy4HG5XyT09OdtR5/m11PdLMHFjn2WUt9JR5dlODEt2PsfdUY2GUx6HI/F0c",
+	"eAFXqktfsPSwjABZBtnA0Lm28jwQQA8+2m+Pcfv8u5fyF8DXmpyenERal6vSjWFhDZHcbfL+7Jo+jLwH",
+	"kdUlefeQ1Y+Sa0IrKHnZJddLfsME0zvpYw2E9b7kcQaWNgDVd+h97zIkTMzR968h/YBVmpHHJ99tE+4t",
+	"9vlN6AZ9W2kCS+s48rv7OTKujt+l8lufZL+LzDcPj0F/Pu4mhCVpfsnnAkUvIhtMVDt7qPm/WZaoG52B",
+	"Zo7H20RY+WDFrV0jWC17hJ5HqckSUrwAezdXciUIlCKJatpORDtSt9TUQNiKa1JZroPrAyhZctEYqIGS",
+	"uaW3fVkNUJvgItuSSxeWGFHK25/IC3FiXXoftTP9bAm1R7nziE3g2SaHtNGLJHeg0oOtoS/fFWYylvKa",
+	"VazAkuTBpQxxjoxQPRGCrawtNrKK1ZLbE9eqXIj5yGFNICqREzQRSI31DlDHnwinBHBNtFGMLgNeAIBH",
+	"FJLfqQnlUUIgbyJy1F7+a7bgKg98ElQDnLNtzCuD8WisguCKQmHk1A+LDGO2sG3/pygtdxxZe6DtcTRt",
+	"RFmxfCIw+RZ7yX/Ep7BC65qRQlYV+nQSDUOz2UTQSssw/TF5SqNbPrDMtlVF21L0qDz6xXAKJJTXgUIT",
+	"VpeOL4Zpg61BLfPfZkSz312E1IUmjuyaxDUHkCNCZrAULIvLlqZT+Xds0afIjN1bmv6VUl9wTR+ARbGk",
+	"JlwB9HvD1Lq9A8j54OJ7fxy2eXA2wMWLzLPwwC6B+59bzJT1lCU2C/BVXy3Q1AixxGg8wP38hj19Owzj",
+	"vd02wvDqC3QLpVA7BQweaLe/+rqOs9E+47Ko5Ejczo49OBFaMfIQpwbWcbj+aeMCWrlafEnyoG/wU/v/",
+	"eNDZFmRN94Db8NzcZYMeyZf8LPISxZ/djvb5Jnlk+jD61sEBJvzG6QHpu1bkZvDISeYcr+x5tM9pG13u",
+	"9ZkH9CVI7sNO5NoXCui13XrqBbQSmZr2PMZqP86ghftIxMZ1Aq3mNaRkppheeM3LA8SDIueUtXDZD4Du",
+	"sYujXYIdix/sIdd7AtW90hPCnf2XvG3Fmpdc8KWV9ieJ9PqPf6JeuFEHot/GkrNPZdRHJ4/u/yRcT/aZ",
+	"nB3mg2N2VasiRbGfzV0FmuM/Ajzozg6jbhLs/hPEumL3HsLo6ooWzF0iEJV3E4TdcgwHSsHGE9FalA9b",
+	"NnYNlbwEJoZP2pMT3T6g+ZyenEyEL87uOgU1hwwBosVmM6kMaUTJFCmk8BbUSnET6nxOBCid2OkZmUqz",
+	"AHCcU29PTx4mtw5mgr7yqScbOye1Zu0rx+FyR+RpYJEfZbn+YuzcyVa96wYE7Ca8+xO3kqNJzxZyixtW",
+	"a5MnLOOfnjz8uqOBW1AwbPvJu/vhHn6DcOcffPB4H0dD4lq2zxYNliuifQo7JpGiHIkIJxNaIRH0t37T",
+	"1NpCcc4jOuznrk6vr16wgXBCFCEtoRrVto83FgO+LdyoLOlceMm1eReGes8Bh8pyUEy5uzMX4lu9J5xD",
+	"A+zHjBsQhj59PQzBiYbogt5vpyNvEyaAHvpGE6Mi9iNQBL3ZHsYbu+Ca/7t3McCNkbYmH58AfBiVi1OH",
+	"HcZ/PUxV8tnO76a/NyFUC0m3lNSK3XDZYOT4gSZ5FGHN+wbpArB9y3Ny+ujL2hCHictODD4hNJNR+G+h",
+	"utud3YcDiARXK6c+uqz3hFsboGQ6Rtigq5Qqo8F35b3aiEFsHV+Icw8fhUOEDDEonoeIcn40Jm9kVZEc",
+	"QEBjzapZTqSaCPfAIyPyCDYC8enOraAYrYOa4ZpMAeDnTAdf3tsJ2oIKKXhBK7DBgk0BQbbhamH1n9qK",
+	"fjvRoLhZNamUoHQtqTFMHWHMuGbUuFKEnfgdAPuFK3YATXtfXvuukYqVLvEN/FPu+tJO7BDLFu6IHJ5H",
+	"6htcTM6o0S6YijQn1KHzozNHhYUDOgbhEl2vMOzk02uozrl9KYORE5G3sjUft5cp1E1VgddzRyJ+Bi69",
+	"ciKm6/5EaGvd9d2UdO7cqh1+a69cgsSNeHygwE5ZWzQf/IJ8RqBORjYRUKRiysJyhvun/gNHP4KR5e06",
+	"+gwRV+F8IuCyq+H2bPKQAdKG+Y1V0WlUDR2pH7gSS2xB1WaO9iVQ3XbORVywOU+d8WiDBATOobr4xh3z",
+	"f5ZGHleO2EshP/3iMr1PCU7iamEVY9kXF8rFi/C7V/S3e7ZvPO6rluImfHGXDV5KnNxutNYDTd6/fTnu",
+	"HJ9bPqr/GzT4R6en+3wc32B9+In5BcKZCEehu6qX9By3m5YCVJLd6TiLFtmb6rWSvzklE6Mr7eGLUJTI",
+	"kkCDoWNKUJJbayJvk2gSNkUIroSEAqvL/f8jN/nR8zI/AgmM6GFwrcHFiBtIuB4P2ydLJv9h8BP8yTrf",
+	"ffJh/NW9WP9gMesdwmfHFAt9pDW+Z1L5s1M7iI3jKw8sa/QCxGF+enIaZGJ+1r1/KcL46c41IhhdWlFV",
+	"QsFsOwgsco0eWyjMDKU+sI5k0dYCyZy3qlPv45cPLy5BFvuKLVgadSIwUjjMf1td66tGVflR5qbjsza5",
+	"noj8j0l0Mwred90GeeDfG9dzwLMoyf7qmq3xwmyXaHNFzWRwl0+EL4wQZs7bbBxUHnGiABhwwEmNl1xt",
+	"aM9YhF9D3MBIkscAyvy8C3sKuhA4N0H98fuaKSIYK+0mJQgsKxQDmCKtrAqOK9Fi3vwAAcHYiUXHej2o",
+	"X6n9fdGO8svt8y+vfUTVb/5iyke0zEt/528AAYMmSa+Z+Go+90cnP+yYeowjPYD4vrLJPeoXx6CNL4nv",
+	"KixtEmgItSp84fwRLa597Oz09GsP3W+eEHByGEWE4OIEcBMG+TDM3UehnsfR+FtoNnFZp4oaMKIwnLZJ",
+	"8E6Vp4POIC9Vdyo94eqlcEUU1Cau1iRcnI/uCMiN7BwWEzF8egmpqPm1tfqiO8KOts6Bzv1icPDgDQMz",
+	"XrEHCFvOuuUiMrwmGnp37oUxeR7VB3AQCoaNYP1KzQAnTpU9RNWclWCGt5mSIKqpwaTFYPFOhL/nK1wH",
+	"VlBhLVSXoBkQ5naCqPNhqgE4ixE23ONSvkcte+UX6SuqZxIBygeG2bcua/sW6lji1jiXmx4BTPy9kftv",
+	"lTYHKq2xvWW6sbpOtwDIRmbHGaD+lbxhreeicxesL9svZ1BDaLPaBt77kyMAPd+CuXWUAukRksE+XlCN",
+	"h5VTiDB3+HwiuEEPiOUGLho7C70WxUJJIRudhlxh8ZS/skqxUd7lL6ZWhKIxK78q5931U8hQX1ux2P3B",
+	"T1LMKl78P3dEz6H9BMo4xULAK0ub1YAOEj5xqmP/OR1hxFhHCoHj/CxgUTtVC0JWDDy19pk9TUEn0iH1",
+	"1v1IdFMswNrwaVWei3Vbs8AlVPl0Wat1WYECV07RUluh5fC3cZzVntBKm6jCT8gpRM+IXsiVuOekDAVZ",
+	"/rKODD/APk07pKt+W0fGVtWaPm69C8//6AcvYDnxVBk39KtrrzuN2yCkj+engqydTMI26uu8+lyFUevx",
+	"Nmo01SSQni5rpkZ4Y6hplbMzhxEKxaKCo849DzdMgbq4gTtzlz4CAhrxRQF794qp68rd8AKq8ERsgvE1",
+	"GbbgOle5indxUyHrypEQkymg6irsFTd7RFBtzxwzT7LO1YslJi3Bxd3XbB0TMUoUuft4938CAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -377,7 +378,42 @@ func (s *Server) GetTransfer(ctx context.Context, req GetTransferRequestObject) 
 	if err != nil {
 		return nil, err
 	}
-	return GetTransfer200JSONResponse(s.transferView(t)), nil
+	v := s.transferView(t)
+	if v.Identity != nil {
+		if v.Identity.LinkHistory, err = s.linkHistory(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	return GetTransfer200JSONResponse(v), nil
+}
+
+// linkHistory is every record of the identity graph for the external
+// identity transfer t presented (its partner and presentation digest),
+// oldest first; nil when t presented none.
+func (s *Server) linkHistory(ctx context.Context, t transfer.Transfer) (*[]IdentityLink, error) {
+	if t.Identity == nil || t.Identity.Presentation == "" {
+		return nil, nil
+	}
+	hist, err := s.store.IdentityLinks(ctx, t.PartnerID, t.Identity.Presentation)
+	if err != nil {
+		return nil, fmt.Errorf("identity links: %w", err)
+	}
+	out := make([]IdentityLink, len(hist))
+	for i, l := range hist {
+		v := IdentityLink{Seq: l.Seq, MemberId: l.MemberID, ValidFrom: l.ValidFrom.UTC(),
+			MadeBy: LinkMaker{Kind: LinkMakerKind(l.MadeBy.Kind), Rule: nonEmpty(l.MadeBy.Rule), Reviewer: nonEmpty(l.MadeBy.Reviewer)}}
+		if l.MadeBy.Score != 0 || l.MadeBy.Kind == graph.MadeByScore {
+			v.MadeBy.Score = ptr(l.MadeBy.Score)
+		}
+		if l.Ends != 0 {
+			v.Ends, v.ValidTo = ptr(l.Ends), ptr(l.ValidTo.UTC())
+		}
+		if p := l.Provenance; p.TransferID != "" || p.Note != "" {
+			v.Provenance = &LinkProvenance{TransferId: nonEmpty(p.TransferID), Note: nonEmpty(p.Note)}
+		}
+		out[i] = v
+	}
+	return &out, nil
 }
 
 // readTransfer records that the caller reads transfer id through route,

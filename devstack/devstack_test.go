@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,6 +211,28 @@ func TestTransferReachesCompleteWithSignedExport(t *testing.T) {
 	if ident["member_id"] != "M100001" || ident["status"] != "resolved" || ident["rationale"] == nil {
 		t.Errorf("identity %v", ident)
 	}
+	// The rationale's field weights add up to the score, and the
+	// resolution linked what the partner presented to the member, made
+	// by the rule (or score) that decided, in this transfer.
+	rationale := ident["rationale"].(map[string]any)
+	total := 0.0
+	fields, _ := rationale["fields"].([]any)
+	for _, f := range fields {
+		total += f.(map[string]any)["weight"].(float64)
+	}
+	if score := ident["score"].(float64); len(fields) == 0 || math.Abs(total-score) > 1e-9 {
+		t.Errorf("%d rationale fields add up to %v, score %v", len(fields), total, score)
+	}
+	wantKind := "rule"
+	if rationale["rule"] == "fellegi_sunter" {
+		wantKind = "score"
+	}
+	if links, _ := ident["link_history"].([]any); len(links) != 1 {
+		t.Errorf("link history %v, want one link", ident["link_history"])
+	} else if l := links[0].(map[string]any); l["member_id"] != "M100001" || l["made_by"].(map[string]any)["kind"] != wantKind ||
+		l["made_by"].(map[string]any)["rule"] != rationale["rule"] || l["provenance"].(map[string]any)["transfer_id"] != id {
+		t.Errorf("link %v, want M100001 made by %s %v in %s", l, wantKind, rationale["rule"], id)
+	}
 	exp := tr["export"].(map[string]any)
 	if exp["receipt_id"] == "" || exp["excluded_sensitive"].(float64) != 1 {
 		t.Errorf("export %v: want a receipt and one sensitive resource left out (regular consent)", exp)
@@ -324,6 +347,13 @@ func TestOutcomes(t *testing.T) {
 		}
 		if slices.Contains(e.states(id2), "manual_review") {
 			t.Errorf("same presentation again went through manual review: %v", e.states(id2))
+		}
+		// The review linked the presentation; remembering it added nothing.
+		if links, _ := ident["link_history"].([]any); len(links) != 1 {
+			t.Errorf("link history %v, want the review's link", ident["link_history"])
+		} else if l := links[0].(map[string]any); l["member_id"] != "M100007" || l["made_by"].(map[string]any)["kind"] != "reviewer" ||
+			l["made_by"].(map[string]any)["reviewer"] != "default" || l["provenance"].(map[string]any)["transfer_id"] != id {
+			t.Errorf("link %v, want M100007 made by reviewer default in %s", l, id)
 		}
 	})
 	t.Run("rejecting in manual review fails review_rejected, with the reviewer on record", func(t *testing.T) {

@@ -26,7 +26,10 @@
 // timing: P2P_IDENTITY_SCALE=1 go test -run TestCLIScale ./identity.
 package identity
 
-import "github.com/p2p-payer/p2p/transfer"
+import (
+	"github.com/p2p-payer/p2p/identity/graph"
+	"github.com/p2p-payer/p2p/transfer"
+)
 
 // Outcomes of a Decision.
 const (
@@ -73,3 +76,40 @@ const (
 	// RuleRememberedReview: a reviewer decided the same presentation before.
 	RuleRememberedReview = "remembered_review"
 )
+
+// MadeBy is who or what decided o, as the identity graph names the maker
+// of the link o makes: the reviewer when a person decided (in this
+// transfer, or before for RuleRememberedReview), the score when the
+// probabilistic matcher decided, else the exact rule that did.
+func MadeBy(o transfer.IdentityOutcome) graph.Maker {
+	var rule string
+	if o.Rationale != nil {
+		rule = o.Rationale.Rule
+	}
+	switch {
+	case o.ReviewedBy != "":
+		m := graph.Maker{Kind: graph.MadeByReviewer, Reviewer: o.ReviewedBy, Score: o.Score}
+		if rule == RuleRememberedReview {
+			m.Rule = rule
+		}
+		return m
+	case rule == RuleProbabilistic:
+		return graph.Maker{Kind: graph.MadeByScore, Rule: rule, Score: o.Score}
+	default:
+		return graph.Maker{Kind: graph.MadeByRule, Rule: rule}
+	}
+}
+
+// LinkOf is the link that outcome o adds to the identity graph: the
+// external identity (partner, o.Presentation) is o's member, made by
+// MadeBy(o), with the transfer that recorded it and a note (no PHI) as its
+// provenance. It is nil when o resolved no member or names no
+// presentation. Recorded again for a member the external identity is
+// linked to already, it adds nothing (graph.Supersede).
+func LinkOf(partner, transferID string, o transfer.IdentityOutcome, note string) *graph.Link {
+	if o.Status != transfer.IdentityResolved || o.MemberID == "" || o.Presentation == "" || partner == "" {
+		return nil
+	}
+	return &graph.Link{Partner: partner, ExternalRef: o.Presentation, MemberID: o.MemberID, MadeBy: MadeBy(o),
+		Provenance: graph.Provenance{TransferID: transferID, Presentation: o.Presentation, Note: note}}
+}

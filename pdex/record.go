@@ -50,6 +50,7 @@ type matchRecord struct {
 	requester string
 	clientID  string
 	key       string // idempotency key
+	pres      string // the presentation's keyed digest (graph.Presentation)
 	at        time.Time
 	state     transfer.State // the latest state recorded
 }
@@ -86,6 +87,7 @@ func (h *Handler) beginMatch(ctx context.Context, requester string, req *MemberM
 	rec := &matchRecord{st: h.d.Store, id: uid.String(), requester: requester, clientID: ClientID(requester),
 		key: "member-match:" + uid.String(), at: now, state: transfer.StateInitiated}
 	pres := graph.Presentation(key, requester, req.Demographics())
+	rec.pres = pres
 	fp := sha256.Sum256([]byte(OperationMemberMatch + "\x00" + pres + "\x00" + rec.id))
 	detail := map[string]any{"operation": OperationMemberMatch, "request_id": rec.id, "requester": requester,
 		"presentation": pres, "consent_id": consentID(req.ConsentJSON), "coverage_to_link": req.CoverageToLink != nil}
@@ -134,6 +136,7 @@ func (r *matchRecord) pending(ctx context.Context, id *identity.Decision) error 
 		return nil
 	}
 	o := id.IdentityOutcome()
+	o.Presentation = r.pres
 	return r.apply(ctx, store.Change{Identity: &o,
 		Event: transfer.Event{Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: transfer.IdentityDetail(o)}})
 }
@@ -148,7 +151,12 @@ func (r *matchRecord) matched(ctx context.Context, m Match, onMatch func(context
 	m.TransferID = r.id
 	g := m.Grant()
 	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: g.ConsentID, Scope: g.ConsentScope, CheckedAt: r.at}
+	// The requester's presentation is an external identity of our member
+	// from now on: linked with the match, in its transaction.
+	o := m.Identity.IdentityOutcome()
+	o.Presentation = r.pres
 	if err := r.apply(ctx, store.Change{State: transfer.StateConsentVerified, Consent: &consent,
+		Link: identity.LinkOf(r.requester, r.id, o, "$member-match answered to "+r.requester),
 		Event: transfer.Event{Detail: map[string]any{"member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
 			"expires": rfc3339(g.ConsentExpires), "result": transfer.ConsentVerified}}}); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
@@ -117,6 +118,35 @@ func TestMemberMatchRecorded(t *testing.T) {
 			if init["operation"] != OperationMemberMatch || init["requester"] != "new-payer" || len(init["presentation"].(string)) != 64 {
 				t.Errorf("initiated detail %v", init)
 			}
+			// A match links what the requester presented to our member in
+			// the identity graph, with the consent_verified step; a
+			// refusal links nothing.
+			pres, _ := init["presentation"].(string)
+			links, err := st.IdentityLinks(context.Background(), "new-payer", pres)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.errType != "" && len(links) != 0 {
+				t.Errorf("a refused match linked %+v", links)
+			}
+			if c.errType == "" && len(links) != 1 {
+				t.Fatalf("links %+v after a match, want one", links)
+			}
+			if c.errType == "" {
+				want := graph.Link{Seq: links[0].Seq, Partner: "new-payer", ExternalRef: pres, MemberID: "M100001",
+					ValidFrom: links[0].ValidFrom, MadeBy: graph.Maker{Kind: graph.MadeByScore, Rule: identity.RuleProbabilistic, Score: 14.5},
+					Provenance: graph.Provenance{TransferID: tr.ID, Presentation: pres, Note: "$member-match answered to new-payer"}}
+				if links[0] != want {
+					t.Errorf("links %+v, want %+v", links, want)
+				}
+				verified := evs[len(evs)-2]
+				if verified.State != transfer.StateConsentVerified || !links[0].ValidFrom.Equal(verified.At) {
+					t.Errorf("link from %v, consent_verified event %+v: want the link from the step's time", links[0].ValidFrom, verified)
+				}
+				if tr.Identity.Presentation != pres {
+					t.Errorf("projection identity presentation %q, want %q", tr.Identity.Presentation, pres)
+				}
+			}
 			if c.errType == "" {
 				last := evs[len(evs)-1].Detail
 				g, _ := last["grant"].(map[string]any)
@@ -155,6 +185,11 @@ func TestMemberMatchRecorded(t *testing.T) {
 			evs2, _ := st.Timeline(context.Background(), again[0].ID)
 			if evs2[0].Detail["presentation"] != init["presentation"] {
 				t.Errorf("same request, presentations %v and %v", evs2[0].Detail["presentation"], init["presentation"])
+			}
+			// ... linked once: the link of the first stands.
+			if again, _ := st.IdentityLinks(context.Background(), "new-payer", pres); len(again) != len(links) ||
+				len(again) == 1 && again[0].Provenance.TransferID != tr.ID {
+				t.Errorf("links after the same request again %+v, want %+v", again, links)
 			}
 		})
 	}
@@ -200,6 +235,12 @@ func TestMemberMatchNotRecordedNotAnswered(t *testing.T) {
 		}
 		if p, _ := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); len(p) != 0 {
 			t.Errorf("step %d fails: pending %+v", n, p)
+		}
+		// The link is made with consent_verified (step 2), or not at all.
+		evs, _ := st.Timeline(context.Background(), ts[0].ID)
+		pres, _ := evs[0].Detail["presentation"].(string)
+		if links, err := st.IdentityLinks(context.Background(), "new-payer", pres); err != nil || len(links) != map[bool]int{true: 1}[n >= 3] {
+			t.Errorf("step %d fails: links %+v, %v", n, links, err)
 		}
 	}
 }

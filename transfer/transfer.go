@@ -188,6 +188,10 @@ type IdentityOutcome struct {
 	Rationale  *Rationale `json:"rationale,omitempty"`
 	Candidates []string   `json:"candidates,omitempty"` // member ids awaiting review
 	ReviewedBy string     `json:"reviewed_by,omitempty"`
+	// Presentation is the keyed digest of what the partner presented
+	// (graph.Presentation): the external identity whose links in the
+	// identity graph this outcome adds to. Never PHI.
+	Presentation string `json:"presentation,omitempty"`
 }
 
 // Rationale explains an identity decision: the rule that decided it, or the
