@@ -49,12 +49,27 @@ func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (tr
 	// The decision and its rationale are evidence in their own right, with
 	// the projection's identity and the link it makes, in one transaction.
 	// A retry records the first decision once, and links once.
-	if err := a.record(ctx, transferID, store.Change{
-		Event:    transfer.Event{Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: IdentityDetail(o)},
+	ch := store.Change{
+		Event:    transfer.Event{At: a.now(), Actor: "workflow", Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: IdentityDetail(o)},
 		Identity: &o,
 		Link:     identity.LinkOf(req.PartnerID, transferID, o, resolutionNote(o)),
-	}); err != nil {
+	}
+	fresh, err := a.Store.ApplyChange(ctx, transferID, ch)
+	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
+	}
+	if !fresh {
+		// A retry after the first attempt's decision was committed (its
+		// reply lost): the workflow goes on with the recorded decision,
+		// not with this one, which the index, refreshed since, may have
+		// changed. The timeline, the link and the workflow then agree.
+		t, err := a.Store.GetTransfer(ctx, transferID)
+		if err != nil {
+			return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
+		}
+		if t.Identity != nil {
+			return *t.Identity, nil
+		}
 	}
 	return o, nil
 }

@@ -202,3 +202,34 @@ func TestResolutionLinks(t *testing.T) {
 		})
 	})
 }
+
+// TestResolveIdentityRetryKeepsRecordedDecision: a retry of ResolveIdentity
+// after the first attempt committed its decision (the reply lost) returns
+// the recorded decision, not a new one the refreshed index would make, so
+// that the workflow, the timeline and the identity link agree.
+func TestResolveIdentityRetryKeepsRecordedDecision(t *testing.T) {
+	eachStore(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		q := transfer.Demographics{Given: "Ada", Family: "Byron", BirthDate: "1980-12-10"}
+		f.acts.Matcher = scored("M1", 15)
+		f.create(t, "retry-1", q, activeConsent)
+		first, err := f.acts.ResolveIdentity(ctx, "retry-1")
+		if err != nil || first.MemberID != "M1" {
+			t.Fatalf("first attempt %+v, %v", first, err)
+		}
+		f.acts.Matcher = scored("M2", 20)
+		again, err := f.acts.ResolveIdentity(ctx, "retry-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.MemberID != "M1" || again.Score != 15 || again.Status != transfer.IdentityResolved {
+			t.Fatalf("retry returned %+v, want the recorded decision for M1", again)
+		}
+		if n := f.countEvents(t, "retry-1", transfer.EventIdentityDecision); n != 1 {
+			t.Errorf("%d identity decisions recorded, want 1", n)
+		}
+		if hist := f.links(t, "retry-1"); len(hist) != 1 || hist[0].MemberID != "M1" {
+			t.Errorf("links %+v, want one to M1", hist)
+		}
+	})
+}
