@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -219,7 +218,7 @@ func (c *client) once(ctx context.Context, op, method, target string, body []byt
 // *bulkdata.StatusError (status and OperationOutcome codes); the body is
 // never quoted.
 func classify(op string, resp *http.Response, body []byte, rejectClass fault.Class) *fault.Error {
-	se := &bulkdata.StatusError{Op: op, StatusCode: resp.StatusCode, Outcome: outcome(resp.Header, body), RetryAfter: resp.Header.Get("Retry-After")}
+	se := &bulkdata.StatusError{Op: op, StatusCode: resp.StatusCode, Outcome: httpclass.Outcome[bulkdata.OperationOutcome](resp.Header, body), RetryAfter: resp.Header.Get("Retry-After")}
 	types := httpclass.Types{
 		Auth: ErrTypeAuth, Throttled: ErrTypeUnavailable, Unavailable: ErrTypeUnavailable,
 		Rejected: ErrTypeRejected, RejectClass: rejectClass, Unexpected: ErrTypeBadResponse,
@@ -229,18 +228,6 @@ func classify(op string, resp *http.Response, body []byte, rejectClass fault.Cla
 		msg += ": unexpected status"
 	}
 	return types.Error(resp.StatusCode, resp.Header, time.Now(), msg, se)
-}
-
-// outcome returns body as an OperationOutcome when it is one.
-func outcome(h http.Header, body []byte) *bulkdata.OperationOutcome {
-	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "" && !strings.HasSuffix(mt, "json") {
-		return nil
-	}
-	var o bulkdata.OperationOutcome
-	if json.Unmarshal(body, &o) != nil || o.ResourceType != "OperationOutcome" {
-		return nil
-	}
-	return &o
 }
 
 // outcomeCodes returns the issue codes of a raw OperationOutcome, "" if

@@ -16,11 +16,15 @@
 package httpclass
 
 import (
+	"encoding/json"
+	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/fhir"
 )
 
 // Kind is what a status says about a failed request.
@@ -88,4 +92,19 @@ func (t Types) Error(code int, h http.Header, now time.Time, msg string, err err
 		}
 	}
 	return e
+}
+
+// Outcome decodes the body of an answer into a new O, the caller's model
+// of an OperationOutcome, when it is one: the answer is JSON (or says no
+// media type) and its resourceType is OperationOutcome. nil otherwise.
+// Only its codes may go into errors; diagnostics may echo what was sent.
+func Outcome[O any](h http.Header, body []byte) *O {
+	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "" && !strings.HasSuffix(mt, "json") {
+		return nil
+	}
+	var o O
+	if json.Unmarshal(body, &o) != nil || fhir.ResourceType(body) != "OperationOutcome" {
+		return nil
+	}
+	return &o
 }

@@ -68,3 +68,37 @@ func TestError(t *testing.T) {
 		t.Errorf("without a cause or header: %v", e)
 	}
 }
+
+func TestOutcome(t *testing.T) {
+	type oo struct {
+		ResourceType string
+		Issue        []struct{ Code string }
+	}
+	const body = `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}`
+	cases := []struct {
+		name, contentType, body string
+		want                    bool
+	}{
+		{"fhir+json", "application/fhir+json; charset=utf-8", body, true},
+		{"no media type", "", body, true},
+		{"another media type", "text/html", body, false},
+		{"another resource", "application/json", `{"resourceType":"Parameters"}`, false},
+		{"no resourceType", "application/json", `{"issue":[]}`, false},
+		{"not JSON", "application/json", `<html>`, false},
+		{"wrong shape", "application/json", `{"resourceType":"OperationOutcome","issue":"x"}`, false},
+		{"empty", "application/json", ``, false},
+	}
+	for _, c := range cases {
+		h := http.Header{}
+		if c.contentType != "" {
+			h.Set("Content-Type", c.contentType)
+		}
+		got := Outcome[oo](h, []byte(c.body))
+		if (got != nil) != c.want {
+			t.Errorf("%s: got %v, want an outcome: %v", c.name, got, c.want)
+		}
+		if got != nil && (len(got.Issue) != 1 || got.Issue[0].Code != "invalid") {
+			t.Errorf("%s: decoded %+v", c.name, got)
+		}
+	}
+}

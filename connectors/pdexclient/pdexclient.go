@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -329,7 +328,7 @@ func (c *Client) MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, 
 	case http.StatusOK:
 		return c.result(b)
 	case http.StatusUnprocessableEntity:
-		oo := outcome(resp.Header, b)
+		oo := httpclass.Outcome[fhir.OperationOutcome](resp.Header, b)
 		reason := reasonOf(oo)
 		typ, text := transfer.ErrorNoMatch, "no member matches at the old payer"
 		switch reason {
@@ -345,7 +344,7 @@ func (c *Client) MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, 
 	// Every other status by the shared table.
 	text := fmt.Sprintf("%s answered %d", msg, code)
 	if httpclass.KindOf(code) == httpclass.Rejected {
-		text += fmt.Sprintf(" (OperationOutcome %s)", codes(outcome(resp.Header, b)))
+		text += fmt.Sprintf(" (OperationOutcome %s)", codes(httpclass.Outcome[fhir.OperationOutcome](resp.Header, b)))
 	}
 	return MatchResult{}, statusTypes.Error(code, resp.Header, c.cfg.Now(), text, nil)
 }
@@ -434,17 +433,6 @@ func PatientID(ref string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func outcome(h http.Header, b []byte) *fhir.OperationOutcome {
-	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "" && !strings.HasSuffix(mt, "json") {
-		return nil
-	}
-	var o fhir.OperationOutcome
-	if json.Unmarshal(b, &o) != nil || o.ResourceType != "OperationOutcome" {
-		return nil
-	}
-	return &o
 }
 
 // reasonOf reads why a 422 refused the match. HRex does not code the
