@@ -1,6 +1,6 @@
 package export
 
-import "github.com/p2p-payer/p2p/export/fhir"
+import "github.com/p2p-payer/p2p/fhir"
 
 // sensitivityCodes are the v3-ActCode information-sensitivity codes (value
 // set v3-ActInformationSensitivityPolicy) for categories of health data

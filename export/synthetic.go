@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/p2p-payer/p2p/export/fhir"
+	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
 )
 
@@ -115,9 +115,9 @@ func (src SyntheticSource) Resources(ctx context.Context, m member.Record) ([]Re
 	coverageRef := fhir.Reference{Reference: "Coverage/" + coverageID}
 
 	p := fhir.Patient{
-		ResourceType: "Patient", ID: patientID, Active: true,
+		ResourceType: "Patient", ID: patientID, Active: ptr(true),
 		Identifier: []fhir.Identifier{{
-			Type:   ptr(fhir.Code(fhir.SystemV20203, "MB", "Member Number")),
+			Type:   ptr(fhir.CodeDisplay(fhir.SystemV20203, "MB", "Member Number")),
 			System: system, Value: m.ID,
 		}},
 		Gender: gender(m.Sex), BirthDate: m.BirthDate,
@@ -144,9 +144,9 @@ func (src SyntheticSource) Resources(ctx context.Context, m member.Record) ([]Re
 	cov := fhir.Coverage{
 		ResourceType: "Coverage", ID: coverageID, Status: "active",
 		Identifier:   []fhir.Identifier{{System: system, Value: m.ID}},
-		Type:         ptr(fhir.Code(fhir.SystemActCode, "HIP", "health insurance plan policy")),
-		SubscriberID: m.ID, Beneficiary: patientRef,
-		Relationship: ptr(fhir.Code(fhir.SystemSubscriberRel, "self", "Self")),
+		Type:         ptr(fhir.CodeDisplay(fhir.SystemActCode, "HIP", "health insurance plan policy")),
+		SubscriberID: m.ID, Beneficiary: &patientRef,
+		Relationship: ptr(fhir.CodeDisplay(fhir.SystemSubscriberRel, "self", "Self")),
 		Period:       &fhir.Period{Start: "2021-01-01"},
 		Payor:        []fhir.Reference{{Display: payer}},
 	}
@@ -160,7 +160,7 @@ func (src SyntheticSource) Resources(ctx context.Context, m member.Record) ([]Re
 		enc := fhir.Encounter{
 			ResourceType: "Encounter", ID: id, Status: "finished",
 			Class:   fhir.Coding{System: fhir.SystemActCode, Code: "AMB", Display: "ambulatory"},
-			Type:    []fhir.CodeableConcept{fhir.Code(fhir.SystemSNOMED, vt.code, vt.display)},
+			Type:    []fhir.CodeableConcept{fhir.CodeDisplay(fhir.SystemSNOMED, vt.code, vt.display)},
 			Subject: &patientRef,
 			Period:  &fhir.Period{Start: instant(v), End: instant(v.Add(time.Duration(20+s.n(fmt.Sprint("visit-len-", i), 40)) * time.Minute))},
 		}
@@ -182,7 +182,7 @@ func (src SyntheticSource) Resources(ctx context.Context, m member.Record) ([]Re
 		eob := fhir.ExplanationOfBenefit{
 			ResourceType: "ExplanationOfBenefit", ID: id, Status: "active",
 			Identifier:     []fhir.Identifier{{System: "https://p2p.example/fhir/sid/claim-id", Value: id}},
-			Type:           fhir.Code(fhir.SystemClaimType, c.kind, c.display),
+			Type:           fhir.CodeDisplay(fhir.SystemClaimType, c.kind, c.display),
 			Use:            "claim",
 			Patient:        patientRef,
 			BillablePeriod: &fhir.Period{Start: day, End: day},
@@ -192,7 +192,7 @@ func (src SyntheticSource) Resources(ctx context.Context, m member.Record) ([]Re
 			Outcome:        "complete",
 			Insurance:      []fhir.EOBInsurance{{Focal: true, Coverage: coverageRef}},
 			Total: []fhir.EOBTotal{{
-				Category: fhir.Code(fhir.SystemAdjudication, "submitted", "Submitted Amount"),
+				Category: fhir.CodeDisplay(fhir.SystemAdjudication, "submitted", "Submitted Amount"),
 				Amount:   fhir.Money{Value: float64(cents) / 100, Currency: "USD"},
 			}},
 		}
@@ -212,10 +212,10 @@ func (src SyntheticSource) Resources(ctx context.Context, m member.Record) ([]Re
 		id := s.id("cond", i+1)
 		cond := fhir.Condition{
 			ResourceType: "Condition", ID: id,
-			ClinicalStatus:     ptr(fhir.Code(fhir.SystemConditionClin, "active", "Active")),
-			VerificationStatus: ptr(fhir.Code(fhir.SystemConditionVer, "confirmed", "Confirmed")),
-			Category:           []fhir.CodeableConcept{fhir.Code(fhir.SystemConditionCat, "encounter-diagnosis", "Encounter Diagnosis")},
-			Code:               ptr(fhir.Code(fhir.SystemICD10CM, c.c.code, c.c.display)),
+			ClinicalStatus:     ptr(fhir.CodeDisplay(fhir.SystemConditionClin, "active", "Active")),
+			VerificationStatus: ptr(fhir.CodeDisplay(fhir.SystemConditionVer, "confirmed", "Confirmed")),
+			Category:           []fhir.CodeableConcept{fhir.CodeDisplay(fhir.SystemConditionCat, "encounter-diagnosis", "Encounter Diagnosis")},
+			Code:               ptr(fhir.CodeDisplay(fhir.SystemICD10CM, c.c.code, c.c.display)),
 			Subject:            patientRef,
 			Encounter:          &fhir.Reference{Reference: "Encounter/" + s.id("enc", c.visit+1)},
 			OnsetDateTime:      visits[c.visit].Format(time.DateOnly),

@@ -234,3 +234,38 @@ func TestTransmitter(t *testing.T) {
 		t.Errorf("got %s", b)
 	}
 }
+
+// TestWireShapes pins the JSON of the constructors and of elements that
+// are written even when empty (required by R4, or zero amounts).
+func TestWireShapes(t *testing.T) {
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"Code has no display", Code(SystemSNOMED, "185349003"),
+			`{"coding":[{"system":"http://snomed.info/sct","code":"185349003"}]}`},
+		{"CodeDisplay", CodeDisplay(SystemICD10CM, "I10", "Essential (primary) hypertension"),
+			`{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"I10","display":"Essential (primary) hypertension"}]}`},
+		{"CodeDisplay without display is Code", CodeDisplay(SystemICD10CM, "I10", ""),
+			`{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"I10"}]}`},
+		{"zero Money keeps its value", Money{}, `{"value":0}`},
+		{"Encounter requires status and class", Encounter{ResourceType: "Encounter"},
+			`{"resourceType":"Encounter","status":"","class":{}}`},
+		{"Condition requires subject", Condition{ResourceType: "Condition"},
+			`{"resourceType":"Condition","subject":{}}`},
+		{"ExplanationOfBenefit requires its 1..1 elements", ExplanationOfBenefit{ResourceType: "ExplanationOfBenefit", Insurance: []EOBInsurance{}},
+			`{"resourceType":"ExplanationOfBenefit","status":"","type":{},"use":"","patient":{},"created":"","insurer":{},"provider":{},"outcome":"","insurance":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Errorf("got  %s\nwant %s", b, tt.want)
+			}
+		})
+	}
+}

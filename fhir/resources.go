@@ -75,7 +75,7 @@ func (p *Parameter) UnmarshalJSON(b []byte) error {
 }
 
 // Patient is a person receiving care; for $member-match, the member as the
-// requesting payer knows them.
+// requesting payer knows them; in an export, the member as we know them.
 type Patient struct {
 	ResourceType      string         `json:"resourceType"` // "Patient"
 	ID                string         `json:"id,omitempty"`
@@ -92,7 +92,8 @@ type Patient struct {
 	Address           []Address      `json:"address,omitempty"`
 }
 
-// Coverage is a member's insurance.
+// Coverage is a member's insurance: for $member-match, the old and new
+// plans; in an export, the member's plan with us.
 type Coverage struct {
 	ResourceType      string           `json:"resourceType"` // "Coverage"
 	ID                string           `json:"id,omitempty"`

@@ -1,6 +1,8 @@
 // Package fhir is a small, hand-written FHIR R4 model: the data types and
 // resources that p2p reads and writes when it serves partners (HRex
-// $member-match, consent, OperationOutcome, Bundle, Provenance).
+// $member-match, consent, OperationOutcome, Bundle, Provenance) and the
+// clinical and claims resources of a member's record that exports carry
+// (Patient, Coverage, Encounter, Condition, ExplanationOfBenefit).
 //
 // Why by hand: of the Go FHIR model modules, github.com/samply/golang-fhir-models
 // (last release v0.3.2, December 2022) and github.com/google/fhir/go
@@ -19,9 +21,6 @@
 //     a round trip preserves them whatever their type.
 //   - Contained resources (Parameters.parameter.resource, Bundle.entry.resource)
 //     stay json.RawMessage until decoded with DecodeResource.
-//
-// export/fhir holds the resources the synthetic export writes; it predates
-// this package and should eventually use it.
 package fhir
 
 import (
@@ -34,6 +33,14 @@ import (
 // Code systems and URIs used with this model.
 const (
 	SystemV20203             = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	SystemConfidentiality    = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+	SystemICD10CM            = "http://hl7.org/fhir/sid/icd-10-cm"
+	SystemSNOMED             = "http://snomed.info/sct"
+	SystemClaimType          = "http://terminology.hl7.org/CodeSystem/claim-type"
+	SystemAdjudication       = "http://terminology.hl7.org/CodeSystem/adjudication"
+	SystemConditionClin      = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+	SystemConditionVer       = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+	SystemConditionCat       = "http://terminology.hl7.org/CodeSystem/condition-category"
 	SystemHRexTemp           = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
 	SystemConsentScope       = "http://terminology.hl7.org/CodeSystem/consentscope"
 	SystemConsentAction      = "http://terminology.hl7.org/CodeSystem/consentaction"
@@ -69,9 +76,14 @@ type CodeableConcept struct {
 	Text   string   `json:"text,omitempty"`
 }
 
-// Code returns a CodeableConcept with one coding.
-func Code(system, code string) CodeableConcept {
-	return CodeableConcept{Coding: []Coding{{System: system, Code: code}}}
+// Code returns a CodeableConcept with one coding, without a display: what
+// a reader matches on is system and code.
+func Code(system, code string) CodeableConcept { return CodeDisplay(system, code, "") }
+
+// CodeDisplay returns a CodeableConcept with one coding that carries its
+// display too, for what people read (exported records).
+func CodeDisplay(system, code, display string) CodeableConcept {
+	return CodeableConcept{Coding: []Coding{{System: system, Code: code, Display: display}}}
 }
 
 // Has reports whether c holds a coding of code in system.
@@ -151,6 +163,13 @@ type ContactPoint struct {
 	Use    string  `json:"use,omitempty"`
 	Rank   int     `json:"rank,omitempty"`
 	Period *Period `json:"period,omitempty"`
+}
+
+// Money is an amount in a currency. Value is always written: a zero amount
+// is an amount.
+type Money struct {
+	Value    float64 `json:"value"`
+	Currency string  `json:"currency,omitempty"`
 }
 
 // Extension is an extension or modifierExtension.

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
 )
 
@@ -213,40 +213,21 @@ func (c *client) once(ctx context.Context, op, method, target string, body []byt
 	return b, token, nil
 }
 
-// classify turns a non-2xx answer into a classified error. Its cause is a
+// classify turns a non-2xx answer into a classified error (package
+// httpclass; a 429 is unavailable like a 5xx). Its cause is a
 // *bulkdata.StatusError (status and OperationOutcome codes); the body is
 // never quoted.
 func classify(op string, resp *http.Response, body []byte, rejectClass fault.Class) *fault.Error {
-	se := &bulkdata.StatusError{Op: op, StatusCode: resp.StatusCode, Outcome: outcome(resp.Header, body), RetryAfter: resp.Header.Get("Retry-After")}
-	code := resp.StatusCode
-	var e *fault.Error
-	switch {
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		e = fault.Wrap(fault.Auth, ErrTypeAuth, op, se)
-	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500:
-		e = fault.Wrap(fault.Downstream, ErrTypeUnavailable, op, se)
-		if d, ok := bulkdata.ParseRetryAfter(se.RetryAfter, time.Now()); ok {
-			e.RetryAfter = d
-		}
-	case code >= 400:
-		e = fault.Wrap(rejectClass, ErrTypeRejected, op, se)
-	default:
-		e = fault.Wrap(fault.Validation, ErrTypeBadResponse, op+": unexpected status", se)
+	se := &bulkdata.StatusError{Op: op, StatusCode: resp.StatusCode, Outcome: httpclass.Outcome[bulkdata.OperationOutcome](resp.Header, body), RetryAfter: resp.Header.Get("Retry-After")}
+	types := httpclass.Types{
+		Auth: ErrTypeAuth, Throttled: ErrTypeUnavailable, Unavailable: ErrTypeUnavailable,
+		Rejected: ErrTypeRejected, RejectClass: rejectClass, Unexpected: ErrTypeBadResponse,
 	}
-	e.Status = code
-	return e
-}
-
-// outcome returns body as an OperationOutcome when it is one.
-func outcome(h http.Header, body []byte) *bulkdata.OperationOutcome {
-	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "" && !strings.HasSuffix(mt, "json") {
-		return nil
+	msg := op
+	if httpclass.KindOf(resp.StatusCode) == httpclass.Unexpected {
+		msg += ": unexpected status"
 	}
-	var o bulkdata.OperationOutcome
-	if json.Unmarshal(body, &o) != nil || o.ResourceType != "OperationOutcome" {
-		return nil
-	}
-	return &o
+	return types.Error(resp.StatusCode, resp.Header, time.Now(), msg, se)
 }
 
 // outcomeCodes returns the issue codes of a raw OperationOutcome, "" if

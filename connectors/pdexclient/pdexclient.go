@@ -19,7 +19,10 @@
 //	429, 5xx, 408             downstream (retryable), with Retry-After
 //	401, 403                  auth
 //	other 4xx                 business partner_rejected
+//	anything else             validation partner_bad_response
 //	connection failures       transport
+//
+// (all but 200 and 422 by the table of package httpclass)
 package pdexclient
 
 import (
@@ -29,13 +32,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/transfer"
@@ -289,6 +292,12 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, url: u.String() + "/Patient/$member-match"}, nil
 }
 
+// statusTypes are the fault types of an answer other than 200 and 422.
+var statusTypes = httpclass.Types{
+	Auth: bulkdata.ErrTypeAuth, Throttled: bulkdata.ErrTypeThrottled, Unavailable: bulkdata.ErrTypeUnavailable,
+	Rejected: transfer.ErrorPartnerRejected, RejectClass: fault.Business, Unexpected: bulkdata.ErrTypeBadResponse,
+}
+
 // maxAnswer bounds the answer read: a member-match answer is a few KiB.
 const maxAnswer = 1 << 20
 
@@ -315,11 +324,11 @@ func (c *Client) MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, 
 		return MatchResult{}, fault.Wrap(fault.Transport, bulkdata.ErrTypeUnreachable, msg+": reading the answer", err)
 	}
 	code := resp.StatusCode
-	switch {
-	case code == http.StatusOK:
+	switch code {
+	case http.StatusOK:
 		return c.result(b)
-	case code == http.StatusUnprocessableEntity:
-		oo := outcome(resp.Header, b)
+	case http.StatusUnprocessableEntity:
+		oo := httpclass.Outcome[fhir.OperationOutcome](resp.Header, b)
 		reason := reasonOf(oo)
 		typ, text := transfer.ErrorNoMatch, "no member matches at the old payer"
 		switch reason {
@@ -331,30 +340,13 @@ func (c *Client) MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, 
 		e := fault.Wrap(fault.Business, typ, msg+": "+text, &MatchError{Reason: reason, Outcome: oo})
 		e.Status = code
 		return MatchResult{}, e
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		e := fault.New(fault.Auth, bulkdata.ErrTypeAuth, fmt.Sprintf("%s answered %d", msg, code))
-		e.Status = code
-		return MatchResult{}, e
-	case code == http.StatusTooManyRequests || code >= 500 || code == http.StatusRequestTimeout:
-		typ := bulkdata.ErrTypeUnavailable
-		if code == http.StatusTooManyRequests {
-			typ = bulkdata.ErrTypeThrottled
-		}
-		e := fault.New(fault.Downstream, typ, fmt.Sprintf("%s answered %d", msg, code))
-		e.Status = code
-		if d, ok := bulkdata.ParseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now()); ok {
-			e.RetryAfter = d
-		}
-		return MatchResult{}, e
-	case code >= 400 && code < 500:
-		e := fault.New(fault.Business, transfer.ErrorPartnerRejected,
-			fmt.Sprintf("%s answered %d (OperationOutcome %s)", msg, code, codes(outcome(resp.Header, b))))
-		e.Status = code
-		return MatchResult{}, e
 	}
-	e := fault.New(fault.Validation, bulkdata.ErrTypeBadResponse, fmt.Sprintf("%s answered %d", msg, code))
-	e.Status = code
-	return MatchResult{}, e
+	// Every other status by the shared table.
+	text := fmt.Sprintf("%s answered %d", msg, code)
+	if httpclass.KindOf(code) == httpclass.Rejected {
+		text += fmt.Sprintf(" (OperationOutcome %s)", codes(httpclass.Outcome[fhir.OperationOutcome](resp.Header, b)))
+	}
+	return MatchResult{}, statusTypes.Error(code, resp.Header, c.cfg.Now(), text, nil)
 }
 
 // post sends the request, with a fresh token once more after a 401 when
@@ -441,17 +433,6 @@ func PatientID(ref string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func outcome(h http.Header, b []byte) *fhir.OperationOutcome {
-	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "" && !strings.HasSuffix(mt, "json") {
-		return nil
-	}
-	var o fhir.OperationOutcome
-	if json.Unmarshal(b, &o) != nil || o.ResourceType != "OperationOutcome" {
-		return nil
-	}
-	return &o
 }
 
 // reasonOf reads why a 422 refused the match. HRex does not code the
