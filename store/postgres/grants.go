@@ -18,10 +18,8 @@ func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store
 		return store.MatchGrant{}, fmt.Errorf("postgres: append match grant: %w", err)
 	}
 	err = s.write(ctx, "append match grant", func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `INSERT INTO match_grants
-			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
-			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt, g.TransferID).Scan(&g.Seq)
+		g, err = appendGrant(ctx, tx, g)
+		return err
 	})
 	if err != nil {
 		return store.MatchGrant{}, err
@@ -48,4 +46,13 @@ func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.Matc
 		out = append(out, g)
 	}
 	return out, wrap("match grants", rows.Err())
+}
+
+// appendGrant inserts a prepared grant in tx and returns it with its Seq.
+func appendGrant(ctx context.Context, tx pgx.Tx, g store.MatchGrant) (store.MatchGrant, error) {
+	err := tx.QueryRow(ctx, `INSERT INTO match_grants
+		(requester, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
+		g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt, g.TransferID).Scan(&g.Seq)
+	return g, err
 }

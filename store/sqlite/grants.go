@@ -17,15 +17,22 @@ func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store
 		return store.MatchGrant{}, fmt.Errorf("sqlite: append match grant: %w", err)
 	}
 	err = s.write(ctx, "append match grant", func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO match_grants
-			(requester, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-			g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, fmtTime(g.ConsentExpires), fmtTime(g.GrantedAt), g.TransferID).Scan(&g.Seq)
+		g, err = appendGrant(ctx, tx, g)
+		return err
 	})
 	if err != nil {
 		return store.MatchGrant{}, err
 	}
 	return g, nil
+}
+
+// appendGrant inserts a prepared grant in tx and returns it with its Seq.
+func appendGrant(ctx context.Context, tx *sql.Tx, g store.MatchGrant) (store.MatchGrant, error) {
+	err := tx.QueryRowContext(ctx, `INSERT INTO match_grants
+		(requester, member_id, consent_id, consent_scope, consent_expires, granted_at, transfer_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		g.Requester, g.MemberID, g.ConsentID, g.ConsentScope, fmtTime(g.ConsentExpires), fmtTime(g.GrantedAt), g.TransferID).Scan(&g.Seq)
+	return g, err
 }
 
 // MatchGrants returns the grant in force of each member requester
