@@ -23,10 +23,10 @@ import (
 
 // MemberMatcher decides one member of a batch, sent by requester as a
 // $member-match Parameters resource (pdex.Matching). A member it cannot
-// read, or whose consent or match fails, is an outcome; the error is an
-// infrastructure failure, retried.
+// read, or whose consent or match fails, is an outcome; a match comes with
+// the grant it gives; the error is an infrastructure failure, retried.
 type MemberMatcher interface {
-	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error)
+	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error)
 }
 
 // BulkMemberInput names one stored member of a batch.
@@ -37,10 +37,11 @@ type BulkMemberInput struct {
 	Digest    string // of the member's stored Parameters
 }
 
-// MatchBulkMember decides one member of a batch. Its outcome is recorded
-// by FinishBulkMatch; a match is recorded as a grant at once (OnMatch), as
-// a single $member-match records it, and a retry records it again
-// harmlessly (grants are appended; the latest wins).
+// MatchBulkMember decides one member of a batch and records its outcome
+// on the batch's transfer, a match's grant in the same transaction (the
+// event says what was matched, the grant lets the requester export it:
+// one without the other never exists). A retry whose outcome is recorded
+// records nothing again. FinishBulkMatch gathers the outcomes.
 func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 	if a.BulkMatch == nil {
 		return transfer.BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
@@ -52,12 +53,12 @@ func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (t
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
-	out, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
+	out, grant, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	out.Index = in.Index
-	if err := a.recordMember(ctx, in.BatchID, out); err != nil {
+	if err := a.recordMember(ctx, in.BatchID, out, grant); err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	a.log(in.BatchID).Info("bulk member decided", zap.String("requester", in.Requester), zap.Int("index", in.Index),
@@ -97,7 +98,7 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	for _, o := range in.Result.Members {
 		counts[o.Outcome]++
 		if o.Outcome == transfer.BulkOutcomeError {
-			if err := a.recordMember(ctx, in.Result.BatchID, o); err != nil {
+			if err := a.recordMember(ctx, in.Result.BatchID, o, nil); err != nil {
 				return "", appError(ctx, NameFinishBulkMatch, err)
 			}
 		}
@@ -112,8 +113,10 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 }
 
 // recordMember records one member's outcome on its batch's transfer, once
-// (keyed by its index). No PHI: the index, codes, our member id.
-func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome) error {
+// (keyed by its index), with grant if the member was matched. No PHI: the
+// index, codes, our member id. A batch without a transfer (accepted before
+// batches were transfers) still records the grant, on its own.
+func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant) error {
 	d := map[string]any{"index": o.Index, "outcome": o.Outcome}
 	if o.MemberID != "" && o.Outcome == transfer.BulkOutcomeMatched {
 		d["member_id"] = o.MemberID
@@ -121,8 +124,15 @@ func (a *Activities) recordMember(ctx context.Context, batchID string, o transfe
 	if o.Reason != "" {
 		d["reason"] = o.Reason
 	}
-	return a.recordBatch(ctx, batchID, store.Change{Event: transfer.Event{Type: transfer.EventMemberDecided,
+	err := a.record(ctx, batchID, store.Change{Grant: grant, Event: transfer.Event{Type: transfer.EventMemberDecided,
 		Key: fmt.Sprintf("member:%d", o.Index), Detail: d}})
+	if errors.Is(err, store.ErrNotFound) {
+		if grant == nil {
+			return nil
+		}
+		_, err = a.Store.AppendMatchGrant(ctx, *grant)
+	}
+	return err
 }
 
 // recordBatch applies ch to the batch's transfer. A batch accepted before

@@ -59,8 +59,8 @@ type FHIRDeps struct {
 // NewFHIRHandler builds the /fhir handler over the member store, with the
 // identity matcher the worker uses (loaded now) and the synthetic export's
 // identifiers, so that $member-match answers what a later export serves.
-// Every match is recorded as a match grant (pdex.RecordGrants): what lets
-// the requester export the member's data.
+// Every match is recorded as a match grant, with its transfer (the store
+// is pdex.Deps.Store): what lets the requester export the member's data.
 func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 	if d.Store == nil || d.Partners == nil {
 		return nil, errors.New("app: the FHIR API needs the store and the partner registry")
@@ -89,7 +89,6 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		MemberIDSystem: export.DefaultMemberIDSystem,
 		PayerName:      export.DefaultPayerName,
 		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
-		OnMatch:        pdex.RecordGrants(d.Store),
 		Exports:        d.Exports,
 		BulkMatches:    d.BulkMatches,
 		Throttle:       d.Throttle,

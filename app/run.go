@@ -154,10 +154,11 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		ImportDir:    d.ImportDir,
 		ImportFHIR:   sink,
 		// $bulk-member-match members are decided as $member-match decides
-		// (pdex.Matching), with the same matcher and grants.
+		// (pdex.Matching), with the same matcher; MatchBulkMember records a
+		// match's grant with its outcome.
 		BulkMatch: &pdex.Matching{
 			Matcher: matcher, Parties: func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
-			Holder: pdex.Party{Identifiers: d.Payer.Identifiers}, OnMatch: pdex.RecordGrants(d.Store),
+			Holder:   pdex.Party{Identifiers: d.Payer.Identifiers},
 			Throttle: throttle,
 		},
 	}, nil

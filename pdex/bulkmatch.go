@@ -145,21 +145,28 @@ func ParseBulkMemberMatch(body []byte, max int) ([][]byte, *InputError) {
 // DecideMember decides one member of a batch (activities.MemberMatcher):
 // a requester at its failed-match cap is not matched at all; a member
 // that is not a valid $member-match is not matched (invalid_request);
-// otherwise Decide.
-func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error) {
+// otherwise Decide. A match comes with its grant, for the caller to record
+// with the member's outcome; it names no transfer (TransferID "": the
+// batch's transfer records it, not a $member-match's).
+func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error) {
 	now := m.now()
 	if _, capped := m.Throttle.capped(requester, now); capped {
-		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil, nil
 	}
 	req, perr := ParseMemberMatch(member)
 	if perr != nil {
-		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil, nil
 	}
 	dec, err := m.Decide(ctx, requester, req, now)
 	if err != nil {
-		return transfer.BulkMemberOutcome{}, err
+		return transfer.BulkMemberOutcome{}, nil, err
 	}
-	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, nil
+	var g *store.MatchGrant
+	if dec.Match != nil {
+		mg := dec.Match.Grant()
+		g = &mg
+	}
+	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, g, nil
 }
 
 func (h *Handler) mountBulkMatch(r chi.Router) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -358,5 +360,64 @@ func TestBulkMemberMatchStartFails(t *testing.T) {
 	}
 	if a := b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil); a.status != http.StatusNotFound {
 		t.Errorf("status of a batch never started: %d", a.status)
+	}
+}
+
+// A matched member's outcome and grant are one write; a retried member
+// records neither again; a batch without a transfer still grants.
+func TestBulkMemberGrantWithItsEvent(t *testing.T) {
+	ctx := context.Background()
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil)))
+	cs := &countingStore{Store: b.st}
+	acts := &activities.Activities{Store: cs, BulkMatch: b.h.match, Now: b.clock.now}
+	in := activities.BulkMemberInput{BatchID: id, Requester: "new-payer", Index: 0, Digest: b.bulk.batches[0].Members[0]}
+	grantOfM1 := func() store.MatchGrant {
+		t.Helper()
+		gs, err := b.st.MatchGrants(ctx, "new-payer")
+		if err != nil || len(gs) != 2 || gs[0].MemberID != "M1" {
+			t.Fatalf("grants %+v, %v", gs, err)
+		}
+		return gs[0]
+	}
+	before := grantOfM1()
+	var first store.MatchGrant
+	for i := range 2 {
+		o, err := acts.MatchBulkMember(ctx, in)
+		if err != nil || o.Outcome != OutcomeMatched {
+			t.Fatalf("attempt %d: %+v, %v", i+1, o, err)
+		}
+		g := grantOfM1()
+		if i == 0 {
+			first = g
+			if g.Seq == before.Seq || g.TransferID != "" {
+				t.Errorf("the match gave no new grant: %+v", g)
+			}
+		} else if g.Seq != first.Seq {
+			t.Errorf("the retry granted again: %+v after %+v", g, first)
+		}
+	}
+	if want := map[string]int{"ApplyChange": 2}; !reflect.DeepEqual(cs.writes, want) {
+		t.Errorf("writes %v, want %v (the grant within the event's)", cs.writes, want)
+	}
+	evs, _ := b.st.Timeline(ctx, id)
+	n := 0
+	for _, e := range evs {
+		if e.Type == transfer.EventMemberDecided {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d member events, want 1", n)
+	}
+
+	// A batch accepted before batches were transfers has none: the grant
+	// is recorded on its own.
+	in.BatchID = "no-such-batch"
+	if _, err := acts.MatchBulkMember(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if g := grantOfM1(); g.Seq == first.Seq {
+		t.Errorf("no grant recorded for a batch without a transfer")
 	}
 }

@@ -85,8 +85,10 @@ type Deps struct {
 	// Holder is us as consents name the payer that discloses. With no
 	// identifiers, consents are not checked for naming us.
 	Holder Party
-	// OnMatch, if set, runs before a match is answered (to record it); an
-	// error answers 500 and no identifier leaves.
+	// OnMatch, if set, is told of each match before it is recorded and
+	// answered; an error answers 500 and no identifier leaves. With Store,
+	// the match's grant is recorded with its transfer (record.go): OnMatch
+	// is for whatever else must know.
 	OnMatch func(ctx context.Context, m Match) error
 
 	// MemberIDSystem is the identifier system of our member ids in
@@ -99,8 +101,10 @@ type Deps struct {
 	PatientRef func(memberID string) string
 
 	// Exports, with Store, serves bulk export of matched members (bulk.go);
-	// nil: those routes answer 404. Store reads match grants, the exports'
-	// transfers and their files.
+	// nil: those routes answer 404. Store records each $member-match as a
+	// transfer, with the grant of a match (record.go), and reads match
+	// grants, the exports' transfers and their files; nil: nothing is
+	// recorded.
 	Exports Exports
 	Store   store.Store
 	// BulkMatches, with Store, serves $bulk-member-match (bulkmatch.go);
@@ -319,16 +323,12 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 		fail("the match could not be performed", err)
 		return
 	}
-	m := h.match
 	if rec != nil {
 		log = log.With(zap.String("transfer_id", rec.id))
-		mm := *h.match
-		mm.OnMatch = func(ctx context.Context, match Match) error { return rec.matched(ctx, match, h.d.OnMatch) }
-		m = &mm
 	}
-	dec, err := m.Decide(r.Context(), requester, req, now)
-	if err == nil && rec != nil && dec.Outcome != OutcomeMatched {
-		err = rec.refused(r.Context(), dec)
+	dec, err := h.match.Decide(r.Context(), requester, req, now)
+	if err == nil && rec != nil {
+		err = rec.decided(r.Context(), dec)
 	}
 	if err == nil && rec != nil {
 		err = rec.finish(r.Context(), statusOf(dec.Outcome), dec.Outcome)
