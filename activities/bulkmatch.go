@@ -112,6 +112,55 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	return digest, nil
 }
 
+// Why a batch was cancelled (CancelBulkInput.Reason), in its failed
+// event's detail.
+const (
+	BulkDeleted   = "deleted_by_requester" // DELETE on the status URL
+	BulkCancelled = "workflow_cancelled"   // the workflow was cancelled
+)
+
+// CancelBulkInput is a batch to cancel: its members as received, under
+// RequestOwner, are withdrawn; its transfer fails cancelled.
+type CancelBulkInput struct {
+	BatchID      string
+	RequestOwner string
+	Members      int    // how many the batch had
+	Reason       string // BulkDeleted or BulkCancelled
+	Actor        string // who cancelled: "partner:<id>", or "workflow"
+}
+
+// CancelBulkMatch ends a batch that will not be decided further: it
+// withdraws the members as received (their demographics), then records on
+// the batch's transfer that it failed cancelled, with how many members
+// had been decided (their outcomes and grants stay recorded). Retried, it
+// withdraws nothing more and records nothing again.
+func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) error {
+	if _, err := a.Store.WithdrawArtifacts(ctx, in.RequestOwner, a.now()); err != nil {
+		return appError(ctx, NameCancelBulkMatch, err)
+	}
+	decided := 0
+	evs, err := a.Store.Timeline(ctx, in.BatchID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return appError(ctx, NameCancelBulkMatch, err)
+	}
+	for _, e := range evs {
+		if e.Type == transfer.EventMemberDecided {
+			decided++
+		}
+	}
+	f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the batch was cancelled: " + in.Reason}
+	if err := a.recordBatch(ctx, in.BatchID, store.Change{State: transfer.StateFailed, Error: f, Event: transfer.Event{
+		Type: transfer.EventState, State: transfer.StateFailed, Key: transfer.StateKey(transfer.StateFailed), Actor: in.Actor,
+		Detail: map[string]any{"error_type": f.Type, "reason": in.Reason, "members": in.Members, "decided": decided,
+			"after_state": string(transfer.StateIdentityPending)},
+	}}); err != nil {
+		return appError(ctx, NameCancelBulkMatch, err)
+	}
+	a.log(in.BatchID).Info("bulk member match cancelled", zap.String("reason", in.Reason), zap.Int("decided", decided),
+		zap.Int("members", in.Members))
+	return nil
+}
+
 // recordMember records one member's outcome on its batch's transfer, once
 // (keyed by its index), with grant if the member was matched. No PHI: the
 // index, codes, our member id. A batch without a transfer (accepted before

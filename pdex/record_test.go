@@ -185,16 +185,6 @@ func (c *countingStore) count(method string) error {
 	return nil
 }
 
-func (c *countingStore) total() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, v := range c.writes {
-		n += v
-	}
-	return n
-}
-
 func (c *countingStore) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
 	if err := c.count("CreateTransfer"); err != nil {
 		return store.CreateResult{}, err
