@@ -45,7 +45,8 @@ type FHIRDeps struct {
 	BulkMatches pdex.BulkMatches
 	// Throttle limits requests and failed matches per partner; share it
 	// with the worker's activities (ActivityDeps.Throttle) when they run in
-	// this process; nil: the handler's own.
+	// this process; nil: this handler's own request rate, failed matches
+	// counted in Store (so with every other process's).
 	Throttle *pdex.Throttle
 	// BaseURL is the absolute URL of /fhir as partners reach it; "": from
 	// each request.
@@ -81,6 +82,10 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		token = d.Auth.Requester
 	}
 	requester := FirstRequester(token, CertRequester(d.Partners), header)
+	throttle := d.Throttle
+	if throttle == nil {
+		throttle = pdex.NewSharedThrottle(0, 0, 0, 0, d.Store)
+	}
 	return pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,
 		Requester:      requester,
@@ -91,7 +96,7 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
 		Exports:        d.Exports,
 		BulkMatches:    d.BulkMatches,
-		Throttle:       d.Throttle,
+		Throttle:       throttle,
 		Store:          d.Store,
 		BaseURL:        d.BaseURL,
 		Logger:         d.Logger,

@@ -94,7 +94,8 @@ type ActivityDeps struct {
 	TrustHeader string
 	// Throttle counts the failed matches of $bulk-member-match members per
 	// partner: the one of the FHIR handler when it runs in this process
-	// (FHIRDeps.Throttle); nil: this process's own.
+	// (FHIRDeps.Throttle); nil: one counting them in Store, which the FHIR
+	// handler of any process reads too.
 	Throttle *pdex.Throttle
 }
 
@@ -136,7 +137,7 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 	}
 	throttle := d.Throttle
 	if throttle == nil {
-		throttle = pdex.NewThrottle(0, 0, 0, 0)
+		throttle = pdex.NewSharedThrottle(0, 0, 0, 0, d.Store)
 	}
 	return &activities.Activities{
 		Store:    d.Store,

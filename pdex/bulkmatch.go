@@ -160,7 +160,9 @@ func ParseBulkMemberMatch(body []byte, max int) ([][]byte, *InputError) {
 // batch's transfer records it, not a $member-match's).
 func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error) {
 	now := m.now()
-	if _, capped := m.Throttle.capped(requester, now); capped {
+	if _, capped, err := m.Throttle.capped(ctx, requester, now); err != nil {
+		return transfer.BulkMemberOutcome{}, nil, fmt.Errorf("reading the failed-match count: %w", err)
+	} else if capped {
 		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil, nil
 	}
 	req, perr := ParseMemberMatch(member)
@@ -194,7 +196,11 @@ func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("op", "bulk-member-match"))
 	// The batch is one request against the rate; its members count one by
 	// one against the failed-match cap as they are decided.
-	if wait, why := h.throttle.admit(requester, now); wait > 0 {
+	if wait, why, err := h.throttle.admit(r.Context(), requester, now); err != nil {
+		log.Error("bulk-member-match: reading the failed-match count", zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
+		return
+	} else if wait > 0 {
 		outcome, msg := OutcomeThrottled, "too many requests"
 		if why == "failures" {
 			outcome, msg = OutcomeTooManyFailures, "too many failed matches"

@@ -347,21 +347,25 @@ func TestBulkMemberMatchBadRequests(t *testing.T) {
 // The batch's members count against the same failed-match cap as single
 // calls: past it, members are not matched, and new batches are refused.
 func TestBulkMemberMatchFailedMatchCap(t *testing.T) {
-	b := newBulkMatchHarness(t, func(d *Deps) { d.MaxFailures = 2 })
-	id := b.submit("new-payer", bulkBody(t, bundle(t, "Nobody", nil), bundle(t, "Twin", nil), bundle(t, "Lovelace", nil)))
-	b.run()
-	gs := groups(t, b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil))
-	if got := entries(gs[ParamNonMatchedMembers]); strings.Join(got, "|") != "MemberBundle[0] no_match|MemberBundle[1] multiple_matches|MemberBundle[2] too_many_failures" {
-		t.Errorf("non-matched: %q", got)
-	}
-	if len(gs[ParamMatchedMembers].Member) != 0 {
-		t.Error("a member was matched past the cap")
-	}
-	if a := b.match("new-payer", exampleBody(t)); a.status != http.StatusTooManyRequests {
-		t.Errorf("single $member-match past the cap: %d", a.status)
-	}
-	if a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil))); a.status != http.StatusTooManyRequests {
-		t.Errorf("new batch past the cap: %d", a.status)
+	for _, mode := range throttleModes {
+		t.Run(mode.name, func(t *testing.T) {
+			b := newBulkMatchHarness(t, mode.edit(t, 2, DefaultFailureWindow))
+			id := b.submit("new-payer", bulkBody(t, bundle(t, "Nobody", nil), bundle(t, "Twin", nil), bundle(t, "Lovelace", nil)))
+			b.run()
+			gs := groups(t, b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil))
+			if got := entries(gs[ParamNonMatchedMembers]); strings.Join(got, "|") != "MemberBundle[0] no_match|MemberBundle[1] multiple_matches|MemberBundle[2] too_many_failures" {
+				t.Errorf("non-matched: %q", got)
+			}
+			if len(gs[ParamMatchedMembers].Member) != 0 {
+				t.Error("a member was matched past the cap")
+			}
+			if a := b.match("new-payer", exampleBody(t)); a.status != http.StatusTooManyRequests {
+				t.Errorf("single $member-match past the cap: %d", a.status)
+			}
+			if a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil))); a.status != http.StatusTooManyRequests {
+				t.Errorf("new batch past the cap: %d", a.status)
+			}
+		})
 	}
 }
 

@@ -121,7 +121,9 @@ type Deps struct {
 
 	// Throttle limits requests and failed matches per requester; nil: one
 	// of Rate, Burst, MaxFailures and FailureWindow (zero values take the
-	// Default* constants). Share it with the bulk activities (Matching).
+	// Default* constants), counting failures in memory. Share it with the
+	// bulk activities (Matching), or give both a NewSharedThrottle over
+	// the store.
 	Throttle      *Throttle
 	Rate          rate.Limit
 	Burst         int
@@ -275,7 +277,11 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With(zap.String("requester", requester))
-	if wait, why := h.throttle.admit(requester, now); wait > 0 {
+	if wait, why, err := h.throttle.admit(r.Context(), requester, now); err != nil {
+		log.Error("member-match", zap.String("outcome", OutcomeError), zap.String("why", "failed-match count"), zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed"))
+		return
+	} else if wait > 0 {
 		outcome, msg := OutcomeThrottled, "too many requests"
 		if why == "failures" {
 			outcome, msg = OutcomeTooManyFailures, "too many failed matches"

@@ -22,8 +22,9 @@ type Matching struct {
 	// answered; its error fails the decision.
 	OnMatch func(ctx context.Context, m Match) error
 	// Throttle counts failed matches per requester. Share one between the
-	// Handler and the bulk activities of a process, so that a batch cannot
-	// probe past the cap of single calls.
+	// Handler and the bulk activities of a process, or give both a
+	// NewSharedThrottle over the same store, so that a batch cannot probe
+	// past the cap of single calls.
 	Throttle *Throttle
 	Now      func() time.Time // nil: time.Now
 }
@@ -65,7 +66,8 @@ type Decision struct {
 // before matching, so that its answer does not depend on who our members
 // are; a no-match or several candidates count against the requester's
 // failed-match cap; OnMatch is told of a match. The error is an
-// infrastructure failure (the matcher's, OnMatch's): the member is
+// infrastructure failure (the matcher's, the failure count's, OnMatch's):
+// the member is
 // undecided and no identifier may leave. A match is not recorded here:
 // the caller records Decision.Match's grant with its decision.
 func (m *Matching) Decide(ctx context.Context, requester string, req *MemberMatchRequest, now time.Time) (Decision, error) {
@@ -87,11 +89,15 @@ func (m *Matching) Decide(ctx context.Context, requester string, req *MemberMatc
 	switch dec.Outcome {
 	case identity.OutcomeMatch:
 	case identity.OutcomeReview:
-		m.Throttle.fail(requester, now)
+		if err := m.Throttle.fail(ctx, requester, now); err != nil {
+			return Decision{}, fmt.Errorf("counting the failed match: %w", err)
+		}
 		return Decision{Outcome: OutcomeMultipleMatches, Candidates: len(dec.Candidates), Identity: &dec,
 			Why: "more than one member may be the one described; send more of the member's details"}, nil
 	default:
-		m.Throttle.fail(requester, now)
+		if err := m.Throttle.fail(ctx, requester, now); err != nil {
+			return Decision{}, fmt.Errorf("counting the failed match: %w", err)
+		}
 		return Decision{Outcome: OutcomeNoMatch, Why: "no member matches", Identity: &dec}, nil
 	}
 	match := &Match{Requester: requester, MemberID: dec.MemberID, Consent: cd, ConsentJSON: req.ConsentJSON,

@@ -168,6 +168,19 @@ type Store interface {
 	// matched, expired ones included (the caller judges them against its
 	// clock), ordered by member id.
 	MatchGrants(ctx context.Context, requester string) ([]MatchGrant, error)
+
+	// Failed matches (a $member-match that found no member or several),
+	// counted per requester for the brute-force cap (pdex.Throttle), so
+	// that every process sees one count. A counter, not evidence: no PHI,
+	// and old ones are forgotten.
+
+	// AppendMatchFailure records a failed match by requester at at and
+	// forgets requester's failures before forgetBefore, in one
+	// transaction.
+	AppendMatchFailure(ctx context.Context, requester string, at, forgetBefore time.Time) error
+	// MatchFailures returns the times of requester's failed matches
+	// strictly after after, newest first, at most limit (0: none).
+	MatchFailures(ctx context.Context, requester string, after time.Time, limit int) ([]time.Time, error)
 }
 
 // MatchGrant is a partner's successful $member-match of one member: the

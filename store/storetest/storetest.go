@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Identity/PresentationKey", testPresentationKey},
 		{"Identity/ChangeLink", testChangeLink},
 		{"Grants/AppendAndList", testMatchGrants},
+		{"Grants/MatchFailures", testMatchFailures},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
