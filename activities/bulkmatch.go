@@ -23,10 +23,10 @@ import (
 
 // MemberMatcher decides one member of a batch, sent by requester as a
 // $member-match Parameters resource (pdex.Matching). A member it cannot
-// read, or whose consent or match fails, is an outcome; the error is an
-// infrastructure failure, retried.
+// read, or whose consent or match fails, is an outcome; a match comes with
+// the grant it gives; the error is an infrastructure failure, retried.
 type MemberMatcher interface {
-	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error)
+	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error)
 }
 
 // BulkMemberInput names one stored member of a batch.
@@ -37,10 +37,11 @@ type BulkMemberInput struct {
 	Digest    string // of the member's stored Parameters
 }
 
-// MatchBulkMember decides one member of a batch. Its outcome is recorded
-// by FinishBulkMatch; a match is recorded as a grant at once (OnMatch), as
-// a single $member-match records it, and a retry records it again
-// harmlessly (grants are appended; the latest wins).
+// MatchBulkMember decides one member of a batch and records its outcome
+// on the batch's transfer, a match's grant in the same transaction (the
+// event says what was matched, the grant lets the requester export it:
+// one without the other never exists). A retry whose outcome is recorded
+// records nothing again. FinishBulkMatch gathers the outcomes.
 func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 	if a.BulkMatch == nil {
 		return transfer.BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
@@ -52,12 +53,12 @@ func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (t
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
-	out, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
+	out, grant, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	out.Index = in.Index
-	if err := a.recordMember(ctx, in.BatchID, out); err != nil {
+	if err := a.recordMember(ctx, in.BatchID, out, grant); err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	a.log(in.BatchID).Info("bulk member decided", zap.String("requester", in.Requester), zap.Int("index", in.Index),
@@ -97,7 +98,7 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	for _, o := range in.Result.Members {
 		counts[o.Outcome]++
 		if o.Outcome == transfer.BulkOutcomeError {
-			if err := a.recordMember(ctx, in.Result.BatchID, o); err != nil {
+			if err := a.recordMember(ctx, in.Result.BatchID, o, nil); err != nil {
 				return "", appError(ctx, NameFinishBulkMatch, err)
 			}
 		}
@@ -111,9 +112,60 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	return digest, nil
 }
 
+// Why a batch was cancelled (CancelBulkInput.Reason), in its failed
+// event's detail.
+const (
+	BulkDeleted   = "deleted_by_requester" // DELETE on the status URL
+	BulkCancelled = "workflow_cancelled"   // the workflow was cancelled
+)
+
+// CancelBulkInput is a batch to cancel: its members as received, under
+// RequestOwner, are withdrawn; its transfer fails cancelled.
+type CancelBulkInput struct {
+	BatchID      string
+	RequestOwner string
+	Members      int    // how many the batch had
+	Reason       string // BulkDeleted or BulkCancelled
+	Actor        string // who cancelled: "partner:<id>", or "workflow"
+}
+
+// CancelBulkMatch ends a batch that will not be decided further: it
+// withdraws the members as received (their demographics), then records on
+// the batch's transfer that it failed cancelled, with how many members
+// had been decided (their outcomes and grants stay recorded). Retried, it
+// withdraws nothing more and records nothing again.
+func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) error {
+	if _, err := a.Store.WithdrawArtifacts(ctx, in.RequestOwner, a.now()); err != nil {
+		return appError(ctx, NameCancelBulkMatch, err)
+	}
+	decided := 0
+	evs, err := a.Store.Timeline(ctx, in.BatchID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return appError(ctx, NameCancelBulkMatch, err)
+	}
+	for _, e := range evs {
+		if e.Type == transfer.EventMemberDecided {
+			decided++
+		}
+	}
+	f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the batch was cancelled: " + in.Reason}
+	if err := a.recordBatch(ctx, in.BatchID, store.Change{State: transfer.StateFailed, Error: f, Event: transfer.Event{
+		Type: transfer.EventState, State: transfer.StateFailed, Key: transfer.StateKey(transfer.StateFailed), Actor: in.Actor,
+		Detail: map[string]any{"error_type": f.Type, "reason": in.Reason, "members": in.Members, "decided": decided,
+			"after_state": string(transfer.StateIdentityPending)},
+	}}); err != nil {
+		return appError(ctx, NameCancelBulkMatch, err)
+	}
+	a.log(in.BatchID).Info("bulk member match cancelled", zap.String("reason", in.Reason), zap.Int("decided", decided),
+		zap.Int("members", in.Members))
+	return nil
+}
+
 // recordMember records one member's outcome on its batch's transfer, once
-// (keyed by its index). No PHI: the index, codes, our member id.
-func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome) error {
+// (keyed by its index), with grant if the member was matched. No PHI: the
+// index, codes, our member id. A batch without a transfer (accepted before
+// batches were transfers) still records the grant, on its own.
+func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant) error {
 	d := map[string]any{"index": o.Index, "outcome": o.Outcome}
 	if o.MemberID != "" && o.Outcome == transfer.BulkOutcomeMatched {
 		d["member_id"] = o.MemberID
@@ -121,8 +173,15 @@ func (a *Activities) recordMember(ctx context.Context, batchID string, o transfe
 	if o.Reason != "" {
 		d["reason"] = o.Reason
 	}
-	return a.recordBatch(ctx, batchID, store.Change{Event: transfer.Event{Type: transfer.EventMemberDecided,
+	err := a.record(ctx, batchID, store.Change{Grant: grant, Event: transfer.Event{Type: transfer.EventMemberDecided,
 		Key: fmt.Sprintf("member:%d", o.Index), Detail: d}})
+	if errors.Is(err, store.ErrNotFound) {
+		if grant == nil {
+			return nil
+		}
+		_, err = a.Store.AppendMatchGrant(ctx, *grant)
+	}
+	return err
 }
 
 // recordBatch applies ch to the batch's transfer. A batch accepted before

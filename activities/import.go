@@ -166,16 +166,19 @@ func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matche
 
 // Event types of an import, besides the states.
 const (
-	EventMemberMatch    = "member_match"     // the old payer's answer: outcome, reason, its member id
-	EventImportPlanned  = "import_planned"   // _type and _since, and where _since comes from
-	EventBulkKickOff    = "bulk_kickoff"     // an export kicked off: status URL, attempt
-	EventBulkManifest   = "bulk_manifest"    // the export complete: transactionTime, files, errors
-	EventBulkErrors     = "bulk_errors"      // the manifest listed error files: kept, flagged partial
-	EventBulkFile       = "bulk_file"        // one file downloaded: type, count, digest
-	EventBulkDeleted    = "bulk_deleted"     // DELETE sent to the status URL
-	EventImportDiscard  = "import_discarded" // the staged files removed (compensation)
-	EventImportRekicked = "bulk_rekickoff"   // the export expired: kicked off again
-	EventImportLoaded   = "import_loaded"    // the delivered resources written to our FHIR server: counts by type
+	EventMemberMatch   = "member_match"   // the old payer's answer: outcome, reason, its member id
+	EventImportPlanned = "import_planned" // _type and _since, and where _since comes from
+	EventBulkKickOff   = "bulk_kickoff"   // an export kicked off: status URL, attempt
+	EventBulkManifest  = "bulk_manifest"  // the export complete: transactionTime, files, errors
+	EventBulkErrors    = "bulk_errors"    // the manifest listed error files: kept, flagged partial
+	EventBulkFile      = "bulk_file"      // one file downloaded: type, count, digest
+	EventBulkDeleted   = "bulk_deleted"   // DELETE sent to the status URL
+	// EventBulkDeleteFailed: the DELETE of an expired export failed
+	// (its error type); the import kicked off again regardless.
+	EventBulkDeleteFailed = "bulk_delete_failed"
+	EventImportDiscard    = "import_discarded" // the staged files removed (compensation)
+	EventImportRekicked   = "bulk_rekickoff"   // the export expired: kicked off again
+	EventImportLoaded     = "import_loaded"    // the delivered resources written to our FHIR server: counts by type
 )
 
 // Plan is what an import asks the old payer for.

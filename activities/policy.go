@@ -23,6 +23,7 @@ const (
 	NameCheckGrants         = "CheckGrants"
 	NameMatchBulkMember     = "MatchBulkMember"
 	NameFinishBulkMatch     = "FinishBulkMatch"
+	NameCancelBulkMatch     = "CancelBulkMatch"
 	NamePrepareServedExport = "PrepareServedExport"
 	// An import's steps (import.go).
 	NameMatchAtPartner     = "MatchAtPartner"
@@ -280,6 +281,16 @@ var Policies = map[string]Policy{
 	// local bookkeeping, retried like RecordState for as long as the store
 	// is down, since the PHI must go.
 	NameFinishBulkMatch: {
+		StartToClose:    30 * time.Second,
+		ScheduleToClose: 24 * time.Hour,
+		Retry: temporal.RetryPolicy{
+			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: []string{ErrTypeValidation},
+		},
+	},
+	// Withdraws a deleted or cancelled batch's members and records why:
+	// retried like FinishBulkMatch, since the PHI must go.
+	NameCancelBulkMatch: {
 		StartToClose:    30 * time.Second,
 		ScheduleToClose: 24 * time.Hour,
 		Retry: temporal.RetryPolicy{

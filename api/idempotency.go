@@ -134,17 +134,27 @@ const servedExportClientPrefix = "fhir:"
 // before its workflow started: the partner never got its 202, and kicks off
 // again, so this transfer ends failed (with the reason on record) rather
 // than being started — least of all as a push transfer.
+//
+// A transfer that had ended (a $member-match decided and recorded, then
+// interrupted before its answer was stored) keeps its outcome: only its
+// record is completed.
 func (s *Server) abandonKickoff(ctx context.Context, rec store.IdempotencyRecord) error {
 	now := s.now().UTC()
-	f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the bulk export kick-off was interrupted before it was answered; the partner kicks off again"}
-	if _, err := s.store.ApplyChange(ctx, rec.TransferID, store.Change{
-		Event: transfer.Event{At: now, State: transfer.StateFailed, Actor: "api", Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateFailed), Detail: map[string]any{"error_type": f.Type, "reason": "kickoff_interrupted"}},
-		State: transfer.StateFailed, Error: f,
-	}); err != nil {
+	tr, err := s.store.GetTransfer(ctx, rec.TransferID)
+	if err != nil {
 		return err
 	}
-	_, err := s.store.CompleteIdempotency(ctx, rec.ClientID, rec.Key, http.StatusInternalServerError, []byte(`{"id":"`+rec.TransferID+`"}`))
+	if !tr.State.Terminal() {
+		f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the bulk export kick-off was interrupted before it was answered; the partner kicks off again"}
+		if _, err := s.store.ApplyChange(ctx, rec.TransferID, store.Change{
+			Event: transfer.Event{At: now, State: transfer.StateFailed, Actor: "api", Type: transfer.EventState,
+				Key: transfer.StateKey(transfer.StateFailed), Detail: map[string]any{"error_type": f.Type, "reason": "kickoff_interrupted"}},
+			State: transfer.StateFailed, Error: f,
+		}); err != nil {
+			return err
+		}
+	}
+	_, err = s.store.CompleteIdempotency(ctx, rec.ClientID, rec.Key, http.StatusInternalServerError, []byte(`{"id":"`+rec.TransferID+`"}`))
 	s.log.Warn("closed an interrupted bulk export kick-off", zap.String("transfer_id", rec.TransferID))
 	return err
 }

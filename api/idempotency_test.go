@@ -397,3 +397,33 @@ func TestResumePendingClosesInterruptedKickoff(t *testing.T) {
 		t.Errorf("second ResumePending = %d, %v; want 0", n, err)
 	}
 }
+
+// A $member-match decided and recorded (complete) whose answer was not
+// stored keeps its outcome: ResumePending completes its record only.
+func TestResumePendingKeepsEndedMatch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	if _, err := e.store.CreateTransfer(ctx, store.NewTransfer{
+		ClientID: "fhir:new-payer", IdempotencyKey: "member-match:m1", Fingerprint: "fp",
+		Transfer: transfer.Transfer{ID: "m1", ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
+			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
+		Request: transfer.Request{PartnerID: "new-payer"},
+		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateInitiated)},
+		Changes: []store.Change{{State: transfer.StateComplete,
+			Event: transfer.Event{At: at, State: transfer.StateComplete, Actor: "pdex", Type: transfer.EventState}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.srv.ResumePending(ctx, 30*time.Second); err != nil || n != 1 {
+		t.Fatalf("ResumePending = %d, %v; want 1", n, err)
+	}
+	tr, err := e.store.GetTransfer(ctx, "m1")
+	if err != nil || tr.State != transfer.StateComplete || tr.Error != nil {
+		t.Fatalf("transfer %+v %v, want complete still", tr, err)
+	}
+	if rec, err := e.store.GetIdempotency(ctx, "fhir:new-payer", "member-match:m1"); err != nil || rec.Status != store.IdempotencyComplete {
+		t.Errorf("record %+v %v, want complete", rec, err)
+	}
+}

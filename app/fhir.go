@@ -46,7 +46,8 @@ type FHIRDeps struct {
 	BulkMatches pdex.BulkMatches
 	// Throttle limits requests and failed matches per partner; share it
 	// with the worker's activities (ActivityDeps.Throttle) when they run in
-	// this process; nil: the handler's own.
+	// this process; nil: this handler's own request rate, failed matches
+	// counted in Store (so with every other process's).
 	Throttle *pdex.Throttle
 	// BaseURL is the absolute URL of /fhir as partners reach it; "": from
 	// each request.
@@ -60,8 +61,8 @@ type FHIRDeps struct {
 // NewFHIRHandler builds the /fhir handler over the member store, with the
 // identity matcher the worker uses (loaded now) and the synthetic export's
 // identifiers, so that $member-match answers what a later export serves.
-// Every match is recorded as a match grant (pdex.RecordGrants): what lets
-// the requester export the member's data.
+// Every match is recorded as a match grant, with its transfer (the store
+// is pdex.Deps.Store): what lets the requester export the member's data.
 func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 	if d.Store == nil || d.Partners == nil {
 		return nil, errors.New("app: the FHIR API needs the store and the partner registry")
@@ -85,6 +86,10 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		token = d.Auth.Requester
 	}
 	requester := FirstRequester(token, CertRequester(d.Partners), header)
+	throttle := d.Throttle
+	if throttle == nil {
+		throttle = pdex.NewSharedThrottle(0, 0, 0, 0, d.Store)
+	}
 	return pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,
 		Requester:      requester,
@@ -93,10 +98,9 @@ func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
 		MemberIDSystem: export.DefaultMemberIDSystem,
 		PayerName:      export.DefaultPayerName,
 		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
-		OnMatch:        pdex.RecordGrants(d.Store),
 		Exports:        d.Exports,
 		BulkMatches:    d.BulkMatches,
-		Throttle:       d.Throttle,
+		Throttle:       throttle,
 		Store:          d.Store,
 		BaseURL:        d.BaseURL,
 		Logger:         d.Logger,

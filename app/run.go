@@ -94,7 +94,8 @@ type ActivityDeps struct {
 	TrustHeader string
 	// Throttle counts the failed matches of $bulk-member-match members per
 	// partner: the one of the FHIR handler when it runs in this process
-	// (FHIRDeps.Throttle); nil: this process's own.
+	// (FHIRDeps.Throttle); nil: one counting them in Store, which the FHIR
+	// handler of any process reads too.
 	Throttle *pdex.Throttle
 }
 
@@ -139,7 +140,7 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 	}
 	throttle := d.Throttle
 	if throttle == nil {
-		throttle = pdex.NewThrottle(0, 0, 0, 0)
+		throttle = pdex.NewSharedThrottle(0, 0, 0, 0, d.Store)
 	}
 	return &activities.Activities{
 		Store:    d.Store,
@@ -157,10 +158,11 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 		ImportDir:    d.ImportDir,
 		ImportFHIR:   sink,
 		// $bulk-member-match members are decided as $member-match decides
-		// (pdex.Matching), with the same matcher and grants.
+		// (pdex.Matching), with the same matcher; MatchBulkMember records a
+		// match's grant with its outcome.
 		BulkMatch: &pdex.Matching{
 			Matcher: matcher, Parties: func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
-			Holder: pdex.Party{Identifiers: d.Payer.Identifiers}, OnMatch: pdex.RecordGrants(d.Store),
+			Holder:   pdex.Party{Identifiers: d.Payer.Identifiers},
 			Throttle: throttle,
 		},
 	}, nil

@@ -3,10 +3,12 @@ package devstack
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,7 +66,7 @@ func TestBulkMemberMatch(t *testing.T) {
 			break
 		}
 		n, err := strconv.Atoi(r.header.Get("Retry-After"))
-		if err != nil || n < 1 || r.header.Get("X-Progress") == "" {
+		if err != nil || n < 1 || !progressRE.MatchString(r.header.Get("X-Progress")) {
 			t.Fatalf("202 headers %v", r.header)
 		}
 		time.Sleep(time.Duration(n) * time.Second)
@@ -177,4 +179,79 @@ func TestBulkMemberMatch(t *testing.T) {
 	if strings.Join(patients, ",") != strings.Join(wantPatients, ",") {
 		t.Errorf("exported patients %v, want %v", patients, wantPatients)
 	}
+}
+
+// progressRE is the X-Progress of a batch being decided.
+var progressRE = regexp.MustCompile(`^[0-9]+ of 4 members decided$`)
+
+// TestBulkMemberMatchDelete: Bulk Data's DELETE of the status URL while the
+// batch is being decided: 202, then 404; no member is decided after it,
+// the members' demographics are withdrawn, and the batch's transfer fails
+// cancelled, saying by whom and how far it got.
+func TestBulkMemberMatchDelete(t *testing.T) {
+	e := startBulkStack(t, 30*time.Second)
+	const members = 200 // decided four at a time: seconds, while the DELETE takes milliseconds
+	var params []any
+	for range members {
+		params = append(params, map[string]any{"name": pdex.ParamMemberBundle,
+			"part": hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")["parameter"]})
+	}
+	body, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": params})
+	req, _ := http.NewRequest(http.MethodPost, e.s.URL+"/fhir/Group/$bulk-member-match", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Prefer", "respond-async")
+	req.Header.Set(PartnerHeader, SandboxPartnerID)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	status := res.Header.Get("Content-Location")
+	if res.StatusCode != http.StatusAccepted || status == "" {
+		t.Fatalf("kick-off: %d %q", res.StatusCode, status)
+	}
+	batch := status[strings.LastIndex(status, "/")+1:]
+	if r := e.fhirDo("DELETE", status, otherPartner, nil); r.status != http.StatusNotFound {
+		t.Errorf("DELETE as another partner: %d", r.status)
+	}
+	if r := e.fhirDo("DELETE", status, SandboxPartnerID, nil); r.status != http.StatusAccepted {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	if r := e.fhirDo("GET", status, SandboxPartnerID, nil); r.status != http.StatusNotFound {
+		t.Errorf("status after DELETE: %d %s", r.status, r.body)
+	}
+	if r := e.fhirDo("DELETE", status, SandboxPartnerID, nil); r.status != http.StatusNotFound {
+		t.Errorf("DELETE again: %d", r.status)
+	}
+	arts, err := e.s.Store.ListArtifacts(context.Background(), pdex.BulkMatchRequestOwner(SandboxPartnerID, batch))
+	if err != nil || len(arts) != members {
+		t.Fatalf("request artifacts: %d, %v", len(arts), err)
+	}
+	for _, a := range arts {
+		if a.WithdrawnAt == nil {
+			t.Fatalf("%s not withdrawn", a.Name)
+		}
+	}
+	tr := e.do("GET", "/v1/transfers/"+batch, "", nil).json(t)
+	if tr["state"] != "failed" || tr["error"].(map[string]any)["type"] != transfer.ErrorCancelled {
+		t.Fatalf("batch transfer %v, want failed cancelled", tr)
+	}
+	var cancelled map[string]any
+	decided := 0
+	for _, ev := range e.do("GET", "/v1/transfers/"+batch+"/timeline", "", nil).json(t)["events"].([]any) {
+		ev := ev.(map[string]any)
+		switch {
+		case ev["type"] == transfer.EventMemberDecided:
+			decided++
+		case ev["state"] == "failed":
+			cancelled = ev
+		}
+	}
+	d, _ := cancelled["detail"].(map[string]any)
+	if cancelled["actor"] != "partner:"+SandboxPartnerID || d["reason"] != "deleted_by_requester" || d["decided"] != float64(decided) ||
+		d["members"] != float64(members) || decided >= members {
+		t.Errorf("cancellation %v after %d members decided", cancelled, decided)
+	}
+	t.Logf("deleted after %d of %d members decided", decided, members)
+	e.saveWorkflowHistory(workflows.BulkMatchWorkflowID(batch), "bulk_member_match_deleted")
 }

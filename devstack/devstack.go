@@ -196,9 +196,10 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	// Partners may authenticate by SMART Backend Services; in dev, the
 	// X-P2P-Partner header also names the caller.
 	fhirAuth := app.NewSMARTAuth(public, signer, partners)
-	// One process: the handler and the bulk member-match activities count
-	// each partner's failed matches together.
-	throttle := pdex.NewThrottle(0, 0, 0, 0)
+	// The handler and the bulk member-match activities count each
+	// partner's failed matches together, in the store (as separate api and
+	// worker processes do), and share one request rate.
+	throttle := pdex.NewSharedThrottle(0, 0, 0, 0, s.Store)
 	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
 		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Auth: fhirAuth, Logger: o.Logger.Named("fhir"),
 		Holder: pdex.Party{Identifiers: []fhir.Identifier{us}}, BaseURL: fhirBase,

@@ -115,7 +115,8 @@ func importRequest(memberID, consentStatus string) map[string]any {
 // its first kick-off (500), throttles a poll (429, Retry-After 2) and
 // expires a file (410): the transfer completes with exactly the member's
 // resources in scope, per type; polls never come before Retry-After; the
-// export is kicked off twice and deleted once done. A card the old payer
+// export is kicked off twice, the expired one deleted before the second
+// kick-off and the second once done. A card the old payer
 // does not know, or twins, fail no_match; an inactive consent fails
 // consent_denied.
 func TestImportFromOldPayer(t *testing.T) {
@@ -206,8 +207,10 @@ func TestImportFromOldPayer(t *testing.T) {
 	if v := old.bulk.Violations(); len(v) != 0 {
 		t.Errorf("polls earlier than Retry-After: %v", v)
 	}
-	if d := old.bulk.Deleted(); len(d) != 1 || d[0] != ks[1].Job {
-		t.Errorf("deleted %v, want the completed job %s", d, ks[1].Job)
+	// The job whose file expired is deleted before the second kick-off,
+	// the completed one once its files are ours.
+	if d := old.bulk.Deleted(); len(d) != 2 || d[0] != ks[0].Job || d[1] != ks[1].Job {
+		t.Errorf("deleted %v, want the expired job %s then the completed job %s", d, ks[0].Job, ks[1].Job)
 	}
 	if n := len(old.bulk.Requests(bulktest.RouteKickOff)); n != 3 {
 		t.Errorf("kick-off requests %d, want 3 (a 500 retried, then the 410's)", n)

@@ -308,8 +308,8 @@ func TestTwoInstances(t *testing.T) {
 	imported := exportFiles(t, tr)
 
 	// OLD served two exports to NEW: the first lost a file (the proxy's
-	// 410) and fails when its files expire undownloaded; the second was
-	// downloaded whole (complete).
+	// 410) and NEW deleted it (cancelled); the second was downloaded whole
+	// (complete).
 	// Its $member-match is an export transfer too, complete.
 	var served, matchTrs []map[string]any
 	for _, it := range old.do("GET", "/v1/transfers?direction=export", "", nil).json(t)["items"].([]any) {
@@ -442,10 +442,12 @@ func TestTwoInstances(t *testing.T) {
 	if gone != 1 {
 		t.Errorf("%d file downloads answered 410, want 1", gone)
 	}
-	// NEW deletes the export it downloaded whole, and only that one.
+	// NEW deletes the export whose file expired before kicking off again,
+	// then the export it downloaded whole.
 	dels := proxy.calls(routeDelete)
-	if len(dels) != 1 || dels[0].status != http.StatusAccepted || !strings.HasSuffix(dels[0].path, "/"+complete["id"].(string)) {
-		t.Errorf("DELETEs %+v, want one of %s", dels, complete["id"])
+	if len(dels) != 2 || dels[0].status != http.StatusAccepted || strings.HasSuffix(dels[0].path, "/"+complete["id"].(string)) ||
+		dels[1].status != http.StatusAccepted || !strings.HasSuffix(dels[1].path, "/"+complete["id"].(string)) {
+		t.Errorf("DELETEs %+v, want the 410's export's, then %s", dels, complete["id"])
 	}
 	tl := string(nw.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).body)
 	for _, ev := range []string{`"member_match"`, `"bulk_kickoff"`, `"bulk_rekickoff"`, `"bulk_manifest"`, `"bulk_file"`, `"bulk_deleted"`} {
@@ -497,8 +499,8 @@ func TestTwoInstances(t *testing.T) {
 		t.Errorf("refused matches kicked off exports: %d kick-offs", n)
 	}
 
-	// Both served exports end: the complete one is withdrawn on NEW's
-	// DELETE, the other fails when its undownloaded files expire.
+	// Both served exports end, withdrawn on NEW's DELETEs: the complete
+	// one complete, the 410's one cancelled (NEW gave it up).
 	for _, s := range served {
 		sid := s["id"].(string)
 		old.awaitClosed(sid)
@@ -509,8 +511,8 @@ func TestTwoInstances(t *testing.T) {
 				t.Errorf("served export %s ended %v", sid, st["state"])
 			}
 		default:
-			if e, _ := st["error"].(map[string]any); st["state"] != "failed" || e == nil || e["type"] != transfer.ErrorAckTimeout {
-				t.Errorf("served export %s (the 410's) ended %v %v, want failed ack_timeout", sid, st["state"], st["error"])
+			if e, _ := st["error"].(map[string]any); st["state"] != "failed" || e == nil || e["type"] != transfer.ErrorCancelled {
+				t.Errorf("served export %s (the 410's) ended %v %v, want failed cancelled", sid, st["state"], st["error"])
 			}
 		}
 		if exp, _ := st["export"].(map[string]any); exp == nil || exp["withdrawn"] != true {

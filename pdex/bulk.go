@@ -13,7 +13,7 @@ package pdex
 // (Deps.Exports: workflows.ServeExport); this file is its HTTP face: it
 // checks who asks and what they may reach, and reads the transfer's
 // projection and artifacts from the store. The requester's match grants
-// (recorded by OnMatch) are re-checked on every kick-off and every file
+// (recorded with each match's transfer, record.go) are re-checked on every kick-off and every file
 // request: a grant whose consent expired reaches nothing, and a file that
 // holds sensitive data is served only under a sensitive grant.
 
@@ -620,13 +620,4 @@ const EventFileDownloaded = "file_downloaded"
 func (m Match) Grant() store.MatchGrant {
 	return store.MatchGrant{Requester: m.Requester, MemberID: m.MemberID, ConsentID: consentID(m.ConsentJSON),
 		ConsentScope: m.Consent.Scope, ConsentExpires: m.Consent.Expires, GrantedAt: m.At, TransferID: m.TransferID}
-}
-
-// RecordGrants is a Deps.OnMatch that records each match as a grant in s,
-// so that the requester can export the member's data later.
-func RecordGrants(s store.Store) func(context.Context, Match) error {
-	return func(ctx context.Context, m Match) error {
-		_, err := s.AppendMatchGrant(ctx, m.Grant())
-		return err
-	}
 }

@@ -93,7 +93,7 @@ func newBulkHarness(t *testing.T, edits ...func(*Deps)) *bulkHarness {
 	t.Cleanup(func() { st.Close() })
 	ex := &fakeExports{st: st}
 	hs := newHarness(t, func(d *Deps) {
-		d.Exports, d.Store, d.OnMatch = ex, st, RecordGrants(st)
+		d.Exports, d.Store = ex, st
 		for _, e := range edits {
 			e(d)
 		}

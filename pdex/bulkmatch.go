@@ -4,8 +4,9 @@ package pdex
 // once, asynchronously, as the FHIR asynchronous request pattern and Bulk
 // Data do it:
 //
-//	POST /fhir/Group/$bulk-member-match           Prefer: respond-async; Parameters of MemberBundle parts → 202, Content-Location
-//	GET  /fhir/bulk-member-match-status/{id}      202 (X-Progress, Retry-After) while matching; 200 with the result
+//	POST   /fhir/Group/$bulk-member-match         Prefer: respond-async; Parameters of MemberBundle parts → 202, Content-Location
+//	GET    /fhir/bulk-member-match-status/{id}    202 (X-Progress "N of M members decided", Retry-After) while matching; 200 with the result
+//	DELETE /fhir/bulk-member-match-status/{id}    202: the batch is cancelled (or its result removed); its status is 404 from then
 //
 // Each MemberBundle holds the parameters of one $member-match
 // (MemberPatient, CoverageToMatch, CoverageToLink, Consent) and is decided
@@ -47,7 +48,16 @@ import (
 type BulkMatches interface {
 	// StartBulkMatch starts deciding the batch, whose members are stored.
 	StartBulkMatch(ctx context.Context, b BulkMatch) error
+	// DeleteBulkMatch cancels the batch id if it is still being decided,
+	// and returns once it is closed: cancelled (its members withdrawn and
+	// the cancellation recorded on its transfer) or, if it was finishing,
+	// finished. A batch that has ended is not touched.
+	DeleteBulkMatch(ctx context.Context, id string) error
 }
+
+// EventBulkMatchDeleted is the timeline event of a decided batch whose
+// result the requester deleted.
+const EventBulkMatchDeleted = "bulk_match_deleted"
 
 // BulkMatch is an accepted batch: the digests of its members as stored
 // (under BulkMatchRequestOwner), in order. No PHI.
@@ -145,26 +155,36 @@ func ParseBulkMemberMatch(body []byte, max int) ([][]byte, *InputError) {
 // DecideMember decides one member of a batch (activities.MemberMatcher):
 // a requester at its failed-match cap is not matched at all; a member
 // that is not a valid $member-match is not matched (invalid_request);
-// otherwise Decide.
-func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, error) {
+// otherwise Decide. A match comes with its grant, for the caller to record
+// with the member's outcome; it names no transfer (TransferID "": the
+// batch's transfer records it, not a $member-match's).
+func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error) {
 	now := m.now()
-	if _, capped := m.Throttle.capped(requester, now); capped {
-		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil
+	if _, capped, err := m.Throttle.capped(ctx, requester, now); err != nil {
+		return transfer.BulkMemberOutcome{}, nil, fmt.Errorf("reading the failed-match count: %w", err)
+	} else if capped {
+		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil, nil
 	}
 	req, perr := ParseMemberMatch(member)
 	if perr != nil {
-		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil, nil
 	}
 	dec, err := m.Decide(ctx, requester, req, now)
 	if err != nil {
-		return transfer.BulkMemberOutcome{}, err
+		return transfer.BulkMemberOutcome{}, nil, err
 	}
-	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, nil
+	var g *store.MatchGrant
+	if dec.Match != nil {
+		mg := dec.Match.Grant()
+		g = &mg
+	}
+	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, g, nil
 }
 
 func (h *Handler) mountBulkMatch(r chi.Router) {
 	r.Post("/Group/$bulk-member-match", h.bulkMemberMatch)
 	r.Get("/bulk-member-match-status/{id}", h.bulkMatchStatus)
+	r.Delete("/bulk-member-match-status/{id}", h.deleteBulkMatch)
 }
 
 func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +196,11 @@ func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("op", "bulk-member-match"))
 	// The batch is one request against the rate; its members count one by
 	// one against the failed-match cap as they are decided.
-	if wait, why := h.throttle.admit(requester, now); wait > 0 {
+	if wait, why, err := h.throttle.admit(r.Context(), requester, now); err != nil {
+		log.Error("bulk-member-match: reading the failed-match count", zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
+		return
+	} else if wait > 0 {
 		outcome, msg := OutcomeThrottled, "too many requests"
 		if why == "failures" {
 			outcome, msg = OutcomeTooManyFailures, "too many failed matches"
@@ -287,23 +311,109 @@ func (h *Handler) bulkMatchStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	id := chi.URLParam(r, "id")
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("batch_id", id))
-	res, state, err := h.bulkMatchResult(r.Context(), requester, id)
+	b, err := h.bulkMatchResult(r.Context(), requester, id)
 	switch {
 	case err != nil:
 		log.Error("bulk-member-match status", zap.Error(err))
 		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be read"))
 		return
-	case state == batchUnknown:
-		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such request"))
+	case b.state == batchUnknown:
+		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such request (it may have been deleted)"))
 		return
-	case state == batchRunning:
-		w.Header().Set("X-Progress", "matching members")
+	case b.state == batchRunning:
+		progress, err := h.bulkMatchProgress(r.Context(), id, b.members)
+		if err != nil {
+			log.Error("bulk-member-match progress", zap.Error(err))
+			progress = "matching members"
+		}
+		w.Header().Set("X-Progress", progress)
 		w.Header().Set("Retry-After", strconv.Itoa(int((h.d.StatusRetryAfter+999_999_999)/1_000_000_000)))
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	writeFHIR(w, http.StatusOK, h.bulkMatchResponse(res))
+	writeFHIR(w, http.StatusOK, h.bulkMatchResponse(b.result))
+}
+
+// bulkMatchProgress is the X-Progress of a batch of members members being
+// decided: how many its transfer says are decided. No PHI: two counts.
+func (h *Handler) bulkMatchProgress(ctx context.Context, id string, members int) (string, error) {
+	evs, err := h.d.Store.Timeline(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "matching members", nil // a batch from before batches were transfers
+	}
+	if err != nil {
+		return "", err
+	}
+	decided := 0
+	for _, e := range evs {
+		if e.Type == transfer.EventMemberDecided {
+			decided++
+		}
+	}
+	return fmt.Sprintf("%d of %d members decided", decided, members), nil
+}
+
+// deleteBulkMatch is Bulk Data's DELETE of the status URL: a batch being
+// decided is cancelled (no member is decided after it, its members' PHI is
+// withdrawn and the cancellation recorded); a decided batch's result is
+// withdrawn (and with it its MatchedMembers Group) and the deletion
+// recorded. Either way its status is 404 from then. The grants of members
+// already matched stay: they are the matches', not the batch's.
+func (h *Handler) deleteBulkMatch(w http.ResponseWriter, r *http.Request) {
+	requester, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	log := h.d.Logger.With(zap.String("requester", requester), zap.String("batch_id", id))
+	fail := func(msg string, err error) {
+		log.Error("bulk-member-match delete: "+msg, zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be deleted"))
+	}
+	b, err := h.bulkMatchResult(r.Context(), requester, id)
+	if err != nil {
+		fail("reading the batch", err)
+		return
+	}
+	if b.state == batchUnknown {
+		writeOutcome(w, http.StatusNotFound, issue("not-found", "", "no such request (it may have been deleted)"))
+		return
+	}
+	if b.state == batchRunning {
+		if err := h.d.BulkMatches.DeleteBulkMatch(r.Context(), id); err != nil {
+			fail("cancelling the batch", err)
+			return
+		}
+		// It may have finished rather than stopped (it was finishing).
+		if b, err = h.bulkMatchResult(r.Context(), requester, id); err != nil {
+			fail("reading the batch", err)
+			return
+		}
+	}
+	if b.state == batchDone {
+		if err := h.removeBulkMatchResult(r.Context(), requester, id, b.resultSHA256); err != nil {
+			fail("removing the result", err)
+			return
+		}
+	}
+	log.Info("bulk-member-match deleted", zap.String("was", b.state.String()))
+	writeFHIR(w, http.StatusAccepted, fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: []fhir.Issue{{
+		Severity: "information", Code: "informational", Diagnostics: "request deleted",
+	}}})
+}
+
+// removeBulkMatchResult records that requester deleted its decided batch
+// id, then withdraws the result: recorded first, so that a result gone is
+// never unexplained (a retry of the DELETE finishes the withdrawal).
+func (h *Handler) removeBulkMatchResult(ctx context.Context, requester, id, digest string) error {
+	_, err := h.d.Store.ApplyChange(ctx, id, store.Change{Event: transfer.Event{At: h.d.Now().UTC(), Actor: "partner:" + requester,
+		Type: EventBulkMatchDeleted, Key: "bulk:deleted", Detail: map[string]any{"reason": "deleted_by_requester", "result_sha256": digest}}})
+	if err != nil && !errors.Is(err, store.ErrNotFound) { // no transfer: a batch from before batches were transfers
+		return err
+	}
+	_, err = h.d.Store.WithdrawArtifacts(ctx, BulkMatchResultOwner(requester, id), h.d.Now())
+	return err
 }
 
 type batchState int
@@ -314,12 +424,30 @@ const (
 	batchDone
 )
 
+func (s batchState) String() string {
+	switch s {
+	case batchRunning:
+		return "running"
+	case batchDone:
+		return "done"
+	}
+	return "unknown"
+}
+
+// batch is what the store says of a requester's batch.
+type batch struct {
+	state        batchState
+	result       transfer.BulkMatchResult // when done
+	resultSHA256 string                   // when done
+	members      int                      // when running: how many it has
+}
+
 // bulkMatchResult reads requester's batch id: its result once decided.
-func (h *Handler) bulkMatchResult(ctx context.Context, requester, id string) (transfer.BulkMatchResult, batchState, error) {
-	var res transfer.BulkMatchResult
+func (h *Handler) bulkMatchResult(ctx context.Context, requester, id string) (batch, error) {
+	var b batch
 	arts, err := h.d.Store.ListArtifacts(ctx, BulkMatchResultOwner(requester, id))
 	if err != nil {
-		return res, batchUnknown, err
+		return b, err
 	}
 	for _, a := range arts {
 		if a.Name != transfer.BulkMatchResultName || a.WithdrawnAt != nil {
@@ -327,27 +455,30 @@ func (h *Handler) bulkMatchResult(ctx context.Context, requester, id string) (tr
 		}
 		art, err := h.d.Store.GetArtifact(ctx, a.Digest)
 		if err == nil {
-			err = json.Unmarshal(art.Data, &res)
+			err = json.Unmarshal(art.Data, &b.result)
 		}
-		if err == nil && (res.BatchID != id || res.Requester != requester) {
+		if err == nil && (b.result.BatchID != id || b.result.Requester != requester) {
 			err = errors.New("the stored result is another batch's")
 		}
 		if err != nil {
-			return res, batchUnknown, err
+			return batch{}, err
 		}
-		return res, batchDone, nil
+		b.state, b.resultSHA256 = batchDone, a.Digest
+		return b, nil
 	}
 	reqs, err := h.d.Store.ListArtifacts(ctx, BulkMatchRequestOwner(requester, id))
 	if err != nil {
-		return res, batchUnknown, err
+		return b, err
 	}
 	for _, a := range reqs {
 		if a.WithdrawnAt == nil {
-			return res, batchRunning, nil
+			b.state, b.members = batchRunning, len(reqs)
+			return b, nil
 		}
 	}
-	// Withdrawn with no result: the batch was never started.
-	return res, batchUnknown, nil
+	// Withdrawn with no result: the batch was never started, or was
+	// cancelled, or its result deleted.
+	return b, nil
 }
 
 // group is a FHIR Group as the PDex result carries it.
@@ -420,12 +551,12 @@ func (h *Handler) bulkMatchedGroup(ctx context.Context, requester, groupID strin
 	if !ok || h.d.BulkMatches == nil {
 		return nil, false, nil
 	}
-	res, state, err := h.bulkMatchResult(ctx, requester, id)
-	if err != nil || state != batchDone {
+	b, err := h.bulkMatchResult(ctx, requester, id)
+	if err != nil || b.state != batchDone {
 		return nil, false, err
 	}
 	ids = []string{}
-	for _, m := range res.Members {
+	for _, m := range b.result.Members {
 		if m.Outcome == OutcomeMatched {
 			ids = append(ids, m.MemberID)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -26,12 +28,32 @@ func (m familyMatcher) Resolve(_ context.Context, q transfer.Demographics) (iden
 }
 
 // fakeBulk stands in for workflows.BulkMatchEngine: it keeps the batches
-// and, on run, decides them as the workflow does, with the real activities.
+// and, on run, decides them as the workflow does, with the real activities;
+// a delete cancels a batch not yet run with the real CancelBulkMatch.
 type fakeBulk struct {
-	mu       sync.Mutex
-	batches  []BulkMatch
-	failed   []BulkMatch // started with startErr set
-	startErr error
+	mu        sync.Mutex
+	batches   []BulkMatch
+	failed    []BulkMatch // started with startErr set
+	startErr  error
+	acts      *activities.Activities // for deletes
+	deleted   []string               // batch ids DeleteBulkMatch was called with
+	deleteErr error
+}
+
+func (f *fakeBulk) DeleteBulkMatch(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, id)
+	if f.deleteErr != nil {
+		return f.deleteErr
+	}
+	for _, b := range f.batches {
+		if b.ID == id {
+			return f.acts.CancelBulkMatch(ctx, activities.CancelBulkInput{BatchID: id, RequestOwner: BulkMatchRequestOwner(b.Requester, id),
+				Members: len(b.Members), Reason: activities.BulkDeleted, Actor: "partner:" + b.Requester})
+		}
+	}
+	return nil
 }
 
 func (f *fakeBulk) StartBulkMatch(_ context.Context, b BulkMatch) error {
@@ -86,6 +108,7 @@ func newBulkMatchHarness(t *testing.T, edit func(*Deps)) *bulkMatchHarness {
 			edit(d)
 		}
 	})
+	bulk.acts = &activities.Activities{Store: b.st, Now: b.clock.now}
 	return &bulkMatchHarness{bulkHarness: b, bulk: bulk}
 }
 
@@ -324,21 +347,25 @@ func TestBulkMemberMatchBadRequests(t *testing.T) {
 // The batch's members count against the same failed-match cap as single
 // calls: past it, members are not matched, and new batches are refused.
 func TestBulkMemberMatchFailedMatchCap(t *testing.T) {
-	b := newBulkMatchHarness(t, func(d *Deps) { d.MaxFailures = 2 })
-	id := b.submit("new-payer", bulkBody(t, bundle(t, "Nobody", nil), bundle(t, "Twin", nil), bundle(t, "Lovelace", nil)))
-	b.run()
-	gs := groups(t, b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil))
-	if got := entries(gs[ParamNonMatchedMembers]); strings.Join(got, "|") != "MemberBundle[0] no_match|MemberBundle[1] multiple_matches|MemberBundle[2] too_many_failures" {
-		t.Errorf("non-matched: %q", got)
-	}
-	if len(gs[ParamMatchedMembers].Member) != 0 {
-		t.Error("a member was matched past the cap")
-	}
-	if a := b.match("new-payer", exampleBody(t)); a.status != http.StatusTooManyRequests {
-		t.Errorf("single $member-match past the cap: %d", a.status)
-	}
-	if a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil))); a.status != http.StatusTooManyRequests {
-		t.Errorf("new batch past the cap: %d", a.status)
+	for _, mode := range throttleModes {
+		t.Run(mode.name, func(t *testing.T) {
+			b := newBulkMatchHarness(t, mode.edit(t, 2, DefaultFailureWindow))
+			id := b.submit("new-payer", bulkBody(t, bundle(t, "Nobody", nil), bundle(t, "Twin", nil), bundle(t, "Lovelace", nil)))
+			b.run()
+			gs := groups(t, b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil))
+			if got := entries(gs[ParamNonMatchedMembers]); strings.Join(got, "|") != "MemberBundle[0] no_match|MemberBundle[1] multiple_matches|MemberBundle[2] too_many_failures" {
+				t.Errorf("non-matched: %q", got)
+			}
+			if len(gs[ParamMatchedMembers].Member) != 0 {
+				t.Error("a member was matched past the cap")
+			}
+			if a := b.match("new-payer", exampleBody(t)); a.status != http.StatusTooManyRequests {
+				t.Errorf("single $member-match past the cap: %d", a.status)
+			}
+			if a := b.do("POST", "/Group/$bulk-member-match", "new-payer", fhirAsync, bulkBody(t, bundle(t, "Lovelace", nil))); a.status != http.StatusTooManyRequests {
+				t.Errorf("new batch past the cap: %d", a.status)
+			}
+		})
 	}
 }
 
@@ -358,5 +385,202 @@ func TestBulkMemberMatchStartFails(t *testing.T) {
 	}
 	if a := b.do("GET", "/bulk-member-match-status/"+id, "new-payer", nil, nil); a.status != http.StatusNotFound {
 		t.Errorf("status of a batch never started: %d", a.status)
+	}
+}
+
+// A matched member's outcome and grant are one write; a retried member
+// records neither again; a batch without a transfer still grants.
+func TestBulkMemberGrantWithItsEvent(t *testing.T) {
+	ctx := context.Background()
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil)))
+	cs := &countingStore{Store: b.st}
+	acts := &activities.Activities{Store: cs, BulkMatch: b.h.match, Now: b.clock.now}
+	in := activities.BulkMemberInput{BatchID: id, Requester: "new-payer", Index: 0, Digest: b.bulk.batches[0].Members[0]}
+	grantOfM1 := func() store.MatchGrant {
+		t.Helper()
+		gs, err := b.st.MatchGrants(ctx, "new-payer")
+		if err != nil || len(gs) != 2 || gs[0].MemberID != "M1" {
+			t.Fatalf("grants %+v, %v", gs, err)
+		}
+		return gs[0]
+	}
+	before := grantOfM1()
+	var first store.MatchGrant
+	for i := range 2 {
+		o, err := acts.MatchBulkMember(ctx, in)
+		if err != nil || o.Outcome != OutcomeMatched {
+			t.Fatalf("attempt %d: %+v, %v", i+1, o, err)
+		}
+		g := grantOfM1()
+		if i == 0 {
+			first = g
+			if g.Seq == before.Seq || g.TransferID != "" {
+				t.Errorf("the match gave no new grant: %+v", g)
+			}
+		} else if g.Seq != first.Seq {
+			t.Errorf("the retry granted again: %+v after %+v", g, first)
+		}
+	}
+	if want := map[string]int{"ApplyChange": 2}; !reflect.DeepEqual(cs.writes, want) {
+		t.Errorf("writes %v, want %v (the grant within the event's)", cs.writes, want)
+	}
+	evs, _ := b.st.Timeline(ctx, id)
+	n := 0
+	for _, e := range evs {
+		if e.Type == transfer.EventMemberDecided {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d member events, want 1", n)
+	}
+
+	// A batch accepted before batches were transfers has none: the grant
+	// is recorded on its own.
+	in.BatchID = "no-such-batch"
+	if _, err := acts.MatchBulkMember(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if g := grantOfM1(); g.Seq == first.Seq {
+		t.Errorf("no grant recorded for a batch without a transfer")
+	}
+}
+
+// decide decides member i of the last batch, as the workflow would.
+func (b *bulkMatchHarness) decide(i int) transfer.BulkMemberOutcome {
+	b.t.Helper()
+	batch := b.bulk.batches[len(b.bulk.batches)-1]
+	acts := &activities.Activities{Store: b.st, BulkMatch: b.h.match, Now: b.clock.now}
+	o, err := acts.MatchBulkMember(context.Background(), activities.BulkMemberInput{BatchID: batch.ID, Requester: batch.Requester,
+		Index: i, Digest: batch.Members[i]})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return o
+}
+
+// X-Progress counts the members decided, from the batch's transfer.
+func TestBulkMemberMatchProgress(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil), bundle(t, "Nobody", nil), bundle(t, "Turing", nil)))
+	status := "/bulk-member-match-status/" + id
+	for i, want := range []string{"0 of 3 members decided", "1 of 3 members decided", "2 of 3 members decided"} {
+		if i > 0 {
+			b.decide(i - 1)
+		}
+		a := b.do("GET", status, "new-payer", nil, nil)
+		if a.status != http.StatusAccepted || a.header.Get("X-Progress") != want {
+			t.Errorf("after %d decided: %d, X-Progress %q, want %q", i, a.status, a.header.Get("X-Progress"), want)
+		}
+	}
+	b.decide(2)
+	b.run()
+	if a := b.do("GET", status, "new-payer", nil, nil); a.status != http.StatusOK {
+		t.Errorf("decided: %d", a.status)
+	}
+}
+
+// DELETE of a batch being decided cancels it: 202, then 404; its members'
+// PHI is withdrawn; its transfer fails cancelled, saying how far it got;
+// what was decided (a grant) stays.
+func TestBulkMemberMatchDeleteRunning(t *testing.T) {
+	ctx := context.Background()
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil), bundle(t, "Nobody", nil), bundle(t, "Turing", nil)))
+	status := "/bulk-member-match-status/" + id
+	b.decide(0)
+	if a := b.do("DELETE", status, "stranger", nil, nil); a.status != http.StatusNotFound {
+		t.Errorf("DELETE by another partner: %d", a.status)
+	}
+	if a := b.do("DELETE", status, "", nil, nil); a.status != http.StatusUnauthorized {
+		t.Errorf("DELETE unauthenticated: %d", a.status)
+	}
+	if len(b.bulk.deleted) != 0 {
+		t.Fatalf("deleted %v by strangers", b.bulk.deleted)
+	}
+	if a := b.do("DELETE", status, "new-payer", nil, nil); a.status != http.StatusAccepted {
+		t.Fatalf("DELETE: %d %s", a.status, a.body)
+	}
+	if strings.Join(b.bulk.deleted, ",") != id {
+		t.Errorf("engine deletes %v, want %s", b.bulk.deleted, id)
+	}
+	if a := b.do("GET", status, "new-payer", nil, nil); a.status != http.StatusNotFound {
+		t.Errorf("status after DELETE: %d", a.status)
+	}
+	if a := b.do("DELETE", status, "new-payer", nil, nil); a.status != http.StatusNotFound {
+		t.Errorf("DELETE again: %d", a.status)
+	}
+	arts, err := b.st.ListArtifacts(ctx, BulkMatchRequestOwner("new-payer", id))
+	if err != nil || len(arts) != 3 {
+		t.Fatalf("request artifacts %+v, %v", arts, err)
+	}
+	for _, a := range arts {
+		if a.WithdrawnAt == nil {
+			t.Errorf("%s not withdrawn", a.Name)
+		}
+	}
+	tr, err := b.st.GetTransfer(ctx, id)
+	if err != nil || tr.State != transfer.StateFailed || tr.Error == nil || tr.Error.Type != transfer.ErrorCancelled {
+		t.Fatalf("transfer %+v, %v; want failed cancelled", tr, err)
+	}
+	evs, _ := b.st.Timeline(ctx, id)
+	last := evs[len(evs)-1]
+	if last.State != transfer.StateFailed || last.Actor != "partner:new-payer" || last.Detail["reason"] != activities.BulkDeleted ||
+		last.Detail["decided"] != float64(1) || last.Detail["members"] != float64(3) {
+		t.Errorf("cancellation event %+v", last)
+	}
+	if gs, _ := b.st.MatchGrants(ctx, "new-payer"); len(gs) != 2 || gs[0].ConsentID == "c1" {
+		t.Errorf("grants %+v: member 0's match must stay", gs)
+	}
+	if a := b.do("GET", "/Group/"+BulkMatchedGroupID(id)+"/$davinci-data-export", "new-payer", async, nil); a.status != http.StatusNotFound {
+		t.Errorf("export of a deleted batch's Group: %d", a.status)
+	}
+}
+
+// DELETE of a decided batch removes its result (and its Group): 202,
+// then 404; the transfer stays complete and says it was deleted.
+func TestBulkMemberMatchDeleteDone(t *testing.T) {
+	ctx := context.Background()
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil)))
+	b.run()
+	status := "/bulk-member-match-status/" + id
+	if a := b.do("DELETE", status, "new-payer", nil, nil); a.status != http.StatusAccepted {
+		t.Fatalf("DELETE: %d %s", a.status, a.body)
+	}
+	if len(b.bulk.deleted) != 0 {
+		t.Errorf("a decided batch was sent to the engine: %v", b.bulk.deleted)
+	}
+	if a := b.do("GET", status, "new-payer", nil, nil); a.status != http.StatusNotFound {
+		t.Errorf("status after DELETE: %d", a.status)
+	}
+	if a := b.do("GET", "/Group/"+BulkMatchedGroupID(id)+"/$davinci-data-export", "new-payer", async, nil); a.status != http.StatusNotFound {
+		t.Errorf("export of a deleted batch's Group: %d", a.status)
+	}
+	arts, _ := b.st.ListArtifacts(ctx, BulkMatchResultOwner("new-payer", id))
+	if len(arts) != 1 || arts[0].WithdrawnAt == nil {
+		t.Errorf("result %+v, want withdrawn", arts)
+	}
+	tr, _ := b.st.GetTransfer(ctx, id)
+	evs, _ := b.st.Timeline(ctx, id)
+	last := evs[len(evs)-1]
+	if tr.State != transfer.StateComplete || last.Type != EventBulkMatchDeleted || last.Actor != "partner:new-payer" ||
+		last.Detail["result_sha256"] != arts[0].Digest {
+		t.Errorf("transfer %s, last event %+v", tr.State, last)
+	}
+}
+
+// The engine failing to cancel answers 500 and the batch goes on.
+func TestBulkMemberMatchDeleteFails(t *testing.T) {
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil)))
+	b.bulk.deleteErr = errors.New("temporal down")
+	status := "/bulk-member-match-status/" + id
+	if a := b.do("DELETE", status, "new-payer", nil, nil); a.status != http.StatusInternalServerError {
+		t.Errorf("DELETE: %d", a.status)
+	}
+	if a := b.do("GET", status, "new-payer", nil, nil); a.status != http.StatusAccepted {
+		t.Errorf("status: %d", a.status)
 	}
 }

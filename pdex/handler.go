@@ -85,8 +85,10 @@ type Deps struct {
 	// Holder is us as consents name the payer that discloses. With no
 	// identifiers, consents are not checked for naming us.
 	Holder Party
-	// OnMatch, if set, runs before a match is answered (to record it); an
-	// error answers 500 and no identifier leaves.
+	// OnMatch, if set, is told of each match before it is recorded and
+	// answered; an error answers 500 and no identifier leaves. With Store,
+	// the match's grant is recorded with its transfer (record.go): OnMatch
+	// is for whatever else must know.
 	OnMatch func(ctx context.Context, m Match) error
 
 	// MemberIDSystem is the identifier system of our member ids in
@@ -99,8 +101,10 @@ type Deps struct {
 	PatientRef func(memberID string) string
 
 	// Exports, with Store, serves bulk export of matched members (bulk.go);
-	// nil: those routes answer 404. Store reads match grants, the exports'
-	// transfers and their files.
+	// nil: those routes answer 404. Store records each $member-match as a
+	// transfer, with the grant of a match (record.go), and reads match
+	// grants, the exports' transfers and their files; nil: nothing is
+	// recorded.
 	Exports Exports
 	Store   store.Store
 	// BulkMatches, with Store, serves $bulk-member-match (bulkmatch.go);
@@ -117,7 +121,9 @@ type Deps struct {
 
 	// Throttle limits requests and failed matches per requester; nil: one
 	// of Rate, Burst, MaxFailures and FailureWindow (zero values take the
-	// Default* constants). Share it with the bulk activities (Matching).
+	// Default* constants), counting failures in memory. Share it with the
+	// bulk activities (Matching), or give both a NewSharedThrottle over
+	// the store.
 	Throttle      *Throttle
 	Rate          rate.Limit
 	Burst         int
@@ -271,7 +277,11 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With(zap.String("requester", requester))
-	if wait, why := h.throttle.admit(requester, now); wait > 0 {
+	if wait, why, err := h.throttle.admit(r.Context(), requester, now); err != nil {
+		log.Error("member-match", zap.String("outcome", OutcomeError), zap.String("why", "failed-match count"), zap.Error(err))
+		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed"))
+		return
+	} else if wait > 0 {
 		outcome, msg := OutcomeThrottled, "too many requests"
 		if why == "failures" {
 			outcome, msg = OutcomeTooManyFailures, "too many failed matches"
@@ -319,16 +329,12 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 		fail("the match could not be performed", err)
 		return
 	}
-	m := h.match
 	if rec != nil {
 		log = log.With(zap.String("transfer_id", rec.id))
-		mm := *h.match
-		mm.OnMatch = func(ctx context.Context, match Match) error { return rec.matched(ctx, match, h.d.OnMatch) }
-		m = &mm
 	}
-	dec, err := m.Decide(r.Context(), requester, req, now)
-	if err == nil && rec != nil && dec.Outcome != OutcomeMatched {
-		err = rec.refused(r.Context(), dec)
+	dec, err := h.match.Decide(r.Context(), requester, req, now)
+	if err == nil && rec != nil {
+		err = rec.decided(r.Context(), dec)
 	}
 	if err == nil && rec != nil {
 		err = rec.finish(r.Context(), statusOf(dec.Outcome), dec.Outcome)

@@ -22,6 +22,8 @@ import (
 
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -542,43 +544,128 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// throttleModes are the two places failed matches are counted: this
+// process's memory, and the store (every process).
+var throttleModes = []struct {
+	name string
+	edit func(t *testing.T, maxFailures int, window time.Duration) func(*Deps)
+}{
+	{"memory", func(_ *testing.T, maxFailures int, window time.Duration) func(*Deps) {
+		return func(d *Deps) { d.MaxFailures, d.FailureWindow = maxFailures, window }
+	}},
+	{"store", func(t *testing.T, maxFailures int, window time.Duration) func(*Deps) {
+		st := openStore(t)
+		return func(d *Deps) { d.Throttle = NewSharedThrottle(0, 0, maxFailures, window, st) }
+	}},
+}
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), sqlite.Memory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 func TestFailedMatchCap(t *testing.T) {
-	hs := newHarness(t, func(d *Deps) { d.MaxFailures, d.FailureWindow = 3, 10*time.Minute })
+	for _, mode := range throttleModes {
+		t.Run(mode.name, func(t *testing.T) {
+			hs := newHarness(t, mode.edit(t, 3, 10*time.Minute))
+			body := exampleBody(t)
+			hs.m.dec = identity.Decision{Outcome: identity.OutcomeNoMatch}
+			for i := 0; i < 2; i++ {
+				if a := hs.match("new-payer", body); a.status != 422 {
+					t.Fatalf("probe %d: %d", i, a.status)
+				}
+			}
+			// A success in between does not reset the count.
+			hs.m.dec = identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M100001"}
+			if a := hs.match("new-payer", body); a.status != 200 {
+				t.Fatalf("match: %d", a.status)
+			}
+			hs.clock.add(2 * time.Minute)
+			hs.m.dec = identity.Decision{Outcome: identity.OutcomeReview, Candidates: []string{"a", "b"}}
+			if a := hs.match("new-payer", body); a.status != 422 {
+				t.Fatalf("probe 3: %d", a.status)
+			}
+			hs.clock.add(time.Minute)
+			a := hs.match("new-payer", body)
+			if a.status != http.StatusTooManyRequests || class(outcomeOf(t, a)) != OutcomeTooManyFailures {
+				t.Fatalf("after 3 failures: %d %s", a.status, a.body)
+			}
+			if n := retryAfter(t, a); n != 7*60 {
+				t.Errorf("Retry-After %d, want until the first failure leaves the window (420)", n)
+			}
+			calls := hs.m.calls
+			// Throttled requests are not matched at all; another partner is
+			// not throttled.
+			if hs.match("new-payer", body); hs.m.calls != calls {
+				t.Error("a throttled request reached the matcher")
+			}
+			if a := hs.match("stranger", body); a.status == http.StatusTooManyRequests {
+				t.Errorf("another partner throttled: %d", a.status)
+			}
+			// The window slides: once the first two failures leave it, one
+			// is left; two more failures cap again, until the third leaves.
+			hs.clock.add(7 * time.Minute)
+			hs.m.dec = identity.Decision{Outcome: identity.OutcomeNoMatch}
+			for i := 0; i < 2; i++ {
+				if a := hs.match("new-payer", body); a.status != 422 {
+					t.Fatalf("next window, probe %d: %d", i, a.status)
+				}
+			}
+			a = hs.match("new-payer", body)
+			if a.status != http.StatusTooManyRequests || retryAfter(t, a) != 2*60 {
+				t.Errorf("capped again: %d, Retry-After %q, want 120", a.status, a.header.Get("Retry-After"))
+			}
+			hs.clock.add(2 * time.Minute)
+			hs.m.dec = identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M100001"}
+			if a := hs.match("new-payer", body); a.status != 200 {
+				t.Errorf("after the window: %d", a.status)
+			}
+			hs.noPHI(a)
+		})
+	}
+}
+
+// Two processes over one store (the API and a worker, or two replicas)
+// share one failed-match count.
+func TestFailedMatchCapShared(t *testing.T) {
+	st := openStore(t)
+	shared := func(d *Deps) { d.Throttle = NewSharedThrottle(0, 0, 3, 10*time.Minute, st) }
+	one, two := newHarness(t, shared), newHarness(t, shared)
 	body := exampleBody(t)
-	hs.m.dec = identity.Decision{Outcome: identity.OutcomeNoMatch}
-	for i := 0; i < 2; i++ {
-		if a := hs.match("new-payer", body); a.status != 422 {
-			t.Fatalf("probe %d: %d", i, a.status)
+	one.m.dec, two.m.dec = identity.Decision{Outcome: identity.OutcomeNoMatch}, identity.Decision{Outcome: identity.OutcomeNoMatch}
+	one.match("new-payer", body)
+	one.match("new-payer", body)
+	two.match("new-payer", body)
+	for name, hs := range map[string]*harness{"one": one, "two": two} {
+		if a := hs.match("new-payer", body); a.status != http.StatusTooManyRequests {
+			t.Errorf("process %s after 3 failures between them: %d", name, a.status)
 		}
 	}
-	// A success in between does not reset the count.
-	hs.m.dec = identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M100001"}
-	if a := hs.match("new-payer", body); a.status != 200 {
-		t.Fatalf("match: %d", a.status)
+}
+
+// failingFailures is a FailureStore that is down.
+type failingFailures struct{}
+
+func (failingFailures) AppendMatchFailure(context.Context, string, time.Time, time.Time) error {
+	return errors.New("store down")
+}
+
+func (failingFailures) MatchFailures(context.Context, string, time.Time, int) ([]time.Time, error) {
+	return nil, errors.New("store down")
+}
+
+// A failed-match count that cannot be read answers 500: no match is made
+// that the cap could not check.
+func TestFailedMatchCapStoreDown(t *testing.T) {
+	hs := newHarness(t, func(d *Deps) { d.Throttle = NewSharedThrottle(0, 0, 3, time.Minute, failingFailures{}) })
+	if a := hs.match("new-payer", exampleBody(t)); a.status != http.StatusInternalServerError || hs.m.calls != 0 {
+		t.Errorf("%d, matcher asked %d times", a.status, hs.m.calls)
 	}
-	hs.m.dec = identity.Decision{Outcome: identity.OutcomeReview, Candidates: []string{"a", "b"}}
-	if a := hs.match("new-payer", body); a.status != 422 {
-		t.Fatalf("probe 3: %d", a.status)
-	}
-	hs.clock.add(time.Minute)
-	a := hs.match("new-payer", body)
-	if a.status != http.StatusTooManyRequests || class(outcomeOf(t, a)) != OutcomeTooManyFailures {
-		t.Fatalf("after 3 failures: %d %s", a.status, a.body)
-	}
-	if n := retryAfter(t, a); n != 9*60 {
-		t.Errorf("Retry-After %d, want the rest of the window (540)", n)
-	}
-	calls := hs.m.calls
-	// Throttled requests are not matched at all.
-	if hs.match("new-payer", body); hs.m.calls != calls {
-		t.Error("a throttled request reached the matcher")
-	}
-	hs.clock.add(9 * time.Minute)
-	hs.m.dec = identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M100001"}
-	if a := hs.match("new-payer", body); a.status != 200 {
-		t.Errorf("next window: %d", a.status)
-	}
-	hs.noPHI(a)
 }
 
 func TestNewHandlerRequires(t *testing.T) {

@@ -16,10 +16,16 @@ package pdex
 // (graph.Presentation under the store's PresentationKey): never a name, a
 // birth date, an address or the requester's member number. Each request
 // is a new transfer (its idempotency key is a fresh request id): HRex
-// $member-match is not idempotent by key. The store writes one event per
-// transaction (CreateTransfer, then ApplyChange per step), and the
-// idempotency record is completed last, so that api.ResumePending closes
-// a transfer whose request died half-way.
+// $member-match is not idempotent by key.
+//
+// Three transactions record it: CreateTransfer (initiated) before the
+// decision, so that a request that dies while being decided leaves its
+// trace; then the decision and its outcome in one ApplyChanges
+// (identity_pending, identity_decision, and consent_verified then
+// complete with the grant, or failed), so that no transfer is ever half
+// decided and a grant never exists without the event that gives it; then
+// the idempotency record is completed, so that api.ResumePending closes a
+// transfer whose request died before it was answered.
 
 import (
 	"context"
@@ -108,8 +114,10 @@ func (h *Handler) beginMatch(ctx context.Context, requester string, req *MemberM
 	return rec, nil
 }
 
-// apply records one step.
-func (r *matchRecord) apply(ctx context.Context, ch store.Change) error {
+// step is ch as a step of r: its event at r's time, by pdex unless it
+// names its actor, and a state event with the state's key when it enters
+// a state.
+func (r *matchRecord) step(ch store.Change) store.Change {
 	ch.Event.At = r.at
 	if ch.Event.Actor == "" {
 		ch.Event.Actor = "pdex"
@@ -117,37 +125,59 @@ func (r *matchRecord) apply(ctx context.Context, ch store.Change) error {
 	if ch.State != "" {
 		ch.Event.Type, ch.Event.State, ch.Event.Key = transfer.EventState, ch.State, transfer.StateKey(ch.State)
 	}
-	if _, err := r.st.ApplyChange(ctx, r.id, ch); err != nil {
-		return fmt.Errorf("record member-match %s: %w", ch.Event.Key, err)
+	return ch
+}
+
+// record records steps in one transaction: all of them or none.
+func (r *matchRecord) record(ctx context.Context, chs ...store.Change) error {
+	for i := range chs {
+		chs[i] = r.step(chs[i])
 	}
-	if ch.State != "" {
-		r.state = ch.State
+	if _, err := r.st.ApplyChanges(ctx, r.id, chs); err != nil {
+		return fmt.Errorf("record member-match %s: %w", chs[len(chs)-1].Event.Key, err)
+	}
+	for _, ch := range chs {
+		if ch.State != "" {
+			r.state = ch.State
+		}
 	}
 	return nil
 }
 
-// pending records identity_pending and, if the matcher ran, its decision.
-func (r *matchRecord) pending(ctx context.Context, id *identity.Decision) error {
-	if err := r.apply(ctx, store.Change{State: transfer.StateIdentityPending,
-		Event: transfer.Event{Detail: map[string]any{"basis": "member-match"}}}); err != nil {
-		return err
+// decided records dec, in one transaction: identity_pending and, if the
+// matcher ran, its decision; then a match's consent_verified and complete
+// with its grant, or a refusal's failed.
+func (r *matchRecord) decided(ctx context.Context, dec Decision) error {
+	chs := r.pending(dec.Identity)
+	if dec.Outcome == OutcomeMatched {
+		if dec.Match == nil {
+			return fmt.Errorf("record member-match: a match without its Match")
+		}
+		chs = append(chs, r.matched(*dec.Match)...)
+	} else {
+		chs = append(chs, r.refused(dec))
 	}
+	return r.record(ctx, chs...)
+}
+
+// pending are the steps identity_pending and, if the matcher ran, its
+// decision.
+func (r *matchRecord) pending(id *identity.Decision) []store.Change {
+	chs := []store.Change{{State: transfer.StateIdentityPending,
+		Event: transfer.Event{Detail: map[string]any{"basis": "member-match"}}}}
 	if id == nil {
-		return nil
+		return chs
 	}
 	o := id.IdentityOutcome()
 	o.Presentation = r.pres
-	return r.apply(ctx, store.Change{Identity: &o,
+	return append(chs, store.Change{Identity: &o,
 		Event: transfer.Event{Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: transfer.IdentityDetail(o)}})
 }
 
-// matched records a match, with the grant that onMatch records (if set)
-// between consent_verified and complete: a transfer complete holds its
-// grant.
-func (r *matchRecord) matched(ctx context.Context, m Match, onMatch func(context.Context, Match) error) error {
-	if err := r.pending(ctx, &m.Identity); err != nil {
-		return err
-	}
+// matched are the steps of a match: consent_verified, then complete with
+// the grant it gives (written with complete: a transfer complete holds
+// its grant, and a grant its transfer).
+func (r *matchRecord) matched(m Match) []store.Change {
 	m.TransferID = r.id
 	g := m.Grant()
 	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: g.ConsentID, Scope: g.ConsentScope, CheckedAt: r.at}
@@ -155,31 +185,23 @@ func (r *matchRecord) matched(ctx context.Context, m Match, onMatch func(context
 	// from now on: linked with the match, in its transaction.
 	o := m.Identity.IdentityOutcome()
 	o.Presentation = r.pres
-	if err := r.apply(ctx, store.Change{State: transfer.StateConsentVerified, Consent: &consent,
-		Link: identity.LinkOf(r.requester, r.id, o, "$member-match answered to "+r.requester),
-		Event: transfer.Event{Detail: map[string]any{"member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
-			"expires": rfc3339(g.ConsentExpires), "result": transfer.ConsentVerified}}}); err != nil {
-		return err
+	return []store.Change{
+		{State: transfer.StateConsentVerified, Consent: &consent,
+			Link: identity.LinkOf(r.requester, r.id, o, "$member-match answered to "+r.requester),
+			Event: transfer.Event{Detail: map[string]any{"member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
+				"expires": rfc3339(g.ConsentExpires), "result": transfer.ConsentVerified}}},
+		{State: transfer.StateComplete, Grant: &g, Event: transfer.Event{Detail: map[string]any{
+			"outcome": OutcomeMatched, "member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
+			"expires": rfc3339(g.ConsentExpires),
+			"grant": map[string]any{"requester": g.Requester, "member_id": g.MemberID, "consent_id": g.ConsentID,
+				"scope": g.ConsentScope, "expires": rfc3339(g.ConsentExpires), "granted_at": rfc3339(g.GrantedAt)},
+		}}},
 	}
-	if onMatch != nil {
-		if err := onMatch(ctx, m); err != nil {
-			return err
-		}
-	}
-	return r.apply(ctx, store.Change{State: transfer.StateComplete, Event: transfer.Event{Detail: map[string]any{
-		"outcome": OutcomeMatched, "member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
-		"expires": rfc3339(g.ConsentExpires),
-		"grant": map[string]any{"requester": g.Requester, "member_id": g.MemberID, "consent_id": g.ConsentID,
-			"scope": g.ConsentScope, "expires": rfc3339(g.ConsentExpires), "granted_at": rfc3339(g.GrantedAt)},
-	}}})
 }
 
-// refused records a refusal: failed with consent_denied (the consent
-// reason) or no_match (no member, or several).
-func (r *matchRecord) refused(ctx context.Context, dec Decision) error {
-	if err := r.pending(ctx, dec.Identity); err != nil {
-		return err
-	}
+// refused is the step of a refusal: failed with consent_denied (the
+// consent reason) or no_match (no member, or several).
+func (r *matchRecord) refused(dec Decision) store.Change {
 	ch := store.Change{State: transfer.StateFailed}
 	detail := map[string]any{"outcome": dec.Outcome, "after_state": string(transfer.StateIdentityPending)}
 	switch dec.Outcome {
@@ -195,7 +217,7 @@ func (r *matchRecord) refused(ctx context.Context, dec Decision) error {
 	}
 	detail["error_type"] = ch.Error.Type
 	ch.Event.Detail = detail
-	return r.apply(ctx, ch)
+	return ch
 }
 
 // abort records that the match could not be performed or recorded
@@ -204,7 +226,7 @@ func (r *matchRecord) refused(ctx context.Context, dec Decision) error {
 // whatever.
 func (r *matchRecord) abort(ctx context.Context, why string) error {
 	if !r.state.Terminal() {
-		if err := r.apply(ctx, store.Change{State: transfer.StateFailed, Error: &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: why},
+		if err := r.record(ctx, store.Change{State: transfer.StateFailed, Error: &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: why},
 			Event: transfer.Event{Detail: map[string]any{"error_type": transfer.ErrorInternal, "reason": why,
 				"after_state": string(r.state)}}}); err != nil {
 			return err
@@ -250,13 +272,15 @@ const OperationBulkMemberMatch = "bulk-member-match"
 // beginBulkMatch records the transfer of an accepted $bulk-member-match
 // batch: one transfer per batch (the batch is one request of the
 // requester, answered as one result), its id the batch's, initiated then
-// identity_pending; each member's outcome is an event of it
+// identity_pending, in one transaction; each member's outcome is an event of it
 // (activities.MatchBulkMember), and FinishBulkMatch completes it.
 func (h *Handler) beginBulkMatch(ctx context.Context, b BulkMatch, now time.Time) (*matchRecord, error) {
 	now = now.UTC().Truncate(time.Microsecond)
 	rec := &matchRecord{st: h.d.Store, id: b.ID, requester: b.Requester, clientID: ClientID(b.Requester),
 		key: "bulk-member-match:" + b.ID, at: now, state: transfer.StateInitiated}
 	fp := sha256.Sum256([]byte(OperationBulkMemberMatch + "\x00" + b.ID))
+	pending := rec.step(store.Change{State: transfer.StateIdentityPending,
+		Event: transfer.Event{Detail: map[string]any{"basis": "bulk-member-match", "members": len(b.Members)}}})
 	res, err := rec.st.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: rec.clientID, IdempotencyKey: rec.key, Fingerprint: hex.EncodeToString(fp[:]),
 		Transfer: transfer.Transfer{ID: b.ID, ClientID: rec.clientID, PartnerID: b.Requester, Direction: transfer.DirectionExport,
@@ -265,6 +289,7 @@ func (h *Handler) beginBulkMatch(ctx context.Context, b BulkMatch, now time.Time
 		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + b.Requester, Type: transfer.EventState,
 			Key: transfer.StateKey(transfer.StateInitiated), Detail: map[string]any{"operation": OperationBulkMemberMatch,
 				"batch_id": b.ID, "requester": b.Requester, "members": len(b.Members)}},
+		Changes: []store.Change{pending},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create bulk-member-match transfer: %w", err)
@@ -272,9 +297,6 @@ func (h *Handler) beginBulkMatch(ctx context.Context, b BulkMatch, now time.Time
 	if !res.Created {
 		return nil, fmt.Errorf("bulk-member-match transfer %s exists already", b.ID)
 	}
-	if err := rec.apply(ctx, store.Change{State: transfer.StateIdentityPending,
-		Event: transfer.Event{Detail: map[string]any{"basis": "bulk-member-match", "members": len(b.Members)}}}); err != nil {
-		return rec, err
-	}
+	rec.state = transfer.StateIdentityPending
 	return rec, nil
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +73,7 @@ func TestMemberMatchRecorded(t *testing.T) {
 			}
 			t.Cleanup(func() { st.Close() })
 			hs := newHarness(t, func(d *Deps) {
-				d.Store, d.OnMatch = st, RecordGrants(st)
+				d.Store = st
 				if c.deps != nil {
 					c.deps(d)
 				}
@@ -195,53 +197,125 @@ func TestMemberMatchRecorded(t *testing.T) {
 	}
 }
 
-// failingStore fails the nth call of ApplyChange (from 0) only.
-type failingStore struct {
+// countingStore counts the store's writes by method and fails the
+// methods named in fail (once each).
+type countingStore struct {
 	store.Store
-	n int
+	mu     sync.Mutex
+	writes map[string]int
+	fail   map[string]bool
 }
 
-func (f *failingStore) ApplyChange(ctx context.Context, id string, ch store.Change) (bool, error) {
-	if f.n--; f.n == -1 {
-		return false, errors.New("store down")
+func (c *countingStore) count(method string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writes == nil {
+		c.writes = map[string]int{}
 	}
-	return f.Store.ApplyChange(ctx, id, ch)
+	c.writes[method]++
+	if c.fail[method] {
+		c.fail[method] = false
+		return errors.New("store down")
+	}
+	return nil
+}
+
+func (c *countingStore) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
+	if err := c.count("CreateTransfer"); err != nil {
+		return store.CreateResult{}, err
+	}
+	return c.Store.CreateTransfer(ctx, nt)
+}
+
+func (c *countingStore) ApplyChange(ctx context.Context, id string, ch store.Change) (bool, error) {
+	if err := c.count("ApplyChange"); err != nil {
+		return false, err
+	}
+	return c.Store.ApplyChange(ctx, id, ch)
+}
+
+func (c *countingStore) ApplyChanges(ctx context.Context, id string, chs []store.Change) ([]bool, error) {
+	if err := c.count("ApplyChanges"); err != nil {
+		return nil, err
+	}
+	return c.Store.ApplyChanges(ctx, id, chs)
+}
+
+func (c *countingStore) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store.MatchGrant, error) {
+	if err := c.count("AppendMatchGrant"); err != nil {
+		return store.MatchGrant{}, err
+	}
+	return c.Store.AppendMatchGrant(ctx, g)
+}
+
+func (c *countingStore) CompleteIdempotency(ctx context.Context, clientID, key string, status int, body []byte) (store.IdempotencyRecord, error) {
+	if err := c.count("CompleteIdempotency"); err != nil {
+		return store.IdempotencyRecord{}, err
+	}
+	return c.Store.CompleteIdempotency(ctx, clientID, key, status, body)
+}
+
+// A $member-match is three writes whatever its outcome: the transfer
+// (initiated), the decision with its outcome (and a match's grant), the
+// answer.
+func TestMemberMatchTransactions(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		dec  identity.Decision
+	}{
+		{"match", identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M100001"}},
+		{"no match", identity.Decision{Outcome: identity.OutcomeNoMatch}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := sqlite.Open(context.Background(), sqlite.Memory)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			cs := &countingStore{Store: st}
+			hs := newHarness(t, func(d *Deps) { d.Store = cs })
+			hs.m.dec = c.dec
+			hs.match("new-payer", exampleBody(t))
+			want := map[string]int{"CreateTransfer": 1, "ApplyChanges": 1, "CompleteIdempotency": 1}
+			if !reflect.DeepEqual(cs.writes, want) {
+				t.Errorf("writes %v, want %v", cs.writes, want)
+			}
+		})
+	}
 }
 
 func TestMemberMatchNotRecordedNotAnswered(t *testing.T) {
-	// One write fails: identity_pending, identity_decision,
-	// consent_verified or complete. (A store down for good leaves the
-	// idempotency record pending: api.ResumePending closes the transfer.)
-	for n := range 4 {
-		st, err := sqlite.Open(context.Background(), sqlite.Memory)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		fs := &failingStore{Store: st, n: n}
-		hs := newHarness(t, func(d *Deps) { d.Store, d.OnMatch = fs, RecordGrants(st) })
-		a := hs.match("new-payer", exampleBody(t))
-		if a.status != http.StatusInternalServerError || strings.Contains(string(a.body), "M100001") {
-			t.Errorf("step %d fails: %d %s", n, a.status, a.body)
-		}
-		// The failure is recorded (failed internal, answered 500), and no
-		// grant was given unless the grant came before the failing step.
-		if gs, _ := st.MatchGrants(context.Background(), "new-payer"); n < 3 && len(gs) != 0 {
-			t.Errorf("step %d fails: grants %+v", n, gs)
-		}
-		ts := matchTransfers(t, st, "new-payer")
-		if len(ts) != 1 || ts[0].State != transfer.StateFailed || ts[0].Error == nil || ts[0].Error.Type != transfer.ErrorInternal {
-			t.Errorf("step %d fails: transfers %+v", n, ts)
-		}
-		if p, _ := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); len(p) != 0 {
-			t.Errorf("step %d fails: pending %+v", n, p)
-		}
-		// The link is made with consent_verified (step 2), or not at all.
-		evs, _ := st.Timeline(context.Background(), ts[0].ID)
-		pres, _ := evs[0].Detail["presentation"].(string)
-		if links, err := st.IdentityLinks(context.Background(), "new-payer", pres); err != nil || len(links) != map[bool]int{true: 1}[n >= 3] {
-			t.Errorf("step %d fails: links %+v, %v", n, links, err)
-		}
+	// The decision's transaction fails: nothing of it is recorded (no
+	// step, no grant), the failure is (failed internal, answered 500).
+	st, err := sqlite.Open(context.Background(), sqlite.Memory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs := &countingStore{Store: st, fail: map[string]bool{"ApplyChanges": true}}
+	hs := newHarness(t, func(d *Deps) { d.Store = cs })
+	a := hs.match("new-payer", exampleBody(t))
+	if a.status != http.StatusInternalServerError || strings.Contains(string(a.body), "M100001") {
+		t.Errorf("%d %s", a.status, a.body)
+	}
+	if gs, _ := st.MatchGrants(context.Background(), "new-payer"); len(gs) != 0 {
+		t.Errorf("grants %+v", gs)
+	}
+	ts := matchTransfers(t, st, "new-payer")
+	if len(ts) != 1 || ts[0].State != transfer.StateFailed || ts[0].Error == nil || ts[0].Error.Type != transfer.ErrorInternal {
+		t.Fatalf("transfers %+v", ts)
+	}
+	evs, _ := st.Timeline(context.Background(), ts[0].ID)
+	if got := strings.Join(states(evs), " "); got != "initiated failed" || len(evs) != 2 || evs[1].Detail["after_state"] != "initiated" {
+		t.Errorf("timeline %q (%d events): the decision was half recorded", got, len(evs))
+	}
+	// No link either: it is made in the decision's transaction.
+	pres, _ := evs[0].Detail["presentation"].(string)
+	if links, err := st.IdentityLinks(context.Background(), "new-payer", pres); err != nil || pres == "" || len(links) != 0 {
+		t.Errorf("links %+v, %v (presentation %q)", links, err, pres)
+	}
+	if p, _ := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); len(p) != 0 {
+		t.Errorf("pending %+v", p)
 	}
 }
 

@@ -1,6 +1,7 @@
 package pdex
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -19,29 +20,44 @@ const (
 	DefaultFailureWindow = 15 * time.Minute
 )
 
+// FailureStore keeps failed matches where every process sees them
+// (store.Store is one): a partner's count is then one across the API and
+// worker processes and their replicas, and survives restarts.
+type FailureStore interface {
+	// AppendMatchFailure records a failed match by requester at at, and
+	// forgets requester's failures before forgetBefore.
+	AppendMatchFailure(ctx context.Context, requester string, at, forgetBefore time.Time) error
+	// MatchFailures returns the times of requester's failed matches after
+	// after, newest first, at most limit.
+	MatchFailures(ctx context.Context, requester string, after time.Time, limit int) ([]time.Time, error)
+}
+
 // Throttle limits each requester: a token bucket for the request rate and
-// a count of failed matches per fixed window. A success does not reset the
-// count: a prober could otherwise interleave a member it knows. It is
-// in-memory: one process's count (see Matching.Throttle).
+// a cap on failed matches in a sliding window: a requester with
+// maxFailures failures in the last window is refused until the oldest of
+// them leaves it. A success does not reset the count: a prober could
+// otherwise interleave a member it knows. The rate is this process's; the
+// failures are counted in a FailureStore if it has one (NewSharedThrottle),
+// else in this process's memory.
 type Throttle struct {
 	limit       rate.Limit
 	burst       int
 	maxFailures int
 	window      time.Duration
+	failures    FailureStore // nil: in memory
 
 	mu sync.Mutex
 	by map[string]*requesterState // requesters are registered partners: a bounded set
 }
 
 type requesterState struct {
-	lim         *rate.Limiter
-	failures    int
-	windowStart time.Time
+	lim      *rate.Limiter
+	failures []time.Time // in memory: the newest maxFailures failed matches, oldest first
 }
 
 // NewThrottle returns a Throttle of limit requests per second (burst at
-// once) and maxFailures failed matches per window, per requester; zero
-// values take the Default* constants.
+// once) and maxFailures failed matches per window, per requester, counted
+// in memory; zero values take the Default* constants.
 func NewThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration) *Throttle {
 	if limit == 0 {
 		limit = DefaultRate
@@ -58,53 +74,79 @@ func NewThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration)
 	return &Throttle{limit: limit, burst: burst, maxFailures: maxFailures, window: window, by: map[string]*requesterState{}}
 }
 
-func (t *Throttle) state(who string, now time.Time) *requesterState {
+// NewSharedThrottle is NewThrottle with the failed matches counted in fs,
+// shared by every process over it.
+func NewSharedThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration, fs FailureStore) *Throttle {
+	t := NewThrottle(limit, burst, maxFailures, window)
+	t.failures = fs
+	return t
+}
+
+func (t *Throttle) state(who string) *requesterState {
 	s := t.by[who]
 	if s == nil {
-		s = &requesterState{lim: rate.NewLimiter(t.limit, t.burst), windowStart: now}
+		s = &requesterState{lim: rate.NewLimiter(t.limit, t.burst)}
 		t.by[who] = s
-	}
-	if now.Sub(s.windowStart) >= t.window {
-		s.failures, s.windowStart = 0, now
 	}
 	return s
 }
 
 // admit decides whether who may make a request at now. When not, it says
-// how long to wait and why ("failures" or "rate").
-func (t *Throttle) admit(who string, now time.Time) (wait time.Duration, why string) {
+// how long to wait and why ("failures" or "rate"). The error is the
+// failure store's: the request is not admitted.
+func (t *Throttle) admit(ctx context.Context, who string, now time.Time) (wait time.Duration, why string, err error) {
+	if wait, capped, err := t.capped(ctx, who, now); err != nil || capped {
+		return wait, "failures", err
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.state(who, now)
-	if s.failures >= t.maxFailures {
-		return s.windowStart.Add(t.window).Sub(now), "failures"
-	}
-	r := s.lim.ReserveN(now, 1)
+	r := t.state(who).lim.ReserveN(now, 1)
 	if !r.OK() {
-		return t.window, "rate" // burst 0: never; kept safe
+		return t.window, "rate", nil // burst 0: never; kept safe
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return d, "rate"
+		return d, "rate", nil
 	}
-	return 0, ""
+	return 0, "", nil
 }
 
 // capped reports whether who has reached the failed-match cap at now, and
-// until when.
-func (t *Throttle) capped(who string, now time.Time) (time.Duration, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := t.state(who, now)
-	if s.failures >= t.maxFailures {
-		return s.windowStart.Add(t.window).Sub(now), true
+// until when: a failure at f counts until f+window, so the cap lifts when
+// the oldest of the newest maxFailures failures leaves the window.
+func (t *Throttle) capped(ctx context.Context, who string, now time.Time) (time.Duration, bool, error) {
+	var newest []time.Time // newest first, within the window
+	if t.failures != nil {
+		var err error
+		if newest, err = t.failures.MatchFailures(ctx, who, now.Add(-t.window), t.maxFailures); err != nil {
+			return 0, false, err
+		}
+	} else {
+		t.mu.Lock()
+		fs := t.state(who).failures
+		for i := len(fs) - 1; i >= 0 && now.Sub(fs[i]) < t.window; i-- {
+			newest = append(newest, fs[i])
+		}
+		t.mu.Unlock()
 	}
-	return 0, false
+	if len(newest) < t.maxFailures {
+		return 0, false, nil
+	}
+	wait := newest[t.maxFailures-1].Add(t.window).Sub(now)
+	return wait, wait > 0, nil
 }
 
 // fail records a failed match by who at now.
-func (t *Throttle) fail(who string, now time.Time) {
+func (t *Throttle) fail(ctx context.Context, who string, now time.Time) error {
+	if t.failures != nil {
+		return t.failures.AppendMatchFailure(ctx, who, now, now.Add(-t.window))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.state(who, now).failures++
+	s := t.state(who)
+	s.failures = append(s.failures, now)
+	if n := len(s.failures) - t.maxFailures; n > 0 {
+		s.failures = append(s.failures[:0], s.failures[n:]...)
+	}
+	return nil
 }

@@ -44,9 +44,10 @@ type Store interface {
 	CountMembers(ctx context.Context) (int, error)
 
 	// CreateTransfer claims the idempotency key and, if it was free, creates
-	// the transfer, its request and its first timeline event, all in one
-	// transaction. If the key was taken it creates nothing and returns the
-	// existing record with Created false.
+	// the transfer, its request, its first timeline event and then applies
+	// nt.Changes as ApplyChanges does, all in one transaction. If the key
+	// was taken it creates nothing and returns the existing record with
+	// Created false.
 	CreateTransfer(ctx context.Context, nt NewTransfer) (CreateResult, error)
 	// CompleteIdempotency stores the response of a pending idempotency
 	// record. The first response stored wins; it returns the record as
@@ -69,6 +70,13 @@ type Store interface {
 	// event with the same Key was already recorded it changes nothing and
 	// returns false: activities that retry record each step once.
 	ApplyChange(ctx context.Context, transferID string, ch Change) (bool, error)
+	// ApplyChanges applies chs in order, each as ApplyChange would, all in
+	// one transaction: a step of several events (a decision and its
+	// outcome) is recorded whole or not at all. applied[i] says whether
+	// chs[i] was new; a change whose Key the transfer already has (or an
+	// earlier change of chs has) is skipped and the others still apply. Any
+	// error records none of chs. No changes: nothing, and no error.
+	ApplyChanges(ctx context.Context, transferID string, chs []Change) (applied []bool, err error)
 	// RecordAccess appends each access's event to its transfer's timeline
 	// (and so to the audit log) in one transaction, without touching any
 	// projection, updated_at included: reading a transfer is evidence,
@@ -160,6 +168,19 @@ type Store interface {
 	// matched, expired ones included (the caller judges them against its
 	// clock), ordered by member id.
 	MatchGrants(ctx context.Context, requester string) ([]MatchGrant, error)
+
+	// Failed matches (a $member-match that found no member or several),
+	// counted per requester for the brute-force cap (pdex.Throttle), so
+	// that every process sees one count. A counter, not evidence: no PHI,
+	// and old ones are forgotten.
+
+	// AppendMatchFailure records a failed match by requester at at and
+	// forgets requester's failures before forgetBefore, in one
+	// transaction.
+	AppendMatchFailure(ctx context.Context, requester string, at, forgetBefore time.Time) error
+	// MatchFailures returns the times of requester's failed matches
+	// strictly after after, newest first, at most limit (0: none).
+	MatchFailures(ctx context.Context, requester string, after time.Time, limit int) ([]time.Time, error)
 }
 
 // MatchGrant is a partner's successful $member-match of one member: the
@@ -263,6 +284,9 @@ type NewTransfer struct {
 	Transfer    transfer.Transfer // ID, ClientID, PartnerID, State, CreatedAt, UpdatedAt
 	Request     transfer.Request
 	Event       transfer.Event // the first timeline event
+	// Changes are applied after Event, in the same transaction, as
+	// ApplyChanges applies them: a transfer created with its first steps.
+	Changes []Change
 }
 
 // CreateResult is what CreateTransfer did.
@@ -314,9 +338,13 @@ type Change struct {
 	Export   *transfer.ExportInfo
 	Error    *transfer.ErrorInfo
 	// Link, if set, is appended to the identity graph as AppendIdentityLink
-	// does; Review, if set, is remembered. Both only when the event is new.
+	// does; Review, if set, is remembered; Grant, if set, is appended as
+	// AppendMatchGrant does (GrantedAt defaults to the event's time). All
+	// only when the event is new, so that the event saying a grant was
+	// given and the grant are one write.
 	Link   *graph.Link
 	Review *graph.Review
+	Grant  *MatchGrant
 }
 
 // Access is a read of a transfer to record: who read it (Event.Actor), how

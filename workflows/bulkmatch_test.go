@@ -2,7 +2,10 @@ package workflows
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -72,5 +75,133 @@ func TestBulkMemberMatch(t *testing.T) {
 	}
 	if finished.Result.Members[4].MemberID != "M2" || finished.Result.Members[3].Reason != pdex.ConsentPeriod {
 		t.Errorf("members lost their detail: %+v", finished.Result.Members)
+	}
+}
+
+// bulkEnv runs BulkMemberMatch over members that take a second each to
+// decide, recording which members were decided and how the batch ended.
+type bulkEnv struct {
+	env      *testsuite.TestWorkflowEnvironment
+	mu       sync.Mutex
+	decided  []int
+	cancel   []activities.CancelBulkInput
+	finished bool
+}
+
+// newBulkEnv's FinishBulkMatch takes finish (test time).
+func newBulkEnv(finish time.Duration) *bulkEnv {
+	var s testsuite.WorkflowTestSuite
+	b := &bulkEnv{env: s.NewTestWorkflowEnvironment()}
+	b.env.RegisterWorkflowWithOptions(BulkMemberMatch, workflow.RegisterOptions{Name: BulkMemberMatchWorkflowName})
+	b.env.RegisterActivity(&activities.Activities{})
+	b.env.OnActivity(a.MatchBulkMember, mock.Anything, mock.Anything).After(time.Second).Return(
+		func(_ context.Context, in activities.BulkMemberInput) (transfer.BulkMemberOutcome, error) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.decided = append(b.decided, in.Index)
+			return transfer.BulkMemberOutcome{Outcome: pdex.OutcomeNoMatch}, nil
+		})
+	b.env.OnActivity(a.FinishBulkMatch, mock.Anything, mock.Anything).After(finish).Return(
+		func(context.Context, activities.FinishBulkInput) (string, error) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.finished = true
+			return "result-digest", nil
+		})
+	b.env.OnActivity(a.CancelBulkMatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CancelBulkInput) error {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.cancel = append(b.cancel, in)
+			return nil
+		})
+	return b
+}
+
+func (b *bulkEnv) run(members int) {
+	in := BulkMatchInput{BatchID: "b1", Requester: "p1", RequestOwner: "req", ResultOwner: "res"}
+	for i := range members {
+		in.Members = append(in.Members, fmt.Sprintf("d%d", i))
+	}
+	b.env.ExecuteWorkflow(BulkMemberMatch, in)
+}
+
+// TestBulkMemberMatchDeleted: a delete stops the batch: no member is
+// scheduled after it, the batch is cancelled (members withdrawn, why
+// recorded) and never finished, and the update returns once it is.
+func TestBulkMemberMatchDeleted(t *testing.T) {
+	b := newBulkEnv(0)
+	var updErr error
+	updated := false
+	b.env.RegisterDelayedCallback(func() {
+		b.env.UpdateWorkflow(UpdateDeleteBulkMatch, "del-1", &testsuite.TestUpdateCallback{
+			OnReject:   func(err error) { updErr = err },
+			OnAccept:   func() {},
+			OnComplete: func(_ any, err error) { updated, updErr = true, err },
+		})
+	}, 2500*time.Millisecond)
+	b.run(20)
+	if !b.env.IsWorkflowCompleted() || b.env.GetWorkflowError() != nil {
+		t.Fatalf("workflow: completed %v, error %v", b.env.IsWorkflowCompleted(), b.env.GetWorkflowError())
+	}
+	var out BulkMatchOutput
+	if err := b.env.GetWorkflowResult(&out); err != nil || !out.Deleted || out.ResultSHA256 != "" {
+		t.Errorf("output %+v, %v; want deleted", out, err)
+	}
+	if !updated || updErr != nil {
+		t.Errorf("update completed %v, error %v", updated, updErr)
+	}
+	// Four at a time, a second each: members 0-3 at 0 s, 4-7 at 1 s, 8-11
+	// at 2 s; the delete at 2.5 s lets none start at 3 s.
+	if len(b.decided) != 12 || b.finished {
+		t.Errorf("decided %v, finished %v; want 12 and not finished", b.decided, b.finished)
+	}
+	if len(b.cancel) != 1 || b.cancel[0] != (activities.CancelBulkInput{BatchID: "b1", RequestOwner: "req", Members: 20,
+		Reason: activities.BulkDeleted, Actor: "partner:p1"}) {
+		t.Errorf("cancel %+v", b.cancel)
+	}
+}
+
+// TestBulkMemberMatchCancelled: ops cancelling the workflow cancels the
+// batch the same way (members withdrawn on a disconnected context), and
+// the workflow ends cancelled.
+func TestBulkMemberMatchCancelled(t *testing.T) {
+	b := newBulkEnv(0)
+	b.env.RegisterDelayedCallback(b.env.CancelWorkflow, 1500*time.Millisecond)
+	b.run(20)
+	if err := b.env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow error %v, want cancelled", err)
+	}
+	if b.finished || len(b.decided) >= 20 {
+		t.Errorf("decided %v, finished %v", b.decided, b.finished)
+	}
+	if len(b.cancel) != 1 || b.cancel[0].Reason != activities.BulkCancelled || b.cancel[0].Actor != "workflow" {
+		t.Errorf("cancel %+v", b.cancel)
+	}
+}
+
+// TestBulkMemberMatchDeletedWhileFinishing: a delete once every member is
+// decided lets the batch finish (the caller removes the result) and
+// returns when it has.
+func TestBulkMemberMatchDeletedWhileFinishing(t *testing.T) {
+	b := newBulkEnv(time.Minute)
+	updated := false
+	b.env.RegisterDelayedCallback(func() {
+		b.env.UpdateWorkflow(UpdateDeleteBulkMatch, "del-1", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Errorf("rejected: %v", err) }, OnAccept: func() {},
+			OnComplete: func(_ any, err error) {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				updated = err == nil && b.finished
+			},
+		})
+	}, 10*time.Second) // 4 members: decided by 1 s; finishing until 61 s
+	b.run(4)
+	var out BulkMatchOutput
+	if err := b.env.GetWorkflowResult(&out); err != nil || out.Deleted || out.ResultSHA256 != "result-digest" {
+		t.Errorf("output %+v, %v; want finished", out, err)
+	}
+	if !updated || len(b.cancel) != 0 {
+		t.Errorf("update answered after finishing: %v; cancels %+v", updated, b.cancel)
 	}
 }

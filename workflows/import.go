@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -38,7 +39,8 @@ var ImportPollPolicy = bulkdata.PollPolicy{}
 //	                   $export for the matched patient) → PollImport, one
 //	                   per attempt, with durable sleeps of NextPollDelay
 //	                   between → DownloadImportFile per output and error file
-//	                   (404/410 → kick off again, at most MaxKickOffs)
+//	                   (404/410 → DELETE the expired export, best effort,
+//	                   and kick off again, at most MaxKickOffs)
 //	payload_prepared   every file staged, counted and digested
 //	sent               DeliverImport moved them into the sink
 //	acknowledged       the sink read them back with the same digests
@@ -164,6 +166,9 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		}
 		if !expired {
 			break
+		}
+		if err := r.deleteExpired(ctx, round, k.StatusURL); err != nil {
+			return nil, err
 		}
 	}
 
@@ -307,6 +312,58 @@ func (r *importRun) download(ctx workflow.Context, round int, m bulkdata.Manifes
 		r.statusURL = "" // the export is gone at the partner
 	}
 	return files, expired, nil
+}
+
+// versionImportDeleteExpired is the GetVersion change id of the DELETE of
+// an export whose files expired: histories from before it kick off again
+// without it.
+const versionImportDeleteExpired = "import-delete-expired"
+
+// expiredDeleteBudget bounds the DELETE of an expired export (its
+// attempts included): a courtesy that must not hold up the kick-off that
+// follows, unlike the DELETE of a failed import, which has its policy's
+// hours.
+const expiredDeleteBudget = 2 * time.Minute
+
+// deleteExpired DELETEs the status URL of an export whose files expired
+// before we had them all, before the next kick-off: the old payer may
+// otherwise keep the job, and the member's data, until its own clean-up.
+// Best effort: a DELETE that fails within expiredDeleteBudget is recorded
+// (bulk_delete_failed) and the import goes on; one that succeeds is
+// recorded by DeleteImport (bulk_deleted). Only a cancellation is an
+// error.
+func (r *importRun) deleteExpired(ctx workflow.Context, round int, statusURL string) error {
+	if workflow.GetVersion(ctx, versionImportDeleteExpired, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	dctx := workflow.WithScheduleToCloseTimeout(r.partnerCtx(ctx, activities.NameDeleteImport), expiredDeleteBudget)
+	err := workflow.ExecuteActivity(dctx, a.DeleteImport, activities.DeleteInput{
+		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: statusURL, Reason: "file_expired",
+	}).Get(ctx, nil)
+	if err == nil {
+		return nil
+	}
+	if temporal.IsCanceledError(err) {
+		return err
+	}
+	return r.enter(ctx, activities.RecordInput{Type: activities.EventBulkDeleteFailed, Key: "bulk:delete-failed:" + strconv.Itoa(round),
+		Detail: map[string]any{"round": round, "reason": "file_expired", "error_type": errorType(err)}})
+}
+
+// errorType is the type of an activity's failure: "timeout" when its
+// budget ran out (whatever the last attempt's error), else its
+// application error type, else "error". No message: it may quote a
+// server.
+func errorType(err error) string {
+	var ae *temporal.ApplicationError
+	var te *temporal.TimeoutError
+	switch {
+	case errors.As(err, &te):
+		return "timeout"
+	case errors.As(err, &ae):
+		return ae.Type()
+	}
+	return "error"
 }
 
 // fail undoes what must be undone, on a disconnected context so that a

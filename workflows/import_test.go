@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ type importHarness struct {
 	// match is MatchAtPartner's answer; deliverErr DeliverImport's error.
 	match      activities.Matched
 	deliverErr error
+	// expiredDeleteErr fails the DELETE of an expired export;
+	// kickoffsAtDelete is how many kick-offs preceded each DELETE.
+	expiredDeleteErr error
+	kickoffsAtDelete []int
 }
 
 var (
@@ -101,6 +106,10 @@ func newImportHarness(t *testing.T) *importHarness {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.deletes = append(h.deletes, in)
+		h.kickoffsAtDelete = append(h.kickoffsAtDelete, len(h.kickoffs))
+		if in.Reason == "file_expired" {
+			return h.expiredDeleteErr
+		}
 		return nil
 	})
 	h.env.OnActivity(a.DiscardImport, mock.Anything, mock.Anything).Return(func(context.Context, activities.DiscardInput) (bool, error) {
@@ -237,6 +246,15 @@ func TestImportGoneFileKicksOffAgain(t *testing.T) {
 	if ev := h.events(activities.EventImportRekicked); len(ev) != 1 {
 		t.Errorf("re-kick-off events %d, want 1", len(ev))
 	}
+	// The expired export is deleted at the old payer before the second
+	// kick-off; the second is deleted once its files are ours.
+	if len(h.deletes) != 2 || h.deletes[0].StatusURL != "https://old.example/fhir/bulkstatus/1" || h.deletes[0].Reason != "file_expired" ||
+		h.kickoffsAtDelete[0] != 1 || h.deletes[1].StatusURL != "https://old.example/fhir/bulkstatus/2" || h.deletes[1].Reason != "done" {
+		t.Errorf("deletes %+v after %v kick-offs", h.deletes, h.kickoffsAtDelete)
+	}
+	if ev := h.events(activities.EventBulkDeleteFailed); len(ev) != 0 {
+		t.Errorf("delete failures recorded: %+v", ev)
+	}
 	// The second round's files are what was delivered.
 	var deliveredRound int
 	for _, d := range h.downloads[len(h.downloads)-3:] {
@@ -244,6 +262,48 @@ func TestImportGoneFileKicksOffAgain(t *testing.T) {
 	}
 	if deliveredRound != 2 {
 		t.Errorf("last downloads are of round %d", deliveredRound)
+	}
+}
+
+// A DELETE of the expired export that fails does not stop the import:
+// the failure is recorded and the export kicked off again.
+func TestImportExpiredDeleteFailsGoesOn(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		err         error
+		wantType    string
+		maxAttempts int
+	}{
+		{"refused", temporal.NewNonRetryableApplicationError("401", activities.ErrTypeAuth, nil), activities.ErrTypeAuth, 1},
+		// Retried (2 s, 4 s, ... ) only within expiredDeleteBudget, not the
+		// policy's two hours (some 30 attempts).
+		{"down past the budget", temporal.NewApplicationError("503", activities.ErrTypeDownstream), activities.ErrTypeDownstream, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newImportHarness(t)
+			h.expire = 1
+			h.expiredDeleteErr = tc.err
+			if r := h.run(); r.State != transfer.StateComplete {
+				t.Fatalf("result %+v", r)
+			}
+			if len(h.kickoffs) != 2 {
+				t.Errorf("kick-offs %d, want 2", len(h.kickoffs))
+			}
+			attempts := 0
+			for _, d := range h.deletes {
+				if d.Reason == "file_expired" {
+					attempts++
+				}
+			}
+			t.Logf("%d attempts to delete", attempts)
+			if attempts < 1 || attempts > tc.maxAttempts {
+				t.Errorf("%d attempts to delete, want 1 to %d", attempts, tc.maxAttempts)
+			}
+			ev := h.events(activities.EventBulkDeleteFailed)
+			if len(ev) != 1 || ev[0].Detail["round"] != float64(1) || ev[0].Detail["error_type"] != tc.wantType || ev[0].Detail["reason"] != "file_expired" {
+				t.Errorf("delete failure events %+v, want one of type %s", ev, tc.wantType)
+			}
+		})
 	}
 }
 
@@ -256,6 +316,15 @@ func TestImportExpiringForeverFails(t *testing.T) {
 	}
 	if len(h.kickoffs) != MaxKickOffs {
 		t.Errorf("kick-offs %d, want %d", len(h.kickoffs), MaxKickOffs)
+	}
+	// Every expired export is deleted, the last one too.
+	if len(h.deletes) != MaxKickOffs {
+		t.Errorf("deletes %+v, want one per expired export", h.deletes)
+	}
+	for i, d := range h.deletes {
+		if d.Reason != "file_expired" || d.StatusURL != "https://old.example/fhir/bulkstatus/"+strconv.Itoa(i+1) {
+			t.Errorf("delete %d: %+v", i, d)
+		}
 	}
 	if h.discards != 1 {
 		t.Errorf("discards %d, want the staged files removed once", h.discards)

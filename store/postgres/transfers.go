@@ -76,6 +76,10 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: event detail: %w", err)
 	}
+	changes, err := encodeChanges(nt.Changes)
+	if err != nil {
+		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: %w", err)
+	}
 	var res store.CreateResult
 	err = s.write(ctx, "create transfer", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys
@@ -101,6 +105,10 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			return err
 		}
 		if _, err := insertEvent(ctx, tx, tr.ID, ev, detail); err != nil {
+			return err
+		}
+		// The new row is ours until commit: no lock to take for its changes.
+		if _, err := applyEncoded(ctx, tx, tr.ID, ev.Seq, changes); err != nil {
 			return err
 		}
 		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
@@ -291,24 +299,29 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 // the non-nil parts of the projection, in one transaction; a key already
 // recorded changes nothing and returns false.
 func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Change) (bool, error) {
-	ch, err := storeutil.PrepareChange(ch)
+	applied, err := s.applyChanges(ctx, "apply change", transferID, []store.Change{ch})
 	if err != nil {
-		return false, fmt.Errorf("postgres: apply change: %w", err)
+		return false, err
 	}
-	parts, err := marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error)
+	return applied[0], nil
+}
+
+// ApplyChanges applies chs in order, as ApplyChange does, in one
+// transaction.
+func (s *Store) ApplyChanges(ctx context.Context, transferID string, chs []store.Change) ([]bool, error) {
+	return s.applyChanges(ctx, "apply changes", transferID, chs)
+}
+
+func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []store.Change) ([]bool, error) {
+	if len(chs) == 0 {
+		return []bool{}, nil
+	}
+	encoded, err := encodeChanges(chs)
 	if err != nil {
-		return false, fmt.Errorf("postgres: apply change: %w", err)
+		return nil, fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	detail, err := storeutil.MarshalDetail(ch.Event.Detail)
-	if err != nil {
-		return false, fmt.Errorf("postgres: apply change: event detail: %w", err)
-	}
-	var state any
-	if ch.State != "" {
-		state = string(ch.State)
-	}
-	applied := false
-	err = s.write(ctx, "apply change", func(tx pgx.Tx) error {
+	var applied []bool
+	err = s.write(ctx, op, func(tx pgx.Tx) error {
 		// The transfer's row lock serializes its changes. max(seq) is read
 		// in a statement of its own, after the lock: in READ COMMITTED a
 		// new statement sees what the previous holder committed.
@@ -316,15 +329,72 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 		if err := tx.QueryRow(ctx, "SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE", transferID).Scan(&one); err != nil {
 			return err // no row: store.ErrNotFound
 		}
-		ev := ch.Event
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) + 1 FROM timeline_events WHERE transfer_id = $1",
-			transferID).Scan(&ev.Seq); err != nil {
+		var last int64
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM timeline_events WHERE transfer_id = $1",
+			transferID).Scan(&last); err != nil {
 			return err
 		}
-		ok, err := insertEvent(ctx, tx, transferID, ev, detail)
-		if err != nil || !ok {
-			return err // !ok: recorded before, a retry
+		var err error
+		applied, err = applyEncoded(ctx, tx, transferID, last, encoded)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
+}
+
+// encodedChange is a prepared change with its JSON columns.
+type encodedChange struct {
+	ch     store.Change
+	parts  transferParts
+	detail []byte
+	state  any // the new state, or NULL
+}
+
+// encodeChanges prepares chs and encodes their JSON, before any
+// transaction.
+func encodeChanges(chs []store.Change) ([]encodedChange, error) {
+	chs, err := storeutil.PrepareChanges(chs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]encodedChange, len(chs))
+	for i, ch := range chs {
+		e := encodedChange{ch: ch}
+		if e.parts, err = marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error); err != nil {
+			return nil, fmt.Errorf("change %d: %w", i+1, err)
 		}
+		if e.detail, err = storeutil.MarshalDetail(ch.Event.Detail); err != nil {
+			return nil, fmt.Errorf("change %d: event detail: %w", i+1, err)
+		}
+		if ch.State != "" {
+			e.state = string(ch.State)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// applyEncoded applies changes in tx to a transfer whose row the caller
+// has locked (or created) and whose last event has seq last: each new
+// event takes the next seq, is appended to the audit log, and updates the
+// projection and writes the change's link, review and grant; an event
+// whose key is recorded is skipped.
+func applyEncoded(ctx context.Context, tx pgx.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
+	applied := make([]bool, len(changes))
+	for i, e := range changes {
+		ch := e.ch
+		ev := ch.Event
+		ev.Seq = last + 1
+		ok, err := insertEvent(ctx, tx, transferID, ev, e.detail)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue // recorded before: a retry
+		}
+		last = ev.Seq
 		if _, err := tx.Exec(ctx, `UPDATE transfers SET
 			updated_at = $2,
 			state = coalesce($3, state),
@@ -333,23 +403,27 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 			export = coalesce($6::jsonb, export),
 			error = coalesce($7::jsonb, error)
 			WHERE id = $1`,
-			transferID, ev.At, state, parts.identity, parts.consent, parts.export, parts.error); err != nil {
-			return err
+			transferID, ev.At, e.state, e.parts.identity, e.parts.consent, e.parts.export, e.parts.error); err != nil {
+			return nil, err
 		}
 		if ch.Link != nil {
 			if _, err := appendLink(ctx, tx, *ch.Link); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if ch.Review != nil {
 			if err := appendReview(ctx, tx, *ch.Review); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		applied = true
-		return nil
-	})
-	return applied, err
+		if ch.Grant != nil {
+			if _, err := appendGrant(ctx, tx, *ch.Grant); err != nil {
+				return nil, err
+			}
+		}
+		applied[i] = true
+	}
+	return applied, nil
 }
 
 // RecordAccess appends access events without touching any projection,

@@ -83,6 +83,10 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("sqlite: create transfer: event detail: %w", err)
 	}
+	changes, err := encodeChanges(nt.Changes)
+	if err != nil {
+		return store.CreateResult{}, fmt.Errorf("sqlite: create transfer: %w", err)
+	}
 	var res store.CreateResult
 	err = s.write(ctx, "create transfer", func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys
@@ -110,6 +114,9 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			return err
 		}
 		if err := insertEvent(ctx, tx, tr.ID, ev, detail); err != nil {
+			return err
+		}
+		if _, err := applyEncoded(ctx, tx, tr.ID, ev.Seq, changes); err != nil {
 			return err
 		}
 		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
@@ -305,37 +312,93 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 // the non-nil parts of the projection, in one transaction; a key already
 // recorded changes nothing and returns false.
 func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Change) (bool, error) {
-	ch, err := storeutil.PrepareChange(ch)
+	applied, err := s.applyChanges(ctx, "apply change", transferID, []store.Change{ch})
 	if err != nil {
-		return false, fmt.Errorf("sqlite: apply change: %w", err)
+		return false, err
 	}
-	parts, err := marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error)
+	return applied[0], nil
+}
+
+// ApplyChanges applies chs in order, as ApplyChange does, in one
+// transaction.
+func (s *Store) ApplyChanges(ctx context.Context, transferID string, chs []store.Change) ([]bool, error) {
+	return s.applyChanges(ctx, "apply changes", transferID, chs)
+}
+
+func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []store.Change) ([]bool, error) {
+	if len(chs) == 0 {
+		return []bool{}, nil
+	}
+	encoded, err := encodeChanges(chs)
 	if err != nil {
-		return false, fmt.Errorf("sqlite: apply change: %w", err)
+		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	detail, err := storeutil.MarshalDetail(ch.Event.Detail)
-	if err != nil {
-		return false, fmt.Errorf("sqlite: apply change: event detail: %w", err)
-	}
-	var state any
-	if ch.State != "" {
-		state = string(ch.State)
-	}
-	applied := false
-	err = s.write(ctx, "apply change", func(tx *sql.Tx) error {
+	var applied []bool
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
 		// The write lock is held from BEGIN IMMEDIATE: max(seq)+1 is ours.
 		var last int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT max(seq) FROM timeline_events WHERE transfer_id = t.id), 0)
 			FROM transfers t WHERE t.id = ?`, transferID).Scan(&last); err != nil {
 			return err // no row: store.ErrNotFound
 		}
+		var err error
+		applied, err = applyEncoded(ctx, tx, transferID, last, encoded)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
+}
+
+// encodedChange is a prepared change with its JSON columns.
+type encodedChange struct {
+	ch     store.Change
+	parts  transferParts
+	detail []byte
+	state  any // the new state, or NULL
+}
+
+// encodeChanges prepares chs and encodes their JSON, before any
+// transaction.
+func encodeChanges(chs []store.Change) ([]encodedChange, error) {
+	chs, err := storeutil.PrepareChanges(chs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]encodedChange, len(chs))
+	for i, ch := range chs {
+		e := encodedChange{ch: ch}
+		if e.parts, err = marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error); err != nil {
+			return nil, fmt.Errorf("change %d: %w", i+1, err)
+		}
+		if e.detail, err = storeutil.MarshalDetail(ch.Event.Detail); err != nil {
+			return nil, fmt.Errorf("change %d: event detail: %w", i+1, err)
+		}
+		if ch.State != "" {
+			e.state = string(ch.State)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// applyEncoded applies changes in tx to a transfer whose last event has
+// seq last: each new event takes the next seq, is appended to the audit
+// log, and updates the projection and writes the change's link, review
+// and grant; an event whose key is recorded is skipped.
+func applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
+	applied := make([]bool, len(changes))
+	for i, e := range changes {
+		ch := e.ch
 		ev := ch.Event
 		ev.Seq = last + 1
-		if err := insertEvent(ctx, tx, transferID, ev, detail); err == sql.ErrNoRows {
-			return nil // recorded before: a retry
+		if err := insertEvent(ctx, tx, transferID, ev, e.detail); err == sql.ErrNoRows {
+			continue // recorded before: a retry
 		} else if err != nil {
-			return err
+			return nil, err
 		}
+		last = ev.Seq
 		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET
 			updated_at = ?,
 			state = coalesce(?, state),
@@ -344,23 +407,27 @@ func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Cha
 			export = coalesce(?, export),
 			error = coalesce(?, error)
 			WHERE id = ?`,
-			fmtTime(ev.At), state, text(parts.identity), text(parts.consent), text(parts.export), text(parts.error), transferID); err != nil {
-			return err
+			fmtTime(ev.At), e.state, text(e.parts.identity), text(e.parts.consent), text(e.parts.export), text(e.parts.error), transferID); err != nil {
+			return nil, err
 		}
 		if ch.Link != nil {
 			if _, err := appendLink(ctx, tx, *ch.Link); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if ch.Review != nil {
 			if err := appendReview(ctx, tx, *ch.Review); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		applied = true
-		return nil
-	})
-	return applied, err
+		if ch.Grant != nil {
+			if _, err := appendGrant(ctx, tx, *ch.Grant); err != nil {
+				return nil, err
+			}
+		}
+		applied[i] = true
+	}
+	return applied, nil
 }
 
 // RecordAccess appends access events without touching any projection,

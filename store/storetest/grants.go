@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -64,5 +65,65 @@ func testMatchGrants(t *testing.T, s store.Store) {
 		if _, err := s.AppendMatchGrant(ctx, bad); err == nil {
 			t.Errorf("AppendMatchGrant(%+v) succeeded", bad)
 		}
+	}
+}
+
+// testMatchFailures: failures are counted per requester, newest first,
+// strictly after the time asked, at most the limit; appending forgets the
+// requester's old ones and no one else's.
+func testMatchFailures(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	if fs, err := s.MatchFailures(ctx, "acme", base.Add(-time.Hour), 10); err != nil || len(fs) != 0 {
+		t.Fatalf("MatchFailures of nobody = %v, %v", fs, err)
+	}
+	for i, at := range []time.Time{base, base.Add(time.Minute), base.Add(2 * time.Minute), base.Add(2 * time.Minute)} {
+		if err := s.AppendMatchFailure(ctx, "acme", at, base.Add(-time.Hour)); err != nil {
+			t.Fatalf("AppendMatchFailure #%d: %v", i+1, err)
+		}
+	}
+	if err := s.AppendMatchFailure(ctx, "other", base.Add(-30*time.Minute), base.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	at := func(fs []time.Time) []time.Duration {
+		var out []time.Duration
+		for _, f := range fs {
+			if f.Location() != time.UTC {
+				t.Errorf("time %v is not UTC", f)
+			}
+			out = append(out, f.Sub(base))
+		}
+		return out
+	}
+	cases := []struct {
+		name  string
+		after time.Time
+		limit int
+		want  []time.Duration
+	}{
+		{"all", base.Add(-time.Second), 10, []time.Duration{2 * time.Minute, 2 * time.Minute, time.Minute, 0}},
+		{"limit keeps the newest", base.Add(-time.Second), 3, []time.Duration{2 * time.Minute, 2 * time.Minute, time.Minute}},
+		{"strictly after", base, 10, []time.Duration{2 * time.Minute, 2 * time.Minute, time.Minute}},
+		{"none after", base.Add(2 * time.Minute), 10, nil},
+		{"limit 0", base.Add(-time.Second), 0, nil},
+	}
+	for _, tc := range cases {
+		got, err := s.MatchFailures(ctx, "acme", tc.after, tc.limit)
+		if err != nil || !reflect.DeepEqual(at(got), tc.want) {
+			t.Errorf("%s: MatchFailures = %v, %v; want %v", tc.name, at(got), err, tc.want)
+		}
+	}
+	// A new failure forgets acme's before the time given, not other's.
+	if err := s.AppendMatchFailure(ctx, "acme", base.Add(20*time.Minute), base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.MatchFailures(ctx, "acme", base.Add(-time.Hour), 10); !reflect.DeepEqual(at(got),
+		[]time.Duration{20 * time.Minute, 2 * time.Minute, 2 * time.Minute, time.Minute}) {
+		t.Errorf("after forgetting: %v", at(got))
+	}
+	if got, _ := s.MatchFailures(ctx, "other", base.Add(-time.Hour), 10); len(got) != 1 {
+		t.Errorf("other's failures %v: forgotten by acme's", got)
+	}
+	if err := s.AppendMatchFailure(ctx, "", base, base); err == nil {
+		t.Error("a failure without requester was recorded")
 	}
 }

@@ -47,6 +47,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Changes/DuplicateKey", testApplyDuplicateKey},
 		{"Changes/Invalid", testApplyInvalid},
 		{"Changes/Concurrent", testApplyConcurrent},
+		{"Changes/ApplyMany", testApplyChanges},
+		{"Changes/ApplyManyAtomic", testApplyChangesAtomic},
+		{"Changes/CreateWithChanges", testCreateWithChanges},
 		{"List/Paging", testListTransfers},
 		{"List/BadCursor", testBadCursor},
 		{"Artifacts/PutGet", testArtifacts},
@@ -65,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Identity/PresentationKey", testPresentationKey},
 		{"Identity/ChangeLink", testChangeLink},
 		{"Grants/AppendAndList", testMatchGrants},
+		{"Grants/MatchFailures", testMatchFailures},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })

@@ -79,7 +79,8 @@ func PrepareNew(nt store.NewTransfer) (store.NewTransfer, error) {
 }
 
 // PrepareChange checks ch and fills its event's key and time (now when
-// zero): the time the projection's updated_at takes.
+// zero): the time the projection's updated_at takes, and the default time
+// of its link, review and grant.
 func PrepareChange(ch store.Change) (store.Change, error) {
 	key, err := EventKey(ch.Event)
 	if err != nil {
@@ -104,7 +105,27 @@ func PrepareChange(ch store.Change) (store.Change, error) {
 		}
 		ch.Review = &r
 	}
+	if ch.Grant != nil {
+		g, err := PrepareGrant(*ch.Grant, ch.Event.At)
+		if err != nil {
+			return ch, err
+		}
+		ch.Grant = &g
+	}
 	return ch, nil
+}
+
+// PrepareChanges prepares each change as PrepareChange does; the error
+// names the change at fault by position.
+func PrepareChanges(chs []store.Change) ([]store.Change, error) {
+	out := make([]store.Change, len(chs))
+	for i, ch := range chs {
+		var err error
+		if out[i], err = PrepareChange(ch); err != nil {
+			return nil, fmt.Errorf("change %d: %w", i+1, err)
+		}
+	}
+	return out, nil
 }
 
 // PrepareAccess checks accesses and fills their events' times (now when
