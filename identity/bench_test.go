@@ -31,7 +31,7 @@ var bench struct {
 
 func benchIndex(b *testing.B) {
 	bench.once.Do(func() {
-		pop := synth.Generate(benchN(), 0.02, 1)
+		pop := synth.GenerateMembers(benchN(), 0.02, 1)
 		members := pop.Index()
 		bench.queries = pop.Queries(20_000, 3)
 		pop = nil

@@ -122,7 +122,7 @@ func TestCLIScale(t *testing.T) {
 		t.Skip("set P2P_IDENTITY_SCALE=1 to run the 1M x 100k CLI timing")
 	}
 	dir := t.TempDir()
-	pop := synth.Generate(1_000_000, 0.02, 1)
+	pop := synth.GenerateMembers(1_000_000, 0.02, 1)
 	writeFile(t, filepath.Join(dir, "index.csv"), pop.Index(), false, false)
 	qs := pop.Queries(100_000, 2)
 	recs := make([]member.Record, len(qs))

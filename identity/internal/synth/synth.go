@@ -142,11 +142,21 @@ func areaOf(state string) int {
 // (about absent of them, chosen among spouses, twins, juniors and children)
 // are left out of the index: queries for them must never match a relative.
 func Generate(n int, absent float64, seed uint64) *Population {
+	return generate(func(p *Population, _ int) bool { return len(p.People) < n }, absent, seed)
+}
+
+// GenerateMembers is Generate until the index holds at least n members
+// (n people in the index, and the absent relatives besides).
+func GenerateMembers(n int, absent float64, seed uint64) *Population {
+	return generate(func(_ *Population, indexed int) bool { return indexed < n }, absent, seed)
+}
+
+func generate(more func(p *Population, indexed int) bool, absent float64, seed uint64) *Population {
 	rng := rand.New(rand.NewPCG(seed, 0x51ed))
 	g := &gen{rng: rng}
 	pop := &Population{rng: rng}
-	hh := 0
-	for len(pop.People) < n {
+	hh, indexed := 0, 0
+	for more(pop, indexed) {
 		hh++
 		size := []int{1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 5}[rng.IntN(12)]
 		addr := g.address()
@@ -210,6 +220,8 @@ func Generate(n int, absent float64, seed uint64) *Population {
 			members[i].InIndex = true
 			if i > 0 && rng.Float64() < absent*3 {
 				members[i].InIndex = false
+			} else {
+				indexed++
 			}
 			members[i].Record.ID = fmt.Sprintf("M%08d", len(pop.People)+1)
 			pop.People = append(pop.People, members[i])
