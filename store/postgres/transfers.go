@@ -34,23 +34,6 @@ func getIdem(ctx context.Context, q dbtx, clientID, key string) (store.Idempoten
 		"SELECT "+idemColumns+" FROM idempotency_keys WHERE client_id = $1 AND idempotency_key = $2", clientID, key))
 }
 
-// transferParts are the jsonb columns of a projection; nil is NULL.
-type transferParts struct{ identity, consent, export, error []byte }
-
-func marshalParts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) (p transferParts, err error) {
-	if p.identity, err = storeutil.MarshalPart(identity); err != nil {
-		return p, err
-	}
-	if p.consent, err = storeutil.MarshalPart(consent); err != nil {
-		return p, err
-	}
-	if p.export, err = storeutil.MarshalPart(export); err != nil {
-		return p, err
-	}
-	p.error, err = storeutil.MarshalPart(e)
-	return p, err
-}
-
 // CreateTransfer claims (ClientID, IdempotencyKey) and, if it was free,
 // creates the transfer, its request and its first event in the same
 // transaction; otherwise it returns the existing record, Created false.
@@ -68,7 +51,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: request: %w", err)
 	}
-	parts, err := marshalParts(tr.Identity, tr.Consent, tr.Export, tr.Error)
+	parts, err := storeutil.MarshalParts(tr.Identity, tr.Consent, tr.Export, tr.Error)
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: %w", err)
 	}
@@ -76,7 +59,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: event detail: %w", err)
 	}
-	changes, err := encodeChanges(nt.Changes)
+	changes, err := storeutil.EncodeChanges(nt.Changes)
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("postgres: create transfer: %w", err)
 	}
@@ -98,7 +81,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			(id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at, identity, consent, export, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State), tr.CreatedAt, tr.UpdatedAt,
-			parts.identity, parts.consent, parts.export, parts.error); err != nil {
+			parts.Identity, parts.Consent, parts.Export, parts.Error); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO transfer_requests (transfer_id, request) VALUES ($1, $2)", tr.ID, req); err != nil {
@@ -197,23 +180,23 @@ const transferColumns = "id, client_id, partner_id, direction, correlation_id, s
 
 func scanTransfer(r pgx.Row) (transfer.Transfer, error) {
 	var tr transfer.Transfer
-	var p transferParts
+	var p storeutil.Parts
 	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State, &tr.CreatedAt, &tr.UpdatedAt,
-		&p.identity, &p.consent, &p.export, &p.error)
+		&p.Identity, &p.Consent, &p.Export, &p.Error)
 	if err != nil {
 		return tr, err
 	}
 	tr.CreatedAt, tr.UpdatedAt = tr.CreatedAt.UTC(), tr.UpdatedAt.UTC()
-	if tr.Identity, err = storeutil.UnmarshalPart[transfer.IdentityOutcome](p.identity); err != nil {
+	if tr.Identity, err = storeutil.UnmarshalPart[transfer.IdentityOutcome](p.Identity); err != nil {
 		return tr, fmt.Errorf("identity: %w", err)
 	}
-	if tr.Consent, err = storeutil.UnmarshalPart[transfer.ConsentOutcome](p.consent); err != nil {
+	if tr.Consent, err = storeutil.UnmarshalPart[transfer.ConsentOutcome](p.Consent); err != nil {
 		return tr, fmt.Errorf("consent: %w", err)
 	}
-	if tr.Export, err = storeutil.UnmarshalPart[transfer.ExportInfo](p.export); err != nil {
+	if tr.Export, err = storeutil.UnmarshalPart[transfer.ExportInfo](p.Export); err != nil {
 		return tr, fmt.Errorf("export: %w", err)
 	}
-	if tr.Error, err = storeutil.UnmarshalPart[transfer.ErrorInfo](p.error); err != nil {
+	if tr.Error, err = storeutil.UnmarshalPart[transfer.ErrorInfo](p.Error); err != nil {
 		return tr, fmt.Errorf("error: %w", err)
 	}
 	return tr, nil
@@ -316,7 +299,7 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	if len(chs) == 0 {
 		return []bool{}, nil
 	}
-	encoded, err := encodeChanges(chs)
+	encoded, err := storeutil.EncodeChanges(chs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", op, err)
 	}
@@ -344,50 +327,18 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	return applied, nil
 }
 
-// encodedChange is a prepared change with its JSON columns.
-type encodedChange struct {
-	ch     store.Change
-	parts  transferParts
-	detail []byte
-	state  any // the new state, or NULL
-}
-
-// encodeChanges prepares chs and encodes their JSON, before any
-// transaction.
-func encodeChanges(chs []store.Change) ([]encodedChange, error) {
-	chs, err := storeutil.PrepareChanges(chs)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]encodedChange, len(chs))
-	for i, ch := range chs {
-		e := encodedChange{ch: ch}
-		if e.parts, err = marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error); err != nil {
-			return nil, fmt.Errorf("change %d: %w", i+1, err)
-		}
-		if e.detail, err = storeutil.MarshalDetail(ch.Event.Detail); err != nil {
-			return nil, fmt.Errorf("change %d: event detail: %w", i+1, err)
-		}
-		if ch.State != "" {
-			e.state = string(ch.State)
-		}
-		out[i] = e
-	}
-	return out, nil
-}
-
 // applyEncoded applies changes in tx to a transfer whose row the caller
 // has locked (or created) and whose last event has seq last: each new
 // event takes the next seq, is appended to the audit log, and updates the
 // projection and writes the change's link, review and grant; an event
 // whose key is recorded is skipped.
-func applyEncoded(ctx context.Context, tx pgx.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
+func applyEncoded(ctx context.Context, tx pgx.Tx, transferID string, last int64, changes []storeutil.EncodedChange) ([]bool, error) {
 	applied := make([]bool, len(changes))
 	for i, e := range changes {
-		ch := e.ch
+		ch := e.Change
 		ev := ch.Event
 		ev.Seq = last + 1
-		ok, err := insertEvent(ctx, tx, transferID, ev, e.detail)
+		ok, err := insertEvent(ctx, tx, transferID, ev, e.Detail)
 		if err != nil {
 			return nil, err
 		}
@@ -403,7 +354,7 @@ func applyEncoded(ctx context.Context, tx pgx.Tx, transferID string, last int64,
 			export = coalesce($6::jsonb, export),
 			error = coalesce($7::jsonb, error)
 			WHERE id = $1`,
-			transferID, ev.At, e.state, e.parts.identity, e.parts.consent, e.parts.export, e.parts.error); err != nil {
+			transferID, ev.At, e.State, e.Parts.Identity, e.Parts.Consent, e.Parts.Export, e.Parts.Error); err != nil {
 			return nil, err
 		}
 		if ch.Link != nil {

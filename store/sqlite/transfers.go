@@ -37,23 +37,6 @@ func getIdem(ctx context.Context, q interface {
 		"SELECT "+idemColumns+" FROM idempotency_keys WHERE client_id = ? AND idempotency_key = ?", clientID, key))
 }
 
-// transferParts are the JSON columns of a projection.
-type transferParts struct{ identity, consent, export, error []byte }
-
-func marshalParts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) (p transferParts, err error) {
-	if p.identity, err = storeutil.MarshalPart(identity); err != nil {
-		return p, err
-	}
-	if p.consent, err = storeutil.MarshalPart(consent); err != nil {
-		return p, err
-	}
-	if p.export, err = storeutil.MarshalPart(export); err != nil {
-		return p, err
-	}
-	p.error, err = storeutil.MarshalPart(e)
-	return p, err
-}
-
 // text binds JSON as TEXT, and nil as NULL (the tables are STRICT).
 func text(b []byte) any {
 	if b == nil {
@@ -75,7 +58,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("sqlite: create transfer: request: %w", err)
 	}
-	parts, err := marshalParts(tr.Identity, tr.Consent, tr.Export, tr.Error)
+	parts, err := storeutil.MarshalParts(tr.Identity, tr.Consent, tr.Export, tr.Error)
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("sqlite: create transfer: %w", err)
 	}
@@ -83,7 +66,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("sqlite: create transfer: event detail: %w", err)
 	}
-	changes, err := encodeChanges(nt.Changes)
+	changes, err := storeutil.EncodeChanges(nt.Changes)
 	if err != nil {
 		return store.CreateResult{}, fmt.Errorf("sqlite: create transfer: %w", err)
 	}
@@ -107,7 +90,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			(id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at, identity, consent, export, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State), fmtTime(tr.CreatedAt), fmtTime(tr.UpdatedAt),
-			text(parts.identity), text(parts.consent), text(parts.export), text(parts.error)); err != nil {
+			text(parts.Identity), text(parts.Consent), text(parts.Export), text(parts.Error)); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO transfer_requests (transfer_id, request) VALUES (?, ?)", tr.ID, string(req)); err != nil {
@@ -208,9 +191,9 @@ const transferColumns = "id, client_id, partner_id, direction, correlation_id, s
 func scanTransfer(r rowScanner) (transfer.Transfer, error) {
 	var tr transfer.Transfer
 	var created, updated string
-	var p transferParts
+	var p storeutil.Parts
 	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State, &created, &updated,
-		&p.identity, &p.consent, &p.export, &p.error)
+		&p.Identity, &p.Consent, &p.Export, &p.Error)
 	if err != nil {
 		return tr, err
 	}
@@ -220,16 +203,16 @@ func scanTransfer(r rowScanner) (transfer.Transfer, error) {
 	if tr.UpdatedAt, err = parseTime(updated); err != nil {
 		return tr, err
 	}
-	if tr.Identity, err = storeutil.UnmarshalPart[transfer.IdentityOutcome](p.identity); err != nil {
+	if tr.Identity, err = storeutil.UnmarshalPart[transfer.IdentityOutcome](p.Identity); err != nil {
 		return tr, fmt.Errorf("identity: %w", err)
 	}
-	if tr.Consent, err = storeutil.UnmarshalPart[transfer.ConsentOutcome](p.consent); err != nil {
+	if tr.Consent, err = storeutil.UnmarshalPart[transfer.ConsentOutcome](p.Consent); err != nil {
 		return tr, fmt.Errorf("consent: %w", err)
 	}
-	if tr.Export, err = storeutil.UnmarshalPart[transfer.ExportInfo](p.export); err != nil {
+	if tr.Export, err = storeutil.UnmarshalPart[transfer.ExportInfo](p.Export); err != nil {
 		return tr, fmt.Errorf("export: %w", err)
 	}
-	if tr.Error, err = storeutil.UnmarshalPart[transfer.ErrorInfo](p.error); err != nil {
+	if tr.Error, err = storeutil.UnmarshalPart[transfer.ErrorInfo](p.Error); err != nil {
 		return tr, fmt.Errorf("error: %w", err)
 	}
 	return tr, nil
@@ -329,7 +312,7 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	if len(chs) == 0 {
 		return []bool{}, nil
 	}
-	encoded, err := encodeChanges(chs)
+	encoded, err := storeutil.EncodeChanges(chs)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
@@ -351,49 +334,17 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	return applied, nil
 }
 
-// encodedChange is a prepared change with its JSON columns.
-type encodedChange struct {
-	ch     store.Change
-	parts  transferParts
-	detail []byte
-	state  any // the new state, or NULL
-}
-
-// encodeChanges prepares chs and encodes their JSON, before any
-// transaction.
-func encodeChanges(chs []store.Change) ([]encodedChange, error) {
-	chs, err := storeutil.PrepareChanges(chs)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]encodedChange, len(chs))
-	for i, ch := range chs {
-		e := encodedChange{ch: ch}
-		if e.parts, err = marshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error); err != nil {
-			return nil, fmt.Errorf("change %d: %w", i+1, err)
-		}
-		if e.detail, err = storeutil.MarshalDetail(ch.Event.Detail); err != nil {
-			return nil, fmt.Errorf("change %d: event detail: %w", i+1, err)
-		}
-		if ch.State != "" {
-			e.state = string(ch.State)
-		}
-		out[i] = e
-	}
-	return out, nil
-}
-
 // applyEncoded applies changes in tx to a transfer whose last event has
 // seq last: each new event takes the next seq, is appended to the audit
 // log, and updates the projection and writes the change's link, review
 // and grant; an event whose key is recorded is skipped.
-func applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
+func applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64, changes []storeutil.EncodedChange) ([]bool, error) {
 	applied := make([]bool, len(changes))
 	for i, e := range changes {
-		ch := e.ch
+		ch := e.Change
 		ev := ch.Event
 		ev.Seq = last + 1
-		if err := insertEvent(ctx, tx, transferID, ev, e.detail); err == sql.ErrNoRows {
+		if err := insertEvent(ctx, tx, transferID, ev, e.Detail); err == sql.ErrNoRows {
 			continue // recorded before: a retry
 		} else if err != nil {
 			return nil, err
@@ -407,7 +358,7 @@ func applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64
 			export = coalesce(?, export),
 			error = coalesce(?, error)
 			WHERE id = ?`,
-			fmtTime(ev.At), e.state, text(e.parts.identity), text(e.parts.consent), text(e.parts.export), text(e.parts.error), transferID); err != nil {
+			fmtTime(ev.At), e.State, text(e.Parts.Identity), text(e.Parts.Consent), text(e.Parts.Export), text(e.Parts.Error), transferID); err != nil {
 			return nil, err
 		}
 		if ch.Link != nil {

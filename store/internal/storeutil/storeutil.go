@@ -349,3 +349,53 @@ func PrepareGrant(g store.MatchGrant, at time.Time) (store.MatchGrant, error) {
 	g.GrantedAt, g.ConsentExpires, g.Seq = Time(g.GrantedAt), Time(g.ConsentExpires), 0
 	return g, nil
 }
+
+// Parts are the JSON columns of a transfer's projection; nil for NULL.
+type Parts struct{ Identity, Consent, Export, Error []byte }
+
+// MarshalParts encodes the projection's JSON columns.
+func MarshalParts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) (p Parts, err error) {
+	if p.Identity, err = MarshalPart(identity); err != nil {
+		return p, err
+	}
+	if p.Consent, err = MarshalPart(consent); err != nil {
+		return p, err
+	}
+	if p.Export, err = MarshalPart(export); err != nil {
+		return p, err
+	}
+	p.Error, err = MarshalPart(e)
+	return p, err
+}
+
+// EncodedChange is a prepared change with its JSON columns.
+type EncodedChange struct {
+	Change store.Change
+	Parts  Parts
+	Detail []byte
+	State  any // the new state, or nil for NULL
+}
+
+// EncodeChanges prepares chs (PrepareChanges) and encodes their JSON,
+// before any transaction.
+func EncodeChanges(chs []store.Change) ([]EncodedChange, error) {
+	chs, err := PrepareChanges(chs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EncodedChange, len(chs))
+	for i, ch := range chs {
+		e := EncodedChange{Change: ch}
+		if e.Parts, err = MarshalParts(ch.Identity, ch.Consent, ch.Export, ch.Error); err != nil {
+			return nil, fmt.Errorf("change %d: %w", i+1, err)
+		}
+		if e.Detail, err = MarshalDetail(ch.Event.Detail); err != nil {
+			return nil, fmt.Errorf("change %d: event detail: %w", i+1, err)
+		}
+		if ch.State != "" {
+			e.State = string(ch.State)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
