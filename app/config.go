@@ -33,8 +33,8 @@ type Config struct {
 }
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
-// wants one, a file holding a bearer token (read at start; a token that
-// expires needs a restart, see the README).
+// wants one, a file holding a bearer token (read at start and again
+// whenever it changes: bulkdata.FileToken).
 type FHIRServer struct {
 	URL            string
 	TokenFile      string

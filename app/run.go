@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -168,19 +166,17 @@ func NewActivities(ctx context.Context, d ActivityDeps) (*activities.Activities,
 	}, nil
 }
 
-// config reads the server's token file, if any.
+// config is the server's client configuration; its token file, if any,
+// is read now (a missing or empty one is an error) and again whenever it
+// changes, so a renewed token needs no restart.
 func (s FHIRServer) config() (fhirrest.Config, error) {
 	cfg := fhirrest.Config{BaseURL: s.URL}
 	if s.TokenFile != "" {
-		b, err := os.ReadFile(s.TokenFile)
+		tok, err := bulkdata.NewFileToken(s.TokenFile)
 		if err != nil {
 			return cfg, err
 		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return cfg, fmt.Errorf("token file %s is empty", s.TokenFile)
-		}
-		cfg.Token = bulkdata.StaticToken(tok)
+		cfg.Token = tok
 	}
 	return cfg, nil
 }
