@@ -52,8 +52,15 @@ type fakeEngine struct {
 	reviewErr error
 	readyErr  error
 	reviews   []transfer.ReviewDecision
-	acks      []string // transfer id/receipt id/signed by
-	panicked  bool     // Ready panics
+	acks      []string        // transfer id/receipt id/signed by
+	panicked  bool            // Ready panics
+	running   map[string]bool // transfers whose workflow Started reports (besides those started here)
+}
+
+func (e *fakeEngine) Started(_ context.Context, id string) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running[id] || e.starts[id] > 0, nil
 }
 
 func (e *fakeEngine) Acknowledge(_ context.Context, id, receiptID, signedBy string) error {

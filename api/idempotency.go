@@ -120,12 +120,6 @@ func asCreated(t transfer.Transfer) transfer.Transfer {
 // resumeBatch is how many pending records ResumePending handles at a time.
 const resumeBatch = 100
 
-// ResumePending starts the workflows of transfers whose idempotency record
-// is still pending and was created more than olderThan ago, and stores
-// their answer: a crash between accepting a transfer and starting its
-// workflow then loses nothing. A later retry of such a request replays the
-// stored answer. It returns how many it resumed; it stops at the first
-// failure, leaving the rest pending for the next call.
 // servedExportClientPrefix starts the client id of the transfers that
 // partners' bulk export kick-offs create on /fhir (pdex.ClientID).
 const servedExportClientPrefix = "fhir:"
@@ -145,6 +139,19 @@ func (s *Server) abandonKickoff(ctx context.Context, rec store.IdempotencyRecord
 		return err
 	}
 	if !tr.State.Terminal() {
+		// The crash may have come after the workflow started (a served
+		// export, a $bulk-member-match batch) and before the 202 was
+		// stored: the workflow carries on and the transfer must not be
+		// closed under it.
+		started, err := s.engine.Started(ctx, rec.TransferID)
+		if err != nil {
+			return err
+		}
+		if started {
+			_, err = s.store.CompleteIdempotency(ctx, rec.ClientID, rec.Key, http.StatusAccepted, []byte(`{"id":"`+rec.TransferID+`"}`))
+			s.log.Info("completed the record of an interrupted kick-off whose workflow runs", zap.String("transfer_id", rec.TransferID))
+			return err
+		}
 		f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the bulk export kick-off was interrupted before it was answered; the partner kicks off again"}
 		if _, err := s.store.ApplyChange(ctx, rec.TransferID, store.Change{
 			Event: transfer.Event{At: now, State: transfer.StateFailed, Actor: "api", Type: transfer.EventState,
@@ -159,6 +166,12 @@ func (s *Server) abandonKickoff(ctx context.Context, rec store.IdempotencyRecord
 	return err
 }
 
+// ResumePending starts the workflows of transfers whose idempotency record
+// is still pending and was created more than olderThan ago, and stores
+// their answer: a crash between accepting a transfer and starting its
+// workflow then loses nothing. A later retry of such a request replays the
+// stored answer. It returns how many it resumed; it stops at the first
+// failure, leaving the rest pending for the next call.
 func (s *Server) ResumePending(ctx context.Context, olderThan time.Duration) (int, error) {
 	cutoff := s.now().Add(-olderThan)
 	seen := map[string]bool{}

@@ -398,6 +398,39 @@ func TestResumePendingClosesInterruptedKickoff(t *testing.T) {
 	}
 }
 
+// A served kick-off interrupted after its workflow started (before its
+// 202 was stored) is left to that workflow: the transfer is not closed
+// under it, nor started again; its record is completed.
+func TestResumePendingLeavesStartedKickoff(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	if _, err := e.store.CreateTransfer(ctx, store.NewTransfer{
+		ClientID: "fhir:new-payer", IdempotencyKey: "bulk-member-match:b1", Fingerprint: "fp",
+		Transfer: transfer.Transfer{ID: "b1", ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
+			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
+		Request: transfer.Request{PartnerID: "new-payer"},
+		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateInitiated)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.engine.set(func(f *fakeEngine) { f.running = map[string]bool{"b1": true} })
+	if n, err := e.srv.ResumePending(ctx, 30*time.Second); err != nil || n != 1 {
+		t.Fatalf("ResumePending = %d, %v; want 1", n, err)
+	}
+	if got := e.engine.started(); got["b1"] != 0 {
+		t.Errorf("the batch was started again: %v", got)
+	}
+	if tr, err := e.store.GetTransfer(ctx, "b1"); err != nil || tr.State != transfer.StateInitiated || tr.Error != nil {
+		t.Fatalf("transfer %+v %v: closed under its running workflow", tr, err)
+	}
+	rec, err := e.store.GetIdempotency(ctx, "fhir:new-payer", "bulk-member-match:b1")
+	if err != nil || rec.Status != store.IdempotencyComplete || rec.ResponseStatus != http.StatusAccepted {
+		t.Errorf("record %+v %v, want complete 202", rec, err)
+	}
+}
+
 // A $member-match decided and recorded (complete) whose answer was not
 // stored keeps its outcome: ResumePending completes its record only.
 func TestResumePendingKeepsEndedMatch(t *testing.T) {

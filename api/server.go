@@ -35,6 +35,10 @@ type Engine interface {
 	// receipt id and the kid that signed it) to a transfer waiting in
 	// sent.
 	Acknowledge(ctx context.Context, transferID, receiptID, signedBy string) error
+	// Started reports whether a workflow was ever started for the
+	// transfer (open or closed), so that an interrupted request is not
+	// closed failed while its workflow runs.
+	Started(ctx context.Context, transferID string) (bool, error)
 }
 
 // AckVerifier checks a partner's signed acknowledgement of a transfer's

@@ -74,6 +74,15 @@ func TestBulkMemberMatch(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("status: %d %s", r.status, r.body)
 	}
+	// The engine tells a batch whose workflow ran (its transfer id is the
+	// batch id) from one that never started: what ResumePending asks.
+	eng := &workflows.Engine{Client: e.s.Client, Store: e.s.Store}
+	if ok, err := eng.Started(context.Background(), batch); err != nil || !ok {
+		t.Errorf("Started(batch) = %v, %v; want true", ok, err)
+	}
+	if ok, err := eng.Started(context.Background(), "never-started"); err != nil || ok {
+		t.Errorf("Started(never-started) = %v, %v; want false", ok, err)
+	}
 	if r := e.fhirDo("GET", status, otherPartner, nil); r.status != http.StatusNotFound {
 		t.Errorf("status as another partner: %d", r.status)
 	}

@@ -121,6 +121,23 @@ func (e *Engine) Acknowledge(ctx context.Context, transferID, receiptID, signedB
 	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalPartnerAck, PartnerAck{ReceiptID: receiptID, SignedBy: signedBy})
 }
 
+// Started reports whether a workflow was ever started for the transfer:
+// its own (a transfer, import or served export) or, for a
+// $bulk-member-match, its batch's, whose id is the transfer's.
+func (e *Engine) Started(ctx context.Context, transferID string) (bool, error) {
+	for _, id := range []string{WorkflowID(transferID), BulkMatchWorkflowID(transferID)} {
+		_, err := e.Client.DescribeWorkflowExecution(ctx, id, "")
+		var nf *serviceerror.NotFound
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.As(err, &nf):
+			return false, fmt.Errorf("describe workflow %s: %w", id, err)
+		}
+	}
+	return false, nil
+}
+
 // Ready reports whether Temporal answers.
 func (e *Engine) Ready(ctx context.Context) error {
 	_, err := e.Client.CheckHealth(ctx, &client.CheckHealthRequest{})
