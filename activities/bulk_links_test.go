@@ -143,7 +143,9 @@ func TestBulkMemberLinks(t *testing.T) {
 		}
 
 		// Not matched: no link.
-		matching.Matcher = matcherFunc(func(transfer.Demographics) identity.Decision { return identity.Decision{Outcome: identity.OutcomeNoMatch} })
+		matching.Matcher = matcherFunc(func(transfer.Demographics) identity.Decision {
+			return identity.Decision{Outcome: identity.OutcomeNoMatch}
+		})
 		f.create(t, "batch-3", transfer.Demographics{}, activeConsent)
 		if o, err := f.acts.MatchBulkMember(ctx, BulkMemberInput{BatchID: "batch-3", Requester: "other-payer", Digest: digest}); err != nil ||
 			o.Outcome != pdex.OutcomeNoMatch {
