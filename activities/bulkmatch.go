@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -24,9 +25,11 @@ import (
 // MemberMatcher decides one member of a batch, sent by requester as a
 // $member-match Parameters resource (pdex.Matching). A member it cannot
 // read, or whose consent or match fails, is an outcome; a match comes with
-// the grant it gives; the error is an infrastructure failure, retried.
+// the grant it gives and the identity link it makes (the requester's
+// presentation, its graph.Presentation digest under key, to our member;
+// no transfer named); the error is an infrastructure failure, retried.
 type MemberMatcher interface {
-	DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error)
+	DecideMember(ctx context.Context, requester string, key, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, *graph.Link, error)
 }
 
 // BulkMemberInput names one stored member of a batch.
@@ -38,10 +41,11 @@ type BulkMemberInput struct {
 }
 
 // MatchBulkMember decides one member of a batch and records its outcome
-// on the batch's transfer, a match's grant in the same transaction (the
-// event says what was matched, the grant lets the requester export it:
-// one without the other never exists). A retry whose outcome is recorded
-// records nothing again. FinishBulkMatch gathers the outcomes.
+// on the batch's transfer, a match's grant and identity link in the same
+// transaction (the event says what was matched, the grant lets the
+// requester export it, the link remembers the requester's presentation as
+// our member's: none exists without the others). A retry whose outcome is
+// recorded records nothing again. FinishBulkMatch gathers the outcomes.
 func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 	if a.BulkMatch == nil {
 		return transfer.BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
@@ -53,12 +57,19 @@ func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (t
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
-	out, grant, err := a.BulkMatch.DecideMember(ctx, in.Requester, art.Data)
+	key, err := a.presentationKey(ctx)
+	if err != nil {
+		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
+	}
+	out, grant, link, err := a.BulkMatch.DecideMember(ctx, in.Requester, key, art.Data)
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	out.Index = in.Index
-	if err := a.recordMember(ctx, in.BatchID, out, grant); err != nil {
+	if link != nil {
+		link.Provenance.TransferID = in.BatchID
+	}
+	if err := a.recordMember(ctx, in.BatchID, out, grant, link); err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
 	a.log(in.BatchID).Info("bulk member decided", zap.String("requester", in.Requester), zap.Int("index", in.Index),
@@ -98,7 +109,7 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 	for _, o := range in.Result.Members {
 		counts[o.Outcome]++
 		if o.Outcome == transfer.BulkOutcomeError {
-			if err := a.recordMember(ctx, in.Result.BatchID, o, nil); err != nil {
+			if err := a.recordMember(ctx, in.Result.BatchID, o, nil, nil); err != nil {
 				return "", appError(ctx, NameFinishBulkMatch, err)
 			}
 		}
@@ -162,10 +173,11 @@ func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) er
 }
 
 // recordMember records one member's outcome on its batch's transfer, once
-// (keyed by its index), with grant if the member was matched. No PHI: the
-// index, codes, our member id. A batch without a transfer (accepted before
-// batches were transfers) still records the grant, on its own.
-func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant) error {
+// (keyed by its index), with grant and link if the member was matched. No
+// PHI: the index, codes, our member id, the presentation's digest. A batch
+// without a transfer (accepted before batches were transfers) still
+// records the grant and the link, each on its own.
+func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant, link *graph.Link) error {
 	d := map[string]any{"index": o.Index, "outcome": o.Outcome}
 	if o.MemberID != "" && o.Outcome == transfer.BulkOutcomeMatched {
 		d["member_id"] = o.MemberID
@@ -173,15 +185,25 @@ func (a *Activities) recordMember(ctx context.Context, batchID string, o transfe
 	if o.Reason != "" {
 		d["reason"] = o.Reason
 	}
-	err := a.record(ctx, batchID, store.Change{Grant: grant, Event: transfer.Event{Type: transfer.EventMemberDecided,
+	err := a.record(ctx, batchID, store.Change{Grant: grant, Link: link, Event: transfer.Event{Type: transfer.EventMemberDecided,
 		Key: fmt.Sprintf("member:%d", o.Index), Detail: d}})
-	if errors.Is(err, store.ErrNotFound) {
-		if grant == nil {
-			return nil
-		}
-		_, err = a.Store.AppendMatchGrant(ctx, *grant)
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
 	}
-	return err
+	if grant != nil {
+		if _, err := a.Store.AppendMatchGrant(ctx, *grant); err != nil {
+			return err
+		}
+	}
+	if link != nil {
+		// Its own write: a retry finds the link current, adds nothing.
+		l := *link
+		l.ValidFrom = a.now()
+		if _, err := a.Store.AppendIdentityLink(ctx, l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recordBatch applies ch to the batch's transfer. A batch accepted before

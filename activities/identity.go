@@ -125,16 +125,26 @@ func (s StoreMatcher) Resolve(ctx context.Context, q transfer.Demographics) (ide
 // presentation is the keyed digest of what the partner presented
 // (graph.Presentation), under the store's presentation key.
 func (a *Activities) presentation(ctx context.Context, req transfer.Request) (string, error) {
+	key, err := a.presentationKey(ctx)
+	if err != nil {
+		return "", err
+	}
+	return graph.Presentation(key, req.PartnerID, req.Member), nil
+}
+
+// presentationKey is the store's presentation key (the key of
+// graph.Presentation and graph.ExternalID), read once.
+func (a *Activities) presentationKey(ctx context.Context) ([]byte, error) {
 	a.keyMu.Lock()
 	defer a.keyMu.Unlock()
 	if a.key == nil {
 		k, err := a.Store.PresentationKey(ctx)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		a.key = k
 	}
-	return graph.Presentation(a.key, req.PartnerID, req.Member), nil
+	return a.key, nil
 }
 
 // recallReview is the outcome a reviewer already decided for presentation

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/postgres"
 	"github.com/p2p-payer/p2p/store/postgres/pgtest"
+	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -19,7 +21,20 @@ import (
 // PostgreSQL at $P2P_TEST_DATABASE_URL (skipped when it is unset, failed
 // when it is set and PostgreSQL does not answer).
 func eachStore(t *testing.T, test func(t *testing.T, f *fixture)) {
-	t.Run("sqlite", func(t *testing.T) { test(t, newFixture(t)) })
+	onEachStore(t, func(t *testing.T, st store.Store) { test(t, newFixtureOn(t, st)) })
+}
+
+// onEachStore runs test on each store, new: SQLite, and PostgreSQL as
+// eachStore says.
+func onEachStore(t *testing.T, test func(t *testing.T, st store.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p2p.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		test(t, st)
+	})
 	t.Run("postgres", func(t *testing.T) {
 		u := pgtest.Schema(t)
 		ctx := context.Background()
@@ -31,7 +46,7 @@ func eachStore(t *testing.T, test func(t *testing.T, f *fixture)) {
 			t.Fatalf("open: %v", err)
 		}
 		t.Cleanup(func() { st.Close() })
-		test(t, newFixtureOn(t, st))
+		test(t, st)
 	})
 }
 

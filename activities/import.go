@@ -22,6 +22,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -99,7 +100,10 @@ func (a *Activities) pullPartner(id string) (connectors.Partner, error) {
 // MatchAtPartner asks the old payer who the member is ($member-match),
 // with the member's demographics, the old card and the consent from the
 // stored request, and records the outcome (no PHI: the old payer's member
-// id, the reason of a refusal).
+// id, the reason of a refusal). A match links, in the identity graph and
+// with the outcome's event, the old payer's identifier for the member (as
+// its keyed digest, graph.ExternalID) to our member (member.member_id of
+// the request; a member not yet numbered links nothing).
 func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matched, error) {
 	p, err := a.pullPartner(in.PartnerID)
 	fail := func(err error) (Matched, error) {
@@ -157,11 +161,35 @@ func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matche
 		detail["partner_member_id"], detail["partner_member_system"] = out.MemberID, res.MemberIdentifier.System
 		detail["partner_patient_id"] = out.PatientID
 	}
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{
+	link, err := a.partnerLink(ctx, in.TransferID, p.ID, req.Member.MemberID, out.Status, res.MemberIdentifier)
+	if err != nil {
+		return fail(err)
+	}
+	if err := a.record(ctx, in.TransferID, store.Change{Link: link, Event: transfer.Event{
 		Type: EventMemberMatch, Key: "member_match", Detail: detail}}); err != nil {
 		return fail(err)
 	}
 	return out, nil
+}
+
+// RulePartnerMemberMatch is the rule of a link made by an old payer's
+// $member-match answer: its identifier for the member is ours.
+const RulePartnerMemberMatch = "partner_member_match"
+
+// partnerLink is the identity link an old payer's answer makes: partner's
+// identifier id (its keyed digest, never the value) to our member, when
+// the answer is a match naming an identifier and our member has an id.
+func (a *Activities) partnerLink(ctx context.Context, transferID, partner, ourMember, status string, id fhir.Identifier) (*graph.Link, error) {
+	if status != transfer.IdentityResolved || id.Value == "" || ourMember == "" {
+		return nil, nil
+	}
+	key, err := a.presentationKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &graph.Link{Partner: partner, ExternalRef: graph.ExternalID(key, partner, id.System, id.Value), MemberID: ourMember,
+		MadeBy:     graph.Maker{Kind: graph.MadeByRule, Rule: RulePartnerMemberMatch},
+		Provenance: graph.Provenance{TransferID: transferID, Note: "$member-match answered by " + partner}}, nil
 }
 
 // Event types of an import, besides the states.

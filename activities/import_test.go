@@ -31,8 +31,11 @@ import (
 type oneMatch struct{}
 
 func (oneMatch) Resolve(_ context.Context, q transfer.Demographics) (identity.Decision, error) {
-	if q.MemberID == "OLD-1" {
+	switch q.MemberID {
+	case "OLD-1":
 		return identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M1"}, nil
+	case "OLD-3": // the same person under another old card
+		return identity.Decision{Outcome: identity.OutcomeMatch, MemberID: "M3"}, nil
 	}
 	return identity.Decision{Outcome: identity.OutcomeNoMatch}, nil
 }
@@ -47,12 +50,17 @@ type importFixture struct {
 
 func newImportFixture(t *testing.T) *importFixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p2p.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p2p.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newImportFixtureOn(t, st)
+}
+
+// newImportFixtureOn is an importFixture over st.
+func newImportFixtureOn(t *testing.T, st store.Store) *importFixture {
+	t.Helper()
 	us := []fhir.Identifier{{System: fhir.SystemNPI, Value: "0123456789"}}
 	mm, err := pdex.NewHandler(pdex.Deps{
 		Matcher:        oneMatch{},
@@ -91,8 +99,15 @@ func newImportFixture(t *testing.T) *importFixture {
 
 func (f *importFixture) create(t *testing.T, id, card string, at time.Time) {
 	t.Helper()
+	f.createFor(t, id, "", card, at)
+}
+
+// createFor creates import id for our member (member.member_id; "" for
+// one not yet numbered) with the old card.
+func (f *importFixture) createFor(t *testing.T, id, member, card string, at time.Time) {
+	t.Helper()
 	req := transfer.Request{PartnerID: "oldco", Direction: transfer.DirectionImport,
-		Member: transfer.Demographics{Given: "Ada", Family: "Lovelace", BirthDate: "1990-01-02"},
+		Member: transfer.Demographics{MemberID: member, Given: "Ada", Family: "Lovelace", BirthDate: "1990-01-02"},
 		Consent: transfer.Consent{ID: "c1", Status: "active", Scope: transfer.ScopeRegular,
 			PeriodStart: t0.AddDate(0, -1, 0), PeriodEnd: t0.AddDate(1, 0, 0)},
 		DataScope:       transfer.DataScope{ResourceTypes: []string{"Patient", "Coverage"}},

@@ -39,6 +39,8 @@ import (
 
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -155,30 +157,39 @@ func ParseBulkMemberMatch(body []byte, max int) ([][]byte, *InputError) {
 // DecideMember decides one member of a batch (activities.MemberMatcher):
 // a requester at its failed-match cap is not matched at all; a member
 // that is not a valid $member-match is not matched (invalid_request);
-// otherwise Decide. A match comes with its grant, for the caller to record
-// with the member's outcome; it names no transfer (TransferID "": the
-// batch's transfer records it, not a $member-match's).
-func (m *Matching) DecideMember(ctx context.Context, requester string, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, error) {
+// otherwise Decide. A match comes with its grant and its identity link,
+// for the caller to record with the member's outcome: the link ties the
+// requester's presentation (graph.Presentation under key, as a single
+// $member-match records it) to our member, made as the matcher decided.
+// Neither names a transfer (TransferID "": the batch's transfer records
+// them, not a $member-match's).
+func (m *Matching) DecideMember(ctx context.Context, requester string, key, member []byte) (transfer.BulkMemberOutcome, *store.MatchGrant, *graph.Link, error) {
 	now := m.now()
 	if _, capped, err := m.Throttle.capped(ctx, requester, now); err != nil {
-		return transfer.BulkMemberOutcome{}, nil, fmt.Errorf("reading the failed-match count: %w", err)
+		return transfer.BulkMemberOutcome{}, nil, nil, fmt.Errorf("reading the failed-match count: %w", err)
 	} else if capped {
-		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeTooManyFailures, Why: "too many failed matches: try again later"}, nil, nil, nil
 	}
 	req, perr := ParseMemberMatch(member)
 	if perr != nil {
-		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil, nil
+		return transfer.BulkMemberOutcome{Outcome: OutcomeInvalid, Why: perr.Error()}, nil, nil, nil
 	}
 	dec, err := m.Decide(ctx, requester, req, now)
 	if err != nil {
-		return transfer.BulkMemberOutcome{}, nil, err
+		return transfer.BulkMemberOutcome{}, nil, nil, err
 	}
-	var g *store.MatchGrant
+	var (
+		g    *store.MatchGrant
+		link *graph.Link
+	)
 	if dec.Match != nil {
 		mg := dec.Match.Grant()
 		g = &mg
+		o := dec.Match.Identity.IdentityOutcome()
+		o.Presentation = graph.Presentation(key, requester, req.Demographics())
+		link = identity.LinkOf(requester, "", o, "$bulk-member-match answered to "+requester)
 	}
-	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, g, nil
+	return transfer.BulkMemberOutcome{Outcome: dec.Outcome, MemberID: dec.MemberID, Reason: dec.ConsentReason, Why: dec.Why}, g, link, nil
 }
 
 func (h *Handler) mountBulkMatch(r chi.Router) {

@@ -13,6 +13,7 @@ import (
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -582,5 +583,75 @@ func TestBulkMemberMatchDeleteFails(t *testing.T) {
 	}
 	if a := b.do("GET", status, "new-payer", nil, nil); a.status != http.StatusAccepted {
 		t.Errorf("status: %d", a.status)
+	}
+}
+
+// TestBulkMemberLinksAsMemberMatch: a member matched in a batch links the
+// requester's presentation to our member exactly as a single $member-match
+// of the same member does: the same keyed digest (the single match then
+// adds no link), the batch's transfer as provenance, no PHI; a member not
+// matched links nothing.
+func TestBulkMemberLinksAsMemberMatch(t *testing.T) {
+	ctx := context.Background()
+	b := newBulkMatchHarness(t, nil)
+	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil), bundle(t, "Nobody", nil)))
+	var members [][]byte
+	for _, d := range b.bulk.batches[0].Members {
+		art, err := b.st.GetArtifact(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, art.Data)
+	}
+	b.run()
+
+	key, err := b.st.PresentationKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linksOf := func(member []byte) []graph.Link {
+		t.Helper()
+		req, perr := ParseMemberMatch(member)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		hist, err := b.st.IdentityLinks(ctx, "new-payer", graph.Presentation(key, "new-payer", req.Demographics()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hist
+	}
+	hist := linksOf(members[0])
+	if len(hist) != 1 || hist[0].MemberID != "M1" || hist[0].Provenance.TransferID != id ||
+		hist[0].Provenance.Presentation != hist[0].ExternalRef || hist[0].MadeBy.Kind != graph.MadeByRule {
+		t.Fatalf("links of the matched member %+v: want one to M1 from batch %s", hist, id)
+	}
+	if h := linksOf(members[1]); len(h) != 0 {
+		t.Errorf("a member not matched linked %+v", h)
+	}
+	raw, _ := json.Marshal(hist)
+	for _, s := range append(examplePHI, "Lovelace") {
+		if strings.Contains(string(raw), s) {
+			t.Errorf("the link holds PHI %q: %s", s, raw)
+		}
+	}
+
+	// The same member as a single $member-match: its presentation is the
+	// link's, which stands.
+	if a := b.match("new-payer", members[0]); a.status != http.StatusOK {
+		t.Fatalf("member-match: %d %s", a.status, a.body)
+	}
+	var single string
+	for _, tr := range matchTransfers(t, b.st, "new-payer") {
+		evs, _ := b.st.Timeline(ctx, tr.ID)
+		if len(evs) > 0 && evs[0].Detail["operation"] == OperationMemberMatch {
+			single, _ = evs[0].Detail["presentation"].(string)
+		}
+	}
+	if single == "" || single != hist[0].ExternalRef {
+		t.Errorf("single $member-match presentation %q, the batch's link %q: want the same", single, hist[0].ExternalRef)
+	}
+	if again := linksOf(members[0]); len(again) != 1 || again[0].Seq != hist[0].Seq {
+		t.Errorf("links after the single match %+v, want the batch's one", again)
 	}
 }

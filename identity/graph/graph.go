@@ -251,6 +251,23 @@ func Presentation(key []byte, partner string, q transfer.Demographics) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// ExternalID is the external reference of a partner's own identifier for
+// one of our members (its member number, as its $member-match answered
+// it: system and value), keyed like Presentation: an HMAC-SHA256 under
+// key, so that the graph can say "this partner's member X is our member"
+// without holding the identifier, which is PHI. System and value are
+// trimmed of spaces, otherwise taken exactly (a member number's case may
+// matter, a system is a URI). A leading tag
+// keeps it apart from every Presentation digest under the same key.
+func ExternalID(key []byte, partner, system, value string) string {
+	h := hmac.New(sha256.New, key)
+	for _, s := range []string{"external-id", partner, strings.TrimSpace(system), strings.TrimSpace(value)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // MemoryStore is an in-memory Store for tests and single-process use.
 type MemoryStore struct {
 	mu      sync.Mutex

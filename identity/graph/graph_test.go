@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,31 @@ func TestReviewMemory(t *testing.T) {
 	r, ok, err := g.RecallReview(ctx, "acme", fp)
 	if err != nil || !ok || r.MemberID != "M1" || r.Decision != transfer.DecisionApprove {
 		t.Fatalf("RecallReview = %+v %v %v", r, ok, err)
+	}
+}
+
+// TestExternalID: the digest of a partner's identifier is stable under
+// spacing, differs with the partner, system, value or key, never equals
+// the presentation digest of the same strings, and does not hold the value.
+func TestExternalID(t *testing.T) {
+	key := []byte("k1")
+	id := ExternalID(key, "oldco", "https://old.example/member", "OLD-1")
+	if len(id) != 64 || strings.Contains(id, "OLD-1") {
+		t.Fatalf("ExternalID = %q: want a hex SHA-256 without the value", id)
+	}
+	if same := ExternalID(key, "oldco", " https://old.example/member", "OLD-1 "); same != id {
+		t.Error("spacing changed the digest")
+	}
+	for name, other := range map[string]string{
+		"partner":      ExternalID(key, "otherco", "https://old.example/member", "OLD-1"),
+		"system":       ExternalID(key, "oldco", "https://other.example/member", "OLD-1"),
+		"value":        ExternalID(key, "oldco", "https://old.example/member", "OLD-2"),
+		"case":         ExternalID(key, "oldco", "https://old.example/member", "old-1"),
+		"key":          ExternalID([]byte("k2"), "oldco", "https://old.example/member", "OLD-1"),
+		"presentation": Presentation(key, "oldco", transfer.Demographics{MemberID: "OLD-1"}),
+	} {
+		if other == id {
+			t.Errorf("another %s gives the same digest", name)
+		}
 	}
 }
