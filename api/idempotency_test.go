@@ -372,17 +372,7 @@ func TestFingerprintIgnoresFormatting(t *testing.T) {
 func TestResumePendingClosesInterruptedKickoff(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
-	if _, err := e.store.CreateTransfer(ctx, store.NewTransfer{
-		ClientID: "fhir:new-payer", IdempotencyKey: "bulk-export:x1", Fingerprint: "fp",
-		Transfer: transfer.Transfer{ID: "x1", ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
-			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
-		Request: transfer.Request{PartnerID: "new-payer"},
-		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated)},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.pendingServed(t, "x1", "bulk-export:x1")
 	if n, err := e.srv.ResumePending(ctx, 30*time.Second); err != nil || n != 1 {
 		t.Fatalf("ResumePending = %d, %v; want 1", n, err)
 	}
@@ -404,17 +394,7 @@ func TestResumePendingClosesInterruptedKickoff(t *testing.T) {
 func TestResumePendingLeavesStartedKickoff(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
-	if _, err := e.store.CreateTransfer(ctx, store.NewTransfer{
-		ClientID: "fhir:new-payer", IdempotencyKey: "bulk-member-match:b1", Fingerprint: "fp",
-		Transfer: transfer.Transfer{ID: "b1", ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
-			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
-		Request: transfer.Request{PartnerID: "new-payer"},
-		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated)},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.pendingServed(t, "b1", "bulk-member-match:b1")
 	e.engine.set(func(f *fakeEngine) { f.running = map[string]bool{"b1": true} })
 	if n, err := e.srv.ResumePending(ctx, 30*time.Second); err != nil || n != 1 {
 		t.Fatalf("ResumePending = %d, %v; want 1", n, err)
@@ -436,19 +416,8 @@ func TestResumePendingLeavesStartedKickoff(t *testing.T) {
 func TestResumePendingKeepsEndedMatch(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
-	if _, err := e.store.CreateTransfer(ctx, store.NewTransfer{
-		ClientID: "fhir:new-payer", IdempotencyKey: "member-match:m1", Fingerprint: "fp",
-		Transfer: transfer.Transfer{ID: "m1", ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
-			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
-		Request: transfer.Request{PartnerID: "new-payer"},
-		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated)},
-		Changes: []store.Change{{State: transfer.StateComplete,
-			Event: transfer.Event{At: at, State: transfer.StateComplete, Actor: "pdex", Type: transfer.EventState}}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.pendingServed(t, "m1", "member-match:m1", store.Change{State: transfer.StateComplete,
+		Event: transfer.Event{State: transfer.StateComplete, Actor: "pdex", Type: transfer.EventState}})
 	if n, err := e.srv.ResumePending(ctx, 30*time.Second); err != nil || n != 1 {
 		t.Fatalf("ResumePending = %d, %v; want 1", n, err)
 	}
@@ -458,5 +427,27 @@ func TestResumePendingKeepsEndedMatch(t *testing.T) {
 	}
 	if rec, err := e.store.GetIdempotency(ctx, "fhir:new-payer", "member-match:m1"); err != nil || rec.Status != store.IdempotencyComplete {
 		t.Errorf("record %+v %v, want complete", rec, err)
+	}
+}
+
+// pendingServed stores a transfer a partner's request on /fhir created a
+// minute ago (with changes, at the same time), its idempotency record
+// still pending: as a crash before the answer was stored leaves it.
+func (e *env) pendingServed(t *testing.T, id, key string, changes ...store.Change) {
+	t.Helper()
+	at := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	for i := range changes {
+		changes[i].Event.At = at
+	}
+	if _, err := e.store.CreateTransfer(context.Background(), store.NewTransfer{
+		ClientID: "fhir:new-payer", IdempotencyKey: key, Fingerprint: "fp",
+		Transfer: transfer.Transfer{ID: id, ClientID: "fhir:new-payer", PartnerID: "new-payer", Direction: transfer.DirectionExport,
+			State: transfer.StateInitiated, CreatedAt: at, UpdatedAt: at},
+		Request: transfer.Request{PartnerID: "new-payer"},
+		Event: transfer.Event{At: at, State: transfer.StateInitiated, Actor: "partner:new-payer", Type: transfer.EventState,
+			Key: transfer.StateKey(transfer.StateInitiated)},
+		Changes: changes,
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,11 +2,9 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -186,17 +184,7 @@ var _ pdex.BulkMatches = (*BulkMatchEngine)(nil)
 // if it was finishing, finished. A batch whose workflow has ended is not
 // touched: nil.
 func (e *BulkMatchEngine) DeleteBulkMatch(ctx context.Context, id string) error {
-	h, err := e.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: BulkMatchWorkflowID(id), UpdateName: UpdateDeleteBulkMatch, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, nil)
-	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) { // no such workflow, or it has completed
-		return nil
-	}
-	if err != nil {
+	if err := updateIfRunning(ctx, e.Client, BulkMatchWorkflowID(id), UpdateDeleteBulkMatch); err != nil {
 		return fmt.Errorf("delete bulk member match: %w", err)
 	}
 	return nil

@@ -93,14 +93,21 @@ func (e *ServeEngine) FileDownloaded(ctx context.Context, transferID, digest str
 // until its files are withdrawn. An export whose workflow has ended is
 // gone already.
 func (e *ServeEngine) DeleteExport(ctx context.Context, transferID string) error {
-	h, err := e.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: WorkflowID(transferID), UpdateName: UpdateDeleteExport, WaitForStage: client.WorkflowUpdateStageCompleted,
+	return updateIfRunning(ctx, e.Client, WorkflowID(transferID), UpdateDeleteExport)
+}
+
+// updateIfRunning sends update to workflow id and waits until it has
+// completed. A workflow that does not exist or has ended takes no update:
+// nil, what a delete of what is gone already wants.
+func updateIfRunning(ctx context.Context, c client.Client, id, update string) error {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
 		err = h.Get(ctx, nil)
 	}
 	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) { // no such workflow, or it has completed
+	if errors.As(err, &nf) {
 		return nil
 	}
 	return err
