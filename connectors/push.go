@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -30,7 +31,7 @@ const (
 const (
 	ErrTypeUnreachable = "partner_unreachable"         // transport: connection, DNS, timeout
 	ErrTypeUnavailable = "partner_unavailable"         // downstream: 5xx, 408
-	ErrTypeThrottled   = "partner_throttled"           // downstream: 429
+	ErrTypeThrottled   = "partner_throttled"           // downstream: 429, 503 with Retry-After
 	ErrTypeAuth        = "partner_auth"                // auth: 401, 403
 	ErrTypeRejected    = transfer.ErrorPartnerRejected // business: other 4xx
 	ErrTypeBadResponse = "partner_bad_response"        // validation: a 2xx/3xx we cannot use
@@ -262,29 +263,21 @@ func (h *HTTPPusher) classify(p Partner, resp *http.Response, raw []byte) (Recei
 	return r, err
 }
 
+// pushStatusTypes are a push's fault types in the shared status table.
+var pushStatusTypes = httpclass.Types{Auth: ErrTypeAuth, Throttled: ErrTypeThrottled, Unavailable: ErrTypeUnavailable,
+	Rejected: ErrTypeRejected, RejectClass: fault.Business, Unexpected: ErrTypeBadResponse}
+
+// classifyStatus reads a 200/201 (taken) or 202 (accepted) as a receipt;
+// every other status goes by the shared table (httpclass).
 func (h *HTTPPusher) classifyStatus(p Partner, resp *http.Response, raw []byte) (Receipt, error) {
-	code := resp.StatusCode
-	msg := fmt.Sprintf("partner %s answered %d%s", p.ID, code, problemType(resp.Header, raw))
-	switch {
-	case code == http.StatusOK || code == http.StatusCreated:
+	switch code := resp.StatusCode; code {
+	case http.StatusOK, http.StatusCreated:
 		return parseReceipt(p, resp, raw, false)
-	case code == http.StatusAccepted:
+	case http.StatusAccepted:
 		return parseReceipt(p, resp, raw, true)
-	case code == http.StatusTooManyRequests:
-		e := fault.New(fault.Downstream, ErrTypeThrottled, msg)
-		e.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), h.now())
-		return Receipt{}, e
-	case code >= 500 || code == http.StatusRequestTimeout:
-		// 408 is the partner giving up on a slow request: worth a retry.
-		e := fault.New(fault.Downstream, ErrTypeUnavailable, msg)
-		e.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), h.now())
-		return Receipt{}, e
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return Receipt{}, fault.New(fault.Auth, ErrTypeAuth, msg)
-	case code >= 400:
-		return Receipt{}, fault.New(fault.Business, ErrTypeRejected, msg)
-	default: // 1xx leftovers, 204 and other 2xx, 3xx
-		return Receipt{}, fault.New(fault.Validation, ErrTypeBadResponse, msg+": unexpected status")
+	default: // 1xx leftovers, 204 and other 2xx and 3xx are answers we cannot use
+		msg := fmt.Sprintf("partner %s answered %d%s", p.ID, code, problemType(resp.Header, raw))
+		return Receipt{}, pushStatusTypes.Error(code, resp.Header, h.now(), msg, nil)
 	}
 }
 
@@ -347,44 +340,4 @@ func problemType(h http.Header, raw []byte) string {
 		}
 	}
 	return fmt.Sprintf(" (problem type %q)", pr.Type)
-}
-
-// MaxRetryAfter caps any Retry-After we honour; a partner asking for more
-// is misconfigured (or sent an epoch in milliseconds), and we retry sooner
-// rather than sleep for days.
-const MaxRetryAfter = time.Hour
-
-// ParseRetryAfter reads a Retry-After header value: delay-seconds or an
-// HTTP-date, relative to now. Dates in the past give 0; anything above
-// MaxRetryAfter is clamped to it. ok is false for an empty or unreadable
-// value.
-func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if isDigits(v) {
-		if len(v) > 9 { // more than ~31 years of seconds: clamp, don't overflow
-			return MaxRetryAfter, true
-		}
-		var secs int64
-		for _, c := range v {
-			secs = secs*10 + int64(c-'0')
-		}
-		return min(time.Duration(secs)*time.Second, MaxRetryAfter), true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(0, min(t.Sub(now), MaxRetryAfter)), true
-}
-
-func isDigits(s string) bool {
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return s != ""
 }

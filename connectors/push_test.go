@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -111,13 +112,14 @@ func TestPushAnswers(t *testing.T) {
 		{name: "redirect not followed", answer: reply(307, "", "Location", "http://127.0.0.1:1/elsewhere"),
 			class: fault.Validation, typ: ErrTypeBadResponse},
 		{name: "500", answer: reply(500, "oops"), class: fault.Downstream, typ: ErrTypeUnavailable},
-		{name: "503 with Retry-After", answer: reply(503, "", "Retry-After", "7"), class: fault.Downstream, typ: ErrTypeUnavailable, retryAfter: 7 * time.Second},
+		{name: "503 with Retry-After: throttled", answer: reply(503, "", "Retry-After", "7"), class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: 7 * time.Second},
+		{name: "503", answer: reply(503, ""), class: fault.Downstream, typ: ErrTypeUnavailable},
 		{name: "408", answer: reply(408, ""), class: fault.Downstream, typ: ErrTypeUnavailable},
 		{name: "429 seconds", answer: reply(429, "", "Retry-After", "120"), class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: 2 * time.Minute},
 		{name: "429 HTTP-date", answer: reply(429, "", "Retry-After", now.Add(90*time.Second).Format(http.TimeFormat)),
 			class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: 90 * time.Second},
 		{name: "429 epoch millis clamped", answer: reply(429, "", "Retry-After", "1748779200000"),
-			class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: MaxRetryAfter},
+			class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: httpclass.MaxRetryAfter},
 		{name: "429 without Retry-After", answer: reply(429, ""), class: fault.Downstream, typ: ErrTypeThrottled},
 		{name: "401", answer: problem(401, "urn:partner:bad-token"), class: fault.Auth, typ: ErrTypeAuth},
 		{name: "403 bad signature", answer: problem(403, "urn:partner:invalid-signature"), class: fault.Auth, typ: ErrTypeAuth,
@@ -235,37 +237,6 @@ func TestPushRefusesBadDeliveries(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatal("a bad delivery was sent")
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false},
-		{"0", 0, true},
-		{" 30 ", 30 * time.Second, true},
-		{"3600", time.Hour, true},
-		{"3601", MaxRetryAfter, true},
-		{"1748779200000", MaxRetryAfter, true},
-		{"99999999999999999999999", MaxRetryAfter, true},
-		{"-5", 0, false},
-		{"1.5", 0, false},
-		{"soon", 0, false},
-		{now.Add(45 * time.Second).Format(http.TimeFormat), 45 * time.Second, true},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
-		{now.Add(48 * time.Hour).Format(http.TimeFormat), MaxRetryAfter, true},
-		{now.Add(10 * time.Second).Format(time.RFC850), 10 * time.Second, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, ok := ParseRetryAfter(tt.in, now)
-			if got != tt.want || ok != tt.ok {
-				t.Fatalf("= %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
-			}
-		})
 	}
 }
 

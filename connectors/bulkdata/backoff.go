@@ -1,17 +1,10 @@
 package bulkdata
 
 import (
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
-)
 
-// MaxRetryAfter is the longest Retry-After honoured by default. A server
-// asking for more is misconfigured or sent something else than a delay
-// (an epoch in seconds or milliseconds), and waiting an hour is already
-// long against a one-business-day deadline.
-const MaxRetryAfter = time.Hour
+	"github.com/p2p-payer/p2p/connectors/httpclass"
+)
 
 // PollPolicy says how long to wait between status polls. The zero value is
 // DefaultPollPolicy; zero fields take their default.
@@ -43,7 +36,7 @@ var DefaultPollPolicy = PollPolicy{
 	Multiplier:    1.5,
 	MaxBackoff:    5 * time.Minute,
 	Jitter:        0.2,
-	MaxRetryAfter: MaxRetryAfter,
+	MaxRetryAfter: httpclass.MaxRetryAfter,
 	Budget:        24 * time.Hour,
 }
 
@@ -81,60 +74,6 @@ func (p PollPolicy) Exhausted(start, now time.Time) bool {
 	return now.Sub(start) >= p.withDefaults().Budget
 }
 
-// retryAfter kinds.
-const (
-	raAbsent   = iota // empty or unreadable: no advice
-	raOK              // a delay within bounds
-	raNonsense        // above the cap: clamp to it
-)
-
-// parseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3):
-// delay-seconds or an HTTP-date, relative to now. Negative delays and past
-// dates mean "now" (0). Values above limit, among them absolute epochs in
-// seconds or milliseconds sent as delay-seconds, are nonsense and give
-// limit.
-func parseRetryAfter(v string, now time.Time, limit time.Duration) (time.Duration, int) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, raAbsent
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil || isIntOverflow(err) {
-		if n < 0 {
-			return 0, raOK // "-5": the moment has passed
-		}
-		if err != nil || n > int64(limit/time.Second) {
-			return limit, raNonsense
-		}
-		return time.Duration(n) * time.Second, raOK
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, raAbsent
-	}
-	d := t.Sub(now)
-	switch {
-	case d <= 0:
-		return 0, raOK
-	case d > limit:
-		return limit, raNonsense
-	}
-	return d, raOK
-}
-
-func isIntOverflow(err error) bool {
-	ne, ok := err.(*strconv.NumError)
-	return ok && ne.Err == strconv.ErrRange
-}
-
-// ParseRetryAfter reads a Retry-After header value: delay-seconds or an
-// HTTP-date, relative to now, never above MaxRetryAfter (nonsense such as
-// an epoch in milliseconds gives MaxRetryAfter). ok is false when the value
-// is empty or unreadable.
-func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	d, kind := parseRetryAfter(v, now, MaxRetryAfter)
-	return d, kind != raAbsent
-}
-
 // NextPollDelay is how long to wait before the next status poll. It is a
 // pure function, safe to call from a Temporal workflow with
 // workflow.Now: jitter comes from a hash of now and attempt, so that
@@ -154,7 +93,7 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 // carrying retryAfterHeader arrived (or later: the delay only grows).
 func NextPollDelay(retryAfterHeader string, now time.Time, attempt int, policy PollPolicy) time.Duration {
 	p := policy.withDefaults()
-	if d, kind := parseRetryAfter(retryAfterHeader, now, p.MaxRetryAfter); kind != raAbsent {
+	if d, ok := httpclass.RetryAfter(retryAfterHeader, now, p.MaxRetryAfter); ok {
 		return max(d, p.MinDelay)
 	}
 	return backoff(now, attempt, p)

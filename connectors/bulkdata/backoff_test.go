@@ -109,30 +109,6 @@ func TestNextPollDelayJitterSpreads(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false},
-		{"later", 0, false},
-		{"0", 0, true},
-		{"17", 17 * time.Second, true},
-		{"-4", 0, true},
-		{"7200", MaxRetryAfter, true},
-		{strconv.FormatInt(t0.UnixMilli(), 10), MaxRetryAfter, true},
-		{t0.Add(2 * time.Minute).Format(http.TimeFormat), 2 * time.Minute, true},
-		{t0.Add(-2 * time.Minute).Format(http.TimeFormat), 0, true},
-	}
-	for _, tt := range tests {
-		got, ok := ParseRetryAfter(tt.in, t0)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestPollPolicyExhausted(t *testing.T) {
 	p := PollPolicy{Budget: time.Hour}
 	if p.Exhausted(t0, t0.Add(59*time.Minute)) {

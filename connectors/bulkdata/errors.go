@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -155,43 +156,25 @@ func parseOutcome(h http.Header, body []byte) *OperationOutcome {
 	return &o
 }
 
-// classify turns an unexpected answer to op into a classified error:
-//
-//	401, 403             auth
-//	429                  downstream (throttled), with Retry-After
-//	408, 5xx             downstream; with Retry-After if sent
-//	404, 410 (expirable) business bulk_export_expired, wrapping ErrExpired
-//	other 4xx            rejectClass/rejectType (the caller's choice)
-//	anything else        validation: an answer we cannot use
+// classify turns an unexpected answer to op into a classified error: an
+// expirable request's 404 or 410 is business bulk_export_expired,
+// wrapping ErrExpired; every other status goes by the shared table
+// (httpclass: auth; throttled for 429 and a 503 with Retry-After;
+// unavailable for 408 and 5xx; rejectClass/rejectType for another 4xx;
+// validation for an answer we cannot use).
 //
 // msg names the partner and the operation; the body is only read for an
 // OperationOutcome, never quoted.
 func classify(op, partner string, resp *http.Response, body []byte, now time.Time, expirable bool, rejectClass fault.Class, rejectType string) *fault.Error {
 	se := &StatusError{Op: op, StatusCode: resp.StatusCode, Outcome: parseOutcome(resp.Header, body), RetryAfter: resp.Header.Get("Retry-After")}
 	msg := "partner " + partner + ": " + op
-	code := resp.StatusCode
-	var e *fault.Error
-	switch {
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		e = fault.Wrap(fault.Auth, ErrTypeAuth, msg, se)
-	case code == http.StatusTooManyRequests:
-		e = fault.Wrap(fault.Downstream, ErrTypeThrottled, msg, se)
-	case code == http.StatusServiceUnavailable && se.RetryAfter != "":
-		e = fault.Wrap(fault.Downstream, ErrTypeThrottled, msg, se)
-	case code >= 500 || code == http.StatusRequestTimeout:
-		e = fault.Wrap(fault.Downstream, ErrTypeUnavailable, msg, se)
-	case expirable && (code == http.StatusNotFound || code == http.StatusGone):
+	if code := resp.StatusCode; expirable && (code == http.StatusNotFound || code == http.StatusGone) {
 		se.err = ErrExpired
-		e = fault.Wrap(fault.Business, ErrTypeExpired, msg, se)
-	case code >= 400 && code < 500:
-		e = fault.Wrap(rejectClass, rejectType, msg, se)
-	default:
-		e = fault.Wrap(fault.Validation, ErrTypeBadResponse, msg+": unexpected status", se)
+		e := fault.Wrap(fault.Business, ErrTypeExpired, msg, se)
+		e.Status = code
+		return e
 	}
-	if e.Class == fault.Downstream {
-		if d, ok := ParseRetryAfter(se.RetryAfter, now); ok {
-			e.RetryAfter = d
-		}
-	}
-	return e
+	types := httpclass.Types{Auth: ErrTypeAuth, Throttled: ErrTypeThrottled, Unavailable: ErrTypeUnavailable,
+		Rejected: rejectType, RejectClass: rejectClass, Unexpected: ErrTypeBadResponse}
+	return types.Error(resp.StatusCode, resp.Header, now, msg, se)
 }

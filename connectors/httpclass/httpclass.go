@@ -2,14 +2,17 @@
 // client expected into the fault classes that the activities' retry
 // policies act on (package fault):
 //
-//	status          Kind         class
-//	401, 403        Auth         auth: not retried; credentials need a person
-//	429             Throttled    downstream: retried, after Retry-After if sent
-//	408, 5xx        Unavailable  downstream: retried, after Retry-After if sent
-//	another 4xx     Rejected     the client's choice (business or validation)
-//	anything else   Unexpected   validation: an answer we cannot use
+//	status             Kind         class
+//	401, 403           Auth         auth: not retried; credentials need a person
+//	429                Throttled    downstream: retried, after Retry-After if sent
+//	503 + Retry-After  Throttled    downstream: the server says when (Types.Error)
+//	408, other 5xx     Unavailable  downstream: retried, after Retry-After if sent
+//	another 4xx        Rejected     the client's choice (business or validation)
+//	anything else      Unexpected   validation: an answer we cannot use
 //
-// The table and the reading of Retry-After are shared; each client names
+// The table and the reading of Retry-After (ParseRetryAfter) are shared
+// by every client that talks to a partner or to the payer's own servers:
+// the push, Bulk Data, FHIR REST and member-match clients. Each names
 // its own fault types (Types), which the activities and the workflows'
 // retry table know by name. A status a client reads itself (its 2xx, a
 // 422 that carries a business reason) is handled before it comes here.
@@ -22,7 +25,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/fhir"
 )
@@ -68,12 +70,17 @@ type Types struct {
 
 // Error returns the classified error of an answer with status code and
 // header h: class and type by KindOf and t, message msg, cause err (nil:
-// none) and Status code. A downstream error carries the Retry-After that
-// h asks for, read relative to now (bulkdata.ParseRetryAfter: capped, a
-// date in the past is 0).
+// none) and Status code. A 503 that says when to come back (Retry-After)
+// is Throttled: the server is shedding load, not broken. A downstream
+// error carries the Retry-After that h asks for, read relative to now
+// (ParseRetryAfter: capped, a date in the past is 0).
 func (t Types) Error(code int, h http.Header, now time.Time, msg string, err error) *fault.Error {
+	kind := KindOf(code)
+	if code == http.StatusServiceUnavailable && h.Get("Retry-After") != "" {
+		kind = Throttled
+	}
 	var e *fault.Error
-	switch KindOf(code) {
+	switch kind {
 	case Auth:
 		e = fault.Wrap(fault.Auth, t.Auth, msg, err)
 	case Throttled:
@@ -87,7 +94,7 @@ func (t Types) Error(code int, h http.Header, now time.Time, msg string, err err
 	}
 	e.Status = code
 	if e.Class == fault.Downstream {
-		if d, ok := bulkdata.ParseRetryAfter(h.Get("Retry-After"), now); ok {
+		if d, ok := ParseRetryAfter(h.Get("Retry-After"), now); ok {
 			e.RetryAfter = d
 		}
 	}

@@ -31,8 +31,12 @@ func TestError(t *testing.T) {
 		{429, "7", types, Throttled, fault.Downstream, "t_throttled", 7 * time.Second},
 		{408, "", types, Unavailable, fault.Downstream, "t_unavailable", 0},
 		{500, "junk", types, Unavailable, fault.Downstream, "t_unavailable", 0},
-		{503, now.Add(90 * time.Second).Format(http.TimeFormat), types, Unavailable, fault.Downstream, "t_unavailable", 90 * time.Second},
-		{503, now.Add(-time.Minute).Format(http.TimeFormat), types, Unavailable, fault.Downstream, "t_unavailable", 0},
+		// A 503 that says when to come back is throttling (KindOf reads
+		// the code alone).
+		{503, now.Add(90 * time.Second).Format(http.TimeFormat), types, Unavailable, fault.Downstream, "t_throttled", 90 * time.Second},
+		{503, now.Add(-time.Minute).Format(http.TimeFormat), types, Unavailable, fault.Downstream, "t_throttled", 0},
+		{503, "", types, Unavailable, fault.Downstream, "t_unavailable", 0},
+		{502, "30", types, Unavailable, fault.Downstream, "t_unavailable", 30 * time.Second},
 		{504, "99999999999", types, Unavailable, fault.Downstream, "t_unavailable", time.Hour}, // capped
 		{599, "", types, Unavailable, fault.Downstream, "t_unavailable", 0},
 		{600, "", types, Unavailable, fault.Downstream, "t_unavailable", 0},
@@ -100,5 +104,44 @@ func TestOutcome(t *testing.T) {
 		if got != nil && (len(got.Issue) != 1 || got.Issue[0].Code != "invalid") {
 			t.Errorf("%s: decoded %+v", c.name, got)
 		}
+	}
+}
+
+// TestParseRetryAfter: delay-seconds or an HTTP-date (all three formats),
+// capped; what is not a delay is no advice.
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"later", 0, false},
+		{"1.5", 0, false},
+		{"0", 0, true},
+		{"17", 17 * time.Second, true},
+		{" 30 ", 30 * time.Second, true},
+		{"-4", 0, true}, // the moment has passed
+		{"3600", time.Hour, true},
+		{"3601", MaxRetryAfter, true},
+		{"7200", MaxRetryAfter, true},
+		{"1748779200", MaxRetryAfter, true},    // an epoch in seconds
+		{"1748779200000", MaxRetryAfter, true}, // an epoch in milliseconds
+		{"99999999999999999999999", MaxRetryAfter, true},
+		{now.Add(45 * time.Second).Format(http.TimeFormat), 45 * time.Second, true},
+		{now.Add(10 * time.Second).Format(time.RFC850), 10 * time.Second, true},
+		{now.Add(50 * time.Second).Format(time.ANSIC), 50 * time.Second, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{now.Add(48 * time.Hour).Format(http.TimeFormat), MaxRetryAfter, true},
+	}
+	for _, tt := range tests {
+		got, ok := ParseRetryAfter(tt.in, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	if got, ok := RetryAfter("1800", now, 10*time.Minute); got != 10*time.Minute || !ok {
+		t.Errorf("RetryAfter above a 10 min limit = %v, %v", got, ok)
 	}
 }

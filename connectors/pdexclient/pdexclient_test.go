@@ -308,8 +308,10 @@ func TestMemberMatchAnswers(t *testing.T) {
 		{"throttled", 429, map[string]string{"Retry-After": "7"}, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"throttled"}]}`,
 			fault.Downstream, bulkdata.ErrTypeThrottled, 7 * time.Second},
 		{"server error", 500, nil, ``, fault.Downstream, bulkdata.ErrTypeUnavailable, 0},
+		// A 503 that says when is throttling, as in every client (httpclass).
 		{"unavailable with date", 503, map[string]string{"Retry-After": now.Add(90 * time.Second).Format(http.TimeFormat)}, ``,
-			fault.Downstream, bulkdata.ErrTypeUnavailable, 90 * time.Second},
+			fault.Downstream, bulkdata.ErrTypeThrottled, 90 * time.Second},
+		{"unavailable", 502, nil, ``, fault.Downstream, bulkdata.ErrTypeUnavailable, 0},
 		{"forbidden", 403, nil, ``, fault.Auth, bulkdata.ErrTypeAuth, 0},
 		{"bad request", 400, nil, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}`,
 			fault.Business, transfer.ErrorPartnerRejected, 0},
