@@ -40,21 +40,7 @@ func TestBulkMemberMatch(t *testing.T) {
 		bundle(refused), // consent refused
 		bundle(hrexRequest(t, "Robert", "Okafor", "1972-11-03", "male", "")), // matched by demographics
 	}})
-	req, _ := http.NewRequest(http.MethodPost, e.s.URL+"/fhir/Group/$bulk-member-match", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/fhir+json")
-	req.Header.Set("Prefer", "respond-async")
-	req.Header.Set(PartnerHeader, SandboxPartnerID)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	status := res.Header.Get("Content-Location")
-	if res.StatusCode != http.StatusAccepted || !strings.HasPrefix(status, e.s.URL+"/fhir/bulk-member-match-status/") {
-		t.Fatalf("kick-off: %d %q %s", res.StatusCode, status, b)
-	}
-	batch := status[strings.LastIndex(status, "/")+1:]
+	status, batch := e.bulkMatchKickoff(body)
 
 	// Poll as a Bulk Data client, never before Retry-After.
 	var r response
@@ -206,20 +192,7 @@ func TestBulkMemberMatchDelete(t *testing.T) {
 			"part": hrexRequest(t, "Alice", "Nguyen", "1985-04-12", "female", "M100001")["parameter"]})
 	}
 	body, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": params})
-	req, _ := http.NewRequest(http.MethodPost, e.s.URL+"/fhir/Group/$bulk-member-match", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/fhir+json")
-	req.Header.Set("Prefer", "respond-async")
-	req.Header.Set(PartnerHeader, SandboxPartnerID)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	status := res.Header.Get("Content-Location")
-	if res.StatusCode != http.StatusAccepted || status == "" {
-		t.Fatalf("kick-off: %d %q", res.StatusCode, status)
-	}
-	batch := status[strings.LastIndex(status, "/")+1:]
+	status, batch := e.bulkMatchKickoff(body)
 	if r := e.fhirDo("DELETE", status, otherPartner, nil); r.status != http.StatusNotFound {
 		t.Errorf("DELETE as another partner: %d", r.status)
 	}
@@ -263,4 +236,26 @@ func TestBulkMemberMatchDelete(t *testing.T) {
 	}
 	t.Logf("deleted after %d of %d members decided", decided, members)
 	e.saveWorkflowHistory(workflows.BulkMatchWorkflowID(batch), "bulk_member_match_deleted")
+}
+
+// bulkMatchKickoff submits a $bulk-member-match as the sandbox partner and
+// returns its status URL and batch id, failing e's test unless the answer
+// is 202 with a status URL of ours.
+func (e *e2e) bulkMatchKickoff(body []byte) (status, batch string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.s.URL+"/fhir/Group/$bulk-member-match", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Prefer", "respond-async")
+	req.Header.Set(PartnerHeader, SandboxPartnerID)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	status = res.Header.Get("Content-Location")
+	if res.StatusCode != http.StatusAccepted || !strings.HasPrefix(status, e.s.URL+"/fhir/bulk-member-match-status/") {
+		e.t.Fatalf("kick-off: %d %q %s", res.StatusCode, status, b)
+	}
+	return status, status[strings.LastIndex(status, "/")+1:]
 }
