@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/internal/auditleaf"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/internal/storeutil"
 	"github.com/p2p-payer/p2p/transfer"
@@ -27,7 +27,7 @@ func appendAudit(ctx context.Context, tx pgx.Tx, eventID int64, transferID strin
 	if err := tx.QueryRow(ctx, "UPDATE audit_head SET size = size + 1 RETURNING size - 1").Scan(&pos); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
-	data, err := audit.LeafData(transferID, ev)
+	data, err := auditleaf.Data(transferID, ev)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/internal/auditleaf"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/internal/storeutil"
 	"github.com/p2p-payer/p2p/transfer"
@@ -23,7 +23,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, eventID int64, transferID stri
 	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET size = size + 1 RETURNING size - 1").Scan(&pos); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
-	data, err := audit.LeafData(transferID, ev)
+	data, err := auditleaf.Data(transferID, ev)
 	if err != nil {
 		return err
 	}
