@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,13 +52,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// The pool keeps its connections; database/sql borrows one per query
 	// or transaction and gives it back.
 	db := stdlib.OpenDBFromPool(pool)
-	core, err := sqlstore.New(sqlstore.Postgres, db, db)
-	if err != nil {
-		db.Close()
-		pool.Close()
-		return nil, err
-	}
-	s := &Store{Store: core, pool: pool}
+	s := &Store{Store: sqlstore.New(sqlstore.Postgres, db, db), pool: pool}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -95,16 +88,7 @@ func Migrate(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
+	if err := sqlstore.Migrate(ctx, goose.DialectPostgres, db, migrations, goose.WithSessionLocker(locker)); err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	return nil

@@ -16,7 +16,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -84,9 +83,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, s.w); err != nil {
+	if err := sqlstore.Migrate(ctx, goose.DialectSQLite3, s.w, migrations); err != nil {
 		s.close()
-		return nil, err
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	if s.r == nil {
 		// Opened after the migration so readers see the schema, and after
@@ -98,10 +97,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.r.SetMaxOpenConns(readConns)
 		s.r.SetMaxIdleConns(readConns)
 	}
-	if s.Store, err = sqlstore.New(sqlstore.SQLite, s.w, s.r); err != nil {
-		s.close()
-		return nil, err
-	}
+	s.Store = sqlstore.New(sqlstore.SQLite, s.w, s.r)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -148,21 +144,6 @@ func params(write bool) string {
 // would otherwise end the path.
 func escapePath(p string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-}
-
-func migrate(ctx context.Context, db *sql.DB) error {
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	return nil
 }
 
 // close releases what Open has opened so far.

@@ -60,34 +60,27 @@ func (s *Store) readHashes(ctx context.Context, q querier, indexes []int64) ([]t
 		rows[i] = []any{x}
 	}
 	text, args := s.d.withRows(s.sql("ReadAuditHashes"), nil, rows)
-	type stored struct {
-		idx  int64
-		hash []byte
-	}
-	got, err := all(ctx, q, func(r scanner) (st stored, err error) {
-		err = r.Scan(&st.idx, &st.hash)
-		return st, err
-	}, text, args...)
-	if err != nil {
-		return nil, err
-	}
-	byIdx := make(map[int64]tlog.Hash, len(got))
-	for _, st := range got {
-		var h tlog.Hash
-		if len(st.hash) != len(h) {
-			return nil, fmt.Errorf("stored hash %d has %d bytes", st.idx, len(st.hash))
+	got := make(map[int64]tlog.Hash, len(indexes))
+	_, err := all(ctx, q, func(r scanner) (h tlog.Hash, err error) {
+		var idx int64
+		var b []byte
+		if err = r.Scan(&idx, &b); err == nil && len(b) != len(h) {
+			err = fmt.Errorf("stored hash %d has %d bytes", idx, len(b))
 		}
-		byIdx[st.idx] = tlog.Hash(st.hash)
-	}
+		if err == nil {
+			got[idx] = tlog.Hash(b)
+		}
+		return h, err
+	}, text, args...)
 	out := make([]tlog.Hash, len(indexes))
 	for i, x := range indexes {
-		h, ok := byIdx[x]
-		if !ok {
-			return nil, fmt.Errorf("stored hash %d is missing", x)
+		h, ok := got[x]
+		if !ok && err == nil {
+			err = fmt.Errorf("stored hash %d is missing", x)
 		}
 		out[i] = h
 	}
-	return out, nil
+	return out, err
 }
 
 // AuditSize returns the number of entries in the audit log.
@@ -108,21 +101,11 @@ func (s *Store) ReadAuditHashes(ctx context.Context, indexes []int64) ([]tlog.Ha
 func (s *Store) AuditEvents(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
 	const op = "audit events"
 	var fs filters
-	if !f.Since.IsZero() {
-		fs.add("e.occurred_at >= ?", s.d.time(f.Since))
-	}
-	if !f.Until.IsZero() {
-		fs.add("e.occurred_at < ?", s.d.time(f.Until))
-	}
-	if f.TransferID != "" {
-		fs.add("e.transfer_id = ?", f.TransferID)
-	}
-	if f.PartnerID != "" {
-		fs.add("t.partner_id = ?", f.PartnerID)
-	}
-	if f.Type != "" {
-		fs.add("e.event_type = ?", f.Type)
-	}
+	fs.add(!f.Since.IsZero(), "e.occurred_at >= ?", s.d.time(f.Since))
+	fs.add(!f.Until.IsZero(), "e.occurred_at < ?", s.d.time(f.Until))
+	fs.add(f.TransferID != "", "e.transfer_id = ?", f.TransferID)
+	fs.add(f.PartnerID != "", "t.partner_id = ?", f.PartnerID)
+	fs.add(f.Type != "", "e.event_type = ?", f.Type)
 	limit := int64(math.MaxInt64) // none
 	if f.Limit > 0 {
 		limit = int64(f.Limit)

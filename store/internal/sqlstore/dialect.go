@@ -149,10 +149,12 @@ type filters struct {
 	args  []any
 }
 
-// add adds cond, whose ?s are args.
-func (f *filters) add(cond string, args ...any) {
-	f.conds = append(f.conds, cond)
-	f.args = append(f.args, args...)
+// add adds cond, whose ?s are args, if the listing asks for it.
+func (f *filters) add(asked bool, cond string, args ...any) {
+	if asked {
+		f.conds = append(f.conds, cond)
+		f.args = append(f.args, args...)
+	}
 }
 
 // withFilters expands the {{filters}} of query q and returns its

@@ -77,28 +77,22 @@ func prepareChange(ch store.Change) (store.Change, error) {
 		return ch, err
 	}
 	ch.Event.Key, ch.Event.At = key, normTime(orNow(ch.Event.At, time.Now()))
-	if ch.Link != nil {
-		l, err := prepareLink(*ch.Link, ch.Event.At)
-		if err != nil {
-			return ch, err
+	if err = prepared(&ch.Link, ch.Event.At, prepareLink); err == nil {
+		if err = prepared(&ch.Review, ch.Event.At, prepareReview); err == nil {
+			err = prepared(&ch.Grant, ch.Event.At, prepareGrant)
 		}
-		ch.Link = &l
 	}
-	if ch.Review != nil {
-		r, err := prepareReview(*ch.Review, ch.Event.At)
-		if err != nil {
-			return ch, err
-		}
-		ch.Review = &r
+	return ch, err
+}
+
+// prepared replaces *p, if set, by a prepared copy.
+func prepared[T any](p **T, at time.Time, prepare func(T, time.Time) (T, error)) error {
+	if *p == nil {
+		return nil
 	}
-	if ch.Grant != nil {
-		g, err := prepareGrant(*ch.Grant, ch.Event.At)
-		if err != nil {
-			return ch, err
-		}
-		ch.Grant = &g
-	}
-	return ch, nil
+	v, err := prepare(**p, at)
+	*p = &v
+	return err
 }
 
 // prepareAccess checks accesses and fills their events' times (now when
@@ -203,9 +197,6 @@ func dedupeMembers(ms []member.Record) []member.Record {
 	for i, m := range ms {
 		last[m.ID] = i
 	}
-	if len(last) == len(ms) {
-		return ms
-	}
 	out := make([]member.Record, 0, len(last))
 	for i, m := range ms {
 		if last[m.ID] == i {
@@ -258,10 +249,9 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: parts[2]}, nil
 }
 
-// part is the JSON parameter of an optional part of the projection; nil
-// is NULL.
-func part[T any](d Dialect, v *T) (any, error) {
-	if v == nil {
+// jsonParam is the JSON parameter of v, or NULL.
+func (d Dialect) jsonParam(v any, null bool) (any, error) {
+	if null {
 		return nil, nil
 	}
 	b, err := json.Marshal(v)
@@ -269,19 +259,27 @@ func part[T any](d Dialect, v *T) (any, error) {
 }
 
 // parts are the JSON parameters of a projection's identity, consent,
-// export and error.
+// export and error; nil ones are NULL.
 func (d Dialect) parts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) ([]any, error) {
-	out := make([]any, 4)
-	errs := make([]error, 4)
-	out[0], errs[0] = part(d, identity)
-	out[1], errs[1] = part(d, consent)
-	out[2], errs[2] = part(d, export)
-	out[3], errs[3] = part(d, e)
+	out, errs := make([]any, 4), make([]error, 4)
+	out[0], errs[0] = d.jsonParam(identity, identity == nil)
+	out[1], errs[1] = d.jsonParam(consent, consent == nil)
+	out[2], errs[2] = d.jsonParam(export, export == nil)
+	out[3], errs[3] = d.jsonParam(e, e == nil)
 	return out, errors.Join(errs...)
 }
 
-// unmarshalPart decodes an optional part of the projection into *v; NULL
-// is nil.
+// detail is the JSON parameter of an event's detail; nil is NULL.
+func (d Dialect) detail(m map[string]any) (any, error) {
+	v, err := d.jsonParam(m, m == nil)
+	if err != nil {
+		return nil, fmt.Errorf("event detail: %w", err)
+	}
+	return v, nil
+}
+
+// unmarshalPart decodes an optional JSON column into *v; NULL leaves it
+// nil.
 func unmarshalPart[T any](b []byte, v **T) error {
 	if b == nil {
 		return nil
@@ -290,30 +288,10 @@ func unmarshalPart[T any](b []byte, v **T) error {
 	return json.Unmarshal(b, *v)
 }
 
-// detail is the JSON parameter of an event's detail; nil is NULL.
-func (d Dialect) detail(m map[string]any) (any, error) {
-	if m == nil {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("event detail: %w", err)
-	}
-	return d.json(b), nil
-}
-
-// unmarshalDetail decodes an event's detail; NULL is nil.
-func unmarshalDetail(b []byte) (d map[string]any, err error) {
-	if b != nil {
-		err = json.Unmarshal(b, &d)
-	}
-	return d, err
-}
-
 // encodedChange is a prepared change with its parameters.
 type encodedChange struct {
 	store.Change
-	params []any // updated_at, state (nil: unchanged), then parts
+	params []any // of UpdateTransfer, after the transfer's id
 	detail any
 }
 
@@ -327,18 +305,17 @@ func (d Dialect) encodeChanges(chs []store.Change) ([]encodedChange, error) {
 		if err == nil {
 			parts, err = d.parts(ch.Identity, ch.Consent, ch.Export, ch.Error)
 		}
-		e := encodedChange{Change: ch, params: []any{d.time(ch.Event.At), nil}}
+		var state any // NULL: unchanged
+		if ch.State != "" {
+			state = string(ch.State)
+		}
+		out[i] = encodedChange{Change: ch, params: append([]any{d.time(ch.Event.At), state}, parts...)}
 		if err == nil {
-			e.detail, err = d.detail(ch.Event.Detail)
+			out[i].detail, err = d.detail(ch.Event.Detail)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("change %d: %w", i+1, err)
 		}
-		if ch.State != "" {
-			e.params[1] = string(ch.State)
-		}
-		e.params = append(e.params, parts...)
-		out[i] = e
 	}
 	return out, nil
 }

@@ -21,7 +21,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/p2p-payer/p2p/store"
 )
@@ -40,33 +43,44 @@ var _ store.Store = (*Store)(nil)
 
 // New is the store on w (writes) and r (reads), which may be one pool,
 // with a migrated schema.
-func New(d Dialect, w, r *sql.DB) (*Store, error) {
+func New(d Dialect, w, r *sql.DB) *Store {
 	s := &Store{d: d, w: w, r: r, queries: map[string]string{}}
 	for _, file := range []string{"common", d.name} {
 		b, err := queryFiles.ReadFile("queries/" + file + ".sql")
 		if err != nil {
-			return nil, err
+			panic(err) // embedded: a build without it is broken
 		}
 		// Named blocks; full-line comments go.
 		for _, block := range strings.Split(string(b), "-- name:")[1:] {
 			name, body, _ := strings.Cut(block, "\n")
-			name = strings.TrimSpace(name)
 			var q strings.Builder
 			for line := range strings.Lines(body) {
 				if !strings.HasPrefix(strings.TrimSpace(line), "--") {
 					q.WriteString(line)
 				}
 			}
-			if _, dup := s.queries[name]; dup {
-				return nil, fmt.Errorf("%s: query %s is defined twice", d.name, name)
+			text := strings.TrimSpace(q.String())
+			if !strings.Contains(text, "{{") {
+				text = d.placeholders(text)
 			}
-			s.queries[name] = strings.TrimSpace(q.String())
-			if !strings.Contains(q.String(), "{{") {
-				s.queries[name] = d.placeholders(s.queries[name])
-			}
+			s.queries[strings.TrimSpace(name)] = text
 		}
 	}
-	return s, nil
+	return s
+}
+
+// Migrate brings the schema of db up to date from fsys's migrations
+// directory, with goose's dialect and options.
+func Migrate(ctx context.Context, dialect goose.Dialect, db *sql.DB, fsys fs.FS, opts ...goose.ProviderOption) error {
+	sub, err := fs.Sub(fsys, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(dialect, db, sub, append(opts, goose.WithDisableGlobalRegistry(true))...)
+	if err == nil {
+		_, err = p.Up(ctx)
+	}
+	return err
 }
 
 // sql is the text of the query name; "" means the dialect has nothing to

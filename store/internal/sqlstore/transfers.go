@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/p2p-payer/p2p/store"
@@ -29,17 +28,16 @@ func scanIdem(r scanner) (store.IdempotencyRecord, error) {
 func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
 	const op = "create transfer"
 	nt, err := prepareNew(nt)
-	if err != nil {
-		return store.CreateResult{}, s.wrap(op, err)
-	}
 	tr := nt.Transfer
-	req, err := json.Marshal(nt.Request)
-	if err != nil {
-		return store.CreateResult{}, s.wrap(op, fmt.Errorf("request: %w", err))
-	}
-	parts, err := s.d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
-	var detail any
+	var req, detail any
+	var parts []any
 	var changes []encodedChange
+	if err == nil {
+		req, err = s.d.jsonParam(nt.Request, false)
+	}
+	if err == nil {
+		parts, err = s.d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
+	}
 	if err == nil {
 		detail, err = s.d.detail(nt.Event.Detail)
 	}
@@ -62,19 +60,19 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 			}
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.sql("InsertTransfer"), append([]any{
+		_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), append([]any{
 			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State),
-			s.d.time(tr.CreatedAt), s.d.time(tr.UpdatedAt)}, parts...)...); err != nil {
-			return err
+			s.d.time(tr.CreatedAt), s.d.time(tr.UpdatedAt)}, parts...)...)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, req)
 		}
-		if _, err := tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, s.d.json(req)); err != nil {
-			return err
+		if err == nil {
+			_, err = s.insertEvent(ctx, tx, tr.ID, nt.Event, detail)
 		}
-		if _, err := s.insertEvent(ctx, tx, tr.ID, nt.Event, detail); err != nil {
-			return err
+		if err == nil { // the new row is ours until commit: no lock to take
+			_, err = s.applyEncoded(ctx, tx, tr.ID, nt.Event.Seq, changes)
 		}
-		// The new row is ours until commit: no lock to take for its changes.
-		if _, err := s.applyEncoded(ctx, tx, tr.ID, nt.Event.Seq, changes); err != nil {
+		if err != nil {
 			return err
 		}
 		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
@@ -172,21 +170,15 @@ func (s *Store) GetTransferRequest(ctx context.Context, id string) (transfer.Req
 func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.TransferPage, error) {
 	limit := pageSize(f)
 	var fs filters
-	if f.State != "" {
-		fs.add("state = ?", string(f.State))
-	}
-	if f.PartnerID != "" {
-		fs.add("partner_id = ?", f.PartnerID)
-	}
-	if f.Direction != "" {
-		fs.add("direction = ?", string(f.Direction))
-	}
+	fs.add(f.State != "", "state = ?", string(f.State))
+	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
+	fs.add(f.Direction != "", "direction = ?", string(f.Direction))
 	if f.Cursor != "" {
 		c, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return store.TransferPage{}, err
 		}
-		fs.add("(created_at, id) < (?, ?)", s.d.time(c.CreatedAt), c.ID)
+		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(c.CreatedAt), c.ID)
 	}
 	q, args := s.d.withFilters(s.sql("ListTransfers"), []any{limit + 1}, fs)
 	items, err := all(ctx, s.r, scanTransfer, q, args...)
@@ -260,10 +252,10 @@ func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, transferID string,
 		ev := e.Event
 		ev.Seq = last + 1
 		ok, err := s.insertEvent(ctx, tx, transferID, ev, e.detail)
-		if err != nil || !ok {
-			if err != nil {
-				return nil, err
-			}
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			continue // recorded before: a retry
 		}
 		last = ev.Seq
@@ -336,8 +328,8 @@ func scanEvent(r scanner, prefix ...any) (transfer.Event, error) {
 	var ev transfer.Event
 	var detail []byte
 	err := r.Scan(append(prefix, &ev.Seq, &ev.Key, timeCol{&ev.At}, &ev.State, &ev.Actor, &ev.Type, &detail)...)
-	if err == nil {
-		ev.Detail, err = unmarshalDetail(detail)
+	if err == nil && detail != nil {
+		err = json.Unmarshal(detail, &ev.Detail)
 	}
 	return ev, err
 }
