@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -49,20 +50,17 @@ func (s *Store) appendLink(ctx context.Context, tx *sql.Tx, l graph.Link) (graph
 		}
 	}
 	for _, r := range rows {
-		by, err := json.Marshal(r.MadeBy)
-		if err != nil {
-			return graph.Link{}, err
-		}
-		prov, err := json.Marshal(r.Provenance)
-		if err != nil {
-			return graph.Link{}, err
-		}
+		by, err := s.d.jsonParam(r.MadeBy, false)
+		prov, err2 := s.d.jsonParam(r.Provenance, false)
 		var validTo, ends any
 		if r.Ends != 0 {
 			validTo, ends = s.d.time(r.ValidTo), r.Ends
 		}
-		if err := tx.QueryRowContext(ctx, s.sql("InsertIdentityLink"), r.Partner, r.ExternalRef, r.MemberID,
-			s.d.time(r.ValidFrom), validTo, ends, s.d.json(by), s.d.json(prov)).Scan(&r.Seq); err != nil {
+		if err = cmp.Or(err, err2); err == nil {
+			err = tx.QueryRowContext(ctx, s.sql("InsertIdentityLink"), r.Partner, r.ExternalRef, r.MemberID,
+				s.d.time(r.ValidFrom), validTo, ends, by, prov).Scan(&r.Seq)
+		}
+		if err != nil {
 			return graph.Link{}, err
 		}
 		l = r
@@ -86,11 +84,8 @@ func (s *Store) links(ctx context.Context, q querier, partner, externalRef strin
 			return l, err
 		}
 		l.Ends = ends.Int64
-		if err := json.Unmarshal(by, &l.MadeBy); err != nil {
-			return l, fmt.Errorf("stored made_by: %w", err)
-		}
-		if err := json.Unmarshal(prov, &l.Provenance); err != nil {
-			return l, fmt.Errorf("stored provenance: %w", err)
+		if err := cmp.Or(json.Unmarshal(by, &l.MadeBy), json.Unmarshal(prov, &l.Provenance)); err != nil {
+			return l, fmt.Errorf("stored link: %w", err)
 		}
 		return l, nil
 	}, s.sql("IdentityLinks"), partner, externalRef)
