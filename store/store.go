@@ -1,7 +1,9 @@
 // Package store is p2p's durable state: the member index, idempotency
-// records, the transfer projection, the timeline and export artifacts.
-// Store is implemented twice, by store/postgres (pgx) and store/sqlite
-// (embedded, pure Go), and both pass the contract suite in store/storetest.
+// records, the transfer projection, the timeline and audit log, export
+// artifacts, the identity graph and match grants. Store is every role
+// interface on one database; one implementation (store/internal/sqlstore)
+// runs it on PostgreSQL (store/postgres) and on SQLite (store/sqlite), and
+// both pass the contract suite in store/storetest.
 package store
 
 import (
@@ -23,14 +25,28 @@ var (
 	ErrBadCursor = errors.New("bad cursor")
 )
 
-// Store is the persistence contract of p2p. Every method is safe for
-// concurrent use; every write is a single transaction.
+// Store is the persistence contract of p2p: every role below, on one
+// database. Every method is safe for concurrent use; every write is a
+// single transaction. A consumer should name only the roles it uses.
 type Store interface {
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
 	Close() error
 
+	Members
+	Transfers
+	Idempotency
+	Timelines
+	AuditLog
+	Artifacts
+	IdentityGraph
+	Grants
+	FailedMatches
+}
+
+// Members is the member index the matcher searches. It holds PHI.
+type Members interface {
 	// UpsertMembers inserts or replaces members of the index, all or none.
 	UpsertMembers(ctx context.Context, ms []member.Record) error
 	// GetMember returns the member with id, or ErrNotFound.
@@ -42,23 +58,17 @@ type Store interface {
 	ListMembers(ctx context.Context, afterID string, limit int) ([]member.Record, error)
 	// CountMembers returns the size of the index.
 	CountMembers(ctx context.Context) (int, error)
+}
 
+// Transfers creates transfers and moves them along: the projection of each
+// transfer's workflow, changed only together with its timeline.
+type Transfers interface {
 	// CreateTransfer claims the idempotency key and, if it was free, creates
 	// the transfer, its request, its first timeline event and then applies
 	// nt.Changes as ApplyChanges does, all in one transaction. If the key
 	// was taken it creates nothing and returns the existing record with
 	// Created false.
 	CreateTransfer(ctx context.Context, nt NewTransfer) (CreateResult, error)
-	// CompleteIdempotency stores the response of a pending idempotency
-	// record. The first response stored wins; it returns the record as
-	// stored, so every caller replays the same bytes.
-	CompleteIdempotency(ctx context.Context, clientID, key string, status int, body []byte) (IdempotencyRecord, error)
-	// GetIdempotency returns the record of (clientID, key), or ErrNotFound.
-	GetIdempotency(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
-	// PendingIdempotency returns records still pending that were created
-	// before olderThan: transfers whose workflow may never have started.
-	PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]IdempotencyRecord, error)
-
 	// GetTransfer returns the transfer projection, or ErrNotFound.
 	GetTransfer(ctx context.Context, id string) (transfer.Transfer, error)
 	// GetTransferRequest returns what the client sent, or ErrNotFound.
@@ -77,6 +87,24 @@ type Store interface {
 	// earlier change of chs has) is skipped and the others still apply. Any
 	// error records none of chs. No changes: nothing, and no error.
 	ApplyChanges(ctx context.Context, transferID string, chs []Change) (applied []bool, err error)
+}
+
+// Idempotency keeps the response of each (client, key) that created a
+// transfer, so that a retried request replays it.
+type Idempotency interface {
+	// CompleteIdempotency stores the response of a pending idempotency
+	// record. The first response stored wins; it returns the record as
+	// stored, so every caller replays the same bytes.
+	CompleteIdempotency(ctx context.Context, clientID, key string, status int, body []byte) (IdempotencyRecord, error)
+	// GetIdempotency returns the record of (clientID, key), or ErrNotFound.
+	GetIdempotency(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
+	// PendingIdempotency returns records still pending that were created
+	// before olderThan: transfers whose workflow may never have started.
+	PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]IdempotencyRecord, error)
+}
+
+// Timelines reads transfers' timelines and records reads of them.
+type Timelines interface {
 	// RecordAccess appends each access's event to its transfer's timeline
 	// (and so to the audit log) in one transaction, without touching any
 	// projection, updated_at included: reading a transfer is evidence,
@@ -86,7 +114,10 @@ type Store interface {
 	RecordAccess(ctx context.Context, as []Access) (int, error)
 	// Timeline returns the transfer's events in order, or ErrNotFound.
 	Timeline(ctx context.Context, transferID string) ([]transfer.Event, error)
+}
 
+// Artifacts are the files and manifests of exports, by digest.
+type Artifacts interface {
 	// PutArtifact stores an export artifact under its digest; storing the
 	// same digest again is a no-op.
 	PutArtifact(ctx context.Context, a Artifact) error
@@ -99,7 +130,6 @@ type Store interface {
 	// keeps their digests and metadata as evidence. It returns how many it
 	// withdrew now.
 	WithdrawArtifacts(ctx context.Context, transferID string, at time.Time) (int, error)
-
 	// ExpiredArtifacts lists the transfers whose artifacts of f.ContentType
 	// retention has expired: in one of f.States, last updated before
 	// f.Before, still holding such payloads. Oldest first, at most f.Limit.
@@ -109,12 +139,14 @@ type Store interface {
 	// and returns how many it purged now. Other artifacts (the manifest
 	// and its signature) are untouched.
 	PurgeArtifacts(ctx context.Context, transferID, contentType string, at time.Time) (int, error)
+}
 
-	// The timeline is the audit log: CreateTransfer and ApplyChange give
-	// every event they record the next global position (0..n-1, gapless,
-	// in commit order) and append its leaf (tlog.RecordHash of
-	// audit.LeafData) to an RFC 6962 Merkle tree, in the same transaction.
-
+// AuditLog reads the audit log. The timeline is the audit log:
+// CreateTransfer, ApplyChange(s) and RecordAccess give every event they
+// record the next global position (0..n-1, gapless, in commit order) and
+// append its leaf (tlog.RecordHash of auditleaf.Data) to an RFC 6962
+// Merkle tree, in the same transaction.
+type AuditLog interface {
 	// AuditSize returns the number of entries in the audit log.
 	AuditSize(ctx context.Context) (int64, error)
 	// ReadAuditHashes returns the tree's stored hashes at the given
@@ -130,13 +162,14 @@ type Store interface {
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
 	// LatestCheckpoint returns the checkpoint stored last, or ErrNotFound.
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+}
 
-	// The identity graph (identity/graph): links between an external
-	// identity and a member, and reviewers' decisions. Both are append-only:
-	// a link ends by a superseding record (graph.Link.Ends), never an
-	// UPDATE. Change.Link and Change.Review write them with a transfer's
-	// step, in its transaction.
-
+// IdentityGraph is the identity graph (identity/graph): links between an
+// external identity and a member, and reviewers' decisions. Both are
+// append-only: a link ends by a superseding record (graph.Link.Ends),
+// never an UPDATE. Change.Link and Change.Review write them with a
+// transfer's step, in its transaction.
+type IdentityGraph interface {
 	// AppendIdentityLink appends a link as graph.Supersede says (ending a
 	// current link to another member first; nothing when the current link
 	// is to the same member) and returns the current link after it, with its
@@ -156,24 +189,26 @@ type Store interface {
 	// audit entry or a workflow history cannot be reversed without the
 	// database.
 	PresentationKey(ctx context.Context) ([]byte, error)
+}
 
-	// Match grants: a partner's successful $member-match, which lets it
-	// export that member's data later, within the consent's scope and
-	// until the consent expires. Append-only; the latest grant of a
-	// (requester, member) pair is the one in force.
-
+// Grants are match grants: a partner's successful $member-match, which
+// lets it export that member's data later, within the consent's scope and
+// until the consent expires. Append-only; the latest grant of a
+// (requester, member) pair is the one in force.
+type Grants interface {
 	// AppendMatchGrant records g and returns it with its Seq.
 	AppendMatchGrant(ctx context.Context, g MatchGrant) (MatchGrant, error)
 	// MatchGrants returns the grant in force of every member requester
 	// matched, expired ones included (the caller judges them against its
 	// clock), ordered by member id.
 	MatchGrants(ctx context.Context, requester string) ([]MatchGrant, error)
+}
 
-	// Failed matches (a $member-match that found no member or several),
-	// counted per requester for the brute-force cap (pdex.Throttle), so
-	// that every process sees one count. A counter, not evidence: no PHI,
-	// and old ones are forgotten.
-
+// FailedMatches counts failed matches (a $member-match that found no
+// member or several) per requester for the brute-force cap
+// (pdex.Throttle), so that every process sees one count. A counter, not
+// evidence: no PHI, and old ones are forgotten.
+type FailedMatches interface {
 	// AppendMatchFailure records a failed match by requester at at and
 	// forgets requester's failures before forgetBefore, in one
 	// transaction.
@@ -203,8 +238,9 @@ func (g MatchGrant) Valid(now time.Time) bool {
 	return !now.After(g.ConsentExpires)
 }
 
-// GraphStore is a Store as the identity graph's store (graph.Store).
-type GraphStore struct{ Store Store }
+// GraphStore is the store's IdentityGraph as the identity graph's store
+// (graph.Store).
+type GraphStore struct{ Store IdentityGraph }
 
 var _ graph.Store = GraphStore{}
 

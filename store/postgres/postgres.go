@@ -1,6 +1,8 @@
 // Package postgres is the production store.Store, on PostgreSQL through
-// pgx (pgxpool). Open connects; Migrate, run once per deploy by `p2p
-// migrate`, brings the schema up to date from the embedded migrations.
+// pgx (pgxpool, through its database/sql adapter): the store of
+// store/internal/sqlstore in its PostgreSQL dialect. Open connects;
+// Migrate, run once per deploy by `p2p migrate`, brings the schema up to
+// date from the embedded migrations.
 //
 // The schema is the first one on the connection's search_path, so one
 // database can hold several stores (tests give each its own schema, with
@@ -14,23 +16,23 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Store is the PostgreSQL implementation of store.Store.
+// Store is store.Store on PostgreSQL.
 type Store struct {
+	*sqlstore.Store
 	pool *pgxpool.Pool
 }
 
@@ -47,12 +49,22 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	s := &Store{pool: pool}
+	// The pool keeps its connections; database/sql borrows one per query
+	// or transaction and gives it back.
+	db := stdlib.OpenDBFromPool(pool)
+	s := &Store{Store: sqlstore.New(sqlstore.Postgres, db, db), pool: pool}
 	if err := s.Ping(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close releases the store's connections.
+func (s *Store) Close() error {
+	err := s.Store.Close()
+	s.pool.Close()
+	return err
 }
 
 // Migrate brings the schema at url up to date. It is idempotent, and safe
@@ -76,16 +88,7 @@ func Migrate(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
+	if err := sqlstore.Migrate(ctx, goose.DialectPostgres, db, migrations, goose.WithSessionLocker(locker)); err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	return nil
@@ -97,47 +100,4 @@ func lockID(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("p2p/store/postgres:" + schema))
 	return int64(h.Sum64())
-}
-
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
-	}
-	return nil
-}
-
-// Close releases the store's connections.
-func (s *Store) Close() error {
-	s.pool.Close()
-	return nil
-}
-
-// dbtx is the pool or a transaction: queries run on either.
-type dbtx interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// write runs fn in one transaction.
-func (s *Store) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
-	err := pgx.BeginFunc(ctx, s.pool, fn)
-	return wrap(op, err)
-}
-
-// wrap names the operation in err, except for the contract's sentinel
-// errors, which callers compare with errors.Is and print as they are.
-// Postgres errors print their message, never the row values of their
-// Detail field, so they carry no PHI.
-func wrap(op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return store.ErrNotFound
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrWithdrawn), errors.Is(err, store.ErrBadCursor):
-		return err
-	}
-	return fmt.Errorf("postgres: %s: %w", op, err)
 }

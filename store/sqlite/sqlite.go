@@ -1,6 +1,7 @@
 // Package sqlite is the embedded store.Store: one SQLite file on
-// modernc.org/sqlite (pure Go, no cgo), migrated when it is opened. It is
-// what `p2p dev` and single-node installs run on.
+// modernc.org/sqlite (pure Go, no cgo), migrated when it is opened, under
+// the store of store/internal/sqlstore in its SQLite dialect. It is what
+// `p2p dev` and single-node installs run on.
 //
 // Writes go through one connection, so they serialize inside the process
 // instead of failing with SQLITE_BUSY; each write transaction begins
@@ -15,15 +16,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/internal/sqlstore"
 )
 
 // Memory is the path that opens a private in-memory database, for tests.
@@ -40,8 +40,9 @@ const busyTimeoutMS = 10000
 // readConns bounds the read pool; the machine this runs on is small.
 const readConns = 4
 
-// Store is the SQLite implementation of store.Store.
+// Store is store.Store on SQLite.
 type Store struct {
+	*sqlstore.Store
 	w *sql.DB // the one write connection
 	r *sql.DB // readers; the same pool as w for an in-memory database
 }
@@ -82,20 +83,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, s.w); err != nil {
-		s.w.Close()
-		return nil, err
+	if err := sqlstore.Migrate(ctx, goose.DialectSQLite3, s.w, migrations); err != nil {
+		s.close()
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	if s.r == nil {
 		// Opened after the migration so readers see the schema, and after
 		// the writer switched the file to WAL (a persistent setting).
 		if s.r, err = sql.Open("sqlite", "file:"+escapePath(path)+"?"+params(false)); err != nil {
-			s.w.Close()
+			s.close()
 			return nil, fmt.Errorf("sqlite: open: %w", err)
 		}
 		s.r.SetMaxOpenConns(readConns)
 		s.r.SetMaxIdleConns(readConns)
 	}
+	s.Store = sqlstore.New(sqlstore.SQLite, s.w, s.r)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -144,87 +146,10 @@ func escapePath(p string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	return nil
-}
-
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.w.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
-	}
-	if err := s.r.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
-	}
-	return nil
-}
-
-// Close releases the store's connections.
-func (s *Store) Close() error {
-	var errs []error
+// close releases what Open has opened so far.
+func (s *Store) close() {
 	if s.r != nil && s.r != s.w {
-		errs = append(errs, s.r.Close())
+		s.r.Close()
 	}
-	if s.w != nil {
-		errs = append(errs, s.w.Close())
-	}
-	return errors.Join(errs...)
+	s.w.Close()
 }
-
-// write runs fn in one write transaction.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: %s: %w", op, err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return wrap(op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: %s: %w", op, err)
-	}
-	return nil
-}
-
-// wrap names the operation in err, except for the contract's sentinel
-// errors, which callers compare with errors.Is and print as they are.
-func wrap(op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, sql.ErrNoRows):
-		return store.ErrNotFound
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrWithdrawn), errors.Is(err, store.ErrBadCursor):
-		return err
-	}
-	return fmt.Errorf("sqlite: %s: %w", op, err)
-}
-
-// timeLayout is fixed-width UTC with microseconds: stored times sort as
-// strings in the order they compare as times.
-const timeLayout = "2006-01-02T15:04:05.000000Z"
-
-func fmtTime(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(timeLayout) }
-
-func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(timeLayout, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("stored time is malformed: %w", err)
-	}
-	return t, nil
-}
-
-// rowScanner is a *sql.Row or *sql.Rows.
-type rowScanner interface{ Scan(dest ...any) error }

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/internal/auditleaf"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -28,8 +28,9 @@ func auditEvents(t *testing.T, s store.Store, f store.AuditFilter) []store.Audit
 }
 
 // checkAuditLog checks that the log holds want entries at positions
-// 0..want-1, that each entry's leaf is the hash of its event, and that the
-// stored tree's hash equals the one recomputed from the events alone.
+// 0..want-1, that each entry's leaf is the hash of its event, and that
+// every stored hash of the tree (and so its root) equals the one
+// recomputed from the events alone.
 func checkAuditLog(t *testing.T, s store.Store, want int) []store.AuditEvent {
 	t.Helper()
 	ctx := ctxT(t)
@@ -57,7 +58,7 @@ func checkAuditLog(t *testing.T, s store.Store, want int) []store.AuditEvent {
 		if ae.Position != int64(i) {
 			t.Fatalf("entry %d has position %d: not gapless", i, ae.Position)
 		}
-		data, err := audit.LeafData(ae.TransferID, ae.Event)
+		data, err := auditleaf.Data(ae.TransferID, ae.Event)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,6 +70,22 @@ func checkAuditLog(t *testing.T, s store.Store, want int) []store.AuditEvent {
 			t.Fatal(err)
 		}
 		mem = append(mem, hs...)
+	}
+	// Every stored hash, in pages, against the recomputed tree.
+	for from := int64(0); from < int64(len(mem)); from += 1024 {
+		idx := make([]int64, min(1024, int64(len(mem))-from))
+		for i := range idx {
+			idx[i] = from + int64(i)
+		}
+		stored, err := s.ReadAuditHashes(ctx, idx)
+		if err != nil {
+			t.Fatalf("ReadAuditHashes: %v", err)
+		}
+		for i, h := range stored {
+			if h != mem[idx[i]] {
+				t.Fatalf("stored hash %d differs from the recomputed tree", idx[i])
+			}
+		}
 	}
 	want32, err := tlog.TreeHash(n, r)
 	if err != nil {

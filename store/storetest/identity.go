@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -227,5 +228,39 @@ func testChangeLink(t *testing.T, s store.Store) {
 	tl, err := s.Timeline(ctx, "t1")
 	if err != nil || len(tl) != 2 {
 		t.Fatalf("timeline = %d events, %v; the refused step must record nothing", len(tl), err)
+	}
+}
+
+// CheckIdentityGraphAppendOnly writes a link, a review and the
+// presentation key through s, then checks that the database itself
+// refuses to change or delete them, whatever code runs against it: exec
+// runs a statement on s's database outside the Store. truncate is the
+// engine's TRUNCATE statement of a table, "" if it has none.
+func CheckIdentityGraphAppendOnly(t *testing.T, s store.Store, exec func(ctx context.Context, q string) error, truncate string) {
+	ctx := ctxT(t)
+	if _, err := s.AppendIdentityLink(ctx, graph.Link{Partner: "p", ExternalRef: "r", MemberID: "m", MadeBy: graph.Maker{Kind: graph.MadeByRule}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendIdentityReview(ctx, graph.Review{Partner: "p", Presentation: "r", Decision: "reject", Reviewer: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PresentationKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	qs := []string{
+		"UPDATE identity_links SET member_id = 'x'",
+		"DELETE FROM identity_links",
+		"UPDATE identity_reviews SET decision = 'approve'",
+		"DELETE FROM identity_reviews",
+		"UPDATE identity_key SET key = key",
+		"DELETE FROM identity_key",
+	}
+	if truncate != "" {
+		qs = append(qs, truncate+" identity_links")
+	}
+	for _, q := range qs {
+		if err := exec(ctx, q); err == nil {
+			t.Errorf("%s succeeded", q)
+		}
 	}
 }

@@ -1,0 +1,158 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/p2p-payer/p2p/internal/auditleaf"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+// appendAudit gives the event just inserted (row eventID) the next
+// position of the audit log and appends its leaf to the tree, in tx.
+//
+// NextAuditPosition locks the one row of audit_head until the transaction
+// ends, so appenders take positions one at a time, in commit order; on
+// PostgreSQL each statement after the lock sees the hashes the previous
+// holder committed (READ COMMITTED), and on SQLite the write lock already
+// serialises them. Callers append after their other row locks, so the
+// lock order is always the same and the wait is short.
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, eventID int64, transferID string, ev transfer.Event) error {
+	var pos int64
+	if err := tx.QueryRowContext(ctx, s.sql("NextAuditPosition")).Scan(&pos); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	data, err := auditleaf.Data(transferID, ev)
+	if err != nil {
+		return err
+	}
+	hashes, err := tlog.StoredHashes(pos, data, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		return s.readHashes(ctx, tx, idx)
+	}))
+	if err != nil {
+		return fmt.Errorf("audit hashes: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.sql("InsertAuditLeaf"), pos, eventID, hashes[0][:]); err != nil {
+		return err
+	}
+	idx := tlog.StoredHashIndex(0, pos)
+	rows := make([][]any, len(hashes))
+	for i, h := range hashes {
+		rows[i] = []any{idx + int64(i), h[:]}
+	}
+	q, args := s.d.withRows(s.sql("InsertAuditHashes"), nil, rows)
+	_, err = tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// readHashes returns the stored hashes at indexes, in order.
+func (s *Store) readHashes(ctx context.Context, q querier, indexes []int64) ([]tlog.Hash, error) {
+	if len(indexes) == 0 {
+		return nil, nil
+	}
+	rows := make([][]any, len(indexes))
+	for i, x := range indexes {
+		rows[i] = []any{x}
+	}
+	text, args := s.d.withRows(s.sql("ReadAuditHashes"), nil, rows)
+	got := make(map[int64]tlog.Hash, len(indexes))
+	_, err := all(ctx, q, func(r scanner) (h tlog.Hash, err error) {
+		var idx int64
+		var b []byte
+		if err = r.Scan(&idx, &b); err == nil && len(b) != len(h) {
+			err = fmt.Errorf("stored hash %d has %d bytes", idx, len(b))
+		}
+		if err == nil {
+			got[idx] = tlog.Hash(b)
+		}
+		return h, err
+	}, text, args...)
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		h, ok := got[x]
+		if !ok && err == nil {
+			err = fmt.Errorf("stored hash %d is missing", x)
+		}
+		out[i] = h
+	}
+	return out, err
+}
+
+// AuditSize returns the number of entries in the audit log.
+func (s *Store) AuditSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.r.QueryRowContext(ctx, s.sql("AuditSize")).Scan(&n)
+	return n, s.wrap("audit size", err)
+}
+
+// ReadAuditHashes returns the tree's stored hashes at indexes.
+func (s *Store) ReadAuditHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	hs, err := s.readHashes(ctx, s.r, indexes)
+	return hs, s.wrap("read audit hashes", err)
+}
+
+// AuditEvents calls fn for every entry f selects, in position order, as
+// the rows arrive (both drivers stream a query's rows).
+func (s *Store) AuditEvents(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
+	const op = "audit events"
+	var fs filters
+	fs.add(!f.Since.IsZero(), "e.occurred_at >= ?", s.d.time(f.Since))
+	fs.add(!f.Until.IsZero(), "e.occurred_at < ?", s.d.time(f.Until))
+	fs.add(f.TransferID != "", "e.transfer_id = ?", f.TransferID)
+	fs.add(f.PartnerID != "", "t.partner_id = ?", f.PartnerID)
+	fs.add(f.Type != "", "e.event_type = ?", f.Type)
+	limit := int64(math.MaxInt64) // none
+	if f.Limit > 0 {
+		limit = int64(f.Limit)
+	}
+	q, args := s.d.withFilters(s.sql("AuditEvents"), []any{f.FromPosition, limit}, fs)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	defer rows.Close()
+	var leaf []byte
+	for rows.Next() {
+		var ae store.AuditEvent
+		if ae.Event, err = scanEvent(rows, &ae.Position, &leaf, &ae.TransferID, &ae.PartnerID); err != nil {
+			return s.wrap(op, err)
+		}
+		copy(ae.LeafHash[:], leaf)
+		if err := fn(ae); err != nil {
+			return err
+		}
+	}
+	return s.wrap(op, rows.Err())
+}
+
+// PutCheckpoint stores a signed tree head.
+func (s *Store) PutCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	_, err := s.exec(ctx, "put checkpoint", "PutCheckpoint", c.Size, c.Root[:], s.d.time(c.At), c.KID, c.JWS)
+	return err
+}
+
+func scanCheckpoint(r scanner) (store.Checkpoint, error) {
+	var c store.Checkpoint
+	var root []byte
+	err := r.Scan(&c.Size, &root, timeCol{&c.At}, &c.KID, &c.JWS)
+	copy(c.Root[:], root)
+	return c, err
+}
+
+// Checkpoints returns every stored checkpoint, oldest first.
+func (s *Store) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
+	out, err := all(ctx, s.r, scanCheckpoint, s.sql("Checkpoints"))
+	return out, s.wrap("checkpoints", err)
+}
+
+// LatestCheckpoint returns the checkpoint stored last, or
+// store.ErrNotFound.
+func (s *Store) LatestCheckpoint(ctx context.Context) (store.Checkpoint, error) {
+	c, err := scanCheckpoint(s.r.QueryRowContext(ctx, s.sql("LatestCheckpoint")))
+	return c, s.wrap("latest checkpoint", err)
+}

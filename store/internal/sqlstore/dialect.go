@@ -1,0 +1,176 @@
+package sqlstore
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Dialect is what differs between the engines, besides the queries of
+// their own file.
+type Dialect struct {
+	name string // the error prefix, and the queries file
+	// sqlite: times are fixed-width UTC TEXT and JSON is TEXT (STRICT
+	// tables), not timestamptz and jsonb; placeholders are ?, not $N; bulk
+	// rows are a multi-row VALUES, not one unnest array per column.
+	sqlite bool
+	// bulkRows is how many rows one bulk statement carries: PostgreSQL's
+	// arrays make a million-member import 200 round trips; SQLite's VALUES
+	// stay far under its 32,766 parameters.
+	bulkRows int
+}
+
+// The dialects.
+var (
+	Postgres = Dialect{name: "postgres", bulkRows: 5000}
+	SQLite   = Dialect{name: "sqlite", sqlite: true, bulkRows: 500}
+)
+
+// timeLayout is how SQLite stores times: fixed-width UTC with
+// microseconds, so that stored times sort as strings in the order they
+// compare as times.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+// normTime is t as the store keeps it: UTC, truncated to the microsecond
+// (PostgreSQL would round, which no caller expects).
+func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// time encodes a time parameter.
+func (d Dialect) time(t time.Time) any {
+	if d.sqlite {
+		return normTime(t).Format(timeLayout)
+	}
+	return normTime(t)
+}
+
+// json encodes a JSON parameter; nil is NULL.
+func (d Dialect) json(b []byte) any {
+	switch {
+	case b == nil:
+		return nil
+	case d.sqlite:
+		return string(b)
+	}
+	return b
+}
+
+// timeCol scans a time column of either encoding into t: timestamptz
+// arrives as a time.Time, SQLite's TEXT as a string. NULL leaves t zero.
+type timeCol struct{ t *time.Time }
+
+func (c timeCol) Scan(src any) error {
+	var err error
+	switch v := src.(type) {
+	case nil:
+		*c.t = time.Time{}
+	case time.Time:
+		*c.t = v.UTC()
+	case string:
+		*c.t, err = time.Parse(timeLayout, v)
+	default:
+		err = fmt.Errorf("a %T", src)
+	}
+	if err != nil {
+		return fmt.Errorf("stored time is malformed: %w", err)
+	}
+	return nil
+}
+
+var (
+	paramRE = regexp.MustCompile(`\$([0-9]+)`)
+	rowsRE  = regexp.MustCompile(`\{\{rows ([a-z ]+)\}\}`)
+)
+
+// placeholders rewrites $N to the dialect's form. No query has a $ in a
+// string literal. On SQLite, parameters that come in order, each once,
+// are plain ?: binding ?N looks its name up in a list, which makes a bulk
+// statement of thousands of parameters slow.
+func (d Dialect) placeholders(q string) string {
+	if !d.sqlite {
+		return q
+	}
+	ps := paramRE.FindAllStringSubmatch(q, -1)
+	for i, p := range ps {
+		if p[1] != strconv.Itoa(i+1) {
+			return paramRE.ReplaceAllString(q, "?$1")
+		}
+	}
+	return paramRE.ReplaceAllLiteralString(q, "?")
+}
+
+// withRows expands the {{rows TYPE…}} of query q for rows (each as wide as
+// its types) and returns its parameters: args (the query's own), then the
+// rows'.
+func (d Dialect) withRows(q string, args []any, rows [][]any) (string, []any) {
+	types := strings.Fields(rowsRE.FindStringSubmatch(q)[1])
+	var b strings.Builder
+	n := len(args)
+	if d.sqlite {
+		b.WriteString("VALUES ")
+		for i, row := range rows {
+			b.WriteString(sep(i) + "(")
+			for c := range types {
+				n++
+				fmt.Fprintf(&b, "%s$%d", sep(c), n)
+			}
+			b.WriteString(")")
+			args = append(args, row...)
+		}
+	} else {
+		b.WriteString("SELECT * FROM unnest(")
+		for c, typ := range types {
+			col := make([]any, len(rows))
+			for i, row := range rows {
+				col[i] = row[c]
+			}
+			n++
+			fmt.Fprintf(&b, "%s$%d::%s[]", sep(c), n, typ)
+			args = append(args, col)
+		}
+		b.WriteString(")")
+	}
+	return d.placeholders(rowsRE.ReplaceAllLiteralString(q, b.String())), args
+}
+
+// sep is the separator before item i of a list.
+func sep(i int) string {
+	if i == 0 {
+		return ""
+	}
+	return ", "
+}
+
+// filters are the conditions a listing asks for, ANDed in at its query's
+// {{filters}}.
+type filters struct {
+	conds []string
+	args  []any
+}
+
+// add adds cond, whose ?s are args, if the listing asks for it.
+func (f *filters) add(asked bool, cond string, args ...any) {
+	if asked {
+		f.conds = append(f.conds, cond)
+		f.args = append(f.args, args...)
+	}
+}
+
+// withFilters expands the {{filters}} of query q and returns its
+// parameters: args (the query's own), then f's.
+func (d Dialect) withFilters(q string, args []any, f filters) (string, []any) {
+	var b strings.Builder
+	n := len(args)
+	for _, c := range f.conds {
+		b.WriteString(" AND ")
+		for _, part := range strings.SplitAfter(c, "?") {
+			if p, ok := strings.CutSuffix(part, "?"); ok {
+				n++
+				part = p + "$" + strconv.Itoa(n)
+			}
+			b.WriteString(part)
+		}
+	}
+	return d.placeholders(strings.Replace(q, "{{filters}}", b.String(), 1)), append(args, f.args...)
+}

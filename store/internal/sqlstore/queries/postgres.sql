@@ -1,0 +1,11 @@
+-- What PostgreSQL does its own way. Writers run in READ COMMITTED and lock
+-- what they read before they write.
+
+-- The transfer's row lock serializes its changes; no row: not found.
+-- name: LockTransfer
+SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE
+
+-- Concurrent links of one external identity wait for each other, so each
+-- reads the history the previous one left.
+-- name: LockIdentity
+SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))

@@ -1,0 +1,345 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
+)
+
+func scanIdem(r scanner) (store.IdempotencyRecord, error) {
+	var rec store.IdempotencyRecord
+	err := r.Scan(&rec.ClientID, &rec.Key, &rec.Fingerprint, &rec.TransferID, &rec.Status,
+		&rec.ResponseStatus, &rec.ResponseBody, timeCol{&rec.CreatedAt})
+	if rec.Status == store.IdempotencyComplete && rec.ResponseBody == nil {
+		rec.ResponseBody = []byte{} // an empty body replays as empty, not absent
+	}
+	return rec, err
+}
+
+// CreateTransfer implements store.Transfers. On PostgreSQL a concurrent
+// claim of the same key waits on the unique index until the first
+// transaction ends, then finds the key taken (or free again, if the first
+// rolled back).
+func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
+	const op = "create transfer"
+	nt, err := prepareNew(nt)
+	tr := nt.Transfer
+	var req, detail any
+	var parts []any
+	var changes []encodedChange
+	if err == nil {
+		req, err = s.d.jsonParam(nt.Request, false)
+	}
+	if err == nil {
+		parts, err = s.d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
+	}
+	if err == nil {
+		detail, err = s.d.detail(nt.Event.Detail)
+	}
+	if err == nil {
+		changes, err = s.d.encodeChanges(nt.Changes)
+	}
+	if err != nil {
+		return store.CreateResult{}, s.wrap(op, err)
+	}
+	var res store.CreateResult
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, s.sql("ClaimIdempotency"),
+			nt.ClientID, nt.IdempotencyKey, nt.Fingerprint, tr.ID, s.d.time(tr.CreatedAt))
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), nt.ClientID, nt.IdempotencyKey))
+			}
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), append([]any{
+			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State),
+			s.d.time(tr.CreatedAt), s.d.time(tr.UpdatedAt)}, parts...)...)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, req)
+		}
+		if err == nil {
+			_, err = s.insertEvent(ctx, tx, tr.ID, nt.Event, detail)
+		}
+		if err == nil { // the new row is ours until commit: no lock to take
+			_, err = s.applyEncoded(ctx, tx, tr.ID, nt.Event.Seq, changes)
+		}
+		if err != nil {
+			return err
+		}
+		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
+			ClientID: nt.ClientID, Key: nt.IdempotencyKey, Fingerprint: nt.Fingerprint, TransferID: tr.ID,
+			Status: store.IdempotencyPending, CreatedAt: tr.CreatedAt,
+		}}
+		return nil
+	})
+	return res, err
+}
+
+// insertEvent appends ev with its Seq unless its key is already recorded,
+// appends it to the audit log, and reports whether it did. Callers call it
+// after taking their other locks (see appendAudit).
+func (s *Store) insertEvent(ctx context.Context, tx *sql.Tx, transferID string, ev transfer.Event, detail any) (bool, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, s.sql("InsertEvent"), transferID, ev.Seq, ev.Key, s.d.time(ev.At),
+		string(ev.State), ev.Actor, ev.Type, detail).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, s.appendAudit(ctx, tx, id, transferID, ev)
+}
+
+// CompleteIdempotency implements store.Idempotency. On PostgreSQL a
+// concurrent completion waits on the row lock, then finds the record no
+// longer pending.
+func (s *Store) CompleteIdempotency(ctx context.Context, clientID, key string, status int, body []byte) (store.IdempotencyRecord, error) {
+	if body == nil {
+		body = []byte{}
+	}
+	var rec store.IdempotencyRecord
+	err := s.write(ctx, "complete idempotency", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.sql("CompleteIdempotency"), clientID, key, status, body); err != nil {
+			return err
+		}
+		var err error
+		rec, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), clientID, key))
+		return err
+	})
+	return rec, err
+}
+
+// GetIdempotency implements store.Idempotency.
+func (s *Store) GetIdempotency(ctx context.Context, clientID, key string) (store.IdempotencyRecord, error) {
+	rec, err := scanIdem(s.r.QueryRowContext(ctx, s.sql("GetIdempotency"), clientID, key))
+	return rec, s.wrap("get idempotency", err)
+}
+
+// PendingIdempotency implements store.Idempotency, oldest first. A limit
+// of zero or less means 100.
+func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]store.IdempotencyRecord, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	out, err := all(ctx, s.r, scanIdem, s.sql("PendingIdempotency"), s.d.time(olderThan), limit)
+	return out, s.wrap("pending idempotency", err)
+}
+
+func scanTransfer(r scanner) (transfer.Transfer, error) {
+	var tr transfer.Transfer
+	var p [4][]byte
+	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State,
+		timeCol{&tr.CreatedAt}, timeCol{&tr.UpdatedAt}, &p[0], &p[1], &p[2], &p[3])
+	if err == nil {
+		// json's errors quote no input values, only types and offsets.
+		err = errors.Join(unmarshalPart(p[0], &tr.Identity), unmarshalPart(p[1], &tr.Consent),
+			unmarshalPart(p[2], &tr.Export), unmarshalPart(p[3], &tr.Error))
+	}
+	return tr, err
+}
+
+// GetTransfer implements store.Transfers.
+func (s *Store) GetTransfer(ctx context.Context, id string) (transfer.Transfer, error) {
+	tr, err := scanTransfer(s.r.QueryRowContext(ctx, s.sql("GetTransfer"), id))
+	return tr, s.wrap("get transfer", err)
+}
+
+// GetTransferRequest implements store.Transfers.
+func (s *Store) GetTransferRequest(ctx context.Context, id string) (transfer.Request, error) {
+	var raw []byte
+	var req transfer.Request
+	err := s.r.QueryRowContext(ctx, s.sql("GetTransferRequest"), id).Scan(&raw)
+	if err == nil {
+		err = json.Unmarshal(raw, &req)
+	}
+	return req, s.wrap("get transfer request", err)
+}
+
+// ListTransfers implements store.Transfers: newest first (created_at, then
+// id, both descending), one page at a time.
+func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.TransferPage, error) {
+	limit := pageSize(f)
+	var fs filters
+	fs.add(f.State != "", "state = ?", string(f.State))
+	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
+	fs.add(f.Direction != "", "direction = ?", string(f.Direction))
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return store.TransferPage{}, err
+		}
+		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(c.CreatedAt), c.ID)
+	}
+	q, args := s.d.withFilters(s.sql("ListTransfers"), []any{limit + 1}, fs)
+	items, err := all(ctx, s.r, scanTransfer, q, args...)
+	if err != nil {
+		return store.TransferPage{}, s.wrap("list transfers", err)
+	}
+	page := store.TransferPage{Items: items}
+	if len(items) > limit {
+		page.Items = items[:limit]
+		last := items[limit-1]
+		page.NextCursor = cursor{CreatedAt: last.CreatedAt, ID: last.ID}.encode()
+	}
+	return page, nil
+}
+
+// ApplyChange implements store.Transfers.
+func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Change) (bool, error) {
+	applied, err := s.applyChanges(ctx, "apply change", transferID, []store.Change{ch})
+	if err != nil {
+		return false, err
+	}
+	return applied[0], nil
+}
+
+// ApplyChanges implements store.Transfers.
+func (s *Store) ApplyChanges(ctx context.Context, transferID string, chs []store.Change) ([]bool, error) {
+	return s.applyChanges(ctx, "apply changes", transferID, chs)
+}
+
+func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []store.Change) ([]bool, error) {
+	if len(chs) == 0 {
+		return []bool{}, nil
+	}
+	encoded, err := s.d.encodeChanges(chs)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	var applied []bool
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
+		last, err := s.lockTransfer(ctx, tx, transferID)
+		if err == nil {
+			applied, err = s.applyEncoded(ctx, tx, transferID, last, encoded)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
+}
+
+// lockTransfer takes the dialect's lock on the transfer (sql.ErrNoRows if
+// there is none), then returns the seq of its last event.
+func (s *Store) lockTransfer(ctx context.Context, tx *sql.Tx, id string) (int64, error) {
+	var one, last int64
+	if err := tx.QueryRowContext(ctx, s.sql("LockTransfer"), id).Scan(&one); err != nil {
+		return 0, err
+	}
+	err := tx.QueryRowContext(ctx, s.sql("LastSeq"), id).Scan(&last)
+	return last, err
+}
+
+// applyEncoded applies changes in tx to a transfer whose row the caller
+// has locked (or created) and whose last event has seq last: each new
+// event takes the next seq, is appended to the audit log, and updates the
+// projection and writes the change's link, review and grant; an event
+// whose key is recorded is skipped.
+func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
+	applied := make([]bool, len(changes))
+	for i, e := range changes {
+		ev := e.Event
+		ev.Seq = last + 1
+		ok, err := s.insertEvent(ctx, tx, transferID, ev, e.detail)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue // recorded before: a retry
+		}
+		last = ev.Seq
+		if _, err := tx.ExecContext(ctx, s.sql("UpdateTransfer"), append([]any{transferID}, e.params...)...); err != nil {
+			return nil, err
+		}
+		if e.Link != nil {
+			_, err = s.appendLink(ctx, tx, *e.Link)
+		}
+		if e.Review != nil && err == nil {
+			err = s.appendReview(ctx, tx, *e.Review)
+		}
+		if e.Grant != nil && err == nil {
+			_, err = s.appendGrant(ctx, tx, *e.Grant)
+		}
+		if err != nil {
+			return nil, err
+		}
+		applied[i] = true
+	}
+	return applied, nil
+}
+
+// RecordAccess implements store.Timelines. It locks the transfers in id
+// order before it appends to the audit log, the lock order of every
+// writer.
+func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error) {
+	const op = "record access"
+	as, err := prepareAccess(as)
+	if err != nil || len(as) == 0 {
+		return 0, err
+	}
+	details := make([]any, len(as))
+	for i, a := range as {
+		if details[i], err = s.d.detail(a.Event.Detail); err != nil {
+			return 0, s.wrap(op, err)
+		}
+	}
+	n := 0
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
+		n = 0
+		last := map[string]int64{}
+		for _, id := range accessTransfers(as) {
+			if last[id], err = s.lockTransfer(ctx, tx, id); err != nil {
+				return err // no row: store.ErrNotFound
+			}
+		}
+		for i, a := range as {
+			ev := a.Event
+			ev.Seq = last[a.TransferID] + 1
+			ok, err := s.insertEvent(ctx, tx, a.TransferID, ev, details[i])
+			if err != nil {
+				return err
+			}
+			if ok {
+				last[a.TransferID] = ev.Seq
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// scanEvent reads the columns of a timeline event after those of prefix.
+func scanEvent(r scanner, prefix ...any) (transfer.Event, error) {
+	var ev transfer.Event
+	var detail []byte
+	err := r.Scan(append(prefix, &ev.Seq, &ev.Key, timeCol{&ev.At}, &ev.State, &ev.Actor, &ev.Type, &detail)...)
+	if err == nil && detail != nil {
+		err = json.Unmarshal(detail, &ev.Detail)
+	}
+	return ev, err
+}
+
+// Timeline implements store.Timelines.
+func (s *Store) Timeline(ctx context.Context, transferID string) ([]transfer.Event, error) {
+	out, err := all(ctx, s.r, func(r scanner) (transfer.Event, error) { return scanEvent(r) }, s.sql("Timeline"), transferID)
+	if err == nil && len(out) == 0 {
+		// Every transfer has its first event, so none means no transfer.
+		err = store.ErrNotFound
+	}
+	return out, s.wrap("timeline", err)
+}
