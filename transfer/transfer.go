@@ -335,34 +335,3 @@ var (
 	ErrNotInReview     = errors.New("transfer is not waiting in manual review")
 	ErrInvalidDecision = errors.New("invalid review decision")
 )
-
-// IdentityDetail is the detail of an identity decision: the outcome, the
-// rule or score that decided it, each field's comparison level and
-// weight, the runner-up and the candidates left to a person. Member ids
-// and codes only: never PHI.
-func IdentityDetail(o IdentityOutcome) map[string]any {
-	d := map[string]any{"status": o.Status, "score": o.Score}
-	if o.MemberID != "" {
-		d["member_id"] = o.MemberID
-	}
-	if len(o.Candidates) > 0 {
-		d["candidates"] = append([]string(nil), o.Candidates...)
-	}
-	if o.ReviewedBy != "" {
-		d["reviewed_by"] = o.ReviewedBy
-	}
-	if r := o.Rationale; r != nil {
-		d["rule"], d["summary"] = r.Rule, r.Summary
-		if len(r.Fields) > 0 {
-			fs := make([]map[string]any, len(r.Fields))
-			for i, f := range r.Fields {
-				fs[i] = map[string]any{"field": f.Field, "level": f.Level, "weight": f.Weight}
-			}
-			d["fields"] = fs
-		}
-		if ru := r.RunnerUp; ru != nil {
-			d["runner_up"] = map[string]any{"member_id": ru.MemberID, "score": ru.Score}
-		}
-	}
-	return d
-}
