@@ -31,8 +31,7 @@ func (a *Activities) CheckConsent(ctx context.Context, in ConsentInput) (transfe
 	// The consent basis and the check's result, whatever it is, with the
 	// projection's consent: once per phase.
 	if err := a.record(ctx, in.TransferID, store.Change{
-		Event: transfer.Event{At: now, Type: transfer.EventConsentChecked, Key: "consent:check:" + in.Phase,
-			Detail: ConsentDetail(in.Phase, req.Consent, out)},
+		Event:   transfer.ConsentChecked(in.Phase, req.Consent, out).Stamped(now),
 		Consent: &out,
 	}); err != nil {
 		return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)

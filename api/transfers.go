@@ -77,10 +77,7 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 		ClientID: client, IdempotencyKey: key, Fingerprint: fp,
 		Transfer: t,
 		Request:  toRequest(body),
-		Event: transfer.Event{
-			At: now, State: transfer.StateInitiated, Actor: "client:" + client, Type: transfer.EventState,
-			Detail: detail, Key: transfer.StateKey(transfer.StateInitiated),
-		},
+		Event:    transfer.RequestReceived(client, detail).Stamped(now),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create transfer: %w", err)

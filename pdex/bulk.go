@@ -600,19 +600,15 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request) {
 	// Evidence of who read which file, then the workflow's count. The
 	// file has left: a failure here is logged, not answered.
 	key, _ := uuid.NewV7()
-	if _, err := h.d.Store.RecordAccess(r.Context(), []store.Access{{TransferID: t.ID, Event: transfer.Event{
-		At: now.UTC(), Actor: "partner:" + requester, Type: EventFileDownloaded, Key: "download:" + key.String(),
-		Detail: map[string]any{"sha256": digest, "type": f.Type, "member_id": f.MemberID, "count": f.Count},
-	}}}); err != nil {
+	if _, err := h.d.Store.RecordAccess(r.Context(), []store.Access{{TransferID: t.ID,
+		Event: transfer.FileDownload(requester, key.String(), digest, f.Type, f.MemberID, f.Count).Stamped(now.UTC()),
+	}}); err != nil {
 		log.Error("bulk file: recording the download", zap.Error(err))
 	}
 	if err := h.d.Exports.FileDownloaded(r.Context(), t.ID, digest); err != nil {
 		log.Error("bulk file: telling the export", zap.Error(err))
 	}
 }
-
-// EventFileDownloaded is the timeline event of a served file's download.
-const EventFileDownloaded = "file_downloaded"
 
 // Grant is the match grant m gives its requester: the member, and the
 // consent's id (its resource id, else the SHA-256 of its JSON as

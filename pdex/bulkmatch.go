@@ -57,10 +57,6 @@ type BulkMatches interface {
 	DeleteBulkMatch(ctx context.Context, id string) error
 }
 
-// EventBulkMatchDeleted is the timeline event of a decided batch whose
-// result the requester deleted.
-const EventBulkMatchDeleted = "bulk_match_deleted"
-
 // BulkMatch is an accepted batch: the digests of its members as stored
 // (under BulkMatchRequestOwner), in order. No PHI.
 type BulkMatch struct {
@@ -418,8 +414,7 @@ func (h *Handler) deleteBulkMatch(w http.ResponseWriter, r *http.Request) {
 // id, then withdraws the result: recorded first, so that a result gone is
 // never unexplained (a retry of the DELETE finishes the withdrawal).
 func (h *Handler) removeBulkMatchResult(ctx context.Context, requester, id, digest string) error {
-	_, err := h.d.Store.ApplyChange(ctx, id, store.Change{Event: transfer.Event{At: h.d.Now().UTC(), Actor: "partner:" + requester,
-		Type: EventBulkMatchDeleted, Key: "bulk:deleted", Detail: map[string]any{"reason": "deleted_by_requester", "result_sha256": digest}}})
+	_, err := h.d.Store.ApplyChange(ctx, id, store.Change{Event: transfer.BulkResultDeleted(requester, digest).Stamped(h.d.Now().UTC())})
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // no transfer: a batch from before batches were transfers
 		return err
 	}

@@ -101,9 +101,15 @@ func Entered(s State, d any) Event {
 	return ev
 }
 
-// Stamp returns e recorded at at by actor.
-func (e Event) Stamp(at time.Time, actor string) Event {
-	e.At, e.Actor = at, actor
+// Stamped returns e recorded at at.
+func (e Event) Stamped(at time.Time) Event {
+	e.At = at
+	return e
+}
+
+// By returns e recorded by actor.
+func (e Event) By(actor string) Event {
+	e.Actor = actor
 	return e
 }
 
@@ -424,19 +430,13 @@ func ConsentRechecked(c ConsentOutcome) Event {
 
 // --- payload_prepared ---
 
-// FileDetail is one file of an export by digest.
-type FileDetail struct {
-	Type   string `json:"type"`
-	Count  int    `json:"count"`
-	SHA256 string `json:"sha256"`
-	Bytes  int64  `json:"bytes"`
-}
-
-func fileDetails(fs []ExportFile) ([]FileDetail, int) {
-	out := make([]FileDetail, len(fs))
+// fileDetails are files as a detail lists them (never null), and their
+// resources.
+func fileDetails(fs []ExportFile) ([]ExportFile, int) {
+	out := make([]ExportFile, len(fs))
 	total := 0
 	for i, f := range fs {
-		out[i] = FileDetail{f.Type, f.Count, f.SHA256, f.Bytes}
+		out[i] = f
 		total += f.Count
 	}
 	return out, total
@@ -446,7 +446,7 @@ type exportPrepared struct {
 	ManifestSHA256    string         `json:"manifest_sha256"`
 	SignatureSHA256   string         `json:"signature_sha256"`
 	KID               string         `json:"kid"`
-	Files             []FileDetail   `json:"files"`
+	Files             []ExportFile   `json:"files"`
 	ResourceCounts    map[string]int `json:"resource_counts"`
 	Resources         int            `json:"resources"`
 	ExcludedSensitive int            `json:"excluded_sensitive"`
@@ -466,7 +466,7 @@ func ExportPrepared(e ExportInfo, signatureSHA256 string) Event {
 
 type servedPrepared struct {
 	ManifestSHA256    string       `json:"manifest_sha256"`
-	Files             []FileDetail `json:"files"`
+	Files             []ExportFile `json:"files"`
 	Resources         int          `json:"resources"`
 	ExcludedSensitive int          `json:"excluded_sensitive"`
 }
@@ -917,7 +917,7 @@ func BulkErrors(round, errorFiles int) Event {
 
 type bulkFile struct {
 	PartnerID string `json:"partner_id"`
-	FileDetail
+	ExportFile
 	N         int  `json:"n"`
 	Round     int  `json:"round"`
 	ErrorFile bool `json:"error_file"`
@@ -927,7 +927,7 @@ type bulkFile struct {
 // manifest's output or (errorFile) error files.
 func BulkFile(partnerID string, f ExportFile, n, round int, errorFile bool) Event {
 	key := fmt.Sprintf("bulk:file:%d:%t:%s:%d", round, errorFile, f.Type, n)
-	return event(EventBulkFile, key, bulkFile{partnerID, FileDetail{f.Type, f.Count, f.SHA256, f.Bytes}, n, round, errorFile})
+	return event(EventBulkFile, key, bulkFile{partnerID, f, n, round, errorFile})
 }
 
 type bulkDeleted struct {

@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -90,8 +89,7 @@ func (r *importRun) enter(ctx workflow.Context, in activities.RecordInput) error
 
 func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	ids := activities.ImportInput{TransferID: r.in.TransferID, PartnerID: r.in.PartnerID}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateIdentityPending,
-		Detail: map[string]any{"direction": string(transfer.DirectionImport), "partner_id": r.in.PartnerID}}); err != nil {
+	if err := r.enter(ctx, activities.Step(transfer.ImportPending(r.in.PartnerID))); err != nil {
 		return nil, err
 	}
 	var m activities.Matched
@@ -114,9 +112,9 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	r.identity = transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: m.MemberID, Score: 1,
 		Rationale: &transfer.Rationale{Rule: "partner_member_match", Summary: "matched by the old payer's $member-match"}}
 	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: m.ConsentID, Scope: m.Scope, CheckedAt: workflow.Now(ctx).UTC()}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent,
-		Detail: map[string]any{"partner_member_id": m.MemberID, "partner_patient_id": m.PatientID, "consent_id": m.ConsentID,
-			"scope": m.Scope, "verified_by": "partner:" + r.in.PartnerID}}); err != nil {
+	verified := activities.Step(transfer.ImportVerified(r.in.PartnerID, m.MemberID, m.PatientID, m.ConsentID, m.Scope))
+	verified.Identity, verified.Consent = &r.identity, &consent
+	if err := r.enter(ctx, verified); err != nil {
 		return nil, err
 	}
 
@@ -135,8 +133,7 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 				Detail: fmt.Sprintf("the export expired at the old payer %d times before it was downloaded", MaxKickOffs)}, nil
 		}
 		if round > 1 {
-			if err := r.enter(ctx, activities.RecordInput{Type: activities.EventImportRekicked, Key: "bulk:rekickoff:" + strconv.Itoa(round),
-				Detail: map[string]any{"round": round}}); err != nil {
+			if err := r.enter(ctx, activities.Step(transfer.BulkRekicked(round))); err != nil {
 				return nil, err
 			}
 		}
@@ -181,9 +178,9 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 			resources += f.Count
 		}
 	}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &info,
-		Detail: map[string]any{"manifest_sha256": info.ManifestSHA256, "files": len(files), "resources": resources,
-			"partial": info.Partial, "transaction_time": tt.Format("2006-01-02T15:04:05.000Z07:00"), "round": round}}); err != nil {
+	prepared := activities.Step(transfer.ImportPrepared(info, resources, round))
+	prepared.Export = &info
+	if err := r.enter(ctx, prepared); err != nil {
 		return nil, err
 	}
 
@@ -194,14 +191,14 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	r.staged = false
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: "workflow",
-		Detail: map[string]any{"sink": d.Sink, "location": d.Location, "files": d.Files}}); err != nil {
+	if err := r.enter(ctx, activities.Step(transfer.ImportSent(d.Sink, d.Location, d.Files))); err != nil {
 		return nil, err
 	}
 	acked := info
 	acked.ReceiptID = d.ReceiptID
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "sink:" + d.Sink, Export: &acked,
-		Detail: map[string]any{"receipt_id": d.ReceiptID, "via": "sink_readback"}}); err != nil {
+	ackStep := activities.Step(transfer.ImportAcknowledged(d.Sink, d.ReceiptID))
+	ackStep.Export = &acked
+	if err := r.enter(ctx, ackStep); err != nil {
 		return nil, err
 	}
 	// The files are ours: tell the old payer it may drop the export. A
@@ -211,7 +208,7 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: "done",
 	}).Get(ctx, nil)
 	r.statusURL = ""
-	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})
+	return nil, r.enter(ctx, activities.Step(transfer.Entered(transfer.StateComplete, nil)))
 }
 
 // poll polls the export until it is complete, failed, gone or past the
@@ -255,9 +252,8 @@ func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activiti
 
 func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities.Polled) error {
 	m := p.Status.Complete.Manifest
-	detail := map[string]any{"round": round, "manifest_sha256": p.ManifestSHA256, "output_files": len(m.Output), "error_files": len(m.Error),
-		"transaction_time": m.TransactionTime.UTC().Format("2006-01-02T15:04:05.000Z07:00"), "requires_access_token": m.RequiresAccessToken}
-	if err := r.enter(ctx, activities.RecordInput{Type: activities.EventBulkManifest, Key: "bulk:manifest:" + strconv.Itoa(round), Detail: detail}); err != nil {
+	ev := transfer.BulkManifest(round, p.ManifestSHA256, len(m.Output), len(m.Error), m.TransactionTime, m.RequiresAccessToken)
+	if err := r.enter(ctx, activities.Step(ev)); err != nil {
 		return err
 	}
 	if len(m.Error) == 0 {
@@ -265,8 +261,7 @@ func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities
 	}
 	// Partial data is kept and flagged (ExportInfo.Partial); the error
 	// files themselves are downloaded beside the data.
-	return r.enter(ctx, activities.RecordInput{Type: activities.EventBulkErrors, Key: "bulk:errors:" + strconv.Itoa(round),
-		Detail: map[string]any{"round": round, "error_files": len(m.Error), "partial": true}})
+	return r.enter(ctx, activities.Step(transfer.BulkErrors(round, len(m.Error))))
 }
 
 // download fetches every output and error file of the manifest, in
@@ -346,8 +341,7 @@ func (r *importRun) deleteExpired(ctx workflow.Context, round int, statusURL str
 	if temporal.IsCanceledError(err) {
 		return err
 	}
-	return r.enter(ctx, activities.RecordInput{Type: activities.EventBulkDeleteFailed, Key: "bulk:delete-failed:" + strconv.Itoa(round),
-		Detail: map[string]any{"round": round, "reason": "file_expired", "error_type": errorType(err)}})
+	return r.enter(ctx, activities.Step(transfer.BulkDeleteFailed(round, errorType(err))))
 }
 
 // errorType is the type of an activity's failure: "timeout" when its
@@ -372,7 +366,7 @@ func errorType(err error) string {
 func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	detail := map[string]any{"error_type": f.Type, "after_state": string(r.state)}
+	detail := transfer.ImportFailedDetail{ErrorType: f.Type, AfterState: r.state}
 	if r.statusURL != "" {
 		comp := activities.Policies[activities.NameKickOffImport].Compensation
 		err := workflow.ExecuteActivity(r.partnerCtx(dctx, comp), a.DeleteImport, activities.DeleteInput{
@@ -380,7 +374,8 @@ func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, e
 		}).Get(dctx, nil)
 		// An export nobody could delete expires at the partner: the
 		// failure is recorded either way.
-		detail["export_deleted"] = err == nil
+		deleted := err == nil
+		detail.ExportDeleted = &deleted
 	}
 	if r.staged {
 		comp := activities.Policies[activities.NameDownloadImportFile].Compensation
@@ -389,9 +384,10 @@ func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, e
 		}).Get(dctx, nil); err != nil {
 			return Result{}, err
 		}
-		detail["staged_discarded"] = true
+		detail.StagedDiscarded = true
 	}
-	rec := activities.RecordInput{State: transfer.StateFailed, Error: f, Detail: detail}
+	rec := activities.Step(transfer.ImportFailed(detail))
+	rec.Error = f
 	if r.identity.Status != "" {
 		rec.Identity = &r.identity
 	}

@@ -37,21 +37,12 @@ func (e *ServeEngine) StartExport(ctx context.Context, k pdex.Kickoff) error {
 	cid := pdex.ClientID(k.Requester)
 	now := k.TransactionTime.UTC().Truncate(time.Microsecond)
 	fp := sha256.Sum256([]byte(k.Request + "\x00" + strings.Join(k.MemberIDs, ",")))
-	detail := map[string]any{"operation": "bulk-export", "request": k.Request, "member_ids": k.MemberIDs,
-		"transaction_time": now.Format(time.RFC3339Nano), "requester": k.Requester}
-	if len(k.Types) > 0 {
-		detail["types"] = k.Types
-	}
-	if len(k.MatchTransfers) > 0 {
-		detail["match_transfers"] = k.MatchTransfers // the $member-match transfers whose grants this export rests on
-	}
 	res, err := e.Store.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: cid, IdempotencyKey: "bulk-export:" + k.TransferID, Fingerprint: hex.EncodeToString(fp[:]),
 		Transfer: transfer.Transfer{ID: k.TransferID, ClientID: cid, PartnerID: k.Requester, Direction: transfer.DirectionExport,
 			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
 		Request: transfer.Request{PartnerID: k.Requester, DataScope: transfer.DataScope{ResourceTypes: k.Types, Since: k.Since}},
-		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + k.Requester, Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated), Detail: detail},
+		Event:   transfer.ExportRequested(k.Requester, k.Request, k.MemberIDs, k.Types, now, k.MatchTransfers).Stamped(now),
 	})
 	if err != nil {
 		return fmt.Errorf("create export transfer: %w", err)
