@@ -87,7 +87,7 @@ func (a *Activities) PrepareExport(ctx context.Context, in PrepareInput) (Prepar
 	}
 	sig, err := a.Signer.Sign(exp.Manifest)
 	if err != nil {
-		return fail(fault.Wrap(fault.Transport, "signing", "signing the manifest", err))
+		return fail(fault.Wrap(fault.Transport, fault.TypeSigning, "signing the manifest", err))
 	}
 	sigDigest := digest([]byte(sig))
 	if err := put(SignatureName, contentTypeSignature, []byte(sig), sigDigest); err != nil {

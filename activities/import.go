@@ -55,7 +55,7 @@ const (
 	ErrTypeNotPuller = "not_a_pull_partner"
 	// ErrTypeExportExpired: the export (or a file) is gone at the partner:
 	// the workflow kicks it off again.
-	ErrTypeExportExpired = bulkdata.ErrTypeExpired
+	ErrTypeExportExpired = fault.TypeExportExpired
 )
 
 // DefaultImportYears is how far back an import reaches without a

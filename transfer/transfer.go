@@ -7,6 +7,8 @@ package transfer
 import (
 	"errors"
 	"time"
+
+	"github.com/p2p-payer/p2p/fault"
 )
 
 // State is a state of the transfer state machine.
@@ -46,16 +48,17 @@ func (s State) Valid() bool {
 func (s State) Terminal() bool { return s == StateComplete || s == StateFailed }
 
 // Error types a failed transfer ends with. They are stable strings: the API
-// exposes them and clients switch on them.
+// exposes them and clients switch on them. Those a partner's answer
+// decides are the fault types the connector classified it with.
 const (
-	ErrorNoMatch            = "no_match"
-	ErrorConsentDenied      = "consent_denied"
-	ErrorPartnerRejected    = "partner_rejected"
+	ErrorNoMatch            = fault.TypeNoMatch
+	ErrorConsentDenied      = fault.TypeConsentDenied
+	ErrorPartnerRejected    = fault.TypePartnerRejected
 	ErrorReviewRejected     = "review_rejected"
 	ErrorReviewTimeout      = "review_timeout"
-	ErrorUnknownPartner     = "unknown_partner"
-	ErrorPartnerAuth        = "partner_auth"
-	ErrorPartnerUnavailable = "partner_unavailable"
+	ErrorUnknownPartner     = fault.TypeUnknownPartner
+	ErrorPartnerAuth        = fault.TypePartnerAuth
+	ErrorPartnerUnavailable = fault.TypeUnavailable
 	ErrorAckTimeout         = "ack_timeout"
 	ErrorCancelled          = "cancelled"
 	ErrorInternal           = "internal"
@@ -64,7 +67,7 @@ const (
 	ErrorExportFailed       = "export_failed"        // the old payer's export failed
 	ErrorExportTimeout      = "export_timeout"       // the export stayed in progress past the poll budget
 	ErrorExportExpired      = "export_expired"       // the export kept expiring before it was downloaded
-	ErrorPartnerBadResponse = "partner_bad_response" // an answer or file we cannot use (bad manifest, NDJSON)
+	ErrorPartnerBadResponse = fault.TypeBadResponse // an answer or file we cannot use (bad manifest, NDJSON)
 )
 
 // Address is a postal address as a requesting partner knows it.

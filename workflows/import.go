@@ -10,6 +10,7 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -220,7 +221,7 @@ func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activiti
 		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), a.PollImport, activities.PollInput{
 			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: k.StatusURL,
 		}).Get(ctx, &p)
-		if isErrType(err, activities.ErrTypeExportExpired) {
+		if isErrType(err, fault.TypeExportExpired) {
 			r.statusURL = "" // nothing left to delete
 			return p, true, nil, nil
 		}
@@ -294,7 +295,7 @@ func (r *importRun) download(ctx workflow.Context, round int, m bulkdata.Manifes
 	for i, fu := range futures {
 		err := fu.Get(ctx, &files[i])
 		switch {
-		case isErrType(err, activities.ErrTypeExportExpired):
+		case isErrType(err, fault.TypeExportExpired):
 			expired = true
 		case err != nil && firstErr == nil:
 			firstErr = err
@@ -405,16 +406,15 @@ func isErrType(err error, typ string) bool {
 // importFailureOf maps an error an import's activity gave up with to the
 // transfer's failure.
 func importFailureOf(err error, state transfer.State) *transfer.ErrorInfo {
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) {
-		switch ae.Type() {
-		case activities.ErrTypePartnerRejected, activities.ErrTypeUnknownPartner:
+	if ae, class := activityFault(err); ae != nil {
+		switch {
+		case passesThrough(ae.Type()):
 			return &transfer.ErrorInfo{Type: ae.Type(), Detail: ae.Message()}
-		case activities.ErrTypeAuth:
+		case class == fault.Auth:
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerAuth, Detail: ae.Message()}
-		case activities.ErrTypeValidation:
+		case class == fault.Validation:
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerBadResponse, Detail: ae.Message()}
-		case activities.ErrTypeTransport, activities.ErrTypeDownstream:
+		case class.Retryable():
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the old payer could not be reached: " + ae.Message()}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -324,16 +325,16 @@ func consentFailure(c transfer.ConsentOutcome) *transfer.ErrorInfo {
 	return &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: c.Reason}
 }
 
-// failureOf maps an error an activity gave up with to the transfer's
-// failure. Business error types pass through; anything else says which
-// step could not be completed.
+// failureOf is the transfer's failure after an activity gave up with err.
+// A partner's refusal passes through as the type the connector gave it,
+// an auth fault is partner_auth; anything else says which step could not
+// be completed.
 func failureOf(err error, state transfer.State) *transfer.ErrorInfo {
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) {
-		switch ae.Type() {
-		case activities.ErrTypePartnerRejected, activities.ErrTypeUnknownPartner:
+	if ae, class := activityFault(err); ae != nil {
+		switch {
+		case passesThrough(ae.Type()):
 			return &transfer.ErrorInfo{Type: ae.Type(), Detail: ae.Message()}
-		case activities.ErrTypeAuth:
+		case class == fault.Auth:
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerAuth, Detail: ae.Message()}
 		}
 	}
@@ -344,4 +345,40 @@ func failureOf(err error, state transfer.State) *transfer.ErrorInfo {
 		return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the partner could not be reached: " + err.Error()}
 	}
 	return &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: "step after " + string(state) + " failed: " + err.Error()}
+}
+
+// activityFault is the classified error an activity gave up with: its
+// application error, whose type is the fault's type (fault.TypeOf), and
+// the fault's class, from its details. It is nil for any other error.
+func activityFault(err error) (*temporal.ApplicationError, fault.Class) {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		return nil, ""
+	}
+	var class fault.Class
+	if ae.HasDetails() && ae.Details(&class) == nil && class != "" {
+		return ae, class
+	}
+	return ae, legacyClass(ae.Type())
+}
+
+// legacyClass is the class of a failure recorded without one: histories
+// from before activities failed with their fault's own type carry, as the
+// type, the class's name for transport, downstream, auth and validation
+// faults, the business type itself for business ones, and not_found
+// (no class) for what our store did not have.
+func legacyClass(typ string) fault.Class {
+	switch c := fault.Class(typ); c {
+	case fault.Transport, fault.Downstream, fault.Auth, fault.Validation:
+		return c
+	case fault.TypeNotFound:
+		return ""
+	}
+	return fault.Business
+}
+
+// passesThrough reports whether a failure of type typ is the transfer's
+// failure as it is: the partner's refusal, or a partner we cannot use.
+func passesThrough(typ string) bool {
+	return typ == fault.TypePartnerRejected || typ == fault.TypeUnknownPartner
 }
