@@ -51,25 +51,13 @@ type Exports interface {
 	DeleteExport(ctx context.Context, transferID string) error
 }
 
-// Kickoff is an accepted export request. No PHI: member ids and the
-// request's parameters.
-type Kickoff struct {
-	TransferID      string
-	Requester       string
-	MemberIDs       []string
-	Types           []string   // _type; empty: every type
-	Since           *time.Time // _since
-	Patients        []string   // patient: Patient/[id] references; empty: every matched member
-	TransactionTime time.Time
-	Request         string // the kick-off URL
-	// MatchTransfers names, by member id, the $member-match transfer whose
-	// grant lets the requester reach the member (record.go); members
-	// granted otherwise (a $bulk-member-match batch) are absent.
-	MatchTransfers map[string]string
-}
+// Kickoff is an accepted export request (transfer.Kickoff, which the
+// workflows share).
+type Kickoff = transfer.Kickoff
 
-// ClientID is the transfer client id of the exports a requester asks for.
-func ClientID(requester string) string { return "fhir:" + requester }
+// ClientID is the transfer client id of the exports a requester asks for
+// (transfer.PartnerClientID).
+func ClientID(requester string) string { return transfer.PartnerClientID(requester) }
 
 // MatchedGroupID is the id of the Group of every member requester matched
 // (with $member-match) and still holds a grant for: the Group its

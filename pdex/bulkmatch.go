@@ -57,13 +57,9 @@ type BulkMatches interface {
 	DeleteBulkMatch(ctx context.Context, id string) error
 }
 
-// BulkMatch is an accepted batch: the digests of its members as stored
-// (under BulkMatchRequestOwner), in order. No PHI.
-type BulkMatch struct {
-	ID        string
-	Requester string
-	Members   []string
-}
+// BulkMatch is an accepted batch (transfer.BulkMatch, which the
+// workflows share).
+type BulkMatch = transfer.BulkMatch
 
 // The parameters of $bulk-member-match (PDex multi-member-match in and out).
 const (
@@ -97,12 +93,12 @@ const maxBulkBody = 32 << 20
 // The requester is part of both, so a batch is found only by its own
 // requester.
 func BulkMatchRequestOwner(requester, id string) string {
-	return "bulk-member-match:" + requester + ":" + id + ":request"
+	return transfer.BulkMatchRequestOwner(requester, id)
 }
 
 // BulkMatchResultOwner: see BulkMatchRequestOwner.
 func BulkMatchResultOwner(requester, id string) string {
-	return "bulk-member-match:" + requester + ":" + id
+	return transfer.BulkMatchResultOwner(requester, id)
 }
 
 // BulkMatchedGroupID is the id of the MatchedMembers Group of batch id:

@@ -245,7 +245,7 @@ const (
 	OutcomeMatched         = transfer.BulkOutcomeMatched // "matched"
 	OutcomeNoMatch         = transfer.ErrorNoMatch       // "no_match"
 	OutcomeMultipleMatches = "multiple_matches"
-	OutcomeConsentDenied   = transfer.ErrorConsentDenied // "consent_denied"
+	OutcomeConsentDenied   = transfer.BulkOutcomeConsentDenied // "consent_denied"
 	OutcomeInvalid         = "invalid_request"
 	OutcomeUnauthenticated = "unauthenticated"
 	OutcomeThrottled       = "throttled"

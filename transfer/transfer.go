@@ -64,9 +64,9 @@ const (
 	ErrorInternal           = "internal"
 
 	// Imports (we pull from the old payer).
-	ErrorExportFailed       = "export_failed"        // the old payer's export failed
-	ErrorExportTimeout      = "export_timeout"       // the export stayed in progress past the poll budget
-	ErrorExportExpired      = "export_expired"       // the export kept expiring before it was downloaded
+	ErrorExportFailed       = "export_failed"       // the old payer's export failed
+	ErrorExportTimeout      = "export_timeout"      // the export stayed in progress past the poll budget
+	ErrorExportExpired      = "export_expired"      // the export kept expiring before it was downloaded
 	ErrorPartnerBadResponse = fault.TypeBadResponse // an answer or file we cannot use (bad manifest, NDJSON)
 )
 

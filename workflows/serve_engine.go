@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -27,14 +26,12 @@ type ServeEngine struct {
 	FileTTL   time.Duration // how long files stay downloadable; 0: DefaultFileTTL
 }
 
-var _ pdex.Exports = (*ServeEngine)(nil)
-
 // StartExport records the export's transfer (created by the requester,
-// client pdex.ClientID) and starts its workflow. The workflow id is the
+// client transfer.PartnerClientID) and starts its workflow. The workflow id is the
 // transfer's (WorkflowID), so that nothing else can ever start a second
 // workflow for it.
-func (e *ServeEngine) StartExport(ctx context.Context, k pdex.Kickoff) error {
-	cid := pdex.ClientID(k.Requester)
+func (e *ServeEngine) StartExport(ctx context.Context, k transfer.Kickoff) error {
+	cid := transfer.PartnerClientID(k.Requester)
 	now := k.TransactionTime.UTC().Truncate(time.Microsecond)
 	fp := sha256.Sum256([]byte(k.Request + "\x00" + strings.Join(k.MemberIDs, ",")))
 	res, err := e.Store.CreateTransfer(ctx, store.NewTransfer{
