@@ -127,31 +127,6 @@ func TestResolveIdentityOutcomes(t *testing.T) {
 	}
 }
 
-func TestEvaluateConsent(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		mod  func(c *transfer.Consent)
-		ok   bool
-	}{
-		{"active and in period", func(*transfer.Consent) {}, true},
-		{"sensitive scope", func(c *transfer.Consent) { c.Scope = transfer.ScopeSensitive }, true},
-		{"open-ended period", func(c *transfer.Consent) { c.PeriodEnd = time.Time{} }, true},
-		{"inactive", func(c *transfer.Consent) { c.Status = "inactive" }, false},
-		{"rejected", func(c *transfer.Consent) { c.Status = "rejected" }, false},
-		{"expired", func(c *transfer.Consent) { c.PeriodEnd = t0.Add(-time.Second) }, false},
-		{"ends exactly now", func(c *transfer.Consent) { c.PeriodEnd = t0 }, false},
-		{"not yet started", func(c *transfer.Consent) { c.PeriodStart = t0.Add(time.Hour) }, false},
-		{"granted in the future", func(c *transfer.Consent) { c.GrantedAt = t0.Add(time.Hour) }, false},
-		{"unknown scope", func(c *transfer.Consent) { c.Scope = "everything" }, false},
-	} {
-		c := activeConsent
-		tc.mod(&c)
-		if reason := EvaluateConsent(c, t0); (reason == "") != tc.ok {
-			t.Errorf("%s: reason %q, want ok=%v", tc.name, reason, tc.ok)
-		}
-	}
-}
-
 func TestPrepareSendWithdraw(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
