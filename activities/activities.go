@@ -85,10 +85,6 @@ type Activities struct {
 	key   []byte // the store's presentation key, once read
 }
 
-// EventReviewDecision is the type of the event that records a reviewer's
-// approval; RecordState links the presentation to the member with it.
-const EventReviewDecision = "review_decision"
-
 func (a *Activities) now() time.Time {
 	if a.Now != nil {
 		return a.Now().UTC()
@@ -119,12 +115,18 @@ type RecordInput struct {
 	Error      *transfer.ErrorInfo
 }
 
+// Step is the RecordInput of event ev (a transfer constructor's): its
+// state, type, key, actor and detail.
+func Step(ev transfer.Event) RecordInput {
+	return RecordInput{State: ev.State, Type: ev.Type, Key: ev.Key, Actor: ev.Actor, Detail: ev.Detail}
+}
+
 // RecordState records a step in the timeline and the projection, once: a
 // retried or replayed call with the same key records nothing more.
 func (a *Activities) RecordState(ctx context.Context, in RecordInput) (bool, error) {
 	ev := transfer.Event{At: a.now(), State: in.State, Actor: in.Actor, Type: in.Type, Detail: in.Detail, Key: in.Key}
 	if ev.Type == "" {
-		ev.Type = "state"
+		ev.Type = transfer.EventState
 	}
 	if ev.Key == "" {
 		ev.Key = transfer.StateKey(in.State)

@@ -127,31 +127,6 @@ func TestResolveIdentityOutcomes(t *testing.T) {
 	}
 }
 
-func TestEvaluateConsent(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		mod  func(c *transfer.Consent)
-		ok   bool
-	}{
-		{"active and in period", func(*transfer.Consent) {}, true},
-		{"sensitive scope", func(c *transfer.Consent) { c.Scope = transfer.ScopeSensitive }, true},
-		{"open-ended period", func(c *transfer.Consent) { c.PeriodEnd = time.Time{} }, true},
-		{"inactive", func(c *transfer.Consent) { c.Status = "inactive" }, false},
-		{"rejected", func(c *transfer.Consent) { c.Status = "rejected" }, false},
-		{"expired", func(c *transfer.Consent) { c.PeriodEnd = t0.Add(-time.Second) }, false},
-		{"ends exactly now", func(c *transfer.Consent) { c.PeriodEnd = t0 }, false},
-		{"not yet started", func(c *transfer.Consent) { c.PeriodStart = t0.Add(time.Hour) }, false},
-		{"granted in the future", func(c *transfer.Consent) { c.GrantedAt = t0.Add(time.Hour) }, false},
-		{"unknown scope", func(c *transfer.Consent) { c.Scope = "everything" }, false},
-	} {
-		c := activeConsent
-		tc.mod(&c)
-		if reason := EvaluateConsent(c, t0); (reason == "") != tc.ok {
-			t.Errorf("%s: reason %q, want ok=%v", tc.name, reason, tc.ok)
-		}
-	}
-}
-
 func TestPrepareSendWithdraw(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -256,13 +231,15 @@ func TestSendErrorTypes(t *testing.T) {
 		name    string
 		partner string
 		fail    *sandbox.Failure
-		want    string
+		want    string        // the connector's type, unchanged
+		class   fault.Class   // in the error's details
 		delayAt time.Duration // minimum NextRetryDelay
 	}{
-		{"unknown partner", "nobody", nil, ErrTypeUnknownPartner, 0},
-		{"partner rejects", "sandbox", &sandbox.Failure{Status: 422}, ErrTypePartnerRejected, 0},
-		{"partner down", "sandbox", &sandbox.Failure{Status: 503}, ErrTypeDownstream, 0},
-		{"partner throttles", "sandbox", &sandbox.Failure{Status: 429, RetryAfter: "120"}, ErrTypeDownstream, 120 * time.Second},
+		{"unknown partner", "nobody", nil, fault.TypeUnknownPartner, fault.Business, 0},
+		{"partner rejects", "sandbox", &sandbox.Failure{Status: 422}, connectors.ErrTypeRejected, fault.Business, 0},
+		{"partner refuses us", "sandbox", &sandbox.Failure{Status: 401}, connectors.ErrTypeAuth, fault.Auth, 0},
+		{"partner down", "sandbox", &sandbox.Failure{Status: 503}, connectors.ErrTypeUnavailable, fault.Downstream, 0},
+		{"partner throttles", "sandbox", &sandbox.Failure{Status: 429, RetryAfter: "120"}, connectors.ErrTypeThrottled, fault.Downstream, 120 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.fail != nil {
@@ -278,14 +255,14 @@ func TestSendErrorTypes(t *testing.T) {
 			if tc.delayAt > 0 && ae.NextRetryDelay() < tc.delayAt {
 				t.Errorf("next retry in %v, want at least the partner's Retry-After %v", ae.NextRetryDelay(), tc.delayAt)
 			}
-			retryable := true
-			for _, nr := range Policies[NameSendExport].Retry.NonRetryableErrorTypes {
-				if nr == ae.Type() {
-					retryable = false
-				}
+			var class fault.Class
+			if !ae.HasDetails() || ae.Details(&class) != nil || class != tc.class {
+				t.Errorf("class in the details %q, want %q", class, tc.class)
 			}
-			if wantRetry := tc.want == ErrTypeDownstream; retryable != wantRetry {
-				t.Errorf("%s retryable=%v under the policy table, want %v", ae.Type(), retryable, wantRetry)
+			// The activity marks what the policy table makes final: a
+			// policy recorded with older type names cannot retry it.
+			if wantRetry := tc.class.Retryable(); ae.NonRetryable() == wantRetry {
+				t.Errorf("%s non-retryable=%v, want %v", ae.Type(), ae.NonRetryable(), !wantRetry)
 			}
 		})
 	}

@@ -114,10 +114,8 @@ func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (s
 			}
 		}
 	}
-	if err := a.recordBatch(ctx, in.Result.BatchID, store.Change{State: transfer.StateComplete, Event: transfer.Event{
-		Type: transfer.EventState, State: transfer.StateComplete, Key: transfer.StateKey(transfer.StateComplete),
-		Detail: map[string]any{"members": len(in.Result.Members), "outcomes": counts, "result_sha256": digest},
-	}}); err != nil {
+	if err := a.recordBatch(ctx, in.Result.BatchID, store.Change{State: transfer.StateComplete,
+		Event: transfer.BulkMatchComplete(len(in.Result.Members), counts, digest)}); err != nil {
 		return "", appError(ctx, NameFinishBulkMatch, err)
 	}
 	return digest, nil
@@ -160,11 +158,8 @@ func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) er
 		}
 	}
 	f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the batch was cancelled: " + in.Reason}
-	if err := a.recordBatch(ctx, in.BatchID, store.Change{State: transfer.StateFailed, Error: f, Event: transfer.Event{
-		Type: transfer.EventState, State: transfer.StateFailed, Key: transfer.StateKey(transfer.StateFailed), Actor: in.Actor,
-		Detail: map[string]any{"error_type": f.Type, "reason": in.Reason, "members": in.Members, "decided": decided,
-			"after_state": string(transfer.StateIdentityPending)},
-	}}); err != nil {
+	if err := a.recordBatch(ctx, in.BatchID, store.Change{State: transfer.StateFailed, Error: f,
+		Event: transfer.BulkMatchCancelled(in.Actor, in.Reason, in.Members, decided)}); err != nil {
 		return appError(ctx, NameCancelBulkMatch, err)
 	}
 	a.log(in.BatchID).Info("bulk member match cancelled", zap.String("reason", in.Reason), zap.Int("decided", decided),
@@ -178,15 +173,7 @@ func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) er
 // without a transfer (accepted before batches were transfers) still
 // records the grant and the link, each on its own.
 func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant, link *graph.Link) error {
-	d := map[string]any{"index": o.Index, "outcome": o.Outcome}
-	if o.MemberID != "" && o.Outcome == transfer.BulkOutcomeMatched {
-		d["member_id"] = o.MemberID
-	}
-	if o.Reason != "" {
-		d["reason"] = o.Reason
-	}
-	err := a.record(ctx, batchID, store.Change{Grant: grant, Link: link, Event: transfer.Event{Type: transfer.EventMemberDecided,
-		Key: fmt.Sprintf("member:%d", o.Index), Detail: d}})
+	err := a.record(ctx, batchID, store.Change{Grant: grant, Link: link, Event: transfer.MemberDecided(o)})
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}

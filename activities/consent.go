@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"time"
 
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -25,36 +24,16 @@ func (a *Activities) CheckConsent(ctx context.Context, in ConsentInput) (transfe
 	}
 	now := a.now()
 	out := transfer.ConsentOutcome{ConsentID: req.Consent.ID, Scope: req.Consent.Scope, CheckedAt: now, Status: transfer.ConsentVerified}
-	if reason := EvaluateConsent(req.Consent, now); reason != "" {
-		out.Status, out.Reason = transfer.ConsentDenied, reason
+	if r := req.Consent.Refusal(now); r != nil {
+		out.Status, out.Reason = transfer.ConsentDenied, r.Why
 	}
 	// The consent basis and the check's result, whatever it is, with the
 	// projection's consent: once per phase.
 	if err := a.record(ctx, in.TransferID, store.Change{
-		Event: transfer.Event{At: now, Type: transfer.EventConsentChecked, Key: "consent:check:" + in.Phase,
-			Detail: ConsentDetail(in.Phase, req.Consent, out)},
+		Event:   transfer.ConsentChecked(in.Phase, req.Consent, out).Stamped(now),
 		Consent: &out,
 	}); err != nil {
 		return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)
 	}
 	return out, nil
-}
-
-// EvaluateConsent returns why consent c does not permit disclosure at now,
-// or "" when it does. The scope never denies: regular consent permits
-// everything but resources tagged sensitive, which the export leaves out.
-func EvaluateConsent(c transfer.Consent, now time.Time) string {
-	switch {
-	case c.Status != "active":
-		return "consent is " + c.Status + ", not active"
-	case c.Scope != transfer.ScopeRegular && c.Scope != transfer.ScopeSensitive:
-		return "consent scope is not regular or sensitive"
-	case !c.GrantedAt.IsZero() && c.GrantedAt.After(now):
-		return "consent is granted in the future"
-	case c.PeriodStart.After(now):
-		return "consent period has not started"
-	case !c.PeriodEnd.IsZero() && !now.Before(c.PeriodEnd):
-		return "consent period has ended"
-	}
-	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -14,10 +15,16 @@ import (
 	"github.com/p2p-payer/p2p/store"
 )
 
-// appError turns err into the Temporal application error the retry table
-// reasons about. The error type comes from the error's class (or its
-// business type), so that Policies decides what is retried. Retryable
-// failures carry a jittered delay, or the partner's Retry-After exactly.
+// appError turns err into the activity's Temporal application error. Its
+// type is the error's own (fault.TypeOf: the type the connector
+// classified it with, not_found for what our store does not have), and
+// its details carry the class (fault.Class), so that the workflow reads
+// the failure exactly as it was classified. The activity itself decides
+// what is final: an error whose type or class its row of Policies names
+// non-retryable, and a partner error past the partner's attempts, is
+// marked NonRetryable, so that a policy recorded before a type was
+// renamed never retries it. Retryable failures carry a jittered delay,
+// or the partner's Retry-After exactly.
 func appError(ctx context.Context, name string, err error) error {
 	return partnerAppError(ctx, name, err, nil)
 }
@@ -32,24 +39,15 @@ func partnerAppError(ctx context.Context, name string, err error, o *connectors.
 		return nil
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeNotFound, temporal.ApplicationErrorOptions{Cause: err})
+		return temporal.NewApplicationErrorWithOptions(err.Error(), fault.TypeNotFound,
+			temporal.ApplicationErrorOptions{Cause: err, NonRetryable: final(name, "", fault.TypeNotFound)})
 	}
-	typ, retryAfter := ErrTypeTransport, time.Duration(0)
+	typ, class, retryAfter := fault.TypeOf(err), fault.ClassOf(err), time.Duration(0)
 	if f, ok := fault.As(err); ok {
 		retryAfter = f.RetryAfter
-		switch f.Class {
-		case fault.Business:
-			typ = f.Type
-		case fault.Auth:
-			typ = ErrTypeAuth
-		case fault.Validation:
-			typ = ErrTypeValidation
-		case fault.Downstream:
-			typ = ErrTypeDownstream
-		}
 	}
-	opts := temporal.ApplicationErrorOptions{Cause: err}
-	if fault.ClassOf(err).Retryable() {
+	opts := temporal.ApplicationErrorOptions{Cause: err, Details: []any{class}, NonRetryable: final(name, class, typ)}
+	if class.Retryable() && !opts.NonRetryable {
 		attempt := int32(1)
 		if activity.IsActivity(ctx) {
 			attempt = activity.GetInfo(ctx).Attempt
@@ -61,6 +59,14 @@ func partnerAppError(ctx context.Context, name string, err error, o *connectors.
 		}
 	}
 	return temporal.NewApplicationErrorWithOptions(err.Error(), typ, opts)
+}
+
+// final reports whether the row of activity name in Policies makes an
+// error of class and type typ final: it names the type, or the class
+// (the type such errors failed with before they kept their own).
+func final(name string, class fault.Class, typ string) bool {
+	nr := Policies[name].Retry.NonRetryableErrorTypes
+	return slices.Contains(nr, typ) || (class != "" && slices.Contains(nr, string(class)))
 }
 
 // retryDelay is the exponential backoff of the activity's policy with ±20 %

@@ -87,7 +87,7 @@ func (a *Activities) PrepareExport(ctx context.Context, in PrepareInput) (Prepar
 	}
 	sig, err := a.Signer.Sign(exp.Manifest)
 	if err != nil {
-		return fail(fault.Wrap(fault.Transport, "signing", "signing the manifest", err))
+		return fail(fault.Wrap(fault.Transport, fault.TypeSigning, "signing the manifest", err))
 	}
 	sigDigest := digest([]byte(sig))
 	if err := put(SignatureName, contentTypeSignature, []byte(sig), sigDigest); err != nil {
@@ -167,17 +167,12 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 		// Every attempt is evidence: the data may have reached the partner.
 		// An attempt that cannot be recorded is retried (the partner knows
 		// the delivery by its key).
-		detail := map[string]any{"partner_id": p.ID, "endpoint": endpoint, "attempt": n,
-			"error_type": ErrTypeTransport, "delivery_key": d.IdempotencyKey}
+		detail := transfer.SendFailedDetail{PartnerID: p.ID, Endpoint: endpoint, Attempt: n,
+			ErrorType: ErrTypeTransport, DeliveryKey: d.IdempotencyKey}
 		if f, ok := fault.As(err); ok {
-			detail["error_type"], detail["error_class"] = f.Type, string(f.Class)
-			if f.Status != 0 {
-				detail["http_status"] = f.Status
-			}
+			detail.ErrorType, detail.ErrorClass, detail.HTTPStatus = f.Type, string(f.Class), f.Status
 		}
-		if rerr := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{
-			Type: transfer.EventSendFailed, Key: fmt.Sprintf("send:attempt:%d", n), Detail: detail,
-		}}); rerr != nil {
+		if rerr := a.record(ctx, in.TransferID, store.Change{Event: transfer.SendFailed(detail)}); rerr != nil {
 			return fail(rerr)
 		}
 		return fail(err)
@@ -215,16 +210,15 @@ func (a *Activities) WithdrawExport(ctx context.Context, in WithdrawInput) (int,
 	if err != nil {
 		return 0, appError(ctx, NameWithdrawExport, err)
 	}
-	ch := store.Change{Event: transfer.Event{
-		At: now, Actor: "workflow", Type: transfer.EventExportWithdrawn, Key: "compensation:" + NameWithdrawExport,
-		Detail: map[string]any{"reason": in.Reason, "artifacts_withdrawn": n},
-	}}
+	var ch store.Change
+	var manifest *string
 	if tr.Export != nil {
 		e := *tr.Export
 		e.Withdrawn = true
 		ch.Export = &e
-		ch.Event.Detail["manifest_sha256"] = e.ManifestSHA256
+		manifest = &e.ManifestSHA256
 	}
+	ch.Event = transfer.ExportWithdrawn(in.Reason, n, manifest).Stamped(now)
 	if _, err := a.Store.ApplyChange(ctx, in.TransferID, ch); err != nil {
 		return 0, appError(ctx, NameWithdrawExport, err)
 	}

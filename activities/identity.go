@@ -50,7 +50,7 @@ func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (tr
 	// the projection's identity and the link it makes, in one transaction.
 	// A retry records the first decision once, and links once.
 	ch := store.Change{
-		Event:    transfer.Event{At: a.now(), Actor: "workflow", Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: IdentityDetail(o)},
+		Event:    transfer.IdentityDecided(o).Stamped(a.now()).By("workflow"),
 		Identity: &o,
 		Link:     identity.LinkOf(req.PartnerID, transferID, o, resolutionNote(o)),
 	}
@@ -184,7 +184,7 @@ func (a *Activities) graphChange(ctx context.Context, in RecordInput) (*graph.Li
 	switch {
 	case id == nil || id.ReviewedBy == "":
 		return nil, nil, nil
-	case in.Type == EventReviewDecision && id.Status == transfer.IdentityResolved && id.MemberID != "":
+	case in.Type == transfer.EventReviewDecision && id.Status == transfer.IdentityResolved && id.MemberID != "":
 		decision = transfer.DecisionApprove
 	case in.State == transfer.StateFailed && in.Error != nil && in.Error.Type == transfer.ErrorReviewRejected:
 		decision = transfer.DecisionReject

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,7 +55,7 @@ const (
 	ErrTypeNotPuller = "not_a_pull_partner"
 	// ErrTypeExportExpired: the export (or a file) is gone at the partner:
 	// the workflow kicks it off again.
-	ErrTypeExportExpired = bulkdata.ErrTypeExpired
+	ErrTypeExportExpired = fault.TypeExportExpired
 )
 
 // DefaultImportYears is how far back an import reaches without a
@@ -153,20 +152,15 @@ func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matche
 		// MemberId optional, PDex's export needs it.
 		return fail(fault.New(fault.Business, ErrTypePartnerRejected, "partner "+p.ID+": member-match answered without MemberId"))
 	}
-	detail := map[string]any{"partner_id": p.ID, "outcome": out.Status, "http_status": out.HTTPStatus, "attempt": attempt(ctx)}
-	if out.Reason != "" {
-		detail["reason"] = out.Reason
-	}
+	detail := transfer.PartnerMatchDetail{PartnerID: p.ID, Outcome: out.Status, HTTPStatus: out.HTTPStatus, Attempt: attempt(ctx), Reason: out.Reason}
 	if out.MemberID != "" {
-		detail["partner_member_id"], detail["partner_member_system"] = out.MemberID, res.MemberIdentifier.System
-		detail["partner_patient_id"] = out.PatientID
+		detail.PartnerMember = &transfer.PartnerMember{MemberID: out.MemberID, System: res.MemberIdentifier.System, PatientID: out.PatientID}
 	}
 	link, err := a.partnerLink(ctx, in.TransferID, p.ID, req.Member.MemberID, out.Status, res.MemberIdentifier)
 	if err != nil {
 		return fail(err)
 	}
-	if err := a.record(ctx, in.TransferID, store.Change{Link: link, Event: transfer.Event{
-		Type: EventMemberMatch, Key: "member_match", Detail: detail}}); err != nil {
+	if err := a.record(ctx, in.TransferID, store.Change{Link: link, Event: transfer.PartnerMatched(detail)}); err != nil {
 		return fail(err)
 	}
 	return out, nil
@@ -191,23 +185,6 @@ func (a *Activities) partnerLink(ctx context.Context, transferID, partner, ourMe
 		MadeBy:     graph.Maker{Kind: graph.MadeByRule, Rule: RulePartnerMemberMatch},
 		Provenance: graph.Provenance{TransferID: transferID, Note: "$member-match answered by " + partner}}, nil
 }
-
-// Event types of an import, besides the states.
-const (
-	EventMemberMatch   = "member_match"   // the old payer's answer: outcome, reason, its member id
-	EventImportPlanned = "import_planned" // _type and _since, and where _since comes from
-	EventBulkKickOff   = "bulk_kickoff"   // an export kicked off: status URL, attempt
-	EventBulkManifest  = "bulk_manifest"  // the export complete: transactionTime, files, errors
-	EventBulkErrors    = "bulk_errors"    // the manifest listed error files: kept, flagged partial
-	EventBulkFile      = "bulk_file"      // one file downloaded: type, count, digest
-	EventBulkDeleted   = "bulk_deleted"   // DELETE sent to the status URL
-	// EventBulkDeleteFailed: the DELETE of an expired export failed
-	// (its error type); the import kicked off again regardless.
-	EventBulkDeleteFailed = "bulk_delete_failed"
-	EventImportDiscard    = "import_discarded" // the staged files removed (compensation)
-	EventImportRekicked   = "bulk_rekickoff"   // the export expired: kicked off again
-	EventImportLoaded     = "import_loaded"    // the delivered resources written to our FHIR server: counts by type
-)
 
 // Plan is what an import asks the old payer for.
 type Plan struct {
@@ -246,11 +223,8 @@ func (a *Activities) PlanImport(ctx context.Context, in ImportInput) (Plan, erro
 			plan.Since, plan.SinceSource = tr.CreatedAt.AddDate(-DefaultImportYears, 0, 0).UTC(), "window"
 		}
 	}
-	detail := map[string]any{"since": rfc3339(plan.Since), "since_source": plan.SinceSource, "resource_types": plan.Types}
-	if plan.RunOffOf != "" {
-		detail["run_off_of"] = plan.RunOffOf
-	}
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventImportPlanned, Key: "import_planned", Detail: detail}}); err != nil {
+	ev := transfer.ImportPlanned(plan.Types, plan.Since, plan.SinceSource, plan.RunOffOf)
+	if err := a.record(ctx, in.TransferID, store.Change{Event: ev}); err != nil {
 		return fail(err)
 	}
 	return plan, nil
@@ -326,10 +300,8 @@ func (a *Activities) KickOffImport(ctx context.Context, in KickOffInput) (Kicked
 		return fail(err)
 	}
 	at := a.now()
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{At: at, Type: EventBulkKickOff,
-		Key: "bulk:kickoff:" + strconv.Itoa(in.Round),
-		Detail: map[string]any{"partner_id": p.ID, "status_url": endpointOf(url), "round": in.Round, "attempt": attempt(ctx),
-			"since": rfc3339(in.Since), "resource_types": in.Types}}}); err != nil {
+	ev := transfer.BulkKickedOff(p.ID, endpointOf(url), in.Round, attempt(ctx), in.Since, in.Types).Stamped(at)
+	if err := a.record(ctx, in.TransferID, store.Change{Event: ev}); err != nil {
 		return fail(err)
 	}
 	return KickedOff{StatusURL: url, At: at}, nil
@@ -420,10 +392,7 @@ func (a *Activities) DownloadImportFile(ctx context.Context, in DownloadInput) (
 		return fail(err)
 	}
 	f := transfer.ExportFile{Type: res.Type, Count: int(res.Resources), SHA256: res.SHA256, Bytes: res.Bytes}
-	detail := map[string]any{"partner_id": p.ID, "type": f.Type, "count": f.Count, "sha256": f.SHA256, "bytes": f.Bytes,
-		"n": in.N, "round": in.Round, "error_file": in.Error}
-	key := fmt.Sprintf("bulk:file:%d:%t:%s:%d", in.Round, in.Error, f.Type, in.N)
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventBulkFile, Key: key, Detail: detail}}); err != nil {
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.BulkFile(p.ID, f, in.N, in.Round, in.Error)}); err != nil {
 		return fail(err)
 	}
 	return f, nil
@@ -452,9 +421,8 @@ func (a *Activities) DeleteImport(ctx context.Context, in DeleteInput) error {
 	if err := bc.Delete(ctx, in.StatusURL); err != nil {
 		return partnerAppError(ctx, NameDeleteImport, err, p.Retry)
 	}
-	return a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventBulkDeleted,
-		Key:    "bulk:delete:" + digest([]byte(in.StatusURL))[:16],
-		Detail: map[string]any{"partner_id": p.ID, "status_url": endpointOf(in.StatusURL), "reason": in.Reason}}})
+	return a.record(ctx, in.TransferID, store.Change{
+		Event: transfer.BulkDeleted(p.ID, endpointOf(in.StatusURL), digest([]byte(in.StatusURL))[:16], in.Reason)})
 }
 
 // DiscardInput names the transfer whose staged files to remove.
@@ -480,8 +448,7 @@ func (a *Activities) DiscardImport(ctx context.Context, in DiscardInput) (bool, 
 		return false, appError(ctx, NameDiscardImport, fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "removing the staged files", err))
 	}
 	existed := statErr == nil
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventImportDiscard, Key: "compensation:" + NameDiscardImport,
-		Detail: map[string]any{"reason": in.Reason, "staged_files_removed": existed}}}); err != nil {
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.ImportDiscarded(in.Reason, existed)}); err != nil {
 		return false, appError(ctx, NameDiscardImport, err)
 	}
 	return existed, nil
@@ -568,9 +535,7 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 		a.log(in.TransferID).Warn("loading into the FHIR server failed", zap.Int32("attempt", attempt(ctx)), zap.Error(err))
 		return fail(err)
 	}
-	detail := map[string]any{"resources": loaded.Resources, "batches": loaded.Batches, "round": in.Round}
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{Type: EventImportLoaded,
-		Key: "import:loaded:" + strconv.Itoa(in.Round), Detail: detail}}); err != nil {
+	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.ImportLoaded(loaded.Resources, loaded.Batches, in.Round)}); err != nil {
 		return fail(err)
 	}
 	d.Sink = "fhir"

@@ -69,7 +69,7 @@ func TestImportLinks(t *testing.T) {
 			t.Errorf("external ref %q is not a digest", hist[0].ExternalRef)
 		}
 		noPHI(t, hist, phi...)
-		if n := (&fixture{st: st}).countEvents(t, "t1", EventMemberMatch); n != 1 {
+		if n := (&fixture{st: st}).countEvents(t, "t1", transfer.EventMemberMatch); n != 1 {
 			t.Errorf("%d member_match events, want 1", n)
 		}
 

@@ -264,13 +264,13 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 			}
 		}
 	}
-	for _, typ := range []string{EventMemberMatch, EventImportPlanned, EventBulkKickOff, EventBulkDeleted} {
+	for _, typ := range []string{transfer.EventMemberMatch, transfer.EventImportPlanned, transfer.EventBulkKickOff, transfer.EventBulkDeleted} {
 		if seen[typ] != 1 {
 			t.Errorf("%s events %d, want 1", typ, seen[typ])
 		}
 	}
-	if seen[EventBulkFile] != 3 || seen[EventImportDiscard] != 1 || seen[EventImportLoaded] != 1 {
-		t.Errorf("bulk_file events %d, discards %d, loads %d; want 3, 1 and 1", seen[EventBulkFile], seen[EventImportDiscard], seen[EventImportLoaded])
+	if seen[transfer.EventBulkFile] != 3 || seen[transfer.EventImportDiscard] != 1 || seen[transfer.EventImportLoaded] != 1 {
+		t.Errorf("bulk_file events %d, discards %d, loads %d; want 3, 1 and 1", seen[transfer.EventBulkFile], seen[transfer.EventImportDiscard], seen[transfer.EventImportLoaded])
 	}
 
 	// A run-off pull of the same member starts at the first one's

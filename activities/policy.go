@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/p2p-payer/p2p/connectors/fhirrest"
+	"github.com/p2p-payer/p2p/fault"
 )
 
 // Activity names, as registered with the worker and named by the workflow.
@@ -42,16 +43,19 @@ var PartnerActivities = []string{
 	NameSendExport, NameMatchAtPartner, NameKickOffImport, NamePollImport, NameDownloadImportFile, NameDeleteImport,
 }
 
-// Error types an activity fails with. They are stable strings: retry
-// policies and tests name them, so a refactor never changes them.
+// What the rows of Policies name as final (NonRetryableErrorTypes): the
+// fault types (fault.Type*, fhirrest.ErrType*) and, for a whole class, its
+// name, which is also the type such errors failed with before they kept
+// their connector's type (recorded retry policies still name them).
 const (
-	ErrTypeTransport       = "transport"
-	ErrTypeDownstream      = "downstream"
-	ErrTypeAuth            = "auth"
-	ErrTypeValidation      = "validation"
-	ErrTypeNotFound        = "not_found"
-	ErrTypePartnerRejected = "partner_rejected"
-	ErrTypeUnknownPartner  = "unknown_partner"
+	ErrTypeTransport  = string(fault.Transport)
+	ErrTypeDownstream = string(fault.Downstream)
+	ErrTypeAuth       = string(fault.Auth)
+	ErrTypeValidation = string(fault.Validation)
+
+	ErrTypeNotFound        = fault.TypeNotFound
+	ErrTypePartnerRejected = fault.TypePartnerRejected
+	ErrTypeUnknownPartner  = fault.TypeUnknownPartner
 )
 
 // Policy is everything the workflow needs to schedule one activity: its

@@ -93,10 +93,8 @@ func (a *Activities) PurgePHI(ctx context.Context) (PurgeResult, error) {
 			if activity.IsActivity(ctx) {
 				activity.RecordHeartbeat(ctx, e.TransferID)
 			}
-			if _, err := a.Store.ApplyChange(ctx, e.TransferID, store.Change{Event: transfer.Event{
-				At: now, Actor: "retention", Type: "phi_purged", Key: "retention:phi_purged",
-				Detail: map[string]any{"artifacts": e.Artifacts, "retention_hours": int64(retention / time.Hour)},
-			}}); err != nil {
+			ev := transfer.PHIPurged(e.Artifacts, retention).Stamped(now)
+			if _, err := a.Store.ApplyChange(ctx, e.TransferID, store.Change{Event: ev}); err != nil {
 				return res, appError(ctx, NamePurgePHI, err)
 			}
 			n, err := a.Store.PurgeArtifacts(ctx, e.TransferID, contentTypeNDJSON, now)

@@ -75,7 +75,7 @@ func TestPurgePHI(t *testing.T) {
 	tl, _ := f.st.Timeline(ctx, "old")
 	purges := 0
 	for _, e := range tl {
-		if e.Type == "phi_purged" {
+		if e.Type == transfer.EventPHIPurged {
 			purges++
 			if e.Actor != "retention" || e.Detail["artifacts"] != float64(len(old.Export.Files)) {
 				t.Errorf("purge event %+v", e)

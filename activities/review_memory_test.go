@@ -28,7 +28,7 @@ func testReviewDecisionRemembered(t *testing.T, f *fixture) {
 		t.Fatalf("first presentation: %+v, %v; want a review", o, err)
 	}
 	approved := transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: "M3", ReviewedBy: "r1", Candidates: o.Candidates}
-	rec := RecordInput{TransferID: "t1", Type: EventReviewDecision, Key: "review:decision", Actor: "reviewer:r1", Identity: &approved}
+	rec := RecordInput{TransferID: "t1", Type: transfer.EventReviewDecision, Key: "review:decision", Actor: "reviewer:r1", Identity: &approved}
 	for i := 0; i < 2; i++ { // a retried activity records once
 		if _, err := f.acts.RecordState(ctx, rec); err != nil {
 			t.Fatal(err)

@@ -60,7 +60,7 @@ func (a *Activities) CheckGrants(ctx context.Context, in GrantsInput) (Grants, e
 		byMember[g.MemberID] = g
 	}
 	var out Grants
-	members := []map[string]any{}
+	var members []transfer.GrantDetail
 	for _, id := range in.MemberIDs {
 		g, ok := byMember[id]
 		if !ok || !g.Valid(now) {
@@ -68,17 +68,15 @@ func (a *Activities) CheckGrants(ctx context.Context, in GrantsInput) (Grants, e
 			continue
 		}
 		out.Members = append(out.Members, GrantedMember{MemberID: id, ConsentID: g.ConsentID, ConsentScope: g.ConsentScope, Expires: g.ConsentExpires})
-		members = append(members, map[string]any{"member_id": id, "consent_id": g.ConsentID, "scope": g.ConsentScope,
-			"expires": rfc3339(g.ConsentExpires), "granted_at": rfc3339(g.GrantedAt)})
+		members = append(members, transfer.NewGrantDetail(id, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt))
 	}
 	result := transfer.ConsentVerified
 	if len(out.Members) == 0 {
 		result = transfer.ConsentDenied
 	}
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.Event{
-		At: now, Type: transfer.EventConsentChecked, Key: "consent:check:grants",
-		Detail: map[string]any{"phase": "grants", "requester": in.Requester, "members": members, "dropped": out.Dropped, "result": result},
-	}}); err != nil {
+	if err := a.record(ctx, in.TransferID, store.Change{
+		Event: transfer.GrantsChecked(in.Requester, members, out.Dropped, result).Stamped(now),
+	}); err != nil {
 		return Grants{}, appError(ctx, NameCheckGrants, err)
 	}
 	return out, nil
@@ -192,17 +190,4 @@ func (a *Activities) transmitter() fhir.Reference {
 		return a.Transmitter
 	}
 	return fhir.Reference{Display: export.DefaultPayerName}
-}
-
-// ServedDetail is the timeline detail of a prepared served export: files
-// by digest, member and type, and counts. No PHI.
-func ServedDetail(p Prepared) map[string]any {
-	files := make([]map[string]any, len(p.Export.Files))
-	total := 0
-	for i, f := range p.Export.Files {
-		files[i] = map[string]any{"type": f.Type, "count": f.Count, "sha256": f.SHA256, "bytes": f.Bytes}
-		total += f.Count
-	}
-	return map[string]any{"manifest_sha256": p.Export.ManifestSHA256, "files": files, "resources": total,
-		"excluded_sensitive": p.Export.ExcludedSensitive}
 }

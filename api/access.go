@@ -33,10 +33,7 @@ func (s *Server) recordReads(ctx context.Context, route string, ids ...string) e
 	as := make([]store.Access, len(ids))
 	at := s.now()
 	for i, id := range ids {
-		as[i] = store.Access{TransferID: id, Event: transfer.Event{
-			At: at, Actor: "client:" + clientID(ctx), Type: transfer.EventRead, Key: "read:" + reqID,
-			Detail: map[string]any{"route": route, "request_id": reqID},
-		}}
+		as[i] = store.Access{TransferID: id, Event: transfer.Read(clientID(ctx), route, reqID).Stamped(at)}
 	}
 	if _, err := s.store.RecordAccess(ctx, as); err != nil {
 		return fmt.Errorf("record read: %w", err)
@@ -82,27 +79,24 @@ func (s *Server) tokenKey(ctx context.Context) ([]byte, error) {
 // received: who sent it, under which key (as its keyed token), with which
 // ids to correlate it, and what it asked for. The member's demographics
 // stay in the store.
-func receivedDetail(ctx context.Context, t transfer.Transfer, keyToken string, body NewTransfer) map[string]any {
-	d := map[string]any{
-		"partner_id": t.PartnerID, "client_id": t.ClientID,
-		"idempotency_key_hmac": keyToken, "request_id": requestID(ctx),
-		"consent_id": body.Consent.Id,
-	}
-	if t.CorrelationID != "" {
-		d["correlation_id"] = t.CorrelationID
+func receivedDetail(ctx context.Context, t transfer.Transfer, keyToken string, body NewTransfer) transfer.RequestDetail {
+	d := transfer.RequestDetail{
+		PartnerID: t.PartnerID, ClientID: t.ClientID, IdempotencyKeyHMAC: keyToken, RequestID: requestID(ctx),
+		ConsentID: body.Consent.Id, CorrelationID: t.CorrelationID,
 	}
 	if t.Direction == transfer.DirectionImport {
-		d["direction"] = string(t.Direction) // the member's old card stays in the store
+		d.Direction = t.Direction // the member's old card stays in the store
 	}
 	if ds := body.DataScope; ds != nil && ds.ResourceTypes != nil {
 		types := make([]string, len(*ds.ResourceTypes))
 		for i, rt := range *ds.ResourceTypes {
 			types[i] = string(rt)
 		}
-		d["resource_types"] = types
+		d.ResourceTypes = &types
 	}
 	if ds := body.DataScope; ds != nil && ds.Since != nil {
-		d["since"] = ds.Since.UTC()
+		since := ds.Since.UTC()
+		d.Since = &since
 	}
 	return d
 }

@@ -122,7 +122,7 @@ var (
 )
 
 func kindOf(ev transfer.Event) auditKind {
-	if ev.Type == "state" {
+	if ev.Type == transfer.EventState {
 		if k, ok := kindsByState[ev.State]; ok {
 			return k
 		}
@@ -139,8 +139,8 @@ func fhirAuditEventOf(ae store.AuditEvent) fhirAuditEvent {
 	ev := ae.Event
 	k := kindOf(ev)
 	code := ev.Type
-	if ev.Type == "state" && ev.State != "" {
-		code = "state:" + string(ev.State)
+	if ev.Type == transfer.EventState && ev.State != "" {
+		code = transfer.StateKey(ev.State) // "state:<state>", as the state's event key
 	}
 	sub := []fhirCoding{{System: sysP2PEvent, Code: code}}
 	if k.subtype != nil {

@@ -154,8 +154,7 @@ func (s *Server) abandonKickoff(ctx context.Context, rec store.IdempotencyRecord
 		}
 		f := &transfer.ErrorInfo{Type: transfer.ErrorCancelled, Detail: "the bulk export kick-off was interrupted before it was answered; the partner kicks off again"}
 		if _, err := s.store.ApplyChange(ctx, rec.TransferID, store.Change{
-			Event: transfer.Event{At: now, State: transfer.StateFailed, Actor: "api", Type: transfer.EventState,
-				Key: transfer.StateKey(transfer.StateFailed), Detail: map[string]any{"error_type": f.Type, "reason": "kickoff_interrupted"}},
+			Event: transfer.KickoffInterrupted().Stamped(now),
 			State: transfer.StateFailed, Error: f,
 		}); err != nil {
 			return err

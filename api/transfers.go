@@ -15,7 +15,6 @@ import (
 
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/identity/graph"
-	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -77,10 +76,7 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 		ClientID: client, IdempotencyKey: key, Fingerprint: fp,
 		Transfer: t,
 		Request:  toRequest(body),
-		Event: transfer.Event{
-			At: now, State: transfer.StateInitiated, Actor: "client:" + client, Type: transfer.EventState,
-			Detail: detail, Key: transfer.StateKey(transfer.StateInitiated),
-		},
+		Event:    transfer.RequestReceived(client, detail).Stamped(now),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create transfer: %w", err)
@@ -159,71 +155,31 @@ func partnerOf(b NewTransfer) string {
 	return deref(b.PartnerId)
 }
 
-// checkNewTransfer checks what the schema cannot say. Reasons name the
-// rule, never the value.
+// checkNewTransfer checks what the schema cannot say: the request's rules
+// (transfer.Request.Problems), and what only the body shows (an export
+// with an old card, a partner_id beside the old card of an import, a
+// subscriber id sent blank). Reasons
+// name the rule, never the value.
 func checkNewTransfer(b NewTransfer) *problemError {
 	var fields []FieldProblem
-	if directionOf(b) == transfer.DirectionImport {
-		fields = checkImport(b)
-	} else {
-		if blank(b.PartnerId) {
-			fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must not be blank"})
+	for _, p := range toRequest(b).Problems() {
+		fields = append(fields, FieldProblem{Field: p.Field, Reason: p.Reason})
+	}
+	if b.CoverageToMatch != nil && directionOf(b) != transfer.DirectionImport {
+		fields = append(fields, FieldProblem{Field: "coverage_to_match", Reason: "is for imports only"}) // toRequest drops it
+	}
+	if c := b.CoverageToMatch; c != nil && directionOf(b) == transfer.DirectionImport {
+		if strings.TrimSpace(c.Payer) != "" && b.PartnerId != nil && *b.PartnerId != c.Payer {
+			fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must equal coverage_to_match.payer (or be left out) for an import"})
 		}
-		if b.CoverageToMatch != nil {
-			fields = append(fields, FieldProblem{Field: "coverage_to_match", Reason: "is for imports only"})
+		if c.SubscriberId != nil && strings.TrimSpace(*c.SubscriberId) == "" {
+			fields = append(fields, FieldProblem{Field: "coverage_to_match.subscriber_id", Reason: "must not be blank when given"})
 		}
-	}
-	m := b.Member
-	if blank(m.MemberId) && blank(m.Given) && blank(m.Family) {
-		fields = append(fields, FieldProblem{Field: "member", Reason: "must have member_id, given or family"})
-	}
-	if err := member.ValidBirthDate(m.BirthDate.String()); err != nil {
-		fields = append(fields, FieldProblem{Field: "member.birth_date", Reason: err.Error()})
-	}
-	if strings.TrimSpace(b.Consent.Id) == "" {
-		fields = append(fields, FieldProblem{Field: "consent.id", Reason: "must not be blank"})
-	}
-	if end := b.Consent.Period.End; end != nil && end.Before(b.Consent.Period.Start) {
-		fields = append(fields, FieldProblem{Field: "consent.period.end", Reason: "must not be before consent.period.start"})
 	}
 	if len(fields) > 0 {
 		return invalid("the request has invalid fields; see errors", fields...)
 	}
 	return nil
-}
-
-// checkImport checks what an import needs beyond an export: the old card,
-// a partner that agrees with it, a name to match on, and a consent with
-// both ends (HRex: the provision's period bounds the disclosure).
-func checkImport(b NewTransfer) []FieldProblem {
-	var fields []FieldProblem
-	c := b.CoverageToMatch
-	switch {
-	case c == nil:
-		fields = append(fields, FieldProblem{Field: "coverage_to_match", Reason: "is required for an import"})
-	case strings.TrimSpace(c.Payer) == "":
-		fields = append(fields, FieldProblem{Field: "coverage_to_match.payer", Reason: "must not be blank"})
-	case b.PartnerId != nil && *b.PartnerId != c.Payer:
-		fields = append(fields, FieldProblem{Field: "partner_id", Reason: "must equal coverage_to_match.payer (or be left out) for an import"})
-	}
-	if c != nil {
-		if strings.TrimSpace(c.MemberId) == "" {
-			fields = append(fields, FieldProblem{Field: "coverage_to_match.member_id", Reason: "must not be blank"})
-		}
-		if c.SubscriberId != nil && strings.TrimSpace(*c.SubscriberId) == "" {
-			fields = append(fields, FieldProblem{Field: "coverage_to_match.subscriber_id", Reason: "must not be blank when given"})
-		}
-		if p := c.Period; p != nil && p.Start != nil && p.End != nil && p.End.Before(p.Start.Time) {
-			fields = append(fields, FieldProblem{Field: "coverage_to_match.period.end", Reason: "must not be before coverage_to_match.period.start"})
-		}
-	}
-	if blank(b.Member.Given) && blank(b.Member.Family) {
-		fields = append(fields, FieldProblem{Field: "member", Reason: "must have given or family for an import: the old payer matches on demographics"})
-	}
-	if b.Consent.Period.End == nil {
-		fields = append(fields, FieldProblem{Field: "consent.period.end", Reason: "is required for an import: the HRex consent's period needs both ends"})
-	}
-	return fields
 }
 
 func blank(s *string) bool { return s == nil || strings.TrimSpace(*s) == "" }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
-	"github.com/p2p-payer/p2p/transfer"
 )
 
 // Receipt statuses.
@@ -26,16 +25,16 @@ const (
 	StatusAccepted     = "accepted"     // the partner took it; its acknowledgement comes later
 )
 
-// Stable fault types of a push. Rejections use transfer.ErrorPartnerRejected,
+// Stable fault types of a push. Rejections use fault.TypePartnerRejected,
 // the error type the transfer fails with.
 const (
-	ErrTypeUnreachable = "partner_unreachable"         // transport: connection, DNS, timeout
-	ErrTypeUnavailable = "partner_unavailable"         // downstream: 5xx, 408
-	ErrTypeThrottled   = "partner_throttled"           // downstream: 429, 503 with Retry-After
-	ErrTypeAuth        = "partner_auth"                // auth: 401, 403
-	ErrTypeRejected    = transfer.ErrorPartnerRejected // business: other 4xx
-	ErrTypeBadResponse = "partner_bad_response"        // validation: a 2xx/3xx we cannot use
-	ErrTypeBadDelivery = "invalid_delivery"            // validation: our delivery is not sendable
+	ErrTypeUnreachable = "partner_unreachable"     // transport: connection, DNS, timeout
+	ErrTypeUnavailable = fault.TypeUnavailable     // downstream: 5xx, 408
+	ErrTypeThrottled   = "partner_throttled"       // downstream: 429, 503 with Retry-After
+	ErrTypeAuth        = fault.TypePartnerAuth     // auth: 401, 403
+	ErrTypeRejected    = fault.TypePartnerRejected // business: other 4xx
+	ErrTypeBadResponse = fault.TypeBadResponse     // validation: a 2xx/3xx we cannot use
+	ErrTypeBadDelivery = "invalid_delivery"        // validation: our delivery is not sendable
 )
 
 // Delivery is a signed export to push to a partner.

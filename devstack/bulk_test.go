@@ -15,6 +15,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // otherPartner is a second requester, to check that one partner never
@@ -222,7 +223,7 @@ func TestServeBulkExport(t *testing.T) {
 		t.Errorf("timeline states %s, want %s", got, wantStates)
 	}
 	log := e.auditLog(id)
-	if n := len(find(log, pdex.EventFileDownloaded, "")); n != len(man.Output) {
+	if n := len(find(log, transfer.EventFileDownloaded, "")); n != len(man.Output) {
 		t.Errorf("%d file_downloaded audit events, want %d", n, len(man.Output))
 	}
 	if len(find(log, "consent_checked", "")) != 1 || len(find(log, "state", "complete")) != 1 {

@@ -25,6 +25,35 @@ const (
 // Retryable reports whether errors of class c are worth retrying.
 func (c Class) Retryable() bool { return c == Transport || c == Downstream }
 
+// Error types shared by connectors, activities and workflows. The type of
+// a classified error is the one stable string that names the failure all
+// the way: the connector sets it, the activity fails with it as its
+// Temporal application error type, the workflow reads it and records it
+// (the transfer's error type, for the business ones). Connectors declare
+// their own finer types beside these (connectors.ErrType*,
+// bulkdata.ErrType*, fhirrest.ErrType*).
+const (
+	TypePartnerRejected = "partner_rejected"     // business: the partner refused the request (4xx)
+	TypePartnerAuth     = "partner_auth"         // auth: the partner refused our credentials (401, 403, token)
+	TypeUnavailable     = "partner_unavailable"  // downstream: the partner failed (5xx, 408)
+	TypeBadResponse     = "partner_bad_response" // validation: an answer we cannot use
+	TypeUnknownPartner  = "unknown_partner"      // business: not in the registry, or not in that role
+	TypeNoMatch         = "no_match"             // business: no member matches
+	TypeConsentDenied   = "consent_denied"       // business: the consent cannot be honoured
+	TypeExportExpired   = "bulk_export_expired"  // business: the export or a file is gone; kick off again
+	TypeNotFound        = "not_found"            // what the step works on is not in our store
+	TypeSigning         = "signing"              // transport: the signer failed
+)
+
+// TypeOf is err's type: a classified error's own, else the name of its
+// class (an unclassified error is a Transport fault, "transport").
+func TypeOf(err error) string {
+	if e, ok := As(err); ok && e.Type != "" {
+		return e.Type
+	}
+	return string(ClassOf(err))
+}
+
 // Error is a classified error. Type is a stable string (for business errors,
 // the transfer's error type, e.g. "consent_denied"). Messages never hold PHI.
 type Error struct {

@@ -51,25 +51,13 @@ type Exports interface {
 	DeleteExport(ctx context.Context, transferID string) error
 }
 
-// Kickoff is an accepted export request. No PHI: member ids and the
-// request's parameters.
-type Kickoff struct {
-	TransferID      string
-	Requester       string
-	MemberIDs       []string
-	Types           []string   // _type; empty: every type
-	Since           *time.Time // _since
-	Patients        []string   // patient: Patient/[id] references; empty: every matched member
-	TransactionTime time.Time
-	Request         string // the kick-off URL
-	// MatchTransfers names, by member id, the $member-match transfer whose
-	// grant lets the requester reach the member (record.go); members
-	// granted otherwise (a $bulk-member-match batch) are absent.
-	MatchTransfers map[string]string
-}
+// Kickoff is an accepted export request (transfer.Kickoff, which the
+// workflows share).
+type Kickoff = transfer.Kickoff
 
-// ClientID is the transfer client id of the exports a requester asks for.
-func ClientID(requester string) string { return "fhir:" + requester }
+// ClientID is the transfer client id of the exports a requester asks for
+// (transfer.PartnerClientID).
+func ClientID(requester string) string { return transfer.PartnerClientID(requester) }
 
 // MatchedGroupID is the id of the Group of every member requester matched
 // (with $member-match) and still holds a grant for: the Group its
@@ -600,19 +588,15 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request) {
 	// Evidence of who read which file, then the workflow's count. The
 	// file has left: a failure here is logged, not answered.
 	key, _ := uuid.NewV7()
-	if _, err := h.d.Store.RecordAccess(r.Context(), []store.Access{{TransferID: t.ID, Event: transfer.Event{
-		At: now.UTC(), Actor: "partner:" + requester, Type: EventFileDownloaded, Key: "download:" + key.String(),
-		Detail: map[string]any{"sha256": digest, "type": f.Type, "member_id": f.MemberID, "count": f.Count},
-	}}}); err != nil {
+	if _, err := h.d.Store.RecordAccess(r.Context(), []store.Access{{TransferID: t.ID,
+		Event: transfer.FileDownload(requester, key.String(), digest, f.Type, f.MemberID, f.Count).Stamped(now.UTC()),
+	}}); err != nil {
 		log.Error("bulk file: recording the download", zap.Error(err))
 	}
 	if err := h.d.Exports.FileDownloaded(r.Context(), t.ID, digest); err != nil {
 		log.Error("bulk file: telling the export", zap.Error(err))
 	}
 }
-
-// EventFileDownloaded is the timeline event of a served file's download.
-const EventFileDownloaded = "file_downloaded"
 
 // Grant is the match grant m gives its requester: the member, and the
 // consent's id (its resource id, else the SHA-256 of its JSON as

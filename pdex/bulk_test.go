@@ -487,7 +487,7 @@ func TestBulkFiles(t *testing.T) {
 		t.Errorf("workflow told of %v", b.ex.files)
 	}
 	tl, err := b.st.Timeline(context.Background(), id)
-	if err != nil || tl[len(tl)-1].Type != EventFileDownloaded || tl[len(tl)-1].Detail["sha256"] != patient.SHA256 ||
+	if err != nil || tl[len(tl)-1].Type != transfer.EventFileDownloaded || tl[len(tl)-1].Detail["sha256"] != patient.SHA256 ||
 		tl[len(tl)-1].Actor != "partner:new-payer" {
 		t.Errorf("download not in the timeline: %+v, %v", tl, err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
@@ -57,17 +58,9 @@ type BulkMatches interface {
 	DeleteBulkMatch(ctx context.Context, id string) error
 }
 
-// EventBulkMatchDeleted is the timeline event of a decided batch whose
-// result the requester deleted.
-const EventBulkMatchDeleted = "bulk_match_deleted"
-
-// BulkMatch is an accepted batch: the digests of its members as stored
-// (under BulkMatchRequestOwner), in order. No PHI.
-type BulkMatch struct {
-	ID        string
-	Requester string
-	Members   []string
-}
+// BulkMatch is an accepted batch (transfer.BulkMatch, which the
+// workflows share).
+type BulkMatch = transfer.BulkMatch
 
 // The parameters of $bulk-member-match (PDex multi-member-match in and out).
 const (
@@ -101,12 +94,12 @@ const maxBulkBody = 32 << 20
 // The requester is part of both, so a batch is found only by its own
 // requester.
 func BulkMatchRequestOwner(requester, id string) string {
-	return "bulk-member-match:" + requester + ":" + id + ":request"
+	return transfer.BulkMatchRequestOwner(requester, id)
 }
 
 // BulkMatchResultOwner: see BulkMatchRequestOwner.
 func BulkMatchResultOwner(requester, id string) string {
-	return "bulk-member-match:" + requester + ":" + id
+	return transfer.BulkMatchResultOwner(requester, id)
 }
 
 // BulkMatchedGroupID is the id of the MatchedMembers Group of batch id:
@@ -199,70 +192,58 @@ func (h *Handler) mountBulkMatch(r chi.Router) {
 }
 
 func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
-	now := h.d.Now()
 	requester, ok := h.authenticate(w, r)
 	if !ok {
 		return
 	}
+	h.decideBulkMemberMatch(w, r, requester).write(w)
+}
+
+// decideBulkMemberMatch decides the reply to requester's
+// $bulk-member-match: whether it may ask now, what it asks, then the
+// batch stored, recorded as a transfer and started: 202 to poll.
+func (h *Handler) decideBulkMemberMatch(w http.ResponseWriter, r *http.Request, requester string) reply {
+	now := h.d.Now()
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("op", "bulk-member-match"))
+	notAccepted := refuse(http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
 	// The batch is one request against the rate; its members count one by
 	// one against the failed-match cap as they are decided.
 	if wait, why, err := h.throttle.admit(r.Context(), requester, now); err != nil {
-		log.Error("bulk-member-match: reading the failed-match count", zap.Error(err))
-		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
-		return
+		return notAccepted.logged(log, zapcore.ErrorLevel, "bulk-member-match: reading the failed-match count", zap.Error(err))
 	} else if wait > 0 {
-		outcome, msg := OutcomeThrottled, "too many requests"
-		if why == "failures" {
-			outcome, msg = OutcomeTooManyFailures, "too many failed matches"
-		}
-		log.Warn("bulk-member-match", zap.String("outcome", outcome), zap.Duration("retry_after", wait))
-		w.Header().Set("Retry-After", strconv.Itoa(int((wait+999_999_999)/1_000_000_000)))
-		writeOutcome(w, http.StatusTooManyRequests, issue("throttled", outcome, msg))
-		return
+		return throttled(log, "bulk-member-match", wait, why)
 	}
 	if !preferAsync(r.Header.Values("Prefer")) {
-		writeOutcome(w, http.StatusBadRequest, issue("required", OutcomeInvalid, "$bulk-member-match is asynchronous: send the header Prefer: respond-async"))
-		return
+		return refuse(http.StatusBadRequest, issue("required", OutcomeInvalid, "$bulk-member-match is asynchronous: send the header Prefer: respond-async"))
 	}
 	if !fhirJSON(r.Header.Get("Content-Type")) {
-		writeOutcome(w, http.StatusUnsupportedMediaType, issue("not-supported", OutcomeInvalid, "send application/fhir+json"))
-		return
+		return refuse(http.StatusUnsupportedMediaType, issue("not-supported", OutcomeInvalid, "send application/fhir+json"))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBulkBody))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeOutcome(w, http.StatusRequestEntityTooLarge, issue("too-long", OutcomeInvalid, "the body is too large"))
-			return
-		}
-		writeOutcome(w, http.StatusBadRequest, issue("structure", OutcomeInvalid, "the body could not be read"))
-		return
+		return unreadable(err)
 	}
 	members, perr := ParseBulkMemberMatch(body, h.d.MaxBulkMembers)
 	if perr != nil {
-		log.Info("bulk-member-match refused", zap.String("param", perr.Param))
 		is := issue(perr.Code, OutcomeInvalid, perr.Error())
 		if perr.Param != "" {
 			is.Expression = []string{bulkExpression(perr.Param)}
 		}
-		writeOutcome(w, http.StatusBadRequest, is)
-		return
+		return refuse(http.StatusBadRequest, is).logged(log, zapcore.InfoLevel, "bulk-member-match refused", zap.String("param", perr.Param))
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
-		return
+		return notAccepted
 	}
 	b := BulkMatch{ID: id.String(), Requester: requester, Members: make([]string, len(members))}
 	owner := BulkMatchRequestOwner(requester, b.ID)
-	fail := func(err error) {
+	failed := func(err error) reply {
 		log.Error("bulk-member-match", zap.String("batch_id", b.ID), zap.Error(err))
 		// Nothing runs the batch: its members' PHI goes.
 		if _, werr := h.d.Store.WithdrawArtifacts(context.WithoutCancel(r.Context()), owner, h.d.Now()); werr != nil {
 			log.Error("bulk-member-match: withdrawing the request", zap.String("batch_id", b.ID), zap.Error(werr))
 		}
-		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the request could not be accepted"))
+		return notAccepted
 	}
 	for i, m := range members {
 		// The batch and position are part of what is stored, so that the
@@ -276,8 +257,7 @@ func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
 		if err := h.d.Store.PutArtifact(r.Context(), store.Artifact{Digest: b.Members[i], TransferID: owner,
 			Name: fmt.Sprintf("MemberBundle-%d.json", i), ContentType: "application/fhir+json", Size: int64(len(data)),
 			Data: data, CreatedAt: now.UTC()}); err != nil {
-			fail(err)
-			return
+			return failed(err)
 		}
 	}
 	// The batch is a transfer before it runs (record.go).
@@ -294,15 +274,13 @@ func (h *Handler) bulkMemberMatch(w http.ResponseWriter, r *http.Request) {
 				log.Error("bulk-member-match: recording the failure", zap.String("batch_id", b.ID), zap.Error(aerr))
 			}
 		}
-		fail(err)
-		return
+		return failed(err)
 	}
-	log.Info("bulk-member-match accepted", zap.String("batch_id", b.ID), zap.Int("members", len(members)))
 	base := h.base(r, strings.Index(r.URL.Path, "/Group/"))
-	w.Header().Set("Content-Location", base+"/bulk-member-match-status/"+b.ID)
-	writeFHIR(w, http.StatusAccepted, fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: []fhir.Issue{{
+	return reply{status: http.StatusAccepted, body: fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: []fhir.Issue{{
 		Severity: "information", Code: "informational", Diagnostics: "accepted: poll the Content-Location",
-	}}})
+	}}}}.header("Content-Location", base+"/bulk-member-match-status/"+b.ID).
+		logged(log, zapcore.InfoLevel, "bulk-member-match accepted", zap.String("batch_id", b.ID), zap.Int("members", len(members)))
 }
 
 // bulkExpression is the FHIRPath of a parameter of $bulk-member-match.
@@ -418,8 +396,7 @@ func (h *Handler) deleteBulkMatch(w http.ResponseWriter, r *http.Request) {
 // id, then withdraws the result: recorded first, so that a result gone is
 // never unexplained (a retry of the DELETE finishes the withdrawal).
 func (h *Handler) removeBulkMatchResult(ctx context.Context, requester, id, digest string) error {
-	_, err := h.d.Store.ApplyChange(ctx, id, store.Change{Event: transfer.Event{At: h.d.Now().UTC(), Actor: "partner:" + requester,
-		Type: EventBulkMatchDeleted, Key: "bulk:deleted", Detail: map[string]any{"reason": "deleted_by_requester", "result_sha256": digest}}})
+	_, err := h.d.Store.ApplyChange(ctx, id, store.Change{Event: transfer.BulkResultDeleted(requester, digest).Stamped(h.d.Now().UTC())})
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // no transfer: a batch from before batches were transfers
 		return err
 	}

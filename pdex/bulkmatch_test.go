@@ -566,7 +566,7 @@ func TestBulkMemberMatchDeleteDone(t *testing.T) {
 	tr, _ := b.st.GetTransfer(ctx, id)
 	evs, _ := b.st.Timeline(ctx, id)
 	last := evs[len(evs)-1]
-	if tr.State != transfer.StateComplete || last.Type != EventBulkMatchDeleted || last.Actor != "partner:new-payer" ||
+	if tr.State != transfer.StateComplete || last.Type != transfer.EventBulkMatchDeleted || last.Actor != "partner:new-payer" ||
 		last.Detail["result_sha256"] != arts[0].Digest {
 		t.Errorf("transfer %s, last event %+v", tr.State, last)
 	}

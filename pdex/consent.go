@@ -16,19 +16,20 @@ const (
 	PolicySensitive = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive"
 )
 
-// Why a consent is not honoured: stable codes, carried in the
-// OperationOutcome (see OutcomeSystem) and in logs.
+// Why a consent is not honoured: stable codes (declared with the consent
+// evaluation, in package transfer), carried in the OperationOutcome (see
+// OutcomeSystem) and in logs.
 const (
-	ConsentModifier    = "consent_modifier"    // a modifierExtension or implicitRules we do not understand
-	ConsentInactive    = "consent_inactive"    // status is not active
-	ConsentScope       = "consent_scope"       // not a patient-privacy consent
-	ConsentPolicy      = "consent_policy"      // no HRex policy, both, or a policy we do not know
-	ConsentNotPermit   = "consent_not_permit"  // no provision, or it denies
-	ConsentConstrained = "consent_constrained" // restrictions HRex prohibits (nested provisions, data, purpose, ...)
-	ConsentAction      = "consent_action"      // the actions do not include disclose
-	ConsentPeriod      = "consent_period"      // the period is missing, unreadable, or does not cover now
-	ConsentRecipient   = "consent_recipient"   // the requester is not a named recipient
-	ConsentSource      = "consent_source"      // we are not named as the party that discloses
+	ConsentModifier    = transfer.ConsentModifier
+	ConsentInactive    = transfer.ConsentInactive
+	ConsentScope       = transfer.ConsentScope
+	ConsentPolicy      = transfer.ConsentPolicy
+	ConsentNotPermit   = transfer.ConsentNotPermit
+	ConsentConstrained = transfer.ConsentConstrained
+	ConsentAction      = transfer.ConsentAction
+	ConsentPeriod      = transfer.ConsentPeriod
+	ConsentRecipient   = transfer.ConsentRecipient
+	ConsentSource      = transfer.ConsentSource
 )
 
 // Party is an organization as a consent names it: by business identifier
@@ -78,6 +79,10 @@ type ConsentDecision struct {
 // implicitRules anywhere in the modelled consent refuses it: we cannot
 // honour what we do not understand.
 //
+// This is the HRex adapter of the one consent evaluation: the status and
+// the period are judged by package transfer's rules (StatusRefusal,
+// PeriodRefusal), the rest is what the HRex resource adds.
+//
 // It returns the decision and, when denied, why in words (no PHI).
 func EvaluateConsent(c fhir.Consent, requester, holder Party, now time.Time) (ConsentDecision, string) {
 	deny := func(reason, why string) (ConsentDecision, string) {
@@ -86,8 +91,8 @@ func EvaluateConsent(c fhir.Consent, requester, holder Party, now time.Time) (Co
 	if c.ImplicitRules != "" || len(c.ModifierExtension) > 0 || provisionModifiers(c.Provision) {
 		return deny(ConsentModifier, "the consent carries modifiers we do not understand")
 	}
-	if c.Status != "active" {
-		return deny(ConsentInactive, "the consent is not active")
+	if r := transfer.StatusRefusal(c.Status); r != nil {
+		return deny(r.Code, r.Why)
 	}
 	if !c.Scope.Has(fhir.SystemConsentScope, "patient-privacy") {
 		return deny(ConsentScope, "the consent is not a patient-privacy consent")
@@ -139,13 +144,12 @@ func EvaluateConsent(c fhir.Consent, requester, holder Party, now time.Time) (Co
 	if err != nil {
 		return deny(ConsentPeriod, "the consent's provision period end is not a FHIR date")
 	}
-	switch {
-	case end.Before(start):
+	if end.Before(start) {
 		return deny(ConsentPeriod, "the consent's provision period ends before it starts")
-	case now.Before(start):
-		return deny(ConsentPeriod, "the consent's provision period has not started")
-	case now.After(end):
-		return deny(ConsentPeriod, "the consent's provision period has ended")
+	}
+	// end is the period's last instant: the period runs until just after it.
+	if r := transfer.PeriodRefusal(start, end.Add(time.Nanosecond), now); r != nil {
+		return deny(r.Code, r.Why)
 	}
 
 	if !actorNamed(pr.Actor, fhir.SystemParticipationType, "IRCP", requester) {

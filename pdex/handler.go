@@ -33,13 +33,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
 
 	"github.com/p2p-payer/p2p/fhir"
@@ -245,7 +245,7 @@ const (
 	OutcomeMatched         = transfer.BulkOutcomeMatched // "matched"
 	OutcomeNoMatch         = transfer.ErrorNoMatch       // "no_match"
 	OutcomeMultipleMatches = "multiple_matches"
-	OutcomeConsentDenied   = transfer.ErrorConsentDenied // "consent_denied"
+	OutcomeConsentDenied   = transfer.BulkOutcomeConsentDenied // "consent_denied"
 	OutcomeInvalid         = "invalid_request"
 	OutcomeUnauthenticated = "unauthenticated"
 	OutcomeThrottled       = "throttled"
@@ -267,67 +267,56 @@ var memberIdentifierType = fhir.CodeableConcept{Coding: []fhir.Coding{
 }}
 
 func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
+	h.decideMemberMatch(w, r).write(w)
+}
+
+// decideMemberMatch decides the reply to a $member-match: who asks,
+// whether they may ask now, what they ask, then the match itself, recorded
+// as a transfer before it is answered.
+func (h *Handler) decideMemberMatch(w http.ResponseWriter, r *http.Request) reply {
+	const msg = "member-match"
 	now := h.d.Now()
 	log := h.d.Logger
 	requester, ok := h.d.Requester(r)
 	if !ok {
-		log.Info("member-match", zap.String("outcome", OutcomeUnauthenticated))
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeOutcome(w, http.StatusUnauthorized, issue("login", OutcomeUnauthenticated, "authentication required"))
-		return
+		return refuse(http.StatusUnauthorized, issue("login", OutcomeUnauthenticated, "authentication required")).
+			header("WWW-Authenticate", "Bearer").logged(log, zapcore.InfoLevel, msg, zap.String("outcome", OutcomeUnauthenticated))
 	}
 	log = log.With(zap.String("requester", requester))
+	failed := func(err error, fields ...zap.Field) reply {
+		return refuse(http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed")).
+			logged(log, zapcore.ErrorLevel, msg, append(append([]zap.Field{zap.String("outcome", OutcomeError)}, fields...), zap.Error(err))...)
+	}
+	invalid := func(status int, is fhir.Issue, field zap.Field) reply {
+		return refuse(status, is).logged(log, zapcore.InfoLevel, msg, zap.String("outcome", OutcomeInvalid), field)
+	}
 	if wait, why, err := h.throttle.admit(r.Context(), requester, now); err != nil {
-		log.Error("member-match", zap.String("outcome", OutcomeError), zap.String("why", "failed-match count"), zap.Error(err))
-		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed"))
-		return
+		return failed(err, zap.String("why", "failed-match count"))
 	} else if wait > 0 {
-		outcome, msg := OutcomeThrottled, "too many requests"
-		if why == "failures" {
-			outcome, msg = OutcomeTooManyFailures, "too many failed matches"
-		}
-		log.Warn("member-match", zap.String("outcome", outcome), zap.Duration("retry_after", wait))
-		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		writeOutcome(w, http.StatusTooManyRequests, issue("throttled", outcome, msg))
-		return
+		return throttled(log, msg, wait, why)
 	}
 	if !fhirJSON(r.Header.Get("Content-Type")) {
-		log.Info("member-match", zap.String("outcome", OutcomeInvalid), zap.String("why", "content type"))
-		writeOutcome(w, http.StatusUnsupportedMediaType, issue("not-supported", OutcomeInvalid, "send application/fhir+json"))
-		return
+		return invalid(http.StatusUnsupportedMediaType, issue("not-supported", OutcomeInvalid, "send application/fhir+json"), zap.String("why", "content type"))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		log.Info("member-match", zap.String("outcome", OutcomeInvalid), zap.String("why", "body"))
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeOutcome(w, http.StatusRequestEntityTooLarge, issue("too-long", OutcomeInvalid, "the body is too large"))
-			return
-		}
-		writeOutcome(w, http.StatusBadRequest, issue("structure", OutcomeInvalid, "the body could not be read"))
-		return
+		a := unreadable(err)
+		return invalid(a.status, a.issue, zap.String("why", "body"))
 	}
 	req, perr := ParseMemberMatch(body)
 	if perr != nil {
-		log.Info("member-match", zap.String("outcome", OutcomeInvalid), zap.String("param", perr.Param))
 		is := issue(perr.Code, OutcomeInvalid, perr.Error())
 		if perr.Param != "" {
 			is.Expression = []string{expression(perr.Param)}
 		}
-		writeOutcome(w, http.StatusBadRequest, is)
-		return
+		return invalid(http.StatusBadRequest, is, zap.String("param", perr.Param))
 	}
 	log = log.With(zap.String("query_digest", h.digest(req.Demographics())))
-	fail := func(msg string, err error) {
-		log.Error("member-match", zap.String("outcome", OutcomeError), zap.Error(err))
-		writeOutcome(w, http.StatusInternalServerError, issue("exception", OutcomeError, msg))
-	}
 	// The request is a transfer before it is decided (record.go): a match
 	// is answered only once its steps and grant are recorded.
 	rec, err := h.beginMatch(r.Context(), requester, req, now)
 	if err != nil {
-		fail("the match could not be performed", err)
-		return
+		return failed(err)
 	}
 	if rec != nil {
 		log = log.With(zap.String("transfer_id", rec.id))
@@ -345,30 +334,30 @@ func (h *Handler) memberMatch(w http.ResponseWriter, r *http.Request) {
 				log.Error("member-match: recording the failure", zap.Error(aerr))
 			}
 		}
-		fail("the match could not be performed", err)
-		return
+		return failed(err)
 	}
+	return h.decided(log, dec)
+}
+
+// decided is the reply to a decided $member-match: 200 with the member's
+// identifier when matched, else 422 saying why (never who).
+func (h *Handler) decided(log *zap.Logger, dec Decision) reply {
+	const msg = "member-match"
+	outcome := zap.String("outcome", dec.Outcome)
 	switch dec.Outcome {
 	case OutcomeMatched:
+		return reply{status: http.StatusOK, body: h.response(dec.MemberID)}.logged(log, zapcore.InfoLevel, msg,
+			outcome, zap.String("rule", dec.Rule), zap.String("consent_scope", dec.Consent.Scope))
 	case OutcomeConsentDenied:
-		log.Info("member-match", zap.String("outcome", OutcomeConsentDenied), zap.String("reason", dec.ConsentReason))
 		is := issue("business-rule", OutcomeConsentDenied, dec.Why)
 		is.Details.Coding = append(is.Details.Coding, fhir.Coding{System: OutcomeSystem, Code: dec.ConsentReason})
 		is.Expression = []string{expression(ParamConsent)}
-		writeOutcome(w, http.StatusUnprocessableEntity, is)
-		return
+		return refuse(http.StatusUnprocessableEntity, is).logged(log, zapcore.InfoLevel, msg, outcome, zap.String("reason", dec.ConsentReason))
 	case OutcomeMultipleMatches:
-		log.Info("member-match", zap.String("outcome", OutcomeMultipleMatches), zap.Int("candidates", dec.Candidates))
-		writeOutcome(w, http.StatusUnprocessableEntity, issue("multiple-matches", OutcomeMultipleMatches, dec.Why))
-		return
-	default:
-		log.Info("member-match", zap.String("outcome", dec.Outcome))
-		writeOutcome(w, http.StatusUnprocessableEntity, issue("not-found", dec.Outcome, dec.Why))
-		return
+		return refuse(http.StatusUnprocessableEntity, issue("multiple-matches", OutcomeMultipleMatches, dec.Why)).
+			logged(log, zapcore.InfoLevel, msg, outcome, zap.Int("candidates", dec.Candidates))
 	}
-	log.Info("member-match", zap.String("outcome", OutcomeMatched), zap.String("rule", dec.Rule),
-		zap.String("consent_scope", dec.Consent.Scope))
-	writeFHIR(w, http.StatusOK, h.response(dec.MemberID))
+	return refuse(http.StatusUnprocessableEntity, issue("not-found", dec.Outcome, dec.Why)).logged(log, zapcore.InfoLevel, msg, outcome)
 }
 
 // response is the HRex member-match-out Parameters for member id.

@@ -47,7 +47,7 @@ import (
 
 // OperationMemberMatch is the "operation" in the initiated event's detail
 // of a $member-match transfer.
-const OperationMemberMatch = "member-match"
+const OperationMemberMatch = transfer.OperationMemberMatch
 
 // matchRecord is one $member-match being recorded as a transfer.
 type matchRecord struct {
@@ -95,15 +95,13 @@ func (h *Handler) beginMatch(ctx context.Context, requester string, req *MemberM
 	pres := graph.Presentation(key, requester, req.Demographics())
 	rec.pres = pres
 	fp := sha256.Sum256([]byte(OperationMemberMatch + "\x00" + pres + "\x00" + rec.id))
-	detail := map[string]any{"operation": OperationMemberMatch, "request_id": rec.id, "requester": requester,
-		"presentation": pres, "consent_id": consentID(req.ConsentJSON), "coverage_to_link": req.CoverageToLink != nil}
 	res, err := rec.st.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: rec.clientID, IdempotencyKey: rec.key, Fingerprint: hex.EncodeToString(fp[:]),
 		Transfer: transfer.Transfer{ID: rec.id, ClientID: rec.clientID, PartnerID: requester, Direction: transfer.DirectionExport,
 			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
 		Request: transfer.Request{PartnerID: requester, Direction: transfer.DirectionExport},
-		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + requester, Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated), Detail: detail},
+		Event: transfer.MemberMatchReceived(transfer.MemberMatchDetail{RequestID: rec.id, Requester: requester, Presentation: pres,
+			ConsentID: consentID(req.ConsentJSON), CoverageToLink: req.CoverageToLink != nil}).Stamped(now),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create member-match transfer: %w", err)
@@ -115,15 +113,14 @@ func (h *Handler) beginMatch(ctx context.Context, requester string, req *MemberM
 }
 
 // step is ch as a step of r: its event at r's time, by pdex unless it
-// names its actor, and a state event with the state's key when it enters
-// a state.
+// names its actor; a state event (transfer.Entered) enters its state.
 func (r *matchRecord) step(ch store.Change) store.Change {
 	ch.Event.At = r.at
 	if ch.Event.Actor == "" {
 		ch.Event.Actor = "pdex"
 	}
-	if ch.State != "" {
-		ch.Event.Type, ch.Event.State, ch.Event.Key = transfer.EventState, ch.State, transfer.StateKey(ch.State)
+	if ch.Event.State != "" {
+		ch.State = ch.Event.State
 	}
 	return ch
 }
@@ -163,15 +160,13 @@ func (r *matchRecord) decided(ctx context.Context, dec Decision) error {
 // pending are the steps identity_pending and, if the matcher ran, its
 // decision.
 func (r *matchRecord) pending(id *identity.Decision) []store.Change {
-	chs := []store.Change{{State: transfer.StateIdentityPending,
-		Event: transfer.Event{Detail: map[string]any{"basis": "member-match"}}}}
+	chs := []store.Change{{Event: transfer.MemberMatchPending()}}
 	if id == nil {
 		return chs
 	}
 	o := id.IdentityOutcome()
 	o.Presentation = r.pres
-	return append(chs, store.Change{Identity: &o,
-		Event: transfer.Event{Type: transfer.EventIdentityDecision, Key: "identity:decision", Detail: transfer.IdentityDetail(o)}})
+	return append(chs, store.Change{Identity: &o, Event: transfer.IdentityDecided(o)})
 }
 
 // matched are the steps of a match: consent_verified, then complete with
@@ -186,37 +181,29 @@ func (r *matchRecord) matched(m Match) []store.Change {
 	o := m.Identity.IdentityOutcome()
 	o.Presentation = r.pres
 	return []store.Change{
-		{State: transfer.StateConsentVerified, Consent: &consent,
-			Link: identity.LinkOf(r.requester, r.id, o, "$member-match answered to "+r.requester),
-			Event: transfer.Event{Detail: map[string]any{"member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
-				"expires": rfc3339(g.ConsentExpires), "result": transfer.ConsentVerified}}},
-		{State: transfer.StateComplete, Grant: &g, Event: transfer.Event{Detail: map[string]any{
-			"outcome": OutcomeMatched, "member_id": m.MemberID, "consent_id": g.ConsentID, "scope": g.ConsentScope,
-			"expires": rfc3339(g.ConsentExpires),
-			"grant": map[string]any{"requester": g.Requester, "member_id": g.MemberID, "consent_id": g.ConsentID,
-				"scope": g.ConsentScope, "expires": rfc3339(g.ConsentExpires), "granted_at": rfc3339(g.GrantedAt)},
-		}}},
+		{Consent: &consent, Link: identity.LinkOf(r.requester, r.id, o, "$member-match answered to "+r.requester),
+			Event: transfer.MatchVerified(m.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires)},
+		{Grant: &g, Event: transfer.MatchComplete(g.Requester, m.MemberID, g.ConsentID, g.ConsentScope, g.ConsentExpires, g.GrantedAt)},
 	}
 }
 
 // refused is the step of a refusal: failed with consent_denied (the
 // consent reason) or no_match (no member, or several).
 func (r *matchRecord) refused(dec Decision) store.Change {
-	ch := store.Change{State: transfer.StateFailed}
-	detail := map[string]any{"outcome": dec.Outcome, "after_state": string(transfer.StateIdentityPending)}
+	var ch store.Change
 	switch dec.Outcome {
 	case OutcomeConsentDenied:
 		ch.Error = &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: dec.ConsentReason}
 		ch.Consent = &transfer.ConsentOutcome{Status: transfer.ConsentDenied, Reason: dec.ConsentReason, CheckedAt: r.at}
-		detail["reason"] = dec.ConsentReason
+		ch.Event = transfer.MatchRefused(dec.Outcome, ch.Error.Type, dec.ConsentReason, nil)
 	default: // no member, or several: the requester learns no_match either way
 		ch.Error = &transfer.ErrorInfo{Type: transfer.ErrorNoMatch, Detail: dec.Outcome}
+		var candidates *int
 		if dec.Outcome == OutcomeMultipleMatches {
-			detail["candidates"] = dec.Candidates
+			candidates = &dec.Candidates
 		}
+		ch.Event = transfer.MatchRefused(dec.Outcome, ch.Error.Type, "", candidates)
 	}
-	detail["error_type"] = ch.Error.Type
-	ch.Event.Detail = detail
 	return ch
 }
 
@@ -226,9 +213,8 @@ func (r *matchRecord) refused(dec Decision) store.Change {
 // whatever.
 func (r *matchRecord) abort(ctx context.Context, why string) error {
 	if !r.state.Terminal() {
-		if err := r.record(ctx, store.Change{State: transfer.StateFailed, Error: &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: why},
-			Event: transfer.Event{Detail: map[string]any{"error_type": transfer.ErrorInternal, "reason": why,
-				"after_state": string(r.state)}}}); err != nil {
+		if err := r.record(ctx, store.Change{Error: &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: why},
+			Event: transfer.MatchAborted(why, r.state)}); err != nil {
 			return err
 		}
 	}
@@ -255,8 +241,6 @@ func consentID(raw json.RawMessage) string {
 	return "sha256:" + export.Digest(raw)
 }
 
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
 // statusOf is the HTTP status a Decision is answered with.
 func statusOf(outcome string) int {
 	if outcome == OutcomeMatched {
@@ -267,7 +251,7 @@ func statusOf(outcome string) int {
 
 // OperationBulkMemberMatch is the "operation" in the initiated event's
 // detail of a $bulk-member-match batch's transfer.
-const OperationBulkMemberMatch = "bulk-member-match"
+const OperationBulkMemberMatch = transfer.OperationBulkMemberMatch
 
 // beginBulkMatch records the transfer of an accepted $bulk-member-match
 // batch: one transfer per batch (the batch is one request of the
@@ -279,16 +263,13 @@ func (h *Handler) beginBulkMatch(ctx context.Context, b BulkMatch, now time.Time
 	rec := &matchRecord{st: h.d.Store, id: b.ID, requester: b.Requester, clientID: ClientID(b.Requester),
 		key: "bulk-member-match:" + b.ID, at: now, state: transfer.StateInitiated}
 	fp := sha256.Sum256([]byte(OperationBulkMemberMatch + "\x00" + b.ID))
-	pending := rec.step(store.Change{State: transfer.StateIdentityPending,
-		Event: transfer.Event{Detail: map[string]any{"basis": "bulk-member-match", "members": len(b.Members)}}})
+	pending := rec.step(store.Change{Event: transfer.BulkMatchPending(len(b.Members))})
 	res, err := rec.st.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: rec.clientID, IdempotencyKey: rec.key, Fingerprint: hex.EncodeToString(fp[:]),
 		Transfer: transfer.Transfer{ID: b.ID, ClientID: rec.clientID, PartnerID: b.Requester, Direction: transfer.DirectionExport,
 			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
 		Request: transfer.Request{PartnerID: b.Requester, Direction: transfer.DirectionExport},
-		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + b.Requester, Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated), Detail: map[string]any{"operation": OperationBulkMemberMatch,
-				"batch_id": b.ID, "requester": b.Requester, "members": len(b.Members)}},
+		Event:   transfer.BulkMatchReceived(b.ID, b.Requester, len(b.Members)).Stamped(now),
 		Changes: []store.Change{pending},
 	})
 	if err != nil {

@@ -3,11 +3,13 @@ package transfer
 // A PDex $bulk-member-match batch, decided member by member
 // (workflows.BulkMemberMatch) and served by package pdex.
 
-// Outcome codes of a batch member that activities decide on (pdex's
-// OutcomeMatched and OutcomeError are these).
+// Outcome codes of a batch member that activities and the batch's
+// workflow decide on (pdex's OutcomeMatched, OutcomeConsentDenied and
+// OutcomeError are these).
 const (
-	BulkOutcomeMatched = "matched"
-	BulkOutcomeError   = "error"
+	BulkOutcomeMatched       = "matched"
+	BulkOutcomeConsentDenied = ErrorConsentDenied
+	BulkOutcomeError         = "error"
 )
 
 // BulkMemberOutcome is the decision on one member of a batch. No PHI: our

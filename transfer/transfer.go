@@ -7,6 +7,8 @@ package transfer
 import (
 	"errors"
 	"time"
+
+	"github.com/p2p-payer/p2p/fault"
 )
 
 // State is a state of the transfer state machine.
@@ -46,25 +48,26 @@ func (s State) Valid() bool {
 func (s State) Terminal() bool { return s == StateComplete || s == StateFailed }
 
 // Error types a failed transfer ends with. They are stable strings: the API
-// exposes them and clients switch on them.
+// exposes them and clients switch on them. Those a partner's answer
+// decides are the fault types the connector classified it with.
 const (
-	ErrorNoMatch            = "no_match"
-	ErrorConsentDenied      = "consent_denied"
-	ErrorPartnerRejected    = "partner_rejected"
+	ErrorNoMatch            = fault.TypeNoMatch
+	ErrorConsentDenied      = fault.TypeConsentDenied
+	ErrorPartnerRejected    = fault.TypePartnerRejected
 	ErrorReviewRejected     = "review_rejected"
 	ErrorReviewTimeout      = "review_timeout"
-	ErrorUnknownPartner     = "unknown_partner"
-	ErrorPartnerAuth        = "partner_auth"
-	ErrorPartnerUnavailable = "partner_unavailable"
+	ErrorUnknownPartner     = fault.TypeUnknownPartner
+	ErrorPartnerAuth        = fault.TypePartnerAuth
+	ErrorPartnerUnavailable = fault.TypeUnavailable
 	ErrorAckTimeout         = "ack_timeout"
 	ErrorCancelled          = "cancelled"
 	ErrorInternal           = "internal"
 
 	// Imports (we pull from the old payer).
-	ErrorExportFailed       = "export_failed"        // the old payer's export failed
-	ErrorExportTimeout      = "export_timeout"       // the export stayed in progress past the poll budget
-	ErrorExportExpired      = "export_expired"       // the export kept expiring before it was downloaded
-	ErrorPartnerBadResponse = "partner_bad_response" // an answer or file we cannot use (bad manifest, NDJSON)
+	ErrorExportFailed       = "export_failed"       // the old payer's export failed
+	ErrorExportTimeout      = "export_timeout"      // the export stayed in progress past the poll budget
+	ErrorExportExpired      = "export_expired"      // the export kept expiring before it was downloaded
+	ErrorPartnerBadResponse = fault.TypeBadResponse // an answer or file we cannot use (bad manifest, NDJSON)
 )
 
 // Address is a postal address as a requesting partner knows it.
@@ -335,34 +338,3 @@ var (
 	ErrNotInReview     = errors.New("transfer is not waiting in manual review")
 	ErrInvalidDecision = errors.New("invalid review decision")
 )
-
-// IdentityDetail is the detail of an identity decision: the outcome, the
-// rule or score that decided it, each field's comparison level and
-// weight, the runner-up and the candidates left to a person. Member ids
-// and codes only: never PHI.
-func IdentityDetail(o IdentityOutcome) map[string]any {
-	d := map[string]any{"status": o.Status, "score": o.Score}
-	if o.MemberID != "" {
-		d["member_id"] = o.MemberID
-	}
-	if len(o.Candidates) > 0 {
-		d["candidates"] = append([]string(nil), o.Candidates...)
-	}
-	if o.ReviewedBy != "" {
-		d["reviewed_by"] = o.ReviewedBy
-	}
-	if r := o.Rationale; r != nil {
-		d["rule"], d["summary"] = r.Rule, r.Summary
-		if len(r.Fields) > 0 {
-			fs := make([]map[string]any, len(r.Fields))
-			for i, f := range r.Fields {
-				fs[i] = map[string]any{"field": f.Field, "level": f.Level, "weight": f.Weight}
-			}
-			d["fields"] = fs
-		}
-		if ru := r.RunnerUp; ru != nil {
-			d["runner_up"] = map[string]any{"member_id": ru.MemberID, "score": ru.Score}
-		}
-	}
-	return d
-}

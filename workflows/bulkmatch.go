@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/p2p-payer/p2p/activities"
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -54,7 +53,7 @@ type BulkMatchInput struct {
 	Requester string
 	Members   []string // digests of the stored members, in order
 	// RequestOwner and ResultOwner own the stored members and the result
-	// (pdex.BulkMatchRequestOwner, pdex.BulkMatchResultOwner).
+	// (transfer.BulkMatchRequestOwner, transfer.BulkMatchResultOwner).
 	RequestOwner string
 	ResultOwner  string
 }
@@ -90,7 +89,7 @@ func BulkMemberMatch(ctx workflow.Context, in BulkMatchInput) (BulkMatchOutput, 
 			// Retries spent (or the member unreadable): this member is not
 			// matched, the batch goes on.
 			log.Warn("bulk member failed", "batch_id", in.BatchID, "index", i, "error", err)
-			outcomes[i] = transfer.BulkMemberOutcome{Outcome: pdex.OutcomeError, Why: "the member could not be matched"}
+			outcomes[i] = transfer.BulkMemberOutcome{Outcome: transfer.BulkOutcomeError, Why: "the member could not be matched"}
 		}
 		outcomes[i].Index = i
 	}
@@ -116,9 +115,9 @@ func BulkMemberMatch(ctx workflow.Context, in BulkMatchInput) (BulkMatchOutput, 
 	var out BulkMatchOutput
 	for _, o := range outcomes {
 		switch o.Outcome {
-		case pdex.OutcomeMatched:
+		case transfer.BulkOutcomeMatched:
 			out.Matched++
-		case pdex.OutcomeConsentDenied:
+		case transfer.BulkOutcomeConsentDenied:
 			out.ConsentDenied++
 		default:
 			out.NonMatched++
@@ -177,8 +176,6 @@ type BulkMatchEngine struct {
 	TaskQueue string // TaskQueue when empty
 }
 
-var _ pdex.BulkMatches = (*BulkMatchEngine)(nil)
-
 // DeleteBulkMatch asks the batch's workflow to delete it and waits until
 // it is closed: cancelled (members withdrawn, cancellation recorded) or,
 // if it was finishing, finished. A batch whose workflow has ended is not
@@ -191,7 +188,7 @@ func (e *BulkMatchEngine) DeleteBulkMatch(ctx context.Context, id string) error 
 }
 
 // StartBulkMatch starts the batch's workflow, once: its id is the batch's.
-func (e *BulkMatchEngine) StartBulkMatch(ctx context.Context, b pdex.BulkMatch) error {
+func (e *BulkMatchEngine) StartBulkMatch(ctx context.Context, b transfer.BulkMatch) error {
 	q := e.TaskQueue
 	if q == "" {
 		q = TaskQueue
@@ -202,7 +199,7 @@ func (e *BulkMatchEngine) StartBulkMatch(ctx context.Context, b pdex.BulkMatch) 
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	}, BulkMemberMatchWorkflowName, BulkMatchInput{
 		BatchID: b.ID, Requester: b.Requester, Members: b.Members,
-		RequestOwner: pdex.BulkMatchRequestOwner(b.Requester, b.ID), ResultOwner: pdex.BulkMatchResultOwner(b.Requester, b.ID),
+		RequestOwner: transfer.BulkMatchRequestOwner(b.Requester, b.ID), ResultOwner: transfer.BulkMatchResultOwner(b.Requester, b.ID),
 	}); err != nil {
 		return fmt.Errorf("start bulk member match workflow: %w", err)
 	}

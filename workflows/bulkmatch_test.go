@@ -205,3 +205,9 @@ func TestBulkMemberMatchDeletedWhileFinishing(t *testing.T) {
 		t.Errorf("update answered after finishing: %v; cancels %+v", updated, b.cancel)
 	}
 }
+
+// The engines are what package pdex runs served exports and batches with.
+var (
+	_ pdex.BulkMatches = (*BulkMatchEngine)(nil)
+	_ pdex.Exports     = (*ServeEngine)(nil)
+)

@@ -108,10 +108,7 @@ func (e *Engine) Review(ctx context.Context, transferID string, d transfer.Revie
 		}
 		return err
 	}
-	_, err = e.Store.ApplyChange(ctx, transferID, store.Change{Event: transfer.Event{
-		At: nowUTC(), Actor: "reviewer:" + d.Reviewer, Type: transfer.EventReviewNote, Key: "review:note",
-		Detail: map[string]any{"decision": d.Decision, "reason_sha256": noteDigest, "reason_bytes": len(note)},
-	}})
+	_, err = e.Store.ApplyChange(ctx, transferID, store.Change{Event: transfer.ReviewNoted(d.Reviewer, d.Decision, noteDigest, len(note)).Stamped(nowUTC())})
 	return err
 }
 

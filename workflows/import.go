@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -90,8 +90,7 @@ func (r *importRun) enter(ctx workflow.Context, in activities.RecordInput) error
 
 func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	ids := activities.ImportInput{TransferID: r.in.TransferID, PartnerID: r.in.PartnerID}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateIdentityPending,
-		Detail: map[string]any{"direction": string(transfer.DirectionImport), "partner_id": r.in.PartnerID}}); err != nil {
+	if err := r.enter(ctx, activities.Step(transfer.ImportPending(r.in.PartnerID))); err != nil {
 		return nil, err
 	}
 	var m activities.Matched
@@ -114,9 +113,9 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	r.identity = transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: m.MemberID, Score: 1,
 		Rationale: &transfer.Rationale{Rule: "partner_member_match", Summary: "matched by the old payer's $member-match"}}
 	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: m.ConsentID, Scope: m.Scope, CheckedAt: workflow.Now(ctx).UTC()}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent,
-		Detail: map[string]any{"partner_member_id": m.MemberID, "partner_patient_id": m.PatientID, "consent_id": m.ConsentID,
-			"scope": m.Scope, "verified_by": "partner:" + r.in.PartnerID}}); err != nil {
+	verified := activities.Step(transfer.ImportVerified(r.in.PartnerID, m.MemberID, m.PatientID, m.ConsentID, m.Scope))
+	verified.Identity, verified.Consent = &r.identity, &consent
+	if err := r.enter(ctx, verified); err != nil {
 		return nil, err
 	}
 
@@ -135,8 +134,7 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 				Detail: fmt.Sprintf("the export expired at the old payer %d times before it was downloaded", MaxKickOffs)}, nil
 		}
 		if round > 1 {
-			if err := r.enter(ctx, activities.RecordInput{Type: activities.EventImportRekicked, Key: "bulk:rekickoff:" + strconv.Itoa(round),
-				Detail: map[string]any{"round": round}}); err != nil {
+			if err := r.enter(ctx, activities.Step(transfer.BulkRekicked(round))); err != nil {
 				return nil, err
 			}
 		}
@@ -181,9 +179,9 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 			resources += f.Count
 		}
 	}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &info,
-		Detail: map[string]any{"manifest_sha256": info.ManifestSHA256, "files": len(files), "resources": resources,
-			"partial": info.Partial, "transaction_time": tt.Format("2006-01-02T15:04:05.000Z07:00"), "round": round}}); err != nil {
+	prepared := activities.Step(transfer.ImportPrepared(info, resources, round))
+	prepared.Export = &info
+	if err := r.enter(ctx, prepared); err != nil {
 		return nil, err
 	}
 
@@ -194,14 +192,14 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	r.staged = false
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: "workflow",
-		Detail: map[string]any{"sink": d.Sink, "location": d.Location, "files": d.Files}}); err != nil {
+	if err := r.enter(ctx, activities.Step(transfer.ImportSent(d.Sink, d.Location, d.Files))); err != nil {
 		return nil, err
 	}
 	acked := info
 	acked.ReceiptID = d.ReceiptID
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "sink:" + d.Sink, Export: &acked,
-		Detail: map[string]any{"receipt_id": d.ReceiptID, "via": "sink_readback"}}); err != nil {
+	ackStep := activities.Step(transfer.ImportAcknowledged(d.Sink, d.ReceiptID))
+	ackStep.Export = &acked
+	if err := r.enter(ctx, ackStep); err != nil {
 		return nil, err
 	}
 	// The files are ours: tell the old payer it may drop the export. A
@@ -211,7 +209,7 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: "done",
 	}).Get(ctx, nil)
 	r.statusURL = ""
-	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})
+	return nil, r.enter(ctx, activities.Step(transfer.Entered(transfer.StateComplete, nil)))
 }
 
 // poll polls the export until it is complete, failed, gone or past the
@@ -223,7 +221,7 @@ func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activiti
 		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), a.PollImport, activities.PollInput{
 			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: k.StatusURL,
 		}).Get(ctx, &p)
-		if isErrType(err, activities.ErrTypeExportExpired) {
+		if isErrType(err, fault.TypeExportExpired) {
 			r.statusURL = "" // nothing left to delete
 			return p, true, nil, nil
 		}
@@ -255,9 +253,8 @@ func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activiti
 
 func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities.Polled) error {
 	m := p.Status.Complete.Manifest
-	detail := map[string]any{"round": round, "manifest_sha256": p.ManifestSHA256, "output_files": len(m.Output), "error_files": len(m.Error),
-		"transaction_time": m.TransactionTime.UTC().Format("2006-01-02T15:04:05.000Z07:00"), "requires_access_token": m.RequiresAccessToken}
-	if err := r.enter(ctx, activities.RecordInput{Type: activities.EventBulkManifest, Key: "bulk:manifest:" + strconv.Itoa(round), Detail: detail}); err != nil {
+	ev := transfer.BulkManifest(round, p.ManifestSHA256, len(m.Output), len(m.Error), m.TransactionTime, m.RequiresAccessToken)
+	if err := r.enter(ctx, activities.Step(ev)); err != nil {
 		return err
 	}
 	if len(m.Error) == 0 {
@@ -265,8 +262,7 @@ func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities
 	}
 	// Partial data is kept and flagged (ExportInfo.Partial); the error
 	// files themselves are downloaded beside the data.
-	return r.enter(ctx, activities.RecordInput{Type: activities.EventBulkErrors, Key: "bulk:errors:" + strconv.Itoa(round),
-		Detail: map[string]any{"round": round, "error_files": len(m.Error), "partial": true}})
+	return r.enter(ctx, activities.Step(transfer.BulkErrors(round, len(m.Error))))
 }
 
 // download fetches every output and error file of the manifest, in
@@ -299,7 +295,7 @@ func (r *importRun) download(ctx workflow.Context, round int, m bulkdata.Manifes
 	for i, fu := range futures {
 		err := fu.Get(ctx, &files[i])
 		switch {
-		case isErrType(err, activities.ErrTypeExportExpired):
+		case isErrType(err, fault.TypeExportExpired):
 			expired = true
 		case err != nil && firstErr == nil:
 			firstErr = err
@@ -346,8 +342,7 @@ func (r *importRun) deleteExpired(ctx workflow.Context, round int, statusURL str
 	if temporal.IsCanceledError(err) {
 		return err
 	}
-	return r.enter(ctx, activities.RecordInput{Type: activities.EventBulkDeleteFailed, Key: "bulk:delete-failed:" + strconv.Itoa(round),
-		Detail: map[string]any{"round": round, "reason": "file_expired", "error_type": errorType(err)}})
+	return r.enter(ctx, activities.Step(transfer.BulkDeleteFailed(round, errorType(err))))
 }
 
 // errorType is the type of an activity's failure: "timeout" when its
@@ -372,7 +367,7 @@ func errorType(err error) string {
 func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	detail := map[string]any{"error_type": f.Type, "after_state": string(r.state)}
+	detail := transfer.ImportFailedDetail{ErrorType: f.Type, AfterState: r.state}
 	if r.statusURL != "" {
 		comp := activities.Policies[activities.NameKickOffImport].Compensation
 		err := workflow.ExecuteActivity(r.partnerCtx(dctx, comp), a.DeleteImport, activities.DeleteInput{
@@ -380,7 +375,8 @@ func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, e
 		}).Get(dctx, nil)
 		// An export nobody could delete expires at the partner: the
 		// failure is recorded either way.
-		detail["export_deleted"] = err == nil
+		deleted := err == nil
+		detail.ExportDeleted = &deleted
 	}
 	if r.staged {
 		comp := activities.Policies[activities.NameDownloadImportFile].Compensation
@@ -389,9 +385,10 @@ func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, e
 		}).Get(dctx, nil); err != nil {
 			return Result{}, err
 		}
-		detail["staged_discarded"] = true
+		detail.StagedDiscarded = true
 	}
-	rec := activities.RecordInput{State: transfer.StateFailed, Error: f, Detail: detail}
+	rec := activities.Step(transfer.ImportFailed(detail))
+	rec.Error = f
 	if r.identity.Status != "" {
 		rec.Identity = &r.identity
 	}
@@ -409,16 +406,15 @@ func isErrType(err error, typ string) bool {
 // importFailureOf maps an error an import's activity gave up with to the
 // transfer's failure.
 func importFailureOf(err error, state transfer.State) *transfer.ErrorInfo {
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) {
-		switch ae.Type() {
-		case activities.ErrTypePartnerRejected, activities.ErrTypeUnknownPartner:
+	if ae, class := activityFault(err); ae != nil {
+		switch {
+		case passesThrough(ae.Type()):
 			return &transfer.ErrorInfo{Type: ae.Type(), Detail: ae.Message()}
-		case activities.ErrTypeAuth:
+		case class == fault.Auth:
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerAuth, Detail: ae.Message()}
-		case activities.ErrTypeValidation:
+		case class == fault.Validation:
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerBadResponse, Detail: ae.Message()}
-		case activities.ErrTypeTransport, activities.ErrTypeDownstream:
+		case class.Retryable():
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the old payer could not be reached: " + ae.Message()}
 		}
 	}

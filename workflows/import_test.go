@@ -243,7 +243,7 @@ func TestImportGoneFileKicksOffAgain(t *testing.T) {
 	if len(h.kickoffs) != 2 || h.kickoffs[1].Round != 2 {
 		t.Fatalf("kick-offs %+v, want a second round", h.kickoffs)
 	}
-	if ev := h.events(activities.EventImportRekicked); len(ev) != 1 {
+	if ev := h.events(transfer.EventImportRekicked); len(ev) != 1 {
 		t.Errorf("re-kick-off events %d, want 1", len(ev))
 	}
 	// The expired export is deleted at the old payer before the second
@@ -252,7 +252,7 @@ func TestImportGoneFileKicksOffAgain(t *testing.T) {
 		h.kickoffsAtDelete[0] != 1 || h.deletes[1].StatusURL != "https://old.example/fhir/bulkstatus/2" || h.deletes[1].Reason != "done" {
 		t.Errorf("deletes %+v after %v kick-offs", h.deletes, h.kickoffsAtDelete)
 	}
-	if ev := h.events(activities.EventBulkDeleteFailed); len(ev) != 0 {
+	if ev := h.events(transfer.EventBulkDeleteFailed); len(ev) != 0 {
 		t.Errorf("delete failures recorded: %+v", ev)
 	}
 	// The second round's files are what was delivered.
@@ -299,7 +299,7 @@ func TestImportExpiredDeleteFailsGoesOn(t *testing.T) {
 			if attempts < 1 || attempts > tc.maxAttempts {
 				t.Errorf("%d attempts to delete, want 1 to %d", attempts, tc.maxAttempts)
 			}
-			ev := h.events(activities.EventBulkDeleteFailed)
+			ev := h.events(transfer.EventBulkDeleteFailed)
 			if len(ev) != 1 || ev[0].Detail["round"] != float64(1) || ev[0].Detail["error_type"] != tc.wantType || ev[0].Detail["reason"] != "file_expired" {
 				t.Errorf("delete failure events %+v, want one of type %s", ev, tc.wantType)
 			}
@@ -338,7 +338,7 @@ func TestImportManifestErrorsArePartial(t *testing.T) {
 	if r.State != transfer.StateComplete {
 		t.Fatalf("result %+v", r)
 	}
-	if ev := h.events(activities.EventBulkErrors); len(ev) != 1 || ev[0].Detail["error_files"] != float64(1) {
+	if ev := h.events(transfer.EventBulkErrors); len(ev) != 1 || ev[0].Detail["error_files"] != float64(1) {
 		t.Fatalf("bulk_errors events %+v", ev)
 	}
 	var errorDownloads int

@@ -111,9 +111,7 @@ func (s *serve) steps(ctx workflow.Context) (Result, error) {
 }
 
 func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
-	partner := "partner:" + s.sin.Requester
-	if err := s.enter(ctx, activities.RecordInput{State: transfer.StateIdentityPending,
-		Detail: map[string]any{"member_ids": s.sin.MemberIDs, "basis": "match_grant"}}); err != nil {
+	if err := s.enter(ctx, activities.Step(transfer.ServePending(s.sin.MemberIDs))); err != nil {
 		return nil, err
 	}
 	var g activities.Grants
@@ -136,8 +134,9 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		s.identity.MemberID = g.Members[0].MemberID
 		consent.ConsentID, consent.Scope = g.Members[0].ConsentID, g.Members[0].ConsentScope
 	}
-	if err := s.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &s.identity, Consent: &consent,
-		Detail: map[string]any{"member_ids": ids, "dropped": g.Dropped}}); err != nil {
+	verified := activities.Step(transfer.ServeVerified(ids, g.Dropped))
+	verified.Identity, verified.Consent = &s.identity, &consent
+	if err := s.enter(ctx, verified); err != nil {
 		return nil, err
 	}
 
@@ -153,8 +152,9 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	s.prepared = &p
-	if err := s.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &p.Export,
-		Detail: activities.ServedDetail(p)}); err != nil {
+	prepared := activities.Step(transfer.ServedPrepared(p.Export))
+	prepared.Export = &p.Export
+	if err := s.enter(ctx, prepared); err != nil {
 		return nil, err
 	}
 
@@ -162,8 +162,7 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		"the requester did not fetch the manifest before the files expired"); f != nil || err != nil {
 		return f, err
 	}
-	if err := s.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: partner,
-		Detail: map[string]any{"requester": s.sin.Requester, "files": len(p.Export.Files), "via": "bulk-status"}}); err != nil {
+	if err := s.enter(ctx, activities.Step(transfer.ManifestFetched(s.sin.Requester, len(p.Export.Files)))); err != nil {
 		return nil, err
 	}
 	all := func() bool {
@@ -178,11 +177,12 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return f, err
 	}
 	acked := p.Export
-	if err := s.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: partner, Export: &acked,
-		Detail: map[string]any{"files_downloaded": len(p.Export.Files), "via": "downloads"}}); err != nil {
+	ackStep := activities.Step(transfer.FilesDownloaded(s.sin.Requester, len(p.Export.Files)))
+	ackStep.Export = &acked
+	if err := s.enter(ctx, ackStep); err != nil {
 		return nil, err
 	}
-	if err := s.enter(ctx, activities.RecordInput{State: transfer.StateComplete}); err != nil {
+	if err := s.enter(ctx, activities.Step(transfer.Entered(transfer.StateComplete, nil))); err != nil {
 		return nil, err
 	}
 

@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -27,31 +26,20 @@ type ServeEngine struct {
 	FileTTL   time.Duration // how long files stay downloadable; 0: DefaultFileTTL
 }
 
-var _ pdex.Exports = (*ServeEngine)(nil)
-
 // StartExport records the export's transfer (created by the requester,
-// client pdex.ClientID) and starts its workflow. The workflow id is the
+// client transfer.PartnerClientID) and starts its workflow. The workflow id is the
 // transfer's (WorkflowID), so that nothing else can ever start a second
 // workflow for it.
-func (e *ServeEngine) StartExport(ctx context.Context, k pdex.Kickoff) error {
-	cid := pdex.ClientID(k.Requester)
+func (e *ServeEngine) StartExport(ctx context.Context, k transfer.Kickoff) error {
+	cid := transfer.PartnerClientID(k.Requester)
 	now := k.TransactionTime.UTC().Truncate(time.Microsecond)
 	fp := sha256.Sum256([]byte(k.Request + "\x00" + strings.Join(k.MemberIDs, ",")))
-	detail := map[string]any{"operation": "bulk-export", "request": k.Request, "member_ids": k.MemberIDs,
-		"transaction_time": now.Format(time.RFC3339Nano), "requester": k.Requester}
-	if len(k.Types) > 0 {
-		detail["types"] = k.Types
-	}
-	if len(k.MatchTransfers) > 0 {
-		detail["match_transfers"] = k.MatchTransfers // the $member-match transfers whose grants this export rests on
-	}
 	res, err := e.Store.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: cid, IdempotencyKey: "bulk-export:" + k.TransferID, Fingerprint: hex.EncodeToString(fp[:]),
 		Transfer: transfer.Transfer{ID: k.TransferID, ClientID: cid, PartnerID: k.Requester, Direction: transfer.DirectionExport,
 			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
 		Request: transfer.Request{PartnerID: k.Requester, DataScope: transfer.DataScope{ResourceTypes: k.Types, Since: k.Since}},
-		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "partner:" + k.Requester, Type: transfer.EventState,
-			Key: transfer.StateKey(transfer.StateInitiated), Detail: detail},
+		Event:   transfer.ExportRequested(k.Requester, k.Request, k.MemberIDs, k.Types, now, k.MatchTransfers).Stamped(now),
 	})
 	if err != nil {
 		return fmt.Errorf("create export transfer: %w", err)

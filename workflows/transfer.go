@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -120,7 +121,7 @@ type run struct {
 // steps walks the happy path. It returns the failure that ends the
 // transfer, or an error an activity gave up with.
 func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateIdentityPending}); err != nil {
+	if err := r.enter(ctx, activities.Step(transfer.Entered(transfer.StateIdentityPending, nil))); err != nil {
 		return nil, err
 	}
 	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameResolveIdentity),
@@ -141,8 +142,9 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err != nil || consent.Status != transfer.ConsentVerified {
 		return consentFailure(consent), err
 	}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateConsentVerified, Identity: &r.identity, Consent: &consent,
-		Detail: map[string]any{"consent_id": consent.ConsentID, "scope": consent.Scope, "member_id": r.identity.MemberID}}); err != nil {
+	verified := activities.Step(transfer.ConsentVerifiedFor(r.identity.MemberID, consent))
+	verified.Identity, verified.Consent = &r.identity, &consent
+	if err := r.enter(ctx, verified); err != nil {
 		return nil, err
 	}
 
@@ -152,8 +154,9 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	r.prepared = &p // from here on, a failure withdraws the export
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StatePayloadPrepared, Export: &p.Export,
-		Detail: activities.ExportDetail(p)}); err != nil {
+	prepared := activities.Step(transfer.ExportPrepared(p.Export, p.SignatureSHA256))
+	prepared.Export = &p.Export
+	if err := r.enter(ctx, prepared); err != nil {
 		return nil, err
 	}
 
@@ -163,8 +166,9 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err != nil || consent.Status != transfer.ConsentVerified {
 		return consentFailure(consent), err
 	}
-	if err := r.enter(ctx, activities.RecordInput{Type: transfer.EventConsentRechecked, Key: "consent:before_send", Consent: &consent,
-		Detail: map[string]any{"consent_id": consent.ConsentID, "scope": consent.Scope, "result": consent.Status}}); err != nil {
+	rechecked := activities.Step(transfer.ConsentRechecked(consent))
+	rechecked.Consent = &consent
+	if err := r.enter(ctx, rechecked); err != nil {
 		return nil, err
 	}
 
@@ -175,26 +179,28 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	}).Get(ctx, &sent); err != nil {
 		return nil, err
 	}
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateSent, Actor: "workflow",
-		Detail: activities.SentDetail(r.in.PartnerID, sent)}); err != nil {
+	if err := r.enter(ctx, activities.Step(transfer.Delivered(transfer.SentDetail{PartnerID: r.in.PartnerID, Endpoint: sent.Endpoint,
+		Attempt: sent.Attempt, HTTPStatus: sent.HTTPStatus, PartnerStatus: sent.Status, Duplicate: sent.Duplicate,
+		DeliveryKey: sent.DeliveryKey}))); err != nil {
 		return nil, err
 	}
-	receipt, via, signedBy := sent.ReceiptID, activities.AckInResponse, sent.ReceiptKID
+	receipt, via, signedBy := sent.ReceiptID, transfer.AckInResponse, sent.ReceiptKID
 	if !sent.Acknowledged {
 		var ack PartnerAck
 		ch := workflow.GetSignalChannel(ctx, SignalPartnerAck)
 		if ok, _ := ch.ReceiveWithTimeout(ctx, AckTimeout, &ack); !ok {
 			return &transfer.ErrorInfo{Type: transfer.ErrorAckTimeout, Detail: "the partner did not acknowledge the delivery in time"}, ctx.Err()
 		}
-		receipt, via, signedBy = ack.ReceiptID, activities.AckBySignal, ack.SignedBy
+		receipt, via, signedBy = ack.ReceiptID, transfer.AckBySignal, ack.SignedBy
 	}
 	acked := p.Export
 	acked.ReceiptID = receipt
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateAcknowledged, Actor: "partner:" + r.in.PartnerID,
-		Export: &acked, Detail: activities.AckDetail(receipt, via, signedBy)}); err != nil {
+	ackStep := activities.Step(transfer.Acknowledged(r.in.PartnerID, receipt, via, signedBy))
+	ackStep.Export = &acked
+	if err := r.enter(ctx, ackStep); err != nil {
 		return nil, err
 	}
-	return nil, r.enter(ctx, activities.RecordInput{State: transfer.StateComplete})
+	return nil, r.enter(ctx, activities.Step(transfer.Entered(transfer.StateComplete, nil)))
 }
 
 // awaitReview parks the transfer in manual review until a person decides.
@@ -202,8 +208,9 @@ func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	// Take decisions from the moment the store can show manual_review,
 	// which is before the activity recording it returns.
 	r.awaiting = true
-	if err := r.enter(ctx, activities.RecordInput{State: transfer.StateManualReview, Identity: &r.identity,
-		Detail: map[string]any{"candidates": len(r.identity.Candidates)}}); err != nil {
+	review := activities.Step(transfer.InReview(len(r.identity.Candidates)))
+	review.Identity = &r.identity
+	if err := r.enter(ctx, review); err != nil {
 		return nil, err
 	}
 	decided, err := workflow.AwaitWithTimeout(ctx, ReviewTimeout, func() bool { return r.review != nil })
@@ -215,14 +222,14 @@ func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return &transfer.ErrorInfo{Type: transfer.ErrorReviewTimeout, Detail: "no review decision in time"}, nil
 	}
 	rv := *r.review
-	detail := map[string]any{"decision": rv.Decision, "reviewer": rv.Reviewer, "candidates": r.identity.Candidates}
-	record := activities.RecordInput{Type: transfer.EventReviewDecision, Key: "review:decision",
-		Actor: "reviewer:" + rv.Reviewer, Identity: &r.identity, Detail: detail}
+	candidates := r.identity.Candidates
 	if rv.Decision == transfer.DecisionReject {
 		r.identity.Status, r.identity.ReviewedBy = transfer.IdentityNoMatch, rv.Reviewer
 		// Rejections recorded only the failure before they were audited
 		// as decisions: histories from then must replay without this step.
 		if workflow.GetVersion(ctx, "audit-review-reject", workflow.DefaultVersion, 1) == 1 {
+			record := activities.Step(transfer.ReviewDecided(rv.Decision, rv.Reviewer, candidates, ""))
+			record.Identity = &r.identity
 			if err := r.enter(ctx, record); err != nil {
 				return nil, err
 			}
@@ -230,7 +237,8 @@ func (r *run) awaitReview(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return &transfer.ErrorInfo{Type: transfer.ErrorReviewRejected, Detail: "rejected in manual review"}, nil
 	}
 	r.identity.Status, r.identity.MemberID, r.identity.ReviewedBy = transfer.IdentityResolved, rv.MemberID, rv.Reviewer
-	detail["member_id"] = rv.MemberID
+	record := activities.Step(transfer.ReviewDecided(rv.Decision, rv.Reviewer, candidates, rv.MemberID))
+	record.Identity = &r.identity
 	return nil, r.enter(ctx, record)
 }
 
@@ -300,14 +308,13 @@ func (r *run) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) 
 			return Result{}, err
 		}
 	}
-	rec := activities.RecordInput{State: transfer.StateFailed, Error: f,
-		Detail: map[string]any{"error_type": f.Type, "after_state": string(r.state), "export_withdrawn": r.prepared != nil}}
+	d := transfer.FailedDetail{ErrorType: f.Type, AfterState: r.state, ExportWithdrawn: r.prepared != nil}
+	var id *transfer.IdentityOutcome
 	if r.identity.Status != "" {
-		rec.Identity = &r.identity
-		if r.identity.ReviewedBy != "" {
-			rec.Detail["reviewed_by"] = r.identity.ReviewedBy
-		}
+		id, d.ReviewedBy = &r.identity, r.identity.ReviewedBy
 	}
+	rec := activities.Step(transfer.Failed(d))
+	rec.Error, rec.Identity = f, id
 	if err := r.enter(dctx, rec); err != nil {
 		return Result{}, err
 	}
@@ -318,16 +325,16 @@ func consentFailure(c transfer.ConsentOutcome) *transfer.ErrorInfo {
 	return &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: c.Reason}
 }
 
-// failureOf maps an error an activity gave up with to the transfer's
-// failure. Business error types pass through; anything else says which
-// step could not be completed.
+// failureOf is the transfer's failure after an activity gave up with err.
+// A partner's refusal passes through as the type the connector gave it,
+// an auth fault is partner_auth; anything else says which step could not
+// be completed.
 func failureOf(err error, state transfer.State) *transfer.ErrorInfo {
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) {
-		switch ae.Type() {
-		case activities.ErrTypePartnerRejected, activities.ErrTypeUnknownPartner:
+	if ae, class := activityFault(err); ae != nil {
+		switch {
+		case passesThrough(ae.Type()):
 			return &transfer.ErrorInfo{Type: ae.Type(), Detail: ae.Message()}
-		case activities.ErrTypeAuth:
+		case class == fault.Auth:
 			return &transfer.ErrorInfo{Type: transfer.ErrorPartnerAuth, Detail: ae.Message()}
 		}
 	}
@@ -338,4 +345,40 @@ func failureOf(err error, state transfer.State) *transfer.ErrorInfo {
 		return &transfer.ErrorInfo{Type: transfer.ErrorPartnerUnavailable, Detail: "the partner could not be reached: " + err.Error()}
 	}
 	return &transfer.ErrorInfo{Type: transfer.ErrorInternal, Detail: "step after " + string(state) + " failed: " + err.Error()}
+}
+
+// activityFault is the classified error an activity gave up with: its
+// application error, whose type is the fault's type (fault.TypeOf), and
+// the fault's class, from its details. It is nil for any other error.
+func activityFault(err error) (*temporal.ApplicationError, fault.Class) {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		return nil, ""
+	}
+	var class fault.Class
+	if ae.HasDetails() && ae.Details(&class) == nil && class != "" {
+		return ae, class
+	}
+	return ae, legacyClass(ae.Type())
+}
+
+// legacyClass is the class of a failure recorded without one: histories
+// from before activities failed with their fault's own type carry, as the
+// type, the class's name for transport, downstream, auth and validation
+// faults, the business type itself for business ones, and not_found
+// (no class) for what our store did not have.
+func legacyClass(typ string) fault.Class {
+	switch c := fault.Class(typ); c {
+	case fault.Transport, fault.Downstream, fault.Auth, fault.Validation:
+		return c
+	case fault.TypeNotFound:
+		return ""
+	}
+	return fault.Business
+}
+
+// passesThrough reports whether a failure of type typ is the transfer's
+// failure as it is: the partner's refusal, or a partner we cannot use.
+func passesThrough(typ string) bool {
+	return typ == fault.TypePartnerRejected || typ == fault.TypeUnknownPartner
 }

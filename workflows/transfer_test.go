@@ -14,6 +14,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/connectors/fhirrest"
+	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -165,6 +169,18 @@ func TestFailures(t *testing.T) {
 			wantType:   transfer.ErrorConsentDenied,
 			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified, transfer.StatePayloadPrepared, transfer.StateFailed},
 			compensate: true,
+		},
+		{
+			name: "partner refuses our credentials: its type and class as the connector gave them",
+			setup: func(h *harness) {
+				h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(activities.Sent{},
+					temporal.NewApplicationErrorWithOptions("partner answered 401", connectors.ErrTypeAuth,
+						temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{fault.Auth}}))
+			},
+			wantType:   transfer.ErrorPartnerAuth,
+			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified, transfer.StatePayloadPrepared, transfer.StateFailed},
+			compensate: true,
+			sends:      1,
 		},
 		{
 			name: "partner rejects: not retried, export withdrawn",
@@ -362,5 +378,40 @@ func TestReviewValidator(t *testing.T) {
 		case tc.wantType != "" && (!errors.As(err, &ae) || ae.Type() != tc.wantType):
 			t.Errorf("%s: %v, want %s", tc.name, err, tc.wantType)
 		}
+	}
+}
+
+// TestFailureOfReadsOldAndNewErrors: an activity fails with its fault's
+// type and class (details); histories recorded before carry the class's
+// name as the type, and read the same.
+func TestFailureOfReadsOldAndNewErrors(t *testing.T) {
+	fresh := func(typ string, c fault.Class) error {
+		return temporal.NewApplicationErrorWithOptions("m", typ, temporal.ApplicationErrorOptions{Details: []any{c}})
+	}
+	legacy := func(typ string) error { return temporal.NewApplicationError("m", typ) }
+	for _, tc := range []struct {
+		name           string
+		err            error
+		push, imported string // the transfer's error type after payload_prepared
+	}{
+		{"auth", fresh(fhirrest.ErrTypeAuth, fault.Auth), transfer.ErrorPartnerAuth, transfer.ErrorPartnerAuth},
+		{"auth, recorded before", legacy("auth"), transfer.ErrorPartnerAuth, transfer.ErrorPartnerAuth},
+		{"rejected", fresh(connectors.ErrTypeRejected, fault.Business), transfer.ErrorPartnerRejected, transfer.ErrorPartnerRejected},
+		{"rejected, recorded before", legacy("partner_rejected"), transfer.ErrorPartnerRejected, transfer.ErrorPartnerRejected},
+		{"unreachable", fresh(connectors.ErrTypeUnreachable, fault.Transport), transfer.ErrorPartnerUnavailable, transfer.ErrorPartnerUnavailable},
+		{"unreachable, recorded before", legacy("transport"), transfer.ErrorPartnerUnavailable, transfer.ErrorPartnerUnavailable},
+		{"throttled, recorded before", legacy("downstream"), transfer.ErrorPartnerUnavailable, transfer.ErrorPartnerUnavailable},
+		{"bad answer", fresh(bulkdata.ErrTypeBadFile, fault.Validation), transfer.ErrorPartnerUnavailable, transfer.ErrorPartnerBadResponse},
+		{"bad answer, recorded before", legacy("validation"), transfer.ErrorPartnerUnavailable, transfer.ErrorPartnerBadResponse},
+		{"not in our store", legacy(fault.TypeNotFound), transfer.ErrorPartnerUnavailable, transfer.ErrorInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := failureOf(tc.err, transfer.StatePayloadPrepared); got.Type != tc.push {
+				t.Errorf("push: %s, want %s", got.Type, tc.push)
+			}
+			if got := importFailureOf(tc.err, transfer.StatePayloadPrepared); got.Type != tc.imported {
+				t.Errorf("import: %s, want %s", got.Type, tc.imported)
+			}
+		})
 	}
 }

@@ -11,22 +11,21 @@ import (
 
 	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
-	"github.com/p2p-payer/p2p/transfer"
 )
 
 // Stable fault types of the client. The class (package fault) says what the
 // workflow does; the type says why, in words that never change.
 const (
-	ErrTypeUnreachable    = "partner_unreachable"         // transport: connection, DNS, timeout, body cut
-	ErrTypeUnavailable    = "partner_unavailable"         // downstream: 5xx, 408
-	ErrTypeThrottled      = "partner_throttled"           // downstream: 429 (and 503 with Retry-After)
-	ErrTypeAuth           = "partner_auth"                // auth: 401, 403, token refused
-	ErrTypeRejected       = transfer.ErrorPartnerRejected // business: the partner refused the kick-off (4xx)
-	ErrTypeBadRequest     = "bulk_bad_request"            // validation: our request cannot be sent as configured
-	ErrTypeBadResponse    = "partner_bad_response"        // validation: an answer we cannot use
-	ErrTypeHostNotAllowed = "bulk_host_not_allowed"       // validation: a URL outside the partner's allow-listed hosts
-	ErrTypeBadFile        = "bulk_bad_file"               // validation: NDJSON that is not what the manifest says
-	ErrTypeExpired        = "bulk_export_expired"         // business: the export or a file is gone; kick off again
+	ErrTypeUnreachable    = "partner_unreachable"     // transport: connection, DNS, timeout, body cut
+	ErrTypeUnavailable    = fault.TypeUnavailable     // downstream: 5xx, 408
+	ErrTypeThrottled      = "partner_throttled"       // downstream: 429 (and 503 with Retry-After)
+	ErrTypeAuth           = fault.TypePartnerAuth     // auth: 401, 403, token refused
+	ErrTypeRejected       = fault.TypePartnerRejected // business: the partner refused the kick-off (4xx)
+	ErrTypeBadRequest     = "bulk_bad_request"        // validation: our request cannot be sent as configured
+	ErrTypeBadResponse    = fault.TypeBadResponse     // validation: an answer we cannot use
+	ErrTypeHostNotAllowed = "bulk_host_not_allowed"   // validation: a URL outside the partner's allow-listed hosts
+	ErrTypeBadFile        = "bulk_bad_file"           // validation: NDJSON that is not what the manifest says
+	ErrTypeExpired        = fault.TypeExportExpired   // business: the export or a file is gone; kick off again
 )
 
 // ErrExpired is in the chain of every error saying that the export job or

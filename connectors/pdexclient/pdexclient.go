@@ -49,8 +49,8 @@ type MemberMatcher interface {
 	MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, error)
 }
 
-// Fault types of the client besides transfer.ErrorNoMatch and
-// transfer.ErrorConsentDenied (business) and bulkdata's partner_* types.
+// Fault types of the client besides fault.TypeNoMatch and
+// fault.TypeConsentDenied (business) and bulkdata's partner_* types.
 const (
 	// ReasonMultipleMatches is MatchError.Reason when the old payer found
 	// several members.
@@ -295,7 +295,7 @@ func New(cfg Config) (*Client, error) {
 // statusTypes are the fault types of an answer other than 200 and 422.
 var statusTypes = httpclass.Types{
 	Auth: bulkdata.ErrTypeAuth, Throttled: bulkdata.ErrTypeThrottled, Unavailable: bulkdata.ErrTypeUnavailable,
-	Rejected: transfer.ErrorPartnerRejected, RejectClass: fault.Business, Unexpected: bulkdata.ErrTypeBadResponse,
+	Rejected: fault.TypePartnerRejected, RejectClass: fault.Business, Unexpected: bulkdata.ErrTypeBadResponse,
 }
 
 // maxAnswer bounds the answer read: a member-match answer is a few KiB.
@@ -330,10 +330,10 @@ func (c *Client) MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, 
 	case http.StatusUnprocessableEntity:
 		oo := httpclass.Outcome[fhir.OperationOutcome](resp.Header, b)
 		reason := reasonOf(oo)
-		typ, text := transfer.ErrorNoMatch, "no member matches at the old payer"
+		typ, text := fault.TypeNoMatch, "no member matches at the old payer"
 		switch reason {
 		case ReasonConsent:
-			typ, text = transfer.ErrorConsentDenied, "the old payer cannot honour the consent"
+			typ, text = fault.TypeConsentDenied, "the old payer cannot honour the consent"
 		case ReasonMultipleMatches:
 			text = "several members match at the old payer; send more of the member's details"
 		}
