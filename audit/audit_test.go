@@ -298,3 +298,70 @@ func TestProofsVerifyIndependently(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyLongLog verifies a log longer than a page and a comparison
+// batch (1,024 entries), with a checkpoint inside the second batch, so that
+// the batch boundaries are crossed.
+func TestVerifyLongLog(t *testing.T) {
+	const n = 1100
+	signer, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := signer.PublicJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range backends(t) {
+		cases := []struct {
+			name   string
+			from   int64
+			tamper func(exec func(string))
+			bad    int64 // -1: none
+			reason string
+		}{
+			{"untouched", 0, func(func(string)) {}, -1, ""},
+			{"untouched since", 1025, func(func(string)) {}, -1, ""},
+			{"alter an event", 0, func(exec func(string)) {
+				exec("UPDATE timeline_events SET actor = 'x' WHERE id = (SELECT event_id FROM audit_log WHERE position = 1090)")
+			}, 1090, "event does not match its recorded leaf hash"},
+			{"alter the tree's leaf", 1025, func(exec func(string)) {
+				exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", b.blob(tlog.Hash{1}), tlog.StoredHashIndex(0, 1050)))
+			}, 1050, "the event's leaf differs from the tree's leaf at this position"},
+		}
+		s, exec := b.open(t)
+		ctx := context.Background()
+		for i := range n {
+			if i == 1030 {
+				if _, err := audit.Checkpoint(ctx, s, signer, base); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := fmt.Sprintf("tr-%04d", i)
+			_, err := s.CreateTransfer(ctx, store.NewTransfer{
+				ClientID: "client-a", IdempotencyKey: id, Fingerprint: "fp",
+				Transfer: transfer.Transfer{ID: id, PartnerID: "sandbox", CorrelationID: id, State: transfer.StateInitiated, CreatedAt: base},
+				Event:    transfer.Event{Actor: "api", Type: "state", State: transfer.StateInitiated},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The cases run in order on one store: each tampers further.
+		for _, tc := range cases {
+			t.Run(b.name+"/"+tc.name, func(t *testing.T) {
+				tc.tamper(exec)
+				rep, err := audit.Verify(ctx, s, jwks, tc.from)
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				switch {
+				case tc.bad == -1 && (!rep.OK() || rep.Checked != n-tc.from || rep.Checkpoints != 1):
+					t.Fatalf("untampered log: %+v", rep)
+				case tc.bad >= 0 && (rep.FirstBad == nil || rep.FirstBad.Position != tc.bad || rep.FirstBad.Reason != tc.reason):
+					t.Fatalf("first bad = %+v (problems %v), want position %d: %s", rep.FirstBad, rep.Problems, tc.bad, tc.reason)
+				}
+			})
+		}
+	}
+}
