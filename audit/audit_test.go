@@ -127,7 +127,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			}, 17, "event does not match its recorded leaf hash"},
 			{"alter a detail and its leaf hash", 0, func(t *testing.T, s store.Store, exec func(string)) {
 				var ae store.AuditEvent
-				s.AuditEvents(context.Background(), store.AuditFilter{FromPosition: 7, Limit: 1}, func(e store.AuditEvent) error { ae = e; return nil })
+				if err := s.AuditEvents(context.Background(), store.AuditFilter{FromPosition: 7, Limit: 1}, func(e store.AuditEvent) error { ae = e; return nil }); err != nil {
+					t.Fatal(err)
+				}
 				ae.Event.Detail = map[string]any{"member_id": "M999999", "rule": "fs", "score": 9.25}
 				h, err := audit.LeafHash(ae.TransferID, ae.Event)
 				if err != nil {
@@ -249,14 +251,17 @@ func TestProofsVerifyIndependently(t *testing.T) {
 			signer, _ := signing.Generate()
 			fixture(t, s, signer)
 			var leaves [][32]byte
-			s.AuditEvents(ctx, store.AuditFilter{}, func(ae store.AuditEvent) error {
+			err := s.AuditEvents(ctx, store.AuditFilter{}, func(ae store.AuditEvent) error {
 				data, err := audit.LeafData(ae.TransferID, ae.Event)
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
 				leaves = append(leaves, sha256.Sum256(append([]byte{0}, data...)))
 				return nil
 			})
+			if err != nil {
+				t.Fatal(err)
+			}
 			if len(leaves) != 30 {
 				t.Fatalf("%d leaves", len(leaves))
 			}
