@@ -92,10 +92,9 @@ func fixture(t *testing.T, s store.Store, signer *signing.Signer) {
 	}
 }
 
-// TestVerifyDetectsTampering alters the database as an attacker with
-// access to it would, past the triggers, and checks that Verify names the
-// first position altered.
-func TestVerifyDetectsTampering(t *testing.T) {
+// newSigner is a new checkpoint signer and its public JWKS.
+func newSigner(t *testing.T) (*signing.Signer, []byte) {
+	t.Helper()
 	signer, err := signing.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +103,14 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return signer, jwks
+}
+
+// TestVerifyDetectsTampering alters the database as an attacker with
+// access to it would, past the triggers, and checks that Verify names the
+// first position altered.
+func TestVerifyDetectsTampering(t *testing.T) {
+	signer, jwks := newSigner(t)
 	ev := func(pos int) string { return fmt.Sprintf("(SELECT event_id FROM audit_log WHERE position = %d)", pos) }
 	truncate := func(exec func(string), n int, head bool) {
 		exec(fmt.Sprintf("DELETE FROM timeline_events WHERE id IN (SELECT event_id FROM audit_log WHERE position >= %d)", n))
@@ -248,7 +255,7 @@ func TestProofsVerifyIndependently(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			s, _ := b.open(t)
-			signer, _ := signing.Generate()
+			signer, jwks := newSigner(t)
 			fixture(t, s, signer)
 			var leaves [][32]byte
 			err := s.AuditEvents(ctx, store.AuditFilter{}, func(ae store.AuditEvent) error {
@@ -295,7 +302,6 @@ func TestProofsVerifyIndependently(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jwks, _ := signer.PublicJWKS()
 			h, at, kid, err := audit.OpenCheckpoint(cp.JWS, jwks)
 			if err != nil || h.Size != 30 || h.Root != tlog.Hash(rfc6962.MTH(leaves)) || kid != signer.KID() || !at.Equal(base.Add(time.Hour)) {
 				t.Fatalf("checkpoint %+v %v %s: %v", h, at, kid, err)
@@ -309,14 +315,7 @@ func TestProofsVerifyIndependently(t *testing.T) {
 // the batch boundaries are crossed.
 func TestVerifyLongLog(t *testing.T) {
 	const n = 1100
-	signer, err := signing.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := signer.PublicJWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, jwks := newSigner(t)
 	for _, b := range backends(t) {
 		cases := []struct {
 			name   string
