@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -32,10 +31,8 @@ type Report struct {
 func (r Report) OK() bool { return r.FirstBad == nil && len(r.Problems) == 0 }
 
 // leafBatch is how many recomputed leaves are compared with the stored
-// tree per query.
+// tree per query, and how many entries are read per page.
 const leafBatch = 1024
-
-var errStop = errors.New("stop")
 
 // Verify recomputes the audit log from position from on: every leaf from
 // its stored event, the tree from the leaves, compared with each entry's
@@ -49,171 +46,227 @@ func Verify(ctx context.Context, s store.Store, jwks []byte, from int64) (Report
 		return Report{}, err
 	}
 	from = max(0, min(from, size))
-	rep := Report{From: from, Size: size}
-	cps, err := s.Checkpoints(ctx)
-	if err != nil {
-		return rep, err
+	v := &verifier{ctx: ctx, s: s, rep: Report{From: from, Size: size}, next: from, pendingFrom: from}
+	if err := v.openCheckpoints(jwks); err != nil {
+		return v.rep, err
 	}
-	// The signed heads, by size.
-	signed := map[int64][]Head{}
-	var sizes []int64
+	if err := v.trustPrefix(); err != nil {
+		return v.rep, err
+	}
+	if err := v.entries(); err != nil {
+		return v.rep, err
+	}
+	return v.report()
+}
+
+// verifier is one run of Verify: what it has recomputed so far and what
+// it has found.
+type verifier struct {
+	ctx context.Context
+	s   store.Store
+	rep Report
+
+	// signed are the heads of the checkpoints whose signatures verify, by
+	// size; sizes are their sizes, ascending, and sizes[nextSize] the next
+	// one beyond the entries recomputed so far.
+	signed   map[int64][]Head
+	sizes    []int64
+	nextSize int
+
+	next        int64         // the position of the next entry to recompute
+	tree        *compactRange // the tree of the entries before next
+	pending     []tlog.Hash   // recomputed leaves not yet compared with the stored tree…
+	pendingFrom int64         // …from this position on
+}
+
+// bad records a bad position, keeping the first.
+func (v *verifier) bad(pos int64, format string, args ...any) {
+	if v.rep.FirstBad == nil || pos < v.rep.FirstBad.Position {
+		v.rep.FirstBad = &Finding{Position: pos, Reason: fmt.Sprintf(format, args...)}
+	}
+}
+
+// problem records something wrong beyond an entry.
+func (v *verifier) problem(format string, args ...any) {
+	v.rep.Problems = append(v.rep.Problems, fmt.Sprintf(format, args...))
+}
+
+// openCheckpoints checks every stored checkpoint's signature and that its
+// columns are what it signs, and keeps the heads of those that verify.
+func (v *verifier) openCheckpoints(jwks []byte) error {
+	cps, err := v.s.Checkpoints(v.ctx)
+	if err != nil {
+		return err
+	}
+	v.signed = map[int64][]Head{}
 	for i, c := range cps {
-		rep.Checkpoints++
+		v.rep.Checkpoints++
 		h, _, kid, err := OpenCheckpoint(c.JWS, jwks)
 		switch {
 		case err != nil:
-			rep.Problems = append(rep.Problems, fmt.Sprintf("checkpoint %d (size %d, kid %s): %v", i+1, c.Size, c.KID, err))
+			v.problem("checkpoint %d (size %d, kid %s): %v", i+1, c.Size, c.KID, err)
 			continue
 		case h != Head{Size: c.Size, Root: c.Root} || kid != c.KID:
-			rep.Problems = append(rep.Problems, fmt.Sprintf("checkpoint %d (size %d): stored columns differ from its signed payload", i+1, c.Size))
+			v.problem("checkpoint %d (size %d): stored columns differ from its signed payload", i+1, c.Size)
 		}
-		if _, ok := signed[h.Size]; !ok {
-			sizes = append(sizes, h.Size)
+		if _, ok := v.signed[h.Size]; !ok {
+			v.sizes = append(v.sizes, h.Size)
 		}
-		signed[h.Size] = append(signed[h.Size], h)
+		v.signed[h.Size] = append(v.signed[h.Size], h)
 	}
-	slices.Sort(sizes)
-	cr, err := prefixRange(ctx, s, from)
-	if err != nil {
-		return rep, err
+	slices.Sort(v.sizes)
+	return nil
+}
+
+// trustPrefix takes the tree of the entries before From from the store,
+// and checks the checkpoints inside that prefix against the stored tree.
+func (v *verifier) trustPrefix() error {
+	from := v.rep.From
+	var err error
+	if v.tree, err = prefixRange(v.ctx, v.s, from); err != nil {
+		return err
 	}
-	// Checkpoints inside the trusted prefix are checked against the stored tree.
-	for _, n := range sizes {
-		if n > from {
-			break
-		}
-		h, err := HeadAt(ctx, s, n)
-		if err != nil {
-			return rep, err
-		}
-		for _, sh := range signed[n] {
-			if sh.Root != h.Root {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("the stored tree at size %d differs from its signed checkpoint", n))
-			}
-		}
-	}
-	bad := func(pos int64, format string, args ...any) {
-		if rep.FirstBad == nil || pos < rep.FirstBad.Position {
-			rep.FirstBad = &Finding{Position: pos, Reason: fmt.Sprintf(format, args...)}
-		}
-	}
-	// pending are recomputed leaves not yet compared with the stored tree.
-	var pending []tlog.Hash
-	pendingFrom := from
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		idx := make([]int64, len(pending))
-		for i := range pending {
-			idx[i] = tlog.StoredHashIndex(0, pendingFrom+int64(i))
-		}
-		stored, err := s.ReadAuditHashes(ctx, idx)
+	for ; v.nextSize < len(v.sizes) && v.sizes[v.nextSize] <= from; v.nextSize++ {
+		n := v.sizes[v.nextSize]
+		h, err := HeadAt(v.ctx, v.s, n)
 		if err != nil {
 			return err
 		}
-		for i := range pending {
-			if stored[i] != pending[i] {
-				bad(pendingFrom+int64(i), "the event's leaf differs from the tree's leaf at this position")
-				break
+		for _, sh := range v.signed[n] {
+			if sh.Root != h.Root {
+				v.problem("the stored tree at size %d differs from its signed checkpoint", n)
 			}
 		}
-		pendingFrom += int64(len(pending))
-		pending = pending[:0]
-		return nil
 	}
-	next := from
-	nextSize := 0 // index in sizes of the next checkpoint beyond the prefix
-	for nextSize < len(sizes) && sizes[nextSize] <= from {
-		nextSize++
-	}
-	check := func(ae store.AuditEvent) error {
-		if ae.Position != next {
-			bad(next, "entry missing (the next stored entry is at %d)", ae.Position)
-			return errStop
-		}
-		leaf, err := LeafHash(ae.TransferID, ae.Event)
-		if err != nil {
-			bad(next, "event cannot be encoded: %v", err)
-			return errStop
-		}
-		if leaf != ae.LeafHash {
-			bad(next, "event does not match its recorded leaf hash")
-			return errStop
-		}
-		pending = append(pending, leaf)
-		cr.push(leaf)
-		next++
-		if len(pending) == leafBatch {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		if nextSize < len(sizes) && sizes[nextSize] == next {
-			if err := flush(); err != nil {
-				return err
-			}
-			if rep.FirstBad != nil {
-				return errStop
-			}
-			root := cr.root()
-			for _, sh := range signed[next] {
-				if sh.Root != root {
-					bad(next-1, "entries 0..%d do not hash to the signed checkpoint of size %d", next-1, next)
-				}
-			}
-			nextSize++
-		}
-		if rep.FirstBad != nil {
-			return errStop
-		}
-		return nil
-	}
-	// Pages of entries, so that no query of Verify's runs inside another's
-	// rows (an in-memory store has one connection).
+	return nil
+}
+
+// entries recomputes the entries from From on, a page at a time, until
+// the log ends or an entry is bad. Pages, so that no query of Verify's
+// runs inside another's rows (an in-memory store has one connection).
+func (v *verifier) entries() error {
 	page := make([]store.AuditEvent, 0, leafBatch)
-	for rep.FirstBad == nil {
+	for v.rep.FirstBad == nil {
 		page = page[:0]
-		err := s.AuditEvents(ctx, store.AuditFilter{FromPosition: next, Limit: leafBatch}, func(ae store.AuditEvent) error {
+		err := v.s.AuditEvents(v.ctx, store.AuditFilter{FromPosition: v.next, Limit: leafBatch}, func(ae store.AuditEvent) error {
 			page = append(page, ae)
 			return nil
 		})
 		if err != nil {
-			return rep, err
+			return err
 		}
 		for _, ae := range page {
-			if err := check(ae); err != nil {
-				if errors.Is(err, errStop) {
-					break
-				}
-				return rep, err
+			if err := v.entry(ae); err != nil {
+				return err
+			}
+			if v.rep.FirstBad != nil {
+				break
 			}
 		}
 		if len(page) < leafBatch {
 			break
 		}
 	}
-	if err := flush(); err != nil {
-		return rep, err
+	if err := v.flush(); err != nil {
+		return err
 	}
-	rep.Checked = next - from
-	rep.Root = cr.root()
-	if rep.FirstBad != nil {
-		return rep, nil
+	v.rep.Checked = v.next - v.rep.From
+	v.rep.Root = v.tree.root()
+	return nil
+}
+
+// entry recomputes the next entry's leaf from its event, compares it with
+// the entry's recorded leaf hash and adds it to the tree; at a checkpoint's
+// size it compares the tree so far with the stored tree and the checkpoint.
+func (v *verifier) entry(ae store.AuditEvent) error {
+	if ae.Position != v.next {
+		v.bad(v.next, "entry missing (the next stored entry is at %d)", ae.Position)
+		return nil
 	}
-	if next < size {
-		bad(next, "entry missing: the log ends at %d, its head says %d", next, size)
-		return rep, nil
-	}
-	if nextSize < len(sizes) {
-		bad(next, "the log ends at %d, before its signed checkpoint of size %d", next, sizes[len(sizes)-1])
-		return rep, nil
-	}
-	h, err := HeadAt(ctx, s, size)
+	leaf, err := LeafHash(ae.TransferID, ae.Event)
 	if err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("the stored tree at size %d: %v", size, err))
-	} else if h.Root != rep.Root {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("the stored tree at size %d differs from the recomputed one", size))
+		v.bad(v.next, "event cannot be encoded: %v", err)
+		return nil
 	}
-	return rep, nil
+	if leaf != ae.LeafHash {
+		v.bad(v.next, "event does not match its recorded leaf hash")
+		return nil
+	}
+	v.pending = append(v.pending, leaf)
+	v.tree.push(leaf)
+	v.next++
+	if len(v.pending) == leafBatch {
+		if err := v.flush(); err != nil {
+			return err
+		}
+	}
+	if v.nextSize < len(v.sizes) && v.sizes[v.nextSize] == v.next {
+		return v.checkpoint()
+	}
+	return nil
+}
+
+// checkpoint compares the tree of the entries before next, which the
+// next checkpoint signs, with the stored tree's leaves and with the
+// checkpoint's root.
+func (v *verifier) checkpoint() error {
+	if err := v.flush(); err != nil {
+		return err
+	}
+	if v.rep.FirstBad != nil {
+		return nil
+	}
+	root := v.tree.root()
+	for _, sh := range v.signed[v.next] {
+		if sh.Root != root {
+			v.bad(v.next-1, "entries 0..%d do not hash to the signed checkpoint of size %d", v.next-1, v.next)
+		}
+	}
+	v.nextSize++
+	return nil
+}
+
+// flush compares the pending recomputed leaves with the stored tree's.
+func (v *verifier) flush() error {
+	if len(v.pending) == 0 {
+		return nil
+	}
+	idx := make([]int64, len(v.pending))
+	for i := range v.pending {
+		idx[i] = tlog.StoredHashIndex(0, v.pendingFrom+int64(i))
+	}
+	stored, err := v.s.ReadAuditHashes(v.ctx, idx)
+	if err != nil {
+		return err
+	}
+	for i := range v.pending {
+		if stored[i] != v.pending[i] {
+			v.bad(v.pendingFrom+int64(i), "the event's leaf differs from the tree's leaf at this position")
+			break
+		}
+	}
+	v.pendingFrom += int64(len(v.pending))
+	v.pending = v.pending[:0]
+	return nil
+}
+
+// report ends the run once every entry is recomputed: the log must reach
+// its head's size and its last checkpoint, and the stored tree must be the
+// recomputed one.
+func (v *verifier) report() (Report, error) {
+	switch {
+	case v.rep.FirstBad != nil:
+	case v.next < v.rep.Size:
+		v.bad(v.next, "entry missing: the log ends at %d, its head says %d", v.next, v.rep.Size)
+	case v.nextSize < len(v.sizes):
+		v.bad(v.next, "the log ends at %d, before its signed checkpoint of size %d", v.next, v.sizes[len(v.sizes)-1])
+	default:
+		h, err := HeadAt(v.ctx, v.s, v.rep.Size)
+		if err != nil {
+			v.problem("the stored tree at size %d: %v", v.rep.Size, err)
+		} else if h.Root != v.rep.Root {
+			v.problem("the stored tree at size %d differs from the recomputed one", v.rep.Size)
+		}
+	}
+	return v.rep, nil
 }

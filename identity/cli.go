@@ -109,18 +109,42 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	matched := time.Now()
 
-	out := stdout
-	if *outPath != "" {
-		f, err := os.Create(*outPath)
-		if err != nil {
-			return fmt.Errorf("identity match: %w", err)
-		}
-		defer f.Close()
-		out = f
+	counts, err := writeOutput(*outPath, stdout, ids, decisions)
+	if err != nil {
+		return err
 	}
+	fmt.Fprintf(stderr, "identity match: %d members, %d queries: %d match, %d review, %d no_match\n",
+		ix.Len(), len(queries), counts[OutcomeMatch], counts[OutcomeReview], counts[OutcomeNoMatch])
+	fmt.Fprintf(stderr, "identity match: read %v, index %v, train %v, match %v (%.0f queries/s), total %v\n",
+		loaded.Sub(start).Round(time.Millisecond), built.Sub(loaded).Round(time.Millisecond), trained.Sub(built).Round(time.Millisecond),
+		matched.Sub(trained).Round(time.Millisecond), float64(len(queries))/matched.Sub(trained).Seconds(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// writeOutput writes the decisions as CSV to the file at path, or to stdout
+// when path is "", and counts them by outcome.
+func writeOutput(path string, stdout io.Writer, ids []string, decisions []Decision) (map[string]int, error) {
+	if path == "" {
+		return writeDecisions(stdout, ids, decisions)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("identity match: %w", err)
+	}
+	counts, err := writeDecisions(f, ids, decisions)
+	// Closing a file written can lose its last bytes: that is an error too.
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("identity match: writing output: %w", cerr)
+	}
+	return counts, err
+}
+
+// writeDecisions writes query_id,decision,member_id,score,runner_up_score
+// in query order, and counts the decisions by outcome.
+func writeDecisions(out io.Writer, ids []string, decisions []Decision) (map[string]int, error) {
 	bw := bufio.NewWriterSize(out, 1<<20)
 	cw := csv.NewWriter(bw)
-	_ = cw.Write([]string{"query_id", "decision", "member_id", "score", "runner_up_score"})
+	_ = cw.Write([]string{"query_id", "decision", "member_id", "score", "runner_up_score"}) // an error stays in cw
 	counts := map[string]int{}
 	for i, d := range decisions {
 		counts[d.Outcome]++
@@ -132,22 +156,17 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			runner = strconv.FormatFloat(d.Rationale.RunnerUp.Score, 'f', 3, 64)
 		}
 		if err := cw.Write([]string{ids[i], d.Outcome, d.MemberID, score, runner}); err != nil {
-			return fmt.Errorf("identity match: writing output: %w", err)
+			return nil, fmt.Errorf("identity match: writing output: %w", err)
 		}
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
-		return fmt.Errorf("identity match: writing output: %w", err)
+		return nil, fmt.Errorf("identity match: writing output: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("identity match: writing output: %w", err)
+		return nil, fmt.Errorf("identity match: writing output: %w", err)
 	}
-	fmt.Fprintf(stderr, "identity match: %d members, %d queries: %d match, %d review, %d no_match\n",
-		ix.Len(), len(queries), counts[OutcomeMatch], counts[OutcomeReview], counts[OutcomeNoMatch])
-	fmt.Fprintf(stderr, "identity match: read %v, index %v, train %v, match %v (%.0f queries/s), total %v\n",
-		loaded.Sub(start).Round(time.Millisecond), built.Sub(loaded).Round(time.Millisecond), trained.Sub(built).Round(time.Millisecond),
-		matched.Sub(trained).Round(time.Millisecond), float64(len(queries))/matched.Sub(trained).Seconds(), time.Since(start).Round(time.Millisecond))
-	return nil
+	return counts, nil
 }
 
 // readMembers reads the canonical member CSV, reporting rejected rows by
@@ -157,7 +176,7 @@ func readMembers(path string, stderr io.Writer) ([]member.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity match: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	rd, err := member.NewReader(bufio.NewReaderSize(f, 1<<20), false)
 	if err != nil {
 		return nil, fmt.Errorf("identity match: index: %w", err)
@@ -212,7 +231,7 @@ func readQueries(path string, stderr io.Writer) ([]string, []transfer.Demographi
 	if err != nil {
 		return nil, nil, fmt.Errorf("identity match: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	rd, err := member.NewReader(bufio.NewReaderSize(f, 1<<20), true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("identity match: queries: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/p2p-payer/p2p/identity/internal/evaldata"
 	"github.com/p2p-payer/p2p/identity/internal/synth"
 	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 func writeFile(t testing.TB, path string, recs []member.Record, queries, keepIDs bool) {
@@ -21,8 +22,10 @@ func writeFile(t testing.TB, path string, recs []member.Record, queries, keepIDs
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	if err := evaldata.WriteCanonical(f, recs, queries, keepIDs); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -38,12 +41,19 @@ func TestRunMatchCLI(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "index.csv"), records(idx), false, false)
 	writeFile(t, filepath.Join(dir, "queries.csv"), records(qs), true, false)
 	// A row the reader rejects: reported by line, and the rest goes on.
-	f, _ := os.OpenFile(filepath.Join(dir, "index.csv"), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(",Secret,Name,1970-01-01,,,,,,\n")
-	f.Close()
+	f, err := os.OpenFile(filepath.Join(dir, "index.csv"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(",Secret,Name,1970-01-01,,,,,,\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	var stdout, stderr bytes.Buffer
-	err := RunMatchCLI(context.Background(), []string{"--index", filepath.Join(dir, "index.csv"), "--queries", filepath.Join(dir, "queries.csv")}, &stdout, &stderr)
+	err = RunMatchCLI(context.Background(), []string{"--index", filepath.Join(dir, "index.csv"), "--queries", filepath.Join(dir, "queries.csv")}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("RunMatchCLI: %v\n%s", err, stderr.String())
 	}
@@ -166,5 +176,56 @@ func TestCLIScale(t *testing.T) {
 		el, matched, wrong, 1-float64(wrong)/float64(matched), float64(matched-wrong)/float64(held), float64(matched-wrong+reviewHit)/float64(held))
 	if el > 2*time.Minute {
 		t.Errorf("took %v, want < 2m", el)
+	}
+}
+
+// TestWriteOutput: --out writes to a file what standard output gets
+// without it, and an output that cannot be created is an error.
+func TestWriteOutput(t *testing.T) {
+	dir := t.TempDir()
+	ids := []string{"q1", "q2"}
+	decisions := []Decision{
+		{Outcome: OutcomeMatch, MemberID: "M1", Score: 12.5, Rationale: transfer.Rationale{Rule: RuleProbabilistic, RunnerUp: &transfer.RunnerUp{Score: 1}}},
+		{Outcome: OutcomeNoMatch, Rationale: transfer.Rationale{Rule: RuleNone}},
+	}
+	const want = "query_id,decision,member_id,score,runner_up_score\nq1,match,M1,12.500,1.000\nq2,no_match,,,\n"
+	for _, tc := range []struct {
+		name, path string
+		wantErr    bool
+	}{
+		{"standard output", "", false},
+		{"a file", filepath.Join(dir, "out.csv"), false},
+		{"a file in a missing directory", filepath.Join(dir, "missing", "out.csv"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout bytes.Buffer
+			counts, err := writeOutput(tc.path, &stdout, ids, decisions)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := stdout.String()
+			if tc.path != "" {
+				b, err := os.ReadFile(tc.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = string(b)
+				if stdout.Len() != 0 {
+					t.Errorf("standard output got %q", stdout.String())
+				}
+			}
+			if got != want {
+				t.Errorf("output %q, want %q", got, want)
+			}
+			if counts[OutcomeMatch] != 1 || counts[OutcomeNoMatch] != 1 {
+				t.Errorf("counts %v", counts)
+			}
+		})
 	}
 }

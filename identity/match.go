@@ -55,17 +55,8 @@ func (ix *Index) match(p *probe, qid, exclude string) Decision {
 }
 
 func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) Decision {
-	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
-	sc.scored = sc.scored[:0]
 	m := ix.model
-	for _, row := range sc.rows {
-		if exclude != "" && ix.ids[row] == exclude {
-			continue
-		}
-		c := ix.side(row)
-		g := compare(p, qid, &c)
-		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
-	}
+	ix.scoreCandidates(m, p, qid, exclude, sc, wide)
 	if len(sc.scored) == 0 {
 		return Decision{Outcome: OutcomeNoMatch, Rationale: transfer.Rationale{Rule: RuleNone, Summary: "no member shares a blocking key with the query"}}
 	}
@@ -284,6 +275,23 @@ func (ix *Index) compatible(m *Model, a, b int32) bool {
 	sa, sb := ix.side(a), ix.side(b)
 	p := probeOf(&sa)
 	return vetoed(compare(&p, "", &sb), sa.suffix, sb.suffix, m.Relatives >= ix.cfg.RelativesVeto) == ""
+}
+
+// scoreCandidates sets sc.scored to p's blocked candidates (see
+// candidates), less the member with id exclude, each with its comparison
+// vector and its score under m, in row order. Both Match and Train score
+// their candidates here.
+func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *scratch, wide bool) {
+	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
+	sc.scored = sc.scored[:0]
+	for _, row := range sc.rows {
+		if exclude != "" && ix.ids[row] == exclude {
+			continue
+		}
+		c := ix.side(row)
+		g := compare(p, qid, &c)
+		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
+	}
 }
 
 // score is the posterior log2-odds that row is the member whose

@@ -33,12 +33,12 @@ func OpenSQLite(t *testing.T) DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	closeAtEnd(t, st.Close)
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	closeAtEnd(t, db.Close)
 	db.SetMaxOpenConns(1)
 	return DB{Store: st, URL: path, Exec: func(stmt string) {
 		t.Helper()
@@ -49,8 +49,13 @@ func OpenSQLite(t *testing.T) DB {
 		var triggers []string
 		for rows.Next() {
 			var n string
-			rows.Scan(&n)
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
 			triggers = append(triggers, n)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
 		}
 		rows.Close()
 		for _, tr := range triggers {
@@ -78,12 +83,12 @@ func OpenPostgres(t *testing.T) DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	closeAtEnd(t, st.Close)
 	raw, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { raw.Close(context.Background()) })
+	closeAtEnd(t, func() error { return raw.Close(context.Background()) })
 	if _, err := raw.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 		t.Fatal(err)
 	}
@@ -93,4 +98,14 @@ func OpenPostgres(t *testing.T) DB {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}}
+}
+
+// closeAtEnd closes what a test opened when it ends, and fails it if that
+// fails.
+func closeAtEnd(t *testing.T, close func() error) {
+	t.Cleanup(func() {
+		if err := close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
 }

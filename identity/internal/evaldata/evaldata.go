@@ -80,7 +80,7 @@ func readCSV(path string) ([][]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }() // read only: nothing to lose
 	r := csv.NewReader(fh)
 	r.TrimLeadingSpace = true
 	r.FieldsPerRecord = -1
