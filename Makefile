@@ -6,10 +6,10 @@ PKGS := ./...
 # takes minutes. Every other package's tests run in seconds.
 E2E_PKGS := devstack cmd/p2p devserver
 
-.PHONY: help build build-prod generate generate-check lint test test-race bench eval dev clean
+.PHONY: help build build-prod generate generate-check lint test test-race test-e2e bench eval dev clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build bin/p2p with the embedded dev stack (Temporal server inside)
 	$(GO) build -o bin/p2p ./cmd/p2p
@@ -35,11 +35,16 @@ lint: ## gofmt, go vet, staticcheck, errcheck, workflowcheck
 	$(GO) tool errcheck -exclude errcheck-excludes.txt $(PKGS)
 	$(GO) tool workflowcheck ./workflows/...
 
-test: ## run every test (Postgres contract tests need P2P_TEST_DATABASE_URL)
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+# Every test runs once: the fast packages under the race detector, the
+# end-to-end ones (which embed the Temporal server, slow to build with -race)
+# plainly.
+test: test-race test-e2e ## run every test (Postgres contract tests need P2P_TEST_DATABASE_URL)
 
-test-race: ## run every package but the end-to-end ones (E2E_PKGS) under the race detector
+test-race: ## every package but the end-to-end ones (E2E_PKGS), under the race detector
 	$(GO) test -count=1 -race -timeout 20m $$($(GO) list $(PKGS) | grep -v $(E2E_PKGS:%=-e '/%$$'))
+
+test-e2e: ## the end-to-end packages (E2E_PKGS)
+	$(GO) test -count=1 -timeout 20m $(E2E_PKGS:%=./%)
 
 bench: ## benchmarks (identity matching at 1M members; 500 MB Bulk Data download; end-to-end transfers in p2p dev; audit export of 1M events)
 	$(GO) test -run '^$$' -bench . -benchmem ./identity/...
