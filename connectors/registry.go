@@ -18,6 +18,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,7 +69,10 @@ type Partner struct {
 	// AllowedHosts are the hosts, besides those of PushURL and FHIRBaseURL,
 	// that a URL the partner hands back (Content-Location, a manifest's
 	// file URLs) may name; any other host is refused, so a partner cannot
-	// point our client at a third party.
+	// point our client at a third party. The rules of
+	// bulkdata.Config.AllowedHosts: "files.a.example" (any port),
+	// "files.a.example:8443" (that port), "*.blob.a.example" (any
+	// subdomain), "[::1]:8080".
 	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
 	// JWKSURL is the partner's own keys: its signatures and, as a
 	// requester, its SMART client assertions.
@@ -114,7 +118,46 @@ func (p Partner) AllowsURL(u string) bool {
 			return true
 		}
 	}
-	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool { return strings.EqualFold(h, host) })
+	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool {
+		r, err := parseHostRule(h)
+		return err == nil && r.allows(host, pu.Port())
+	})
+}
+
+// hostRule is one of AllowedHosts: a host name, or with wildcard any
+// subdomain of it, on port, or on any port when port is "".
+type hostRule struct {
+	host, port string
+	wildcard   bool
+}
+
+// parseHostRule reads "host", "host:port", "*.host" or "[v6]:port", as
+// bulkdata reads its allow-list.
+func parseHostRule(s string) (hostRule, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	var r hostRule
+	if rest, ok := strings.CutPrefix(s, "*."); ok {
+		r.wildcard, s = true, rest
+	}
+	u, err := url.Parse("//" + s)
+	if err != nil || u.Hostname() == "" || u.Path != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(s, " *") {
+		return r, errors.New("want host or host:port")
+	}
+	if _, err := strconv.ParseUint(u.Port(), 10, 16); u.Port() != "" && err != nil {
+		return r, errors.New("want a port number")
+	}
+	r.host, r.port = u.Hostname(), u.Port()
+	return r, nil
+}
+
+func (r hostRule) allows(host, port string) bool {
+	if r.port != "" && port != r.port {
+		return false
+	}
+	if r.wildcard {
+		return strings.HasSuffix(host, "."+r.host)
+	}
+	return host == r.host
 }
 
 // RetryOverride is a partner's own retry policy for calls to it, for
@@ -171,8 +214,8 @@ func (p Partner) Validate() error {
 		}
 	}
 	for _, h := range p.AllowedHosts {
-		if h == "" || strings.ContainsAny(h, "/:@ ") {
-			return fmt.Errorf("partner %s: allowed_hosts: %.70q: want a bare host name", p.ID, h)
+		if _, err := parseHostRule(h); err != nil {
+			return fmt.Errorf("partner %s: allowed_hosts: %.70q: %w", p.ID, h, err)
 		}
 	}
 	if p.JWKSURL != "" {
