@@ -121,7 +121,7 @@ type Stack struct {
 // the data directory resumes where it stopped. The API and the worker are
 // production's (app.NewAPI, app.NewWorker); the stack adds the embedded
 // Temporal server, the SQLite store, the sandbox partner and demo data.
-func Start(ctx context.Context, o Options) (s *Stack, err error) {
+func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -140,17 +140,22 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	s = &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports"), timeout: o.ShutdownTimeout}
-	defer func() {
-		if err != nil {
-			s.Stop()
-		}
-	}()
+	s := &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports"), timeout: o.ShutdownTimeout}
+	if err := s.start(ctx, o); err != nil {
+		s.Stop() // what started, in reverse
+		return nil, err
+	}
+	return s, nil
+}
+
+// start starts the parts of s in order; on error, those started are left
+// for Stop.
+func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	// Listen first: a port in use is the commonest start-up failure, and
 	// says so before anything slow starts.
 	apiLn, err := net.Listen("tcp", o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("API address: %w (another p2p dev running? --addr picks another)", err)
+		return fmt.Errorf("API address: %w (another p2p dev running? --addr picks another)", err)
 	}
 	served := false // until served, the listeners are ours to close
 	defer func() {
@@ -161,7 +166,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	s.URL = "http://" + apiLn.Addr().String()
 	sbLn, err := net.Listen("tcp", o.SandboxAddr)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox partner address: %w", err)
+		return fmt.Errorf("sandbox partner address: %w", err)
 	}
 	defer func() {
 		if !served {
@@ -173,15 +178,15 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	// Store interface non-nil, and Stop would close a nil store.
 	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "p2p.db"))
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 	s.Store = st
 	if s.Temporal, err = devserver.Start(ctx, devserver.Options{DataDir: filepath.Join(o.DataDir, "temporal"), Logger: o.Logger.Named("temporal-server")}); err != nil {
-		return nil, fmt.Errorf("temporal server: %w", err)
+		return fmt.Errorf("temporal server: %w", err)
 	}
 	signer, err := signing.LoadOrCreate(filepath.Join(o.DataDir, "signing-key.jwk"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sbOpts := sandbox.Options{
 		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
@@ -192,7 +197,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		sbOpts.AckURL = func(id string) string { return base + "/v1/transfers/" + id + "/ack" }
 	}
 	if s.Sandbox, err = sandbox.New(sbOpts); err != nil {
-		return nil, err
+		return err
 	}
 	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
 		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
@@ -201,15 +206,15 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
 	}}, o.Partners...)...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if o.Seed {
 		if err := seed(ctx, s.Store); err != nil {
-			return nil, fmt.Errorf("seeding demo members: %w", err)
+			return fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
 	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
-		return nil, err
+		return err
 	}
 	cfg := app.Config{
 		Addr: apiLn.Addr().String(), PublicURL: o.PublicURL,
@@ -227,7 +232,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader,
 	}
 	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {
-		return nil, err
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -238,18 +243,18 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	served = true
 
 	if s.Worker, err = app.NewWorker(ctx, cfg, deps); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.Worker.Start(ctx); err != nil {
 		s.Worker = nil // nothing to stop
-		return nil, fmt.Errorf("worker: %w", err)
+		return fmt.Errorf("worker: %w", err)
 	}
 	// A crash between accepting a transfer and starting its workflow must
 	// lose nothing: start any such workflow now.
 	if _, err := s.API.ResumePending(ctx, 0); err != nil {
-		return nil, fmt.Errorf("resuming pending transfers: %w", err)
+		return fmt.Errorf("resuming pending transfers: %w", err)
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Stack) serve(ctx context.Context, ln net.Listener, serve func(context.Context, net.Listener) error) {
@@ -261,6 +266,9 @@ func (s *Stack) serve(ctx context.Context, ln net.Listener, serve func(context.C
 // Stop shuts the stack down: HTTP first, then the worker, then Temporal
 // and the store. Safe to call on a partly started stack.
 func (s *Stack) Stop() {
+	if s == nil {
+		return
+	}
 	if s.cancel != nil {
 		s.cancel()
 		for _, d := range s.done {

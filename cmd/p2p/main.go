@@ -99,11 +99,16 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+	if len(args) == 0 {
+		usage(stderr, "")
+		return usageError(errors.New("no command"))
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		usage(stdout, "")
 		return flag.ErrHelp
 	}
-	if sub := withPrefix(args[0]); len(sub) > 0 {
+	s := suggest(args)
+	if sub := withPrefix(args[0]); len(sub) > 0 && (len(args) == 1 || s == "") {
 		// A group ("p2p members"): list its subcommands.
 		usage(stderr, args[0])
 		return usageError(fmt.Errorf("%q needs a subcommand: %s", args[0], strings.Join(sub, ", ")))
@@ -112,7 +117,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err := fmt.Errorf("unknown command %q", strings.Join(args, " "))
 	if args[0] == "dev" {
 		err = fmt.Errorf("%w: this p2p is a production build (-tags nodev), which leaves out the dev stack", err)
-	} else if s := suggest(args); s != "" {
+	} else if s != "" {
 		err = fmt.Errorf("%w; did you mean %q?", err, s)
 	}
 	return usageError(err)
