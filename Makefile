@@ -17,11 +17,11 @@ build-prod: ## build bin/p2p-prod without the embedded Temporal server (api, wor
 dev: ## run p2p dev
 	$(GO) run ./cmd/p2p dev
 
-generate: ## regenerate api/api.gen.go from openapi.yaml
-	$(GO) generate ./api/...
+generate: ## regenerate api/api.gen.go from openapi.yaml and docs/configuration.md from the flags
+	$(GO) generate ./api/... ./cmd/p2p/...
 
 generate-check: generate ## fail if generated code is stale
-	git diff --exit-code -- api/
+	git diff --exit-code -- api/ docs/configuration.md
 
 lint: ## gofmt, go vet, staticcheck, workflowcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

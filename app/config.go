@@ -157,7 +157,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", DefaultStatusRetryAfter,
 		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
 	b.str(FlagAPI|FlagWorker, &c.SigningKey, "signing-key", "P2P_SIGNING_KEY", "", "private signing key, JWK JSON file")
-	b.str(FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file")
+	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file; the API without one serves no /fhir and takes any partner id")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.URL, "source-fhir-url", "P2P_SOURCE_FHIR_URL", "", "base URL of our FHIR R4 server that exports read member data from; empty: synthetic data")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.TokenFile, "source-fhir-token-file", "P2P_SOURCE_FHIR_TOKEN_FILE", "", "file holding a bearer token for the source FHIR server")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", "P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", "",

@@ -35,7 +35,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		"postgres://… or a SQLite file path (P2P_DATABASE_URL)")
 	since := fs.String("since", "", "recompute from this position (a number) or the first event at or after this RFC 3339 time; the tree before it is trusted")
 	jwksArg := fs.String("jwks", "", "the JWK Set that verifies checkpoints: a file or an http(s) URL (e.g. https://p2p.example/.well-known/jwks.json)")
-	key := fs.String("signing-key", app.Env("P2P_SIGNING_KEY", ""), "our private signing key, JWK JSON file (P2P_SIGNING_KEY): its public JWKS verifies checkpoints when --jwks is not given")
+	key := fs.String("signing-key", app.Env("P2P_SIGNING_KEY", ""), "our private signing key, JWK JSON file, whose public JWKS verifies checkpoints when --jwks is not given (P2P_SIGNING_KEY)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}

@@ -3,6 +3,9 @@
 // and the operator tools.
 package main
 
+// The configuration reference, from the flag definitions.
+//go:generate go test -run TestConfigurationReference -update .
+
 import (
 	"bytes"
 	"context"

@@ -60,7 +60,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // Flags of the production subcommands.
 const (
-	apiFlags    = app.FlagDatabase | app.FlagTemporal | app.FlagAPI | app.FlagWorker
+	apiFlags    = app.FlagDatabase | app.FlagTemporal | app.FlagAPI
 	workerFlags = app.FlagDatabase | app.FlagTemporal | app.FlagWorker
 )
 
