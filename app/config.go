@@ -72,28 +72,6 @@ const (
 	DefaultPurgeInterval      = Day
 )
 
-// RetentionFromEnv reads Retention from the P2P_* variables, with defaults.
-func RetentionFromEnv() (Retention, error) {
-	var r Retention
-	for _, v := range []struct {
-		key string
-		def time.Duration
-		dst *time.Duration
-	}{
-		{"P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, &r.CheckpointInterval},
-		{"P2P_AUDIT_RETENTION", DefaultAuditRetention, &r.AuditRetention},
-		{"P2P_PHI_RETENTION", DefaultPHIRetention, &r.PHIRetention},
-		{"P2P_PHI_PURGE_INTERVAL", DefaultPurgeInterval, &r.PurgeInterval},
-	} {
-		d, err := EnvDuration(v.key, v.def)
-		if err != nil {
-			return r, err
-		}
-		*v.dst = d
-	}
-	return r, nil
-}
-
 // Validate checks that the intervals are positive and that audit rows are
 // kept at least as long as the PHI they account for.
 func (r Retention) Validate() error {
