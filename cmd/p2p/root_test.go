@@ -41,14 +41,14 @@ func TestDevAndProductionServeTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"--database-url", filepath.Join(dir, "p2p.db"), "--signing-key", key, "--partners", registry,
-		"--temporal-address", dev.Temporal.Address(), "--temporal-namespace", dev.Temporal.Namespace(), "--import-dir", dir, "--log-level", "error"}
+		"--temporal-address", dev.Temporal.Address(), "--temporal-namespace", dev.Temporal.Namespace(), "--log-level", "error"}
 
 	api, o, _, err := newAPI(ctx, args, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(o.Close)
-	worker, wo, err := newWorker(ctx, args, io.Discard, io.Discard)
+	worker, wo, err := newWorker(ctx, append(args, "--import-dir", dir), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
