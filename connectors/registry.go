@@ -18,11 +18,12 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/p2p-payer/p2p/connectors/bulkdata"
 )
 
 // Timeouts of a partner call.
@@ -118,46 +119,7 @@ func (p Partner) AllowsURL(u string) bool {
 			return true
 		}
 	}
-	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool {
-		r, err := parseHostRule(h)
-		return err == nil && r.allows(host, pu.Port())
-	})
-}
-
-// hostRule is one of AllowedHosts: a host name, or with wildcard any
-// subdomain of it, on port, or on any port when port is "".
-type hostRule struct {
-	host, port string
-	wildcard   bool
-}
-
-// parseHostRule reads "host", "host:port", "*.host" or "[v6]:port", as
-// bulkdata reads its allow-list.
-func parseHostRule(s string) (hostRule, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	var r hostRule
-	if rest, ok := strings.CutPrefix(s, "*."); ok {
-		r.wildcard, s = true, rest
-	}
-	u, err := url.Parse("//" + s)
-	if err != nil || u.Hostname() == "" || u.Path != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(s, " *") {
-		return r, errors.New("want host or host:port")
-	}
-	if _, err := strconv.ParseUint(u.Port(), 10, 16); u.Port() != "" && err != nil {
-		return r, errors.New("want a port number")
-	}
-	r.host, r.port = u.Hostname(), u.Port()
-	return r, nil
-}
-
-func (r hostRule) allows(host, port string) bool {
-	if r.port != "" && port != r.port {
-		return false
-	}
-	if r.wildcard {
-		return strings.HasSuffix(host, "."+r.host)
-	}
-	return host == r.host
+	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool { return bulkdata.AllowedHost(h, pu) })
 }
 
 // RetryOverride is a partner's own retry policy for calls to it, for
@@ -214,7 +176,7 @@ func (p Partner) Validate() error {
 		}
 	}
 	for _, h := range p.AllowedHosts {
-		if _, err := parseHostRule(h); err != nil {
+		if err := bulkdata.CheckAllowedHost(h); err != nil {
 			return fmt.Errorf("partner %s: allowed_hosts: %.70q: %w", p.ID, h, err)
 		}
 	}
