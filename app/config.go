@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/p2p-payer/p2p/pdex"
 )
 
 // Config is the configuration shared by the p2p subcommands. Every field
@@ -104,11 +106,9 @@ const (
 	FlagDev                  // what p2p dev shares with api and worker
 )
 
-// Defaults of the settings without a Default* elsewhere.
-const (
-	DefaultShutdownTimeout  = 20 * time.Second
-	DefaultStatusRetryAfter = 2 * time.Second // pdex.DefaultStatusRetryAfter
-)
+// DefaultShutdownTimeout is how long api and worker drain on
+// SIGINT/SIGTERM.
+const DefaultShutdownTimeout = 20 * time.Second
 
 // Bind registers on fs the flags of the groups in which. A flag's default
 // is its P2P_* environment variable when set, else what c already holds
@@ -132,7 +132,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"request header that names the partner calling /fhir, set by an authenticating gateway; empty: partners are named by SMART tokens and client certificates only")
 	b.str(FlagAPI|FlagWorker, &c.PayerIdentifier, "payer-identifier", "P2P_PAYER_IDENTIFIER", "",
 		"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893")
-	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", DefaultStatusRetryAfter,
+	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", pdex.DefaultStatusRetryAfter,
 		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
 	b.str(FlagAPI|FlagWorker, &c.SigningKey, "signing-key", "P2P_SIGNING_KEY", "", "private signing key, JWK JSON file")
 	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file; the API without one serves no /fhir and takes any partner id")

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"testing"
 	"time"
+
+	"github.com/p2p-payer/p2p/pdex"
 )
 
 func TestParseDuration(t *testing.T) {
@@ -55,7 +57,7 @@ func TestBind(t *testing.T) {
 		{"flag over environment", FlagWorker, Config{}, []string{"--phi-retention", "10d"}, func(c Config) bool { return c.Retention.PHIRetention == 10*Day }},
 		{"held value over default", FlagDev, Config{StatusRetryAfter: time.Second}, nil, func(c Config) bool { return c.StatusRetryAfter == time.Second }},
 		{"environment over held value", FlagDev, Config{Addr: "127.0.0.1:0"}, nil, func(c Config) bool { return c.Addr == "127.0.0.1:9000" }},
-		{"api default", FlagAPI, Config{}, nil, func(c Config) bool { return c.StatusRetryAfter == DefaultStatusRetryAfter }},
+		{"api default", FlagAPI, Config{}, nil, func(c Config) bool { return c.StatusRetryAfter == pdex.DefaultStatusRetryAfter }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.held

@@ -188,23 +188,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	sbOpts := sandbox.Options{
-		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
-		HTTPClient: connectors.NewHTTPClient(), Logger: o.Logger.Named("sandbox"),
-	}
-	if o.SandboxAcksLater {
-		base := s.URL
-		sbOpts.AckURL = func(id string) string { return base + "/v1/transfers/" + id + "/ack" }
-	}
-	if s.Sandbox, err = sandbox.New(sbOpts); err != nil {
-		return err
-	}
-	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
-		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
-		JWKSURL:     s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
-		Roles:       []connectors.Role{connectors.RolePush, connectors.RoleRequester},
-		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
-	}}, o.Partners...)...)
+	partners, err := s.startSandbox(o)
 	if err != nil {
 		return err
 	}
@@ -255,6 +239,29 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("resuming pending transfers: %w", err)
 	}
 	return nil
+}
+
+// startSandbox creates the sandbox partner (served once the stack serves)
+// and returns the partner registry: the sandbox, then o.Partners.
+func (s *Stack) startSandbox(o Options) (*connectors.Registry, error) {
+	sbOpts := sandbox.Options{
+		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
+		HTTPClient: connectors.NewHTTPClient(), Logger: o.Logger.Named("sandbox"),
+	}
+	if o.SandboxAcksLater {
+		base := s.URL
+		sbOpts.AckURL = func(id string) string { return base + "/v1/transfers/" + id + "/ack" }
+	}
+	var err error
+	if s.Sandbox, err = sandbox.New(sbOpts); err != nil {
+		return nil, err
+	}
+	return connectors.NewRegistry(append([]connectors.Partner{{
+		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
+		JWKSURL:     s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
+		Roles:       []connectors.Role{connectors.RolePush, connectors.RoleRequester},
+		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
+	}}, o.Partners...)...)
 }
 
 func (s *Stack) serve(ctx context.Context, ln net.Listener, serve func(context.Context, net.Listener) error) {
