@@ -122,9 +122,9 @@ func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner
 		taskQueue = TaskQueue
 	}
 	ws := &Workers{client: c, taskQueue: taskQueue, acts: acts, opts: o}
-	main := &recorder{Worker: worker.New(c, taskQueue, o)}
-	Register(main, acts)
-	ws.add(taskQueue, main)
+	transfers := &recorder{Worker: worker.New(c, taskQueue, o)}
+	Register(transfers, acts)
+	ws.add(taskQueue, transfers)
 	for _, p := range partners {
 		ws.add(PartnerTaskQueue(taskQueue, p.ID), ws.partnerWorker(p))
 	}
