@@ -41,6 +41,7 @@ func TestCommandLine(t *testing.T) {
 		{"command --help", []string{"members", "import", "--help"}, 0, "-file", "", ""},
 		{"mistyped command", []string{"wroker"}, 2, "", `did you mean "worker"?`, ""},
 		{"mistyped subcommand", []string{"members", "improt", "--file", "x"}, 2, "", `did you mean "members import"?`, ""},
+		{"mistyped group", []string{"membres"}, 2, "", `did you mean "members import"?`, ""},
 		{"far from anything", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`, "did you mean"},
 		{"group", []string{"members"}, 2, "", "import", ""},
 		{"group lists only its own", []string{"keys"}, 2, "", "keys generate", "members import"},

@@ -142,12 +142,10 @@ func withPrefix(word string) []string {
 func suggest(args []string) string {
 	best, bestD := "", 3 // at most two edits away
 	for n := range commands {
-		words := strings.Count(n, " ") + 1
-		if len(args) < words {
-			continue
-		}
-		typed := strings.Join(args[:words], " ")
-		if d := distance(typed, n); d < bestD || (d == bestD && n < best) {
+		// A group typed alone ("membres") is compared with the group.
+		words := min(strings.Count(n, " ")+1, len(args))
+		typed, target := strings.Join(args[:words], " "), strings.Join(strings.Fields(n)[:words], " ")
+		if d := distance(typed, target); d < bestD || (d == bestD && n < best) {
 			best, bestD = n, d
 		}
 	}
