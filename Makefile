@@ -20,11 +20,11 @@ build-prod: ## build bin/p2p-prod without the embedded Temporal server (api, wor
 dev: ## run p2p dev
 	$(GO) run ./cmd/p2p dev
 
-generate: ## regenerate api/api.gen.go from openapi.yaml
-	$(GO) generate ./api/...
+generate: ## regenerate api/api.gen.go from openapi.yaml and docs/configuration.md from the flags
+	$(GO) generate ./api/... ./cmd/p2p/...
 
 generate-check: generate ## fail if generated code is stale
-	git diff --exit-code -- api/
+	git diff --exit-code -- api/ docs/configuration.md
 
 # errcheck-excludes.txt lists the calls whose error is ignored on purpose,
 # and why.

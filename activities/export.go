@@ -136,7 +136,7 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 	if err != nil {
 		return fail(err)
 	}
-	d := connectors.Delivery{TransferID: in.TransferID, IdempotencyKey: DeliveryKey(in.TransferID, in.ManifestSHA256), Signature: string(sig.Data)}
+	d := connectors.Delivery{TransferID: in.TransferID, IdempotencyKey: connectors.DeliveryKey(in.TransferID, in.ManifestSHA256), Signature: string(sig.Data)}
 	endpoint, n := endpointOf(p.PushURL), attempt(ctx)
 	arts, err := a.Store.ListArtifacts(ctx, in.TransferID)
 	if err != nil {
@@ -182,12 +182,6 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 		Acknowledged: r.Status == connectors.StatusAcknowledged, Attempt: n, HTTPStatus: r.StatusCode, DeliveryKey: d.IdempotencyKey,
 		ReceiptKID: receiptKID,
 	}, nil
-}
-
-// DeliveryKey is the idempotency key of the delivery of a transfer's
-// export: the same for every retry of the same export.
-func DeliveryKey(transferID, manifestSHA256 string) string {
-	return fmt.Sprintf("p2p-%s-%s", transferID, manifestSHA256[:min(32, len(manifestSHA256))])
 }
 
 // WithdrawInput names the transfer whose staged export to withdraw and why.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/signing"
@@ -29,6 +28,6 @@ func (v *AckVerifier) VerifyAck(ctx context.Context, t transfer.Transfer, receip
 		return "", "", fault.New(fault.Validation, connectors.ErrTypeBadReceipt, "the transfer has no delivered export")
 	}
 	m := t.Export.ManifestSHA256
-	c, kid, err := connectors.VerifySignedReceipt(ctx, &v.Keys, p, t.ID, m, activities.DeliveryKey(t.ID, m), receiptJWS)
+	c, kid, err := connectors.VerifySignedReceipt(ctx, &v.Keys, p, t.ID, m, connectors.DeliveryKey(t.ID, m), receiptJWS)
 	return c.ReceiptID, kid, err
 }

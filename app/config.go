@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/p2p-payer/p2p/pdex"
 )
 
 // Config is the configuration shared by the p2p subcommands. Every field
@@ -28,8 +30,11 @@ type Config struct {
 	SourceFHIR        FHIRServer // P2P_SOURCE_FHIR_*: our FHIR server, which exports read; unset: synthetic data
 	ImportFHIR        FHIRServer // P2P_IMPORT_FHIR_*: our FHIR server, which imports write to; unset: NDJSON only
 	LogLevel          string     // P2P_LOG_LEVEL: debug, info, warn, error
-	ShutdownTimeout   time.Duration
-	Retention         Retention // the worker's maintenance schedules
+	// StatusRetryAfter (P2P_STATUS_RETRY_AFTER) is the Retry-After of a
+	// bulk export in progress; p2p dev polls on loopback and sets 1s.
+	StatusRetryAfter time.Duration
+	ShutdownTimeout  time.Duration // P2P_SHUTDOWN_TIMEOUT: the drain on SIGINT/SIGTERM
+	Retention        Retention     // the worker's maintenance schedules
 }
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
@@ -69,28 +74,6 @@ const (
 	DefaultPurgeInterval      = Day
 )
 
-// RetentionFromEnv reads Retention from the P2P_* variables, with defaults.
-func RetentionFromEnv() (Retention, error) {
-	var r Retention
-	for _, v := range []struct {
-		key string
-		def time.Duration
-		dst *time.Duration
-	}{
-		{"P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, &r.CheckpointInterval},
-		{"P2P_AUDIT_RETENTION", DefaultAuditRetention, &r.AuditRetention},
-		{"P2P_PHI_RETENTION", DefaultPHIRetention, &r.PHIRetention},
-		{"P2P_PHI_PURGE_INTERVAL", DefaultPurgeInterval, &r.PurgeInterval},
-	} {
-		d, err := EnvDuration(v.key, v.def)
-		if err != nil {
-			return r, err
-		}
-		*v.dst = d
-	}
-	return r, nil
-}
-
 // Validate checks that the intervals are positive and that audit rows are
 // kept at least as long as the PHI they account for.
 func (r Retention) Validate() error {
@@ -113,58 +96,92 @@ func Env(key, def string) string {
 	return def
 }
 
-// Which flags a subcommand takes.
+// Which flags a subcommand takes: a subcommand binds the flags of every
+// group it names.
 const (
-	FlagDatabase = 1 << iota
-	FlagTemporal
-	FlagAPI
-	FlagWorker
+	FlagDatabase = 1 << iota // the store
+	FlagTemporal             // the Temporal frontend
+	FlagAPI                  // the API server
+	FlagWorker               // the worker
+	FlagDev                  // what p2p dev shares with api and worker
 )
 
-// Bind registers the flags of the groups in which on fs, with defaults
-// from the environment.
-func (c *Config) Bind(fs *flag.FlagSet, which int) {
-	fs.StringVar(&c.LogLevel, "log-level", Env("P2P_LOG_LEVEL", "info"), "log level: debug, info, warn, error (P2P_LOG_LEVEL)")
-	if which&FlagDatabase != 0 {
-		fs.StringVar(&c.DatabaseURL, "database-url", Env("P2P_DATABASE_URL", ""), "postgres://… or a SQLite file path (P2P_DATABASE_URL)")
+// DefaultShutdownTimeout is how long api and worker drain on
+// SIGINT/SIGTERM.
+const DefaultShutdownTimeout = 20 * time.Second
+
+// Bind registers on fs the flags of the groups in which. A flag's default
+// is its P2P_* environment variable when set, else what c already holds
+// (how p2p dev sets its own defaults), else the built-in default. A
+// malformed duration in the environment is an error.
+func (c *Config) Bind(fs *flag.FlagSet, which int) error {
+	b := binder{fs: fs, which: which}
+	b.str(^0, &c.LogLevel, "log-level", "P2P_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	b.str(FlagDatabase, &c.DatabaseURL, "database-url", "P2P_DATABASE_URL", "", "postgres://… or a SQLite file path")
+	b.str(FlagTemporal, &c.TemporalAddress, "temporal-address", "P2P_TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
+	b.str(FlagTemporal, &c.TemporalNamespace, "temporal-namespace", "P2P_TEMPORAL_NAMESPACE", "default", "Temporal namespace")
+	b.str(FlagTemporal, &c.TaskQueue, "task-queue", "P2P_TASK_QUEUE", "p2p-transfers", "task queue of transfer workflows")
+	b.str(FlagAPI|FlagDev, &c.Addr, "addr", "P2P_ADDR", "127.0.0.1:8080", "API listen address")
+	b.str(FlagAPI|FlagDev, &c.PublicURL, "public-url", "P2P_PUBLIC_URL", "",
+		"base URL partners use to reach this API, when a proxy stands in front of it: the base of the URLs /fhir hands out and the audience of SMART client assertions; empty: http(s)://ADDR")
+	b.str(FlagAPI, &c.TLS.CertFile, "tls-cert-file", "P2P_TLS_CERT_FILE", "", "serve TLS with this certificate chain, PEM; empty: plain HTTP")
+	b.str(FlagAPI, &c.TLS.KeyFile, "tls-key-file", "P2P_TLS_KEY_FILE", "", "private key of --tls-cert-file, PEM")
+	b.str(FlagAPI, &c.TLS.ClientCAFile, "tls-client-ca-file", "P2P_TLS_CLIENT_CA_FILE", "",
+		"CA bundle, PEM, of partners' client certificates: asked for and verified when given; /fhir names mtls requesters by them")
+	b.str(FlagAPI, &c.FHIRTrustHeader, "fhir-trust-header", "P2P_FHIR_TRUST_HEADER", "",
+		"request header that names the partner calling /fhir, set by an authenticating gateway; empty: partners are named by SMART tokens and client certificates only")
+	b.str(FlagAPI|FlagWorker, &c.PayerIdentifier, "payer-identifier", "P2P_PAYER_IDENTIFIER", "",
+		"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893")
+	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", pdex.DefaultStatusRetryAfter,
+		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
+	b.str(FlagAPI|FlagWorker, &c.SigningKey, "signing-key", "P2P_SIGNING_KEY", "", "private signing key, JWK JSON file")
+	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file; the API without one serves no /fhir and takes any partner id")
+	b.str(FlagWorker|FlagDev, &c.SourceFHIR.URL, "source-fhir-url", "P2P_SOURCE_FHIR_URL", "", "base URL of our FHIR R4 server that exports read member data from; empty: synthetic data")
+	b.str(FlagWorker|FlagDev, &c.SourceFHIR.TokenFile, "source-fhir-token-file", "P2P_SOURCE_FHIR_TOKEN_FILE", "", "file holding a bearer token for the source FHIR server")
+	b.str(FlagWorker|FlagDev, &c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", "P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", "",
+		"identifier system of our member ids on the source FHIR server's Patients; empty: the payer's")
+	b.str(FlagWorker|FlagDev, &c.ImportFHIR.URL, "import-fhir-url", "P2P_IMPORT_FHIR_URL", "", "base URL of our FHIR R4 server that imports write to, as batch PUTs; empty: NDJSON only")
+	b.str(FlagWorker|FlagDev, &c.ImportFHIR.TokenFile, "import-fhir-token-file", "P2P_IMPORT_FHIR_TOKEN_FILE", "", "file holding a bearer token for the import FHIR server")
+	b.str(FlagWorker, &c.ImportDir, "import-dir", "P2P_IMPORT_DIR", "", "directory where imports write pulled member data as NDJSON, one directory per transfer; empty: imports fail")
+	r := &c.Retention
+	b.dur(FlagWorker|FlagDev, &r.CheckpointInterval, "audit-checkpoint-interval", "P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, "how often the audit log is checkpointed")
+	b.dur(FlagWorker|FlagDev, &r.AuditRetention, "audit-retention", "P2P_AUDIT_RETENTION", DefaultAuditRetention, "how long audit rows are kept at least; p2p never deletes them")
+	b.dur(FlagWorker|FlagDev, &r.PHIRetention, "phi-retention", "P2P_PHI_RETENTION", DefaultPHIRetention, "how long export PHI is kept after the transfer ended")
+	b.dur(FlagWorker|FlagDev, &r.PurgeInterval, "phi-purge-interval", "P2P_PHI_PURGE_INTERVAL", DefaultPurgeInterval, "how often expired PHI is purged")
+	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
+	return b.err
+}
+
+// binder registers the flags of one subcommand.
+type binder struct {
+	fs    *flag.FlagSet
+	which int
+	err   error
+}
+
+// str binds a string flag if the subcommand takes one of groups.
+func (b *binder) str(groups int, p *string, name, env, def, usage string) {
+	if b.which&groups == 0 {
+		return
 	}
-	if which&FlagTemporal != 0 {
-		fs.StringVar(&c.TemporalAddress, "temporal-address", Env("P2P_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (P2P_TEMPORAL_ADDRESS)")
-		fs.StringVar(&c.TemporalNamespace, "temporal-namespace", Env("P2P_TEMPORAL_NAMESPACE", "default"), "Temporal namespace (P2P_TEMPORAL_NAMESPACE)")
-		fs.StringVar(&c.TaskQueue, "task-queue", Env("P2P_TASK_QUEUE", "p2p-transfers"), "task queue of transfer workflows (P2P_TASK_QUEUE)")
+	if *p != "" {
+		def = *p
 	}
-	if which&FlagAPI != 0 {
-		fs.StringVar(&c.Addr, "addr", Env("P2P_ADDR", "127.0.0.1:8080"), "API listen address (P2P_ADDR)")
-		fs.StringVar(&c.PublicURL, "public-url", Env("P2P_PUBLIC_URL", ""), "base URL partners use to reach this API (P2P_PUBLIC_URL)")
-		fs.StringVar(&c.TLS.CertFile, "tls-cert-file", Env("P2P_TLS_CERT_FILE", ""), "serve TLS with this certificate chain, PEM; unset: plain HTTP (P2P_TLS_CERT_FILE)")
-		fs.StringVar(&c.TLS.KeyFile, "tls-key-file", Env("P2P_TLS_KEY_FILE", ""), "private key of --tls-cert-file, PEM (P2P_TLS_KEY_FILE)")
-		fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca-file", Env("P2P_TLS_CLIENT_CA_FILE", ""),
-			"CA bundle, PEM, of partners' client certificates: asked for and verified when given; /fhir names mtls requesters by them (P2P_TLS_CLIENT_CA_FILE)")
-		fs.StringVar(&c.FHIRTrustHeader, "fhir-trust-header", Env("P2P_FHIR_TRUST_HEADER", ""),
-			"request header that names the partner calling /fhir, set by an authenticating gateway; empty refuses every /fhir call until partner auth lands (P2P_FHIR_TRUST_HEADER)")
-		fs.StringVar(&c.PayerIdentifier, "payer-identifier", Env("P2P_PAYER_IDENTIFIER", ""),
-			"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893 (P2P_PAYER_IDENTIFIER)")
+	b.fs.StringVar(p, name, Env(env, def), usage+" ("+env+")")
+}
+
+// dur binds a duration flag (ParseDuration: 30s, 10m, 36h, 30d, 6y).
+func (b *binder) dur(groups int, p *time.Duration, name, env string, def time.Duration, usage string) {
+	if b.which&groups == 0 {
+		return
 	}
-	if which&(FlagAPI|FlagWorker) != 0 {
-		fs.StringVar(&c.SigningKey, "signing-key", Env("P2P_SIGNING_KEY", ""), "private signing key, JWK JSON file (P2P_SIGNING_KEY)")
+	if *p != 0 {
+		def = *p
 	}
-	if which&FlagWorker != 0 {
-		fs.StringVar(&c.Partners, "partners", Env("P2P_PARTNERS", ""), "partner registry YAML file (P2P_PARTNERS)")
-		fs.StringVar(&c.SourceFHIR.URL, "source-fhir-url", Env("P2P_SOURCE_FHIR_URL", ""), "base URL of our FHIR R4 server that exports read member data from; unset: synthetic data (P2P_SOURCE_FHIR_URL)")
-		fs.StringVar(&c.SourceFHIR.TokenFile, "source-fhir-token-file", Env("P2P_SOURCE_FHIR_TOKEN_FILE", ""), "file holding a bearer token for the source FHIR server (P2P_SOURCE_FHIR_TOKEN_FILE)")
-		fs.StringVar(&c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", Env("P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", ""), "identifier system of our member ids on the source FHIR server's Patients; default the payer's (P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM)")
-		fs.StringVar(&c.ImportFHIR.URL, "import-fhir-url", Env("P2P_IMPORT_FHIR_URL", ""), "base URL of our FHIR R4 server that imports write to, as batch PUTs (P2P_IMPORT_FHIR_URL)")
-		fs.StringVar(&c.ImportFHIR.TokenFile, "import-fhir-token-file", Env("P2P_IMPORT_FHIR_TOKEN_FILE", ""), "file holding a bearer token for the import FHIR server (P2P_IMPORT_FHIR_TOKEN_FILE)")
-		fs.StringVar(&c.ImportDir, "import-dir", Env("P2P_IMPORT_DIR", ""), "directory where imports write pulled member data as NDJSON, one directory per transfer (P2P_IMPORT_DIR)")
-		if which&FlagAPI == 0 {
-			fs.StringVar(&c.PayerIdentifier, "payer-identifier", Env("P2P_PAYER_IDENTIFIER", ""),
-				"our organization's identifier as consents name us, system|value (P2P_PAYER_IDENTIFIER)")
-		}
-		r := &c.Retention
-		fs.Var(durationFlag{&r.CheckpointInterval}, "audit-checkpoint-interval", "how often the audit log is checkpointed (P2P_AUDIT_CHECKPOINT_INTERVAL; default 10m)")
-		fs.Var(durationFlag{&r.AuditRetention}, "audit-retention", "how long audit rows are kept at least; p2p never deletes them (P2P_AUDIT_RETENTION; default 6y)")
-		fs.Var(durationFlag{&r.PHIRetention}, "phi-retention", "how long export PHI is kept after the transfer ended (P2P_PHI_RETENTION; default 30d)")
-		fs.Var(durationFlag{&r.PurgeInterval}, "phi-purge-interval", "how often expired PHI is purged (P2P_PHI_PURGE_INTERVAL; default 24h)")
+	d, err := EnvDuration(env, def)
+	if err != nil && b.err == nil {
+		b.err = err
 	}
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to wait for in-flight work on SIGINT/SIGTERM")
+	*p = d
+	b.fs.Var(durationFlag{p}, name, usage+" ("+env+")")
 }

@@ -1,8 +1,11 @@
 package app
 
 import (
+	"flag"
 	"testing"
 	"time"
+
+	"github.com/p2p-payer/p2p/pdex"
 )
 
 func TestParseDuration(t *testing.T) {
@@ -30,15 +33,56 @@ func TestParseDuration(t *testing.T) {
 	}
 }
 
-func TestRetentionFromEnvAndValidate(t *testing.T) {
+// TestBind: a flag wins over its P2P_* variable, which wins over what
+// the Config holds (p2p dev's defaults), which wins over the built-in
+// default; a malformed variable is an error.
+func TestBind(t *testing.T) {
 	t.Setenv("P2P_PHI_RETENTION", "45d")
 	t.Setenv("P2P_AUDIT_CHECKPOINT_INTERVAL", "")
-	r, err := RetentionFromEnv()
-	if err != nil || r.PHIRetention != 45*Day || r.CheckpointInterval != DefaultCheckpointInterval ||
-		r.AuditRetention != 6*Year || r.PurgeInterval != Day {
-		t.Fatalf("%+v %v", r, err)
+	t.Setenv("P2P_STATUS_RETRY_AFTER", "")
+	t.Setenv("P2P_ADDR", "127.0.0.1:9000")
+	for _, tt := range []struct {
+		name  string
+		which int
+		held  Config
+		args  []string
+		check func(Config) bool
+	}{
+		{"built-in defaults", FlagWorker, Config{}, nil, func(c Config) bool {
+			r := c.Retention
+			return r.CheckpointInterval == DefaultCheckpointInterval && r.AuditRetention == 6*Year && r.PurgeInterval == Day &&
+				c.ShutdownTimeout == DefaultShutdownTimeout
+		}},
+		{"environment over default", FlagWorker, Config{}, nil, func(c Config) bool { return c.Retention.PHIRetention == 45*Day }},
+		{"flag over environment", FlagWorker, Config{}, []string{"--phi-retention", "10d"}, func(c Config) bool { return c.Retention.PHIRetention == 10*Day }},
+		{"held value over default", FlagDev, Config{StatusRetryAfter: time.Second}, nil, func(c Config) bool { return c.StatusRetryAfter == time.Second }},
+		{"environment over held value", FlagDev, Config{Addr: "127.0.0.1:0"}, nil, func(c Config) bool { return c.Addr == "127.0.0.1:9000" }},
+		{"api default", FlagAPI, Config{}, nil, func(c Config) bool { return c.StatusRetryAfter == pdex.DefaultStatusRetryAfter }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.held
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			if err := c.Bind(fs, tt.which); err != nil {
+				t.Fatal(err)
+			}
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("%+v", c)
+			}
+		})
 	}
-	if err := r.Validate(); err != nil {
+	t.Setenv("P2P_AUDIT_RETENTION", "six years")
+	var c Config
+	if err := c.Bind(flag.NewFlagSet("test", flag.ContinueOnError), FlagWorker); err == nil {
+		t.Error("a bad P2P_AUDIT_RETENTION is accepted")
+	}
+}
+
+func TestRetentionValidate(t *testing.T) {
+	good := Retention{CheckpointInterval: DefaultCheckpointInterval, AuditRetention: DefaultAuditRetention, PHIRetention: DefaultPHIRetention, PurgeInterval: DefaultPurgeInterval}
+	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []Retention{
@@ -49,9 +93,5 @@ func TestRetentionFromEnvAndValidate(t *testing.T) {
 		if bad.Validate() == nil {
 			t.Errorf("%+v validates", bad)
 		}
-	}
-	t.Setenv("P2P_AUDIT_RETENTION", "six years")
-	if _, err := RetentionFromEnv(); err == nil {
-		t.Error("a bad P2P_AUDIT_RETENTION is accepted")
 	}
 }

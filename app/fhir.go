@@ -2,111 +2,75 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
-	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/pdex"
-	"github.com/p2p-payer/p2p/smartauth"
-	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/workflows"
 )
 
-// FHIRDeps are what the partner-facing FHIR API (/fhir, package pdex)
-// needs.
-type FHIRDeps struct {
-	Store    store.Store
-	Partners PartnerList // who may call (role requester); how consents name them
-	// Holder is us as consents name the disclosing payer; zero: consents
-	// are not checked for naming us.
-	Holder pdex.Party
-	// TrustHeader names the request header that carries the authenticated
-	// partner id, set by a gateway (or, in dev, by the caller). Empty: only
-	// Auth's tokens name partners.
-	TrustHeader string
-	// Auth, if set, authenticates partners by SMART Backend Services
-	// access tokens (tried first); its endpoints are served by WithSMART.
-	// Partners are also named by their verified TLS client certificates
-	// (CertRequester, tried next) when the server asks for them
-	// (ServerTLS.ClientCAFile), then by TrustHeader.
-	Auth *smartauth.Server
-	// Exports serves bulk export of the members partners matched
-	// (workflows.ServeEngine); nil: only $member-match is served.
-	Exports pdex.Exports
-	// BulkMatches runs $bulk-member-match (workflows.BulkMatchEngine); nil:
-	// not served.
-	BulkMatches pdex.BulkMatches
-	// Throttle limits requests and failed matches per partner; share it
-	// with the worker's activities (ActivityDeps.Throttle) when they run in
-	// this process; nil: this handler's own request rate, failed matches
-	// counted in Store (so with every other process's).
-	Throttle *pdex.Throttle
-	// BaseURL is the absolute URL of /fhir as partners reach it; "": from
-	// each request.
-	BaseURL string
-	// StatusRetryAfter is the Retry-After of an export in progress; 0:
-	// pdex.DefaultStatusRetryAfter.
-	StatusRetryAfter time.Duration
-	Logger           *zap.Logger
-}
-
-// NewFHIRHandler builds the /fhir handler over the member store, with the
-// identity matcher the worker uses (loaded now) and the synthetic export's
-// identifiers, so that $member-match answers what a later export serves.
-// Every match is recorded as a match grant, with its transfer (the store
-// is pdex.Deps.Store): what lets the requester export the member's data.
-func NewFHIRHandler(ctx context.Context, d FHIRDeps) (http.Handler, error) {
-	if d.Store == nil || d.Partners == nil {
-		return nil, errors.New("app: the FHIR API needs the store and the partner registry")
-	}
-	matcher, err := newMatcher(d.Store, d.Logger)
+// newFHIRHandler builds the partner-facing FHIR API (/fhir, package pdex)
+// over the member store, with the identity matcher the worker uses (loaded
+// now) and the synthetic export's identifiers, so that $member-match
+// answers what a later export serves. Every match is recorded as a match
+// grant, with its transfer: what lets the requester export the member's
+// data. Partners authenticate by SMART Backend Services tokens (served
+// beside it, WithSMART), by verified TLS client certificates
+// (cfg.TLS.ClientCAFile), or by cfg.FHIRTrustHeader set by a gateway.
+func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, error) {
+	_, ids, err := cfg.us()
 	if err != nil {
 		return nil, err
 	}
-	if err := matcher.Warm(ctx); err != nil {
-		return nil, fmt.Errorf("loading the identity index: %w", err)
+	log := d.logger().Named("fhir")
+	matcher, err := newMatcher(ctx, d.Store, log)
+	if err != nil {
+		return nil, err
 	}
 	var header func(*http.Request) (string, bool)
-	if d.TrustHeader != "" {
-		header = pdex.HeaderRequester(d.TrustHeader, func(id string) bool {
+	if cfg.FHIRTrustHeader != "" {
+		header = pdex.HeaderRequester(cfg.FHIRTrustHeader, func(id string) bool {
 			p, ok := d.Partners.Get(id)
 			return ok && p.HasRole(connectors.RoleRequester)
 		})
 	}
-	var token func(*http.Request) (string, bool)
-	if d.Auth != nil {
-		token = d.Auth.Requester
-	}
-	requester := FirstRequester(token, CertRequester(d.Partners), header)
-	throttle := d.Throttle
-	if throttle == nil {
-		throttle = pdex.NewSharedThrottle(0, 0, 0, 0, d.Store)
-	}
-	return pdex.NewHandler(pdex.Deps{
+	auth := NewSMARTAuth(cfg.publicURL(), d.Signer, d.Partners)
+	h, err := pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,
-		Requester:      requester,
+		Requester:      FirstRequester(auth.Requester, CertRequester(d.Partners), header),
 		Parties:        func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
-		Holder:         d.Holder,
+		Holder:         pdex.Party{Identifiers: ids},
 		MemberIDSystem: export.DefaultMemberIDSystem,
 		PayerName:      export.DefaultPayerName,
 		PatientRef:     func(id string) string { return "Patient/" + export.SyntheticPatientID(id) },
-		Exports:        d.Exports,
-		BulkMatches:    d.BulkMatches,
-		Throttle:       throttle,
-		Store:          d.Store,
-		BaseURL:        d.BaseURL,
-		Logger:         d.Logger,
+		Exports:        &workflows.ServeEngine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue, FileTTL: d.ExportFileTTL},
+		BulkMatches:    &workflows.BulkMatchEngine{Client: d.Temporal, TaskQueue: cfg.TaskQueue},
+		// Failed matches are counted in the store, so with the worker's
+		// bulk member-match and every other process's.
+		Throttle: pdex.NewSharedThrottle(0, 0, 0, 0, d.Store),
+		Store:    d.Store,
+		BaseURL:  publicFHIR(cfg.PublicURL),
+		Logger:   log,
 
-		StatusRetryAfter: d.StatusRetryAfter,
+		StatusRetryAfter: cfg.StatusRetryAfter,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return WithSMART(auth, h), nil
+}
+
+// publicFHIR is the public URL of /fhir under the API's public URL, or ""
+// (the FHIR API then builds its URLs from each request).
+func publicFHIR(public string) string {
+	if public == "" {
+		return ""
+	}
+	return strings.TrimRight(public, "/") + "/fhir"
 }
 
 // PartnerLookup finds a registered partner: a *connectors.Registry or a
@@ -146,14 +110,4 @@ func Transmitter(id fhir.Identifier) fhir.Reference {
 		ref.Identifier = &id
 	}
 	return ref
-}
-
-// newMatcher is the identity matcher of the worker and the FHIR API, with
-// the decision thresholds the environment sets (identity.ConfigFromEnv).
-func newMatcher(st store.Store, log *zap.Logger) (*activities.IndexMatcher, error) {
-	cfg, err := identity.ConfigFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	return &activities.IndexMatcher{Store: st, Logger: log, Config: cfg}, nil
 }

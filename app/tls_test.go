@@ -14,24 +14,20 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"log"
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
+	"go.temporal.io/sdk/client"
 
-	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store/sqlite"
 )
@@ -185,26 +181,29 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fhirAPI, err := NewFHIRHandler(ctx, FHIRDeps{
-		Store: st, Partners: partners, TrustHeader: "X-P2P-Partner", Logger: zap.NewNop(),
-		Holder: pdex.Party{Identifiers: []fhir.Identifier{{System: fhir.SystemNPI, Value: "9876543210"}}},
-	})
+	// Built as p2p api builds it; the Temporal client never dials, as no
+	// request here starts a workflow.
+	temporal, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.NewServer(api.Deps{Store: st, Engine: idleEngine{}, Keys: signer, FHIR: fhirAPI})
+	t.Cleanup(temporal.Close)
+	a, err := NewAPI(ctx, Config{
+		TLS: serverTLSFiles(t, serverCA, partnerCA), FHIRTrustHeader: "X-P2P-Partner", Addr: "127.0.0.1:0",
+		PayerIdentifier: fhir.SystemNPI + "|9876543210",
+	}, Deps{Store: st, Temporal: temporal, Signer: signer, Partners: partners})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := serverTLSFiles(t, serverCA, partnerCA).Config()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(srv.Handler())
-	ts.TLS = cfg
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes below
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(sctx, ln) }()
+	t.Cleanup(func() { stop(); <-served })
+	base := "https://" + ln.Addr().String()
 
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.cert)
@@ -218,7 +217,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 30 * time.Second}
 		defer c.CloseIdleConnections()
-		req, err := http.NewRequest(method, ts.URL+path, bytes.NewReader(body))
+		req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,25 +303,20 @@ func TestMutualTLS(t *testing.T) {
 				tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}},
 		} {
 			tc.RootCAs = roots
-			conn, err := tls.Dial("tcp", ts.Listener.Addr().String(), tc)
+			conn, err := tls.Dial("tcp", ln.Addr().String(), tc)
 			if err == nil {
 				conn.Close()
 				t.Errorf("%s: handshake accepted", name)
 			}
 		}
 		tc := &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS12}
-		conn, err := tls.Dial("tcp", ts.Listener.Addr().String(), tc)
+		conn, err := tls.Dial("tcp", ln.Addr().String(), tc)
 		if err != nil {
 			t.Fatalf("TLS 1.2 with its default suites: %v", err)
 		}
 		conn.Close()
 	})
 }
-
-// idleEngine is an API engine for tests that start no transfer.
-type idleEngine struct{ api.Engine }
-
-func (idleEngine) Ready(context.Context) error { return nil }
 
 func TestServerTLSConfig(t *testing.T) {
 	ca := newCA(t, "ca")

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/p2p-payer/p2p/connectors/bulkdata"
 )
 
 // Timeouts of a partner call.
@@ -68,7 +70,10 @@ type Partner struct {
 	// AllowedHosts are the hosts, besides those of PushURL and FHIRBaseURL,
 	// that a URL the partner hands back (Content-Location, a manifest's
 	// file URLs) may name; any other host is refused, so a partner cannot
-	// point our client at a third party.
+	// point our client at a third party. The rules of
+	// bulkdata.Config.AllowedHosts: "files.a.example" (any port),
+	// "files.a.example:8443" (that port), "*.blob.a.example" (any
+	// subdomain), "[::1]:8080".
 	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
 	// JWKSURL is the partner's own keys: its signatures and, as a
 	// requester, its SMART client assertions.
@@ -114,7 +119,7 @@ func (p Partner) AllowsURL(u string) bool {
 			return true
 		}
 	}
-	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool { return strings.EqualFold(h, host) })
+	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool { return bulkdata.AllowedHost(h, pu) })
 }
 
 // RetryOverride is a partner's own retry policy for calls to it, for
@@ -171,8 +176,8 @@ func (p Partner) Validate() error {
 		}
 	}
 	for _, h := range p.AllowedHosts {
-		if h == "" || strings.ContainsAny(h, "/:@ ") {
-			return fmt.Errorf("partner %s: allowed_hosts: %.70q: want a bare host name", p.ID, h)
+		if err := bulkdata.CheckAllowedHost(h); err != nil {
+			return fmt.Errorf("partner %s: allowed_hosts: %.70q: %w", p.ID, h, err)
 		}
 	}
 	if p.JWKSURL != "" {

@@ -60,6 +60,11 @@ partners:
 		{"mtls requesters with one cert", "partners:\n- {id: a, roles: [requester], auth: {type: mtls, client_cert_subject: x.example}}\n- {id: b, roles: [requester], auth: {type: mtls, client_cert_subject: X.example}}\n", nil, "same client certificate"},
 		{"unknown auth", "partners:\n- {id: a, push_url: 'https://a.example/x', auth: {type: basic}}\n", nil, "type"},
 		{"allowed host with scheme", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['https://cdn.example']}\n", nil, "allowed_hosts"},
+		{"allowed host with path", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['cdn.example/x']}\n", nil, "allowed_hosts"},
+		{"allowed host with credentials", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['u@cdn.example']}\n", nil, "allowed_hosts"},
+		{"allowed host with a bad port", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['cdn.example:http']}\n", nil, "allowed_hosts"},
+		{"allowed host empty", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: ['']}\n", nil, "allowed_hosts"},
+		{"allowed hosts as bulkdata takes them", "partners:\n- {id: a, push_url: 'https://a.example/x', allowed_hosts: [cdn.example, 'cdn.example:8443', '*.blob.example', '[::1]:8080']}\n", []string{"a"}, ""},
 		{"retry max below initial", "partners:\n- {id: a, push_url: 'https://a.example/x', retry: {initial_interval: 1m, maximum_interval: 1s}}\n", nil, "maximum_interval"},
 		{"bad jwks url", "partners:\n- {id: a, push_url: 'https://a.example/x', jwks_url: 'nope'}\n", nil, "jwks_url"},
 		{"bad id", "partners:\n- {id: 'a b', push_url: 'https://a.example/x'}\n", nil, "partner id"},
@@ -143,11 +148,20 @@ func TestRegistryDefaultsAndLookups(t *testing.T) {
 }
 
 func TestPartnerAllowsURL(t *testing.T) {
-	p := Partner{ID: "a", FHIRBaseURL: "https://fhir.a.example/r4", PushURL: "https://push.a.example/x", AllowedHosts: []string{"files.a-cdn.example"}}
+	p := Partner{ID: "a", FHIRBaseURL: "https://fhir.a.example/r4", PushURL: "https://push.a.example/x",
+		AllowedHosts: []string{"files.a-cdn.example", "dl.a.example:8443", "*.blob.a.example", "[::1]:8080"}}
 	tests := []struct {
 		url  string
 		want bool
 	}{
+		{"https://dl.a.example:8443/f", true},
+		{"https://dl.a.example/f", false},
+		{"https://dl.a.example:9443/f", false},
+		{"https://files.a-cdn.example:9443/f", true},
+		{"https://x.blob.a.example/f", true},
+		{"https://blob.a.example/f", false},
+		{"http://[::1]:8080/f", true},
+		{"http://[::1]:8081/f", false},
 		{"https://fhir.a.example/r4/bulkstatus/1", true},
 		{"https://FHIR.A.EXAMPLE:8443/x", true},
 		{"https://push.a.example/other", true},

@@ -12,30 +12,23 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
-	"github.com/p2p-payer/p2p/activities"
-	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
-	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
-	"github.com/p2p-payer/p2p/workflows"
 )
 
 // DemoMembers is the demo member index seeded by `p2p dev`, in the
@@ -87,7 +80,19 @@ type Options struct {
 	// PayerNPI is our NPI, as consents and partners name us; "": OurNPI.
 	// Two stacks that play old and new payer to each other need two.
 	PayerNPI string
+	// SourceFHIR and ImportFHIR are our own FHIR servers, as for p2p
+	// worker (app.Config); zero: synthetic export data, NDJSON imports.
+	SourceFHIR, ImportFHIR app.FHIRServer
+	// StatusRetryAfter is the Retry-After of a bulk export in progress;
+	// 0: one second (loopback clients poll again soon).
+	StatusRetryAfter time.Duration
+	// ShutdownTimeout bounds the HTTP servers' drain at Stop; 0:
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
+
+// DefaultShutdownTimeout is how long Stop waits for in-flight requests.
+const DefaultShutdownTimeout = 5 * time.Second
 
 // Stack is a running dev stack.
 type Stack struct {
@@ -101,43 +106,56 @@ type Stack struct {
 	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
 	ImportDir string
 
-	logger *zap.Logger
-	cancel context.CancelFunc
-	done   []chan error
-	worker *workflows.Workers
+	// API and Worker are the production API and worker (package app) the
+	// stack runs.
+	API    *app.API
+	Worker *app.Worker
+
+	logger  *zap.Logger
+	cancel  context.CancelFunc
+	done    []chan error
+	timeout time.Duration
 }
 
 // Start brings the stack up and returns when it serves. Every transfer in
-// the data directory resumes where it stopped.
-func Start(ctx context.Context, o Options) (s *Stack, err error) {
+// the data directory resumes where it stopped. The API and the worker are
+// production's (app.NewAPI, app.NewWorker); the stack adds the embedded
+// Temporal server, the SQLite store, the sandbox partner and demo data.
+func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
 	if o.SandboxAddr == "" {
 		o.SandboxAddr = "127.0.0.1:0"
 	}
+	if o.PayerNPI == "" {
+		o.PayerNPI = OurNPI
+	}
+	if o.StatusRetryAfter <= 0 {
+		o.StatusRetryAfter = time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	s = &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports")}
-	defer func() {
-		if err != nil {
-			s.Stop()
-		}
-	}()
-	if s.Store, err = sqlite.Open(ctx, filepath.Join(o.DataDir, "p2p.db")); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	if s.Temporal, err = devserver.Start(ctx, devserver.Options{DataDir: filepath.Join(o.DataDir, "temporal"), Logger: o.Logger.Named("temporal-server")}); err != nil {
-		return nil, fmt.Errorf("temporal server: %w", err)
-	}
-	signer, err := signing.LoadOrCreate(filepath.Join(o.DataDir, "signing-key.jwk"))
-	if err != nil {
+	s := &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports"), timeout: o.ShutdownTimeout}
+	if err := s.start(ctx, o); err != nil {
+		s.Stop() // what started, in reverse
 		return nil, err
 	}
+	return s, nil
+}
+
+// start starts the parts of s in order; on error, those started are left
+// for Stop.
+func (s *Stack) start(ctx context.Context, o Options) (err error) {
+	// Listen first: a port in use is the commonest start-up failure, and
+	// says so before anything slow starts.
 	apiLn, err := net.Listen("tcp", o.Addr)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("API address: %w (another p2p dev running? --addr picks another)", err)
 	}
 	served := false // until served, the listeners are ours to close
 	defer func() {
@@ -148,7 +166,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	s.URL = "http://" + apiLn.Addr().String()
 	sbLn, err := net.Listen("tcp", o.SandboxAddr)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("sandbox partner address: %w", err)
 	}
 	defer func() {
 		if !served {
@@ -156,6 +174,76 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		}
 	}()
 	s.SandboxURL = "http://" + sbLn.Addr().String()
+	// Assigned only on success: a failed Open's typed nil would make the
+	// Store interface non-nil, and Stop would close a nil store.
+	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "p2p.db"))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.Store = st
+	if s.Temporal, err = devserver.Start(ctx, devserver.Options{DataDir: filepath.Join(o.DataDir, "temporal"), Logger: o.Logger.Named("temporal-server")}); err != nil {
+		return fmt.Errorf("temporal server: %w", err)
+	}
+	signer, err := signing.LoadOrCreate(filepath.Join(o.DataDir, "signing-key.jwk"))
+	if err != nil {
+		return err
+	}
+	partners, err := s.startSandbox(o)
+	if err != nil {
+		return err
+	}
+	if o.Seed {
+		if err := seed(ctx, s.Store); err != nil {
+			return fmt.Errorf("seeding demo members: %w", err)
+		}
+	}
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
+		return err
+	}
+	cfg := app.Config{
+		Addr: apiLn.Addr().String(), PublicURL: o.PublicURL,
+		// Loopback dev: the caller names itself in X-P2P-Partner.
+		FHIRTrustHeader: PartnerHeader,
+		PayerIdentifier: fhir.SystemNPI + "|" + o.PayerNPI,
+		ImportDir:       s.ImportDir,
+		SourceFHIR:      o.SourceFHIR, ImportFHIR: o.ImportFHIR,
+		StatusRetryAfter: o.StatusRetryAfter,
+		ShutdownTimeout:  o.ShutdownTimeout,
+		Retention:        o.Retention,
+	}
+	deps := app.Deps{
+		Store: s.Store, Temporal: s.Client, Signer: signer, Partners: partners, Logger: o.Logger,
+		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader,
+	}
+	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.serve(runCtx, apiLn, s.API.Serve)
+	s.serve(runCtx, sbLn, func(ctx context.Context, ln net.Listener) error {
+		return app.Serve(ctx, ln, s.Sandbox.Handler(), o.ShutdownTimeout)
+	})
+	served = true
+
+	if s.Worker, err = app.NewWorker(ctx, cfg, deps); err != nil {
+		return err
+	}
+	if err := s.Worker.Start(ctx); err != nil {
+		s.Worker = nil // nothing to stop
+		return fmt.Errorf("worker: %w", err)
+	}
+	// A crash between accepting a transfer and starting its workflow must
+	// lose nothing: start any such workflow now.
+	if _, err := s.API.ResumePending(ctx, 0); err != nil {
+		return fmt.Errorf("resuming pending transfers: %w", err)
+	}
+	return nil
+}
+
+// startSandbox creates the sandbox partner (served once the stack serves)
+// and returns the partner registry: the sandbox, then o.Partners.
+func (s *Stack) startSandbox(o Options) (*connectors.Registry, error) {
 	sbOpts := sandbox.Options{
 		Dir: filepath.Join(o.DataDir, "sandbox"), JWKSURL: s.URL + "/.well-known/jwks.json",
 		HTTPClient: connectors.NewHTTPClient(), Logger: o.Logger.Named("sandbox"),
@@ -164,103 +252,30 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		base := s.URL
 		sbOpts.AckURL = func(id string) string { return base + "/v1/transfers/" + id + "/ack" }
 	}
+	var err error
 	if s.Sandbox, err = sandbox.New(sbOpts); err != nil {
 		return nil, err
 	}
-	partners, err := connectors.NewRegistry(append([]connectors.Partner{{
+	return connectors.NewRegistry(append([]connectors.Partner{{
 		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
 		JWKSURL:     s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
 		Roles:       []connectors.Role{connectors.RolePush, connectors.RoleRequester},
 		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
 	}}, o.Partners...)...)
-	if err != nil {
-		return nil, err
-	}
-	if o.Seed {
-		if err := seed(ctx, s.Store); err != nil {
-			return nil, fmt.Errorf("seeding demo members: %w", err)
-		}
-	}
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
-		return nil, err
-	}
-	if o.PayerNPI == "" {
-		o.PayerNPI = OurNPI
-	}
-	us := fhir.Identifier{System: fhir.SystemNPI, Value: o.PayerNPI}
-	public, fhirBase := s.URL, "" // "": /fhir builds its URLs from each request
-	if o.PublicURL != "" {
-		public = strings.TrimRight(o.PublicURL, "/")
-		fhirBase = public + "/fhir"
-	}
-	// Partners may authenticate by SMART Backend Services; in dev, the
-	// X-P2P-Partner header also names the caller.
-	fhirAuth := app.NewSMARTAuth(public, signer, partners)
-	// The handler and the bulk member-match activities count each
-	// partner's failed matches together, in the store (as separate api and
-	// worker processes do), and share one request rate.
-	throttle := pdex.NewSharedThrottle(0, 0, 0, 0, s.Store)
-	fhirAPI, err := app.NewFHIRHandler(ctx, app.FHIRDeps{
-		Store: s.Store, Partners: partners, TrustHeader: PartnerHeader, Auth: fhirAuth, Logger: o.Logger.Named("fhir"),
-		Holder: pdex.Party{Identifiers: []fhir.Identifier{us}}, BaseURL: fhirBase,
-		Exports:     &workflows.ServeEngine{Client: s.Client, Store: s.Store, FileTTL: o.ExportFileTTL},
-		BulkMatches: &workflows.BulkMatchEngine{Client: s.Client},
-		Throttle:    throttle,
-		// Loopback: a client polls again after a second.
-		StatusRetryAfter: time.Second,
-	})
-	if err != nil {
-		return nil, err
-	}
-	fhirAPI = app.WithSMART(fhirAuth, fhirAPI)
-	srv, err := api.NewServer(api.Deps{
-		Store: s.Store, Engine: &workflows.Engine{Client: s.Client, Store: s.Store},
-		Keys: signer, Partners: api.PartnersFunc(partners.CanPush), Pullers: api.PartnersFunc(partners.CanPull), Logger: o.Logger.Named("api"), FHIR: fhirAPI,
-		Acks: &app.AckVerifier{Partners: partners},
-	})
-	if err != nil {
-		return nil, err
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.serve(runCtx, apiLn, srv.Handler())
-	s.serve(runCtx, sbLn, s.Sandbox.Handler())
-	served = true
-
-	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: s.Store, Partners: partners, Signer: signer, Logger: o.Logger.Named("worker"),
-		PHIRetention: o.Retention.PHIRetention, ImportDir: s.ImportDir, TrustHeader: PartnerHeader, Throttle: throttle,
-		Payer: activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem,
-			Identifiers: []fhir.Identifier{us}},
-		Transmitter: app.Transmitter(us)})
-	if err != nil {
-		return nil, err
-	}
-	s.worker = workflows.NewWorkers(s.Client, workflows.TaskQueue, partners.Partners(), acts, o.Worker)
-	if err := s.worker.Start(); err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	if err := workflows.EnsureSchedules(ctx, s.Client, workflows.ScheduleOptions{
-		CheckpointEvery: o.Retention.CheckpointInterval, PurgeEvery: o.Retention.PurgeInterval,
-	}); err != nil {
-		return nil, fmt.Errorf("maintenance schedules: %w", err)
-	}
-	// A crash between accepting a transfer and starting its workflow must
-	// lose nothing: start any such workflow now.
-	if _, err := srv.ResumePending(ctx, 0); err != nil {
-		return nil, fmt.Errorf("resuming pending transfers: %w", err)
-	}
-	return s, nil
 }
 
-func (s *Stack) serve(ctx context.Context, ln net.Listener, h http.Handler) {
+func (s *Stack) serve(ctx context.Context, ln net.Listener, serve func(context.Context, net.Listener) error) {
 	done := make(chan error, 1)
 	s.done = append(s.done, done)
-	go func() { done <- app.Serve(ctx, ln, h, 5*time.Second) }()
+	go func() { done <- serve(ctx, ln) }()
 }
 
 // Stop shuts the stack down: HTTP first, then the worker, then Temporal
 // and the store. Safe to call on a partly started stack.
 func (s *Stack) Stop() {
+	if s == nil {
+		return
+	}
 	if s.cancel != nil {
 		s.cancel()
 		for _, d := range s.done {
@@ -269,8 +284,8 @@ func (s *Stack) Stop() {
 			}
 		}
 	}
-	if s.worker != nil {
-		s.worker.Stop()
+	if s.Worker != nil {
+		s.Worker.Stop()
 	}
 	if s.Sandbox != nil {
 		if err := s.Sandbox.Close(); err != nil {

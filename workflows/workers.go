@@ -1,18 +1,94 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"sort"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/connectors/pdexclient"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/store"
 )
+
+// ActivityDeps are the dependencies of the worker's activities as the
+// composition root (package app) hands them over, so that app builds the
+// worker without depending on package activities.
+type ActivityDeps struct {
+	Store    store.Store
+	Matcher  activities.Matcher  // NewMatcher's
+	Partners activities.Partners // a *connectors.Registry or *connectors.Live
+	Signer   activities.Signer
+	Source   export.Source // nil: export.SyntheticSource
+	// ImportFHIR, when set, is our FHIR server imports write to after the
+	// NDJSON directory; nil: the directory only.
+	ImportFHIR activities.ImportLoader
+	// BulkMatch decides $bulk-member-match members (a *pdex.Matching over
+	// Matcher).
+	BulkMatch activities.MemberMatcher
+	Logger    *zap.Logger
+	// PHIRetention: how long PurgePHI keeps ended transfers' export
+	// payloads; 0: activities.DefaultPHIRetention.
+	PHIRetention time.Duration
+	// Transmitter is us as the Provenance of served exports names us.
+	Transmitter fhir.Reference
+	// ImportDir is the NDJSON sink of imports (P2P_IMPORT_DIR).
+	ImportDir string
+	// PayerName, PayerIdentifiers and MemberIDSystem are us as the
+	// consents and coverages of our imports name us.
+	PayerName        string
+	PayerIdentifiers []fhir.Identifier
+	MemberIDSystem   string
+	// PullTrustHeader is sent, with the partner's auth.client_id, to pull
+	// partners with auth none (loopback dev stacks).
+	PullTrustHeader string
+}
+
+// NewMatcher is the identity matcher over the member index of st, shared
+// by the worker's activities and the FHIR API of one process.
+func NewMatcher(st store.Store, cfg identity.Config, log *zap.Logger) *activities.IndexMatcher {
+	return &activities.IndexMatcher{Store: st, Logger: log, Config: cfg}
+}
+
+// NewActivities assembles the activities of the worker from d.
+func NewActivities(d ActivityDeps) *activities.Activities {
+	src := d.Source
+	if src == nil {
+		src = export.SyntheticSource{}
+	}
+	return &activities.Activities{
+		Store:        d.Store,
+		Matcher:      d.Matcher,
+		Partners:     d.Partners,
+		Pusher:       connectors.NewHTTPPusher(connectors.NewHTTPClient()),
+		Signer:       d.Signer,
+		Source:       src,
+		Logger:       d.Logger,
+		PHIRetention: d.PHIRetention,
+		Transmitter:  d.Transmitter,
+		Pull:         &pdexclient.Dialer{TrustHeader: d.PullTrustHeader},
+		Payer:        activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
+		ImportDir:    d.ImportDir,
+		ImportFHIR:   d.ImportFHIR,
+		BulkMatch:    d.BulkMatch,
+	}
+}
+
+var _ activities.PullClients = (*pdexclient.Dialer)(nil)
 
 // PartnerTaskQueue is the task queue of the activities that call one
 // partner, beside the transfers' queue q. Each partner has its own so that
@@ -29,10 +105,11 @@ type Workers struct {
 	acts      *activities.Activities
 	opts      worker.Options // of the transfers' worker; partners' take Identity and interceptors
 
-	mu      sync.Mutex
-	workers []worker.Worker
-	queues  []string
-	started bool
+	mu        sync.Mutex
+	workers   []worker.Worker
+	queues    []string
+	started   bool
+	schedules []string
 }
 
 // NewWorkers builds the workers of one process for the transfers' queue
@@ -45,7 +122,9 @@ func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner
 		taskQueue = TaskQueue
 	}
 	ws := &Workers{client: c, taskQueue: taskQueue, acts: acts, opts: o}
-	ws.add(taskQueue, NewWorker(c, taskQueue, acts, o))
+	transfers := &recorder{Worker: worker.New(c, taskQueue, o)}
+	Register(transfers, acts)
+	ws.add(taskQueue, transfers)
 	for _, p := range partners {
 		ws.add(PartnerTaskQueue(taskQueue, p.ID), ws.partnerWorker(p))
 	}
@@ -54,7 +133,7 @@ func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner
 
 func (ws *Workers) partnerWorker(p connectors.Partner) worker.Worker {
 	o := ws.opts
-	w := worker.New(ws.client, PartnerTaskQueue(ws.taskQueue, p.ID), worker.Options{
+	w := &recorder{Worker: worker.New(ws.client, PartnerTaskQueue(ws.taskQueue, p.ID), worker.Options{
 		DisableWorkflowWorker:              true,
 		TaskQueueActivitiesPerSecond:       p.RateLimit,
 		MaxConcurrentActivityExecutionSize: p.Concurrency,
@@ -64,7 +143,7 @@ func (ws *Workers) partnerWorker(p connectors.Partner) worker.Worker {
 		Identity:                         o.Identity,
 		Interceptors:                     o.Interceptors,
 		BackgroundActivityContext:        o.BackgroundActivityContext,
-	})
+	})}
 	RegisterPartnerActivities(w, ws.acts)
 	return w
 }
@@ -159,4 +238,81 @@ func (ws *Workers) Run(interrupt <-chan any) error {
 	<-interrupt
 	ws.Stop()
 	return nil
+}
+
+// EnsureSchedules creates or updates the maintenance schedules
+// (EnsureSchedules) for the workers' task queue, and remembers them for
+// Registered.
+func (ws *Workers) EnsureSchedules(ctx context.Context, o ScheduleOptions) error {
+	o.TaskQueue = ws.taskQueue
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = DefaultCheckpointInterval
+	}
+	if o.PurgeEvery <= 0 {
+		o.PurgeEvery = DefaultPurgeInterval
+	}
+	if err := EnsureSchedules(ctx, ws.client, o); err != nil {
+		return err
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.schedules = []string{
+		fmt.Sprintf("%s on %s every %v", AuditCheckpointScheduleID, o.TaskQueue, o.CheckpointEvery),
+		fmt.Sprintf("%s on %s every %v", RetentionPurgeScheduleID, o.TaskQueue, o.PurgeEvery),
+	}
+	return nil
+}
+
+// Registration is what a worker process serves: per task queue, the names
+// of the workflows ("workflow NAME") and activities ("activity NAME")
+// registered on it; and the maintenance schedules it ensured.
+type Registration struct {
+	Queues    map[string][]string
+	Schedules []string
+}
+
+// Registered returns what the workers registered, so that a test can
+// check that two ways of building a worker serve the same.
+func (ws *Workers) Registered() Registration {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	r := Registration{Queues: map[string][]string{}, Schedules: slices.Clone(ws.schedules)}
+	for i, w := range ws.workers {
+		if rec, ok := w.(*recorder); ok {
+			names := slices.Clone(rec.names)
+			sort.Strings(names)
+			r.Queues[ws.queues[i]] = names
+		}
+	}
+	return r
+}
+
+// recorder is a worker that remembers the names registered on it.
+type recorder struct {
+	worker.Worker
+	names []string
+}
+
+func (r *recorder) RegisterWorkflowWithOptions(w any, o workflow.RegisterOptions) {
+	r.names = append(r.names, "workflow "+o.Name)
+	r.Worker.RegisterWorkflowWithOptions(w, o)
+}
+
+func (r *recorder) RegisterActivityWithOptions(a any, o activity.RegisterOptions) {
+	r.names = append(r.names, "activity "+o.Name)
+	r.Worker.RegisterActivityWithOptions(a, o)
+}
+
+// RegisterActivity registers a function under its name or, as p2p does, a
+// struct's exported methods under theirs.
+func (r *recorder) RegisterActivity(a any) {
+	t := reflect.TypeOf(a)
+	if t.Kind() == reflect.Func {
+		r.names = append(r.names, "activity "+t.String())
+	} else {
+		for i := range t.NumMethod() {
+			r.names = append(r.names, "activity "+t.Method(i).Name)
+		}
+	}
+	r.Worker.RegisterActivity(a)
 }

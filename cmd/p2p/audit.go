@@ -31,17 +31,16 @@ var errAuditFailed = errors.New("audit verify: the audit log fails verification"
 
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2p audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	db := fs.String("database-url", app.Env("P2P_DATABASE_URL", filepath.Join(defaultDataDir, "p2p.db")),
-		"postgres://… or a SQLite file path (P2P_DATABASE_URL); default: the p2p dev store")
+		"postgres://… or a SQLite file path (P2P_DATABASE_URL)")
 	since := fs.String("since", "", "recompute from this position (a number) or the first event at or after this RFC 3339 time; the tree before it is trusted")
 	jwksArg := fs.String("jwks", "", "the JWK Set that verifies checkpoints: a file or an http(s) URL (e.g. https://p2p.example/.well-known/jwks.json)")
-	key := fs.String("signing-key", app.Env("P2P_SIGNING_KEY", ""), "our private signing key, JWK JSON file (P2P_SIGNING_KEY): its public JWKS verifies checkpoints when --jwks is not given")
-	if err := fs.Parse(args); err != nil {
+	key := fs.String("signing-key", app.Env("P2P_SIGNING_KEY", ""), "our private signing key, JWK JSON file, whose public JWKS verifies checkpoints when --jwks is not given (P2P_SIGNING_KEY)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("audit verify: unexpected arguments %v", fs.Args())
+		return usageError(fmt.Errorf("audit verify: unexpected arguments %v", fs.Args()))
 	}
 	jwks, err := loadJWKS(ctx, *jwksArg, *key, *db)
 	if err != nil {

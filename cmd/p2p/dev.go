@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -21,31 +22,41 @@ func init() {
 	commands["dev"] = command{"run everything in one process (embedded Temporal, SQLite, sandbox partner)", runDev}
 }
 
+// devFlags are the settings p2p dev shares with api and worker (the
+// others are fixed by the dev stack: SQLite in the data directory, the
+// embedded Temporal server, the sandbox partner, the trust header).
+const devFlags = app.FlagDev
+
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2p dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", defaultDataDir, "where the Temporal and p2p stores, the signing key and the sandbox log live")
-	addr := fs.String("addr", "127.0.0.1:8080", "API listen address")
+	dataDir := fs.String("data-dir", defaultDataDir, "where the Temporal and p2p stores, the signing key, imports and the sandbox log live")
 	noSeed := fs.Bool("no-seed", false, "do not load the demo members")
-	level := fs.String("log-level", app.Env("P2P_LOG_LEVEL", "info"), "log level")
-	if err := fs.Parse(args); err != nil {
+	// Loopback: a client polls a running export again after a second.
+	cfg := app.Config{StatusRetryAfter: time.Second, ShutdownTimeout: devstack.DefaultShutdownTimeout}
+	if err := cfg.Bind(fs, devFlags); err != nil {
 		return err
 	}
-	logger, err := app.NewLogger(*level, true)
-	if err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	retention, err := app.RetentionFromEnv()
-	if err == nil {
-		err = retention.Validate()
+	if fs.NArg() > 0 {
+		return usageError(fmt.Errorf("dev: unexpected arguments %v", fs.Args()))
 	}
+	if err := cfg.Retention.Validate(); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	logger, err := app.NewLogger(cfg.LogLevel, true)
 	if err != nil {
 		return err
 	}
 	defer logger.Sync() //nolint:errcheck // best effort at exit
-	s, err := devstack.Start(ctx, devstack.Options{DataDir: *dataDir, Addr: *addr, Seed: !*noSeed, Logger: logger, Retention: retention})
+	s, err := devstack.Start(ctx, devstack.Options{
+		DataDir: *dataDir, Addr: cfg.Addr, Seed: !*noSeed, Logger: logger, Retention: cfg.Retention,
+		PublicURL: cfg.PublicURL, SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR,
+		StatusRetryAfter: cfg.StatusRetryAfter, ShutdownTimeout: cfg.ShutdownTimeout,
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("dev: %w", err)
 	}
 	fmt.Fprintf(stdout, "p2p dev: API %s  (sandbox partner %q at %s, Temporal %s, data %s)\n",
 		s.URL, devstack.SandboxPartnerID, s.SandboxURL, s.Temporal.Address(), *dataDir)

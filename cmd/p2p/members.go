@@ -20,15 +20,14 @@ const importBatch = 1000
 
 func runMembersImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2p members import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	file := fs.String("file", "", "canonical member CSV (member_id,given,family,birth_date,sex,street,city,state,postal_code,phone)")
 	db := fs.String("database-url", app.Env("P2P_DATABASE_URL", filepath.Join(defaultDataDir, "p2p.db")),
-		"postgres://… or a SQLite file path (P2P_DATABASE_URL); default: the p2p dev store")
-	if err := fs.Parse(args); err != nil {
+		"postgres://… or a SQLite file path (P2P_DATABASE_URL)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *file == "" {
-		return errors.New("members import: --file is required")
+		return usageError(errors.New("members import: --file is required"))
 	}
 	f, err := os.Open(*file)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,57 +9,45 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
-	"github.com/p2p-payer/p2p/activities"
-	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
-	"github.com/p2p-payer/p2p/export"
-	"github.com/p2p-payer/p2p/fhir"
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store/dsn"
-	"github.com/p2p-payer/p2p/workflows"
 )
 
-// parse binds cfg's flags for which to a new flag set and parses args.
-func parse(name string, args []string, stderr io.Writer, which int) (*app.Config, *zap.Logger, error) {
+// parse binds cfg's flags for which to a new flag set and parses args
+// (help to stdout, errors to stderr).
+func parse(name string, args []string, stdout, stderr io.Writer, which int) (*app.Config, *zap.Logger, error) {
 	var cfg app.Config
 	fs := flag.NewFlagSet("p2p "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if which&app.FlagWorker != 0 {
-		var err error
-		if cfg.Retention, err = app.RetentionFromEnv(); err != nil {
-			return nil, nil, err
-		}
-	}
-	cfg.Bind(fs, which)
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.Bind(fs, which); err != nil {
 		return nil, nil, err
 	}
-	if which&app.FlagWorker != 0 {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return nil, nil, err
+	}
+	if which&(app.FlagWorker|app.FlagDev) != 0 {
 		if err := cfg.Retention.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	if fs.NArg() > 0 {
-		return nil, nil, fmt.Errorf("%s: unexpected arguments %v", name, fs.Args())
+		return nil, nil, usageError(fmt.Errorf("%s: unexpected arguments %v", name, fs.Args()))
 	}
 	if which&app.FlagDatabase != 0 && cfg.DatabaseURL == "" {
-		return nil, nil, errors.New(name + ": --database-url or P2P_DATABASE_URL is required")
+		return nil, nil, usageError(errors.New(name + ": --database-url or P2P_DATABASE_URL is required"))
 	}
 	logger, err := app.NewLogger(cfg.LogLevel, false)
 	return &cfg, logger, err
 }
 
-func runMigrate(ctx context.Context, args []string, _, stderr io.Writer) error {
-	cfg, logger, err := parse("migrate", args, stderr, app.FlagDatabase)
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, logger, err := parse("migrate", args, stdout, stderr, app.FlagDatabase)
 	if err != nil {
 		return err
 	}
@@ -71,78 +58,93 @@ func runMigrate(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return nil
 }
 
-func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
-	cfg, logger, err := parse("api", args, stderr, app.FlagDatabase|app.FlagTemporal|app.FlagAPI|app.FlagWorker)
-	if err != nil {
-		return err
-	}
-	defer logger.Sync() //nolint:errcheck // best effort at exit
-	// Load the TLS files before anything slow: a bad one fails at once.
-	tlsConfig, err := cfg.TLS.Config()
-	if err != nil {
-		return err
-	}
+// Flags of the production subcommands.
+const (
+	apiFlags    = app.FlagDatabase | app.FlagTemporal | app.FlagAPI
+	workerFlags = app.FlagDatabase | app.FlagTemporal | app.FlagWorker
+)
+
+// opened is what a production process opens from its configuration and
+// injects into app.NewAPI and app.NewWorker.
+type opened struct {
+	deps    app.Deps
+	live    *connectors.Live // nil without --partners
+	closers []func()
+}
+
+// open opens the store, the signing key, the partner registry (if
+// configured) and the Temporal client of cfg. On error, what it opened is
+// closed.
+func open(ctx context.Context, cfg *app.Config, logger *zap.Logger) (o *opened, err error) {
+	o = &opened{deps: app.Deps{Logger: logger}}
+	defer func() {
+		if err != nil {
+			o.Close()
+		}
+	}()
 	st, err := dsn.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return err
+		return o, err
 	}
-	defer st.Close()
-	signer, err := signing.Load(cfg.SigningKey)
-	if err != nil {
-		return err
+	o.deps.Store = st
+	o.closers = append(o.closers, func() { st.Close() })
+	if o.deps.Signer, err = signing.Load(cfg.SigningKey); err != nil {
+		return o, err
 	}
-	var partners *connectors.Live
 	if cfg.Partners != "" {
-		if partners, err = connectors.OpenLive(cfg.Partners); err != nil {
-			return err
+		if o.live, err = connectors.OpenLive(cfg.Partners); err != nil {
+			return o, err
 		}
-		go reloadOnHangup(ctx, partners, logger, nil)
+		o.deps.Partners = o.live
 	}
 	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
 	if err != nil {
-		return err
+		return o, err
 	}
-	defer c.Close()
-	deps := api.Deps{
-		Store: st, Engine: &workflows.Engine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
-		Keys: signer, Logger: logger, BaseURL: cfg.PublicURL,
+	o.deps.Temporal = c
+	o.closers = append(o.closers, c.Close)
+	return o, nil
+}
+
+// Close closes what open opened, last first.
+func (o *opened) Close() {
+	for i := len(o.closers) - 1; i >= 0; i-- {
+		o.closers[i]()
 	}
-	if partners != nil { // without a registry the workflow fails unknown partners
-		deps.Partners = api.PartnersFunc(partners.CanPush)
-		deps.Acks = &app.AckVerifier{Partners: partners}
-		deps.Pullers = api.PartnersFunc(partners.CanPull)
-		// The partner-facing FHIR API needs to know its callers.
-		holder := pdex.Party{}
-		if cfg.PayerIdentifier != "" {
-			id, err := app.ParseIdentifier(cfg.PayerIdentifier)
-			if err != nil {
-				return err
-			}
-			holder.Identifiers = []fhir.Identifier{id}
-		}
-		// Partners authenticate by SMART Backend Services (tokens from
-		// /fhir/auth/token), by TLS client certificates (P2P_TLS_CLIENT_CA_FILE),
-		// or through a gateway that sets a trusted header.
-		publicURL := cfg.PublicURL
-		if publicURL == "" && tlsConfig != nil {
-			publicURL = "https://" + cfg.Addr
-		} else if publicURL == "" {
-			publicURL = "http://" + cfg.Addr
-		}
-		auth := app.NewSMARTAuth(publicURL, signer, partners)
-		if deps.FHIR, err = app.NewFHIRHandler(ctx, app.FHIRDeps{
-			Store: st, Partners: partners, Holder: holder, TrustHeader: cfg.FHIRTrustHeader, Auth: auth, Logger: logger.Named("fhir"),
-			Exports:     &workflows.ServeEngine{Client: c, Store: st, TaskQueue: cfg.TaskQueue},
-			BulkMatches: &workflows.BulkMatchEngine{Client: c, TaskQueue: cfg.TaskQueue},
-			BaseURL:     publicFHIR(cfg.PublicURL),
-		}); err != nil {
-			return err
-		}
-		deps.FHIR = app.WithSMART(auth, deps.FHIR)
+}
+
+// newAPI builds the API of `p2p api` from its arguments.
+func newAPI(ctx context.Context, args []string, stdout, stderr io.Writer) (*app.API, *opened, *app.Config, error) {
+	cfg, logger, err := parse("api", args, stdout, stderr, apiFlags)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	srv, err := api.NewServer(deps)
+	// Check the TLS files before anything slow: a bad one fails at once.
+	if _, err := cfg.TLS.Config(); err != nil {
+		return nil, nil, nil, err
+	}
+	o, err := open(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a, err := app.NewAPI(ctx, *cfg, o.deps)
+	if err != nil {
+		o.Close()
+		return nil, nil, nil, err
+	}
+	return a, o, cfg, nil
+}
+
+func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a, o, cfg, err := newAPI(ctx, args, stdout, stderr)
 	if err != nil {
 		return err
+	}
+	defer o.Close()
+	logger := o.deps.Logger
+	defer logger.Sync() //nolint:errcheck // best effort at exit
+	if o.live != nil {
+		go reloadOnHangup(ctx, o.live, logger, nil)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -150,77 +152,45 @@ func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	// Transfers accepted just before a crash may never have had their
 	// workflow started; start them now (idempotent).
-	if n, err := srv.ResumePending(ctx, 30*time.Second); err != nil {
+	if n, err := a.ResumePending(ctx, 30*time.Second); err != nil {
 		logger.Warn("resuming pending transfers", zap.Error(err))
 	} else if n > 0 {
 		logger.Info("resumed pending transfers", zap.Int("count", n))
 	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
-	}
-	logger.Info("api listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", tlsConfig != nil),
-		zap.Bool("client_certs", tlsConfig != nil && tlsConfig.ClientCAs != nil))
-	return app.Serve(ctx, ln, srv.Handler(), cfg.ShutdownTimeout)
+	return a.Serve(ctx, ln)
 }
 
-func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
-	cfg, logger, err := parse("worker", args, stderr, app.FlagDatabase|app.FlagTemporal|app.FlagWorker)
+// newWorker builds the worker of `p2p worker` from its arguments.
+func newWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (*app.Worker, *opened, error) {
+	cfg, logger, err := parse("worker", args, stdout, stderr, workerFlags)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer logger.Sync() //nolint:errcheck // best effort at exit
 	if cfg.Partners == "" {
-		return errors.New("worker: --partners or P2P_PARTNERS is required")
+		return nil, nil, usageError(errors.New("worker: --partners or P2P_PARTNERS is required"))
 	}
-	st, err := dsn.Open(ctx, cfg.DatabaseURL)
+	o, err := open(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := app.NewWorker(ctx, *cfg, o.deps)
+	if err != nil {
+		o.Close()
+		return nil, nil, err
+	}
+	return w, o, nil
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	w, o, err := newWorker(ctx, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	signer, err := signing.Load(cfg.SigningKey)
-	if err != nil {
-		return err
-	}
-	partners, err := connectors.OpenLive(cfg.Partners)
-	if err != nil {
-		return err
-	}
-	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if cfg.ImportDir == "" {
-		logger.Warn("imports fail: no --import-dir (P2P_IMPORT_DIR) to write pulled member data to")
-	}
-	var us fhir.Identifier
-	payer := activities.Payer{Name: export.DefaultPayerName, MemberIDSystem: export.DefaultMemberIDSystem}
-	if cfg.PayerIdentifier != "" {
-		if us, err = app.ParseIdentifier(cfg.PayerIdentifier); err != nil {
-			return err
-		}
-		payer.Identifiers = []fhir.Identifier{us}
-	}
-	acts, err := app.NewActivities(ctx, app.ActivityDeps{Store: st, Partners: partners, Signer: signer, Logger: logger,
-		PHIRetention: cfg.Retention.PHIRetention, ImportDir: cfg.ImportDir, Payer: payer, Transmitter: app.Transmitter(us),
-		SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR})
-	if err != nil {
-		return err
-	}
-	w := workflows.NewWorkers(c, cfg.TaskQueue, partners.Partners(), acts, worker.Options{})
-	go reloadOnHangup(ctx, partners, logger, func() error { return w.Ensure(partners.Partners()) })
-	// Every worker ensures the maintenance schedules: idempotent, and the
-	// intervals follow the configuration of the worker started last.
-	r := cfg.Retention
-	if err := workflows.EnsureSchedules(ctx, c, workflows.ScheduleOptions{
-		TaskQueue: cfg.TaskQueue, CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval,
-	}); err != nil {
-		return err
-	}
-	logger.Info("worker running", zap.Strings("task_queues", w.Queues()),
-		zap.Duration("audit_checkpoint_interval", r.CheckpointInterval), zap.String("phi_retention", app.FormatDuration(r.PHIRetention)),
-		zap.String("audit_retention", app.FormatDuration(r.AuditRetention)))
-	return w.Run(interruptOn(ctx))
+	defer o.Close()
+	logger := o.deps.Logger
+	defer logger.Sync() //nolint:errcheck // best effort at exit
+	go reloadOnHangup(ctx, o.live, logger, func() error { return w.Ensure(o.live) })
+	return w.Run(ctx)
 }
 
 // reloadOnHangup reloads the partner registry on each SIGHUP until ctx
@@ -250,36 +220,24 @@ func reloadOnHangup(ctx context.Context, l *connectors.Live, logger *zap.Logger,
 	}
 }
 
-// interruptOn adapts ctx to the worker's interrupt channel.
-func interruptOn(ctx context.Context) <-chan any {
-	ch := make(chan any)
-	go func() { <-ctx.Done(); close(ch) }()
-	return ch
-}
-
 func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2p keys generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("out", "", "path of the private JWK file to create (mode 0600)")
-	if err := fs.Parse(args); err != nil {
+	out := fs.String("out", "", "path of the private JWK file to create (mode 0600); an existing one is kept")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *out == "" {
-		return errors.New("keys generate: --out is required")
+		return usageError(errors.New("keys generate: --out is required"))
 	}
+	_, statErr := os.Stat(*out)
 	s, err := signing.LoadOrCreate(*out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "signing key %s (kid %s)\n", *out, s.KID())
-	return nil
-}
-
-// publicFHIR is the public URL of /fhir under the API's public URL, or ""
-// (the FHIR API then builds its URLs from each request).
-func publicFHIR(public string) string {
-	if public == "" {
-		return ""
+	if statErr == nil {
+		fmt.Fprintf(stdout, "signing key %s exists: kept it (kid %s); remove the file to create a new one\n", *out, s.KID())
+		return nil
 	}
-	return strings.TrimRight(public, "/") + "/fhir"
+	fmt.Fprintf(stdout, "signing key %s created (kid %s)\n", *out, s.KID())
+	return nil
 }

@@ -1,0 +1,327 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/p2p-payer/p2p/api"
+	"github.com/p2p-payer/p2p/connectors/fhirrest"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/workflows"
+)
+
+// Partners is the partner registry the API and the worker read: a
+// *connectors.Registry or, reloaded on SIGHUP, a *connectors.Live.
+type Partners interface {
+	PartnerList
+	CanPush(id string) bool
+	CanPull(id string) bool
+}
+
+// Deps are what the caller of NewAPI and NewWorker opened and injects
+// beside the Config: production opens them from the Config (cmd/p2p), the
+// dev stack from its data directory, with what only dev has.
+type Deps struct {
+	Store    store.Store   // required
+	Temporal client.Client // required
+	Signer   *signing.Signer
+	// Partners is the registry; the worker requires one. Without one the
+	// API serves no /fhir, refuses acknowledgements and accepts every
+	// partner id (the workflow then fails unknown ones).
+	Partners Partners
+	Logger   *zap.Logger // nil: no logging
+	// Worker configures the transfers' worker (zero: the SDK's defaults).
+	Worker worker.Options
+	// ExportFileTTL is how long the files of a bulk export served to a
+	// partner stay downloadable; 0: workflows.DefaultFileTTL.
+	ExportFileTTL time.Duration
+	// PullTrustHeader is sent, with the partner's auth.client_id, to pull
+	// partners with auth none: other dev stacks on loopback.
+	PullTrustHeader string
+}
+
+func (d Deps) check(what string) error {
+	switch {
+	case d.Store == nil:
+		return fmt.Errorf("app: the %s needs the store", what)
+	case d.Temporal == nil:
+		return fmt.Errorf("app: the %s needs the Temporal client", what)
+	case d.Signer == nil:
+		return fmt.Errorf("app: the %s needs the signing key", what)
+	}
+	return nil
+}
+
+func (d Deps) logger() *zap.Logger {
+	if d.Logger == nil {
+		return zap.NewNop()
+	}
+	return d.Logger
+}
+
+// us is our payer identifier (cfg.PayerIdentifier); zero when unset.
+func (c Config) us() (fhir.Identifier, []fhir.Identifier, error) {
+	if c.PayerIdentifier == "" {
+		return fhir.Identifier{}, nil, nil
+	}
+	id, err := ParseIdentifier(c.PayerIdentifier)
+	if err != nil {
+		return id, nil, err
+	}
+	return id, []fhir.Identifier{id}, nil
+}
+
+// publicURL is how partners reach the API: PublicURL, or the listen
+// address.
+func (c Config) publicURL() string {
+	switch {
+	case c.PublicURL != "":
+		return strings.TrimRight(c.PublicURL, "/")
+	case c.TLS.Enabled():
+		return "https://" + c.Addr
+	}
+	return "http://" + c.Addr
+}
+
+// API is the API server of one process: the REST API, and /fhir for
+// partners when there is a partner registry.
+type API struct {
+	server  *api.Server
+	tls     *tls.Config
+	timeout time.Duration
+	log     *zap.Logger
+}
+
+// NewAPI builds the API server from cfg and d: the /v1 REST API and, with
+// a partner registry, the partner-facing /fhir (member-match, bulk export,
+// bulk member-match, SMART Backend Services), its failed matches counted
+// in the store so that every process shares the count.
+func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
+	if err := d.check("API"); err != nil {
+		return nil, err
+	}
+	tlsConfig, err := cfg.TLS.Config()
+	if err != nil {
+		return nil, err
+	}
+	log := d.logger()
+	deps := api.Deps{
+		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
+		Keys: d.Signer, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
+	}
+	if d.Partners != nil {
+		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
+		deps.Pullers = api.PartnersFunc(d.Partners.CanPull)
+		deps.Acks = &AckVerifier{Partners: d.Partners}
+		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := api.NewServer(deps)
+	if err != nil {
+		return nil, err
+	}
+	return &API{server: srv, tls: tlsConfig, timeout: cfg.ShutdownTimeout, log: log}, nil
+}
+
+// Handler serves the API.
+func (a *API) Handler() http.Handler { return a.server.Handler() }
+
+// ResumePending starts the workflows of transfers accepted more than
+// olderThan ago whose workflow never started (a crash in between).
+func (a *API) ResumePending(ctx context.Context, olderThan time.Duration) (int, error) {
+	return a.server.ResumePending(ctx, olderThan)
+}
+
+// Serve serves the API on ln, with TLS when configured, until ctx is done,
+// then drains in-flight requests for the shutdown timeout.
+func (a *API) Serve(ctx context.Context, ln net.Listener) error {
+	if a.tls != nil {
+		ln = tls.NewListener(ln, a.tls)
+	}
+	a.log.Info("api listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", a.tls != nil),
+		zap.Bool("client_certs", a.tls != nil && a.tls.ClientCAs != nil))
+	timeout := a.timeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	return Serve(ctx, ln, a.Handler(), timeout)
+}
+
+// Routes lists the routes served ("METHOD /pattern"), sorted; a handler
+// mounted without a router of its own is listed as "* /pattern".
+func (a *API) Routes() []string {
+	var out []string
+	walk(a.Handler(), "", &out)
+	sort.Strings(out)
+	return out
+}
+
+func walk(h any, prefix string, out *[]string) {
+	r, ok := h.(chi.Routes)
+	if !ok {
+		*out = append(*out, "* "+prefix)
+		return
+	}
+	for _, rt := range r.Routes() {
+		pattern := prefix + strings.TrimSuffix(rt.Pattern, "/*")
+		if rt.SubRoutes != nil {
+			walk(rt.SubRoutes, pattern, out)
+			continue
+		}
+		if h, ok := rt.Handlers["*"]; ok && strings.HasSuffix(rt.Pattern, "/*") {
+			walk(h, pattern, out)
+			continue
+		}
+		for m := range rt.Handlers {
+			*out = append(*out, m+" "+prefix+rt.Pattern)
+		}
+	}
+}
+
+// Worker is the worker of one process: the transfers' worker, a worker
+// per partner, and the maintenance schedules it ensures at start.
+type Worker struct {
+	workers   *workflows.Workers
+	schedules workflows.ScheduleOptions
+	cfg       Config
+	log       *zap.Logger
+}
+
+// NewWorker builds the worker from cfg and d, with the identity index
+// loaded, so that the first transfer does not wait for it. It starts
+// nothing: Start or Run does.
+func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
+	if err := d.check("worker"); err != nil {
+		return nil, err
+	}
+	if d.Partners == nil {
+		return nil, errors.New("app: the worker needs the partner registry")
+	}
+	log := d.logger()
+	us, ids, err := cfg.us()
+	if err != nil {
+		return nil, err
+	}
+	matcher, err := newMatcher(ctx, d.Store, log)
+	if err != nil {
+		return nil, err
+	}
+	deps := workflows.ActivityDeps{
+		Store: d.Store, Matcher: matcher, Partners: d.Partners, Signer: d.Signer, Logger: log.Named("worker"),
+		PHIRetention: cfg.Retention.PHIRetention, Transmitter: Transmitter(us), ImportDir: cfg.ImportDir,
+		PayerName: export.DefaultPayerName, PayerIdentifiers: ids, MemberIDSystem: export.DefaultMemberIDSystem,
+		PullTrustHeader: d.PullTrustHeader,
+		// $bulk-member-match members are decided as $member-match decides
+		// (pdex.Matching), with the same matcher, their failed matches
+		// counted in the store with the FHIR API's.
+		BulkMatch: &pdex.Matching{
+			Matcher: matcher, Parties: func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
+			Holder:   pdex.Party{Identifiers: ids},
+			Throttle: pdex.NewSharedThrottle(0, 0, 0, 0, d.Store),
+		},
+	}
+	if cfg.SourceFHIR.URL != "" {
+		sys := cfg.SourceFHIR.MemberIDSystem
+		if sys == "" {
+			sys = export.DefaultMemberIDSystem
+		}
+		c, err := cfg.SourceFHIR.config()
+		if err == nil {
+			deps.Source, err = fhirrest.NewSource(fhirrest.SourceConfig{Config: c, MemberIDSystem: sys})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("source FHIR server: %w", err)
+		}
+	}
+	if cfg.ImportFHIR.URL != "" {
+		c, err := cfg.ImportFHIR.config()
+		if err != nil {
+			return nil, fmt.Errorf("import FHIR server: %w", err)
+		}
+		sink, err := fhirrest.NewSink(fhirrest.SinkConfig{Config: c})
+		if err != nil {
+			return nil, fmt.Errorf("import FHIR server: %w", err)
+		}
+		deps.ImportFHIR = sink
+	}
+	if cfg.ImportDir == "" {
+		log.Warn("imports fail: no --import-dir (P2P_IMPORT_DIR) to write pulled member data to")
+	}
+	r := cfg.Retention
+	return &Worker{
+		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), d.Worker),
+		schedules: workflows.ScheduleOptions{CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval},
+		cfg:       cfg, log: log,
+	}, nil
+}
+
+// Start ensures the maintenance schedules, then starts the workers. Every
+// worker ensures them: idempotent, and the intervals follow the
+// configuration of the worker started last.
+func (w *Worker) Start(ctx context.Context) error {
+	if err := w.workers.EnsureSchedules(ctx, w.schedules); err != nil {
+		return fmt.Errorf("maintenance schedules: %w", err)
+	}
+	if err := w.workers.Start(); err != nil {
+		return err
+	}
+	r := w.cfg.Retention
+	w.log.Info("worker running", zap.Strings("task_queues", w.workers.Queues()),
+		zap.Duration("audit_checkpoint_interval", r.CheckpointInterval), zap.String("phi_retention", FormatDuration(r.PHIRetention)),
+		zap.String("audit_retention", FormatDuration(r.AuditRetention)))
+	return nil
+}
+
+// Run starts the worker and runs it until ctx is done.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// Stop stops the workers.
+func (w *Worker) Stop() { w.workers.Stop() }
+
+// Ensure adds a worker for each partner that has none (after the registry
+// was reloaded).
+func (w *Worker) Ensure(partners Partners) error { return w.workers.Ensure(partners.Partners()) }
+
+// Registered is what the worker registered: per task queue the workflow
+// and activity names, and the schedules once Start ensured them.
+func (w *Worker) Registered() workflows.Registration { return w.workers.Registered() }
+
+// newMatcher is the identity matcher of the worker and the FHIR API, with
+// the decision thresholds the environment sets (identity.ConfigFromEnv),
+// its index loaded.
+func newMatcher(ctx context.Context, st store.Store, log *zap.Logger) (pdex.Matcher, error) {
+	cfg, err := identity.ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	m := workflows.NewMatcher(st, cfg, log)
+	if err := m.Warm(ctx); err != nil {
+		return nil, fmt.Errorf("loading the identity index: %w", err)
+	}
+	return m, nil
+}
