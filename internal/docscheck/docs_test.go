@@ -26,14 +26,6 @@ const maxREADMELines = 250
 // may name, in this order.
 var setupCommands = []string{"go run ./cmd/p2p dev", "make test"}
 
-// awaitingMerge lists files the docs link to that another branch of the
-// same change adds. Each may be missing only while it does not exist: once
-// it does, TestLinks fails until it is removed from here, so the exemption
-// cannot outlive its reason.
-var awaitingMerge = map[string]bool{
-	"docs/configuration.md": true, // the configuration reference, generated from the flag definitions
-}
-
 // doc is one Markdown file, split into the prose a reader sees and the code
 // (fenced blocks and inline spans) a reader runs.
 type doc struct {
@@ -171,9 +163,7 @@ func TestLinks(t *testing.T) {
 					continue
 				}
 				if _, err := os.Stat(abs); err != nil {
-					if !awaitingMerge[rel] {
-						t.Errorf("%s: link %q: %s does not exist", d.path, target, rel)
-					}
+					t.Errorf("%s: link %q: %s does not exist", d.path, target, rel)
 					continue
 				}
 				if anchor == "" {
@@ -193,11 +183,6 @@ func TestLinks(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("found no relative links at all: the link pattern is broken")
 	}
-	for rel := range awaitingMerge {
-		if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); err == nil {
-			t.Errorf("%s exists now: remove it from awaitingMerge", rel)
-		}
-	}
 }
 
 // TestREADMELinksEveryDoc checks that a reader of the README can reach
@@ -214,11 +199,6 @@ func TestREADMELinksEveryDoc(t *testing.T) {
 	for _, d := range docs(t)[1:] {
 		if !linked[d.path] {
 			t.Errorf("README.md does not link %s", d.path)
-		}
-	}
-	for rel := range awaitingMerge {
-		if !linked[rel] {
-			t.Errorf("README.md does not link %s", rel)
 		}
 	}
 }
