@@ -41,7 +41,7 @@ type auditLine struct {
 // many there are.
 type auditStream struct {
 	ctx    context.Context
-	store  store.Store
+	store  store.AuditLog
 	filter store.AuditFilter
 	format GetAuditEventsParamsFormat
 	now    time.Time // the Bundle's timestamp

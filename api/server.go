@@ -66,11 +66,27 @@ type PartnersFunc func(id string) bool
 // Has reports f(id).
 func (f PartnersFunc) Has(id string) bool { return f(id) }
 
+// Store is what the API needs of the store: the roles it serves and
+// records (match grants and failed matches are the FHIR API's), and Ping
+// for readiness.
+type Store interface {
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+
+	store.Members
+	store.Transfers
+	store.Idempotency
+	store.Timelines
+	store.AuditLog
+	store.Artifacts
+	store.IdentityGraph
+}
+
 // Deps are the Server's dependencies.
 type Deps struct {
-	Store  store.Store // required
-	Engine Engine      // required
-	Keys   KeySet      // required
+	Store  Store  // required
+	Engine Engine // required
+	Keys   KeySet // required
 	// Partners, when set, makes POST /v1/transfers reject unknown partners
 	// with 422 unknown-partner. When nil every partner id is accepted and
 	// the workflow fails unknown ones with unknown_partner.
@@ -99,7 +115,7 @@ type Deps struct {
 
 // Server implements the API v1 handlers over its Deps.
 type Server struct {
-	store    store.Store
+	store    Store
 	engine   Engine
 	keys     KeySet
 	partners Partners

@@ -16,7 +16,7 @@ import (
 
 // Hashes is the store's audit tree as a tlog.HashReader, for tlog's tree
 // hashes and proofs.
-func Hashes(ctx context.Context, s store.Store) tlog.HashReader {
+func Hashes(ctx context.Context, s store.AuditLog) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		return s.ReadAuditHashes(ctx, indexes)
 	})
@@ -31,7 +31,7 @@ type Head struct {
 }
 
 // TreeHead returns the current head of the store's audit log.
-func TreeHead(ctx context.Context, s store.Store) (Head, error) {
+func TreeHead(ctx context.Context, s store.AuditLog) (Head, error) {
 	n, err := s.AuditSize(ctx)
 	if err != nil {
 		return Head{}, err
@@ -40,7 +40,7 @@ func TreeHead(ctx context.Context, s store.Store) (Head, error) {
 }
 
 // HeadAt returns the head of the store's audit log at size n.
-func HeadAt(ctx context.Context, s store.Store, n int64) (Head, error) {
+func HeadAt(ctx context.Context, s store.AuditLog, n int64) (Head, error) {
 	root, err := tlog.TreeHash(n, Hashes(ctx, s))
 	if err != nil {
 		return Head{}, fmt.Errorf("audit: tree hash at %d: %w", n, err)
@@ -67,7 +67,7 @@ type Signer interface {
 
 // Checkpoint signs the current tree head at now, stores the checkpoint and
 // returns it.
-func Checkpoint(ctx context.Context, s store.Store, signer Signer, now time.Time) (store.Checkpoint, error) {
+func Checkpoint(ctx context.Context, s store.AuditLog, signer Signer, now time.Time) (store.Checkpoint, error) {
 	h, err := TreeHead(ctx, s)
 	if err != nil {
 		return store.Checkpoint{}, err
@@ -120,7 +120,7 @@ func OpenCheckpoint(jws string, jwks []byte) (Head, time.Time, string, error) {
 
 // Prove returns the inclusion proof of the entry at position pos in the
 // tree of size n (pos < n): the RFC 6962 audit path, leaf to root.
-func Prove(ctx context.Context, s store.Store, pos, n int64) (tlog.RecordProof, error) {
+func Prove(ctx context.Context, s store.AuditLog, pos, n int64) (tlog.RecordProof, error) {
 	if pos < 0 || pos >= n {
 		return nil, fmt.Errorf("audit: position %d is not in a tree of size %d", pos, n)
 	}
@@ -168,7 +168,7 @@ var emptyRoot = [32]byte{
 
 // prefixRange is the compact range of the first n leaves, from the
 // store's stored hashes.
-func prefixRange(ctx context.Context, s store.Store, n int64) (*compactRange, error) {
+func prefixRange(ctx context.Context, s store.AuditLog, n int64) (*compactRange, error) {
 	var idx []int64
 	start := int64(0)
 	for level := 62; level >= 0; level-- {

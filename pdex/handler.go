@@ -106,7 +106,7 @@ type Deps struct {
 	// grants, the exports' transfers and their files; nil: nothing is
 	// recorded.
 	Exports Exports
-	Store   store.Store
+	Store   Store
 	// BulkMatches, with Store, serves $bulk-member-match (bulkmatch.go);
 	// nil: that route answers 404. MaxBulkMembers bounds a batch; 0:
 	// DefaultMaxBulkMembers.
@@ -135,6 +135,19 @@ type Deps struct {
 	DigestKey []byte
 	Logger    *zap.Logger      // nil: no logging
 	Now       func() time.Time // nil: time.Now
+}
+
+// Store is what the FHIR API needs of the store: the transfers it records
+// $member-match and $bulk-member-match as (with their idempotency keys
+// and timelines), the artifacts of exports and batches, match grants, and
+// the presentation key of the identity graph.
+type Store interface {
+	store.Transfers
+	store.Idempotency
+	store.Timelines
+	store.Artifacts
+	store.Grants
+	store.IdentityGraph
 }
 
 // Handler serves /fhir. Mount it at /fhir (chi: r.Mount("/fhir", h)); on

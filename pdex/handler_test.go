@@ -648,7 +648,7 @@ func TestFailedMatchCapShared(t *testing.T) {
 	}
 }
 
-// failingFailures is a FailureStore that is down.
+// failingFailures is a store.FailedMatches that is down.
 type failingFailures struct{}
 
 func (failingFailures) AppendMatchFailure(context.Context, string, time.Time, time.Time) error {

@@ -51,7 +51,7 @@ const OperationMemberMatch = transfer.OperationMemberMatch
 
 // matchRecord is one $member-match being recorded as a transfer.
 type matchRecord struct {
-	st        store.Store
+	st        Store
 	id        string // the transfer's id, and the request's
 	requester string
 	clientID  string

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/p2p-payer/p2p/store"
 )
 
 // Defaults of the brute-force throttle. A new payer calls $member-match
@@ -20,31 +22,19 @@ const (
 	DefaultFailureWindow = 15 * time.Minute
 )
 
-// FailureStore keeps failed matches where every process sees them
-// (store.Store is one): a partner's count is then one across the API and
-// worker processes and their replicas, and survives restarts.
-type FailureStore interface {
-	// AppendMatchFailure records a failed match by requester at at, and
-	// forgets requester's failures before forgetBefore.
-	AppendMatchFailure(ctx context.Context, requester string, at, forgetBefore time.Time) error
-	// MatchFailures returns the times of requester's failed matches after
-	// after, newest first, at most limit.
-	MatchFailures(ctx context.Context, requester string, after time.Time, limit int) ([]time.Time, error)
-}
-
 // Throttle limits each requester: a token bucket for the request rate and
 // a cap on failed matches in a sliding window: a requester with
 // maxFailures failures in the last window is refused until the oldest of
 // them leaves it. A success does not reset the count: a prober could
 // otherwise interleave a member it knows. The rate is this process's; the
-// failures are counted in a FailureStore if it has one (NewSharedThrottle),
+// failures are counted in the store if it has one (NewSharedThrottle),
 // else in this process's memory.
 type Throttle struct {
 	limit       rate.Limit
 	burst       int
 	maxFailures int
 	window      time.Duration
-	failures    FailureStore // nil: in memory
+	failures    store.FailedMatches // nil: in memory
 
 	mu sync.Mutex
 	by map[string]*requesterState // requesters are registered partners: a bounded set
@@ -75,8 +65,9 @@ func NewThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration)
 }
 
 // NewSharedThrottle is NewThrottle with the failed matches counted in fs,
-// shared by every process over it.
-func NewSharedThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration, fs FailureStore) *Throttle {
+// where every process sees them: a partner's count is then one across the
+// API and worker processes and their replicas, and survives restarts.
+func NewSharedThrottle(limit rate.Limit, burst, maxFailures int, window time.Duration, fs store.FailedMatches) *Throttle {
 	t := NewThrottle(limit, burst, maxFailures, window)
 	t.failures = fs
 	return t

@@ -29,8 +29,15 @@ const PriorityMemberRequest = 1
 // Engine starts and steers transfer workflows for the API.
 type Engine struct {
 	Client    client.Client
-	Store     store.Store
+	Store     EngineStore
 	TaskQueue string // TaskQueue when empty
+}
+
+// EngineStore is what Engine needs of the store: the transfer it starts
+// or steers, and the artifact a review note is kept as.
+type EngineStore interface {
+	store.Transfers
+	store.Artifacts
 }
 
 func (e *Engine) queue() string {

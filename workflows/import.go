@@ -88,6 +88,9 @@ func (r *importRun) enter(ctx workflow.Context, in activities.RecordInput) error
 	return nil
 }
 
+// steps runs the import from pending to complete. A failure the import
+// ends with is returned as such; an error is an activity that gave up, or
+// a cancellation (importFailureOf maps it).
 func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	ids := activities.ImportInput{TransferID: r.in.TransferID, PartnerID: r.in.PartnerID}
 	if err := r.enter(ctx, activities.Step(transfer.ImportPending(r.in.PartnerID))); err != nil {
@@ -97,110 +100,47 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameMatchAtPartner), a.MatchAtPartner, ids).Get(ctx, &m); err != nil {
 		return nil, err
 	}
-	switch m.Status {
-	case transfer.IdentityResolved:
-	case transfer.ErrorConsentDenied:
-		r.identity = transfer.IdentityOutcome{Status: transfer.IdentityPending}
-		return &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: "the old payer cannot honour the member's consent"}, nil
-	default:
-		r.identity = transfer.IdentityOutcome{Status: transfer.IdentityNoMatch}
-		detail := "no member matches at the old payer"
-		if m.Reason != "" && m.Reason != transfer.ErrorNoMatch {
-			detail = "the old payer found several members (" + m.Reason + "); send more of the member's details"
-		}
-		return &transfer.ErrorInfo{Type: transfer.ErrorNoMatch, Detail: detail}, nil
+	if f := r.identify(m); f != nil {
+		return f, nil
 	}
-	r.identity = transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: m.MemberID, Score: 1,
-		Rationale: &transfer.Rationale{Rule: "partner_member_match", Summary: "matched by the old payer's $member-match"}}
-	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: m.ConsentID, Scope: m.Scope, CheckedAt: workflow.Now(ctx).UTC()}
-	verified := activities.Step(transfer.ImportVerified(r.in.PartnerID, m.MemberID, m.PatientID, m.ConsentID, m.Scope))
-	verified.Identity, verified.Consent = &r.identity, &consent
-	if err := r.enter(ctx, verified); err != nil {
+	if err := r.enter(ctx, r.verified(ctx, m)); err != nil {
 		return nil, err
 	}
-
 	var plan activities.Plan
 	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePlanImport), a.PlanImport, ids).Get(ctx, &plan); err != nil {
 		return nil, err
 	}
-	var (
-		polled activities.Polled
-		files  []transfer.ExportFile
-		round  int
-	)
-	for round = 1; ; round++ {
-		if round > MaxKickOffs {
-			return &transfer.ErrorInfo{Type: transfer.ErrorExportExpired,
-				Detail: fmt.Sprintf("the export expired at the old payer %d times before it was downloaded", MaxKickOffs)}, nil
-		}
-		if round > 1 {
-			if err := r.enter(ctx, activities.Step(transfer.BulkRekicked(round))); err != nil {
-				return nil, err
-			}
-		}
-		var k activities.KickedOff
-		if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameKickOffImport), a.KickOffImport, activities.KickOffInput{
-			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, PatientID: m.PatientID, Types: plan.Types, Since: plan.Since, Round: round,
-		}).Get(ctx, &k); err != nil {
-			return nil, err
-		}
-		r.statusURL = k.StatusURL
-		var (
-			f       *transfer.ErrorInfo
-			expired bool
-			err     error
-		)
-		if polled, expired, f, err = r.poll(ctx, k); f != nil || err != nil {
-			return f, err
-		}
-		if expired {
-			continue
-		}
-		if err := r.recordManifest(ctx, round, polled); err != nil {
-			return nil, err
-		}
-		if files, expired, err = r.download(ctx, round, polled.Status.Complete.Manifest); err != nil {
-			return nil, err
-		}
-		if !expired {
-			break
-		}
-		if err := r.deleteExpired(ctx, round, k.StatusURL); err != nil {
-			return nil, err
-		}
+	got, err := r.fetch(ctx, m.PatientID, plan)
+	if err != nil || got.failure != nil {
+		return got.failure, err
 	}
+	return nil, r.deliver(ctx, got)
+}
 
-	man := polled.Status.Complete.Manifest
-	tt := man.TransactionTime.UTC()
-	info := transfer.ExportInfo{ManifestSHA256: polled.ManifestSHA256, Files: files, TransactionTime: &tt, Partial: len(man.Error) > 0}
-	resources := 0
-	for _, f := range files {
-		if f.Type != "OperationOutcome" {
-			resources += f.Count
-		}
+// deliver records the fetched files as the import's payload, moves them
+// into the sink, records its receipt, tells the old payer it may drop the
+// export and completes the import.
+func (r *importRun) deliver(ctx workflow.Context, got fetched) error {
+	info := got.info()
+	if err := r.enter(ctx, got.prepared(info)); err != nil {
+		return err
 	}
-	prepared := activities.Step(transfer.ImportPrepared(info, resources, round))
-	prepared.Export = &info
-	if err := r.enter(ctx, prepared); err != nil {
-		return nil, err
-	}
-
 	var d activities.Delivered
 	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameDeliverImport), a.DeliverImport, activities.DeliverInput{
-		TransferID: r.in.TransferID, Round: round, Files: files,
+		TransferID: r.in.TransferID, Round: got.round, Files: got.files,
 	}).Get(ctx, &d); err != nil {
-		return nil, err
+		return err
 	}
 	r.staged = false
 	if err := r.enter(ctx, activities.Step(transfer.ImportSent(d.Sink, d.Location, d.Files))); err != nil {
-		return nil, err
+		return err
 	}
 	acked := info
 	acked.ReceiptID = d.ReceiptID
 	ackStep := activities.Step(transfer.ImportAcknowledged(d.Sink, d.ReceiptID))
 	ackStep.Export = &acked
 	if err := r.enter(ctx, ackStep); err != nil {
-		return nil, err
+		return err
 	}
 	// The files are ours: tell the old payer it may drop the export. A
 	// failure here is the partner's to clean up (exports expire); it
@@ -209,13 +149,126 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: "done",
 	}).Get(ctx, nil)
 	r.statusURL = ""
-	return nil, r.enter(ctx, activities.Step(transfer.Entered(transfer.StateComplete, nil)))
+	return r.enter(ctx, activities.Step(transfer.Entered(transfer.StateComplete, nil)))
+}
+
+// identify takes the old payer's $member-match answer as the import's
+// identity outcome. Unless it matched, it returns the failure the import
+// ends with: the consent refused, or no member (or several) matched.
+func (r *importRun) identify(m activities.Matched) *transfer.ErrorInfo {
+	switch m.Status {
+	case transfer.IdentityResolved:
+		r.identity = transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: m.MemberID, Score: 1,
+			Rationale: &transfer.Rationale{Rule: "partner_member_match", Summary: "matched by the old payer's $member-match"}}
+		return nil
+	case transfer.ErrorConsentDenied:
+		r.identity = transfer.IdentityOutcome{Status: transfer.IdentityPending}
+		return &transfer.ErrorInfo{Type: transfer.ErrorConsentDenied, Detail: "the old payer cannot honour the member's consent"}
+	}
+	r.identity = transfer.IdentityOutcome{Status: transfer.IdentityNoMatch}
+	detail := "no member matches at the old payer"
+	if m.Reason != "" && m.Reason != transfer.ErrorNoMatch {
+		detail = "the old payer found several members (" + m.Reason + "); send more of the member's details"
+	}
+	return &transfer.ErrorInfo{Type: transfer.ErrorNoMatch, Detail: detail}
+}
+
+// verified is the consent_verified step of a match: the identity outcome
+// and the consent the old payer honoured.
+func (r *importRun) verified(ctx workflow.Context, m activities.Matched) activities.RecordInput {
+	consent := transfer.ConsentOutcome{Status: transfer.ConsentVerified, ConsentID: m.ConsentID, Scope: m.Scope, CheckedAt: workflow.Now(ctx).UTC()}
+	step := activities.Step(transfer.ImportVerified(r.in.PartnerID, m.MemberID, m.PatientID, m.ConsentID, m.Scope))
+	step.Identity, step.Consent = &r.identity, &consent
+	return step
+}
+
+// fetched is what fetching the export got: the complete status (its
+// manifest and digest) and the downloaded files of one kick-off round,
+// unless it ended otherwise: expired (the export, or one of its files, was
+// gone at the partner: kick off again) or failure (the import fails with
+// it).
+type fetched struct {
+	round   int
+	polled  activities.Polled
+	files   []transfer.ExportFile
+	expired bool
+	failure *transfer.ErrorInfo
+}
+
+// complete reports whether nothing cut the round short.
+func (f fetched) complete() bool { return !f.expired && f.failure == nil }
+
+// info is the export the fetched files are, as the transfer records it.
+func (f fetched) info() transfer.ExportInfo {
+	man := f.polled.Status.Complete.Manifest
+	tt := man.TransactionTime.UTC()
+	return transfer.ExportInfo{ManifestSHA256: f.polled.ManifestSHA256, Files: f.files, TransactionTime: &tt, Partial: len(man.Error) > 0}
+}
+
+// prepared is the payload_prepared step of the fetched files: info, and
+// how many resources they hold (OperationOutcomes of error files aside).
+func (f fetched) prepared(info transfer.ExportInfo) activities.RecordInput {
+	resources := 0
+	for _, file := range f.files {
+		if file.Type != "OperationOutcome" {
+			resources += file.Count
+		}
+	}
+	step := activities.Step(transfer.ImportPrepared(info, resources, f.round))
+	step.Export = &info
+	return step
+}
+
+// fetch kicks the export of the member's patient off and fetches it: again
+// each time it expires before it is all downloaded, at most MaxKickOffs
+// times.
+func (r *importRun) fetch(ctx workflow.Context, patientID string, plan activities.Plan) (fetched, error) {
+	for round := 1; round <= MaxKickOffs; round++ {
+		got, err := r.kickOff(ctx, round, patientID, plan)
+		if err != nil || !got.expired {
+			return got, err
+		}
+	}
+	return fetched{failure: &transfer.ErrorInfo{Type: transfer.ErrorExportExpired,
+		Detail: fmt.Sprintf("the export expired at the old payer %d times before it was downloaded", MaxKickOffs)}}, nil
+}
+
+// kickOff is one round of fetch: kick the export off, poll it until it is
+// complete, record its manifest and download its files. If a file expired,
+// the export is DELETEd at the partner (deleteExpired) before the next
+// round.
+func (r *importRun) kickOff(ctx workflow.Context, round int, patientID string, plan activities.Plan) (fetched, error) {
+	if round > 1 {
+		if err := r.enter(ctx, activities.Step(transfer.BulkRekicked(round))); err != nil {
+			return fetched{}, err
+		}
+	}
+	var k activities.KickedOff
+	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameKickOffImport), a.KickOffImport, activities.KickOffInput{
+		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, PatientID: patientID, Types: plan.Types, Since: plan.Since, Round: round,
+	}).Get(ctx, &k); err != nil {
+		return fetched{}, err
+	}
+	r.statusURL = k.StatusURL
+	got, err := r.poll(ctx, k)
+	if err != nil || !got.complete() {
+		return got, err
+	}
+	got.round = round
+	if err := r.recordManifest(ctx, got); err != nil {
+		return fetched{}, err
+	}
+	if got, err = r.download(ctx, got); err != nil || !got.expired {
+		return got, err
+	}
+	return got, r.deleteExpired(ctx, round, k.StatusURL)
 }
 
 // poll polls the export until it is complete, failed, gone or past the
 // budget, sleeping on durable timers between polls for as long as the
 // server asked (NextPollDelay from the answer's own time: never earlier).
-func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activities.Polled, bool, *transfer.ErrorInfo, error) {
+// Complete, it returns the status with the manifest.
+func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (fetched, error) {
 	for n := 1; ; n++ {
 		var p activities.Polled
 		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), a.PollImport, activities.PollInput{
@@ -223,37 +276,39 @@ func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (activiti
 		}).Get(ctx, &p)
 		if isErrType(err, fault.TypeExportExpired) {
 			r.statusURL = "" // nothing left to delete
-			return p, true, nil, nil
+			return fetched{expired: true}, nil
 		}
 		if err != nil {
-			return p, false, nil, err
+			return fetched{}, err
 		}
 		switch p.Status.State {
 		case bulkdata.StateComplete:
-			return p, false, nil, nil
+			return fetched{polled: p}, nil
 		case bulkdata.StateFailed:
 			detail := "the old payer's export failed"
 			if fl := p.Status.Failed; fl != nil {
 				detail += fmt.Sprintf(" (HTTP %d, OperationOutcome %s)", fl.StatusCode, fl.Outcome.Codes())
 			}
-			return p, false, &transfer.ErrorInfo{Type: transfer.ErrorExportFailed, Detail: detail}, nil
+			return fetched{failure: &transfer.ErrorInfo{Type: transfer.ErrorExportFailed, Detail: detail}}, nil
 		}
 		if ImportPollPolicy.Exhausted(k.At, workflow.Now(ctx)) {
-			return p, false, &transfer.ErrorInfo{Type: transfer.ErrorExportTimeout, Detail: "the old payer's export stayed in progress past the polling budget"}, nil
+			return fetched{failure: &transfer.ErrorInfo{Type: transfer.ErrorExportTimeout, Detail: "the old payer's export stayed in progress past the polling budget"}}, nil
 		}
 		ip := p.Status.InProgress
 		if ip == nil {
-			return p, false, nil, errors.New("poll answered in progress without its details")
+			return fetched{}, errors.New("poll answered in progress without its details")
 		}
 		if err := workflow.Sleep(ctx, bulkdata.NextPollDelay(ip.RetryAfter, ip.ReceivedAt, n, ImportPollPolicy)); err != nil {
-			return p, false, nil, err
+			return fetched{}, err
 		}
 	}
 }
 
-func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities.Polled) error {
-	m := p.Status.Complete.Manifest
-	ev := transfer.BulkManifest(round, p.ManifestSHA256, len(m.Output), len(m.Error), m.TransactionTime, m.RequiresAccessToken)
+// recordManifest records the complete export's manifest, and that it
+// reports errors if it does.
+func (r *importRun) recordManifest(ctx workflow.Context, got fetched) error {
+	m := got.polled.Status.Complete.Manifest
+	ev := transfer.BulkManifest(got.round, got.polled.ManifestSHA256, len(m.Output), len(m.Error), m.TransactionTime, m.RequiresAccessToken)
 	if err := r.enter(ctx, activities.Step(ev)); err != nil {
 		return err
 	}
@@ -262,13 +317,14 @@ func (r *importRun) recordManifest(ctx workflow.Context, round int, p activities
 	}
 	// Partial data is kept and flagged (ExportInfo.Partial); the error
 	// files themselves are downloaded beside the data.
-	return r.enter(ctx, activities.Step(transfer.BulkErrors(round, len(m.Error))))
+	return r.enter(ctx, activities.Step(transfer.BulkErrors(got.round, len(m.Error))))
 }
 
-// download fetches every output and error file of the manifest, in
-// parallel (the partner's task queue bounds how many at once). expired
-// says a file was gone: kick off again.
-func (r *importRun) download(ctx workflow.Context, round int, m bulkdata.Manifest) ([]transfer.ExportFile, bool, error) {
+// download fetches every output and error file of got's manifest, in
+// parallel (the partner's task queue bounds how many at once), and returns
+// got with them; expired if a file was gone: kick off again.
+func (r *importRun) download(ctx workflow.Context, got fetched) (fetched, error) {
+	m := got.polled.Status.Complete.Manifest
 	r.staged = true
 	type job struct {
 		f   bulkdata.OutputFile
@@ -285,29 +341,28 @@ func (r *importRun) download(ctx workflow.Context, round int, m bulkdata.Manifes
 	futures := make([]workflow.Future, len(jobs))
 	for i, j := range jobs {
 		futures[i] = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDownloadImportFile), a.DownloadImportFile, activities.DownloadInput{
-			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, Round: round, File: j.f, N: j.n, Error: j.err,
+			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, Round: got.round, File: j.f, N: j.n, Error: j.err,
 			RequiresAccessToken: m.RequiresAccessToken,
 		})
 	}
-	files := make([]transfer.ExportFile, len(jobs))
-	expired := false
+	got.files = make([]transfer.ExportFile, len(jobs))
 	var firstErr error
 	for i, fu := range futures {
-		err := fu.Get(ctx, &files[i])
+		err := fu.Get(ctx, &got.files[i])
 		switch {
 		case isErrType(err, fault.TypeExportExpired):
-			expired = true
+			got.expired = true
 		case err != nil && firstErr == nil:
 			firstErr = err
 		}
 	}
 	if firstErr != nil {
-		return nil, false, firstErr
+		return fetched{}, firstErr
 	}
-	if expired {
+	if got.expired {
 		r.statusURL = "" // the export is gone at the partner
 	}
-	return files, expired, nil
+	return got, nil
 }
 
 // versionImportDeleteExpired is the GetVersion change id of the DELETE of

@@ -21,9 +21,17 @@ import (
 // each is a transfer, direction export, driven by ServeExport.
 type ServeEngine struct {
 	Client    client.Client
-	Store     store.Store
+	Store     ServeStore
 	TaskQueue string        // TaskQueue when empty
 	FileTTL   time.Duration // how long files stay downloadable; 0: DefaultFileTTL
+}
+
+// ServeStore is what ServeEngine needs of the store: it creates each
+// export's transfer under an idempotency key and completes the key once the
+// workflow runs.
+type ServeStore interface {
+	store.Transfers
+	store.Idempotency
 }
 
 // StartExport records the export's transfer (created by the requester,
