@@ -11,19 +11,7 @@ import (
 
 // AppendMatchGrant records a match grant.
 func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store.MatchGrant, error) {
-	const op = "append match grant"
-	g, err := prepareGrant(g, time.Now())
-	if err != nil {
-		return store.MatchGrant{}, s.wrap(op, err)
-	}
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		g, err = s.appendGrant(ctx, tx, g)
-		return err
-	})
-	if err != nil {
-		return store.MatchGrant{}, err
-	}
-	return g, nil
+	return appendAlone(ctx, s, "append match grant", g, prepareGrant, s.appendGrant)
 }
 
 // appendGrant inserts a prepared grant in tx and returns it with its Seq.

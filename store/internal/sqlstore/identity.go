@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/p2p-payer/p2p/identity/graph"
 )
@@ -16,17 +15,7 @@ import (
 // AppendIdentityLink appends a link as graph.Supersede says, or an end
 // record as it is.
 func (s *Store) AppendIdentityLink(ctx context.Context, l graph.Link) (graph.Link, error) {
-	const op = "append identity link"
-	l, err := prepareLink(l, time.Now())
-	if err != nil {
-		return graph.Link{}, s.wrap(op, err)
-	}
-	var out graph.Link
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		out, err = s.appendLink(ctx, tx, l)
-		return err
-	})
-	return out, err
+	return appendAlone(ctx, s, "append identity link", l, prepareLink, s.appendLink)
 }
 
 // appendLink appends l inside tx, after the dialect's LockIdentity: the
@@ -93,18 +82,14 @@ func (s *Store) links(ctx context.Context, q querier, partner, externalRef strin
 
 // AppendIdentityReview remembers a reviewer's decision.
 func (s *Store) AppendIdentityReview(ctx context.Context, r graph.Review) error {
-	const op = "append identity review"
-	r, err := prepareReview(r, time.Now())
-	if err != nil {
-		return s.wrap(op, err)
-	}
-	return s.write(ctx, op, func(tx *sql.Tx) error { return s.appendReview(ctx, tx, r) })
+	_, err := appendAlone(ctx, s, "append identity review", r, prepareReview, s.appendReview)
+	return err
 }
 
-func (s *Store) appendReview(ctx context.Context, tx *sql.Tx, r graph.Review) error {
+func (s *Store) appendReview(ctx context.Context, tx *sql.Tx, r graph.Review) (graph.Review, error) {
 	_, err := tx.ExecContext(ctx, s.sql("InsertIdentityReview"),
 		r.Partner, r.Presentation, r.Decision, r.MemberID, r.Reviewer, s.d.time(r.At), r.TransferID)
-	return err
+	return r, err
 }
 
 // IdentityReviews returns the decisions on one presentation, oldest first.

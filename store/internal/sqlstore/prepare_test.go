@@ -34,8 +34,11 @@ func TestCursorRoundTrip(t *testing.T) {
 
 func TestDedupeMembers(t *testing.T) {
 	ms := []member.Record{{ID: "a", Given: "1"}, {ID: "b"}, {ID: "a", Given: "2"}}
-	got := dedupeMembers(ms)
-	if len(got) != 2 || got[0].ID != "b" || got[1].ID != "a" || got[1].Given != "2" {
-		t.Errorf("dedupeMembers = %+v", got)
+	got, err := dedupeMembers(ms)
+	if err != nil || len(got) != 2 || got[0].ID != "b" || got[1].ID != "a" || got[1].Given != "2" {
+		t.Errorf("dedupeMembers = %+v, %v", got, err)
+	}
+	if _, err := dedupeMembers(append(ms, member.Record{ID: " "})); err == nil {
+		t.Error("dedupeMembers accepted a member without id")
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 
@@ -152,6 +153,25 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 		return s.wrap(op, err)
 	}
 	return s.wrap(op, tx.Commit())
+}
+
+// appendAlone prepares v, its times defaulting to now, and appends it
+// with add in a write transaction of its own.
+func appendAlone[T any](ctx context.Context, s *Store, op string, v T,
+	prepare func(T, time.Time) (T, error), add func(context.Context, *sql.Tx, T) (T, error)) (T, error) {
+	var zero T
+	v, err := prepare(v, time.Now())
+	if err != nil {
+		return zero, s.wrap(op, err)
+	}
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
+		v, err = add(ctx, tx, v)
+		return err
+	})
+	if err != nil {
+		return zero, err
+	}
+	return v, nil
 }
 
 // exec runs one write statement by itself and returns how many rows it

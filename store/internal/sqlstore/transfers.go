@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/p2p-payer/p2p/store"
@@ -27,56 +29,36 @@ func scanIdem(r scanner) (store.IdempotencyRecord, error) {
 // rolled back).
 func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
 	const op = "create transfer"
-	nt, err := prepareNew(nt)
-	tr := nt.Transfer
-	var req, detail any
-	var parts []any
-	var changes []encodedChange
-	if err == nil {
-		req, err = s.d.jsonParam(nt.Request, false)
-	}
-	if err == nil {
-		parts, err = s.d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
-	}
-	if err == nil {
-		detail, err = s.d.detail(nt.Event.Detail)
-	}
-	if err == nil {
-		changes, err = s.d.encodeChanges(nt.Changes)
-	}
+	e, err := s.d.encodeNew(nt)
 	if err != nil {
 		return store.CreateResult{}, s.wrap(op, err)
 	}
+	tr := e.Transfer
 	var res store.CreateResult
 	err = s.write(ctx, op, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, s.sql("ClaimIdempotency"),
-			nt.ClientID, nt.IdempotencyKey, nt.Fingerprint, tr.ID, s.d.time(tr.CreatedAt))
+			e.ClientID, e.IdempotencyKey, e.Fingerprint, tr.ID, s.d.time(tr.CreatedAt))
 		if err != nil {
 			return err
 		}
 		if n, err := r.RowsAffected(); err != nil || n == 0 {
 			if err == nil {
-				res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), nt.ClientID, nt.IdempotencyKey))
+				res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), e.ClientID, e.IdempotencyKey))
 			}
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), append([]any{
-			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State),
-			s.d.time(tr.CreatedAt), s.d.time(tr.UpdatedAt)}, parts...)...)
+		_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), e.transfer...)
 		if err == nil {
-			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, req)
-		}
-		if err == nil {
-			_, err = s.insertEvent(ctx, tx, tr.ID, nt.Event, detail)
+			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, e.request)
 		}
 		if err == nil { // the new row is ours until commit: no lock to take
-			_, err = s.applyEncoded(ctx, tx, tr.ID, nt.Event.Seq, changes)
+			_, err = s.applyEncoded(ctx, tx, map[string]int64{tr.ID: 0}, e.events)
 		}
 		if err != nil {
 			return err
 		}
 		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
-			ClientID: nt.ClientID, Key: nt.IdempotencyKey, Fingerprint: nt.Fingerprint, TransferID: tr.ID,
+			ClientID: e.ClientID, Key: e.IdempotencyKey, Fingerprint: e.Fingerprint, TransferID: tr.ID,
 			Status: store.IdempotencyPending, CreatedAt: tr.CreatedAt,
 		}}
 		return nil
@@ -168,7 +150,10 @@ func (s *Store) GetTransferRequest(ctx context.Context, id string) (transfer.Req
 // ListTransfers implements store.Transfers: newest first (created_at, then
 // id, both descending), one page at a time.
 func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.TransferPage, error) {
-	limit := pageSize(f)
+	limit := 50 // f.Limit within 1..200; zero or less means 50
+	if f.Limit > 0 {
+		limit = min(f.Limit, 200)
+	}
 	var fs filters
 	fs.add(f.State != "", "state = ?", string(f.State))
 	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
@@ -212,7 +197,7 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	if len(chs) == 0 {
 		return []bool{}, nil
 	}
-	encoded, err := s.d.encodeChanges(chs)
+	encoded, err := s.d.encodeChanges(transferID, chs)
 	if err != nil {
 		return nil, s.wrap(op, err)
 	}
@@ -220,7 +205,7 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	err = s.write(ctx, op, func(tx *sql.Tx) error {
 		last, err := s.lockTransfer(ctx, tx, transferID)
 		if err == nil {
-			applied, err = s.applyEncoded(ctx, tx, transferID, last, encoded)
+			applied, err = s.applyEncoded(ctx, tx, map[string]int64{transferID: last}, encoded)
 		}
 		return err
 	})
@@ -241,32 +226,33 @@ func (s *Store) lockTransfer(ctx context.Context, tx *sql.Tx, id string) (int64,
 	return last, err
 }
 
-// applyEncoded applies changes in tx to a transfer whose row the caller
-// has locked (or created) and whose last event has seq last: each new
-// event takes the next seq, is appended to the audit log, and updates the
-// projection and writes the change's link, review and grant; an event
-// whose key is recorded is skipped.
-func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
-	applied := make([]bool, len(changes))
-	for i, e := range changes {
+// applyEncoded appends events in tx to transfers whose rows the caller
+// has locked (or created) and whose last events have the seqs of last,
+// which it advances: each new event takes the next seq of its transfer,
+// is appended to the audit log, and updates the projection and writes the
+// change's link, review and grant; an event whose key is recorded is
+// skipped.
+func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, last map[string]int64, events []encodedChange) ([]bool, error) {
+	applied := make([]bool, len(events))
+	for i, e := range events {
 		ev := e.Event
-		ev.Seq = last + 1
-		ok, err := s.insertEvent(ctx, tx, transferID, ev, e.detail)
+		ev.Seq = last[e.transferID] + 1
+		ok, err := s.insertEvent(ctx, tx, e.transferID, ev, e.detail)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			continue // recorded before: a retry
 		}
-		last = ev.Seq
-		if _, err := tx.ExecContext(ctx, s.sql("UpdateTransfer"), append([]any{transferID}, e.params...)...); err != nil {
-			return nil, err
+		last[e.transferID] = ev.Seq
+		if e.params != nil {
+			_, err = tx.ExecContext(ctx, s.sql("UpdateTransfer"), append([]any{e.transferID}, e.params...)...)
 		}
-		if e.Link != nil {
+		if e.Link != nil && err == nil {
 			_, err = s.appendLink(ctx, tx, *e.Link)
 		}
 		if e.Review != nil && err == nil {
-			err = s.appendReview(ctx, tx, *e.Review)
+			_, err = s.appendReview(ctx, tx, *e.Review)
 		}
 		if e.Grant != nil && err == nil {
 			_, err = s.appendGrant(ctx, tx, *e.Grant)
@@ -284,38 +270,28 @@ func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, transferID string,
 // writer.
 func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error) {
 	const op = "record access"
-	as, err := prepareAccess(as)
-	if err != nil || len(as) == 0 {
-		return 0, err
-	}
-	details := make([]any, len(as))
-	for i, a := range as {
-		if details[i], err = s.d.detail(a.Event.Detail); err != nil {
-			return 0, s.wrap(op, err)
-		}
+	encoded, err := s.d.encodeAccess(as)
+	if err != nil || len(encoded) == 0 {
+		return 0, s.wrap(op, err)
 	}
 	n := 0
 	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		n = 0
 		last := map[string]int64{}
-		for _, id := range accessTransfers(as) {
+		for _, e := range encoded {
+			last[e.transferID] = 0
+		}
+		for _, id := range slices.Sorted(maps.Keys(last)) {
 			if last[id], err = s.lockTransfer(ctx, tx, id); err != nil {
 				return err // no row: store.ErrNotFound
 			}
 		}
-		for i, a := range as {
-			ev := a.Event
-			ev.Seq = last[a.TransferID] + 1
-			ok, err := s.insertEvent(ctx, tx, a.TransferID, ev, details[i])
-			if err != nil {
-				return err
-			}
+		applied, err := s.applyEncoded(ctx, tx, last, encoded)
+		for _, ok := range applied {
 			if ok {
-				last[a.TransferID] = ev.Seq
 				n++
 			}
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return 0, err
