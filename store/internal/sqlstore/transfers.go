@@ -182,10 +182,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 // ApplyChange implements store.Transfers.
 func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Change) (bool, error) {
 	applied, err := s.applyChanges(ctx, "apply change", transferID, []store.Change{ch})
-	if err != nil {
-		return false, err
-	}
-	return applied[0], nil
+	return err == nil && applied[0], err
 }
 
 // ApplyChanges implements store.Transfers.
