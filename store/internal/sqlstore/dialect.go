@@ -45,17 +45,6 @@ func (d Dialect) time(t time.Time) any {
 	return normTime(t)
 }
 
-// json encodes a JSON parameter; nil is NULL.
-func (d Dialect) json(b []byte) any {
-	switch {
-	case b == nil:
-		return nil
-	case d.sqlite:
-		return string(b)
-	}
-	return b
-}
-
 // timeCol scans a time column of either encoding into t: timestamptz
 // arrives as a time.Time, SQLite's TEXT as a string. NULL leaves t zero.
 type timeCol struct{ t *time.Time }

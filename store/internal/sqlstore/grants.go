@@ -21,8 +21,7 @@ func (s *Store) appendGrant(ctx context.Context, tx *sql.Tx, g store.MatchGrant)
 	return g, err
 }
 
-// MatchGrants returns the grant in force of each member requester
-// matched, by member id.
+// MatchGrants implements store.Grants.
 func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.MatchGrant, error) {
 	out, err := all(ctx, s.r, func(r scanner) (store.MatchGrant, error) {
 		g := store.MatchGrant{Requester: requester}
@@ -32,8 +31,7 @@ func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.Matc
 	return out, s.wrap("match grants", err)
 }
 
-// AppendMatchFailure records a failed match and forgets the requester's
-// failures before forgetBefore.
+// AppendMatchFailure implements store.FailedMatches.
 func (s *Store) AppendMatchFailure(ctx context.Context, requester string, at, forgetBefore time.Time) error {
 	const op = "append match failure"
 	if requester == "" {
@@ -48,8 +46,7 @@ func (s *Store) AppendMatchFailure(ctx context.Context, requester string, at, fo
 	})
 }
 
-// MatchFailures returns the requester's failed matches after after,
-// newest first, at most limit.
+// MatchFailures implements store.FailedMatches.
 func (s *Store) MatchFailures(ctx context.Context, requester string, after time.Time, limit int) ([]time.Time, error) {
 	if limit <= 0 {
 		return nil, nil

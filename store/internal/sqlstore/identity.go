@@ -12,8 +12,7 @@ import (
 	"github.com/p2p-payer/p2p/identity/graph"
 )
 
-// AppendIdentityLink appends a link as graph.Supersede says, or an end
-// record as it is.
+// AppendIdentityLink implements store.IdentityGraph.
 func (s *Store) AppendIdentityLink(ctx context.Context, l graph.Link) (graph.Link, error) {
 	return appendAlone(ctx, s, "append identity link", l, prepareLink, s.appendLink)
 }
@@ -39,8 +38,8 @@ func (s *Store) appendLink(ctx context.Context, tx *sql.Tx, l graph.Link) (graph
 		}
 	}
 	for _, r := range rows {
-		by, err := s.d.jsonParam(r.MadeBy, false)
-		prov, err2 := s.d.jsonParam(r.Provenance, false)
+		by, err := s.d.jsonParam(r.MadeBy)
+		prov, err2 := s.d.jsonParam(r.Provenance)
 		var validTo, ends any
 		if r.Ends != 0 {
 			validTo, ends = s.d.time(r.ValidTo), r.Ends
@@ -57,8 +56,7 @@ func (s *Store) appendLink(ctx context.Context, tx *sql.Tx, l graph.Link) (graph
 	return l, nil
 }
 
-// IdentityLinks returns every record of one external identity, oldest
-// first.
+// IdentityLinks implements store.IdentityGraph.
 func (s *Store) IdentityLinks(ctx context.Context, partner, externalRef string) ([]graph.Link, error) {
 	ls, err := s.links(ctx, s.r, partner, externalRef)
 	return ls, s.wrap("identity links", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (d Dialect) encodeNew(nt store.NewTransfer) (encodedNew, error) {
 	e := encodedNew{NewTransfer: nt, events: []encodedChange{{Change: store.Change{Event: nt.Event}, transferID: tr.ID}}}
 	var parts []any
 	if err == nil {
-		e.request, err = d.jsonParam(nt.Request, false)
+		e.request, err = d.jsonParam(nt.Request)
 	}
 	if err == nil {
 		parts, err = d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
@@ -258,29 +259,35 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: parts[2]}, nil
 }
 
-// jsonParam is the JSON parameter of v, or NULL.
-func (d Dialect) jsonParam(v any, null bool) (any, error) {
-	if null {
+// jsonParam is the JSON parameter of v: jsonb, or TEXT in SQLite's
+// STRICT tables; a nil pointer or map is NULL.
+func (d Dialect) jsonParam(v any) (any, error) {
+	if rv := reflect.ValueOf(v); (rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Map) && rv.IsNil() {
 		return nil, nil
 	}
 	b, err := json.Marshal(v)
-	return d.json(b), err
+	if d.sqlite {
+		return string(b), err
+	}
+	return b, err
 }
 
 // parts are the JSON parameters of a projection's identity, consent,
 // export and error; nil ones are NULL.
 func (d Dialect) parts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) ([]any, error) {
-	out, errs := make([]any, 4), make([]error, 4)
-	out[0], errs[0] = d.jsonParam(identity, identity == nil)
-	out[1], errs[1] = d.jsonParam(consent, consent == nil)
-	out[2], errs[2] = d.jsonParam(export, export == nil)
-	out[3], errs[3] = d.jsonParam(e, e == nil)
-	return out, errors.Join(errs...)
+	out := make([]any, 4)
+	for i, v := range []any{identity, consent, export, e} {
+		var err error
+		if out[i], err = d.jsonParam(v); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // detail is the JSON parameter of an event's detail; nil is NULL.
 func (d Dialect) detail(m map[string]any) (any, error) {
-	v, err := d.jsonParam(m, m == nil)
+	v, err := d.jsonParam(m)
 	if err != nil {
 		return nil, fmt.Errorf("event detail: %w", err)
 	}

@@ -84,8 +84,11 @@ INSERT INTO audit_log (position, event_id, leaf_hash) VALUES ($1, $2, $3)
 -- name: InsertAuditHashes
 INSERT INTO audit_hashes (idx, hash) {{rows bigint bytea}}
 
+-- One row per index asked for, in the order asked; the hash is NULL if
+-- there is none.
 -- name: ReadAuditHashes
-SELECT idx, hash FROM audit_hashes WHERE idx IN ({{rows bigint}})
+WITH asked (ord, idx) AS ({{rows bigint bigint}})
+SELECT asked.idx, h.hash FROM asked LEFT JOIN audit_hashes h ON h.idx = asked.idx ORDER BY asked.ord
 
 -- name: AuditSize
 SELECT size FROM audit_head
