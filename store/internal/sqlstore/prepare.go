@@ -245,18 +245,13 @@ func (c cursor) encode() string {
 // store.ErrBadCursor.
 func decodeCursor(s string) (cursor, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	version, rest, _ := strings.Cut(string(raw), ".")
+	micros, id, _ := strings.Cut(rest, ".")
+	us, err2 := strconv.ParseInt(micros, 10, 64)
+	if err != nil || err2 != nil || version != cursorVersion || id == "" {
 		return cursor{}, store.ErrBadCursor
 	}
-	parts := strings.SplitN(string(raw), ".", 3)
-	if len(parts) != 3 || parts[0] != cursorVersion || parts[2] == "" {
-		return cursor{}, store.ErrBadCursor
-	}
-	us, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil {
-		return cursor{}, store.ErrBadCursor
-	}
-	return cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: parts[2]}, nil
+	return cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: id}, nil
 }
 
 // jsonParam is the JSON parameter of v: jsonb, or TEXT in SQLite's

@@ -198,12 +198,24 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	if err != nil {
 		return nil, s.wrap(op, err)
 	}
+	return s.appendEvents(ctx, op, encoded)
+}
+
+// appendEvents applies events in one write transaction, after it has
+// locked their transfers in id order, the lock order of every writer.
+func (s *Store) appendEvents(ctx context.Context, op string, events []encodedChange) ([]bool, error) {
 	var applied []bool
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		last, err := s.lockTransfer(ctx, tx, transferID)
-		if err == nil {
-			applied, err = s.applyEncoded(ctx, tx, map[string]int64{transferID: last}, encoded)
+	err := s.write(ctx, op, func(tx *sql.Tx) (err error) {
+		last := map[string]int64{}
+		for _, e := range events {
+			last[e.transferID] = 0
 		}
+		for _, id := range slices.Sorted(maps.Keys(last)) {
+			if last[id], err = s.lockTransfer(ctx, tx, id); err != nil {
+				return err // no row: store.ErrNotFound
+			}
+		}
+		applied, err = s.applyEncoded(ctx, tx, last, events)
 		return err
 	})
 	if err != nil {
@@ -262,38 +274,21 @@ func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, last map[string]in
 	return applied, nil
 }
 
-// RecordAccess implements store.Timelines. It locks the transfers in id
-// order before it appends to the audit log, the lock order of every
-// writer.
+// RecordAccess implements store.Timelines.
 func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error) {
 	const op = "record access"
 	encoded, err := s.d.encodeAccess(as)
 	if err != nil || len(encoded) == 0 {
 		return 0, s.wrap(op, err)
 	}
+	applied, err := s.appendEvents(ctx, op, encoded)
 	n := 0
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		last := map[string]int64{}
-		for _, e := range encoded {
-			last[e.transferID] = 0
+	for _, ok := range applied {
+		if ok {
+			n++
 		}
-		for _, id := range slices.Sorted(maps.Keys(last)) {
-			if last[id], err = s.lockTransfer(ctx, tx, id); err != nil {
-				return err // no row: store.ErrNotFound
-			}
-		}
-		applied, err := s.applyEncoded(ctx, tx, last, encoded)
-		for _, ok := range applied {
-			if ok {
-				n++
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return 0, err
 	}
-	return n, nil
+	return n, err
 }
 
 // scanEvent reads the columns of a timeline event after those of prefix.
