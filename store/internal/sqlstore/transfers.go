@@ -36,18 +36,15 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 	tr := e.Transfer
 	var res store.CreateResult
 	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, s.sql("ClaimIdempotency"),
-			e.ClientID, e.IdempotencyKey, e.Fingerprint, tr.ID, s.d.time(tr.CreatedAt))
-		if err != nil {
+		rec, err := scanIdem(tx.QueryRowContext(ctx, s.sql("ClaimIdempotency"),
+			e.ClientID, e.IdempotencyKey, e.Fingerprint, tr.ID, s.d.time(tr.CreatedAt)))
+		if errors.Is(err, sql.ErrNoRows) {
+			res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), e.ClientID, e.IdempotencyKey))
 			return err
 		}
-		if n, err := r.RowsAffected(); err != nil || n == 0 {
-			if err == nil {
-				res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), e.ClientID, e.IdempotencyKey))
-			}
-			return err
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), e.transfer...)
 		}
-		_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), e.transfer...)
 		if err == nil {
 			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, e.request)
 		}
@@ -57,10 +54,7 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 		if err != nil {
 			return err
 		}
-		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
-			ClientID: e.ClientID, Key: e.IdempotencyKey, Fingerprint: e.Fingerprint, TransferID: tr.ID,
-			Status: store.IdempotencyPending, CreatedAt: tr.CreatedAt,
-		}}
+		res = store.CreateResult{Created: true, Record: rec}
 		return nil
 	})
 	return res, err

@@ -8,10 +8,12 @@
 -- A query only one engine needs, or that differs, is in postgres.sql or
 -- sqlite.sql.
 
+-- No row: the key is taken.
 -- name: ClaimIdempotency
 INSERT INTO idempotency_keys (client_id, idempotency_key, fingerprint, transfer_id, status, created_at)
 VALUES ($1, $2, $3, $4, 'pending', $5)
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING client_id, idempotency_key, fingerprint, transfer_id, status, response_status, response_body, created_at
 
 -- name: GetIdempotency
 SELECT client_id, idempotency_key, fingerprint, transfer_id, status, response_status, response_body, created_at
