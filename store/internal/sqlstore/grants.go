@@ -38,10 +38,10 @@ func (s *Store) AppendMatchFailure(ctx context.Context, requester string, at, fo
 		return s.wrap(op, errors.New("requester is required"))
 	}
 	return s.write(ctx, op, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql("ForgetMatchFailures"), requester, s.d.time(forgetBefore)); err != nil {
-			return err
+		_, err := tx.ExecContext(ctx, s.sql("ForgetMatchFailures"), requester, s.d.time(forgetBefore))
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql("InsertMatchFailure"), requester, s.d.time(at))
 		}
-		_, err := tx.ExecContext(ctx, s.sql("InsertMatchFailure"), requester, s.d.time(at))
 		return err
 	})
 }

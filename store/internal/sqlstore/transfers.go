@@ -85,11 +85,10 @@ func (s *Store) CompleteIdempotency(ctx context.Context, clientID, key string, s
 	}
 	var rec store.IdempotencyRecord
 	err := s.write(ctx, "complete idempotency", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql("CompleteIdempotency"), clientID, key, status, body); err != nil {
-			return err
+		_, err := tx.ExecContext(ctx, s.sql("CompleteIdempotency"), clientID, key, status, body)
+		if err == nil {
+			rec, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), clientID, key))
 		}
-		var err error
-		rec, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), clientID, key))
 		return err
 	})
 	return rec, err
