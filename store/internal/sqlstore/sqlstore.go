@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"strings"
 	"time"
 
@@ -42,6 +43,9 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// commentRE matches a full-line SQL comment.
+var commentRE = regexp.MustCompile(`(?m)^[ \t]*--.*\n?`)
+
 // New is the store on w (writes) and r (reads), which may be one pool,
 // with a migrated schema.
 func New(d Dialect, w, r *sql.DB) *Store {
@@ -54,13 +58,7 @@ func New(d Dialect, w, r *sql.DB) *Store {
 		// Named blocks; full-line comments go.
 		for _, block := range strings.Split(string(b), "-- name:")[1:] {
 			name, body, _ := strings.Cut(block, "\n")
-			var q strings.Builder
-			for line := range strings.Lines(body) {
-				if !strings.HasPrefix(strings.TrimSpace(line), "--") {
-					q.WriteString(line)
-				}
-			}
-			text := strings.TrimSpace(q.String())
+			text := strings.TrimSpace(commentRE.ReplaceAllString(body, ""))
 			if !strings.Contains(text, "{{") {
 				text = d.placeholders(text)
 			}
@@ -100,10 +98,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err == nil && s.r != s.w {
 		err = s.r.PingContext(ctx)
 	}
-	if err != nil {
-		return fmt.Errorf("%s: ping: %w", s.d.name, err)
-	}
-	return nil
+	return s.wrap("ping", err)
 }
 
 // Close releases the store's connections.
