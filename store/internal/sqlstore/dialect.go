@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -65,6 +66,23 @@ func (c timeCol) Scan(src any) error {
 		return fmt.Errorf("stored time is malformed: %w", err)
 	}
 	return nil
+}
+
+// jsonCol scans a JSON column of either encoding (jsonb, or SQLite's
+// TEXT) into v, a pointer. NULL leaves *v as it is: a nil pointer stays
+// nil. json's errors quote no stored values, only types and offsets.
+type jsonCol struct{ v any }
+
+func (c jsonCol) Scan(src any) error {
+	switch b := src.(type) {
+	case nil:
+		return nil
+	case string:
+		return json.Unmarshal([]byte(b), c.v)
+	case []byte:
+		return json.Unmarshal(b, c.v)
+	}
+	return fmt.Errorf("stored JSON is a %T", src)
 }
 
 var (

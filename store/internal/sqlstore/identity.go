@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/p2p-payer/p2p/identity/graph"
 )
@@ -66,15 +64,10 @@ func (s *Store) links(ctx context.Context, q querier, partner, externalRef strin
 	return all(ctx, q, func(r scanner) (graph.Link, error) {
 		l := graph.Link{Partner: partner, ExternalRef: externalRef}
 		var ends sql.NullInt64
-		var by, prov []byte
-		if err := r.Scan(&l.Seq, &l.MemberID, timeCol{&l.ValidFrom}, timeCol{&l.ValidTo}, &ends, &by, &prov); err != nil {
-			return l, err
-		}
+		err := r.Scan(&l.Seq, &l.MemberID, timeCol{&l.ValidFrom}, timeCol{&l.ValidTo}, &ends,
+			jsonCol{&l.MadeBy}, jsonCol{&l.Provenance})
 		l.Ends = ends.Int64
-		if err := cmp.Or(json.Unmarshal(by, &l.MadeBy), json.Unmarshal(prov, &l.Provenance)); err != nil {
-			return l, fmt.Errorf("stored link: %w", err)
-		}
-		return l, nil
+		return l, err
 	}, s.sql("IdentityLinks"), partner, externalRef)
 }
 

@@ -289,16 +289,6 @@ func (d Dialect) detail(m map[string]any) (any, error) {
 	return v, nil
 }
 
-// unmarshalPart decodes an optional JSON column into *v; NULL leaves it
-// nil.
-func unmarshalPart[T any](b []byte, v **T) error {
-	if b == nil {
-		return nil
-	}
-	*v = new(T)
-	return json.Unmarshal(b, *v)
-}
-
 // encodedChange is a prepared event of a transfer with its parameters.
 type encodedChange struct {
 	store.Change

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -112,14 +111,9 @@ func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, lim
 
 func scanTransfer(r scanner) (transfer.Transfer, error) {
 	var tr transfer.Transfer
-	var p [4][]byte
 	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State,
-		timeCol{&tr.CreatedAt}, timeCol{&tr.UpdatedAt}, &p[0], &p[1], &p[2], &p[3])
-	if err == nil {
-		// json's errors quote no input values, only types and offsets.
-		err = errors.Join(unmarshalPart(p[0], &tr.Identity), unmarshalPart(p[1], &tr.Consent),
-			unmarshalPart(p[2], &tr.Export), unmarshalPart(p[3], &tr.Error))
-	}
+		timeCol{&tr.CreatedAt}, timeCol{&tr.UpdatedAt},
+		jsonCol{&tr.Identity}, jsonCol{&tr.Consent}, jsonCol{&tr.Export}, jsonCol{&tr.Error})
 	return tr, err
 }
 
@@ -131,12 +125,8 @@ func (s *Store) GetTransfer(ctx context.Context, id string) (transfer.Transfer, 
 
 // GetTransferRequest implements store.Transfers.
 func (s *Store) GetTransferRequest(ctx context.Context, id string) (transfer.Request, error) {
-	var raw []byte
 	var req transfer.Request
-	err := s.r.QueryRowContext(ctx, s.sql("GetTransferRequest"), id).Scan(&raw)
-	if err == nil {
-		err = json.Unmarshal(raw, &req)
-	}
+	err := s.r.QueryRowContext(ctx, s.sql("GetTransferRequest"), id).Scan(jsonCol{&req})
 	return req, s.wrap("get transfer request", err)
 }
 
@@ -287,11 +277,7 @@ func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error
 // scanEvent reads the columns of a timeline event after those of prefix.
 func scanEvent(r scanner, prefix ...any) (transfer.Event, error) {
 	var ev transfer.Event
-	var detail []byte
-	err := r.Scan(append(prefix, &ev.Seq, &ev.Key, timeCol{&ev.At}, &ev.State, &ev.Actor, &ev.Type, &detail)...)
-	if err == nil && detail != nil {
-		err = json.Unmarshal(detail, &ev.Detail)
-	}
+	err := r.Scan(append(prefix, &ev.Seq, &ev.Key, timeCol{&ev.At}, &ev.State, &ev.Actor, &ev.Type, jsonCol{&ev.Detail})...)
 	return ev, err
 }
 
