@@ -48,13 +48,10 @@ func scanArtifact(r scanner, withData bool) (store.Artifact, error) {
 // several transfers hold the digest, one that still has the payload wins.
 func (s *Store) GetArtifact(ctx context.Context, digest string) (store.Artifact, error) {
 	a, err := scanArtifact(s.r.QueryRowContext(ctx, s.sql("GetArtifact"), digest), true)
-	if err != nil {
-		return store.Artifact{}, s.wrap("get artifact", err)
+	if err == nil && a.WithdrawnAt != nil {
+		err = store.ErrWithdrawn
 	}
-	if a.WithdrawnAt != nil {
-		return a, store.ErrWithdrawn
-	}
-	return a, nil
+	return a, s.wrap("get artifact", err)
 }
 
 // ListArtifacts implements store.Artifacts, in the order they were stored.

@@ -224,34 +224,28 @@ func dedupeMembers(ms []member.Record) ([]member.Record, error) {
 	return out, nil
 }
 
-// cursor is the position after which a page of transfers starts: the
-// (created_at, id) of the last item of the page before, in the listing's
-// order (created_at desc, id desc).
-type cursor struct {
-	CreatedAt time.Time
-	ID        string
-}
-
 // cursorVersion prefixes encoded cursors so their form can change.
 const cursorVersion = "1"
 
-// encode makes c opaque for clients.
-func (c cursor) encode() string {
-	raw := cursorVersion + "." + strconv.FormatInt(normTime(c.CreatedAt).UnixMicro(), 10) + "." + c.ID
+// encodeCursor is the opaque position after which a page of transfers
+// starts: the (created_at, id) of the last item of the page before, in the
+// listing's order (created_at desc, id desc).
+func encodeCursor(createdAt time.Time, id string) string {
+	raw := cursorVersion + "." + strconv.FormatInt(normTime(createdAt).UnixMicro(), 10) + "." + id
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-// decodeCursor parses a cursor from encode, or returns
+// decodeCursor parses a cursor from encodeCursor, or returns
 // store.ErrBadCursor.
-func decodeCursor(s string) (cursor, error) {
+func decodeCursor(s string) (createdAt time.Time, id string, err error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	version, rest, _ := strings.Cut(string(raw), ".")
 	micros, id, _ := strings.Cut(rest, ".")
 	us, err2 := strconv.ParseInt(micros, 10, 64)
 	if err != nil || err2 != nil || version != cursorVersion || id == "" {
-		return cursor{}, store.ErrBadCursor
+		return time.Time{}, "", store.ErrBadCursor
 	}
-	return cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: id}, nil
+	return time.UnixMicro(us).UTC(), id, nil
 }
 
 // jsonParam is the JSON parameter of v: jsonb, or TEXT in SQLite's

@@ -11,22 +11,25 @@ import (
 
 func TestCursorRoundTrip(t *testing.T) {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 678901234, time.FixedZone("x", 3600))
-	tests := []cursor{
-		{CreatedAt: at, ID: "t1"},
-		{CreatedAt: at, ID: "id.with.dots:and:colons"},
-		{CreatedAt: time.Unix(0, 0), ID: "x"},
+	tests := []struct {
+		at time.Time
+		id string
+	}{
+		{at, "t1"},
+		{at, "id.with.dots:and:colons"},
+		{time.Unix(0, 0), "x"},
 	}
 	for _, c := range tests {
-		got, err := decodeCursor(c.encode())
+		gotAt, gotID, err := decodeCursor(encodeCursor(c.at, c.id))
 		if err != nil {
-			t.Fatalf("decodeCursor(%+v.encode()): %v", c, err)
+			t.Fatalf("decodeCursor(encodeCursor(%v, %q)): %v", c.at, c.id, err)
 		}
-		if want := (cursor{CreatedAt: normTime(c.CreatedAt), ID: c.ID}); got != want {
-			t.Errorf("round trip = %+v, want %+v", got, want)
+		if !gotAt.Equal(normTime(c.at)) || gotAt.Location() != time.UTC || gotID != c.id {
+			t.Errorf("round trip = %v, %q; want %v, %q", gotAt, gotID, normTime(c.at), c.id)
 		}
 	}
 	for _, bad := range []string{"", "x", "MS4x", "Mi4xLng", "MS5hYmMueA"} { // "1.1", "2.1.x", "1.abc.x"
-		if _, err := decodeCursor(bad); !errors.Is(err, store.ErrBadCursor) {
+		if _, _, err := decodeCursor(bad); !errors.Is(err, store.ErrBadCursor) {
 			t.Errorf("decodeCursor(%q) = %v, want ErrBadCursor", bad, err)
 		}
 	}

@@ -142,11 +142,11 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
 	fs.add(f.Direction != "", "direction = ?", string(f.Direction))
 	if f.Cursor != "" {
-		c, err := decodeCursor(f.Cursor)
+		at, id, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return store.TransferPage{}, err
 		}
-		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(c.CreatedAt), c.ID)
+		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(at), id)
 	}
 	q, args := s.d.withFilters(s.sql("ListTransfers"), []any{limit + 1}, fs)
 	items, err := all(ctx, s.r, scanTransfer, q, args...)
@@ -157,7 +157,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	if len(items) > limit {
 		page.Items = items[:limit]
 		last := items[limit-1]
-		page.NextCursor = cursor{CreatedAt: last.CreatedAt, ID: last.ID}.encode()
+		page.NextCursor = encodeCursor(last.CreatedAt, last.ID)
 	}
 	return page, nil
 }
