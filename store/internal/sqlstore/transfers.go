@@ -185,7 +185,8 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 }
 
 // appendEvents applies events in one write transaction, after it has
-// locked their transfers in id order, the lock order of every writer.
+// taken the dialect's lock on each of their transfers, in id order (the
+// lock order of every writer), and read the seq of its last event.
 func (s *Store) appendEvents(ctx context.Context, op string, events []encodedChange) ([]bool, error) {
 	var applied []bool
 	err := s.write(ctx, op, func(tx *sql.Tx) (err error) {
@@ -194,9 +195,15 @@ func (s *Store) appendEvents(ctx context.Context, op string, events []encodedCha
 			last[e.transferID] = 0
 		}
 		for _, id := range slices.Sorted(maps.Keys(last)) {
-			if last[id], err = s.lockTransfer(ctx, tx, id); err != nil {
-				return err // no row: store.ErrNotFound
+			var one, seq int64
+			err = tx.QueryRowContext(ctx, s.sql("LockTransfer"), id).Scan(&one) // no row: store.ErrNotFound
+			if err == nil {
+				err = tx.QueryRowContext(ctx, s.sql("LastSeq"), id).Scan(&seq)
 			}
+			if err != nil {
+				return err
+			}
+			last[id] = seq
 		}
 		applied, err = s.applyEncoded(ctx, tx, last, events)
 		return err
@@ -205,17 +212,6 @@ func (s *Store) appendEvents(ctx context.Context, op string, events []encodedCha
 		return nil, err
 	}
 	return applied, nil
-}
-
-// lockTransfer takes the dialect's lock on the transfer (sql.ErrNoRows if
-// there is none), then returns the seq of its last event.
-func (s *Store) lockTransfer(ctx context.Context, tx *sql.Tx, id string) (int64, error) {
-	var one, last int64
-	if err := tx.QueryRowContext(ctx, s.sql("LockTransfer"), id).Scan(&one); err != nil {
-		return 0, err
-	}
-	err := tx.QueryRowContext(ctx, s.sql("LastSeq"), id).Scan(&last)
-	return last, err
 }
 
 // applyEncoded appends events in tx to transfers whose rows the caller
