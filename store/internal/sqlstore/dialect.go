@@ -111,42 +111,28 @@ func (d Dialect) placeholders(q string) string {
 // its types) and returns its parameters: args (the query's own), then the
 // rows'.
 func (d Dialect) withRows(q string, args []any, rows [][]any) (string, []any) {
-	types := strings.Fields(rowsRE.FindStringSubmatch(q)[1])
-	var b strings.Builder
-	n := len(args)
+	param := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	var list []string
 	if d.sqlite {
-		b.WriteString("VALUES ")
-		for i, row := range rows {
-			b.WriteString(sep(i) + "(")
-			for c := range types {
-				n++
-				fmt.Fprintf(&b, "%s$%d", sep(c), n)
+		for _, row := range rows {
+			tuple := make([]string, len(row))
+			for c, v := range row {
+				tuple[c] = param(v)
 			}
-			b.WriteString(")")
-			args = append(args, row...)
+			list = append(list, "("+strings.Join(tuple, ", ")+")")
 		}
+		q = rowsRE.ReplaceAllLiteralString(q, "VALUES "+strings.Join(list, ", "))
 	} else {
-		b.WriteString("SELECT * FROM unnest(")
-		for c, typ := range types {
+		for c, typ := range strings.Fields(rowsRE.FindStringSubmatch(q)[1]) {
 			col := make([]any, len(rows))
 			for i, row := range rows {
 				col[i] = row[c]
 			}
-			n++
-			fmt.Fprintf(&b, "%s$%d::%s[]", sep(c), n, typ)
-			args = append(args, col)
+			list = append(list, param(col)+"::"+typ+"[]")
 		}
-		b.WriteString(")")
+		q = rowsRE.ReplaceAllLiteralString(q, "SELECT * FROM unnest("+strings.Join(list, ", ")+")")
 	}
-	return d.placeholders(rowsRE.ReplaceAllLiteralString(q, b.String())), args
-}
-
-// sep is the separator before item i of a list.
-func sep(i int) string {
-	if i == 0 {
-		return ""
-	}
-	return ", "
+	return d.placeholders(q), args
 }
 
 // filters are the conditions a listing asks for, ANDed in at its query's
