@@ -92,17 +92,17 @@ func (s *Store) ReadAuditHashes(ctx context.Context, indexes []int64) ([]tlog.Ha
 // the rows arrive (both drivers stream a query's rows).
 func (s *Store) AuditEvents(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
 	const op = "audit events"
-	var fs filters
+	limit := int64(math.MaxInt64) // none
+	if f.Limit > 0 {
+		limit = int64(f.Limit)
+	}
+	fs := filters{args: []any{f.FromPosition, limit}}
 	fs.add(!f.Since.IsZero(), "e.occurred_at >= ?", s.d.time(f.Since))
 	fs.add(!f.Until.IsZero(), "e.occurred_at < ?", s.d.time(f.Until))
 	fs.add(f.TransferID != "", "e.transfer_id = ?", f.TransferID)
 	fs.add(f.PartnerID != "", "t.partner_id = ?", f.PartnerID)
 	fs.add(f.Type != "", "e.event_type = ?", f.Type)
-	limit := int64(math.MaxInt64) // none
-	if f.Limit > 0 {
-		limit = int64(f.Limit)
-	}
-	q, args := s.d.withFilters(s.sql("AuditEvents"), []any{f.FromPosition, limit}, fs)
+	q, args := s.d.withFilters(s.sql("AuditEvents"), fs)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return s.wrap(op, err)

@@ -135,35 +135,26 @@ func (d Dialect) withRows(q string, args []any, rows [][]any) (string, []any) {
 	return d.placeholders(q), args
 }
 
-// filters are the conditions a listing asks for, ANDed in at its query's
-// {{filters}}.
+// filters are the parameters of a listing's query, its own first, and
+// the conditions it asks for, ANDed in at its {{filters}}.
 type filters struct {
-	conds []string
 	args  []any
+	conds string
 }
 
 // add adds cond, whose ?s are args, if the listing asks for it.
 func (f *filters) add(asked bool, cond string, args ...any) {
 	if asked {
-		f.conds = append(f.conds, cond)
-		f.args = append(f.args, args...)
+		for _, a := range args {
+			f.args = append(f.args, a)
+			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(f.args)), 1)
+		}
+		f.conds += " AND " + cond
 	}
 }
 
 // withFilters expands the {{filters}} of query q and returns its
-// parameters: args (the query's own), then f's.
-func (d Dialect) withFilters(q string, args []any, f filters) (string, []any) {
-	var b strings.Builder
-	n := len(args)
-	for _, c := range f.conds {
-		b.WriteString(" AND ")
-		for _, part := range strings.SplitAfter(c, "?") {
-			if p, ok := strings.CutSuffix(part, "?"); ok {
-				n++
-				part = p + "$" + strconv.Itoa(n)
-			}
-			b.WriteString(part)
-		}
-	}
-	return d.placeholders(strings.Replace(q, "{{filters}}", b.String(), 1)), append(args, f.args...)
+// parameters.
+func (d Dialect) withFilters(q string, f filters) (string, []any) {
+	return d.placeholders(strings.Replace(q, "{{filters}}", f.conds, 1)), f.args
 }

@@ -137,7 +137,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	if f.Limit > 0 {
 		limit = min(f.Limit, 200)
 	}
-	var fs filters
+	fs := filters{args: []any{limit + 1}} // one row more tells whether another page follows
 	fs.add(f.State != "", "state = ?", string(f.State))
 	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
 	fs.add(f.Direction != "", "direction = ?", string(f.Direction))
@@ -148,7 +148,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 		}
 		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(at), id)
 	}
-	q, args := s.d.withFilters(s.sql("ListTransfers"), []any{limit + 1}, fs)
+	q, args := s.d.withFilters(s.sql("ListTransfers"), fs)
 	items, err := all(ctx, s.r, scanTransfer, q, args...)
 	if err != nil {
 		return store.TransferPage{}, s.wrap("list transfers", err)
