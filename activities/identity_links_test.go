@@ -14,6 +14,7 @@ import (
 	"github.com/p2p-payer/p2p/store/postgres"
 	"github.com/p2p-payer/p2p/store/postgres/pgtest"
 	"github.com/p2p-payer/p2p/store/sqlite"
+	"github.com/p2p-payer/p2p/store/storetest"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -206,7 +207,7 @@ func TestResolutionLinks(t *testing.T) {
 				hist[2].MemberID != "M2" || hist[2].Provenance.TransferID != "move-2" || hist[2].MadeBy.Score != 16 {
 				t.Fatalf("history %+v: want the link to M1, its end at %v, the link to M2", hist, later)
 			}
-			g := graph.Graph{Store: store.GraphStore{Store: f.st}}
+			g := graph.Graph{Store: storetest.GraphStore{Store: f.st}}
 			pres := f.presentationOf(t, "move-1")
 			if cur, err := g.Current(ctx, "sandbox", pres, later.Add(time.Minute)); err != nil || cur.MemberID != "M2" {
 				t.Errorf("current link %+v, %v; want M2", cur, err)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/identity/graph"
-	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/storetest"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -93,7 +93,7 @@ func testReviewDecisionRemembered(t *testing.T, f *fixture) {
 	// the remembered review links the presentation again, naming the
 	// reviewer and the rule, once however often the activity runs.
 	later := t0.Add(time.Hour)
-	g := graph.Graph{Store: store.GraphStore{Store: f.st}, Now: func() time.Time { return later }}
+	g := graph.Graph{Store: storetest.GraphStore{Store: f.st}, Now: func() time.Time { return later }}
 	if err := g.Unlink(ctx, "sandbox", pres, graph.Maker{Kind: graph.MadeByReviewer, Reviewer: "ops"}, graph.Provenance{Note: "disputed"}); err != nil {
 		t.Fatal(err)
 	}

@@ -238,33 +238,6 @@ func (g MatchGrant) Valid(now time.Time) bool {
 	return !now.After(g.ConsentExpires)
 }
 
-// GraphStore is the store's IdentityGraph as the identity graph's store
-// (graph.Store).
-type GraphStore struct{ Store IdentityGraph }
-
-var _ graph.Store = GraphStore{}
-
-// AppendLink appends a link record as it is: graph.Graph decides what to
-// append.
-func (g GraphStore) AppendLink(ctx context.Context, l graph.Link) (graph.Link, error) {
-	return g.Store.AppendIdentityLink(ctx, l)
-}
-
-// Links implements graph.Store.
-func (g GraphStore) Links(ctx context.Context, partner, externalRef string) ([]graph.Link, error) {
-	return g.Store.IdentityLinks(ctx, partner, externalRef)
-}
-
-// AppendReview implements graph.Store.
-func (g GraphStore) AppendReview(ctx context.Context, r graph.Review) error {
-	return g.Store.AppendIdentityReview(ctx, r)
-}
-
-// Reviews implements graph.Store.
-func (g GraphStore) Reviews(ctx context.Context, partner, presentation string) ([]graph.Review, error) {
-	return g.Store.IdentityReviews(ctx, partner, presentation)
-}
-
 // ArtifactPurge selects the artifacts whose retention has expired.
 type ArtifactPurge struct {
 	ContentType string           // only artifacts of this content type

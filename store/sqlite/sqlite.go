@@ -55,18 +55,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
-	s := &Store{}
-	var err error
-	if path == Memory {
-		// Every connection to :memory: is a database of its own: one
-		// connection serves reads and writes.
-		s.w, err = sql.Open("sqlite", "file::memory:?"+params(true))
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: open: %w", err)
-		}
-		s.w.SetMaxOpenConns(1)
-		s.r = s.w
-	} else {
+	name := "file::memory:?"
+	if path != Memory {
 		// The file holds PHI: create it readable by its owner only (SQLite
 		// gives its -wal and -shm files the same mode).
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -74,31 +64,34 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create %s: %w", path, err)
 		}
 		f.Close()
-		name := "file:" + escapePath(path) + "?"
-		if s.w, err = sql.Open("sqlite", name+params(true)); err != nil {
-			return nil, fmt.Errorf("sqlite: open: %w", err)
-		}
-		s.w.SetMaxOpenConns(1)
+		name = "file:" + escapePath(path) + "?"
 	}
-	s.w.SetMaxIdleConns(1)
-	s.w.SetConnMaxLifetime(0)
-	s.w.SetConnMaxIdleTime(0)
-	if err := sqlstore.Migrate(ctx, goose.DialectSQLite3, s.w, migrations); err != nil {
-		s.close()
-		return nil, fmt.Errorf("sqlite: migrate: %w", err)
+	w, err := sql.Open("sqlite", name+params(true))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	if s.r == nil {
+	// One connection, never closed (database/sql's default): every
+	// connection to :memory: is a database of its own, so it also serves
+	// the reads.
+	w.SetMaxOpenConns(1)
+	s := &Store{w: w, r: w}
+	if err = sqlstore.Migrate(ctx, goose.DialectSQLite3, w, migrations); err != nil {
+		err = fmt.Errorf("sqlite: migrate: %w", err)
+	} else if path != Memory {
 		// Opened after the migration so readers see the schema, and after
 		// the writer switched the file to WAL (a persistent setting).
-		if s.r, err = sql.Open("sqlite", "file:"+escapePath(path)+"?"+params(false)); err != nil {
-			s.close()
+		if s.r, err = sql.Open("sqlite", name+params(false)); err != nil {
+			w.Close()
 			return nil, fmt.Errorf("sqlite: open: %w", err)
 		}
 		s.r.SetMaxOpenConns(readConns)
 		s.r.SetMaxIdleConns(readConns)
 	}
 	s.Store = sqlstore.New(sqlstore.SQLite, s.w, s.r)
-	if err := s.Ping(ctx); err != nil {
+	if err == nil {
+		err = s.Ping(ctx)
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -144,12 +137,4 @@ func params(write bool) string {
 // would otherwise end the path.
 func escapePath(p string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-}
-
-// close releases what Open has opened so far.
-func (s *Store) close() {
-	if s.r != nil && s.r != s.w {
-		s.r.Close()
-	}
-	s.w.Close()
 }

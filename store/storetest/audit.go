@@ -87,6 +87,17 @@ func checkAuditLog(t *testing.T, s store.Store, want int) []store.AuditEvent {
 			}
 		}
 	}
+	// Out of order and repeated, as asked; one past the end is missing.
+	if len(mem) > 1 {
+		last := int64(len(mem) - 1)
+		stored, err := s.ReadAuditHashes(ctx, []int64{last, 0, last})
+		if err != nil || len(stored) != 3 || stored[0] != mem[last] || stored[1] != mem[0] || stored[2] != mem[last] {
+			t.Fatalf("ReadAuditHashes(%d, 0, %d) = %d hashes, %v; want them in the order asked", last, last, len(stored), err)
+		}
+	}
+	if _, err := s.ReadAuditHashes(ctx, []int64{0, int64(len(mem))}); err == nil {
+		t.Fatal("ReadAuditHashes of an index past the tree: no error")
+	}
 	want32, err := tlog.TreeHash(n, r)
 	if err != nil {
 		t.Fatal(err)

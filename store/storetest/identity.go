@@ -50,7 +50,7 @@ func testIdentityLinks(t *testing.T, s store.Store) {
 		t.Errorf("third record = %+v", h)
 	}
 	// The graph over the store sees the time bounds.
-	g := &graph.Graph{Store: store.GraphStore{Store: s}, Now: func() time.Time { return moved.Add(time.Hour) }}
+	g := &graph.Graph{Store: GraphStore{Store: s}, Now: func() time.Time { return moved.Add(time.Hour) }}
 	if cur, err := g.Current(ctx, "acme", "P1", moved.Add(time.Minute)); err != nil || cur.MemberID != "M2" {
 		t.Errorf("Current after the move = %+v, %v", cur, err)
 	}
@@ -263,4 +263,31 @@ func CheckIdentityGraphAppendOnly(t *testing.T, s store.Store, exec func(ctx con
 			t.Errorf("%s succeeded", q)
 		}
 	}
+}
+
+// GraphStore is a store's IdentityGraph as the identity graph's store
+// (graph.Store), for tests that run a graph.Graph over a store.
+type GraphStore struct{ Store store.IdentityGraph }
+
+var _ graph.Store = GraphStore{}
+
+// AppendLink appends a link record as it is: graph.Graph decides what to
+// append.
+func (g GraphStore) AppendLink(ctx context.Context, l graph.Link) (graph.Link, error) {
+	return g.Store.AppendIdentityLink(ctx, l)
+}
+
+// Links implements graph.Store.
+func (g GraphStore) Links(ctx context.Context, partner, externalRef string) ([]graph.Link, error) {
+	return g.Store.IdentityLinks(ctx, partner, externalRef)
+}
+
+// AppendReview implements graph.Store.
+func (g GraphStore) AppendReview(ctx context.Context, r graph.Review) error {
+	return g.Store.AppendIdentityReview(ctx, r)
+}
+
+// Reviews implements graph.Store.
+func (g GraphStore) Reviews(ctx context.Context, partner, presentation string) ([]graph.Review, error) {
+	return g.Store.IdentityReviews(ctx, partner, presentation)
 }

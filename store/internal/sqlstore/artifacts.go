@@ -48,31 +48,25 @@ func scanArtifact(r scanner, withData bool) (store.Artifact, error) {
 // several transfers hold the digest, one that still has the payload wins.
 func (s *Store) GetArtifact(ctx context.Context, digest string) (store.Artifact, error) {
 	a, err := scanArtifact(s.r.QueryRowContext(ctx, s.sql("GetArtifact"), digest), true)
-	if err != nil {
-		return store.Artifact{}, s.wrap("get artifact", err)
+	if err == nil && a.WithdrawnAt != nil {
+		err = store.ErrWithdrawn
 	}
-	if a.WithdrawnAt != nil {
-		return a, store.ErrWithdrawn
-	}
-	return a, nil
+	return a, s.wrap("get artifact", err)
 }
 
-// ListArtifacts returns the metadata (no Data) of a transfer's artifacts
-// in the order they were stored.
+// ListArtifacts implements store.Artifacts, in the order they were stored.
 func (s *Store) ListArtifacts(ctx context.Context, transferID string) ([]store.Artifact, error) {
 	out, err := all(ctx, s.r, func(r scanner) (store.Artifact, error) { return scanArtifact(r, false) },
 		s.sql("ListArtifacts"), transferID)
 	return out, s.wrap("list artifacts", err)
 }
 
-// WithdrawArtifacts deletes the payloads of a transfer's artifacts, keeps
-// their metadata as evidence, and returns how many it withdrew now.
+// WithdrawArtifacts implements store.Artifacts.
 func (s *Store) WithdrawArtifacts(ctx context.Context, transferID string, at time.Time) (int, error) {
 	return s.exec(ctx, "withdraw artifacts", "WithdrawArtifacts", transferID, s.d.time(orNow(at, time.Now())))
 }
 
-// ExpiredArtifacts lists the transfers whose artifacts of f.ContentType
-// retention has expired, oldest first.
+// ExpiredArtifacts implements store.Artifacts.
 func (s *Store) ExpiredArtifacts(ctx context.Context, f store.ArtifactPurge) ([]store.ExpiredArtifacts, error) {
 	const op = "expired artifacts"
 	if len(f.States) == 0 || f.ContentType == "" || f.Before.IsZero() {
@@ -93,8 +87,7 @@ func (s *Store) ExpiredArtifacts(ctx context.Context, f store.ArtifactPurge) ([]
 	return out, s.wrap(op, err)
 }
 
-// PurgeArtifacts deletes the payloads of a transfer's artifacts of
-// contentType, keeps their rows, and returns how many it purged now.
+// PurgeArtifacts implements store.Artifacts.
 func (s *Store) PurgeArtifacts(ctx context.Context, transferID, contentType string, at time.Time) (int, error) {
 	return s.exec(ctx, "purge artifacts", "PurgeArtifacts", transferID, contentType, s.d.time(orNow(at, time.Now())))
 }

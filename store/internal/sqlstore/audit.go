@@ -57,30 +57,22 @@ func (s *Store) readHashes(ctx context.Context, q querier, indexes []int64) ([]t
 	}
 	rows := make([][]any, len(indexes))
 	for i, x := range indexes {
-		rows[i] = []any{x}
+		rows[i] = []any{int64(i), x}
 	}
 	text, args := s.d.withRows(s.sql("ReadAuditHashes"), nil, rows)
-	got := make(map[int64]tlog.Hash, len(indexes))
-	_, err := all(ctx, q, func(r scanner) (h tlog.Hash, err error) {
+	return all(ctx, q, func(r scanner) (h tlog.Hash, err error) {
 		var idx int64
 		var b []byte
-		if err = r.Scan(&idx, &b); err == nil && len(b) != len(h) {
+		switch err = r.Scan(&idx, &b); {
+		case err != nil:
+		case b == nil:
+			err = fmt.Errorf("stored hash %d is missing", idx)
+		case len(b) != len(h):
 			err = fmt.Errorf("stored hash %d has %d bytes", idx, len(b))
 		}
-		if err == nil {
-			got[idx] = tlog.Hash(b)
-		}
+		copy(h[:], b)
 		return h, err
 	}, text, args...)
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		h, ok := got[x]
-		if !ok && err == nil {
-			err = fmt.Errorf("stored hash %d is missing", x)
-		}
-		out[i] = h
-	}
-	return out, err
 }
 
 // AuditSize returns the number of entries in the audit log.
@@ -100,17 +92,17 @@ func (s *Store) ReadAuditHashes(ctx context.Context, indexes []int64) ([]tlog.Ha
 // the rows arrive (both drivers stream a query's rows).
 func (s *Store) AuditEvents(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
 	const op = "audit events"
-	var fs filters
+	limit := int64(math.MaxInt64) // none
+	if f.Limit > 0 {
+		limit = int64(f.Limit)
+	}
+	fs := filters{args: []any{f.FromPosition, limit}}
 	fs.add(!f.Since.IsZero(), "e.occurred_at >= ?", s.d.time(f.Since))
 	fs.add(!f.Until.IsZero(), "e.occurred_at < ?", s.d.time(f.Until))
 	fs.add(f.TransferID != "", "e.transfer_id = ?", f.TransferID)
 	fs.add(f.PartnerID != "", "t.partner_id = ?", f.PartnerID)
 	fs.add(f.Type != "", "e.event_type = ?", f.Type)
-	limit := int64(math.MaxInt64) // none
-	if f.Limit > 0 {
-		limit = int64(f.Limit)
-	}
-	q, args := s.d.withFilters(s.sql("AuditEvents"), []any{f.FromPosition, limit}, fs)
+	q, args := s.d.withFilters(s.sql("AuditEvents"), fs)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return s.wrap(op, err)
@@ -150,8 +142,7 @@ func (s *Store) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
 	return out, s.wrap("checkpoints", err)
 }
 
-// LatestCheckpoint returns the checkpoint stored last, or
-// store.ErrNotFound.
+// LatestCheckpoint implements store.AuditLog.
 func (s *Store) LatestCheckpoint(ctx context.Context) (store.Checkpoint, error) {
 	c, err := scanCheckpoint(s.r.QueryRowContext(ctx, s.sql("LatestCheckpoint")))
 	return c, s.wrap("latest checkpoint", err)

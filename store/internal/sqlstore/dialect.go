@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -45,17 +46,6 @@ func (d Dialect) time(t time.Time) any {
 	return normTime(t)
 }
 
-// json encodes a JSON parameter; nil is NULL.
-func (d Dialect) json(b []byte) any {
-	switch {
-	case b == nil:
-		return nil
-	case d.sqlite:
-		return string(b)
-	}
-	return b
-}
-
 // timeCol scans a time column of either encoding into t: timestamptz
 // arrives as a time.Time, SQLite's TEXT as a string. NULL leaves t zero.
 type timeCol struct{ t *time.Time }
@@ -76,6 +66,23 @@ func (c timeCol) Scan(src any) error {
 		return fmt.Errorf("stored time is malformed: %w", err)
 	}
 	return nil
+}
+
+// jsonCol scans a JSON column of either encoding (jsonb, or SQLite's
+// TEXT) into v, a pointer. NULL leaves *v as it is: a nil pointer stays
+// nil. json's errors quote no stored values, only types and offsets.
+type jsonCol struct{ v any }
+
+func (c jsonCol) Scan(src any) error {
+	switch b := src.(type) {
+	case nil:
+		return nil
+	case string:
+		return json.Unmarshal([]byte(b), c.v)
+	case []byte:
+		return json.Unmarshal(b, c.v)
+	}
+	return fmt.Errorf("stored JSON is a %T", src)
 }
 
 var (
@@ -104,73 +111,50 @@ func (d Dialect) placeholders(q string) string {
 // its types) and returns its parameters: args (the query's own), then the
 // rows'.
 func (d Dialect) withRows(q string, args []any, rows [][]any) (string, []any) {
-	types := strings.Fields(rowsRE.FindStringSubmatch(q)[1])
-	var b strings.Builder
-	n := len(args)
+	param := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	var list []string
 	if d.sqlite {
-		b.WriteString("VALUES ")
-		for i, row := range rows {
-			b.WriteString(sep(i) + "(")
-			for c := range types {
-				n++
-				fmt.Fprintf(&b, "%s$%d", sep(c), n)
+		for _, row := range rows {
+			tuple := make([]string, len(row))
+			for c, v := range row {
+				tuple[c] = param(v)
 			}
-			b.WriteString(")")
-			args = append(args, row...)
+			list = append(list, "("+strings.Join(tuple, ", ")+")")
 		}
+		q = rowsRE.ReplaceAllLiteralString(q, "VALUES "+strings.Join(list, ", "))
 	} else {
-		b.WriteString("SELECT * FROM unnest(")
-		for c, typ := range types {
+		for c, typ := range strings.Fields(rowsRE.FindStringSubmatch(q)[1]) {
 			col := make([]any, len(rows))
 			for i, row := range rows {
 				col[i] = row[c]
 			}
-			n++
-			fmt.Fprintf(&b, "%s$%d::%s[]", sep(c), n, typ)
-			args = append(args, col)
+			list = append(list, param(col)+"::"+typ+"[]")
 		}
-		b.WriteString(")")
+		q = rowsRE.ReplaceAllLiteralString(q, "SELECT * FROM unnest("+strings.Join(list, ", ")+")")
 	}
-	return d.placeholders(rowsRE.ReplaceAllLiteralString(q, b.String())), args
+	return d.placeholders(q), args
 }
 
-// sep is the separator before item i of a list.
-func sep(i int) string {
-	if i == 0 {
-		return ""
-	}
-	return ", "
-}
-
-// filters are the conditions a listing asks for, ANDed in at its query's
-// {{filters}}.
+// filters are the parameters of a listing's query, its own first, and
+// the conditions it asks for, ANDed in at its {{filters}}.
 type filters struct {
-	conds []string
 	args  []any
+	conds string
 }
 
 // add adds cond, whose ?s are args, if the listing asks for it.
 func (f *filters) add(asked bool, cond string, args ...any) {
 	if asked {
-		f.conds = append(f.conds, cond)
-		f.args = append(f.args, args...)
+		for _, a := range args {
+			f.args = append(f.args, a)
+			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(f.args)), 1)
+		}
+		f.conds += " AND " + cond
 	}
 }
 
 // withFilters expands the {{filters}} of query q and returns its
-// parameters: args (the query's own), then f's.
-func (d Dialect) withFilters(q string, args []any, f filters) (string, []any) {
-	var b strings.Builder
-	n := len(args)
-	for _, c := range f.conds {
-		b.WriteString(" AND ")
-		for _, part := range strings.SplitAfter(c, "?") {
-			if p, ok := strings.CutSuffix(part, "?"); ok {
-				n++
-				part = p + "$" + strconv.Itoa(n)
-			}
-			b.WriteString(part)
-		}
-	}
-	return d.placeholders(strings.Replace(q, "{{filters}}", b.String(), 1)), append(args, f.args...)
+// parameters.
+func (d Dialect) withFilters(q string, f filters) (string, []any) {
+	return d.placeholders(strings.Replace(q, "{{filters}}", f.conds, 1)), f.args
 }

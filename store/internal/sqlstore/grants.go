@@ -11,19 +11,7 @@ import (
 
 // AppendMatchGrant records a match grant.
 func (s *Store) AppendMatchGrant(ctx context.Context, g store.MatchGrant) (store.MatchGrant, error) {
-	const op = "append match grant"
-	g, err := prepareGrant(g, time.Now())
-	if err != nil {
-		return store.MatchGrant{}, s.wrap(op, err)
-	}
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		g, err = s.appendGrant(ctx, tx, g)
-		return err
-	})
-	if err != nil {
-		return store.MatchGrant{}, err
-	}
-	return g, nil
+	return appendAlone(ctx, s, "append match grant", g, prepareGrant, s.appendGrant)
 }
 
 // appendGrant inserts a prepared grant in tx and returns it with its Seq.
@@ -33,8 +21,7 @@ func (s *Store) appendGrant(ctx context.Context, tx *sql.Tx, g store.MatchGrant)
 	return g, err
 }
 
-// MatchGrants returns the grant in force of each member requester
-// matched, by member id.
+// MatchGrants implements store.Grants.
 func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.MatchGrant, error) {
 	out, err := all(ctx, s.r, func(r scanner) (store.MatchGrant, error) {
 		g := store.MatchGrant{Requester: requester}
@@ -44,24 +31,22 @@ func (s *Store) MatchGrants(ctx context.Context, requester string) ([]store.Matc
 	return out, s.wrap("match grants", err)
 }
 
-// AppendMatchFailure records a failed match and forgets the requester's
-// failures before forgetBefore.
+// AppendMatchFailure implements store.FailedMatches.
 func (s *Store) AppendMatchFailure(ctx context.Context, requester string, at, forgetBefore time.Time) error {
 	const op = "append match failure"
 	if requester == "" {
 		return s.wrap(op, errors.New("requester is required"))
 	}
 	return s.write(ctx, op, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql("ForgetMatchFailures"), requester, s.d.time(forgetBefore)); err != nil {
-			return err
+		_, err := tx.ExecContext(ctx, s.sql("ForgetMatchFailures"), requester, s.d.time(forgetBefore))
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql("InsertMatchFailure"), requester, s.d.time(at))
 		}
-		_, err := tx.ExecContext(ctx, s.sql("InsertMatchFailure"), requester, s.d.time(at))
 		return err
 	})
 }
 
-// MatchFailures returns the requester's failed matches after after,
-// newest first, at most limit.
+// MatchFailures implements store.FailedMatches.
 func (s *Store) MatchFailures(ctx context.Context, requester string, after time.Time, limit int) ([]time.Time, error) {
 	if limit <= 0 {
 		return nil, nil

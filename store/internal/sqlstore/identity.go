@@ -5,28 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/p2p-payer/p2p/identity/graph"
 )
 
-// AppendIdentityLink appends a link as graph.Supersede says, or an end
-// record as it is.
+// AppendIdentityLink implements store.IdentityGraph.
 func (s *Store) AppendIdentityLink(ctx context.Context, l graph.Link) (graph.Link, error) {
-	const op = "append identity link"
-	l, err := prepareLink(l, time.Now())
-	if err != nil {
-		return graph.Link{}, s.wrap(op, err)
-	}
-	var out graph.Link
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		out, err = s.appendLink(ctx, tx, l)
-		return err
-	})
-	return out, err
+	return appendAlone(ctx, s, "append identity link", l, prepareLink, s.appendLink)
 }
 
 // appendLink appends l inside tx, after the dialect's LockIdentity: the
@@ -50,8 +36,8 @@ func (s *Store) appendLink(ctx context.Context, tx *sql.Tx, l graph.Link) (graph
 		}
 	}
 	for _, r := range rows {
-		by, err := s.d.jsonParam(r.MadeBy, false)
-		prov, err2 := s.d.jsonParam(r.Provenance, false)
+		by, err := s.d.jsonParam(r.MadeBy)
+		prov, err2 := s.d.jsonParam(r.Provenance)
 		var validTo, ends any
 		if r.Ends != 0 {
 			validTo, ends = s.d.time(r.ValidTo), r.Ends
@@ -68,8 +54,7 @@ func (s *Store) appendLink(ctx context.Context, tx *sql.Tx, l graph.Link) (graph
 	return l, nil
 }
 
-// IdentityLinks returns every record of one external identity, oldest
-// first.
+// IdentityLinks implements store.IdentityGraph.
 func (s *Store) IdentityLinks(ctx context.Context, partner, externalRef string) ([]graph.Link, error) {
 	ls, err := s.links(ctx, s.r, partner, externalRef)
 	return ls, s.wrap("identity links", err)
@@ -79,32 +64,23 @@ func (s *Store) links(ctx context.Context, q querier, partner, externalRef strin
 	return all(ctx, q, func(r scanner) (graph.Link, error) {
 		l := graph.Link{Partner: partner, ExternalRef: externalRef}
 		var ends sql.NullInt64
-		var by, prov []byte
-		if err := r.Scan(&l.Seq, &l.MemberID, timeCol{&l.ValidFrom}, timeCol{&l.ValidTo}, &ends, &by, &prov); err != nil {
-			return l, err
-		}
+		err := r.Scan(&l.Seq, &l.MemberID, timeCol{&l.ValidFrom}, timeCol{&l.ValidTo}, &ends,
+			jsonCol{&l.MadeBy}, jsonCol{&l.Provenance})
 		l.Ends = ends.Int64
-		if err := cmp.Or(json.Unmarshal(by, &l.MadeBy), json.Unmarshal(prov, &l.Provenance)); err != nil {
-			return l, fmt.Errorf("stored link: %w", err)
-		}
-		return l, nil
+		return l, err
 	}, s.sql("IdentityLinks"), partner, externalRef)
 }
 
 // AppendIdentityReview remembers a reviewer's decision.
 func (s *Store) AppendIdentityReview(ctx context.Context, r graph.Review) error {
-	const op = "append identity review"
-	r, err := prepareReview(r, time.Now())
-	if err != nil {
-		return s.wrap(op, err)
-	}
-	return s.write(ctx, op, func(tx *sql.Tx) error { return s.appendReview(ctx, tx, r) })
+	_, err := appendAlone(ctx, s, "append identity review", r, prepareReview, s.appendReview)
+	return err
 }
 
-func (s *Store) appendReview(ctx context.Context, tx *sql.Tx, r graph.Review) error {
+func (s *Store) appendReview(ctx context.Context, tx *sql.Tx, r graph.Review) (graph.Review, error) {
 	_, err := tx.ExecContext(ctx, s.sql("InsertIdentityReview"),
 		r.Partner, r.Presentation, r.Decision, r.MemberID, r.Reviewer, s.d.time(r.At), r.TransferID)
-	return err
+	return r, err
 }
 
 // IdentityReviews returns the decisions on one presentation, oldest first.

@@ -15,10 +15,10 @@ func (s *Store) UpsertMembers(ctx context.Context, ms []member.Record) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	if err := checkMembers(ms); err != nil {
+	ms, err := dedupeMembers(ms) // a statement may not update one row twice
+	if err != nil {
 		return s.wrap(op, err)
 	}
-	ms = dedupeMembers(ms) // a statement may not update one row twice
 	return s.write(ctx, op, func(tx *sql.Tx) error {
 		for start := 0; start < len(ms); start += s.d.bulkRows {
 			chunk := ms[start:min(start+s.d.bulkRows, len(ms))]

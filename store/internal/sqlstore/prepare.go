@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -31,22 +31,33 @@ func eventKey(ev transfer.Event) (string, error) {
 	return "", errors.New("event key is required")
 }
 
-// prepareNew checks nt and fills what it leaves to the store: the
-// transfer's client, zero times (now), the first event's key and time. The
-// transfer, its idempotency record and its first event share CreatedAt.
-func prepareNew(nt store.NewTransfer) (store.NewTransfer, error) {
+// encodedNew is a prepared new transfer with its parameters.
+type encodedNew struct {
+	store.NewTransfer
+	transfer []any // of InsertTransfer
+	request  any
+	// events are its first event, which changes no projection (the row
+	// is new), then its changes.
+	events []encodedChange
+}
+
+// encodeNew checks nt, fills what it leaves to the store (the transfer's
+// client, zero times (now), the first event's key and time) and encodes
+// it. The transfer, its idempotency record and its first event share
+// CreatedAt.
+func (d Dialect) encodeNew(nt store.NewTransfer) (encodedNew, error) {
 	tr := &nt.Transfer
 	switch {
 	case nt.ClientID == "":
-		return nt, errors.New("client id is required")
+		return encodedNew{}, errors.New("client id is required")
 	case nt.IdempotencyKey == "":
-		return nt, errors.New("idempotency key is required")
+		return encodedNew{}, errors.New("idempotency key is required")
 	case tr.ID == "":
-		return nt, errors.New("transfer id is required")
+		return encodedNew{}, errors.New("transfer id is required")
 	case tr.ClientID != "" && tr.ClientID != nt.ClientID:
-		return nt, errors.New("transfer client differs from the idempotency client")
+		return encodedNew{}, errors.New("transfer client differs from the idempotency client")
 	case tr.State == "":
-		return nt, errors.New("transfer state is required")
+		return encodedNew{}, errors.New("transfer state is required")
 	}
 	tr.ClientID = nt.ClientID
 	tr.CreatedAt = normTime(orNow(tr.CreatedAt, time.Now()))
@@ -56,8 +67,26 @@ func prepareNew(nt store.NewTransfer) (store.NewTransfer, error) {
 		nt.Event.State = tr.State
 	}
 	key, err := eventKey(nt.Event)
-	nt.Event.Key, nt.Event.Seq = key, 1
-	return nt, err
+	nt.Event.Key = key
+	e := encodedNew{NewTransfer: nt, events: []encodedChange{{Change: store.Change{Event: nt.Event}, transferID: tr.ID}}}
+	var parts []any
+	if err == nil {
+		e.request, err = d.jsonParam(nt.Request)
+	}
+	if err == nil {
+		parts, err = d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
+	}
+	if err == nil {
+		e.events[0].detail, err = d.detail(nt.Event.Detail)
+	}
+	e.transfer = append([]any{tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID,
+		string(tr.State), d.time(tr.CreatedAt), d.time(tr.UpdatedAt)}, parts...)
+	if err == nil {
+		var changes []encodedChange
+		changes, err = d.encodeChanges(tr.ID, nt.Changes)
+		e.events = append(e.events, changes...)
+	}
+	return e, err
 }
 
 // orNow is t, or now when t is zero.
@@ -95,36 +124,32 @@ func prepared[T any](p **T, at time.Time, prepare func(T, time.Time) (T, error))
 	return err
 }
 
-// prepareAccess checks accesses and fills their events' times (now when
-// zero). An access needs a transfer, a key and no state: it enters none.
-// It returns a copy; as is not changed.
-func prepareAccess(as []store.Access) ([]store.Access, error) {
-	out := make([]store.Access, len(as))
+// encodeAccess checks accesses, fills their events' times (now when
+// zero) and encodes them as changes of no projection. An access needs a
+// transfer, a key and no state: it enters none.
+func (d Dialect) encodeAccess(as []store.Access) ([]encodedChange, error) {
+	out := make([]encodedChange, len(as))
 	now := time.Now()
 	for i, a := range as {
+		var err error
 		switch {
 		case a.TransferID == "":
-			return nil, fmt.Errorf("access %d: transfer id is required", i+1)
+			err = errors.New("transfer id is required")
 		case a.Event.Key == "":
-			return nil, fmt.Errorf("access %d: event key is required", i+1)
+			err = errors.New("event key is required")
 		case a.Event.State != "":
-			return nil, fmt.Errorf("access %d: an access enters no state", i+1)
+			err = errors.New("an access enters no state")
 		}
 		a.Event.At = normTime(orNow(a.Event.At, now))
-		out[i] = a
+		out[i] = encodedChange{Change: store.Change{Event: a.Event}, transferID: a.TransferID}
+		if err == nil {
+			out[i].detail, err = d.detail(a.Event.Detail)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("access %d: %w", i+1, err)
+		}
 	}
 	return out, nil
-}
-
-// accessTransfers returns the distinct transfer ids of as, sorted: the
-// order in which to lock them, the same in every transaction.
-func accessTransfers(as []store.Access) []string {
-	ids := make([]string, len(as))
-	for i, a := range as {
-		ids[i] = a.TransferID
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids)
 }
 
 // prepareLink checks an identity link record and fills its start (at, when
@@ -178,23 +203,16 @@ func prepareGrant(g store.MatchGrant, at time.Time) (store.MatchGrant, error) {
 	return g, nil
 }
 
-// checkMembers refuses a batch with a member without id. The error names
-// the position, never the record: it is PHI.
-func checkMembers(ms []member.Record) error {
-	for i := range ms {
-		if strings.TrimSpace(ms[i].ID) == "" {
-			return fmt.Errorf("member %d of the batch has an empty id", i+1)
-		}
-	}
-	return nil
-}
-
-// dedupeMembers keeps the last record of each id, where it occurs: one
-// statement may not touch a row twice in PostgreSQL, and the last one
-// wins.
-func dedupeMembers(ms []member.Record) []member.Record {
+// dedupeMembers refuses a batch with a member without id, and keeps the
+// last record of each id, where it occurs: one statement may not touch a
+// row twice in PostgreSQL, and the last one wins. The error names the
+// position, never the record: it is PHI.
+func dedupeMembers(ms []member.Record) ([]member.Record, error) {
 	last := make(map[string]int, len(ms))
 	for i, m := range ms {
+		if strings.TrimSpace(m.ID) == "" {
+			return nil, fmt.Errorf("member %d of the batch has an empty id", i+1)
+		}
 		last[m.ID] = i
 	}
 	out := make([]member.Record, 0, len(last))
@@ -203,101 +221,81 @@ func dedupeMembers(ms []member.Record) []member.Record {
 			out = append(out, m)
 		}
 	}
-	return out
-}
-
-// pageSize is f.Limit within 1..200; zero or less means 50.
-func pageSize(f store.ListFilter) int {
-	if f.Limit <= 0 {
-		return 50
-	}
-	return min(f.Limit, 200)
-}
-
-// cursor is the position after which a page of transfers starts: the
-// (created_at, id) of the last item of the page before, in the listing's
-// order (created_at desc, id desc).
-type cursor struct {
-	CreatedAt time.Time
-	ID        string
+	return out, nil
 }
 
 // cursorVersion prefixes encoded cursors so their form can change.
 const cursorVersion = "1"
 
-// encode makes c opaque for clients.
-func (c cursor) encode() string {
-	raw := cursorVersion + "." + strconv.FormatInt(normTime(c.CreatedAt).UnixMicro(), 10) + "." + c.ID
+// encodeCursor is the opaque position after which a page of transfers
+// starts: the (created_at, id) of the last item of the page before, in the
+// listing's order (created_at desc, id desc).
+func encodeCursor(createdAt time.Time, id string) string {
+	raw := cursorVersion + "." + strconv.FormatInt(normTime(createdAt).UnixMicro(), 10) + "." + id
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-// decodeCursor parses a cursor from encode, or returns
+// decodeCursor parses a cursor from encodeCursor, or returns
 // store.ErrBadCursor.
-func decodeCursor(s string) (cursor, error) {
+func decodeCursor(s string) (createdAt time.Time, id string, err error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return cursor{}, store.ErrBadCursor
+	version, rest, _ := strings.Cut(string(raw), ".")
+	micros, id, _ := strings.Cut(rest, ".")
+	us, err2 := strconv.ParseInt(micros, 10, 64)
+	if err != nil || err2 != nil || version != cursorVersion || id == "" {
+		return time.Time{}, "", store.ErrBadCursor
 	}
-	parts := strings.SplitN(string(raw), ".", 3)
-	if len(parts) != 3 || parts[0] != cursorVersion || parts[2] == "" {
-		return cursor{}, store.ErrBadCursor
-	}
-	us, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil {
-		return cursor{}, store.ErrBadCursor
-	}
-	return cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: parts[2]}, nil
+	return time.UnixMicro(us).UTC(), id, nil
 }
 
-// jsonParam is the JSON parameter of v, or NULL.
-func (d Dialect) jsonParam(v any, null bool) (any, error) {
-	if null {
+// jsonParam is the JSON parameter of v: jsonb, or TEXT in SQLite's
+// STRICT tables; a nil pointer or map is NULL.
+func (d Dialect) jsonParam(v any) (any, error) {
+	if rv := reflect.ValueOf(v); (rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Map) && rv.IsNil() {
 		return nil, nil
 	}
 	b, err := json.Marshal(v)
-	return d.json(b), err
+	if d.sqlite {
+		return string(b), err
+	}
+	return b, err
 }
 
 // parts are the JSON parameters of a projection's identity, consent,
 // export and error; nil ones are NULL.
 func (d Dialect) parts(identity *transfer.IdentityOutcome, consent *transfer.ConsentOutcome, export *transfer.ExportInfo, e *transfer.ErrorInfo) ([]any, error) {
-	out, errs := make([]any, 4), make([]error, 4)
-	out[0], errs[0] = d.jsonParam(identity, identity == nil)
-	out[1], errs[1] = d.jsonParam(consent, consent == nil)
-	out[2], errs[2] = d.jsonParam(export, export == nil)
-	out[3], errs[3] = d.jsonParam(e, e == nil)
-	return out, errors.Join(errs...)
+	out := make([]any, 4)
+	for i, v := range []any{identity, consent, export, e} {
+		var err error
+		if out[i], err = d.jsonParam(v); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // detail is the JSON parameter of an event's detail; nil is NULL.
 func (d Dialect) detail(m map[string]any) (any, error) {
-	v, err := d.jsonParam(m, m == nil)
+	v, err := d.jsonParam(m)
 	if err != nil {
 		return nil, fmt.Errorf("event detail: %w", err)
 	}
 	return v, nil
 }
 
-// unmarshalPart decodes an optional JSON column into *v; NULL leaves it
-// nil.
-func unmarshalPart[T any](b []byte, v **T) error {
-	if b == nil {
-		return nil
-	}
-	*v = new(T)
-	return json.Unmarshal(b, *v)
-}
-
-// encodedChange is a prepared change with its parameters.
+// encodedChange is a prepared event of a transfer with its parameters.
 type encodedChange struct {
 	store.Change
-	params []any // of UpdateTransfer, after the transfer's id
+	transferID string
+	// params are UpdateTransfer's after the transfer's id; nil for an
+	// event that changes no projection.
+	params []any
 	detail any
 }
 
-// encodeChanges prepares chs and encodes their parameters; the error names
-// the change at fault by position.
-func (d Dialect) encodeChanges(chs []store.Change) ([]encodedChange, error) {
+// encodeChanges prepares chs of transfer transferID and encodes their
+// parameters; the error names the change at fault by position.
+func (d Dialect) encodeChanges(transferID string, chs []store.Change) ([]encodedChange, error) {
 	out := make([]encodedChange, len(chs))
 	for i, ch := range chs {
 		ch, err := prepareChange(ch)
@@ -309,7 +307,7 @@ func (d Dialect) encodeChanges(chs []store.Change) ([]encodedChange, error) {
 		if ch.State != "" {
 			state = string(ch.State)
 		}
-		out[i] = encodedChange{Change: ch, params: append([]any{d.time(ch.Event.At), state}, parts...)}
+		out[i] = encodedChange{Change: ch, transferID: transferID, params: append([]any{d.time(ch.Event.At), state}, parts...)}
 		if err == nil {
 			out[i].detail, err = d.detail(ch.Event.Detail)
 		}

@@ -22,7 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 
@@ -41,6 +43,9 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// commentRE matches a full-line SQL comment.
+var commentRE = regexp.MustCompile(`(?m)^[ \t]*--.*\n?`)
+
 // New is the store on w (writes) and r (reads), which may be one pool,
 // with a migrated schema.
 func New(d Dialect, w, r *sql.DB) *Store {
@@ -53,13 +58,7 @@ func New(d Dialect, w, r *sql.DB) *Store {
 		// Named blocks; full-line comments go.
 		for _, block := range strings.Split(string(b), "-- name:")[1:] {
 			name, body, _ := strings.Cut(block, "\n")
-			var q strings.Builder
-			for line := range strings.Lines(body) {
-				if !strings.HasPrefix(strings.TrimSpace(line), "--") {
-					q.WriteString(line)
-				}
-			}
-			text := strings.TrimSpace(q.String())
+			text := strings.TrimSpace(commentRE.ReplaceAllString(body, ""))
 			if !strings.Contains(text, "{{") {
 				text = d.placeholders(text)
 			}
@@ -99,10 +98,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err == nil && s.r != s.w {
 		err = s.r.PingContext(ctx)
 	}
-	if err != nil {
-		return fmt.Errorf("%s: ping: %w", s.d.name, err)
-	}
-	return nil
+	return s.wrap("ping", err)
 }
 
 // Close releases the store's connections.
@@ -152,6 +148,25 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 		return s.wrap(op, err)
 	}
 	return s.wrap(op, tx.Commit())
+}
+
+// appendAlone prepares v, its times defaulting to now, and appends it
+// with add in a write transaction of its own.
+func appendAlone[T any](ctx context.Context, s *Store, op string, v T,
+	prepare func(T, time.Time) (T, error), add func(context.Context, *sql.Tx, T) (T, error)) (T, error) {
+	var zero T
+	v, err := prepare(v, time.Now())
+	if err != nil {
+		return zero, s.wrap(op, err)
+	}
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
+		v, err = add(ctx, tx, v)
+		return err
+	})
+	if err != nil {
+		return zero, err
+	}
+	return v, nil
 }
 
 // exec runs one write statement by itself and returns how many rows it

@@ -3,8 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/p2p-payer/p2p/store"
@@ -27,58 +28,32 @@ func scanIdem(r scanner) (store.IdempotencyRecord, error) {
 // rolled back).
 func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store.CreateResult, error) {
 	const op = "create transfer"
-	nt, err := prepareNew(nt)
-	tr := nt.Transfer
-	var req, detail any
-	var parts []any
-	var changes []encodedChange
-	if err == nil {
-		req, err = s.d.jsonParam(nt.Request, false)
-	}
-	if err == nil {
-		parts, err = s.d.parts(tr.Identity, tr.Consent, tr.Export, tr.Error)
-	}
-	if err == nil {
-		detail, err = s.d.detail(nt.Event.Detail)
-	}
-	if err == nil {
-		changes, err = s.d.encodeChanges(nt.Changes)
-	}
+	e, err := s.d.encodeNew(nt)
 	if err != nil {
 		return store.CreateResult{}, s.wrap(op, err)
 	}
+	tr := e.Transfer
 	var res store.CreateResult
 	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, s.sql("ClaimIdempotency"),
-			nt.ClientID, nt.IdempotencyKey, nt.Fingerprint, tr.ID, s.d.time(tr.CreatedAt))
-		if err != nil {
+		rec, err := scanIdem(tx.QueryRowContext(ctx, s.sql("ClaimIdempotency"),
+			e.ClientID, e.IdempotencyKey, e.Fingerprint, tr.ID, s.d.time(tr.CreatedAt)))
+		if errors.Is(err, sql.ErrNoRows) {
+			res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), e.ClientID, e.IdempotencyKey))
 			return err
 		}
-		if n, err := r.RowsAffected(); err != nil || n == 0 {
-			if err == nil {
-				res.Record, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), nt.ClientID, nt.IdempotencyKey))
-			}
-			return err
-		}
-		_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), append([]any{
-			tr.ID, tr.ClientID, tr.PartnerID, string(tr.Direction.OrExport()), tr.CorrelationID, string(tr.State),
-			s.d.time(tr.CreatedAt), s.d.time(tr.UpdatedAt)}, parts...)...)
 		if err == nil {
-			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, req)
+			_, err = tx.ExecContext(ctx, s.sql("InsertTransfer"), e.transfer...)
 		}
 		if err == nil {
-			_, err = s.insertEvent(ctx, tx, tr.ID, nt.Event, detail)
+			_, err = tx.ExecContext(ctx, s.sql("InsertTransferRequest"), tr.ID, e.request)
 		}
 		if err == nil { // the new row is ours until commit: no lock to take
-			_, err = s.applyEncoded(ctx, tx, tr.ID, nt.Event.Seq, changes)
+			_, err = s.applyEncoded(ctx, tx, map[string]int64{tr.ID: 0}, e.events)
 		}
 		if err != nil {
 			return err
 		}
-		res = store.CreateResult{Created: true, Record: store.IdempotencyRecord{
-			ClientID: nt.ClientID, Key: nt.IdempotencyKey, Fingerprint: nt.Fingerprint, TransferID: tr.ID,
-			Status: store.IdempotencyPending, CreatedAt: tr.CreatedAt,
-		}}
+		res = store.CreateResult{Created: true, Record: rec}
 		return nil
 	})
 	return res, err
@@ -109,11 +84,10 @@ func (s *Store) CompleteIdempotency(ctx context.Context, clientID, key string, s
 	}
 	var rec store.IdempotencyRecord
 	err := s.write(ctx, "complete idempotency", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql("CompleteIdempotency"), clientID, key, status, body); err != nil {
-			return err
+		_, err := tx.ExecContext(ctx, s.sql("CompleteIdempotency"), clientID, key, status, body)
+		if err == nil {
+			rec, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), clientID, key))
 		}
-		var err error
-		rec, err = scanIdem(tx.QueryRowContext(ctx, s.sql("GetIdempotency"), clientID, key))
 		return err
 	})
 	return rec, err
@@ -137,14 +111,9 @@ func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, lim
 
 func scanTransfer(r scanner) (transfer.Transfer, error) {
 	var tr transfer.Transfer
-	var p [4][]byte
 	err := r.Scan(&tr.ID, &tr.ClientID, &tr.PartnerID, &tr.Direction, &tr.CorrelationID, &tr.State,
-		timeCol{&tr.CreatedAt}, timeCol{&tr.UpdatedAt}, &p[0], &p[1], &p[2], &p[3])
-	if err == nil {
-		// json's errors quote no input values, only types and offsets.
-		err = errors.Join(unmarshalPart(p[0], &tr.Identity), unmarshalPart(p[1], &tr.Consent),
-			unmarshalPart(p[2], &tr.Export), unmarshalPart(p[3], &tr.Error))
-	}
+		timeCol{&tr.CreatedAt}, timeCol{&tr.UpdatedAt},
+		jsonCol{&tr.Identity}, jsonCol{&tr.Consent}, jsonCol{&tr.Export}, jsonCol{&tr.Error})
 	return tr, err
 }
 
@@ -156,31 +125,30 @@ func (s *Store) GetTransfer(ctx context.Context, id string) (transfer.Transfer, 
 
 // GetTransferRequest implements store.Transfers.
 func (s *Store) GetTransferRequest(ctx context.Context, id string) (transfer.Request, error) {
-	var raw []byte
 	var req transfer.Request
-	err := s.r.QueryRowContext(ctx, s.sql("GetTransferRequest"), id).Scan(&raw)
-	if err == nil {
-		err = json.Unmarshal(raw, &req)
-	}
+	err := s.r.QueryRowContext(ctx, s.sql("GetTransferRequest"), id).Scan(jsonCol{&req})
 	return req, s.wrap("get transfer request", err)
 }
 
 // ListTransfers implements store.Transfers: newest first (created_at, then
 // id, both descending), one page at a time.
 func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.TransferPage, error) {
-	limit := pageSize(f)
-	var fs filters
+	limit := 50 // f.Limit within 1..200; zero or less means 50
+	if f.Limit > 0 {
+		limit = min(f.Limit, 200)
+	}
+	fs := filters{args: []any{limit + 1}} // one row more tells whether another page follows
 	fs.add(f.State != "", "state = ?", string(f.State))
 	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
 	fs.add(f.Direction != "", "direction = ?", string(f.Direction))
 	if f.Cursor != "" {
-		c, err := decodeCursor(f.Cursor)
+		at, id, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return store.TransferPage{}, err
 		}
-		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(c.CreatedAt), c.ID)
+		fs.add(true, "(created_at, id) < (?, ?)", s.d.time(at), id)
 	}
-	q, args := s.d.withFilters(s.sql("ListTransfers"), []any{limit + 1}, fs)
+	q, args := s.d.withFilters(s.sql("ListTransfers"), fs)
 	items, err := all(ctx, s.r, scanTransfer, q, args...)
 	if err != nil {
 		return store.TransferPage{}, s.wrap("list transfers", err)
@@ -189,7 +157,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	if len(items) > limit {
 		page.Items = items[:limit]
 		last := items[limit-1]
-		page.NextCursor = cursor{CreatedAt: last.CreatedAt, ID: last.ID}.encode()
+		page.NextCursor = encodeCursor(last.CreatedAt, last.ID)
 	}
 	return page, nil
 }
@@ -197,10 +165,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 // ApplyChange implements store.Transfers.
 func (s *Store) ApplyChange(ctx context.Context, transferID string, ch store.Change) (bool, error) {
 	applied, err := s.applyChanges(ctx, "apply change", transferID, []store.Change{ch})
-	if err != nil {
-		return false, err
-	}
-	return applied[0], nil
+	return err == nil && applied[0], err
 }
 
 // ApplyChanges implements store.Transfers.
@@ -212,16 +177,35 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	if len(chs) == 0 {
 		return []bool{}, nil
 	}
-	encoded, err := s.d.encodeChanges(chs)
+	encoded, err := s.d.encodeChanges(transferID, chs)
 	if err != nil {
 		return nil, s.wrap(op, err)
 	}
+	return s.appendEvents(ctx, op, encoded)
+}
+
+// appendEvents applies events in one write transaction, after it has
+// taken the dialect's lock on each of their transfers, in id order (the
+// lock order of every writer), and read the seq of its last event.
+func (s *Store) appendEvents(ctx context.Context, op string, events []encodedChange) ([]bool, error) {
 	var applied []bool
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		last, err := s.lockTransfer(ctx, tx, transferID)
-		if err == nil {
-			applied, err = s.applyEncoded(ctx, tx, transferID, last, encoded)
+	err := s.write(ctx, op, func(tx *sql.Tx) (err error) {
+		last := map[string]int64{}
+		for _, e := range events {
+			last[e.transferID] = 0
 		}
+		for _, id := range slices.Sorted(maps.Keys(last)) {
+			var one, seq int64
+			err = tx.QueryRowContext(ctx, s.sql("LockTransfer"), id).Scan(&one) // no row: store.ErrNotFound
+			if err == nil {
+				err = tx.QueryRowContext(ctx, s.sql("LastSeq"), id).Scan(&seq)
+			}
+			if err != nil {
+				return err
+			}
+			last[id] = seq
+		}
+		applied, err = s.applyEncoded(ctx, tx, last, events)
 		return err
 	})
 	if err != nil {
@@ -230,43 +214,33 @@ func (s *Store) applyChanges(ctx context.Context, op, transferID string, chs []s
 	return applied, nil
 }
 
-// lockTransfer takes the dialect's lock on the transfer (sql.ErrNoRows if
-// there is none), then returns the seq of its last event.
-func (s *Store) lockTransfer(ctx context.Context, tx *sql.Tx, id string) (int64, error) {
-	var one, last int64
-	if err := tx.QueryRowContext(ctx, s.sql("LockTransfer"), id).Scan(&one); err != nil {
-		return 0, err
-	}
-	err := tx.QueryRowContext(ctx, s.sql("LastSeq"), id).Scan(&last)
-	return last, err
-}
-
-// applyEncoded applies changes in tx to a transfer whose row the caller
-// has locked (or created) and whose last event has seq last: each new
-// event takes the next seq, is appended to the audit log, and updates the
-// projection and writes the change's link, review and grant; an event
-// whose key is recorded is skipped.
-func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, transferID string, last int64, changes []encodedChange) ([]bool, error) {
-	applied := make([]bool, len(changes))
-	for i, e := range changes {
+// applyEncoded appends events in tx to transfers whose rows the caller
+// has locked (or created) and whose last events have the seqs of last,
+// which it advances: each new event takes the next seq of its transfer,
+// is appended to the audit log, and updates the projection and writes the
+// change's link, review and grant; an event whose key is recorded is
+// skipped.
+func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, last map[string]int64, events []encodedChange) ([]bool, error) {
+	applied := make([]bool, len(events))
+	for i, e := range events {
 		ev := e.Event
-		ev.Seq = last + 1
-		ok, err := s.insertEvent(ctx, tx, transferID, ev, e.detail)
+		ev.Seq = last[e.transferID] + 1
+		ok, err := s.insertEvent(ctx, tx, e.transferID, ev, e.detail)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			continue // recorded before: a retry
 		}
-		last = ev.Seq
-		if _, err := tx.ExecContext(ctx, s.sql("UpdateTransfer"), append([]any{transferID}, e.params...)...); err != nil {
-			return nil, err
+		last[e.transferID] = ev.Seq
+		if e.params != nil {
+			_, err = tx.ExecContext(ctx, s.sql("UpdateTransfer"), append([]any{e.transferID}, e.params...)...)
 		}
-		if e.Link != nil {
+		if e.Link != nil && err == nil {
 			_, err = s.appendLink(ctx, tx, *e.Link)
 		}
 		if e.Review != nil && err == nil {
-			err = s.appendReview(ctx, tx, *e.Review)
+			_, err = s.appendReview(ctx, tx, *e.Review)
 		}
 		if e.Grant != nil && err == nil {
 			_, err = s.appendGrant(ctx, tx, *e.Grant)
@@ -279,58 +253,27 @@ func (s *Store) applyEncoded(ctx context.Context, tx *sql.Tx, transferID string,
 	return applied, nil
 }
 
-// RecordAccess implements store.Timelines. It locks the transfers in id
-// order before it appends to the audit log, the lock order of every
-// writer.
+// RecordAccess implements store.Timelines.
 func (s *Store) RecordAccess(ctx context.Context, as []store.Access) (int, error) {
 	const op = "record access"
-	as, err := prepareAccess(as)
-	if err != nil || len(as) == 0 {
-		return 0, err
+	encoded, err := s.d.encodeAccess(as)
+	if err != nil || len(encoded) == 0 {
+		return 0, s.wrap(op, err)
 	}
-	details := make([]any, len(as))
-	for i, a := range as {
-		if details[i], err = s.d.detail(a.Event.Detail); err != nil {
-			return 0, s.wrap(op, err)
-		}
-	}
+	applied, err := s.appendEvents(ctx, op, encoded)
 	n := 0
-	err = s.write(ctx, op, func(tx *sql.Tx) error {
-		n = 0
-		last := map[string]int64{}
-		for _, id := range accessTransfers(as) {
-			if last[id], err = s.lockTransfer(ctx, tx, id); err != nil {
-				return err // no row: store.ErrNotFound
-			}
+	for _, ok := range applied {
+		if ok {
+			n++
 		}
-		for i, a := range as {
-			ev := a.Event
-			ev.Seq = last[a.TransferID] + 1
-			ok, err := s.insertEvent(ctx, tx, a.TransferID, ev, details[i])
-			if err != nil {
-				return err
-			}
-			if ok {
-				last[a.TransferID] = ev.Seq
-				n++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
 	}
-	return n, nil
+	return n, err
 }
 
 // scanEvent reads the columns of a timeline event after those of prefix.
 func scanEvent(r scanner, prefix ...any) (transfer.Event, error) {
 	var ev transfer.Event
-	var detail []byte
-	err := r.Scan(append(prefix, &ev.Seq, &ev.Key, timeCol{&ev.At}, &ev.State, &ev.Actor, &ev.Type, &detail)...)
-	if err == nil && detail != nil {
-		err = json.Unmarshal(detail, &ev.Detail)
-	}
+	err := r.Scan(append(prefix, &ev.Seq, &ev.Key, timeCol{&ev.At}, &ev.State, &ev.Actor, &ev.Type, jsonCol{&ev.Detail})...)
 	return ev, err
 }
 

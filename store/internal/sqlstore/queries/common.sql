@@ -8,10 +8,12 @@
 -- A query only one engine needs, or that differs, is in postgres.sql or
 -- sqlite.sql.
 
+-- No row: the key is taken.
 -- name: ClaimIdempotency
 INSERT INTO idempotency_keys (client_id, idempotency_key, fingerprint, transfer_id, status, created_at)
 VALUES ($1, $2, $3, $4, 'pending', $5)
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING client_id, idempotency_key, fingerprint, transfer_id, status, response_status, response_body, created_at
 
 -- name: GetIdempotency
 SELECT client_id, idempotency_key, fingerprint, transfer_id, status, response_status, response_body, created_at
@@ -84,8 +86,11 @@ INSERT INTO audit_log (position, event_id, leaf_hash) VALUES ($1, $2, $3)
 -- name: InsertAuditHashes
 INSERT INTO audit_hashes (idx, hash) {{rows bigint bytea}}
 
+-- One row per index asked for, in the order asked; the hash is NULL if
+-- there is none.
 -- name: ReadAuditHashes
-SELECT idx, hash FROM audit_hashes WHERE idx IN ({{rows bigint}})
+WITH asked (ord, idx) AS ({{rows bigint bigint}})
+SELECT asked.idx, h.hash FROM asked LEFT JOIN audit_hashes h ON h.idx = asked.idx ORDER BY asked.ord
 
 -- name: AuditSize
 SELECT size FROM audit_head
