@@ -47,7 +47,11 @@ func TestOpenSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if _, ok := s.(*sqlite.Store); !ok {
 		t.Fatalf("Open(%q) is a %T, want *sqlite.Store", path, s)
 	}
@@ -69,7 +73,11 @@ func TestOpenPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	defer s.Close()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if _, ok := s.(*postgres.Store); !ok {
 		t.Fatalf("Open is a %T, want *postgres.Store", s)
 	}

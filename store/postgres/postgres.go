@@ -54,7 +54,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	s := &Store{Store: sqlstore.New(sqlstore.Postgres, db, db), pool: pool}
 	if err := s.Ping(ctx); err != nil {
-		s.Close()
+		_ = s.Close() // the ping's error is the one to report
 		return nil, err
 	}
 	return s, nil
@@ -76,7 +76,7 @@ func Migrate(ctx context.Context, url string) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
+	defer func() { _ = db.Close() }() // a migration's outcome is its own error
 	var schema sql.NullString
 	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)

@@ -63,7 +63,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: create %s: %w", path, err)
 		}
-		f.Close()
+		_ = f.Close() // created empty: nothing written to lose
 		name = "file:" + escapePath(path) + "?"
 	}
 	w, err := sql.Open("sqlite", name+params(true))
@@ -81,7 +81,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		// Opened after the migration so readers see the schema, and after
 		// the writer switched the file to WAL (a persistent setting).
 		if s.r, err = sql.Open("sqlite", name+params(false)); err != nil {
-			w.Close()
+			_ = w.Close() // the open's error is the one to report
 			return nil, fmt.Errorf("sqlite: open: %w", err)
 		}
 		s.r.SetMaxOpenConns(readConns)
@@ -92,7 +92,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		err = s.Ping(ctx)
 	}
 	if err != nil {
-		s.Close()
+		_ = s.Close() // the migration's or ping's error is the one to report
 		return nil, err
 	}
 	return s, nil

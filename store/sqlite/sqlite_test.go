@@ -21,7 +21,11 @@ func openFile(t *testing.T, path string) *Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return s
 }
 
@@ -82,7 +86,9 @@ func TestReopen(t *testing.T) {
 	if err := s.UpsertMembers(ctx, []member.Record{m}); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := Migrate(ctx, path); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
@@ -143,7 +149,11 @@ func TestDatabaseFileIsPrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	for _, f := range []string{path, path + "-wal"} {
 		fi, err := os.Stat(f)
 		if err != nil {

@@ -108,7 +108,7 @@ func SeedAuditSQLite(ctx context.Context, path string, n int, t0 time.Time) erro
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // the seed commits before returning
 	db.SetMaxOpenConns(1)
 	var trigger string
 	if err := db.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'audit_head_grows'").Scan(&trigger); err != nil {
@@ -181,7 +181,7 @@ func SeedAuditPostgres(ctx context.Context, url string, n int, t0 time.Time) err
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }() // the seed commits before returning
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err

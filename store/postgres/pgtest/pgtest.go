@@ -33,7 +33,7 @@ func Schema(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("%s is set but PostgreSQL does not answer: %v", EnvURL, err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }() // only read: nothing to lose
 	b := make([]byte, 6)
 	rand.Read(b)
 	schema := "p2ptest_" + hex.EncodeToString(b)
@@ -46,7 +46,7 @@ func Schema(tb testing.TB) string {
 			tb.Errorf("drop schema %s: %v", schema, err)
 			return
 		}
-		defer conn.Close(context.Background())
+		defer func() { _ = conn.Close(context.Background()) }() // the DROP's error is reported
 		if _, err := conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
