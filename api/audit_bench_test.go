@@ -67,7 +67,11 @@ func benchSQLite(b *testing.B, n int) store.Store {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { st.Close() })
+	b.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	})
 	if err := storetest.SeedAuditSQLite(context.Background(), path, n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +88,11 @@ func benchPostgres(b *testing.B, n int) store.Store {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { st.Close() })
+	b.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	})
 	if err := storetest.SeedAuditPostgres(ctx, dbURL, n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 		b.Fatal(err)
 	}

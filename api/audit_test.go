@@ -144,10 +144,12 @@ func TestAuditEventsNDJSON(t *testing.T) {
 		ev := transfer.Event{Seq: l.Seq, At: l.At, Actor: l.Actor, Type: l.Type}
 		ev.State, ev.Detail = transfer.State(l.State), l.Detail
 		var key string
-		e.store.AuditEvents(context.Background(), store.AuditFilter{FromPosition: l.Position, Limit: 1}, func(ae store.AuditEvent) error {
+		if err := e.store.AuditEvents(context.Background(), store.AuditFilter{FromPosition: l.Position, Limit: 1}, func(ae store.AuditEvent) error {
 			key = ae.Event.Key
 			return nil
-		})
+		}); err != nil {
+			t.Fatal(err)
+		}
 		ev.Key = key
 		data, err := audit.LeafData(l.TransferID, ev)
 		if err != nil {

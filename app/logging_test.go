@@ -40,8 +40,10 @@ func TestLoggerColour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	if isTerminal(f) {
 		t.Error("a regular file is taken for a terminal")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

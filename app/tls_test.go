@@ -160,7 +160,11 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := st.UpsertMembers(ctx, []member.Record{{ID: "M100001", Given: "Alice", Family: "Nguyen", BirthDate: "1985-04-12", Sex: "F",
 		Street: "12 Oak Street", City: "Springfield", State: "IL", PostalCode: "62701", Phone: "217-555-0101"}}); err != nil {
 		t.Fatal(err)
@@ -202,7 +206,12 @@ func TestMutualTLS(t *testing.T) {
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(sctx, ln) }()
-	t.Cleanup(func() { stop(); <-served })
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
 	base := "https://" + ln.Addr().String()
 
 	roots := x509.NewCertPool()
@@ -305,8 +314,10 @@ func TestMutualTLS(t *testing.T) {
 			tc.RootCAs = roots
 			conn, err := tls.Dial("tcp", ln.Addr().String(), tc)
 			if err == nil {
-				conn.Close()
 				t.Errorf("%s: handshake accepted", name)
+				if err := conn.Close(); err != nil {
+					t.Error(err)
+				}
 			}
 		}
 		tc := &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS12}
@@ -314,7 +325,9 @@ func TestMutualTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("TLS 1.2 with its default suites: %v", err)
 		}
-		conn.Close()
+		if err := conn.Close(); err != nil {
+			t.Error(err)
+		}
 	})
 }
 

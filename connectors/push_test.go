@@ -70,7 +70,7 @@ func TestPushAnswers(t *testing.T) {
 		return func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(map[string]any{"type": typ, "title": "rejected", "status": status, "detail": "member " + phi})
+			_ = json.NewEncoder(w).Encode(map[string]any{"type": typ, "title": "rejected", "status": status, "detail": "member " + phi})
 		}
 	}
 	reply := func(status int, body string, headers ...string) func(w http.ResponseWriter) {

@@ -64,12 +64,19 @@ func BenchmarkTransfers(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				var tr struct{ ID string }
-				json.NewDecoder(res.Body).Decode(&tr)
-				io.Copy(io.Discard, res.Body)
+				data, err := io.ReadAll(res.Body)
 				res.Body.Close()
+				if err != nil {
+					b.Error(err)
+					return
+				}
 				if res.StatusCode != http.StatusAccepted {
 					b.Errorf("POST: %d", res.StatusCode)
+					return
+				}
+				var tr struct{ ID string }
+				if err := json.Unmarshal(data, &tr); err != nil {
+					b.Error(err)
 					return
 				}
 				results[i] = result{id: tr.ID, accepted: time.Since(t0), start: t0}

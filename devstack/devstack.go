@@ -160,7 +160,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	served := false // until served, the listeners are ours to close
 	defer func() {
 		if !served {
-			apiLn.Close()
+			_ = apiLn.Close() // unused: the start-up error returned is the one that matters
 		}
 	}()
 	s.URL = "http://" + apiLn.Addr().String()
@@ -170,7 +170,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	}
 	defer func() {
 		if !served {
-			sbLn.Close()
+			_ = sbLn.Close() // unused: the start-up error returned is the one that matters
 		}
 	}()
 	s.SandboxURL = "http://" + sbLn.Addr().String()
@@ -301,7 +301,9 @@ func (s *Stack) Stop() {
 		}
 	}
 	if s.Store != nil {
-		s.Store.Close()
+		if err := s.Store.Close(); err != nil {
+			s.logger.Warn("store close", zap.Error(err))
+		}
 	}
 }
 

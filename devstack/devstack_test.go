@@ -426,7 +426,9 @@ func TestIdempotencyAgainstRealWorkflows(t *testing.T) {
 		switch codes[i] {
 		case 202:
 			var m map[string]any
-			json.Unmarshal(bodies[i], &m)
+			if err := json.Unmarshal(bodies[i], &m); err != nil {
+				t.Fatal(err)
+			}
 			if id == "" {
 				id = m["id"].(string)
 			} else if m["id"] != id {

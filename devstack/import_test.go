@@ -186,7 +186,9 @@ func TestImportFromOldPayer(t *testing.T) {
 			}
 			got[r.ResourceType]++
 		}
-		fh.Close()
+		if err := fh.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("imported %v, want %v", got, want)

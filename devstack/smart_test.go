@@ -69,8 +69,11 @@ func TestMemberMatchWithSMARTBackendServices(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, res.Body)
+		_, err = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return res.StatusCode
 	}
 	if got := match(token); got != http.StatusOK {
@@ -87,8 +90,11 @@ func TestMemberMatchWithSMARTBackendServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conf map[string]any
-	json.NewDecoder(res.Body).Decode(&conf)
+	err = json.NewDecoder(res.Body).Decode(&conf)
 	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if conf["token_endpoint"] != s.URL+"/fhir/auth/token" {
 		t.Errorf("smart-configuration %v", conf)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
-	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -86,11 +85,7 @@ var consentEnd = day("2022-01-31T23:59:59Z")
 
 func newBulkHarness(t *testing.T, edits ...func(*Deps)) *bulkHarness {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), sqlite.Memory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	ex := &fakeExports{st: st}
 	hs := newHarness(t, func(d *Deps) {
 		d.Exports, d.Store = ex, st

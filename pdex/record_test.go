@@ -15,7 +15,6 @@ import (
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
-	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -67,11 +66,7 @@ func TestMemberMatchRecorded(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st, err := sqlite.Open(context.Background(), sqlite.Memory)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+			st := openStore(t)
 			hs := newHarness(t, func(d *Deps) {
 				d.Store = st
 				if c.deps != nil {
@@ -267,11 +262,7 @@ func TestMemberMatchTransactions(t *testing.T) {
 		{"no match", identity.Decision{Outcome: identity.OutcomeNoMatch}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			st, err := sqlite.Open(context.Background(), sqlite.Memory)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := openStore(t)
 			cs := &countingStore{Store: st}
 			hs := newHarness(t, func(d *Deps) { d.Store = cs })
 			hs.m.dec = c.dec
@@ -287,11 +278,7 @@ func TestMemberMatchTransactions(t *testing.T) {
 func TestMemberMatchNotRecordedNotAnswered(t *testing.T) {
 	// The decision's transaction fails: nothing of it is recorded (no
 	// step, no grant), the failure is (failed internal, answered 500).
-	st, err := sqlite.Open(context.Background(), sqlite.Memory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	cs := &countingStore{Store: st, fail: map[string]bool{"ApplyChanges": true}}
 	hs := newHarness(t, func(d *Deps) { d.Store = cs })
 	a := hs.match("new-payer", exampleBody(t))

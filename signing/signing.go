@@ -112,17 +112,17 @@ func writeNew(path string, data []byte) error {
 		return fmt.Errorf("signing: create key file: %w", err)
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp)
+	defer func() { _ = os.Remove(tmp) }() // a spare name after Link, gone after Rename: best effort
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close() // the error returned is the one that matters
 		return fmt.Errorf("signing: chmod key file: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close() // the error returned is the one that matters
 		return fmt.Errorf("signing: write key file: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the error returned is the one that matters
 		return fmt.Errorf("signing: sync key file: %w", err)
 	}
 	if err := f.Close(); err != nil {
@@ -138,8 +138,8 @@ func writeNew(path string, data []byte) error {
 		}
 	}
 	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the new name durable; best effort
-		d.Close()
+		_ = d.Sync()  // make the new name durable; best effort
+		_ = d.Close() // opened read-only: nothing to lose
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func oauthError(w http.ResponseWriter, status int, code, description string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description}) //nolint:errcheck // the client sees a short body
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description}) // the client sees a short body
 }
 
 // TokenHandler serves POST {TokenURL}: form-encoded grant_type,
@@ -137,7 +137,7 @@ func (s *Server) TokenHandler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(map[string]any{ //nolint:errcheck // the client sees a short body
+		_ = json.NewEncoder(w).Encode(map[string]any{ // the client sees a short body
 			"access_token": token, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": scope,
 		})
 	})
@@ -147,7 +147,7 @@ func (s *Server) TokenHandler() http.Handler {
 func (s *Server) ConfigurationHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{ //nolint:errcheck // the client sees a short body
+		_ = json.NewEncoder(w).Encode(map[string]any{ // the client sees a short body
 			"token_endpoint":                                   s.TokenURL,
 			"grant_types_supported":                            []string{GrantType},
 			"token_endpoint_auth_methods_supported":            []string{"private_key_jwt"},

@@ -104,7 +104,9 @@ func TestTokenFlow(t *testing.T) {
 			TokenType   string `json:"token_type"`
 			ExpiresIn   int    `json:"expires_in"`
 		}
-		json.Unmarshal(w.Body.Bytes(), &res)
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil {
+			t.Fatalf("%s: %v: %s", alg, err, w.Body)
+		}
 		if res.TokenType != "bearer" || res.ExpiresIn != 300 || w.Header().Get("Cache-Control") != "no-store" {
 			t.Fatalf("%s: token response %s", alg, w.Body)
 		}
@@ -134,7 +136,9 @@ func TestTokenFlow(t *testing.T) {
 	var res struct {
 		AccessToken string `json:"access_token"`
 	}
-	json.Unmarshal(w.Body.Bytes(), &res)
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
 	r.Header.Set("Authorization", "Bearer "+res.AccessToken)
 	if _, ok := s.Requester(r); ok {
 		t.Error("a token of a partner no longer allowed was taken")
@@ -184,7 +188,9 @@ func TestTokenRefusals(t *testing.T) {
 			var e struct {
 				Error string `json:"error"`
 			}
-			json.Unmarshal(w.Body.Bytes(), &e)
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
+				t.Fatalf("%v: %s", err, w.Body)
+			}
 			if w.Code != tt.status || e.Error != tt.code {
 				t.Fatalf("%d %s, want %d %s", w.Code, w.Body, tt.status, tt.code)
 			}

@@ -50,7 +50,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // only read: a close error loses nothing
 	from, err := sincePosition(ctx, st, *since)
 	if err != nil {
 		return fmt.Errorf("audit verify: --since: %w", err)

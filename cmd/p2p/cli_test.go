@@ -114,7 +114,11 @@ func TestDevStartupErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer busy.Close()
+	defer func() {
+		if err := busy.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	t.Run("port in use", func(t *testing.T) {
 		_, stderr, code := run(t, "dev", "--data-dir", t.TempDir(), "--addr", busy.Addr().String(), "--log-level", "error")
 		if code != 1 || !strings.Contains(stderr, "address already in use") || !strings.Contains(stderr, "--addr") {

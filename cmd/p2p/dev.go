@@ -49,7 +49,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer logger.Sync() //nolint:errcheck // best effort at exit
+	defer logger.Sync()
 	s, err := devstack.Start(ctx, devstack.Options{
 		DataDir: *dataDir, Addr: cfg.Addr, Seed: !*noSeed, Logger: logger, Retention: cfg.Retention,
 		PublicURL: cfg.PublicURL, SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR,

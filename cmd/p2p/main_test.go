@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -55,6 +56,7 @@ func startDev(t *testing.T, dataDir, addr string) *p2pProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { reap(t, cmd) })
 	p := &p2pProcess{cmd: cmd, stdout: &bytes.Buffer{}}
 	ready := make(chan bool, 1)
 	go func() {
@@ -77,11 +79,23 @@ func startDev(t *testing.T, dataDir, addr string) *p2pProcess {
 			t.Fatalf("p2p dev exited before ready: %s %s", p.stdout, stderr.String())
 		}
 	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
 		t.Fatalf("p2p dev not ready in 60 s: %s %s", p.stdout, stderr.String())
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return p
+}
+
+// reap kills cmd, unless a test already waited for it, and waits for it.
+func reap(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if cmd.ProcessState != nil {
+		return
+	}
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("kill p2p %s: %v", cmd.Args[1], err)
+	}
+	if err := cmd.Wait(); err != nil && !errors.As(err, new(*exec.ExitError)) {
+		t.Errorf("wait for p2p %s: %v", cmd.Args[1], err)
+	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -90,8 +104,11 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 var demo = []map[string]any{
@@ -153,7 +170,10 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 						res.Body.Close()
 						if res.StatusCode == http.StatusAccepted {
 							var tr struct{ ID string }
-							json.Unmarshal(body, &tr)
+							if err := json.Unmarshal(body, &tr); err != nil {
+								t.Errorf("transfer %d: %v", i, err)
+								return
+							}
 							ids[i] = tr.ID
 							accepted.Add(1)
 							break
@@ -179,7 +199,9 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	first.cmd.Wait()
+	if err := first.cmd.Wait(); !errors.As(err, new(*exec.ExitError)) {
+		t.Fatalf("p2p dev after SIGKILL: %v, want its exit status", err)
+	}
 	t.Logf("killed p2p dev with %d transfers accepted, %d of them in flight", accepted.Load(), inFlight)
 	if inFlight == 0 {
 		t.Fatal("nothing was in flight at the kill: the test proves nothing")
@@ -241,7 +263,9 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 	t.Logf("partner recognised %d repeated deliveries as duplicates", dups)
 
 	// SIGTERM stops it cleanly.
-	second.cmd.Process.Signal(syscall.SIGTERM)
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- second.cmd.Wait() }()
 	select {

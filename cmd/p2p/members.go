@@ -18,7 +18,7 @@ import (
 // importBatch is how many members go into the store per transaction.
 const importBatch = 1000
 
-func runMembersImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runMembersImport(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("p2p members import", flag.ContinueOnError)
 	file := fs.String("file", "", "canonical member CSV (member_id,given,family,birth_date,sex,street,city,state,postal_code,phone)")
 	db := fs.String("database-url", app.Env("P2P_DATABASE_URL", filepath.Join(defaultDataDir, "p2p.db")),
@@ -33,12 +33,16 @@ func runMembersImport(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only: nothing to lose
 	st, err := dsn.Open(ctx, *db)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { // the store was written: a failure to close it is reported
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 	res, err := importMembers(ctx, st, f, stderr)
 	if err != nil {
 		return err

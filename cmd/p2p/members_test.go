@@ -16,7 +16,11 @@ func TestImportMembersReportsRejectedLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var csv strings.Builder
 	csv.WriteString("member_id,given,family,birth_date,sex,street,city,state,postal_code,phone\n")
 	for i := range 2500 { // more than one batch

@@ -87,7 +87,11 @@ func open(ctx context.Context, cfg *app.Config, logger *zap.Logger) (o *opened, 
 		return o, err
 	}
 	o.deps.Store = st
-	o.closers = append(o.closers, func() { st.Close() })
+	o.closers = append(o.closers, func() {
+		if err := st.Close(); err != nil {
+			logger.Warn("store close", zap.Error(err))
+		}
+	})
 	if o.deps.Signer, err = signing.Load(cfg.SigningKey); err != nil {
 		return o, err
 	}
@@ -142,7 +146,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer o.Close()
 	logger := o.deps.Logger
-	defer logger.Sync() //nolint:errcheck // best effort at exit
+	defer logger.Sync()
 	if o.live != nil {
 		go reloadOnHangup(ctx, o.live, logger, nil)
 	}
@@ -188,7 +192,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer o.Close()
 	logger := o.deps.Logger
-	defer logger.Sync() //nolint:errcheck // best effort at exit
+	defer logger.Sync()
 	go reloadOnHangup(ctx, o.live, logger, func() error { return w.Ensure(o.live) })
 	return w.Run(ctx)
 }

@@ -40,8 +40,7 @@ func child(t *testing.T, env []string, args ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		reap(t, cmd)
 		if t.Failed() {
 			t.Logf("p2p %s output:\n%s", strings.Join(args, " "), out.String())
 		}
@@ -67,7 +66,11 @@ func TestProductionTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ts.Stop() })
+	t.Cleanup(func() {
+		if err := ts.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
 
 	dir := t.TempDir()
 	key := filepath.Join(dir, "signing-key.jwk")
@@ -82,10 +85,12 @@ func TestProductionTopology(t *testing.T) {
 		}
 	}
 	csv := filepath.Join(dir, "members.csv")
-	os.WriteFile(csv, []byte("member_id,given,family,birth_date,sex,street,city,state,postal_code,phone\n"+
+	if err := os.WriteFile(csv, []byte("member_id,given,family,birth_date,sex,street,city,state,postal_code,phone\n"+
 		"P1,Dana,Whitfield,1979-06-02,F,5 Harbor Road,Duluth,MN,55802,218-555-0111\n"+
 		"P2,Eli,Stone,1988-08-08,M,,,,,\n"+
-		"P3,Bad,Date,1988-02-31,M,,,,,\n"), 0o600)
+		"P3,Bad,Date,1988-02-31,M,,,,,\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out.Reset()
 	err = dispatch(ctx, []string{"members", "import", "--file", csv, "--database-url", dbURL}, &out, &out)
 	if err == nil || !strings.Contains(out.String(), "2 rows loaded, 1 rows rejected") || !strings.Contains(out.String(), "line 4") {
@@ -101,7 +106,9 @@ func TestProductionTopology(t *testing.T) {
 	sb := httptest.NewServer(partner.Handler())
 	t.Cleanup(sb.Close)
 	registry := filepath.Join(dir, "partners.yaml")
-	os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    name: Partner B\n    push_url: "+sb.URL+"/exports\n    timeout: 10s\n"), 0o600)
+	if err := os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    name: Partner B\n    push_url: "+sb.URL+"/exports\n    timeout: 10s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	env := []string{
 		"P2P_DATABASE_URL=" + dbURL, "P2P_TEMPORAL_ADDRESS=" + ts.Address(), "P2P_TEMPORAL_NAMESPACE=" + ts.Namespace(),
@@ -174,7 +181,9 @@ func TestProductionTopology(t *testing.T) {
 	}
 	sc := httptest.NewServer(partnerC.Handler())
 	t.Cleanup(sc.Close)
-	os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    push_url: "+sb.URL+"/exports\n  - id: partner-c\n    push_url: "+sc.URL+"/exports\n    rate_limit: 5\n"), 0o600)
+	if err := os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    push_url: "+sb.URL+"/exports\n  - id: partner-c\n    push_url: "+sc.URL+"/exports\n    rate_limit: 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range procs {
 		if err := p.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)

@@ -62,7 +62,8 @@ func pollUntilDone(t *testing.T, c *Client, clock *fakeClock, statusURL string) 
 	return nil, nil
 }
 
-func wantFault(t *testing.T, err error, class fault.Class, typ string) *fault.Error {
+// wantFault fails t unless err is classified as class and typ.
+func wantFault(t *testing.T, err error, class fault.Class, typ string) {
 	t.Helper()
 	f, ok := fault.As(err)
 	if !ok {
@@ -71,6 +72,13 @@ func wantFault(t *testing.T, err error, class fault.Class, typ string) *fault.Er
 	if f.Class != class || f.Type != typ {
 		t.Fatalf("error %v: class/type %s/%s, want %s/%s", err, f.Class, f.Type, class, typ)
 	}
+}
+
+// faultOf is wantFault for a test that goes on to look at the fault.
+func faultOf(t *testing.T, err error, class fault.Class, typ string) *fault.Error {
+	t.Helper()
+	wantFault(t, err, class, typ)
+	f, _ := fault.As(err)
 	return f
 }
 
@@ -425,7 +433,7 @@ func TestKickOffAnswers(t *testing.T) {
 			s.Inject("kickoff", tt.answer)
 			c := newTestClient(t, s, clock, nil)
 			_, err := c.KickOff(context.Background(), ExportRequest{Level: PatientLevel})
-			f := wantFault(t, err, tt.class, tt.typ)
+			f := faultOf(t, err, tt.class, tt.typ)
 			if HTTPStatus(err) != tt.status || Outcome(err).Codes() != tt.codes || f.RetryAfter != tt.retryAfter {
 				t.Errorf("status %d, outcome %q, Retry-After %v; want %d, %q, %v", HTTPStatus(err), Outcome(err).Codes(), f.RetryAfter, tt.status, tt.codes, tt.retryAfter)
 			}
@@ -558,7 +566,7 @@ func TestDownloadAnswers(t *testing.T) {
 			c := newTestClient(t, s, clock, nil)
 			s.Inject("file", tt.answer)
 			_, err := c.Download(context.Background(), OutputFile{Type: "Patient", URL: s.FileURL(s.Job(), 0)}, false, &strings.Builder{})
-			f := wantFault(t, err, tt.class, tt.typ)
+			f := faultOf(t, err, tt.class, tt.typ)
 			if f.RetryAfter != tt.retryAfter {
 				t.Errorf("RetryAfter %v, want %v", f.RetryAfter, tt.retryAfter)
 			}
@@ -607,7 +615,7 @@ func TestDownloadChecksContent(t *testing.T) {
 			var out strings.Builder
 			res, err := c.Download(context.Background(), OutputFile{Type: "Patient", URL: s.FileURL(s.Job(), 0), Count: tt.count}, false, &out)
 			if tt.wantErr != "" {
-				f := wantFault(t, err, fault.Validation, ErrTypeBadFile)
+				f := faultOf(t, err, fault.Validation, ErrTypeBadFile)
 				if !strings.Contains(f.Msg, tt.wantErr) {
 					t.Fatalf("error %q, want it to say %q", f.Msg, tt.wantErr)
 				}

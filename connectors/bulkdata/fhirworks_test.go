@@ -162,7 +162,7 @@ func TestAgainstFHIRWorks(t *testing.T) {
 		// One running export per client: a second kick-off is 429 with
 		// Retry-After 900, which the client hands on to the caller.
 		_, err := c.KickOff(ctx, ExportRequest{Level: GroupLevel, GroupID: "g1", Method: http.MethodGet})
-		f := wantFault(t, err, fault.Downstream, ErrTypeThrottled)
+		f := faultOf(t, err, fault.Downstream, ErrTypeThrottled)
 		if HTTPStatus(err) != http.StatusTooManyRequests || f.RetryAfter != 15*time.Minute {
 			t.Errorf("second kick-off: %v, RetryAfter %v", err, f.RetryAfter)
 		}

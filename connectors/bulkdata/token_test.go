@@ -239,7 +239,7 @@ func TestBackendServicesRefused(t *testing.T) {
 	ts.keys["k1"] = rsaKey(t, 2048).Public() // not our key
 	b, _ := NewBackendServices(BackendServicesConfig{Partner: "oldpayer", ClientID: "c", Key: key, KeyID: "k1", TokenURL: ts.tokenURL(), Now: clock.Now})
 	_, err := b.Token(context.Background())
-	f := wantFault(t, err, fault.Auth, ErrTypeAuth)
+	f := faultOf(t, err, fault.Auth, ErrTypeAuth)
 	if HTTPStatus(err) != 400 || f.Msg != "partner oldpayer: token: refused (invalid_client)" {
 		t.Errorf("refusal: %v", err)
 	}

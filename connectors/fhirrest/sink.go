@@ -164,7 +164,7 @@ func (l *load) file(ctx context.Context, path string) error {
 	if err != nil {
 		return fault.Wrap(fault.Transport, ErrTypeBadInput, "sink: opening "+name, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only: nothing to lose
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), l.s.cfg.MaxLineBytes)
 	n := 0

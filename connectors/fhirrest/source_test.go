@@ -70,8 +70,12 @@ func (f *fakeSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		all = f.byType[typ]
 	}
-	page := 0
-	fmt.Sscan(q.Get("page"), &page)
+	page := 0 // the first page has no page parameter
+	if p := q.Get("page"); p != "" {
+		if _, err := fmt.Sscan(p, &page); err != nil {
+			f.t.Errorf("page %q: %v", p, err)
+		}
+	}
 	end := min(len(all), (page+1)*f.pageSize)
 	b := map[string]any{"resourceType": "Bundle", "type": "searchset"}
 	var entries []any

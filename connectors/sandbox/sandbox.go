@@ -197,7 +197,7 @@ func (p *Partner) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(jwks) //nolint:errcheck // the client sees a short body
+		w.Write(jwks)
 	})
 	mux.HandleFunc("GET /deliveries", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.Deliveries())
@@ -472,30 +472,30 @@ func (p *Partner) open(dir string) error {
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {
-		f.Close()
+		_ = f.Close() // the error returned is the one that matters
 		return fmt.Errorf("sandbox: read log: %w", err)
 	}
 	good, err := p.replay(data)
 	if err != nil {
-		f.Close()
+		_ = f.Close() // the error returned is the one that matters
 		return err
 	}
 	if good < int64(len(data)) {
 		// A torn last record: its request was never answered, so the
 		// sender will retry. Cut it off so the next record starts clean.
 		if err := f.Truncate(good); err != nil {
-			f.Close()
+			_ = f.Close() // the error returned is the one that matters
 			return fmt.Errorf("sandbox: truncate torn log record: %w", err)
 		}
 		p.log.Warn("sandbox dropped a torn record at the end of its log", zap.Int64("bytes", int64(len(data))-good))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the error returned is the one that matters
 		return fmt.Errorf("sandbox: sync log: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make a newly created log's name durable; best effort
-		d.Close()
+		_ = d.Sync()  // make a newly created log's name durable; best effort
+		_ = d.Close() // opened read-only: nothing to lose
 	}
 	p.file, p.size = f, good
 	return nil

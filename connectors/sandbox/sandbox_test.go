@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -75,7 +76,12 @@ func (e *env) start(t *testing.T, dir string) {
 	}
 	e.partner = p
 	e.srv = httptest.NewServer(p.Handler())
-	t.Cleanup(func() { e.srv.Close(); p.Close() })
+	t.Cleanup(func() {
+		e.srv.Close()
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	e.pusher = connectors.NewHTTPPusher(e.srv.Client())
 	e.cp = connectors.Partner{ID: "sandbox", PushURL: e.srv.URL + "/exports", Timeout: 5 * time.Second}
 }
@@ -166,6 +172,15 @@ func isClass(err error, c fault.Class) bool {
 	return ok && fe.Class == c
 }
 
+// stop shuts the partner down, as before a restart.
+func (e *env) stop(t *testing.T) {
+	t.Helper()
+	e.srv.Close()
+	if err := e.partner.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // post sends a raw delivery body, for requests our pusher would refuse to
 // send.
 func (e *env) post(t *testing.T, key string, body []byte) (int, string) {
@@ -183,7 +198,9 @@ func (e *env) post(t *testing.T, key string, body []byte) (int, string) {
 	var pr struct {
 		Type string `json:"type"`
 	}
-	json.NewDecoder(resp.Body).Decode(&pr)
+	if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil {
+		t.Fatalf("answer %d: %v", resp.StatusCode, err)
+	}
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode >= 400 && ct != "application/problem+json" {
 		t.Errorf("error answered as %q", ct)
 	}
@@ -403,17 +420,23 @@ func TestPersistence(t *testing.T) {
 		}
 	}
 	before := e.partner.Deliveries()
-	e.srv.Close()
-	e.partner.Close()
+	e.stop(t)
 	if fi, _ := os.Stat(filepath.Join(dir, LogFile)); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("log mode %v", fi.Mode().Perm())
 	}
 
 	// A crash mid-write leaves a torn last line: it is dropped.
 	log := filepath.Join(dir, LogFile)
-	f, _ := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
-	f.WriteString(`{"op":"delivery","delivery":{"idempotency_`)
-	f.Close()
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"op":"delivery","delivery":{"idempotency_`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	e.start(t, dir)
 	after := e.partner.Deliveries()
@@ -429,18 +452,21 @@ func TestPersistence(t *testing.T) {
 	if _, err := e.push(t, e.delivery(t, "tr-3", transfer.ScopeRegular)); err != nil {
 		t.Fatal(err)
 	}
-	e.srv.Close()
-	e.partner.Close()
+	e.stop(t)
 	e.start(t, dir)
 	if got := e.partner.Deliveries(); len(got) != 3 || got[1].Duplicates != 1 {
 		t.Fatalf("after second restart %+v", got)
 	}
-	e.srv.Close()
-	e.partner.Close()
+	e.stop(t)
 
 	// Corruption before the last record is an error, not silent loss.
-	b, _ := os.ReadFile(log)
-	os.WriteFile(log, append([]byte("not json\n"), b...), 0o600)
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(log, append([]byte("not json\n"), b...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := New(Options{Dir: dir, JWKSURL: "http://127.0.0.1:1/jwks"}); err == nil {
 		t.Fatal("corrupt log accepted")
 	}
@@ -462,7 +488,7 @@ func TestSandboxChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("LISTENING", ln.Addr())
-	http.Serve(ln, p.Handler())
+	t.Fatal(http.Serve(ln, p.Handler())) // serves until killed
 }
 
 // TestSurvivesKill9 kills a sandbox process with SIGKILL right after it
@@ -483,7 +509,16 @@ func TestSurvivesKill9(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	defer func() {
+		if cmd.ProcessState == nil { // the test stopped before it killed the child
+			if err := cmd.Process.Kill(); err != nil {
+				t.Error(err)
+			}
+			if err := cmd.Wait(); !errors.As(err, new(*exec.ExitError)) {
+				t.Errorf("child after SIGKILL: %v, want its exit status", err)
+			}
+		}
+	}()
 	sc := bufio.NewScanner(out)
 	var addr string
 	for sc.Scan() {
@@ -511,13 +546,19 @@ func TestSurvivesKill9(t *testing.T) {
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no chance to flush
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	if err := cmd.Wait(); !errors.As(err, new(*exec.ExitError)) {
+		t.Fatalf("child after SIGKILL: %v, want its exit status", err)
+	}
 
 	p, err := New(Options{Dir: dir, JWKSURL: e.jwks.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	got := p.Deliveries()
 	if len(got) != len(acked) {
 		t.Fatalf("%d deliveries survived, %d were acknowledged", len(got), len(acked))
