@@ -32,7 +32,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, st store.Store)) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { st.Close() })
+		closeAtEnd(t, st)
 		test(t, st)
 	})
 	t.Run("postgres", func(t *testing.T) {
@@ -45,7 +45,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, st store.Store)) {
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
-		t.Cleanup(func() { st.Close() })
+		closeAtEnd(t, st)
 		test(t, st)
 	})
 }
@@ -74,7 +74,7 @@ func (f *fixture) presentationOf(t *testing.T, id string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pres, err := f.acts.presentation(context.Background(), req)
+	pres, err := f.acts.key.presentation(context.Background(), f.st, req)
 	if err != nil {
 		t.Fatal(err)
 	}
