@@ -1,9 +1,24 @@
-// Package activities holds the steps of a transfer that touch the world:
-// the store, the member index, the partner. Each is a method on Activities,
-// which holds their dependencies; each has its timeouts, retry policy,
-// non-retryable error types and compensation in one table, policy.go.
-// Activities receive and return ids, digests and outcomes, never PHI: the
-// member's demographics and data stay in the store.
+// Package activities holds the steps of p2p's workflows that touch the
+// world: the store, the member index, the partners, the import directory.
+// They are grouped by the workflows that run them, one struct per family,
+// each holding only the dependencies its methods use and naming the store
+// roles it uses (its …Store interface):
+//
+//   - Recorder: RecordState, the step every workflow records;
+//   - Transfer: the push export (workflows.Transfer), whose compensation
+//     WithdrawExport also undoes a served export;
+//   - Import: the pull from an old payer (workflows.ImportTransfer);
+//   - Serve: the bulk export we serve (workflows.ServeExport);
+//   - BulkMatch: $bulk-member-match (workflows.BulkMemberMatch);
+//   - Maintenance: audit checkpoints and the PHI purge.
+//
+// Temporal registers a group's exported methods under their names, which
+// the workflows' histories record: no two groups have a method of the
+// same name, and a group has no exported method that is not an activity.
+// Each activity has its timeouts, retry policy, non-retryable error types
+// and compensation in one table, policy.go. Activities receive and return
+// ids, digests and outcomes, never PHI: the member's demographics and data
+// stay in the store.
 package activities
 
 import (
@@ -15,15 +30,14 @@ import (
 
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/fhirrest"
-	"github.com/p2p-payer/p2p/export"
-	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
-	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
-// Signer signs export manifests with our published key.
+// Signer signs export manifests and audit checkpoints with our published
+// key.
 type Signer interface {
 	KID() string
 	Sign(payload []byte) (string, error)
@@ -46,109 +60,71 @@ type ImportLoader interface {
 	Load(ctx context.Context, paths []string) (fhirrest.Loaded, error)
 }
 
-// Activities holds the dependencies of every activity.
-type Activities struct {
-	Store    store.Store
-	Matcher  Matcher // nil: deterministic matching over the store
-	Partners Partners
-	Pusher   connectors.Pusher
-	Signer   Signer
-	Source   export.Source
-	// Transmitter is us as the Provenance of served exports names the
-	// transmitter; zero: export.DefaultPayerName by display.
-	Transmitter fhir.Reference
-	Logger      *zap.Logger
-	Now         func() time.Time // nil: time.Now
-	// PHIRetention is how long PurgePHI keeps an ended transfer's export
-	// payloads; 0: DefaultPHIRetention.
-	PHIRetention time.Duration
-	// Pull builds the clients of imports ($member-match, Bulk Data); nil:
-	// imports fail.
-	Pull PullClients
-	// Payer is us, as the consent and CoverageToLink of an import name us.
-	Payer Payer
-	// ImportDir is the NDJSON directory sink of imports: each transfer's
-	// files land in ImportDir/<transfer id>/, staged under
-	// ImportDir/.staging first; "": imports fail (validation).
-	ImportDir string
-	// ImportFHIR, when set, is where DeliverImport also writes the
-	// delivered resources: our own FHIR server. nil: the NDJSON directory
-	// is the sink.
-	ImportFHIR ImportLoader
-	// BulkMatch decides the members of a $bulk-member-match
-	// (pdex.Matching); nil: MatchBulkMember fails (validation).
-	BulkMatch MemberMatcher
-
-	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
-
-	keyMu sync.Mutex
-	key   []byte // the store's presentation key, once read
+// Env is what every group has: its logger and its clock. Its methods are
+// unexported, so embedding it adds no activity to a group.
+type Env struct {
+	Logger *zap.Logger      // nil: no logs
+	Now    func() time.Time // nil: time.Now
 }
 
-func (a *Activities) now() time.Time {
-	if a.Now != nil {
-		return a.Now().UTC()
+func (e Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
 	}
 	return time.Now().UTC()
 }
 
-func (a *Activities) log(transferID string) *zap.Logger {
-	l := a.Logger
-	if l == nil {
-		l = zap.NewNop()
+func (e Env) logger() *zap.Logger {
+	if e.Logger == nil {
+		return zap.NewNop()
 	}
-	return l.With(zap.String("transfer_id", transferID))
+	return e.Logger
 }
 
-// RecordInput is one step of a transfer to record: the event and what it
-// changes in the projection.
-type RecordInput struct {
-	TransferID string
-	State      transfer.State // "" for an event that enters no state
-	Type       string         // "state" when empty and State is set
-	Key        string         // idempotency key; transfer.StateKey(State) when empty
-	Actor      string
-	Detail     map[string]any // never PHI
-	Identity   *transfer.IdentityOutcome
-	Consent    *transfer.ConsentOutcome
-	Export     *transfer.ExportInfo
-	Error      *transfer.ErrorInfo
+func (e Env) log(transferID string) *zap.Logger {
+	return e.logger().With(zap.String("transfer_id", transferID))
 }
 
-// Step is the RecordInput of event ev (a transfer constructor's): its
-// state, type, key, actor and detail.
-func Step(ev transfer.Event) RecordInput {
-	return RecordInput{State: ev.State, Type: ev.Type, Key: ev.Key, Actor: ev.Actor, Detail: ev.Detail}
+// record appends an event (and the projection parts of ch) to the
+// transfer on st as the worker, at the group's clock unless the event
+// says when.
+func (e Env) record(ctx context.Context, st store.Transfers, transferID string, ch store.Change) error {
+	if ch.Event.At.IsZero() {
+		ch.Event.At = e.now()
+	}
+	if ch.Event.Actor == "" {
+		ch.Event.Actor = "workflow"
+	}
+	_, err := st.ApplyChange(ctx, transferID, ch)
+	return err
 }
 
-// RecordState records a step in the timeline and the projection, once: a
-// retried or replayed call with the same key records nothing more.
-func (a *Activities) RecordState(ctx context.Context, in RecordInput) (bool, error) {
-	ev := transfer.Event{At: a.now(), State: in.State, Actor: in.Actor, Type: in.Type, Detail: in.Detail, Key: in.Key}
-	if ev.Type == "" {
-		ev.Type = transfer.EventState
+// presentationKey is the store's presentation key (the key of
+// graph.Presentation and graph.ExternalID), read once per group.
+type presentationKey struct {
+	mu  sync.Mutex
+	key []byte
+}
+
+func (k *presentationKey) get(ctx context.Context, st store.IdentityGraph) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key == nil {
+		key, err := st.PresentationKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		k.key = key
 	}
-	if ev.Key == "" {
-		ev.Key = transfer.StateKey(in.State)
-	}
-	if ev.Actor == "" {
-		ev.Actor = "workflow"
-	}
-	// A review's decision goes into the identity graph in the same
-	// transaction as the step that records it.
-	link, review, err := a.graphChange(ctx, in)
+	return k.key, nil
+}
+
+// presentation is the keyed digest of what the partner presented
+// (graph.Presentation).
+func (k *presentationKey) presentation(ctx context.Context, st store.IdentityGraph, req transfer.Request) (string, error) {
+	key, err := k.get(ctx, st)
 	if err != nil {
-		return false, appError(ctx, NameRecordState, err)
+		return "", err
 	}
-	ok, err := a.Store.ApplyChange(ctx, in.TransferID, store.Change{
-		Event: ev, State: in.State, Identity: in.Identity, Consent: in.Consent, Export: in.Export, Error: in.Error,
-		Link: link, Review: review,
-	})
-	if err != nil {
-		return false, appError(ctx, NameRecordState, err)
-	}
-	if ok {
-		a.log(in.TransferID).Info("transfer step recorded", zap.String("state", string(in.State)), zap.String("event", ev.Type))
-	}
-	return ok, nil
+	return graph.Presentation(key, req.PartnerID, req.Member), nil
 }

@@ -27,7 +27,10 @@ var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 // fixture is a set of activities over a real SQLite store, the real export
 // builder and signer, and a sandbox partner on loopback.
 type fixture struct {
-	acts    *Activities
+	acts    *Transfer // the push export's
+	rec     *Recorder
+	bulk    *BulkMatch // with no Matcher
+	maint   *Maintenance
 	st      store.Store
 	partner *sandbox.Partner
 }
@@ -38,8 +41,18 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	closeAtEnd(t, st)
 	return newFixtureOn(t, st)
+}
+
+// closeAtEnd closes st when the test ends; a store that does not close
+// cleanly fails the test.
+func closeAtEnd(t *testing.T, st store.Store) {
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("closing the store: %v", err)
+		}
+	})
 }
 
 // newFixtureOn is a fixture over st.
@@ -65,11 +78,14 @@ func newFixtureOn(t *testing.T, st store.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := t0
-	f := &fixture{st: st, partner: sb, acts: &Activities{
-		Store: st, Partners: partners, Pusher: connectors.NewHTTPPusher(connectors.NewHTTPClient()),
-		Signer: signer, Source: export.SyntheticSource{}, Now: func() time.Time { return now },
-	}}
+	env := Env{Now: func() time.Time { return t0 }}
+	f := &fixture{st: st, partner: sb,
+		acts: &Transfer{Env: env, Store: st, Partners: partners, Pusher: connectors.NewHTTPPusher(connectors.NewHTTPClient()),
+			Signer: signer, Source: export.SyntheticSource{}},
+		rec:   &Recorder{Env: env, Store: st},
+		bulk:  &BulkMatch{Env: env, Store: st},
+		maint: &Maintenance{Env: env, Store: st, Signer: signer},
+	}
 	if err := st.UpsertMembers(ctx, []member.Record{
 		{ID: "M1", Given: "Alice", Family: "Nguyen", BirthDate: "1985-04-12", Sex: "F"},
 		{ID: "M2", Given: "Jordan", Family: "Lee", BirthDate: "1995-03-08", Sex: "F"},

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-
-	"github.com/p2p-payer/p2p/store"
 )
 
 // The details of audit events are declared in package transfer
@@ -31,18 +29,6 @@ func attempt(ctx context.Context) int32 {
 		return activity.GetInfo(ctx).Attempt
 	}
 	return 1
-}
-
-// record appends an event (and the projection parts of ch) as the worker.
-func (a *Activities) record(ctx context.Context, transferID string, ch store.Change) error {
-	if ch.Event.At.IsZero() {
-		ch.Event.At = a.now()
-	}
-	if ch.Event.Actor == "" {
-		ch.Event.Actor = "workflow"
-	}
-	_, err := a.Store.ApplyChange(ctx, transferID, ch)
-	return err
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }

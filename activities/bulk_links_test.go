@@ -71,7 +71,7 @@ func TestBulkMemberLinks(t *testing.T) {
 			Throttle: pdex.NewThrottle(0, 0, 100, time.Hour),
 			Now:      func() time.Time { return consentDay },
 		}
-		f.acts.BulkMatch = matching
+		f.bulk.Matcher = matching
 		if err := f.st.PutArtifact(ctx, store.Artifact{Digest: digest, TransferID: pdex.BulkMatchRequestOwner("new-payer", "batch-1"),
 			Name: "member-0", ContentType: "application/fhir+json", Size: int64(len(body)), Data: body, CreatedAt: t0}); err != nil {
 			t.Fatal(err)
@@ -97,7 +97,7 @@ func TestBulkMemberLinks(t *testing.T) {
 		f.create(t, "batch-1", transfer.Demographics{}, activeConsent) // the batch's transfer
 		in := BulkMemberInput{BatchID: "batch-1", Requester: "new-payer", Index: 0, Digest: digest}
 		for attempt := 1; attempt <= 2; attempt++ { // a retried activity
-			if o, err := f.acts.MatchBulkMember(ctx, in); err != nil || o.Outcome != pdex.OutcomeMatched || o.MemberID != "M1" {
+			if o, err := f.bulk.MatchBulkMember(ctx, in); err != nil || o.Outcome != pdex.OutcomeMatched || o.MemberID != "M1" {
 				t.Fatalf("attempt %d: %+v, %v", attempt, o, err)
 			}
 		}
@@ -123,7 +123,7 @@ func TestBulkMemberLinks(t *testing.T) {
 		// The same member in another batch: the link stands.
 		f.create(t, "batch-2", transfer.Demographics{}, activeConsent)
 		in.BatchID = "batch-2"
-		if _, err := f.acts.MatchBulkMember(ctx, in); err != nil {
+		if _, err := f.bulk.MatchBulkMember(ctx, in); err != nil {
 			t.Fatal(err)
 		}
 		if again := history("new-payer"); len(again) != 1 || again[0].Seq != want.Seq {
@@ -136,7 +136,7 @@ func TestBulkMemberLinks(t *testing.T) {
 		matching.Matcher = scored("M2", 16)
 		in.BatchID = "no-such-batch"
 		for attempt := 1; attempt <= 2; attempt++ {
-			if o, err := f.acts.MatchBulkMember(ctx, in); err != nil || o.MemberID != "M2" {
+			if o, err := f.bulk.MatchBulkMember(ctx, in); err != nil || o.MemberID != "M2" {
 				t.Fatalf("no transfer, attempt %d: %+v, %v", attempt, o, err)
 			}
 		}
@@ -150,7 +150,7 @@ func TestBulkMemberLinks(t *testing.T) {
 			return identity.Decision{Outcome: identity.OutcomeNoMatch}
 		})
 		f.create(t, "batch-3", transfer.Demographics{}, activeConsent)
-		if o, err := f.acts.MatchBulkMember(ctx, BulkMemberInput{BatchID: "batch-3", Requester: "other-payer", Digest: digest}); err != nil ||
+		if o, err := f.bulk.MatchBulkMember(ctx, BulkMemberInput{BatchID: "batch-3", Requester: "other-payer", Digest: digest}); err != nil ||
 			o.Outcome != pdex.OutcomeNoMatch {
 			t.Fatalf("no match: %+v, %v", o, err)
 		}

@@ -22,6 +22,29 @@ import (
 // (their demographics). Only member ids, digests and outcome codes cross
 // the workflow.
 
+// BulkMatchStore is what a $bulk-member-match's activities use of the
+// store.
+type BulkMatchStore interface {
+	store.Transfers     // the batch's transfer: each outcome, its end
+	store.Timelines     // the outcomes recorded, when cancelled
+	store.Artifacts     // the members as received, and the result
+	store.IdentityGraph // the presentation key, a match's link
+	store.Grants        // a match's grant
+}
+
+// BulkMatch holds the activities of a $bulk-member-match
+// (workflows.BulkMemberMatch): MatchBulkMember, FinishBulkMatch and
+// CancelBulkMatch.
+type BulkMatch struct {
+	Env
+	Store BulkMatchStore
+	// Matcher decides the members (pdex.Matching); nil: MatchBulkMember
+	// fails (validation).
+	Matcher MemberMatcher
+
+	key presentationKey
+}
+
 // MemberMatcher decides one member of a batch, sent by requester as a
 // $member-match Parameters resource (pdex.Matching). A member it cannot
 // read, or whose consent or match fails, is an outcome; a match comes with
@@ -46,8 +69,8 @@ type BulkMemberInput struct {
 // requester export it, the link remembers the requester's presentation as
 // our member's: none exists without the others). A retry whose outcome is
 // recorded records nothing again. FinishBulkMatch gathers the outcomes.
-func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
-	if a.BulkMatch == nil {
+func (a *BulkMatch) MatchBulkMember(ctx context.Context, in BulkMemberInput) (transfer.BulkMemberOutcome, error) {
+	if a.Matcher == nil {
 		return transfer.BulkMemberOutcome{}, temporal.NewNonRetryableApplicationError("bulk member match is not configured", ErrTypeValidation, nil)
 	}
 	art, err := a.Store.GetArtifact(ctx, in.Digest)
@@ -57,11 +80,11 @@ func (a *Activities) MatchBulkMember(ctx context.Context, in BulkMemberInput) (t
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
-	key, err := a.presentationKey(ctx)
+	key, err := a.key.get(ctx, a.Store)
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
-	out, grant, link, err := a.BulkMatch.DecideMember(ctx, in.Requester, key, art.Data)
+	out, grant, link, err := a.Matcher.DecideMember(ctx, in.Requester, key, art.Data)
 	if err != nil {
 		return transfer.BulkMemberOutcome{}, appError(ctx, NameMatchBulkMember, err)
 	}
@@ -89,7 +112,7 @@ type FinishBulkInput struct {
 // FinishBulkMatch stores the batch's result, then withdraws the members as
 // received: their demographics are not kept once decided. It returns the
 // result's digest. Retried, it stores the same digest (a no-op).
-func (a *Activities) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (string, error) {
+func (a *BulkMatch) FinishBulkMatch(ctx context.Context, in FinishBulkInput) (string, error) {
 	b, err := json.Marshal(in.Result)
 	if err != nil {
 		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeValidation, err)
@@ -143,7 +166,7 @@ type CancelBulkInput struct {
 // the batch's transfer that it failed cancelled, with how many members
 // had been decided (their outcomes and grants stay recorded). Retried, it
 // withdraws nothing more and records nothing again.
-func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) error {
+func (a *BulkMatch) CancelBulkMatch(ctx context.Context, in CancelBulkInput) error {
 	if _, err := a.Store.WithdrawArtifacts(ctx, in.RequestOwner, a.now()); err != nil {
 		return appError(ctx, NameCancelBulkMatch, err)
 	}
@@ -172,8 +195,8 @@ func (a *Activities) CancelBulkMatch(ctx context.Context, in CancelBulkInput) er
 // PHI: the index, codes, our member id, the presentation's digest. A batch
 // without a transfer (accepted before batches were transfers) still
 // records the grant and the link, each on its own.
-func (a *Activities) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant, link *graph.Link) error {
-	err := a.record(ctx, batchID, store.Change{Grant: grant, Link: link, Event: transfer.MemberDecided(o)})
+func (a *BulkMatch) recordMember(ctx context.Context, batchID string, o transfer.BulkMemberOutcome, grant *store.MatchGrant, link *graph.Link) error {
+	err := a.record(ctx, a.Store, batchID, store.Change{Grant: grant, Link: link, Event: transfer.MemberDecided(o)})
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -195,8 +218,8 @@ func (a *Activities) recordMember(ctx context.Context, batchID string, o transfe
 
 // recordBatch applies ch to the batch's transfer. A batch accepted before
 // batches were transfers has none: nothing to record.
-func (a *Activities) recordBatch(ctx context.Context, batchID string, ch store.Change) error {
-	if err := a.record(ctx, batchID, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
+func (a *BulkMatch) recordBatch(ctx context.Context, batchID string, ch store.Change) error {
+	if err := a.record(ctx, a.Store, batchID, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	return nil

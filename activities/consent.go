@@ -17,7 +17,7 @@ type ConsentInput struct {
 
 // CheckConsent evaluates the member's consent against the clock. A denial
 // is an outcome, not an error.
-func (a *Activities) CheckConsent(ctx context.Context, in ConsentInput) (transfer.ConsentOutcome, error) {
+func (a *Transfer) CheckConsent(ctx context.Context, in ConsentInput) (transfer.ConsentOutcome, error) {
 	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
 	if err != nil {
 		return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)
@@ -29,7 +29,7 @@ func (a *Activities) CheckConsent(ctx context.Context, in ConsentInput) (transfe
 	}
 	// The consent basis and the check's result, whatever it is, with the
 	// projection's consent: once per phase.
-	if err := a.record(ctx, in.TransferID, store.Change{
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{
 		Event:   transfer.ConsentChecked(in.Phase, req.Consent, out).Stamped(now),
 		Consent: &out,
 	}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -24,6 +25,31 @@ const (
 	contentTypeManifest  = "application/json"
 	contentTypeSignature = "application/jose"
 )
+
+// TransferStore is what the push export's activities use of the store.
+type TransferStore interface {
+	store.Members       // the member the request resolves to, and exports
+	store.Transfers     // the request, and every step recorded
+	store.Artifacts     // the export's files, manifest and signature
+	store.IdentityGraph // presentations, remembered reviews, links
+}
+
+// Transfer holds the activities of a push export (workflows.Transfer):
+// ResolveIdentity, CheckConsent, PrepareExport, SendExport, and
+// WithdrawExport, which undoes PrepareExport and a served export's
+// PrepareServedExport.
+type Transfer struct {
+	Env
+	Store    TransferStore
+	Matcher  Matcher // nil: deterministic matching over the store
+	Partners Partners
+	Pusher   connectors.Pusher
+	Signer   Signer
+	Source   export.Source
+
+	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
+	key         presentationKey
+}
 
 // PrepareInput names the transfer to export and the member it resolved to.
 type PrepareInput struct {
@@ -42,7 +68,7 @@ type Prepared struct {
 // scope as FHIR NDJSON, stores each file and the manifest by digest, and
 // signs the manifest. The build is deterministic, so a retry stores the
 // same files; only the (randomised) ECDSA signature differs.
-func (a *Activities) PrepareExport(ctx context.Context, in PrepareInput) (Prepared, error) {
+func (a *Transfer) PrepareExport(ctx context.Context, in PrepareInput) (Prepared, error) {
 	fail := func(err error) (Prepared, error) { return Prepared{}, appError(ctx, NamePrepareExport, err) }
 	tr, err := a.Store.GetTransfer(ctx, in.TransferID)
 	if err != nil {
@@ -122,7 +148,7 @@ type Sent struct {
 // SendExport delivers the signed export to the partner. Its idempotency key
 // is derived from the transfer and the manifest, so a retried send is
 // recognised by the partner and never delivered twice.
-func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error) {
+func (a *Transfer) SendExport(ctx context.Context, in SendInput) (Sent, error) {
 	p, ok := a.Partners.Get(in.PartnerID)
 	fail := func(err error) (Sent, error) { return Sent{}, partnerAppError(ctx, NameSendExport, err, p.Retry) }
 	if !ok {
@@ -171,7 +197,7 @@ func (a *Activities) SendExport(ctx context.Context, in SendInput) (Sent, error)
 		if f, ok := fault.As(err); ok {
 			detail.ErrorType, detail.ErrorClass, detail.HTTPStatus = f.Type, string(f.Class), f.Status
 		}
-		if rerr := a.record(ctx, in.TransferID, store.Change{Event: transfer.SendFailed(detail)}); rerr != nil {
+		if rerr := a.record(ctx, a.Store, in.TransferID, store.Change{Event: transfer.SendFailed(detail)}); rerr != nil {
 			return fail(rerr)
 		}
 		return fail(err)
@@ -191,7 +217,7 @@ type WithdrawInput struct {
 
 // WithdrawExport is PrepareExport's compensation: it deletes the staged
 // export's PHI, keeps its digests as evidence and records why, once.
-func (a *Activities) WithdrawExport(ctx context.Context, in WithdrawInput) (int, error) {
+func (a *Transfer) WithdrawExport(ctx context.Context, in WithdrawInput) (int, error) {
 	now := a.now()
 	// Only the PHI goes: the manifest and its signature stay, with every
 	// file's digest, as the evidence of what was prepared.

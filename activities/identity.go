@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/p2p-payer/p2p/identity"
-	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
@@ -19,12 +18,12 @@ import (
 // at once instead: a person is not asked twice. A member found without a
 // review in this transfer (by an exact rule, the score, or a remembered
 // review) is linked to the presentation in the identity graph.
-func (a *Activities) ResolveIdentity(ctx context.Context, transferID string) (transfer.IdentityOutcome, error) {
+func (a *Transfer) ResolveIdentity(ctx context.Context, transferID string) (transfer.IdentityOutcome, error) {
 	req, err := a.Store.GetTransferRequest(ctx, transferID)
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
-	pres, err := a.presentation(ctx, req)
+	pres, err := a.key.presentation(ctx, a.Store, req)
 	if err != nil {
 		return transfer.IdentityOutcome{}, appError(ctx, NameResolveIdentity, err)
 	}
@@ -90,7 +89,7 @@ func outcome(d identity.Decision) transfer.IdentityOutcome { return d.IdentityOu
 // query with the member it names, if any, and every member born the same
 // day.
 type StoreMatcher struct {
-	Store store.Store
+	Store store.Members
 }
 
 // Resolve implements Matcher.
@@ -122,35 +121,10 @@ func (s StoreMatcher) Resolve(ctx context.Context, q transfer.Demographics) (ide
 	return identity.ResolveDeterministic(q, cands), nil
 }
 
-// presentation is the keyed digest of what the partner presented
-// (graph.Presentation), under the store's presentation key.
-func (a *Activities) presentation(ctx context.Context, req transfer.Request) (string, error) {
-	key, err := a.presentationKey(ctx)
-	if err != nil {
-		return "", err
-	}
-	return graph.Presentation(key, req.PartnerID, req.Member), nil
-}
-
-// presentationKey is the store's presentation key (the key of
-// graph.Presentation and graph.ExternalID), read once.
-func (a *Activities) presentationKey(ctx context.Context) ([]byte, error) {
-	a.keyMu.Lock()
-	defer a.keyMu.Unlock()
-	if a.key == nil {
-		k, err := a.Store.PresentationKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		a.key = k
-	}
-	return a.key, nil
-}
-
 // recallReview is the outcome a reviewer already decided for presentation
 // pres of partner, if any. An approval stands only while its member is still
 // in the index; otherwise the matcher decides afresh.
-func (a *Activities) recallReview(ctx context.Context, partner, pres string) (transfer.IdentityOutcome, bool, error) {
+func (a *Transfer) recallReview(ctx context.Context, partner, pres string) (transfer.IdentityOutcome, bool, error) {
 	rs, err := a.Store.IdentityReviews(ctx, partner, pres)
 	if err != nil || len(rs) == 0 {
 		return transfer.IdentityOutcome{}, false, err
@@ -173,38 +147,4 @@ func (a *Activities) recallReview(ctx context.Context, partner, pres string) (tr
 				Summary: "a reviewer rejected every candidate for the same presentation on " + when + " (transfer " + r.TransferID + "); not reviewed again"}}, true, nil
 	}
 	return transfer.IdentityOutcome{}, false, nil
-}
-
-// graphChange is what a recorded step writes to the identity graph: a
-// review's approval links the presentation to the chosen member and is
-// remembered; a rejection is remembered. Other steps write nothing.
-func (a *Activities) graphChange(ctx context.Context, in RecordInput) (*graph.Link, *graph.Review, error) {
-	id := in.Identity
-	var decision string
-	switch {
-	case id == nil || id.ReviewedBy == "":
-		return nil, nil, nil
-	case in.Type == transfer.EventReviewDecision && id.Status == transfer.IdentityResolved && id.MemberID != "":
-		decision = transfer.DecisionApprove
-	case in.State == transfer.StateFailed && in.Error != nil && in.Error.Type == transfer.ErrorReviewRejected:
-		decision = transfer.DecisionReject
-	default:
-		return nil, nil, nil
-	}
-	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
-	if err != nil {
-		return nil, nil, err
-	}
-	pres, err := a.presentation(ctx, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	r := &graph.Review{Partner: req.PartnerID, Presentation: pres, Decision: decision, Reviewer: id.ReviewedBy, TransferID: in.TransferID}
-	if decision == transfer.DecisionReject {
-		return nil, r, nil
-	}
-	r.MemberID = id.MemberID
-	o := *id
-	o.Presentation = pres
-	return identity.LinkOf(req.PartnerID, in.TransferID, o, "manual review"), r, nil
 }

@@ -33,7 +33,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, st store.Store)) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { st.Close() })
+		closeAtEnd(t, st)
 		test(t, st)
 	})
 	t.Run("postgres", func(t *testing.T) {
@@ -46,7 +46,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, st store.Store)) {
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
-		t.Cleanup(func() { st.Close() })
+		closeAtEnd(t, st)
 		test(t, st)
 	})
 }
@@ -75,7 +75,7 @@ func (f *fixture) presentationOf(t *testing.T, id string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pres, err := f.acts.presentation(context.Background(), req)
+	pres, err := f.acts.key.presentation(context.Background(), f.st, req)
 	if err != nil {
 		t.Fatal(err)
 	}

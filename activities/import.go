@@ -26,9 +26,36 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
-// The steps of an import (we are the new payer, the partner the member's
-// old payer): MatchAtPartner, PlanImport, KickOffImport, PollImport,
-// DownloadImportFile, DeliverImport; DeleteImport and DiscardImport undo.
+// ImportStore is what an import's activities use of the store.
+type ImportStore interface {
+	store.Transfers     // the request, earlier imports, every step recorded
+	store.IdentityGraph // the old payer's identifier, linked to our member
+}
+
+// Import holds the steps of an import (workflows.ImportTransfer; we are
+// the new payer, the partner the member's old payer): MatchAtPartner,
+// PlanImport, KickOffImport, PollImport, DownloadImportFile,
+// DeliverImport; DeleteImport and DiscardImport undo.
+type Import struct {
+	Env
+	Store    ImportStore
+	Partners Partners
+	// Pull builds the clients of imports ($member-match, Bulk Data); nil:
+	// imports fail.
+	Pull PullClients
+	// Payer is us, as the consent and CoverageToLink of an import name us.
+	Payer Payer
+	// Dir is the NDJSON directory sink of imports: each transfer's files
+	// land in Dir/<transfer id>/, staged under Dir/.staging first; "":
+	// imports fail (validation).
+	Dir string
+	// FHIR, when set, is where DeliverImport also writes the delivered
+	// resources: our own FHIR server. nil: the NDJSON directory is the
+	// sink.
+	FHIR ImportLoader
+
+	key presentationKey
+}
 
 // PullClients builds the clients that talk to a partner we pull from:
 // one per capability (connectors/pdexclient.Dialer is the one p2p runs).
@@ -82,7 +109,7 @@ type Matched struct {
 }
 
 // pullPartner returns the partner if it is one we pull from.
-func (a *Activities) pullPartner(id string) (connectors.Partner, error) {
+func (a *Import) pullPartner(id string) (connectors.Partner, error) {
 	p, ok := a.Partners.Get(id)
 	if !ok {
 		return p, fault.New(fault.Business, ErrTypeUnknownPartner, "partner "+id+" is not in the registry")
@@ -103,7 +130,7 @@ func (a *Activities) pullPartner(id string) (connectors.Partner, error) {
 // with the outcome's event, the old payer's identifier for the member (as
 // its keyed digest, graph.ExternalID) to our member (member.member_id of
 // the request; a member not yet numbered links nothing).
-func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matched, error) {
+func (a *Import) MatchAtPartner(ctx context.Context, in ImportInput) (Matched, error) {
 	p, err := a.pullPartner(in.PartnerID)
 	fail := func(err error) (Matched, error) {
 		return Matched{}, partnerAppError(ctx, NameMatchAtPartner, err, p.Retry)
@@ -160,7 +187,7 @@ func (a *Activities) MatchAtPartner(ctx context.Context, in ImportInput) (Matche
 	if err != nil {
 		return fail(err)
 	}
-	if err := a.record(ctx, in.TransferID, store.Change{Link: link, Event: transfer.PartnerMatched(detail)}); err != nil {
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Link: link, Event: transfer.PartnerMatched(detail)}); err != nil {
 		return fail(err)
 	}
 	return out, nil
@@ -173,11 +200,11 @@ const RulePartnerMemberMatch = "partner_member_match"
 // partnerLink is the identity link an old payer's answer makes: partner's
 // identifier id (its keyed digest, never the value) to our member, when
 // the answer is a match naming an identifier and our member has an id.
-func (a *Activities) partnerLink(ctx context.Context, transferID, partner, ourMember, status string, id fhir.Identifier) (*graph.Link, error) {
+func (a *Import) partnerLink(ctx context.Context, transferID, partner, ourMember, status string, id fhir.Identifier) (*graph.Link, error) {
 	if status != transfer.IdentityResolved || id.Value == "" || ourMember == "" {
 		return nil, nil
 	}
-	key, err := a.presentationKey(ctx)
+	key, err := a.key.get(ctx, a.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +225,7 @@ type Plan struct {
 // _since: data_scope.since if given; else the transactionTime of this
 // member's latest complete import from the same partner (a run-off pull
 // takes only what changed since); else five years back.
-func (a *Activities) PlanImport(ctx context.Context, in ImportInput) (Plan, error) {
+func (a *Import) PlanImport(ctx context.Context, in ImportInput) (Plan, error) {
 	fail := func(err error) (Plan, error) { return Plan{}, appError(ctx, NamePlanImport, err) }
 	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
 	if err != nil {
@@ -224,7 +251,7 @@ func (a *Activities) PlanImport(ctx context.Context, in ImportInput) (Plan, erro
 		}
 	}
 	ev := transfer.ImportPlanned(plan.Types, plan.Since, plan.SinceSource, plan.RunOffOf)
-	if err := a.record(ctx, in.TransferID, store.Change{Event: ev}); err != nil {
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Event: ev}); err != nil {
 		return fail(err)
 	}
 	return plan, nil
@@ -233,7 +260,7 @@ func (a *Activities) PlanImport(ctx context.Context, in ImportInput) (Plan, erro
 // previousImport finds the latest complete import of the same member (the
 // old card's member id) from the same partner, and its transactionTime.
 // It looks at the partner's last few hundred complete imports.
-func (a *Activities) previousImport(ctx context.Context, in ImportInput, req transfer.Request) (string, time.Time, error) {
+func (a *Import) previousImport(ctx context.Context, in ImportInput, req transfer.Request) (string, time.Time, error) {
 	f := store.ListFilter{PartnerID: in.PartnerID, Direction: transfer.DirectionImport, State: transfer.StateComplete, Limit: 100}
 	for page := 0; page < 5; page++ {
 		res, err := a.Store.ListTransfers(ctx, f)
@@ -279,7 +306,7 @@ type KickedOff struct {
 // KickOffImport kicks off a Patient-level $export (POST, the IG v2 patient
 // parameter naming the matched patient, _type and _since) and records the
 // status URL. Its compensation, DeleteImport, cancels the export.
-func (a *Activities) KickOffImport(ctx context.Context, in KickOffInput) (KickedOff, error) {
+func (a *Import) KickOffImport(ctx context.Context, in KickOffInput) (KickedOff, error) {
 	p, err := a.pullPartner(in.PartnerID)
 	fail := func(err error) (KickedOff, error) {
 		return KickedOff{}, partnerAppError(ctx, NameKickOffImport, err, p.Retry)
@@ -301,7 +328,7 @@ func (a *Activities) KickOffImport(ctx context.Context, in KickOffInput) (Kicked
 	}
 	at := a.now()
 	ev := transfer.BulkKickedOff(p.ID, endpointOf(url), in.Round, attempt(ctx), in.Since, in.Types).Stamped(at)
-	if err := a.record(ctx, in.TransferID, store.Change{Event: ev}); err != nil {
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Event: ev}); err != nil {
 		return fail(err)
 	}
 	return KickedOff{StatusURL: url, At: at}, nil
@@ -324,7 +351,7 @@ type Polled struct {
 // PollImport asks the status URL once. In progress and complete are
 // answers; a job that is gone (404/410) is the error
 // bulk_export_expired, which the workflow answers with a new kick-off.
-func (a *Activities) PollImport(ctx context.Context, in PollInput) (Polled, error) {
+func (a *Import) PollImport(ctx context.Context, in PollInput) (Polled, error) {
 	p, err := a.pullPartner(in.PartnerID)
 	fail := func(err error) (Polled, error) { return Polled{}, partnerAppError(ctx, NamePollImport, err, p.Retry) }
 	if err != nil {
@@ -364,7 +391,7 @@ type DownloadInput struct {
 // directory (bounded memory: the client checks each line, counts and
 // hashes as it writes), heartbeating as bytes arrive. A 410 is
 // bulk_export_expired: the workflow kicks the export off again.
-func (a *Activities) DownloadImportFile(ctx context.Context, in DownloadInput) (transfer.ExportFile, error) {
+func (a *Import) DownloadImportFile(ctx context.Context, in DownloadInput) (transfer.ExportFile, error) {
 	p, err := a.pullPartner(in.PartnerID)
 	fail := func(err error) (transfer.ExportFile, error) {
 		return transfer.ExportFile{}, partnerAppError(ctx, NameDownloadImportFile, err, p.Retry)
@@ -392,7 +419,7 @@ func (a *Activities) DownloadImportFile(ctx context.Context, in DownloadInput) (
 		return fail(err)
 	}
 	f := transfer.ExportFile{Type: res.Type, Count: int(res.Resources), SHA256: res.SHA256, Bytes: res.Bytes}
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.BulkFile(p.ID, f, in.N, in.Round, in.Error)}); err != nil {
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Event: transfer.BulkFile(p.ID, f, in.N, in.Round, in.Error)}); err != nil {
 		return fail(err)
 	}
 	return f, nil
@@ -409,7 +436,7 @@ type DeleteInput struct {
 // DeleteImport sends DELETE to the export's status URL: KickOffImport's
 // compensation when the import fails or is cancelled, and the courtesy
 // clean-up once the files are ours. 404 and 410 count as deleted.
-func (a *Activities) DeleteImport(ctx context.Context, in DeleteInput) error {
+func (a *Import) DeleteImport(ctx context.Context, in DeleteInput) error {
 	p, err := a.pullPartner(in.PartnerID)
 	if err != nil {
 		return partnerAppError(ctx, NameDeleteImport, err, p.Retry)
@@ -421,7 +448,7 @@ func (a *Activities) DeleteImport(ctx context.Context, in DeleteInput) error {
 	if err := bc.Delete(ctx, in.StatusURL); err != nil {
 		return partnerAppError(ctx, NameDeleteImport, err, p.Retry)
 	}
-	return a.record(ctx, in.TransferID, store.Change{
+	return a.record(ctx, a.Store, in.TransferID, store.Change{
 		Event: transfer.BulkDeleted(p.ID, endpointOf(in.StatusURL), digest([]byte(in.StatusURL))[:16], in.Reason)})
 }
 
@@ -434,7 +461,7 @@ type DiscardInput struct {
 // DiscardImport removes the transfer's staged (downloaded, not
 // delivered) files: DownloadImportFile's compensation. The digests stay
 // in the timeline as evidence.
-func (a *Activities) DiscardImport(ctx context.Context, in DiscardInput) (bool, error) {
+func (a *Import) DiscardImport(ctx context.Context, in DiscardInput) (bool, error) {
 	root, err := a.importDir()
 	if err != nil {
 		return false, appError(ctx, NameDiscardImport, err)
@@ -448,7 +475,7 @@ func (a *Activities) DiscardImport(ctx context.Context, in DiscardInput) (bool, 
 		return false, appError(ctx, NameDiscardImport, fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "removing the staged files", err))
 	}
 	existed := statErr == nil
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.ImportDiscarded(in.Reason, existed)}); err != nil {
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Event: transfer.ImportDiscarded(in.Reason, existed)}); err != nil {
 		return false, appError(ctx, NameDiscardImport, err)
 	}
 	return existed, nil
@@ -463,7 +490,7 @@ type DeliverInput struct {
 
 // Delivered is the sink's receipt.
 type Delivered struct {
-	Sink      string // "ndjson-dir", or "fhir" when ImportFHIR is set
+	Sink      string // "ndjson-dir", or "fhir" when Import.FHIR is set
 	Location  string // the directory, relative to the import directory
 	ReceiptID string // SHA-256 over the delivered files' digests, in order
 	Files     int
@@ -474,10 +501,10 @@ type Delivered struct {
 // directory's <transfer id>/ (error files under error/), in one rename,
 // then reads every file back and checks its digest against what was
 // downloaded: the receipt is that check. A retry after the rename checks
-// again and answers the same receipt. With ImportFHIR set, the output
+// again and answers the same receipt. With FHIR set, the output
 // files (not the error files) are then written to our FHIR server; its
 // writes are upserts by id, so a retry writes the same resources again.
-func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delivered, error) {
+func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered, error) {
 	fail := func(err error) (Delivered, error) { return Delivered{}, appError(ctx, NameDeliverImport, err) }
 	staged, err := a.stagingDir(in.TransferID, in.Round, false)
 	if err != nil {
@@ -525,17 +552,17 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 		}
 	}
 	d := Delivered{Sink: "ndjson-dir", Location: in.TransferID, ReceiptID: hex.EncodeToString(h.Sum(nil)), Files: len(in.Files)}
-	if a.ImportFHIR == nil {
+	if a.FHIR == nil {
 		return d, nil
 	}
 	stop := heartbeat(ctx, 2*time.Second)
-	loaded, err := a.ImportFHIR.Load(ctx, loadPaths)
+	loaded, err := a.FHIR.Load(ctx, loadPaths)
 	stop()
 	if err != nil {
 		a.log(in.TransferID).Warn("loading into the FHIR server failed", zap.Int32("attempt", attempt(ctx)), zap.Error(err))
 		return fail(err)
 	}
-	if err := a.record(ctx, in.TransferID, store.Change{Event: transfer.ImportLoaded(loaded.Resources, loaded.Batches, in.Round)}); err != nil {
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Event: transfer.ImportLoaded(loaded.Resources, loaded.Batches, in.Round)}); err != nil {
 		return fail(err)
 	}
 	d.Sink = "fhir"
@@ -547,16 +574,16 @@ func (a *Activities) DeliverImport(ctx context.Context, in DeliverInput) (Delive
 
 var safeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
-func (a *Activities) importDir() (string, error) {
-	if a.ImportDir == "" {
+func (a *Import) importDir() (string, error) {
+	if a.Dir == "" {
 		return "", fault.New(fault.Validation, ErrTypeValidation, "no import directory is configured (P2P_IMPORT_DIR)")
 	}
-	return a.ImportDir, nil
+	return a.Dir, nil
 }
 
 // stagingDir is where round's files (or error files) of a transfer are
 // downloaded before delivery.
-func (a *Activities) stagingDir(transferID string, round int, errorFiles bool) (string, error) {
+func (a *Import) stagingDir(transferID string, round int, errorFiles bool) (string, error) {
 	root, err := a.importDir()
 	if err != nil {
 		return "", err
@@ -576,7 +603,8 @@ func fileDigest(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	// Read only: once the digest is in hand, a failed close loses nothing.
+	defer func() { _ = f.Close() }()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err

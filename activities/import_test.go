@@ -43,7 +43,7 @@ func (oneMatch) Resolve(_ context.Context, q transfer.Demographics) (identity.De
 // importFixture is the import activities over SQLite, against an old payer
 // made of pdex's $member-match handler and the bulktest server.
 type importFixture struct {
-	acts *Activities
+	acts *Import
 	st   store.Store
 	bulk *bulktest.Server
 }
@@ -54,7 +54,7 @@ func newImportFixture(t *testing.T) *importFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	closeAtEnd(t, st)
 	return newImportFixtureOn(t, st)
 }
 
@@ -91,9 +91,8 @@ func newImportFixtureOn(t *testing.T, st store.Store) *importFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acts := &Activities{Store: st, Partners: partners, Pull: &pdexclient.Dialer{TrustHeader: "X-P2P-Partner"},
-		Payer: Payer{Name: "New Co", Identifiers: us, MemberIDSystem: "https://new.example/member"}, ImportDir: t.TempDir(),
-		Now: func() time.Time { return t0 }}
+	acts := &Import{Env: Env{Now: func() time.Time { return t0 }}, Store: st, Partners: partners, Pull: &pdexclient.Dialer{TrustHeader: "X-P2P-Partner"},
+		Payer: Payer{Name: "New Co", Identifiers: us, MemberIDSystem: "https://new.example/member"}, Dir: t.TempDir()}
 	return &importFixture{acts: acts, st: st, bulk: bulk}
 }
 
@@ -213,9 +212,9 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.acts.ImportFHIR = sink
+	f.acts.FHIR = sink
 	d3, err := f.acts.DeliverImport(ctx, DeliverInput{TransferID: "t1", Round: 1, Files: files})
-	f.acts.ImportFHIR = nil
+	f.acts.FHIR = nil
 	if err != nil || d3.Sink != "fhir" || d3.Loaded != 3 || d3.ReceiptID != d.ReceiptID {
 		t.Fatalf("deliver to FHIR = %+v, %v", d3, err)
 	}
@@ -223,12 +222,12 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 	if got := strings.Join(puts, ","); got != "PUT Coverage/r1,PUT Coverage/r2,PUT Patient/r0" {
 		t.Fatalf("FHIR server got %s", got)
 	}
-	b, err := os.ReadFile(filepath.Join(f.acts.ImportDir, "t1", "Coverage.1.ndjson"))
+	b, err := os.ReadFile(filepath.Join(f.acts.Dir, "t1", "Coverage.1.ndjson"))
 	if err != nil || strings.Count(string(b), "\n") != 2 {
 		t.Fatalf("delivered Coverage file: %q, %v", b, err)
 	}
 	// A file changed after download fails the read-back.
-	if err := os.WriteFile(filepath.Join(f.acts.ImportDir, "t1", "Patient.1.ndjson"), []byte("{}\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(f.acts.Dir, "t1", "Patient.1.ndjson"), []byte("{}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.acts.DeliverImport(ctx, DeliverInput{TransferID: "t1", Round: 1, Files: files}); errType(err) != ErrTypeValidation {
@@ -241,7 +240,7 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 	if ok, err := f.acts.DiscardImport(ctx, DiscardInput{TransferID: "t1", Reason: "cancelled"}); err != nil || !ok {
 		t.Fatalf("discard = %v, %v", ok, err)
 	}
-	if _, err := os.Stat(filepath.Join(f.acts.ImportDir, ".staging", "t1")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(f.acts.Dir, ".staging", "t1")); !os.IsNotExist(err) {
 		t.Fatalf("staged files left: %v", err)
 	}
 	if err := f.acts.DeleteImport(ctx, DeleteInput{TransferID: "t1", PartnerID: "oldco", StatusURL: k.StatusURL, Reason: "done"}); err != nil {

@@ -19,7 +19,7 @@ import (
 // older than MaxAge; members written since the last load are still found by
 // the exact rules over the store itself.
 type IndexMatcher struct {
-	Store  store.Store
+	Store  store.Members
 	Config identity.Config // zero: identity.DefaultConfig()
 	MaxAge time.Duration   // 0: one minute
 	Logger *zap.Logger

@@ -13,6 +13,24 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
+// MaintenanceStore is what the maintenance activities use of the store.
+type MaintenanceStore interface {
+	store.AuditLog  // the log checkpointed
+	store.Artifacts // the payloads purged
+	store.Transfers // each purge recorded on its transfer
+}
+
+// Maintenance holds the activities of the maintenance workflows:
+// AuditCheckpoint and PurgePHI.
+type Maintenance struct {
+	Env
+	Store  MaintenanceStore
+	Signer Signer // signs the checkpoints
+	// PHIRetention is how long PurgePHI keeps an ended transfer's export
+	// payloads; 0: DefaultPHIRetention.
+	PHIRetention time.Duration
+}
+
 // DefaultPHIRetention is how long the PHI payloads of an export are kept
 // after the transfer ended (acknowledged, complete or failed): long enough
 // to answer a partner's question about a delivery, short enough that a
@@ -37,7 +55,7 @@ type CheckpointResult struct {
 // grew since the latest one (or that one was signed by another key). The
 // periodic checkpoints bound how much of the log an attacker with
 // database access could rewrite unseen: only what came after the latest.
-func (a *Activities) AuditCheckpoint(ctx context.Context) (CheckpointResult, error) {
+func (a *Maintenance) AuditCheckpoint(ctx context.Context) (CheckpointResult, error) {
 	fail := func(err error) (CheckpointResult, error) {
 		return CheckpointResult{}, appError(ctx, NameAuditCheckpoint, err)
 	}
@@ -75,7 +93,7 @@ type PurgeResult struct {
 // recorded before the payloads go, under a fixed key: a purge that fails
 // half-way is retried, finds the transfer again and finishes it, and the
 // log holds one event per transfer.
-func (a *Activities) PurgePHI(ctx context.Context) (PurgeResult, error) {
+func (a *Maintenance) PurgePHI(ctx context.Context) (PurgeResult, error) {
 	retention := a.PHIRetention
 	if retention <= 0 {
 		retention = DefaultPHIRetention
@@ -113,11 +131,4 @@ func (a *Activities) PurgePHI(ctx context.Context) (PurgeResult, error) {
 			zap.Time("ended_before", res.Cutoff))
 	}
 	return res, nil
-}
-
-func (a *Activities) logger() *zap.Logger {
-	if a.Logger == nil {
-		return zap.NewNop()
-	}
-	return a.Logger
 }

@@ -34,8 +34,8 @@ func TestPurgePHI(t *testing.T) {
 	}
 	// 31 days after "old" ended, 11 after "recent"; "running" never ended.
 	now := t0.Add(31 * 24 * time.Hour)
-	f.acts.Now = func() time.Time { return now }
-	res, err := f.acts.PurgePHI(ctx)
+	f.maint.Now = func() time.Time { return now }
+	res, err := f.maint.PurgePHI(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestPurgePHI(t *testing.T) {
 		}
 	}
 	// Again: nothing left to purge, no second event.
-	if res, err := f.acts.PurgePHI(ctx); err != nil || res.Transfers != 0 {
+	if res, err := f.maint.PurgePHI(ctx); err != nil || res.Transfers != 0 {
 		t.Fatalf("second purge %+v %v", res, err)
 	}
 	tl, _ := f.st.Timeline(ctx, "old")
@@ -85,7 +85,7 @@ func TestPurgePHI(t *testing.T) {
 	if purges != 1 {
 		t.Errorf("%d phi_purged events, want 1", purges)
 	}
-	jwks, _ := f.acts.Signer.(interface{ PublicJWKS() ([]byte, error) }).PublicJWKS()
+	jwks, _ := f.maint.Signer.(interface{ PublicJWKS() ([]byte, error) }).PublicJWKS()
 	if rep, err := audit.Verify(ctx, f.st, jwks, 0); err != nil || !rep.OK() {
 		t.Errorf("audit log after the purge: %+v %v", rep, err)
 	}
@@ -95,16 +95,16 @@ func TestAuditCheckpointActivity(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.create(t, "t1", transfer.Demographics{MemberID: "M1"}, activeConsent)
-	first, err := f.acts.AuditCheckpoint(ctx)
-	if err != nil || !first.Signed || first.Size != 1 || first.KID != f.acts.Signer.KID() {
+	first, err := f.maint.AuditCheckpoint(ctx)
+	if err != nil || !first.Signed || first.Size != 1 || first.KID != f.maint.Signer.KID() {
 		t.Fatalf("first checkpoint %+v %v", first, err)
 	}
 	// The log did not grow: nothing new to sign.
-	if again, err := f.acts.AuditCheckpoint(ctx); err != nil || again.Signed || again.Size != 1 {
+	if again, err := f.maint.AuditCheckpoint(ctx); err != nil || again.Signed || again.Size != 1 {
 		t.Fatalf("unchanged log: %+v %v", again, err)
 	}
 	f.create(t, "t2", transfer.Demographics{MemberID: "M1"}, activeConsent)
-	grown, err := f.acts.AuditCheckpoint(ctx)
+	grown, err := f.maint.AuditCheckpoint(ctx)
 	if err != nil || !grown.Signed || grown.Size != 2 {
 		t.Fatalf("grown log: %+v %v", grown, err)
 	}
@@ -112,7 +112,7 @@ func TestAuditCheckpointActivity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, _ := f.acts.Signer.(interface{ PublicJWKS() ([]byte, error) }).PublicJWKS()
+	jwks, _ := f.maint.Signer.(interface{ PublicJWKS() ([]byte, error) }).PublicJWKS()
 	h, _, _, err := audit.OpenCheckpoint(cp.JWS, jwks)
 	if err != nil || h.Size != 2 {
 		t.Fatalf("stored checkpoint %+v %v", h, err)

@@ -30,7 +30,7 @@ func testReviewDecisionRemembered(t *testing.T, f *fixture) {
 	approved := transfer.IdentityOutcome{Status: transfer.IdentityResolved, MemberID: "M3", ReviewedBy: "r1", Candidates: o.Candidates}
 	rec := RecordInput{TransferID: "t1", Type: transfer.EventReviewDecision, Key: "review:decision", Actor: "reviewer:r1", Identity: &approved}
 	for i := 0; i < 2; i++ { // a retried activity records once
-		if _, err := f.acts.RecordState(ctx, rec); err != nil {
+		if _, err := f.rec.RecordState(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,7 +38,7 @@ func testReviewDecisionRemembered(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pres, err := f.acts.presentation(ctx, req)
+	pres, err := f.acts.key.presentation(ctx, f.st, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func testReviewDecisionRemembered(t *testing.T, f *fixture) {
 		t.Fatalf("another presentation: %+v, %v; want a review", o, err)
 	}
 	rejected := transfer.IdentityOutcome{Status: transfer.IdentityNoMatch, ReviewedBy: "r2"}
-	if _, err := f.acts.RecordState(ctx, RecordInput{TransferID: "t3", State: transfer.StateFailed, Identity: &rejected,
+	if _, err := f.rec.RecordState(ctx, RecordInput{TransferID: "t3", State: transfer.StateFailed, Identity: &rejected,
 		Error: &transfer.ErrorInfo{Type: transfer.ErrorReviewRejected}}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func testReviewDecisionRemembered(t *testing.T, f *fixture) {
 		t.Fatalf("rejected presentation again = %+v, %v; want no_match from the remembered review", o, err)
 	}
 	// Steps that are not a review's decision write nothing to the graph.
-	if _, err := f.acts.RecordState(ctx, RecordInput{TransferID: "t2", State: transfer.StateConsentVerified, Identity: &o}); err != nil {
+	if _, err := f.rec.RecordState(ctx, RecordInput{TransferID: "t2", State: transfer.StateConsentVerified, Identity: &o}); err != nil {
 		t.Fatal(err)
 	}
 	if links, _ := f.st.IdentityLinks(ctx, "sandbox", pres); len(links) != 1 {

@@ -16,8 +16,25 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
-// Activities of a bulk export we serve to a partner (we are the old payer;
-// workflows.ServeExport drives them).
+// ServeStore is what a served export's activities use of the store.
+type ServeStore interface {
+	store.Members   // the members exported
+	store.Transfers // every step recorded
+	store.Artifacts // the export's files and BulkManifest
+	store.Grants    // the requester's match grants
+}
+
+// Serve holds the activities of a bulk export we serve to a partner
+// (workflows.ServeExport; we are the old payer): CheckGrants and
+// PrepareServedExport. Transfer's WithdrawExport undoes the latter.
+type Serve struct {
+	Env
+	Store  ServeStore
+	Source export.Source
+	// Transmitter is us as the Provenance of served exports names the
+	// transmitter; zero: export.DefaultPayerName by display.
+	Transmitter fhir.Reference
+}
 
 // BulkManifestName is the artifact name of a served export's BulkManifest.
 const BulkManifestName = "bulk-manifest.json"
@@ -49,7 +66,7 @@ type Grants struct {
 // a match grant in force for each member the export asks for, and records
 // the check. A member whose grant lapsed since the kick-off is left out;
 // none left is a denial for the workflow to decide on, not an error.
-func (a *Activities) CheckGrants(ctx context.Context, in GrantsInput) (Grants, error) {
+func (a *Serve) CheckGrants(ctx context.Context, in GrantsInput) (Grants, error) {
 	gs, err := a.Store.MatchGrants(ctx, in.Requester)
 	if err != nil {
 		return Grants{}, appError(ctx, NameCheckGrants, err)
@@ -74,7 +91,7 @@ func (a *Activities) CheckGrants(ctx context.Context, in GrantsInput) (Grants, e
 	if len(out.Members) == 0 {
 		result = transfer.ConsentDenied
 	}
-	if err := a.record(ctx, in.TransferID, store.Change{
+	if err := a.record(ctx, a.Store, in.TransferID, store.Change{
 		Event: transfer.GrantsChecked(in.Requester, members, out.Dropped, result).Stamped(now),
 	}); err != nil {
 		return Grants{}, appError(ctx, NameCheckGrants, err)
@@ -100,7 +117,7 @@ type ServeInput struct {
 // Provenance file naming us as transmitter of each resource — and stores
 // them and the export's BulkManifest by digest. Deterministic for the same
 // input, so a retry stores the same digests. Undone by WithdrawExport.
-func (a *Activities) PrepareServedExport(ctx context.Context, in ServeInput) (Prepared, error) {
+func (a *Serve) PrepareServedExport(ctx context.Context, in ServeInput) (Prepared, error) {
 	fail := func(err error) (Prepared, error) { return Prepared{}, appError(ctx, NamePrepareServedExport, err) }
 	man := export.BulkManifest{
 		Version: export.BulkManifestVersion, TransferID: in.TransferID, Requester: in.Requester, Request: in.Request,
@@ -185,7 +202,7 @@ func (a *Activities) PrepareServedExport(ctx context.Context, in ServeInput) (Pr
 }
 
 // transmitter is us as Provenance names the transmitter of the data.
-func (a *Activities) transmitter() fhir.Reference {
+func (a *Serve) transmitter() fhir.Reference {
 	if a.Transmitter.Display != "" || a.Transmitter.Identifier != nil || a.Transmitter.Reference != "" {
 		return a.Transmitter
 	}

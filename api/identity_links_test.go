@@ -40,7 +40,7 @@ func TestTransferShowsIdentityRationaleAndLinks(t *testing.T) {
 	if err := e.store.UpsertMembers(ctx, population()); err != nil {
 		t.Fatal(err)
 	}
-	acts := &activities.Activities{Store: e.store, Matcher: &activities.IndexMatcher{Store: e.store}}
+	acts := &activities.Transfer{Store: e.store, Matcher: &activities.IndexMatcher{Store: e.store}}
 	first := decode[Transfer](t, e.post("key-links-1", body("sandbox"))).Id
 	if o, err := acts.ResolveIdentity(ctx, first); err != nil || o.MemberID != "M-ZQ" {
 		t.Fatalf("ResolveIdentity = %+v, %v", o, err)

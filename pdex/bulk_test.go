@@ -69,7 +69,7 @@ func (f *fakeExports) DeleteExport(ctx context.Context, id string) error {
 	if f.deleteErr != nil {
 		return f.deleteErr
 	}
-	_, err := (&activities.Activities{Store: f.st}).WithdrawExport(ctx, activities.WithdrawInput{TransferID: id, Reason: "deleted"})
+	_, err := (&activities.Transfer{Store: f.st}).WithdrawExport(ctx, activities.WithdrawInput{TransferID: id, Reason: "deleted"})
 	return err
 }
 
@@ -149,7 +149,7 @@ func (b *bulkHarness) prepare(id string, members ...activities.GrantedMember) ac
 	b.ex.mu.Lock()
 	k := b.ex.kickoffs[len(b.ex.kickoffs)-1]
 	b.ex.mu.Unlock()
-	acts := &activities.Activities{Store: b.st, Source: export.SyntheticSource{}, Now: b.clock.now}
+	acts := &activities.Serve{Env: activities.Env{Now: b.clock.now}, Store: b.st, Source: export.SyntheticSource{}}
 	p, err := acts.PrepareServedExport(context.Background(), activities.ServeInput{TransferID: id, Requester: k.Requester,
 		Members: members, Types: k.Types, Since: k.Since, TransactionTime: k.TransactionTime, Request: k.Request,
 		Expires: b.clock.now().Add(24 * time.Hour)})

@@ -36,8 +36,8 @@ type fakeBulk struct {
 	batches   []BulkMatch
 	failed    []BulkMatch // started with startErr set
 	startErr  error
-	acts      *activities.Activities // for deletes
-	deleted   []string               // batch ids DeleteBulkMatch was called with
+	acts      *activities.BulkMatch // for deletes
+	deleted   []string              // batch ids DeleteBulkMatch was called with
 	deleteErr error
 }
 
@@ -75,7 +75,7 @@ func (b *bulkMatchHarness) run() {
 	b.bulk.mu.Lock()
 	batch := b.bulk.batches[len(b.bulk.batches)-1]
 	b.bulk.mu.Unlock()
-	acts := &activities.Activities{Store: b.st, BulkMatch: b.h.match, Now: b.clock.now}
+	acts := &activities.BulkMatch{Env: activities.Env{Now: b.clock.now}, Store: b.st, Matcher: b.h.match}
 	res := transfer.BulkMatchResult{BatchID: batch.ID, Requester: batch.Requester}
 	for i, d := range batch.Members {
 		o, err := acts.MatchBulkMember(context.Background(), activities.BulkMemberInput{BatchID: batch.ID, Requester: batch.Requester, Index: i, Digest: d})
@@ -109,7 +109,7 @@ func newBulkMatchHarness(t *testing.T, edit func(*Deps)) *bulkMatchHarness {
 			edit(d)
 		}
 	})
-	bulk.acts = &activities.Activities{Store: b.st, Now: b.clock.now}
+	bulk.acts = &activities.BulkMatch{Env: activities.Env{Now: b.clock.now}, Store: b.st}
 	return &bulkMatchHarness{bulkHarness: b, bulk: bulk}
 }
 
@@ -396,7 +396,7 @@ func TestBulkMemberGrantWithItsEvent(t *testing.T) {
 	b := newBulkMatchHarness(t, nil)
 	id := b.submit("new-payer", bulkBody(t, bundle(t, "Lovelace", nil)))
 	cs := &countingStore{Store: b.st}
-	acts := &activities.Activities{Store: cs, BulkMatch: b.h.match, Now: b.clock.now}
+	acts := &activities.BulkMatch{Env: activities.Env{Now: b.clock.now}, Store: cs, Matcher: b.h.match}
 	in := activities.BulkMemberInput{BatchID: id, Requester: "new-payer", Index: 0, Digest: b.bulk.batches[0].Members[0]}
 	grantOfM1 := func() store.MatchGrant {
 		t.Helper()
@@ -452,7 +452,7 @@ func TestBulkMemberGrantWithItsEvent(t *testing.T) {
 func (b *bulkMatchHarness) decide(i int) transfer.BulkMemberOutcome {
 	b.t.Helper()
 	batch := b.bulk.batches[len(b.bulk.batches)-1]
-	acts := &activities.Activities{Store: b.st, BulkMatch: b.h.match, Now: b.clock.now}
+	acts := &activities.BulkMatch{Env: activities.Env{Now: b.clock.now}, Store: b.st, Matcher: b.h.match}
 	o, err := acts.MatchBulkMember(context.Background(), activities.BulkMemberInput{BatchID: batch.ID, Requester: batch.Requester,
 		Index: i, Digest: batch.Members[i]})
 	if err != nil {

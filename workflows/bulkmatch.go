@@ -13,6 +13,9 @@ import (
 	"github.com/p2p-payer/p2p/transfer"
 )
 
+// bulk names a $bulk-member-match's activities for ExecuteActivity.
+var bulk *activities.BulkMatch
+
 // BulkMemberMatch decides a PDex $bulk-member-match (package pdex serves
 // the HTTP side): each member by its own activity (MatchBulkMember), a
 // few at a time, so that a crash loses nothing and one member's failure
@@ -102,7 +105,7 @@ func BulkMemberMatch(ctx workflow.Context, in BulkMatchInput) (BulkMatchOutput, 
 		if stop() {
 			break
 		}
-		futures[i] = workflow.ExecuteActivity(actx, a.MatchBulkMember,
+		futures[i] = workflow.ExecuteActivity(actx, bulk.MatchBulkMember,
 			activities.BulkMemberInput{BatchID: in.BatchID, Requester: in.Requester, Index: i, Digest: digest})
 		scheduled = i + 1
 	}
@@ -129,7 +132,7 @@ func BulkMemberMatch(ctx workflow.Context, in BulkMatchInput) (BulkMatchOutput, 
 		// even if cancelled now.
 		fctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
-	err := workflow.ExecuteActivity(activities.WithOptions(fctx, activities.NameFinishBulkMatch), a.FinishBulkMatch,
+	err := workflow.ExecuteActivity(activities.WithOptions(fctx, activities.NameFinishBulkMatch), bulk.FinishBulkMatch,
 		activities.FinishBulkInput{Result: transfer.BulkMatchResult{BatchID: in.BatchID, Requester: in.Requester, Members: outcomes},
 			ResultOwner: in.ResultOwner, RequestOwner: in.RequestOwner}).Get(fctx, &out.ResultSHA256)
 	if v >= 1 {
@@ -151,7 +154,7 @@ func cancelBulkMatch(ctx workflow.Context, in BulkMatchInput, deleted bool, clos
 	if deleted {
 		reason, actor = activities.BulkDeleted, "partner:"+in.Requester
 	}
-	err := workflow.ExecuteActivity(activities.WithOptions(dctx, activities.NameCancelBulkMatch), a.CancelBulkMatch,
+	err := workflow.ExecuteActivity(activities.WithOptions(dctx, activities.NameCancelBulkMatch), bulk.CancelBulkMatch,
 		activities.CancelBulkInput{BatchID: in.BatchID, RequestOwner: in.RequestOwner, Members: len(in.Members),
 			Reason: reason, Actor: actor}).Get(dctx, nil)
 	*closed = true

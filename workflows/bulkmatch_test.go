@@ -24,7 +24,7 @@ func TestBulkMemberMatch(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(BulkMemberMatch, workflow.RegisterOptions{Name: BulkMemberMatchWorkflowName})
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	decided := map[string]transfer.BulkMemberOutcome{
 		"d0": {Outcome: pdex.OutcomeMatched, MemberID: "M1"},
 		"d1": {Outcome: pdex.OutcomeNoMatch},
@@ -32,7 +32,7 @@ func TestBulkMemberMatch(t *testing.T) {
 		"d4": {Outcome: pdex.OutcomeMatched, MemberID: "M2"},
 		"d5": {Outcome: pdex.OutcomeInvalid, Why: "MemberPatient: is required"},
 	}
-	env.OnActivity(a.MatchBulkMember, mock.Anything, mock.Anything).Return(
+	env.OnActivity(bulk.MatchBulkMember, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 			if in.Requester != "p1" || in.BatchID != "b1" {
 				t.Errorf("member input %+v", in)
@@ -44,7 +44,7 @@ func TestBulkMemberMatch(t *testing.T) {
 			return o, nil
 		})
 	var finished activities.FinishBulkInput
-	env.OnActivity(a.FinishBulkMatch, mock.Anything, mock.Anything).Return(
+	env.OnActivity(bulk.FinishBulkMatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.FinishBulkInput) (string, error) {
 			finished = in
 			return "result-digest", nil
@@ -93,22 +93,22 @@ func newBulkEnv(finish time.Duration) *bulkEnv {
 	var s testsuite.WorkflowTestSuite
 	b := &bulkEnv{env: s.NewTestWorkflowEnvironment()}
 	b.env.RegisterWorkflowWithOptions(BulkMemberMatch, workflow.RegisterOptions{Name: BulkMemberMatchWorkflowName})
-	b.env.RegisterActivity(&activities.Activities{})
-	b.env.OnActivity(a.MatchBulkMember, mock.Anything, mock.Anything).After(time.Second).Return(
+	registerActivities(b.env)
+	b.env.OnActivity(bulk.MatchBulkMember, mock.Anything, mock.Anything).After(time.Second).Return(
 		func(_ context.Context, in activities.BulkMemberInput) (transfer.BulkMemberOutcome, error) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.decided = append(b.decided, in.Index)
 			return transfer.BulkMemberOutcome{Outcome: pdex.OutcomeNoMatch}, nil
 		})
-	b.env.OnActivity(a.FinishBulkMatch, mock.Anything, mock.Anything).After(finish).Return(
+	b.env.OnActivity(bulk.FinishBulkMatch, mock.Anything, mock.Anything).After(finish).Return(
 		func(context.Context, activities.FinishBulkInput) (string, error) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.finished = true
 			return "result-digest", nil
 		})
-	b.env.OnActivity(a.CancelBulkMatch, mock.Anything, mock.Anything).Return(
+	b.env.OnActivity(bulk.CancelBulkMatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CancelBulkInput) error {
 			b.mu.Lock()
 			defer b.mu.Unlock()

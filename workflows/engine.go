@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -150,7 +149,7 @@ func (e *Engine) Ready(ctx context.Context) error {
 
 // NewWorker returns a worker on the transfer task queue with the workflow
 // and acts registered under their stable names.
-func NewWorker(c client.Client, taskQueue string, acts *activities.Activities, o worker.Options) worker.Worker {
+func NewWorker(c client.Client, taskQueue string, acts Activities, o worker.Options) worker.Worker {
 	if taskQueue == "" {
 		taskQueue = TaskQueue
 	}
@@ -159,10 +158,12 @@ func NewWorker(c client.Client, taskQueue string, acts *activities.Activities, o
 	return w
 }
 
-// Register registers the workflows and activities on w.
-func Register(w worker.Registry, acts *activities.Activities) {
+// Register registers the workflows and every group of acts on w.
+func Register(w worker.Registry, acts Activities) {
 	RegisterWorkflows(w)
-	w.RegisterActivity(acts)
+	for _, g := range acts.groups() {
+		w.RegisterActivity(g)
+	}
 }
 
 // Registrar is what registering a workflow needs: a worker or a

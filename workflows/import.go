@@ -28,6 +28,10 @@ const MaxKickOffs = 3
 // hour), else exponential backoff from 5 s to 5 min, for at most a day.
 var ImportPollPolicy = bulkdata.PollPolicy{}
 
+// imp names an import's activities for ExecuteActivity (as push does the
+// push export's); its steps are recorded with rec.
+var imp *activities.Import
+
 // ImportTransfer is the workflow of an import: we are the new payer and
 // pull the member's data from the old payer (the transfer's partner), as
 // Da Vinci PDex describes it:
@@ -79,7 +83,7 @@ func (r *importRun) partnerCtx(ctx workflow.Context, name string) workflow.Conte
 
 func (r *importRun) enter(ctx workflow.Context, in activities.RecordInput) error {
 	in.TransferID = r.in.TransferID
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), a.RecordState, in).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), rec.RecordState, in).Get(ctx, nil); err != nil {
 		return err
 	}
 	if in.State != "" {
@@ -97,7 +101,7 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	var m activities.Matched
-	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameMatchAtPartner), a.MatchAtPartner, ids).Get(ctx, &m); err != nil {
+	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameMatchAtPartner), imp.MatchAtPartner, ids).Get(ctx, &m); err != nil {
 		return nil, err
 	}
 	if f := r.identify(m); f != nil {
@@ -107,7 +111,7 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	var plan activities.Plan
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePlanImport), a.PlanImport, ids).Get(ctx, &plan); err != nil {
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePlanImport), imp.PlanImport, ids).Get(ctx, &plan); err != nil {
 		return nil, err
 	}
 	got, err := r.fetch(ctx, m.PatientID, plan)
@@ -126,7 +130,7 @@ func (r *importRun) deliver(ctx workflow.Context, got fetched) error {
 		return err
 	}
 	var d activities.Delivered
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameDeliverImport), a.DeliverImport, activities.DeliverInput{
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameDeliverImport), imp.DeliverImport, activities.DeliverInput{
 		TransferID: r.in.TransferID, Round: got.round, Files: got.files,
 	}).Get(ctx, &d); err != nil {
 		return err
@@ -145,7 +149,7 @@ func (r *importRun) deliver(ctx workflow.Context, got fetched) error {
 	// The files are ours: tell the old payer it may drop the export. A
 	// failure here is the partner's to clean up (exports expire); it
 	// does not undo a complete import.
-	_ = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDeleteImport), a.DeleteImport, activities.DeleteInput{
+	_ = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDeleteImport), imp.DeleteImport, activities.DeleteInput{
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: "done",
 	}).Get(ctx, nil)
 	r.statusURL = ""
@@ -244,7 +248,7 @@ func (r *importRun) kickOff(ctx workflow.Context, round int, patientID string, p
 		}
 	}
 	var k activities.KickedOff
-	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameKickOffImport), a.KickOffImport, activities.KickOffInput{
+	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameKickOffImport), imp.KickOffImport, activities.KickOffInput{
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, PatientID: patientID, Types: plan.Types, Since: plan.Since, Round: round,
 	}).Get(ctx, &k); err != nil {
 		return fetched{}, err
@@ -271,7 +275,7 @@ func (r *importRun) kickOff(ctx workflow.Context, round int, patientID string, p
 func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (fetched, error) {
 	for n := 1; ; n++ {
 		var p activities.Polled
-		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), a.PollImport, activities.PollInput{
+		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), imp.PollImport, activities.PollInput{
 			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: k.StatusURL,
 		}).Get(ctx, &p)
 		if isErrType(err, fault.TypeExportExpired) {
@@ -340,7 +344,7 @@ func (r *importRun) download(ctx workflow.Context, got fetched) (fetched, error)
 	}
 	futures := make([]workflow.Future, len(jobs))
 	for i, j := range jobs {
-		futures[i] = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDownloadImportFile), a.DownloadImportFile, activities.DownloadInput{
+		futures[i] = workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameDownloadImportFile), imp.DownloadImportFile, activities.DownloadInput{
 			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, Round: got.round, File: j.f, N: j.n, Error: j.err,
 			RequiresAccessToken: m.RequiresAccessToken,
 		})
@@ -388,7 +392,7 @@ func (r *importRun) deleteExpired(ctx workflow.Context, round int, statusURL str
 		return nil
 	}
 	dctx := workflow.WithScheduleToCloseTimeout(r.partnerCtx(ctx, activities.NameDeleteImport), expiredDeleteBudget)
-	err := workflow.ExecuteActivity(dctx, a.DeleteImport, activities.DeleteInput{
+	err := workflow.ExecuteActivity(dctx, imp.DeleteImport, activities.DeleteInput{
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: statusURL, Reason: "file_expired",
 	}).Get(ctx, nil)
 	if err == nil {
@@ -425,7 +429,7 @@ func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, e
 	detail := transfer.ImportFailedDetail{ErrorType: f.Type, AfterState: r.state}
 	if r.statusURL != "" {
 		comp := activities.Policies[activities.NameKickOffImport].Compensation
-		err := workflow.ExecuteActivity(r.partnerCtx(dctx, comp), a.DeleteImport, activities.DeleteInput{
+		err := workflow.ExecuteActivity(r.partnerCtx(dctx, comp), imp.DeleteImport, activities.DeleteInput{
 			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: r.statusURL, Reason: f.Type,
 		}).Get(dctx, nil)
 		// An export nobody could delete expires at the partner: the
@@ -435,19 +439,19 @@ func (r *importRun) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, e
 	}
 	if r.staged {
 		comp := activities.Policies[activities.NameDownloadImportFile].Compensation
-		if err := workflow.ExecuteActivity(activities.WithOptions(dctx, comp), a.DiscardImport, activities.DiscardInput{
+		if err := workflow.ExecuteActivity(activities.WithOptions(dctx, comp), imp.DiscardImport, activities.DiscardInput{
 			TransferID: r.in.TransferID, Reason: f.Type,
 		}).Get(dctx, nil); err != nil {
 			return Result{}, err
 		}
 		detail.StagedDiscarded = true
 	}
-	rec := activities.Step(transfer.ImportFailed(detail))
-	rec.Error = f
+	failed := activities.Step(transfer.ImportFailed(detail))
+	failed.Error = f
 	if r.identity.Status != "" {
-		rec.Identity = &r.identity
+		failed.Identity = &r.identity
 	}
-	if err := r.enter(dctx, rec); err != nil {
+	if err := r.enter(dctx, failed); err != nil {
 		return Result{}, err
 	}
 	return Result{State: transfer.StateFailed, Error: f}, nil

@@ -51,18 +51,18 @@ func count(n int64) *int64 { return &n }
 func newImportHarness(t *testing.T) *importHarness {
 	h := &importHarness{harness: newHarness(t), retryAfter: "120", inProgress: 2, match: matched}
 	h.env.RegisterWorkflowWithOptions(ImportTransfer, workflow.RegisterOptions{Name: ImportWorkflowName})
-	h.env.OnActivity(a.MatchAtPartner, mock.Anything, mock.Anything).Return(func(context.Context, activities.ImportInput) (activities.Matched, error) {
+	h.env.OnActivity(imp.MatchAtPartner, mock.Anything, mock.Anything).Return(func(context.Context, activities.ImportInput) (activities.Matched, error) {
 		return h.match, nil
 	})
-	h.env.OnActivity(a.PlanImport, mock.Anything, mock.Anything).Return(activities.Plan{Types: []string{"Patient", "Coverage"},
+	h.env.OnActivity(imp.PlanImport, mock.Anything, mock.Anything).Return(activities.Plan{Types: []string{"Patient", "Coverage"},
 		Since: tt.AddDate(-5, 0, 0), SinceSource: "window"}, nil)
-	h.env.OnActivity(a.KickOffImport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.KickOffInput) (activities.KickedOff, error) {
+	h.env.OnActivity(imp.KickOffImport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.KickOffInput) (activities.KickedOff, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.kickoffs = append(h.kickoffs, in)
 		return activities.KickedOff{StatusURL: "https://old.example/fhir/bulkstatus/" + string(rune('0'+len(h.kickoffs))), At: h.env.Now()}, nil
 	})
-	h.env.OnActivity(a.PollImport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PollInput) (activities.Polled, error) {
+	h.env.OnActivity(imp.PollImport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PollInput) (activities.Polled, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		now := h.env.Now()
@@ -82,7 +82,7 @@ func newImportHarness(t *testing.T) *importHarness {
 		}
 		return activities.Polled{Status: bulkdata.Status{State: bulkdata.StateComplete, Complete: &bulkdata.Complete{Manifest: m}}, ManifestSHA256: "man1"}, nil
 	})
-	h.env.OnActivity(a.DownloadImportFile, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DownloadInput) (transfer.ExportFile, error) {
+	h.env.OnActivity(imp.DownloadImportFile, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DownloadInput) (transfer.ExportFile, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.downloads = append(h.downloads, in)
@@ -96,13 +96,13 @@ func newImportHarness(t *testing.T) *importHarness {
 		}
 		return transfer.ExportFile{Type: in.File.Type, Count: n, SHA256: "sha-" + in.File.URL, Bytes: 10}, nil
 	})
-	h.env.OnActivity(a.DeliverImport, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeliverInput) (activities.Delivered, error) {
+	h.env.OnActivity(imp.DeliverImport, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeliverInput) (activities.Delivered, error) {
 		if h.deliverErr != nil {
 			return activities.Delivered{}, h.deliverErr
 		}
 		return activities.Delivered{Sink: "ndjson-dir", Location: "t1", ReceiptID: "rcpt", Files: 3}, nil
 	})
-	h.env.OnActivity(a.DeleteImport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteInput) error {
+	h.env.OnActivity(imp.DeleteImport, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeleteInput) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.deletes = append(h.deletes, in)
@@ -112,7 +112,7 @@ func newImportHarness(t *testing.T) *importHarness {
 		}
 		return nil
 	})
-	h.env.OnActivity(a.DiscardImport, mock.Anything, mock.Anything).Return(func(context.Context, activities.DiscardInput) (bool, error) {
+	h.env.OnActivity(imp.DiscardImport, mock.Anything, mock.Anything).Return(func(context.Context, activities.DiscardInput) (bool, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.discards++

@@ -31,17 +31,20 @@ const (
 	DefaultPurgeInterval      = 24 * time.Hour
 )
 
+// maint names the maintenance activities for ExecuteActivity.
+var maint *activities.Maintenance
+
 // AuditCheckpointWorkflow signs a checkpoint of the audit log if it grew.
 func AuditCheckpointWorkflow(ctx workflow.Context) (activities.CheckpointResult, error) {
 	var r activities.CheckpointResult
-	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameAuditCheckpoint), a.AuditCheckpoint).Get(ctx, &r)
+	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameAuditCheckpoint), maint.AuditCheckpoint).Get(ctx, &r)
 	return r, err
 }
 
 // RetentionPurgeWorkflow deletes the PHI whose retention has expired.
 func RetentionPurgeWorkflow(ctx workflow.Context) (activities.PurgeResult, error) {
 	var r activities.PurgeResult
-	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePurgePHI), a.PurgePHI).Get(ctx, &r)
+	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePurgePHI), maint.PurgePHI).Get(ctx, &r)
 	return r, err
 }
 

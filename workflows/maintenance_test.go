@@ -19,9 +19,9 @@ func TestMaintenanceWorkflows(t *testing.T) {
 		var s testsuite.WorkflowTestSuite
 		env := s.NewTestWorkflowEnvironment()
 		env.RegisterWorkflowWithOptions(AuditCheckpointWorkflow, workflow.RegisterOptions{Name: AuditCheckpointWorkflowName})
-		env.RegisterActivity(&activities.Activities{})
+		registerActivities(env)
 		calls := 0
-		env.OnActivity(a.AuditCheckpoint, mock.Anything).Return(func(context.Context) (activities.CheckpointResult, error) {
+		env.OnActivity(maint.AuditCheckpoint, mock.Anything).Return(func(context.Context) (activities.CheckpointResult, error) {
 			calls++
 			if calls == 1 {
 				return activities.CheckpointResult{}, errors.New("store unreachable")
@@ -38,8 +38,8 @@ func TestMaintenanceWorkflows(t *testing.T) {
 		var s testsuite.WorkflowTestSuite
 		env := s.NewTestWorkflowEnvironment()
 		env.RegisterWorkflowWithOptions(RetentionPurgeWorkflow, workflow.RegisterOptions{Name: RetentionPurgeWorkflowName})
-		env.RegisterActivity(&activities.Activities{})
-		env.OnActivity(a.PurgePHI, mock.Anything).Return(activities.PurgeResult{Transfers: 3, Artifacts: 9}, nil)
+		registerActivities(env)
+		env.OnActivity(maint.PurgePHI, mock.Anything).Return(activities.PurgeResult{Transfers: 3, Artifacts: 9}, nil)
 		env.ExecuteWorkflow(RetentionPurgeWorkflowName)
 		var r activities.PurgeResult
 		if err := env.GetWorkflowResult(&r); err != nil || r.Transfers != 3 || r.Artifacts != 9 {

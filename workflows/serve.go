@@ -62,6 +62,10 @@ type serve struct {
 	closed     bool // the files are withdrawn, or the transfer ended without any
 }
 
+// srv names a served export's activities for ExecuteActivity; its steps
+// are recorded with rec, and its files withdrawn with push.WithdrawExport.
+var srv *activities.Serve
+
 // ServeExport is the served export workflow.
 func ServeExport(ctx workflow.Context, in ServeInput) (Result, error) {
 	s := &serve{run: run{in: Input{TransferID: in.TransferID, PartnerID: in.Requester}, state: transfer.StateInitiated},
@@ -115,7 +119,7 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	var g activities.Grants
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameCheckGrants), a.CheckGrants,
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameCheckGrants), srv.CheckGrants,
 		activities.GrantsInput{TransferID: s.sin.TransferID, Requester: s.sin.Requester, MemberIDs: s.sin.MemberIDs}).Get(ctx, &g); err != nil {
 		return nil, err
 	}
@@ -146,7 +150,7 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	}
 	expires := workflow.Now(ctx).Add(ttl)
 	var p activities.Prepared
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePrepareServedExport), a.PrepareServedExport,
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePrepareServedExport), srv.PrepareServedExport,
 		activities.ServeInput{TransferID: s.sin.TransferID, Requester: s.sin.Requester, Members: g.Members, Types: s.sin.Types,
 			Since: s.sin.Since, TransactionTime: s.sin.TransactionTime, Request: s.sin.Request, Expires: expires}).Get(ctx, &p); err != nil {
 		return nil, err
@@ -199,7 +203,7 @@ func (s *serve) serveSteps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	// Disconnected: a cancelled workflow still withdraws the PHI.
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if err := workflow.ExecuteActivity(activities.WithOptions(dctx, activities.NameWithdrawExport), a.WithdrawExport,
+	if err := workflow.ExecuteActivity(activities.WithOptions(dctx, activities.NameWithdrawExport), push.WithdrawExport,
 		activities.WithdrawInput{TransferID: s.sin.TransferID, Reason: reason}).Get(dctx, nil); err != nil {
 		return nil, err
 	}

@@ -84,9 +84,14 @@ const (
 	ErrTypeInvalidDecision = "invalid_decision"
 )
 
-// a names the activities for ExecuteActivity; its methods are never called
-// on this nil value.
-var a *activities.Activities
+// The groups that name activities for ExecuteActivity (method values:
+// Temporal takes the method's name); their methods are never called on
+// these nil values. rec records the steps of every workflow; push is the
+// push export's.
+var (
+	rec  *activities.Recorder
+	push *activities.Transfer
+)
 
 // Transfer is the transfer workflow.
 func Transfer(ctx workflow.Context, in Input) (Result, error) {
@@ -125,7 +130,7 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 		return nil, err
 	}
 	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameResolveIdentity),
-		a.ResolveIdentity, r.in.TransferID).Get(ctx, &r.identity); err != nil {
+		push.ResolveIdentity, r.in.TransferID).Get(ctx, &r.identity); err != nil {
 		return nil, err
 	}
 	switch r.identity.Status {
@@ -150,7 +155,7 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 
 	var p activities.Prepared
 	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePrepareExport),
-		a.PrepareExport, activities.PrepareInput{TransferID: r.in.TransferID, MemberID: r.identity.MemberID}).Get(ctx, &p); err != nil {
+		push.PrepareExport, activities.PrepareInput{TransferID: r.in.TransferID, MemberID: r.identity.MemberID}).Get(ctx, &p); err != nil {
 		return nil, err
 	}
 	r.prepared = &p // from here on, a failure withdraws the export
@@ -173,7 +178,7 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	}
 
 	var sent activities.Sent
-	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameSendExport), a.SendExport, activities.SendInput{
+	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameSendExport), push.SendExport, activities.SendInput{
 		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, ManifestSHA256: p.Export.ManifestSHA256,
 		SignatureSHA256: p.SignatureSHA256, Files: p.Export.Files,
 	}).Get(ctx, &sent); err != nil {
@@ -268,7 +273,7 @@ func (r *run) onReview(_ workflow.Context, rv Review) error {
 func (r *run) checkConsent(ctx workflow.Context, phase string) (transfer.ConsentOutcome, error) {
 	var c transfer.ConsentOutcome
 	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameCheckConsent),
-		a.CheckConsent, activities.ConsentInput{TransferID: r.in.TransferID, Phase: phase}).Get(ctx, &c)
+		push.CheckConsent, activities.ConsentInput{TransferID: r.in.TransferID, Phase: phase}).Get(ctx, &c)
 	return c, err
 }
 
@@ -287,7 +292,7 @@ func (r *run) partnerCtx(ctx workflow.Context, name string) workflow.Context {
 // enter records a step; with State set, it is the transfer entering it.
 func (r *run) enter(ctx workflow.Context, in activities.RecordInput) error {
 	in.TransferID = r.in.TransferID
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), a.RecordState, in).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), rec.RecordState, in).Get(ctx, nil); err != nil {
 		return err
 	}
 	if in.State != "" {
@@ -303,7 +308,7 @@ func (r *run) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) 
 	defer cancel()
 	if r.prepared != nil {
 		comp := activities.Policies[activities.NamePrepareExport].Compensation
-		if err := workflow.ExecuteActivity(activities.WithOptions(dctx, comp), a.WithdrawExport,
+		if err := workflow.ExecuteActivity(activities.WithOptions(dctx, comp), push.WithdrawExport,
 			activities.WithdrawInput{TransferID: r.in.TransferID, Reason: f.Type}).Get(dctx, nil); err != nil {
 			return Result{}, err
 		}
@@ -313,9 +318,9 @@ func (r *run) fail(ctx workflow.Context, f *transfer.ErrorInfo) (Result, error) 
 	if r.identity.Status != "" {
 		id, d.ReviewedBy = &r.identity, r.identity.ReviewedBy
 	}
-	rec := activities.Step(transfer.Failed(d))
-	rec.Error, rec.Identity = f, id
-	if err := r.enter(dctx, rec); err != nil {
+	failed := activities.Step(transfer.Failed(d))
+	failed.Error, failed.Identity = f, id
+	if err := r.enter(dctx, failed); err != nil {
 		return Result{}, err
 	}
 	return Result{State: transfer.StateFailed, Error: f}, nil

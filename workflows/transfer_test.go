@@ -34,8 +34,8 @@ func newHarness(t *testing.T) *harness {
 	var s testsuite.WorkflowTestSuite
 	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), calls: map[string]int{}}
 	h.env.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
-	h.env.RegisterActivity(&activities.Activities{})
-	h.env.OnActivity(a.RecordState, mock.Anything, mock.Anything).Return(
+	registerActivities(h.env)
+	h.env.OnActivity(rec.RecordState, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RecordInput) (bool, error) {
 			h.recorded = append(h.recorded, in)
 			return true, nil
@@ -49,11 +49,11 @@ func newHarness(t *testing.T) *harness {
 // happy mocks every activity for a transfer that goes through; tests
 // override single activities after calling it.
 func (h *harness) happy() *harness {
-	h.env.OnActivity(a.ResolveIdentity, mock.Anything, mock.Anything).Return(resolved, nil)
-	h.env.OnActivity(a.CheckConsent, mock.Anything, mock.Anything).Return(verified, nil)
-	h.env.OnActivity(a.PrepareExport, mock.Anything, mock.Anything).Return(prepared, nil)
-	h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(acked, nil)
-	h.env.OnActivity(a.WithdrawExport, mock.Anything, mock.Anything).Return(1, nil)
+	h.env.OnActivity(push.ResolveIdentity, mock.Anything, mock.Anything).Return(resolved, nil)
+	h.env.OnActivity(push.CheckConsent, mock.Anything, mock.Anything).Return(verified, nil)
+	h.env.OnActivity(push.PrepareExport, mock.Anything, mock.Anything).Return(prepared, nil)
+	h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(acked, nil)
+	h.env.OnActivity(push.WithdrawExport, mock.Anything, mock.Anything).Return(1, nil)
 	return h
 }
 
@@ -149,22 +149,24 @@ func TestFailures(t *testing.T) {
 		{
 			name: "no member matches",
 			setup: func(h *harness) {
-				h.env.OnActivity(a.ResolveIdentity, mock.Anything, mock.Anything).Return(noMatch, nil)
+				h.env.OnActivity(push.ResolveIdentity, mock.Anything, mock.Anything).Return(noMatch, nil)
 			},
 			wantType:   transfer.ErrorNoMatch,
 			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateFailed},
 		},
 		{
-			name:       "consent denied at the first check",
-			setup:      func(h *harness) { h.env.OnActivity(a.CheckConsent, mock.Anything, mock.Anything).Return(denied, nil) },
+			name: "consent denied at the first check",
+			setup: func(h *harness) {
+				h.env.OnActivity(push.CheckConsent, mock.Anything, mock.Anything).Return(denied, nil)
+			},
 			wantType:   transfer.ErrorConsentDenied,
 			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateFailed},
 		},
 		{
 			name: "consent lapses before sending",
 			setup: func(h *harness) {
-				h.env.OnActivity(a.CheckConsent, mock.Anything, mock.MatchedBy(func(in activities.ConsentInput) bool { return in.Phase == "initial" })).Return(verified, nil)
-				h.env.OnActivity(a.CheckConsent, mock.Anything, mock.MatchedBy(func(in activities.ConsentInput) bool { return in.Phase == "before_send" })).Return(denied, nil)
+				h.env.OnActivity(push.CheckConsent, mock.Anything, mock.MatchedBy(func(in activities.ConsentInput) bool { return in.Phase == "initial" })).Return(verified, nil)
+				h.env.OnActivity(push.CheckConsent, mock.Anything, mock.MatchedBy(func(in activities.ConsentInput) bool { return in.Phase == "before_send" })).Return(denied, nil)
 			},
 			wantType:   transfer.ErrorConsentDenied,
 			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified, transfer.StatePayloadPrepared, transfer.StateFailed},
@@ -173,7 +175,7 @@ func TestFailures(t *testing.T) {
 		{
 			name: "partner refuses our credentials: its type and class as the connector gave them",
 			setup: func(h *harness) {
-				h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(activities.Sent{},
+				h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(activities.Sent{},
 					temporal.NewApplicationErrorWithOptions("partner answered 401", connectors.ErrTypeAuth,
 						temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{fault.Auth}}))
 			},
@@ -185,7 +187,7 @@ func TestFailures(t *testing.T) {
 		{
 			name: "partner rejects: not retried, export withdrawn",
 			setup: func(h *harness) {
-				h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(activities.Sent{}, partnerRejected)
+				h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(activities.Sent{}, partnerRejected)
 			},
 			wantType:   transfer.ErrorPartnerRejected,
 			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified, transfer.StatePayloadPrepared, transfer.StateFailed},
@@ -195,7 +197,7 @@ func TestFailures(t *testing.T) {
 		{
 			name: "partner accepts but never acknowledges",
 			setup: func(h *harness) {
-				h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
+				h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
 			},
 			wantType:   transfer.ErrorAckTimeout,
 			wantStates: []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified, transfer.StatePayloadPrepared, transfer.StateSent, transfer.StateFailed},
@@ -231,7 +233,7 @@ func TestFailures(t *testing.T) {
 func TestTransientSendFailuresAreRetried(t *testing.T) {
 	h := newHarness(t)
 	n := 0
-	h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(
+	h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.SendInput) (activities.Sent, error) {
 			n++
 			if n < 3 {
@@ -249,7 +251,7 @@ func TestTransientSendFailuresAreRetried(t *testing.T) {
 
 func TestLateAcknowledgementByPartnerSignal(t *testing.T) {
 	h := newHarness(t)
-	h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
+	h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
 	h.happy()
 	h.env.RegisterDelayedCallback(func() {
 		h.env.SignalWorkflow(SignalPartnerAck, PartnerAck{ReceiptID: "late-1"})
@@ -289,9 +291,9 @@ func TestManualReview(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			h.env.OnActivity(a.ResolveIdentity, mock.Anything, mock.Anything).Return(ambiguous, nil)
+			h.env.OnActivity(push.ResolveIdentity, mock.Anything, mock.Anything).Return(ambiguous, nil)
 			var prepareFor string
-			h.env.OnActivity(a.PrepareExport, mock.Anything, mock.Anything).Return(
+			h.env.OnActivity(push.PrepareExport, mock.Anything, mock.Anything).Return(
 				func(_ context.Context, in activities.PrepareInput) (activities.Prepared, error) {
 					prepareFor = in.MemberID
 					return prepared, nil
@@ -333,7 +335,7 @@ func TestManualReview(t *testing.T) {
 
 func TestCancelAfterPrepareStillCompensates(t *testing.T) {
 	h := newHarness(t)
-	h.env.OnActivity(a.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
+	h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
 	h.happy()
 	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, time.Hour)
 	h.env.ExecuteWorkflow(Transfer, Input{TransferID: "t1", PartnerID: "sandbox"})

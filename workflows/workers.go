@@ -29,7 +29,7 @@ import (
 // composition root (package app) hands them over, so that app builds the
 // worker without depending on package activities.
 type ActivityDeps struct {
-	Store    store.Store
+	Store    ActivityStore
 	Matcher  activities.Matcher  // NewMatcher's
 	Partners activities.Partners // a *connectors.Registry or *connectors.Live
 	Signer   activities.Signer
@@ -58,33 +58,59 @@ type ActivityDeps struct {
 	PullTrustHeader string
 }
 
+// ActivityStore is what the worker's activities use of the store: the
+// roles of every group.
+type ActivityStore interface {
+	activities.RecorderStore
+	activities.TransferStore
+	activities.ImportStore
+	activities.ServeStore
+	activities.BulkMatchStore
+	activities.MaintenanceStore
+}
+
 // NewMatcher is the identity matcher over the member index of st, shared
 // by the worker's activities and the FHIR API of one process.
-func NewMatcher(st store.Store, cfg identity.Config, log *zap.Logger) *activities.IndexMatcher {
+func NewMatcher(st store.Members, cfg identity.Config, log *zap.Logger) *activities.IndexMatcher {
 	return &activities.IndexMatcher{Store: st, Logger: log, Config: cfg}
 }
 
-// NewActivities assembles the activities of the worker from d.
-func NewActivities(d ActivityDeps) *activities.Activities {
+// Activities are the worker's activity groups, one per workflow family
+// (package activities). Temporal registers each group's methods under
+// their names.
+type Activities struct {
+	Recorder    *activities.Recorder
+	Transfer    *activities.Transfer
+	Import      *activities.Import
+	Serve       *activities.Serve
+	BulkMatch   *activities.BulkMatch
+	Maintenance *activities.Maintenance
+}
+
+// groups lists the groups in registration order.
+func (acts Activities) groups() []any {
+	return []any{acts.Recorder, acts.Transfer, acts.Import, acts.Serve, acts.BulkMatch, acts.Maintenance}
+}
+
+// NewActivities assembles the activities of the worker from d: each group
+// gets only what it uses.
+func NewActivities(d ActivityDeps) Activities {
 	src := d.Source
 	if src == nil {
 		src = export.SyntheticSource{}
 	}
-	return &activities.Activities{
-		Store:        d.Store,
-		Matcher:      d.Matcher,
-		Partners:     d.Partners,
-		Pusher:       connectors.NewHTTPPusher(connectors.NewHTTPClient()),
-		Signer:       d.Signer,
-		Source:       src,
-		Logger:       d.Logger,
-		PHIRetention: d.PHIRetention,
-		Transmitter:  d.Transmitter,
-		Pull:         &pdexclient.Dialer{TrustHeader: d.PullTrustHeader},
-		Payer:        activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
-		ImportDir:    d.ImportDir,
-		ImportFHIR:   d.ImportFHIR,
-		BulkMatch:    d.BulkMatch,
+	env := activities.Env{Logger: d.Logger}
+	return Activities{
+		Recorder: &activities.Recorder{Env: env, Store: d.Store},
+		Transfer: &activities.Transfer{Env: env, Store: d.Store, Matcher: d.Matcher, Partners: d.Partners,
+			Pusher: connectors.NewHTTPPusher(connectors.NewHTTPClient()), Signer: d.Signer, Source: src},
+		Import: &activities.Import{Env: env, Store: d.Store, Partners: d.Partners,
+			Pull:  &pdexclient.Dialer{TrustHeader: d.PullTrustHeader},
+			Payer: activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
+			Dir:   d.ImportDir, FHIR: d.ImportFHIR},
+		Serve:       &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
+		BulkMatch:   &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
+		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: d.Signer, PHIRetention: d.PHIRetention},
 	}
 }
 
@@ -102,7 +128,7 @@ func PartnerTaskQueue(q, partnerID string) string { return q + "-partner-" + par
 type Workers struct {
 	client    client.Client
 	taskQueue string
-	acts      *activities.Activities
+	acts      Activities
 	opts      worker.Options // of the transfers' worker; partners' take Identity and interceptors
 
 	mu        sync.Mutex
@@ -117,7 +143,7 @@ type Workers struct {
 // to the transfers' worker; a partner's worker takes the partner's limits:
 // its rate limit is the task queue's, enforced by the Temporal server over
 // every worker polling it, and its concurrency is this process's share.
-func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner, acts *activities.Activities, o worker.Options) *Workers {
+func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner, acts Activities, o worker.Options) *Workers {
 	if taskQueue == "" {
 		taskQueue = TaskQueue
 	}
@@ -179,14 +205,14 @@ func (ws *Workers) add(q string, w worker.Worker) {
 
 // RegisterPartnerActivities registers the activities that talk to a
 // partner, and so run on its queue under its limits, on w.
-func RegisterPartnerActivities(w worker.ActivityRegistry, acts *activities.Activities) {
+func RegisterPartnerActivities(w worker.ActivityRegistry, acts Activities) {
 	for name, fn := range map[string]any{
-		activities.NameSendExport:         acts.SendExport,
-		activities.NameMatchAtPartner:     acts.MatchAtPartner,
-		activities.NameKickOffImport:      acts.KickOffImport,
-		activities.NamePollImport:         acts.PollImport,
-		activities.NameDownloadImportFile: acts.DownloadImportFile,
-		activities.NameDeleteImport:       acts.DeleteImport,
+		activities.NameSendExport:         acts.Transfer.SendExport,
+		activities.NameMatchAtPartner:     acts.Import.MatchAtPartner,
+		activities.NameKickOffImport:      acts.Import.KickOffImport,
+		activities.NamePollImport:         acts.Import.PollImport,
+		activities.NameDownloadImportFile: acts.Import.DownloadImportFile,
+		activities.NameDeleteImport:       acts.Import.DeleteImport,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
