@@ -70,6 +70,13 @@ func ReviewerActor(id string) string { return "reviewer:" + id }
 // detailOf is d as Event.Detail holds it: the JSON object d marshals to,
 // numbers kept exactly as written (json.Number), so that the detail
 // marshals again to the same bytes.
+//
+// Workflows call it (through the constructors): encoding/json of our own
+// structs is deterministic (fields in declaration order, map keys sorted),
+// but workflowcheck judges its use of reflect as not, so it is told to
+// trust this function.
+//
+//workflowcheck:ignore
 func detailOf(d any) map[string]any {
 	b, err := json.Marshal(d)
 	if err != nil {
