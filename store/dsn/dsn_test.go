@@ -9,6 +9,7 @@ import (
 	"github.com/p2p-payer/p2p/store/postgres"
 	"github.com/p2p-payer/p2p/store/postgres/pgtest"
 	"github.com/p2p-payer/p2p/store/sqlite"
+	"github.com/p2p-payer/p2p/store/storetest"
 )
 
 func TestParse(t *testing.T) {
@@ -47,11 +48,7 @@ func TestOpenSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	storetest.CloseAtEnd(t, s)
 	if _, ok := s.(*sqlite.Store); !ok {
 		t.Fatalf("Open(%q) is a %T, want *sqlite.Store", path, s)
 	}
@@ -73,11 +70,7 @@ func TestOpenPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	storetest.CloseAtEnd(t, s)
 	if _, ok := s.(*postgres.Store); !ok {
 		t.Fatalf("Open is a %T, want *postgres.Store", s)
 	}

@@ -21,11 +21,7 @@ func openFile(t *testing.T, path string) *Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	storetest.CloseAtEnd(t, s)
 	return s
 }
 
@@ -149,11 +145,7 @@ func TestDatabaseFileIsPrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	storetest.CloseAtEnd(t, s)
 	for _, f := range []string{path, path + "-wal"} {
 		fi, err := os.Stat(f)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"sync"
@@ -78,6 +79,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 // base is a creation time with sub-microsecond digits and a non-UTC zone
 // elsewhere, so the suite catches stores that round or keep zones.
 var base = time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC)
+
+// CloseAtEnd closes c when the test ends and fails the test if that fails:
+// a store that cannot close cleanly may have lost a write.
+func CloseAtEnd(t testing.TB, c io.Closer) {
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+}
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
