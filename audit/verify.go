@@ -40,7 +40,7 @@ const leafBatch = 1024
 // whose signatures it checks against jwks. The positions before from are
 // taken from the stored tree. It reports the first bad position; an error
 // means it could not read the store.
-func Verify(ctx context.Context, s store.Store, jwks []byte, from int64) (Report, error) {
+func Verify(ctx context.Context, s store.AuditLog, jwks []byte, from int64) (Report, error) {
 	size, err := s.AuditSize(ctx)
 	if err != nil {
 		return Report{}, err
@@ -63,7 +63,7 @@ func Verify(ctx context.Context, s store.Store, jwks []byte, from int64) (Report
 // it has found.
 type verifier struct {
 	ctx context.Context
-	s   store.Store
+	s   store.AuditLog
 	rep Report
 
 	// signed are the heads of the checkpoints whose signatures verify, by
