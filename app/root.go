@@ -314,7 +314,7 @@ func (w *Worker) Registered() workflows.Registration { return w.workers.Register
 // newMatcher is the identity matcher of the worker and the FHIR API, with
 // the decision thresholds the environment sets (identity.ConfigFromEnv),
 // its index loaded.
-func newMatcher(ctx context.Context, st store.Store, log *zap.Logger) (pdex.Matcher, error) {
+func newMatcher(ctx context.Context, st store.Members, log *zap.Logger) (pdex.Matcher, error) {
 	cfg, err := identity.ConfigFromEnv()
 	if err != nil {
 		return nil, err

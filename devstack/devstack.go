@@ -307,7 +307,7 @@ func (s *Stack) Stop() {
 	}
 }
 
-func seed(ctx context.Context, st store.Store) error {
+func seed(ctx context.Context, st store.Members) error {
 	rd, err := member.NewReader(bytes.NewReader(DemoMembers), false)
 	if err != nil {
 		return err

@@ -76,7 +76,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // describeEntry names the transfer and seq of the event stored at pos, if
 // there is one (a deleted entry has none).
-func describeEntry(ctx context.Context, st store.Store, pos int64) string {
+func describeEntry(ctx context.Context, st store.AuditLog, pos int64) string {
 	var desc string
 	err := st.AuditEvents(ctx, store.AuditFilter{FromPosition: pos, Limit: 1}, func(ae store.AuditEvent) error {
 		if ae.Position == pos {
@@ -93,7 +93,7 @@ func describeEntry(ctx context.Context, st store.Store, pos int64) string {
 // sincePosition turns --since into the first position to recompute: a
 // number is a position, a time the position of the first event at or
 // after it (the end of the log when there is none).
-func sincePosition(ctx context.Context, st store.Store, since string) (int64, error) {
+func sincePosition(ctx context.Context, st store.AuditLog, since string) (int64, error) {
 	if since == "" {
 		return 0, nil
 	}

@@ -58,7 +58,7 @@ type importResult struct{ loaded, rejected int }
 
 // importMembers loads the CSV in r into st in batches, reporting each
 // rejected row's line and reason (never its values) on report.
-func importMembers(ctx context.Context, st store.Store, r io.Reader, report io.Writer) (importResult, error) {
+func importMembers(ctx context.Context, st store.Members, r io.Reader, report io.Writer) (importResult, error) {
 	rd, err := member.NewReader(r, false)
 	if err != nil {
 		return importResult{}, err
