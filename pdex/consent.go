@@ -91,8 +91,10 @@ func EvaluateConsent(c fhir.Consent, requester, holder Party, now time.Time) (Co
 	if c.ImplicitRules != "" || len(c.ModifierExtension) > 0 || provisionModifiers(c.Provision) {
 		return deny(ConsentModifier, "the consent carries modifiers we do not understand")
 	}
+	// The rule is the domain's; the words are HRex's own, and never echo
+	// the partner's status value back to it.
 	if r := transfer.StatusRefusal(c.Status); r != nil {
-		return deny(r.Code, r.Why)
+		return deny(r.Code, "the consent is not active")
 	}
 	if !c.Scope.Has(fhir.SystemConsentScope, "patient-privacy") {
 		return deny(ConsentScope, "the consent is not a patient-privacy consent")
@@ -149,7 +151,10 @@ func EvaluateConsent(c fhir.Consent, requester, holder Party, now time.Time) (Co
 	}
 	// end is the period's last instant: the period runs until just after it.
 	if r := transfer.PeriodRefusal(start, end.Add(time.Nanosecond), now); r != nil {
-		return deny(r.Code, r.Why)
+		if start.After(now) {
+			return deny(r.Code, "the consent's provision period has not started")
+		}
+		return deny(r.Code, "the consent's provision period has ended")
 	}
 
 	if !actorNamed(pr.Actor, fhir.SystemParticipationType, "IRCP", requester) {

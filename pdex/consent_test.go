@@ -168,3 +168,31 @@ func TestConsentModifierInUnmodelledElement(t *testing.T) {
 		t.Errorf("ConsentModifiers = %v", req.ConsentModifiers)
 	}
 }
+
+// The words a partner reads in a refusal are HRex's, and never echo a value
+// the partner sent (a status such as "<script>" or "" comes back as "not
+// active", not as itself).
+func TestConsentRefusalWords(t *testing.T) {
+	inPeriod := day("2022-01-15T12:00:00Z")
+	cases := []struct {
+		name   string
+		status string
+		now    time.Time
+		why    string
+	}{
+		{"inactive", "inactive", inPeriod, "the consent is not active"},
+		{"empty status", "", inPeriod, "the consent is not active"},
+		{"status not echoed", "<script>", inPeriod, "the consent is not active"},
+		{"before the period", "active", day("2021-12-31T23:59:59Z"), "the consent's provision period has not started"},
+		{"after the period", "active", day("2022-02-01T00:00:00Z"), "the consent's provision period has ended"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			consent := exampleConsent(t)
+			consent.Status = c.status
+			if _, why := EvaluateConsent(consent, newPayer, oldPayer, c.now); why != c.why {
+				t.Errorf("why = %q, want %q", why, c.why)
+			}
+		})
+	}
+}
