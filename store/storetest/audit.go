@@ -95,6 +95,23 @@ func checkAuditLog(t *testing.T, s store.Store, want int) []store.AuditEvent {
 			t.Fatalf("ReadAuditHashes(%d, 0, %d) = %d hashes, %v; want them in the order asked", last, last, len(stored), err)
 		}
 	}
+	// Many at once (more than SQLite's 32,766 variables would allow in one
+	// statement), in the order asked.
+	if len(mem) > 1 {
+		idx := make([]int64, 40000)
+		for i := range idx {
+			idx[i] = int64((i * 7) % len(mem))
+		}
+		stored, err := s.ReadAuditHashes(ctx, idx)
+		if err != nil || len(stored) != len(idx) {
+			t.Fatalf("ReadAuditHashes of %d indexes = %d hashes, %v", len(idx), len(stored), err)
+		}
+		for i, h := range stored {
+			if h != mem[idx[i]] {
+				t.Fatalf("ReadAuditHashes of %d indexes: hash %d is not stored hash %d", len(idx), i, idx[i])
+			}
+		}
+	}
 	if _, err := s.ReadAuditHashes(ctx, []int64{0, int64(len(mem))}); err == nil {
 		t.Fatal("ReadAuditHashes of an index past the tree: no error")
 	}

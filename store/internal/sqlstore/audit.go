@@ -50,29 +50,37 @@ func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, eventID int64, tran
 	return err
 }
 
-// readHashes returns the stored hashes at indexes, in order.
+// readHashes returns the stored hashes at indexes, in order, asking for at
+// most a bulk statement's rows at a time (SQLite caps a statement's
+// variables).
 func (s *Store) readHashes(ctx context.Context, q querier, indexes []int64) ([]tlog.Hash, error) {
-	if len(indexes) == 0 {
-		return nil, nil
-	}
-	rows := make([][]any, len(indexes))
-	for i, x := range indexes {
-		rows[i] = []any{int64(i), x}
-	}
-	text, args := s.d.withRows(s.sql("ReadAuditHashes"), nil, rows)
-	return all(ctx, q, func(r scanner) (h tlog.Hash, err error) {
-		var idx int64
-		var b []byte
-		switch err = r.Scan(&idx, &b); {
-		case err != nil:
-		case b == nil:
-			err = fmt.Errorf("stored hash %d is missing", idx)
-		case len(b) != len(h):
-			err = fmt.Errorf("stored hash %d has %d bytes", idx, len(b))
+	var out []tlog.Hash
+	for start := 0; start < len(indexes); start += s.d.bulkRows {
+		chunk := indexes[start:min(start+s.d.bulkRows, len(indexes))]
+		rows := make([][]any, len(chunk))
+		for i, x := range chunk {
+			rows[i] = []any{int64(i), x}
 		}
-		copy(h[:], b)
-		return h, err
-	}, text, args...)
+		text, args := s.d.withRows(s.sql("ReadAuditHashes"), nil, rows)
+		hs, err := all(ctx, q, func(r scanner) (h tlog.Hash, err error) {
+			var idx int64
+			var b []byte
+			switch err = r.Scan(&idx, &b); {
+			case err != nil:
+			case b == nil:
+				err = fmt.Errorf("stored hash %d is missing", idx)
+			case len(b) != len(h):
+				err = fmt.Errorf("stored hash %d has %d bytes", idx, len(b))
+			}
+			copy(h[:], b)
+			return h, err
+		}, text, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hs...)
+	}
+	return out, nil
 }
 
 // AuditSize returns the number of entries in the audit log.
