@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
 
@@ -48,9 +49,16 @@ func clientID(ctx context.Context) string {
 }
 
 // noteTransfer records the transfer a request is about, for its log line.
+// A path's id is the caller's text until it is found, so only an id shaped
+// like ours (a UUID, noted in canonical form) is kept: anything else may be
+// PHI typed into the URL.
 func noteTransfer(ctx context.Context, id string) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return
+	}
 	if info := infoFrom(ctx); info != nil {
-		info.transferID = id
+		info.transferID = u.String()
 	}
 }
 

@@ -23,6 +23,7 @@ const ProblemTypePrefix = "urn:p2p:problem:"
 const (
 	ProblemValidation            = "validation"              // 400: a field or parameter is invalid
 	ProblemInvalidJSON           = "invalid-json"            // 400: the body is not JSON
+	ProblemInvalidText           = "invalid-text"            // 400: the body is not UTF-8 or holds NUL
 	ProblemUnsupportedMediaType  = "unsupported-media-type"  // 415
 	ProblemTooLarge              = "too-large"               // 413
 	ProblemIdempotencyKeyMissing = "idempotency-key-missing" // 400
@@ -325,6 +326,9 @@ func schemaFieldProblem(prefix string, se *openapi3.SchemaError) FieldProblem {
 		}
 	case "pattern":
 		reason = "does not match the expected pattern"
+		if s.Pattern == memberIDPattern {
+			reason = memberIDReason
+		}
 	}
 	return FieldProblem{Field: orBody(field), Reason: reason}
 }

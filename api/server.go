@@ -233,10 +233,11 @@ func (s *Server) routes() (http.Handler, error) {
 		ResponseErrorHandlerFunc: s.responseError,
 	})
 	// The validator runs per operation, after chi has routed, so that the
-	// access log always knows the route pattern.
+	// access log always knows the route pattern; cleanText (the last, so
+	// the outermost) runs before it, before anything decodes the body.
 	return HandlerWithOptions(strict, ChiServerOptions{
 		BaseRouter:       r,
-		Middlewares:      []MiddlewareFunc{validate},
+		Middlewares:      []MiddlewareFunc{validate, cleanText},
 		ErrorHandlerFunc: paramError,
 	}), nil
 }
