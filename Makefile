@@ -6,7 +6,7 @@ PKGS := ./...
 # takes minutes. Every other package's tests run in seconds.
 E2E_PKGS := devstack cmd/p2p devserver
 
-.PHONY: help build build-prod generate generate-check lint test test-race test-e2e bench eval dev clean
+.PHONY: help build build-prod generate generate-check lint test test-race test-e2e fuzz bench eval dev clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -45,6 +45,19 @@ test-race: ## every package but the end-to-end ones (E2E_PKGS), under the race d
 
 test-e2e: ## the end-to-end packages (E2E_PKGS)
 	$(GO) test -count=1 -timeout 20m $(E2E_PKGS:%=./%)
+
+# Each fuzz target for FUZZTIME, one at a time (the seed corpora already
+# run as tests in make test). Minimising is bounded: a slow minimisation
+# would eat the whole budget.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := FuzzRequestProblems:transfer FuzzCreateTransferBody:api FuzzParseMemberMatch:pdex \
+	FuzzParseBulkMemberMatch:pdex FuzzParseManifest:connectors/bulkdata FuzzRetryAfter:connectors/httpclass
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s): request validation, member-match, manifests, Retry-After
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ./$${t#*:}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$${t#*:}; \
+	done
 
 bench: ## benchmarks (identity matching at 1M members; 500 MB Bulk Data download; end-to-end transfers in p2p dev; audit export of 1M events)
 	$(GO) test -run '^$$' -bench . -benchmem ./identity/...

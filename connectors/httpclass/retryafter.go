@@ -22,9 +22,11 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 // RetryAfter reads a Retry-After value (RFC 9110 §10.2.3): delay-seconds
 // or an HTTP-date, relative to now. Negative delays and past dates mean
 // "now" (0). Values above limit, among them absolute epochs in seconds or
-// milliseconds sent as delay-seconds, are nonsense and give limit. ok is
+// milliseconds sent as delay-seconds, are nonsense and give limit; a
+// negative limit is read as 0, so the delay is never negative. ok is
 // false when the value is empty or unreadable: the server gave no advice.
 func RetryAfter(v string, now time.Time, limit time.Duration) (d time.Duration, ok bool) {
+	limit = max(limit, 0)
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
