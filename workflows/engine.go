@@ -147,17 +147,6 @@ func (e *Engine) Ready(ctx context.Context) error {
 	return err
 }
 
-// NewWorker returns a worker on the transfer task queue with the workflow
-// and acts registered under their stable names.
-func NewWorker(c client.Client, taskQueue string, acts Activities, o worker.Options) worker.Worker {
-	if taskQueue == "" {
-		taskQueue = TaskQueue
-	}
-	w := worker.New(c, taskQueue, o)
-	Register(w, acts)
-	return w
-}
-
 // Register registers the workflows and every group of acts on w.
 func Register(w worker.Registry, acts Activities) {
 	RegisterWorkflows(w)
