@@ -1,6 +1,7 @@
 -- The store's queries, written once for both engines. Each block is named
 -- by its "-- name:" line; full-line comments are dropped. Parameters are
--- $1, $2, …; the SQLite dialect numbers them ?1, ?2, …. Two blocks expand
+-- $1, $2, …; the SQLite dialect writes them ?1, ?2, …, or plain ? where they
+-- appear in order (SQLite binds those faster). Two blocks expand
 -- per call, their parameters following the query's own:
 --   {{rows TYPE…}}  rows of values: unnest of one array per column
 --                   (TYPE[]) on PostgreSQL, multi-row VALUES on SQLite;
