@@ -257,23 +257,13 @@ type IdentityDetail struct {
 	MemberID   string   `json:"member_id,omitempty"`
 	Candidates []string `json:"candidates,omitempty"`
 	ReviewedBy string   `json:"reviewed_by,omitempty"`
-	*identityRationale
-}
-
-// identityRationale is present exactly when the outcome has a rationale.
-type identityRationale struct {
-	Rule     string              `json:"rule"`
-	Summary  string              `json:"summary"`
-	Fields   []FieldContribution `json:"fields,omitempty"`
-	RunnerUp *RunnerUp           `json:"runner_up,omitempty"`
+	// The outcome's rationale, its fields inlined; absent without one.
+	*Rationale
 }
 
 // IdentityDecided is the identity_decision event of outcome o.
 func IdentityDecided(o IdentityOutcome) Event {
-	d := IdentityDetail{Status: o.Status, Score: o.Score, MemberID: o.MemberID, Candidates: o.Candidates, ReviewedBy: o.ReviewedBy}
-	if r := o.Rationale; r != nil {
-		d.identityRationale = &identityRationale{Rule: r.Rule, Summary: r.Summary, Fields: r.Fields, RunnerUp: r.RunnerUp}
-	}
+	d := IdentityDetail{Status: o.Status, Score: o.Score, MemberID: o.MemberID, Candidates: o.Candidates, ReviewedBy: o.ReviewedBy, Rationale: o.Rationale}
 	return event(EventIdentityDecision, "identity:decision", d)
 }
 
