@@ -103,8 +103,8 @@ func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tSCOPES\tKEYS\tCERTS\tPERSON")
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0) // its write errors surface at Flush
+	_, _ = fmt.Fprintln(tw, "ID\tSTATUS\tSCOPES\tKEYS\tCERTS\tPERSON")
 	for _, c := range cs {
 		status := "active"
 		if c.Disabled {
@@ -121,7 +121,7 @@ func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer
 		if person == "" {
 			person = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, status, strings.Join(c.Scopes, " "), keys, len(c.CertSHA256), person)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, status, strings.Join(c.Scopes, " "), keys, len(c.CertSHA256), person)
 	}
 	return tw.Flush()
 }
