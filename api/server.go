@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/caller"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -87,6 +88,9 @@ type Deps struct {
 	Store  Store  // required
 	Engine Engine // required
 	Keys   KeySet // required
+	// Auth authenticates /v1 requests (all but the public routes:
+	// health, JWKS and partners' signed acknowledgements); required.
+	Auth caller.Authenticator
 	// Partners, when set, makes POST /v1/transfers reject unknown partners
 	// with 422 unknown-partner. When nil every partner id is accepted and
 	// the workflow fails unknown ones with unknown_partner.

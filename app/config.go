@@ -35,6 +35,23 @@ type Config struct {
 	StatusRetryAfter time.Duration
 	ShutdownTimeout  time.Duration // P2P_SHUTDOWN_TIMEOUT: the drain on SIGINT/SIGTERM
 	Retention        Retention     // the worker's maintenance schedules
+
+	// authn (issue 11): client authentication of /v1 and /fhir
+	// (docs/authentication.md).
+	//
+	// FHIRAddr (P2P_FHIR_ADDR) is the partner-facing listen address:
+	// set, /fhir (with its token endpoint and SMART configuration), the
+	// JWKS and partners' acknowledgements are served there and /fhir no
+	// longer on Addr. FHIRPublicURL (P2P_FHIR_PUBLIC_URL) is how
+	// partners reach it; default http(s)://FHIRAddr.
+	FHIRAddr      string
+	FHIRPublicURL string
+	// ClientsFile (P2P_CLIENTS_FILE) registers /v1 clients at start
+	// (ApplyClientsFile).
+	ClientsFile string
+	// TokenLifetime (P2P_ACCESS_TOKEN_LIFETIME) is how long the access
+	// tokens we issue last; 0: smartauth.DefaultTokenLifetime (5m).
+	TokenLifetime time.Duration
 }
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
@@ -106,6 +123,9 @@ const (
 	FlagDev                  // what p2p dev shares with api and worker
 )
 
+// DefaultTokenLifetime is how long our access tokens last (authn).
+const DefaultTokenLifetime = 5 * time.Minute
+
 // DefaultShutdownTimeout is how long api and worker drain on
 // SIGINT/SIGTERM.
 const DefaultShutdownTimeout = 20 * time.Second
@@ -148,6 +168,15 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.dur(FlagWorker|FlagDev, &r.AuditRetention, "audit-retention", "P2P_AUDIT_RETENTION", DefaultAuditRetention, "how long audit rows are kept at least; p2p never deletes them")
 	b.dur(FlagWorker|FlagDev, &r.PHIRetention, "phi-retention", "P2P_PHI_RETENTION", DefaultPHIRetention, "how long export PHI is kept after the transfer ended")
 	b.dur(FlagWorker|FlagDev, &r.PurgeInterval, "phi-purge-interval", "P2P_PHI_PURGE_INTERVAL", DefaultPurgeInterval, "how often expired PHI is purged")
+	// authn (issue 11)
+	b.str(FlagAPI, &c.FHIRAddr, "fhir-addr", "P2P_FHIR_ADDR", "",
+		"partner-facing listen address of /fhir, its token endpoint, the JWKS and acknowledgements; empty: /fhir is served on --addr")
+	b.str(FlagAPI, &c.FHIRPublicURL, "fhir-public-url", "P2P_FHIR_PUBLIC_URL", "",
+		"base URL partners use to reach --fhir-addr (the audience of /fhir tokens); empty: http(s)://FHIR_ADDR, or --public-url without --fhir-addr")
+	b.str(FlagAPI, &c.ClientsFile, "clients-file", "P2P_CLIENTS_FILE", "", "YAML file of /v1 API clients registered (or updated) at start")
+	b.dur(FlagAPI|FlagDev, &c.TokenLifetime, "access-token-lifetime", "P2P_ACCESS_TOKEN_LIFETIME", DefaultTokenLifetime,
+		"how long the access tokens of /oauth/token and /fhir/auth/token last")
+
 	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
 	return b.err
 }

@@ -31,17 +31,17 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	var header func(*http.Request) (string, bool)
+	var header func(*http.Request) (pdex.Caller, bool)
 	if cfg.FHIRTrustHeader != "" {
 		header = pdex.HeaderRequester(cfg.FHIRTrustHeader, func(id string) bool {
 			p, ok := d.Partners.Get(id)
 			return ok && p.HasRole(connectors.RoleRequester)
 		})
 	}
-	auth := NewSMARTAuth(cfg.publicURL(), d.Signer, d.Partners)
+	auth := NewSMARTAuth(cfg.fhirURL(), d.Signer, d.Partners, d.Store, cfg.TokenLifetime, d.logger().Named("fhir-auth"))
 	h, err := pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,
-		Requester:      FirstRequester(auth.Requester, CertRequester(d.Partners), header),
+		Requester:      FHIRRequester(auth, CertRequester(d.Partners), header),
 		Parties:        func(id string) (pdex.Party, bool) { return PartyOf(d.Partners, id) },
 		Holder:         pdex.Party{Identifiers: ids},
 		MemberIDSystem: export.DefaultMemberIDSystem,
@@ -53,7 +53,7 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, erro
 		// bulk member-match and every other process's.
 		Throttle: pdex.NewSharedThrottle(0, 0, 0, 0, d.Store),
 		Store:    d.Store,
-		BaseURL:  publicFHIR(cfg.PublicURL),
+		BaseURL:  publicFHIR(cfg),
 		Logger:   log,
 
 		StatusRetryAfter: cfg.StatusRetryAfter,
@@ -64,13 +64,33 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, erro
 	return WithSMART(auth, h), nil
 }
 
-// publicFHIR is the public URL of /fhir under the API's public URL, or ""
-// (the FHIR API then builds its URLs from each request).
-func publicFHIR(public string) string {
-	if public == "" {
-		return ""
+// publicFHIR is the public URL of /fhir as configured (FHIRPublicURL, or
+// /fhir under PublicURL), or "": the FHIR API then builds its URLs from
+// each request.
+func publicFHIR(cfg Config) string {
+	switch {
+	case cfg.FHIRPublicURL != "":
+		return strings.TrimRight(cfg.FHIRPublicURL, "/") + "/fhir"
+	case cfg.PublicURL != "" && cfg.FHIRAddr == "":
+		return strings.TrimRight(cfg.PublicURL, "/") + "/fhir"
 	}
-	return strings.TrimRight(public, "/") + "/fhir"
+	return ""
+}
+
+// fhirURL is how partners reach /fhir: the audience of its tokens and
+// the base of its token endpoint.
+func (c Config) fhirURL() string {
+	if u := publicFHIR(c); u != "" {
+		return u
+	}
+	if c.FHIRAddr != "" {
+		scheme := "http://"
+		if c.TLS.Enabled() {
+			scheme = "https://"
+		}
+		return scheme + c.FHIRAddr + "/fhir"
+	}
+	return c.publicURL() + "/fhir"
 }
 
 // PartnerLookup finds a registered partner: a *connectors.Registry or a

@@ -100,10 +100,14 @@ func (c Config) publicURL() string {
 	return "http://" + c.Addr
 }
 
-// API is the API server of one process: the REST API, and /fhir for
-// partners when there is a partner registry.
+// API is the API server of one process: the REST API with its token
+// endpoint, and /fhir for partners when there is a partner registry, on
+// one address or, with cfg.FHIRAddr, /fhir on a partner-facing one.
 type API struct {
 	server  *api.Server
+	v1      V1Auth
+	handler http.Handler // the API's address
+	partner http.Handler // the partner-facing address; nil: none
 	tls     *tls.Config
 	timeout time.Duration
 	log     *zap.Logger
@@ -122,9 +126,17 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		return nil, err
 	}
 	log := d.logger()
+	if cfg.ClientsFile != "" {
+		n, err := ApplyClientsFile(ctx, d.Store, cfg.ClientsFile)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("api clients registered from file", zap.String("file", cfg.ClientsFile), zap.Int("clients", n))
+	}
+	v1 := NewV1Auth(cfg.publicURL(), d.Signer, d.Store, cfg.TokenLifetime, cfg.TLS.ClientCAFile != "", log.Named("auth"))
 	deps := api.Deps{
 		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
-		Keys: d.Signer, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
+		Keys: d.Signer, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
 	}
 	if d.Partners != nil {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
@@ -138,11 +150,29 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &API{server: srv, tls: tlsConfig, timeout: cfg.ShutdownTimeout, log: log}, nil
+	a := &API{server: srv, v1: v1, tls: tlsConfig, timeout: cfg.ShutdownTimeout, log: log}
+	rest := srv.Handler()
+	if cfg.FHIRAddr != "" {
+		a.partner = partnerFacing(rest)
+		rest = withoutFHIR(rest)
+	}
+	root := chi.NewRouter()
+	root.Method(http.MethodPost, V1TokenPath, v1.Tokens.TokenHandler())
+	root.Mount("/", rest)
+	a.handler = root
+	return a, nil
 }
 
-// Handler serves the API.
-func (a *API) Handler() http.Handler { return a.server.Handler() }
+// Handler serves the API on its own address: /v1, its token endpoint
+// and, unless it has a partner-facing address, /fhir.
+func (a *API) Handler() http.Handler { return a.handler }
+
+// PartnerHandler serves the partner-facing address (cfg.FHIRAddr); nil
+// when there is none.
+func (a *API) PartnerHandler() http.Handler { return a.partner }
+
+// V1Auth is the /v1 authorization server and Authenticator.
+func (a *API) V1Auth() V1Auth { return a.v1 }
 
 // ResumePending starts the workflows of transfers accepted more than
 // olderThan ago whose workflow never started (a crash in between).
@@ -153,16 +183,59 @@ func (a *API) ResumePending(ctx context.Context, olderThan time.Duration) (int, 
 // Serve serves the API on ln, with TLS when configured, until ctx is done,
 // then drains in-flight requests for the shutdown timeout.
 func (a *API) Serve(ctx context.Context, ln net.Listener) error {
+	return a.serve(ctx, ln, a.Handler(), "api listening")
+}
+
+// ServePartners serves the partner-facing address on ln as Serve does.
+func (a *API) ServePartners(ctx context.Context, ln net.Listener) error {
+	if a.partner == nil {
+		return errors.New("app: no partner-facing address is configured (--fhir-addr)")
+	}
+	return a.serve(ctx, ln, a.partner, "partner-facing api listening")
+}
+
+func (a *API) serve(ctx context.Context, ln net.Listener, h http.Handler, msg string) error {
 	if a.tls != nil {
 		ln = tls.NewListener(ln, a.tls)
 	}
-	a.log.Info("api listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", a.tls != nil),
-		zap.Bool("client_certs", a.tls != nil && a.tls.ClientCAs != nil))
+	a.log.Info(msg, zap.String("addr", ln.Addr().String()), zap.Bool("tls", a.tls != nil),
+		zap.Bool("client_certs", a.tls != nil && a.tls.ClientAuth != tls.NoClientCert))
 	timeout := a.timeout
 	if timeout <= 0 {
 		timeout = DefaultShutdownTimeout
 	}
-	return Serve(ctx, ln, a.Handler(), timeout)
+	return Serve(ctx, ln, h, timeout)
+}
+
+// partnerFacing serves, of the API, what partners call: /fhir, our JWKS,
+// their signed acknowledgements and the health checks; 404 for the rest.
+func partnerFacing(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		ack := strings.HasPrefix(p, "/v1/transfers/") && strings.HasSuffix(p, "/ack") && strings.Count(p, "/") == 4
+		if p == "/fhir" || strings.HasPrefix(p, "/fhir/") || p == "/.well-known/jwks.json" || p == "/healthz" || p == "/readyz" || ack {
+			h.ServeHTTP(w, r)
+			return
+		}
+		notHere(w)
+	})
+}
+
+// withoutFHIR serves h but /fhir, which has an address of its own.
+func withoutFHIR(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fhir" || strings.HasPrefix(r.URL.Path, "/fhir/") {
+			notHere(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func notHere(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"type":"urn:p2p:problem:not-found","title":"Not found","status":404,"detail":"not served on this address"}` + "\n"))
 }
 
 // Routes lists the routes served ("METHOD /pattern"), sorted; a handler

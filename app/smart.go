@@ -1,12 +1,18 @@
 package app
 
 import (
+	"context"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/export"
+	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/smartauth"
 )
@@ -20,28 +26,53 @@ type PartnerList interface {
 // SMARTTokenPath is where, below /fhir, partners get access tokens.
 const SMARTTokenPath = "/auth/token"
 
+// FHIRScopes are the SMART system scopes /fhir grants and advertises:
+// read (r), search (s), both (rs) and SMART v1's read, of every type we
+// export, of Provenance and of all (*). Nothing that writes: /fhir has
+// no write. pdex's routeScopes say which one each route needs.
+func FHIRScopes() []string {
+	types := append([]string{"*"}, export.SupportedTypes...)
+	types = append(types, export.ProvenanceType)
+	var out []string
+	for _, t := range types {
+		for _, p := range []string{"rs", "r", "s", "read"} {
+			if sc := "system/" + t + "." + p; !slices.Contains(out, sc) {
+				out = append(out, sc)
+			}
+		}
+	}
+	return out
+}
+
 // NewSMARTAuth is our SMART Backend Services authorization server for the
-// /fhir API at publicURL: requester partners whose registry auth is
-// smart-backend, by their client_id, with assertion keys at their jwks_url.
-// Access tokens are signed with signer (our JWKS).
-func NewSMARTAuth(publicURL string, signer *signing.Signer, partners PartnerList) *smartauth.Server {
+// /fhir API at fhirURL (its public base, ending in /fhir): requester
+// partners whose registry auth is smart-backend, by their client_id, with
+// assertion keys at their jwks_url. Access tokens are signed with signer
+// (our JWKS), for audience fhirURL; assertions are remembered in replay.
+func NewSMARTAuth(fhirURL string, signer *signing.Signer, partners PartnerList, replay smartauth.Replay, lifetime time.Duration, log *zap.Logger) *smartauth.Server {
 	requester := func(p connectors.Partner) bool {
 		return p.HasRole(connectors.RoleRequester) && p.Auth.Type == connectors.AuthSMARTBackend && p.JWKSURL != ""
 	}
+	client := func(p connectors.Partner) smartauth.Client {
+		return smartauth.Client{ID: p.Auth.ClientID, Subject: p.ID, JWKSURL: p.JWKSURL}
+	}
+	base := strings.TrimRight(fhirURL, "/")
 	return &smartauth.Server{
-		TokenURL: strings.TrimRight(publicURL, "/") + "/fhir" + SMARTTokenPath,
-		Signer:   signer,
-		Clients: func(clientID string) (smartauth.Client, bool) {
+		Surface: "fhir", TokenURL: base + SMARTTokenPath, Audience: base, Signer: signer, Scopes: FHIRScopes(),
+		Replay: replay, Logger: log, TokenLifetime: lifetime,
+		Clients: func(_ context.Context, clientID string) (smartauth.Client, error) {
 			for _, p := range partners.Partners() {
 				if requester(p) && p.Auth.ClientID == clientID {
-					return smartauth.Client{PartnerID: p.ID, JWKSURL: p.JWKSURL}, true
+					return client(p), nil
 				}
 			}
-			return smartauth.Client{}, false
+			return smartauth.Client{}, smartauth.ErrUnknownClient
 		},
-		Active: func(id string) bool {
-			p, ok := partners.Get(id)
-			return ok && requester(p)
+		Active: func(_ context.Context, id string) (smartauth.Client, error) {
+			if p, ok := partners.Get(id); ok && requester(p) {
+				return client(p), nil
+			}
+			return smartauth.Client{}, smartauth.ErrUnknownClient
 		},
 	}
 }
@@ -56,17 +87,29 @@ func WithSMART(auth *smartauth.Server, fhir http.Handler) http.Handler {
 	return r
 }
 
-// FirstRequester tries each way of naming the calling partner in turn.
-func FirstRequester(ways ...func(*http.Request) (string, bool)) func(*http.Request) (string, bool) {
-	return func(r *http.Request) (string, bool) {
-		for _, w := range ways {
-			if w == nil {
-				continue
+// FHIRRequester names the partner calling /fhir (pdex.Deps.Requester): by
+// its SMART access token, with the token's scopes; else by its verified
+// client certificate (certs), else by the trust header (header, nil when
+// not configured), both holding every scope. A request with an
+// Authorization header is judged by its token alone: an invalid one is
+// refused, never taken for a request without one.
+func FHIRRequester(auth *smartauth.Server, certs func(*http.Request) (string, bool), header func(*http.Request) (pdex.Caller, bool)) func(*http.Request) (pdex.Caller, bool) {
+	return func(r *http.Request) (pdex.Caller, bool) {
+		if token, present := smartauth.Bearer(r); present {
+			t, err := auth.Verify(r.Context(), token)
+			if err != nil || token == "" {
+				return pdex.Caller{}, false
 			}
-			if id, ok := w(r); ok {
-				return id, true
+			return pdex.Caller{PartnerID: t.Subject, Scopes: t.Scopes}, true
+		}
+		if certs != nil {
+			if id, ok := certs(r); ok {
+				return pdex.Caller{PartnerID: id, AllScopes: true}, true
 			}
 		}
-		return "", false
+		if header != nil {
+			return header(r)
+		}
+		return pdex.Caller{}, false
 	}
 }

@@ -18,10 +18,13 @@ type ServerTLS struct {
 	CertFile string // P2P_TLS_CERT_FILE: our server certificate chain (PEM)
 	KeyFile  string // P2P_TLS_KEY_FILE: its private key (PEM)
 	// ClientCAFile (P2P_TLS_CLIENT_CA_FILE) is the CA bundle (PEM) that
-	// partners' client certificates must chain to. Set: client
-	// certificates are asked for and, when given, verified; /fhir then
-	// names the partner whose registry auth.client_cert_* matches
-	// (CertRequester). Unset: no client certificates.
+	// client certificates must chain to. Set: client certificates are
+	// asked for and, when given, verified; /fhir then names the partner
+	// whose registry auth.client_cert_* matches (CertRequester), and /v1
+	// the client that registered the certificate. Unset: certificates
+	// are asked for but not verified, so /v1 clients authenticate by the
+	// pinned fingerprint of a self-signed certificate (RFC 8705 §2.2) and
+	// /fhir names no partner by one.
 	ClientCAFile string
 }
 
@@ -41,9 +44,9 @@ var serverCipherSuites = []uint16{
 
 // Config loads the certificate, key and client CAs and returns the
 // server's TLS configuration; nil when TLS is not configured. Client
-// certificates are verified only when given (tls.VerifyClientCertIfGiven):
-// our own systems call the REST API without one, and /fhir refuses callers
-// it cannot name (401), so the handshake need not.
+// certificates are asked for, never required (a bearer token also
+// authenticates), and verified against the client CAs when there are
+// some (tls.VerifyClientCertIfGiven).
 func (t ServerTLS) Config() (*tls.Config, error) {
 	if !t.Enabled() {
 		return nil, nil
@@ -60,6 +63,9 @@ func (t ServerTLS) Config() (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: serverCipherSuites,
 		NextProtos:   []string{"h2", "http/1.1"},
+		// Asked for, never required: a token authenticates as well. The
+		// handshake proves the client holds the certificate's key.
+		ClientAuth: tls.RequestClientCert,
 	}
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)

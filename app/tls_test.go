@@ -375,7 +375,7 @@ func TestServerTLSConfig(t *testing.T) {
 			if cfg.MinVersion != tls.VersionTLS12 || (cfg.ClientCAs != nil) != tt.clientCAs {
 				t.Errorf("MinVersion %x, client CAs %v", cfg.MinVersion, cfg.ClientCAs != nil)
 			}
-			if want := map[bool]tls.ClientAuthType{true: tls.VerifyClientCertIfGiven, false: tls.NoClientCert}[tt.clientCAs]; cfg.ClientAuth != want {
+			if want := map[bool]tls.ClientAuthType{true: tls.VerifyClientCertIfGiven, false: tls.RequestClientCert}[tt.clientCAs]; cfg.ClientAuth != want {
 				t.Errorf("ClientAuth = %v, want %v", cfg.ClientAuth, want)
 			}
 		})

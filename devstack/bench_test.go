@@ -59,6 +59,7 @@ func BenchmarkTransfers(b *testing.B) {
 				req, _ := http.NewRequest("POST", s.URL+"/v1/transfers", bytes.NewReader(body(i)))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%08d", i))
+				req.Header.Set("Authorization", "Bearer "+s.Tokens["submitter"])
 				res, err := client.Do(req)
 				if err != nil {
 					b.Error(err)

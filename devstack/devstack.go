@@ -89,6 +89,9 @@ type Options struct {
 	// ShutdownTimeout bounds the HTTP servers' drain at Stop; 0:
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// TokenLifetime is how long the token endpoints' access tokens last
+	// (not the ready-made ones: DevTokenLifetime); 0: the default.
+	TokenLifetime time.Duration
 }
 
 // DefaultShutdownTimeout is how long Stop waits for in-flight requests.
@@ -106,6 +109,12 @@ type Stack struct {
 	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
 	ImportDir string
 
+	// Tokens are the ready-made /v1 access tokens of the dev clients, by
+	// DevClient.Name ("admin", "submitter", ...); TokensPath is the file
+	// that exports them (P2P_TOKEN_<NAME>).
+	Tokens     map[string]string
+	TokensPath string
+
 	// API and Worker are the production API and worker (package app) the
 	// stack runs.
 	API    *app.API
@@ -117,7 +126,8 @@ type Stack struct {
 	timeout time.Duration
 }
 
-// Start brings the stack up and returns when it serves. Every transfer in
+// Start brings the stack up and returns when it serves. /v1 takes the
+// dev clients' tokens (Stack.Tokens, and the file at Stack.TokensPath). Every transfer in
 // the data directory resumes where it stopped. The API and the worker are
 // production's (app.NewAPI, app.NewWorker); the stack adds the embedded
 // Temporal server, the SQLite store, the sandbox partner and demo data.
@@ -210,6 +220,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		StatusRetryAfter: o.StatusRetryAfter,
 		ShutdownTimeout:  o.ShutdownTimeout,
 		Retention:        o.Retention,
+		TokenLifetime:    o.TokenLifetime,
 	}
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Signer: signer, Partners: partners, Logger: o.Logger,
@@ -218,6 +229,11 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {
 		return err
 	}
+	// Auth is on, in dev too: a client per role and its token, ready.
+	if s.Tokens, err = registerDevClients(ctx, s.Store, o.DataDir, s.API.V1Auth().Tokens); err != nil {
+		return fmt.Errorf("dev clients: %w", err)
+	}
+	s.TokensPath = filepath.Join(o.DataDir, TokensFile)
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.serve(runCtx, apiLn, s.API.Serve)

@@ -85,6 +85,25 @@ func TestMemberMatchWithSMARTBackendServices(t *testing.T) {
 	if got := match(token[:len(token)-6] + "AAAAAA"); got != http.StatusUnauthorized {
 		t.Errorf("with a forged token: %d, want 401", got)
 	}
+	// A token of a scope that does not cover $member-match: 403.
+	obs, err := bulkdata.NewBackendServices(bulkdata.BackendServicesConfig{
+		Partner: "us", ClientID: "client-np", Key: key, KeyID: "np-1", Scope: "system/Coverage.r",
+		TokenURL: s.URL + "/fhir/auth/token", FHIRBaseURL: s.URL + "/fhir", HTTPClient: http.DefaultClient,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrow, err := obs.Token(ctx)
+	if err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	if got := match(narrow); got != http.StatusForbidden {
+		t.Errorf("with a system/Coverage.r token: %d, want 403", got)
+	}
+	// A /v1 token is no /fhir token.
+	if got := match(s.Tokens["admin"]); got != http.StatusUnauthorized {
+		t.Errorf("with a /v1 token: %d, want 401", got)
+	}
 	res, err := http.Get(s.URL + "/fhir/.well-known/smart-configuration")
 	if err != nil {
 		t.Fatal(err)

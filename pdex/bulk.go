@@ -94,14 +94,11 @@ func (h *Handler) mountBulk(r chi.Router) {
 	r.Get("/bulk-files/{id}/{digest}", h.file)
 }
 
-// authenticate answers 401 and returns false when no partner is named.
+// authenticate answers 401 and returns false when no partner is named,
+// 403 when its scope does not cover the route (scopes.go).
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
-	requester, ok := h.d.Requester(r)
-	if !ok {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeOutcome(w, http.StatusUnauthorized, issue("login", OutcomeUnauthenticated, "authentication required"))
-	}
-	return requester, ok
+	c, ok := h.caller(w, r)
+	return c.PartnerID, ok
 }
 
 // base is the absolute URL of /fhir, from Deps.BaseURL or the request.
@@ -118,10 +115,11 @@ func (h *Handler) base(r *http.Request, suffixStart int) string {
 
 func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request) {
 	now := h.d.Now()
-	requester, ok := h.authenticate(w, r)
+	c, ok := h.caller(w, r)
 	if !ok {
 		return
 	}
+	requester := c.PartnerID
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("op", "bulk-kickoff"))
 	if !preferAsync(r.Header.Values("Prefer")) {
 		writeOutcome(w, http.StatusBadRequest, issue("required", OutcomeInvalid, "a Bulk Data kick-off needs the header Prefer: respond-async"))
@@ -133,6 +131,18 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request) {
 		is := issue(perr.Code, OutcomeInvalid, perr.Error())
 		writeOutcome(w, http.StatusBadRequest, is)
 		return
+	}
+	// Every type exported (all we export when _type is absent) needs read.
+	types := k.Types
+	if len(types) == 0 {
+		types = export.SupportedTypes
+	}
+	for _, t := range types {
+		if !c.Permits(t, Read) {
+			log.Info("bulk kick-off refused", zap.String("outcome", OutcomeInsufficientScope))
+			insufficientScope("system/" + t + ".r (or system/*.r) for every type exported").write(w)
+			return
+		}
 	}
 	start := strings.Index(r.URL.Path, "/Patient/$export")
 	var batch []string // the members of a $bulk-member-match's MatchedMembers Group
@@ -525,10 +535,11 @@ func (h *Handler) deleteExport(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) file(w http.ResponseWriter, r *http.Request) {
 	now := h.d.Now()
-	requester, ok := h.authenticate(w, r)
+	c, ok := h.caller(w, r)
 	if !ok {
 		return
 	}
+	requester := c.PartnerID
 	t, ok := h.job(w, r, requester)
 	if !ok {
 		return
@@ -546,6 +557,10 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request) {
 	f, ok := man.File(digest)
 	if !ok {
 		notFound()
+		return
+	}
+	if !c.readsFile(f.Type) {
+		insufficientScope("system/" + f.Type + ".r (or system/*.r)").write(w)
 		return
 	}
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("transfer_id", t.ID), zap.String("sha256", digest))

@@ -74,11 +74,14 @@ type Match struct {
 type Deps struct {
 	// Matcher finds the member. Required.
 	Matcher Matcher
-	// Requester says which partner sent r, once authenticated; ok false
-	// answers 401. This is the seam where SMART Backend Services (or mTLS)
-	// plugs in; HeaderRequester is for loopback development and for
-	// deployments behind a gateway that authenticates partners. Required.
-	Requester func(r *http.Request) (partnerID string, ok bool)
+	// Requester says which partner sent r, once authenticated, and the
+	// scopes it holds; ok false answers 401 (and so must an invalid
+	// bearer token, whatever else the request carries). Each route then
+	// checks the scope it needs (scopes.go; 403 insufficient_scope). This
+	// is the seam where SMART Backend Services and mTLS plug in;
+	// HeaderRequester is for loopback development and for deployments
+	// behind a gateway that authenticates partners. Required.
+	Requester func(r *http.Request) (c Caller, ok bool)
 	// Parties says how consents name each partner (its NPI, typically).
 	// A partner it does not know cannot be a consent's recipient. Required.
 	Parties func(partnerID string) (Party, bool)
@@ -241,13 +244,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.S
 // partner, if known(partner) — for loopback development, tests, and a
 // gateway that authenticates partners and sets the header. Never expose it
 // to partners directly: anyone could claim to be anyone.
-func HeaderRequester(header string, known func(partnerID string) bool) func(*http.Request) (string, bool) {
-	return func(r *http.Request) (string, bool) {
+func HeaderRequester(header string, known func(partnerID string) bool) func(*http.Request) (Caller, bool) {
+	return func(r *http.Request) (Caller, bool) {
 		id := r.Header.Get(header)
 		if id == "" || !known(id) {
-			return "", false
+			return Caller{}, false
 		}
-		return id, true
+		return Caller{PartnerID: id, AllScopes: true}, true
 	}
 }
 
@@ -290,12 +293,16 @@ func (h *Handler) decideMemberMatch(w http.ResponseWriter, r *http.Request) repl
 	const msg = "member-match"
 	now := h.d.Now()
 	log := h.d.Logger
-	requester, ok := h.d.Requester(r)
+	c, ok := h.d.Requester(r)
 	if !ok {
 		return refuse(http.StatusUnauthorized, issue("login", OutcomeUnauthenticated, "authentication required")).
 			header("WWW-Authenticate", "Bearer").logged(log, zapcore.InfoLevel, msg, zap.String("outcome", OutcomeUnauthenticated))
 	}
+	requester := c.PartnerID
 	log = log.With(zap.String("requester", requester))
+	if !permitted(c, r) {
+		return insufficientScope(routeNeed(r)).logged(log, zapcore.InfoLevel, msg, zap.String("outcome", OutcomeInsufficientScope))
+	}
 	failed := func(err error, fields ...zap.Field) reply {
 		return refuse(http.StatusInternalServerError, issue("exception", OutcomeError, "the match could not be performed")).
 			logged(log, zapcore.ErrorLevel, msg, append(append([]zap.Field{zap.String("outcome", OutcomeError)}, fields...), zap.Error(err))...)

@@ -674,7 +674,7 @@ func TestFailedMatchCapStoreDown(t *testing.T) {
 
 func TestNewHandlerRequires(t *testing.T) {
 	full := func() Deps {
-		return Deps{Matcher: &fakeMatcher{}, Requester: func(*http.Request) (string, bool) { return "", false },
+		return Deps{Matcher: &fakeMatcher{}, Requester: func(*http.Request) (Caller, bool) { return Caller{}, false },
 			Parties: func(string) (Party, bool) { return Party{}, false }, MemberIDSystem: "x"}
 	}
 	if _, err := NewHandler(full()); err != nil {

@@ -23,6 +23,8 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrWithdrawn = errors.New("artifact withdrawn")
 	ErrBadCursor = errors.New("bad cursor")
+	// ErrExists: CreateClient found the id taken.
+	ErrExists = errors.New("already exists")
 )
 
 // Store is the persistence contract of p2p: every role below, on one
@@ -43,6 +45,8 @@ type Store interface {
 	IdentityGraph
 	Grants
 	FailedMatches
+	Clients
+	AssertionReplay
 }
 
 // Members is the member index the matcher searches. It holds PHI.
@@ -375,4 +379,60 @@ type Artifact struct {
 	Data        []byte // nil once withdrawn, and in ListArtifacts
 	CreatedAt   time.Time
 	WithdrawnAt *time.Time
+}
+
+// Clients is the registry of /v1 API clients (package smartauth
+// authenticates them): who they are, how they prove it, what they may be
+// granted.
+type Clients interface {
+	// CreateClient registers c; ErrExists when its id is taken. A
+	// certificate fingerprint registered to another client is an error.
+	CreateClient(ctx context.Context, c Client) error
+	// UpsertClient registers c or replaces the registration of its id
+	// (name, scopes, keys, certificates, person), keeping its CreatedAt.
+	// A disabled client stays disabled; c.Disabled disables it.
+	UpsertClient(ctx context.Context, c Client) error
+	// GetClient returns the client with id, or ErrNotFound.
+	GetClient(ctx context.Context, id string) (Client, error)
+	// ClientByCert returns the client that registered the certificate
+	// with this fingerprint (lower-case hex SHA-256 of its DER), or
+	// ErrNotFound.
+	ClientByCert(ctx context.Context, sha256 string) (Client, error)
+	// ListClients returns every client, by id.
+	ListClients(ctx context.Context) ([]Client, error)
+	// DisableClient disables the client from at on (a disabled one keeps
+	// its first time); ErrNotFound for an unknown id.
+	DisableClient(ctx context.Context, id string, at time.Time) error
+}
+
+// AssertionReplay is the replay cache of the token endpoints: every
+// process that takes client assertions shares it, so an assertion buys
+// one token across all of them.
+type AssertionReplay interface {
+	// UseAssertion records (clientID, jti) until expires and reports
+	// whether it was new. Entries expired before now are forgotten first.
+	UseAssertion(ctx context.Context, clientID, jti string, expires, now time.Time) (bool, error)
+}
+
+// Client is a registered /v1 API client. It authenticates with a client
+// assertion signed by a key of its JWKS (JWKSURL or inline JWKS) or with
+// a client certificate whose fingerprint it registered. No PHI.
+type Client struct {
+	ID     string
+	Name   string
+	Scopes []string // caller.Scope values
+	// JWKSURL is where its assertion keys are published; JWKS holds them
+	// inline instead (JSON). Either may be empty.
+	JWKSURL string
+	JWKS    []byte
+	// CertSHA256 are the lower-case hex SHA-256 fingerprints of the DER
+	// certificates it may present (RFC 8705's x5t#S256, in hex).
+	CertSHA256 []string
+	// Person is the person acting through the client (a reviewer's
+	// name), or "" for a system.
+	Person     string
+	Disabled   bool      // set by DisableClient, or by UpsertClient
+	DisabledAt time.Time // zero while enabled
+	CreatedAt  time.Time // set by the store
+	UpdatedAt  time.Time // set by the store
 }

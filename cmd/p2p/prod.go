@@ -154,6 +154,13 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	var partnerLn net.Listener
+	if cfg.FHIRAddr != "" {
+		if partnerLn, err = net.Listen("tcp", cfg.FHIRAddr); err != nil {
+			_ = ln.Close() // unused: the listen error is the one that matters
+			return fmt.Errorf("--fhir-addr: %w", err)
+		}
+	}
 	// Transfers accepted just before a crash may never have had their
 	// workflow started; start them now (idempotent).
 	if n, err := a.ResumePending(ctx, 30*time.Second); err != nil {
@@ -161,7 +168,18 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if n > 0 {
 		logger.Info("resumed pending transfers", zap.Int("count", n))
 	}
-	return a.Serve(ctx, ln)
+	if partnerLn == nil {
+		return a.Serve(ctx, ln)
+	}
+	// Both addresses, until either fails or ctx ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- a.Serve(ctx, ln) }()
+	go func() { errc <- a.ServePartners(ctx, partnerLn) }()
+	err = <-errc
+	cancel()
+	return errors.Join(err, <-errc)
 }
 
 // newWorker builds the worker of `p2p worker` from its arguments.

@@ -70,6 +70,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Identity/ChangeLink", testChangeLink},
 		{"Grants/AppendAndList", testMatchGrants},
 		{"Grants/MatchFailures", testMatchFailures},
+		{"Clients/Registry", testClients},
+		{"Clients/AssertionReplay", testAssertionReplay},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })

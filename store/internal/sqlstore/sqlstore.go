@@ -190,7 +190,7 @@ func (s *Store) wrap(op string, err error) error {
 		return nil
 	case errors.Is(err, sql.ErrNoRows):
 		return store.ErrNotFound
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrWithdrawn), errors.Is(err, store.ErrBadCursor):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrWithdrawn), errors.Is(err, store.ErrBadCursor), errors.Is(err, store.ErrExists):
 		return err
 	}
 	return fmt.Errorf("%s: %s: %w", s.d.name, op, err)

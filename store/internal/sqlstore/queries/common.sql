@@ -210,3 +210,49 @@ FROM members WHERE id > $1 ORDER BY id LIMIT $2
 
 -- name: CountMembers
 SELECT count(*) FROM members
+
+-- ---------------------------------------------------------------------
+-- authn (issue 11): /v1 API clients and the assertion replay cache.
+
+-- name: CreateClient
+INSERT INTO api_clients (id, name, scopes, jwks_url, jwks, person, disabled_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (id) DO NOTHING
+
+-- A client disabled stays disabled; created_at is the first registration's.
+-- name: UpsertClient
+INSERT INTO api_clients (id, name, scopes, jwks_url, jwks, person, disabled_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+ON CONFLICT (id) DO UPDATE SET
+    name = excluded.name, scopes = excluded.scopes, jwks_url = excluded.jwks_url, jwks = excluded.jwks,
+    person = excluded.person, updated_at = excluded.updated_at,
+    disabled_at = COALESCE(api_clients.disabled_at, excluded.disabled_at)
+
+-- name: DeleteClientCerts
+DELETE FROM api_client_certs WHERE client_id = $1
+
+-- name: InsertClientCert
+INSERT INTO api_client_certs (sha256, client_id) VALUES ($1, $2)
+
+-- name: GetClient
+SELECT id, name, scopes, jwks_url, jwks, person, disabled_at, created_at, updated_at FROM api_clients WHERE id = $1
+
+-- name: ClientByCert
+SELECT client_id FROM api_client_certs WHERE sha256 = $1
+
+-- name: ClientCerts
+SELECT sha256 FROM api_client_certs WHERE client_id = $1 ORDER BY sha256
+
+-- name: ListClients
+SELECT id, name, scopes, jwks_url, jwks, person, disabled_at, created_at, updated_at FROM api_clients ORDER BY id
+
+-- name: AllClientCerts
+SELECT client_id, sha256 FROM api_client_certs ORDER BY client_id, sha256
+
+-- name: DisableClient
+UPDATE api_clients SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 WHERE id = $1
+
+-- name: ForgetAssertions
+DELETE FROM assertion_jtis WHERE expires_at < $1
+
+-- name: InsertAssertion
+INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING
