@@ -210,3 +210,13 @@ FROM members WHERE id > $1 ORDER BY id LIMIT $2
 
 -- name: CountMembers
 SELECT count(*) FROM members
+
+-- ---- authz (issue 11): paginated timelines ----
+
+-- A page of a timeline, each event with its audit-log place (none for
+-- events recorded before the audit log existed).
+-- name: TimelinePage
+SELECT a.position, a.leaf_hash, e.seq, e.event_key, e.occurred_at, e.state, e.actor, e.event_type, e.detail
+FROM timeline_events e LEFT JOIN audit_log a ON a.event_id = e.id
+WHERE e.transfer_id = $1 AND e.seq > $2 AND e.seq <= $3
+ORDER BY e.seq LIMIT $4
