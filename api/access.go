@@ -19,24 +19,38 @@ const (
 	routeTimeline = "GET /v1/transfers/{id}/timeline"
 	routeList     = "GET /v1/transfers"
 	routeManifest = "GET /v1/transfers/{id}/manifest"
+	routeReview   = "POST /v1/transfers/{id}/review"
+	routeMember   = "GET /v1/members/{member_id}" // a member's demographics, read for a transfer
 )
 
-// recordReads records that the calling client read the transfers ids
-// through route, in one transaction that changes nothing of them. A read
-// that cannot be recorded is not answered. The key is the request's id,
-// so that one request is one read of each transfer it shows.
+// recordReads records that the calling client (and the person acting
+// through it, if any) read the transfers ids through route, in one
+// transaction that changes nothing of them. A read that cannot be
+// recorded is not answered. The key is the request's id, so that one
+// request is one read of each transfer it shows.
 func (s *Server) recordReads(ctx context.Context, route string, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	reqID := requestID(ctx)
+	p, reqID := principal(ctx), requestID(ctx)
 	as := make([]store.Access, len(ids))
 	at := s.now()
 	for i, id := range ids {
-		as[i] = store.Access{TransferID: id, Event: transfer.Read(clientID(ctx), route, reqID).Stamped(at)}
+		as[i] = store.Access{TransferID: id, Event: transfer.Read(p.ClientID, p.Person, route, reqID).Stamped(at)}
 	}
 	if _, err := s.store.RecordAccess(ctx, as); err != nil {
 		return fmt.Errorf("record read: %w", err)
+	}
+	return nil
+}
+
+// recordMemberRead records, on the timeline of the transfer it is read
+// for, that the caller read member memberID's demographics.
+func (s *Server) recordMemberRead(ctx context.Context, transferID, memberID string) error {
+	p := principal(ctx)
+	ev := transfer.MemberRead(p.ClientID, p.Person, routeMember, requestID(ctx), memberID).Stamped(s.now())
+	if _, err := s.store.RecordAccess(ctx, []store.Access{{TransferID: transferID, Event: ev}}); err != nil {
+		return fmt.Errorf("record member read: %w", err)
 	}
 	return nil
 }

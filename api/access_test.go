@@ -42,11 +42,11 @@ func TestRequestReceivedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"client_id": DefaultClientID, "partner_id": "sandbox", "correlation_id": "corr-1", "consent_id": "c-1",
+		"client_id": testClient, "partner_id": "sandbox", "correlation_id": "corr-1", "consent_id": "c-1",
 		"idempotency_key_hmac": KeyToken(tokenKey, key), "request_id": w.Header().Get("X-Request-Id"),
 		"resource_types": []any{"Patient", "Coverage"},
 	}
-	if evs[0].TransferID != tr.Id || ev.State != transfer.StateInitiated || ev.Actor != "client:"+DefaultClientID ||
+	if evs[0].TransferID != tr.Id || ev.State != transfer.StateInitiated || ev.Actor != "client:"+testClient ||
 		!reflect.DeepEqual(ev.Detail, want) {
 		t.Errorf("request received = %s %+v, want detail %v", evs[0].TransferID, ev, want)
 	}
@@ -99,7 +99,7 @@ func TestReadsAreAudited(t *testing.T) {
 		if ev.Type != transfer.EventRead {
 			continue
 		}
-		if ev.Actor != "client:"+DefaultClientID || ev.State != "" || ev.Key != "read:"+ev.Detail["request_id"].(string) {
+		if ev.Actor != "client:"+testClient || ev.State != "" || ev.Key != "read:"+ev.Detail["request_id"].(string) {
 			t.Errorf("read event %+v", ev)
 		}
 		got = append(got, read{ae.TransferID, ev.Detail["route"].(string), ev.Detail["request_id"].(string)})

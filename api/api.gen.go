@@ -739,7 +739,9 @@ type Problem struct {
 	// `unsupported-media-type`, `too-large`, `idempotency-key-missing`,
 	// `idempotency-key-invalid`, `idempotency-key-reused`,
 	// `unknown-partner`, `not-found`, `method-not-allowed`,
-	// `not-in-review`, `invalid-decision`, `unavailable`, `internal`
+	// `not-in-review`, `invalid-decision`, `not-awaiting-ack`,
+	// `receipt-invalid`, `unauthenticated`, `forbidden`,
+	// `unavailable`, `internal`
 	// (each prefixed with `urn:p2p:problem:`).
 	//
 	//
@@ -795,10 +797,13 @@ type RunnerUp struct {
 // Sex Administrative sex as recorded by the payer (U = unknown).
 type Sex string
 
-// Timeline A transfer's audit timeline.
+// Timeline A page of a transfer's audit timeline.
 type Timeline struct {
-	// Events The events, in order.
+	// Events The events of this page, in order.
 	Events []TimelineEvent `json:"events"`
+
+	// NextCursor The cursor of the next page; null on the last page.
+	NextCursor *string `json:"next_cursor"`
 }
 
 // TimelineEvent One event of a timeline. Never holds PHI.
@@ -932,6 +937,9 @@ type BadRequest = Problem
 // Conflict An RFC 9457 problem detail.
 type Conflict = Problem
 
+// Forbidden An RFC 9457 problem detail.
+type Forbidden = Problem
+
 // Internal An RFC 9457 problem detail.
 type Internal = Problem
 
@@ -940,6 +948,9 @@ type NotFound = Problem
 
 // TooLarge An RFC 9457 problem detail.
 type TooLarge = Problem
+
+// Unauthenticated An RFC 9457 problem detail.
+type Unauthenticated = Problem
 
 // Unavailable An RFC 9457 problem detail.
 type Unavailable = Problem
@@ -980,6 +991,12 @@ type GetAuditProofParams struct {
 	Seq int64 `form:"seq" json:"seq"`
 }
 
+// GetMemberParams defines parameters for GetMember.
+type GetMemberParams struct {
+	// TransferId The transfer the member is read for.
+	TransferId string `form:"transfer_id" json:"transfer_id"`
+}
+
 // ListTransfersParams defines parameters for ListTransfers.
 type ListTransfersParams struct {
 	// State Only transfers in this state.
@@ -1003,6 +1020,15 @@ type CreateTransferParams struct {
 	// IdempotencyKey A client-chosen unique key for this request (a UUID is a good
 	// choice). Scoped to the calling client.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
+// GetTransferTimelineParams defines parameters for GetTransferTimeline.
+type GetTransferTimelineParams struct {
+	// Limit Page size.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor Opaque cursor from a previous page's `next_cursor`.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // UpsertMemberJSONRequestBody defines body for UpsertMember for application/json ContentType.
@@ -1037,6 +1063,9 @@ type ServerInterface interface {
 	// GetAuditProof Inclusion proof of an audit event
 	// (GET /v1/audit/proof)
 	GetAuditProof(w http.ResponseWriter, r *http.Request, params GetAuditProofParams)
+	// GetMember Get a member's demographics, for a transfer
+	// (GET /v1/members/{member_id})
+	GetMember(w http.ResponseWriter, r *http.Request, memberId MemberID, params GetMemberParams)
 	// UpsertMember Insert or replace one member of the index
 	// (PUT /v1/members/{member_id})
 	UpsertMember(w http.ResponseWriter, r *http.Request, memberId MemberID)
@@ -1060,7 +1089,7 @@ type ServerInterface interface {
 	ReviewTransfer(w http.ResponseWriter, r *http.Request, id TransferID)
 	// GetTransferTimeline Get a transfer's audit timeline
 	// (GET /v1/transfers/{id}/timeline)
-	GetTransferTimeline(w http.ResponseWriter, r *http.Request, id TransferID)
+	GetTransferTimeline(w http.ResponseWriter, r *http.Request, id TransferID, params GetTransferTimelineParams)
 }
 
 // Unimplemented server implementation that returns http.StatusNotImplemented for each endpoint.
@@ -1100,6 +1129,12 @@ func (_ Unimplemented) GetAuditEvents(w http.ResponseWriter, r *http.Request, pa
 // GetAuditProof Inclusion proof of an audit event
 // (GET /v1/audit/proof)
 func (_ Unimplemented) GetAuditProof(w http.ResponseWriter, r *http.Request, params GetAuditProofParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetMember Get a member's demographics, for a transfer
+// (GET /v1/members/{member_id})
+func (_ Unimplemented) GetMember(w http.ResponseWriter, r *http.Request, memberId MemberID, params GetMemberParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1147,7 +1182,7 @@ func (_ Unimplemented) ReviewTransfer(w http.ResponseWriter, r *http.Request, id
 
 // GetTransferTimeline Get a transfer's audit timeline
 // (GET /v1/transfers/{id}/timeline)
-func (_ Unimplemented) GetTransferTimeline(w http.ResponseWriter, r *http.Request, id TransferID) {
+func (_ Unimplemented) GetTransferTimeline(w http.ResponseWriter, r *http.Request, id TransferID, params GetTransferTimelineParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1338,6 +1373,48 @@ func (siw *ServerInterfaceWrapper) GetAuditProof(w http.ResponseWriter, r *http.
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetAuditProof(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetMember operation middleware
+func (siw *ServerInterfaceWrapper) GetMember(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "member_id" -------------
+	var memberId MemberID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "member_id", chi.URLParam(r, "member_id"), &memberId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "member_id", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetMemberParams
+
+	// ------------- Required query parameter "transfer_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "transfer_id", r.URL.Query(), &params.TransferId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "transfer_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "transfer_id", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetMember(w, r, memberId, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1622,8 +1699,37 @@ func (siw *ServerInterfaceWrapper) GetTransferTimeline(w http.ResponseWriter, r 
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetTransferTimelineParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", r.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "cursor"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "cursor", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.GetTransferTimeline(w, r, id)
+		siw.Handler.GetTransferTimeline(w, r, id, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1747,6 +1853,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	}
 
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/members/{member_id}", wrapper.GetMember)
+	})
+	r.Group(func(r chi.Router) {
 		r.Put(options.BaseURL+"/v1/members/{member_id}", wrapper.UpsertMember)
 	})
 	r.Group(func(r chi.Router) {
@@ -1796,11 +1905,29 @@ type BadRequestApplicationProblemPlusJSONResponse Problem
 
 type ConflictApplicationProblemPlusJSONResponse Problem
 
+type ForbiddenResponseHeaders struct {
+	WWWAuthenticate *string
+}
+type ForbiddenApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers ForbiddenResponseHeaders
+}
+
 type InternalApplicationProblemPlusJSONResponse Problem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type TooLargeApplicationProblemPlusJSONResponse Problem
+
+type UnauthenticatedResponseHeaders struct {
+	WWWAuthenticate *string
+}
+type UnauthenticatedApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers UnauthenticatedResponseHeaders
+}
 
 type UnavailableApplicationProblemPlusJSONResponse Problem
 
@@ -1924,6 +2051,44 @@ func (response GetAuditCheckpoint200JSONResponse) VisitGetAuditCheckpointRespons
 	return err
 }
 
+type GetAuditCheckpoint401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditCheckpoint401ApplicationProblemPlusJSONResponse) VisitGetAuditCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditCheckpoint403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditCheckpoint403ApplicationProblemPlusJSONResponse) VisitGetAuditCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAuditCheckpoint500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -2041,6 +2206,44 @@ func (response GetAuditEvents400ApplicationProblemPlusJSONResponse) VisitGetAudi
 	return err
 }
 
+type GetAuditEvents401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditEvents401ApplicationProblemPlusJSONResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditEvents403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditEvents403ApplicationProblemPlusJSONResponse) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAuditEvents500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -2095,6 +2298,44 @@ func (response GetAuditProof400ApplicationProblemPlusJSONResponse) VisitGetAudit
 	return err
 }
 
+type GetAuditProof401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditProof401ApplicationProblemPlusJSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditProof403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditProof403ApplicationProblemPlusJSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAuditProof404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2116,6 +2357,115 @@ type GetAuditProof500ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetAuditProof500ApplicationProblemPlusJSONResponse) VisitGetAuditProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMemberRequestObject struct {
+	MemberId MemberID `json:"member_id"`
+	Params   GetMemberParams
+}
+
+type GetMemberResponseObject interface {
+	VisitGetMemberResponse(w http.ResponseWriter) error
+}
+
+type GetMember200JSONResponse Member
+
+func (response GetMember200JSONResponse) VisitGetMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMember400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetMember400ApplicationProblemPlusJSONResponse) VisitGetMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetMember401ApplicationProblemPlusJSONResponse) VisitGetMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetMember403ApplicationProblemPlusJSONResponse) VisitGetMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMember404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetMember404ApplicationProblemPlusJSONResponse) VisitGetMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMember500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetMember500ApplicationProblemPlusJSONResponse) VisitGetMemberResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -2176,6 +2526,44 @@ func (response UpsertMember400ApplicationProblemPlusJSONResponse) VisitUpsertMem
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpsertMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response UpsertMember401ApplicationProblemPlusJSONResponse) VisitUpsertMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpsertMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpsertMember403ApplicationProblemPlusJSONResponse) VisitUpsertMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2266,6 +2654,44 @@ func (response ListTransfers400ApplicationProblemPlusJSONResponse) VisitListTran
 	return err
 }
 
+type ListTransfers401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response ListTransfers401ApplicationProblemPlusJSONResponse) VisitListTransfersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTransfers403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListTransfers403ApplicationProblemPlusJSONResponse) VisitListTransfersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListTransfers500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -2331,6 +2757,44 @@ func (response CreateTransfer400ApplicationProblemPlusJSONResponse) VisitCreateT
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTransfer401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTransfer401ApplicationProblemPlusJSONResponse) VisitCreateTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTransfer403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTransfer403ApplicationProblemPlusJSONResponse) VisitCreateTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2433,6 +2897,44 @@ func (response GetTransfer200JSONResponse) VisitGetTransferResponse(w http.Respo
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransfer401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransfer401ApplicationProblemPlusJSONResponse) VisitGetTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransfer403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransfer403ApplicationProblemPlusJSONResponse) VisitGetTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2612,6 +3114,44 @@ func (response GetTransferManifest200ApplicationjoseResponse) VisitGetTransferMa
 	return err
 }
 
+type GetTransferManifest401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferManifest401ApplicationProblemPlusJSONResponse) VisitGetTransferManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransferManifest403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferManifest403ApplicationProblemPlusJSONResponse) VisitGetTransferManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTransferManifest404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2679,6 +3219,44 @@ func (response ReviewTransfer400ApplicationProblemPlusJSONResponse) VisitReviewT
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReviewTransfer401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response ReviewTransfer401ApplicationProblemPlusJSONResponse) VisitReviewTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReviewTransfer403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ReviewTransfer403ApplicationProblemPlusJSONResponse) VisitReviewTransferResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2796,7 +3374,8 @@ func (response ReviewTransfer503ApplicationProblemPlusJSONResponse) VisitReviewT
 }
 
 type GetTransferTimelineRequestObject struct {
-	Id TransferID `json:"id"`
+	Id     TransferID `json:"id"`
+	Params GetTransferTimelineParams
 }
 
 type GetTransferTimelineResponseObject interface {
@@ -2813,6 +3392,60 @@ func (response GetTransferTimeline200JSONResponse) VisitGetTransferTimelineRespo
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransferTimeline400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferTimeline400ApplicationProblemPlusJSONResponse) VisitGetTransferTimelineResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransferTimeline401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferTimeline401ApplicationProblemPlusJSONResponse) VisitGetTransferTimelineResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTransferTimeline403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTransferTimeline403ApplicationProblemPlusJSONResponse) VisitGetTransferTimelineResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2869,6 +3502,9 @@ type StrictServerInterface interface {
 	// GetAuditProof Inclusion proof of an audit event
 	// (GET /v1/audit/proof)
 	GetAuditProof(ctx context.Context, request GetAuditProofRequestObject) (GetAuditProofResponseObject, error)
+	// GetMember Get a member's demographics, for a transfer
+	// (GET /v1/members/{member_id})
+	GetMember(ctx context.Context, request GetMemberRequestObject) (GetMemberResponseObject, error)
 	// UpsertMember Insert or replace one member of the index
 	// (PUT /v1/members/{member_id})
 	UpsertMember(ctx context.Context, request UpsertMemberRequestObject) (UpsertMemberResponseObject, error)
@@ -3075,6 +3711,33 @@ func (sh *strictHandler) GetAuditProof(w http.ResponseWriter, r *http.Request, p
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetAuditProofResponseObject); ok {
 		if err := validResponse.VisitGetAuditProofResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetMember operation middleware
+func (sh *strictHandler) GetMember(w http.ResponseWriter, r *http.Request, memberId MemberID, params GetMemberParams) {
+	var request GetMemberRequestObject
+
+	request.MemberId = memberId
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetMember(ctx, request.(GetMemberRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetMember")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetMemberResponseObject); ok {
+		if err := validResponse.VisitGetMemberResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3293,10 +3956,11 @@ func (sh *strictHandler) ReviewTransfer(w http.ResponseWriter, r *http.Request, 
 }
 
 // GetTransferTimeline operation middleware
-func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Request, id TransferID) {
+func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Request, id TransferID, params GetTransferTimelineParams) {
 	var request GetTransferTimelineRequestObject
 
 	request.Id = id
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.GetTransferTimeline(ctx, request.(GetTransferTimelineRequestObject))
@@ -3323,167 +3987,186 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3rchs30yd+Kyj+nypT9Q6pgw95ItX7QfHhieJDXJZd/j8bejXgDEgiGgITACOKcalqP+0FbO0Vvley",
-	"hW4AM0NieJAdO1u1XxJ5OINDo9How68bn3uZnJdSMGF07/Rzb8ZozhT8eZGzeSkNE+YdKwu6ZLl9mjOd",
-	"KV4aLkXvtJcaVbGULGZMEDPjmlChF0yRBdVESENKJfMqYzkZL/F3xf6omDZkXJmRUK5dMlFyTsyMkQlX",
-	"2oSXFtzM4LGmc0bCeLLl4CVbDkfifKyZMESaGVMLrtlwJHpJT2czNqd2rGZZst5pbyxlwajo3d3dJb2S",
-	"KjpnZnWO2fIlW67P75xkBWfCDLKZ1EyQSvA/Kkau2ZJMpGpPqU/Jhw8Xz4ilAplKmY9ENpM8YwdDcpnJ",
-	"kuXESJhORouCi6lrG0fNbXdI/V7SE3RuR74y5V7Ss51xZZfCUr452Tm9fcXE1Mx6pyePHye9ORf+3/9M",
-	"PCm0UVxMe5YQr9l8zNTFs/VJ/1opModfCc9JXzMGo64fqapghI7lDTsY+qGX1MzqgeO7VzzfOOSSGsOU",
-	"/fq//3Y++G908OfR4MdP9Z/Dq8Gnz0fJk4d3/+jFpvBeUaEn8Um8nzFi3O8wDVydmx+6hrxlrA3yHp/8",
-	"s0Xe4/Wx3dmmdCmFZsBnP9H8HbKJ/Vcmhd1W9k9algXPqB30YankuGDz//hd2xl8bnT+D8UmvdPe/3dY",
-	"b9ZD/FUfvsWvsNN1Gnju5JrMaTGRas5yIhXh4oYWPD8jKVNKKp0SSwftdiErcj3s3SW9p1JMCp59h2Fr",
-	"WamM2XFbQcIFoUQbaiwvUkNoUcgFjtbNEIZ7ISxD0eJbDvfcigV2W7LMsJwANc8IN5rkzFBeaEIVI4Wc",
-	"TlmewFwUM5USLIcRv5HmhaxE/i1H/EYSXWWzQGQYyHspX1E1Zd+LQccyX9rVLuwgrGilghyT1/wnGN0H",
-	"QW8oL+i4+KYDPCc5K5nIrQS2g6vqYZzZdVRLUlDDFOlvPKsO3BxKJTOm9beexYocWLCiIE4SjCtDMios",
-	"W44ZceNj+amdykisTAOO9UqzHE9mKuDkhZVLYO4lVUZYeWspdS3kQiQjIRWhRLEbzhYkZxnXXAqSS4Yb",
-	"e8INfOpltT0NgVa6KkupDMtfs5zT9yBgvy9n2uGmzV5tb2lipSnKTkqyGVWaOZUEefjD+xeDfw7hvHL9",
-	"2mGd57liGv6kec5tc7R4q2TJlOH2zJjQQrN1diylNrQgFD8fkrc/X9jzrGx8+bmXcRPRZZ5ys7TvNk+y",
-	"o6O1syvpYR9XmczZeitvcQD2x5XGTmJtgcheb+USJLlURLEpl2KlpcfxlhRjJtaUfR4osjqmo5ji4J7I",
-	"8e8sM3DMzVh2XUouTEwH1HwqrPamGCNWRSNyAjxLq5wbK9rXl+D3hY6sgJyXNDPkl4+XpP/88uTxkwMi",
-	"b5gin0e9m1HvdNQrT8oBtDrIwogOj0e9ZNTT/E8GfygpDfxh+JyNeneoP67R65rnca3IKq9whrppcZPY",
-	"41VWivzy8eXlMNaY7TPe2rsXT8mTH5+cEPsKmVE9I/0x1ezJI1C0rJihxirhS8NiLdtpxVsWFeibckKY",
-	"MIo73QQWIbNU06RfSg1bR5Oj4dC2NDhu98qFefKo7pYLw6ZM2X4t8db7/WgNGW5A0CF5Ws3l1LABfBnj",
-	"qlp5/A2n5ejmOsMlSYA1PsV40GqLwpxrbdkI5dgesuF9UNEfaJJhW9bgyLnOCqlBh+eK5NRQb4c4cb3O",
-	"vVNFhWH5FTUdJGrYA+5dNGxct33LFQ8fPvzxYFfyJb0udnVtPtBWi6dmdeAbzJ7jmGxjist868GAb4HI",
-	"lnjwbHrdrRwYeV7oVXrXr/DlVQYCVnEN+WGE4W9gH5Bkl2EA6/SUlcnknHkZZtUXbcLKgdixdGWimttx",
-	"3DDFJ5zZ0eRM2D8+RcjqOv8V24533NXTytllH29iPbc73Xu785fr92oLnzUbXheDjDoFY3Vgy/C9HRxS",
-	"KtpEYKh2C4pNq4IqeyRqJqxUu2Hx7/fhrSYzrEkoz1sNim/gq8v4uM+1PTssI/38jt0GIpSy4NnylKRu",
-	"XikpGL1hOpgcmhhqLaKRCNO1nOm5kt1a3Y/0Qc5QwSfIOZUwcArMD5KRSMOXqTcH2Q1TSzPjYupHBeIO",
-	"aI7HpGdrNy67tXwrmxh704ZCQvqRr4lgqluq8UwWuSbcNPcYzaD/pMdF+FOx38Gg7BjVDVN0yt7L19Rk",
-	"sy86KajKa0ebLHJS0qU1aPgclkCKYpmQxYwpZrce1yPhuejgFBc9XRlOimop0Lu9uWu3UJSStYdJijAc",
-	"O8BVtXWrAybpwSw6JKCf5ANdWyz5GVgpU64NUywPPwBplCwYScuqKNL7DGWnM+cZNaxx7lRjO+xN1Kpf",
-	"iVAsQZ8sNyTnk4lVloKPNVB576msSBAkcdJY1Zj8eEYNDcJjDy79OHOHvZMFc7qEzbN+ZHiZcmX77tik",
-	"wZ8E71gFCJs9I9Q5kRVh89IsyZxRoa1AAT+hYfOtwvadaxts1Dug6QV+1zCJqFJ0iQqvyCKC9FdRLFFa",
-	"KZZJlTNQdqztPDHMeZrt0baHPhpbCs9ie9ud8JkVcrZPfUao8JRjIrfWsSyZWF8bJiLc+4pqQ3K6JP1/",
-	"//vf/x68fj149mxdU+w4/VREMXgBYYN7tBilEpvLqaLljGf63pLVi33nQ7Ankpco18J5LucoJ8mvwmpj",
-	"I5GGjZQmJJ3yGyZSywHphM55sUyJCzbY/UfGTPOcaZKOuTKzKzu9NCZyae1o2MTD3h9xl/TqBtcJ/ZP9",
-	"DVhg/7XDWUQWD56DC2UH6z3pAWHWm/mXfQyt9PXBTg1tOI1aIZDEx7fYyhriKf5FUYykV86kiPlZ7GNn",
-	"A6/M5lHUPcJut63xJbtdk+GNxY4Kb65Y5o3RVfnMsxlZ0GVb7QERNpc3TJ+SFGVsSv7rf/xvPH8q7WzP",
-	"kfCk7JeVnmFsjJsEFWB14x9oMq6KayesD85IimoJNDkS4UzzjRlJKt3W9PBTK8vhy6g+9RzeecGLqGBm",
-	"5M2zXy5/fUMmvAC7iQo3oHV5N16a2BF0yf8MFpdtZUcnBWi86629C0q003J9k+st6Bk9efwkMqCfzwcn",
-	"j5+Q/ozdHqyObI0+Zll2GHUvfr541z5ch1t9I/Crn1wYYuJoF2NDXJ8LMZEdqhB6spymUCpWUisjMUQb",
-	"uOMMHlBBkBOSMGcrVjPGb5qR6IYmfM1z1A0OIufbbVZUOcuvajNiw3IVbGLAzBmzjFbokwmGAlgpKOPB",
-	"NokvKIw3ToUGl+q2IbWzKtPYCHfrqstGlyIPblFvsD3Q4Om0i0NNpdh2N6P/8movtnWr7z+OtmxZgGNc",
-	"sN3iBfDCaXvNH+ja6iysReDiepr0MVz626f04AzlmNfZkH+4JtesNISKHHW2SUGnRNOlRuuJcGHJXjDD",
-	"Wn7bgFGwWyVjvOx2VDhufuC4tgxGc84Kbg3g+BZWVGgKsvwq7vvsosRPVgA/A7HuaZI2WnvP5yxNRsJ+",
-	"ll6Bdpv6EQl2a0hfVWIgJ5MD4k3KpqWMVNjNhWNtsVzRhYgTBnkdjLplIWkOrpjwjYvJ8inTxpJuTrmw",
-	"Whq74TkTWVNu1YCRtuBaZU/v0cU9mcSEQUyaveCsyJ9KYRQfV/HD1R46EIV/oImeUeWPHTtUw83SCgvF",
-	"1sURfBOnTl6rtdg0sYwIcrIv2I3VdIwmN7SoENWxRv2C3bDIBvpZLjCiGJADhE4Vs82y4XRI2C3NTELc",
-	"BkyIkKKjgwXj01nkuLsw4E0J5PLu60CDmntkNS4arIPq09o6IpX8jELHnWvl44TRZXJACjd1u0w1ImGP",
-	"5YGfEsuQlOTSGHBBmBnpO6tg2NDzE5JaqXOFfq22+fvb8af0AOxGEqBOQbfey6FZryeILZjlkLwBVmHZ",
-	"TLqADHDM9kPf09z1GKP1z4wWZhYLwM3gF4wX0pwLpj3SbJ3GusNVJ69Rjce2QEiyW2pFMfy4PaKD7cYG",
-	"fuF25SsuruNMgja9l3xhF8N+tOaFVaW5JrQsmcgHUhTLU0JJwcU1WIZ4kiO0pf7aSDhNnZ0CmksKq3Rl",
-	"/8bANOASRiJlItfpAaoEIvdKLFUFZwr7ocZ/bWTUkrRNRKw3VKlsozhJVKtSzf4IxwC0z8FToHfUfOc0",
-	"Z1fj5TZ9xVL8Nb123+xoz8UVBCVvmKDON7Otz7f122B7/dHldbIUsTLcSgSRNQ26HYhQL+aGMBwQF/wi",
-	"+0RD/ErvtKCLVl9uIe1/7h8eZX+0HIetudarv2mzdcaa/AtglhRwYgzJGwBoYIeajJfNnQPe02IZiUVR",
-	"kXPwd6338tp/qwldUA4enjWYS0vv7rCqavXaUvdqxrWRKuImeW5Vu42CJNg7a6LCShCuazxkqZg1OewZ",
-	"3bSerdK6mFFjlzi8kpDxciSu2ZLlTns6SKx+aPVAgOueBtbQbZGkE8JoNhsJ8KEvZtIKJGjfrq/tBDt0",
-	"oYWMzhlIscRpzyCqRgKnDBaN68Q2sbBf6apkSjPLh+RyJhcCxpr+6/l7cnhzfOjnqw8/8/wuhVUODt/A",
-	"1P6tkajJImRTX9Kk73wSqGLqxKmy+sCBd3exrVqnRGT5twRHgJvtGJw+ED3OKToqt8qwd+FF2JiWaVnu",
-	"5O2qnJHAzrkL8ePLtUxQDNRsKVhXuFN1uA7m1GQzVOI8P4c59qUiY8tqJOzBnRS9XeOjfi22xUZx+JvE",
-	"0I6hdh4RSg0nlT32LcUANgwk6CU9Oh/zaSVhIEJeAb2i7qsLkRWVlTdvlZSTLTgdBC2Bbikndt0AXgPa",
-	"BCU16sial1KajgB9gEptDELXb4L5QCdXM6pnHcabHcQDTexr94ARAZa7wzc0BrC9bZM1wmDQUVW2ugn7",
-	"eGt/a1GdLhXAz8tDlXaFJynGrrqxUbrhTwREFIpxM7PTykEOg2RvruduyKjoQV2vXXNkiUfQN1gitlV+",
-	"+fjykkWBdeCv+sjG5CVbkkvmgEM/PD7+IeJqu2bLjn1WVuOCZ8S+QPq/fHzZXst4/Abx/Wtjba/rCjFg",
-	"BLEZ1mpoVH62jj2n1lsJBxoU8fbwymx5LHKWqqpg6E8HJzTNDGRjnJEURBX+BMyg5JiOecG14RnKWqbO",
-	"RiJ10l65Vog9QaUgXJA5FRUtvA7TF3IBJsSYTayInkiFhghkf6SK4TnE8iv8ID1YQVhUIKBRgoZDRkUF",
-	"WPix4+TDXxNQcOoJxI/AqujYMzBuqchc5qxAJcIdbF9wcrkxOeL3veJizy53tNEwfqLp4uA+/grghS6+",
-	"e9syXNaMBBU4LuhX3oiPYoeFNNGGluC9XVhNrNu/ONmgvwTlczGTmhFtWFmHurkZ7hacRbU7JkucMu81",
-	"Y5Gz2w549F8S4Ex6t4OpHKzDzjZise8bJL13UPTeQdDhF8Quvwhh3hXpXKFPQl4n5ENS4zhAQXVZCJ1I",
-	"ut2g6V+ARd9sBjcNYFzBwAGtODxOOvTruMpPoU1PvyqfOnfPh1IzRFHsBQGJbLAa3LaMABu+xsbDjCl3",
-	"BB3/eHREBCSvoXeyMpViO4EPvjAlYpdtSXCzSUXw7SZc4+sBG764l00bvkRmOCPzShvC/rDqgNcsH3j3",
-	"yRXPcXM5c/nvg4H4qokrO+Ip/q4pLnuAPN6whc+k3VsohFMdAh8tFMgpmpTeueSC6blHlIyEh4ckLno5",
-	"oVVhIHaxglV8oJvh+GYLDg1yEPNXu7j6jlDpOu0CcBdKsQJ8JDuEYeVCEMUmTDGRsQRjIzkZ0+x6SF7b",
-	"jWRF2MzOwEnFPXMWMgevvTLeCbB1Sm148F3Sq+NFO+BQachkyJv4n41fhReDiNn6SRNn50L0YoMC6X6H",
-	"GFkDqMvbyCz8RS1PHdhjJJDLki44Xj/AmWP4kJFocJ508vHUxfLTtZUZwpueH78EXOtoGPIWojv3Lc7h",
-	"PLveH9AZ2NfBJxpgAtqCEqyCbRGdsDXBLbj0sNmsoHyuE98bJpACcMS9WA/Iw0Oa5Hvy8J+P9iNgc6BR",
-	"2t0PCGv43Co/hqkbe1B+CQz2Ta3ZQPxm9+hNBwz20j4O9ETE7v6pWOu+UNXBfV1h8XMB7sYfHz3+gbjM",
-	"XJcMv04ZfB6zOMHJLwxZKCmmPkWhrrfhrVhMqNDVeM4hag7x6LiNihieDfF3TaghcAyhXQ9BKTgG/Dz0",
-	"zlCqFnIg4jHkQpu41Y6u5QlmPFqWyrJKweFC+mmlxGl5Up46KpyOqqOjhxnP4f/MoZIwCZ3nI2E/RwEJ",
-	"EQy7vQo5JQUXLISLPEHjeaR6g4P75/fv3/r8lxV7rZVqaWI+mXOiZ1IZoqv5nKogB645xqcdwffAI57b",
-	"oYwLRj68e2P1ZSvlIy2egtMbANeemP6Xer3ThKQO8zBwad7h34bdmjSxn9dJ6oM5yzkF89++aqQcQCED",
-	"+K6RRX/NloM515qLKTSx+pvrI/aZYpVmuesYzNqBk5n2bSHNYCIrAZ/OmZnJfGCfQWaU+8z+m4uB89c1",
-	"ZuTjlfZZo8QBvoKxxHQk+oxmM6v1T/itF+FrJAxuwICt6CbyrkhRZKBkEwTjXTPytY5liYRfQlSLakyT",
-	"yTvwOhHef8vUwGOoalySXgMm7S4oWnCwiLTY4tbc6s1UlbC6VVVujQzCix9KTEKCnRnbaVKwAQgRdlsW",
-	"VKCMtBwhK+PV3C3ns/MPuz6ii9pMrIkMAsDH7x618cekPCl9nLYZYntLDWcAOPbqcQ+AxX70v05+YoJN",
-	"uH3juQBwMuhfT6VA9SDquX4He+mZ2z/3SavRUliDyRfGkILQRuGiFa987Pysu263TkvAtBBax1ATtEct",
-	"fdtFN5rJiPhZSEGMTntLrDp0SFxreeKEbtiJwxpc8RUcCBtwbEPyAgJk7BZzyIQ9GmvbMiFaOnUegbua",
-	"0JHwCNIQYnPr0S/4NQOgpMOaA/TzwAMWRsKqVLAv7JNQHyLANkSxhK8djnkk+ikO3UFKU2yqACV3zYg4",
-	"ObK2/j5KcOCOjcC7sOfjsUaWSZEPIKTRisbvnNvZLijmDQPodFCV+0RfLoxuRl/uE0xp+ly7w/uXMSfz",
-	"eT7nwlqXFPKVNTpAQxBjvGw4Q/sfyH969/NBc3+96CW9172k9yG6sd47/omJO8+FD7TjLM9sEXvjxhf0",
-	"i0Sk4TcE46scN/9OB5Uf23PbwNZgqRtCjLjthqKASfgabdEwy5bCH3Uw08zIjhgs5Fs4VBG03cfqeysK",
-	"dEIWUl1PCrlIQtxu7ZXhcBgPpmwqWjADcOc+GL3aNNoUwl51SGdGEzq2x3CYa2Os9SLEoRh2gwWoSAOL",
-	"4QRWQvYCZTjMwwY+fKDJtJBjWgSAhHfotIrr7ICYiCIw3q406nnJcn9mJSIXO7fv3bwbt4jbouD83Zw5",
-	"5a0SIMOpq23X90XumADv1lmjKibXeMT4slQ+5+QgCYfqlZf3ic8qunLVHZKR8E8U88+IZiK/mlBe2H8g",
-	"uzeacA+ENCzxbrSrkE+RABY7ajRGMSTUKla4Qd0HUdHQcER3+poDThEMEqtUGA0BZU3ABLJH+oRGsOH7",
-	"uYQ9wnRvh3DDGUw10e0d2PDrKka3Vtmpw+ZWM8kyVu6F872fAxccJbvy+nN42X6FmZY7pZhBLt+Gqj/d",
-	"pTsjhYOQ+XfF/DWWFfCku87zFby8g6N63cm8Of68l0CpynwPpimoVdpmVEzvDdUOhYgQ8BWm3uStFi+3",
-	"xuhpvGmvP/fctm63N0whFFO7OxDPyayaUzGwUgq8QrtbqlsdTLA/wNo8JR6ZWYtcrP6ThBTnK1/LJYjU",
-	"tQd2JWRlkpFwKuNViHb4RmhlZvW/Gl6ahNDsutFCRkXGChDp3nmzi5R2vhZHzk3r9crvmhjYyEgykUUh",
-	"F2sG5mocwU48cmJjUJksZrxgqxLQyvlgEl/VJnEkeltEcbANEHx83TvVb6sYrWvd2w6+YtJrNLqJqG/p",
-	"tCP5vKRTxHp6NHtCBFsE+P06aYMy3y1WXX4w19D6eoO72QP+rI74qwS7NVdZpbTsAPXhb61EUTuUMyKq",
-	"ovA+axBf9rEdk/0BK6e2sJtdYgtm0B7IJvpfxqP4504fW3UE4NM5zWZgmdgZWQV/iSBcrkeCC264FYPk",
-	"v/7n/6o1NIf0hodeYPgaa/DQuR6ufBb7SNinsCfsHzSz8qFg+dS979OJz0iKIjIF/ShtbZKUUMVGQk6s",
-	"rtTGaYZx9uqj9KrGo6+OEQ6B9gixiBaqd/Xg4FscGqCa7NDAndEYVsQEvoPQSCzRvzwpiVTZjIEBzjQa",
-	"2gMjB2hxY2LfAAscej4fkvPGeVxXncBPqL7WGPRtQxfOwInooPi6hUQYieBLplPKhVXMjQ7uDZGz2wRh",
-	"1zpaDyzx5Qn0SFAfDfWOTJfB73xLdhldIBZc1CtVG0diJDApCI8jrtvVaZs1cVOMA/746PEPBz72imfZ",
-	"SKQQtAg1IKSar3v10QLWRTV1caYhgVObjGXOmQ5ONWAxx+HoIB9XhoiQM4ru8Xas7rRZaNc2Zg38kSiV",
-	"NFhS22V/Wq6w2guXAuaevv31ciXPJ3VnD5L+4vn7F6uVmEmu6MSlLGk6Z5DZtHLRANT7xbsJdMP+clcb",
-	"WGMXeAb+8PmV9WUJA39bwimByxEOkrrl0FezdLKrqYYaAf786ORkSF6yJdYO15svDxgJV1oefZwQIZ2A",
-	"s0PRugyxZTorG08JxV4hZIBVjUcCihSDdxi9K5S8+fAKqhnTDMpbK7oAaKXOaIkxk3RkWeHoyGUbC6u6",
-	"YBdEV0rJKZix8H6CdyI8OjpaCaKdEUrSp1jSefDesuFIuMBddy1l19jx4yFpORY1pDy0yiihA8mK5KQJ",
-	"UHL/aPjT3DcoOu2PdkVaqXwHsBTHdhWePCLnl08vLkjBjIHzOOdTbnRC0mGakPQKqzYN0mQkxmzKheA+",
-	"gE3dN/YF+Ij0060Obx9SK3jGhIZDyt1ZcF7SbMYGJ8Mjq3WronfamxlT6tPDw8ViMaTw81Cq6aH7Vh++",
-	"unj6/M3lc/imjs2CcD1/e9FLelbaoMA9Hh7hS7Jkgpa8d9p7ODwaPnSJH6AfHA4XrCgGoLMe/r641kNf",
-	"gnvKOioG//LxJeR6IA4ckjbgcFmGYh5QLQRUFFmpuv4bFl+AcIFVd0ASXOS9096/mPnl48vL3sqlCydH",
-	"RxtKhv++uB5oZvYsGe5yWToqhrupQbX3x9h7rLEwysNwX8FdM9wGDnOX1GLpYdkHck+SnqFTbU/tQADd",
-	"+2S/PUQh+Wcn5c9BemlycnTU0K1dwXcEB2iI56+T92fX9H7k3YusLvW/g6x+lHbjF1AYtU2uV/yGCaY3",
-	"0seagctdyePMaG0ggcPldHjHMGFiihEeDUkprNCMPD56uE64d9jnd6Eb9G2lFSyt48iH2zmyedFCm8rv",
-	"fOmFTWS+OT4EK+mwnSYYpfklnwo8YBHfYhoV1vua/8mSSHXxBOwvVGJGwsoHe6jaNYLVsorSWSNhXULi",
-	"HyAwp0ouBIECNY3KxyNRj9QtNTUQrOSaFJbr4OShZM5FZaAyTuKW3vZl9XxtgiN0TS6dW2I0EiH/Ql5o",
-	"plvG91E90y+WUDsUxW+wCTxb5ZA6RhXlDlRtsTWM2LhyXfbIJZoVLMPC9SFwANGshFA9EoItrMU9sOrz",
-	"nFu9yirWiPxJYU0g9pQSNARJiVUw0JIbCafqcU20UYzOA0oElCsKJRGoCUVzQrh2JFLUUf9zMuOgTSCf",
-	"BAUQ52wb8yp/czRW6XClwjBe7odF+k22sG3/h8gtdxxYq6/ucTCuRF5YLQpTsrGX9Cd8Ciu0LBnJZFGg",
-	"5y7SMDSbjAQttAzTH5LntHFhDBZjtwZHfWEBmgh+MZyZAEWXoPyItZiadwzVIfWgfPtvE6LZHy4O7gJQ",
-	"B3ZNmpUokCNCvrgULGkWt40XeNiwRZ8jM7bvB/stpr7gmj4Au3FOTbhN6o+KqWV9nZTztDavkHII995p",
-	"DxevYYSHB3YJ3P/cYsZs5CSyWYCvuirGxkaIhWibA9zNO9zRt0Oybu22EoYXX6FbKJjbKmvxQLv91dV1",
-	"M0fx/nd7xUfidnbTT9fArDbiALGBtdzqf9m4gFauQmOUPOgBvm//n/Y624KsaR9wK/65u6TXIfminzV8",
-	"gc3Pbge7fBM9Mj1YYu3gAEfNyukBSd1W5CbwyEnmFG9/erTLadu4J+4LD+hLkNz7ncilLx/Rabt1VJGo",
-	"JTI19XmMNaCc2wJurRErl07UmlefkolieuY1L58mEBQ5p6yFe6Mg9QK7ONgk2LEkxg5yvQOO0Ck9Iajd",
-	"fV/gGqJgzgWfW2l/FCm68Okv1AtXqoN021hycl9GfXT0aPsn4aa7L+TsMB8cs6tl1lAUu9nc1SU6/Bxc",
-	"RHdwD2UVYfenENFsOnERPFkWNGPuqolG0T9B2C3HoK8UbDgStUV5XLOxayjnOTAxfFKfnOjcA83n5Oho",
-	"JHwJf9cpqDmkD0A8NplIZUglcqZIJoW3oBaKm1D9dSRA6cROT8lYmhlAIJ16e3J0HN06mB/82icgreyc",
-	"2JrVrxyGa0WRp4FFfpL58quxcyuH+a4d9rGb8O4v3EqOJh1byC1uWK1VnrCMf3J0/G1HA3flYHD+3rv7",
-	"eAe/Qbg+Ej54vIujIXLD3xeLBssVjX0KOyaSuN4QEU4m1EIi6G/dpqm1hZqZrxiWmbrqzb6mxQqODbGi",
-	"NIcaZeue/KYY8G3hRmVR58Irrs37MNQtBxwqy0Ex5e62Zohidp5wDvOxGzOuAFW69PUwBCcaGldDfz8d",
-	"eZ0wAdrSNZom9mU3AjUAVuvDeGsXXPM/OxcD3Bhxa/LxEYDEUbk4cQhx/NdxrL7TetY//aMKAXlIvaak",
-	"VOyGywrxAQ80SRtx9LRrkC7M3rU8RyePvq4NsZ+4bCEtIkIzirX4Hqq73dldaI+G4Krl1CdX+yDi1gbA",
-	"oG7iqNBVSpXR4LvyXm1EmtaOL8xmCB+FQ4T0EfqQBtxAejAkb2VRkBSgXkPNiklKpBoJ98DjX9IGOIhj",
-	"5LIRncWYLFSS12QMME5nOvii707QZlRIwTNagA0WbAoIavYXM6v/lFb024kGxc2qSbkEpWsOqSYHiAwo",
-	"GTWuQGUrSgvpG8KVwICmvS+vftdICHZCUhr4p9xNuK0IMRaz3BAfPmuob3AlPqNGu5A50pxQl4PROHNU",
-	"WDigYxAujUs3+q2qChpqtq5f1WHkSKS1bE2H9RUbZVUU4PXcUI4hAZdePhLjZXc6vLXuuu7TOnNu1Ra/",
-	"1RdzQXpOc3ygwI5ZfZUC+AX5hED1lGQkoHTJmIXlDLeU/QNHP4CRpfU6+piwq3s/EnAlWn99NmnI86nB",
-	"HMaq6LRRIx+pH7gSC69BLW+O9iVQ3XbORbOMdxo749EGCTirfXXxxu56yZZ/mUberB+yk0J+8tVlepcS",
-	"HEVPwyo2ZV+zfPKM0dzpfpE92zUe91VNcRO+uEt6ryRObjMm74EmH969GraOzzUf1f8NGvyjk5NdPm5e",
-	"hr7/ifkVwpkImqGbath0HLerlgLUF97oOGsssjfVSyV/d0omRlfqwxcBRw1LAg2GlilBSWqtibROlYrY",
-	"FCG4EtJGrC73/w/c5AcXeXoAEhgx4uBag+szV/COHR62e0sm/2HwE/zFOt82+TD85l6sf7Em6+3DZ4cU",
-	"y73ENb4XUvmzUzuIjeMrDx+s9AzEYXpydBJkYnravpWrgeTUrctlMLq0oCqHMup2EAjXQo8tlOuGgi9Y",
-	"XTSrK8IkzlvVqvryy8eXlyCLfd0eLJgLMDCmST/9fXGtrypVpAeJm47PzeV6JNLPo8Z9OXgreh3kgX+v",
-	"XNoCzxqlFa6u2RKvVXfpVFfUjHp36Uj48hhh5rzOuULlEScKgAEHj9V49dmK9oxXM2iIGxhJ0iZMNj1r",
-	"w56CLgTOTVB//L5migjGcrtJHSguUwzAqLSwKjiuRI1s9AMEnGorFt3U60H9iu3v83qUX2+ff33to1ED",
-	"6W+mfDSWee5vhg5Qb9Ak6TUT38zn/ujoxw1Tb6KF9yC+r2+zRf1CnCnxFyW4OlurBOpDhRJ/ncKAZtc+",
-	"dnZy8q2H7jdPCDg5jCICrXECuAmDfOin7qNQxeVg+D00m2Zxr4IaMKIwnLZK8Fatr73OIC9VNyo94UKu",
-	"cHEYVKwulpAW6YYkckhuOG0fFiPRf34JCcfptbX6GjfHHaydA61b5+DgwXsnJrxgDxCcnrSLhCR4mTj0",
-	"7twLQ3LRqALhIBQMG8GqpppBNgBV9hBVU5aDGV7nw4KopgZTU4PFOxL+9rdwSVxGhbVQXRpuyCOwE0Sd",
-	"DxNKwFmM4PAOl/IWtey1X6RvqJ5JBCjvGWZfu8Lve6hjkbsE14Di4TbR3bdKnekW19jeMV1ZXadd9mUl",
-	"f+cUcjuUvGG152IN6u5KrKSRGit4G1SKaQbpGsytpRRIj5AM9vGMajysnEKEkPizkeAGPSCWG7io7Cz0",
-	"UmQzJYWsdBxyhSVz/s4qxUpRn7+ZWhFKBS38qpy1108hQ31rxWLzB0+lmBQ8+3/uiI5D+xkU72oKAa8s",
-	"rdaA2kv4NBNau8/pBkaMtaQQOM5PAxa1VZsi5D7BU2ufQfKM1Yl0SLB2PxJdZTOwNnzynOdiXVemcGlz",
-	"Pinaal1WoMBFZDTXVmg5/G0zzmpPaKVNo45TyBxFz4ieyYXYclKGsjt/W0eGH2CXph2Skr+vI2OtNlEX",
-	"t96F55+7wQtYZD5WvA/96trrTsM6COnj+bEgaytftI76Oq8+V2HUeriOGo01CaSn85KpAd4ja2rl7NRh",
-	"hEJJsOCoc8/DvWOgLq7gztxVoICARnxRwN69Zuq6cPf+gCo8EqtgfE36NbjO1SfjbdxUyLpyJMRkCqi9",
-	"C3vFzR4RVOszx8yTpHUhZ45JS3Cd+zVbNonYSBS5+3T3fwIAAP//",
+	"7H3bchu31uaroDi7ylT9TYqW5WRHqn2hJPaOEp/KksuzJ/SowW6QRNQEGAAtikmpaq7mAabmCf8nmcJa",
+	"ABpNoinKdg7z79wkcrMbx4V1/NbCr71CLpZSMGF07+TX3pzRkin487xki6U0TJi3bFnRNSvt05LpQvGl",
+	"4VL0Tnq5UTXLyWrOBDFzrgkVesUUWVFNhDRkqWRZF6wkkzX+rtjPNdOGTGozFsq1S6ZKLoiZMzLlSpvw",
+	"0oqbOTzWdMFIGE+xHvzA1sOxOJtoJgyRZs7Uims2HIte1tPFnC2oHatZL1nvpDeRsmJU9O7u7rLekiq6",
+	"YGZzjsX6B7bent8ZKSrOhBkUc6mZILXgP9eMXLM1mUrVnlKfknfvzr8ldhXITMpyLIq55AU7GJKLQi5Z",
+	"SYyE6RS0qriYubZx1Nx2h6vfy3qCLuzIN6bcy3q2M67sVtiVjye7oLcvmJiZee/k6OnTrLfgwv/775lf",
+	"Cm0UF7OeXYiXbDFh6vzb7Um/rhVZwK+El6SvGYNRN49UXTFCJ/KGHQz90JfUzJuB47tXvNw55CU1hin7",
+	"9f/88WzwP+jgl9Hgqw/Nn8OrwYdfR9kXT+7+1ktN4VJRoafpSVzOGTHud5gG7s7Nl11Dvmes0fI+Pvp7",
+	"a3kfb4/tzjall1JoBnT2NS3fIpnYfxVS2GNl/6TLZcULagd9uFRyUrHFf/yk7Qx+jTr/m2LT3knvvx02",
+	"h/UQf9WHb/Ar7HR7DTx1ck0WtJpKtWAlkYpwcUMrXp6SnCkllc6JXQftTiGrSj3s3WW9b6SYVrz4A4at",
+	"Za0KZsdtGQkXhBJtqLG0SA2hVSVXOFo3Qxjuc6kmvCyZ+L3Hi0f5kSbannRNSgnDlkvPGOWSKeif9POp",
+	"H2UOxBjx3Pfv3w/OajNnwtjhsgTH/ZpRxRSBXfvHuMeFrqdTXtjur6DzcS8nVJSwNjk8yXHNVrKuShwS",
+	"N6T/9vk35Isvn45gDFtMsyHlu6x3Luw5pdXvuapnltuy2yUrDCtxuqeEG01KZiivNKGKkUrOZqzMYK0V",
+	"M7USrARCeCXNc1mL8vcc8StJdF3MA+3CQC6lfEHVjP1R534iy7U9RJUdhJVYVJDH5CX/Gkb3TtCI2n7v",
+	"1SoUK23ftNKZ5UnRv5Fi3Smay6o8Iex2aVlzZiWv3fSxsCKYChD/hNYlZ6Jg0JCcEkpKrumkYqU7m6Sf",
+	"1+3Z5gcoej/m/OUZaid5cw6Bn14Zec2EPYKgE1EC/wZ9aMZvmHjQsXsn6A3llZ3F73rySMmWTJRW7bCk",
+	"UzfDOLWnTK1JRQ1TpL9TQTtwFLZUsmBa/96z2BB+K1ZVxIm/SW1IQYUlrQkjbnysPLFTGYuNacDe1ZqV",
+	"uOGe3uy5ymDuS6qMsEqGXalrIVciGwtLmUSxG85WpGQF15bzl5KhNJtyA596BcXSIayVrpdLqQwrX7KS",
+	"00ugiT+Wb9jh5nGvtrccThkqDJQUc6o0c3o4cph3l88Hfx+Ckub6tcM6K0vFNPxJy5Lb5mj1RlnRaLhV",
+	"lKa00mybHJdSG1oRip8PyZvvzu3hWUZf/toruEko8N9ws7bvxurbaLSlsGU97OOqkGXi0L/BAdgfNxo7",
+	"SrUFesp2KxegvkhFFJtxKTZaeppuSTFmUk3Z52FFNsc0SmnL7omc/MQKA7rdnBXXS8mFSRk+ms+ENVkU",
+	"Y8RySMtULc1aRmus4N3egp9WOrEDcrGkhSHfv78g/WcXR0+/OCDyhiny67h3M+6djHvLo+UAWh0UYUSH",
+	"j8e9bNzT/BcGfygpDfxh+IKNe3fIubfW65qXaVPAWmwgUty0uMmsTilrRb5//8PFMNWY7TPdGvDwr744",
+	"IvYVMqd6TvoTqtkXx8DVLZuhxlqea8NSLdtppVsWNRhZckqYMIo7hRw2obCrpkl/KTUcHU1Gw6FtafC4",
+	"3SsX5ovjplsuDJsxZfu1i7fd7/s5aoSW0eHytJorqWED+DJFVY3F9CNOy62b6wy3JAPS+JCiQWsiCXOm",
+	"tSUj5GMP4A2XwS59pEmBbVkru+S6qKQGw5UrUlJDvfHt2PU29c4UFYaVV9R0LFFkBLt30Zp33YJkf/Lk",
+	"yVcH+y5f1usiV9fmI21NV2o2B77D1n+c4m1McVneKxjwLWDZEgXPrtfdzoFnwzO9Wu/7Fb68SUBAKq4h",
+	"P4ww/B3kA5zsIgxgez1lbQq5YJ6HWfVFm7BzwHbsujJRL+w4bpjiU87saEom7B8fEsvqOn+Nbac77upp",
+	"Q3bZx7tIz51O997+9OX6vbqHzuKGt9kgo07B2BzYOnxvB4crlWwiEFS7BcVmdUWVFYmaCcvVblj6+4fQ",
+	"VkwMWxzK01a04jvo6iI97jNtZYclpO/estuwCEtZ8WJ9QnI3r5xUjN4wHQxCTQy19upYhOlayvRUyW6t",
+	"7kf6wGeo4FOknFoYkAKLg2ws8vBl7n0g7IaptZlzMfOjAnYHa45i0pO1G5c9Wr6VXYS960DhQvqRb7Fg",
+	"qluqsTXgNOEmPmO0gP6zHhfhT8V+AnO/Y1Q3TNEZu5QvqSnmnyQpqCob77KsSrKka2vQ8AVsgRTVOrMW",
+	"nGL26HE9Fp6KDk5w0/ON4eSolsJ6tw934wtNrmTjVpUiDMcOcFNtvdfrmPVgFh0c0E/ykW4slvIUrJQZ",
+	"14YpVoYfYGmUrBjJl3VV5R8zlL1kzrfUsEju1BM77F2r1bySWLEMjW5uSMmnU6sshcBCWOUHT2WDg+AS",
+	"Z9GupvjHt9TQwDweQKXv507YO16woGs4PNsiw/OUK9t3xyENTlR4xypA2OwpoS5yoghbLM2aLBgV2jIU",
+	"cI4btriX2b51bYONegdreo7fRSYRVYquUeEVRYKRvhbVGrmVYoVUJQNlx9rOU8NceMWKtgfoo6mt8CT2",
+	"YLsTPrNMzvapTwkVfuWYKAl6dcX23jCRoN4XVBtS0jXp/+tf//rX4OXLwbffbmuKHdJPJRSD5xAr+4gW",
+	"k6vEFnKm6HLOC/3RnNWzfedDsBLJc5Rr4dz1C+ST5LWw2thY5OEg5RnJwUeWWwrIp3TBq3VOXITNnj8y",
+	"YZqXTJN8wpWZX9np5SmWSxtHwy4a9v6Iu6zXNLi90F/b34AEHr53OIvE5sFzcKHsYb1nPViY7Wb+CT5F",
+	"20pfH+zV0A5p1Ir7ZT6oyzb2EKX4J4Xust5yLkXKz2IfOxt4YzbHSfcIu71vjy/Y7RYPjzY7yby5YoU3",
+	"Rjf5My/mZEXXbbUHWNhC3jB9QnLksTn5z//1f1H+1NrZnmPhl7K/rPUcA8LcZKgAqxv/QJNJXV07Zn1w",
+	"SnJUS6DJsQgyzTdmJKl1W9PDTy0vhy+T+tQzeOc5r5KMmZFX335/8foVmfIK7CYq3IC2+d1kbVIi6IL/",
+	"Eiwu28qeTgrQeLdbexuUaKfl+ia3W9BzevT0i8SAvjsbHD39gvTn7PZgc2Rb62PWyw6j7vl352/bwnV4",
+	"r28EfvWTC0PM3NqlyBD351xMZYcqhJ4spyksFVtSyyMRlxCo45RglIQgJWRhzpatFozfxPCLSBO+5iXq",
+	"BgcJ+XZbVHXJyqvGjNixXRWbGjBzJqygNfpkgqEAVgryeLBN0hsK402vQkSlum1I7a3KRAfhblt12elS",
+	"5MEt6g22Rxo8nXZzqKkVu9/N6L+8ehDZut33HydbtiTAMWrbbvEcaOGkveePdGN1VtYicFFXTfoY5frx",
+	"Q35winzM62xIP1yTa7Y0LurMNZlWdEY0XWu0nggXdtkrZljLbxuAOfaoFIwvux0VjpofOapdBqO5ZBW3",
+	"BnD6CCsqNAVefpX2fXatxNeWAX8LbN2vSR61dskXLM/GAmLsV6Dd5n5Egt0a0le1GMjp9IB4kzK2lHEV",
+	"9nPhWFusVHQl0guDtA5G3bqStARXTPjGRcz5jGljl25BubBaGrvhJRNFzLcalFSbcW2Sp/fo4pnMUswg",
+	"xc2ec1aV30hhFJ/UaeFqhQ5ATx5poudUebHDIShs1pZZKLbNjuCb9OqUjVqLTRNLiMAn+4LdWE3HaHJD",
+	"qxqhTFurX7EbljhA38kVRhQDXIbQmWK2WTacDQm7pYXJiDuAGRFSdHSwYnw2T4i7cwPelLBc3n0d1qCh",
+	"HllPqoh0UH3a2kdcJT+j0HHnXvk4YXKbXLTbTR3C7QGG84DtgZ8yS5CUlNIYcEGYOek7q2AY6fkZyS3X",
+	"QYzLsG3+/vj4Q34AdiMJ+L6gWz/IodnsJ7AtmOWQvAJSYcVcuoAMUMz9Qt+vuesxtdbfMVqZeSoAN4df",
+	"MF5ISy6Y9vDK7TXWHa46eY1qPLYFTJLdUsuK4cf7IzrYbmrg5+5UvuDiOk0kaNN7zhdOMZxHa15YVZpr",
+	"QpdLJsqBFNX6hFBScXENliFKcgQeNV8bCdLU2SmgueSIvLB/Y2AacAljkTNR6vwAVQJReiWWqoozhf1Q",
+	"4782MmlJ2iYS1huqVLZRnGTm0Fbs5yAGoH0OngK9p+a7oCW7mqzv01fsir+k1+6bPe25tIKg5A0T1Plm",
+	"7uvzTfM22F4/d3md7IpYHm45gihig26PRWg2c0cYDhYX/CIPiYb4nd5rQ1etvtxG2v98fHiU/dxyHLbm",
+	"2uz+rsPWGWvyL4BZUoHEGJJXANDADjWZrOOTA97Tap2IRVFRcvB3bffy0n+rCV1RDh6eLZhLS+/usKoa",
+	"9dqu7tWcayNVwk3yzKp2OxlJsHe2WIXlIFw3IOClYtbksDI6tp6t0rqaU2O3OLySkcl6LK7ZmpVOezrI",
+	"rH5o9UDAqJ8E0tBtlqQzwmgxHwvwoa/m0jIkaN/ur+0EO3ShhYIuGHCxLGA2mSjHAqcMFo3rBBCc9itd",
+	"L5nSzNIhuZjLlYCx5v98dkkObx4f+vnqw195eZfDLgeHbyBq/9ZYNMsiZKwvadJ3PglUMXXmVFntYHN7",
+	"2VYtKZHY/nuCI0DNdgxOH0iKc4qOynt52NvwIhxMS7SsdPx2k89IIOfShfjx5YYnKAZqthSsK9ypOlwH",
+	"C2qKOSpxnp7DHPtSkYklNRLO4F6K3r7xUb8X98VGcfi72NCeoXaeYEqRk8qKfbtigJWHJehlPbqY8Fkt",
+	"YSBCXsF6Jd1X56Koastv3igpp/fgdBC0BLqlnNp9A3gNaBOUNKgja15KaToC9AEqtTMI3bwJ5gOdXs2p",
+	"nncYb3YQjzSxr30EjAgSGDp8QxPIMLFtsigMBh3Vy1Y34Rzf299WVKdLBfDz8lClfeFJirGrbmyUjvyJ",
+	"gIhCNm7mdlol8GHg7PF+7oeMSgrqZu/ikWU+bSQiidRR+f79DxcsCawDf9V7NiE/sDW5YA449OXTx18m",
+	"XG3XbN1xzpb1pOIFsS+Q/vfvf2jvZTp+g0ktW2Nt7+vGYsAIUjNs1NAk/2yJPafWWw4HGhTx9vDGbHkq",
+	"cparumLoTwcnNC0MpCCdQnqDcj8BMSg5oRNecW14gbyWqdOxyB23V64VYiWoFIQLsqCippXXYfpCrsCE",
+	"mLCpZdFTqdAQgZSnXDGUQ6y8wg88hDwgLGpg0MhBg5BRSQYWfuyQfPgrwN1JM4G0CKyrjjMD45aKLGTJ",
+	"KgeqR8H2CZLLjcktft8rLlZ2OdFGw/iJpquDj/FXAC100d2bluGyZSSoQHFBv/JGfBI7LKRJNrQG7+3K",
+	"amLd/sXpDv0lKJ+rudSMaMOWTaibm+F+wVlUu1O8xCnzXjMWJbvtgEf/JgHOrHc7mMnBNuxsJxb7Y4Ok",
+	"Hx0U/egg6PATYpefhDDvinRurE9GXmbkXdbgOEBBdVkInUi6/aDpn4BF320GxwYw7mCggFYcHicd+nVU",
+	"5afQXk+/Kx86T8+7pWaIongQBCRxwBpw2zoBbPgcBw/z2ZwIevzVaEQEZGyid7I2tWJ7gQ8+MSVin2NJ",
+	"8LBJRfDtGK7x+YANn9zLrgO/RGI4JYtaG8J+tuqA1ywfeffJFS/xcDlz+c+DgfisiSt74in+rCkuDwB5",
+	"vGIrnz7+YKYQpDoEPlookBM0Kb1zyQXTS48oGQsPD8lc9HJK68pA7GIDq/hIx+H4uAWHBjlI+atdXH1P",
+	"qHSTdgG4C6VYBT6SPcKwciWIYlOmMOkSYiMlmdDiekhe2oPkEzc9V3xgzkLh4LVXxjsB7p1SGx58l/Wa",
+	"eNEeOFQaMhnKGP+z86vwYmAx934S4+xciF7sUCDd7xAji4C6vI3Mwl/U+sSBPcYCqSzrguP1A5w5hQ8Z",
+	"i4jypOOPJy6Wn2/tzBDe9PT4KeBat4YhbyF5ct/gHM6K64cDOgP5OvhEBCagLSjBJtgW0Qn3JrgFlx42",
+	"W1SUL3Tme8MEUgCOuBebAXl4SLx8Xzz5+/HDFjAeaHLtPg4Ia/jCKj+GqRsrKD8FBvuq0WwgfrN/9KYD",
+	"BnthH4f1RMTuw1Oxtn2hqoP6usLiZwLcjV8dP/2SuMxcV6pge2XwecriBCe/MGSlpJj5FIWmyIy3YjGh",
+	"QteTBYeoOcSj0zYqYnh2xN81oYaAGEK7HoJSWKrCzUPvDaVqIQcSHkMutElb7ehanmLGoyWpoqgVCBfS",
+	"z2slTpZHyxO3CifjejR6UvAS/s8cKgmT0Hk5FvZzZJAQwbDHq5IzUnHBQrjIL2g6j1TvcHB/d3n5xue/",
+	"bNhrrVRLk/LJnBE9l8oQXS8WVAU+cM0xPu0W/AF4xDM7lEnFyLu3r6y+bLl8osUTcHoD4Novpv+l2e88",
+	"I7nDPAxcmnf4t2G3Js/s502S+mDBSk7B/LevGikHUGYCvouy6K/ZerDgWnMxgyY2f3N9pD5TrNasdB2D",
+	"WTtwPNO+LaQZTGUt4NMFM3NZDuwzyIxyn9l/czFw/rpoRj5e6RvyEc0BLa7hS8dM4+FtVpDISFTMBQcZ",
+	"aiVgXxiUzMeiz2gxt+bDlN96WbC1F8GfGEAa3bu1L+QUKTHbheV4G4fQtkExiThOCI9Rjfk2ZQfwJ3GI",
+	"3jA18GCsBuCktxBO+3OcFq4swXbu8Y/e6xZVtbBKWr28N8QIL75bYjYTHPHUkZWCDYAbsdtlRQUyW0sR",
+	"sjZeX75H0DtHs+sjualxhk5iEIBifnvcBjKT5dHSB3zjWN0bajgD5LLXs3uAUPajfz39mgk25faNZwJQ",
+	"zqDIfSMF6hlJF/hbOJTfuoP4Mfk5WgprefkKGxJKroSyXxvu/ZQgbrput06XAI4htAnGZmjY2vVtV++I",
+	"sxrxs5DLmJz2PUHv0CFxrZWZ497hJA4blMZn8ETsAMQNyXOItLFbTEYTVsY2RmpGtHR2ASKANaFj4aGo",
+	"IVbn9qNf8WsGiEsHWgcM6YFHPoyF1c3gXNgnodBEwH+Iag1fO0D0WPRzHLrDpubYVAXa8pY1cjQajR6m",
+	"TQfq2IngC2c+HbRkhRTlAGIjrbD+3kmi7XJ83sKATgf18iFhnHOj4zDOx0RlYudtN07gIuWtPisXXFgz",
+	"lULis0ZPaoiGTNaRV7X/jvzD+7EP4vP1vJf1Xvay3rvkwbp09JNid0s6Q0BxoMdH2tGYJ7uECXPjC2Mm",
+	"gtzwG24I19A+gv1ViTxhL/nlh/zMtpaSXYLdmquiVlp2RArxtxb63I7llIi6qrwiXFGNj+3A7A9YjqkV",
+	"EO44BW4N2iNJ7Xp7KklIKLTldsEvesukSbrQaWFkR5QZMkocbgra7mO1rw0TISMrqa6nlVxlITK59cpw",
+	"OEyHi3aVZZgDfPUhKMTG+NsVpN90uRdGEzqx+kGYazTWZhPSYBN78gMYJkKbOE6akQfBThyqY8exeKTJ",
+	"rJITWgUIiHdZtcoH7YEJSWJM3mw06mnJnr/Csmou9m7fO7J3HlLHMcC9vTs3zNtdsAwnrmRl39euZAL8",
+	"d6dRsVuuUfb5wls+q+YgC9L+yguizOdNXbn6FdlY+CeK+WdEM1FeTSmv7D+Q3KMm3AMhDcu8o/AqZIxk",
+	"gDZPmsVJlAy1Gh8eUPdBkjVErvZOb3pAYoKlZLUdoyFkrgkYeVbXmNIE+v1hTm+PoX2wyztyd1NNdPsE",
+	"Rp5rxei9dYQaYIBVmYqCLR+EZP44FzW4gval9Wfwsv0Kc0n3SqKDbMUddY26K/ImSiMh8e+Laoy2FRCz",
+	"+87zBby8hyt+242+O8L+IIZSL8sHEA1I82JOxeyjweih1BJC2sLUY9pq0XJrjH6Nd531Z57ath0KkY2G",
+	"bGp/F+kZmdcLKgaWS4Hfa38T+l4XGpwPMINPiMeeNiwX6xtlIYn7ylerCSx164HdCVmbbCycLnsV4jm+",
+	"EVqbefOvyH2UEVpcRy0UVBSsApbuvUr7cGnnBHLLuWu/XvhTk4JTGUmmsqrkasvy3YyU2IknJDaGzclq",
+	"ziu2yQEtnw+2+lVjqyfi01US6RvB/NP73mkXWMVo2wi4T/BV017U6K5FfUNnHen13h4JeP2MCLYKCQbb",
+	"SxvMiW62ummNbDa4n0XiZfWf0RjBGexhi7QYbPrIG7blocCnC1rMwTKxM7IK/hphxlyPBRfccMsGyX/+",
+	"7//TaGgOyw4PPcPwVeTgofOJXPk8/bGwT+FM2D9oYflDxcqZe98nTJ+SHFkkFvXOW4ckJ1SxsZBTqyu1",
+	"kahhnL1GlF41iPvNMYIQaI8Qy4ShetcMDr7FoQFuyw4N/CzRsBK2ORzeolbcrC8snTlsFNRSbv567uXY",
+	"9+8ve4mC4FZR0trVVJa1cn8xUQIQm3Ctayyi0SprhSbhWPRfn9VmTo6GI18TOq447aKzLlb7/ftL/xL1",
+	"KIlsLBCqffTkYEj83RBxT66Nwr4/hRgBeM240IbRctyKHuDLi9rUtCKXLy5gf4XEOUG03UDqpqudBjXI",
+	"QkdYZn5I+q+XTJy9OSdPhiNr09kGcmzz8sVFTuBQo2v3FJHMrkA9FVFJ+oprA4mYFaREMA6VfFd0PTxo",
+	"rtSAJHHcsLC9c2OWWEmYJ+tULI+WRKpizsDtwzS6dwZGDtDPg3mpA6zP6ZmYXdpG2WqKpuAnVF9rxCy0",
+	"kTen4Lp2mSS6BaQZixDBoDNqNwNMC+9UEyW7zTBrQCfL2WW+uoYei0Ag3n3uClA4j6bdQ4cjgMDIRtHR",
+	"sRgLzGlDXYPrdnHluKRzjmHsr46ffnkQiBMUlbHIIeYWSphItdiOJaF7Q1f1zIVJhwRUMjKRJWc6uHKB",
+	"fzj2hWGZSW2ICCnPGJRph5pP4jrRtjFLpWOxVNJgvX6XvGypwh5pLgXMPX/z+mIjTS13igUu/fmzy+eb",
+	"hcRJqejUZdxpumCQmLdxOQyUq8b7ZHRkXLvraCZrg5Ff+MOnBzcX3Az8DTcnBC60OcialkNfceVvVxIQ",
+	"1T38+fjoaEh+YGu8mEDvvvBlLNx1IOhZhwD/FDxZijZVtC3RWcF3Qij2CoEqLMo9FlBjG2ISyCIoefXu",
+	"BRTjpgVUZ1d0BchgXdAlRurysSWF0cglywurl2IXRNdKyRn4KOD9DO+xOR6NNmLAp4SS/BusSD64tGQ4",
+	"Fi7u3F0K3DX2+OmQtNzZGjJ2WlXA0Dto5W0W4+uyLd+t+wblov3R7kgrE/UAtuKx3YUvjsnZxTfn56Ri",
+	"xoCyVfIZNzoj+TDPSH6FRccGeTYWEzbjQnCPv6DuG/sCfET6+b1hFgjk+rPeMNqJ89+55B0pmCb9/BBP",
+	"yy92IIfWsFnbP33RmLGwE3QcRD/y/CcSygurv2U+x8BXnnGeJa7IUkk5PWhLH50gTKAzvF4klrQZVlbw",
+	"UjQWblDIuxFhQ/JKRpfLtMQrhaSM49FjjJK3wuinoXk/CRRSfSUhQNS+TcVyrLCiM2aQTp/EoXhU3Vwr",
+	"rpiNFM6x5L8dCzsmiKbYbvB0uetRMkLF2kfdzJwtTklOywUXObzhqq5GA4n0AYNpT2uiGcOglWnp6Bz0",
+	"Djvxsejn4fnJSnEDZV2lYAc4sePRscPnrf2Zcq9njkMfj54Mx6KUhT60ayoV/wXHsyhBH4imZ0UHKokV",
+	"L5jQoBe724/OlrSYs8HRcGQNfVU52a5PDg9Xq9WQws9DqWaH7lt9+OL8m2evLp7BNw3gBUT+2ZvzXtaz",
+	"MhDVgMfDEb5k144uee+k92Q4Gj5x2XSgCx4OV6yqBmAmH/60utZDf6/BjHWUYf/+/Q+QQIc0A5lwoM+u",
+	"Q4UkOAhgFdnTFIpqYkUbCJ2GDTwveye9fzJjj1xv4/qmo9Foxz0MP62uB5qZB97D4BIEO65hcFODKzSe",
+	"Yu+pxsIoD8MVPbGq3Tv58UMERIBQomM9dnXsyYf0vqxn6ExbsyEsh+59sC151tS5D2cgYTU5Go0i497d",
+	"qYH4Kw2Qqe3F/s41/bDFftAiu+oqHYvsR2mFUwW1p3ct3gt+wwTTO1cLmfeei+W8etpAxpxLovNxKsLE",
+	"DCPhGrIAWaUZeTp6sr2Mb7HPP2QVoW8rX2GjHbU+uZ9a45ttdq35W1/5Ztei3zw+BBfOYTtLO7kDF3wm",
+	"nOgDeKGJLrjoa/4LyxKXO2TgHEIlfCwsJ7FKod0x2DvL0U+jeiFy5iwxQ2ZKrgSB+mBR4fmxaEbqNt5K",
+	"HgEiuwK5azUnShZc1AYKk2WOEGxfY+HsSWTmWxzszC5GlIf+G1JGnO3ecTFaeAOo43j0eC/qaN1KBd/t",
+	"QVXN7W+fyjUb18SPPaCtE3uyex/uWtS5xyUpEd3Cs02SbQAGSXJF/RFbw/i2K99odViiWcUKvMgkhFkB",
+	"fZARqsdCsFXFBRtYe3TBrQpkLVVEguZAJBCpzwm6zcgSqyKh38tqnWA7cU20UYwuAtgPrBUKJXKoCUXU",
+	"AupmLHI0+v4xnXNQz5Fwg0XlgBNUBxs6Ho3V4l3pSIQ9+WGRfkyntu3/EKUl14NTEvc4mNSirKxZgiU6",
+	"sJf8a3wKO7ReMlLIqsI4R6JhaDYbC1ppGaY/JM9odL0bXs5hLfjmAhu0uf1mOLv7FL03Obog4osWG2RU",
+	"sGb9txnR7GcHZ3Lh+gOwBKLKREgRoX6IFCyLi52nC/7s4BnPPNIjviT1x5TmhXv6CBwxC2rClZo/10yt",
+	"mzs1XVwqvufMZTz1Tnq4eZHLMjywW+D+5zYz6VFMHBagq64K4qkRYmHyeID7xdI6+naZDfd2WwvDq8/Q",
+	"7Wu0LqL4xyPtzldX13HO+sdfcJoeSQSJCtZOk8MQRU1TA2sFIX+zccFauYq9yeXBeNnH9v/hQcI28Jq2",
+	"xN2IZtxlvQ7Ol/wscrnHn90O9vkmKcNx+bJtwQGezw3pAUU+LMvN4JHjzPmBE/97COXostz/ahrDBYiS",
+	"h6kIS1/fqNMO7ihz1IgIahoFAYsUOsckXKsmNm5FanTTPiVTxfTc66Y+jy2ouk6dDRcbQm4gdnGwS9Jg",
+	"zaY9BE0HmqyTnQMmqfsW5y1A2IILvrDiZ5SoCvThN9ScN8pXdVuocvrnPznHo+P7vwhX8v4+Ry0sMC6i",
+	"q/4ZqdLd585V8jv8NXil7zrP3/Popk+mXHlhdIZHIjmC6xPEElFQHUN9oaAJ5pF8zk+Cuu1A0hBApyZq",
+	"ugHNYwVBLbeQlq7Abm47zR1HaDLFxgLdlplPoNRSEFoY/FnJejb3VQtj3H/QdNhYeA3T16eFyoRQ2D33",
+	"cWqFFbqimbZWBX3c8UU9kV5r5Kl39usTnAQ2R8W6Kah9PDpuGJMv26HaanbgU+yWa7h3IYNgsY8c2Ilt",
+	"tuHuQLUcsNUWaPEdPO6lz2Pe4G8pem9eOQxX8m+rMS3wXHt0QEtTqfZT+D7XDfe/JW90y9fBE30pyL+Y",
+	"YhdTdCgMn2ikk/zxn8y0QuhRYYLMxdc95USc0rXY+3CX9ZZ1gh9+A5ENvXEKITJbMBc2icqGCzyKltlI",
+	"wYZj0bhIH28dxZKXzemNOBCEsYBDHY1GY+EvAXOdgmFM+pCBw6ZTqQypRQm8WngnIIRe/P0RYwFuCuz0",
+	"hEykmUM4xzlEjkaPk7oNVhj65KP/Ac8o0+ZrWa4/85lyVZDu2rAqywnu/uDz3OzWJk3Yo3GEp/b3Gw3c",
+	"tolBuv8POM3jPb64lPIFVTOGHzzdZ2iJ28g/J5vy3AkO37b6Zik14h1wihPluJLMySlywQvR7WClxbxV",
+	"zwfROjPWUrs2NSpMXKMlVF7ejqPHrMm31WhGZ61Q91hghDggEP2FONuBYURpbQeUx6KJKKcY0wuuzWVY",
+	"iXuMrtfxaNxdS+ACdmmLSavLwcj3O38b2Pcup1YYguOGPkXwD3UkbS9MQMt3jSaG0++3QFHOxvYw3lh6",
+	"0vyXzs0AX3/a5fp0BAmxaPAeuWxY/NfjVFHc7VJp9Oc6YHyhXhUlS6ttyBohx480ySNobt41SIfc7dqe",
+	"0dHxH6l/tsDbCTmRhG//G/m3Gs4EimXWKJwbPGuTqVtO1AV4j/h4w7Y/uAJ3iVA65EzpOJUEA7JUGYDL",
+	"hkg6Jts10SzMNA8fBTlP+oj+zgN0Oj8YkjeyqkgO2S5DzappTqzJ7h540zuP8iM44vsiDCMiF+G6ME0m",
+	"kMnm3G/+Zi8ndwoqpOAFrcCxGvxyAP3rr+ZWRV1aSWgnGnTrEuxa0IsXUAbgAPGzS0aNu4WghWWE1Hrh",
+	"6hxC0z5A17xrJEACoWAImub2xayNo0R/ww4U5WmkYVsL245IO9gSrjmhLj8+EsEqbBysY2CG0c2K/Vbp",
+	"PA0Xc2zfx2jkWOSNLMiHzT2Ky7qqIJS5o+ZeBhZ+ORaTdXfNM9KnnZcmnzrnTYvemtuXoXRCPD6wMSas",
+	"uS8Pgn18SqBEZjYWUJ9ywsJ2hquo/4ajH8DI8mYfva/GXW42FnDvdX97NnmowdBAngF8TqOL0HD1A1Vi",
+	"dW24sImjjxZW3XbORXxXU57SSdBMvGwMzIeZS9Hp+oGtfzOjKS4SuZfNdPTZZVCXnZJMIIVdjHlffEfO",
+	"nNHSqcKJM9s1HvdVs+ImfHGX9V5InNzutKRHmrx7+2LYEvdbgae/jKzYyDo+OtrnY4dgQxzVgyX8p4O1",
+	"0lpBUvZ7wDvdVT61QwnYNOfgapudIbHYy+x8PEslf3KqOgI5GpUAkwUicw+tupa9t+FADyK7ZfgFHEfI",
+	"57ca8X8fuMkPzsv8AOQCJu+Ca3kOjo52ItqQnHm/fAJObE+4XInIGtkACwNU2DfwqMtL/dHc138Y3FW/",
+	"sR5+Hw8c/rs4dj9a8UZnb8Kfe+8pO6RYZzWthT+XKmQmOBi2O1U+8anWcxBR+dHoKMip/KR9HXaUy6Bb",
+	"t7oijGdFVQn3l9lBYGwNI9FwTxZUWsVrPYqmFGvmnLytcqvfv//hAk6PL5iLN9VAAgtkYvy0utZXtary",
+	"A59O4WtZcT0W+a/j6KLacS8bx8EV+PfGbanwLKppeHXN1vDMV/m4ombcu8vHwtelDDPnTSkQVOhxosAN",
+	"XNamxjvHNywavBNRA0DDSJLH2Zv5aRsaH/RTiJGCSuq5GlNEMFZCRiGmHjTZHNYs0saXmsScLD9AyLBr",
+	"gf5iWwtU4hQ/OmtG+fn40ufXCKPiw38yhXAjHwgOXchABu2eXjPx8V6KB/K849FXO6Ye5zk+YPF9Ydl7",
+	"VGIXsvU3FLoC15sL1N+u+ulASkdHv/fQ/eEJAWqXx4IpopFQb/hDf6s+6cHwD9EBNyDRTb2cihowc5P5",
+	"au2S2w+SSJ7H7lQAw73Y4f5uuDiqWkPtHjckUUIG/klbdIxF/9kFVMXKr61dHl3gfrAlFVqXv4MYwusf",
+	"p7xijzDJNmuX2MwIlMeE3p0DaEjOoxqKDrnKsBG8XEQzyGqmyopUNWMlOEqaok3AuKnB+knBJzEW/hL2",
+	"cFd7QQWZOFi+XQKXD20niPpvC6DiL6JMxEDuUSpf+k36HZVLiSltD0Q3bt2k/++qTO6hQ5rt9drKy3X1",
+	"oh5yopuqMWk18y3TtVXQ2rVdN2phnEAqvZI3rHGBbWUWu4zOPFFIFe+OzjGrO99KgmhpMtIn9ARHC+Ra",
+	"WgnrtDjMQD6F2By40izRclHbWei1KOZKClnrNCAf6+L+mfWgjcq9fzJdKNQDXvldOW3vn0KC+i8IInJ6",
+	"1+4PvpFiWnGslPOXX+sev5avadPmht9CufCYI3l1c7Pq9IM4YVypqlu3idIZWIslQjjoJKRNtYpOhroX",
+	"8NRauFA4wWqVOlROcz8SXRdzsNd84RR/pHRTctKVTPHVzqzeCoVlSoRnZqCHzBgBjQSyYdDvZh/CJQ1B",
+	"t3DFOjQgaWmrPCa0MOW3zjHg7vEH1r6i1bUrQO3vI2pUMqgx1XLVhapTTb1phJFG8HcFL2ii53Jl15O6",
+	"p7arexSeUHv4U7j1Zw33w61uId7/ePRXwP++IsydlmWoDfcX6PRzqpM7anF3cc3OAUDz7pNfu4F9eIVj",
+	"6kYLDGhqbxING+L1uLLU8WyVs2oc8o7FcBUmpIfbkGzdhfSmiyVTA3YD42xsrhOHnw118gODc8/Drf7A",
+	"czeSZlweAOSTIvY2JA69ZOq6crdqO1jaZmqzJv0mM8gV7eftHItQfsMtIebKw81WwDvd7DHbYnvmWGYA",
+	"CxBD0j/0AfUq9JyVUKoiWsSoDsDdh7v/FwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -14,7 +14,6 @@ import (
 
 	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/store"
-	"github.com/p2p-payer/p2p/transfer"
 )
 
 // checkpointReuse is how long GET /v1/audit/checkpoint answers the latest
@@ -211,16 +210,4 @@ func (s *Server) GetAuditProof(ctx context.Context, req GetAuditProofRequestObje
 	return GetAuditProof200JSONResponse(InclusionProof{
 		Seq: seq, LeafHash: leaf[0][:], TreeSize: c.Size, Path: path, Checkpoint: checkpointView(c),
 	}), nil
-}
-
-// timelineAudit returns the position and leaf hash of each of a
-// transfer's events, by seq.
-func (s *Server) timelineAudit(ctx context.Context, transferID string) (map[int64]store.AuditEvent, error) {
-	out := map[int64]store.AuditEvent{}
-	err := s.store.AuditEvents(ctx, store.AuditFilter{TransferID: transferID}, func(ae store.AuditEvent) error {
-		ae.Event = transfer.Event{Seq: ae.Event.Seq}
-		out[ae.Event.Seq] = ae
-		return nil
-	})
-	return out, err
 }

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/caller"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/postgres"
 	"github.com/p2p-payer/p2p/store/sqlite"
@@ -154,7 +155,7 @@ func BenchmarkAuditExport(b *testing.B) {
 		for _, format := range []string{"ndjson", "fhir"} {
 			b.Run(be.name+"/"+format, func(b *testing.B) {
 				st := be.open(b, n)
-				srv, err := NewServer(Deps{Store: st, Engine: &fakeEngine{}, Keys: fakeKeys{jwks: []byte(testJWKS)}, Logger: zap.NewNop()})
+				srv, err := NewServer(Deps{Store: st, Engine: &fakeEngine{}, Keys: fakeKeys{jwks: []byte(testJWKS)}, Auth: testAuth, Logger: zap.NewNop()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -166,7 +167,9 @@ func BenchmarkAuditExport(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					w := &countingWriter{h: http.Header{}}
-					h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/audit/events?format="+format, nil))
+					r := httptest.NewRequest(http.MethodGet, "/v1/audit/events?format="+format, nil)
+					r.Header.Set("Authorization", bearer("auditor", "", caller.AuditRead))
+					h.ServeHTTP(w, r)
 					if w.status != http.StatusOK || w.lines != int64(n) {
 						b.Fatalf("status %d, %d lines, want %d", w.status, w.lines, n)
 					}

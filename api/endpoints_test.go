@@ -143,7 +143,7 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("events = %+v, want the initiated state and this read", tl.Events)
 	}
 	ev := tl.Events[0]
-	if ev.State == nil || *ev.State != TransferStateInitiated || ev.Actor != "client:default" || ev.Type != "state" ||
+	if ev.State == nil || *ev.State != TransferStateInitiated || ev.Actor != "client:"+testClient || ev.Type != "state" ||
 		ev.Detail == nil || (*ev.Detail)["partner_id"] != "sandbox" || (*ev.Detail)["correlation_id"] != "corr-1" {
 		t.Errorf("event = %+v", ev)
 	}
@@ -200,7 +200,7 @@ func TestReview(t *testing.T) {
 			}
 			e.engine.mu.Lock()
 			defer e.engine.mu.Unlock()
-			if len(e.engine.reviews) != 1 || e.engine.reviews[0].Reviewer != DefaultClientID {
+			if len(e.engine.reviews) != 1 || e.engine.reviews[0].Reviewer != testClient {
 				t.Errorf("reviews = %+v", e.engine.reviews)
 			}
 		})

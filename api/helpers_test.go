@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/p2p-payer/p2p/caller"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
 	"github.com/p2p-payer/p2p/transfer"
@@ -151,7 +152,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	core, logs := observer.New(zapcore.DebugLevel)
 	eng := &fakeEngine{}
 	d := Deps{
-		Store: st, Engine: eng, Keys: fakeKeys{jwks: []byte(testJWKS)}, Logger: zap.New(core),
+		Store: st, Engine: eng, Keys: fakeKeys{jwks: []byte(testJWKS)}, Auth: testAuth, Logger: zap.New(core),
 		Now: func() time.Time { return time.Now() },
 	}
 	for _, o := range opts {
@@ -184,7 +185,9 @@ func (e *env) assertNoPHILogged() {
 	}
 }
 
-// do serves one request and returns its recorder.
+// do serves one request and returns its recorder. Unless header sets
+// Authorization (to "" for none), the request authenticates as testClient
+// with scope admin.
 func (e *env) do(method, path, body string, header ...string) *httptest.ResponseRecorder {
 	var r *http.Request
 	if body == "" {
@@ -193,8 +196,12 @@ func (e *env) do(method, path, body string, header ...string) *httptest.Response
 		r = httptest.NewRequest(method, path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 	}
+	r.Header.Set("Authorization", bearer(testClient, "", caller.Admin))
 	for i := 0; i+1 < len(header); i += 2 {
 		r.Header.Set(header[i], header[i+1])
+	}
+	if r.Header.Get("Authorization") == "" {
+		r.Header.Del("Authorization")
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, r)
@@ -276,3 +283,40 @@ func (e *env) countTransfers() int {
 }
 
 var errBoom = errors.New("temporal frontend unreachable at 10.0.0.7:7233")
+
+// testClient is the client env.do authenticates as by default.
+const testClient = "ops-test"
+
+// bearer is the Authorization header testAuth takes for client with
+// scopes, and person acting through it ("" for none).
+func bearer(client, person string, scopes ...caller.Scope) string {
+	names := make([]string, len(scopes))
+	for i, s := range scopes {
+		names[i] = string(s)
+	}
+	return "Bearer tok." + client + "." + strings.Join(names, ",") + "." + person
+}
+
+// badToken is a bearer token testAuth refuses.
+const badToken = "Bearer forged"
+
+// testAuth is a fake Authenticator: a token "tok.CLIENT.SCOPES.PERSON"
+// (scopes comma-separated) authenticates CLIENT; any other bearer token
+// is invalid, and no Authorization header is no credentials.
+var testAuth = caller.AuthenticatorFunc(func(r *http.Request) (caller.Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return caller.Principal{}, caller.ErrNoCredentials
+	}
+	parts := strings.Split(strings.TrimPrefix(h, "Bearer "), ".")
+	if len(parts) != 4 || parts[0] != "tok" || parts[1] == "" {
+		return caller.Principal{}, fmt.Errorf("%w: not a test token", caller.ErrInvalidCredentials)
+	}
+	p := caller.Principal{ClientID: parts[1], Person: parts[3], Method: "bearer"}
+	for _, sc := range strings.Split(parts[2], ",") {
+		if sc != "" {
+			p.Scopes = append(p.Scopes, caller.Scope(sc))
+		}
+	}
+	return p, nil
+})

@@ -220,7 +220,8 @@ func TestAccessLogNoRawPath(t *testing.T) {
 	}{
 		{http.MethodPut, "/v1/members/Zelphina%20Quarrington", "/v1/members/{member_id}", 400},
 		{http.MethodPut, "/v1/members/Zelphina-Quarrington", "/v1/members/{member_id}", 400}, // no body
-		{http.MethodGet, "/v1/members/Zelphina-Quarrington", "unmatched", 405},
+		{http.MethodGet, "/v1/members/Zelphina-Quarrington", "/v1/members/{member_id}", 400}, // no transfer_id
+		{http.MethodDelete, "/v1/members/Zelphina-Quarrington", "unmatched", 405},
 		{http.MethodGet, "/v1/Zelphina/Quarrington", "unmatched", 404},
 		{http.MethodGet, "/v1/transfers/Zelphina-Quarrington/1984-07-19", "unmatched", 404},
 		{http.MethodGet, "/v1/transfers/Zelphina?q=Quarrington", "/v1/transfers/{id}", 404},

@@ -203,11 +203,11 @@ func crash(t *testing.T, e *env, key, doc string) string {
 	now := time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond)
 	id := "0190f0aa-0000-7000-8000-000000000001"
 	res, err := e.store.CreateTransfer(context.Background(), store.NewTransfer{
-		ClientID: DefaultClientID, IdempotencyKey: key, Fingerprint: fp,
-		Transfer: transfer.Transfer{ID: id, ClientID: DefaultClientID, PartnerID: partnerOf(b),
+		ClientID: testClient, IdempotencyKey: key, Fingerprint: fp,
+		Transfer: transfer.Transfer{ID: id, ClientID: testClient, PartnerID: partnerOf(b),
 			State: transfer.StateInitiated, CreatedAt: now, UpdatedAt: now},
 		Request: toRequest(b),
-		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "client:default", Type: "state",
+		Event: transfer.Event{At: now, State: transfer.StateInitiated, Actor: "client:" + testClient, Type: "state",
 			Key: transfer.StateKey(transfer.StateInitiated)},
 	})
 	if err != nil || !res.Created {
@@ -233,7 +233,7 @@ func TestCreateTransferCompletesPendingRecord(t *testing.T) {
 	if got := e.engine.started(); got[id] == 0 {
 		t.Errorf("started = %v, want %s", got, id)
 	}
-	rec, err := e.store.GetIdempotency(context.Background(), DefaultClientID, key)
+	rec, err := e.store.GetIdempotency(context.Background(), testClient, key)
 	if err != nil || rec.Status != store.IdempotencyComplete || !bytes.Equal(rec.ResponseBody, w.Body.Bytes()) {
 		t.Errorf("record = %+v, %v; want complete with the answer", rec, err)
 	}
@@ -249,7 +249,7 @@ func TestCreateTransferStartFailureThenRetry(t *testing.T) {
 	if strings.Contains(deref(p.Detail), "10.0.0.7") {
 		t.Errorf("503 leaks the engine error: %s", deref(p.Detail))
 	}
-	rec, err := e.store.GetIdempotency(context.Background(), DefaultClientID, key)
+	rec, err := e.store.GetIdempotency(context.Background(), testClient, key)
 	if err != nil || rec.Status != store.IdempotencyPending {
 		t.Fatalf("record after failed start = %+v, %v; want pending", rec, err)
 	}
@@ -294,7 +294,7 @@ func TestResumePending(t *testing.T) {
 		t.Errorf("second ResumePending = %d, %v; want 0", n, err)
 	}
 	// A late retry of the crashed request replays what recovery stored.
-	rec, err := e.store.GetIdempotency(context.Background(), DefaultClientID, key)
+	rec, err := e.store.GetIdempotency(context.Background(), testClient, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/p2p-payer/p2p/caller"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // UpsertMember inserts or replaces one member of the index. It answers 201
@@ -44,12 +47,63 @@ func (s *Server) UpsertMember(ctx context.Context, req UpsertMemberRequestObject
 	if err := s.store.UpsertMembers(ctx, []member.Record{rec}); err != nil {
 		return nil, fmt.Errorf("upsert member: %w", err)
 	}
-	view := Member{
-		MemberId: rec.ID, Given: rec.Given, Family: rec.Family, BirthDate: rec.BirthDate, Sex: rec.Sex,
-		Street: rec.Street, City: rec.City, State: rec.State, PostalCode: rec.PostalCode, Phone: rec.Phone,
-	}
+	view := memberView(rec)
 	if created {
 		return UpsertMember201JSONResponse(view), nil
 	}
 	return UpsertMember200JSONResponse(view), nil
+}
+
+func memberView(rec member.Record) Member {
+	return Member{
+		MemberId: rec.ID, Given: rec.Given, Family: rec.Family, BirthDate: rec.BirthDate, Sex: rec.Sex,
+		Street: rec.Street, City: rec.City, State: rec.State, PostalCode: rec.PostalCode, Phone: rec.Phone,
+	}
+}
+
+// GetMember answers a member's demographics, read for a transfer: the
+// read is recorded on the transfer's timeline before the member is
+// answered. A caller without members:read (a reviewer) reads only the
+// members the transfer names; any other is not found, as is an unknown
+// member or transfer.
+func (s *Server) GetMember(ctx context.Context, req GetMemberRequestObject) (GetMemberResponseObject, error) {
+	tid := req.Params.TransferId
+	noteTransfer(ctx, tid)
+	if err := s.visible(ctx, tid); err != nil {
+		return nil, err
+	}
+	t, err := s.store.GetTransfer(ctx, tid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the transfer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get transfer: %w", err)
+	}
+	if !principal(ctx).Has(caller.MembersRead) && !names(t, req.MemberId) {
+		return nil, notFound("the member")
+	}
+	rec, err := s.store.GetMember(ctx, req.MemberId)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("the member")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get member: %w", err)
+	}
+	if err := s.recordMemberRead(ctx, t.ID, rec.ID); err != nil {
+		return nil, err
+	}
+	return GetMember200JSONResponse(memberView(rec)), nil
+}
+
+// names reports whether transfer t names member id: among its identity
+// candidates, as its runner-up, or as the member it resolved to.
+func names(t transfer.Transfer, id string) bool {
+	i := t.Identity
+	if i == nil {
+		return false
+	}
+	if i.MemberID == id || slices.Contains(i.Candidates, id) {
+		return true
+	}
+	return i.Rationale != nil && i.Rationale.RunnerUp != nil && i.Rationale.RunnerUp.MemberID == id
 }

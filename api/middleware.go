@@ -18,14 +18,11 @@ import (
 // maxBodyBytes bounds request bodies; a transfer request is a few KiB.
 const maxBodyBytes = 1 << 20
 
-// DefaultClientID is the only client until authentication lands.
-const DefaultClientID = "default"
-
 // requestInfo is what the middleware and the handlers of one request share:
 // the ids the access log and problem details carry.
 type requestInfo struct {
 	requestID  string
-	clientID   string
+	clientID   string // set by authorize once authenticated
 	transferID string // set by the handler once known
 }
 
@@ -34,18 +31,6 @@ type infoKey struct{}
 func infoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(infoKey{}).(*requestInfo)
 	return info
-}
-
-// clientIDOf says which client sent r. It is the one place authentication
-// will replace: idempotency keys, actors and reviewers all derive from it.
-func clientIDOf(*http.Request) string { return DefaultClientID }
-
-// clientID returns the calling client of the request ctx belongs to.
-func clientID(ctx context.Context) string {
-	if info := infoFrom(ctx); info != nil && info.clientID != "" {
-		return info.clientID
-	}
-	return DefaultClientID
 }
 
 // noteTransfer records the transfer a request is about, for its log line.
@@ -62,10 +47,10 @@ func noteTransfer(ctx context.Context, id string) {
 	}
 }
 
-// withInfo gives each request its id and client.
+// withInfo gives each request its id.
 func withInfo(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := &requestInfo{requestID: newRequestID(), clientID: clientIDOf(r)}
+		info := &requestInfo{requestID: newRequestID()}
 		w.Header().Set("X-Request-Id", info.requestID)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 	})
@@ -102,6 +87,9 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		}
 		if info := infoFrom(r.Context()); info != nil {
 			fields = append(fields, zap.String("request_id", info.requestID))
+			if info.clientID != "" {
+				fields = append(fields, zap.String("client_id", info.clientID))
+			}
 			if info.transferID != "" {
 				fields = append(fields, zap.String("transfer_id", info.transferID))
 			}

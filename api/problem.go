@@ -36,6 +36,8 @@ const (
 	ProblemInvalidDecision       = "invalid-decision"        // 422
 	ProblemNotAwaitingAck        = "not-awaiting-ack"        // 409
 	ProblemReceiptInvalid        = "receipt-invalid"         // 422
+	ProblemUnauthenticated       = "unauthenticated"         // 401: no credentials, or ones that do not hold
+	ProblemForbidden             = "forbidden"               // 403: the client's scopes do not open the operation
 	ProblemUnavailable           = "unavailable"             // 503: retry later
 	ProblemInternal              = "internal"                // 500
 )
@@ -48,6 +50,8 @@ type problemError struct {
 	title  string
 	detail string
 	fields []FieldProblem
+	// challenge is the WWW-Authenticate header of a 401 or 403.
+	challenge string
 }
 
 func (p *problemError) Error() string {
@@ -98,6 +102,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *problemError) {
 	h.Set("Cache-Control", "no-store")
 	if p.status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1")
+	}
+	if p.challenge != "" {
+		h.Set("WWW-Authenticate", p.challenge)
 	}
 	w.WriteHeader(p.status)
 	_, _ = buf.WriteTo(w)

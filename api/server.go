@@ -122,6 +122,7 @@ type Server struct {
 	store    Store
 	engine   Engine
 	keys     KeySet
+	auth     caller.Authenticator
 	partners Partners
 	pullers  Partners
 	log      *zap.Logger
@@ -147,9 +148,11 @@ func NewServer(d Deps) (*Server, error) {
 		return nil, errors.New("api: Deps.Engine is required")
 	case d.Keys == nil:
 		return nil, errors.New("api: Deps.Keys is required")
+	case d.Auth == nil:
+		return nil, errors.New("api: Deps.Auth is required")
 	}
 	s := &Server{
-		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners, pullers: d.Pullers,
+		store: d.Store, engine: d.Engine, keys: d.Keys, auth: d.Auth, partners: d.Partners, pullers: d.Pullers,
 		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR, acks: d.Acks,
 	}
 	s.signer = d.AuditSigner
@@ -170,9 +173,10 @@ func NewServer(d Deps) (*Server, error) {
 	return s, nil
 }
 
-// NewHandler returns the API's HTTP handler: a chi router that validates
-// requests against the embedded spec, recovers panics, logs each request
-// without PHI and answers every error with application/problem+json.
+// NewHandler returns the API's HTTP handler: a chi router that
+// authenticates and authorises each operation (Roles), validates requests
+// against the embedded spec, recovers panics, logs each request without
+// PHI and answers every error with application/problem+json.
 func NewHandler(d Deps) (http.Handler, error) {
 	s, err := NewServer(d)
 	if err != nil {
@@ -190,10 +194,16 @@ func (s *Server) routes() (http.Handler, error) {
 		return nil, fmt.Errorf("api: load embedded spec: %w", err)
 	}
 	spec.Servers = nil // validate paths only, whatever host serves them
+	ops, err := operations(spec)
+	if err != nil {
+		return nil, err
+	}
 
 	validate := nethttpmiddleware.OapiRequestValidatorWithOptions(spec, &nethttpmiddleware.Options{
 		Options: openapi3filter.Options{
-			MultiError: true, // report every invalid field at once
+			// authorize has checked the spec's security before this runs.
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+			MultiError:         true, // report every invalid field at once
 			SchemaValidationOptions: []openapi3.SchemaValidationOption{
 				// Real calendar dates and times, so that what passes
 				// validation also decodes; the default regexps accept
@@ -217,7 +227,7 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 
 	r := chi.NewRouter()
-	r.Use(withInfo, s.accessLog, s.recoverer, limitBody)
+	r.Use(withInfo, s.accessLog, s.recoverer, limitBody, s.authorize(r, ops))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, ProblemNotFound, "Not found", "no such route"))
 	})

@@ -3,9 +3,11 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -376,6 +378,9 @@ func (s *Server) linkHistory(ctx context.Context, t transfer.Transfer) (*[]Ident
 // then returns it: a read is on record before anything is answered.
 func (s *Server) readTransfer(ctx context.Context, route, id string) (transfer.Transfer, error) {
 	noteTransfer(ctx, id)
+	if err := s.visible(ctx, id); err != nil {
+		return transfer.Transfer{}, err
+	}
 	if err := s.recordReads(ctx, route, id); errors.Is(err, store.ErrNotFound) {
 		return transfer.Transfer{}, notFound("the transfer")
 	} else if err != nil {
@@ -391,10 +396,29 @@ func (s *Server) readTransfer(ctx context.Context, route, id string) (transfer.T
 	return t, nil
 }
 
-// ListTransfers answers a page of transfers, newest first.
+// visible answers 404 when the caller may see only its own transfers and
+// id is not one of them, before anything of it is recorded or shown: the
+// answer is the one for a transfer that does not exist.
+func (s *Server) visible(ctx context.Context, id string) error {
+	own := owner(ctx)
+	if own == "" {
+		return nil
+	}
+	t, err := s.store.GetTransfer(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && t.ClientID != own) {
+		return notFound("the transfer")
+	}
+	if err != nil {
+		return fmt.Errorf("get transfer: %w", err)
+	}
+	return nil
+}
+
+// ListTransfers answers a page of transfers, newest first: only the
+// caller's own when it may see no others.
 func (s *Server) ListTransfers(ctx context.Context, req ListTransfersRequestObject) (ListTransfersResponseObject, error) {
 	p := req.Params
-	f := store.ListFilter{Limit: defaultLimit, PartnerID: deref(p.PartnerId), Cursor: deref(p.Cursor)}
+	f := store.ListFilter{Limit: defaultLimit, PartnerID: deref(p.PartnerId), Cursor: deref(p.Cursor), ClientID: owner(ctx)}
 	if p.Direction != nil {
 		f.Direction = transfer.Direction(*p.Direction)
 	}
@@ -425,31 +449,53 @@ func (s *Server) ListTransfers(ctx context.Context, req ListTransfersRequestObje
 // defaultLimit is the page size when the client names none (as in openapi.yaml).
 const defaultLimit = 50
 
-// GetTransferTimeline answers the transfer's events in order, the record
-// of this read last.
+// Timeline page sizes (as in openapi.yaml).
+const (
+	defaultTimelineLimit = 100
+	maxTimelineLimit     = 1000
+)
+
+// GetTransferTimeline answers a page of the transfer's events in order,
+// this read recorded first. A walk of pages shows the timeline up to the
+// read of its first page: its cursor carries that bound, so a walk ends
+// however many reads its own pages add.
 func (s *Server) GetTransferTimeline(ctx context.Context, req GetTransferTimelineRequestObject) (GetTransferTimelineResponseObject, error) {
 	noteTransfer(ctx, req.Id)
+	rng := store.TimelineRange{Limit: defaultTimelineLimit}
+	if l := req.Params.Limit; l != nil {
+		rng.Limit = *l
+	}
+	if c := req.Params.Cursor; c != nil {
+		var ok bool
+		if rng.After, rng.Until, ok = decodeTimelineCursor(*c); !ok {
+			return nil, fieldInvalid("cursor", "is not a cursor this API returned")
+		}
+	}
+	if err := s.visible(ctx, req.Id); err != nil {
+		return nil, err
+	}
 	if err := s.recordReads(ctx, routeTimeline, req.Id); errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("the transfer")
 	} else if err != nil {
 		return nil, err
 	}
-	evs, err := s.store.Timeline(ctx, req.Id)
+	page, err := s.store.TimelinePage(ctx, req.Id, rng)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("the transfer")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("timeline: %w", err)
 	}
-	pos, err := s.timelineAudit(ctx, req.Id)
-	if err != nil {
-		return nil, fmt.Errorf("timeline: audit positions: %w", err)
+	until := rng.Until
+	if until == 0 {
+		until = page.Last // the first page: this read is the walk's last event
 	}
-	out := Timeline{Events: make([]TimelineEvent, len(evs))}
-	for k, e := range evs {
+	out := Timeline{Events: make([]TimelineEvent, len(page.Entries))}
+	for k, te := range page.Entries {
+		e := te.Event
 		ev := TimelineEvent{Seq: e.Seq, At: e.At.UTC(), Actor: e.Actor, Type: e.Type}
-		if ae, ok := pos[e.Seq]; ok {
-			ev.Position, ev.Hash = ptr(ae.Position), ptr(ae.LeafHash[:])
+		if te.Logged {
+			ev.Position, ev.Hash = ptr(te.Position), ptr(te.LeafHash[:])
 		}
 		if e.State != "" {
 			ev.State = ptr(TransferState(e.State))
@@ -459,7 +505,35 @@ func (s *Server) GetTransferTimeline(ctx context.Context, req GetTransferTimelin
 		}
 		out.Events[k] = ev
 	}
+	if n := len(page.Entries); n > 0 && page.Entries[n-1].Event.Seq < until {
+		out.NextCursor = ptr(encodeTimelineCursor(page.Entries[n-1].Event.Seq, until))
+	}
 	return GetTransferTimeline200JSONResponse(out), nil
+}
+
+// encodeTimelineCursor is the cursor of the page after seq after of a
+// walk that ends at seq until: opaque to clients, so that its form may
+// change.
+func encodeTimelineCursor(after, until int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(after, 10) + "." + strconv.FormatInt(until, 10)))
+}
+
+// decodeTimelineCursor reads a cursor encodeTimelineCursor wrote.
+func decodeTimelineCursor(c string) (after, until int64, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, 0, false
+	}
+	a, u, found := strings.Cut(string(b), ".")
+	if !found {
+		return 0, 0, false
+	}
+	after, errA := strconv.ParseInt(a, 10, 64)
+	until, errU := strconv.ParseInt(u, 10, 64)
+	if errA != nil || errU != nil || after < 1 || until <= after {
+		return 0, 0, false
+	}
+	return after, until, true
 }
 
 // ReviewTransfer delivers a review decision to a transfer in manual review
@@ -476,13 +550,16 @@ func (s *Server) ReviewTransfer(ctx context.Context, req ReviewTransferRequestOb
 	if strings.TrimSpace(b.Reason) == "" {
 		return nil, fieldInvalid("reason", "must not be blank")
 	}
+	if err := s.visible(ctx, req.Id); err != nil {
+		return nil, err
+	}
 	if _, err := s.store.GetTransfer(ctx, req.Id); errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("the transfer")
 	} else if err != nil {
 		return nil, fmt.Errorf("get transfer: %w", err)
 	}
 	d := transfer.ReviewDecision{
-		Decision: string(b.Decision), Reason: b.Reason, Reviewer: clientID(ctx),
+		Decision: string(b.Decision), Reason: b.Reason, Reviewer: reviewer(principal(ctx)),
 	}
 	if b.Decision == ReviewDecisionDecisionApprove {
 		d.MemberID = deref(b.MemberId)
@@ -499,7 +576,9 @@ func (s *Server) ReviewTransfer(ctx context.Context, req ReviewTransferRequestOb
 		s.logFor(ctx).Warn("review failed", zap.Error(err))
 		return nil, unavailable("the workflow engine did not take the decision; retry later")
 	}
-	t, err := s.store.GetTransfer(ctx, req.Id)
+	// The answer shows the transfer, so it is a read too: the one event
+	// that names the client through which the reviewer decided.
+	t, err := s.readTransfer(ctx, routeReview, req.Id)
 	if err != nil {
 		return nil, fmt.Errorf("get reviewed transfer: %w", err)
 	}

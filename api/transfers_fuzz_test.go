@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/p2p-payer/p2p/caller"
 	"github.com/p2p-payer/p2p/internal/phicanary"
 	"github.com/p2p-payer/p2p/store/sqlite"
 )
@@ -39,7 +40,7 @@ func FuzzCreateTransferBody(f *testing.F) {
 	f.Cleanup(func() { _ = st.Close() })
 	core, logs := observer.New(zapcore.DebugLevel)
 	srv, err := NewServer(Deps{
-		Store: st, Engine: &fakeEngine{}, Keys: fakeKeys{jwks: []byte(testJWKS)}, Logger: zap.New(core),
+		Store: st, Engine: &fakeEngine{}, Keys: fakeKeys{jwks: []byte(testJWKS)}, Auth: testAuth, Logger: zap.New(core),
 		Now: time.Now,
 	})
 	if err != nil {
@@ -62,6 +63,7 @@ func FuzzCreateTransferBody(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/transfers", strings.NewReader(string(b)))
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set(idempotencyHeader, fmt.Sprintf("fuzz-key-%08d", n))
+		r.Header.Set("Authorization", bearer("payer-a", "", caller.TransfersWrite))
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		switch w.Code {

@@ -118,6 +118,10 @@ type Timelines interface {
 	RecordAccess(ctx context.Context, as []Access) (int, error)
 	// Timeline returns the transfer's events in order, or ErrNotFound.
 	Timeline(ctx context.Context, transferID string) ([]transfer.Event, error)
+	// TimelinePage returns the part of the transfer's timeline r selects,
+	// each event with its place in the audit log, and the seq of the
+	// transfer's last event; ErrNotFound when there is no such transfer.
+	TimelinePage(ctx context.Context, transferID string, r TimelineRange) (TimelinePage, error)
 }
 
 // Artifacts are the files and manifests of exports, by digest.
@@ -257,6 +261,30 @@ type ExpiredArtifacts struct {
 	UpdatedAt  time.Time
 }
 
+// TimelineRange selects part of a transfer's timeline: the events with
+// After < seq <= Until (Until 0: no bound), at most Limit of them.
+type TimelineRange struct {
+	After int64
+	Until int64
+	Limit int // 1..1000; 0 or less means 100
+}
+
+// TimelinePage is part of a transfer's timeline.
+type TimelinePage struct {
+	Entries []TimelineEntry // in seq order
+	// Last is the seq of the transfer's last event when the page was read.
+	Last int64
+}
+
+// TimelineEntry is a timeline event and, when it has one (every event
+// recorded since the audit log exists), its place in the audit log.
+type TimelineEntry struct {
+	Event    transfer.Event
+	Logged   bool // false: recorded before the audit log existed
+	Position int64
+	LeafHash tlog.Hash
+}
+
 // AuditFilter selects audit entries; zero fields match everything.
 type AuditFilter struct {
 	FromPosition int64     // entries at this position and after
@@ -330,6 +358,7 @@ type IdempotencyRecord struct {
 type ListFilter struct {
 	State     transfer.State
 	PartnerID string
+	ClientID  string             // only transfers this client created
 	Direction transfer.Direction // "" = both
 	Limit     int                // 1..200; 0 means 50
 	Cursor    string             // opaque, from TransferPage.NextCursor

@@ -769,12 +769,24 @@ func PHIPurged(artifacts int, retention time.Duration) Event {
 type read struct {
 	Route     string `json:"route"`
 	RequestID string `json:"request_id"`
+	Person    string `json:"person,omitempty"`
+	MemberID  string `json:"member_id,omitempty"`
 }
 
 // Read is clientID reading the transfer through route in request reqID:
-// one read per request.
-func Read(clientID, route, reqID string) Event {
-	ev := event(EventRead, "read:"+reqID, read{route, reqID})
+// one read per request. person is who acted through the client, when its
+// credential names one ("" for a system).
+func Read(clientID, person, route, reqID string) Event {
+	ev := event(EventRead, "read:"+reqID, read{route, reqID, person, ""})
+	ev.Actor = ClientActor(clientID)
+	return ev
+}
+
+// MemberRead is clientID (and person, as in Read) reading the
+// demographics of member memberID for the transfer, through route in
+// request reqID.
+func MemberRead(clientID, person, route, reqID, memberID string) Event {
+	ev := event(EventRead, "read:"+reqID, read{route, reqID, person, memberID})
 	ev.Actor = ClientActor(clientID)
 	return ev
 }

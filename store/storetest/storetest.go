@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Access/Record", testRecordAccess},
 		{"Access/Invalid", testRecordAccessInvalid},
 		{"Access/Concurrent", testRecordAccessConcurrent},
+		{"Timeline/Page", testTimelinePage},
 		{"Identity/Links", testIdentityLinks},
 		{"Identity/LinksConcurrent", testIdentityLinksConcurrent},
 		{"Identity/Reviews", testIdentityReviews},
@@ -845,20 +846,21 @@ func testApplyConcurrent(t *testing.T, s store.Store) {
 func testListTransfers(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	type row struct {
-		id, partner string
-		at          time.Time
-		state       transfer.State
-		direction   transfer.Direction
+		id, partner, client string
+		at                  time.Time
+		state               transfer.State
+		direction           transfer.Direction
 	}
 	var rows []row
 	for i := range 14 {
 		at := base.Add(time.Duration(i/4) * time.Second) // groups of four share a time
 		partner := []string{"p-a", "p-b"}[i%2]
 		state := []transfer.State{transfer.StateInitiated, transfer.StateComplete, transfer.StateFailed}[i%3]
-		rows = append(rows, row{fmt.Sprintf("tr-%02d", (i*5)%14), partner, at, state, directionOf(i).OrExport()})
+		client := []string{"c-1", "c-2"}[(i/2)%2]
+		rows = append(rows, row{fmt.Sprintf("tr-%02d", (i*5)%14), partner, client, at, state, directionOf(i).OrExport()})
 	}
 	for i, r := range rows {
-		nt := newTransfer(r.id, "c", fmt.Sprintf("key-list-%02d", i), r.partner, r.at)
+		nt := newTransfer(r.id, r.client, fmt.Sprintf("key-list-%02d", i), r.partner, r.at)
 		nt.Transfer.Direction = directionOf(i)
 		create(t, s, nt)
 		if r.state != transfer.StateInitiated {
@@ -878,7 +880,7 @@ func testListTransfers(t *testing.T, s store.Store) {
 		var out []string
 		for _, r := range rows {
 			if (f.State == "" || r.state == f.State) && (f.PartnerID == "" || r.partner == f.PartnerID) &&
-				(f.Direction == "" || r.direction == f.Direction) {
+				(f.Direction == "" || r.direction == f.Direction) && (f.ClientID == "" || r.client == f.ClientID) {
 				out = append(out, r.id)
 			}
 		}
@@ -893,6 +895,9 @@ func testListTransfers(t *testing.T, s store.Store) {
 		{PartnerID: "unknown"},
 		{Direction: transfer.DirectionImport},
 		{Direction: transfer.DirectionExport, PartnerID: "p-a"},
+		{ClientID: "c-2"},
+		{ClientID: "c-1", PartnerID: "p-a", State: transfer.StateComplete},
+		{ClientID: "nobody"},
 	}
 	for _, f := range filters {
 		want := expect(f)

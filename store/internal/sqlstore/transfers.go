@@ -140,6 +140,7 @@ func (s *Store) ListTransfers(ctx context.Context, f store.ListFilter) (store.Tr
 	fs := filters{args: []any{limit + 1}} // one row more tells whether another page follows
 	fs.add(f.State != "", "state = ?", string(f.State))
 	fs.add(f.PartnerID != "", "partner_id = ?", f.PartnerID)
+	fs.add(f.ClientID != "", "client_id = ?", f.ClientID)
 	fs.add(f.Direction != "", "direction = ?", string(f.Direction))
 	if f.Cursor != "" {
 		at, id, err := decodeCursor(f.Cursor)
@@ -285,4 +286,37 @@ func (s *Store) Timeline(ctx context.Context, transferID string) ([]transfer.Eve
 		err = store.ErrNotFound
 	}
 	return out, s.wrap("timeline", err)
+}
+
+// TimelinePage implements store.Timelines. The last seq is read first, so
+// that a page bounded by it never shows an event recorded after it.
+func (s *Store) TimelinePage(ctx context.Context, transferID string, r store.TimelineRange) (store.TimelinePage, error) {
+	const op = "timeline page"
+	limit := 100 // r.Limit within 1..1000; zero or less means 100
+	if r.Limit > 0 {
+		limit = min(r.Limit, 1000)
+	}
+	var page store.TimelinePage
+	if err := s.r.QueryRowContext(ctx, s.sql("LastSeq"), transferID).Scan(&page.Last); err != nil {
+		return page, s.wrap(op, err)
+	}
+	if page.Last == 0 {
+		// Every transfer has its first event, so none means no transfer.
+		return page, s.wrap(op, store.ErrNotFound)
+	}
+	until := page.Last
+	if r.Until > 0 {
+		until = min(r.Until, until)
+	}
+	var err error
+	page.Entries, err = all(ctx, s.r, func(row scanner) (store.TimelineEntry, error) {
+		var e store.TimelineEntry
+		var pos sql.NullInt64
+		var leaf []byte
+		ev, err := scanEvent(row, &pos, &leaf)
+		e.Event, e.Logged, e.Position = ev, pos.Valid, pos.Int64
+		copy(e.LeafHash[:], leaf)
+		return e, err
+	}, s.sql("TimelinePage"), transferID, r.After, until, limit)
+	return page, s.wrap(op, err)
 }

@@ -256,3 +256,13 @@ DELETE FROM assertion_jtis WHERE expires_at < $1
 
 -- name: InsertAssertion
 INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING
+
+-- ---- authz (issue 11): paginated timelines ----
+
+-- A page of a timeline, each event with its audit-log place (none for
+-- events recorded before the audit log existed).
+-- name: TimelinePage
+SELECT a.position, a.leaf_hash, e.seq, e.event_key, e.occurred_at, e.state, e.actor, e.event_type, e.detail
+FROM timeline_events e LEFT JOIN audit_log a ON a.event_id = e.id
+WHERE e.transfer_id = $1 AND e.seq > $2 AND e.seq <= $3
+ORDER BY e.seq LIMIT $4
