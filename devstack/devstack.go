@@ -89,6 +89,9 @@ type Options struct {
 	// ShutdownTimeout bounds the HTTP servers' drain at Stop; 0:
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Limits are the request rates the API admits; zero fields take the
+	// app defaults, a negative rate turns a limit off.
+	Limits app.Limits
 }
 
 // DefaultShutdownTimeout is how long Stop waits for in-flight requests.
@@ -210,6 +213,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		StatusRetryAfter: o.StatusRetryAfter,
 		ShutdownTimeout:  o.ShutdownTimeout,
 		Retention:        o.Retention,
+		Limits:           o.Limits,
 	}
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Signer: signer, Partners: partners, Logger: o.Logger,
