@@ -8,15 +8,17 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/p2p-payer/p2p/member"
 )
 
-// memberIDPattern is the rule of our member ids in openapi.yaml: safe in a
-// path, a log line, a FHIR identifier and a file name. The spec's request
-// validator enforces it; this copy words its problem.
-const memberIDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`
+// memberIDPattern is the rule of our member ids (member.IDPattern), as
+// openapi.yaml states it: the spec's request validator enforces it, and a
+// schema error of this pattern is worded memberIDReason.
+const memberIDPattern = member.IDPattern
 
 // memberIDReason says what memberIDPattern asks for, without the value.
-const memberIDReason = "must be 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit"
+const memberIDReason = member.IDRule
 
 // cleanText refuses a request whose text we would otherwise repair: a
 // Content-Type naming a charset other than UTF-8 (415), and a body that

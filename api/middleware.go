@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -15,7 +16,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// maxBodyBytes bounds request bodies; a transfer request is a few KiB.
+// maxBodyBytes bounds request bodies but /fhir's; a transfer request is a
+// few KiB.
 const maxBodyBytes = 1 << 20
 
 // requestInfo is what the middleware and the handlers of one request share:
@@ -118,11 +120,17 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// limitBody bounds what a request body may cost us.
-func limitBody(next http.Handler) http.Handler {
+// limitBody bounds what a request body may cost us: maxBodyBytes on
+// every route but /fhir's, which take up to Deps.FHIRMaxBody (the FHIR
+// handler bounds each of its routes below that, and answers in FHIR terms).
+func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+			limit := int64(maxBodyBytes)
+			if s.fhir != nil && (r.URL.Path == "/fhir" || strings.HasPrefix(r.URL.Path, "/fhir/")) {
+				limit = s.fhirMax
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		next.ServeHTTP(w, r)
 	})

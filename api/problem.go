@@ -26,6 +26,7 @@ const (
 	ProblemInvalidText           = "invalid-text"            // 400: the body is not UTF-8 or holds NUL
 	ProblemUnsupportedMediaType  = "unsupported-media-type"  // 415
 	ProblemTooLarge              = "too-large"               // 413
+	ProblemHeaderTooLarge        = "header-too-large"        // 431: header fields past MaxHeaderBytes
 	ProblemIdempotencyKeyMissing = "idempotency-key-missing" // 400
 	ProblemIdempotencyKeyInvalid = "idempotency-key-invalid" // 400: outside 8..255 characters
 	ProblemIdempotencyKeyReused  = "idempotency-key-reused"  // 422: same key, other body
@@ -39,6 +40,7 @@ const (
 	ProblemUnauthenticated       = "unauthenticated"         // 401: no credentials, or ones that do not hold
 	ProblemForbidden             = "forbidden"               // 403: the client's scopes do not open the operation
 	ProblemUnavailable           = "unavailable"             // 503: retry later
+	ProblemRateLimited           = "rate-limited"            // 429: retry after Retry-After
 	ProblemInternal              = "internal"                // 500
 )
 

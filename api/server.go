@@ -115,6 +115,12 @@ type Deps struct {
 	// pdex). It answers in FHIR terms, not in problem+json, and is not part
 	// of openapi.yaml: the spec's request validator does not see it.
 	FHIR http.Handler
+	// FHIRMaxBody bounds the bodies of /fhir requests: the largest any
+	// /fhir route takes (pdex.MaxBulkMemberMatchBody); 0: 1 MiB, as /v1.
+	FHIRMaxBody int64
+	// RateLimits limits /v1 requests per client and acknowledgements per
+	// remote address; zero: no limit.
+	RateLimits RateLimits
 }
 
 // Server implements the API v1 handlers over its Deps.
@@ -130,8 +136,10 @@ type Server struct {
 	baseURL  string
 	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
 	fhir     http.Handler // nil: no /fhir routes
+	fhirMax  int64        // Deps.FHIRMaxBody
 	acks     AckVerifier  // nil: acknowledgements are refused
 	handler  http.Handler
+	limits   limiters
 
 	tokenMu sync.Mutex
 	token   []byte // the store's token key, once read (see KeyToken)
@@ -154,6 +162,11 @@ func NewServer(d Deps) (*Server, error) {
 	s := &Server{
 		store: d.Store, engine: d.Engine, keys: d.Keys, auth: d.Auth, partners: d.Partners, pullers: d.Pullers,
 		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR, acks: d.Acks,
+	}
+	s.limits = newLimiters(d.RateLimits)
+	s.fhirMax = d.FHIRMaxBody
+	if s.fhirMax <= 0 {
+		s.fhirMax = maxBodyBytes
 	}
 	s.signer = d.AuditSigner
 	if as, ok := d.Keys.(audit.Signer); ok && s.signer == nil {
@@ -227,7 +240,9 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 
 	r := chi.NewRouter()
-	r.Use(withInfo, s.accessLog, s.recoverer, limitBody, s.authorize(r, ops))
+	// Authentication before the rate limit, which keys on the client.
+	r.Use(withInfo, s.accessLog, s.recoverer, limitHeaders, s.limitBody, s.authorize(r, ops))
+	r.Use(s.rateLimit)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, ProblemNotFound, "Not found", "no such route"))
 	})

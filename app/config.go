@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
+	"github.com/p2p-payer/p2p/internal/ratelimit"
 	"github.com/p2p-payer/p2p/pdex"
 )
 
@@ -52,6 +54,66 @@ type Config struct {
 	// TokenLifetime (P2P_ACCESS_TOKEN_LIFETIME) is how long the access
 	// tokens we issue last; 0: smartauth.DefaultTokenLifetime (5m).
 	TokenLifetime time.Duration
+	// Resource limits (issue 11, limits).
+	Limits Limits // P2P_RATE_*, P2P_PUBLIC_RATE_*: the request rates the API admits
+}
+
+// Limits are the request rates the API admits, each a token bucket per
+// key in this process's memory: N API processes behind a balancer admit N
+// times them. A zero field takes its Default*; a negative rate turns that
+// limit off.
+type Limits struct {
+	// ClientRate (P2P_RATE_LIMIT) and ClientBurst (P2P_RATE_BURST): /v1
+	// requests per second per authenticated client (per remote address
+	// for a request without one), sustained and at once.
+	ClientRate  float64
+	ClientBurst int
+	// PublicRate (P2P_PUBLIC_RATE_LIMIT) and PublicBurst
+	// (P2P_PUBLIC_RATE_BURST): requests per second per remote address to
+	// what callers reach before authenticating: the /fhir token endpoint
+	// and partners' POST /v1/transfers/{id}/ack.
+	PublicRate  float64
+	PublicBurst int
+}
+
+// Defaults of Limits. A payer system submitting transfers is far below
+// DefaultClientRate (the dev stack accepts about 160 transfers/s in all,
+// docs/benchmarks.md); a partner fetches a token every few minutes and
+// acknowledges each delivery once.
+const (
+	DefaultClientRate  = 50
+	DefaultClientBurst = 100
+	DefaultPublicRate  = 5
+	DefaultPublicBurst = 20
+)
+
+// withDefaults returns l with its zero fields set to the defaults.
+func (l Limits) withDefaults() Limits {
+	if l.ClientRate == 0 {
+		l.ClientRate = DefaultClientRate
+	}
+	if l.ClientBurst <= 0 {
+		l.ClientBurst = DefaultClientBurst
+	}
+	if l.PublicRate == 0 {
+		l.PublicRate = DefaultPublicRate
+	}
+	if l.PublicBurst <= 0 {
+		l.PublicBurst = DefaultPublicBurst
+	}
+	return l
+}
+
+// client is the per-client limit of /v1; public the per-address limit of
+// the token endpoint and acknowledgements. A negative rate is no limit.
+func (l Limits) client() ratelimit.Limit {
+	l = l.withDefaults()
+	return ratelimit.Limit{Rate: l.ClientRate, Burst: l.ClientBurst}
+}
+
+func (l Limits) public() ratelimit.Limit {
+	l = l.withDefaults()
+	return ratelimit.Limit{Rate: l.PublicRate, Burst: l.PublicBurst}
 }
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
@@ -177,6 +239,14 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.dur(FlagAPI|FlagDev, &c.TokenLifetime, "access-token-lifetime", "P2P_ACCESS_TOKEN_LIFETIME", DefaultTokenLifetime,
 		"how long the access tokens of /oauth/token and /fhir/auth/token last")
 
+	// Resource limits (issue 11, limits).
+	l := &c.Limits
+	b.float(FlagAPI|FlagDev, &l.ClientRate, "rate-limit", "P2P_RATE_LIMIT", DefaultClientRate,
+		"/v1 requests per second per client (per remote address without credentials), in this process; negative: no limit")
+	b.integer(FlagAPI|FlagDev, &l.ClientBurst, "rate-burst", "P2P_RATE_BURST", DefaultClientBurst, "/v1 requests per client at once, above --rate-limit")
+	b.float(FlagAPI|FlagDev, &l.PublicRate, "public-rate-limit", "P2P_PUBLIC_RATE_LIMIT", DefaultPublicRate,
+		"requests per second per remote address to the /fhir token endpoint and to acknowledgements, in this process; negative: no limit")
+	b.integer(FlagAPI|FlagDev, &l.PublicBurst, "public-rate-burst", "P2P_PUBLIC_RATE_BURST", DefaultPublicBurst, "requests per remote address at once, above --public-rate-limit")
 	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
 	return b.err
 }
@@ -213,4 +283,42 @@ func (b *binder) dur(groups int, p *time.Duration, name, env string, def time.Du
 	}
 	*p = d
 	b.fs.Var(durationFlag{p}, name, usage+" ("+env+")")
+}
+
+// float binds a float flag; a malformed value in the environment is an
+// error.
+func (b *binder) float(groups int, p *float64, name, env string, def float64, usage string) {
+	if b.which&groups == 0 {
+		return
+	}
+	if *p != 0 {
+		def = *p
+	}
+	if v := Env(env, ""); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil && b.err == nil {
+			b.err = fmt.Errorf("%s: %q is not a number", env, v)
+		}
+		def = f
+	}
+	b.fs.Float64Var(p, name, def, usage+" ("+env+")")
+}
+
+// integer binds an integer flag; a malformed value in the environment is an
+// error.
+func (b *binder) integer(groups int, p *int, name, env string, def int, usage string) {
+	if b.which&groups == 0 {
+		return
+	}
+	if *p != 0 {
+		def = *p
+	}
+	if v := Env(env, ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil && b.err == nil {
+			b.err = fmt.Errorf("%s: %q is not an integer", env, v)
+		}
+		def = n
+	}
+	b.fs.IntVar(p, name, def, usage+" ("+env+")")
 }

@@ -61,7 +61,7 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	return WithSMART(auth, h), nil
+	return WithSMART(auth, h, cfg.Limits.public().New()), nil
 }
 
 // publicFHIR is the public URL of /fhir as configured (FHIRPublicURL, or

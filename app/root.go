@@ -137,6 +137,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	deps := api.Deps{
 		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
 		Keys: d.Signer, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
+		RateLimits: api.RateLimits{Client: cfg.Limits.client(), Ack: cfg.Limits.public()},
 	}
 	if d.Partners != nil {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
@@ -145,6 +146,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d); err != nil {
 			return nil, err
 		}
+		deps.FHIRMaxBody = pdex.MaxBulkMemberMatchBody // the largest /fhir body
 	}
 	srv, err := api.NewServer(deps)
 	if err != nil {

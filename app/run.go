@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/connectors/fhirrest"
 )
@@ -37,6 +38,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Du
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
+		// Generous, so that the API's own, smaller limit answers 431 in
+		// its terms (api.MaxHeaderBytes), not net/http in plain text.
+		MaxHeaderBytes: api.ServerMaxHeaderBytes,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

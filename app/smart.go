@@ -13,6 +13,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/internal/ratelimit"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/smartauth"
 )
@@ -79,9 +80,11 @@ func NewSMARTAuth(fhirURL string, signer *signing.Signer, partners PartnerList, 
 
 // WithSMART serves the token endpoint and .well-known/smart-configuration
 // of auth beside fhir (the /fhir handler, which sees paths below /fhir).
-func WithSMART(auth *smartauth.Server, fhir http.Handler) http.Handler {
+// The token endpoint admits what tokens admits per remote address (nil:
+// everything).
+func WithSMART(auth *smartauth.Server, fhir http.Handler, tokens *ratelimit.Keyed) http.Handler {
 	r := chi.NewRouter()
-	r.Method(http.MethodPost, SMARTTokenPath, auth.TokenHandler())
+	r.Method(http.MethodPost, SMARTTokenPath, LimitTokenRequests(tokens, auth.TokenHandler()))
 	r.Method(http.MethodGet, "/.well-known/smart-configuration", auth.ConfigurationHandler())
 	r.Mount("/", fhir)
 	return r

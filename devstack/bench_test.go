@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/p2p-payer/p2p/app"
 )
 
 // BenchmarkTransfers drives b.N transfers through one dev stack (embedded
@@ -22,7 +24,8 @@ import (
 //	go test -run '^$' -bench Transfers -benchtime 300x ./devstack/
 func BenchmarkTransfers(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := Start(ctx, Options{DataDir: b.TempDir(), Addr: "127.0.0.1:0", Seed: true})
+	// No rate limit: the benchmark measures the stack, not the limiter.
+	s, err := Start(ctx, Options{DataDir: b.TempDir(), Addr: "127.0.0.1:0", Seed: true, Limits: app.Limits{ClientRate: -1}})
 	cancel()
 	if err != nil {
 		b.Fatal(err)

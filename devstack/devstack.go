@@ -92,6 +92,9 @@ type Options struct {
 	// TokenLifetime is how long the token endpoints' access tokens last
 	// (not the ready-made ones: DevTokenLifetime); 0: the default.
 	TokenLifetime time.Duration
+	// Limits are the request rates the API admits; zero fields take the
+	// app defaults, a negative rate turns a limit off.
+	Limits app.Limits
 }
 
 // DefaultShutdownTimeout is how long Stop waits for in-flight requests.
@@ -221,6 +224,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		ShutdownTimeout:  o.ShutdownTimeout,
 		Retention:        o.Retention,
 		TokenLifetime:    o.TokenLifetime,
+		Limits:           o.Limits,
 	}
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Signer: signer, Partners: partners, Logger: o.Logger,

@@ -78,3 +78,44 @@ func TestQueryReaderAllowsEmptyFields(t *testing.T) {
 		t.Errorf("got %+v", row)
 	}
 }
+
+// TestMemberIDRule: a member id enters the index only if it follows
+// IDPattern; a row that breaks it is refused naming member_id and the rule.
+func TestMemberIDRule(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	cases := []struct {
+		id string
+		ok bool
+	}{
+		{"M100001", true},
+		{"a.b_c-1", true},
+		{"0", true},
+		{long, true},
+		{long + "a", false},
+		{"M 1", false},
+		{"-M1", false},
+		{".M1", false},
+		{"_M1", false},
+		{"M/1", false},
+		{"M;1", false},
+		{"Mé1", false},
+		{"M\u00a01", false},
+		{"M<1>", false},
+		{`"M1"`, false},
+	}
+	for _, c := range cases {
+		if got := ValidID(c.id); got != c.ok {
+			t.Errorf("ValidID(%q) = %v, want %v", c.id, got, c.ok)
+		}
+		err := Record{ID: c.id, Family: "Lee", BirthDate: "1980-02-03"}.Validate()
+		var fe *FieldError
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%q: %v, want valid", c.id, err)
+		case !c.ok && (!errors.As(err, &fe) || fe.Field != "member_id" || fe.Reason != IDRule):
+			t.Errorf("%q: %v, want member_id %s", c.id, err, IDRule)
+		case !c.ok && strings.Contains(err.Error(), c.id):
+			t.Errorf("%q: the error %q echoes the id", c.id, err)
+		}
+	}
+}

@@ -4,9 +4,25 @@ package member
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
+
+// IDPattern is the rule of our member ids, the one openapi.yaml states
+// (and the API's request validator enforces): safe in a URL path, a log
+// line, a FHIR identifier and a file name. Every way a member id enters
+// the index (PUT /v1/members/{member_id}, p2p members import, the demo
+// data) checks it through Record.Validate.
+const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`
+
+// IDRule says what IDPattern asks for, without the value.
+const IDRule = "must be 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit"
+
+var idPattern = regexp.MustCompile(IDPattern)
+
+// ValidID reports whether id follows IDPattern.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
 
 // Record is one member of the index as the payer knows them. It is PHI:
 // it lives in the store and never in logs, metrics or Temporal payloads.
@@ -29,8 +45,8 @@ func (r Record) Validate() error {
 	switch {
 	case strings.TrimSpace(r.ID) == "":
 		return &FieldError{Field: "member_id", Reason: "is required"}
-	case len(r.ID) > 128:
-		return &FieldError{Field: "member_id", Reason: "is longer than 128 characters"}
+	case !ValidID(r.ID):
+		return &FieldError{Field: "member_id", Reason: IDRule}
 	case strings.TrimSpace(r.Given) == "" && strings.TrimSpace(r.Family) == "":
 		return &FieldError{Field: "family", Reason: "given or family name is required"}
 	}

@@ -15,7 +15,9 @@ package pdex
 // projection and artifacts from the store. The requester's match grants
 // (recorded with each match's transfer, record.go) are re-checked on every kick-off and every file
 // request: a grant whose consent expired reaches nothing, and a file that
-// holds sensitive data is served only under a sensitive grant.
+// holds sensitive data is served only under a sensitive grant. A kick-off
+// counts against the requester's request rate, the bucket $member-match
+// uses (429 with Retry-After past it).
 
 import (
 	"context"
@@ -121,6 +123,12 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request) {
 	}
 	requester := c.PartnerID
 	log := h.d.Logger.With(zap.String("requester", requester), zap.String("op", "bulk-kickoff"))
+	// A kick-off starts a workflow that reads every matched member's data:
+	// it counts against the requester's rate as a $member-match does.
+	if wait := h.throttle.pace(requester, now); wait > 0 {
+		throttled(log, "bulk kick-off", wait, "rate").write(w)
+		return
+	}
 	if !preferAsync(r.Header.Values("Prefer")) {
 		writeOutcome(w, http.StatusBadRequest, issue("required", OutcomeInvalid, "a Bulk Data kick-off needs the header Prefer: respond-async"))
 		return

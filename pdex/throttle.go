@@ -89,17 +89,27 @@ func (t *Throttle) admit(ctx context.Context, who string, now time.Time) (wait t
 	if wait, capped, err := t.capped(ctx, who, now); err != nil || capped {
 		return wait, "failures", err
 	}
+	if wait := t.pace(who, now); wait > 0 {
+		return wait, "rate", nil
+	}
+	return 0, "", nil
+}
+
+// pace takes a token of who's request rate at now, or says how long until
+// there is one. Bulk export kick-offs are paced so, without the
+// failed-match cap: exporting members already matched probes nothing.
+func (t *Throttle) pace(who string, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.state(who).lim.ReserveN(now, 1)
 	if !r.OK() {
-		return t.window, "rate", nil // burst 0: never; kept safe
+		return t.window // burst 0: never; kept safe
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return d, "rate", nil
+		return d
 	}
-	return 0, "", nil
+	return 0
 }
 
 // capped reports whether who has reached the failed-match cap at now, and
