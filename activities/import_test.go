@@ -87,7 +87,7 @@ func newImportFixtureOn(t *testing.T, st store.Store) *importFixture {
 	t.Cleanup(srv.Close)
 	bulk.BaseURL = srv.URL + "/fhir"
 	partners, err := connectors.NewRegistry(connectors.Partner{ID: "oldco", Name: "Old Co", Roles: []connectors.Role{connectors.RolePull},
-		FHIRBaseURL: srv.URL + "/fhir", Auth: connectors.Auth{ClientID: "newco"}})
+		FHIRBaseURL: srv.URL + "/fhir", Auth: connectors.Auth{ClientID: "newco"}, AllowPrivateNetwork: true})
 	if err != nil {
 		t.Fatal(err)
 	}

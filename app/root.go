@@ -129,7 +129,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	if d.Partners != nil {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
 		deps.Pullers = api.PartnersFunc(d.Partners.CanPull)
-		deps.Acks = &AckVerifier{Partners: d.Partners}
+		deps.Acks = &AckVerifier{Partners: d.Partners, Keys: PartnerKeys(d.Partners)}
 		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d); err != nil {
 			return nil, err
 		}

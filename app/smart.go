@@ -31,6 +31,7 @@ func NewSMARTAuth(publicURL string, signer *signing.Signer, partners PartnerList
 	return &smartauth.Server{
 		TokenURL: strings.TrimRight(publicURL, "/") + "/fhir" + SMARTTokenPath,
 		Signer:   signer,
+		Keys:     PartnerKeys(partners),
 		Clients: func(clientID string) (smartauth.Client, bool) {
 			for _, p := range partners.Partners() {
 				if requester(p) && p.Auth.ClientID == clientID {
@@ -44,6 +45,13 @@ func NewSMARTAuth(publicURL string, signer *signing.Signer, partners PartnerList
 			return ok && requester(p)
 		},
 	}
+}
+
+// PartnerKeys is the fetcher of partners' JWKS (their client assertions,
+// their signed receipts): each fetch under the egress policy of the
+// partner that publishes the URL (connectors.JWKSEgress).
+func PartnerKeys(partners PartnerList) *signing.RemoteKeys {
+	return &signing.RemoteKeys{Egress: connectors.JWKSEgress(partners.Partners)}
 }
 
 // WithSMART serves the token endpoint and .well-known/smart-configuration

@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/signing"
 )
 
@@ -59,6 +60,8 @@ func newFixture(t *testing.T) (*Server, *time.Time, map[string]partnerKeys) {
 		},
 		Active: func(id string) bool { return active[id] },
 		Now:    func() time.Time { return now },
+		// The partner's JWKS is on loopback, as its registry entry allows.
+		Keys: &signing.RemoteKeys{Egress: func(string) egress.Policy { return egress.Policy{Name: "new-payer", AllowPrivate: true} }},
 	}, &now, keys
 }
 

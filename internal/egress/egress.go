@@ -97,14 +97,20 @@ type Refusal struct {
 	Reason string
 }
 
-func (r *Refusal) Error() string {
-	return fmt.Sprintf("call to %q for %s refused: %s", r.Host, r.Name, r.Reason)
-}
+func (r *Refusal) Error() string { return r.Reason }
 
 // refuse is the fault of a refused call.
-func (p *Policy) refuse(host, reason string) *fault.Error {
-	r := &Refusal{Name: p.Name, Host: host, Reason: reason}
-	return fault.Wrap(fault.Validation, fault.TypeEgressRefused, "partner "+p.Name+": outbound call refused", r)
+func (p *Policy) refuse(host, reason string) *fault.Error { return Refuse(p.Name, host, reason) }
+
+// Refuse is the fault of a call to host refused for party name: for
+// clients that refuse a URL before calling (a status URL, a manifest's file
+// URL on a host not allow-listed), so that every refusal reads the same.
+func Refuse(name, host, reason string) *fault.Error {
+	if len(host) > 100 {
+		host = host[:100] + "…"
+	}
+	r := &Refusal{Name: name, Host: host, Reason: reason}
+	return fault.Wrap(fault.Validation, fault.TypeEgressRefused, "partner "+name+": outbound call to "+host+" refused", r)
 }
 
 // Refused returns the refusal in err's chain, if a call was refused.
@@ -118,9 +124,17 @@ func Refused(err error) (*Refusal, bool) {
 // past its cap), if any. Clients return it as it is instead of wrapping it
 // as a transport failure, which would be retried.
 func Fault(err error) (*fault.Error, bool) {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if f, ok := e.(*fault.Error); ok && (f.Type == fault.TypeEgressRefused || f.Type == fault.TypeResponseTooLarge) {
-			return f, true
+	if f, ok := err.(*fault.Error); ok && (f.Type == fault.TypeEgressRefused || f.Type == fault.TypeResponseTooLarge) {
+		return f, true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return Fault(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if f, ok := Fault(e); ok {
+				return f, true
+			}
 		}
 	}
 	return nil, false

@@ -52,6 +52,13 @@ func HostOf(u *url.URL) (Rule, bool) {
 	return Rule{host: h}, h != ""
 }
 
+// RuleOf is the rule naming u's host on the port u names, or on any
+// port when u names none.
+func RuleOf(u *url.URL) (Rule, bool) {
+	h := strings.ToLower(u.Hostname())
+	return Rule{host: h, port: u.Port()}, h != ""
+}
+
 // OriginOf is the rule naming u's host on u's port (the scheme's default
 // when u names none): where a token configured for u may go.
 func OriginOf(u *url.URL) (Rule, bool) {
