@@ -93,7 +93,7 @@ func TestTokenNeverLeaves(t *testing.T) {
 				fhir.redirect = "http://evil.test:" + evil.port() + "/landed"
 			}
 			pol := egress.Policy{Name: "acme", AllowPrivate: true, Resolver: hostsResolver{}, FollowRedirects: true,
-				Hosts: egress.MustRules("fhir.test", "files.test"), TokenHosts: egress.MustRules("fhir.test:"+fhir.port())}
+				Hosts: egress.MustRules("fhir.test", "files.test"), TokenHosts: egress.MustRules("fhir.test:" + fhir.port())}
 			c, err := New(Config{Partner: "acme", BaseURL: fhirBase, AllowedHosts: []string{"files.test"},
 				Tokens: StaticToken("secret"), HTTPClient: egress.NewClient(pol)})
 			if err != nil {

@@ -112,17 +112,6 @@ func newRecorder(t *testing.T, h http.HandlerFunc) *recorder {
 
 func (r *recorder) port() string { u, _ := url.Parse(r.URL); return u.Port() }
 
-func (r *recorder) gotToken() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, a := range r.auths {
-		if a != "" {
-			return true
-		}
-	}
-	return false
-}
-
 func (r *recorder) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.hits }
 
 // TestDial: the address a name resolves to is checked when dialled.
