@@ -74,13 +74,13 @@ func newFixtureOn(t *testing.T, st store.Store) *fixture {
 	}
 	sbSrv := httptest.NewServer(sb.Handler())
 	t.Cleanup(sbSrv.Close)
-	partners, err := connectors.NewRegistry(connectors.Partner{ID: "sandbox", Name: "Sandbox", PushURL: sbSrv.URL + "/exports"})
+	partners, err := connectors.NewRegistry(connectors.Partner{ID: "sandbox", Name: "Sandbox", PushURL: sbSrv.URL + "/exports", AllowPrivateNetwork: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := Env{Now: func() time.Time { return t0 }}
 	f := &fixture{st: st, partner: sb,
-		acts: &Transfer{Env: env, Store: st, Partners: partners, Pusher: connectors.NewHTTPPusher(connectors.NewHTTPClient()),
+		acts: &Transfer{Env: env, Store: st, Partners: partners, Pusher: &connectors.HTTPPusher{},
 			Signer: signer, Source: export.SyntheticSource{}},
 		rec:   &Recorder{Env: env, Store: st},
 		bulk:  &BulkMatch{Env: env, Store: st},

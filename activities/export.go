@@ -47,7 +47,11 @@ type Transfer struct {
 	Signer   Signer
 	Source   export.Source
 
-	receiptKeys signing.RemoteKeys // partners' JWKS, to verify their receipts
+	// ReceiptKeys fetches partners' JWKS, to verify their receipts; nil:
+	// a fetcher of its own, public addresses only.
+	ReceiptKeys *signing.RemoteKeys
+
+	receiptKeys signing.RemoteKeys
 	key         presentationKey
 }
 
@@ -185,7 +189,11 @@ func (a *Transfer) SendExport(ctx context.Context, in SendInput) (Sent, error) {
 	if err == nil && r.Status == connectors.StatusAcknowledged {
 		// A partner that publishes keys signs its receipts: an
 		// acknowledgement counts only if its signature proves it.
-		receiptKID, err = connectors.VerifyReceipt(ctx, &a.receiptKeys, p, in.TransferID, in.ManifestSHA256, d.IdempotencyKey, r)
+		keys := a.ReceiptKeys
+		if keys == nil {
+			keys = &a.receiptKeys
+		}
+		receiptKID, err = connectors.VerifyReceipt(ctx, keys, p, in.TransferID, in.ManifestSHA256, d.IdempotencyKey, r)
 	}
 	if err != nil {
 		a.log(in.TransferID).Warn("delivery failed", zap.String("partner_id", p.ID), zap.Int32("attempt", n), zap.Error(err))
@@ -198,6 +206,9 @@ func (a *Transfer) SendExport(ctx context.Context, in SendInput) (Sent, error) {
 			detail.ErrorType, detail.ErrorClass, detail.HTTPStatus = f.Type, string(f.Class), f.Status
 		}
 		if rerr := a.record(ctx, a.Store, in.TransferID, store.Change{Event: transfer.SendFailed(detail)}); rerr != nil {
+			return fail(rerr)
+		}
+		if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, p.ID, "push", 0, err, ImportLimits{}); rerr != nil {
 			return fail(rerr)
 		}
 		return fail(err)

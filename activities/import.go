@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -53,6 +54,8 @@ type Import struct {
 	// resources: our own FHIR server. nil: the NDJSON directory is the
 	// sink.
 	FHIR ImportLoader
+	// Limits cap what an import pulls; zero fields: the defaults.
+	Limits ImportLimits
 
 	key presentationKey
 }
@@ -171,6 +174,9 @@ func (a *Import) MatchAtPartner(ctx context.Context, in ImportInput) (Matched, e
 		f, ok := fault.As(err)
 		if !ok || f.Class != fault.Business || (f.Type != transfer.ErrorNoMatch && f.Type != transfer.ErrorConsentDenied) {
 			a.log(in.TransferID).Warn("member-match failed", zap.String("partner_id", p.ID), zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+			if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, p.ID, "member-match", 0, err, a.limits()); rerr != nil {
+				return fail(rerr)
+			}
 			return fail(err)
 		}
 		out = Matched{Status: f.Type, Reason: pdexclient.Reason(err), HTTPStatus: f.Status, ConsentID: req.Consent.ID, Scope: req.Consent.Scope}
@@ -324,6 +330,9 @@ func (a *Import) KickOffImport(ctx context.Context, in KickOffInput) (KickedOff,
 	})
 	if err != nil {
 		a.log(in.TransferID).Warn("kick-off failed", zap.String("partner_id", p.ID), zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+		if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, p.ID, "kick-off", in.Round, err, a.limits()); rerr != nil {
+			return fail(rerr)
+		}
 		return fail(err)
 	}
 	at := a.now()
@@ -362,7 +371,16 @@ func (a *Import) PollImport(ctx context.Context, in PollInput) (Polled, error) {
 		return fail(fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err))
 	}
 	st, err := bc.Poll(ctx, in.StatusURL)
+	if err == nil && st.Complete != nil {
+		m := st.Complete.Manifest
+		if n, max := len(m.Output)+len(m.Error), a.limits().Files; n > max {
+			err = limitError(fault.TypeImportTooManyFiles, p.ID, fmt.Sprintf("the manifest lists %d files, more than the %d an import takes", n, max))
+		}
+	}
 	if err != nil {
+		if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, p.ID, "status", 0, err, a.limits()); rerr != nil {
+			return fail(rerr)
+		}
 		return fail(err)
 	}
 	out := Polled{Status: st}
@@ -407,15 +425,27 @@ func (a *Import) DownloadImportFile(ctx context.Context, in DownloadInput) (tran
 	if err != nil {
 		return fail(err)
 	}
-	sink, err := bulkdata.NewNDJSONDirSink(dir)
+	dirSink, err := bulkdata.NewNDJSONDirSink(dir)
 	if err != nil {
 		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "staging directory", err))
 	}
+	// What the round's other files already hold counts against the
+	// transfer's cap (this file's earlier copy, which it replaces, not).
+	limits := a.limits()
+	round, _ := a.stagingDir(in.TransferID, in.Round, false) // checked above
+	used, err := stagedBytes(round, filepath.Join(dir, bulkdata.FileName(in.File.Type, in.N)))
+	if err != nil {
+		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "staging directory", err))
+	}
+	sink := &cappedSink{Sink: dirSink, partner: p.ID, fileMax: limits.FileBytes, totalMax: limits.TransferBytes - used, total: limits.TransferBytes}
 	stop := heartbeat(ctx, 2*time.Second)
 	res, err := bc.DownloadTo(ctx, in.File, in.RequiresAccessToken, sink, in.N)
 	stop()
 	if err != nil {
 		a.log(in.TransferID).Warn("download failed", zap.String("partner_id", p.ID), zap.String("type", in.File.Type), zap.Int32("attempt", attempt(ctx)), zap.Error(err))
+		if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, p.ID, "download", in.Round, err, limits); rerr != nil {
+			return fail(rerr)
+		}
 		return fail(err)
 	}
 	f := transfer.ExportFile{Type: res.Type, Count: int(res.Resources), SHA256: res.SHA256, Bytes: res.Bytes}
@@ -446,6 +476,9 @@ func (a *Import) DeleteImport(ctx context.Context, in DeleteInput) error {
 		return partnerAppError(ctx, NameDeleteImport, fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err), p.Retry)
 	}
 	if err := bc.Delete(ctx, in.StatusURL); err != nil {
+		if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, p.ID, "delete", 0, err, a.limits()); rerr != nil {
+			return partnerAppError(ctx, NameDeleteImport, rerr, p.Retry)
+		}
 		return partnerAppError(ctx, NameDeleteImport, err, p.Retry)
 	}
 	return a.record(ctx, a.Store, in.TransferID, store.Change{
@@ -510,6 +543,23 @@ func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered,
 	if err != nil {
 		return fail(err)
 	}
+	// Downloads run in parallel, each held to what was left of the
+	// transfer's cap when it started: the sum is checked here, before
+	// anything reaches the sink.
+	var total int64
+	for _, f := range in.Files {
+		total += f.Bytes
+	}
+	if limits := a.limits(); total > limits.TransferBytes || len(in.Files) > limits.Files {
+		err := limitError(fault.TypeImportTooLarge, "", fmt.Sprintf("the import's %d files hold %d bytes, past its caps (%d files, %d bytes)", len(in.Files), total, limits.Files, limits.TransferBytes))
+		if len(in.Files) > limits.Files {
+			err.Type = fault.TypeImportTooManyFiles
+		}
+		if rerr := a.auditRefusal(ctx, a.Store, in.TransferID, "", "deliver", in.Round, err, limits); rerr != nil {
+			return fail(rerr)
+		}
+		return fail(err)
+	}
 	root, _ := a.importDir() // stagingDir checked it
 	final := filepath.Join(root, in.TransferID)
 	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
@@ -571,6 +621,9 @@ func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered,
 	}
 	return d, nil
 }
+
+// limits is a.Limits with the defaults filled in.
+func (a *Import) limits() ImportLimits { return a.Limits.WithDefaults() }
 
 var safeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 

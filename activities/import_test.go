@@ -46,6 +46,7 @@ type importFixture struct {
 	acts *Import
 	st   store.Store
 	bulk *bulktest.Server
+	srv  *httptest.Server // the old payer
 }
 
 func newImportFixture(t *testing.T) *importFixture {
@@ -60,6 +61,13 @@ func newImportFixture(t *testing.T) *importFixture {
 
 // newImportFixtureOn is an importFixture over st.
 func newImportFixtureOn(t *testing.T, st store.Store) *importFixture {
+	t.Helper()
+	return newImportFixtureWith(t, st, nil)
+}
+
+// newImportFixtureWith is an importFixture over st whose partner and pull
+// dialer configure changes, given the old payer's server URL.
+func newImportFixtureWith(t *testing.T, st store.Store, configure func(srvURL string, p *connectors.Partner, d *pdexclient.Dialer)) *importFixture {
 	t.Helper()
 	us := []fhir.Identifier{{System: fhir.SystemNPI, Value: "0123456789"}}
 	mm, err := pdex.NewHandler(pdex.Deps{
@@ -86,14 +94,19 @@ func newImportFixtureOn(t *testing.T, st store.Store) *importFixture {
 	}))
 	t.Cleanup(srv.Close)
 	bulk.BaseURL = srv.URL + "/fhir"
-	partners, err := connectors.NewRegistry(connectors.Partner{ID: "oldco", Name: "Old Co", Roles: []connectors.Role{connectors.RolePull},
-		FHIRBaseURL: srv.URL + "/fhir", Auth: connectors.Auth{ClientID: "newco"}})
+	p := connectors.Partner{ID: "oldco", Name: "Old Co", Roles: []connectors.Role{connectors.RolePull},
+		FHIRBaseURL: srv.URL + "/fhir", Auth: connectors.Auth{ClientID: "newco"}, AllowPrivateNetwork: true}
+	dialer := &pdexclient.Dialer{TrustHeader: "X-P2P-Partner"}
+	if configure != nil {
+		configure(srv.URL, &p, dialer)
+	}
+	partners, err := connectors.NewRegistry(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acts := &Import{Env: Env{Now: func() time.Time { return t0 }}, Store: st, Partners: partners, Pull: &pdexclient.Dialer{TrustHeader: "X-P2P-Partner"},
+	acts := &Import{Env: Env{Now: func() time.Time { return t0 }}, Store: st, Partners: partners, Pull: dialer,
 		Payer: Payer{Name: "New Co", Identifiers: us, MemberIDSystem: "https://new.example/member"}, Dir: t.TempDir()}
-	return &importFixture{acts: acts, st: st, bulk: bulk}
+	return &importFixture{acts: acts, st: st, bulk: bulk, srv: srv}
 }
 
 func (f *importFixture) create(t *testing.T, id, card string, at time.Time) {

@@ -14,7 +14,11 @@ import (
 // against the keys their registry entries publish.
 type AckVerifier struct {
 	Partners PartnerLookup
-	Keys     signing.RemoteKeys
+	// Keys fetches partners' JWKS; nil: a fetcher of its own, public
+	// addresses only.
+	Keys *signing.RemoteKeys
+
+	own signing.RemoteKeys
 }
 
 // VerifyAck checks that receiptJWS is the transfer's partner's signed
@@ -28,6 +32,10 @@ func (v *AckVerifier) VerifyAck(ctx context.Context, t transfer.Transfer, receip
 		return "", "", fault.New(fault.Validation, connectors.ErrTypeBadReceipt, "the transfer has no delivered export")
 	}
 	m := t.Export.ManifestSHA256
-	c, kid, err := connectors.VerifySignedReceipt(ctx, &v.Keys, p, t.ID, m, connectors.DeliveryKey(t.ID, m), receiptJWS)
+	keys := v.Keys
+	if keys == nil {
+		keys = &v.own
+	}
+	c, kid, err := connectors.VerifySignedReceipt(ctx, keys, p, t.ID, m, connectors.DeliveryKey(t.ID, m), receiptJWS)
 	return c.ReceiptID, kid, err
 }

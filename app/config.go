@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/internal/ratelimit"
 	"github.com/p2p-payer/p2p/pdex"
 )
@@ -56,6 +57,13 @@ type Config struct {
 	TokenLifetime time.Duration
 	// Resource limits (issue 11, limits).
 	Limits Limits // P2P_RATE_*, P2P_PUBLIC_RATE_*: the request rates the API admits
+	// Egress (issue 11): the caps of what one import pulls from an old
+	// payer (activities.ImportLimits). Outbound calls themselves are
+	// constrained per partner in the registry (allow_private_network,
+	// allowed_hosts, token_hosts).
+	ImportMaxFileBytes int64 // P2P_IMPORT_MAX_FILE_BYTES: one downloaded file
+	ImportMaxBytes     int64 // P2P_IMPORT_MAX_BYTES: every file of one import together
+	ImportMaxFiles     int64 // P2P_IMPORT_MAX_FILES: files one manifest may list
 }
 
 // Limits are the request rates the API admits, each a token bucket per
@@ -114,6 +122,20 @@ func (l Limits) client() ratelimit.Limit {
 func (l Limits) public() ratelimit.Limit {
 	l = l.withDefaults()
 	return ratelimit.Limit{Rate: l.PublicRate, Burst: l.PublicBurst}
+}
+
+// ImportLimits is the import caps of c, defaults filled in.
+func (c Config) ImportLimits() activities.ImportLimits {
+	return activities.ImportLimits{FileBytes: c.ImportMaxFileBytes, TransferBytes: c.ImportMaxBytes, Files: int(c.ImportMaxFiles)}.WithDefaults()
+}
+
+// ValidateImportLimits reports a negative cap or a per-file cap above the
+// per-import one.
+func (c Config) ValidateImportLimits() error {
+	if c.ImportMaxFiles < 0 || c.ImportMaxFiles > 1<<31-1 {
+		return fmt.Errorf("P2P_IMPORT_MAX_FILES %d: want 0 (the default) to %d", c.ImportMaxFiles, 1<<31-1)
+	}
+	return activities.ImportLimits{FileBytes: c.ImportMaxFileBytes, TransferBytes: c.ImportMaxBytes, Files: int(c.ImportMaxFiles)}.Validate()
 }
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
@@ -247,6 +269,13 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.float(FlagAPI|FlagDev, &l.PublicRate, "public-rate-limit", "P2P_PUBLIC_RATE_LIMIT", DefaultPublicRate,
 		"requests per second per remote address to the /fhir token endpoint and to acknowledgements, in this process; negative: no limit")
 	b.integer(FlagAPI|FlagDev, &l.PublicBurst, "public-rate-burst", "P2P_PUBLIC_RATE_BURST", DefaultPublicBurst, "requests per remote address at once, above --public-rate-limit")
+	// Egress (issue 11): import caps.
+	b.int(FlagWorker|FlagDev, &c.ImportMaxFileBytes, "import-max-file-bytes", "P2P_IMPORT_MAX_FILE_BYTES", activities.DefaultImportFileBytes,
+		"largest file an import downloads, in bytes; a larger one fails the import (import_file_too_large)")
+	b.int(FlagWorker|FlagDev, &c.ImportMaxBytes, "import-max-bytes", "P2P_IMPORT_MAX_BYTES", activities.DefaultImportTransferBytes,
+		"most bytes one import downloads, all its files together; more fails the import (import_too_large)")
+	b.int(FlagWorker|FlagDev, &c.ImportMaxFiles, "import-max-files", "P2P_IMPORT_MAX_FILES", activities.DefaultImportFiles,
+		"most files (output and error) an old payer's manifest may list; more fails the import (import_too_many_files)")
 	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
 	return b.err
 }
@@ -267,6 +296,26 @@ func (b *binder) str(groups int, p *string, name, env, def, usage string) {
 		def = *p
 	}
 	b.fs.StringVar(p, name, Env(env, def), usage+" ("+env+")")
+}
+
+// int binds an integer flag.
+func (b *binder) int(groups int, p *int64, name, env string, def int64, usage string) {
+	if b.which&groups == 0 {
+		return
+	}
+	if *p != 0 {
+		def = *p
+	}
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil && b.err == nil {
+			b.err = fmt.Errorf("%s=%q: want an integer", env, v)
+		}
+		if err == nil {
+			def = n
+		}
+	}
+	b.fs.Int64Var(p, name, def, usage+" ("+env+")")
 }
 
 // dur binds a duration flag (ParseDuration: 30s, 10m, 36h, 30d, 6y).

@@ -21,6 +21,7 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
@@ -55,6 +56,9 @@ type Deps struct {
 	// PullTrustHeader is sent, with the partner's auth.client_id, to pull
 	// partners with auth none: other dev stacks on loopback.
 	PullTrustHeader string
+	// Resolver resolves partners' host names for the egress checks; nil:
+	// the system's. Tests map names to addresses to refuse.
+	Resolver egress.Resolver
 }
 
 func (d Deps) check(what string) error {
@@ -142,7 +146,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	if d.Partners != nil {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
 		deps.Pullers = api.PartnersFunc(d.Partners.CanPull)
-		deps.Acks = &AckVerifier{Partners: d.Partners}
+		deps.Acks = &AckVerifier{Partners: d.Partners, Keys: PartnerKeys(d.Partners)}
 		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d); err != nil {
 			return nil, err
 		}
@@ -303,7 +307,7 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		Store: d.Store, Matcher: matcher, Partners: d.Partners, Signer: d.Signer, Logger: log.Named("worker"),
 		PHIRetention: cfg.Retention.PHIRetention, Transmitter: Transmitter(us), ImportDir: cfg.ImportDir,
 		PayerName: export.DefaultPayerName, PayerIdentifiers: ids, MemberIDSystem: export.DefaultMemberIDSystem,
-		PullTrustHeader: d.PullTrustHeader,
+		PullTrustHeader: d.PullTrustHeader, ImportLimits: cfg.ImportLimits(), Resolver: d.Resolver,
 		// $bulk-member-match members are decided as $member-match decides
 		// (pdex.Matching), with the same matcher, their failed matches
 		// counted in the store with the FHIR API's.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
-	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/internal/ratelimit"
+	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/smartauth"
 )
@@ -60,7 +60,7 @@ func NewSMARTAuth(fhirURL string, signer *signing.Signer, partners PartnerList, 
 	base := strings.TrimRight(fhirURL, "/")
 	return &smartauth.Server{
 		Surface: "fhir", TokenURL: base + SMARTTokenPath, Audience: base, Signer: signer, Scopes: FHIRScopes(),
-		Replay: replay, Logger: log, TokenLifetime: lifetime,
+		Keys: PartnerKeys(partners), Replay: replay, Logger: log, TokenLifetime: lifetime,
 		Clients: func(_ context.Context, clientID string) (smartauth.Client, error) {
 			for _, p := range partners.Partners() {
 				if requester(p) && p.Auth.ClientID == clientID {
@@ -76,6 +76,13 @@ func NewSMARTAuth(fhirURL string, signer *signing.Signer, partners PartnerList, 
 			return smartauth.Client{}, smartauth.ErrUnknownClient
 		},
 	}
+}
+
+// PartnerKeys is the fetcher of partners' JWKS (their client assertions,
+// their signed receipts): each fetch under the egress policy of the
+// partner that publishes the URL (connectors.JWKSEgress).
+func PartnerKeys(partners PartnerList) *signing.RemoteKeys {
+	return &signing.RemoteKeys{Egress: connectors.JWKSEgress(partners.Partners)}
 }
 
 // WithSMART serves the token endpoint and .well-known/smart-configuration

@@ -7,16 +7,18 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // Receipt statuses.
@@ -100,25 +102,43 @@ type Pusher interface {
 // partner_rejected; redirects (not followed: exports must not be sent on
 // to another host) and unusable 2xx bodies fault.Validation. Messages name
 // the partner, the status and the problem type, never body content.
+//
+// Each partner is called through its own egress client (Partner.Egress):
+// its push_url's address is checked when dialled (private addresses only
+// with allow_private_network), no Authorization header is ever sent, and
+// an answer longer than 1 MiB is response_too_large.
 type HTTPPusher struct {
-	Client *http.Client     // nil: NewHTTPClient()
-	Now    func() time.Time // for Retry-After dates; nil: time.Now
+	// Client, if set, makes every call as it is (tests); nil: each
+	// partner's egress client.
+	Client *http.Client
+	// Resolver resolves partners' host names for their egress clients;
+	// nil: the system's.
+	Resolver egress.Resolver
+	Now      func() time.Time // for Retry-After dates; nil: time.Now
+
+	mu      sync.Mutex
+	clients map[string]partnerClient
+}
+
+// partnerClient is a partner's egress client, built for the registry
+// entry it was built from.
+type partnerClient struct {
+	p Partner
+	c *http.Client
 }
 
 var _ Pusher = (*HTTPPusher)(nil)
 
-// NewHTTPPusher returns an HTTPPusher using c, or NewHTTPClient() if c is
-// nil.
+// NewHTTPPusher returns an HTTPPusher using c for every call, or each
+// partner's egress client if c is nil.
 func NewHTTPPusher(c *http.Client) *HTTPPusher {
-	if c == nil {
-		c = NewHTTPClient()
-	}
 	return &HTTPPusher{Client: c}
 }
 
-// NewHTTPClient returns a client for partner calls: bounded connect, TLS
-// and idle times, an overall cap of MaxTimeout (each call also gets its
-// partner's timeout), and no redirects.
+// NewHTTPClient returns a client without an egress policy: bounded
+// connect, TLS and idle times, an overall cap of MaxTimeout, and no
+// redirects. It is for the sandbox partner and tests, which play the
+// partner's side; our own calls to partners go through Partner.Egress.
 func NewHTTPClient() *http.Client {
 	return &http.Client{
 		Timeout: MaxTimeout,
@@ -185,29 +205,51 @@ func (h *HTTPPusher) Push(ctx context.Context, p Partner, d Delivery) (Receipt, 
 
 	// A copy of the client that never follows redirects, whatever client
 	// we were given: a redirect must not carry PHI to another host.
-	c := *h.client()
+	c := *h.client(p)
 	c.CheckRedirect = noRedirect
 	resp, err := c.Do(req)
+	if f, ok := egress.Fault(err); ok {
+		return Receipt{}, f // refused: nothing was sent
+	}
 	if err != nil {
 		return Receipt{}, fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+p.ID+": push failed", err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	raw, err := egress.ReadAll(resp.Body, maxResponse, p.ID)
+	if f, ok := egress.Fault(err); ok {
+		return Receipt{}, f
+	}
 	if err != nil {
 		return Receipt{}, fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+p.ID+": reading the answer", err)
 	}
 	return h.classify(p, resp, raw)
 }
 
-func (h *HTTPPusher) client() *http.Client {
-	if h.Client == nil {
-		return defaultClient
+// client is the client of calls to p: h.Client, or p's egress client,
+// built again when p's registry entry changed.
+func (h *HTTPPusher) client(p Partner) *http.Client {
+	if h.Client != nil {
+		return h.Client
 	}
-	return h.Client
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if pc, ok := h.clients[p.ID]; ok && reflect.DeepEqual(pc.p, p) {
+		return pc.c
+	}
+	pol := p.Egress()
+	pol.MaxResponseBytes = maxResponse
+	pol.Timeout = MaxTimeout
+	pol.Resolver = h.Resolver
+	c := egress.NewClient(pol)
+	if old, ok := h.clients[p.ID]; ok {
+		old.c.CloseIdleConnections()
+	}
+	if h.clients == nil {
+		h.clients = map[string]partnerClient{}
+	}
+	h.clients[p.ID] = partnerClient{p: p, c: c}
+	return c
 }
-
-// defaultClient serves HTTPPushers built without a client.
-var defaultClient = NewHTTPClient()
 
 func (h *HTTPPusher) now() time.Time {
 	if h.Now != nil {

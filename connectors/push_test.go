@@ -193,8 +193,8 @@ func TestPushTransportFailures(t *testing.T) {
 		name    string
 		partner Partner
 	}{
-		{"partner timeout", Partner{ID: "slow", PushURL: slow.URL, Timeout: 100 * time.Millisecond}},
-		{"connection refused", Partner{ID: "gone", PushURL: goneURL}},
+		{"partner timeout", Partner{ID: "slow", PushURL: slow.URL, Timeout: 100 * time.Millisecond, AllowPrivateNetwork: true}},
+		{"connection refused", Partner{ID: "gone", PushURL: goneURL, AllowPrivateNetwork: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

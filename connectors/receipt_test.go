@@ -53,7 +53,10 @@ func TestVerifyReceipt(t *testing.T) {
 		{"other receipt id", withKeys, Receipt{ReceiptID: "r9", Signed: sign(partnerKey, claims)}, "", fault.Validation},
 		{"JWKS down", Partner{ID: "p", JWKSURL: down.URL}, Receipt{ReceiptID: "r1", Signed: sign(partnerKey, claims)}, "", fault.Downstream},
 	}
-	var keys signing.RemoteKeys
+	// The partners' JWKS are on loopback: their registry entries allow it.
+	keys := signing.RemoteKeys{Egress: JWKSEgress(func() []Partner {
+		return []Partner{{ID: "p", JWKSURL: srv.URL, AllowPrivateNetwork: true}, {ID: "p", JWKSURL: down.URL, AllowPrivateNetwork: true}}
+	})}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			kid, err := VerifyReceipt(context.Background(), &keys, tt.p, "t1", "m1", "k1", tt.r)

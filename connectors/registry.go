@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -24,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // Timeouts of a partner call.
@@ -75,6 +77,17 @@ type Partner struct {
 	// "files.a.example:8443" (that port), "*.blob.a.example" (any
 	// subdomain), "[::1]:8080".
 	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
+	// TokenHosts are the hosts, besides that of FHIRBaseURL (on its port),
+	// that may receive our bearer token: a file server on another host
+	// whose manifest says requiresAccessToken. Same rules as AllowedHosts;
+	// a token is never sent anywhere else, redirects included.
+	TokenHosts []string `yaml:"token_hosts,omitempty"`
+	// AllowPrivateNetwork lets our calls to the partner reach loopback,
+	// private (10/8, 172.16/12, 192.168/16, fc00::/7) and shared
+	// (100.64/10) addresses: the dev sandbox, a partner on a private
+	// link. Without it they are refused, whatever a name resolves to.
+	// Link-local addresses (cloud metadata) are refused even with it.
+	AllowPrivateNetwork bool `yaml:"allow_private_network,omitempty"`
 	// JWKSURL is the partner's own keys: its signatures and, as a
 	// requester, its SMART client assertions.
 	JWKSURL string        `yaml:"jwks_url,omitempty"`
@@ -120,6 +133,83 @@ func (p Partner) AllowsURL(u string) bool {
 		}
 	}
 	return slices.ContainsFunc(p.AllowedHosts, func(h string) bool { return bulkdata.AllowedHost(h, pu) })
+}
+
+// Egress is the policy of our calls to p (package internal/egress): the
+// hosts of its configured URLs and AllowedHosts, its token only to the
+// origin of FHIRBaseURL and to TokenHosts, private addresses only with
+// AllowPrivateNetwork. The caller sets the size cap, timeouts, redirects
+// and TLS of its own client.
+func (p Partner) Egress() egress.Policy {
+	pol := egress.Policy{Name: p.ID, AllowPrivate: p.AllowPrivateNetwork}
+	for _, s := range []string{p.PushURL, p.FHIRBaseURL, p.JWKSURL, p.Auth.TokenURL} {
+		if u, err := url.Parse(s); err == nil && s != "" {
+			if r, ok := egress.HostOf(u); ok {
+				pol.Hosts = append(pol.Hosts, r)
+			}
+		}
+	}
+	for _, h := range p.AllowedHosts {
+		if r, err := egress.ParseRule(h); err == nil {
+			pol.Hosts = append(pol.Hosts, r)
+		}
+	}
+	if u, err := url.Parse(p.FHIRBaseURL); err == nil && p.FHIRBaseURL != "" {
+		if r, ok := egress.OriginOf(u); ok {
+			pol.TokenHosts = append(pol.TokenHosts, r)
+		}
+	}
+	for _, h := range p.TokenHosts {
+		if r, err := egress.ParseRule(h); err == nil {
+			pol.TokenHosts = append(pol.TokenHosts, r)
+			pol.Hosts = append(pol.Hosts, r)
+		}
+	}
+	return pol
+}
+
+// JWKSEgress is the egress policy of fetches from a JWKS URL, for
+// signing.RemoteKeys.Egress: that of the partner in partners() whose
+// jwks_url it is (so allow_private_network carries over), else public
+// addresses only.
+func JWKSEgress(partners func() []Partner) func(jwksURL string) egress.Policy {
+	return func(jwksURL string) egress.Policy {
+		for _, p := range partners() {
+			if p.JWKSURL != "" && p.JWKSURL == jwksURL {
+				return p.Egress()
+			}
+		}
+		name := jwksURL
+		if u, err := url.Parse(jwksURL); err == nil {
+			name = u.Hostname()
+		}
+		return egress.Policy{Name: name}
+	}
+}
+
+// privateURL returns why s, a configured URL, names an address p may not
+// call (a loopback or private IP literal, "localhost" without
+// allow_private_network; a link-local one ever), or "".
+func (p Partner) privateURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || s == "" {
+		return ""
+	}
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		h = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(h)
+	if err != nil {
+		return ""
+	}
+	if why := egress.Allowed(ip, p.AllowPrivateNetwork); why != "" {
+		if egress.PrivateClass(egress.Class(ip)) {
+			return "is on a " + why + ": set allow_private_network: true for a partner on a private network"
+		}
+		return "is on a " + why + ", which no partner may be on"
+	}
+	return ""
 }
 
 // RetryOverride is a partner's own retry policy for calls to it, for
@@ -178,6 +268,18 @@ func (p Partner) Validate() error {
 	for _, h := range p.AllowedHosts {
 		if err := bulkdata.CheckAllowedHost(h); err != nil {
 			return fmt.Errorf("partner %s: allowed_hosts: %.70q: %w", p.ID, h, err)
+		}
+	}
+	for _, h := range p.TokenHosts {
+		if err := bulkdata.CheckAllowedHost(h); err != nil {
+			return fmt.Errorf("partner %s: token_hosts: %.70q: %w", p.ID, h, err)
+		}
+	}
+	for _, f := range []struct{ name, url string }{
+		{"push_url", p.PushURL}, {"fhir_base_url", p.FHIRBaseURL}, {"jwks_url", p.JWKSURL}, {"auth.token_url", p.Auth.TokenURL},
+	} {
+		if why := p.privateURL(f.url); why != "" {
+			return fmt.Errorf("partner %s: %s %s", p.ID, f.name, why)
 		}
 	}
 	if p.JWKSURL != "" {
@@ -309,8 +411,9 @@ func LoadRegistry(path string) (*Registry, error) {
 }
 
 // ParseRegistry reads a registry from YAML: a top-level "partners" list of
-// {id, name, roles, push_url, fhir_base_url, allowed_hosts, jwks_url, auth, timeout,
-// rate_limit, concurrency, retry, identifiers}. Unknown keys are errors, so a
+// {id, name, roles, push_url, fhir_base_url, allowed_hosts, token_hosts,
+// allow_private_network, jwks_url, auth, timeout, rate_limit, concurrency,
+// retry, identifiers}. Unknown keys are errors, so a
 // misspelt key is caught rather than silently ignored. An empty document
 // is an empty registry.
 func ParseRegistry(data []byte) (*Registry, error) {

@@ -1,12 +1,15 @@
 package connectors
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 func TestParseRegistry(t *testing.T) {
@@ -20,6 +23,7 @@ partners:
     push_url: http://127.0.0.1:9000/exports
     jwks_url: http://127.0.0.1:9000/.well-known/jwks.json
     timeout: 45s
+    allow_private_network: true
 `
 	tests := []struct {
 		name    string
@@ -39,7 +43,16 @@ partners:
 		{"unknown role", "partners:\n- {id: a, roles: [sink], push_url: 'https://a.example/x'}\n", nil, "role"},
 		{"pull role without fhir url", "partners:\n- {id: a, roles: [pull]}\n", nil, "fhir_base_url: is required"},
 		{"pull without auth off loopback", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir'}\n", nil, "only for partners on loopback"},
-		{"pull without auth on loopback", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'http://127.0.0.1:8081/fhir'}\n", []string{"a"}, ""},
+		{"pull without auth on loopback", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'http://127.0.0.1:8081/fhir', allow_private_network: true}\n", []string{"a"}, ""},
+		{"loopback without allow_private_network", "partners:\n- {id: a, push_url: 'http://127.0.0.1:9000/x'}\n", nil, "push_url is on a loopback address: set allow_private_network"},
+		{"localhost without allow_private_network", "partners:\n- {id: a, push_url: 'http://localhost:9000/x'}\n", nil, "push_url is on a loopback address"},
+		{"private FHIR base without allow_private_network", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://10.1.2.3/fhir', auth: {type: smart-backend, client_id: c, key_file: k}}\n", nil, "fhir_base_url is on a private address"},
+		{"IPv4-mapped loopback JWKS", "partners:\n- {id: a, push_url: 'https://a.example/x', jwks_url: 'http://[::ffff:127.0.0.1]/jwks'}\n", nil, "jwks_url is on a loopback address"},
+		{"metadata address even with allow_private_network", "partners:\n- {id: a, push_url: 'http://169.254.169.254/x', allow_private_network: true}\n", nil, "push_url is on a link-local address, which no partner may be on"},
+		{"token URL on a private address", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: c, key_file: k, token_url: 'https://192.168.0.9/token'}}\n", nil, "auth.token_url is on a private address"},
+		{"private with allow_private_network", "partners:\n- {id: a, push_url: 'https://10.1.2.3/x', allow_private_network: true}\n", []string{"a"}, ""},
+		{"token hosts", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', token_hosts: ['files.a.example:443'], auth: {type: smart-backend, client_id: c, key_file: k}}\n", []string{"a"}, ""},
+		{"bad token host", "partners:\n- {id: a, push_url: 'https://a.example/x', token_hosts: ['files.a.example/x']}\n", nil, "token_hosts"},
 		{"pull with smart", "partners:\n- {id: a, roles: [pull, push], push_url: 'https://a.example/x', fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: us, key_file: k.jwk, alg: ES384}}\n", []string{"a"}, ""},
 		{"smart without client id", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, key_file: k.jwk}}\n", nil, "client_id"},
 		{"smart with bad alg", "partners:\n- {id: a, roles: [pull], fhir_base_url: 'https://a.example/fhir', auth: {type: smart-backend, client_id: us, key_file: k, alg: HS256}}\n", nil, "alg"},
@@ -130,7 +143,7 @@ func TestRegistryDefaultsAndLookups(t *testing.T) {
 	}
 
 	// Adding the dev sandbox to a registry read from a file.
-	r2, err := NewRegistry(append(r.Partners(), Partner{ID: "sandbox", PushURL: "http://127.0.0.1:1/exports"})...)
+	r2, err := NewRegistry(append(r.Partners(), Partner{ID: "sandbox", PushURL: "http://127.0.0.1:1/exports", AllowPrivateNetwork: true})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +193,7 @@ func TestPartnerAllowsURL(t *testing.T) {
 }
 
 func TestRolesDefaultToPush(t *testing.T) {
-	r, err := ParseRegistry([]byte("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:1/fhir'}\n"))
+	r, err := ParseRegistry([]byte("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:1/fhir', allow_private_network: true}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,14 +213,14 @@ func TestLiveReload(t *testing.T) {
 		}
 	}
 	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n")
-	l, err := OpenLive(path, Partner{ID: "sandbox", PushURL: "http://127.0.0.1:1/exports"})
+	l, err := OpenLive(path, Partner{ID: "sandbox", PushURL: "http://127.0.0.1:1/exports", AllowPrivateNetwork: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(l.Registry().IDs(), []string{"a", "sandbox"}) || !l.CanPush("a") {
 		t.Fatalf("ids %v", l.Registry().IDs())
 	}
-	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:2/fhir'}\n- {id: old, roles: [pull], fhir_base_url: 'http://127.0.0.1:3/fhir'}\n")
+	write("partners:\n- {id: a, push_url: 'https://a.example/x'}\n- {id: b, roles: [requester], fhir_base_url: 'http://127.0.0.1:2/fhir', allow_private_network: true}\n- {id: old, roles: [pull], fhir_base_url: 'http://127.0.0.1:3/fhir', allow_private_network: true}\n")
 	if err := l.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,5 +264,62 @@ func TestDeployRegistry(t *testing.T) {
 	}
 	if p, ok := r.Get("new-payer"); !ok || !p.HasRole(RoleRequester) || p.Auth.Type != AuthMTLS {
 		t.Errorf("new-payer = %+v, %v", p, ok)
+	}
+}
+
+func TestPartnerEgress(t *testing.T) {
+	p := Partner{ID: "a", PushURL: "https://push.a.example/x", FHIRBaseURL: "https://fhir.a.example/r4", JWKSURL: "https://keys.a.example/jwks",
+		AllowedHosts: []string{"files.a.example"}, TokenHosts: []string{"tok.a.example:8443"},
+		Auth: Auth{Type: AuthSMARTBackend, TokenURL: "https://auth.a.example/token"}}
+	pol := p.Egress()
+	if pol.Name != "a" || pol.AllowPrivate {
+		t.Fatalf("policy %+v", pol)
+	}
+	has := func(rules []egress.Rule, raw string) bool {
+		u, _ := url.Parse(raw)
+		return slices.ContainsFunc(rules, func(r egress.Rule) bool { return r.Allows(u) })
+	}
+	for _, tc := range []struct {
+		url         string
+		host, token bool
+	}{
+		{"https://push.a.example/x", true, false},
+		{"https://fhir.a.example/r4/Patient/$export", true, true},
+		{"https://fhir.a.example:8443/r4/status", true, false}, // another port: no token
+		{"https://keys.a.example/jwks", true, false},
+		{"https://auth.a.example/token", true, false}, // a client assertion, not a bearer token
+		{"https://files.a.example/f/1", true, false},
+		{"https://tok.a.example:8443/f/1", true, true},
+		{"https://tok.a.example/f/1", false, false},
+		{"https://evil.example/", false, false},
+	} {
+		if got := has(pol.Hosts, tc.url); got != tc.host {
+			t.Errorf("%s: host allowed %v, want %v", tc.url, got, tc.host)
+		}
+		if got := has(pol.TokenHosts, tc.url); got != tc.token {
+			t.Errorf("%s: token host %v, want %v", tc.url, got, tc.token)
+		}
+	}
+	if !(Partner{ID: "s", AllowPrivateNetwork: true}).Egress().AllowPrivate {
+		t.Error("allow_private_network does not reach the policy")
+	}
+}
+
+func TestJWKSEgress(t *testing.T) {
+	list := func() []Partner {
+		return []Partner{{ID: "dev", JWKSURL: "http://127.0.0.1:9/jwks", AllowPrivateNetwork: true}, {ID: "pub", JWKSURL: "https://k.example/jwks"}}
+	}
+	f := JWKSEgress(list)
+	for _, tc := range []struct {
+		url, name string
+		private   bool
+	}{
+		{"http://127.0.0.1:9/jwks", "dev", true},
+		{"https://k.example/jwks", "pub", false},
+		{"http://127.0.0.1:9/other", "127.0.0.1", false}, // no partner publishes it
+	} {
+		if pol := f(tc.url); pol.Name != tc.name || pol.AllowPrivate != tc.private {
+			t.Errorf("%s: policy %s private %v, want %s %v", tc.url, pol.Name, pol.AllowPrivate, tc.name, tc.private)
+		}
 	}
 }

@@ -278,9 +278,10 @@ func (s *Stack) startSandbox(o Options) (*connectors.Registry, error) {
 	}
 	return connectors.NewRegistry(append([]connectors.Partner{{
 		ID: SandboxPartnerID, Name: "Sandbox partner payer", PushURL: s.SandboxURL + "/exports", Timeout: 10 * time.Second,
-		JWKSURL:     s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
-		Roles:       []connectors.Role{connectors.RolePush, connectors.RoleRequester},
-		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
+		AllowPrivateNetwork: true,                                    // it runs on loopback beside us
+		JWKSURL:             s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
+		Roles:               []connectors.Role{connectors.RolePush, connectors.RoleRequester},
+		Identifiers:         []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
 	}}, o.Partners...)...)
 }
 

@@ -99,7 +99,7 @@ func TestSlowPartnerDoesNotStarveAFastOne(t *testing.T) {
 	defer cancel()
 	s, err := Start(ctx, Options{
 		DataDir: t.TempDir(), Addr: "127.0.0.1:0", Seed: true,
-		Partners: []connectors.Partner{{ID: "slow", PushURL: srv.URL + "/exports", Timeout: 5 * time.Minute, Concurrency: slowConcurrency}},
+		Partners: []connectors.Partner{{ID: "slow", PushURL: srv.URL + "/exports", Timeout: 5 * time.Minute, Concurrency: slowConcurrency, AllowPrivateNetwork: true}},
 		Worker:   worker.Options{MaxConcurrentActivityExecutionSize: workerSlots},
 	})
 	if err != nil {

@@ -38,7 +38,7 @@ func TestMemberMatchWithSMARTBackendServices(t *testing.T) {
 	defer cancel()
 	s, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Seed: true, Partners: []connectors.Partner{{
 		ID: "new-payer", Roles: []connectors.Role{connectors.RoleRequester}, FHIRBaseURL: keys.URL + "/fhir",
-		JWKSURL: keys.URL, Auth: connectors.Auth{Type: connectors.AuthSMARTBackend, ClientID: "client-np"},
+		JWKSURL: keys.URL, Auth: connectors.Auth{Type: connectors.AuthSMARTBackend, ClientID: "client-np"}, AllowPrivateNetwork: true,
 		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
 	}}})
 	if err != nil {

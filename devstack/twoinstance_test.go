@@ -262,7 +262,7 @@ func TestTwoInstances(t *testing.T) {
 	oldStack, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Seed: true,
 		PublicURL: proxy.srv.URL, ExportFileTTL: 8 * time.Second,
 		Partners: []connectors.Partner{{ID: "new-payer", Name: "New Health Plan", Timeout: 10 * time.Second,
-			Roles: []connectors.Role{connectors.RoleRequester}, JWKSURL: jwksURL,
+			Roles: []connectors.Role{connectors.RoleRequester}, JWKSURL: jwksURL, AllowPrivateNetwork: true,
 			Auth:        connectors.Auth{Type: connectors.AuthSMARTBackend, ClientID: "new-payer-client"},
 			Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: newPayerNPI}},
 		}}})
@@ -276,7 +276,7 @@ func TestTwoInstances(t *testing.T) {
 	// NEW pulls from OLD, with its client key.
 	newStack, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", PayerNPI: newPayerNPI,
 		Partners: []connectors.Partner{{ID: "old-payer", Name: "Old Health Plan", Timeout: 10 * time.Second,
-			Roles: []connectors.Role{connectors.RolePull}, FHIRBaseURL: proxy.srv.URL + "/fhir",
+			Roles: []connectors.Role{connectors.RolePull}, FHIRBaseURL: proxy.srv.URL + "/fhir", AllowPrivateNetwork: true,
 			Auth: connectors.Auth{Type: connectors.AuthSMARTBackend, ClientID: "new-payer-client", KeyFile: keyFile,
 				Alg: "ES384", Scope: "system/*.rs"},
 			Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: OurNPI}},

@@ -43,6 +43,14 @@ const (
 	TypeExportExpired   = "bulk_export_expired"  // business: the export or a file is gone; kick off again
 	TypeNotFound        = "not_found"            // what the step works on is not in our store
 	TypeSigning         = "signing"              // transport: the signer failed
+
+	// Outbound calls (package internal/egress) and import caps. All are
+	// validation faults: retrying cannot change the answer.
+	TypeEgressRefused      = "egress_refused"        // a call refused before it was sent: address, host or token not allowed
+	TypeResponseTooLarge   = "response_too_large"    // an answer longer than the client's cap
+	TypeImportFileTooLarge = "import_file_too_large" // one file of an import past its byte cap
+	TypeImportTooLarge     = "import_too_large"      // an import's files together past the per-transfer byte cap
+	TypeImportTooManyFiles = "import_too_many_files" // a manifest listing more files than the cap
 )
 
 // TypeOf is err's type: a classified error's own, else the name of its

@@ -41,6 +41,14 @@ const (
 	EventBulkMatchDeleted = "bulk_match_deleted"
 	// EventPHIPurged: the retention purge deleted the transfer's PHI.
 	EventPHIPurged = "phi_purged"
+
+	// EventEgressRefused: a call to a partner was refused before anything
+	// was sent (an address, host or token its egress policy does not
+	// allow): the host and why, never a path.
+	EventEgressRefused = "egress_refused"
+	// EventImportLimit: an import passed one of its caps (files per
+	// manifest, bytes per file, bytes per transfer) and stopped.
+	EventImportLimit = "import_limit_exceeded"
 )
 
 // Operations named by the initiated event of a transfer that a partner's
@@ -984,4 +992,32 @@ type importLoaded struct {
 // ImportLoaded is round's resources written to our FHIR server, by type.
 func ImportLoaded(resources map[string]int, batches, round int) Event {
 	return event(EventImportLoaded, "import:loaded:"+strconv.Itoa(round), importLoaded{resources, batches, round})
+}
+
+// EgressRefusedDetail is the detail of an egress_refused event.
+type EgressRefusedDetail struct {
+	PartnerID string `json:"partner_id"`
+	Operation string `json:"operation"` // the call: push, member-match, kick-off, status, download, delete
+	Host      string `json:"host"`      // host[:port] refused, never a path or query
+	Reason    string `json:"reason"`    // e.g. "partner.example is a loopback address"
+}
+
+// EgressRefused is a call to a partner refused before it was sent, once
+// per operation and host.
+func EgressRefused(d EgressRefusedDetail) Event {
+	return event(EventEgressRefused, "egress:refused:"+d.Operation+":"+d.Host, d)
+}
+
+// ImportLimitDetail is the detail of an import_limit_exceeded event.
+type ImportLimitDetail struct {
+	PartnerID string `json:"partner_id"`
+	Limit     string `json:"limit"` // the fault type: import_too_many_files, import_file_too_large, import_too_large
+	Cap       int64  `json:"cap"`   // the configured cap (files or bytes)
+	Round     int    `json:"round"`
+}
+
+// ImportLimit is an import stopped by one of its caps, once per cap and
+// round.
+func ImportLimit(d ImportLimitDetail) Event {
+	return event(EventImportLimit, fmt.Sprintf("import:limit:%d:%s", d.Round, d.Limit), d)
 }

@@ -227,6 +227,12 @@ func TestEventsKeepTheirRecordedForm(t *testing.T) {
 			map[string]any{"reason": "no_match", "staged_files_removed": true}, false},
 		{"import loaded", ImportLoaded(map[string]int{"Patient": 1}, 1, 2), EventImportLoaded, "import:loaded:2", "", "",
 			map[string]any{"resources": map[string]int{"Patient": 1}, "batches": 1, "round": 2}, false},
+		{"egress refused", EgressRefused(EgressRefusedDetail{PartnerID: "old", Operation: "download", Host: "files.old:443", Reason: "a loopback address"}),
+			EventEgressRefused, "egress:refused:download:files.old:443", "", "",
+			map[string]any{"partner_id": "old", "operation": "download", "host": "files.old:443", "reason": "a loopback address"}, false},
+		{"import limit", ImportLimit(ImportLimitDetail{PartnerID: "old", Limit: "import_too_large", Cap: 100, Round: 2}),
+			EventImportLimit, "import:limit:2:import_too_large", "", "",
+			map[string]any{"partner_id": "old", "limit": "import_too_large", "cap": int64(100), "round": 2}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

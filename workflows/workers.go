@@ -22,6 +22,8 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/internal/egress"
+	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 )
 
@@ -56,6 +58,12 @@ type ActivityDeps struct {
 	// PullTrustHeader is sent, with the partner's auth.client_id, to pull
 	// partners with auth none (loopback dev stacks).
 	PullTrustHeader string
+	// ImportLimits cap what an import pulls; zero fields: the defaults
+	// (activities.DefaultImportLimits).
+	ImportLimits activities.ImportLimits
+	// Resolver resolves partners' host names for the egress checks; nil:
+	// the system's (tests map names to addresses to refuse).
+	Resolver egress.Resolver
 }
 
 // ActivityStore is what the worker's activities use of the store: the
@@ -100,14 +108,19 @@ func NewActivities(d ActivityDeps) Activities {
 		src = export.SyntheticSource{}
 	}
 	env := activities.Env{Logger: d.Logger}
+	limits := d.ImportLimits.WithDefaults()
+	var keys *signing.RemoteKeys // partners' JWKS, under each one's egress policy
+	if l, ok := d.Partners.(interface{ Partners() []connectors.Partner }); ok {
+		keys = &signing.RemoteKeys{Egress: connectors.JWKSEgress(l.Partners)}
+	}
 	return Activities{
 		Recorder: &activities.Recorder{Env: env, Store: d.Store},
 		Transfer: &activities.Transfer{Env: env, Store: d.Store, Matcher: d.Matcher, Partners: d.Partners,
-			Pusher: connectors.NewHTTPPusher(connectors.NewHTTPClient()), Signer: d.Signer, Source: src},
+			Pusher: &connectors.HTTPPusher{Resolver: d.Resolver}, Signer: d.Signer, Source: src, ReceiptKeys: keys},
 		Import: &activities.Import{Env: env, Store: d.Store, Partners: d.Partners,
-			Pull:  &pdexclient.Dialer{TrustHeader: d.PullTrustHeader},
+			Pull:  &pdexclient.Dialer{TrustHeader: d.PullTrustHeader, MaxResponseBytes: limits.FileBytes, Resolver: d.Resolver},
 			Payer: activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
-			Dir:   d.ImportDir, FHIR: d.ImportFHIR},
+			Dir:   d.ImportDir, FHIR: d.ImportFHIR, Limits: limits},
 		Serve:       &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
 		BulkMatch:   &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
 		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: d.Signer, PHIRetention: d.PHIRetention},

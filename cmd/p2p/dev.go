@@ -49,6 +49,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := cfg.Retention.Validate(); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	if err := cfg.ValidateImportLimits(); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	logger, err := app.NewLogger(cfg.LogLevel, true)
 	if err != nil {
 		return err

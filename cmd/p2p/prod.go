@@ -35,6 +35,9 @@ func parse(name string, args []string, stdout, stderr io.Writer, which int) (*ap
 		if err := cfg.Retention.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
+		if err := cfg.ValidateImportLimits(); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, usageError(fmt.Errorf("%s: unexpected arguments %v", name, fs.Args()))

@@ -106,7 +106,7 @@ func TestProductionTopology(t *testing.T) {
 	sb := httptest.NewServer(partner.Handler())
 	t.Cleanup(sb.Close)
 	registry := filepath.Join(dir, "partners.yaml")
-	if err := os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    name: Partner B\n    push_url: "+sb.URL+"/exports\n    timeout: 10s\n"), 0o600); err != nil {
+	if err := os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    name: Partner B\n    push_url: "+sb.URL+"/exports\n    allow_private_network: true\n    timeout: 10s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -181,7 +181,7 @@ func TestProductionTopology(t *testing.T) {
 	}
 	sc := httptest.NewServer(partnerC.Handler())
 	t.Cleanup(sc.Close)
-	if err := os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    push_url: "+sb.URL+"/exports\n  - id: partner-c\n    push_url: "+sc.URL+"/exports\n    rate_limit: 5\n"), 0o600); err != nil {
+	if err := os.WriteFile(registry, []byte("partners:\n  - id: partner-b\n    push_url: "+sb.URL+"/exports\n    allow_private_network: true\n  - id: partner-c\n    push_url: "+sc.URL+"/exports\n    allow_private_network: true\n    rate_limit: 5\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range procs {

@@ -37,7 +37,7 @@ func TestDevAndProductionServeTheSame(t *testing.T) {
 	}
 	registry := filepath.Join(dir, "partners.yaml")
 	if err := os.WriteFile(registry, []byte("partners:\n- {id: "+devstack.SandboxPartnerID+", roles: [push, requester], push_url: '"+
-		dev.SandboxURL+"/exports', jwks_url: '"+dev.SandboxURL+"/.well-known/jwks.json'}\n"), 0o600); err != nil {
+		dev.SandboxURL+"/exports', jwks_url: '"+dev.SandboxURL+"/.well-known/jwks.json', allow_private_network: true}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--database-url", filepath.Join(dir, "p2p.db"), "--signing-key", key, "--partners", registry,

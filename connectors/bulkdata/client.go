@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // Defaults of Config.
@@ -99,6 +100,7 @@ type Client struct {
 	base   *url.URL
 	hosts  allowList
 	client *http.Client
+	next   func(*http.Request, []*http.Request) error // the given client's redirect rule
 }
 
 // New checks cfg and returns a client.
@@ -132,6 +134,16 @@ func New(cfg Config) (*Client, error) {
 		hc = NewHTTPClient()
 	}
 	cp := *hc
+	if hc.CheckRedirect != nil {
+		// The given client's rule, unless it is "follow none": ours
+		// decides which redirects a Bulk Data client follows.
+		c.next = func(req *http.Request, via []*http.Request) error {
+			if err := hc.CheckRedirect(req, via); err != http.ErrUseLastResponse {
+				return err
+			}
+			return nil
+		}
+	}
 	cp.CheckRedirect = c.checkRedirect
 	c.client = &cp
 	return c, nil
@@ -169,14 +181,15 @@ func (c *Client) now() time.Time {
 // allow-listed hosts, never from https down to http.
 type allowList struct {
 	https bool
-	rules []hostRule
+	rules []egress.Rule
 }
 
 func newAllowList(base *url.URL, hosts []string) (allowList, error) {
 	a := allowList{https: base.Scheme == "https"}
-	a.rules = append(a.rules, hostRule{host: strings.ToLower(base.Hostname()), port: base.Port()})
+	own, _ := egress.RuleOf(base) // its port if it names one, else any
+	a.rules = append(a.rules, own)
 	for _, h := range hosts {
-		r, err := parseHostRule(h)
+		r, err := egress.ParseRule(h)
 		if err != nil {
 			return a, fmt.Errorf("allowed host %.100q: %w", h, err)
 		}
@@ -196,44 +209,11 @@ func (a allowList) check(u *url.URL) string {
 		return "downgrades to http"
 	}
 	for _, r := range a.rules {
-		if r.allows(u) {
+		if r.Allows(u) {
 			return ""
 		}
 	}
-	return fmt.Sprintf("is on host %.100q, which is not allow-listed", u.Host)
-}
-
-// hostRule is one allowed host: an exact host name or, with wildcard, any
-// subdomain of host; any port when port is "".
-type hostRule struct {
-	host     string
-	port     string
-	wildcard bool
-}
-
-func parseHostRule(s string) (hostRule, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	var r hostRule
-	if rest, ok := strings.CutPrefix(s, "*."); ok {
-		r.wildcard, s = true, rest
-	}
-	u, err := url.Parse("//" + s)
-	if err != nil || u.Hostname() == "" || u.Path != "" || u.User != nil || u.RawQuery != "" {
-		return r, errors.New("want host or host:port")
-	}
-	r.host, r.port = u.Hostname(), u.Port()
-	return r, nil
-}
-
-func (r hostRule) allows(u *url.URL) bool {
-	h := strings.ToLower(u.Hostname())
-	if r.port != "" && u.Port() != r.port {
-		return false
-	}
-	if r.wildcard {
-		return strings.HasSuffix(h, "."+r.host)
-	}
-	return h == r.host
+	return "is on a host that is not allow-listed"
 }
 
 // checkURL parses a URL the partner handed us and refuses it unless the
@@ -248,7 +228,7 @@ func (c *Client) checkURL(what, raw string) (*url.URL, error) {
 
 func (c *Client) checkParsed(what string, u *url.URL) error {
 	if why := c.hosts.check(u); why != "" {
-		return fault.New(fault.Validation, ErrTypeHostNotAllowed, fmt.Sprintf("partner %s: %s %s", c.cfg.Partner, what, why))
+		return egress.Refuse(c.cfg.Partner, u.Host, what+" "+why)
 	}
 	return nil
 }
@@ -269,16 +249,27 @@ func checkAbsoluteURL(raw string) error {
 }
 
 // checkRedirect follows redirects of GETs (file downloads to a storage
-// host, status URLs) to allowed hosts only; anything else stops at the 3xx,
-// which the caller then reports. The bearer token goes to the host it was
-// asked for only: net/http would forward it to another port of the same
-// host, and a pre-signed storage URL needs none.
+// host, status URLs) to allowed hosts only, at most five; any other
+// redirect is refused (egress_refused), nothing is sent to its target. The
+// bearer token goes to the host it was asked for only: net/http would
+// forward it to another port of the same host, and a pre-signed storage
+// URL needs none. The client's own redirect rule (an egress policy's)
+// applies too.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 5 || req.Method != http.MethodGet || c.checkParsed("redirect", req.URL) != nil {
-		return http.ErrUseLastResponse
+	switch {
+	case len(via) >= egress.MaxRedirects:
+		return egress.Refuse(c.cfg.Partner, req.URL.Host, "more than 5 redirects")
+	case req.Method != http.MethodGet:
+		return egress.Refuse(c.cfg.Partner, req.URL.Host, "a redirect of a "+req.Method)
+	}
+	if err := c.checkParsed("redirect", req.URL); err != nil {
+		return err
 	}
 	if !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
 		req.Header.Del("Authorization")
+	}
+	if c.next != nil {
+		return c.next(req, via)
 	}
 	return nil
 }
@@ -554,6 +545,9 @@ func (c *Client) do(ctx context.Context, op string, withToken bool, build func()
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		resp, err := c.client.Do(req)
+		if f, ok := egress.Fault(err); ok {
+			return nil, f // refused: nothing was sent, a retry would be refused too
+		}
 		if err != nil {
 			return nil, fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+c.cfg.Partner+": "+op, err)
 		}

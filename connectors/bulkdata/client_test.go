@@ -493,7 +493,9 @@ func TestPollAnswers(t *testing.T) {
 		{"401", injected{Status: 401}, "", fault.Auth, ErrTypeAuth, 401},
 		{"404 job gone", injected{Status: 404, Header: fhirJSON, Body: outcomeBody("not-found")}, "", fault.Business, ErrTypeExpired, 404},
 		{"410 job expired", injected{Status: 410}, "", fault.Business, ErrTypeExpired, 410},
-		{"302", injected{Status: 302, Header: map[string]string{"Location": "https://evil.example/"}}, "", fault.Validation, ErrTypeBadResponse, 302},
+		// A redirect off the allow-list is refused before anything goes there.
+		{"302 to another host", injected{Status: 302, Header: map[string]string{"Location": "https://evil.example/"}}, "", fault.Validation, fault.TypeEgressRefused, 0},
+		{"302 to the metadata service", injected{Status: 302, Header: map[string]string{"Location": "http://169.254.169.254/latest/meta-data/"}}, "", fault.Validation, fault.TypeEgressRefused, 0},
 		{"200 not JSON", injected{Status: 200, Body: "<html>"}, "", fault.Validation, ErrTypeBadResponse, 0},
 		{"200 HTML", injected{Status: 200, Header: map[string]string{"Content-Type": "text/html"}, Body: "{}"}, "", fault.Validation, ErrTypeBadResponse, 0},
 		{"200 manifest missing error[]", injected{Status: 200, Header: jsonCT, Body: `{"transactionTime":"2026-12-01T10:00:00Z","request":"x","requiresAccessToken":true,"output":[]}`}, "", fault.Validation, ErrTypeBadResponse, 0},

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // ErrTypeSink is the fault type of a failure to write to the sink: ours,
@@ -154,6 +155,9 @@ func (c *Client) stream(body io.Reader, f OutputFile, w io.Writer, res *FileResu
 				res.Resources++
 			}
 			if _, werr := w.Write(line); werr != nil {
+				if f, ok := fault.As(werr); ok {
+					return f // the sink's own verdict, e.g. an import's byte cap
+				}
 				return fault.Wrap(fault.Transport, ErrTypeSink, "partner "+c.cfg.Partner+": writing the "+f.Type+" file", werr)
 			}
 			h.Write(line)
@@ -161,6 +165,9 @@ func (c *Client) stream(body io.Reader, f OutputFile, w io.Writer, res *FileResu
 		}
 		if err == io.EOF {
 			break
+		}
+		if f, ok := egress.Fault(err); ok {
+			return f // the answer passed the client's cap
 		}
 		if err != nil {
 			return fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+c.cfg.Partner+": download cut short", err)

@@ -23,7 +23,7 @@ const (
 	ErrTypeRejected       = fault.TypePartnerRejected // business: the partner refused the kick-off (4xx)
 	ErrTypeBadRequest     = "bulk_bad_request"        // validation: our request cannot be sent as configured
 	ErrTypeBadResponse    = fault.TypeBadResponse     // validation: an answer we cannot use
-	ErrTypeHostNotAllowed = "bulk_host_not_allowed"   // validation: a URL outside the partner's allow-listed hosts
+	ErrTypeHostNotAllowed = fault.TypeEgressRefused   // validation: a URL outside the partner's allow-listed hosts, a redirect, a refused address (was bulk_host_not_allowed)
 	ErrTypeBadFile        = "bulk_bad_file"           // validation: NDJSON that is not what the manifest says
 	ErrTypeExpired        = fault.TypeExportExpired   // business: the export or a file is gone; kick off again
 )

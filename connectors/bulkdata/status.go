@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // State is where an export stands.
@@ -135,6 +136,9 @@ func (c *Client) complete(resp *http.Response) (Status, error) {
 		return bad("manifest of type "+truncate(mt, 60), nil)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifest+1))
+	if f, ok := egress.Fault(err); ok {
+		return Status{}, f
+	}
 	if err != nil {
 		return Status{}, fault.Wrap(fault.Transport, ErrTypeUnreachable, "partner "+c.cfg.Partner+": status: reading the manifest", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // TokenSource gives the bearer token for requests to a partner.
@@ -259,11 +259,17 @@ func (b *BackendServices) fetch(ctx context.Context) (string, error) {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "p2p")
 	resp, err := b.client.Do(req)
+	if f, ok := egress.Fault(err); ok {
+		return "", f
+	}
 	if err != nil {
 		return "", fault.Wrap(fault.Transport, ErrTypeUnreachable, msg, err)
 	}
 	defer drain(resp.Body)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	body, err := egress.ReadAll(resp.Body, maxErrorBody, b.cfg.Partner)
+	if f, ok := egress.Fault(err); ok {
+		return "", f
+	}
 	if err != nil {
 		return "", fault.Wrap(fault.Transport, ErrTypeUnreachable, msg+": reading the answer", err)
 	}
@@ -340,11 +346,17 @@ func (b *BackendServices) endpoint(ctx context.Context) (string, error) {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "p2p")
 	resp, err := b.client.Do(req)
+	if f, ok := egress.Fault(err); ok {
+		return "", f
+	}
 	if err != nil {
 		return "", fault.Wrap(fault.Transport, ErrTypeUnreachable, msg, err)
 	}
 	defer drain(resp.Body)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	body, err := egress.ReadAll(resp.Body, maxErrorBody, b.cfg.Partner)
+	if f, ok := egress.Fault(err); ok {
+		return "", f
+	}
 	if err != nil {
 		return "", fault.Wrap(fault.Transport, ErrTypeUnreachable, msg+": reading the answer", err)
 	}
@@ -368,7 +380,7 @@ func (b *BackendServices) endpoint(ctx context.Context) (string, error) {
 		return "", fault.New(fault.Validation, ErrTypeBadResponse, msg+": token_endpoint is not a URL")
 	}
 	if why := b.hosts.check(tu); why != "" {
-		return "", fault.New(fault.Validation, ErrTypeHostNotAllowed, msg+": token_endpoint "+why)
+		return "", egress.Refuse(b.cfg.Partner, tu.Host, "token_endpoint "+why)
 	}
 	b.mu.Lock()
 	b.tokenURL = tu.String()

@@ -82,14 +82,11 @@ func TestDownloadRedirects(t *testing.T) {
 	job := s.Job()
 	redirect := injected{Status: http.StatusFound, Header: map[string]string{"Location": storage.URL + "/signed?sig=abc"}}
 
-	// Not allow-listed: the 302 is the answer, and an error.
+	// Not allow-listed: refused, nothing is sent to the storage host.
 	c := newTestClient(t, s, clock, nil)
 	s.Inject("file", redirect)
 	_, err := c.Download(context.Background(), OutputFile{Type: "Patient", URL: s.FileURL(job, 0)}, true, &strings.Builder{})
-	wantFault(t, err, fault.Validation, ErrTypeBadResponse)
-	if HTTPStatus(err) != http.StatusFound {
-		t.Errorf("status %d, want 302", HTTPStatus(err))
-	}
+	wantFault(t, err, fault.Validation, fault.TypeEgressRefused)
 
 	// Allow-listed: followed, without the token.
 	c = newTestClient(t, s, clock, func(cfg *Config) { cfg.AllowedHosts = []string{hostOf(t, storage.URL)} })

@@ -32,6 +32,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // ContentType is the media type of FHIR R4 JSON.
@@ -44,7 +45,7 @@ const (
 	ErrTypeAuth           = "fhir_auth"             // auth: 401, 403, no token
 	ErrTypeRejected       = "fhir_rejected"         // business (source) / validation (sink): another 4xx
 	ErrTypeBadResponse    = "fhir_bad_response"     // validation: an answer we cannot use
-	ErrTypeHostNotAllowed = "fhir_host_not_allowed" // validation: a next link to another host
+	ErrTypeHostNotAllowed = fault.TypeEgressRefused // validation: a next link to another host (was fhir_host_not_allowed)
 	ErrTypeTooLarge       = "fhir_too_large"        // validation: past a page, byte or resource bound
 	ErrTypeNoPatient      = "fhir_patient_not_found"
 	ErrTypeAmbiguous      = "fhir_patient_ambiguous"
@@ -63,8 +64,11 @@ const (
 type Config struct {
 	BaseURL string               // e.g. https://fhir.payer.example/r4; http(s) only
 	Token   bulkdata.TokenSource // nil: no Authorization header
-	// HTTPClient: nil is connectors.NewHTTPClient() (timeouts, no
-	// redirects).
+	// HTTPClient: nil is an egress client (package internal/egress) held
+	// to the base URL's host, sending the token to its origin only, no
+	// redirects, timeouts, answers capped at MaxResponseSize. Private
+	// addresses are allowed: the server is ours, configured by the
+	// operator, and usually on an internal network.
 	HTTPClient *http.Client
 	// Attempts is how many times one request is tried when it fails in a
 	// retryable way; 0: DefaultAttempts.
@@ -90,17 +94,22 @@ func newClient(cfg Config) (*client, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fault.New(fault.Validation, ErrTypeBadInput, "the FHIR base URL must be an absolute http(s) URL")
 	}
+	if cfg.MaxResponseSize <= 0 {
+		cfg.MaxResponseSize = DefaultMaxResponseSize
+	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = connectors.NewHTTPClient()
+		host, _ := egress.HostOf(u)
+		origin, _ := egress.OriginOf(u)
+		cfg.HTTPClient = egress.NewClient(egress.Policy{
+			Name: u.Hostname(), AllowPrivate: true, Hosts: []egress.Rule{host}, TokenHosts: []egress.Rule{origin},
+			MaxResponseBytes: cfg.MaxResponseSize + 1, Timeout: connectors.MaxTimeout,
+		})
 	}
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = DefaultAttempts
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultBackoff
-	}
-	if cfg.MaxResponseSize <= 0 {
-		cfg.MaxResponseSize = DefaultMaxResponseSize
 	}
 	return &client{base: u, cfg: cfg, sleep: sleepCtx}, nil
 }
@@ -196,11 +205,17 @@ func (c *client) once(ctx context.Context, op, method, target string, body []byt
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.cfg.HTTPClient.Do(req)
+	if f, ok := egress.Fault(err); ok {
+		return nil, token, f
+	}
 	if err != nil {
 		return nil, token, fault.Wrap(fault.Transport, ErrTypeUnreachable, op, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseSize+1))
+	if f, ok := egress.Fault(err); ok {
+		return nil, token, f
+	}
 	if err != nil {
 		return nil, token, fault.Wrap(fault.Transport, ErrTypeUnreachable, op+": reading the answer", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fault"
+	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/member"
 )
 
@@ -200,7 +201,7 @@ func (f *fetch) search(ctx context.Context, t, first string, maxPages int) ([]ex
 			}
 			u := cur.ResolveReference(ref)
 			if !f.s.c.sameOrigin(u) {
-				return nil, fault.New(fault.Validation, ErrTypeHostNotAllowed, op+": next link to another host")
+				return nil, egress.Refuse(f.s.c.base.Hostname(), u.Host, op+": next link to another host")
 			}
 			next = u.String()
 		}

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/internal/egress"
 )
 
 // Dialer builds, and keeps, the clients that pull from each partner of the
@@ -27,6 +29,13 @@ type Dialer struct {
 	// only, see connectors.AuthNone) carrying auth.client_id: how a dev
 	// stack (P2P_FHIR_TRUST_HEADER) learns who calls.
 	TrustHeader string
+	// MaxResponseBytes caps every answer read from a partner, a Bulk Data
+	// file included (the import's per-file cap); 0:
+	// egress.DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// Resolver resolves partners' host names; nil: the system's. Tests
+	// map names to the addresses they want refused.
+	Resolver egress.Resolver
 
 	mu    sync.Mutex
 	cache map[string]dialed
@@ -36,6 +45,7 @@ type dialed struct {
 	p    connectors.Partner
 	mm   *Client
 	bulk *bulkdata.Client
+	hc   *http.Client
 }
 
 // MemberMatcher returns p's member-match client.
@@ -65,7 +75,14 @@ func (d *Dialer) dial(p connectors.Partner) (dialed, error) {
 	if p.FHIRBaseURL == "" {
 		return dialed{}, fmt.Errorf("partner %s has no fhir_base_url", p.ID)
 	}
-	hc := bulkdata.NewHTTPClient()
+	// Every call goes through the partner's egress policy: its hosts, its
+	// token to its FHIR origin (and token_hosts) only, private addresses
+	// only with allow_private_network. The Bulk Data client follows GET
+	// redirects within the policy; the member-match client none.
+	pol := p.Egress()
+	pol.FollowRedirects = true
+	pol.MaxResponseBytes = d.MaxResponseBytes
+	pol.Resolver = d.Resolver
 	var tokens bulkdata.TokenSource
 	header := http.Header{}
 	switch p.Auth.Type {
@@ -73,6 +90,18 @@ func (d *Dialer) dial(p connectors.Partner) (dialed, error) {
 		if d.TrustHeader != "" && p.Auth.ClientID != "" {
 			header.Set(d.TrustHeader, p.Auth.ClientID)
 		}
+	case connectors.AuthSMARTBackend: // its token source needs the client: below
+	case connectors.AuthMTLS:
+		cfg, err := tlsConfig(p.Auth)
+		if err != nil {
+			return dialed{}, fmt.Errorf("partner %s: %w", p.ID, err)
+		}
+		pol.TLS = cfg
+	default:
+		return dialed{}, fmt.Errorf("partner %s: auth type %q", p.ID, p.Auth.Type)
+	}
+	hc := egress.NewClient(pol)
+	switch p.Auth.Type {
 	case connectors.AuthSMARTBackend:
 		key, kid, err := loadJWK(p.Auth.KeyFile)
 		if err != nil {
@@ -86,14 +115,6 @@ func (d *Dialer) dial(p connectors.Partner) (dialed, error) {
 			return dialed{}, fmt.Errorf("partner %s: %w", p.ID, err)
 		}
 		tokens = bs
-	case connectors.AuthMTLS:
-		cfg, err := tlsConfig(p.Auth)
-		if err != nil {
-			return dialed{}, fmt.Errorf("partner %s: %w", p.ID, err)
-		}
-		hc.Transport.(*http.Transport).TLSClientConfig = cfg
-	default:
-		return dialed{}, fmt.Errorf("partner %s: auth type %q", p.ID, p.Auth.Type)
 	}
 	if len(header) > 0 {
 		hc.Transport = headerTransport{base: hc.Transport, header: header}
@@ -102,12 +123,15 @@ func (d *Dialer) dial(p connectors.Partner) (dialed, error) {
 	if err != nil {
 		return dialed{}, err
 	}
-	bulk, err := bulkdata.New(bulkdata.Config{Partner: p.ID, BaseURL: p.FHIRBaseURL, AllowedHosts: p.AllowedHosts,
+	bulk, err := bulkdata.New(bulkdata.Config{Partner: p.ID, BaseURL: p.FHIRBaseURL, AllowedHosts: slices.Concat(p.AllowedHosts, p.TokenHosts),
 		Tokens: tokens, HTTPClient: hc, Timeout: p.Timeout})
 	if err != nil {
 		return dialed{}, err
 	}
-	c := dialed{p: p, mm: mm, bulk: bulk}
+	c := dialed{p: p, mm: mm, bulk: bulk, hc: hc}
+	if old, ok := d.cache[p.ID]; ok {
+		old.hc.CloseIdleConnections() // the partner changed: its old connections go
+	}
 	if d.cache == nil {
 		d.cache = map[string]dialed{}
 	}
@@ -119,6 +143,13 @@ func (d *Dialer) dial(p connectors.Partner) (dialed, error) {
 type headerTransport struct {
 	base   http.RoundTripper
 	header http.Header
+}
+
+// CloseIdleConnections reaches the wrapped transport.
+func (t headerTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {

@@ -41,6 +41,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/httpclass"
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -319,7 +320,10 @@ func (c *Client) MemberMatch(ctx context.Context, r MatchRequest) (MatchResult, 
 		return MatchResult{}, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	b, err := egress.ReadAll(resp.Body, maxAnswer, c.cfg.Partner)
+	if f, ok := egress.Fault(err); ok {
+		return MatchResult{}, f
+	}
 	if err != nil {
 		return MatchResult{}, fault.Wrap(fault.Transport, bulkdata.ErrTypeUnreachable, msg+": reading the answer", err)
 	}
@@ -373,6 +377,9 @@ func (c *Client) post(ctx context.Context, body []byte, retried bool) (*http.Res
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.cfg.HTTPClient.Do(req)
+	if f, ok := egress.Fault(err); ok {
+		return nil, f // refused: nothing was sent
+	}
 	if err != nil {
 		return nil, fault.Wrap(fault.Transport, bulkdata.ErrTypeUnreachable, msg, err)
 	}

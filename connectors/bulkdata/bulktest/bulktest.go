@@ -62,6 +62,9 @@ type Server struct {
 	// BaseURL is the FHIR base the handler is mounted at, e.g.
 	// srv.URL + "/fhir": manifests name files under it.
 	BaseURL string
+	// FileBaseURL is where manifests say the files are, in place of
+	// BaseURL: tests point it at another host. "": BaseURL.
+	FileBaseURL string
 	// Token, if set, is the bearer token every call must carry.
 	Token string
 	// PollsBeforeDone is how many polls answer 202 before the manifest.
@@ -419,8 +422,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		tt = j.at
 	}
 	output, errs := []map[string]any{}, []map[string]any{}
+	files := s.BaseURL
+	if s.FileBaseURL != "" {
+		files = s.FileBaseURL
+	}
 	for i, f := range j.files {
-		e := map[string]any{"type": f.typ, "url": fmt.Sprintf("%s/bulkfiles/%s/%d", s.BaseURL, j.Job, i), "count": len(f.lines)}
+		e := map[string]any{"type": f.typ, "url": fmt.Sprintf("%s/bulkfiles/%s/%d", files, j.Job, i), "count": len(f.lines)}
 		if f.error {
 			errs = append(errs, e)
 		} else {
