@@ -83,6 +83,16 @@ func Generate() (*Signer, error) {
 	return newSigner(jose.JSONWebKey{Key: pk}, "")
 }
 
+// GenerateFor returns a Signer for p with a fresh P-256 key that lives
+// only in memory (tests).
+func GenerateFor(p Purpose) (*Signer, error) {
+	ks, err := NewKeySet(p)
+	if err != nil {
+		return nil, err
+	}
+	return ks.Signer(0)
+}
+
 // Load reads a private JWK (JSON) from path. It never creates the file,
 // and refuses one that group or others may read (CheckPrivateFile).
 func Load(path string) (*Signer, error) {

@@ -288,11 +288,8 @@ func (s *Server) Requester(r *http.Request) (string, bool) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return "", false
 	}
-	jwks, err := s.Signer.PublicJWKS()
-	if err != nil {
-		return "", false
-	}
-	payload, _, err := signing.Verify(strings.TrimSpace(token), jwks)
+	// Typed: only a JWS signed as an access token (typ at+jwt) is one.
+	payload, _, err := s.Signer.Verify(strings.TrimSpace(token))
 	if err != nil {
 		return "", false
 	}
