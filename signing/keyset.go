@@ -319,7 +319,7 @@ func readPrivateFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing: read key: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: a close error loses nothing
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("signing: read key: %w", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -162,7 +163,9 @@ func runKeysList(_ context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError(errors.New("keys list: --keys-dir (or P2P_KEYS_DIR) is required, and nothing else"))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PURPOSE\tSTATE\tKID\tRETIRED\tPUBLISHED UNTIL")
+	// tabwriter buffers until Flush, which reports any write error.
+	row := func(cols ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cols, "\t")) }
+	row("PURPOSE", "STATE", "KID", "RETIRED", "PUBLISHED UNTIL")
 	now := time.Now()
 	for _, p := range signing.Purposes {
 		ks, err := signing.LoadKeySet(p, filepath.Join(*dir, signing.KeySetFile(p)))
@@ -173,9 +176,9 @@ func runKeysList(_ context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("keys list: %w", err)
 		}
-		fmt.Fprintf(tw, "%s\tactive\t%s\t-\t-\n", p, ks.Active.KeyID)
+		row(string(p), "active", ks.Active.KeyID, "-", "-")
 		if ks.Next != nil {
-			fmt.Fprintf(tw, "%s\tnext\t%s\t-\t-\n", p, ks.Next.KeyID)
+			row(string(p), "next", ks.Next.KeyID, "-", "-")
 		}
 		for _, r := range ks.Retired {
 			until := "for ever"
@@ -185,7 +188,7 @@ func runKeysList(_ context.Context, args []string, stdout, stderr io.Writer) err
 					until += " (past: dropped at the next rotate)"
 				}
 			}
-			fmt.Fprintf(tw, "%s\tretired\t%s\t%s\t%s\n", p, r.Key.KeyID, r.RetiredAt.UTC().Format(time.RFC3339), until)
+			row(string(p), "retired", r.Key.KeyID, r.RetiredAt.UTC().Format(time.RFC3339), until)
 		}
 	}
 	return tw.Flush()
