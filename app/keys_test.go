@@ -1,22 +1,29 @@
 package app
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"go.temporal.io/sdk/client"
 
 	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store/sqlite"
 )
 
 // TestDevSignersMigratesTheOldKey: a dev data directory from before keys
@@ -136,6 +143,78 @@ func TestKeysValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.keys.Validate(); (err == nil) != tt.ok {
 				t.Fatalf("err = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestAPIPublishesEveryPurpose: /.well-known/jwks.json holds the keys of
+// every purpose, retired ones included; a single Signer stands in for all
+// three (one key, typed per purpose); without either the API does not
+// start.
+func TestAPIPublishesEveryPurpose(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p2p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() }) // a test store: nothing to lose
+	temporal, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(temporal.Close)
+
+	data := t.TempDir()
+	legacy, err := signing.LoadOrCreate(filepath.Join(data, "signing-key.jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	split, err := DevSigners(data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := signing.Generate()
+	tests := []struct {
+		name    string
+		deps    Deps
+		want    []string
+		wantErr string
+	}{
+		{"a key per purpose", Deps{ManifestSigner: split.Manifest, AuditSigner: split.Checkpoint, TokenSigner: split.Token},
+			[]string{split.Manifest.KID(), legacy.KID(), split.Checkpoint.KID(), split.Token.KID()}, ""},
+		{"one key for everything", Deps{Signer: one}, []string{one.KID()}, ""},
+		{"a purpose without a key", Deps{ManifestSigner: split.Manifest, AuditSigner: split.Checkpoint}, nil, "needs the token signing key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.deps
+			d.Store, d.Temporal = st, temporal
+			a, err := NewAPI(ctx, Config{Addr: "127.0.0.1:0"}, d)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := httptest.NewRecorder()
+			a.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/.well-known/jwks.json", nil))
+			var set jose.JSONWebKeySet
+			if err := json.Unmarshal(w.Body.Bytes(), &set); err != nil || w.Code != http.StatusOK {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			var got []string
+			for _, k := range set.Keys {
+				if !k.IsPublic() {
+					t.Fatal("a private key published")
+				}
+				got = append(got, k.KeyID)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("kids %v, want %v", got, tt.want)
 			}
 		})
 	}
