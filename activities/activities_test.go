@@ -59,7 +59,11 @@ func closeAtEnd(t *testing.T, st store.Store) {
 func newFixtureOn(t *testing.T, st store.Store) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	signer, err := signing.Generate()
+	signer, err := signing.GenerateFor(signing.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpoints, err := signing.GenerateFor(signing.Checkpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +88,7 @@ func newFixtureOn(t *testing.T, st store.Store) *fixture {
 			Signer: signer, Source: export.SyntheticSource{}},
 		rec:   &Recorder{Env: env, Store: st},
 		bulk:  &BulkMatch{Env: env, Store: st},
-		maint: &Maintenance{Env: env, Store: st, Signer: signer},
+		maint: &Maintenance{Env: env, Store: st, Signer: checkpoints},
 	}
 	if err := st.UpsertMembers(ctx, []member.Record{
 		{ID: "M1", Given: "Alice", Family: "Nguyen", BirthDate: "1985-04-12", Sex: "F"},

@@ -25,7 +25,6 @@ type Config struct {
 	Addr              string     // P2P_ADDR: the API's listen address
 	TLS               ServerTLS  // P2P_TLS_*: the API's certificate and partners' client CAs; unset: plain HTTP
 	PublicURL         string     // P2P_PUBLIC_URL: how partners reach the API (JWKS); default http://Addr
-	SigningKey        string     // P2P_SIGNING_KEY: private JWK file
 	Partners          string     // P2P_PARTNERS: partner registry YAML
 	FHIRTrustHeader   string     // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
 	PayerIdentifier   string     // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
@@ -64,6 +63,14 @@ type Config struct {
 	ImportMaxFileBytes int64 // P2P_IMPORT_MAX_FILE_BYTES: one downloaded file
 	ImportMaxBytes     int64 // P2P_IMPORT_MAX_BYTES: every file of one import together
 	ImportMaxFiles     int64 // P2P_IMPORT_MAX_FILES: files one manifest may list
+	// Signing keys and Temporal authentication (issue 11, keys).
+
+	// Keys (P2P_KEYS_DIR, P2P_*_KEY_RETENTION, P2P_*_KEY): the signing
+	// keys of each purpose.
+	Keys Keys
+	// TemporalAuth (P2P_TEMPORAL_TLS_*, P2P_TEMPORAL_API_KEY*): how the
+	// API and the worker authenticate to the Temporal frontend.
+	TemporalAuth TemporalAuth
 }
 
 // Limits are the request rates the API admits, each a token bucket per
@@ -238,7 +245,6 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893")
 	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", pdex.DefaultStatusRetryAfter,
 		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
-	b.str(FlagAPI|FlagWorker, &c.SigningKey, "signing-key", "P2P_SIGNING_KEY", "", "private signing key, JWK JSON file")
 	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file; the API without one serves no /fhir and takes any partner id")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.URL, "source-fhir-url", "P2P_SOURCE_FHIR_URL", "", "base URL of our FHIR R4 server that exports read member data from; empty: synthetic data")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.TokenFile, "source-fhir-token-file", "P2P_SOURCE_FHIR_TOKEN_FILE", "", "file holding a bearer token for the source FHIR server")
@@ -277,6 +283,26 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.int(FlagWorker|FlagDev, &c.ImportMaxFiles, "import-max-files", "P2P_IMPORT_MAX_FILES", activities.DefaultImportFiles,
 		"most files (output and error) an old payer's manifest may list; more fails the import (import_too_many_files)")
 	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
+
+	// Signing keys and Temporal authentication (issue 11, keys).
+	k := &c.Keys
+	b.str(FlagAPI|FlagWorker, &k.Dir, "keys-dir", "P2P_KEYS_DIR", "",
+		"directory of the signing key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY in the environment win")
+	b.dur(FlagAPI, &k.ManifestRetention, "manifest-key-retention", "P2P_MANIFEST_KEY_RETENTION", DefaultManifestKeyRetention,
+		"how long a retired manifest key stays in the JWKS (at least the export file TTL; 0: for ever)")
+	b.dur(FlagAPI, &k.CheckpointRetention, "checkpoint-key-retention", "P2P_CHECKPOINT_KEY_RETENTION", 0,
+		"how long a retired audit checkpoint key stays in the JWKS (0: for ever, as long as the log)")
+	b.dur(FlagAPI, &k.TokenRetention, "token-key-retention", "P2P_TOKEN_KEY_RETENTION", DefaultTokenKeyRetention,
+		"how long a retired access token key stays in the JWKS (at least the token lifetime; 0: for ever)")
+	a := &c.TemporalAuth
+	b.str(FlagTemporal, &a.CertFile, "temporal-tls-cert-file", "P2P_TEMPORAL_TLS_CERT_FILE", "", "client certificate chain, PEM, for mTLS to the Temporal frontend; any P2P_TEMPORAL_TLS_* or API key turns TLS on")
+	b.str(FlagTemporal, &a.KeyFile, "temporal-tls-key-file", "P2P_TEMPORAL_TLS_KEY_FILE", "", "private key of --temporal-tls-cert-file, PEM")
+	b.str(FlagTemporal, &a.CAFile, "temporal-tls-ca-file", "P2P_TEMPORAL_TLS_CA_FILE", "", "CA bundle, PEM, that the Temporal frontend's certificate must chain to; empty: the system's")
+	b.str(FlagTemporal, &a.ServerName, "temporal-tls-server-name", "P2P_TEMPORAL_TLS_SERVER_NAME", "", "name the Temporal frontend's certificate must carry; empty: the host of --temporal-address")
+	b.str(FlagTemporal, &a.APIKeyFile, "temporal-api-key-file", "P2P_TEMPORAL_API_KEY_FILE", "", "file holding a Temporal Cloud API key, read again when it changes (or P2P_TEMPORAL_API_KEY in the environment)")
+	if b.which&FlagTemporal != 0 {
+		a.APIKey = Env(TemporalAPIKeyEnv, a.APIKey)
+	}
 	return b.err
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/pdex"
+	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/workflows"
 )
 
@@ -21,7 +22,7 @@ import (
 // data. Partners authenticate by SMART Backend Services tokens (served
 // beside it, WithSMART), by verified TLS client certificates
 // (cfg.TLS.ClientCAFile), or by cfg.FHIRTrustHeader set by a gateway.
-func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, error) {
+func newFHIRHandler(ctx context.Context, cfg Config, d Deps, tokens *signing.Signer) (http.Handler, error) {
 	_, ids, err := cfg.us()
 	if err != nil {
 		return nil, err
@@ -38,7 +39,7 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps) (http.Handler, erro
 			return ok && p.HasRole(connectors.RoleRequester)
 		})
 	}
-	auth := NewSMARTAuth(cfg.fhirURL(), d.Signer, d.Partners, d.Store, cfg.TokenLifetime, d.logger().Named("fhir-auth"))
+	auth := NewSMARTAuth(cfg.fhirURL(), tokens, d.Partners, d.Store, cfg.TokenLifetime, d.logger().Named("fhir-auth"))
 	h, err := pdex.NewHandler(pdex.Deps{
 		Matcher:        matcher,
 		Requester:      FHIRRequester(auth, CertRequester(d.Partners), header),

@@ -42,7 +42,15 @@ type Partners interface {
 type Deps struct {
 	Store    store.Store   // required
 	Temporal client.Client // required
-	Signer   *signing.Signer
+	// ManifestSigner signs export manifests (the worker), AuditSigner
+	// audit checkpoints (both), TokenSigner our access tokens (the API);
+	// the API publishes all three in its JWKS. Each nil falls back to
+	// Signer, typed for the purpose: one key for everything, which only
+	// tests should use.
+	ManifestSigner *signing.Signer
+	AuditSigner    *signing.Signer
+	TokenSigner    *signing.Signer
+	Signer         *signing.Signer
 	// Partners is the registry; the worker requires one. Without one the
 	// API serves no /fhir, refuses acknowledgements and accepts every
 	// partner id (the workflow then fails unknown ones).
@@ -67,10 +75,33 @@ func (d Deps) check(what string) error {
 		return fmt.Errorf("app: the %s needs the store", what)
 	case d.Temporal == nil:
 		return fmt.Errorf("app: the %s needs the Temporal client", what)
-	case d.Signer == nil:
-		return fmt.Errorf("app: the %s needs the signing key", what)
 	}
 	return nil
+}
+
+// signer is the signer of purpose p: its own, else Signer typed for p.
+func (d Deps) signer(what string, p signing.Purpose) (*signing.Signer, error) {
+	own := map[signing.Purpose]*signing.Signer{signing.Manifest: d.ManifestSigner, signing.Checkpoint: d.AuditSigner, signing.Token: d.TokenSigner}[p]
+	switch {
+	case own != nil:
+		return own, nil
+	case d.Signer == nil:
+		return nil, fmt.Errorf("app: the %s needs the %s signing key", what, p)
+	}
+	return d.Signer.WithPurpose(p)
+}
+
+// signers is the signer of each purpose (see signer).
+func (d Deps) signers(what string) (Signers, error) {
+	var out Signers
+	for _, p := range signing.Purposes {
+		s, err := d.signer(what, p)
+		if err != nil {
+			return out, err
+		}
+		out.set(p, s)
+	}
+	return out, nil
 }
 
 func (d Deps) logger() *zap.Logger {
@@ -129,6 +160,10 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	signers, err := d.signers("API")
+	if err != nil {
+		return nil, err
+	}
 	log := d.logger()
 	if cfg.ClientsFile != "" {
 		n, err := ApplyClientsFile(ctx, d.Store, cfg.ClientsFile)
@@ -137,17 +172,18 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		}
 		log.Info("api clients registered from file", zap.String("file", cfg.ClientsFile), zap.Int("clients", n))
 	}
-	v1 := NewV1Auth(cfg.publicURL(), d.Signer, d.Store, cfg.TokenLifetime, cfg.TLS.ClientCAFile != "", log.Named("auth"))
+	v1 := NewV1Auth(cfg.publicURL(), signers.Token, d.Store, cfg.TokenLifetime, cfg.TLS.ClientCAFile != "", log.Named("auth"))
 	deps := api.Deps{
 		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
-		Keys: d.Signer, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
+		Keys:        signing.PublicKeySet{signers.Manifest, signers.Checkpoint, signers.Token},
+		AuditSigner: signers.Checkpoint, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
 		RateLimits: api.RateLimits{Client: cfg.Limits.client(), Ack: cfg.Limits.public()},
 	}
 	if d.Partners != nil {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
 		deps.Pullers = api.PartnersFunc(d.Partners.CanPull)
 		deps.Acks = &AckVerifier{Partners: d.Partners, Keys: PartnerKeys(d.Partners)}
-		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d); err != nil {
+		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d, signers.Token); err != nil {
 			return nil, err
 		}
 		deps.FHIRMaxBody = pdex.MaxBulkMemberMatchBody // the largest /fhir body
@@ -294,6 +330,14 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	if d.Partners == nil {
 		return nil, errors.New("app: the worker needs the partner registry")
 	}
+	manifests, err := d.signer("worker", signing.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	checkpoints, err := d.signer("worker", signing.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
 	log := d.logger()
 	us, ids, err := cfg.us()
 	if err != nil {
@@ -304,7 +348,7 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		return nil, err
 	}
 	deps := workflows.ActivityDeps{
-		Store: d.Store, Matcher: matcher, Partners: d.Partners, Signer: d.Signer, Logger: log.Named("worker"),
+		Store: d.Store, Matcher: matcher, Partners: d.Partners, Signer: manifests, AuditSigner: checkpoints, Logger: log.Named("worker"),
 		PHIRetention: cfg.Retention.PHIRetention, Transmitter: Transmitter(us), ImportDir: cfg.ImportDir,
 		PayerName: export.DefaultPayerName, PayerIdentifiers: ids, MemberIDSystem: export.DefaultMemberIDSystem,
 		PullTrustHeader: d.PullTrustHeader, ImportLimits: cfg.ImportLimits(), Resolver: d.Resolver,

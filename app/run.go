@@ -3,31 +3,15 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/connectors/fhirrest"
 )
-
-// Dial connects to the Temporal frontend at address.
-func Dial(ctx context.Context, address, namespace string, logger *zap.Logger) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  address,
-		Namespace: namespace,
-		Logger:    TemporalLogger(logger.Named("temporal")),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("temporal at %s: %w", address, err)
-	}
-	return c, nil
-}
 
 // Serve serves h on ln until ctx is done, then drains in-flight requests
 // for up to timeout.

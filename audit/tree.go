@@ -94,7 +94,7 @@ func Checkpoint(ctx context.Context, s store.AuditLog, signer Signer, now time.T
 // OpenCheckpoint verifies a checkpoint's JWS against jwks and returns the
 // head and time it signs, and the kid that signed it.
 func OpenCheckpoint(jws string, jwks []byte) (Head, time.Time, string, error) {
-	payload, kid, err := signing.Verify(jws, jwks)
+	payload, kid, err := signing.VerifyFor(signing.Checkpoint, jws, jwks)
 	if err != nil {
 		return Head{}, time.Time{}, "", err
 	}

@@ -26,7 +26,6 @@ import (
 	"github.com/p2p-payer/p2p/devserver"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/member"
-	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
 )
@@ -197,9 +196,11 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	if s.Temporal, err = devserver.Start(ctx, devserver.Options{DataDir: filepath.Join(o.DataDir, "temporal"), Logger: o.Logger.Named("temporal-server")}); err != nil {
 		return fmt.Errorf("temporal server: %w", err)
 	}
-	signer, err := signing.LoadOrCreate(filepath.Join(o.DataDir, "signing-key.jwk"))
+	// A key set per purpose in the data directory (dev only: production
+	// keeps keys outside the data).
+	signers, err := app.DevSigners(o.DataDir, o.Logger)
 	if err != nil {
-		return err
+		return fmt.Errorf("signing keys: %w", err)
 	}
 	partners, err := s.startSandbox(o)
 	if err != nil {
@@ -210,7 +211,8 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), o.Logger); err != nil {
+	// The embedded server listens on loopback only: plain gRPC.
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, o.Logger); err != nil {
 		return err
 	}
 	cfg := app.Config{
@@ -227,7 +229,8 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		Limits:           o.Limits,
 	}
 	deps := app.Deps{
-		Store: s.Store, Temporal: s.Client, Signer: signer, Partners: partners, Logger: o.Logger,
+		Store: s.Store, Temporal: s.Client, Partners: partners, Logger: o.Logger,
+		ManifestSigner: signers.Manifest, AuditSigner: signers.Checkpoint, TokenSigner: signers.Token,
 		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader,
 	}
 	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {

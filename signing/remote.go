@@ -90,18 +90,30 @@ type clientKey struct {
 // Verify checks compact against the JWKS at url (see Verify) and returns
 // its payload and kid.
 func (k *RemoteKeys) Verify(ctx context.Context, url, compact string) (payload []byte, kid string, err error) {
+	return k.verify(ctx, url, func(jwks []byte) ([]byte, string, error) { return Verify(compact, jwks) })
+}
+
+// VerifyFor checks compact, made for purpose p (see VerifyFor), against
+// the JWKS at url and returns its payload and kid.
+func (k *RemoteKeys) VerifyFor(ctx context.Context, p Purpose, url, compact string) (payload []byte, kid string, err error) {
+	return k.verify(ctx, url, func(jwks []byte) ([]byte, string, error) { return VerifyFor(p, compact, jwks) })
+}
+
+// verify runs check on the cached JWKS at url, and once more on a fresh
+// copy when the kid is unknown.
+func (k *RemoteKeys) verify(ctx context.Context, url string, check func(jwks []byte) ([]byte, string, error)) ([]byte, string, error) {
 	jwks, err := k.keys(ctx, url, false)
 	if err != nil {
 		return nil, "", err
 	}
-	payload, kid, err = Verify(compact, jwks)
+	payload, kid, err := check(jwks)
 	if !errors.Is(err, ErrUnknownKID) || kid == "" {
 		return payload, kid, err
 	}
 	if jwks, err = k.keys(ctx, url, true); err != nil {
 		return nil, "", err
 	}
-	return Verify(compact, jwks)
+	return check(jwks)
 }
 
 // Fetch returns the JWKS document at url: the cached copy while it is

@@ -1,11 +1,17 @@
-// Package signing signs export manifests with our ECDSA P-256 key (JWS,
-// ES256) and publishes the public half as a JWKS, so that a partner can
-// check that an export came from us and was not altered on the way.
+// Package signing signs what p2p vouches for (export manifests, audit
+// checkpoints, access tokens) with ECDSA P-256 keys (JWS, ES256) and
+// publishes the public halves as a JWKS, so that a partner can check that
+// an export came from us and was not altered on the way.
+//
+// Each Purpose has its own key set (KeySet: one active key, retired public
+// keys kept for as long as their signatures must verify) and its own JWS
+// typ, which verifiers check (VerifyFor), so that a signature made for one
+// purpose never verifies as another.
 //
 // All JOSE work is done by github.com/go-jose/go-jose/v4; this package only
-// manages the key file and fixes the choices: one algorithm (ES256), kid =
+// manages the key files and fixes the choices: one algorithm (ES256), kid =
 // RFC 7638 thumbprint, compact serialisation, protected header
-// {alg, kid, typ: "JOSE", cty: "application/json"}.
+// {alg, kid, typ, cty} with typ and cty from the Purpose.
 package signing
 
 import (
@@ -20,6 +26,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -27,7 +34,8 @@ import (
 // Algorithm is the only JWS algorithm we sign with and accept.
 const Algorithm = jose.ES256
 
-// Header values of every JWS we produce.
+// Header values of a JWS signed without a purpose (Generate, Load): the
+// single key of p2p before keys were split by purpose, and receipts.
 const (
 	HeaderType        = "JOSE"
 	HeaderContentType = "application/json"
@@ -43,6 +51,9 @@ var (
 	ErrUnknownKID = errors.New("signing: unknown kid")
 	// ErrBadSignature: the signature does not verify with the named key.
 	ErrBadSignature = errors.New("signing: signature does not verify")
+	// ErrType: the JWS's typ is not the one of the purpose it is checked
+	// for (a signature made for something else).
+	ErrType = errors.New("signing: JWS typ not allowed for this purpose")
 )
 
 // Signer signs with one private key and publishes its public key, plus any
@@ -50,8 +61,16 @@ var (
 // concurrent use.
 type Signer struct {
 	key       jose.JSONWebKey // private; KeyID, Algorithm and Use set
+	purpose   Purpose         // "": typ JOSE
 	signer    jose.Signer
-	published []jose.JSONWebKey // extra public keys, never our own
+	published []publishedKey // extra public keys, never our own
+}
+
+// publishedKey is a public key the Signer publishes beside its own, until
+// a time (zero: for ever).
+type publishedKey struct {
+	key   jose.JSONWebKey
+	until time.Time
 }
 
 // Generate returns a Signer with a fresh P-256 key that lives only in
@@ -61,14 +80,25 @@ func Generate() (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing: generate key: %w", err)
 	}
-	return newSigner(jose.JSONWebKey{Key: pk})
+	return newSigner(jose.JSONWebKey{Key: pk}, "")
 }
 
-// Load reads a private JWK (JSON) from path. It never creates the file.
-func Load(path string) (*Signer, error) {
-	b, err := os.ReadFile(path)
+// GenerateFor returns a Signer for p with a fresh P-256 key that lives
+// only in memory (tests).
+func GenerateFor(p Purpose) (*Signer, error) {
+	ks, err := NewKeySet(p)
 	if err != nil {
-		return nil, fmt.Errorf("signing: read key: %w", err)
+		return nil, err
+	}
+	return ks.Signer(0)
+}
+
+// Load reads a private JWK (JSON) from path. It never creates the file,
+// and refuses one that group or others may read (CheckPrivateFile).
+func Load(path string) (*Signer, error) {
+	b, err := readPrivateFile(path)
+	if err != nil {
+		return nil, err
 	}
 	return parsePrivate(b)
 }
@@ -90,7 +120,7 @@ func LoadOrCreate(path string) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch err := writeNew(path, b); {
+	switch err := writeFile(path, b, false); {
 	case errors.Is(err, fs.ErrExist):
 		return Load(path) // another process created it first: use theirs
 	case err != nil:
@@ -99,10 +129,10 @@ func LoadOrCreate(path string) (*Signer, error) {
 	return s, nil
 }
 
-// writeNew writes data to path via a temporary file in the same directory,
-// fsynced, then hard-linked into place so an existing file is never
-// replaced (fs.ErrExist instead).
-func writeNew(path string, data []byte) error {
+// writeFile writes data to path via a temporary file in the same
+// directory, fsynced, then renamed into place when replace, else
+// hard-linked so an existing file is never replaced (fs.ErrExist instead).
+func writeFile(path string, data []byte, replace bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("signing: create key dir: %w", err)
@@ -128,7 +158,11 @@ func writeNew(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("signing: close key file: %w", err)
 	}
-	if err := os.Link(tmp, path); err != nil {
+	if replace {
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("signing: install key file: %w", err)
+		}
+	} else if err := os.Link(tmp, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return err
 		}
@@ -149,30 +183,59 @@ func parsePrivate(b []byte) (*Signer, error) {
 	if err := k.UnmarshalJSON(b); err != nil {
 		return nil, fmt.Errorf("signing: parse key: %w", err)
 	}
-	return newSigner(k)
+	return newSigner(k, "")
 }
 
-// newSigner checks that k is a private P-256 key and fixes its kid, alg
-// and use. A kid in the file is ignored: the kid is always the thumbprint.
-func newSigner(k jose.JSONWebKey) (*Signer, error) {
+// newSigner checks that k is a private P-256 key, fixes its kid, alg and
+// use, and signs with the typ and cty of p. A kid in the file is ignored:
+// the kid is always the thumbprint.
+func newSigner(k jose.JSONWebKey, p Purpose) (*Signer, error) {
+	k, err := privateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(p.Type()))
+	if cty := p.contentType(); cty != "" {
+		opts = opts.WithContentType(jose.ContentType(cty))
+	}
+	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: Algorithm, Key: k}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	return &Signer{key: k, purpose: p, signer: sg}, nil
+}
+
+// privateKey checks that k is a private P-256 key and returns it with its
+// kid (the thumbprint), alg and use set.
+func privateKey(k jose.JSONWebKey) (jose.JSONWebKey, error) {
 	pk, ok := k.Key.(*ecdsa.PrivateKey)
 	if !ok || pk.Curve != elliptic.P256() {
-		return nil, errors.New("signing: key is not a private ECDSA P-256 key")
+		return k, errors.New("signing: key is not a private ECDSA P-256 key")
 	}
 	k.Algorithm = string(Algorithm)
 	k.Use = "sig"
 	kid, err := Thumbprint(k)
 	if err != nil {
-		return nil, err
+		return k, err
 	}
 	k.KeyID = kid
-	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: Algorithm, Key: k},
-		(&jose.SignerOptions{}).WithType(HeaderType).WithContentType(HeaderContentType))
-	if err != nil {
-		return nil, fmt.Errorf("signing: %w", err)
-	}
-	return &Signer{key: k, signer: sg}, nil
+	return k, nil
 }
+
+// WithPurpose returns a Signer with s's key and published keys that
+// signs with the typ of p: how a caller given one key for everything
+// still types each signature. Prefer a key set per purpose (KeySet).
+func (s *Signer) WithPurpose(p Purpose) (*Signer, error) {
+	c, err := newSigner(s.key, p)
+	if err != nil {
+		return nil, err
+	}
+	c.published = s.published
+	return c, nil
+}
+
+// Purpose is what s signs for ("" for a Signer without one: typ JOSE).
+func (s *Signer) Purpose() Purpose { return s.purpose }
 
 // Thumbprint returns the RFC 7638 SHA-256 thumbprint of k, base64url
 // without padding: the kid we give every key.
@@ -192,7 +255,7 @@ func (s *Signer) KID() string { return s.key.KeyID }
 func (s *Signer) PublicKey() jose.JSONWebKey { return s.key.Public() }
 
 // Sign returns payload signed as a compact JWS with protected header alg
-// ES256, our kid, typ "JOSE" and cty "application/json". ECDSA signatures
+// ES256, our kid, and the typ and cty of s's purpose. ECDSA signatures
 // are randomised: signing the same payload twice gives different strings
 // that both verify.
 func (s *Signer) Sign(payload []byte) (string, error) {
@@ -212,8 +275,14 @@ func (s *Signer) Sign(payload []byte) (string, error) {
 // that signatures made with it still verify. Keys without a kid get their
 // thumbprint; a key with our own kid is ignored.
 func (s *Signer) WithPublished(keys ...jose.JSONWebKey) (*Signer, error) {
+	return s.withPublished(time.Time{}, keys...)
+}
+
+// withPublished is WithPublished for keys published until a time (zero:
+// for ever).
+func (s *Signer) withPublished(until time.Time, keys ...jose.JSONWebKey) (*Signer, error) {
 	c := *s
-	c.published = append([]jose.JSONWebKey(nil), s.published...)
+	c.published = append([]publishedKey(nil), s.published...)
 	for _, k := range keys {
 		pub := k.Public()
 		if !pub.Valid() {
@@ -235,24 +304,72 @@ func (s *Signer) WithPublished(keys ...jose.JSONWebKey) (*Signer, error) {
 		if pub.KeyID == s.key.KeyID || c.hasKID(pub.KeyID) {
 			continue
 		}
-		c.published = append(c.published, pub)
+		c.published = append(c.published, publishedKey{key: pub, until: until})
 	}
 	return &c, nil
 }
 
 func (s *Signer) hasKID(kid string) bool {
 	for _, k := range s.published {
-		if k.KeyID == kid {
+		if k.key.KeyID == kid {
 			return true
 		}
 	}
 	return false
 }
 
+// PublicKeys returns the public keys s publishes at now: its own first,
+// then the extra ones whose time has not passed.
+func (s *Signer) PublicKeys(now time.Time) []jose.JSONWebKey {
+	keys := []jose.JSONWebKey{s.key.Public()}
+	for _, p := range s.published {
+		if p.until.IsZero() || now.Before(p.until) {
+			keys = append(keys, p.key)
+		}
+	}
+	return keys
+}
+
 // PublicJWKS returns {"keys":[...]}: our public key first, then the extra
-// published keys. It never holds private material.
-func (s *Signer) PublicJWKS() ([]byte, error) {
-	set := jose.JSONWebKeySet{Keys: append([]jose.JSONWebKey{s.key.Public()}, s.published...)}
+// published keys still in their retention. It never holds private
+// material.
+func (s *Signer) PublicJWKS() ([]byte, error) { return marshalJWKS(s.PublicKeys(time.Now())) }
+
+// Verify checks a compact JWS made for s's purpose against the keys s
+// publishes now (VerifyFor): how we check what we signed ourselves, our
+// access tokens for one.
+func (s *Signer) Verify(compact string) (payload []byte, kid string, err error) {
+	return verifyKeys(compact, jose.JSONWebKeySet{Keys: s.PublicKeys(time.Now())}, s.purpose, true)
+}
+
+// PublicKeySet is the key sets of several signers published as one JWKS
+// (/.well-known/jwks.json): each signer's keys, the first of a kid only.
+type PublicKeySet []*Signer
+
+// PublicJWKS returns the JWK Set of every signer's published keys.
+func (p PublicKeySet) PublicJWKS() ([]byte, error) {
+	now := time.Now()
+	var keys []jose.JSONWebKey
+	seen := map[string]bool{}
+	for _, s := range p {
+		if s == nil {
+			continue
+		}
+		for _, k := range s.PublicKeys(now) {
+			if !seen[k.KeyID] {
+				seen[k.KeyID] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	return marshalJWKS(keys)
+}
+
+func marshalJWKS(keys []jose.JSONWebKey) ([]byte, error) {
+	set := jose.JSONWebKeySet{Keys: keys}
+	if set.Keys == nil {
+		set.Keys = []jose.JSONWebKey{}
+	}
 	for _, k := range set.Keys {
 		if !k.IsPublic() {
 			return nil, errors.New("signing: refusing to publish a private key")
@@ -274,15 +391,44 @@ func (s *Signer) privateJSON() ([]byte, error) {
 }
 
 // Verify checks a compact JWS against the keys of a JWKS and returns its
-// payload and the kid that signed it. Only ES256 is accepted (never "none"
-// or HMAC); the key is chosen by the header's kid, and a key that says it
-// is for another algorithm or for encryption is refused. Errors wrap
-// ErrMalformed, ErrAlgorithm, ErrUnknownKID or ErrBadSignature.
+// payload and the kid that signed it, whatever its typ: for JWS others
+// sign (partners' receipts). What p2p signs is checked with VerifyFor.
+// Only ES256 is accepted (never "none" or HMAC); the key is chosen by the
+// header's kid, and a key that says it is for another algorithm or for
+// encryption is refused. Errors wrap ErrMalformed, ErrAlgorithm,
+// ErrUnknownKID or ErrBadSignature.
 func Verify(compact string, jwks []byte) (payload []byte, kid string, err error) {
+	set, err := parseJWKS(jwks)
+	if err != nil {
+		return nil, "", err
+	}
+	return verifyKeys(compact, set, "", false)
+}
+
+// VerifyFor is Verify for a JWS made for purpose p: its typ must be p's
+// (compared as RFC 7515 says: case-insensitively, "application/"
+// optional), else the error wraps ErrType. A checkpoint may also carry
+// typ JOSE: those signed before keys were split by purpose, whose payload
+// (its "v") tells them from anything else.
+func VerifyFor(p Purpose, compact string, jwks []byte) (payload []byte, kid string, err error) {
+	set, err := parseJWKS(jwks)
+	if err != nil {
+		return nil, "", err
+	}
+	return verifyKeys(compact, set, p, true)
+}
+
+func parseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(jwks, &set); err != nil {
-		return nil, "", fmt.Errorf("%w: JWKS: %v", ErrMalformed, err)
+		return set, fmt.Errorf("%w: JWKS: %v", ErrMalformed, err)
 	}
+	return set, nil
+}
+
+// verifyKeys verifies compact against set, and its typ against p's when
+// typed.
+func verifyKeys(compact string, set jose.JSONWebKeySet, p Purpose, typed bool) (payload []byte, kid string, err error) {
 	obj, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{Algorithm})
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
@@ -294,7 +440,14 @@ func Verify(compact string, jwks []byte) (payload []byte, kid string, err error)
 	if len(obj.Signatures) != 1 {
 		return nil, "", fmt.Errorf("%w: want one signature", ErrMalformed)
 	}
-	kid = obj.Signatures[0].Protected.KeyID
+	h := obj.Signatures[0].Protected
+	kid = h.KeyID
+	if typed {
+		typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+		if !p.accepts(typ) {
+			return nil, kid, fmt.Errorf("%w: typ %q, want %q", ErrType, typ, p.Type())
+		}
+	}
 	if kid == "" {
 		return nil, "", fmt.Errorf("%w: no kid in header", ErrUnknownKID)
 	}

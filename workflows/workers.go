@@ -34,8 +34,11 @@ type ActivityDeps struct {
 	Store    ActivityStore
 	Matcher  activities.Matcher  // NewMatcher's
 	Partners activities.Partners // a *connectors.Registry or *connectors.Live
-	Signer   activities.Signer
-	Source   export.Source // nil: export.SyntheticSource
+	Signer   activities.Signer   // signs export manifests
+	// AuditSigner signs audit checkpoints; nil: Signer (one key for
+	// everything, tests only).
+	AuditSigner activities.Signer
+	Source      export.Source // nil: export.SyntheticSource
 	// ImportFHIR, when set, is our FHIR server imports write to after the
 	// NDJSON directory; nil: the directory only.
 	ImportFHIR activities.ImportLoader
@@ -107,6 +110,10 @@ func NewActivities(d ActivityDeps) Activities {
 	if src == nil {
 		src = export.SyntheticSource{}
 	}
+	auditSigner := d.AuditSigner
+	if auditSigner == nil {
+		auditSigner = d.Signer
+	}
 	env := activities.Env{Logger: d.Logger}
 	limits := d.ImportLimits.WithDefaults()
 	var keys *signing.RemoteKeys // partners' JWKS, under each one's egress policy
@@ -123,7 +130,7 @@ func NewActivities(d ActivityDeps) Activities {
 			Dir:   d.ImportDir, FHIR: d.ImportFHIR, Limits: limits},
 		Serve:       &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
 		BulkMatch:   &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
-		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: d.Signer, PHIRetention: d.PHIRetention},
+		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: auditSigner, PHIRetention: d.PHIRetention},
 	}
 }
 

@@ -35,14 +35,15 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		"postgres://… or a SQLite file path (P2P_DATABASE_URL)")
 	since := fs.String("since", "", "recompute from this position (a number) or the first event at or after this RFC 3339 time; the tree before it is trusted")
 	jwksArg := fs.String("jwks", "", "the JWK Set that verifies checkpoints: a file or an http(s) URL (e.g. https://p2p.example/.well-known/jwks.json)")
-	key := fs.String("signing-key", app.Env("P2P_SIGNING_KEY", ""), "our private signing key, JWK JSON file, whose public JWKS verifies checkpoints when --jwks is not given (P2P_SIGNING_KEY)")
+	keysDir := fs.String("keys-dir", app.Env("P2P_KEYS_DIR", ""), "our keys directory, whose checkpoint key set verifies checkpoints when --jwks is not given (P2P_KEYS_DIR)")
+	key := fs.String("signing-key", app.Env(app.LegacySigningKeyEnv, ""), "the single signing key of p2p before keys were split by purpose, JWK JSON file, when neither --jwks nor --keys-dir is given (P2P_SIGNING_KEY)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError(fmt.Errorf("audit verify: unexpected arguments %v", fs.Args()))
 	}
-	jwks, err := loadJWKS(ctx, *jwksArg, *key, *db)
+	jwks, err := loadJWKS(ctx, *jwksArg, *keysDir, *key, *db)
 	if err != nil {
 		return fmt.Errorf("audit verify: %w", err)
 	}
@@ -119,26 +120,44 @@ func sincePosition(ctx context.Context, st store.AuditLog, since string) (int64,
 }
 
 // loadJWKS reads the JWK Set that verifies checkpoints: --jwks (a file or a
-// URL), else the public half of our signing key, else, for a SQLite store,
-// the signing key `p2p dev` keeps beside it.
-func loadJWKS(ctx context.Context, jwksArg, keyPath, db string) ([]byte, error) {
+// URL), else the public keys of our checkpoint key set (P2P_CHECKPOINT_KEY,
+// --keys-dir), else the old single key, else, for a SQLite store, the keys
+// `p2p dev` keeps beside it.
+func loadJWKS(ctx context.Context, jwksArg, keysDir, keyPath, db string) ([]byte, error) {
 	switch {
 	case strings.HasPrefix(jwksArg, "http://") || strings.HasPrefix(jwksArg, "https://"):
 		return fetchJWKS(ctx, jwksArg)
 	case jwksArg != "":
 		return os.ReadFile(jwksArg)
+	case os.Getenv(app.KeyEnv(signing.Checkpoint)) != "" || keysDir != "":
+		return checkpointJWKS(app.Keys{Dir: keysDir})
+	case keyPath != "":
+		return legacyJWKS(keyPath)
 	}
-	if keyPath == "" {
-		if kind, target, err := dsn.Parse(db); err == nil && kind == dsn.SQLite {
-			if p := filepath.Join(filepath.Dir(target), "signing-key.jwk"); fileExists(p) {
-				keyPath = p
-			}
+	if kind, target, err := dsn.Parse(db); err == nil && kind == dsn.SQLite {
+		dir := filepath.Dir(target)
+		if fileExists(filepath.Join(dir, app.DevKeysDir, signing.KeySetFile(signing.Checkpoint))) {
+			return checkpointJWKS(app.Keys{Dir: filepath.Join(dir, app.DevKeysDir)})
+		}
+		if p := filepath.Join(dir, "signing-key.jwk"); fileExists(p) {
+			return legacyJWKS(p) // a dev data directory not started since keys were split
 		}
 	}
-	if keyPath == "" {
-		return nil, errors.New("no JWKS: give --jwks FILE|URL or --signing-key (P2P_SIGNING_KEY)")
+	return nil, errors.New("no JWKS: give --jwks FILE|URL or --keys-dir (P2P_KEYS_DIR)")
+}
+
+// checkpointJWKS is the JWKS of the checkpoint key set of k, every retired
+// key included (checkpoints verify for ever).
+func checkpointJWKS(k app.Keys) ([]byte, error) {
+	s, err := k.Load(os.Getenv, nil, signing.Checkpoint)
+	if err != nil {
+		return nil, err
 	}
-	s, err := signing.Load(keyPath)
+	return s.Checkpoint.PublicJWKS()
+}
+
+func legacyJWKS(path string) ([]byte, error) {
+	s, err := signing.Load(path)
 	if err != nil {
 		return nil, err
 	}

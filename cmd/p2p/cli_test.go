@@ -92,21 +92,6 @@ func TestFlagHelpShowsOneDefault(t *testing.T) {
 	}
 }
 
-// TestKeysGenerateKeepsAnExistingKey: a second keys generate on the same
-// file says it kept the key, with the kid of the first.
-func TestKeysGenerateKeepsAnExistingKey(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "key.jwk")
-	first, _, code := run(t, "keys", "generate", "--out", out)
-	if code != 0 || !strings.Contains(first, "created") {
-		t.Fatalf("exit %d: %s", code, first)
-	}
-	kid := strings.SplitN(strings.SplitN(first, "(kid ", 2)[1], ")", 2)[0]
-	second, _, code := run(t, "keys", "generate", "--out", out)
-	if code != 0 || !strings.Contains(second, "exists: kept it") || !strings.Contains(second, kid) {
-		t.Errorf("second run: exit %d: %s (first: %s)", code, second, first)
-	}
-}
-
 // TestDevStartupErrors: p2p dev names what stopped it and exits 1, with
 // no panic while it cleans up what it had started.
 func TestDevStartupErrors(t *testing.T) {

@@ -16,7 +16,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/signing"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/configuration.md from the flag definitions")
@@ -109,7 +111,7 @@ Every setting of every p2p subcommand, as ` + "`p2p <command> -h`" + ` lists it.
 given on the command line wins over its environment variable, which wins over
 the default. Durations take Go's units (` + "`30s`, `10m`, `36h`" + `) and whole days or
 years (` + "`30d`, `6y`" + `). ` + "`p2p dev`" + ` takes only the settings listed under it: the
-rest are fixed by the dev stack: SQLite, the signing key and imports in its data
+rest are fixed by the dev stack: SQLite, the signing keys and imports in its data
 directory, the embedded Temporal server, the sandbox partner, the
 ` + "`X-P2P-Partner`" + ` trust header, our NPI 9876543210.
 `)
@@ -140,6 +142,19 @@ decision thresholds of identity matching, in posterior log2-odds points.
 | `+"`P2P_IDENTITY_REVIEW_THRESHOLD`"+` | %s | score from which a candidate not matched goes to review; below: no match |
 | `+"`P2P_IDENTITY_MARGIN`"+` | %s | points the best candidate must beat a different runner-up by to be matched |
 `, code(fmt.Sprint(d.MatchThreshold)), code(fmt.Sprint(d.ReviewThreshold)), code(fmt.Sprint(d.Margin)))
+	// Secrets: from the environment only, never flags the process list shows.
+	fmt.Fprintf(&b, `
+Secrets, read by `+"`p2p api` and `p2p worker`"+` (and the key variables by `+"`p2p audit verify`"+`) from
+the environment only, never from flags, which the process list would show
+(see [keys.md](keys.md)):
+
+| Environment | Meaning |
+| --- | --- |
+| %s | the manifest key set (a key set file's JSON) or one private key (JWK or PEM); wins over `+"`--keys-dir`"+` |
+| %s | the same for the audit checkpoint keys |
+| %s | the same for the access token keys |
+| %s | a Temporal Cloud API key (or `+"`--temporal-api-key-file`"+`) |
+`, code(app.KeyEnv(signing.Manifest)), code(app.KeyEnv(signing.Checkpoint)), code(app.KeyEnv(signing.Token)), code(app.TemporalAPIKeyEnv))
 	return b.Bytes()
 }
 

@@ -10,7 +10,7 @@ import (
 // checkout (the dev data directory with its signing key, binaries, the
 // walk-through's CSVs) is ignored by git.
 func TestGitIgnore(t *testing.T) {
-	paths := []string{".p2p/signing-key.jwk", ".p2p/p2p.db", "bin/p2p", "bin/p2p-prod", "p2p", "members.csv", "queries.csv", "decisions.csv"}
+	paths := []string{".p2p/signing-key.jwk", ".p2p/keys/token-keys.json", "deploy/keys/manifest-keys.json", ".p2p/p2p.db", "bin/p2p", "bin/p2p-prod", "p2p", "members.csv", "queries.csv", "decisions.csv"}
 	cmd := exec.Command("git", append([]string{"check-ignore", "--no-index", "--"}, paths...)...)
 	cmd.Dir = "../.."
 	out, err := cmd.Output()

@@ -16,7 +16,6 @@ import (
 
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
-	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store/dsn"
 )
 
@@ -36,6 +35,11 @@ func parse(name string, args []string, stdout, stderr io.Writer, which int) (*ap
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		if err := cfg.ValidateImportLimits(); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if which&app.FlagAPI != 0 {
+		if err := cfg.Keys.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -75,10 +79,10 @@ type opened struct {
 	closers []func()
 }
 
-// open opens the store, the signing key, the partner registry (if
-// configured) and the Temporal client of cfg. On error, what it opened is
-// closed.
-func open(ctx context.Context, cfg *app.Config, logger *zap.Logger) (o *opened, err error) {
+// open opens the store, the signing keys, the partner registry (if
+// configured) and the Temporal client of cfg for the subcommand whose
+// flags are which. On error, what it opened is closed.
+func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (o *opened, err error) {
 	o = &opened{deps: app.Deps{Logger: logger}}
 	defer func() {
 		if err != nil {
@@ -95,16 +99,18 @@ func open(ctx context.Context, cfg *app.Config, logger *zap.Logger) (o *opened, 
 			logger.Warn("store close", zap.Error(err))
 		}
 	})
-	if o.deps.Signer, err = signing.Load(cfg.SigningKey); err != nil {
+	signers, err := loadSigners(cfg, which)
+	if err != nil {
 		return o, err
 	}
+	o.deps.ManifestSigner, o.deps.AuditSigner, o.deps.TokenSigner = signers.Manifest, signers.Checkpoint, signers.Token
 	if cfg.Partners != "" {
 		if o.live, err = connectors.OpenLive(cfg.Partners); err != nil {
 			return o, err
 		}
 		o.deps.Partners = o.live
 	}
-	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
+	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, logger)
 	if err != nil {
 		return o, err
 	}
@@ -130,7 +136,10 @@ func newAPI(ctx context.Context, args []string, stdout, stderr io.Writer) (*app.
 	if _, err := cfg.TLS.Config(); err != nil {
 		return nil, nil, nil, err
 	}
-	o, err := open(ctx, cfg, logger)
+	if _, err := cfg.TemporalAuth.TLSConfig(); err != nil {
+		return nil, nil, nil, err
+	}
+	o, err := open(ctx, cfg, apiFlags, logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -194,7 +203,7 @@ func newWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (*a
 	if cfg.Partners == "" {
 		return nil, nil, usageError(errors.New("worker: --partners or P2P_PARTNERS is required"))
 	}
-	o, err := open(ctx, cfg, logger)
+	o, err := open(ctx, cfg, workerFlags, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -243,26 +252,4 @@ func reloadOnHangup(ctx context.Context, l *connectors.Live, logger *zap.Logger,
 		}
 		logger.Info("partner registry reloaded", zap.Strings("partners", l.Registry().IDs()))
 	}
-}
-
-func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("p2p keys generate", flag.ContinueOnError)
-	out := fs.String("out", "", "path of the private JWK file to create (mode 0600); an existing one is kept")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return err
-	}
-	if *out == "" {
-		return usageError(errors.New("keys generate: --out is required"))
-	}
-	_, statErr := os.Stat(*out)
-	s, err := signing.LoadOrCreate(*out)
-	if err != nil {
-		return err
-	}
-	if statErr == nil {
-		fmt.Fprintf(stdout, "signing key %s exists: kept it (kid %s); remove the file to create a new one\n", *out, s.KID())
-		return nil
-	}
-	fmt.Fprintf(stdout, "signing key %s created (kid %s)\n", *out, s.KID())
-	return nil
 }

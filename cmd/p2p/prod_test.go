@@ -73,12 +73,12 @@ func TestProductionTopology(t *testing.T) {
 	})
 
 	dir := t.TempDir()
-	key := filepath.Join(dir, "signing-key.jwk")
+	keys := filepath.Join(dir, "keys")
 	var out bytes.Buffer
 	for _, args := range [][]string{
 		{"migrate", "--database-url", dbURL},
 		{"migrate", "--database-url", dbURL}, // twice: migrations are idempotent
-		{"keys", "generate", "--out", key},
+		{"keys", "generate", "--keys-dir", keys},
 	} {
 		if err := dispatch(ctx, args, &out, &out); err != nil {
 			t.Fatalf("p2p %v: %v\n%s", args, err, out.String())
@@ -112,7 +112,7 @@ func TestProductionTopology(t *testing.T) {
 
 	env := []string{
 		"P2P_DATABASE_URL=" + dbURL, "P2P_TEMPORAL_ADDRESS=" + ts.Address(), "P2P_TEMPORAL_NAMESPACE=" + ts.Namespace(),
-		"P2P_SIGNING_KEY=" + key, "P2P_PARTNERS=" + registry, "P2P_ADDR=" + apiAddr, "P2P_LOG_LEVEL=warn",
+		"P2P_KEYS_DIR=" + keys, "P2P_PARTNERS=" + registry, "P2P_ADDR=" + apiAddr, "P2P_LOG_LEVEL=warn",
 	}
 	procs := []*exec.Cmd{child(t, env, "worker"), child(t, env, "worker"), child(t, env, "api")}
 	deadline := time.Now().Add(30 * time.Second)

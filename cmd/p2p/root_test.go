@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/p2p-payer/p2p/devstack"
 	"github.com/p2p-payer/p2p/signing"
@@ -31,8 +32,8 @@ func TestDevAndProductionServeTheSame(t *testing.T) {
 	t.Cleanup(dev.Stop)
 
 	dir := t.TempDir()
-	key := filepath.Join(dir, "signing-key.jwk")
-	if _, err := signing.LoadOrCreate(key); err != nil {
+	keys := t.TempDir() // outside the data: the database's directory and the import directory
+	if _, err := signing.CreateKeySets(keys, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	registry := filepath.Join(dir, "partners.yaml")
@@ -40,7 +41,7 @@ func TestDevAndProductionServeTheSame(t *testing.T) {
 		dev.SandboxURL+"/exports', jwks_url: '"+dev.SandboxURL+"/.well-known/jwks.json', allow_private_network: true}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--database-url", filepath.Join(dir, "p2p.db"), "--signing-key", key, "--partners", registry,
+	args := []string{"--database-url", filepath.Join(dir, "p2p.db"), "--keys-dir", keys, "--partners", registry,
 		"--temporal-address", dev.Temporal.Address(), "--temporal-namespace", dev.Temporal.Namespace(), "--log-level", "error"}
 
 	api, o, _, err := newAPI(ctx, args, io.Discard, io.Discard)

@@ -343,7 +343,7 @@ var errJWKS = errors.New("sandbox: JWKS unavailable")
 // verify checks the JWS against the cached JWKS, refetching it once if the
 // kid is unknown (the sender may have rotated its key).
 func (p *Partner) verify(ctx context.Context, compact string) ([]byte, string, error) {
-	payload, kid, err := p.keys.Verify(ctx, p.jwksURL, compact)
+	payload, kid, err := p.keys.VerifyFor(ctx, signing.Manifest, p.jwksURL, compact)
 	if errors.Is(err, signing.ErrJWKSUnavailable) {
 		return nil, "", fmt.Errorf("%w: %v", errJWKS, err)
 	}

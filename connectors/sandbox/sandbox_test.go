@@ -42,7 +42,7 @@ type env struct {
 
 func mustSigner(t *testing.T) *signing.Signer {
 	t.Helper()
-	s, err := signing.Generate()
+	s, err := signing.GenerateFor(signing.Manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +238,11 @@ func TestRejections(t *testing.T) {
 		Source: export.SyntheticSource{}, CreatedAt: time.Unix(0, 0)})
 	strangerSig, _ := stranger.Sign(x.Manifest)
 	notManifest, _ := e.signer.Load().Sign([]byte(`{"hello":"world"}`))
+	// The manifest signed with the sender's key as something else.
+	asCheckpoint, _ := e.signer.Load().WithPurpose(signing.Checkpoint)
+	checkpointSig, _ := asCheckpoint.Sign(x.Manifest)
+	asJOSE, _ := e.signer.Load().WithPurpose("")
+	untypedSig, _ := asJOSE.Sign(x.Manifest)
 
 	tests := []struct {
 		name   string
@@ -258,6 +263,8 @@ func TestRejections(t *testing.T) {
 			w.Signature = strings.Join(parts, ".")
 			return w
 		}, 403, ProblemInvalidSignature},
+		{"signed as a checkpoint", "k", func() any { w := toWire(base); w.Signature = checkpointSig; return w }, 403, ProblemInvalidSignature},
+		{"signed untyped (typ JOSE)", "k", func() any { w := toWire(base); w.Signature = untypedSig; return w }, 403, ProblemInvalidSignature},
 		{"payload is not a manifest", "k", func() any { w := toWire(base); w.Signature = notManifest; return w }, 422, ProblemInvalidManifest},
 		{"manifest of another transfer", "k", func() any { w := toWire(base); w.TransferID = "tr-2"; return w }, 422, ProblemInvalidManifest},
 		{"a file missing", "k", func() any { w := toWire(base); w.Files = w.Files[1:]; return w }, 422, ProblemFileMismatch},

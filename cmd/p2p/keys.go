@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/p2p-payer/p2p/app"
+	"github.com/p2p-payer/p2p/signing"
+	"github.com/p2p-payer/p2p/store/dsn"
+)
+
+func init() {
+	commands["keys rotate"] = command{"rotate the signing keys of a purpose (or prepare the next key)", runKeysRotate}
+	commands["keys list"] = command{"list the signing keys of each purpose and how long each is published", runKeysList}
+}
+
+// loadSigners loads the signing keys the subcommand with flags which
+// uses: the API signs tokens and checkpoints and publishes every key, the
+// worker signs manifests and checkpoints. The data directories the keys
+// must stay out of are the SQLite database's and the import directory.
+func loadSigners(cfg *app.Config, which int) (app.Signers, error) {
+	purposes := []signing.Purpose{signing.Manifest, signing.Checkpoint}
+	if which&app.FlagAPI != 0 {
+		purposes = signing.Purposes
+	}
+	dataDirs := []string{cfg.ImportDir}
+	if kind, target, err := dsn.Parse(cfg.DatabaseURL); err == nil && kind == dsn.SQLite {
+		dataDirs = append(dataDirs, filepath.Dir(target))
+	}
+	s, err := cfg.Keys.Load(os.Getenv, dataDirs, purposes...)
+	if err != nil {
+		return s, fmt.Errorf("signing keys: %w", err)
+	}
+	return s, nil
+}
+
+// keysDirFlag binds --keys-dir, required.
+func keysDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("keys-dir", app.Env("P2P_KEYS_DIR", ""), "directory of the key set files, one per purpose, mode 0600 (P2P_KEYS_DIR)")
+}
+
+func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("p2p keys generate", flag.ContinueOnError)
+	dir := keysDirFlag(fs)
+	legacy := fs.String("from-signing-key", "", "the single private JWK of p2p before keys were split by purpose (P2P_SIGNING_KEY): kept in the new manifest and checkpoint sets as a retired key, so that what it signed still verifies")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() > 0 {
+		return usageError(errors.New("keys generate: --keys-dir (or P2P_KEYS_DIR) is required, and nothing else"))
+	}
+	var old *signing.Signer
+	if *legacy != "" {
+		var err error
+		if old, err = signing.Load(*legacy); err != nil {
+			return fmt.Errorf("keys generate: --from-signing-key: %w", err)
+		}
+	}
+	created, err := signing.CreateKeySets(*dir, old, time.Now())
+	if err != nil {
+		return fmt.Errorf("keys generate: %w", err)
+	}
+	for _, p := range signing.Purposes {
+		ks, err := signing.LoadKeySet(p, filepath.Join(*dir, signing.KeySetFile(p)))
+		if err != nil {
+			return fmt.Errorf("keys generate: %w", err)
+		}
+		verb := "exists: kept"
+		for _, c := range created {
+			if c == p {
+				verb = "created"
+			}
+		}
+		fmt.Fprintf(stdout, "%-10s %s %s (active kid %s)\n", p, signing.KeySetFile(p), verb, ks.Active.KeyID)
+	}
+	if old != nil && len(created) > 0 {
+		fmt.Fprintf(stdout, "the old key (kid %s) is retired in the new sets; once P2P_KEYS_DIR is set, remove it and unset P2P_SIGNING_KEY\n", old.KID())
+	}
+	return nil
+}
+
+// retentionOf is the retention of p's retired keys as `p2p api` reads it:
+// its P2P_*_KEY_RETENTION variable, else the default.
+func retentionOf(p signing.Purpose) (time.Duration, error) {
+	def := map[signing.Purpose]time.Duration{signing.Manifest: app.DefaultManifestKeyRetention, signing.Token: app.DefaultTokenKeyRetention}[p]
+	return app.EnvDuration(app.KeyEnv(p)+"_RETENTION", def)
+}
+
+func runKeysRotate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("p2p keys rotate", flag.ContinueOnError)
+	dir := keysDirFlag(fs)
+	purpose := fs.String("purpose", "", "manifest, checkpoint, token or all")
+	prepare := fs.Bool("prepare", false, "only add the next key, published but not signing yet; restart every p2p process, then rotate: no verifier ever meets an unknown key")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if *dir == "" || *purpose == "" || fs.NArg() > 0 {
+		return usageError(errors.New("keys rotate: --keys-dir (or P2P_KEYS_DIR) and --purpose are required"))
+	}
+	purposes := signing.Purposes
+	if *purpose != "all" {
+		p, err := signing.ParsePurpose(*purpose)
+		if err != nil {
+			return usageError(fmt.Errorf("keys rotate: %w", err))
+		}
+		purposes = []signing.Purpose{p}
+	}
+	now := time.Now()
+	for _, p := range purposes {
+		retention, err := retentionOf(p)
+		if err != nil {
+			return fmt.Errorf("keys rotate: %w", err)
+		}
+		path := filepath.Join(*dir, signing.KeySetFile(p))
+		ks, err := signing.LoadKeySet(p, path)
+		if err != nil {
+			return fmt.Errorf("keys rotate: %w", err)
+		}
+		var msg string
+		if *prepare {
+			kid, err := ks.Prepare()
+			if err != nil {
+				return err
+			}
+			msg = fmt.Sprintf("next key %s published from each process's next start; run keys rotate after restarting them all", kid)
+		} else {
+			old := ks.Active.KeyID
+			kid, err := ks.Rotate(now)
+			if err != nil {
+				return err
+			}
+			msg = fmt.Sprintf("active key %s, %s retired", kid, old)
+			if dropped := ks.Prune(retention, now); len(dropped) > 0 {
+				msg += fmt.Sprintf(", %d retired key(s) past their %s retention dropped", len(dropped), app.FormatDuration(retention))
+			}
+		}
+		if err := ks.Save(path); err != nil {
+			return fmt.Errorf("keys rotate: %w", err)
+		}
+		fmt.Fprintf(stdout, "%-10s %s\n", p, msg)
+	}
+	if !*prepare {
+		fmt.Fprintln(stdout, "restart the p2p api and worker processes to sign with the new keys")
+	}
+	return nil
+}
+
+func runKeysList(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("p2p keys list", flag.ContinueOnError)
+	dir := keysDirFlag(fs)
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() > 0 {
+		return usageError(errors.New("keys list: --keys-dir (or P2P_KEYS_DIR) is required, and nothing else"))
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	// tabwriter buffers until Flush, which reports any write error.
+	row := func(cols ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cols, "\t")) }
+	row("PURPOSE", "STATE", "KID", "RETIRED", "PUBLISHED UNTIL")
+	now := time.Now()
+	for _, p := range signing.Purposes {
+		ks, err := signing.LoadKeySet(p, filepath.Join(*dir, signing.KeySetFile(p)))
+		if err != nil {
+			return fmt.Errorf("keys list: %w", err)
+		}
+		retention, err := retentionOf(p)
+		if err != nil {
+			return fmt.Errorf("keys list: %w", err)
+		}
+		row(string(p), "active", ks.Active.KeyID, "-", "-")
+		if ks.Next != nil {
+			row(string(p), "next", ks.Next.KeyID, "-", "-")
+		}
+		for _, r := range ks.Retired {
+			until := "for ever"
+			if u := r.PublishedUntil(retention); !u.IsZero() {
+				until = u.UTC().Format(time.RFC3339)
+				if !now.Before(u) {
+					until += " (past: dropped at the next rotate)"
+				}
+			}
+			row(string(p), "retired", r.Key.KeyID, r.RetiredAt.UTC().Format(time.RFC3339), until)
+		}
+	}
+	return tw.Flush()
+}
