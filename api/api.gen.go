@@ -352,6 +352,27 @@ type ConsentScope string
 // ConsentStatus The status of the member's consent as the partner holds it.
 type ConsentStatus string
 
+// ConsistencyProof The RFC 6962 consistency proof between two tree sizes.
+type ConsistencyProof struct {
+	// Checkpoint A signed tree head of the audit log.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+
+	// From The older tree size.
+	From int64 `json:"from"`
+
+	// FromRoot The stored tree's root at `from` (base64); trust only a signed one.
+	FromRoot []byte `json:"from_root"`
+
+	// Path The proof's hashes (base64), as RFC 9162 §2.1.4.1 orders them; empty when `from` equals `to`.
+	Path [][]byte `json:"path"`
+
+	// To The newer tree size.
+	To int64 `json:"to"`
+
+	// ToRoot The stored tree's root at `to` (base64); trust only a signed one.
+	ToRoot []byte `json:"to_root"`
+}
+
 // CoverageToMatch The member's card with the old payer (import only, where it is
 // required): HRex `CoverageToMatch`. PHI.
 type CoverageToMatch struct {
@@ -739,7 +760,8 @@ type Problem struct {
 	// `unsupported-media-type`, `too-large`, `idempotency-key-missing`,
 	// `idempotency-key-invalid`, `idempotency-key-reused`,
 	// `unknown-partner`, `not-found`, `method-not-allowed`,
-	// `not-in-review`, `invalid-decision`, `unavailable`, `internal`
+	// `not-in-review`, `invalid-decision`, `unavailable`, `internal`,
+	// `audit-inconsistent`
 	// (each prefixed with `urn:p2p:problem:`).
 	//
 	//
@@ -950,6 +972,15 @@ type Unprocessable = Problem
 // UnsupportedMediaType An RFC 9457 problem detail.
 type UnsupportedMediaType = Problem
 
+// GetAuditConsistencyParams defines parameters for GetAuditConsistency.
+type GetAuditConsistencyParams struct {
+	// From The older tree size, at least 1.
+	From int64 `form:"from" json:"from"`
+
+	// To The newer tree size, at least `from` and at most the log's size.
+	To *int64 `form:"to,omitempty" json:"to,omitempty"`
+}
+
 // GetAuditEventsParams defines parameters for GetAuditEvents.
 type GetAuditEventsParams struct {
 	// Format The answer's format.
@@ -1031,6 +1062,9 @@ type ServerInterface interface {
 	// GetAuditCheckpoint A signed tree head of the audit log
 	// (GET /v1/audit/checkpoint)
 	GetAuditCheckpoint(w http.ResponseWriter, r *http.Request)
+	// GetAuditConsistency Consistency proof between two tree sizes
+	// (GET /v1/audit/consistency)
+	GetAuditConsistency(w http.ResponseWriter, r *http.Request, params GetAuditConsistencyParams)
 	// GetAuditEvents Stream the audit log
 	// (GET /v1/audit/events)
 	GetAuditEvents(w http.ResponseWriter, r *http.Request, params GetAuditEventsParams)
@@ -1088,6 +1122,12 @@ func (_ Unimplemented) Readyz(w http.ResponseWriter, r *http.Request) {
 // GetAuditCheckpoint A signed tree head of the audit log
 // (GET /v1/audit/checkpoint)
 func (_ Unimplemented) GetAuditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetAuditConsistency Consistency proof between two tree sizes
+// (GET /v1/audit/consistency)
+func (_ Unimplemented) GetAuditConsistency(w http.ResponseWriter, r *http.Request, params GetAuditConsistencyParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1207,6 +1247,52 @@ func (siw *ServerInterfaceWrapper) GetAuditCheckpoint(w http.ResponseWriter, r *
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetAuditCheckpoint(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetAuditConsistency operation middleware
+func (siw *ServerInterfaceWrapper) GetAuditConsistency(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAuditConsistencyParams
+
+	// ------------- Required query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "from", r.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "from"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "from", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", r.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "to"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "to", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetAuditConsistency(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1780,6 +1866,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/v1/audit/proof", wrapper.GetAuditProof)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/audit/consistency", wrapper.GetAuditConsistency)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS)
 	})
 	r.Group(func(r chi.Router) {
@@ -1929,6 +2018,60 @@ type GetAuditCheckpoint500ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetAuditCheckpoint500ApplicationProblemPlusJSONResponse) VisitGetAuditCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistencyRequestObject struct {
+	Params GetAuditConsistencyParams
+}
+
+type GetAuditConsistencyResponseObject interface {
+	VisitGetAuditConsistencyResponse(w http.ResponseWriter) error
+}
+
+type GetAuditConsistency200JSONResponse ConsistencyProof
+
+func (response GetAuditConsistency200JSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistency400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditConsistency400ApplicationProblemPlusJSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistency500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditConsistency500ApplicationProblemPlusJSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -2863,6 +3006,9 @@ type StrictServerInterface interface {
 	// GetAuditCheckpoint A signed tree head of the audit log
 	// (GET /v1/audit/checkpoint)
 	GetAuditCheckpoint(ctx context.Context, request GetAuditCheckpointRequestObject) (GetAuditCheckpointResponseObject, error)
+	// GetAuditConsistency Consistency proof between two tree sizes
+	// (GET /v1/audit/consistency)
+	GetAuditConsistency(ctx context.Context, request GetAuditConsistencyRequestObject) (GetAuditConsistencyResponseObject, error)
 	// GetAuditEvents Stream the audit log
 	// (GET /v1/audit/events)
 	GetAuditEvents(ctx context.Context, request GetAuditEventsRequestObject) (GetAuditEventsResponseObject, error)
@@ -3023,6 +3169,32 @@ func (sh *strictHandler) GetAuditCheckpoint(w http.ResponseWriter, r *http.Reque
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetAuditCheckpointResponseObject); ok {
 		if err := validResponse.VisitGetAuditCheckpointResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetAuditConsistency operation middleware
+func (sh *strictHandler) GetAuditConsistency(w http.ResponseWriter, r *http.Request, params GetAuditConsistencyParams) {
+	var request GetAuditConsistencyRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuditConsistency(ctx, request.(GetAuditConsistencyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuditConsistency")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetAuditConsistencyResponseObject); ok {
+		if err := validResponse.VisitGetAuditConsistencyResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3323,167 +3495,176 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3rchs30yd+Kyj+nypT9Q6pgw95ItX7QfHhieJDXJZd/j8bejXgDEgiGgITACOKcalqP+0FbO0Vvley",
-	"hW4AM0NieJAdO1u1XxJ5OINDo9How68bn3uZnJdSMGF07/Rzb8ZozhT8eZGzeSkNE+YdKwu6ZLl9mjOd",
-	"KV4aLkXvtJcaVbGULGZMEDPjmlChF0yRBdVESENKJfMqYzkZL/F3xf6omDZkXJmRUK5dMlFyTsyMkQlX",
-	"2oSXFtzM4LGmc0bCeLLl4CVbDkfifKyZMESaGVMLrtlwJHpJT2czNqd2rGZZst5pbyxlwajo3d3dJb2S",
-	"KjpnZnWO2fIlW67P75xkBWfCDLKZ1EyQSvA/Kkau2ZJMpGpPqU/Jhw8Xz4ilAplKmY9ENpM8YwdDcpnJ",
-	"kuXESJhORouCi6lrG0fNbXdI/V7SE3RuR74y5V7Ss51xZZfCUr452Tm9fcXE1Mx6pyePHye9ORf+3/9M",
-	"PCm0UVxMe5YQr9l8zNTFs/VJ/1opModfCc9JXzMGo64fqapghI7lDTsY+qGX1MzqgeO7VzzfOOSSGsOU",
-	"/fq//3Y++G908OfR4MdP9Z/Dq8Gnz0fJk4d3/+jFpvBeUaEn8Um8nzFi3O8wDVydmx+6hrxlrA3yHp/8",
-	"s0Xe4/Wx3dmmdCmFZsBnP9H8HbKJ/Vcmhd1W9k9algXPqB30YankuGDz//hd2xl8bnT+D8UmvdPe/3dY",
-	"b9ZD/FUfvsWvsNN1Gnju5JrMaTGRas5yIhXh4oYWPD8jKVNKKp0SSwftdiErcj3s3SW9p1JMCp59h2Fr",
-	"WamM2XFbQcIFoUQbaiwvUkNoUcgFjtbNEIZ7ISxD0eJbDvfcigV2W7LMsJwANc8IN5rkzFBeaEIVI4Wc",
-	"TlmewFwUM5USLIcRv5HmhaxE/i1H/EYSXWWzQGQYyHspX1E1Zd+LQccyX9rVLuwgrGilghyT1/wnGN0H",
-	"QW8oL+i4+KYDPCc5K5nIrQS2g6vqYZzZdVRLUlDDFOlvPKsO3BxKJTOm9beexYocWLCiIE4SjCtDMios",
-	"W44ZceNj+amdykisTAOO9UqzHE9mKuDkhZVLYO4lVUZYeWspdS3kQiQjIRWhRLEbzhYkZxnXXAqSS4Yb",
-	"e8INfOpltT0NgVa6KkupDMtfs5zT9yBgvy9n2uGmzV5tb2lipSnKTkqyGVWaOZUEefjD+xeDfw7hvHL9",
-	"2mGd57liGv6kec5tc7R4q2TJlOH2zJjQQrN1diylNrQgFD8fkrc/X9jzrGx8+bmXcRPRZZ5ys7TvNk+y",
-	"o6O1syvpYR9XmczZeitvcQD2x5XGTmJtgcheb+USJLlURLEpl2KlpcfxlhRjJtaUfR4osjqmo5ji4J7I",
-	"8e8sM3DMzVh2XUouTEwH1HwqrPamGCNWRSNyAjxLq5wbK9rXl+D3hY6sgJyXNDPkl4+XpP/88uTxkwMi",
-	"b5gin0e9m1HvdNQrT8oBtDrIwogOj0e9ZNTT/E8GfygpDfxh+JyNeneoP67R65rnca3IKq9whrppcZPY",
-	"41VWivzy8eXlMNaY7TPe2rsXT8mTH5+cEPsKmVE9I/0x1ezJI1C0rJihxirhS8NiLdtpxVsWFeibckKY",
-	"MIo73QQWIbNU06RfSg1bR5Oj4dC2NDhu98qFefKo7pYLw6ZM2X4t8db7/WgNGW5A0CF5Ws3l1LABfBnj",
-	"qlp5/A2n5ejmOsMlSYA1PsV40GqLwpxrbdkI5dgesuF9UNEfaJJhW9bgyLnOCqlBh+eK5NRQb4c4cb3O",
-	"vVNFhWH5FTUdJGrYA+5dNGxct33LFQ8fPvzxYFfyJb0udnVtPtBWi6dmdeAbzJ7jmGxjist868GAb4HI",
-	"lnjwbHrdrRwYeV7oVXrXr/DlVQYCVnEN+WGE4W9gH5Bkl2EA6/SUlcnknHkZZtUXbcLKgdixdGWimttx",
-	"3DDFJ5zZ0eRM2D8+RcjqOv8V24533NXTytllH29iPbc73Xu785fr92oLnzUbXheDjDoFY3Vgy/C9HRxS",
-	"KtpEYKh2C4pNq4IqeyRqJqxUu2Hx7/fhrSYzrEkoz1sNim/gq8v4uM+1PTssI/38jt0GIpSy4NnylKRu",
-	"XikpGL1hOpgcmhhqLaKRCNO1nOm5kt1a3Y/0Qc5QwSfIOZUwcArMD5KRSMOXqTcH2Q1TSzPjYupHBeIO",
-	"aI7HpGdrNy67tXwrmxh704ZCQvqRr4lgqluq8UwWuSbcNPcYzaD/pMdF+FOx38Gg7BjVDVN0yt7L19Rk",
-	"sy86KajKa0ebLHJS0qU1aPgclkCKYpmQxYwpZrce1yPhuejgFBc9XRlOimop0Lu9uWu3UJSStYdJijAc",
-	"O8BVtXWrAybpwSw6JKCf5ANdWyz5GVgpU64NUywPPwBplCwYScuqKNL7DGWnM+cZNaxx7lRjO+xN1Kpf",
-	"iVAsQZ8sNyTnk4lVloKPNVB576msSBAkcdJY1Zj8eEYNDcJjDy79OHOHvZMFc7qEzbN+ZHiZcmX77tik",
-	"wZ8E71gFCJs9I9Q5kRVh89IsyZxRoa1AAT+hYfOtwvadaxts1Dug6QV+1zCJqFJ0iQqvyCKC9FdRLFFa",
-	"KZZJlTNQdqztPDHMeZrt0baHPhpbCs9ie9ud8JkVcrZPfUao8JRjIrfWsSyZWF8bJiLc+4pqQ3K6JP1/",
-	"//vf/x68fj149mxdU+w4/VREMXgBYYN7tBilEpvLqaLljGf63pLVi33nQ7Ankpco18J5LucoJ8mvwmpj",
-	"I5GGjZQmJJ3yGyZSywHphM55sUyJCzbY/UfGTPOcaZKOuTKzKzu9NCZyae1o2MTD3h9xl/TqBtcJ/ZP9",
-	"DVhg/7XDWUQWD56DC2UH6z3pAWHWm/mXfQyt9PXBTg1tOI1aIZDEx7fYyhriKf5FUYykV86kiPlZ7GNn",
-	"A6/M5lHUPcJut63xJbtdk+GNxY4Kb65Y5o3RVfnMsxlZ0GVb7QERNpc3TJ+SFGVsSv7rf/xvPH8q7WzP",
-	"kfCk7JeVnmFsjJsEFWB14x9oMq6KayesD85IimoJNDkS4UzzjRlJKt3W9PBTK8vhy6g+9RzeecGLqGBm",
-	"5M2zXy5/fUMmvAC7iQo3oHV5N16a2BF0yf8MFpdtZUcnBWi86629C0q003J9k+st6Bk9efwkMqCfzwcn",
-	"j5+Q/ozdHqyObI0+Zll2GHUvfr541z5ch1t9I/Crn1wYYuJoF2NDXJ8LMZEdqhB6spymUCpWUisjMUQb",
-	"uOMMHlBBkBOSMGcrVjPGb5qR6IYmfM1z1A0OIufbbVZUOcuvajNiw3IVbGLAzBmzjFbokwmGAlgpKOPB",
-	"NokvKIw3ToUGl+q2IbWzKtPYCHfrqstGlyIPblFvsD3Q4Om0i0NNpdh2N6P/8movtnWr7z+OtmxZgGNc",
-	"sN3iBfDCaXvNH+ja6iysReDiepr0MVz626f04AzlmNfZkH+4JtesNISKHHW2SUGnRNOlRuuJcGHJXjDD",
-	"Wn7bgFGwWyVjvOx2VDhufuC4tgxGc84Kbg3g+BZWVGgKsvwq7vvsosRPVgA/A7HuaZI2WnvP5yxNRsJ+",
-	"ll6Bdpv6EQl2a0hfVWIgJ5MD4k3KpqWMVNjNhWNtsVzRhYgTBnkdjLplIWkOrpjwjYvJ8inTxpJuTrmw",
-	"Whq74TkTWVNu1YCRtuBaZU/v0cU9mcSEQUyaveCsyJ9KYRQfV/HD1R46EIV/oImeUeWPHTtUw83SCgvF",
-	"1sURfBOnTl6rtdg0sYwIcrIv2I3VdIwmN7SoENWxRv2C3bDIBvpZLjCiGJADhE4Vs82y4XRI2C3NTELc",
-	"BkyIkKKjgwXj01nkuLsw4E0J5PLu60CDmntkNS4arIPq09o6IpX8jELHnWvl44TRZXJACjd1u0w1ImGP",
-	"5YGfEsuQlOTSGHBBmBnpO6tg2NDzE5JaqXOFfq22+fvb8af0AOxGEqBOQbfey6FZryeILZjlkLwBVmHZ",
-	"TLqADHDM9kPf09z1GKP1z4wWZhYLwM3gF4wX0pwLpj3SbJ3GusNVJ69Rjce2QEiyW2pFMfy4PaKD7cYG",
-	"fuF25SsuruNMgja9l3xhF8N+tOaFVaW5JrQsmcgHUhTLU0JJwcU1WIZ4kiO0pf7aSDhNnZ0CmksKq3Rl",
-	"/8bANOASRiJlItfpAaoEIvdKLFUFZwr7ocZ/bWTUkrRNRKw3VKlsozhJVKtSzf4IxwC0z8FToHfUfOc0",
-	"Z1fj5TZ9xVL8Nb123+xoz8UVBCVvmKDON7Otz7f122B7/dHldbIUsTLcSgSRNQ26HYhQL+aGMBwQF/wi",
-	"+0RD/ErvtKCLVl9uIe1/7h8eZX+0HIetudarv2mzdcaa/AtglhRwYgzJGwBoYIeajJfNnQPe02IZiUVR",
-	"kXPwd6338tp/qwldUA4enjWYS0vv7rCqavXaUvdqxrWRKuImeW5Vu42CJNg7a6LCShCuazxkqZg1OewZ",
-	"3bSerdK6mFFjlzi8kpDxciSu2ZLlTns6SKx+aPVAgOueBtbQbZGkE8JoNhsJ8KEvZtIKJGjfrq/tBDt0",
-	"oYWMzhlIscRpzyCqRgKnDBaN68Q2sbBf6apkSjPLh+RyJhcCxpr+6/l7cnhzfOjnqw8/8/wuhVUODt/A",
-	"1P6tkajJImRTX9Kk73wSqGLqxKmy+sCBd3exrVqnRGT5twRHgJvtGJw+ED3OKToqt8qwd+FF2JiWaVnu",
-	"5O2qnJHAzrkL8ePLtUxQDNRsKVhXuFN1uA7m1GQzVOI8P4c59qUiY8tqJOzBnRS9XeOjfi22xUZx+JvE",
-	"0I6hdh4RSg0nlT32LcUANgwk6CU9Oh/zaSVhIEJeAb2i7qsLkRWVlTdvlZSTLTgdBC2Bbikndt0AXgPa",
-	"BCU16sial1KajgB9gEptDELXb4L5QCdXM6pnHcabHcQDTexr94ARAZa7wzc0BrC9bZM1wmDQUVW2ugn7",
-	"eGt/a1GdLhXAz8tDlXaFJynGrrqxUbrhTwREFIpxM7PTykEOg2RvruduyKjoQV2vXXNkiUfQN1gitlV+",
-	"+fjykkWBdeCv+sjG5CVbkkvmgEM/PD7+IeJqu2bLjn1WVuOCZ8S+QPq/fHzZXst4/Abx/Wtjba/rCjFg",
-	"BLEZ1mpoVH62jj2n1lsJBxoU8fbwymx5LHKWqqpg6E8HJzTNDGRjnJEURBX+BMyg5JiOecG14RnKWqbO",
-	"RiJ10l65Vog9QaUgXJA5FRUtvA7TF3IBJsSYTayInkiFhghkf6SK4TnE8iv8ID1YQVhUIKBRgoZDRkUF",
-	"WPix4+TDXxNQcOoJxI/AqujYMzBuqchc5qxAJcIdbF9wcrkxOeL3veJizy53tNEwfqLp4uA+/grghS6+",
-	"e9syXNaMBBU4LuhX3oiPYoeFNNGGluC9XVhNrNu/ONmgvwTlczGTmhFtWFmHurkZ7hacRbU7JkucMu81",
-	"Y5Gz2w549F8S4Ex6t4OpHKzDzjZise8bJL13UPTeQdDhF8Quvwhh3hXpXKFPQl4n5ENS4zhAQXVZCJ1I",
-	"ut2g6V+ARd9sBjcNYFzBwAGtODxOOvTruMpPoU1PvyqfOnfPh1IzRFHsBQGJbLAa3LaMABu+xsbDjCl3",
-	"BB3/eHREBCSvoXeyMpViO4EPvjAlYpdtSXCzSUXw7SZc4+sBG764l00bvkRmOCPzShvC/rDqgNcsH3j3",
-	"yRXPcXM5c/nvg4H4qokrO+Ip/q4pLnuAPN6whc+k3VsohFMdAh8tFMgpmpTeueSC6blHlIyEh4ckLno5",
-	"oVVhIHaxglV8oJvh+GYLDg1yEPNXu7j6jlDpOu0CcBdKsQJ8JDuEYeVCEMUmTDGRsQRjIzkZ0+x6SF7b",
-	"jWRF2MzOwEnFPXMWMgevvTLeCbB1Sm148F3Sq+NFO+BQachkyJv4n41fhReDiNn6SRNn50L0YoMC6X6H",
-	"GFkDqMvbyCz8RS1PHdhjJJDLki44Xj/AmWP4kJFocJ508vHUxfLTtZUZwpueH78EXOtoGPIWojv3Lc7h",
-	"PLveH9AZ2NfBJxpgAtqCEqyCbRGdsDXBLbj0sNmsoHyuE98bJpACcMS9WA/Iw0Oa5Hvy8J+P9iNgc6BR",
-	"2t0PCGv43Co/hqkbe1B+CQz2Ta3ZQPxm9+hNBwz20j4O9ETE7v6pWOu+UNXBfV1h8XMB7sYfHz3+gbjM",
-	"XJcMv04ZfB6zOMHJLwxZKCmmPkWhrrfhrVhMqNDVeM4hag7x6LiNihieDfF3TaghcAyhXQ9BKTgG/Dz0",
-	"zlCqFnIg4jHkQpu41Y6u5QlmPFqWyrJKweFC+mmlxGl5Up46KpyOqqOjhxnP4f/MoZIwCZ3nI2E/RwEJ",
-	"EQy7vQo5JQUXLISLPEHjeaR6g4P75/fv3/r8lxV7rZVqaWI+mXOiZ1IZoqv5nKogB645xqcdwffAI57b",
-	"oYwLRj68e2P1ZSvlIy2egtMbANeemP6Xer3ThKQO8zBwad7h34bdmjSxn9dJ6oM5yzkF89++aqQcQCED",
-	"+K6RRX/NloM515qLKTSx+pvrI/aZYpVmuesYzNqBk5n2bSHNYCIrAZ/OmZnJfGCfQWaU+8z+m4uB89c1",
-	"ZuTjlfZZo8QBvoKxxHQk+oxmM6v1T/itF+FrJAxuwICt6CbyrkhRZKBkEwTjXTPytY5liYRfQlSLakyT",
-	"yTvwOhHef8vUwGOoalySXgMm7S4oWnCwiLTY4tbc6s1UlbC6VVVujQzCix9KTEKCnRnbaVKwAQgRdlsW",
-	"VKCMtBwhK+PV3C3ns/MPuz6ii9pMrIkMAsDH7x618cekPCl9nLYZYntLDWcAOPbqcQ+AxX70v05+YoJN",
-	"uH3juQBwMuhfT6VA9SDquX4He+mZ2z/3SavRUliDyRfGkILQRuGiFa987Pysu263TkvAtBBax1ATtEct",
-	"fdtFN5rJiPhZSEGMTntLrDp0SFxreeKEbtiJwxpc8RUcCBtwbEPyAgJk7BZzyIQ9GmvbMiFaOnUegbua",
-	"0JHwCNIQYnPr0S/4NQOgpMOaA/TzwAMWRsKqVLAv7JNQHyLANkSxhK8djnkk+ikO3UFKU2yqACV3zYg4",
-	"ObK2/j5KcOCOjcC7sOfjsUaWSZEPIKTRisbvnNvZLijmDQPodFCV+0RfLoxuRl/uE0xp+ly7w/uXMSfz",
-	"eT7nwlqXFPKVNTpAQxBjvGw4Q/sfyH969/NBc3+96CW9172k9yG6sd47/omJO8+FD7TjLM9sEXvjxhf0",
-	"i0Sk4TcE46scN/9OB5Uf23PbwNZgqRtCjLjthqKASfgabdEwy5bCH3Uw08zIjhgs5Fs4VBG03cfqeysK",
-	"dEIWUl1PCrlIQtxu7ZXhcBgPpmwqWjADcOc+GL3aNNoUwl51SGdGEzq2x3CYa2Os9SLEoRh2gwWoSAOL",
-	"4QRWQvYCZTjMwwY+fKDJtJBjWgSAhHfotIrr7ICYiCIw3q406nnJcn9mJSIXO7fv3bwbt4jbouD83Zw5",
-	"5a0SIMOpq23X90XumADv1lmjKibXeMT4slQ+5+QgCYfqlZf3ic8qunLVHZKR8E8U88+IZiK/mlBe2H8g",
-	"uzeacA+ENCzxbrSrkE+RABY7ajRGMSTUKla4Qd0HUdHQcER3+poDThEMEqtUGA0BZU3ABLJH+oRGsOH7",
-	"uYQ9wnRvh3DDGUw10e0d2PDrKka3Vtmpw+ZWM8kyVu6F872fAxccJbvy+nN42X6FmZY7pZhBLt+Gqj/d",
-	"pTsjhYOQ+XfF/DWWFfCku87zFby8g6N63cm8Of68l0CpynwPpimoVdpmVEzvDdUOhYgQ8BWm3uStFi+3",
-	"xuhpvGmvP/fctm63N0whFFO7OxDPyayaUzGwUgq8QrtbqlsdTLA/wNo8JR6ZWYtcrP6ThBTnK1/LJYjU",
-	"tQd2JWRlkpFwKuNViHb4RmhlZvW/Gl6ahNDsutFCRkXGChDp3nmzi5R2vhZHzk3r9crvmhjYyEgykUUh",
-	"F2sG5mocwU48cmJjUJksZrxgqxLQyvlgEl/VJnEkeltEcbANEHx83TvVb6sYrWvd2w6+YtJrNLqJqG/p",
-	"tCP5vKRTxHp6NHtCBFsE+P06aYMy3y1WXX4w19D6eoO72QP+rI74qwS7NVdZpbTsAPXhb61EUTuUMyKq",
-	"ovA+axBf9rEdk/0BK6e2sJtdYgtm0B7IJvpfxqP4504fW3UE4NM5zWZgmdgZWQV/iSBcrkeCC264FYPk",
-	"v/7n/6o1NIf0hodeYPgaa/DQuR6ufBb7SNinsCfsHzSz8qFg+dS979OJz0iKIjIF/ShtbZKUUMVGQk6s",
-	"rtTGaYZx9uqj9KrGo6+OEQ6B9gixiBaqd/Xg4FscGqCa7NDAndEYVsQEvoPQSCzRvzwpiVTZjIEBzjQa",
-	"2gMjB2hxY2LfAAscej4fkvPGeVxXncBPqL7WGPRtQxfOwInooPi6hUQYieBLplPKhVXMjQ7uDZGz2wRh",
-	"1zpaDyzx5Qn0SFAfDfWOTJfB73xLdhldIBZc1CtVG0diJDApCI8jrtvVaZs1cVOMA/746PEPBz72imfZ",
-	"SKQQtAg1IKSar3v10QLWRTV1caYhgVObjGXOmQ5ONWAxx+HoIB9XhoiQM4ru8Xas7rRZaNc2Zg38kSiV",
-	"NFhS22V/Wq6w2guXAuaevv31ciXPJ3VnD5L+4vn7F6uVmEmu6MSlLGk6Z5DZtHLRANT7xbsJdMP+clcb",
-	"WGMXeAb+8PmV9WUJA39bwimByxEOkrrl0FezdLKrqYYaAf786ORkSF6yJdYO15svDxgJV1oefZwQIZ2A",
-	"s0PRugyxZTorG08JxV4hZIBVjUcCihSDdxi9K5S8+fAKqhnTDMpbK7oAaKXOaIkxk3RkWeHoyGUbC6u6",
-	"YBdEV0rJKZix8H6CdyI8OjpaCaKdEUrSp1jSefDesuFIuMBddy1l19jx4yFpORY1pDy0yiihA8mK5KQJ",
-	"UHL/aPjT3DcoOu2PdkVaqXwHsBTHdhWePCLnl08vLkjBjIHzOOdTbnRC0mGakPQKqzYN0mQkxmzKheA+",
-	"gE3dN/YF+Ij0060Obx9SK3jGhIZDyt1ZcF7SbMYGJ8Mjq3WronfamxlT6tPDw8ViMaTw81Cq6aH7Vh++",
-	"unj6/M3lc/imjs2CcD1/e9FLelbaoMA9Hh7hS7Jkgpa8d9p7ODwaPnSJH6AfHA4XrCgGoLMe/r641kNf",
-	"gnvKOioG//LxJeR6IA4ckjbgcFmGYh5QLQRUFFmpuv4bFl+AcIFVd0ASXOS9096/mPnl48vL3sqlCydH",
-	"RxtKhv++uB5oZvYsGe5yWToqhrupQbX3x9h7rLEwysNwX8FdM9wGDnOX1GLpYdkHck+SnqFTbU/tQADd",
-	"+2S/PUQh+Wcn5c9BemlycnTU0K1dwXcEB2iI56+T92fX9H7k3YusLvW/g6x+lHbjF1AYtU2uV/yGCaY3",
-	"0seagctdyePMaG0ggcPldHjHMGFiihEeDUkprNCMPD56uE64d9jnd6Eb9G2lFSyt48iH2zmyedFCm8rv",
-	"fOmFTWS+OT4EK+mwnSYYpfklnwo8YBHfYhoV1vua/8mSSHXxBOwvVGJGwsoHe6jaNYLVsorSWSNhXULi",
-	"HyAwp0ouBIECNY3KxyNRj9QtNTUQrOSaFJbr4OShZM5FZaAyTuKW3vZl9XxtgiN0TS6dW2I0EiH/Ql5o",
-	"plvG91E90y+WUDsUxW+wCTxb5ZA6RhXlDlRtsTWM2LhyXfbIJZoVLMPC9SFwANGshFA9EoItrMU9sOrz",
-	"nFu9yirWiPxJYU0g9pQSNARJiVUw0JIbCafqcU20UYzOA0oElCsKJRGoCUVzQrh2JFLUUf9zMuOgTSCf",
-	"BAUQ52wb8yp/czRW6XClwjBe7odF+k22sG3/h8gtdxxYq6/ucTCuRF5YLQpTsrGX9Cd8Ciu0LBnJZFGg",
-	"5y7SMDSbjAQttAzTH5LntHFhDBZjtwZHfWEBmgh+MZyZAEWXoPyItZiadwzVIfWgfPtvE6LZHy4O7gJQ",
-	"B3ZNmpUokCNCvrgULGkWt40XeNiwRZ8jM7bvB/stpr7gmj4Au3FOTbhN6o+KqWV9nZTztDavkHII995p",
-	"DxevYYSHB3YJ3P/cYsZs5CSyWYCvuirGxkaIhWibA9zNO9zRt0Oybu22EoYXX6FbKJjbKmvxQLv91dV1",
-	"M0fx/nd7xUfidnbTT9fArDbiALGBtdzqf9m4gFauQmOUPOgBvm//n/Y624KsaR9wK/65u6TXIfminzV8",
-	"gc3Pbge7fBM9Mj1YYu3gAEfNyukBSd1W5CbwyEnmFG9/erTLadu4J+4LD+hLkNz7ncilLx/Rabt1VJGo",
-	"JTI19XmMNaCc2wJurRErl07UmlefkolieuY1L58mEBQ5p6yFe6Mg9QK7ONgk2LEkxg5yvQOO0Ck9Iajd",
-	"fV/gGqJgzgWfW2l/FCm68Okv1AtXqoN021hycl9GfXT0aPsn4aa7L+TsMB8cs6tl1lAUu9nc1SU6/Bxc",
-	"RHdwD2UVYfenENFsOnERPFkWNGPuqolG0T9B2C3HoK8UbDgStUV5XLOxayjnOTAxfFKfnOjcA83n5Oho",
-	"JHwJf9cpqDmkD0A8NplIZUglcqZIJoW3oBaKm1D9dSRA6cROT8lYmhlAIJ16e3J0HN06mB/82icgreyc",
-	"2JrVrxyGa0WRp4FFfpL58quxcyuH+a4d9rGb8O4v3EqOJh1byC1uWK1VnrCMf3J0/G1HA3flYHD+3rv7",
-	"eAe/Qbg+Ej54vIujIXLD3xeLBssVjX0KOyaSuN4QEU4m1EIi6G/dpqm1hZqZrxiWmbrqzb6mxQqODbGi",
-	"NIcaZeue/KYY8G3hRmVR58Irrs37MNQtBxwqy0Ex5e62Zohidp5wDvOxGzOuAFW69PUwBCcaGldDfz8d",
-	"eZ0wAdrSNZom9mU3AjUAVuvDeGsXXPM/OxcD3Bhxa/LxEYDEUbk4cQhx/NdxrL7TetY//aMKAXlIvaak",
-	"VOyGywrxAQ80SRtx9LRrkC7M3rU8RyePvq4NsZ+4bCEtIkIzirX4Hqq73dldaI+G4Krl1CdX+yDi1gbA",
-	"oG7iqNBVSpXR4LvyXm1EmtaOL8xmCB+FQ4T0EfqQBtxAejAkb2VRkBSgXkPNiklKpBoJ98DjX9IGOIhj",
-	"5LIRncWYLFSS12QMME5nOvii707QZlRIwTNagA0WbAoIavYXM6v/lFb024kGxc2qSbkEpWsOqSYHiAwo",
-	"GTWuQGUrSgvpG8KVwICmvS+vftdICHZCUhr4p9xNuK0IMRaz3BAfPmuob3AlPqNGu5A50pxQl4PROHNU",
-	"WDigYxAujUs3+q2qChpqtq5f1WHkSKS1bE2H9RUbZVUU4PXcUI4hAZdePhLjZXc6vLXuuu7TOnNu1Ra/",
-	"1RdzQXpOc3ygwI5ZfZUC+AX5hED1lGQkoHTJmIXlDLeU/QNHP4CRpfU6+piwq3s/EnAlWn99NmnI86nB",
-	"HMaq6LRRIx+pH7gSC69BLW+O9iVQ3XbORbOMdxo749EGCTirfXXxxu56yZZ/mUberB+yk0J+8tVlepcS",
-	"HEVPwyo2ZV+zfPKM0dzpfpE92zUe91VNcRO+uEt6ryRObjMm74EmH969GraOzzUf1f8NGvyjk5NdPm5e",
-	"hr7/ifkVwpkImqGbath0HLerlgLUF97oOGsssjfVSyV/d0omRlfqwxcBRw1LAg2GlilBSWqtibROlYrY",
-	"FCG4EtJGrC73/w/c5AcXeXoAEhgx4uBag+szV/COHR62e0sm/2HwE/zFOt82+TD85l6sf7Em6+3DZ4cU",
-	"y73ENb4XUvmzUzuIjeMrDx+s9AzEYXpydBJkYnravpWrgeTUrctlMLq0oCqHMup2EAjXQo8tlOuGgi9Y",
-	"XTSrK8IkzlvVqvryy8eXlyCLfd0eLJgLMDCmST/9fXGtrypVpAeJm47PzeV6JNLPo8Z9OXgreh3kgX+v",
-	"XNoCzxqlFa6u2RKvVXfpVFfUjHp36Uj48hhh5rzOuULlEScKgAEHj9V49dmK9oxXM2iIGxhJ0iZMNj1r",
-	"w56CLgTOTVB//L5migjGcrtJHSguUwzAqLSwKjiuRI1s9AMEnGorFt3U60H9iu3v83qUX2+ff33to1ED",
-	"6W+mfDSWee5vhg5Qb9Ak6TUT38zn/ujoxw1Tb6KF9yC+r2+zRf1CnCnxFyW4OlurBOpDhRJ/ncKAZtc+",
-	"dnZy8q2H7jdPCDg5jCICrXECuAmDfOin7qNQxeVg+D00m2Zxr4IaMKIwnLZK8Fatr73OIC9VNyo94UKu",
-	"cHEYVKwulpAW6YYkckhuOG0fFiPRf34JCcfptbX6GjfHHaydA61b5+DgwXsnJrxgDxCcnrSLhCR4mTj0",
-	"7twLQ3LRqALhIBQMG8GqpppBNgBV9hBVU5aDGV7nw4KopgZTU4PFOxL+9rdwSVxGhbVQXRpuyCOwE0Sd",
-	"DxNKwFmM4PAOl/IWtey1X6RvqJ5JBCjvGWZfu8Lve6hjkbsE14Di4TbR3bdKnekW19jeMV1ZXadd9mUl",
-	"f+cUcjuUvGG152IN6u5KrKSRGit4G1SKaQbpGsytpRRIj5AM9vGMajysnEKEkPizkeAGPSCWG7io7Cz0",
-	"UmQzJYWsdBxyhSVz/s4qxUpRn7+ZWhFKBS38qpy1108hQ31rxWLzB0+lmBQ8+3/uiI5D+xkU72oKAa8s",
-	"rdaA2kv4NBNau8/pBkaMtaQQOM5PAxa1VZsi5D7BU2ufQfKM1Yl0SLB2PxJdZTOwNnzynOdiXVemcGlz",
-	"Pinaal1WoMBFZDTXVmg5/G0zzmpPaKVNo45TyBxFz4ieyYXYclKGsjt/W0eGH2CXph2Skr+vI2OtNlEX",
-	"t96F55+7wQtYZD5WvA/96trrTsM6COnj+bEgaytftI76Oq8+V2HUeriOGo01CaSn85KpAd4ja2rl7NRh",
-	"hEJJsOCoc8/DvWOgLq7gztxVoICARnxRwN69Zuq6cPf+gCo8EqtgfE36NbjO1SfjbdxUyLpyJMRkCqi9",
-	"C3vFzR4RVOszx8yTpHUhZ45JS3Cd+zVbNonYSBS5+3T3fwIAAP//",
+	"7H37chu30ueroLinylR9Q+oS2+dEqu8PxbFPFF/isuzKng29GnAGJBENAQbAiGJSqtq/9gG29h32PfZR",
+	"vifZQjeAwZAYipQdO1v1/ZPIwxlcGo1GX37d+KNXyPlCCiaM7p3+0ZsxWjIFf16UbL6Qhgnzji0qumKl",
+	"fVoyXSi+MFyK3mkvN6pmOVnOmCBmxjWhQi+ZIkuqiZCGLJQs64KVZLzC3xX7rWbakHFtRkK5dslEyTkx",
+	"M0YmXGkTXlpyM4PHms4ZCeMpVoOXbDUcifOxZsIQaWZMLblmw5HoZT1dzNic2rGa1YL1TntjKStGRe/u",
+	"7i7rLaiic2bW51isXrLV5vzOSVFxJsygmEnNBKkF/61m5JqtyESq9pT6lHz4cPE9sVQgUynLkShmkhfs",
+	"YEguC7lgJTESplPQquJi6trGUXPbHVK/l/UEnduRr025l/VsZ1zZpbCUjyc7p7evmJiaWe/05MmTrDfn",
+	"wv/7H5knhTaKi2nPEuI1m4+Zuvh+c9I/1YrM4VfCS9LXjMGom0eqrhihY3nDDoZ+6AtqZs3A8d0rXm4d",
+	"8oIaw5T9+r//cj74b3Tw+9Hg24/Nn8Orwcc/jrKn39z9rZeawntFhZ6kJ/F+xohxv8M0cHVu/t415HvG",
+	"GpH3+OQfLfIeb47tzjalF1JoBnz2HS3fIZvYfxVS2G1l/6SLRcULagd9uFByXLH5v/2q7Qz+iDr/m2KT",
+	"3mnvvxw2m/UQf9WHb/Er7HSTBp47uSZzWk2kmrOSSEW4uKEVL89IzpSSSufE0kG7XciqUg97d1nvmRST",
+	"ihdfYdha1qpgdtxWkHBBKNGGGsuL1BBaVXKJo3UzhOFeCMtQtPqSwz23YoHdLlhhWEmAmmeEG01KZiiv",
+	"NKGKkUpOp6zMYC6KmVoJVsKI30jzQtai/JIjfiOJrotZIDIM5L2Ur6iasq/FoGNZruxqV3YQVrRSQY7J",
+	"a/4djO6DoDeUV3RcfdEBnpOSLZgorQS2g6ubYZzZdVQrUlHDFOlvPasO3BwWShZM6y89izU5sGRVRZwk",
+	"GNeGFFRYthwz4sbHylM7lZFYmwYc67VmJZ7MVMDJCyuXwdwXVBlh5a2l1LWQS5GNhFSEEsVuOFuSkhVc",
+	"cylIKRlu7Ak38KmX1fY0BFrperGQyrDyNSs5fQ8C9utyph1uHvdqe8szK01RdlJSzKjSzKkkyMMf3r8Y",
+	"/GMI55Xr1w7rvCwV0/AnLUtum6PVWyUXTBluz4wJrTTbZMeF1IZWhOLnQ/L2hwt7ni2iL//oFdwkdJln",
+	"3Kzsu/FJdnS0cXZlPezjqpAl22zlLQ7A/rjW2EmqLRDZm61cgiSXiig25VKstfQk3ZJizKSass8DRdbH",
+	"dJRSHNwTOf6VFQaOuRkrrheSC5PSATWfCqu9KcaIVdGInADP0rrkxor2zSX4dakTKyDnC1oY8uPPl6T/",
+	"/PLkydMDIm+YIn+Mejej3umotzhZDKDVQRFGdHg86mWjnua/M/hDSWngD8PnbNS7Q/1xg17XvExrRVZ5",
+	"hTPUTYubzB6vslbkx59fXg5Tjdk+0629e/GMPP326Qmxr5AZ1TPSH1PNnj4GRcuKGWqsEr4yLNWynVa6",
+	"ZVGDviknhAmjuNNNYBEKSzVN+gupYetocjQc2pYGx+1euTBPHzfdcmHYlCnbryXeZr8/W0OGGxB0SJ5W",
+	"cyU1bABfpriqUR5/wWk5urnOcEkyYI2PKR602qIw51pbNkI5todseB9U9EeaFNiWNThKrotKatDhuSIl",
+	"NdTbIU5cb3LvVFFhWHlFTQeJInvAvYuGjeu2b7nim2+++fZgV/JlvS52dW0+0laLp2Z94FvMnuOUbGOK",
+	"y/LegwHfApEt8eDZ9rpbOTDyvNCr9a5f4cvrDASs4hrywwjD38I+IMkuwwA26SlrU8g58zLMqi/ahJUD",
+	"sWPpykQ9t+O4YYpPOLOjKZmwf3xMkNV1/hO2ne64q6e1s8s+3sZ6bne693bnL9fv1T18Fje8KQYZdQrG",
+	"+sBW4Xs7OKRUsonAUO0WFJvWFVX2SNRMWKl2w9Lf78NbMTNsSCjPWxHFt/DVZXrc59qeHZaRfnjHbgMR",
+	"FrLixeqU5G5eOakYvWE6mByaGGotopEI07Wc6bmS3Vrdj/RBzlDBJ8g5tTBwCswPspHIw5e5NwfZDVMr",
+	"M+Ni6kcF4g5ojsekZ2s3Lru1fCvbGHvbhkJC+pFviGCqW6rxTFalJtzEe4wW0H/W4yL8qdivYFB2jopr",
+	"0MvfKikn9xzNRfO6VfHlhIyZWTIrx5cST1R7XumO3Rj0oq0c17x5l/UmSs47xE9VWs3Y97njaW3bu+pW",
+	"QrSRyilojzRqItSQ3H6VB3XkjBhVa0OkqFaEeu1HCraTngLOomTnQNFHGnQfpkN3mV15uwTfHj89If/3",
+	"/5wMj4ePh8dEqtLqLpaLzwibL8wK3adutOy3mlaa5Ebm4KgybA4rce8A3QOqFF3Bv2WHWsWWD1gAI/cn",
+	"v5Gfh/hrggt4C+YX80UzRLdWaVl2wxSdsvfyNTXF7JM0LKrKxkEtq5Is6Iop0udzEF12opldWcXskcX1",
+	"SPhJHJyisMzXhpOjOQdyqr0NG3dqkv6NZ1aKMBw7wHVz717HpaXdiqnOrYuTfKQbS788A+t+auWLZQL/",
+	"A5BGyYqRfFFXVf6Qoeykq31PDYv0tXpsh72NWs0rCYpluBm5ISWfTOxGDbGJQOW9p7LGwEjiLFrVFK9+",
+	"Tw0Nh+4eXPrzzCnJ7gyd0xUcOpvC3Z/FV7bvjsMt+GHhHWs4YLNnhLrgi3JCbM6o0PYgbomtbSv3zrUN",
+	"vp07oOkFfhe5EoI801wUCQXkJytQ4JRXrLCyFYwEqQidGOYiNFYl3MOOSy2FZ7G9/TXwmVUObJ/6jFDh",
+	"KcdESbgmcsHE5towkeDeV1QbUtIV6f/rX//61+D168H3329aWB1ao0oI7xcQbntAi0kqsbmcKrqY8UI/",
+	"WLJ6dcn53qwm5yXKtXAe/znKSfKTsFbMSORhI+UZyaf8honcckA+oXNerXLignR2/5Ex07xkmuRjrszs",
+	"yk4vT4lc2jjotvGw9+PdZb2mwU1Cf2d/AxbYf+1wFonFg+fgetzB65X1gDCbzfzTPoZW+vpgp4a2nEat",
+	"0GHm48JsbQ1R+/2k6F/WW8ykSPkn7WPnO1qbzeOkW5Hd3rfGl+x2Q4ZHi50U3lyxwjtx1uUzL2ZkSVdt",
+	"cwFE2FzeMH1KcpSxOfmP//G/8fyptfPZjIQnZX9R6xnGlLnJ0HBUN/6BJuO6unbC+uCM5KiWQJMjEc40",
+	"35iRpNZtCwk/tbIcvkzaIc/hnRe8SgpmRt58/+PlT2/IhFfgb6DCDWhT3lnNL3EEXfLfg6fCtrKjtgqW",
+	"4mZr74Lx6axD3+RmC3pGT548TQzoh/PByZOnpD9jtwfrI+vQyVPn6osfLt61D9fhvYov/OonF4aYOdql",
+	"2BDX50JMOmwBp4Y7TWGh2IJaGYnQhsAdZ/CACoKckIU5W7FaMH4TIzgiTfial6gbHCTOt9uiqktWXjXm",
+	"95blqtjEgHtgzApaoy8zGNhg3aOMB5s+vaAw3jQVIi7VbQfEzqpMtBESpthWVzwP4QTv6HikIUJgF4ea",
+	"WrH73fP+y6u92Natvv94mDZ7leEYT2+3eAG8cNpe80e68dZU1iJw8XBN+ggz+OVjbk1BK8e8zob8wzW5",
+	"ZgtDqChRZ5tUdEo0XWm0nggXluwVM6wV7wjYHrtVCsYX3Q4+x82PHNcugrOpZBW/YWqV3sKKCk1Bll+l",
+	"YwZdlPjOCuDvQax7muRRa+/5nOXZSNjP8ivQbnM/IsFuDemrWgzkZHJAvEkZe5iQCru5Pq0tViq6FGnC",
+	"IK+DUbeqJC3BhRm+cVgGPmXaWNLNKRdWS2M3vGSiiOVWA7RqC6519vSRENyTWUoYpKTZC86q8pkURvFx",
+	"nT5c7aED6JVHmugZVf7YsUM13KyssFBsUxzBN2nqlI1ai00Ty4ggJ/uC3VhNx2hyQ6sa0VAb1K/YDUts",
+	"oB/kEiPxAXFD6FQx2ywbToeE3dLCZMRtwIwIKTo6WDI+nSWOuwsDXshALh/2CTRouEfW4ypiHVSfNj0v",
+	"QCU/o9Bx51r5+HpymRwAyU3dLlOD5NljeeAn8LVRUkpjwAVhZqTvrIJhpOdnJLdS5wr9wW3z95fjj/kB",
+	"2I0kQASDbr1XIKBZTxBbMMsheQOswoqZdIFM4Jj7D31Pc9djitY/MFqlnJPnZAa/YJydllww7RGamzTW",
+	"HS5ueY1qPLYFQpLdUiuK4cf7I6HYbmrgF25XvuLiOs0kaNN7yRd2MexHa15YVZprQhcLJsqBFNXqlFBS",
+	"cXENliGe5AgJa742Ek5TZ6eA5pLDKl2BCxZ0acDzjETORKnzA1QJROmVWKoqzhT2Q43/2sikJWmbSFhv",
+	"qFLZRnGSqFblmv0WjgFon4OnQO+o+c5pya7Gq/v0FUvx1/TafbOjPZdWEJS8YYI638x9fb5t3gbb67cu",
+	"r5OliJXhViKIIjbodiBCs5hbwtdAXPCL7BNF9Cu904IuW325hbT/eTisgP3Wchy25tqs/rbN1hmj9S+A",
+	"WVLBiTEkbwDYhB1qMl7FOwe8p9UqETWiouTg79rs5bX/VhO6pBw8PBvwsJbefW+kw1L3asa1kSrhJnlu",
+	"VbutgiTYOxuiwkoQrhsc8UIxa3LYMzq2nq3SupxRY5c4vJKR8WokrtmKlU57Osgg+qUNwtxPA2votkjS",
+	"GWG0mI0E+NCXM2kFErRv19d2gh260EJB5wykWOa0ZxBVI4FTBovGdWKbWNqvdL1gSjPLh+RyJpcCxpr/",
+	"8/l7cnhzfOjnqw//4OVdDqscHL6Bqf1bI9GQRchYX9Kk73wSqGLqzKmy+sCB3nexrVqnRGL57wmOADfb",
+	"MTh9IHmcU3RU3ivD3oUXYWNapmWlk7frckYCO5cOGoMvNzJBMVCzXQQsBRNQHa6DOTXFDJU4z89hjn2p",
+	"yNiyGgl7cCdFb1dcgV+L+zAFOPxtYmhHiApPCKXISWWPfUsxgNsDCXpZj87HfFpLGIiQV0CvpPvqQhRV",
+	"beXNLkF0BPuBbikndt0AlgbaBCVNnNwFQD9fKL1idHI1o7oj+gyDeKSJfe0B8LvusLbmY0hScWHt4OCB",
+	"jupFq5uHR6k7VQA/Lw/x2zVOrRi76sYU6sifCCFwFONmZqdVghwGyR6v526IwuRB3axdPLLMZ55ELJHa",
+	"Kj/+/PKSJQGp4K/6mY3JS7Yil8wB7v7+5PjvCVfbNVt17LNFPa54QewLpP/jzy/ba5mO32BezMZY2+u6",
+	"RgwYQWqGjRqalJ+tY8+p9VbCgQZFvD28Nlueipzlqq4Y+tPBCU0LA1lMZyQHUYU/GURzjOmYV1wbXqCs",
+	"ZepsJHIn7ZVrhdgTVArCBZlTUdPK6zB9IZdgQozZxIroiVRoiEDWVK4YnkOsvMIP8oM1ZFINAholaDhk",
+	"VFKAhR87Tj78NQMFp5lA+gisq449A+OWisxlySpUItzB9gknlxuTI37fKy727HJHGw3jJ5ouDx7irwBe",
+	"6OK7ty3DZcNIUIHjgn7ljfgk5l5Ik2xoBd7bpdXEuv2Lky36S1A+lzOpGdGGLZpQNzfD3YKzqHanZIlT",
+	"5r1mLEp225FW8KcEOLPe7WAqB5twza05DA8Nkj44KPrgIOjwE2KXn5SZ0RXpXKNPRl5n5EPW4DhAQXXZ",
+	"O50I1N1SOj4hh2O7GRwbwLiCgQNacXicdOjXcZWfQpueflU+du6eDwvNEEWxFwQkscEaUOgqAWz4HBsP",
+	"Mw3dEXT87dEREZD0id7J2tSK7QQ++MRUol22JcHNJhXBt2O4xucDNnxyL9s2/AKZ4YzMa20Qwhk0y0fe",
+	"fXLFS9xczlz+62AgPmvC1454ir9qatgeII83bOkz0PcWCuFUh8BHCwVyiialdy65YHrpESUj4eEhmYte",
+	"TmhdGYhdrGEVH+k4HB+34NAgByl/tYur75hi0KQrAe5CKVaBj2SHMKxcCqLYhCkmCpZhbKQkY1pcD8lr",
+	"u5GsCJvZGTipuGeuT+HgtVfGOwHunVIbHnyX9Zp40Q44VBoygMoY/7P1q/BiEDH3fhLj7FyIXmxRIN3v",
+	"ECOLgLq8jczCX9Tq1IE9RgK5LOuC4/UDnDmFDxmJiPOkk4+nLpafb6zMEN70/Pgp4FpHw5Dvk9y5b3EO",
+	"58X1/oDOwL4OPhGBCWgLSrAOtkV0wr2JocGlh80WFeVznfneMPEagCPuxWZAHh4Sk+/pN/94vB8B44Em",
+	"afcwIKzhc6v8GKZu7EH5KTDYN41mA/Gb3aM3HTDYS/s40BMRu/unMG76QlUH93WFxc8FJow8fvJ34jLa",
+	"XRGJTcrg85TFCU5+YchSSTH1KQpNnRpvxWIikq7Hcw5Rc4hHp21UxPBsib9rQg2BYwjteghKwTHg56F3",
+	"hlK1kAMJjyEX2qStdnQtTzBT2LJUUdQKDhfSz2slThcni1NHhdNRfXT0TcFL+D9zqCQs3sDLkbCfo4CE",
+	"CIbdXpWckooLFsJFnqDp/Gu9xcH9w/v3b33e2Jq91kpRNimfzDnRM6kM0fV8TlWQA9cc49OO4HvgEc/t",
+	"UMYVIx/evbH6spXyiRZPwekNgGtPTP9Ls955RnKHeRi48gjh34bdmjyznzfFHQZzVnIK5r991Ug5gAIg",
+	"8F1UfeKarQZzrjUXU2hi/TfXR+ozxWrNStcxmLUDJzPt20KawUTWAj6dMzOT5cA+g4xC95n9NxcD56+L",
+	"ZuTjlfZZVBoEX8FYIjSAKf1chEQ8k49En9FiZo2BCb/1kn2DssE7GCAX3bTfFUCKfJVtQ2a8iwNimxCX",
+	"RFQmBLuoxuyZsgPGk9gSb5kaeGhVA1fSG3il3eVHCyWWECL3eDvvdXKqWliVq17cGzCEFz8sMDcJNmxq",
+	"A0rBBiBb2O2iogJFp+UIWRuv/d5zbDu3sesjuahxvk1iEIBJfve4DUsmi5OFD9/Gkbe31HAGOGSvNfcA",
+	"b+xH/9PkOybYhNs3ngvALINa9kwK1BqSDu13sMW+d9vqIdk2WgprR/k6M1IQGtUBW3PWp47Vput263QB",
+	"UBdCm9BqhmaqpW+7hk2c24ufhYze5LTvCWGHDolrrcycLA47cdhgLj6DX2ELvG1IXkDcjN1iapmwJ2Zj",
+	"cmZES6flI55XEzoSHlgaIm9uPfoVv2aAn3QQdECEHngcw0hYTQv2hX0Syq0ENIeoVvC1gzePRD/HoTuk",
+	"aY5NVaD7btgWJ0dHR/vpxoE7tuLxwp5PhyBZIUU5gEhHK0i/c8pnuz6ftxeg00G92Ccoc2F0HJR5SIwl",
+	"dsV2R/0vU77n83LOhTU6KaT/a/SLhtjGeBX5SPsfyL97r/RBvL9e9LLe617W+5DcWO8d/6TEnefCR9px",
+	"lme2hBly4+tjJgLV8Bti9FWJm3+ng8qP7blt4N4YqhtCirjthpI4SvgaTdQwy5YdkPQ708LIjtAspGE4",
+	"sBG03cdilmt6dUaWUl1PKrnMQjhv45XhcJiOsWyrATIDzOc+0L3GYtoW2V73UxdGEzq2x3CYazTWZhHS",
+	"CA27wQKCJIJoOIGVkb2wGg4KsYUPH2kyreSYVgE34f08rVpVOwApksCMt2uNel6y3F9YicjFzu177+/W",
+	"LeK2KPiEtydUeWMFyHDqSkX2fc1IJsDpdRYVmeUajxhf5c2nohxk4VC98vI+88lGV65YSjYS/oli/hnR",
+	"TJRXE8or+w9k96gJ90BIwzLvXbsKaRYZQLSTtmQSWkKtYoUb1H2QFA2Rf7rTBR3gi2CQWKXCaIgzawKW",
+	"kT3SJzQBGd/PU+yBp3v7iSMfMdVEt3dg5O5VjN5btKqJplvNpCjYYi/478P8uuA/2ZXXn8PL9itMwNwp",
+	"8wxS/LYU0equhJuow4XMvysUMFpWgJnuOs9X8PIO/utN3/P2sPReAqVelHswTUWt0jajYvpgBHeo64U4",
+	"sDD1mLdavNwao6fxtr3+3HPbpt0emUIopnb3K56TWT2nYmClFDiLdrdU7/U7wf4Aa/OUeMBmI3KxmFYW",
+	"Mp+vfGmkIFI3HtiVkLXJRsKpjFchCOIbobWZNf+KnDcZocV11EJBRcEqEOnep7OLlHa+FkfObev1yu+a",
+	"FAbJSDKRVSWXGwbmenjBTjxxYmOsmSxnvGLrEtDK+WASXzUmcSKoWyXhsRE2Pr3uneq3VYw2te77Dr5q",
+	"0osa3UbUt3TakZO+oFOEgHqQewYlkTwqf5O0QZnvFqsubZhraH2zwd3sAX9WJ/xVgt2aq6JWWnZg/fC3",
+	"Vv6oHcoZEXVVeVc2iC/72I7J/oCFiFuQzi6xBTNoD2Qb/S/Twf1zp4+tOwLw6ZwWM7BM7Iysgr9CbC7X",
+	"I8EFN9yKQfIf//N/NRqaA4DDQy8wfMlCeOhcD1c+uX0k7FPYE/YPWlj5ULFy6t73WcZnJEcRmYN+lLc2",
+	"SU6oYiMhJ1ZXasM3wzh7zVF61cDU18cIh0B7hFiTDtW7ZnDwLQ4NwE52aODOiIaVMIHvIGKSyv9fnCyI",
+	"VMWMgQHONBraAyMHaHFjvt8A64V6Ph+S8+g8bopR4CdUX2uMBbcRDWfgRHQIfd0CKIxE8CXTKeXCKuZG",
+	"B/eGKNlthmhsnSyvl/mqBXokQlkx78h0if3Ot2SX0cVnwUW9VgR1JEYCc4XwOOK6Xew5LjGdY3jw28dP",
+	"/n7gQ7J4lo1EDrGMUBpCqvmmVx8tYF3VUxd+GhI4tclYlpzp4FQDFnMcjg7ycW2ICKmk6B5vh/BO47rV",
+	"tjFr4I/EQkmDFepdUqjlCqu9cClg7vnbny7X0n9yd/Yg6S+ev3+xXticlIpOXCaTpnMGCU9r93ZA+Wy8",
+	"6kNH9pe7KcQau8Az8IdPu2zuHhn4y0dOCdw1cpA1LYe+4krkrtQaagT48+OTkyF5yVZYil9vv4tjJNxN",
+	"DejjhMDpBJwdijZVvS3TWdl4Sij2CiEDLBI+ElDzG7zD6F2h5M2HV1AcnBZQLV7RJSAudUEXGDPJR5YV",
+	"jo5cErKwqgt2QXStlJyCGQvvZ3jFyOOjo7XY2hmhJH+GFdIH7y0bjoSL53WXJneNHT8ZkpZjUUMmRKu6",
+	"EjqQrEjOYtyS+0fkT3PfoOi0P9oVaWX4HcBSHNtVePqYnF8+u7ggFTMGzuOST7nRGcmHeUbyKyzmNMiz",
+	"kRizKReC+7g2dd/YF+Aj0s/vdXj7kFrFCyY0HFLuCpDzBS1mbHAyPLJat6p6p72ZMQt9eni4XC6HFH4e",
+	"SjU9dN/qw1cXz56/uXwO3zQhWxCu528velnPShsUuMfDI3xJLpigC9477X0zPBp+4/JBQD84HC5ZVQ1A",
+	"Zz38dXmth76i/ZR1FF/88eeXkAKC8HDI5YDDZRVqfEAREVBRZK2asnBYkwHCBVbdAUlwUfZOe/9k5sef",
+	"X1721u4wOTk62lKB/9fl9UAzs2cFfpfi0lGA300NLk94gr2nGgujPAzXf9zF4TZwmLtcF0sPyz6QkpL1",
+	"DJ1qe2oHAujeR/vtIQrJ3zspfw7SS5OTo6NIt3b3JyBmQEOYf5O8P7im9yPvXmR1FQE6yOpHaTd+BXWG",
+	"2+R6xW+YYHorfawZuNqVPM6MhjKhIUfVO4YJE1OM8GjIVWGVZuTJ0TebhHuHfX4VukHfVlrB0jqO/OZ+",
+	"jozvLWlT+Z2vyLCNzDfHh2AlHbazB5M0v+RTgQcswl5MdGFBX/PfWZYo1p+B/YVKzEhY+WAPVbtGsFpW",
+	"UTqL8tgl5AMCMHOq5FIQqFsTFRIfiWakbqmpgWAl16SyXAcnDyVzLmoDBXMyt/S2L6vna8NoOSTfOYQX",
+	"btgs9M+dfONx1SmwbFD7a42gH5U4d1Vq7VhgUK4VjU0vubGLYTVStN6ypmH8xFp3fn9DTwenzthaIpEB",
+	"/D1mowjmgccUN1FmNl5lgHSDLyAi4KEOMMaRsCs3JN4BtSKltDQHUD9Wtw7wQ9+wU6fgMH9ydJQA6SRA",
+	"KHgQbkj/c/tmlIX6J+64ONc1La2a1fzkc2CHmzyizQjPNvZhU0p766m8pfZ2f70o9AHyY8hJ9ZVLUE/2",
+	"daEd48ACI2iolcgaStHBN0bmI+E+yZptEhVqHmJ9ZoceD1ibzV0MSNffIZYyUUzPogWJ2DBKa7f6NxQr",
+	"wmhL9Hq4dQTrW2eETwgVq8zV94IaUENyPhKojIPy7JXX0Iic4HgcXfwu9uevJV5sSWI1ardJsPZ1PLfT",
+	"Rq4YLFHNEP1XC+fn9bEu/FYKtnXTROzRvmvwlx2KoWeEGlIxK3KOwy11v9VMrZpr6lylj+6L6jZib3Mu",
+	"+Lyex/CGKGt5hxLh0bAc0QGNYchcauPp59ika9hQrfuhg/z4Zwqg9VL63UqTnIAEeryLBIou/PtEofVs",
+	"x+L990muBsOQFFro+kA5iBF9V+XRsi/RrGIF3hMUAsuAdsgIxROz4oINSlbxObd294+XP71BwGgOGwOw",
+	"CTlBRyFZYPEk9PSNRHN2aaMYnQcUIRjfFCrpUBNqrQU4z0jkyEj/PplxsDZRjwgOApyzbcy7hOLRWKPU",
+	"VZhEPJUfFunH/GTb/jdRWrY6OCNxj4NxLcrKWtlYyQN7yb/DpyCSVwtGCllVGNlJNAzNZiNBKy3D9Ifk",
+	"OY3u58O7b7gmeXM/FLqQ/GI4NxLU6oOqVYabVXylYwO5Cs4Z/21GNPvN4aQcQOHArklcwAg5IpQZkYJl",
+	"cU30dF2gLXLyOTLjDiIS1/QR+BXn1HSKRRQosYxxR1vvtIeLFzlpwwO7BO5/bjFTPtQssVmAr7oKjadG",
+	"iPXLk0Jwa/Swo2+XAHFvt7UwvPoM3UKd9VY1pEfa7a9OmR+ltj/8KtX0SNzOjuM4UapDFCdODawVdv3T",
+	"xgW0coV9k+TBCOFD+9/vUAyypn0yrsVv7rJeh+RLfhbFiuLPbge7fJM8ZT2YbuPgAEf+2ukBtUCsyM3g",
+	"kZPM+cHXOKUvQXLvZ0ssfNWh+62IdvGhRiJT05zHWDrQ6fFwSaBYu+Mrsou9Mu8s8zUtPpgB4ZpOyNjD",
+	"Lg62CXbUoXaQ6x1wtU7pCaCnh2i9R19YoVwrKvVnqJOPjx7f/0m4WPgTOTvMx2mfWAIzUhS72dyVszv8",
+	"I4QQ7uDa7zrB7s8A8RIH+RBcv6howdzNXlGtWEHYLUdQEJpkjcfxuGFj11DJS2Bi+KQ5OTH4A5rPydHR",
+	"SPibX1yn6CrqA1CbTSZSGVILa68VUngP21JxE4qGjwQondjpKRlLMwOIvFNvT46Ok1sHy0q89nmrazsn",
+	"tWbNK4fhFnfkaWCR72S5+mzs3Cp9cdeGBdhNePcnbiVHk44t5BY3rNY6T1jGPzk6/rKjgasJEbz14N19",
+	"vINfOdzWDR882cURnbhQ+ZNFg+WKaJ/CjknUO4lEhJMJjZAI+lu3aWptobhgAobtp67ovy+FtIZzxlwC",
+	"WkJpy81IbywGfFu4UVmZ2qWvuDbvw1DvOeBQWQ6KKQwNrFuX6pE84RwmcDdmXAMydunrYQhONPi0iq+q",
+	"I28SJkAfu0YTYyN3I1AEwN0cxlu74NvcVeDGSFuTT44giQiVixOXQbSHg+2nBf2tDoAtcM2CQ/eGyxrx",
+	"Y480ySOcVd41SAfD6lqeo5PHn9eG2E9ctpB4CaGZxOJ9DdXd7uwuNGAkuBo59dGVzEmEPQFQrmOcLYbS",
+	"qDIafFc+6nm2FrTBbLfwUThESB+hcXnAleUHQ/JWVhXJAQo81Kya5ESqkXAPPD4yj8CjHJEtEXoHHd9w",
+	"AYkmY4D5O9PB3xXiBG1BhRS8oBXYYMGmANBLfzmz+s/Cin470aC4WTUJY1ZkDqmIB4gcWzBqXF3jFooH",
+	"HMrCVU6Cpr0vr3kXYxeYtAz+KXgxayOIsAbyFvzQWaS+jQSOSDtIFdKcUJejF505Kiwc0DEIl+iupn6r",
+	"GI+GUt+bNzwZORJ5I1vzYXMz06KuKvB6bqnik4FLrxyJ8aq7ioq17rquYTxzbtUWvzX3OUL6Zjw+UGDH",
+	"rLmBB/yCfEKg6FY2Ei7oGZYzXG75Nxz9AEaWN+voMUPuupSRgJs0+5uzyUMeaAP2M1ZFp9HVKkj9wJVY",
+	"rxOugOBoXwLVbedcxLc/JEOfaIMEHO6+uni0u16y1Z+mkcdlp3ZSyE8+u0zvUoKT2TWwirHsi6vuzxgt",
+	"ne6X2LNd43FfNRQ34Yu7rPdK4uS2Y7YfafLh3ath6/jc8FH9/6DBPz452eVjh11AJMreJ+ZngLsgqJJu",
+	"K33WcdyuWwpQln6r4yxaZG+qL5T81SmZGF1pDl8MmkeWBBoMLVOCktxaE3mTSpuwKUJwJaQVWl3uvw7c",
+	"5AcXZX4AEhhjyzrgOdbw8B0etgdLJv9h8BP8yTrfffJh+MW9WP9kMevtw2eHFKuEpTW+F1L5s1M7CKbj",
+	"Kw8vr/UMxGF+cnQSZGJ+2r7MMUL669adZBhdWlJVwu0bdhCIiPBgJ18nDItSF00hscx5q1rFwn78+eUl",
+	"wiJcuTessw4wYaZJP/91ea2valXlB5mbjq/dwPVI5H+MomvWRr1sFAd54N9rd33Bs6giz9U1W8Ezn257",
+	"Rc2od5ePhK+qFGbOm5xcVB5xoi3sFt6YuaY9440+GuIGRpI8TqPIz9qw2KALgXMT1B+/r5kigrHSblIH",
+	"mi4Ug2QFWlkVHFeiQb77AQL6pBWLjvV6UL9S+/u8GeXn2+efX/uISuf9xZSPaJnn4JulEVIQNEl6zcQX",
+	"87k/Pvp2y9TjbJI9iO/Lot2jfmEeAvH367jyjOsE6kNhK38Lz4AW1z52dnLypYfuN08IODkMOybi4ARw",
+	"Ewb50M/dR6H418Hwa2g2cU3Iihowohw2c43grRKRe51BXqpuVXrCPY7hvkm46KBaQdp8AxfVUCGhdViM",
+	"RP/5JRSkyK+t1RddOHqwcQ60LiuFgwevK5rwij3C5KWsXUQqI1AACnp37oUhuYiqBDkIBcNGsBi2ZpAt",
+	"RpU9RNWUlWCGN/USQFRTg6ULgsU7Ev7S0HC3aEGFtVBdmYaQZ2YniDofJhyCsxiThzpcyveoZa/9In1B",
+	"9UxiAsueYfaNm1+/hjqWuIJ2I5EoXEK9+1ZpMqHTGts7pmur67TLgq3ld55C7p+SN6zxXGykQrkSXHmi",
+	"BhdeIphjGlq+AXNrKQXSI+iDfTyjGg8rpxBhytTZSHCDHhDLDVzUdhZ6JYqZkkLWOg25wpJqf2WVYq3o",
+	"219MrQil5JZ+Vc7a66eQob60YrH9g2dSTCpe/Kc7ouPQ/h6KO8ZCwCtL6zUC9xI+ccGD7nM6woixlhQC",
+	"x/lpwKK2aheF3Fh4au0zSK60OpEOBTjcj0TXxQysDZ9c7blYN5WLXFq1L5phtS4rUOD+SlpqK7Qc/jaO",
+	"s9oTWmkT1fkLaTLoGdEzuRT3nJShLNtf1pHhB9ilaYeiFV/XkbFRu66LW+/C8z+6wQt4N0mquCv61bXX",
+	"nYZNENLH81NB1lY9gSbq67z6XIVR6+EmajTVJJCezhdMDfD6cdMoZ6cOIxRKRgZHnXserqsEdXENd+Zu",
+	"kAYENOKLAvbuNVPXlcuyAVV4JNbTiDTpN+A6V7+St3FTISvXkRCT7aBkO+wVN3tEUG3OHDMTs9Y9ziUm",
+	"teoZKyGfNSJilEh49/Hu/wUAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

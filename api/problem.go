@@ -38,6 +38,9 @@ const (
 	ProblemReceiptInvalid        = "receipt-invalid"         // 422
 	ProblemUnavailable           = "unavailable"             // 503: retry later
 	ProblemInternal              = "internal"                // 500
+	// ProblemAuditInconsistent (500): the audit log does not verify from
+	// its last signed checkpoint, so no checkpoint is signed.
+	ProblemAuditInconsistent = "audit-inconsistent"
 )
 
 // problemError is an error a handler returns to answer with a problem.

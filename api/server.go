@@ -104,6 +104,10 @@ type Deps struct {
 	// AuditSigner signs the audit log's checkpoints; nil: Keys, if it
 	// signs (a *signing.Signer does).
 	AuditSigner audit.Signer
+	// AuditWitness, when set, gets a copy of every checkpoint the API
+	// signs, and a directory witness is read back as an anchor
+	// (audit.Checkpointer).
+	AuditWitness audit.Witness
 	// BaseURL prefixes the links of transfers (e.g. "https://p2p.example");
 	// empty gives links relative to the host.
 	BaseURL string
@@ -123,10 +127,13 @@ type Server struct {
 	log      *zap.Logger
 	now      func() time.Time
 	baseURL  string
-	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
 	fhir     http.Handler // nil: no /fhir routes
 	acks     AckVerifier  // nil: acknowledgements are refused
 	handler  http.Handler
+
+	// checkpoints signs the audit log's checkpoints; nil (no signer): the
+	// checkpoint and proof endpoints fail.
+	checkpoints *audit.Checkpointer
 
 	tokenMu sync.Mutex
 	token   []byte // the store's token key, once read (see KeyToken)
@@ -148,12 +155,18 @@ func NewServer(d Deps) (*Server, error) {
 		store: d.Store, engine: d.Engine, keys: d.Keys, partners: d.Partners, pullers: d.Pullers,
 		log: d.Logger, now: d.Now, baseURL: strings.TrimRight(d.BaseURL, "/"), fhir: d.FHIR, acks: d.Acks,
 	}
-	s.signer = d.AuditSigner
-	if as, ok := d.Keys.(audit.Signer); ok && s.signer == nil {
-		s.signer = as
+	signer := d.AuditSigner
+	if as, ok := d.Keys.(audit.Signer); ok && signer == nil {
+		signer = as
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
+	}
+	if signer != nil {
+		s.checkpoints = &audit.Checkpointer{Store: d.Store, Signer: signer, Witness: d.AuditWitness, Log: s.log.Named("audit")}
+		if _, ok := signer.(KeySet); !ok {
+			s.checkpoints.JWKS = d.Keys.PublicJWKS // our published keys verify our checkpoints
+		}
 	}
 	if s.now == nil {
 		s.now = time.Now
