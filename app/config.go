@@ -35,7 +35,23 @@ type Config struct {
 	StatusRetryAfter time.Duration
 	ShutdownTimeout  time.Duration // P2P_SHUTDOWN_TIMEOUT: the drain on SIGINT/SIGTERM
 	Retention        Retention     // the worker's maintenance schedules
+
+	// --- auditev (issue 11): audit evidence outside the database ---
+
+	// AuditWitness (P2P_AUDIT_WITNESS): a directory, or an http(s) URL,
+	// that gets a copy of every audit checkpoint the API and the worker
+	// sign, where the database's users cannot write; a directory is also
+	// read back as the last signed checkpoint to extend, and by `p2p
+	// audit verify`. Empty: none (`p2p dev`: <data dir>/audit-witness).
+	AuditWitness string
+	// AuditMaxAge (P2P_AUDIT_CHECKPOINT_MAX_AGE): `p2p audit verify`
+	// fails when the newest checkpoint is older; the worker signs a log
+	// that has not grown again after half of it. Default 24h.
+	AuditMaxAge time.Duration
 }
+
+// DefaultAuditMaxAge is AuditMaxAge's default.
+const DefaultAuditMaxAge = Day
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
 // wants one, a file holding a bearer token (read at start and again
@@ -149,6 +165,11 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.dur(FlagWorker|FlagDev, &r.PHIRetention, "phi-retention", "P2P_PHI_RETENTION", DefaultPHIRetention, "how long export PHI is kept after the transfer ended")
 	b.dur(FlagWorker|FlagDev, &r.PurgeInterval, "phi-purge-interval", "P2P_PHI_PURGE_INTERVAL", DefaultPurgeInterval, "how often expired PHI is purged")
 	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
+	// auditev (issue 11): audit evidence outside the database.
+	b.str(FlagAPI|FlagWorker|FlagDev, &c.AuditWitness, "audit-witness", "P2P_AUDIT_WITNESS", "",
+		"directory or http(s) URL that gets a copy of every audit checkpoint signed, out of the database's reach; empty: none (p2p dev: DATA-DIR/audit-witness)")
+	b.dur(FlagWorker|FlagDev, &c.AuditMaxAge, "audit-checkpoint-max-age", "P2P_AUDIT_CHECKPOINT_MAX_AGE", DefaultAuditMaxAge,
+		"p2p audit verify fails when the newest checkpoint is older; the worker re-signs a log that has not grown after half of it")
 	return b.err
 }
 

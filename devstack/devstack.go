@@ -89,7 +89,18 @@ type Options struct {
 	// ShutdownTimeout bounds the HTTP servers' drain at Stop; 0:
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// AuditWitness gets a copy of every audit checkpoint (a directory or
+	// URL, P2P_AUDIT_WITNESS); "": <DataDir>/audit-witness, which `p2p
+	// audit verify` finds beside the store.
+	AuditWitness string
+	// AuditMaxAge: the worker re-signs an audit log that has not grown
+	// after half of it; 0: app.DefaultAuditMaxAge.
+	AuditMaxAge time.Duration
 }
+
+// AuditWitnessDir is the witness directory of audit checkpoints in the
+// data directory, by default.
+const AuditWitnessDir = "audit-witness"
 
 // DefaultShutdownTimeout is how long Stop waits for in-flight requests.
 const DefaultShutdownTimeout = 5 * time.Second
@@ -210,6 +221,14 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		StatusRetryAfter: o.StatusRetryAfter,
 		ShutdownTimeout:  o.ShutdownTimeout,
 		Retention:        o.Retention,
+		AuditWitness:     o.AuditWitness,
+		AuditMaxAge:      o.AuditMaxAge,
+	}
+	if cfg.AuditWitness == "" {
+		cfg.AuditWitness = filepath.Join(o.DataDir, AuditWitnessDir)
+	}
+	if cfg.AuditMaxAge <= 0 {
+		cfg.AuditMaxAge = app.DefaultAuditMaxAge
 	}
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Signer: signer, Partners: partners, Logger: o.Logger,

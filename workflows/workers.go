@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/export"
@@ -56,6 +57,12 @@ type ActivityDeps struct {
 	// PullTrustHeader is sent, with the partner's auth.client_id, to pull
 	// partners with auth none (loopback dev stacks).
 	PullTrustHeader string
+	// AuditWitness, when set, gets a copy of every audit checkpoint the
+	// worker signs (P2P_AUDIT_WITNESS).
+	AuditWitness audit.Witness
+	// CheckpointRefresh: an audit log that has not grown is signed again
+	// once its latest checkpoint is this old; 0: only when it grows.
+	CheckpointRefresh time.Duration
 }
 
 // ActivityStore is what the worker's activities use of the store: the
@@ -110,7 +117,9 @@ func NewActivities(d ActivityDeps) Activities {
 			Dir:   d.ImportDir, FHIR: d.ImportFHIR},
 		Serve:       &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
 		BulkMatch:   &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
-		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: d.Signer, PHIRetention: d.PHIRetention},
+		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: d.Signer, PHIRetention: d.PHIRetention,
+			Checkpoints:       &audit.Checkpointer{Store: d.Store, Signer: d.Signer, Witness: d.AuditWitness, Log: d.Logger},
+			CheckpointRefresh: d.CheckpointRefresh},
 	}
 }
 

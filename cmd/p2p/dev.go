@@ -54,6 +54,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		DataDir: *dataDir, Addr: cfg.Addr, Seed: !*noSeed, Logger: logger, Retention: cfg.Retention,
 		PublicURL: cfg.PublicURL, SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR,
 		StatusRetryAfter: cfg.StatusRetryAfter, ShutdownTimeout: cfg.ShutdownTimeout,
+		AuditWitness: cfg.AuditWitness, AuditMaxAge: cfg.AuditMaxAge,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
