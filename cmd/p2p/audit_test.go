@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/audit/audittest"
 	"github.com/p2p-payer/p2p/signing"
