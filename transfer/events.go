@@ -133,18 +133,18 @@ func manifestTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:
 // correlate it, and what it asked for. The member's demographics stay in
 // the store.
 type RequestDetail struct {
-	PartnerID          string     `json:"partner_id"`
-	ClientID           string     `json:"client_id"`
-	IdempotencyKeyHMAC string     `json:"idempotency_key_hmac"`
-	RequestID          string     `json:"request_id"`
-	ConsentID          string     `json:"consent_id"`
+	PartnerID          string `json:"partner_id"`
+	ClientID           string `json:"client_id"`
+	IdempotencyKeyHMAC string `json:"idempotency_key_hmac"`
+	RequestID          string `json:"request_id"`
+	ConsentID          string `json:"consent_id"`
 	// CorrelationIDHMAC is the client's correlation id as a keyed digest
 	// (KeyedDigest): an id of the client's own that may name the member
 	// stays out of the log, and can still be matched with the database.
-	CorrelationIDHMAC string `json:"correlation_id_hmac,omitempty"`
-	Direction          Direction  `json:"direction,omitempty"` // import only: the member's old card stays in the store
-	ResourceTypes      *[]string  `json:"resource_types,omitempty"`
-	Since              *time.Time `json:"since,omitempty"`
+	CorrelationIDHMAC string     `json:"correlation_id_hmac,omitempty"`
+	Direction         Direction  `json:"direction,omitempty"` // import only: the member's old card stays in the store
+	ResourceTypes     *[]string  `json:"resource_types,omitempty"`
+	Since             *time.Time `json:"since,omitempty"`
 }
 
 // RequestReceived is the initiated event of a transfer a client asked for.
