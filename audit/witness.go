@@ -109,7 +109,7 @@ func (d DirWitness) Publish(_ context.Context, c store.Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename: nothing to remove
 	if _, err = tmp.Write(append(b, '\n')); err == nil {
 		err = tmp.Sync()
 	}
