@@ -17,6 +17,7 @@ import (
 	"github.com/p2p-payer/p2p/internal/rfc6962"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/store/storetest"
 	"github.com/p2p-payer/p2p/transfer"
 )
 
@@ -244,5 +245,58 @@ func TestAuditConsistency(t *testing.T) {
 	}
 	for _, q := range []string{"from=0", "from=5&to=4", fmt.Sprintf("from=1&to=%d", n+1), "", "from=x", "to=3"} {
 		problem(t, e.do(http.MethodGet, "/v1/audit/consistency?"+q, ""), http.StatusBadRequest, ProblemValidation)
+	}
+}
+
+// TestAuditVersion1EntriesStillVerify: a log written before leaf version 2
+// (seeded as such), then grown by version 2 entries, verifies, is signed,
+// and exports lines that each recompute to their hash; version 1 lines
+// show no partner, which their leaves do not cover.
+func TestAuditVersion1EntriesStillVerify(t *testing.T) {
+	ctx := context.Background()
+	db := audittest.OpenSQLite(t)
+	if err := storetest.SeedAuditSQLite(ctx, db.URL, 20, auditT0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Store.ApplyChange(ctx, "seed-0000001", store.Change{Event: transfer.Event{
+		At: auditT0.Add(time.Hour), Type: "note", Actor: "ops", Key: "later"}}); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(Deps{Store: db.Store, Engine: &fakeEngine{}, Keys: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &tamperServer{db: db, srv: srv}
+	if w := ts.get(t, "/v1/audit/checkpoint"); w.Code != http.StatusOK {
+		t.Fatalf("checkpoint: %d %s", w.Code, w.Body)
+	}
+	w := ts.get(t, "/v1/audit/events")
+	lines := bytes.Split(bytes.TrimSpace(w.Body.Bytes()), []byte("\n"))
+	versions := map[int]int{}
+	for _, line := range lines {
+		var l wireAuditEvent
+		if err := json.Unmarshal(line, &l); err != nil {
+			t.Fatal(err)
+		}
+		versions[l.LeafVersion]++
+		if h := recomputeLeaf(t, l); !bytes.Equal(h[:], l.Hash) {
+			t.Errorf("position %d (version %d): the line does not recompute to its hash", l.Position, l.LeafVersion)
+		}
+	}
+	if versions[1] != 20 || versions[2] != 1 {
+		t.Fatalf("leaf versions %v, want 20 of 1 and 1 of 2", versions)
+	}
+	// The FHIR form shows no partner where the leaf does not cover one.
+	fw := ts.get(t, "/v1/audit/events?format=fhir")
+	if n := strings.Count(fw.Body.String(), `"type":"partner_id"`); n != 1 {
+		t.Errorf("%d FHIR AuditEvents name a partner, want 1 (the version 2 entry)", n)
+	}
+	jwks, _ := signer.PublicJWKS()
+	if rep, err := audit.Verify(ctx, db.Store, jwks, 0); err != nil || !rep.OK() || rep.Size != 21 {
+		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
