@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/audit"
@@ -29,6 +30,16 @@ type Maintenance struct {
 	// PHIRetention is how long PurgePHI keeps an ended transfer's export
 	// payloads; 0: DefaultPHIRetention.
 	PHIRetention time.Duration
+	// Checkpoints signs the checkpoints, only of a log that verifies from
+	// the last signed one, and publishes them to its witness; nil: one
+	// over Store and Signer, without a witness or a memory of the last
+	// signing.
+	Checkpoints *audit.Checkpointer
+	// CheckpointRefresh: a log that has not grown is signed again once
+	// its latest checkpoint is this old, so that a quiet log still has a
+	// recent checkpoint (`p2p audit verify --max-age`); 0: only when it
+	// grows.
+	CheckpointRefresh time.Duration
 }
 
 // DefaultPHIRetention is how long the PHI payloads of an export are kept
@@ -44,6 +55,12 @@ var EndedStates = []transfer.State{transfer.StateAcknowledged, transfer.StateCom
 // purgeBatch is how many transfers one store query of PurgePHI lists.
 const purgeBatch = 100
 
+// ErrTypeAuditInconsistent is the type of AuditCheckpoint's error when the
+// audit log does not verify from its last signed checkpoint (an
+// audit.InconsistentError): not retried, since only a person can resolve
+// it.
+const ErrTypeAuditInconsistent = "audit_inconsistent"
+
 // CheckpointResult is what AuditCheckpoint did.
 type CheckpointResult struct {
 	Size   int64  // the entries the latest checkpoint covers
@@ -52,9 +69,12 @@ type CheckpointResult struct {
 }
 
 // AuditCheckpoint signs and stores a checkpoint of the audit log when it
-// grew since the latest one (or that one was signed by another key). The
-// periodic checkpoints bound how much of the log an attacker with
-// database access could rewrite unseen: only what came after the latest.
+// grew since the latest one, that one was signed by another key, or it is
+// older than CheckpointRefresh. The periodic checkpoints bound how much of
+// the log an attacker with database access could rewrite unseen: only
+// what came after the latest. A log that does not verify from its last
+// signed checkpoint is not signed: the activity fails with
+// ErrTypeAuditInconsistent, which is not retried.
 func (a *Maintenance) AuditCheckpoint(ctx context.Context) (CheckpointResult, error) {
 	fail := func(err error) (CheckpointResult, error) {
 		return CheckpointResult{}, appError(ctx, NameAuditCheckpoint, err)
@@ -64,13 +84,23 @@ func (a *Maintenance) AuditCheckpoint(ctx context.Context) (CheckpointResult, er
 		return fail(err)
 	}
 	latest, err := a.Store.LatestCheckpoint(ctx)
+	now := a.now()
 	switch {
-	case err == nil && latest.Size == size && latest.KID == a.Signer.KID():
+	case err == nil && latest.Size == size && latest.KID == a.Signer.KID() &&
+		(a.CheckpointRefresh <= 0 || now.Sub(latest.At) < a.CheckpointRefresh):
 		return CheckpointResult{Size: size, KID: latest.KID}, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return fail(err)
 	}
-	c, err := audit.Checkpoint(ctx, a.Store, a.Signer, a.now())
+	cp := a.Checkpoints
+	if cp == nil {
+		cp = &audit.Checkpointer{Store: a.Store, Signer: a.Signer, Log: a.logger()}
+	}
+	c, err := cp.Sign(ctx, now)
+	if errors.Is(err, audit.ErrInconsistent) {
+		// Retrying cannot help: the log must be examined (p2p audit verify).
+		return CheckpointResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeAuditInconsistent, nil)
+	}
 	if err != nil {
 		return fail(err)
 	}

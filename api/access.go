@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/p2p-payer/p2p/store"
@@ -65,14 +62,12 @@ func requestID(ctx context.Context) string {
 }
 
 // KeyToken is the keyed token of an Idempotency-Key in the audit log:
-// HMAC-SHA256 under the store's token key (store.PresentationKey), hex. A
-// key is opaque to us and might carry anything, and a plain hash of a
+// transfer.KeyedDigest under the store's token key (store.PresentationKey).
+// A key is opaque to us and might carry anything, and a plain hash of a
 // guessable key could be confirmed by anyone reading the log; the keyed
 // token can be checked only with the database.
 func KeyToken(tokenKey []byte, idempotencyKey string) string {
-	m := hmac.New(sha256.New, tokenKey)
-	m.Write([]byte(idempotencyKey))
-	return hex.EncodeToString(m.Sum(nil))
+	return transfer.KeyedDigest(tokenKey, idempotencyKey)
 }
 
 // tokenKey returns the store's token key, read once.
@@ -93,10 +88,13 @@ func (s *Server) tokenKey(ctx context.Context) ([]byte, error) {
 // received: who sent it, under which key (as its keyed token), with which
 // ids to correlate it, and what it asked for. The member's demographics
 // stay in the store.
-func receivedDetail(ctx context.Context, t transfer.Transfer, keyToken string, body NewTransfer) transfer.RequestDetail {
+func receivedDetail(ctx context.Context, t transfer.Transfer, tokenKey []byte, idempotencyKey string, body NewTransfer) transfer.RequestDetail {
 	d := transfer.RequestDetail{
-		PartnerID: t.PartnerID, ClientID: t.ClientID, IdempotencyKeyHMAC: keyToken, RequestID: requestID(ctx),
-		ConsentID: body.Consent.Id, CorrelationID: t.CorrelationID,
+		PartnerID: t.PartnerID, ClientID: t.ClientID, IdempotencyKeyHMAC: KeyToken(tokenKey, idempotencyKey), RequestID: requestID(ctx),
+		ConsentID: body.Consent.Id,
+	}
+	if t.CorrelationID != "" {
+		d.CorrelationIDHMAC = transfer.KeyedDigest(tokenKey, t.CorrelationID)
 	}
 	if t.Direction == transfer.DirectionImport {
 		d.Direction = t.Direction // the member's old card stays in the store

@@ -42,7 +42,7 @@ func TestRequestReceivedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"client_id": testClient, "partner_id": "sandbox", "correlation_id": "corr-1", "consent_id": "c-1",
+		"client_id": testClient, "partner_id": "sandbox", "correlation_id_hmac": transfer.KeyedDigest(tokenKey, "corr-1"), "consent_id": "c-1",
 		"idempotency_key_hmac": KeyToken(tokenKey, key), "request_id": w.Header().Get("X-Request-Id"),
 		"resource_types": []any{"Patient", "Coverage"},
 	}

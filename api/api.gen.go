@@ -352,6 +352,27 @@ type ConsentScope string
 // ConsentStatus The status of the member's consent as the partner holds it.
 type ConsentStatus string
 
+// ConsistencyProof The RFC 6962 consistency proof between two tree sizes.
+type ConsistencyProof struct {
+	// Checkpoint A signed tree head of the audit log.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+
+	// From The older tree size.
+	From int64 `json:"from"`
+
+	// FromRoot The stored tree's root at `from` (base64); trust only a signed one.
+	FromRoot []byte `json:"from_root"`
+
+	// Path The proof's hashes (base64), as RFC 9162 §2.1.4.1 orders them; empty when `from` equals `to`.
+	Path [][]byte `json:"path"`
+
+	// To The newer tree size.
+	To int64 `json:"to"`
+
+	// ToRoot The stored tree's root at `to` (base64); trust only a signed one.
+	ToRoot []byte `json:"to_root"`
+}
+
 // CoverageToMatch The member's card with the old payer (import only, where it is
 // required): HRex `CoverageToMatch`. PHI.
 type CoverageToMatch struct {
@@ -741,7 +762,8 @@ type Problem struct {
 	// `unknown-partner`, `not-found`, `method-not-allowed`,
 	// `not-in-review`, `invalid-decision`, `not-awaiting-ack`,
 	// `receipt-invalid`, `unauthenticated`, `forbidden`,
-	// `unavailable`, `internal`, `rate-limited`, `header-too-large`
+	// `unavailable`, `internal`, `rate-limited`, `header-too-large`,
+	// `audit-inconsistent`
 	// (each prefixed with `urn:p2p:problem:`).
 	//
 	//
@@ -961,6 +983,15 @@ type Unprocessable = Problem
 // UnsupportedMediaType An RFC 9457 problem detail.
 type UnsupportedMediaType = Problem
 
+// GetAuditConsistencyParams defines parameters for GetAuditConsistency.
+type GetAuditConsistencyParams struct {
+	// From The older tree size, at least 1.
+	From int64 `form:"from" json:"from"`
+
+	// To The newer tree size, at least `from` and at most the log's size.
+	To *int64 `form:"to,omitempty" json:"to,omitempty"`
+}
+
 // GetAuditEventsParams defines parameters for GetAuditEvents.
 type GetAuditEventsParams struct {
 	// Format The answer's format.
@@ -1057,6 +1088,9 @@ type ServerInterface interface {
 	// GetAuditCheckpoint A signed tree head of the audit log
 	// (GET /v1/audit/checkpoint)
 	GetAuditCheckpoint(w http.ResponseWriter, r *http.Request)
+	// GetAuditConsistency Consistency proof between two tree sizes
+	// (GET /v1/audit/consistency)
+	GetAuditConsistency(w http.ResponseWriter, r *http.Request, params GetAuditConsistencyParams)
 	// GetAuditEvents Stream the audit log
 	// (GET /v1/audit/events)
 	GetAuditEvents(w http.ResponseWriter, r *http.Request, params GetAuditEventsParams)
@@ -1117,6 +1151,12 @@ func (_ Unimplemented) Readyz(w http.ResponseWriter, r *http.Request) {
 // GetAuditCheckpoint A signed tree head of the audit log
 // (GET /v1/audit/checkpoint)
 func (_ Unimplemented) GetAuditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetAuditConsistency Consistency proof between two tree sizes
+// (GET /v1/audit/consistency)
+func (_ Unimplemented) GetAuditConsistency(w http.ResponseWriter, r *http.Request, params GetAuditConsistencyParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1242,6 +1282,52 @@ func (siw *ServerInterfaceWrapper) GetAuditCheckpoint(w http.ResponseWriter, r *
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetAuditCheckpoint(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetAuditConsistency operation middleware
+func (siw *ServerInterfaceWrapper) GetAuditConsistency(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAuditConsistencyParams
+
+	// ------------- Required query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "from", r.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "from"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "from", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", r.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "to"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "to", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetAuditConsistency(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1889,6 +1975,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/v1/audit/proof", wrapper.GetAuditProof)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/v1/audit/consistency", wrapper.GetAuditConsistency)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS)
 	})
 	r.Group(func(r chi.Router) {
@@ -2094,6 +2183,98 @@ type GetAuditCheckpoint500ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetAuditCheckpoint500ApplicationProblemPlusJSONResponse) VisitGetAuditCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistencyRequestObject struct {
+	Params GetAuditConsistencyParams
+}
+
+type GetAuditConsistencyResponseObject interface {
+	VisitGetAuditConsistencyResponse(w http.ResponseWriter) error
+}
+
+type GetAuditConsistency200JSONResponse ConsistencyProof
+
+func (response GetAuditConsistency200JSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistency400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditConsistency400ApplicationProblemPlusJSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistency401ApplicationProblemPlusJSONResponse struct {
+	UnauthenticatedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditConsistency401ApplicationProblemPlusJSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistency403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditConsistency403ApplicationProblemPlusJSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuditConsistency500ApplicationProblemPlusJSONResponse struct {
+	InternalApplicationProblemPlusJSONResponse
+}
+
+func (response GetAuditConsistency500ApplicationProblemPlusJSONResponse) VisitGetAuditConsistencyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -3496,6 +3677,9 @@ type StrictServerInterface interface {
 	// GetAuditCheckpoint A signed tree head of the audit log
 	// (GET /v1/audit/checkpoint)
 	GetAuditCheckpoint(ctx context.Context, request GetAuditCheckpointRequestObject) (GetAuditCheckpointResponseObject, error)
+	// GetAuditConsistency Consistency proof between two tree sizes
+	// (GET /v1/audit/consistency)
+	GetAuditConsistency(ctx context.Context, request GetAuditConsistencyRequestObject) (GetAuditConsistencyResponseObject, error)
 	// GetAuditEvents Stream the audit log
 	// (GET /v1/audit/events)
 	GetAuditEvents(ctx context.Context, request GetAuditEventsRequestObject) (GetAuditEventsResponseObject, error)
@@ -3659,6 +3843,32 @@ func (sh *strictHandler) GetAuditCheckpoint(w http.ResponseWriter, r *http.Reque
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetAuditCheckpointResponseObject); ok {
 		if err := validResponse.VisitGetAuditCheckpointResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetAuditConsistency operation middleware
+func (sh *strictHandler) GetAuditConsistency(w http.ResponseWriter, r *http.Request, params GetAuditConsistencyParams) {
+	var request GetAuditConsistencyRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuditConsistency(ctx, request.(GetAuditConsistencyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuditConsistency")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetAuditConsistencyResponseObject); ok {
+		if err := validResponse.VisitGetAuditConsistencyResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3987,188 +4197,197 @@ func (sh *strictHandler) GetTransferTimeline(w http.ResponseWriter, r *http.Requ
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H39chu3sueroLi3ylTdIUXJcnIi1f1DSewTxZ9l2eU9G3o14AxIIhoCDIARxaRUtX/tA2ztE94n2UI3",
-	"gMGQGIqynY+95/yTyMMZfDQajf74deO3XiEXSymYMLp3+ltvzmjJFPx5UbLFUhomzFu2rOialfZpyXSh",
-	"+NJwKXqnvdyomuVkNWeCmDnXhAq9YoqsqCZCGrJUsqwLVpLJGn9X7JeaaUMmtRkL5dolUyUXxMwZmXKl",
-	"TXhpxc0cHmu6YCSMp1gPnrP1cCzOJ5oJQ6SZM7Ximg3Hopf1dDFnC2rHatZL1jvtTaSsGBW9u7u7rLek",
-	"ii6Y2ZxjsX7O1tvzOydFxZkwg2IuNROkFvyXmpFrtiZTqdpT6lPy/v3F98RSgcykLMeimEtesIMhuSzk",
-	"kpXESJhOQauKi5lrG0fNbXdI/V7WE3RhR74x5V7Ws51xZZfCUj6e7ILevmBiZua90+MnT7Leggv/779l",
-	"nhTaKC5mPUuIl2wxYeri++1Jv64VWcCvhJekrxmDUTePVF0xQifyhh0M/dCX1MybgeO7V7zcOeQlNYYp",
-	"+/X//Ol88D/o4NfR4JuPzZ/Dq8HH30bZV4/v/q2XmsI7RYWepifxbs6Icb/DNHB1br7uGvI9Y43Ie3T8",
-	"txZ5j7bHdmeb0kspNAM++5aWb5FN7L8KKey2sn/S5bLiBbWDPlwqOanY4t9/1nYGv0Wd/5ti095p778d",
-	"Npv1EH/Vh2/wK+x0mwaeO7kmC1pNpVqwkkhFuLihFS/PSM6UkkrnxNJBu13IqlIPe3dZ7zspphUv/oRh",
-	"a1mrgtlxW0HCBaFEG2osL1JDaFXJFY7WzRCG+0yqCS9LJv7o8eJWfqSJtjtdk1LCsOXSC0a5ZAr6J/18",
-	"6keZAzNGMvfDhw+D89rMmTB2uCwhcb9lVDFFYNX+Y9zjQtfTKS9s91fQ+biXEypKoE0OT3Kk2UrWVYlD",
-	"4ob03z77jnz19ZMRjGFLaDasfJf1LoTdp7T6I6l6bqUtu12ywrASp3tGuNGkZIbyShOqGKnkbMbKDGit",
-	"mKmVYCUwwitpnslalH/kiF9JoutiHngXBvJOyhdUzdifte8nslzbTVTZQdgTiwpyRF7yb2F07wWNuO2P",
-	"plahWGn7ppXOrEyK/o0c63bRXFblKWG3SyuaM3vy2kUfC3sEUwHHP6F1yZkoGDQkp4SSkms6qVjp9ibp",
-	"53V7tvkBHr2fsv/yDLWTvNmHIE+vjLxmwm5B0IkogX+DPjTjN0w8aNu9F/SG8srO4g/deaRkSyZKq3ZY",
-	"1qmbYZzZXabWpKKGKdLfqaAdOA5bKlkwrf/oWWwcfitWVcQdf5PakIIKy1oTRtz4WHlqpzIWG9OAtas1",
-	"K3HBPb/ZfZXB3JdUGWGVDEupayFXIhsLy5lEsRvOVqRkBddW8peS4Wk25QY+9QqK5UOgla6XS6kMK1+y",
-	"ktN3wBN/rtyww83jXm1vOewyVBgoKeZUaeb0cJQw7989G/xtCEqa69cO67wsFdPwJy1Lbpuj1Rtlj0bD",
-	"raI0pZVm2+y4lNrQilD8fEje/HBhN88y+vK3XsFNQoH/jpu1fTdW30ajLYUt62EfV4UsE5v+DQ7A/rjR",
-	"2HGqLdBTtlu5BPVFKqLYjEux0dKTdEuKMZNqyj4PFNkc0yilLbsncvIzKwzodnNWXC8lFyZl+Gg+E9Zk",
-	"UYwRKyGtULU8awWtsQfv9hL8vNKJFZCLJS0M+fHDJek/vTx+8tUBkTdMkd/GvZtx73TcWx4vB9DqoAgj",
-	"Ojwa97JxT/NfGfyhpDTwh+ELNu7doeTeotc1L9OmgLXY4Ehx0+ImszqlrBX58cPzy2GqMdtnujWQ4d98",
-	"dUzsK2RO9Zz0J1Szr05AqlsxQ421PNeGpVq200q3LGowsuSUMGEUdwo5LEJhqaZJfyk1bB1NRsOhbWlw",
-	"1O6VC/PVSdMtF4bNmLL9WuJt9/thjhqhFXRInlZzJTVsAF+muKqxmH7CaTm6uc5wSTJgjY8pHrQmkjDn",
-	"Wls2Qjn2ANnwLtiljzQpsC1rZZdcF5XUYLhyRUpqqDe+nbje5t6ZosKw8oqaDhJFRrB7F6151y2c7I8f",
-	"P/7mYF/yZb0udnVtPtLWdKVmc+A7bP2jlGxjisvy3oMB3wKRLfHg2fW6WznwbHihV+t9v8KXNxkIWMU1",
-	"5IcRhr+DfUCSXYYBbNNT1qaQC+ZlmFVftAkrB2LH0pWJemHHccMUn3JmR1MyYf/4mCCr6/w1tp3uuKun",
-	"jbPLPt7Fem53uvf25y/X79U9fBY3vC0GGXUKxubA1uF7OzikVLKJwFDtFhSb1RVV9kjUTFipdsPS3z+E",
-	"t2Jm2JJQnrciiu/gq8v0uM+1PTssI/3wlt0GIixlxYv1KcndvHJSMXrDdDAINTHU2qtjEaZrOdNzJbu1",
-	"uh/pg5yhgk+Rc2ph4BRYHGRjkYcvc+8DYTdMrc2ci5kfFYg7oDkek56t3bjs1vKt7GLsXRsKCelHviWC",
-	"qW6pxtaA04SbeI/RAvrPelyEPxX7Gcz9jlHdMEVn7J18SU0x/6yTgqqy8S7LqiRLurYGDV/AEkhRrTNr",
-	"wSlmtx7XY+G56OAUFz3fGE6OainQu725G19okpKNW1WKMBw7wE219V6vY9aDWXRIQD/JR7qxWMozsFJm",
-	"XBumWBl+ANIoWTGSL+uqyj9lKHudOd9Tw6Jzp57YYe+iVvNKgmIZGt3ckJJPp1ZZCoGFQOUHT2VDgiCJ",
-	"s2hVU/Lje2poEB4P4NIPc3fYO1mwoGvYPNtHhpcpV7bvjk0anKjwjlWAsNkzQl3kRBG2WJo1WTAqtBUo",
-	"4Bw3bHGvsH3r2gYb9Q5oeoHfRSYRVYquUeEVRUKQvhbVGqWVYoVUJQNlx9rOU8NceMUebQ/QR1NL4Vns",
-	"wXYnfGaFnO1TnxEqPOWYKAl6dcX22jCR4N4XVBtS0jXp/+Mf//jH4OXLwfffb2uKHaefSigGzyBW9gkt",
-	"JqnEFnKm6HLOC/3JktWLfedDsCeSlyjXwrnrFygnyWthtbGxyMNGyjOSg48stxyQT+mCV+ucuAib3X9k",
-	"wjQvmSb5hCszv7LTy1MilzaOhl087P0Rd1mvaXCb0N/a34AFHr52OIvE4sFzcKHsYb1nPSDMdjN/B5+i",
-	"baWvD/ZqaMdp1Ir7ZT6oyzbWEE/xzwrdZb3lXIqUn8U+djbwxmxOku4RdnvfGl+y2y0ZHi12UnhzxQpv",
-	"jG7KZ17MyYqu22oPiLCFvGH6lOQoY3Pyn//r/+L5U2tne46FJ2V/Wes5BoS5yVABVjf+gSaTurp2wvrg",
-	"jOSolkCTYxHONN+YkaTWbU0PP7WyHL5M6lNP4Z1nvEoKZkZeff/j5etXZMorsJuocAPalneTtUkdQZf8",
-	"12Bx2Vb2dFKAxrvd2tugRDst1ze53YKe0+MnXyUG9MP54PjJV6Q/Z7cHmyPboo9ZLzuMumc/XLxtH67D",
-	"e30j8KufXBhi5miXYkNcnwsxlR2qEHqynKawVGxJrYxEXELgjjOCURKCnJCFOVuxWjB+E8MvIk34mpeo",
-	"GxwkzrfboqpLVl41ZsSO5arY1ICZM2EFrdEnEwwFsFJQxoNtkl5QGG+aChGX6rYhtbcqE22Eu23VZadL",
-	"kQe3qDfYHmnwdNrFoaZW7H43o//y6kFs61bff5xs2bIAx6htu8UL4IXT9po/0o3VWVmLwEVdNeljlOun",
-	"j/nBGcoxr7Mh/3BNrtnSuKgz12Ra0RnRdK3ReiJcWLJXzLCW3zYAc+xWKRhfdjsqHDc/cly7DEZzySpu",
-	"DeD0FlZUaAqy/Crt++yixLdWAH8PYt3TJI9ae8cXLM/GAmLsV6Dd5n5Egt0a0le1GMjp9IB4kzK2lJEK",
-	"+7lwrC1WKroSacIgr4NRt64kLcEVE75xEXM+Y9pY0i0oF1ZLYze8ZKKI5VaDkmoLrk329B5d3JNZShik",
-	"pNkzzqryOymM4pM6fbjaQwegJ4800XOq/LHDIShs1lZYKLYtjuCbNHXKRq3FpollRJCTfcFurKZjNLmh",
-	"VY1Qpi3qV+yGJTbQD3KFEcUAlyF0pphtlg1nQ8JuaWEy4jZgRoQUHR2sGJ/NE8fdhQFvSiCXd18HGjTc",
-	"I+tJFbEOqk9b64hU8jMKHXeulY8TJpfJRbvd1CHcHmA4D1ge+CmzDElJKY0BF4SZk76zCoaRnp+R3Eod",
-	"xLgM2+bvT0cf8wOwG0nA9wXd+kEOzWY9QWzBLIfkFbAKK+bSBWSAY+4/9D3NXY8pWv/AaGXmqQDcHH7B",
-	"eCEtuWDawyu3aaw7XHXyGtV4bAuEJLulVhTDj/dHdLDd1MAv3K58wcV1mknQpveSL+xi2I/WvLCqNNeE",
-	"LpdMlAMpqvUpoaTi4hosQzzJEXjUfG0knKbOTgHNJUfkhf0bA9OASxiLnIlS5weoEojSK7FUVZwp7Ica",
-	"/7WRSUvSNpGw3lClso3iJDOHtmK/hGMA2ufgKdB7ar4LWrKryfo+fcVS/CW9dt/sac+lFQQlb5igzjdz",
-	"X59vmrfB9vqly+tkKWJluJUIoogNuj2I0CzmjjAcEBf8Ig+JhviV3mtBV62+3ELa/3x6eJT90nIctuba",
-	"rP6uzdYZa/IvgFlSwYkxJK8AoIEdajJZxzsHvKfVOhGLoqLk4O/a7uWl/1YTuqIcPDxbMJeW3t1hVTXq",
-	"taXu1ZxrI1XCTfLUqnY7BUmwd7ZEhZUgXDcg4KVi1uSwZ3RsPVuldTWnxi5xeCUjk/VYXLM1K532dJBZ",
-	"/dDqgYBRPw2sodsiSWeE0WI+FuBDX82lFUjQvl1f2wl26EILBV0wkGJZwGwyUY4FThksGtcJIDjtV7pe",
-	"MqWZ5UNyOZcrAWPN//70HTm8OTr089WHv/HyLodVDg7fwNT+rbFoyCJkrC9p0nc+CVQxdeZUWe1gc3vZ",
-	"Vq1TIrH89wRHgJvtGJw+kDzOKToq75Vhb8OLsDEt07LSydtNOSOBnUsX4seXG5mgGKjZUrCucKfqcB0s",
-	"qCnmqMR5fg5z7EtFJpbVSNiDeyl6+8ZH/VrcFxvF4e8SQ3uG2nlCKEVOKnvsW4oBVh5I0Mt6dDHhs1rC",
-	"QIS8Anol3VcXoqhqK2/eKCmn9+B0ELQEuqWc2nUDeA1oE5Q0qCNrXkppOgL0ASq1MwjdvAnmA51ezame",
-	"dxhvdhCPNLGvfQKMCBIYOnxDE8gwsW2yKAwGHdXLVjdhH9/b31ZUp0sF8PPyUKV94UmKsatubJSO/ImA",
-	"iEIxbuZ2WiXIYZDs8Xruh4xKHtTN2sUjy3zaSMQSqa3y44fnlywJrAN/1Qc2Ic/ZmlwyBxz6+snR1wlX",
-	"2zVbd+yzZT2peEHsC6T/44fn7bVMx28wqWVrrO113SAGjCA1w0YNTcrP1rHn1Hor4UCDIt4e3pgtT0XO",
-	"clVXDP3p4ISmhYEUpDNIb1DuJ2AGJSd0wiuuDS9Q1jJ1Nha5k/bKtULsCSoF4YIsqKhp5XWYvpArMCEm",
-	"bGpF9FQqNEQg5SlXDM8hVl7hBx5CHhAWNQholKDhkFFJARZ+7Dj58FeAu5NmAukjsK469gyMWyqykCWr",
-	"HKgeD7bPOLncmBzx+15xsWeXO9poGD/RdHXwKf4K4IUuvnvTMly2jAQVOC7oV96IT2KHhTTJhtbgvV1Z",
-	"Tazbvzjdob8E5XM1l5oRbdiyCXVzM9wvOItqd0qWOGXea8aiZLcd8OjfJcCZ9W4HMznYhp3txGJ/apD0",
-	"k4OinxwEHX5G7PKzEOZdkc4N+mTkZUbeZw2OAxRUl4XQiaTbD5r+GVj03WZwbADjCgYOaMXhcdKhX8dV",
-	"fgptevpV+di5e94vNUMUxYMgIIkN1oDb1glgw5fYeJjP5o6go29GIyIgYxO9k7WpFdsLfPCZKRH7bEuC",
-	"m00qgm/HcI0vB2z47F52bfglMsMZWdTaEPaLVQe8ZvnIu0+ueImby5nLfx0MxBdNXNkTT/FXTXF5AMjj",
-	"FVv59PEHC4VwqkPgo4UCOUWT0juXXDC99IiSsfDwkMxFL6e0rgzELjawio90HI6PW3BokIOUv9rF1feE",
-	"SjdpF4C7UIpV4CPZIwwrV4IoNmUKky4hNlKSCS2uh+Sl3Ug+cdNLxQfmLBQOXntlvBPg3im14cF3Wa+J",
-	"F+2BQ6Uhk6GM8T87vwovBhFz7ycxzs6F6MUOBdL9DjGyCKjL28gs/EWtTx3YYyyQy7IuOF4/wJlT+JCx",
-	"iDhPOvl46mL5+dbKDOFNz4+fA651NAx5C8md+wbncF5cPxzQGdjXwSciMAFtQQk2wbaITrg3wS249LDZ",
-	"oqJ8oTPfGyaQAnDEvdgMyMNDYvJ99fhvJw8jYDzQJO0+DQhr+MIqP4apG3tQfg4M9lWj2UD8Zv/oTQcM",
-	"9tI+DvRExO7DU7G2faGqg/u6wuLnAtyN35w8+Zq4zFxXqmCbMvg8ZXGCk18YslJSzHyKQlNkxluxmFCh",
-	"68mCQ9Qc4tFpGxUxPDvi75pQQ+AYQrseglJYqsLNQ+8NpWohBxIeQy60SVvt6FqeYsajZamiqBUcLqSf",
-	"10qcLo+Xp44Kp+N6NHpc8BL+zxwqCZPQeTkW9nMUkBDBsNurkjNSccFCuMgTNJ1Hqnc4uH949+6Nz3/Z",
-	"sNdaqZYm5ZM5J3oulSG6XiyoCnLgmmN82hH8AXjEczuUScXI+7evrL5spXyixVNwegPg2hPT/9Ksd56R",
-	"3GEeBi7NO/zbsFuTZ/bzJkl9sGAlp2D+21eNlAMoMwHfRVn012w9WHCtuZhBE5u/uT5SnylWa1a6jsGs",
-	"HTiZad8W0gymshbw6YKZuSwH9hlkRrnP7L+5GDh/XTQjH6/0DfmI5oAW1/ClE6bx8DYrSGQkKuaCgwy1",
-	"ErAvDErav5WVPhVfcPchlp0YNFQbiz6jxdyaGFN+68+LrfUKPscA5Ohe0X1hqcit2S68x9s4zLYNnEnE",
-	"ekIIjWrMySk7wEGJjfaGqYEHbDUgKL2FgtpfKrWwZwnRdI8P9V7XqaqFVeTq5b1hSHjx/RIznkAMpLa1",
-	"FJZbBCD8KipQIFuOkLXxOvU9yoBzRrs+kosaZ/EkBgFI57cnbbAzWR4vfVA4jue9oYYzQDd7XbwHKGY/",
-	"+tfTb5lgU27feCoACQ3K3ndSoC6SdJO/hY37vdusn5LDo6Ww1pmvwiGhLEsoDbYRAkgd1k3X7dbpEgA0",
-	"hDYB2wyNX0vfdoWPOPMRPwv5jslp3xMYDx0S11qZOQkfduKwQXJ8AW/FDtDckDyDaBy7xYQ1Yc/hxpDN",
-	"iJbOdkCUsCZ0LDxcNcTz3Hr0K37NAJXpgO2AMz3w6IixsPob7Av7JBSjCBgRUa3haweaHot+jkN3+NUc",
-	"m6pAo96yWI5Ho9HDNO7AHTtRfmHPpwObrJCiHED8pBX63zuRtF2yz1sh0OmgXj4k1HNhdBzq+ZTITezg",
-	"7cYSXKY82uflggtrylJIjtbobQ0Rk8k68rz235P/8L7ug3h/PetlvZe9rPc+ubHeOf5JibslnSHoOPDj",
-	"I+14zLNdwsy58cUzE4Fw+A0XhGtoHxMCVIkyYa/zyw/5qW0tdXYJdmuuilpp2RFNxN9aCHU7ljMi6qry",
-	"ynJFNT62A7M/YMmmVtC4Yxc4GrRHklr19lSSsFFoy62CJ3rL7Em62WlhZEckGrJOHLYK2u5jRbANMyIj",
-	"K6mup5VcZSF6ufXKcDhMh5R2lW6YA8T1IUjFxkDcFcjfdMsXRhM6sfpBmGs01mYR0oAUu/MDYCZCpDhJ",
-	"mpEHQVMc8mPHtnikyaySE1oFmIh3a7VKDO2BG0niUN5sNOp5ye6/wopqLvZu3zu7d25SJzHABb47f8zb",
-	"ZkCGU1fWsu/rWzIBPr6zqCAu13j2+eJcPvPmIAun/ZU/iDKfW3XlalxkY+GfKOafEc1EeTWlvLL/QHaP",
-	"mnAPhDQs887Eq5BVkgEiPWk6J5E01Gp8uEHdB0nRELnjOz3uAa0JlpLVdoyGsLomYAhaXWNKEwj5hznG",
-	"Pc72wW7xyCVONdHtHRh5txWj99YaasADVmUqCrZ8ENr509zY4C7al9efwsv2K8w33SvRDjIad9Q+6q7a",
-	"myifhMy/L/IxWlZA1e47zxfw8h7u+m1X++4o/IMESr0sH8A0cJoXcypmnwxYD+WYEPYWph7zVouXW2P0",
-	"NN611596btt2KEQ2Goqp/d2o52ReL6gYWCkFvrH9Teh73WywP8AMPiUen9qIXKyBlIVE7ytf0SaI1K0H",
-	"diVkbbKxcLrsVYj5+EZobebNvyIXU0ZocR21UFBRsApEuvc87SOlnRPIkXPXer3wuyYFuTKSTGVVydWW",
-	"5bsZTbETT5zYGFonqzmv2KYEtHI+2OpXja2eiGFXSTRwlAqQXvdOu8AqRttGwH0HXzXtRY3uIuobOutI",
-	"wff2SMD0Z0SwVUhC2CZtMCe6xeqmNbLZ4H4WiT+r/4rGCM5gD1ukJWDTW96wLQ8FPl3QYg6WiZ2RVfDX",
-	"CEXmeiy44IZbMUj+83//n0ZDc3h3eOgFhq80Bw+dT+TK5/KPhX0Ke8L+QQsrHypWztz7Pqn6jOQoIrHw",
-	"d97aJDmhio2FnFpdqY1WDePsNUfpVYPK3xwjHALtEWIpMVTvmsHBtzg0wHbZoYGfJRpWwjaHzVvUipv1",
-	"peUzh5+CesvNX8/8Ofbjh3e9RNFwqyhp7eouy1q5v5goAaxNuNY1Ftpolb5Ck3As+q/PazMnx8ORrxsd",
-	"V6V2EVwXz/3xwzv/EvVIimwsEM59/PhgSPz9EXFPro3Cvj+FOAJ4zbjQhtFy3Iow4MuL2tS0Iu9eXML6",
-	"Colzgoi8gfROV18N6pSFjrAU/ZD0Xy+ZOH9zQR4PR9amsw3k2Oa7F5c5gU2Nrt0zRDu7IvZURGXrK64N",
-	"JGtWkDbBOFT7XdH18KC5dgMSyXHBwvLOjVlitWGerGWxPF4SqYo5A7cP0+jeGRg5QD8P5q4OsIanF2KW",
-	"tI2y1RRWwU+ovtaIa2ijc87Ade2yTXQLbDMWIYJBZ9QuBpgW3qkmSnabYWaBTpa8y3wFDj0WgUG8+9wV",
-	"qXAeTbuGDmsAgZGNwqRjMRaY94a6BtftAsxx2eccQ93fnDz5+iAwJygqY5FDXC6UOZFqsR1LQveGruqZ",
-	"C6UOCahkZCJLznRw5YL8cOILwzKT2hAR0qIxKNMOR5/GtaRtY5ZLx2KppMGa/i7B2XKF3dJcCph7/ub1",
-	"5UYqW+4UCyT9xdN3zzaLjZNS0anLytN0wSB5b+MCGShpjXfO6Mi4dlfWTNYGo8Pwh08hbi7BGfhbcE4J",
-	"XHpzkDUth77i6uCubCCqe/jzyfHxkDxna7y8QO++FGYs3JUh6FkHEMAUPFmKNpW2LdPZg++UUOwVAlVY",
-	"uHssoA43xCRQRFDy6v0LKNhNC6jgrugK0MO6oEuM1OVjywqjkUuoF1YvxS6IrpWSM/BRwPsZ3nVzMhpt",
-	"xInPCCX5d1i1fPDOsuFYuNh0d7lw19jRkyFpubM1ZPW0KoWhd9Cet1mMwcu2fLfuGzwX7Y92RVrZqgew",
-	"FEd2Fb46IeeX311ckIoZA8pWyWfc6Izkwzwj+RUWJhvk2VhM2IwLwT1Gg7pv7AvwEenn94ZZIJDr93oj",
-	"aCfOf+cSfKRgmvTzQ9wtv9qBHFrDZm3/9IVlxsJO0EkQ/cjLn+hQXlj9LfN5CL46jfMscUWWSsrpQfv0",
-	"0QnGBD7DK0jikzbD6gv+FI0PNyj23RxhQ/JKRhfQtI5XCokbJ6MjjKS3Qu1noXk/CTyk+kpCgKh944qV",
-	"WIGiM2aQTx/H4XpU3VwrruCNFM6x5L8dCzsmiKbYbnB3uStUMkLF2kfdzJwtzkhOywUXObzhKrNGA4n0",
-	"AYOpUWuiGcOglWnp6Bz0Djvxsejn4fnpSnEDpV+lYAc4sZPRicPwrf2ecq9nTkKfjB4Px6KUhT60NJWK",
-	"/4rjWZSgD0TTs0fHcJsn7UidnDw5/mYDy+BwCm+ZUevB+dTY/danY+GmuqTuLA3eS4iTYvy3JEumiFVO",
-	"3DUMGJ47eWxZYAshQfr4yAOXgLUeH5Pn/NuDM3/MwEO44gQ135OjxzE2BVXgihdMaND63f1P50tazNng",
-	"eDjqZb1aVU5z0aeHh6vVakjh56FUs0P3rT58cfHd01eXT+GbBvIDCs35m4te1rMnPCo5R8MRvmQ5gy55",
-	"77T3eDgaPnb5hKDpHg5XrKoG4AQ4/Hl1rYf+ZocZ6yhE/+OH55BCiDsCcgFBW1+HGlGwzcHms7IilBXF",
-	"mj4QGA6rfFH2Tnt/Z8YKlN7GBVbHo9GOmyh+Xl0PNDMPvInCpUh2XEThpgaXiDzB3lONhVEehkuKYkOi",
-	"d/rTxwhmAYFSJ1gtdaxcgwTHrGfoTFujKJBD9z7alrzg7VyHc9gXmhyPRpHrwrEzItA0gMa2if2Da/ph",
-	"xH4QkV19mQ4i+1Hao7eC6tu7iPeC3zDB9E5q4dG0J7Gcz1IbyBl0aYQ+CkeYmGGcX0MeJKs0I09Gj7fJ",
-	"+Bb7/FOoCH1b7QEW2nHr4/u5Nb7bZxfN3/raP7uIfnN0CA6qw3aeenIFLvlMuIMdAJYmuuKjr/mvLEtc",
-	"b5GB6wtNjLGwksSqvHbFYO3seXUWVUyRM2dnGjJTciUIVEiLSu+PRTNSt/D2XBWgkFSgVVi9kJIFF7WB",
-	"0myZYwTb11g4axmF+ZYEO7fEiDLxf0fOiPP9O66GC28Ad5yMjvbijta9XPDdHlzV3H/3uVKzcbz81APe",
-	"OrU7u/fxrsWde1wTE/EtPNtk2QY+kWRX1ESwNYzeuwKWVkMnmlWswKtcQhAZsBUZoXosBFtVXLCBtbZB",
-	"V4Hke8TC5sAkgEPICToFQRepvFfP6tSg8XBNtFGMLgKUEWwxCkWCqAll5AKmaCxyNGn/YzrnYHwg4wZ7",
-	"0cFCqA4egng01kZxxTMR1OWHRfoxn9q2/12Ull0Pzkjc42BSi7KyRhcWKcFe8m/xKazQeslIIasKoziJ",
-	"hqHZbCxopWWY/pA8pdEFd3g9Cdckb67wQY+CXwznVThD31SODpb4qskG9xVsdf9tRjT7xYG1HBjhAOyc",
-	"qDYTckSooCIFy+Jy7+mSRztkxlOPY4mvif0ppXnhmj4CN9OCmnCp6C81U+vmVlEXdYtvenM5X73THi5e",
-	"5JAND+wSuP+5xUz6SxObBfiqq4Z6aoRYmj0e4H6Rwo6+XW7Hvd3WwvDqC3T7Gm2nKLrzSLv91dV1nLX/",
-	"6Ve8pkcSAb6CLddkcUQx4dTAWiHW321cQCtXszhJHowGfmr/Hx902AZZ0z5xN2I1d1mvQ/IlP4sCCvFn",
-	"t4N9vkme4Ui+bPvgAL/uxukBZU6syM3gkZPM+YE7/vc4lKPrgv+raQyXcJQ8TEVY+gpPnXZwR6Gn5oig",
-	"plEQsEyjc7vCxXJi416oRjftUzJVTM+9buoz+YKq69TZcLUjZEdiFwe7ThqsWrXHQdOBlesU54C46r7H",
-	"egvutuCCL+zxM0rURfr4O2rOGwW8ui1UOf3r75yT0cn9X4RLif+YrRYIjER09U8jVbp737lahoe/BZ/7",
-	"Xef+exbddcqUK7CMrv7oSI6SEQgipSiojqHCUtAE8+h8zk+Duu0g4AAPoCZqukkJwBqKWm7hSF2J4dx2",
-	"mjuJ0OTKeU9l5lNItRSEFgZ/VrKezX3dxjirIWg6bCy8hukr9EJtRihtn/sovMIaZdFMW1RBD358VVGk",
-	"1xp55kMZ+hQngc1RsW5Kip+MThrB5AuXqLaaHeQUu+Uabp7IIBTu4yJ2YpttuFtgrQRstQVafIeMe+kz",
-	"uTfkW4rfm1cO8bOL73vbakwLGtgeHfDSVKr9FL4vdcf/7ykbHfk6ZKIvhvkvodglFB3GxKdR6aR8/Dsz",
-	"LYBAVJohc+gBzzmRpHQt9j7eZb1lnZCH30HcRm/sQog7F8wFhaLC6QK3ohU2UrDhWDQu0qOtrVjystm9",
-	"kQSCIB1IqOPRaCz8NWiuUzCMSR/yi9h0KpUhtShBVgvvBITAkr9BYyzATYGdnpKJNPM4BHQ8OkrqNlhj",
-	"6bO3/kfco0ybb2W5/sJ7ytWBumuDxqwkuPuT93OzWps8YbfGMe7aP240cN8ohiD/P5A0R3t88U7KF1TN",
-	"GH7wZJ+hJe5j/5Jiyksn2Hzb6pvl1Eh2wC5OFCRLCienyAUvRLeDlRbzVkUjxCLNWEvt2tSoMC2PllB7",
-	"ehslEIsm31ajGZ23AvljgfHvgK/0VwJth70Rg7YdLh+LJl6eEkwvuDbvAiXuMbpex6Nxt02BC9glZSat",
-	"LgeS32//bSD7u5xaYQhOGvoEyD/VkbRNmJAL0DWaOFlgPwJFGSnbw3hj+UnzXzsXA3z9aZfrkxGk+6LB",
-	"e+xyffFfR6mywNvF4ugvdUAwQ8UuSpZW25A1AqofaZJHwOO8a5AOl9y1PKPjkz9T/2xB0xPnRBKc/k/k",
-	"32okEyiWWaNwbsisTaFuJVEXnD+S443Y/uhK/CVC6ZARpuNEGQzIUmUADBwi6ZhK2ESzMI8+fBTOedJH",
-	"bHsegOH5wZC8kVVFcsjlGWpWTXNiTXb3wJveeZT9wRG9GCE0EZcJF6ZpMoE8Ped+83ebuXOnoEIKXtAK",
-	"HKvBLwfAxv5qblXUpT0J7USDbl2CXQt68QKKHBwgOnjJqHH3MLSQmlA4QLhKj9C0D9A17xoJgEcoh4Km",
-	"uX0xa6NE0d+wAyN6FmnY1sK2I9IOlIU0J9Rl/0dHsAoLB3QMwjC6W7LfKh6o4WqS7RspjRyLvDkL8mFz",
-	"k+SyrioIZe6oOpiBhV+OxWTdXfWN9GnntdFnznnT4rfm/mkoDBGPD2yMCWtuDIRgH58SKBKajQVU6Jyw",
-	"sJzhMu5/w9EPYGR5s47eV+OudxsLuPm7vz2bPFSYaADdAK2n0VVwSP3AlVhfHK6s4uijBarbzrmIb6vK",
-	"UzoJmonvGgPzYeZStLues/XvZjTFZTL3spmOv/gZ1GWnJNNjYRVj2RffEoTgQRhoYs92jcd91VDchC/u",
-	"st4LiZPbnXT1SJP3b18MW8f9VuDpX0ZWbGSdHB/v87FDsCGO6sEn/OeDtdJaQfLs93B+uquAbIcSsGnO",
-	"weU+O0NisZfZ+XiWSv7sVHUEcjQqAaZCROYeWnUte2/DgR6O7JbhF3AcoVqB1Yj/+8BNfnBR5gdwLmBq",
-	"MriW5+DoaKfZDcl5QBBvg6XtDpcrEVkjG1BoAEL7Bh51eak/Wfr6D4O76nfWw++TgcN/FsfuJyve6OxN",
-	"+HPv3WWHFCvNprXwZ1KFvAsHw3a7yqd11XoOR1R+PDoO51R+2r4QPMrU0K17bRHGs6KqhBvc7CAwtoaR",
-	"aLgpDGrN4sUmRVOMNnNO3lbB2R8/PL90YHwsGYx39UB6DuSZ/Ly61le1qvIDnyziK3VxPRb5b+Poqt5x",
-	"LxvHwRX498Z9sfAsqup4dc3W8MzXMLmiZty7y8fCV+YMM+dNoRNU6HGiIA1cTqrGW9c3LBq8FVIDQMNI",
-	"kse5qflZGxof9FOIkYJK6qUaU0QwVkK+JCZWNLkq1izSxhfbxIwzP0DIH2yB/mJbC1TilDw6b0b55eTS",
-	"l9cIo/LLfzGFcCPbCTZdyK8G7Z5eM/HpXooHyryT0Tc7ph5ncT6A+L607j0qsQvZ+jsaXYnvTQL1t+ue",
-	"OpDS8fEfPXS/eUKA2uWxYAJsdKg38qG/VaH1YPin6IAbkOimGlBFDZi5yWy8dtHxB51IXsbuVADDzeDh",
-	"BnO4OqtaQ2UiNyRRQn2B0/bRMRb9p5dQ8yu/tnZ5dIX9wdap0Lr+Ho4hvABzyiv2CFOIs3YBUZf8Bb07",
-	"B9CQXEQVIh1ylWEjeL2KZpCzTZU9UtWMleAoaUpSgeCmBqtDBZ/EWPhr6MNt9QUVZOJg+ZYELtvbThD1",
-	"3xZAxV/FmYiB3KNUvvSL9AcqlxJT2h6IbnTM4Nfwn1eZ3EOHNNv02so6dtWwHrKjm5o4aTXzLdO1VdDa",
-	"lWs3Kn2cQqEAJW9Y4wLbypt2+ap5okws3p6dY856vpUE0dJkpE/oCY4WyCS1J6zT4jC/+gxic+BKs0zL",
-	"RW1nodeimCspZK3TgHys+vtX1oM26hL/xXShUO145VflrL1+ChnqvyCIyOlduz/4ToppxbEO0L/8Wvf4",
-	"tXzFnrY0/B6KoccSyaubmzW1HyQJ4zpc3bpNlM7AWiIRwkGnIW2qVVIzVPWAp9bChbIQVqvUoS6c+5Ho",
-	"upiDvebLwvgtpZuCmq4gjK/lZvVWKJtTIjwzAz1kxghoJJANg343+xCuqQi6hStFogFJS1vFP6GFKb91",
-	"jgEmyoDSWtHq2pXX9jcyNSoZVNBquepCTa2mmjbCSCP4u4IXNNFzubL0pO6p7eoehSdUVv4caf1Fw/1w",
-	"r12I9x+N/hXwv6/EdKdlGSrf/Qt0+iXVyR2VxrukZucAoHn3yW/dwD68xDJ1XwcGNLU3iYYN83pcWWp7",
-	"top1NQ55J2K4ChPSw21Itu5CetPFkqkBu4FxNjbXqcPPhlsAgoBzz127YwEydyNpxuUBQD4pYm9D4tBL",
-	"pq4rd6+4g6VtpjZr0m8yg1yhEt7OsQjlNxwJMVce7vYC2elmj9kW2zPHMgNYXhmS/qEPqFeh56yEUhUR",
-	"EaM6AHcf7/5fAAAA//8=",
+	"7L3rchu3tif+Kij+T5WoOk3qYjnZkWp/UBJ7R4lvZdnl/560Rw12gySiJsAAaFFMSlXzaR5gat5h3mMe",
+	"5TzJFNYC0GgSpCjZuZyz8yWRm924Lqzrby382ivlbC4FE0b3Tn/tTRmtmII/Lyo2m0vDhHnL5jVdsso+",
+	"rZguFZ8bLkXvtFcY1bCCLKZMEDPlmlChF0yRBdVESEPmSlZNySoyWuLviv3cMG3IqDG5UK5dMlZyRsyU",
+	"kTFX2oSXFtxM4bGmM0bCeMrl4Ae2HObifKSZMESaKVMLrtkwF72sp8spm1E7VrOcs95pbyRlzajo3d3d",
+	"Zb05VXTGzOocy+UPbLk+v3NS1pwJMyinUjNBGsF/bhi5Zksylqo7pT4l799ffEvsKpCJlFUuyqnkJdsf",
+	"kstSzllFjITplLSuuZi4tnHU3HaHq9/LeoLO7MhXptzLerYzruxW2JWPJzujty+YmJhp7/T46dOsN+PC",
+	"//tvmV8KbRQXk55diJdsNmLq4tv1Sb9uFJnBr4RXpK8Zg1G3j1RTM0JH8obtD/3Q59RM24Hju1e82jrk",
+	"OTWGKfv1f//xfPDf6OCXw8FXH9s/h1eDj78eZl88ufu3XmoK7xQVepyexLspI8b9DtPA3bn5ctOQ7xlr",
+	"tLxHx3/rLO/R+tjubFN6LoVmQGdf0+otkon9VymFPVb2Tzqf17ykdtAHcyVHNZv9+0/azuDXqPN/U2zc",
+	"O+39fwftYT3AX/XBG/wKO11fA0+dXJMZrcdSzVhFpCJc3NCaV2ekYEpJpQti10G7U8jqSg97d1nvGynG",
+	"NS//gGFr2aiS2XFbRsIFoUQbaiwtUkNoXcsFjtbNEIb7XKoRryomfu/x4lHe00Tbk65JJWHYcu4Zo5wz",
+	"Bf2TfjH2oyyAGCOe++HDh8F5Y6ZMGDtcluC4XzOqmCKwa3/Pe1zoZjzmpe3+CjrPewWhooK1KeBJgWu2",
+	"kE1d4ZC4If23z78hX3z59BDGsMY0W1K+y3oXwp5TWv+eq3puuS27nbPSsAqne0a40aRihvJaE6oYqeVk",
+	"wqoM1lox0yjBKiCEV9I8l42ofs8Rv5JEN+U00C4M5J2UL6iasD/q3I9ktbSHqLaDsBKLCnJEXvKvYXTv",
+	"BY2o7fderVKxyvZNa51ZnhT9GynWnaKprKtTwm7nljVnVvLaTc+FFcFUgPgntKk4EyWDhuSYUFJxTUc1",
+	"q9zZJP2i6c622EfR+5jzV2SonRTtOQR+emXkNRP2CIJORAn8G/ShCb9h4kHH7r2gN5TXdha/68kjFZsz",
+	"UVm1w5JO0w7jzJ4ytSQ1NUyR/lYFbd9R2FzJkmn9e89iRfgtWF0TJ/5GjSElFZa0Roy48bHq1E4lFyvT",
+	"gL1rNKtwwz292XOVwdznVBlhlQy7UtdCLkSWC0uZRLEbzhakYiXXlvNXkqE0G3MDn3oFxdIhrJVu5nOp",
+	"DKtesorTd0ATfyzfsMMt4l5tbwWcMlQYKCmnVGnm9HDkMO/fPR/8bQhKmuvXDuu8qhTT8CetKm6bo/Ub",
+	"ZUWj4VZRGtNas3VynEttaE0ofj4kb767sIdnHn35a6/kJqHAf8PN0r4bq2+Hh2sKW9bDPq5KWSUO/Rsc",
+	"gP1xpbHjVFugp6y3cgnqi1REsQmXYqWlp+mWFGMm1ZR9HlZkdUyHKW3ZPZGjn1hpQLebsvJ6LrkwKcNH",
+	"84mwJotijFgOaZmqpVnLaI0VvOtb8NNCJ3ZAzua0NOT7D5ek/+zy+OkX+0TeMEV+zXs3ee80782P5wNo",
+	"dVCGER0c5b0s72n+C4M/lJQG/jB8xvLeHXLutfW65lXaFLAWG4gUNy1uMqtTykaR7z/8cDlMNWb7TLcG",
+	"PPyrL46JfYVMqZ6S/ohq9sUJcHXLZqixlufSsFTLdlrplkUDRpYcEyaM4k4hh00o7app0p9LDUdHk8Ph",
+	"0LY0OOr2yoX54qTtlgvDJkzZfu3irff7YYoaoWV0uDyd5ipq2AC+TFFVazH9iNNy6+Y6wy3JgDQ+pmjQ",
+	"mkjCnGttyQj52AN4w7tgl+5pUmJb1squuC5rqcFw5YpU1FBvfDt2vU69E0WFYdUVNRuWKDKC3btozbtu",
+	"QbI/efLkq/1dly/rbSJX1+aetqYrNasD32LrH6V4G1NcVvcKBnwLWLZEwbPtdbdz4NnwTK/Ru36FL68S",
+	"EJCKa8gPIwx/C/kAJ7sMA1hfT9mYUs6Y52FWfdEm7BywHbuuTDQzO44bpviYMzuaign7x8fEsrrOX2Pb",
+	"6Y439bQiu+zjbaTnTqd7b3f6cv1e3UNnccPrbJBRp2CsDmwZvreDw5VKNhEIqtuCYpOmpsqKRM2E5Wo3",
+	"LP39Q2grJoY1DuVpK1rxLXR1mR73ubaywxLSd2/ZbViEuax5uTwlhZtXQWpGb5gOBqEmhlp7NRdhupYy",
+	"PVWyW6v7kT7wGSr4GCmnEQakwGw/y0URviy8D4TdMLU0Uy4mflTA7mDNUUx6snbjskfLt7KNsLcdKFxI",
+	"P/I1Fkx1RzW2Bpwm3MRnjJbQf9bjIvyp2E9g7m8cFdegl79RUo7vEc1l+7pV8eWYjJhZMMvHFxIlqpVX",
+	"esNpDHrRVopr37zLemMlZxvYT11Zzdj3uaO0tu1dbVZCtJHKKWh7GjURakhhvyqCOnJGjGq0IVLUS0K9",
+	"9iMF20lPAQ9psnNY0T0Nug/TobvM7rzdgq+Ovjgm//f/HA+PhifDIyKVtbCBis8Im83NEu1jN1r2c2Nt",
+	"/sLIAryzhs1gJ+4doHtAlaJL+LfcoFaxxSM2wMiHL7+Rn2fxVxgX0BbML6aLdohur9K87IYpOmHv5Etq",
+	"yuknaVhUVW1URtYVmdMlU6TPZ8C67EQzu7OKWZHFdS78JPZPkVkWK8Mp0JwDPtU9hm0MIbn+bThCijAc",
+	"O8BVc+9eb71duyVTG48uTnJPt5Z+dQbW/cTyF0sE/gdYGiVrRop5U9fFY4ayk672LTUs0teakR32ttVq",
+	"X0msWIaHkRtS8fHYHtQQkAur/OCprBAwLnEW7WqKVr+lhgah+wAq/TB1SrKToTO6BKGzzty9LL6yfW8Q",
+	"biH4AO9YwwGbPSPURRyVY2IzRoW2grjDtrbt3FvXNvh27mBNL/C7yJUQ+JnmokwoIK8tQwEpr1hpeSsY",
+	"CVIROjbMhSWtSvgAOy61FZ7EHuyvgc+scmD71GeECr9yTFQEoyFifW+YSFDvC6oNqeiS9P/5z3/+c/Dy",
+	"5eDbb9ctrA1ao0ow7+cQY35Ei8lVYjM5UXQ+5aV+NGf16pLzvVlNznOUa+HCXDPkk+S1sFZMLopwkIqM",
+	"FOBbLiwFFGM64/WyIC4ybc8fGTHNK6ZJMeLKTK/s9IoUy6Wtg24bDXs/3l3WaxtcX+iv7W9AAg/fO5xF",
+	"YvPgObged/B6ZT1YmPVm/gG+eNtKX+/v1NAWadSJl2ceDMFW9hC1308KeWe9+VSKlH/SPna+o5XZnCTd",
+	"iuz2vj2+ZLdrPDza7CTz5oqV3omzyp95OSULuuyaC8DCZvKG6VNSII8tyH/8j/+N8qfRzmeTC7+U/Xmj",
+	"pwik4CZDw1Hd+AeajJr62jHr/TNSoFoCTeYiyDTfmJGk0V0LCT+1vBy+TNohz+Cd57xOMmZGXn37/eXr",
+	"V2TMa/A3UOEGtM7vrOaXEEGX/JfgqbCt7KitgqW43trbYHw669A3ud6CntLjp18kBvTd+eD46RekP2W3",
+	"+6sj26CTp+Tq8+8u3naF6/BexRd+9ZMLQ8zc2qXIEPfnQow32AJODXeawlyxObU8EvE8gTrOCEYXCVJC",
+	"FuZs2WrJ+E0MW4o04WteoW6wn5Bvt2XdVKy6as3vLdtVs7EB98CIlbRBX2YwsMG6Rx4PNn16Q2G86VWI",
+	"qFR3HRA7qzLRQUiYYltd8TyEE7yjY09DhMBuDjWNYve75/2XVw8iW7f7/uNh2uxVhiPaodviBdDCaXfP",
+	"93TrramtReDQCpr0MTr848fCmoKWj3mdDemHa3LN5sahNbgm45pOiKZLjdYT4cIue80M68Q7AqDNHpWS",
+	"8flmB5+j5j1HtfPgbKpYzW+YWqaPsKJCU+DlV+mYwaaV+Noy4G+Brfs1KaLW3vEZK7JcADblCrTbwo9I",
+	"sFtD+qoRAzke7xNvUsYeJlyF3Vyf1harFF2I9MIgrYNRt6wlrcCFGb5xSBM+YdrYpZtRLqyWxm54xUQZ",
+	"860WXdhlXKvk6SMheCazFDNIcbPnnNXVN1IYxUdNWrhaoQOQrT1N9JQqL3Y4gCnM0jILxdbZEXyTXp2q",
+	"VWuxaWIJEfhkX7Abq+kYTW5o3SAEcG31a3bDEgfoO7nASHyAmRE6Ucw2y4aTIWG3tDQZcQcwI0KKDR0s",
+	"GJ9ME+LuwoAXMiyXD/uENWipRzajOiIdVJ/WPS+wSn5GoeONe+Xj68ltcigRN3WAqQT42gO2B34CXxsl",
+	"lTQGXBBmSvrOKhhGen5GCst1EBs27Jq/Px59LPbBbiQBFxt06wcFAtr9BLYFsxySV0AqrJxKF8gEirlf",
+	"6Ps1dz2m1vo7RuuUc/KcTOEXjLPTigumPSx5fY31Bhe3vEY1HtsCJsluqWXF8OP9kVBsNzXwC3cqX3Bx",
+	"nSYStOk95wunGM6jNS+sKs01ofM5E9VAinp5SiipubgGyxAlOQL22q+NBGnq7BTQXApELIELFnRpwPPk",
+	"omCi0sU+qgSi8kosVTVnCvuhxn9tZNKStE0krDdUqWyjOMnMoRTZz0EMQPscPAV6R813Rit2NVrep6/Y",
+	"FX9Jr903O9pzaQVByRsmqPPN3Nfnm/ZtsL1+3uR1sitiebjlCKKMDbodFqHdzC3ha1hc8Is8JIrod3qn",
+	"DV10+nIbaf/zeFgB+7njOOzMtd39bYdtY4zWvwBmSQ0SY0heAbAJO9RktIxPDnhP62UiakRFxcHftd7L",
+	"S/+tJnRBOXh41uBhHb373kiHXd2rKddGqoSb5JlV7bYykmDvrLEKy0G4bsHzc8WsyWFldGw9W6V1MaXG",
+	"bnF4JSOjZS6u2ZJVTnvazyD6pQ3mdpwG0tBdlqQzwmg5zQX40BdTaRkStG/313aCHbrQQklnDLhYFrDO",
+	"TFS5wCmDReM6AeSz/Uo3c6Y0s3RILqdyIWCsxT+evSMHN0cHfr764Fde3RWwy8HhG4jav5WLdlmEjPUl",
+	"TfrOJ4Eqps6cKqsd3HQn26ojJRLbf09wBKjZjsHpA0lxTtFReS8PextehINpiZZVjt+u8hkJ5Fw5aAy+",
+	"3PIExUDNdhGwFExAbXAdzKgpp6jEeXoOc+xLRUaW1Eg4gzsperviCvxe3IcpwOFvY0M7QlR4gilFTior",
+	"9u2KQY4JLEEv69HZiE8aCQMR8grWK+m+uhBl3Vh+s0sQHcF+oFvKsd03gKWBNkFJGyd3AdDPF0qvGR1f",
+	"TaneEH2GQexpYl97BPxuc1hb8xFkZrmwdnDwQEfNvNPN46PUG1UAPy8P8ds1Tq0Yu9qMKdSRPxFC4MjG",
+	"zdROqwI+DJw93s/dEIVJQd3uXTyyzKdbRSSROirff/jhkiUBqeCv+sBG5Ae2JJfMAe6+fHr0ZcLVds2W",
+	"G87ZvBnVvCT2BdL//sMP3b1Mx28wGWxtrN19XVkMGEFqhq0amuSfHbHn1HrL4UCDIt4eXpktT0XOCtXU",
+	"DP3p4ISmpYHUvTNIC1LuJ4NojhEd8Zprw0vktUyd5aJw3F65VoiVoFIQLsiMiobWXofpC7kAE2LExpZF",
+	"j6VCQwRSBQvFUA6x6go/8KkXAZnUAINGDhqEjEoysPDjBsmHv0KaCGknkBaBTb3hzMC4pSIzWbHaJaOg",
+	"YPsEyeXG5Ba/7xUXK7ucaKNh/ETTxf5j/BVAC5vo7k3HcFkzElSguKBfeSM+ibkX0iQbWoL3dmE1sc3+",
+	"xfEW/SUon4up1Ixow+ZtqJub4W7BWVS7U7zEKfNeMxYVu92QVvCbBDiz3u1gIgfrcM2tOQyPDZI+Oij6",
+	"6CDo8BNil5+UmbEp0rmyPhl5mZH3WYvjAAXVZe9sRKDultLxCTkc283g2ADGHQwU0InD46RDv46q/BS6",
+	"6+l35ePG0/N+rhmiKB4EAUkcsBYUukwAGz7HwcM8UCeCjr46PCQCMp3RO9mYRrGdwAefmEq0y7EkeNik",
+	"Ivh2DNf4fMCGT+5l24GfIzGckVmjDUI4g2a5590nV7zCw+XM5T8PBuKzJnztiKf4s6aGPQDk8YotfNmF",
+	"BzOFINUh8NFBgZyiSemdSy6YXnlESS48PCRz0csxbWoDsYsVrOKejsPxcQsODbKf8le7uPqOKQZtuhLg",
+	"LpRiNfhIdgjDyoUgio2ZwmRliI1UZETL6yF5aQ+ST3j2XPGBuT6lg9deGe8EuHdKXXjwXdZr40U74FBp",
+	"yACqYvzP1q/Ci4HF3PtJjLNzIXqxRYF0v0OMLALq8i4yC39Ry1MH9sgFUlm2CY7XD3DmFD4kFxHlSccf",
+	"T10sv1jbmSG86enxU8C1bg1Dvk/y5L7BOZyX1w8HdAbydfCJCExAO1CCVbAtohPuTQwNLj1stqwpn+nM",
+	"94aJ1wAccS+2A/LwkHj5vnjyt5OHLWA80OTaPQ4Ia/jMKj+GqRsrKD8FBvuq1WwgfrN79GYDDPbSPg7r",
+	"iYjdh6cwrvtC1Qbq2xQWPxeYMHLy9EviMtpdiY/1lcHnKYsTnPzCkIWSYuJTFNriTN6KxUQk3YxmHKLm",
+	"EI9O26iI4dkSf9eEGgJiCO16CEphiRc3D70zlKqDHEh4DLnQJm21o2t5jJnClqTKslEgXEi/aJQ4nR/P",
+	"T90qnObN4eGTklfwf+ZQSVi8gVe5sJ8jg4QIhj1etZyQmgsWwkV+QdP513qLg/u7d+/e+LyxFXutk6Js",
+	"Uj6Zc6KnUhmim9mMqsAHrjnGp92CPwCPeG6HMqoZef/2ldWXLZdPtHgKTm8AXPvF9L+0+11kpHCYh4Er",
+	"jxD+bditKTL7eVvcYTBjFadg/ttXjZQDKM8C30XVJ67ZcjDjWnMxgSZWf3N9pD5TrNGsch2DWTtwPNO+",
+	"LaQZjGUj4NMZM1NZDewzyCh0n9l/czFw/rpoRj5e6RvyEc0BLa/hS8dM4+GtVl7JSFQECQcZaoxgXxiU",
+	"tH8ry31qPuPuQyzXMohWLRcF1g/gImT9mSIXfUbLqbU8xvzWi5G1bQyuyIDv2LzRu6JVkYizbTCQt3H0",
+	"bR1PkwgBhcga1ZiqU23ADCXO3xumBh7H1WKj9Bo4andm1YGkJTjWPa7Vez2qqhFWv2vm90Yn4cX3c0yE",
+	"Au6QOu1SWCISAPyrqUA+bSlCNsar2vfoCM5H7fpIbmqc3JMYBACg3550MdBkfjz3seI4zPeGGs4A9OxV",
+	"9B6Am/3oX4+/ZoKNuX3jmQCANOiA30iBKkrSe/4WzvO37gw/JrVHS2GNNl/URkKVo1BpbyUykJLhbdfd",
+	"1ukccDWEtnHcDG1iu77dgjlxIjF+FtKHk9O+J14eOiSutSpzjD+cxGEL8PgMTowtWLoheQ5BOnaLeWzC",
+	"iufWvs2Ils6kQPCwJjQXHsUawnxuP/o1v2YA1nR4d4Cf7nvQRC6sWgfnwj4JtV0CdETUS/jaYalz0S9w",
+	"6A7WWmBTNSjaa4bM8eHh4cMU8UAdW8F/4cyn452slKIaQFilgwjYOb+0WwHTGyfQ6aCZPyQCdGF0HAF6",
+	"TEAn9vtuhhhcphzd59WMC2vhUqg1oNEJGwIpo2XkkO2/J3/3LvD9+Hw972W9l72s9z55sN45+kmxuzmd",
+	"IBY50OOedjTmyS5h/dz4WrSJ+Dj8hhvCNbSPeQKqQp6wk/zyQ35mW0vJLsFuzVXZKC03BBnxtw5w3Y7l",
+	"jIimrr0OXVONj+3A7A9YAa0TS95wCtwadEeS2vXuVJJoUmjL7YJf9I41lPS+09LIDQFqSEZxkCtou48F",
+	"9lasi4wspLoe13KRhaDm2ivD4TAdadpWCWUKyNeHABhbu3FbfH/VW18aTejI6gdhrtFY201I41TsyQ84",
+	"mgio4jhpRh6EWHGAkC3HYk+TSS1HtA7oEe/t6lTs2gFOkoSnvFlp1NOSPX+lZdVc7Ny+94FvPaSOY4Bn",
+	"fHtamTfZYBlOXZXYvi8XywS4/s6i+tJco+zzte58Qs5+FqT9lRdEmU+5unIlY7Jc+CeK+WdEM1FdjSmv",
+	"7T+Q3KMm3AMhDcu8j/EqJJtkAFRPWtRJgA21Gh8eUPdBkjVEXvqNjvgA4gRLyWo7RkO0XROwD62uMaYJ",
+	"4PzD/OUefvtgb3nkKaea6O4JjJzeitF7S3e1mAKrMpUlmz8IBP047zZ4kXal9Wfwsv0K01B3yr+DRMct",
+	"pcQ2F8FOVCND4t8VEBltK4Btd53nC3h5By/+ugd+e3D+QQylmVcPIBqQ5uWUismjceyhuhmi4cLUY9rq",
+	"0HJnjH6Nt531Z57a1h0KkY2GbGp37+o5mTYzKgaWS4HLbHcT+l7vG5wPMINPiYettiwXS4plIf/7yheI",
+	"Cix17YHdCdmYLBdOl70KoSDfCG3MtP1X5HnKCC2voxZKKkpWA0v3DqlduLRzArnl3LZfL/ypSSGxjCRj",
+	"WddysWb5rgZZ7MQTEhsj7mQx5TVb5YCWzwdb/aq11ROh7ToJEo4yBNL7vtEusIrRuhFwn+Crx72o0W2L",
+	"+oZONmTme3skQP0zKAzlcxPWlzaYE5vZ6qo1strgbhaJl9V/RmMEZ7CDLdJhsOkjb9iahwKfzmg5BcvE",
+	"zsgq+EtEKHOdCy644ZYNkv/4n/+r1dAcDB4eeobhCzfCQ+cTufIp/rmwT+FM2D9oaflDzaqJe9/nWp+R",
+	"Alkk1tEvOoekIFSxXMix1ZW6INYwzl4rSq9asP7qGEEIdEeIlflQvWsHB9/i0ADyZYcGfpZoWAnbHA5v",
+	"2ShulpeWzhysCsqXt38993Ls+w/veoka/FZR0tqVMZeNcn8xUQGGm3CtG6y/0amIhSZhLvqvzxszJcfD",
+	"Q1+GPS7y7gK7Lsz7/Yd3/iXqARZZLhDlffxkf0j8dSxxT66N0r4/hvACeM240IbRKu8EHvDlWWMaWpN3",
+	"Ly5hf4XEOUGg3kDWpytXCOXLQkd4s8OQ9F/PmTh/c0GeDA+tTWcbKLDNdy8uCwKHGl27ZwiCdndCUBHd",
+	"AlFzbSCHs4ZsCsahePaCLof77S02kF+OGxa2d2rMHIt382SJi/nxnEhVThm4fZhG987AyAH6eTCldYAl",
+	"cT0Ts0vbKlttvRX8hOprjXCHLmjnDFzXLglFdzA4uQgRDDqhdjPAtPBONVGx2wwTDnSygmTmC3PoXAQC",
+	"8e5zV7vCeTTtHjoIAgRGVur85iIXmA6HugbX3XrmcRX1AiPgX508/XI/ECcoKrkoIFwXqp9INVuPJaF7",
+	"Q9fNxEVYhwRUMjKSFWc6uHKBfzj2hWGZUWOICNnSGJTpRqlP49LstjFLpbmYK2nwigyX92ypwh5pLgXM",
+	"vXjz+nIlw61wigUu/cWzd89Xa/eTStGxS9bTdMYgp2/lPiaoEI9XOOnIuHY3QI2WBoPG8IfPLG7vlBr4",
+	"S6VOCdwhtZ+1LYe+4mL7rpogqnv488nx8ZD8wJZ4F4jefsdSLtwNPOhZB2zAGDxZiraF6y3RWcF3Sij2",
+	"CoEqrIOfCyhrDzEJZBGUvHr/Aurf0xIuRFB0AaBiXdI5RuqK3JLC4aHLsxdWL8UuiG6UkhPwUcD7GV4d",
+	"dXJ4uBI+PiOUFN/gJQCDd5YMc+FC1pur77vGjp4OScedrSHZp1NADL2DVt5mMTQvW/Pdum9QLtof7Y50",
+	"klj3YSuO7C58cULOL7+5uCA1MwaUrYpPuNEZKYZFRoorrFc2KLJcjNiEC8E9dIO6b+wL8BHpF/eGWSCQ",
+	"6896y2hHzn/n8n6kYJr0iwM8Lb/YgRxYw2Zp//T1ZnJhJ+g4iN7z/CcSyjOrv2U+PcEXrXGeJa6wPup+",
+	"V/roBGECneGNPrGkzbAog5eisXCD2vmtCBuSVzK6z6kjXinkc5wcHmGAvROBPwvN+0mgkOorCQGi7gVG",
+	"lmOFFZ0wg3T6JI7io+rmWnF1cKRwjiX/bS7smCCaYrvB0+VuJMoIFUsfdcNKsQWtZlwU8IYrdBwNJNIH",
+	"DGZMLYlmDINWpqOjc9A77MRz0S/C89OF4gYqKUvB9nFiJ4cnDtq39GfKvZ45Dn1y+GSYi0qW+sCuqVT8",
+	"FxzPrAJ9IJqeFR3DdZq0I3V88uT4qxWIg8MpvGVGLQfnY2PPW5/mwk11Tp0sDd5LiJNi/Lcic6aIVU7c",
+	"rSYYnjt5YklgDThB+vjI45mAtJ4ckx/41/tnXszAQ7gxCDXfk6MnMWQFVeCal0xo0PrddWrnc1pO2eB4",
+	"eNjLeo2qneaiTw8OFovFkMLPQ6kmB+5bffDi4ptnry6fwTctEggUmvM3F72sZyU8KjlHw0N8yVIGnfPe",
+	"ae/J8HD4xKUZgqZ7MFywuh6AE+Dgp8W1HvqLUiZsQ03f7z/8AJmFeCIgRRC09WUoHQXHHGw+yytCtVEs",
+	"9QOB4bDLF1XvtPcPZixD6a3cB3d8eLjlYpefFtcDzcwDL3ZxmZMb7nVxU4M7eZ5i76nGwigPwp1fsSHR",
+	"O/3xYwSzgECpY6x2dSxfg7zHrGfoRFujKCyH7n20LXnGu3EfzuFcaHJ8eBi5Lhw5IzBNA5ZsfbG/c00/",
+	"bLEftMiu7MyGRfajtKK3hmL22xbvBb9hgumtq4WiacfFcj5LqEwdyiL4KBxhYoJxfg3pkazWjDw9fLK+",
+	"jG+xzz9kFaFvqz3ARjtqfXI/tcZXZW1b87e+JNC2Rb85OgAH1UE3fT25A5d8IpxgB9yliW7M6Wv+C8sS",
+	"t8Vk4PpCEyMXlpNYldfuGOydlVdnUSEVOXF2piETJReCQOG06CaLXLQjdRtv5aoAhaQGrcLqhZTMuGgM",
+	"VGzLHCHYvnLhrOUh+dpBjPEwZ6F/7jghj8seglMJdaPOCPrRHRuuTLodCwzKtaKx6QU3djOsvYiOs6xt",
+	"GD/huj370NP+qfNzLXCRIftoxPII+ocSlJuoNAjepYPrBl9AMNbD32CMubA7NyTe9790OhBkleH1CgH/",
+	"7ht2QhxU7aeHhwmUaAKYiCJzTU6c2zejMgi/4fmLiy1suM8yvAFn8OTwaKcz2LlMEL7b4ey2l3Z+qmxq",
+	"3Vs/9mDhTy3/7H286/CAHe62irgDPFtjDO3lElsVii23UfRXr0nYxwMSqjT4Wl5oVvubEhwlA8UhsrVT",
+	"2iEUZ4VvjCxy4T7J2nMbXV0wxBsLXD5VAISusxXI/fgF4upjxfQ0opDoXESFXqy5DuX7MPIevR7u4cIb",
+	"HzLCx1bbzlzFS6iKOCTnQeO1tra3dUMjcozjcevi2YpXFuzixY4nvJ/BnVq8DSKe22nL6Axe2sAQD98I",
+	"F/PzuAf8Vgq29RRH5NG9cvrHHa4HyQg1pGaWBx6Fy4p/bphatrcVu9pXm+8rXsNhzLjgs2YWY/CiOh47",
+	"XJoRDcstOkAGDZlJbfz6OTLZNGy4v+Kxg/z4W3LE1ctlNmt4cuxY4g6MKrr3+b8aF/1mx/t17mOlLd4v",
+	"yUXRdEbGjHAzV4jZnieiWc1KvMovoJ4ADJgRijpFzQUbVMwZ11BEBnM6CjipAJwrCEaxwHiufRgqF610",
+	"10YxOgvYe3AeUih2R00ohxpAsLkokLL/Pp5y8JahphUcnA7HSHVwacejyUW4MApRyH5YpB8TuG3730Vl",
+	"6Xz/jMQ9DkaNqGpW5AKLbWEvxdf4FGTEcs5IKesaYQeJhqHZLBe01jJMf0ie0eiCY7yejmtStFc4ogvc",
+	"b4Zzg59hMKXAiEB81XgLVA7OZf9tRjT72aGLHXpuHxxzUY1BpIhQCUwKlsXXlqRL921h3M888PJeno17",
+	"ugdxkRk1G/k0criY6TlZ2zvt4eZFEcTwwG6B+5/bzGSAL3FYgK423QWSGiFeMZLkyluhLRv6djmK93bb",
+	"CMPrz9Dta3T2RXCEPe3O10YhFFWfefwV/+mRRAjl4HxssxEjEFNqYB1M0G82LlgrV3s/uTwIX3ls/w+T",
+	"0oHXdEX1CrjgLutt4HzJz6IIePzZ7WCXb5JiH5cvWxccEIhckR5Qrsuy3AweOc5c7P+lNrjyFHT2MGtr",
+	"7isV3m9ndQsWtiKCmlZBwHLDztKBi4XFyr2gkSvDmzvOmbJi5wRDKVztDVn+2MX+NkmDWuYOgmYDuHsj",
+	"OweI8GPsgsPfWeVeKUT5n1vhPjk8uf+LV9I8l42ofqejFhbY6edYxztSpTefO1eT9+DXECS+23j+nkd3",
+	"3VuzGi4KQHs9EslR9hxBaC8F1TFUCgyaYBHJ5+I0qNsuZwnwbNRETbc5bFgLWMu1xAdXKr+wnRaOI7Q5",
+	"397RkPlSCFoKQkuDPyvZTDrORB8cD5oOy4XXMH2leagxDFe0FB42prDWZjTTzqpgyDm+ci/Sa40887F3",
+	"fYqTwOaoWLZXY5wcnrSMyRfgUl01O/Apdss13KCUAXbLB/LtxFbbQPSD88dGbYEWv4HHvfQVSVb4W4re",
+	"21cO8LOLb3tpj0Toujs6oKWxVLspfJt542+p6DyMN7rl28ATfVHnv5jiJqboQJE+71cn+eM/mOkg2qIS",
+	"Q5mDu3nKiTila7H38S7rzZsEP/wGgAZ65RQCUKpkDsUQXQAi8ChaZoNexTamd7R2FCtetac34kCAKgEO",
+	"dXx4mAt/nafrFMMvfUiIZeOxVIY0ogJeLXzUCpAQ/iaoXICbAjs9JSNppjFm4fjwKKnbYK3ATz76H/GM",
+	"Mm2+ltXyM58pV8/wrotytpzg7g8+z+1urdKEPRrHeGp/v9HAffOImflPwGmOdvjinZQvqJow/ODpLkML",
+	"JVtesopTf2frZ2NTnjvB4VtX3yylRrwDTnGisGaSOTlFLnghNjtYaTntVOZD8OyEddSuVY0K88hpBXco",
+	"rMPaYtbk22o1o/MO8iwXCNgKCQH+art1nBaCptfxXbloAV4pxvSCa/MurMQ9RtfreDTu1kRwAbsqAkmr",
+	"y2V17Xb+VlLRNjm1whAcN/QZ+3+oI2l9YULy2qbRxNltuy1QlEK5Pow3lp62BZnA1592uT49hPoUaPAe",
+	"u+IUDwiLvZ7Tn5uQcgMBVQjD3nDZYAbQniZFlClTbBqkS6TZtD2Hxyd/pP7ZyaVKyIlkNtW/kH+r5Uyg",
+	"WGatwrnCs1aZuuVEm/LPIj7esu2PrlRtAvsFKcw6zuxEBBFVBrJXAvTrbAWrgoVfwkdBzpM+JmMVIZOp",
+	"2B+SN7KuSQHJp0PN6nFBrMnuHnjTu4jSFTnC7aOUAgyvw8Wfmowgsdy53/wdnU7ulFRIwUtag2M1+OUA",
+	"id9fTK2KOreS0E406NYV2LWgF8+gKs8+prPMGTXuPqFOagGErYWrWAxN+wBd+y4iJLB+F5rm9sWsm9aA",
+	"/oYtSQ1nkYZtLWw7Iu1QxLjmhLpyNZEIVmHjYB0DM4zuSO53iuBquGJr/WZlI3NRtLKgGLY3Is+buoZQ",
+	"5pbquRlY+FUuRsvN1UtJv63aC8unZM1IYduHsN8ave3ptjirliQeH9gYI9befAvBPj4mUOw6y4XDeoXt",
+	"3D8l371lt6T4Nxz9AEZWtPvofTXumtJclFRVpL8+myKURGozkCAXjEZXmuLqB6rEezLg6kWOPlpYdds5",
+	"F/Gti0nEF5qJ71oD82HmUnS6fmDL38xoiss972QzHX92GbTJTknWc4BdjHlffNsdot1hoIkzu2k87qt2",
+	"xU344i7rvZA4ue1ZwnuavH/7YtgR92uBp7+MrNjIOjk+3uVjBw5F4O+DJfyno4vTWkFS9vv8M7qtEPoG",
+	"JWDVnINL6raGxGIvs/PxzJX8yanqCORoVQIEDEbmHlp1HXtvxYEeRHbH8As4jlBex2rE///ATX5wURX7",
+	"IBcQV6cDuHYlLzwGAK5n99gTLhciskZWcncgc8c3sLfJS/1o7us/DO6q31gPv48HDv9VHLuPVrzR2Zvw",
+	"5957yg4oVkxPa+HPpQqJgi5vyJ0qn4fc6CmIqOL48DjIqeIUz0i4TbNNLdSd+9kRxrOgqoKbSO0gMLbm",
+	"cfe+Zjpe0FW2RdUz5+TtFE7//sMPly57DEvf451zkE8KiZE/La71VaPqYt9nN/rSklznovg1j66cz3tZ",
+	"HgdX4N8r957Ds6g68dU1W8IzX3Tripq8d1fkwleYDjPnbWUuVOhxop00AjKTLvU8smjwdmMNAA0jSREX",
+	"UyjOurlcQT+FGCmopJ6rMUUEYxUk+GMmYJtcac0ibXzRaEyR9gME3HEH9BfbWqASp/jReTvKz8eXPr9G",
+	"GF0j8CdTCFfSc+HQhaQV0O7pNROP91I8kOedHH61Zepx2YEHLL4vEX+PSuxCtv6uYXdVxeoC9dfrdzuQ",
+	"0vHx7z10f3hCgNolXmLFhkiot/yhv1ZpfH/4h+iAK9klbfm6mhowc5Pp493LMx4kkTyP3aoAorW6p0N6",
+	"Kl4BWS+hlF6bx6RdGnokOnLRf3YJRSqLa2uXcxFS4/fXpIKzhV0fVgzhRc5jXrM9rHmRdSteu2xl6N05",
+	"gIbkIipp7JCrDBvBa8I0gyIjVFmRqiasAkdJW0MRGDc1WM4w+CRyoelSx6KElFSQkUtIsUvgskTsBFH/",
+	"7QBU/JXSiRjIPUrlS79Jv6NyKTEH+4HoRkcMfg//dZXJHXRIs75ea2UyXPnGh5zotohbWs18y3RjFbRu",
+	"qfWV0lSnUNlGyRvWusDWCn24AgtFoq55AWUnCiyyUqwlQXQ0GekzUIOjBUofWAnrtDgsCHIGsTlwpVmi",
+	"5aKxs9BLUU6VFLLRaUA+lqn/M+tBK4X0/2S6UCjPv/C7ctbdP4UE9V8QROT0ru0ffCPFuOZYuO4vv9Y9",
+	"fi1fYq7LDb+F2ztijuTVzdVLIB7ECePCkZt1myidgXVYIoSDTkPaVKcGdChDBU+thQt1jKxWqUMhU/cj",
+	"0U05BXvN1zHzR0q3FaBdBTNffNTqrVDnrUJ4ZgZ6yIQR0EggGwb9bvYhpJcG3cLVztKApKWdatXQwpjf",
+	"OscAE1VAaS1ofe3ug/A3C7YqGSTRd1x1oQhke/0Dwkgj+LuCFzTRU7mw60ndU9vVPQpPuArgU7j1Zw33",
+	"w/2sId5/dPhXwP++OxE2WpahVOtfoNPPqU5uuRpjE9fcOABo3n3y62ZgH17GnLpgCgOa2ptEw5Z4Pa4s",
+	"dTw71SVbh7xjMVyFCenhOiRbb0J609mcqQG7gXG2Ntepw8+Ga2sCg3PPXbu5AJ67kjTj8gAgnxSxtyFx",
+	"6CVT17UrouBgaatVIjTpt5lBrrIW7+ZYhHpRbgmxuAvcUQm8080esy3WZ451cfA+AKhSA31AgSU9ZRXU",
+	"VooWMSpcc/fx7v8FAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -22,17 +22,21 @@ const checkpointReuse = time.Minute
 
 // auditLine is one line of GET /v1/audit/events (AuditEvent in
 // openapi.yaml).
+// Every field but position and hash is one the leaf covers, and together
+// they are all the leaf encodes: a reader can recompute the hash.
 type auditLine struct {
-	Position   int64          `json:"position"`
-	TransferID string         `json:"transfer_id"`
-	PartnerID  string         `json:"partner_id"`
-	Seq        int64          `json:"seq"`
-	At         time.Time      `json:"at"`
-	State      string         `json:"state,omitempty"`
-	Actor      string         `json:"actor"`
-	Type       string         `json:"type"`
-	Detail     map[string]any `json:"detail,omitempty"`
-	Hash       []byte         `json:"hash"`
+	Position    int64          `json:"position"`
+	TransferID  string         `json:"transfer_id"`
+	PartnerID   string         `json:"partner_id,omitempty"` // "" only in version 1, which does not cover it
+	Seq         int64          `json:"seq"`
+	At          time.Time      `json:"at"`
+	State       string         `json:"state,omitempty"`
+	Actor       string         `json:"actor"`
+	Type        string         `json:"type"`
+	Detail      map[string]any `json:"detail"` // null and {} hash differently
+	EventKey    string         `json:"event_key"`
+	LeafVersion int            `json:"leaf_version"`
+	Hash        []byte         `json:"hash"`
 }
 
 // auditStream writes the audit events of a filter as NDJSON, FHIR
@@ -90,7 +94,7 @@ func (a auditStream) VisitGetAuditEventsResponse(w http.ResponseWriter) error {
 			return enc.Encode(auditLine{
 				Position: ae.Position, TransferID: ae.TransferID, PartnerID: ae.PartnerID,
 				Seq: e.Seq, At: e.At.UTC(), State: string(e.State), Actor: e.Actor, Type: e.Type, Detail: e.Detail,
-				Hash: ae.LeafHash[:],
+				EventKey: e.Key, LeafVersion: ae.LeafVersion, Hash: ae.LeafHash[:],
 			})
 		}
 	}
@@ -137,21 +141,13 @@ func (s *Server) GetAuditEvents(ctx context.Context, req GetAuditEventsRequestOb
 	return auditStream{ctx: ctx, store: s.store, filter: f, format: format, now: s.now(), log: s.logFor(ctx)}, nil
 }
 
-// auditSigner is the signer of checkpoints, or an error when the server
-// has none.
-func (s *Server) auditSigner() (audit.Signer, error) {
-	if s.signer == nil {
-		return nil, errors.New("no audit signer configured")
-	}
-	return s.signer, nil
-}
-
 // checkpoint returns a checkpoint that covers the log as it is now: the
-// latest one while the log has not grown and it is recent, else a new one.
+// latest one while the log has not grown and it is recent, else a new one,
+// signed only once the log verifies from the last signed checkpoint (an
+// audit-inconsistent problem when it does not).
 func (s *Server) checkpoint(ctx context.Context, reuse time.Duration) (store.Checkpoint, error) {
-	signer, err := s.auditSigner()
-	if err != nil {
-		return store.Checkpoint{}, err
+	if s.checkpoints == nil {
+		return store.Checkpoint{}, errors.New("no audit signer configured")
 	}
 	size, err := s.store.AuditSize(ctx)
 	if err != nil {
@@ -160,12 +156,20 @@ func (s *Server) checkpoint(ctx context.Context, reuse time.Duration) (store.Che
 	now := s.now()
 	latest, err := s.store.LatestCheckpoint(ctx)
 	switch {
-	case err == nil && latest.Size == size && now.Sub(latest.At) < reuse && latest.KID == signer.KID():
+	case err == nil && latest.Size == size && now.Sub(latest.At) < reuse && latest.KID == s.checkpoints.Signer.KID():
 		return latest, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return store.Checkpoint{}, err
 	}
-	return audit.Checkpoint(ctx, s.store, signer, now)
+	c, err := s.checkpoints.Sign(ctx, now)
+	var ie *audit.InconsistentError
+	if errors.As(err, &ie) {
+		// The refusal is logged by the Checkpointer; the detail names
+		// sizes and positions only.
+		return c, newProblem(http.StatusInternalServerError, ProblemAuditInconsistent, "Audit log inconsistent",
+			"the audit log does not verify from its last signed checkpoint, so no checkpoint was signed: "+ie.Error())
+	}
+	return c, err
 }
 
 func checkpointView(c store.Checkpoint) Checkpoint {
@@ -210,4 +214,83 @@ func (s *Server) GetAuditProof(ctx context.Context, req GetAuditProofRequestObje
 	return GetAuditProof200JSONResponse(InclusionProof{
 		Seq: seq, LeafHash: leaf[0][:], TreeSize: c.Size, Path: path, Checkpoint: checkpointView(c),
 	}), nil
+}
+
+// GetAuditConsistency answers the RFC 6962 consistency proof between two
+// tree sizes of the stored tree, with the checkpoint that signs the newer
+// one, if any. to defaults to the latest checkpoint's size.
+func (s *Server) GetAuditConsistency(ctx context.Context, req GetAuditConsistencyRequestObject) (GetAuditConsistencyResponseObject, error) {
+	from := req.Params.From
+	var signed *store.Checkpoint
+	var to int64
+	if req.Params.To != nil {
+		to = *req.Params.To
+	} else {
+		c, err := s.store.LatestCheckpoint(ctx)
+		if errors.Is(err, store.ErrNotFound) {
+			c, err = s.checkpoint(ctx, 0)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit consistency: checkpoint: %w", err)
+		}
+		to, signed = c.Size, &c
+	}
+	size, err := s.store.AuditSize(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit consistency: %w", err)
+	}
+	switch {
+	case from > to:
+		return nil, invalid("from is larger than to", FieldProblem{Field: "from", Reason: "larger than to"})
+	case to > size:
+		return nil, invalid(fmt.Sprintf("the log holds %d entries", size), FieldProblem{Field: "to", Reason: "beyond the log's size"})
+	}
+	hashes := audit.Hashes(ctx, s.store)
+	proof, err := tlog.ProveTree(to, from, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("audit consistency: prove %d in %d: %w", from, to, err)
+	}
+	fromHead, err := audit.HeadAt(ctx, s.store, from)
+	if err != nil {
+		return nil, fmt.Errorf("audit consistency: %w", err)
+	}
+	toHead, err := audit.HeadAt(ctx, s.store, to)
+	if err != nil {
+		return nil, fmt.Errorf("audit consistency: %w", err)
+	}
+	if signed == nil {
+		if signed, err = s.checkpointOfSize(ctx, to); err != nil {
+			return nil, fmt.Errorf("audit consistency: %w", err)
+		}
+	}
+	path := make([][]byte, len(proof))
+	for i := range proof {
+		path[i] = proof[i][:]
+	}
+	out := ConsistencyProof{From: from, To: to, FromRoot: fromHead.Root[:], ToRoot: toHead.Root[:], Path: path}
+	if signed != nil {
+		v := checkpointView(*signed)
+		out.Checkpoint = &v
+	}
+	return GetAuditConsistency200JSONResponse(out), nil
+}
+
+// checkpointOfSize is the latest stored checkpoint of size n, or nil.
+func (s *Server) checkpointOfSize(ctx context.Context, n int64) (*store.Checkpoint, error) {
+	if c, err := s.store.LatestCheckpoint(ctx); err != nil || c.Size == n {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		return &c, err
+	}
+	cps, err := s.store.Checkpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(cps) - 1; i >= 0; i-- {
+		if cps[i].Size == n {
+			return &cps[i], nil
+		}
+	}
+	return nil, nil
 }

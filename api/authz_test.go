@@ -56,6 +56,7 @@ var matrixWant = map[string]string{
 	"getAuditEvents":      "403    403    403    403     403    ok    ok    403  401  401",
 	"getAuditCheckpoint":  "403    403    403    403     403    ok    ok    403  401  401",
 	"getAuditProof":       "403    403    403    403     403    ok    ok    403  401  401",
+	"getAuditConsistency": "403    403    403    403     403    ok    ok    403  401  401",
 	"acknowledgeTransfer": "ok     ok     ok     ok      ok     ok    ok    ok   ok   ok",
 	"getJWKS":             "ok     ok     ok     ok      ok     ok    ok    ok   ok   ok",
 	"healthz":             "ok     ok     ok     ok      ok     ok    ok    ok   ok   ok",
@@ -87,9 +88,10 @@ var matrixRequests = map[string]matrixRequest{
 	"upsertMember": func(string, int) (string, string, string, []string) {
 		return http.MethodPut, "/v1/members/M2", `{"given":"Test","family":"Member","birth_date":"1980-01-02"}`, nil
 	},
-	"getAuditEvents":     get("/v1/audit/events"),
-	"getAuditCheckpoint": get("/v1/audit/checkpoint"),
-	"getAuditProof":      get("/v1/audit/proof?seq=0"),
+	"getAuditEvents":      get("/v1/audit/events"),
+	"getAuditCheckpoint":  get("/v1/audit/checkpoint"),
+	"getAuditProof":       get("/v1/audit/proof?seq=0"),
+	"getAuditConsistency": get("/v1/audit/consistency?from=1"),
 	"acknowledgeTransfer": func(tr string, _ int) (string, string, string, []string) {
 		return http.MethodPost, "/v1/transfers/" + tr + "/ack", `{"receipt_jws":"good"}`, nil
 	},

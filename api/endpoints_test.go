@@ -144,7 +144,7 @@ func TestTimeline(t *testing.T) {
 	}
 	ev := tl.Events[0]
 	if ev.State == nil || *ev.State != TransferStateInitiated || ev.Actor != "client:"+testClient || ev.Type != "state" ||
-		ev.Detail == nil || (*ev.Detail)["partner_id"] != "sandbox" || (*ev.Detail)["correlation_id"] != "corr-1" {
+		ev.Detail == nil || (*ev.Detail)["partner_id"] != "sandbox" || (*ev.Detail)["correlation_id"] != nil || (*ev.Detail)["correlation_id_hmac"] == nil {
 		t.Errorf("event = %+v", ev)
 	}
 	for _, v := range phi {

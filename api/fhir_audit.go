@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -175,10 +176,13 @@ func fhirAuditEventOf(ae store.AuditEvent) fhirAuditEvent {
 			Detail: []fhirEntityDetail{
 				{Type: "position", ValueString: pos},
 				{Type: "seq", ValueString: strconv.FormatInt(ev.Seq, 10)},
-				{Type: "partner_id", ValueString: ae.PartnerID},
 				{Type: "leaf_hash", ValueBase64Binary: ae.LeafHash[:]},
 			},
 		}},
+	}
+	if ae.PartnerID != "" { // a version 1 entry's leaf does not cover its partner: not shown
+		d := &res.Entity[0].Detail
+		*d = slices.Insert(*d, 2, fhirEntityDetail{Type: "partner_id", ValueString: ae.PartnerID})
 	}
 	if id, ok := ev.Detail["member_id"].(string); ok && id != "" {
 		res.Entity = append(res.Entity, fhirEntity{

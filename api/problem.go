@@ -42,6 +42,9 @@ const (
 	ProblemUnavailable           = "unavailable"             // 503: retry later
 	ProblemRateLimited           = "rate-limited"            // 429: retry after Retry-After
 	ProblemInternal              = "internal"                // 500
+	// ProblemAuditInconsistent (500): the audit log does not verify from
+	// its last signed checkpoint, so no checkpoint is signed.
+	ProblemAuditInconsistent = "audit-inconsistent"
 )
 
 // problemError is an error a handler returns to answer with a problem.

@@ -72,11 +72,11 @@ var Roles = map[string]Policy{
 	"getMember":      {Grants: all(caller.Review, caller.MembersRead)},
 	"upsertMember":   {Grants: all(caller.MembersWrite)},
 
-	// The audit log. (getAuditConsistency, when it lands, belongs here
-	// with caller.AuditRead.)
-	"getAuditEvents":     {Grants: all(caller.AuditRead)},
-	"getAuditCheckpoint": {Grants: all(caller.AuditRead)},
-	"getAuditProof":      {Grants: all(caller.AuditRead)},
+	// The audit log.
+	"getAuditEvents":      {Grants: all(caller.AuditRead)},
+	"getAuditCheckpoint":  {Grants: all(caller.AuditRead)},
+	"getAuditProof":       {Grants: all(caller.AuditRead)},
+	"getAuditConsistency": {Grants: all(caller.AuditRead)},
 
 	// Public: probes, our published keys, and partners' acknowledgements,
 	// which their signature authenticates (AcknowledgeTransfer).

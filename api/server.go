@@ -108,6 +108,10 @@ type Deps struct {
 	// AuditSigner signs the audit log's checkpoints; nil: Keys, if it
 	// signs (a *signing.Signer does).
 	AuditSigner audit.Signer
+	// AuditWitness, when set, gets a copy of every checkpoint the API
+	// signs, and a directory witness is read back as an anchor
+	// (audit.Checkpointer).
+	AuditWitness audit.Witness
 	// BaseURL prefixes the links of transfers (e.g. "https://p2p.example");
 	// empty gives links relative to the host.
 	BaseURL string
@@ -134,12 +138,15 @@ type Server struct {
 	log      *zap.Logger
 	now      func() time.Time
 	baseURL  string
-	signer   audit.Signer // nil: the checkpoint and proof endpoints fail
 	fhir     http.Handler // nil: no /fhir routes
 	fhirMax  int64        // Deps.FHIRMaxBody
 	acks     AckVerifier  // nil: acknowledgements are refused
 	handler  http.Handler
 	limits   limiters
+
+	// checkpoints signs the audit log's checkpoints; nil (no signer): the
+	// checkpoint and proof endpoints fail.
+	checkpoints *audit.Checkpointer
 
 	tokenMu sync.Mutex
 	token   []byte // the store's token key, once read (see KeyToken)
@@ -168,12 +175,18 @@ func NewServer(d Deps) (*Server, error) {
 	if s.fhirMax <= 0 {
 		s.fhirMax = maxBodyBytes
 	}
-	s.signer = d.AuditSigner
-	if as, ok := d.Keys.(audit.Signer); ok && s.signer == nil {
-		s.signer = as
+	signer := d.AuditSigner
+	if as, ok := d.Keys.(audit.Signer); ok && signer == nil {
+		signer = as
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
+	}
+	if signer != nil {
+		s.checkpoints = &audit.Checkpointer{Store: d.Store, Signer: signer, Witness: d.AuditWitness, Log: s.log.Named("audit")}
+		if _, ok := signer.(KeySet); !ok {
+			s.checkpoints.JWKS = d.Keys.PublicJWKS // our published keys verify our checkpoints
+		}
 	}
 	if s.now == nil {
 		s.now = time.Now

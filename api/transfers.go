@@ -73,7 +73,7 @@ func (s *Server) CreateTransfer(ctx context.Context, req CreateTransferRequestOb
 	if err != nil {
 		return nil, fmt.Errorf("token key: %w", err)
 	}
-	detail := receivedDetail(ctx, t, KeyToken(tokenKey, key), body)
+	detail := receivedDetail(ctx, t, tokenKey, key, body)
 	res, err := s.store.CreateTransfer(ctx, store.NewTransfer{
 		ClientID: client, IdempotencyKey: key, Fingerprint: fp,
 		Transfer: t,

@@ -71,6 +71,18 @@ type Config struct {
 	// TemporalAuth (P2P_TEMPORAL_TLS_*, P2P_TEMPORAL_API_KEY*): how the
 	// API and the worker authenticate to the Temporal frontend.
 	TemporalAuth TemporalAuth
+	// --- auditev (issue 11): audit evidence outside the database ---
+
+	// AuditWitness (P2P_AUDIT_WITNESS): a directory, or an http(s) URL,
+	// that gets a copy of every audit checkpoint the API and the worker
+	// sign, where the database's users cannot write; a directory is also
+	// read back as the last signed checkpoint to extend, and by `p2p
+	// audit verify`. Empty: none (`p2p dev`: <data dir>/audit-witness).
+	AuditWitness string
+	// AuditMaxAge (P2P_AUDIT_CHECKPOINT_MAX_AGE): `p2p audit verify`
+	// fails when the newest checkpoint is older; the worker signs a log
+	// that has not grown again after half of it. Default 24h.
+	AuditMaxAge time.Duration
 }
 
 // Limits are the request rates the API admits, each a token bucket per
@@ -144,6 +156,9 @@ func (c Config) ValidateImportLimits() error {
 	}
 	return activities.ImportLimits{FileBytes: c.ImportMaxFileBytes, TransferBytes: c.ImportMaxBytes, Files: int(c.ImportMaxFiles)}.Validate()
 }
+
+// DefaultAuditMaxAge is AuditMaxAge's default.
+const DefaultAuditMaxAge = Day
 
 // FHIRServer is one of our own FHIR servers: its base URL and, if it
 // wants one, a file holding a bearer token (read at start and again
@@ -303,6 +318,11 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	if b.which&FlagTemporal != 0 {
 		a.APIKey = Env(TemporalAPIKeyEnv, a.APIKey)
 	}
+	// auditev (issue 11): audit evidence outside the database.
+	b.str(FlagAPI|FlagWorker|FlagDev, &c.AuditWitness, "audit-witness", "P2P_AUDIT_WITNESS", "",
+		"directory or http(s) URL that gets a copy of every audit checkpoint signed, out of the database's reach; empty: none (p2p dev: DATA-DIR/audit-witness)")
+	b.dur(FlagWorker|FlagDev, &c.AuditMaxAge, "audit-checkpoint-max-age", "P2P_AUDIT_CHECKPOINT_MAX_AGE", DefaultAuditMaxAge,
+		"p2p audit verify fails when the newest checkpoint is older; the worker re-signs a log that has not grown after half of it")
 	return b.err
 }
 

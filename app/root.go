@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/api"
+	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/connectors/fhirrest"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
@@ -177,7 +178,8 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
 		Keys:        signing.PublicKeySet{signers.Manifest, signers.Checkpoint, signers.Token},
 		AuditSigner: signers.Checkpoint, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
-		RateLimits: api.RateLimits{Client: cfg.Limits.client(), Ack: cfg.Limits.public()},
+		RateLimits:   api.RateLimits{Client: cfg.Limits.client(), Ack: cfg.Limits.public()},
+		AuditWitness: audit.NewWitness(cfg.AuditWitness),
 	}
 	if d.Partners != nil {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
@@ -352,6 +354,7 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		PHIRetention: cfg.Retention.PHIRetention, Transmitter: Transmitter(us), ImportDir: cfg.ImportDir,
 		PayerName: export.DefaultPayerName, PayerIdentifiers: ids, MemberIDSystem: export.DefaultMemberIDSystem,
 		PullTrustHeader: d.PullTrustHeader, ImportLimits: cfg.ImportLimits(), Resolver: d.Resolver,
+		AuditWitness: audit.NewWitness(cfg.AuditWitness), CheckpointRefresh: cfg.AuditMaxAge / 2,
 		// $bulk-member-match members are decided as $member-match decides
 		// (pdex.Matching), with the same matcher, their failed matches
 		// counted in the store with the FHIR API's.

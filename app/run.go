@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/connectors/fhirrest"

@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -28,37 +28,29 @@ import (
 // database access.
 type backend struct {
 	name string
-	open func(t *testing.T) (store.Store, func(stmt string))
-	blob func(h tlog.Hash) string // a SQL literal of bytes
+	open func(t *testing.T) audittest.DB
 }
 
 func backends(t *testing.T) []backend {
-	bs := []backend{{name: "sqlite", open: openSQLite, blob: func(h tlog.Hash) string { return "X'" + hex.EncodeToString(h[:]) + "'" }}}
-	if os.Getenv("P2P_TEST_DATABASE_URL") != "" {
-		bs = append(bs, backend{name: "postgres", open: openPostgres, blob: func(h tlog.Hash) string {
-			return "decode('" + hex.EncodeToString(h[:]) + "', 'hex')"
-		}})
+	bs := []backend{{name: "sqlite", open: audittest.OpenSQLite}}
+	if os.Getenv("P2P_TEST_DATABASE_URL") != "" || os.Getenv("CI") == "true" {
+		bs = append(bs, backend{name: "postgres", open: audittest.OpenPostgres})
 	}
 	return bs
-}
-
-func openSQLite(t *testing.T) (store.Store, func(string)) {
-	db := audittest.OpenSQLite(t)
-	return db.Store, db.Exec
-}
-
-func openPostgres(t *testing.T) (store.Store, func(string)) {
-	db := audittest.OpenPostgres(t)
-	return db.Store, db.Exec
 }
 
 var base = time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)
 
 // fixture records 30 events: 10 transfers, then two changes each, with a
-// checkpoint at 12 entries and one at 30.
-func fixture(t *testing.T, s store.Store, signer *signing.Signer) {
+// checkpoint at 12 entries and one at 30, both also in the witness
+// directory if it is not "".
+func fixture(t *testing.T, s store.Store, signer *signing.Signer, witness string) {
 	t.Helper()
 	ctx := context.Background()
+	cp := &audit.Checkpointer{Store: s, Signer: signer}
+	if witness != "" {
+		cp.Witness = audit.DirWitness{Dir: witness}
+	}
 	for i := range 10 {
 		id := fmt.Sprintf("tr-%02d", i)
 		_, err := s.CreateTransfer(ctx, store.NewTransfer{
@@ -75,7 +67,7 @@ func fixture(t *testing.T, s store.Store, signer *signing.Signer) {
 	for round, st := range []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified} {
 		for i := range 10 {
 			if round == 0 && i == 2 {
-				if _, err := audit.Checkpoint(ctx, s, signer, base.Add(time.Minute)); err != nil {
+				if _, err := cp.Sign(ctx, base.Add(time.Minute)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -87,7 +79,7 @@ func fixture(t *testing.T, s store.Store, signer *signing.Signer) {
 			}
 		}
 	}
-	if _, err := audit.Checkpoint(ctx, s, signer, base.Add(time.Hour)); err != nil {
+	if _, err := cp.Sign(ctx, base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -106,94 +98,136 @@ func newSigner(t *testing.T) (*signing.Signer, []byte) {
 	return signer, jwks
 }
 
+// What the signer does with a tampered log (TestVerifyDetectsTampering).
+const (
+	signsGenuine = iota // signs, and its root is the one signed before the tampering
+	refuses             // refuses with an *audit.InconsistentError
+)
+
 // TestVerifyDetectsTampering alters the database as an attacker with
 // access to it would, past the triggers, and checks that Verify names the
-// first position altered.
+// first position altered, and that the signer then either refuses or signs
+// the genuine head, never a forged one.
 func TestVerifyDetectsTampering(t *testing.T) {
 	signer, jwks := newSigner(t)
 	ev := func(pos int) string { return fmt.Sprintf("(SELECT event_id FROM audit_log WHERE position = %d)", pos) }
-	truncate := func(exec func(string), n int, head bool) {
-		exec(fmt.Sprintf("DELETE FROM timeline_events WHERE id IN (SELECT event_id FROM audit_log WHERE position >= %d)", n))
-		exec(fmt.Sprintf("DELETE FROM audit_log WHERE position >= %d", n))
+	truncate := func(db audittest.DB, n int, head bool) {
+		db.Exec(fmt.Sprintf("DELETE FROM timeline_events WHERE id IN (SELECT event_id FROM audit_log WHERE position >= %d)", n))
+		db.Exec(fmt.Sprintf("DELETE FROM audit_log WHERE position >= %d", n))
 		if head {
-			exec(fmt.Sprintf("DELETE FROM audit_hashes WHERE idx >= %d", tlog.StoredHashIndex(0, int64(n))))
-			exec(fmt.Sprintf("UPDATE audit_head SET size = %d", n))
+			db.Exec(fmt.Sprintf("DELETE FROM audit_hashes WHERE idx >= %d", tlog.StoredHashIndex(0, int64(n))))
+			db.Exec(fmt.Sprintf("UPDATE audit_head SET size = %d", n))
 		}
+	}
+	rewrite := func(db audittest.DB) {
+		db.Exec(`UPDATE timeline_events SET detail = '{"member_id":"M999999","rule":"fs","score":9.25}' WHERE id = ` + ev(17))
+		audittest.RebuildTree(t, db)
 	}
 	for _, b := range backends(t) {
 		cases := []struct {
-			name   string
-			from   int64
-			tamper func(t *testing.T, s store.Store, exec func(string))
-			bad    int64  // -1: none; -2: a problem beyond the entries
-			reason string // in FirstBad's reason, or in a problem for -2
+			name    string
+			from    int64
+			tamper  func(t *testing.T, db audittest.DB)
+			trusted bool   // verify with the witness directory's checkpoints
+			bad     int64  // -1: none; -2: a problem beyond the entries
+			reason  string // in FirstBad's reason, or in a problem for -2
+			sign    int    // signsGenuine or refuses
 		}{
-			{"untouched", 0, func(*testing.T, store.Store, func(string)) {}, -1, ""},
-			{"alter a byte", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("UPDATE timeline_events SET actor = 'workeR' WHERE id = " + ev(17))
-			}, 17, "event does not match its recorded leaf hash"},
-			{"alter a detail and its leaf hash", 0, func(t *testing.T, s store.Store, exec func(string)) {
+			{"untouched", 0, func(*testing.T, audittest.DB) {}, false, -1, "", signsGenuine},
+			{"untouched, with the witness", 0, func(*testing.T, audittest.DB) {}, true, -1, "", signsGenuine},
+			{"alter a byte", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec("UPDATE timeline_events SET actor = 'workeR' WHERE id = " + ev(17))
+			}, false, 17, "event does not match its recorded leaf hash", signsGenuine},
+			{"alter a detail and its leaf hash", 0, func(t *testing.T, db audittest.DB) {
 				var ae store.AuditEvent
-				if err := s.AuditEvents(context.Background(), store.AuditFilter{FromPosition: 7, Limit: 1}, func(e store.AuditEvent) error { ae = e; return nil }); err != nil {
+				if err := db.Store.AuditEvents(context.Background(), store.AuditFilter{FromPosition: 7, Limit: 1}, func(e store.AuditEvent) error { ae = e; return nil }); err != nil {
 					t.Fatal(err)
 				}
 				ae.Event.Detail = map[string]any{"member_id": "M999999", "rule": "fs", "score": 9.25}
-				h, err := audit.LeafHash(ae.TransferID, ae.Event)
+				h, err := audit.LeafHash(ae)
 				if err != nil {
 					t.Fatal(err)
 				}
-				exec(`UPDATE timeline_events SET detail = '{"member_id":"M999999","rule":"fs","score":9.25}' WHERE id = ` + ev(7))
-				exec("UPDATE audit_log SET leaf_hash = " + b.blob(h) + " WHERE position = 7")
-			}, 7, "the event's leaf differs from the tree's leaf at this position"},
-			{"delete a row", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("DELETE FROM timeline_events WHERE id = " + ev(11))
-				exec("DELETE FROM audit_log WHERE position = 11")
-			}, 11, "entry missing (the next stored entry is at 12)"},
-			{"delete an event only", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("DELETE FROM timeline_events WHERE id = " + ev(4))
-			}, 4, "entry missing (the next stored entry is at 5)"},
-			{"swap two rows", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("UPDATE audit_log SET position = -1 WHERE position = 3")
-				exec("UPDATE audit_log SET position = 3 WHERE position = 9")
-				exec("UPDATE audit_log SET position = 9 WHERE position = -1")
-			}, 3, "the event's leaf differs from the tree's leaf at this position"},
-			{"swap two events' contents", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
+				db.Exec(`UPDATE timeline_events SET detail = '{"member_id":"M999999","rule":"fs","score":9.25}' WHERE id = ` + ev(7))
+				db.Exec("UPDATE audit_log SET leaf_hash = " + db.Blob(h) + " WHERE position = 7")
+			}, false, 7, "the event's leaf differs from the tree's leaf at this position", signsGenuine},
+			{"alter the partner an event recorded", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec("UPDATE timeline_events SET partner_id = 'other' WHERE id = " + ev(13))
+			}, false, 13, "event does not match its recorded leaf hash", signsGenuine},
+			{"delete a row", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec("DELETE FROM timeline_events WHERE id = " + ev(11))
+				db.Exec("DELETE FROM audit_log WHERE position = 11")
+			}, false, 11, "entry missing (the next stored entry is at 12)", signsGenuine},
+			{"delete an event only", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec("DELETE FROM timeline_events WHERE id = " + ev(4))
+			}, false, 4, "entry missing (the next stored entry is at 5)", signsGenuine},
+			{"swap two rows", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec("UPDATE audit_log SET position = -1 WHERE position = 3")
+				db.Exec("UPDATE audit_log SET position = 3 WHERE position = 9")
+				db.Exec("UPDATE audit_log SET position = 9 WHERE position = -1")
+			}, false, 3, "the event's leaf differs from the tree's leaf at this position", signsGenuine},
+			{"swap two events' contents", 0, func(_ *testing.T, db audittest.DB) {
 				// Through a value that encodes both ids: event_id is unique.
-				exec("UPDATE audit_log SET event_id = -(event_id * 1000000 + " + ev(26) + ") WHERE position = 21")
-				exec("UPDATE audit_log SET event_id = (SELECT -event_id FROM audit_log WHERE position = 21) / 1000000 WHERE position = 26")
-				exec("UPDATE audit_log SET event_id = (-event_id) % 1000000 WHERE position = 21")
-			}, 21, "event does not match its recorded leaf hash"},
-			{"truncate the tail", 0, func(_ *testing.T, _ store.Store, exec func(string)) { truncate(exec, 25, false) }, 25, "entry missing: the log ends at 25, its head says 30"},
-			{"truncate the tail and the tree", 0, func(_ *testing.T, _ store.Store, exec func(string)) { truncate(exec, 25, true) }, 25, "the log ends at 25, before its signed checkpoint of size 30"},
-			{"truncate to before a checkpoint", 0, func(_ *testing.T, _ store.Store, exec func(string)) { truncate(exec, 5, true) }, 5, "the log ends at 5, before its signed checkpoint of size 30"},
-			{"forge a checkpoint", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("UPDATE audit_checkpoints SET size = 11 WHERE size = 12")
-			}, -2, "checkpoint 1 (size 11): stored columns differ from its signed payload"},
-			{"sign a wrong root", 0, func(t *testing.T, s store.Store, _ func(string)) {
-				putCheckpoint(t, s, signer, 15, tlog.Hash{2}, "")
-			}, 14, "entries 0..14 do not hash to the signed checkpoint of size 15"},
-			{"sign a wrong root before since", 20, func(t *testing.T, s store.Store, _ func(string)) {
-				putCheckpoint(t, s, signer, 15, tlog.Hash{2}, "")
-			}, -2, "the stored tree at size 15 differs from its signed checkpoint"},
-			{"a checkpoint whose signature does not verify", 0, func(t *testing.T, s store.Store, _ func(string)) {
-				putCheckpoint(t, s, signer, 15, tlog.Hash{2}, "e30.e30.e30")
-			}, -2, "checkpoint 3 (size 15, kid " + signer.KID() + "): "},
-			{"replace the tree's root hashes", 0, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", b.blob(tlog.Hash{1}), tlog.StoredHashIndex(4, 0)))
-			}, -2, "the stored tree at size 30 differs from the recomputed one"},
-			{"since skips an altered prefix", 20, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(2))
-			}, -1, ""},
-			{"since finds an alteration after it", 20, func(_ *testing.T, _ store.Store, exec func(string)) {
-				exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(22))
-			}, 22, "event does not match its recorded leaf hash"},
+				db.Exec("UPDATE audit_log SET event_id = -(event_id * 1000000 + " + ev(26) + ") WHERE position = 21")
+				db.Exec("UPDATE audit_log SET event_id = (SELECT -event_id FROM audit_log WHERE position = 21) / 1000000 WHERE position = 26")
+				db.Exec("UPDATE audit_log SET event_id = (-event_id) % 1000000 WHERE position = 21")
+			}, false, 21, "event does not match its recorded leaf hash", signsGenuine},
+			{"truncate the tail", 0, func(_ *testing.T, db audittest.DB) { truncate(db, 25, false) }, false, 25, "entry missing: the log ends at 25, its head says 30", signsGenuine},
+			{"truncate the tail and the tree", 0, func(_ *testing.T, db audittest.DB) { truncate(db, 25, true) }, false, 25, "the log ends at 25, before its signed checkpoint of size 30", refuses},
+			{"truncate to before a checkpoint", 0, func(_ *testing.T, db audittest.DB) { truncate(db, 5, true) }, false, 5, "the log ends at 5, before its signed checkpoint of size 30", refuses},
+			{"forge a checkpoint", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec("UPDATE audit_checkpoints SET size = 11 WHERE size = 12")
+			}, false, -2, "checkpoint 1 (size 11): stored columns differ from its signed payload", signsGenuine},
+			{"sign a wrong root", 0, func(t *testing.T, db audittest.DB) {
+				putCheckpoint(t, db.Store, signer, 15, tlog.Hash{2}, "")
+			}, false, 14, "entries 0..14 do not hash to the signed checkpoint of size 15", refuses},
+			{"sign a wrong root before since", 20, func(t *testing.T, db audittest.DB) {
+				putCheckpoint(t, db.Store, signer, 15, tlog.Hash{2}, "")
+			}, false, -2, "the stored tree at size 15 differs from its signed checkpoint", refuses},
+			{"a checkpoint whose signature does not verify", 0, func(t *testing.T, db audittest.DB) {
+				putCheckpoint(t, db.Store, signer, 15, tlog.Hash{2}, "e30.e30.e30")
+			}, false, -2, "checkpoint 3 (size 15, kid " + signer.KID() + "): ", signsGenuine},
+			{"replace the tree's root hashes", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", db.Blob(tlog.Hash{1}), tlog.StoredHashIndex(4, 0)))
+			}, false, -2, "the stored tree at size 30 differs from the recomputed one", refuses},
+			{"since skips an altered prefix", 20, func(_ *testing.T, db audittest.DB) {
+				db.Exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(2))
+			}, false, -1, "", signsGenuine},
+			{"since finds an alteration after it", 20, func(_ *testing.T, db audittest.DB) {
+				db.Exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(22))
+			}, false, 22, "event does not match its recorded leaf hash", signsGenuine},
+			{"rewrite an event and rebuild the tree", 0, func(_ *testing.T, db audittest.DB) { rewrite(db) },
+				false, 29, "entries 0..29 do not hash to the signed checkpoint of size 30", refuses},
+			{"rewrite an event, rebuild the tree, delete the covering checkpoints", 0, func(_ *testing.T, db audittest.DB) {
+				rewrite(db)
+				db.Exec("DELETE FROM audit_checkpoints WHERE size >= 17")
+			}, true, 29, "entries 0..29 do not hash to the signed checkpoint of size 30", refuses},
+			{"rewrite an event, rebuild the tree, delete every checkpoint", 0, func(_ *testing.T, db audittest.DB) {
+				rewrite(db)
+				db.Exec("DELETE FROM audit_checkpoints")
+			}, true, 29, "entries 0..29 do not hash to the signed checkpoint of size 30", refuses},
+			{"rewrite before the witnessed checkpoints, rebuild, delete every checkpoint", 0, func(_ *testing.T, db audittest.DB) {
+				db.Exec(`UPDATE timeline_events SET actor = 'x' WHERE id = ` + ev(3))
+				audittest.RebuildTree(t, db)
+				db.Exec("DELETE FROM audit_checkpoints")
+			}, true, 11, "entries 0..11 do not hash to the signed checkpoint of size 12", refuses},
 		}
 		for _, tc := range cases {
 			t.Run(b.name+"/"+tc.name, func(t *testing.T) {
-				s, exec := b.open(t)
-				fixture(t, s, signer)
-				tc.tamper(t, s, exec)
-				rep, err := audit.Verify(context.Background(), s, jwks, tc.from)
+				ctx := context.Background()
+				db := b.open(t)
+				witness := t.TempDir()
+				fixture(t, db.Store, signer, witness)
+				genuine, err := db.Store.LatestCheckpoint(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.tamper(t, db)
+				o := audit.Options{From: tc.from}
+				if tc.trusted {
+					o.Trusted = witnessed(t, witness)
+				}
+				rep, err := audit.VerifyWith(ctx, db.Store, jwks, o)
 				if err != nil {
 					t.Fatalf("Verify: %v", err)
 				}
@@ -212,9 +246,46 @@ func TestVerifyDetectsTampering(t *testing.T) {
 					t.Errorf("report %+v", rep)
 				}
 				t.Logf("%+v %v", rep.FirstBad, rep.Problems)
+
+				// Then someone asks for a checkpoint.
+				cp := &audit.Checkpointer{Store: db.Store, Signer: signer, Witness: audit.DirWitness{Dir: witness}}
+				got, err := cp.Sign(ctx, base.Add(2*time.Hour))
+				switch tc.sign {
+				case signsGenuine:
+					if err != nil || got.Size != genuine.Size || got.Root != genuine.Root {
+						t.Fatalf("Sign = size %d root %x, %v; want the genuine head (size %d root %x)", got.Size, got.Root, err, genuine.Size, genuine.Root)
+					}
+				case refuses:
+					var ie *audit.InconsistentError
+					if !errors.As(err, &ie) || !errors.Is(err, audit.ErrInconsistent) {
+						t.Fatalf("Sign = size %d root %x, %v; want a refusal", got.Size, got.Root, err)
+					}
+					t.Logf("refused: %v", err)
+				}
 			})
 		}
 	}
+}
+
+// witnessed is every checkpoint of a witness directory, as trusted ones.
+func witnessed(t *testing.T, dir string) []audit.Trusted {
+	t.Helper()
+	files, err := audit.DirWitness{Dir: dir}.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Trusted
+	for _, f := range files {
+		tr, err := audit.ReadTrusted(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tr)
+	}
+	if len(out) == 0 {
+		t.Fatal("the witness directory holds no checkpoint")
+	}
+	return out
 }
 
 // reason is the first bad entry's reason, else the problems.
@@ -254,12 +325,12 @@ func TestProofsVerifyIndependently(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
-			s, _ := b.open(t)
+			s := b.open(t).Store
 			signer, jwks := newSigner(t)
-			fixture(t, s, signer)
+			fixture(t, s, signer, "")
 			var leaves [][32]byte
 			err := s.AuditEvents(ctx, store.AuditFilter{}, func(ae store.AuditEvent) error {
-				data, err := audit.LeafData(ae.TransferID, ae.Event)
+				data, err := audit.LeafData(ae)
 				if err != nil {
 					return err
 				}
@@ -317,6 +388,8 @@ func TestVerifyLongLog(t *testing.T) {
 	const n = 1100
 	signer, jwks := newSigner(t)
 	for _, b := range backends(t) {
+		db := b.open(t)
+		blob := db.Blob
 		cases := []struct {
 			name   string
 			from   int64
@@ -330,10 +403,10 @@ func TestVerifyLongLog(t *testing.T) {
 				exec("UPDATE timeline_events SET actor = 'x' WHERE id = (SELECT event_id FROM audit_log WHERE position = 1090)")
 			}, 1090, "event does not match its recorded leaf hash"},
 			{"alter the tree's leaf", 1025, func(exec func(string)) {
-				exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", b.blob(tlog.Hash{1}), tlog.StoredHashIndex(0, 1050)))
+				exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", blob(tlog.Hash{1}), tlog.StoredHashIndex(0, 1050)))
 			}, 1050, "the event's leaf differs from the tree's leaf at this position"},
 		}
-		s, exec := b.open(t)
+		s, exec := db.Store, db.Exec
 		ctx := context.Background()
 		for i := range n {
 			if i == 1030 {

@@ -65,30 +65,12 @@ type Signer interface {
 	Sign(payload []byte) (string, error)
 }
 
-// Checkpoint signs the current tree head at now, stores the checkpoint and
-// returns it.
+// Checkpoint signs the current tree head at now, once the log verifies
+// from its latest signed checkpoint (see Checkpointer, which this is
+// without a witness or a memory of earlier signings), stores the
+// checkpoint and returns it.
 func Checkpoint(ctx context.Context, s store.AuditLog, signer Signer, now time.Time) (store.Checkpoint, error) {
-	h, err := TreeHead(ctx, s)
-	if err != nil {
-		return store.Checkpoint{}, err
-	}
-	now = now.UTC().Truncate(time.Microsecond)
-	payload, err := json.Marshal(CheckpointPayload{
-		V: CheckpointVersion, Size: h.Size, Root: base64.StdEncoding.EncodeToString(h.Root[:]),
-		Time: now.Format(timeLayout),
-	})
-	if err != nil {
-		return store.Checkpoint{}, err
-	}
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		return store.Checkpoint{}, fmt.Errorf("audit: sign checkpoint: %w", err)
-	}
-	c := store.Checkpoint{Size: h.Size, Root: h.Root, At: now, KID: signer.KID(), JWS: jws}
-	if err := s.PutCheckpoint(ctx, c); err != nil {
-		return store.Checkpoint{}, err
-	}
-	return c, nil
+	return (&Checkpointer{Store: s, Signer: signer}).Sign(ctx, now)
 }
 
 // OpenCheckpoint verifies a checkpoint's JWS against jwks and returns the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -23,8 +24,29 @@ type Report struct {
 	Checked     int64     // entries recomputed
 	Root        tlog.Hash // recomputed root of the first From+Checked entries
 	Checkpoints int       // stored checkpoints checked
-	FirstBad    *Finding  // the first bad position, if any
-	Problems    []string  // what is wrong beyond an entry: checkpoints, the stored tree
+	Trusted     int       // checkpoints kept outside the database checked
+	// Newest is the time of the newest checkpoint whose signature
+	// verifies, stored or trusted, and NewestSize its size; zero: none.
+	Newest     time.Time
+	NewestSize int64
+	FirstBad   *Finding // the first bad position, if any
+	Problems   []string // what is wrong beyond an entry: checkpoints, the stored tree, freshness
+}
+
+// Options are what VerifyWith checks beyond the stored log.
+type Options struct {
+	// From is the first position recomputed; the stored tree is trusted
+	// before it (and checked against the checkpoints inside it).
+	From int64
+	// Trusted are checkpoints kept outside the database: each must verify
+	// and the log must reach and agree with it, as with a stored one.
+	Trusted []Trusted
+	// RequireCheckpoint fails a log with no checkpoint that verifies.
+	RequireCheckpoint bool
+	// MaxAge, when positive, fails a log whose newest checkpoint that
+	// verifies was signed more than MaxAge before Now.
+	MaxAge time.Duration
+	Now    time.Time
 }
 
 // OK reports whether nothing was found wrong.
@@ -41,15 +63,23 @@ const leafBatch = 1024
 // taken from the stored tree. It reports the first bad position; an error
 // means it could not read the store.
 func Verify(ctx context.Context, s store.AuditLog, jwks []byte, from int64) (Report, error) {
+	return VerifyWith(ctx, s, jwks, Options{From: from})
+}
+
+// VerifyWith is Verify with checkpoints kept outside the database and a
+// freshness requirement (Options).
+func VerifyWith(ctx context.Context, s store.AuditLog, jwks []byte, o Options) (Report, error) {
 	size, err := s.AuditSize(ctx)
 	if err != nil {
 		return Report{}, err
 	}
-	from = max(0, min(from, size))
+	from := max(0, min(o.From, size))
 	v := &verifier{ctx: ctx, s: s, rep: Report{From: from, Size: size}, next: from, pendingFrom: from}
 	if err := v.openCheckpoints(jwks); err != nil {
 		return v.rep, err
 	}
+	v.openTrusted(o.Trusted, jwks)
+	v.fresh(o)
 	if err := v.trustPrefix(); err != nil {
 		return v.rep, err
 	}
@@ -101,7 +131,7 @@ func (v *verifier) openCheckpoints(jwks []byte) error {
 	v.signed = map[int64][]Head{}
 	for i, c := range cps {
 		v.rep.Checkpoints++
-		h, _, kid, err := OpenCheckpoint(c.JWS, jwks)
+		h, at, kid, err := OpenCheckpoint(c.JWS, jwks)
 		switch {
 		case err != nil:
 			v.problem("checkpoint %d (size %d, kid %s): %v", i+1, c.Size, c.KID, err)
@@ -109,13 +139,48 @@ func (v *verifier) openCheckpoints(jwks []byte) error {
 		case h != Head{Size: c.Size, Root: c.Root} || kid != c.KID:
 			v.problem("checkpoint %d (size %d): stored columns differ from its signed payload", i+1, c.Size)
 		}
-		if _, ok := v.signed[h.Size]; !ok {
-			v.sizes = append(v.sizes, h.Size)
-		}
-		v.signed[h.Size] = append(v.signed[h.Size], h)
+		v.sign(h, at)
 	}
-	slices.Sort(v.sizes)
 	return nil
+}
+
+// sign keeps a verified checkpoint's head, to be checked against the log.
+func (v *verifier) sign(h Head, at time.Time) {
+	if _, ok := v.signed[h.Size]; !ok {
+		v.sizes = append(v.sizes, h.Size)
+		slices.Sort(v.sizes)
+	}
+	v.signed[h.Size] = append(v.signed[h.Size], h)
+	if at.After(v.rep.Newest) {
+		v.rep.Newest, v.rep.NewestSize = at, h.Size
+	}
+}
+
+// openTrusted checks the signatures of checkpoints kept outside the
+// database and keeps their heads: the log must reach and agree with each,
+// like a stored one. One that does not verify is a problem: whoever kept
+// it trusted it.
+func (v *verifier) openTrusted(trusted []Trusted, jwks []byte) {
+	for _, t := range trusted {
+		v.rep.Trusted++
+		h, at, _, err := OpenCheckpoint(t.JWS, jwks)
+		if err != nil {
+			v.problem("trusted checkpoint %s: %v", t.Name, err)
+			continue
+		}
+		v.sign(h, at)
+	}
+}
+
+// fresh checks that a checkpoint verified, and recently enough.
+func (v *verifier) fresh(o Options) {
+	switch {
+	case v.rep.Newest.IsZero() && o.RequireCheckpoint:
+		v.problem("no signed checkpoint: nothing signed vouches for this log")
+	case !v.rep.Newest.IsZero() && o.MaxAge > 0 && o.Now.Sub(v.rep.Newest) > o.MaxAge:
+		v.problem("the newest signed checkpoint (size %d, %s) is older than %s", v.rep.NewestSize,
+			v.rep.Newest.UTC().Format(time.RFC3339), o.MaxAge)
+	}
 }
 
 // trustPrefix takes the tree of the entries before From from the store,
@@ -146,9 +211,11 @@ func (v *verifier) trustPrefix() error {
 // runs inside another's rows (an in-memory store has one connection).
 func (v *verifier) entries() error {
 	page := make([]store.AuditEvent, 0, leafBatch)
-	for v.rep.FirstBad == nil {
+	for v.rep.FirstBad == nil && v.next < v.rep.Size {
 		page = page[:0]
-		err := v.s.AuditEvents(v.ctx, store.AuditFilter{FromPosition: v.next, Limit: leafBatch}, func(ae store.AuditEvent) error {
+		// Never past Size: entries appended meanwhile are not this run's.
+		limit := int(min(leafBatch, v.rep.Size-v.next))
+		err := v.s.AuditEvents(v.ctx, store.AuditFilter{FromPosition: v.next, Limit: limit}, func(ae store.AuditEvent) error {
 			page = append(page, ae)
 			return nil
 		})
@@ -163,7 +230,7 @@ func (v *verifier) entries() error {
 				break
 			}
 		}
-		if len(page) < leafBatch {
+		if len(page) < limit {
 			break
 		}
 	}
@@ -183,7 +250,7 @@ func (v *verifier) entry(ae store.AuditEvent) error {
 		v.bad(v.next, "entry missing (the next stored entry is at %d)", ae.Position)
 		return nil
 	}
-	leaf, err := LeafHash(ae.TransferID, ae.Event)
+	leaf, err := LeafHash(ae)
 	if err != nil {
 		v.bad(v.next, "event cannot be encoded: %v", err)
 		return nil

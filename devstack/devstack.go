@@ -94,7 +94,18 @@ type Options struct {
 	// Limits are the request rates the API admits; zero fields take the
 	// app defaults, a negative rate turns a limit off.
 	Limits app.Limits
+	// AuditWitness gets a copy of every audit checkpoint (a directory or
+	// URL, P2P_AUDIT_WITNESS); "": <DataDir>/audit-witness, which `p2p
+	// audit verify` finds beside the store.
+	AuditWitness string
+	// AuditMaxAge: the worker re-signs an audit log that has not grown
+	// after half of it; 0: app.DefaultAuditMaxAge.
+	AuditMaxAge time.Duration
 }
+
+// AuditWitnessDir is the witness directory of audit checkpoints in the
+// data directory, by default.
+const AuditWitnessDir = "audit-witness"
 
 // DefaultShutdownTimeout is how long Stop waits for in-flight requests.
 const DefaultShutdownTimeout = 5 * time.Second
@@ -227,6 +238,14 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		Retention:        o.Retention,
 		TokenLifetime:    o.TokenLifetime,
 		Limits:           o.Limits,
+		AuditWitness:     o.AuditWitness,
+		AuditMaxAge:      o.AuditMaxAge,
+	}
+	if cfg.AuditWitness == "" {
+		cfg.AuditWitness = filepath.Join(o.DataDir, AuditWitnessDir)
+	}
+	if cfg.AuditMaxAge <= 0 {
+		cfg.AuditMaxAge = app.DefaultAuditMaxAge
 	}
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Partners: partners, Logger: o.Logger,

@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/api/temporalproto"
 
 	"github.com/p2p-payer/p2p/store"
+	"github.com/p2p-payer/p2p/transfer"
 	"github.com/p2p-payer/p2p/workflows"
 )
 
@@ -373,10 +374,15 @@ func TestOutcomes(t *testing.T) {
 			t.Errorf("transfer %v", tr)
 		}
 		// The reason is kept by digest: the text is the transfer's
-		// artifact, the audit log has its SHA-256 only.
+		// artifact, the audit log has its keyed digest only.
 		note := one(t, e.auditLog(id), "review_note", "")
 		sum := sha256.Sum256([]byte("neither candidate confirmed"))
-		if _, has := note.Detail["reason"]; has || note.Detail["reason_sha256"] != hex.EncodeToString(sum[:]) {
+		key, err := e.s.Store.PresentationKey(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, has := note.Detail["reason"]; has || note.Detail["reason_sha256"] != nil ||
+			note.Detail["reason_hmac"] != transfer.KeyedDigest(key, "neither candidate confirmed") {
 			t.Errorf("review note detail %v, want the reason's digest only", note.Detail)
 		}
 		if a, err := e.s.Store.GetArtifact(context.Background(), hex.EncodeToString(sum[:])); err != nil || string(a.Data) != "neither candidate confirmed" {

@@ -152,7 +152,8 @@ type Artifacts interface {
 // AuditLog reads the audit log. The timeline is the audit log:
 // CreateTransfer, ApplyChange(s) and RecordAccess give every event they
 // record the next global position (0..n-1, gapless, in commit order) and
-// append its leaf (tlog.RecordHash of auditleaf.Data) to an RFC 6962
+// append its leaf (tlog.RecordHash of auditleaf.Leaf.Data, version
+// auditleaf.Current, with the transfer's partner) to an RFC 6962
 // Merkle tree, in the same transaction.
 type AuditLog interface {
 	// AuditSize returns the number of entries in the audit log.
@@ -286,6 +287,8 @@ type TimelineEntry struct {
 }
 
 // AuditFilter selects audit entries; zero fields match everything.
+// PartnerID matches the partner the event recorded, or for entries written
+// before events recorded one (leaf version 1) the transfer's.
 type AuditFilter struct {
 	FromPosition int64     // entries at this position and after
 	Since        time.Time // events at or after
@@ -297,13 +300,17 @@ type AuditFilter struct {
 }
 
 // AuditEvent is one entry of the audit log: a timeline event with its
-// global position and the leaf hash stored for it.
+// global position, the leaf hash stored for it and the version of the
+// leaf's encoding (auditleaf.V1, V2).
 type AuditEvent struct {
 	Position   int64
 	TransferID string
-	PartnerID  string
-	Event      transfer.Event
-	LeafHash   tlog.Hash
+	// PartnerID is the transfer's partner as the event recorded it, which
+	// its leaf covers; "" for a version 1 leaf, which does not.
+	PartnerID   string
+	Event       transfer.Event
+	LeafHash    tlog.Hash
+	LeafVersion int
 }
 
 // Checkpoint is a signed tree head: the root of the audit log's first Size

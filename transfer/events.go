@@ -141,15 +141,18 @@ func manifestTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:
 // correlate it, and what it asked for. The member's demographics stay in
 // the store.
 type RequestDetail struct {
-	PartnerID          string     `json:"partner_id"`
-	ClientID           string     `json:"client_id"`
-	IdempotencyKeyHMAC string     `json:"idempotency_key_hmac"`
-	RequestID          string     `json:"request_id"`
-	ConsentID          string     `json:"consent_id"`
-	CorrelationID      string     `json:"correlation_id,omitempty"`
-	Direction          Direction  `json:"direction,omitempty"` // import only: the member's old card stays in the store
-	ResourceTypes      *[]string  `json:"resource_types,omitempty"`
-	Since              *time.Time `json:"since,omitempty"`
+	PartnerID          string `json:"partner_id"`
+	ClientID           string `json:"client_id"`
+	IdempotencyKeyHMAC string `json:"idempotency_key_hmac"`
+	RequestID          string `json:"request_id"`
+	ConsentID          string `json:"consent_id"`
+	// CorrelationIDHMAC is the client's correlation id as a keyed digest
+	// (KeyedDigest): an id of the client's own that may name the member
+	// stays out of the log, and can still be matched with the database.
+	CorrelationIDHMAC string     `json:"correlation_id_hmac,omitempty"`
+	Direction         Direction  `json:"direction,omitempty"` // import only: the member's old card stays in the store
+	ResourceTypes     *[]string  `json:"resource_types,omitempty"`
+	Since             *time.Time `json:"since,omitempty"`
 }
 
 // RequestReceived is the initiated event of a transfer a client asked for.
@@ -300,14 +303,16 @@ func ReviewDecided(decision, reviewer string, candidates []string, memberID stri
 }
 
 type reviewNoted struct {
-	Decision     string `json:"decision"`
-	ReasonSHA256 string `json:"reason_sha256"`
-	ReasonBytes  int    `json:"reason_bytes"`
+	Decision    string `json:"decision"`
+	ReasonHMAC  string `json:"reason_hmac"`
+	ReasonBytes int    `json:"reason_bytes"`
 }
 
-// ReviewNoted is the reviewer's stated reason, by digest and length.
-func ReviewNoted(reviewer, decision, reasonSHA256 string, reasonBytes int) Event {
-	ev := event(EventReviewNote, "review:note", reviewNoted{decision, reasonSHA256, reasonBytes})
+// ReviewNoted is the reviewer's stated reason, by keyed digest
+// (KeyedDigest) and length: a short reason could be guessed from a plain
+// hash.
+func ReviewNoted(reviewer, decision, reasonHMAC string, reasonBytes int) Event {
+	ev := event(EventReviewNote, "review:note", reviewNoted{decision, reasonHMAC, reasonBytes})
 	ev.Actor = ReviewerActor(reviewer)
 	return ev
 }

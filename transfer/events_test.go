@@ -33,10 +33,10 @@ func TestEventsKeepTheirRecordedForm(t *testing.T) {
 		wantAbsent bool
 	}{
 		{"request received", RequestReceived("c1", RequestDetail{PartnerID: "p", ClientID: "c1", IdempotencyKeyHMAC: "h", RequestID: "r",
-			ConsentID: "k", CorrelationID: "corr", Direction: DirectionImport, ResourceTypes: &[]string{}, Since: &since}),
+			ConsentID: "k", CorrelationIDHMAC: "cc", Direction: DirectionImport, ResourceTypes: &[]string{}, Since: &since}),
 			EventState, "state:initiated", StateInitiated, "client:c1",
 			map[string]any{"partner_id": "p", "client_id": "c1", "idempotency_key_hmac": "h", "request_id": "r", "consent_id": "k",
-				"correlation_id": "corr", "direction": "import", "resource_types": []string{}, "since": since}, false},
+				"correlation_id_hmac": "cc", "direction": "import", "resource_types": []string{}, "since": since}, false},
 		{"request received, plain", RequestReceived("c1", RequestDetail{PartnerID: "p", ClientID: "c1", IdempotencyKeyHMAC: "h", RequestID: "r"}),
 			EventState, "state:initiated", StateInitiated, "client:c1",
 			map[string]any{"partner_id": "p", "client_id": "c1", "idempotency_key_hmac": "h", "request_id": "r", "consent_id": ""}, false},
@@ -79,7 +79,7 @@ func TestEventsKeepTheirRecordedForm(t *testing.T) {
 		{"review rejected", ReviewDecided("reject", "ops", nil, ""), EventReviewDecision, "review:decision", "", "reviewer:ops",
 			map[string]any{"decision": "reject", "reviewer": "ops", "candidates": []string(nil)}, false},
 		{"review noted", ReviewNoted("ops", "reject", "dd", 12), EventReviewNote, "review:note", "", "reviewer:ops",
-			map[string]any{"decision": "reject", "reason_sha256": "dd", "reason_bytes": 12}, false},
+			map[string]any{"decision": "reject", "reason_hmac": "dd", "reason_bytes": 12}, false},
 
 		{"consent checked", ConsentChecked("initial", Consent{ID: "k", Status: "active", Scope: "regular", PeriodStart: since, PeriodEnd: later, GrantedAt: at},
 			ConsentOutcome{Status: ConsentDenied, Reason: "no"}), EventConsentChecked, "consent:check:initial", "", "",

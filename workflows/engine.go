@@ -33,10 +33,13 @@ type Engine struct {
 }
 
 // EngineStore is what Engine needs of the store: the transfer it starts
-// or steers, and the artifact a review note is kept as.
+// or steers, the artifact a review note is kept as, and the key the note's
+// digest in the audit log is keyed with.
 type EngineStore interface {
 	store.Transfers
 	store.Artifacts
+	// PresentationKey is the store's token key (transfer.KeyedDigest).
+	PresentationKey(ctx context.Context) ([]byte, error)
 }
 
 func (e *Engine) queue() string {
@@ -78,14 +81,21 @@ const ReviewNoteName = "review-note.txt"
 // Review delivers a person's decision to a transfer in manual review and
 // records it in the timeline. The reviewer's reason is free text that may
 // hold PHI: it stays out of the workflow's history and out of the audit
-// log, which records its SHA-256; the text is an artifact of the transfer.
+// log, which records its keyed digest (transfer.KeyedDigest: a short
+// reason could be guessed from a plain hash); the text is an artifact of
+// the transfer. This runs in the API, not in a workflow.
 func (e *Engine) Review(ctx context.Context, transferID string, d transfer.ReviewDecision) error {
 	// The reason is free text and may name the member: it is kept as a
 	// payload by digest, before the decision takes effect so that it is
-	// never lost, and the audit log holds only its digest.
+	// never lost, and the audit log holds only its keyed digest.
 	note := []byte(d.Reason)
 	sum := sha256.Sum256(note)
 	noteDigest := hex.EncodeToString(sum[:])
+	key, err := e.Store.PresentationKey(ctx)
+	if err != nil {
+		return fmt.Errorf("token key: %w", err)
+	}
+	noteHMAC := transfer.KeyedDigest(key, d.Reason)
 	if len(note) > 0 {
 		if err := e.Store.PutArtifact(ctx, store.Artifact{
 			Digest: noteDigest, TransferID: transferID, Name: ReviewNoteName, ContentType: "text/plain; charset=utf-8",
@@ -114,7 +124,7 @@ func (e *Engine) Review(ctx context.Context, transferID string, d transfer.Revie
 		}
 		return err
 	}
-	_, err = e.Store.ApplyChange(ctx, transferID, store.Change{Event: transfer.ReviewNoted(d.Reviewer, d.Decision, noteDigest, len(note)).Stamped(nowUTC())})
+	_, err = e.Store.ApplyChange(ctx, transferID, store.Change{Event: transfer.ReviewNoted(d.Reviewer, d.Decision, noteHMAC, len(note)).Stamped(nowUTC())})
 	return err
 }
 

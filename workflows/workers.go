@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/export"
@@ -67,6 +68,12 @@ type ActivityDeps struct {
 	// Resolver resolves partners' host names for the egress checks; nil:
 	// the system's (tests map names to addresses to refuse).
 	Resolver egress.Resolver
+	// AuditWitness, when set, gets a copy of every audit checkpoint the
+	// worker signs (P2P_AUDIT_WITNESS).
+	AuditWitness audit.Witness
+	// CheckpointRefresh: an audit log that has not grown is signed again
+	// once its latest checkpoint is this old; 0: only when it grows.
+	CheckpointRefresh time.Duration
 }
 
 // ActivityStore is what the worker's activities use of the store: the
@@ -128,9 +135,11 @@ func NewActivities(d ActivityDeps) Activities {
 			Pull:  &pdexclient.Dialer{TrustHeader: d.PullTrustHeader, MaxResponseBytes: limits.FileBytes, Resolver: d.Resolver},
 			Payer: activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
 			Dir:   d.ImportDir, FHIR: d.ImportFHIR, Limits: limits},
-		Serve:       &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
-		BulkMatch:   &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
-		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: auditSigner, PHIRetention: d.PHIRetention},
+		Serve:     &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
+		BulkMatch: &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
+		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: auditSigner, PHIRetention: d.PHIRetention,
+			Checkpoints:       &audit.Checkpointer{Store: d.Store, Signer: auditSigner, Witness: d.AuditWitness, Log: d.Logger},
+			CheckpointRefresh: d.CheckpointRefresh},
 	}
 }
 

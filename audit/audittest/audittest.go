@@ -6,11 +6,16 @@ package audittest
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/postgres"
 	"github.com/p2p-payer/p2p/store/postgres/pgtest"
@@ -108,4 +113,50 @@ func closeAtEnd(t *testing.T, close func() error) {
 			t.Errorf("close: %v", err)
 		}
 	})
+}
+
+// Blob is h as a SQL literal of bytes in db's dialect.
+func (db DB) Blob(h tlog.Hash) string {
+	if strings.HasPrefix(db.URL, "postgres") {
+		return "decode('" + hex.EncodeToString(h[:]) + "', 'hex')"
+	}
+	return "X'" + hex.EncodeToString(h[:]) + "'"
+}
+
+// RebuildTree recomputes every leaf and stored hash from the events as
+// they now are and writes them over the stored ones, as an attacker who
+// knows the scheme would: afterwards every stored hash agrees with the
+// events, and only a checkpoint the attacker could not touch tells.
+func RebuildTree(t *testing.T, db DB) {
+	t.Helper()
+	var all []tlog.Hash // by stored hash index
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = all[x]
+		}
+		return out, nil
+	})
+	var evs []store.AuditEvent
+	if err := db.Store.AuditEvents(context.Background(), store.AuditFilter{}, func(ae store.AuditEvent) error {
+		evs = append(evs, ae)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ae := range evs {
+		data, err := audit.LeafData(ae)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := tlog.StoredHashes(ae.Position, data, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, hs...)
+		db.Exec(fmt.Sprintf("UPDATE audit_log SET leaf_hash = %s WHERE position = %d", db.Blob(hs[0]), ae.Position))
+	}
+	for idx, h := range all {
+		db.Exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", db.Blob(h), idx))
+	}
 }

@@ -37,11 +37,30 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	jwksArg := fs.String("jwks", "", "the JWK Set that verifies checkpoints: a file or an http(s) URL (e.g. https://p2p.example/.well-known/jwks.json)")
 	keysDir := fs.String("keys-dir", app.Env("P2P_KEYS_DIR", ""), "our keys directory, whose checkpoint key set verifies checkpoints when --jwks is not given (P2P_KEYS_DIR)")
 	key := fs.String("signing-key", app.Env(app.LegacySigningKeyEnv, ""), "the single signing key of p2p before keys were split by purpose, JWK JSON file, when neither --jwks nor --keys-dir is given (P2P_SIGNING_KEY)")
+	var trusted fileList
+	fs.Var(&trusted, "trusted-checkpoint", "a signed checkpoint kept outside the database (the JSON of GET /v1/audit/checkpoint, or its jws): it must verify and the log must reach and agree with it; repeatable")
+	witness := fs.String("witness", witnessDefault(), "a witness directory (P2P_AUDIT_WITNESS) whose every checkpoint is trusted like --trusted-checkpoint; default: P2P_AUDIT_WITNESS when it is a directory, else for a SQLite store the audit-witness directory beside it, if there is one")
+	maxAge, err := app.EnvDuration("P2P_AUDIT_CHECKPOINT_MAX_AGE", app.DefaultAuditMaxAge)
+	if err != nil {
+		return err
+	}
+	fs.Func("max-age", fmt.Sprintf("fail when the newest checkpoint that verifies is older than this; 0: no limit (P2P_AUDIT_CHECKPOINT_MAX_AGE, default %s)", app.FormatDuration(maxAge)), func(v string) error {
+		maxAge, err = app.ParseDuration(v)
+		return err
+	})
+	allowNone := fs.Bool("allow-no-checkpoint", false, "pass a log that no checkpoint vouches for yet (a brand-new log); without it such a log fails")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError(fmt.Errorf("audit verify: unexpected arguments %v", fs.Args()))
+	}
+	if *witness == "" {
+		*witness = witnessBeside(*db)
+	}
+	o := audit.Options{RequireCheckpoint: !*allowNone, MaxAge: maxAge, Now: time.Now()}
+	if o.Trusted, err = trustedCheckpoints(trusted, *witness); err != nil {
+		return fmt.Errorf("audit verify: %w", err)
 	}
 	jwks, err := loadJWKS(ctx, *jwksArg, *keysDir, *key, *db)
 	if err != nil {
@@ -52,17 +71,20 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer func() { _ = st.Close() }() // only read: a close error loses nothing
-	from, err := sincePosition(ctx, st, *since)
-	if err != nil {
+	if o.From, err = sincePosition(ctx, st, *since); err != nil {
 		return fmt.Errorf("audit verify: --since: %w", err)
 	}
-	rep, err := audit.Verify(ctx, st, jwks, from)
+	rep, err := audit.VerifyWith(ctx, st, jwks, o)
 	if err != nil {
 		return fmt.Errorf("audit verify: reading the store: %w", err)
 	}
 	if rep.OK() {
-		fmt.Fprintf(stdout, "audit verify: OK: %d entries, %d recomputed from position %d, %d checkpoints verified, root %s\n",
-			rep.Size, rep.Checked, rep.From, rep.Checkpoints, base64.StdEncoding.EncodeToString(rep.Root[:]))
+		fmt.Fprintf(stdout, "audit verify: OK: %d entries, %d recomputed from position %d, %d checkpoints verified, %d trusted checkpoints outside the database, root %s",
+			rep.Size, rep.Checked, rep.From, rep.Checkpoints, rep.Trusted, base64.StdEncoding.EncodeToString(rep.Root[:]))
+		if !rep.Newest.IsZero() {
+			fmt.Fprintf(stdout, ", newest checkpoint %s (size %d)", rep.Newest.UTC().Format(time.RFC3339), rep.NewestSize)
+		}
+		fmt.Fprintln(stdout)
 		return nil
 	}
 	if f := rep.FirstBad; f != nil {
@@ -73,6 +95,61 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "audit verify: %d entries, %d recomputed from position %d, %d checkpoints\n", rep.Size, rep.Checked, rep.From, rep.Checkpoints)
 	return errAuditFailed
+}
+
+// fileList is a repeatable flag of file paths.
+type fileList []string
+
+func (l *fileList) String() string     { return strings.Join(*l, ",") }
+func (l *fileList) Set(v string) error { *l = append(*l, v); return nil }
+
+// witnessDefault is P2P_AUDIT_WITNESS when it names a directory (a URL
+// witness cannot be read back).
+func witnessDefault() string {
+	w := app.Env("P2P_AUDIT_WITNESS", "")
+	if _, isDir := audit.NewWitness(w).(audit.DirWitness); isDir {
+		return w
+	}
+	return ""
+}
+
+// devstackWitnessDir is devstack.AuditWitnessDir, which a nodev build
+// does not link (TestDevWitnessDir keeps them equal).
+const devstackWitnessDir = "audit-witness"
+
+// witnessBeside is the witness directory `p2p dev` keeps beside a SQLite
+// store, if it exists.
+func witnessBeside(db string) string {
+	if kind, target, err := dsn.Parse(db); err == nil && kind == dsn.SQLite {
+		if p := filepath.Join(filepath.Dir(target), devstackWitnessDir); fileExists(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// trustedCheckpoints reads the --trusted-checkpoint files and every file
+// of the witness directory.
+func trustedCheckpoints(files []string, witness string) ([]audit.Trusted, error) {
+	if witness != "" {
+		if !fileExists(witness) {
+			return nil, fmt.Errorf("--witness %s: no such directory", witness)
+		}
+		ws, err := audit.DirWitness{Dir: witness}.Files()
+		if err != nil {
+			return nil, fmt.Errorf("--witness: %w", err)
+		}
+		files = append(files, ws...)
+	}
+	out := make([]audit.Trusted, 0, len(files))
+	for _, f := range files {
+		t, err := audit.ReadTrusted(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted checkpoint: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // describeEntry names the transfer and seq of the event stored at pos, if

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/audit/audittest"
@@ -46,10 +43,12 @@ func openAuditPostgres(t *testing.T) auditDB {
 var auditBase = time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)
 
 // auditFixture records 30 events (10 transfers, then two changes each),
-// with a checkpoint at 12 entries and one at 30.
-func auditFixture(t *testing.T, s store.Store, signer *signing.Signer) {
+// with a checkpoint at 12 entries and one at 30, both also in the witness
+// directory.
+func auditFixture(t *testing.T, s store.Store, signer *signing.Signer, witness string) {
 	t.Helper()
 	ctx := context.Background()
+	cp := &audit.Checkpointer{Store: s, Signer: signer, Witness: audit.DirWitness{Dir: witness}}
 	for i := range 10 {
 		id := fmt.Sprintf("tr-%02d", i)
 		_, err := s.CreateTransfer(ctx, store.NewTransfer{
@@ -65,7 +64,7 @@ func auditFixture(t *testing.T, s store.Store, signer *signing.Signer) {
 	for round, st := range []transfer.State{transfer.StateIdentityPending, transfer.StateConsentVerified} {
 		for i := range 10 {
 			if round == 0 && i == 2 {
-				if _, err := audit.Checkpoint(ctx, s, signer, auditBase.Add(time.Minute)); err != nil {
+				if _, err := cp.Sign(ctx, auditBase.Add(time.Minute)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -77,7 +76,7 @@ func auditFixture(t *testing.T, s store.Store, signer *signing.Signer) {
 			}
 		}
 	}
-	if _, err := audit.Checkpoint(ctx, s, signer, auditBase.Add(time.Hour)); err != nil {
+	if _, err := cp.Sign(ctx, auditBase.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -134,6 +133,10 @@ func TestAuditVerifyCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	attacker, _ := signing.Generate()
+	forgedPath := filepath.Join(dir, "forged-checkpoint.json")
+	if err := os.WriteFile(forgedPath, []byte(signWith(t, attacker, 30, make([]byte, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	ev := func(pos int) string { return fmt.Sprintf("(SELECT event_id FROM audit_log WHERE position = %d)", pos) }
 	type db = auditDB
@@ -147,6 +150,14 @@ func TestAuditVerifyCLI(t *testing.T) {
 			open func(*testing.T) auditDB
 		}{"postgres", openAuditPostgres})
 	}
+	// Saved outside the database before any tampering: the latest
+	// checkpoint as GET /v1/audit/checkpoint answers it.
+	trustedPath := filepath.Join(dir, "trusted-checkpoint.json")
+	rewrite := func(t *testing.T, d db) {
+		d.exec(`UPDATE timeline_events SET detail = '{"member_id":"M999999","score":9.25}' WHERE id = ` + ev(17))
+		audittest.RebuildTree(t, audittest.DB{Store: d.st, URL: d.url, Exec: d.exec})
+		d.exec("DELETE FROM audit_checkpoints WHERE size >= 17")
+	}
 	cases := []struct {
 		name   string
 		args   []string
@@ -154,6 +165,16 @@ func TestAuditVerifyCLI(t *testing.T) {
 		want   string // in stdout; "" with exit 0
 	}{
 		{"untouched", nil, func(*testing.T, db) {}, ""},
+		{"untouched, with the trusted checkpoint", []string{"--trusted-checkpoint", trustedPath}, func(*testing.T, db) {}, ""},
+		{"untouched, with the witness", []string{"--witness", "WITNESS"}, func(*testing.T, db) {}, ""},
+		{"rewrite an event, rebuild the tree, delete the covering checkpoints; with the trusted checkpoint", []string{"--trusted-checkpoint", trustedPath}, rewrite,
+			"first bad entry at position 29 (transfer tr-09, seq 3, type state): entries 0..29 do not hash to the signed checkpoint of size 30"},
+		{"rewrite an event, rebuild the tree, delete the covering checkpoints; with the witness", []string{"--witness", "WITNESS"}, rewrite,
+			"first bad entry at position 29 (transfer tr-09, seq 3, type state): entries 0..29 do not hash to the signed checkpoint of size 30"},
+		{"a trusted checkpoint by another key", []string{"--trusted-checkpoint", "FORGED"}, func(*testing.T, db) {},
+			"trusted checkpoint FORGED: signing: unknown kid"},
+		{"stale", []string{"--max-age", "1h"}, func(*testing.T, db) {}, "the newest signed checkpoint (size 30, 2026-01-02T04:04:05Z) is older than 1h0m0s"},
+		{"no checkpoint", nil, func(_ *testing.T, d db) { d.exec("DELETE FROM audit_checkpoints") }, "no signed checkpoint"},
 		{"untouched since a position", []string{"--since", "20"}, func(*testing.T, db) {}, ""},
 		{"alter one byte of an event", nil, func(_ *testing.T, d db) {
 			d.exec("UPDATE timeline_events SET actor = 'workeR' WHERE id = " + ev(17))
@@ -208,7 +229,7 @@ func TestAuditVerifyCLI(t *testing.T) {
 		{"rewrite an event and rebuild the whole tree", nil, func(t *testing.T, d db) {
 			// Only the signed checkpoints can tell: every stored hash agrees.
 			d.exec(`UPDATE timeline_events SET detail = '{"member_id":"M999999","score":9.25}' WHERE id = ` + ev(17))
-			rebuildTree(t, d)
+			audittest.RebuildTree(t, audittest.DB{Store: d.st, URL: d.url, Exec: d.exec})
 		}, "first bad entry at position 29 (transfer tr-09, seq 3, type state): entries 0..29 do not hash to the signed checkpoint of size 30"},
 		{"since finds an alteration after it", []string{"--since", auditBase.Add(35 * time.Second).Format(time.RFC3339)}, func(_ *testing.T, d db) {
 			d.exec("UPDATE timeline_events SET actor = 'x' WHERE id = " + ev(27))
@@ -218,10 +239,26 @@ func TestAuditVerifyCLI(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(o.name+"/"+tc.name, func(t *testing.T) {
 				d := o.open(t)
-				auditFixture(t, d.st, signer)
+				witness := t.TempDir()
+				auditFixture(t, d.st, signer, witness)
+				latest, err := d.st.LatestCheckpoint(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				saved, _ := json.Marshal(audit.Saved(latest))
+				if err := os.WriteFile(trustedPath, saved, 0o600); err != nil {
+					t.Fatal(err)
+				}
 				tc.tamper(t, d)
-				// One half of the cases find the JWKS from the key, the other from a file.
-				args := append([]string{"audit", "verify", "--database-url", d.url}, tc.args...)
+				// One half of the cases find the JWKS from the key, the other
+				// from a file. The fixture's checkpoints are from January:
+				// only the freshness cases ask for recent ones.
+				args := []string{"audit", "verify", "--database-url", d.url, "--max-age", "0"}
+				for _, a := range tc.args {
+					a = strings.NewReplacer("WITNESS", witness, "FORGED", forgedPath).Replace(a)
+					args = append(args, a)
+				}
+				tc.want = strings.ReplaceAll(tc.want, "FORGED", forgedPath)
 				if len(tc.name)%2 == 0 {
 					args = append(args, "--signing-key", keyPath)
 				} else {
@@ -243,49 +280,6 @@ func TestAuditVerifyCLI(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// rebuildTree recomputes every leaf and stored hash from the events as
-// they now are and writes them over the stored ones, as an attacker who
-// knows the scheme would.
-func rebuildTree(t *testing.T, d auditDB) {
-	t.Helper()
-	var all []tlog.Hash // by stored hash index
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = all[x]
-		}
-		return out, nil
-	})
-	var evs []store.AuditEvent
-	if err := d.st.AuditEvents(context.Background(), store.AuditFilter{}, func(ae store.AuditEvent) error {
-		evs = append(evs, ae)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	blob := func(h tlog.Hash) string {
-		if strings.HasPrefix(d.url, "postgres") {
-			return "decode('" + hex.EncodeToString(h[:]) + "', 'hex')"
-		}
-		return "X'" + hex.EncodeToString(h[:]) + "'"
-	}
-	for _, ae := range evs {
-		data, err := audit.LeafData(ae.TransferID, ae.Event)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs, err := tlog.StoredHashes(ae.Position, data, reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, hs...)
-		d.exec(fmt.Sprintf("UPDATE audit_log SET leaf_hash = %s WHERE position = %d", blob(hs[0]), ae.Position))
-	}
-	for idx, h := range all {
-		d.exec(fmt.Sprintf("UPDATE audit_hashes SET hash = %s WHERE idx = %d", blob(h), idx))
 	}
 }
 

@@ -61,7 +61,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		DataDir: *dataDir, Addr: cfg.Addr, Seed: !*noSeed, Logger: logger, Retention: cfg.Retention,
 		PublicURL: cfg.PublicURL, SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR,
 		StatusRetryAfter: cfg.StatusRetryAfter, ShutdownTimeout: cfg.ShutdownTimeout, TokenLifetime: cfg.TokenLifetime,
-		Limits: cfg.Limits,
+		Limits:       cfg.Limits,
+		AuditWitness: cfg.AuditWitness, AuditMaxAge: cfg.AuditMaxAge,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

@@ -58,7 +58,7 @@ func checkAuditLog(t *testing.T, s store.Store, want int) []store.AuditEvent {
 		if ae.Position != int64(i) {
 			t.Fatalf("entry %d has position %d: not gapless", i, ae.Position)
 		}
-		data, err := auditleaf.Data(ae.TransferID, ae.Event)
+		data, err := auditleaf.Leaf{Version: ae.LeafVersion, TransferID: ae.TransferID, PartnerID: ae.PartnerID, Event: ae.Event}.Data()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,12 +22,16 @@ import (
 // holder committed (READ COMMITTED), and on SQLite the write lock already
 // serialises them. Callers append after their other row locks, so the
 // lock order is always the same and the wait is short.
-func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, eventID int64, transferID string, ev transfer.Event) error {
+//
+// The leaf is of version auditleaf.Current and covers partnerID, the
+// partner the event recorded.
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, eventID int64, transferID, partnerID string, ev transfer.Event) error {
 	var pos int64
 	if err := tx.QueryRowContext(ctx, s.sql("NextAuditPosition")).Scan(&pos); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
-	data, err := auditleaf.Data(transferID, ev)
+	leaf := auditleaf.Leaf{Version: auditleaf.Current, TransferID: transferID, PartnerID: partnerID, Event: ev}
+	data, err := leaf.Data()
 	if err != nil {
 		return err
 	}
@@ -37,7 +41,7 @@ func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, eventID int64, tran
 	if err != nil {
 		return fmt.Errorf("audit hashes: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.sql("InsertAuditLeaf"), pos, eventID, hashes[0][:]); err != nil {
+	if _, err := tx.ExecContext(ctx, s.sql("InsertAuditLeaf"), pos, eventID, hashes[0][:], leaf.Version); err != nil {
 		return err
 	}
 	idx := tlog.StoredHashIndex(0, pos)
@@ -108,7 +112,7 @@ func (s *Store) AuditEvents(ctx context.Context, f store.AuditFilter, fn func(st
 	fs.add(!f.Since.IsZero(), "e.occurred_at >= ?", s.d.time(f.Since))
 	fs.add(!f.Until.IsZero(), "e.occurred_at < ?", s.d.time(f.Until))
 	fs.add(f.TransferID != "", "e.transfer_id = ?", f.TransferID)
-	fs.add(f.PartnerID != "", "t.partner_id = ?", f.PartnerID)
+	fs.add(f.PartnerID != "", "coalesce(e.partner_id, t.partner_id) = ?", f.PartnerID)
 	fs.add(f.Type != "", "e.event_type = ?", f.Type)
 	q, args := s.d.withFilters(s.sql("AuditEvents"), fs)
 	rows, err := s.r.QueryContext(ctx, q, args...)
@@ -119,7 +123,7 @@ func (s *Store) AuditEvents(ctx context.Context, f store.AuditFilter, fn func(st
 	var leaf []byte
 	for rows.Next() {
 		var ae store.AuditEvent
-		if ae.Event, err = scanEvent(rows, &ae.Position, &leaf, &ae.TransferID, &ae.PartnerID); err != nil {
+		if ae.Event, err = scanEvent(rows, &ae.Position, &leaf, &ae.LeafVersion, &ae.TransferID, &ae.PartnerID); err != nil {
 			return s.wrap(op, err)
 		}
 		copy(ae.LeafHash[:], leaf)

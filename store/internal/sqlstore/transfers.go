@@ -64,15 +64,16 @@ func (s *Store) CreateTransfer(ctx context.Context, nt store.NewTransfer) (store
 // after taking their other locks (see appendAudit).
 func (s *Store) insertEvent(ctx context.Context, tx *sql.Tx, transferID string, ev transfer.Event, detail any) (bool, error) {
 	var id int64
+	var partnerID sql.NullString // NULL only if the transfer is not stored
 	err := tx.QueryRowContext(ctx, s.sql("InsertEvent"), transferID, ev.Seq, ev.Key, s.d.time(ev.At),
-		string(ev.State), ev.Actor, ev.Type, detail).Scan(&id)
+		string(ev.State), ev.Actor, ev.Type, detail).Scan(&id, &partnerID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	return true, s.appendAudit(ctx, tx, id, transferID, ev)
+	return true, s.appendAudit(ctx, tx, id, transferID, partnerID.String, ev)
 }
 
 // CompleteIdempotency implements store.Idempotency. On PostgreSQL a

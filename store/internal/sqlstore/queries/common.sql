@@ -55,12 +55,13 @@ ORDER BY created_at DESC, id DESC LIMIT $1
 -- name: LastSeq
 SELECT coalesce(max(seq), 0) FROM timeline_events WHERE transfer_id = $1
 
--- No row when the key is recorded: the event is not new.
+-- No row when the key is recorded: the event is not new. The event
+-- records its transfer's partner, which its audit leaf covers.
 -- name: InsertEvent
-INSERT INTO timeline_events (transfer_id, seq, event_key, occurred_at, state, actor, event_type, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO timeline_events (transfer_id, seq, event_key, occurred_at, state, actor, event_type, detail, partner_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT partner_id FROM transfers WHERE id = $1))
 ON CONFLICT (transfer_id, event_key) DO NOTHING
-RETURNING id
+RETURNING id, partner_id
 
 -- name: UpdateTransfer
 UPDATE transfers SET
@@ -82,7 +83,7 @@ FROM timeline_events WHERE transfer_id = $1 ORDER BY seq
 UPDATE audit_head SET size = size + 1 RETURNING size - 1
 
 -- name: InsertAuditLeaf
-INSERT INTO audit_log (position, event_id, leaf_hash) VALUES ($1, $2, $3)
+INSERT INTO audit_log (position, event_id, leaf_hash, leaf_version) VALUES ($1, $2, $3, $4)
 
 -- name: InsertAuditHashes
 INSERT INTO audit_hashes (idx, hash) {{rows bigint bytea}}
@@ -96,9 +97,10 @@ SELECT asked.idx, h.hash FROM asked LEFT JOIN audit_hashes h ON h.idx = asked.id
 -- name: AuditSize
 SELECT size FROM audit_head
 
--- $2 is the limit; the largest int64 for none.
+-- $2 is the limit; the largest int64 for none. The partner is the one the
+-- event recorded ('' before leaf version 2): the one its leaf covers.
 -- name: AuditEvents
-SELECT a.position, a.leaf_hash, e.transfer_id, t.partner_id,
+SELECT a.position, a.leaf_hash, a.leaf_version, e.transfer_id, coalesce(e.partner_id, ''),
     e.seq, e.event_key, e.occurred_at, e.state, e.actor, e.event_type, e.detail
 FROM audit_log a
 JOIN timeline_events e ON e.id = a.event_id
