@@ -144,8 +144,9 @@ func TestImportFromOldPayer(t *testing.T) {
 	defer cancel()
 	s, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Partners: []connectors.Partner{{
 		ID: "oldco", Name: "Old Co Health", Roles: []connectors.Role{connectors.RolePull}, FHIRBaseURL: old.srv.URL + "/fhir",
-		Auth:        connectors.Auth{Type: connectors.AuthNone, ClientID: "newco"},
-		Identifiers: []connectors.Identifier{{System: fhir.SystemNPI, Value: oldPayerNPI}},
+		AllowPrivateNetwork: true, // the old payer runs on loopback
+		Auth:                connectors.Auth{Type: connectors.AuthNone, ClientID: "newco"},
+		Identifiers:         []connectors.Identifier{{System: fhir.SystemNPI, Value: oldPayerNPI}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -249,5 +250,47 @@ func TestImportFromOldPayer(t *testing.T) {
 	}
 	if n := len(old.bulk.KickOffs()); n != 2 {
 		t.Errorf("refused matches kicked off exports: %d kick-offs", n)
+	}
+}
+
+// TestImportRefusesSSRF: an old payer whose kick-off points our client at
+// the cloud metadata service gets nothing from us: the import fails at
+// once (no retries) and the transfer's timeline (so the audit log)
+// records the refused host.
+func TestImportRefusesSSRF(t *testing.T) {
+	old := newOldPayer(t)
+	old.bulk.Inject(bulktest.RouteKickOff, bulktest.Answer{Status: 202,
+		Header: map[string]string{"Content-Location": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Partners: []connectors.Partner{{
+		ID: "oldco", Name: "Old Co Health", Roles: []connectors.Role{connectors.RolePull}, FHIRBaseURL: old.srv.URL + "/fhir",
+		AllowPrivateNetwork: true,
+		Auth:                connectors.Auth{Type: connectors.AuthNone, ClientID: "newco"},
+		Identifiers:         []connectors.Identifier{{System: fhir.SystemNPI, Value: oldPayerNPI}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	e := &e2e{t: t, s: s}
+	id := e.create("ssrf-key-0001", importRequest("OLD-1", "active"))
+	tr := e.await(id, "failed", 30*time.Second)
+	errInfo, _ := tr["error"].(map[string]any)
+	if errInfo == nil || !strings.Contains(fmt.Sprint(errInfo["detail"]), "egress_refused") {
+		t.Errorf("error %v, want the egress refusal in its detail", errInfo)
+	}
+	tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).json(t)
+	var refused []map[string]any
+	for _, ev := range tl["events"].([]any) {
+		if m := ev.(map[string]any); m["type"] == "egress_refused" {
+			refused = append(refused, m["detail"].(map[string]any))
+		}
+	}
+	if len(refused) != 1 || refused[0]["host"] != "169.254.169.254" || refused[0]["operation"] != "kick-off" || refused[0]["partner_id"] != "oldco" {
+		t.Fatalf("egress_refused events %v, want one for the kick-off's 169.254.169.254", refused)
+	}
+	if n := len(old.bulk.Requests(bulktest.RouteKickOff)); n != 1 {
+		t.Errorf("%d kick-offs, want 1: a refusal is not retried", n)
 	}
 }
