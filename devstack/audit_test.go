@@ -149,7 +149,7 @@ func TestAuditLogAnswersFiveQuestions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l.Actor != "client:default" || l.Detail["client_id"] != "default" || l.Detail["partner_id"] != SandboxPartnerID ||
+		if l.Actor != "client:dev-submitter" || l.Detail["client_id"] != "dev-submitter" || l.Detail["partner_id"] != SandboxPartnerID ||
 			l.Detail["idempotency_key_hmac"] != api.KeyToken(tokenKey, key) || l.Detail["request_id"] == "" {
 			t.Errorf("request received: %+v", l)
 		}
@@ -288,7 +288,7 @@ func TestAuditLogAnswersFiveQuestions(t *testing.T) {
 		t.Error("the polls of the transfer are not in the audit log")
 	}
 	for _, r := range reads {
-		if r.Actor != "client:default" || r.Detail["route"] != "GET /v1/transfers/{id}" || r.State != "" {
+		if r.Actor != "client:dev-admin" || r.Detail["route"] != "GET /v1/transfers/{id}" || r.State != "" {
 			t.Errorf("read %+v", r)
 		}
 	}
@@ -451,7 +451,7 @@ func TestNoPHIInAuditLogsOrHistories(t *testing.T) {
 		t.Errorf("the audit log holds %d $member-match transfers, want 2", bytes.Count(all.body, []byte(`"operation":"member-match"`)))
 	}
 	for _, id := range []string{full, review} {
-		scan(t, "the timeline of "+id, e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).body, pats)
+		scan(t, "the timeline of "+id, e.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil).body, pats)
 		scan(t, "the transfer "+id, e.do("GET", "/v1/transfers/"+id, "", nil).body, pats)
 	}
 

@@ -124,7 +124,7 @@ func TestBulkMemberMatch(t *testing.T) {
 		tr["partner_id"] != SandboxPartnerID {
 		t.Errorf("batch transfer %v", tr)
 	}
-	tl := e.do("GET", "/v1/transfers/"+batch+"/timeline", "", nil)
+	tl := e.do("GET", "/v1/transfers/"+batch+"/timeline?limit=1000", "", nil)
 	var decided []string
 	for _, ev := range tl.json(t)["events"].([]any) {
 		ev := ev.(map[string]any)
@@ -220,7 +220,7 @@ func TestBulkMemberMatchDelete(t *testing.T) {
 	}
 	var cancelled map[string]any
 	decided := 0
-	for _, ev := range e.do("GET", "/v1/transfers/"+batch+"/timeline", "", nil).json(t)["events"].([]any) {
+	for _, ev := range e.do("GET", "/v1/transfers/"+batch+"/timeline?limit=1000", "", nil).json(t)["events"].([]any) {
 		ev := ev.(map[string]any)
 		switch {
 		case ev["type"] == transfer.EventMemberDecided:

@@ -109,9 +109,7 @@ func (e *e2e) do(method, path, key string, body any) response {
 		rd = bytes.NewReader(j)
 	}
 	req, _ := http.NewRequest(method, e.s.URL+path, rd)
-	// The admin client's token: every /v1 route takes it (the public
-	// ones ignore it).
-	req.Header.Set("Authorization", "Bearer "+e.s.Tokens["admin"])
+	req.Header.Set("Authorization", "Bearer "+e.s.Tokens[roleFor(method, path)])
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -125,6 +123,20 @@ func (e *e2e) do(method, path, key string, body any) response {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// roleFor is the dev client a request goes as: transfers are submitted by
+// the submitter, reviews decided by the reviewer (a person), and the rest
+// read by the admin, which every /v1 route takes (the public ones ignore
+// it).
+func roleFor(method, path string) string {
+	switch {
+	case method == http.MethodPost && path == "/v1/transfers":
+		return "submitter"
+	case method == http.MethodPost && strings.HasSuffix(path, "/review"):
+		return "reviewer"
+	}
+	return "admin"
 }
 
 // request is a transfer request body for the demo member set.
@@ -174,7 +186,7 @@ func (e *e2e) create(key string, body map[string]any) string {
 
 func (e *e2e) states(id string) []string {
 	e.t.Helper()
-	tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).json(e.t)
+	tl := e.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil).json(e.t)
 	var states []string
 	for _, ev := range tl["events"].([]any) {
 		if s, ok := ev.(map[string]any)["state"].(string); ok && s != "" {
@@ -189,7 +201,7 @@ func (e *e2e) states(id string) []string {
 // pdex.OperationMemberMatch), "" for others.
 func (e *e2e) operation(id string) string {
 	e.t.Helper()
-	tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).json(e.t)
+	tl := e.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil).json(e.t)
 	evs := tl["events"].([]any)
 	if len(evs) == 0 {
 		return ""
@@ -356,8 +368,8 @@ func TestOutcomes(t *testing.T) {
 		if links, _ := ident["link_history"].([]any); len(links) != 1 {
 			t.Errorf("link history %v, want the review's link", ident["link_history"])
 		} else if l := links[0].(map[string]any); l["member_id"] != "M100007" || l["made_by"].(map[string]any)["kind"] != "reviewer" ||
-			l["made_by"].(map[string]any)["reviewer"] != "default" || l["provenance"].(map[string]any)["transfer_id"] != id {
-			t.Errorf("link %v, want M100007 made by reviewer default in %s", l, id)
+			l["made_by"].(map[string]any)["reviewer"] != "Dev Reviewer" || l["provenance"].(map[string]any)["transfer_id"] != id {
+			t.Errorf("link %v, want M100007 made by reviewer Dev Reviewer in %s", l, id)
 		}
 	})
 	t.Run("rejecting in manual review fails review_rejected, with the reviewer on record", func(t *testing.T) {
@@ -370,7 +382,7 @@ func TestOutcomes(t *testing.T) {
 			t.Fatalf("review: %d %s", r.status, r.body)
 		}
 		tr := e.await(id, "failed", 10*time.Second)
-		if tr["error"].(map[string]any)["type"] != "review_rejected" || tr["identity"].(map[string]any)["reviewed_by"] != "default" {
+		if tr["error"].(map[string]any)["type"] != "review_rejected" || tr["identity"].(map[string]any)["reviewed_by"] != "Dev Reviewer" {
 			t.Errorf("transfer %v", tr)
 		}
 		// The reason is kept by digest: the text is the transfer's
@@ -389,7 +401,7 @@ func TestOutcomes(t *testing.T) {
 			t.Errorf("review note artifact: %v", err)
 		}
 		d := one(t, e.auditLog(id), "review_decision", "")
-		if d.Actor != "reviewer:default" || d.Detail["decision"] != "reject" || d.Detail["reviewer"] != "default" {
+		if d.Actor != "reviewer:Dev Reviewer" || d.Detail["decision"] != "reject" || d.Detail["reviewer"] != "Dev Reviewer" {
 			t.Errorf("review decision %+v", d)
 		}
 		e.saveHistory(id, "manual_review_rejected")

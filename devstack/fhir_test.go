@@ -209,7 +209,7 @@ func TestMemberMatch(t *testing.T) {
 		}
 		// The oldest, Alice's match: its timeline and its audit events.
 		id := items[len(items)-1].(map[string]any)["id"].(string)
-		tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil)
+		tl := e.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil)
 		var states []string
 		for _, ev := range tl.json(t)["events"].([]any) {
 			if s, ok := ev.(map[string]any)["state"].(string); ok && s != "" {

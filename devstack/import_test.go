@@ -219,7 +219,7 @@ func TestImportFromOldPayer(t *testing.T) {
 		t.Errorf("kick-off requests %d, want 3 (a 500 retried, then the 410's)", n)
 	}
 	// The timeline tells the story without PHI.
-	tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil)
+	tl := e.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil)
 	for _, phi := range []string{"Alice", "Nguyen", "1985-04-12"} {
 		if strings.Contains(string(tl.body), phi) {
 			t.Errorf("timeline holds PHI %q", phi)
@@ -280,7 +280,7 @@ func TestImportRefusesSSRF(t *testing.T) {
 	if errInfo == nil || !strings.Contains(fmt.Sprint(errInfo["detail"]), "egress_refused") {
 		t.Errorf("error %v, want the egress refusal in its detail", errInfo)
 	}
-	tl := e.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).json(t)
+	tl := e.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil).json(t)
 	var refused []map[string]any
 	for _, ev := range tl["events"].([]any) {
 		if m := ev.(map[string]any); m["type"] == "egress_refused" {

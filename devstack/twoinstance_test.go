@@ -449,7 +449,7 @@ func TestTwoInstances(t *testing.T) {
 		dels[1].status != http.StatusAccepted || !strings.HasSuffix(dels[1].path, "/"+complete["id"].(string)) {
 		t.Errorf("DELETEs %+v, want the 410's export's, then %s", dels, complete["id"])
 	}
-	tl := string(nw.do("GET", "/v1/transfers/"+id+"/timeline", "", nil).body)
+	tl := string(nw.do("GET", "/v1/transfers/"+id+"/timeline?limit=1000", "", nil).body)
 	for _, ev := range []string{`"member_match"`, `"bulk_kickoff"`, `"bulk_rekickoff"`, `"bulk_manifest"`, `"bulk_file"`, `"bulk_deleted"`} {
 		if !strings.Contains(tl, ev) {
 			t.Errorf("NEW's timeline has no %s event", ev)

@@ -144,6 +144,7 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 	dir, addr := t.TempDir(), freeAddr(t)
 	base := "http://" + addr
 	first := startDev(t, dir, addr)
+	token := devToken(t, dir, "admin")
 
 	const n = 30
 	ids := make([]string, n)
@@ -164,6 +165,7 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 					req, _ := http.NewRequest("POST", base+"/v1/transfers", bytes.NewReader(bodies[i]))
 					req.Header.Set("Content-Type", "application/json")
 					req.Header.Set("Idempotency-Key", fmt.Sprintf("crash-test-key-%03d", i))
+					authorized(req, token)
 					res, err := client.Do(req)
 					if err == nil {
 						body, _ := io.ReadAll(res.Body)
@@ -193,9 +195,13 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 		}()
 	}
 	for accepted.Load() < n/2 {
+		if t.Failed() { // a submitter gave up: half will never be accepted
+			wg.Wait()
+			t.FailNow()
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	inFlight := countInFlight(t, base)
+	inFlight := countInFlight(t, base, token)
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -217,19 +223,19 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 		if id == "" {
 			t.Fatalf("transfer %d has no id", i)
 		}
-		awaitState(t, base, id, "complete", 90*time.Second)
+		awaitState(t, base, token, id, "complete", 90*time.Second)
 	}
 	t.Logf("all %d transfers complete %v after the restart", n, time.Since(restarted).Round(time.Millisecond))
 
 	// Exactly one transfer per key, each state entered once.
 	var list struct{ Items []struct{ ID string } }
-	getJSON(t, base+"/v1/transfers?limit=200", &list)
+	getJSON(t, token, base+"/v1/transfers?limit=200", &list)
 	if len(list.Items) != n {
 		t.Errorf("%d transfers, want %d (one per key)", len(list.Items), n)
 	}
 	for _, id := range ids {
 		var tl struct{ Events []struct{ State string } }
-		getJSON(t, base+"/v1/transfers/"+id+"/timeline", &tl)
+		getJSON(t, token, base+"/v1/transfers/"+id+"/timeline?limit=1000", &tl)
 		var states []string
 		for _, e := range tl.Events {
 			if e.State != "" {
@@ -245,7 +251,7 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 		TransferID string `json:"transfer_id"`
 		Duplicates int    `json:"duplicates"`
 	}
-	getJSON(t, second.sandboxURL+"/deliveries", &deliveries)
+	getJSON(t, "", second.sandboxURL+"/deliveries", &deliveries)
 	per := map[string]int{}
 	dups := 0
 	for _, d := range deliveries {
@@ -278,9 +284,9 @@ func TestKill9WhileTransfersAreInFlight(t *testing.T) {
 	}
 }
 
-func countInFlight(t *testing.T, base string) int {
+func countInFlight(t *testing.T, base, token string) int {
 	var list struct{ Items []struct{ State string } }
-	getJSON(t, base+"/v1/transfers?limit=200", &list)
+	getJSON(t, token, base+"/v1/transfers?limit=200", &list)
 	n := 0
 	for _, it := range list.Items {
 		if it.State != "complete" && it.State != "failed" {
@@ -290,9 +296,17 @@ func countInFlight(t *testing.T, base string) int {
 	return n
 }
 
-func getJSON(t *testing.T, url string, v any) {
+// getJSON GETs url, with token as its bearer token unless "", into v.
+func getJSON(t *testing.T, token, url string, v any) {
 	t.Helper()
-	res, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		authorized(req, token)
+	}
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +320,7 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-func awaitState(t *testing.T, base, id, want string, within time.Duration) {
+func awaitState(t *testing.T, base, token, id, want string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var tr struct {
@@ -314,7 +328,7 @@ func awaitState(t *testing.T, base, id, want string, within time.Duration) {
 		Error any
 	}
 	for time.Now().Before(deadline) {
-		getJSON(t, base+"/v1/transfers/"+id, &tr)
+		getJSON(t, token, base+"/v1/transfers/"+id, &tr)
 		if tr.State == want {
 			return
 		}

@@ -130,6 +130,10 @@ func TestProductionTopology(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// An operator registers the payer system's client; it gets its tokens
+	// from /oauth/token.
+	token := registerAPIClient(t, dir, dbURL, base, "submitter", "admin")
+
 	now := time.Now().UTC()
 	consent := fmt.Sprintf(`{"id":"c1","status":"active","scope":"sensitive","period":{"start":%q,"end":%q},"granted_at":%q}`,
 		now.AddDate(0, -1, 0).Format(time.RFC3339), now.AddDate(1, 0, 0).Format(time.RFC3339), now.AddDate(0, -1, 0).Format(time.RFC3339))
@@ -142,7 +146,7 @@ func TestProductionTopology(t *testing.T) {
 		req, _ := http.NewRequest("POST", base+"/v1/transfers", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", fmt.Sprintf("prod-topology-%d", i))
-		res, err := http.DefaultClient.Do(req)
+		res, err := http.DefaultClient.Do(authorized(req, token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,11 +161,11 @@ func TestProductionTopology(t *testing.T) {
 		`{"partner_id":"no-such-partner","member":{"member_id":"P2","birth_date":"1988-08-08"},"consent":`+consent+`}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "prod-topology-unknown")
-	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 422 {
+	if res, err := http.DefaultClient.Do(authorized(req, token)); err != nil || res.StatusCode != 422 {
 		t.Errorf("unknown partner: %v %v, want 422", res.StatusCode, err)
 	}
 	for _, id := range ids {
-		awaitState(t, base, id, "complete", 30*time.Second)
+		awaitState(t, base, token, id, "complete", 30*time.Second)
 	}
 	if d := partner.Deliveries(); len(d) != len(ids) {
 		t.Errorf("partner received %d deliveries, want %d", len(d), len(ids))
@@ -195,7 +199,7 @@ func TestProductionTopology(t *testing.T) {
 		req, _ := http.NewRequest("POST", base+"/v1/transfers", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", fmt.Sprintf("prod-topology-c-%d", time.Now().UnixNano()))
-		res, err := http.DefaultClient.Do(req)
+		res, err := http.DefaultClient.Do(authorized(req, token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +214,7 @@ func TestProductionTopology(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	awaitState(t, base, idC, "complete", 30*time.Second)
+	awaitState(t, base, token, idC, "complete", 30*time.Second)
 	if d := partnerC.Deliveries(); len(d) != 1 {
 		t.Errorf("partner-c received %d deliveries, want 1", len(d))
 	}
