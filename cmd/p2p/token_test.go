@@ -28,7 +28,7 @@ func devToken(t *testing.T, dataDir, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	prefix := "export " + devstack.DevClient{Name: name}.EnvVar() + "="
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
