@@ -97,7 +97,7 @@ type Limits struct {
 	ClientBurst int
 	// PublicRate (P2P_PUBLIC_RATE_LIMIT) and PublicBurst
 	// (P2P_PUBLIC_RATE_BURST): requests per second per remote address to
-	// what callers reach before authenticating: the /fhir token endpoint
+	// what callers reach before authenticating: the token endpoints
 	// and partners' POST /v1/transfers/{id}/ack.
 	PublicRate  float64
 	PublicBurst int
@@ -132,7 +132,7 @@ func (l Limits) withDefaults() Limits {
 }
 
 // client is the per-client limit of /v1; public the per-address limit of
-// the token endpoint and acknowledgements. A negative rate is no limit.
+// the token endpoints and acknowledgements. A negative rate is no limit.
 func (l Limits) client() ratelimit.Limit {
 	l = l.withDefaults()
 	return ratelimit.Limit{Rate: l.ClientRate, Burst: l.ClientBurst}
@@ -288,7 +288,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"/v1 requests per second per client (per remote address without credentials), in this process; negative: no limit")
 	b.integer(FlagAPI|FlagDev, &l.ClientBurst, "rate-burst", "P2P_RATE_BURST", DefaultClientBurst, "/v1 requests per client at once, above --rate-limit")
 	b.float(FlagAPI|FlagDev, &l.PublicRate, "public-rate-limit", "P2P_PUBLIC_RATE_LIMIT", DefaultPublicRate,
-		"requests per second per remote address to the /fhir token endpoint and to acknowledgements, in this process; negative: no limit")
+		"requests per second per remote address to each token endpoint (/oauth/token, /fhir/auth/token) and to acknowledgements, in this process; negative: no limit")
 	b.integer(FlagAPI|FlagDev, &l.PublicBurst, "public-rate-burst", "P2P_PUBLIC_RATE_BURST", DefaultPublicBurst, "requests per remote address at once, above --public-rate-limit")
 	// Egress (issue 11): import caps.
 	b.int(FlagWorker|FlagDev, &c.ImportMaxFileBytes, "import-max-file-bytes", "P2P_IMPORT_MAX_FILE_BYTES", activities.DefaultImportFileBytes,

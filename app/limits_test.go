@@ -101,16 +101,20 @@ func send(t *testing.T, method, u string, body io.Reader, header ...string) repl
 }
 
 // TestPublicRateLimits: what callers reach before authenticating — the
-// /fhir token endpoint and acknowledgements — admits --public-rate-limit
-// per remote address, each its own bucket, and answers past it 429 with
-// Retry-After: in OAuth terms at the token endpoint, problem+json on /v1.
+// /fhir and /v1 token endpoints and acknowledgements — admits
+// --public-rate-limit per remote address, each its own bucket, and answers
+// past it 429 with Retry-After: in OAuth terms at the token endpoints,
+// problem+json on /v1.
 func TestPublicRateLimits(t *testing.T) {
 	base := servedAPI(t, Config{FHIRTrustHeader: "X-P2P-Partner", Limits: Limits{PublicRate: 0.25, PublicBurst: 2}})
 	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
 		"client_assertion": {"not.a.jwt"}, "scope": {"system/Patient.rs"}}.Encode()
-	token := func() reply {
-		return send(t, http.MethodPost, base+"/fhir"+SMARTTokenPath, strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded")
+	tokenAt := func(path string) func() reply {
+		return func() reply {
+			return send(t, http.MethodPost, base+path, strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded")
+		}
 	}
+	token, v1Token := tokenAt("/fhir"+SMARTTokenPath), tokenAt(V1TokenPath)
 	ack := func() reply {
 		return send(t, http.MethodPost, base+"/v1/transfers/0193a3b4-0000-7000-8000-000000000001/ack", strings.NewReader(`{"receipt_jws": "x.y.z"}`),
 			"Content-Type", "application/json")
@@ -119,19 +123,24 @@ func TestPublicRateLimits(t *testing.T) {
 		if r := token(); r.status == http.StatusTooManyRequests {
 			t.Fatalf("token request %d: 429 within the burst", i)
 		}
+		if r := v1Token(); r.status == http.StatusTooManyRequests {
+			t.Fatalf("/v1 token request %d: 429 within the burst", i)
+		}
 		if r := ack(); r.status == http.StatusTooManyRequests {
 			t.Fatalf("ack %d: 429 within the burst", i)
 		}
 	}
 	// A token every 4 s: Retry-After is 4, or 3 on a slow machine.
 	badRetryAfter := func(r reply) bool { ra := r.header.Get("Retry-After"); return ra != "4" && ra != "3" }
-	r := token()
-	var oauth struct{ Error, ErrorDescription string }
-	if r.status != http.StatusTooManyRequests || badRetryAfter(r) || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") ||
-		json.Unmarshal([]byte(r.body), &oauth) != nil || oauth.Error != "temporarily_unavailable" {
-		t.Errorf("token past the rate: %d Retry-After %q %q %s, want 429, 4, an RFC 6749 error", r.status, r.header.Get("Retry-After"), r.header.Get("Content-Type"), r.body)
+	for name, endpoint := range map[string]func() reply{"/fhir token": token, "/v1 token": v1Token} {
+		r := endpoint()
+		var oauth struct{ Error, ErrorDescription string }
+		if r.status != http.StatusTooManyRequests || badRetryAfter(r) || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") ||
+			json.Unmarshal([]byte(r.body), &oauth) != nil || oauth.Error != "temporarily_unavailable" {
+			t.Errorf("%s past the rate: %d Retry-After %q %q %s, want 429, 4, an RFC 6749 error", name, r.status, r.header.Get("Retry-After"), r.header.Get("Content-Type"), r.body)
+		}
 	}
-	r = ack()
+	r := ack()
 	if r.status != http.StatusTooManyRequests || badRetryAfter(r) || r.header.Get("Content-Type") != "application/problem+json" ||
 		!strings.Contains(r.body, api.ProblemTypePrefix+api.ProblemRateLimited) {
 		t.Errorf("ack past the rate: %d Retry-After %q %q %s, want 429, 4, problem+json rate-limited", r.status, r.header.Get("Retry-After"), r.header.Get("Content-Type"), r.body)

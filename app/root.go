@@ -201,7 +201,8 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		rest = withoutFHIR(rest)
 	}
 	root := chi.NewRouter()
-	root.Method(http.MethodPost, V1TokenPath, v1.Tokens.TokenHandler())
+	// Its own bucket per address, apart from /fhir's token endpoint.
+	root.Method(http.MethodPost, V1TokenPath, LimitTokenRequests(cfg.Limits.public().New(), v1.Tokens.TokenHandler()))
 	root.Mount("/", rest)
 	a.handler = root
 	return a, nil
