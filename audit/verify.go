@@ -176,7 +176,7 @@ func (v *verifier) openTrusted(trusted []Trusted, jwks []byte) {
 func (v *verifier) fresh(o Options) {
 	switch {
 	case v.rep.Newest.IsZero() && o.RequireCheckpoint:
-		v.problem("no signed checkpoint: nothing signed vouches for this log")
+		v.problem("no signed checkpoint: nothing signed vouches for this log (the worker signs one every P2P_AUDIT_CHECKPOINT_INTERVAL; GET /v1/audit/checkpoint signs one now; --allow-no-checkpoint passes a brand-new log)")
 	case !v.rep.Newest.IsZero() && o.MaxAge > 0 && o.Now.Sub(v.rep.Newest) > o.MaxAge:
 		v.problem("the newest signed checkpoint (size %d, %s) is older than %s", v.rep.NewestSize,
 			v.rep.Newest.UTC().Format(time.RFC3339), o.MaxAge)
