@@ -48,7 +48,12 @@ func impliesV1(registered, requested string) bool {
 // activeClient is the registered, enabled /v1 client with id as
 // smartauth sees it.
 func activeClient(ctx context.Context, st store.Clients, id string) (smartauth.Client, error) {
-	c, err := st.GetClient(ctx, id)
+	return enabled(st.GetClient(ctx, id))
+}
+
+// enabled is the client a registry lookup found, as smartauth sees it:
+// an unknown or disabled one is smartauth.ErrUnknownClient.
+func enabled(c store.Client, err error) (smartauth.Client, error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return smartauth.Client{}, smartauth.ErrUnknownClient
@@ -91,16 +96,7 @@ func NewV1Auth(publicURL string, signer *signing.Signer, st store.Store, lifetim
 	return V1Auth{Tokens: tokens, Authenticator: &smartauth.Authenticator{
 		Tokens: tokens, VerifiedOnly: verifiedCerts,
 		ByCert: func(ctx context.Context, fp string) (smartauth.Client, error) {
-			c, err := st.ClientByCert(ctx, fp)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return smartauth.Client{}, smartauth.ErrUnknownClient
-			case err != nil:
-				return smartauth.Client{}, err
-			case c.Disabled:
-				return smartauth.Client{}, smartauth.ErrUnknownClient
-			}
-			return toSMART(c), nil
+			return enabled(st.ClientByCert(ctx, fp))
 		},
 	}}
 }

@@ -43,8 +43,8 @@ const (
 	// DefaultTokenLifetime is how long our access tokens last.
 	DefaultTokenLifetime = 5 * time.Minute
 	// TokenType is the typ header of our access tokens (RFC 9068): a
-	// signed manifest or checkpoint (typ JOSE) is never taken for one.
-	TokenType = "at+jwt"
+	// signed manifest or checkpoint is never taken for one.
+	TokenType = signing.TypeToken
 	// Leeway is the clock skew allowed on exp, iat and nbf.
 	Leeway = 30 * time.Second
 )
@@ -465,7 +465,14 @@ func (s *Server) Issue(c Client, scopes []string, lifetime time.Duration) (strin
 	if err != nil {
 		return "", err
 	}
-	return s.Signer.SignTyped(b, TokenType)
+	signer := s.Signer
+	if signer.Purpose() != signing.Token {
+		// One key for everything (tests): still typed as a token.
+		if signer, err = signer.WithPurpose(signing.Token); err != nil {
+			return "", err
+		}
+	}
+	return signer.Sign(b)
 }
 
 // Verify checks an access token: typ at+jwt, ES256 under our key, our
