@@ -22,6 +22,7 @@ type rec struct {
 	phone         uint64 // ten digits as a number; 0 = missing
 	sex           byte   // 'F', 'M' or 0
 	suffix        byte   // generational suffix code (jr, sr, ii…); 0 = none
+	dead          bool   // removed or replaced: skipped by every block walk
 }
 
 // place is the string id that stands for where r lives: the postal code, or
@@ -35,7 +36,11 @@ func (r *rec) place() uint32 {
 
 // Index is an in-memory member index with blocking keys and a scoring model
 // estimated from its own records. It is safe for concurrent Match calls;
-// Add may run concurrently with them.
+// Add, Upsert and Remove may run concurrently with them.
+//
+// A member that is replaced or removed leaves its row behind, marked dead:
+// its blocks no longer count it and no walk returns it. The rows are
+// reclaimed when the index is next built whole (at process start).
 type Index struct {
 	cfg Config
 
@@ -43,7 +48,7 @@ type Index struct {
 	strs    []string          // string table; strs[0] = ""
 	strID   map[string]uint32 // reverse of strs
 	ids     []string          // member id per row
-	byID    map[string]int32  // row per member id
+	byID    map[string]int32  // live row per member id
 	recs    []rec
 	blocks  map[uint64]chain // blocking key → chain of rows
 	next    [numKeys][]int32 // next row in the same block, per key kind
@@ -125,11 +130,81 @@ func (ix *Index) Reestimate() {
 	ix.mu.Unlock()
 }
 
+// Upsert adds m, or replaces the member with m's id: the old record's
+// blocking keys and name frequencies are withdrawn and the new record's
+// added, so the next Match finds the member by its new fields only. It
+// reports whether the index changed (false when m equals, once normalised,
+// the record it already holds). The model is not re-estimated.
+func (ix *Index) Upsert(m member.Record) (bool, error) {
+	id := strings.TrimSpace(m.ID)
+	if id == "" {
+		return false, errors.New("identity: member id is required")
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if row, ok := ix.byID[id]; ok {
+		if ix.sameRecord(row, m) {
+			return false, nil
+		}
+		ix.remove(row)
+	}
+	return true, ix.add(m)
+}
+
+// Remove takes the member with id out of the index; it reports whether
+// there was one.
+func (ix *Index) Remove(id string) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	row, ok := ix.byID[strings.TrimSpace(id)]
+	if ok {
+		ix.remove(row)
+	}
+	return ok
+}
+
+// sameRecord reports whether row holds m, once normalised.
+func (ix *Index) sameRecord(row int32, m member.Record) bool {
+	p := newProbe(m.Given, m.Family, m.BirthDate, m.Sex, m.Street, m.City, m.State, m.PostalCode, m.Phone)
+	r := &ix.recs[row]
+	s := ix.strs
+	return s[r.given] == p.given && s[r.family] == p.family && s[r.street] == p.street && s[r.city] == p.city &&
+		s[r.state] == p.state && s[r.postal] == p.postal && r.dob == p.dob && r.phone == p.phone && r.sex == p.sex && r.suffix == p.suffix
+}
+
+// remove marks row dead: it leaves its blocks' counts, the name and place
+// frequencies and the id map. It stays linked in its chains, where walks
+// skip it.
+func (ix *Index) remove(row int32) {
+	r := &ix.recs[row]
+	if r.dead {
+		return
+	}
+	r.dead = true
+	delete(ix.byID, ix.ids[row])
+	ix.givenN[r.given]--
+	ix.familyN[r.family]--
+	ix.placeN[r.place()]--
+	s := ix.side(row)
+	p := probeOf(&s)
+	var keys [numKeys]uint64
+	p.blockKeys(&keys)
+	for _, key := range keys {
+		if key == 0 {
+			continue
+		}
+		if c, ok := ix.blocks[key]; ok {
+			c.n--
+			ix.blocks[key] = c
+		}
+	}
+}
+
 // Len is the number of members.
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.recs)
+	return len(ix.byID)
 }
 
 // Model is the scoring model in use.
@@ -187,6 +262,17 @@ func (ix *Index) add(m member.Record) error {
 		ix.next[k] = append(ix.next[k], nx)
 	}
 	return nil
+}
+
+// liveRows is every row not removed, in row order.
+func (ix *Index) liveRows() []int32 {
+	rows := make([]int32, 0, len(ix.byID))
+	for r := range ix.recs {
+		if !ix.recs[r].dead {
+			rows = append(rows, int32(r))
+		}
+	}
+	return rows
 }
 
 func grow(s []uint32, n int) []uint32 {
@@ -248,7 +334,9 @@ func (ix *Index) walk(kind int, key uint64, dst []int32) []int32 {
 	}
 	next := ix.next[kind]
 	for row := c.head; row >= 0; row = next[row] {
-		dst = append(dst, row)
+		if !ix.recs[row].dead {
+			dst = append(dst, row)
+		}
 	}
 	return dst
 }

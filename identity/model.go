@@ -79,18 +79,19 @@ const uSamples = 150_000
 // starts m from the defaults. seed 0 uses a fixed seed so that the same
 // index always yields the same model.
 func EstimateModel(ix *Index, seed uint64) *Model {
-	m := &Model{M: defaultM, N: max(len(ix.recs), 1), Expected: 1}
-	n := len(ix.recs)
+	live := ix.liveRows()
+	n := len(live)
+	m := &Model{M: defaultM, N: max(n, 1), Expected: 1}
 	if n >= 2 {
 		rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 		samples := min(uSamples, n*(n-1)/2)
 		m.random = make([]uint32, 0, samples)
 		for s := 0; s < samples; s++ {
-			i, j := int32(rng.IntN(n)), int32(rng.IntN(n-1))
+			i, j := rng.IntN(n), rng.IntN(n-1)
 			if j >= i {
 				j++
 			}
-			a, b := ix.side(i), ix.side(j)
+			a, b := ix.side(live[i]), ix.side(live[j])
 			p := probeOf(&a)
 			m.random = append(m.random, compare(&p, a.id, &b).pack())
 		}
@@ -171,7 +172,7 @@ func (m *Model) estimateU(weighted bool) {
 // Model.Relatives), found by comparing the members of each address and
 // phone block once, from the block's newest row.
 func relatives(ix *Index) (float64, []bool) {
-	if len(ix.recs) == 0 {
+	if len(ix.byID) == 0 {
 		return 0, nil
 	}
 	kin := make([]bool, len(ix.recs))
@@ -179,17 +180,20 @@ func relatives(ix *Index) (float64, []bool) {
 	var rows []int32
 	for r := range ix.recs {
 		row := int32(r)
+		if ix.recs[row].dead {
+			continue
+		}
 		s := ix.side(row)
 		p := probeOf(&s)
 		for _, kind := range []int{keyAddress, keyPhone} {
 			key := p.contactKey(kind)
 			c, ok := ix.blocks[key]
-			if key == 0 || !ok || c.head != row || c.n < 2 || c.n > 20 {
+			if key == 0 || !ok || c.n < 2 || c.n > 20 {
 				continue
 			}
-			rows = rows[:0]
-			for x := c.head; x >= 0; x = ix.next[kind][x] {
-				rows = append(rows, x)
+			rows = ix.walk(kind, key, rows[:0])
+			if len(rows) == 0 || rows[0] != row { // once per block, from its newest live row
+				continue
 			}
 			for i, a := range rows {
 				for _, b := range rows[i+1:] {
@@ -214,7 +218,7 @@ func relatives(ix *Index) (float64, []bool) {
 			}
 		}
 	}
-	return float64(n) / float64(len(ix.recs)), kin
+	return float64(n) / float64(len(ix.byID)), kin
 }
 
 // Weight is the match weight log2(m/u) of a field's level; 0 for missing.

@@ -56,6 +56,11 @@ func (ix *Index) Train(queries []transfer.Demographics, opt TrainOptions) *Model
 	opt = opt.withDefaults()
 	ix.mu.RLock()
 	base := ix.model
+	if len(base.random) == 0 {
+		// A model loaded from its parameters keeps no random pairs, which
+		// Train re-estimates u from: start from the index's own estimate.
+		base = EstimateModel(ix, 0)
+	}
 	perQuery := ix.topPatterns(queries, sampleQueries(len(queries), opt.MaxQueries), base, opt.Dedup)
 	ix.mu.RUnlock()
 
