@@ -124,10 +124,20 @@ func (m *IndexMatcher) reload() {
 }
 
 func (m *IndexMatcher) load(ctx context.Context) (*identity.Index, error) {
+	cfg := m.Config
+	if cfg == (identity.Config{}) {
+		cfg = identity.DefaultConfig()
+	}
+	return LoadIndex(ctx, m.Store, cfg)
+}
+
+// LoadIndex builds an index over every member of st, with its model
+// estimated from them.
+func LoadIndex(ctx context.Context, st store.Members, cfg identity.Config) (*identity.Index, error) {
 	var all []member.Record
 	after := ""
 	for {
-		page, err := m.Store.ListMembers(ctx, after, pageSize)
+		page, err := st.ListMembers(ctx, after, pageSize)
 		if err != nil {
 			return nil, err
 		}
@@ -136,10 +146,6 @@ func (m *IndexMatcher) load(ctx context.Context) (*identity.Index, error) {
 			break
 		}
 		after = page[len(page)-1].ID
-	}
-	cfg := m.Config
-	if cfg == (identity.Config{}) {
-		cfg = identity.DefaultConfig()
 	}
 	return identity.NewIndex(all, cfg), nil
 }
