@@ -62,6 +62,22 @@ type Members interface {
 	ListMembers(ctx context.Context, afterID string, limit int) ([]member.Record, error)
 	// CountMembers returns the size of the index.
 	CountMembers(ctx context.Context) (int, error)
+	// MemberVersion returns the version of the last member write (0 before
+	// any). Each UpsertMembers stamps every row it writes with one new
+	// version, and versions become visible in order: a reader that sees
+	// version v sees every write up to v.
+	MemberVersion(ctx context.Context) (int64, error)
+	// MemberChanges returns up to limit members written after the cursor
+	// (afterVersion, afterID), ordered by version then id: what an
+	// in-memory index applies to catch up. A member rewritten since
+	// appears once, at its latest version.
+	MemberChanges(ctx context.Context, afterVersion int64, afterID string, limit int) ([]MemberChange, error)
+}
+
+// MemberChange is a member as last written, with that write's version.
+type MemberChange struct {
+	Version int64
+	member.Record
 }
 
 // Transfers creates transfers and moves them along: the projection of each

@@ -35,6 +35,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Members/ByBirthDate", testMembersByBirthDate},
 		{"Members/ListPaging", testListMembers},
 		{"Members/Bulk", testMembersBulk},
+		{"Members/Versions", testMemberVersions},
+		{"Members/VersionsConcurrent", testMemberVersionsConcurrent},
 		{"Transfers/NotFound", testTransfersNotFound},
 		{"Transfers/Create", testCreateTransfer},
 		{"Transfers/CreateTakenKey", testCreateTakenKey},

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/store"
 )
 
 // UpsertMembers inserts or replaces members of the index, all or none, in
@@ -20,11 +21,24 @@ func (s *Store) UpsertMembers(ctx context.Context, ms []member.Record) error {
 		return s.wrap(op, err)
 	}
 	return s.write(ctx, op, func(tx *sql.Tx) error {
+		// The write's version is one more than the last committed, taken
+		// under the members lock: versions commit in order (see
+		// MemberChanges).
+		if q := s.sql("LockMembers"); q != "" {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		var version int64
+		if err := tx.QueryRowContext(ctx, s.sql("MemberVersion")).Scan(&version); err != nil {
+			return err
+		}
+		version++
 		for start := 0; start < len(ms); start += s.d.bulkRows {
 			chunk := ms[start:min(start+s.d.bulkRows, len(ms))]
 			rows := make([][]any, len(chunk))
 			for i, m := range chunk {
-				rows[i] = []any{m.ID, m.Given, m.Family, m.BirthDate, m.Sex, m.Street, m.City, m.State, m.PostalCode, m.Phone}
+				rows[i] = []any{m.ID, m.Given, m.Family, m.BirthDate, m.Sex, m.Street, m.City, m.State, m.PostalCode, m.Phone, version}
 			}
 			q, args := s.d.withRows(s.sql("UpsertMembers"), nil, rows)
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
@@ -68,4 +82,27 @@ func (s *Store) CountMembers(ctx context.Context) (int, error) {
 	var n int
 	err := s.r.QueryRowContext(ctx, s.sql("CountMembers")).Scan(&n)
 	return n, s.wrap("count members", err)
+}
+
+// MemberVersion returns the version of the last member write, 0 before any.
+func (s *Store) MemberVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.r.QueryRowContext(ctx, s.sql("MemberVersion")).Scan(&v)
+	return v, s.wrap("member version", err)
+}
+
+// MemberChanges returns up to limit members written after the cursor
+// (afterVersion, afterID), in (version, id) order. A limit of zero or less
+// means 1,000.
+func (s *Store) MemberChanges(ctx context.Context, afterVersion int64, afterID string, limit int) ([]store.MemberChange, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	out, err := all(ctx, s.r, func(r scanner) (store.MemberChange, error) {
+		var c store.MemberChange
+		m := &c.Record
+		err := r.Scan(&c.Version, &m.ID, &m.Given, &m.Family, &m.BirthDate, &m.Sex, &m.Street, &m.City, &m.State, &m.PostalCode, &m.Phone)
+		return c, err
+	}, s.sql("MemberChanges"), afterVersion, afterID, limit)
+	return out, s.wrap("member changes", err)
 }

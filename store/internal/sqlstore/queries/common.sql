@@ -191,13 +191,24 @@ INSERT INTO match_failures (requester, failed_at) VALUES ($1, $2)
 SELECT failed_at FROM match_failures
 WHERE requester = $1 AND failed_at > $2 ORDER BY failed_at DESC, id DESC LIMIT $3
 
+-- Every row of one write carries that write's version (see MemberVersion).
 -- name: UpsertMembers
-INSERT INTO members (id, given, family, birth_date, sex, street, city, state, postal_code, phone)
-{{rows text text text text text text text text text text}}
+INSERT INTO members (id, given, family, birth_date, sex, street, city, state, postal_code, phone, version)
+{{rows text text text text text text text text text text bigint}}
 ON CONFLICT (id) DO UPDATE SET
     given = excluded.given, family = excluded.family, birth_date = excluded.birth_date,
     sex = excluded.sex, street = excluded.street, city = excluded.city, state = excluded.state,
-    postal_code = excluded.postal_code, phone = excluded.phone
+    postal_code = excluded.postal_code, phone = excluded.phone, version = excluded.version
+
+-- The version of the last member write; 0 before any. Under LockMembers it
+-- is the last committed one, and the next write's is one more.
+-- name: MemberVersion
+SELECT coalesce(max(version), 0) FROM members
+
+-- The members written after the cursor (version, id), in that order.
+-- name: MemberChanges
+SELECT version, id, given, family, birth_date, sex, street, city, state, postal_code, phone
+FROM members WHERE (version, id) > ($1, $2) ORDER BY version, id LIMIT $3
 
 -- name: GetMember
 SELECT id, given, family, birth_date, sex, street, city, state, postal_code, phone FROM members WHERE id = $1

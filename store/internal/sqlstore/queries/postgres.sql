@@ -9,3 +9,9 @@ SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE
 -- reads the history the previous one left.
 -- name: LockIdentity
 SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))
+
+-- Member writes take their version in turn and commit in that order, so a
+-- reader that has seen version v has seen every write below it. One lock
+-- for the table (the key is the hash of a name no other lock uses).
+-- name: LockMembers
+SELECT pg_advisory_xact_lock(hashtext('p2p.members.version'))
