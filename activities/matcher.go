@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,46 +15,47 @@ import (
 )
 
 // IndexMatcher resolves identities with the probabilistic matcher
-// (identity.Index) over an in-memory copy of the member store. The copy is
-// loaded once (Warm, at worker start) and reloaded in the background when
-// older than MaxAge; members written since the last load are still found by
-// the exact rules over the store itself.
+// (identity.Index) over an in-memory index of the member store, kept
+// current: before each decision it applies the members written since the
+// last version it applied (store.MemberChanges), so a member whose write
+// committed before a request is visible to that request's match, in every
+// process. The whole index is built once, at start (Warm); never on a
+// timer.
 type IndexMatcher struct {
 	Store  store.Members
 	Config identity.Config // zero: identity.DefaultConfig()
-	MaxAge time.Duration   // 0: one minute
 	Logger *zap.Logger
 
-	mu        sync.Mutex
-	ix        *identity.Index
-	loadedAt  time.Time
-	reloading bool
+	// mu serialises loading and catching up; decisions run outside it.
+	mu      sync.Mutex
+	ix      *identity.Index
+	// The cursor of store.MemberChanges: every member up to (version,
+	// after) is applied; after "" means all of version.
+	version int64
+	after   string
+	caught  time.Time // when the last successful catch-up began
 }
 
-// pageSize is how many members one store query reads while loading.
+// pageSize is how many members one store query reads while loading or
+// catching up.
 const pageSize = 10000
 
 // Warm loads the index now; call it before serving so that the first
 // transfer does not wait for a large index to load.
 func (m *IndexMatcher) Warm(ctx context.Context) error {
-	ix, err := m.load(ctx)
-	if err != nil {
-		return err
-	}
 	m.mu.Lock()
-	m.ix, m.loadedAt = ix, time.Now()
-	m.mu.Unlock()
-	return nil
+	defer m.mu.Unlock()
+	return m.load(ctx)
 }
 
 // Resolve implements Matcher.
 func (m *IndexMatcher) Resolve(ctx context.Context, q transfer.Demographics) (identity.Decision, error) {
-	ix, err := m.index(ctx)
+	ix, err := m.current(ctx)
 	if err != nil {
 		return identity.Decision{}, err
 	}
 	d := ix.Match(q)
-	if d.Outcome == identity.OutcomeMatch {
+	if d.Outcome == identity.OutcomeMatch && d.Rationale.Rule == identity.RuleMemberID {
 		return d, nil
 	}
 	exact, err := StoreMatcher{Store: m.Store}.Resolve(ctx, q)
@@ -63,72 +65,118 @@ func (m *IndexMatcher) Resolve(ctx context.Context, q transfer.Demographics) (id
 	return combine(d, exact), nil
 }
 
-// combine decides between the probabilistic decision d (not a match) and
-// the exact rules over the store. The exact rules win only where they add
-// certainty without contradicting d: when d found nothing (the member may
-// have been added after the index was loaded), or when d hesitates over a
-// single candidate that the exact rules single out too (small indexes give
-// weak field weights). A review between several candidates always stays a
-// review: a person decides.
+// combine decides between the probabilistic decision d and the exact rules
+// over the store. Neither can be stale (the index is caught up before each
+// decision), but the rules are certainties the score must not overrule:
+//   - member id and birth date agreeing exactly is the answer, whatever d
+//     says;
+//   - one member with the same name and birth date wins where d found
+//     nothing, or hesitates over that member alone;
+//   - several members with the same name and birth date are a review, never
+//     no_match; where d is a review too, the reviewer sees both lists.
+//
+// Otherwise d stands: a review between several candidates stays a review,
+// and a confident score is not undone by a namesake.
 func combine(d, exact identity.Decision) identity.Decision {
-	if exact.Outcome != identity.OutcomeMatch {
-		return d
-	}
 	switch {
-	case d.Outcome == identity.OutcomeNoMatch:
+	case exact.Outcome == identity.OutcomeMatch && exact.Rationale.Rule == identity.RuleMemberID:
 		return exact
-	case d.Outcome == identity.OutcomeReview && len(d.Candidates) == 1 && d.Candidates[0] == exact.MemberID:
+	case exact.Outcome == identity.OutcomeMatch && d.Outcome == identity.OutcomeNoMatch:
 		return exact
+	case exact.Outcome == identity.OutcomeMatch && d.Outcome == identity.OutcomeReview &&
+		len(d.Candidates) == 1 && d.Candidates[0] == exact.MemberID:
+		return exact
+	case exact.Outcome == identity.OutcomeReview && d.Outcome == identity.OutcomeNoMatch:
+		return exact
+	case exact.Outcome == identity.OutcomeReview && d.Outcome == identity.OutcomeReview:
+		for _, c := range exact.Candidates {
+			if !slices.Contains(d.Candidates, c) {
+				d.Candidates = append(d.Candidates, c)
+			}
+		}
 	}
 	return d
 }
 
-// index returns the current index, loading it if there is none and
-// starting a background reload when it is stale.
-func (m *IndexMatcher) index(ctx context.Context) (*identity.Index, error) {
-	m.mu.Lock()
-	ix, age := m.ix, time.Since(m.loadedAt)
-	stale := ix != nil && age > m.maxAge() && !m.reloading
-	if stale {
-		m.reloading = true
-	}
-	m.mu.Unlock()
-	if ix == nil {
-		if err := m.Warm(ctx); err != nil {
-			return nil, err
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.ix, nil
-	}
-	if stale {
-		go m.reload()
-	}
-	return ix, nil
-}
-
-func (m *IndexMatcher) reload() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	ix, err := m.load(ctx)
+// current returns the index with every member write that committed before
+// the call applied. Callers that arrive while a catch-up is running wait
+// for it and run one more: it may have read before their write committed.
+// A catch-up that began after a caller arrived serves that caller too.
+func (m *IndexMatcher) current(ctx context.Context) (*identity.Index, error) {
+	arrived := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.reloading = false
-	if err != nil {
-		if m.Logger != nil {
-			m.Logger.Warn("reloading the identity index; keeping the previous one", zap.Error(err))
+	if m.ix == nil {
+		if err := m.load(ctx); err != nil {
+			return nil, err
 		}
-		return
+		return m.ix, nil
 	}
-	m.ix, m.loadedAt = ix, time.Now()
+	if m.caught.After(arrived) {
+		return m.ix, nil
+	}
+	start := time.Now()
+	if err := m.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	m.caught = start
+	return m.ix, nil
 }
 
-func (m *IndexMatcher) load(ctx context.Context) (*identity.Index, error) {
+// load builds the index whole from the store: the version first, then
+// every member, then whatever was written meanwhile. Holds mu.
+func (m *IndexMatcher) load(ctx context.Context) error {
+	start := time.Now()
+	v, err := m.Store.MemberVersion(ctx)
+	if err != nil {
+		return err
+	}
 	cfg := m.Config
 	if cfg == (identity.Config{}) {
 		cfg = identity.DefaultConfig()
 	}
-	return LoadIndex(ctx, m.Store, cfg)
+	ix, err := LoadIndex(ctx, m.Store, cfg)
+	if err != nil {
+		return err
+	}
+	m.ix, m.version, m.after = ix, v, ""
+	// Members written while the pages were read carry a later version.
+	if err := m.catchUp(ctx); err != nil {
+		m.ix = nil
+		return err
+	}
+	m.caught = start
+	if m.Logger != nil {
+		m.Logger.Info("identity index loaded", zap.Int("members", ix.Len()), zap.Int64("member_version", m.version),
+			zap.Duration("took", time.Since(start)))
+	}
+	return nil
+}
+
+// catchUp applies the members written after the cursor. Holds mu. The
+// cursor moves only past what was applied, so an error leaves it where a
+// retry resumes.
+func (m *IndexMatcher) catchUp(ctx context.Context) error {
+	for {
+		cs, err := m.Store.MemberChanges(ctx, m.version, m.after, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if _, err := m.ix.Upsert(c.Record); err != nil {
+				// The store refuses an empty id; nothing else fails.
+				return err
+			}
+			m.version, m.after = c.Version, c.ID
+		}
+		if len(cs) < pageSize {
+			// Every member up to the last version read is applied.
+			if n := len(cs); n > 0 {
+				m.version, m.after = cs[n-1].Version, ""
+			}
+			return nil
+		}
+	}
 }
 
 // LoadIndex builds an index over every member of st, with its model
@@ -148,11 +196,4 @@ func LoadIndex(ctx context.Context, st store.Members, cfg identity.Config) (*ide
 		after = page[len(page)-1].ID
 	}
 	return identity.NewIndex(all, cfg), nil
-}
-
-func (m *IndexMatcher) maxAge() time.Duration {
-	if m.MaxAge > 0 {
-		return m.MaxAge
-	}
-	return time.Minute
 }

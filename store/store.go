@@ -69,8 +69,9 @@ type Members interface {
 	MemberVersion(ctx context.Context) (int64, error)
 	// MemberChanges returns up to limit members written after the cursor
 	// (afterVersion, afterID), ordered by version then id: what an
-	// in-memory index applies to catch up. A member rewritten since
-	// appears once, at its latest version.
+	// in-memory index applies to catch up. An empty afterID stands after
+	// every member of afterVersion. A member rewritten since appears once,
+	// at its latest version.
 	MemberChanges(ctx context.Context, afterVersion int64, afterID string, limit int) ([]MemberChange, error)
 }
 

@@ -47,7 +47,8 @@ func testMemberVersions(t *testing.T, s store.Store) {
 		want    []string
 	}{
 		{0, "", 10, []string{"b@1", "a@2", "c@3"}}, // a rewritten: once, at its latest version
-		{1, "", 10, []string{"b@1", "a@2", "c@3"}}, // the cursor is (version, id): "" is before b
+		{1, "", 10, []string{"a@2", "c@3"}},        // "": after all of version 1
+		{1, "a", 10, []string{"b@1", "a@2", "c@3"}},
 		{1, "b", 10, []string{"a@2", "c@3"}},
 		{0, "", 1, []string{"b@1"}},
 		{2, "a", 10, []string{"c@3"}},

@@ -92,11 +92,16 @@ func (s *Store) MemberVersion(ctx context.Context) (int64, error) {
 }
 
 // MemberChanges returns up to limit members written after the cursor
-// (afterVersion, afterID), in (version, id) order. A limit of zero or less
-// means 1,000.
+// (afterVersion, afterID), in (version, id) order; an empty afterID stands
+// after every member of afterVersion. A limit of zero or less means 1,000.
 func (s *Store) MemberChanges(ctx context.Context, afterVersion int64, afterID string, limit int) ([]store.MemberChange, error) {
 	if limit <= 0 {
 		limit = 1000
+	}
+	if afterID == "" {
+		// Member ids are never empty: (v+1, "") is before every member of
+		// version v+1 and after every member of v.
+		afterVersion++
 	}
 	out, err := all(ctx, s.r, func(r scanner) (store.MemberChange, error) {
 		var c store.MemberChange
