@@ -27,8 +27,8 @@ type IndexMatcher struct {
 	Logger *zap.Logger
 
 	// mu serialises loading and catching up; decisions run outside it.
-	mu      sync.Mutex
-	ix      *identity.Index
+	mu sync.Mutex
+	ix *identity.Index
 	// The cursor of store.MemberChanges: every member up to (version,
 	// after) is applied; after "" means all of version.
 	version int64
