@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,6 +174,45 @@ func TestProductionTopology(t *testing.T) {
 	for _, d := range partner.Deliveries() {
 		if d.Resources == 0 {
 			t.Errorf("delivery %+v has no resources", d)
+		}
+	}
+
+	// Two identical members PUT through the api, and at once a transfer
+	// without member id: the worker, another process with its own index,
+	// sends it to review between both (issue 12).
+	for _, id := range []string{"P10", "P11"} {
+		req, _ := http.NewRequest("PUT", base+"/v1/members/"+id, strings.NewReader(
+			`{"given":"Rosalind","family":"Achterberg","birth_date":"1983-07-29","sex":"F","street":"61 Wharf Street","city":"Savannah","state":"GA","postal_code":"31401"}`))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(authorized(req, token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 201 {
+			t.Fatalf("PUT member %s: %d", id, res.StatusCode)
+		}
+	}
+	{
+		body := `{"partner_id":"partner-b","member":{"given":"Rosalind","family":"Achterberg","birth_date":"1983-07-29"},"consent":` + consent + `}`
+		req, _ := http.NewRequest("POST", base+"/v1/transfers", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "prod-topology-twins")
+		res, err := http.DefaultClient.Do(authorized(req, token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 202 {
+			t.Fatalf("POST: %d %s", res.StatusCode, b)
+		}
+		id := strings.Split(strings.Split(string(b), `"id":"`)[1], `"`)[0]
+		awaitState(t, base, token, id, "manual_review", 30*time.Second)
+		var tr struct{ Identity struct{ Candidates []string } }
+		getJSON(t, token, base+"/v1/transfers/"+id, &tr)
+		if !slices.Contains(tr.Identity.Candidates, "P10") || !slices.Contains(tr.Identity.Candidates, "P11") {
+			t.Errorf("candidates %v, want P10 and P11", tr.Identity.Candidates)
 		}
 	}
 
