@@ -26,9 +26,12 @@ type IndexMatcher struct {
 	Config identity.Config // zero: identity.DefaultConfig()
 	Logger *zap.Logger
 
-	// mu serialises loading and catching up; decisions run outside it.
-	mu sync.Mutex
-	ix *identity.Index
+	// turn serialises loading and catching up (a one-slot semaphore, so
+	// that a caller waiting for it still honours its context); decisions
+	// run outside it.
+	once sync.Once
+	turn chan struct{}
+	ix   *identity.Index
 	// The cursor of store.MemberChanges: every member up to (version,
 	// after) is applied; after "" means all of version.
 	version int64
@@ -43,10 +46,25 @@ const pageSize = 10000
 // Warm loads the index now; call it before serving so that the first
 // transfer does not wait for a large index to load.
 func (m *IndexMatcher) Warm(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if err := m.take(ctx); err != nil {
+		return err
+	}
+	defer m.give()
 	return m.load(ctx)
 }
+
+// take waits for the turn to load or catch up, or for ctx to end.
+func (m *IndexMatcher) take(ctx context.Context) error {
+	m.once.Do(func() { m.turn = make(chan struct{}, 1) })
+	select {
+	case m.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *IndexMatcher) give() { <-m.turn }
 
 // Resolve implements Matcher.
 func (m *IndexMatcher) Resolve(ctx context.Context, q transfer.Demographics) (identity.Decision, error) {
@@ -104,8 +122,10 @@ func combine(d, exact identity.Decision) identity.Decision {
 // A catch-up that began after a caller arrived serves that caller too.
 func (m *IndexMatcher) current(ctx context.Context) (*identity.Index, error) {
 	arrived := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if err := m.take(ctx); err != nil {
+		return nil, err
+	}
+	defer m.give()
 	if m.ix == nil {
 		if err := m.load(ctx); err != nil {
 			return nil, err
@@ -124,7 +144,7 @@ func (m *IndexMatcher) current(ctx context.Context) (*identity.Index, error) {
 }
 
 // load builds the index whole from the store: the version first, then
-// every member, then whatever was written meanwhile. Holds mu.
+// every member, then whatever was written meanwhile. Holds the turn.
 func (m *IndexMatcher) load(ctx context.Context) error {
 	start := time.Now()
 	v, err := m.Store.MemberVersion(ctx)
@@ -153,7 +173,7 @@ func (m *IndexMatcher) load(ctx context.Context) error {
 	return nil
 }
 
-// catchUp applies the members written after the cursor. Holds mu. The
+// catchUp applies the members written after the cursor. Holds the turn. The
 // cursor moves only past what was applied, so an error leaves it where a
 // retry resumes.
 func (m *IndexMatcher) catchUp(ctx context.Context) error {

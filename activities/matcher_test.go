@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/p2p-payer/p2p/identity"
@@ -186,4 +187,39 @@ func TestIndexMatcherSeesMembersAddedAfterLoading(t *testing.T) {
 			t.Errorf("%s: review with candidates %v, want both relatives", tc.q.Given, d.Candidates)
 		}
 	}
+}
+
+// TestIndexMatcherConcurrentWritesAndDecisions: callers that each write a
+// member and at once ask for it, concurrently, all find their own (the
+// shared catch-up never serves a caller a read older than its write).
+func TestIndexMatcherConcurrentWritesAndDecisions(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	m := &IndexMatcher{Store: f.st}
+	if err := m.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				rec := benchMember("C", 1000*g+i)
+				if err := f.st.UpsertMembers(ctx, []member.Record{rec}); err != nil {
+					t.Error(err)
+					return
+				}
+				d, err := m.Resolve(ctx, transfer.Demographics{Given: rec.Given, Family: rec.Family, BirthDate: rec.BirthDate, Sex: rec.Sex})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Outcome != identity.OutcomeMatch || d.MemberID != rec.ID {
+					t.Errorf("%s: got %s %s", rec.ID, d.Outcome, d.MemberID)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
