@@ -116,6 +116,26 @@ func combine(d, exact identity.Decision) identity.Decision {
 	return d
 }
 
+// Follow keeps the index caught up between decisions, every interval
+// until ctx ends, so that a decision after a large import (a million
+// members) finds little left to apply within its own deadline. It is an
+// optimisation only: each decision catches up anyway. Errors are logged
+// and retried at the next tick.
+func (m *IndexMatcher) Follow(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := m.current(ctx); err != nil && ctx.Err() == nil && m.Logger != nil {
+			m.Logger.Warn("following member writes into the identity index", zap.Error(err))
+		}
+	}
+}
+
 // current returns the index with every member write that committed before
 // the call applied. Callers that arrive while a catch-up is running wait
 // for it and run one more: it may have read before their write committed.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
@@ -22,15 +23,15 @@ import (
 // data. Partners authenticate by SMART Backend Services tokens (served
 // beside it, WithSMART), by verified TLS client certificates
 // (cfg.TLS.ClientCAFile), or by cfg.FHIRTrustHeader set by a gateway.
-func newFHIRHandler(ctx context.Context, cfg Config, d Deps, tokens *signing.Signer) (http.Handler, error) {
+func newFHIRHandler(ctx context.Context, cfg Config, d Deps, tokens *signing.Signer) (http.Handler, *activities.IndexMatcher, error) {
 	_, ids, err := cfg.us()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log := d.logger().Named("fhir")
 	matcher, err := newMatcher(ctx, d.Store, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var header func(*http.Request) (pdex.Caller, bool)
 	if cfg.FHIRTrustHeader != "" {
@@ -60,9 +61,9 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps, tokens *signing.Sig
 		StatusRetryAfter: cfg.StatusRetryAfter,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return WithSMART(auth, h, cfg.Limits.public().New()), nil
+	return WithSMART(auth, h, cfg.Limits.public().New()), matcher, nil
 }
 
 // publicFHIR is the public URL of /fhir as configured (FHIRPublicURL, or

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/api"
 	"github.com/p2p-payer/p2p/audit"
 	"github.com/p2p-payer/p2p/connectors/fhirrest"
@@ -140,6 +142,8 @@ func (c Config) publicURL() string {
 // endpoint, and /fhir for partners when there is a partner registry, on
 // one address or, with cfg.FHIRAddr, /fhir on a partner-facing one.
 type API struct {
+	matcher *activities.IndexMatcher // /fhir's; nil: no /fhir
+	follow  sync.Once
 	server  *api.Server
 	v1      V1Auth
 	handler http.Handler // the API's address
@@ -166,6 +170,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		return nil, err
 	}
 	log := d.logger()
+	var matcher *activities.IndexMatcher
 	if cfg.ClientsFile != "" {
 		n, err := ApplyClientsFile(ctx, d.Store, cfg.ClientsFile)
 		if err != nil {
@@ -185,7 +190,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 		deps.Partners = api.PartnersFunc(d.Partners.CanPush)
 		deps.Pullers = api.PartnersFunc(d.Partners.CanPull)
 		deps.Acks = &AckVerifier{Partners: d.Partners, Keys: PartnerKeys(d.Partners)}
-		if deps.FHIR, err = newFHIRHandler(ctx, cfg, d, signers.Token); err != nil {
+		if deps.FHIR, matcher, err = newFHIRHandler(ctx, cfg, d, signers.Token); err != nil {
 			return nil, err
 		}
 		deps.FHIRMaxBody = pdex.MaxBulkMemberMatchBody // the largest /fhir body
@@ -194,7 +199,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{server: srv, v1: v1, tls: tlsConfig, timeout: cfg.ShutdownTimeout, log: log}
+	a := &API{server: srv, matcher: matcher, v1: v1, tls: tlsConfig, timeout: cfg.ShutdownTimeout, log: log}
 	rest := srv.Handler()
 	if cfg.FHIRAddr != "" {
 		a.partner = partnerFacing(rest)
@@ -240,6 +245,9 @@ func (a *API) ServePartners(ctx context.Context, ln net.Listener) error {
 }
 
 func (a *API) serve(ctx context.Context, ln net.Listener, h http.Handler, msg string) error {
+	if a.matcher != nil {
+		a.follow.Do(func() { go a.matcher.Follow(ctx, FollowInterval) })
+	}
 	if a.tls != nil {
 		ln = tls.NewListener(ln, a.tls)
 	}
@@ -317,6 +325,8 @@ func walk(h any, prefix string, out *[]string) {
 // Worker is the worker of one process: the transfers' worker, a worker
 // per partner, and the maintenance schedules it ensures at start.
 type Worker struct {
+	matcher   *activities.IndexMatcher
+	unfollow  context.CancelFunc // ends matcher.Follow; nil before Start
 	workers   *workflows.Workers
 	schedules workflows.ScheduleOptions
 	cfg       Config
@@ -394,6 +404,7 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	}
 	r := cfg.Retention
 	return &Worker{
+		matcher:   matcher,
 		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), d.Worker),
 		schedules: workflows.ScheduleOptions{CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval},
 		cfg:       cfg, log: log,
@@ -409,6 +420,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	if err := w.workers.Start(); err != nil {
 		return err
+	}
+	if w.unfollow == nil {
+		// Until Stop, whatever ctx the caller started with.
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		w.unfollow = cancel
+		go w.matcher.Follow(fctx, FollowInterval)
 	}
 	r := w.cfg.Retention
 	w.log.Info("worker running", zap.Strings("task_queues", w.workers.Queues()),
@@ -428,7 +445,12 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Stop stops the workers.
-func (w *Worker) Stop() { w.workers.Stop() }
+func (w *Worker) Stop() {
+	if w.unfollow != nil {
+		w.unfollow()
+	}
+	w.workers.Stop()
+}
 
 // Ensure adds a worker for each partner that has none (after the registry
 // was reloaded).
@@ -438,10 +460,15 @@ func (w *Worker) Ensure(partners Partners) error { return w.workers.Ensure(partn
 // and activity names, and the schedules once Start ensured them.
 func (w *Worker) Registered() workflows.Registration { return w.workers.Registered() }
 
+// FollowInterval is how often a running API or worker applies member
+// writes to its identity index between decisions (IndexMatcher.Follow);
+// each decision catches up anyway.
+const FollowInterval = time.Second
+
 // newMatcher is the identity matcher of the worker and the FHIR API, with
 // the decision thresholds the environment sets (identity.ConfigFromEnv),
 // its index loaded.
-func newMatcher(ctx context.Context, st store.Members, log *zap.Logger) (pdex.Matcher, error) {
+func newMatcher(ctx context.Context, st store.Members, log *zap.Logger) (*activities.IndexMatcher, error) {
 	cfg, err := identity.ConfigFromEnv()
 	if err != nil {
 		return nil, err
