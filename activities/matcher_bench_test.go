@@ -152,3 +152,36 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+// BenchmarkLoadIndex measures a process's start: the whole index read
+// from the store and built (IndexMatcher.Warm), over P2P_LOAD_MEMBERS
+// generated members (default 100,000), on PostgreSQL when
+// P2P_TEST_DATABASE_URL is set. It reports the load time and rate.
+func BenchmarkLoadIndex(b *testing.B) {
+	ctx := context.Background()
+	n := envInt("P2P_LOAD_MEMBERS", 100_000)
+	w, r, engine := benchStores(b)
+	const chunk = 50_000
+	for start := 0; start < n; start += chunk {
+		batch := make([]member.Record, 0, chunk)
+		for i := start; i < min(start+chunk, n); i++ {
+			batch = append(batch, benchMember("L", i))
+		}
+		if err := w.UpsertMembers(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	var took time.Duration
+	for range b.N {
+		m := &IndexMatcher{Store: r, Config: identity.DefaultConfig()}
+		start := time.Now()
+		if err := m.Warm(ctx); err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(start)
+	}
+	b.ReportMetric(took.Seconds()/float64(b.N), "load-s")
+	b.ReportMetric(float64(n)*float64(b.N)/took.Seconds(), "members/s")
+	b.Logf("%s, %d members", engine, n)
+}
