@@ -9,3 +9,9 @@ SELECT 1 FROM transfers WHERE id = $1 FOR UPDATE
 -- reads the history the previous one left.
 -- name: LockIdentity
 SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))
+
+-- Writers of models wait for each other (the mode conflicts with itself,
+-- not with readers): the first start stores the one model, and ids come
+-- into force in commit order.
+-- name: LockIdentityModels
+LOCK TABLE identity_models IN SHARE ROW EXCLUSIVE MODE

@@ -8,3 +8,6 @@ SELECT 1 FROM transfers WHERE id = $1
 
 -- Nothing to lock: the write lock is held.
 -- name: LockIdentity
+
+-- Nothing to lock: the write lock is held.
+-- name: LockIdentityModels
