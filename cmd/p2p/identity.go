@@ -74,8 +74,7 @@ func runIdentityTrain(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	res.print(stdout)
-	return nil
+	return res.print(stdout)
 }
 
 // operator names who runs the command: the login name, else "operator".
@@ -130,8 +129,9 @@ func trainModel(ctx context.Context, st modelStore, cfg identity.Config, req tra
 	model, method := ix.Model(), identity.MethodEstimated
 	switch {
 	case len(req.queries) > 0:
-		res.trainedOn, res.fromQueries = min(len(req.queries), trainSample), true
-		model, method = ix.Train(req.queries, identity.TrainOptions{MaxQueries: trainSample}), identity.MethodTrained
+		qs := spread(req.queries, trainSample)
+		res.trainedOn, res.fromQueries = len(qs), true
+		model, method = ix.Train(qs, identity.TrainOptions{MaxQueries: len(qs)}), identity.MethodTrained
 	case req.em:
 		sample, err := memberSample(ctx, st, n, trainSample)
 		if err != nil {
@@ -154,12 +154,25 @@ func trainModel(ctx context.Context, st modelStore, cfg identity.Config, req tra
 	return res, nil
 }
 
-// memberSample reads about want of st's n members, evenly spaced in id
+// spread is at most want of qs, evenly spaced.
+func spread(qs []transfer.Demographics, want int) []transfer.Demographics {
+	step := (len(qs) + want - 1) / want
+	if step <= 1 {
+		return qs
+	}
+	out := make([]transfer.Demographics, 0, want)
+	for i := 0; i < len(qs); i += step {
+		out = append(out, qs[i])
+	}
+	return out
+}
+
+// memberSample reads at most want of st's n members, evenly spaced in id
 // order, as queries for EM in dedup mode (each with its member id, so that
 // it is never paired with itself).
 func memberSample(ctx context.Context, st store.Members, n, want int) ([]transfer.Demographics, error) {
-	step := max(1, n/want)
-	out := make([]transfer.Demographics, 0, n/step+1)
+	step := max(1, (n+want-1)/want)
+	out := make([]transfer.Demographics, 0, min(n, want))
 	after, i := "", 0
 	for {
 		page, err := st.ListMembers(ctx, after, 1000)
@@ -167,7 +180,7 @@ func memberSample(ctx context.Context, st store.Members, n, want int) ([]transfe
 			return nil, err
 		}
 		for _, m := range page {
-			if i%step == 0 && len(out) < want {
+			if i%step == 0 && len(out) < want { // members added since the count stay out
 				out = append(out, demographicsOf(m))
 			}
 			i++
@@ -226,7 +239,7 @@ func readTrainQueries(path string, report io.Writer) ([]transfer.Demographics, e
 
 // print says what was stored, without PHI: ids, counts and each field's
 // weight at exact agreement, before and after.
-func (r trainResult) print(w io.Writer) {
+func (r trainResult) print(w io.Writer) error {
 	how := "estimated from the members (u from random member pairs, m the defaults)"
 	switch {
 	case r.fromQueries:
@@ -241,21 +254,24 @@ func (r trainResult) print(w io.Writer) {
 		fmt.Fprintf(w, "it replaces model %d (%s on %d members, %s)\n", r.prevID, r.prev.Method, r.prev.TrainingSize,
 			r.prev.TrainedAt.Format(time.RFC3339))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "field\texact weight\tbefore\tchange\t")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight) // its write errors surface at Flush
+	_, _ = fmt.Fprintln(tw, "field\texact weight\tbefore\tchange\t")
 	for _, f := range modelFields {
 		now := exactWeight(r.p, f)
 		if r.prevID == 0 {
-			fmt.Fprintf(tw, "%s\t%.2f\t-\t-\t\n", f, now)
+			_, _ = fmt.Fprintf(tw, "%s\t%.2f\t-\t-\t\n", f, now)
 			continue
 		}
 		was := exactWeight(r.prev, f)
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t\n", f, now, was, now-was)
+		_, _ = fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t\n", f, now, was, now-was)
 	}
-	_ = tw.Flush() // w is the command's stdout: nothing to do about an error
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	if r.prevID != 0 {
 		fmt.Fprintf(w, "members a query is expected to match: %.2f (before %.2f)\n", r.p.Expected, r.prev.Expected)
 	}
+	return nil
 }
 
 // exactWeight is a field's weight log2(m/u) at exact agreement in p; 0

@@ -15,6 +15,7 @@ import (
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store/sqlite"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // Synthetic names, distinctive so that a test finds them in any output.
@@ -114,5 +115,34 @@ func TestIdentityTrain(t *testing.T) {
 	}
 	if _, stderr, code := run(t, "identity", "train", db, "--em", "--queries", queries); code != 2 || !strings.Contains(stderr, "give one") {
 		t.Errorf("--em with --queries: exit %d, stderr %q; want a usage error", code, stderr)
+	}
+}
+
+// TestSpread: at most the number asked for, spread over the whole batch.
+func TestSpread(t *testing.T) {
+	for _, tc := range []struct{ n, want, got int }{
+		{0, 5000, 0}, {300, 5000, 300}, {5000, 5000, 5000}, {5001, 5000, 2501}, {7000, 5000, 3500}, {12000, 5000, 4000},
+	} {
+		qs := make([]transfer.Demographics, tc.n)
+		for i := range qs {
+			qs[i].MemberID = fmt.Sprint(i)
+		}
+		out := spread(qs, tc.want)
+		if len(out) != tc.got {
+			t.Errorf("spread(%d, %d) keeps %d, want %d", tc.n, tc.want, len(out), tc.got)
+		}
+		if len(out) == 0 {
+			continue
+		}
+		step := max(1, (tc.n+tc.want-1)/tc.want)
+		for i, q := range out {
+			if q.MemberID != fmt.Sprint(i*step) {
+				t.Errorf("spread(%d, %d): query %d is %s, want every %dth", tc.n, tc.want, i, q.MemberID, step)
+				break
+			}
+		}
+		if last := (len(out) - 1) * step; last < tc.n-step {
+			t.Errorf("spread(%d, %d) ends at %d: the tail is left out", tc.n, tc.want, last)
+		}
 	}
 }
