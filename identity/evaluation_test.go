@@ -8,6 +8,8 @@ import (
 
 	"github.com/p2p-payer/p2p/identity/internal/evaldata"
 	"github.com/p2p-payer/p2p/identity/internal/synth"
+	"github.com/p2p-payer/p2p/member"
+	"github.com/p2p-payer/p2p/transfer"
 )
 
 // TestEvaluation scores the matcher on the public sets with floors, so a
@@ -27,14 +29,14 @@ func TestEvaluation(t *testing.T) {
 	}
 
 	idx := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4a.csv"), true) })
-	qs := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4b.csv"), true) })
+	qs4 := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFEBRL(path("febrl4b.csv"), true) })
 	// As `p2p identity match` does: the model is trained by EM on the batch.
 	ix := NewIndex(records(idx), DefaultConfig())
-	ix.SetModel(ix.Train(queriesOf(qs, true), TrainOptions{}))
-	check(evalLink("febrl4 member ids", ix, idx, qs, true), floor{precision: 0.999, recall: 0.995, maxReview: 1})
+	ix.SetModel(ix.Train(queriesOf(qs4, true), TrainOptions{}))
+	check(evalLink("febrl4 member ids", ix, idx, qs4, true), floor{precision: 0.999, recall: 0.995, maxReview: 1})
 	ix = NewIndex(records(idx), DefaultConfig())
-	ix.SetModel(ix.Train(queriesOf(qs, false), TrainOptions{}))
-	check(evalLink("febrl4 ids blanked", ix, idx, qs, false), floor{precision: 0.995, recall: 0.97, maxReview: 0.03})
+	ix.SetModel(ix.Train(queriesOf(qs4, false), TrainOptions{}))
+	check(evalLink("febrl4 ids blanked", ix, idx, qs4, false), floor{precision: 0.995, recall: 0.97, maxReview: 0.03})
 
 	fake := mustLoad(t, func() ([]evaldata.Labelled, error) { return evaldata.ReadFake1000(path("fake_1000.csv")) })
 	ix = NewIndex(records(fake), DefaultConfig())
@@ -62,8 +64,31 @@ func TestEvaluation(t *testing.T) {
 	if report {
 		// The generated US-style set, as TestSyntheticUS scores it, in the report.
 		pop := synth.Generate(50_000, 0.02, 7)
-		r := evalUS(NewIndex(pop.Index(), DefaultConfig()), pop, pop.Queries(5_000, 11))
+		qs := pop.Queries(5_000, 11)
+		r := evalUS(NewIndex(pop.Index(), DefaultConfig()), pop, qs)
 		t.Log("US-style generated set (50,000 members, 5,000 queries), by kind:")
 		r.report(t)
+		// What `p2p identity train --em` stores: m trained by EM on the
+		// index's own members. Not the default (docs/identity.md): on this
+		// file of households it takes relatives for duplicates.
+		ix := NewIndex(pop.Index(), DefaultConfig())
+		ix.SetModel(ix.Train(ownMembers(pop.Index()), TrainOptions{Dedup: true}))
+		t.Logf("the same with m trained by EM on the index's own members (expected matches %.2f):", ix.Model().Expected)
+		evalUS(ix, pop, qs).report(t)
+		ix = NewIndex(records(idx), DefaultConfig())
+		ix.SetModel(ix.Train(ownMembers(records(idx)), TrainOptions{Dedup: true}))
+		t.Log(evalLink("febrl4 ids blanked, m trained on the index's own members", ix, idx, qs4, false))
 	}
+}
+
+// ownMembers are an index's members as queries for Train's dedup mode, as
+// `p2p identity train --em` passes them: each with its member id, so it is
+// never paired with itself.
+func ownMembers(ms []member.Record) []transfer.Demographics {
+	out := make([]transfer.Demographics, len(ms))
+	for i, r := range ms {
+		out[i] = transfer.Demographics{MemberID: r.ID, Given: r.Given, Family: r.Family, BirthDate: r.BirthDate, Sex: r.Sex, Phone: r.Phone,
+			Address: transfer.Address{Street: r.Street, City: r.City, State: r.State, PostalCode: r.PostalCode}}
+	}
+	return out
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/identity/graph"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/transfer"
@@ -43,6 +44,7 @@ type Store interface {
 	AuditLog
 	Artifacts
 	IdentityGraph
+	IdentityModels
 	Grants
 	FailedMatches
 	Clients
@@ -215,6 +217,27 @@ type IdentityGraph interface {
 	// audit entry or a workflow history cannot be reversed without the
 	// database.
 	PresentationKey(ctx context.Context) ([]byte, error)
+}
+
+// IdentityModels are the scoring models of the identity matcher as data
+// (identity.ModelParams), so that every process and every restart decides
+// with the same weights until someone retrains. Append-only: the model in
+// force is the one stored last, which has the highest id.
+type IdentityModels interface {
+	// LatestIdentityModel returns the model in force and its id, or
+	// ErrNotFound when none was stored.
+	LatestIdentityModel(ctx context.Context) (int64, identity.ModelParams, error)
+	// SaveIdentityModel stores p as the model in force (a retrain), by
+	// who stored it ("worker", an operator), and returns its id. It
+	// refuses parameters that identity.ModelParams.Model refuses.
+	SaveIdentityModel(ctx context.Context, p identity.ModelParams, by string) (int64, error)
+	// InitIdentityModel stores p only if no model was stored yet, and
+	// returns the model in force: of processes starting together on an
+	// empty store, the first wins and all get its model.
+	InitIdentityModel(ctx context.Context, p identity.ModelParams, by string) (int64, identity.ModelParams, error)
+	// IdentityModelID returns the id of the model in force, 0 when none:
+	// a cheap read, to notice a retrain.
+	IdentityModelID(ctx context.Context) (int64, error)
 }
 
 // Grants are match grants: a partner's successful $member-match, which

@@ -133,7 +133,7 @@ directory, the embedded Temporal server, the sandbox partner, the
 	fmt.Fprintf(&b, `
 ## Environment only
 
-Read by `+"`p2p api`, `p2p worker` and `p2p dev`"+` (identity.ConfigFromEnv): the
+Read by `+"`p2p api`, `p2p worker`, `p2p dev` and `p2p identity train`"+` (identity.ConfigFromEnv): the
 decision thresholds of identity matching, in posterior log2-odds points.
 
 | Environment | Default | Meaning |

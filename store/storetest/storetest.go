@@ -71,6 +71,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Identity/Reviews", testIdentityReviews},
 		{"Identity/PresentationKey", testPresentationKey},
 		{"Identity/ChangeLink", testChangeLink},
+		{"Identity/Models", testIdentityModels},
+		{"Identity/ModelsInitConcurrent", testIdentityModelsInitConcurrent},
 		{"Grants/AppendAndList", testMatchGrants},
 		{"Grants/MatchFailures", testMatchFailures},
 		{"Clients/Registry", testClients},

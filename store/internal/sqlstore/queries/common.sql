@@ -279,3 +279,14 @@ SELECT a.position, a.leaf_hash, e.seq, e.event_key, e.occurred_at, e.state, e.ac
 FROM timeline_events e LEFT JOIN audit_log a ON a.event_id = e.id
 WHERE e.transfer_id = $1 AND e.seq > $2 AND e.seq <= $3
 ORDER BY e.seq LIMIT $4
+
+-- The model in force is the one stored last.
+-- name: LatestIdentityModel
+SELECT id, params, method, training_size, trained_at FROM identity_models ORDER BY id DESC LIMIT 1
+
+-- name: IdentityModelID
+SELECT coalesce(max(id), 0) FROM identity_models
+
+-- name: InsertIdentityModel
+INSERT INTO identity_models (params, method, training_size, trained_at, created_at, created_by)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id

@@ -15,3 +15,9 @@ SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))
 -- for the table (the key is the hash of a name no other lock uses).
 -- name: LockMembers
 SELECT pg_advisory_xact_lock(hashtext('p2p.members.version'))
+
+-- Writers of models wait for each other (the mode conflicts with itself,
+-- not with readers): the first start stores the one model, and ids come
+-- into force in commit order.
+-- name: LockIdentityModels
+LOCK TABLE identity_models IN SHARE ROW EXCLUSIVE MODE

@@ -11,3 +11,6 @@ SELECT 1 FROM transfers WHERE id = $1
 
 -- Nothing to lock: the write lock is held.
 -- name: LockMembers
+
+-- Nothing to lock: the write lock is held.
+-- name: LockIdentityModels
