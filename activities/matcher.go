@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -22,21 +23,32 @@ import (
 // process. The whole index is built once, at start (Warm); never on a
 // timer.
 type IndexMatcher struct {
-	Store  store.Members
+	Store  MemberIndex
 	Config identity.Config // zero: identity.DefaultConfig()
 	Logger *zap.Logger
+	// By names the process in a model it stores (ModelInForce); "" is
+	// "p2p".
+	By string
 
 	// turn serialises loading and catching up (a one-slot semaphore, so
 	// that a caller waiting for it still honours its context); decisions
 	// run outside it.
 	once sync.Once
 	turn chan struct{}
-	ix   *identity.Index
+	ix    *identity.Index
+	model int64 // the id of the stored model ix decides with; 0: its own estimate
 	// The cursor of store.MemberChanges: every member up to (version,
 	// after) is applied; after "" means all of version.
 	version int64
 	after   string
 	caught  time.Time // when the last successful catch-up began
+}
+
+// MemberIndex is what the identity matcher reads: the members, their
+// change feed, and the model in force.
+type MemberIndex interface {
+	store.Members
+	store.IdentityModels
 }
 
 // pageSize is how many members one store query reads while loading or
@@ -130,10 +142,29 @@ func (m *IndexMatcher) Follow(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := m.current(ctx); err != nil && ctx.Err() == nil && m.Logger != nil {
-			m.Logger.Warn("following member writes into the identity index", zap.Error(err))
+		if err := m.follow(ctx); err != nil && ctx.Err() == nil && m.Logger != nil {
+			m.Logger.Warn("following member writes and the model into the identity index", zap.Error(err))
 		}
 	}
+}
+
+// follow catches up, and takes a model retrained since (p2p identity
+// train): decisions switch to it within one Follow interval.
+func (m *IndexMatcher) follow(ctx context.Context) error {
+	ix, err := m.current(ctx)
+	if err != nil {
+		return err
+	}
+	if err := m.take(ctx); err != nil {
+		return err
+	}
+	defer m.give()
+	id, err := RefreshModel(ctx, m.Store, ix, m.model)
+	if id != m.model && m.Logger != nil {
+		m.Logger.Info("identity model changed", zap.Int64("model", id), zap.Int64("previous", m.model))
+	}
+	m.model = id
+	return err
 }
 
 // current returns the index with every member write that committed before
@@ -179,7 +210,11 @@ func (m *IndexMatcher) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.ix, m.version, m.after = ix, v, ""
+	model, err := ModelInForce(ctx, m.Store, ix, cmp.Or(m.By, "p2p"))
+	if err != nil {
+		return err
+	}
+	m.ix, m.version, m.after, m.model = ix, v, "", model
 	// Members written while the pages were read carry a later version.
 	if err := m.catchUp(ctx); err != nil {
 		m.ix = nil
@@ -187,7 +222,7 @@ func (m *IndexMatcher) load(ctx context.Context) error {
 	}
 	m.caught = start
 	if m.Logger != nil {
-		m.Logger.Info("identity index loaded", zap.Int("members", ix.Len()), zap.Int64("member_version", m.version),
+		m.Logger.Info("identity index loaded", zap.Int("members", ix.Len()), zap.Int64("member_version", m.version), zap.Int64("model", m.model),
 			zap.Duration("took", time.Since(start)))
 	}
 	return nil

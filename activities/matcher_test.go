@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/member"
@@ -55,7 +56,7 @@ func TestCombine(t *testing.T) {
 
 // laggingStore is a member store whose change feed shows nothing: an
 // index over it stays as it was loaded, as a stale copy would.
-type laggingStore struct{ store.Members }
+type laggingStore struct{ store.Store }
 
 func (laggingStore) MemberChanges(context.Context, int64, string, int) ([]store.MemberChange, error) {
 	return nil, nil
@@ -222,4 +223,49 @@ func TestIndexMatcherConcurrentWritesAndDecisions(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestIndexMatcherModelInForce: the first start stores its estimate, and a
+// model retrained since is taken by the running matcher.
+func TestIndexMatcherModelInForce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var ms []member.Record
+	for i := range MinModelMembers + 200 {
+		ms = append(ms, benchMember("Q", i))
+	}
+	if err := f.st.UpsertMembers(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	m := &IndexMatcher{Store: f.st, By: "test"}
+	if err := m.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, stored, err := f.st.LatestIdentityModel(ctx)
+	if err != nil || m.model != id || id == 0 {
+		t.Fatalf("after Warm: matcher model %d, store %d %v", m.model, id, err)
+	}
+	retrained := stored
+	retrained.Method, retrained.TrainedAt = identity.MethodTrained, time.Now()
+	retrained.M = map[string]map[string]float64{}
+	for f, levels := range stored.M {
+		retrained.M[f] = map[string]float64{}
+		for l, v := range levels {
+			retrained.M[f][l] = v
+		}
+	}
+	retrained.M["given"]["exact"] = 0.5
+	newID, err := f.st.SaveIdentityModel(ctx, retrained, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.model != newID {
+		t.Fatalf("after follow: model %d, want %d", m.model, newID)
+	}
+	if got := m.ix.Model().Params(identity.MethodTrained, 0, time.Now()).M["given"]["exact"]; got != 0.5 {
+		t.Fatalf("the index decides with m(given exact) = %v, want the retrained 0.5", got)
+	}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/signing"
-	"github.com/p2p-payer/p2p/store"
 )
 
 // ActivityDeps are the dependencies of the worker's activities as the
@@ -88,9 +87,10 @@ type ActivityStore interface {
 }
 
 // NewMatcher is the identity matcher over the member index of st, shared
-// by the worker's activities and the FHIR API of one process.
-func NewMatcher(st store.Members, cfg identity.Config, log *zap.Logger) *activities.IndexMatcher {
-	return &activities.IndexMatcher{Store: st, Logger: log, Config: cfg}
+// by the worker's activities and the FHIR API of one process; by names the
+// process in a model it stores.
+func NewMatcher(st activities.MemberIndex, cfg identity.Config, by string, log *zap.Logger) *activities.IndexMatcher {
+	return &activities.IndexMatcher{Store: st, Logger: log, Config: cfg, By: by}
 }
 
 // Activities are the worker's activity groups, one per workflow family
