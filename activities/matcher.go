@@ -33,8 +33,8 @@ type IndexMatcher struct {
 	// turn serialises loading and catching up (a one-slot semaphore, so
 	// that a caller waiting for it still honours its context); decisions
 	// run outside it.
-	once sync.Once
-	turn chan struct{}
+	once  sync.Once
+	turn  chan struct{}
 	ix    *identity.Index
 	model int64 // the id of the stored model ix decides with; 0: its own estimate
 	// The cursor of store.MemberChanges: every member up to (version,
