@@ -123,11 +123,11 @@ type side struct {
 }
 
 func (ix *Index) side(row int32) side {
-	r := &ix.recs[row]
+	r := ix.rec(row)
 	return side{
-		id: ix.ids[row], given: ix.strs[r.given], family: ix.strs[r.family],
-		street: ix.strs[r.street], city: ix.strs[r.city], state: ix.strs[r.state], postal: ix.strs[r.postal],
-		dob: r.dob, phone: r.phone, sex: r.sex, suffix: r.suffix,
+		id: ix.id(row), given: ix.str(r.given), family: ix.str(r.family),
+		street: ix.str(r.street), city: ix.str(r.city), state: ix.str(r.state), postal: ix.str(r.postal),
+		dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix,
 	}
 }
 

@@ -64,7 +64,7 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		if a.score != b.score {
 			return cmp.Compare(b.score, a.score)
 		}
-		return strings.Compare(ix.ids[a.row], ix.ids[b.row])
+		return strings.Compare(ix.id(a.row), ix.id(b.row))
 	})
 	// The deterministic rule stays in front: the member named by an exact
 	// member id with an agreeing birth date is the answer, whatever scores
@@ -77,7 +77,7 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		}
 	}
 	best := sc.scored[0]
-	d := Decision{MemberID: ix.ids[best.row], Score: best.score}
+	d := Decision{MemberID: ix.memberID(best.row), Score: best.score}
 	d.Rationale.Fields = ix.contributions(m, best.row, best.g)
 
 	// The runner-up is the best candidate that is a different person: a
@@ -93,17 +93,17 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	var aside []string // set aside as duplicates, too weakly tied to be linked
 	for i := 1; dupsExpected && i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
 		c := sc.scored[i]
-		strong := c.score >= ix.cfg.MatchThreshold && vetoed(c.g, p.suffix, ix.recs[c.row].suffix, relatives) == "" && ix.compatible(m, best.row, c.row)
+		strong := c.score >= ix.cfg.MatchThreshold && vetoed(c.g, p.suffix, ix.rec(c.row).suffix, relatives) == "" && ix.compatible(m, best.row, c.row)
 		switch tie := ix.sameMember(m, best.row, c.row); {
 		case strong || tie == tieStrong:
 			// Linked: the record matches the query, or the best candidate,
 			// as surely as an automatic match requires.
-			dups = append(dups, ix.ids[c.row])
+			dups = append(dups, ix.memberID(c.row))
 			continue
 		case tie == tieWeak:
 			// Likely the same person as the best candidate, so no rival;
 			// but not sure enough to be linked to the query.
-			aside = append(aside, ix.ids[c.row])
+			aside = append(aside, ix.id(c.row))
 			continue
 		}
 		if runner == nil {
@@ -112,7 +112,7 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	}
 	if runner == nil {
 		for i := 1; i < len(sc.scored); i++ {
-			if id := ix.ids[sc.scored[i].row]; !contains(dups, id) && !contains(aside, id) {
+			if id := ix.id(sc.scored[i].row); !contains(dups, id) && !contains(aside, id) {
 				runner = &sc.scored[i]
 				break
 			}
@@ -121,12 +121,12 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	runnerScore := math.Inf(-1)
 	if runner != nil {
 		runnerScore = runner.score
-		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.ids[runner.row], Score: runner.score}
+		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.memberID(runner.row), Score: runner.score}
 	}
 	cfg := ix.cfg
-	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, relatives)
+	veto := vetoed(best.g, p.suffix, ix.rec(best.row).suffix, relatives)
 	if veto == "" && relatives && best.g[fGiven] == lClose && (best.g[fBirthDate] == lExact || best.g[fBirthDate] == lTransposed) &&
-		m.livesWithKin(best.row) && ix.knownGiven(p.given) {
+		ix.livesWithKin(best.row) && ix.knownGiven(p.given) {
 		// A member who lives with relatives, the same birth date and a given
 		// name one letter off that is itself a name other members bear
 		// (Ronald for Donald, Anna for Ann): a twin the index does not hold
@@ -158,7 +158,7 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 			if i > 0 && (s.score < cfg.ReviewThreshold || s.score < best.score-cfg.Margin) {
 				break
 			}
-			d.Candidates = append(d.Candidates, ix.ids[s.row])
+			d.Candidates = append(d.Candidates, ix.memberID(s.row))
 		}
 	default:
 		d.Outcome = OutcomeNoMatch
@@ -225,13 +225,9 @@ func (ix *Index) knownGiven(g string) bool {
 	if normalize.KnownGiven(g) {
 		return true
 	}
-	id, ok := ix.strID[g]
-	return ok && int(id) < len(ix.givenN) && ix.givenN[id] >= 2
+	id := ix.strIdx.find(&ix.strs, g)
+	return id >= 0 && ix.givenN[id] >= 2
 }
-
-// livesWithKin reports whether row was found living with a relative when
-// the model was estimated.
-func (m *Model) livesWithKin(row int32) bool { return int(row) < len(m.kin) && m.kin[row] }
 
 // sameMember reports whether two index rows look like two records of one
 // person: compatible given name and birth date and a match-level score.
@@ -285,7 +281,7 @@ func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *sc
 	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
 	sc.scored = sc.scored[:0]
 	for _, row := range sc.rows {
-		if exclude != "" && ix.ids[row] == exclude {
+		if exclude != "" && ix.id(row) == exclude {
 			continue
 		}
 		c := ix.side(row)
@@ -333,20 +329,28 @@ func (ix *Index) weight(m *Model, row int32, f int, l uint8) float64 {
 // valueCount is how many members share row's value of field f, for the
 // fields with a term-frequency adjustment (0 for the others).
 func (ix *Index) valueCount(row int32, f int) uint32 {
-	r := &ix.recs[row]
+	r := ix.rec(row)
 	switch f {
 	case fGiven:
 		return ix.givenN[r.given]
 	case fFamily:
 		return ix.familyN[r.family]
 	case fBirthDate:
-		return uint32(ix.blocks[hashKey(keyDOB, "", uint64(r.dob))].n)
+		return ix.blockSize(keyDOB, hashKey(keyDOB, "", uint64(r.dob)))
 	case fPhone:
-		return uint32(ix.blocks[hashKey(keyPhone, "", r.phone)].n)
+		return ix.blockSize(keyPhone, hashKey(keyPhone, "", r.phone()))
 	case fAddress:
 		// Only for the same-town level: how many live in the candidate's
 		// postal code (or city); London agrees by chance, Portsmouth not.
 		return ix.placeN[r.place()]
+	}
+	return 0
+}
+
+// blockSize is the number of live rows with key, of kind.
+func (ix *Index) blockSize(kind int, key uint64) uint32 {
+	if b := ix.blocks[kind].get(key); b != nil {
+		return uint32(b.n)
 	}
 	return 0
 }

@@ -20,7 +20,7 @@ func TestRemoveWithdrawsTheKeysAddAdded(t *testing.T) {
 	ix := NewIndex(members, DefaultConfig())
 	for i, m := range members {
 		p := newProbe(m.Given, m.Family, m.BirthDate, m.Sex, m.Street, m.City, m.State, m.PostalCode, m.Phone)
-		s := ix.side(ix.byID[m.ID])
+		s := ix.side(ix.rowOf(m.ID))
 		q := probeOf(&s)
 		var a, b [numKeys]uint64
 		p.blockKeys(&a)
@@ -76,7 +76,7 @@ func TestUpsertAndRemove(t *testing.T) {
 	}
 	for _, key := range blockKeysOf(garcia) {
 		for _, row := range ix.walk(keyPhone, key, nil) {
-			if ix.ids[row] == "G1" {
+			if ix.id(row) == "G1" {
 				t.Fatalf("the old phone block still holds G1")
 			}
 		}
