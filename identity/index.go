@@ -446,10 +446,27 @@ func (ix *Index) file(pr *prepared) error {
 		*f.dst = id
 	}
 	r.dob, r.phoneLo, r.phoneHi, r.sex, r.suffix = p.dob, uint32(p.phone), uint8(p.phone>>32), p.sex, p.suffix
-	row := ix.nrows
 	if _, err := ix.ids.add(pr.id); err != nil {
 		return err
 	}
+	var none [numKeys]int32
+	for k := range none {
+		none[k] = -1
+	}
+	row := ix.newRow(r, none)
+	ix.live++
+	ix.writes++
+	ix.byID.insert(&ix.ids, uint32(row))
+	ix.givenN[r.given]++
+	ix.familyN[r.family]++
+	ix.placeN[r.place()]++
+	pr.row = row
+	return nil
+}
+
+// newRow appends a row and returns its number. The first page grows as
+// pages of a small index should; later ones are allocated whole.
+func (ix *Index) newRow(r rec, next [numKeys]int32) int32 {
 	if len(ix.pages) == 0 || len(ix.pages[len(ix.pages)-1].recs) == pageSize {
 		pg := &page{}
 		if len(ix.pages) > 0 {
@@ -459,20 +476,9 @@ func (ix *Index) file(pr *prepared) error {
 	}
 	pg := ix.pages[len(ix.pages)-1]
 	pg.recs = append(pg.recs, r)
-	var none [numKeys]int32
-	for k := range none {
-		none[k] = -1
-	}
-	pg.next = append(pg.next, none)
+	pg.next = append(pg.next, next)
 	ix.nrows++
-	ix.live++
-	ix.writes++
-	ix.byID.insert(&ix.ids, uint32(row))
-	ix.givenN[r.given]++
-	ix.familyN[r.family]++
-	ix.placeN[r.place()]++
-	pr.row = row
-	return nil
+	return ix.nrows - 1
 }
 
 // link puts pr's row at the head of its block of kind k.
