@@ -90,6 +90,9 @@ type Index struct {
 	placeN  []uint32            // rows per postal-code string id, or city where there is none
 	model   *Model
 	writes  uint64 // changes made, to tell whether the index changed between two locks
+	// exhaustive turns off the shortcuts of Match (memoised levels, ordering
+	// only the best candidates), for tests that prove them exact.
+	exhaustive bool
 }
 
 // Kinds of blocking key.
