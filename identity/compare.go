@@ -120,20 +120,28 @@ type side struct {
 	dob                         normalize.Date
 	phone                       uint64
 	sex, suffix                 byte
+	r                           *rec // the index row, for memo's keys; nil for a member outside the index
 }
 
 func (ix *Index) side(row int32) side {
-	r := &ix.recs[row]
+	r := ix.rec(row)
 	return side{
-		id: ix.ids[row], given: ix.strs[r.given], family: ix.strs[r.family],
-		street: ix.strs[r.street], city: ix.strs[r.city], state: ix.strs[r.state], postal: ix.strs[r.postal],
-		dob: r.dob, phone: r.phone, sex: r.sex, suffix: r.suffix,
+		id: ix.id(row), given: ix.str(r.given), family: ix.str(r.family),
+		street: ix.str(r.street), city: ix.str(r.city), state: ix.str(r.state), postal: ix.str(r.postal),
+		dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r,
 	}
 }
 
 // compare computes the comparison vector of query q (with member id qid)
 // against member c.
-func compare(q *probe, qid string, c *side) gamma {
+func compare(q *probe, qid string, c *side) gamma { return compareMemo(q, qid, c, nil) }
+
+// compareMemo is compare, remembering in memo (when not nil) the levels
+// that depend on one interned value of c's only (given name, family name,
+// street, locality): the candidates of one query share them often (a block
+// of one family name, one household, one town), and the string comparisons
+// are most of a match's time. memo is for one query q.
+func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
 	var g gamma
 	switch {
 	case qid == "" || c.id == "":
@@ -146,8 +154,15 @@ func compare(q *probe, qid string, c *side) gamma {
 		g[fMemberID] = lDifferent
 	}
 	cGivenC, cFamilyC := normalize.Compact(c.given), normalize.Compact(c.family)
-	g[fGiven] = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, cGivenC)
-	g[fFamily] = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
+	var ok bool
+	if g[fGiven], ok = memo.get(memoGiven, c); !ok {
+		g[fGiven] = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, cGivenC)
+		memo.put(memoGiven, c, g[fGiven])
+	}
+	if g[fFamily], ok = memo.get(memoFamily, c); !ok {
+		g[fFamily] = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
+		memo.put(memoFamily, c, g[fFamily])
+	}
 	switch {
 	case g[fGiven] != lDifferent && g[fFamily] != lDifferent:
 	case q.givenCompact != "" && q.familyCompact != "" && similar(q.givenCompact, cFamilyC) && similar(q.familyCompact, cGivenC):
@@ -166,7 +181,17 @@ func compare(q *probe, qid string, c *side) gamma {
 	default:
 		g[fSex] = lDifferent
 	}
-	g[fAddress] = compareAddress(compareStreet(q.street, q.streetNumber, q.streetName, c.street), compareLocality(q, c))
+	street, ok := memo.get(memoStreet, c)
+	if !ok {
+		street = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
+		memo.put(memoStreet, c, street)
+	}
+	locality, ok := memo.get(memoLocality, c)
+	if !ok {
+		locality = compareLocality(q, c)
+		memo.put(memoLocality, c, locality)
+	}
+	g[fAddress] = compareAddress(street, locality)
 	switch {
 	case q.phone == 0 || c.phone == 0:
 		g[fPhone] = lMissing
@@ -420,14 +445,95 @@ func compareLocality(q *probe, c *side) uint8 {
 }
 
 // phoneOneDigit reports whether two phone numbers differ in one digit or by
-// one adjacent swap.
+// one adjacent swap: an optimal-string-alignment distance of at most one
+// between their ten digits, which for strings of one length is no
+// difference, one substitution or one adjacent transposition.
 func phoneOneDigit(a, b uint64) bool {
 	var da, db [10]byte
 	for i := 9; i >= 0; i-- {
 		da[i], db[i] = byte(a%10), byte(b%10)
 		a, b = a/10, b/10
 	}
-	return strsim.OSA(string(da[:]), string(db[:]), 1) <= 1
+	first, n := -1, 0
+	for i := range da {
+		if da[i] != db[i] {
+			if n == 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	switch n {
+	case 0, 1:
+		return true
+	case 2:
+		return first+1 < len(da) && da[first] == db[first+1] && da[first+1] == db[first]
+	}
+	return false
+}
+
+// Kinds of level memo remembers.
+const (
+	memoGiven = iota
+	memoFamily
+	memoStreet
+	memoLocality
+	numMemo
+)
+
+// memoSlots is the size of each of memo's direct-mapped tables: a slot
+// holds the last value that hashed to it.
+const memoSlots = 256
+
+// memo remembers, for one query, the level of each given name, family
+// name, street and locality (postal code, city and state) seen among its
+// candidates, by their numbers in the index's string table.
+type memo struct {
+	key   [numMemo][memoSlots]memoKey
+	level [numMemo][memoSlots]uint8
+}
+
+// memoKey is a value's string number(s), plus one so that the zero key is
+// an empty slot.
+type memoKey struct{ a, b uint64 }
+
+func (m *memo) reset() { clear(m.key[:]) }
+
+func memoKeyOf(kind int, c *side) memoKey {
+	r := c.r
+	switch kind {
+	case memoGiven:
+		return memoKey{a: uint64(r.given) + 1}
+	case memoFamily:
+		return memoKey{a: uint64(r.family) + 1}
+	case memoStreet:
+		return memoKey{a: uint64(r.street) + 1}
+	}
+	return memoKey{a: uint64(r.postal)<<32 | uint64(r.city) + 1, b: uint64(r.state) + 1}
+}
+
+func memoSlot(k memoKey) int { return int((k.a*0x9e3779b97f4a7c15 ^ k.b*0xc2b2ae3d27d4eb4f) >> 56) }
+
+// get is the remembered level of c's value of kind; ok false if none.
+func (m *memo) get(kind int, c *side) (uint8, bool) {
+	if m == nil || c.r == nil {
+		return 0, false
+	}
+	k := memoKeyOf(kind, c)
+	i := memoSlot(k)
+	if m.key[kind][i] == k {
+		return m.level[kind][i], true
+	}
+	return 0, false
+}
+
+func (m *memo) put(kind int, c *side, level uint8) {
+	if m == nil || c.r == nil {
+		return
+	}
+	k := memoKeyOf(kind, c)
+	i := memoSlot(k)
+	m.key[kind][i], m.level[kind][i] = k, level
 }
 
 func splitStreet(s string) (number, name, unit string) { return normalize.StreetParts(s) }
