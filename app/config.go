@@ -29,6 +29,7 @@ type Config struct {
 	FHIRTrustHeader   string     // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
 	PayerIdentifier   string     // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
 	ImportDir         string     // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON)
+	IdentitySnapshot  string     // P2P_IDENTITY_SNAPSHOT: file the identity index is snapshotted to and restored from
 	SourceFHIR        FHIRServer // P2P_SOURCE_FHIR_*: our FHIR server, which exports read; unset: synthetic data
 	ImportFHIR        FHIRServer // P2P_IMPORT_FHIR_*: our FHIR server, which imports write to; unset: NDJSON only
 	LogLevel          string     // P2P_LOG_LEVEL: debug, info, warn, error
@@ -267,6 +268,8 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"identifier system of our member ids on the source FHIR server's Patients; empty: the payer's")
 	b.str(FlagWorker|FlagDev, &c.ImportFHIR.URL, "import-fhir-url", "P2P_IMPORT_FHIR_URL", "", "base URL of our FHIR R4 server that imports write to, as batch PUTs; empty: NDJSON only")
 	b.str(FlagWorker|FlagDev, &c.ImportFHIR.TokenFile, "import-fhir-token-file", "P2P_IMPORT_FHIR_TOKEN_FILE", "", "file holding a bearer token for the import FHIR server")
+	b.str(FlagAPI|FlagWorker, &c.IdentitySnapshot, "identity-snapshot", "P2P_IDENTITY_SNAPSHOT", "",
+		"file the identity index is written to once built and at stop, and restored from at start (then only later member writes are read); holds PHI, mode 0600; one per process; empty: built from the store at every start")
 	b.str(FlagWorker, &c.ImportDir, "import-dir", "P2P_IMPORT_DIR", "", "directory where imports write pulled member data as NDJSON, one directory per transfer; empty: imports fail")
 	r := &c.Retention
 	b.dur(FlagWorker|FlagDev, &r.CheckpointInterval, "audit-checkpoint-interval", "P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, "how often the audit log is checkpointed")

@@ -356,7 +356,7 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	matcher, err := newMatcher(ctx, d.Store, "worker", log)
+	matcher, err := newMatcher(ctx, d.Store, "worker", cfg.IdentitySnapshot, log)
 	if err != nil {
 		return nil, err
 	}
@@ -468,12 +468,13 @@ const FollowInterval = time.Second
 // newMatcher is the identity matcher of the worker and the FHIR API, with
 // the decision thresholds the environment sets (identity.ConfigFromEnv),
 // its index loaded.
-func newMatcher(ctx context.Context, st activities.MemberIndex, by string, log *zap.Logger) (*activities.IndexMatcher, error) {
+func newMatcher(ctx context.Context, st activities.MemberIndex, by, snapshot string, log *zap.Logger) (*activities.IndexMatcher, error) {
 	cfg, err := identity.ConfigFromEnv()
 	if err != nil {
 		return nil, err
 	}
 	m := workflows.NewMatcher(st, cfg, by, log)
+	m.Snapshot = snapshot
 	if err := m.Warm(ctx); err != nil {
 		return nil, fmt.Errorf("loading the identity index: %w", err)
 	}
