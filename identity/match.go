@@ -361,11 +361,11 @@ func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *sc
 		if exclude != "" && ix.id(row) == exclude {
 			continue
 		}
-		c := ix.side(row)
 		memo := &sc.memo
 		if ix.exhaustive {
 			memo = nil
 		}
+		c := ix.lightSide(row, qid != "")
 		g := compareMemo(p, qid, &c, memo)
 		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
 	}
