@@ -120,7 +120,30 @@ type side struct {
 	dob                         normalize.Date
 	phone                       uint64
 	sex, suffix                 byte
-	r                           *rec // the index row, for memo's keys; nil for a member outside the index
+	r                           *rec      // the index row, for memo's keys; nil for a member outside the index
+	strs                        *strTable // where r's strings are, for load
+	loaded                      bool      // the strings are filled in
+}
+
+// load fills in the strings of a side made by lightSide.
+func (c *side) load() {
+	if c.loaded {
+		return
+	}
+	r, t := c.r, c.strs
+	c.given, c.family, c.street, c.city, c.state, c.postal = t.at(r.given), t.at(r.family), t.at(r.street), t.at(r.city), t.at(r.state), t.at(r.postal)
+	c.loaded = true
+}
+
+// lightSide is row as a side whose strings are loaded only when a level is
+// not in the query's memo (see compareMemo); the member id only if withID.
+func (ix *Index) lightSide(row int32, withID bool) side {
+	r := ix.rec(row)
+	c := side{dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs}
+	if withID {
+		c.id = ix.id(row)
+	}
+	return c
 }
 
 func (ix *Index) side(row int32) side {
@@ -128,7 +151,7 @@ func (ix *Index) side(row int32) side {
 	return side{
 		id: ix.id(row), given: ix.str(r.given), family: ix.str(r.family),
 		street: ix.str(r.street), city: ix.str(r.city), state: ix.str(r.state), postal: ix.str(r.postal),
-		dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r,
+		dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs, loaded: true,
 	}
 }
 
@@ -142,6 +165,9 @@ func compare(q *probe, qid string, c *side) gamma { return compareMemo(q, qid, c
 // of one family name, one household, one town), and the string comparisons
 // are most of a match's time. memo is for one query q.
 func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
+	if memo == nil {
+		c.load()
+	}
 	var g gamma
 	switch {
 	case qid == "" || c.id == "":
@@ -153,22 +179,29 @@ func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
 	default:
 		g[fMemberID] = lDifferent
 	}
-	cGivenC, cFamilyC := normalize.Compact(c.given), normalize.Compact(c.family)
-	var ok bool
-	if g[fGiven], ok = memo.get(memoGiven, c); !ok {
-		g[fGiven] = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, cGivenC)
-		memo.put(memoGiven, c, g[fGiven])
+	gv, ok := memo.get(memoGiven, c)
+	if !ok {
+		c.load()
+		gv = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, normalize.Compact(c.given))
+		memo.put(memoGiven, c, gv)
 	}
-	if g[fFamily], ok = memo.get(memoFamily, c); !ok {
-		g[fFamily] = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
-		memo.put(memoFamily, c, g[fFamily])
+	fv, ok := memo.get(memoFamily, c)
+	if !ok {
+		c.load()
+		cFamilyC := normalize.Compact(c.family)
+		fv = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
+		if q.givenCompact == cFamilyC {
+			fv |= memoSameAsGiven
+		}
+		memo.put(memoFamily, c, fv)
 	}
+	g[fGiven], g[fFamily] = gv&memoLevel, fv&memoLevel
 	switch {
 	case g[fGiven] != lDifferent && g[fFamily] != lDifferent:
-	case q.givenCompact != "" && q.familyCompact != "" && similar(q.givenCompact, cFamilyC) && similar(q.familyCompact, cGivenC):
+	case q.givenCompact != "" && q.familyCompact != "" && memo.similar(memoFamily, fv, q.givenCompact, c) && memo.similar(memoGiven, gv, q.familyCompact, c):
 		// Given and family swapped ("Hall Isla" for "Isla Hall").
 		g[fGiven], g[fFamily] = lSwapped, lSwapped
-	case g[fFamily] == lMissing && q.familyCompact == "" && q.givenCompact == cFamilyC:
+	case g[fFamily] == lMissing && q.familyCompact == "" && fv&memoSameAsGiven != 0:
 		// A lone name keyed into the wrong field.
 		g[fGiven] = lSwapped
 	}
@@ -183,11 +216,13 @@ func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
 	}
 	street, ok := memo.get(memoStreet, c)
 	if !ok {
+		c.load()
 		street = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
 		memo.put(memoStreet, c, street)
 	}
 	locality, ok := memo.get(memoLocality, c)
 	if !ok {
+		c.load()
 		locality = compareLocality(q, c)
 		memo.put(memoLocality, c, locality)
 	}
@@ -337,10 +372,10 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 	if q == c {
 		return lExact
 	}
-	cNum, cName, _ := normalize.StreetParts(c)
-	if qNum != cNum && qNum != "" && cNum != "" {
+	if cNum := leadingNumber(c); qNum != cNum && qNum != "" && cNum != "" {
 		return lDifferent // another house, whatever the street
 	}
+	cNum, cName, _ := normalize.StreetParts(c)
 	if qNum == cNum && qName == cName {
 		return lExact // only the unit differs
 	}
@@ -360,6 +395,19 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 		return lPartial // the house number agrees, the street name does not
 	}
 	return lDifferent
+}
+
+// leadingNumber is the house number normalize.StreetParts would find in a
+// normalised street, without the rest of its parsing: most candidates live
+// at another number, and that is all compareStreet needs to know of them.
+func leadingNumber(street string) string {
+	if street == "" || street[0] < '0' || street[0] > '9' {
+		return ""
+	}
+	if i := strings.IndexByte(street, ' '); i >= 0 {
+		return street[:i]
+	}
+	return street
 }
 
 // prefixNoSpace compares a and b ignoring spaces: full reports whether one
@@ -480,6 +528,35 @@ const (
 	memoLocality
 	numMemo
 )
+
+// A memo entry is a level in its low bits; the given and family entries
+// carry besides what the swap test asks of the value.
+const (
+	memoLevel       = 0x0f
+	memoSimKnown    = 0x10 // memoSimilar is known
+	memoSimilar     = 0x20 // the value is similar to the query's other name (given for a family name, family for a given)
+	memoSameAsGiven = 0x40 // a family name equal to the query's given name
+)
+
+// similar reports whether c's name of kind (given or family) is similar
+// to qOther, the query's other name, remembered in v and the memo.
+func (m *memo) similar(kind int, v uint8, qOther string, c *side) bool {
+	if v&memoSimKnown != 0 {
+		return v&memoSimilar != 0
+	}
+	c.load()
+	name := c.family
+	if kind == memoGiven {
+		name = c.given
+	}
+	sim := similar(qOther, normalize.Compact(name))
+	v |= memoSimKnown
+	if sim {
+		v |= memoSimilar
+	}
+	m.put(kind, c, v)
+	return sim
+}
 
 // memoSlots is the size of each of memo's direct-mapped tables: a slot
 // holds the last value that hashed to it.

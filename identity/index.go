@@ -24,18 +24,14 @@ type rec struct {
 	phoneHi       uint8
 	sex           byte // 'F', 'M' or 0
 	suffix        byte // generational suffix code (jr, sr, ii…); 0 = none
-	flags         byte // flagDead, flagKin
+	flags         byte // flagKin
 }
 
-const (
-	// flagDead: removed or replaced, skipped by every block walk.
-	flagDead = 1 << iota
-	// flagKin: lives with a relative in the index (see Model.Relatives).
-	flagKin
-)
+// flagKin marks a member who lives with a relative in the index (see
+// Model.Relatives).
+const flagKin = 2
 
 func (r *rec) phone() uint64 { return uint64(r.phoneHi)<<32 | uint64(r.phoneLo) }
-func (r *rec) dead() bool    { return r.flags&flagDead != 0 }
 
 // place is the string id that stands for where r lives: the postal code, or
 // the city where there is none.
@@ -55,11 +51,20 @@ const (
 	pageMask = pageSize - 1
 )
 
-// page is pageSize rows: each row's record and, per kind of blocking key,
-// the next (older) row in the same block, or -1.
+// page is pageSize rows: each row's record and links.
 type page struct {
-	recs []rec
-	next [][numKeys]int32
+	recs  []rec
+	links []links
+}
+
+// links is, per kind of blocking key, the next (older) row in the same
+// block, or -1; and whether the row is dead (removed or replaced: skipped
+// by every block walk). A walk reads both, so they share a 64-byte cache
+// line.
+type links struct {
+	next [numKeys]int32
+	dead bool
+	_    [64 - 4*numKeys - 1]byte
 }
 
 // Index is an in-memory member index with blocking keys and a scoring model
@@ -71,7 +76,7 @@ type page struct {
 // reclaimed when the index is next built whole or restored from a snapshot
 // (WriteSnapshot writes only live rows).
 //
-// Memory: about 200 bytes a member at ten million members (see
+// Memory: about 175 bytes a member at ten million members (see
 // docs/benchmarks.md), in flat arrays the garbage collector need not scan.
 type Index struct {
 	cfg Config
@@ -303,8 +308,11 @@ func (ix *Index) rec(row int32) *rec { return &ix.pages[row>>pageBits].recs[row&
 
 // next is the row after row in its block of kind, or -1.
 func (ix *Index) next(kind int, row int32) int32 {
-	return ix.pages[row>>pageBits].next[row&pageMask][kind]
+	return ix.pages[row>>pageBits].links[row&pageMask].next[kind]
 }
+
+// dead reports whether row was removed or replaced.
+func (ix *Index) dead(row int32) bool { return ix.pages[row>>pageBits].links[row&pageMask].dead }
 
 // id is row's member id, sharing the index's memory (see strTable.at).
 func (ix *Index) id(row int32) string { return ix.ids.at(uint32(row)) }
@@ -329,11 +337,11 @@ func (ix *Index) sameRecord(row int32, p *probe) bool {
 // frequencies and the id table. It stays linked in its chains, where walks
 // skip it.
 func (ix *Index) remove(row int32) {
-	r := ix.rec(row)
-	if r.dead() {
+	if ix.dead(row) {
 		return
 	}
-	r.flags |= flagDead
+	r := ix.rec(row)
+	ix.pages[row>>pageBits].links[row&pageMask].dead = true
 	ix.live--
 	ix.writes++
 	ix.byID.remove(&ix.ids, uint32(row))
@@ -473,13 +481,13 @@ func (ix *Index) newRow(r rec, next [numKeys]int32) int32 {
 	if len(ix.pages) == 0 || len(ix.pages[len(ix.pages)-1].recs) == pageSize {
 		pg := &page{}
 		if len(ix.pages) > 0 {
-			pg.recs, pg.next = make([]rec, 0, pageSize), make([][numKeys]int32, 0, pageSize)
+			pg.recs, pg.links = make([]rec, 0, pageSize), make([]links, 0, pageSize)
 		}
 		ix.pages = append(ix.pages, pg)
 	}
 	pg := ix.pages[len(ix.pages)-1]
 	pg.recs = append(pg.recs, r)
-	pg.next = append(pg.next, next)
+	pg.links = append(pg.links, links{next: next})
 	ix.nrows++
 	return ix.nrows - 1
 }
@@ -491,7 +499,7 @@ func (ix *Index) link(k int, pr *prepared) {
 		return
 	}
 	b := ix.blocks[k].put(key)
-	ix.pages[pr.row>>pageBits].next[pr.row&pageMask][k] = b.head
+	ix.pages[pr.row>>pageBits].links[pr.row&pageMask].next[k] = b.head
 	b.head = pr.row
 	b.n++
 }
@@ -522,7 +530,7 @@ func (ix *Index) markKin(row int32) {
 func (ix *Index) liveRows() []int32 {
 	rows := make([]int32, 0, ix.live)
 	for r := int32(0); r < ix.nrows; r++ {
-		if !ix.rec(r).dead() {
+		if !ix.dead(r) {
 			rows = append(rows, r)
 		}
 	}
@@ -588,7 +596,7 @@ func (ix *Index) walk(kind int, key uint64, dst []int32) []int32 {
 		return dst
 	}
 	for row := b.head; row >= 0; row = ix.next(kind, row) {
-		if !ix.rec(row).dead() {
+		if !ix.dead(row) {
 			dst = append(dst, row)
 		}
 	}

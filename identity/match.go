@@ -23,7 +23,8 @@ type scored struct {
 type scratch struct {
 	rows   []int32
 	scored []scored
-	top    []int // orderTop's working set
+	more   []int32 // scoreWide's rows
+	top    []int   // orderTop's working set
 	spare  []scored
 	memo   memo
 }
@@ -50,16 +51,25 @@ func (ix *Index) match(p *probe, qid, exclude string) Decision {
 	defer ix.mu.RUnlock()
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	m := ix.model
 	// The narrow blocks first; the wide ones only when they leave doubt.
-	if d := ix.decide(p, qid, exclude, sc, false); d.Outcome == OutcomeMatch {
+	ix.scoreCandidates(m, p, qid, exclude, sc, false)
+	if d := ix.decide(m, p, sc); d.Outcome == OutcomeMatch {
 		return d
 	}
-	return ix.decide(p, qid, exclude, sc, true)
+	if ix.exhaustive {
+		ix.scoreCandidates(m, p, qid, exclude, sc, true)
+	} else {
+		// The narrow candidates keep their scores: only the rows the wide
+		// keys add are scored.
+		ix.scoreWide(m, p, qid, exclude, sc)
+	}
+	return ix.decide(m, p, sc)
 }
 
-func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) Decision {
-	m, cfg := ix.model, ix.cfg
-	ix.scoreCandidates(m, p, qid, exclude, sc, wide)
+// decide is the decision over the scored candidates in sc.
+func (ix *Index) decide(m *Model, p *probe, sc *scratch) Decision {
+	cfg := ix.cfg
 	if len(sc.scored) == 0 {
 		return Decision{Outcome: OutcomeNoMatch, Rationale: transfer.Rationale{Rule: RuleNone, Summary: "no member shares a blocking key with the query"}}
 	}
@@ -357,15 +367,48 @@ func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *sc
 	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
 	sc.scored = sc.scored[:0]
 	sc.memo.reset()
-	for _, row := range sc.rows {
+	ix.scoreRows(m, p, qid, exclude, sc, sc.rows)
+}
+
+// scoreWide adds to sc.scored, scored by scoreCandidates without wide, the
+// rows only the wide keys find: together they are the wide candidates.
+func (ix *Index) scoreWide(m *Model, p *probe, qid, exclude string, sc *scratch) {
+	var keys [numKeys]uint64
+	p.blockKeys(&keys)
+	more := sc.more[:0]
+	for k, key := range keys {
+		if wideKey[k] {
+			more = ix.walk(k, key, more)
+		}
+	}
+	more = dedupe(more)
+	// Less the rows already scored (sc.rows, sorted too).
+	out, j := more[:0], 0
+	for _, r := range more {
+		for j < len(sc.rows) && sc.rows[j] < r {
+			j++
+		}
+		if j < len(sc.rows) && sc.rows[j] == r {
+			continue
+		}
+		out = append(out, r)
+	}
+	sc.more = out
+	ix.scoreRows(m, p, qid, exclude, sc, out)
+}
+
+// scoreRows appends rows, less the member with id exclude, to sc.scored
+// with their comparison vectors and scores under m.
+func (ix *Index) scoreRows(m *Model, p *probe, qid, exclude string, sc *scratch, rows []int32) {
+	memo := &sc.memo
+	if ix.exhaustive {
+		memo = nil
+	}
+	for _, row := range rows {
 		if exclude != "" && ix.id(row) == exclude {
 			continue
 		}
-		c := ix.side(row)
-		memo := &sc.memo
-		if ix.exhaustive {
-			memo = nil
-		}
+		c := ix.lightSide(row, qid != "")
 		g := compareMemo(p, qid, &c, memo)
 		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/p2p-payer/p2p/identity/internal/synth"
+	"github.com/p2p-payer/p2p/identity/normalize"
 	"github.com/p2p-payer/p2p/identity/strsim"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/transfer"
@@ -287,6 +288,20 @@ func TestPhoneOneDigitIsOSA(t *testing.T) {
 		b, _ := strconv.ParseUint(string(d), 10, 64)
 		if got, want := phoneOneDigit(a, b), strsim.OSA(digits(a), digits(b), 1) <= 1; got != want {
 			t.Fatalf("%s vs %s: %v, OSA says %v", digits(a), digits(b), got, want)
+		}
+	}
+}
+
+// TestLeadingNumberIsStreetParts: the shortcut finds the house number the
+// full parse finds.
+func TestLeadingNumberIsStreetParts(t *testing.T) {
+	streets := []string{"", "12", "12 ", "12a main st", "main st", "apt 4", "12 apt 4", "0 x", "9", "1-3 high st apt 2"}
+	for _, m := range synth.GenerateMembers(3000, 0.05, 3).Index() {
+		streets = append(streets, normalize.Street(m.Street))
+	}
+	for _, s := range streets {
+		if n, _, _ := normalize.StreetParts(s); leadingNumber(s) != n {
+			t.Errorf("%q: %q, StreetParts %q", s, leadingNumber(s), n)
 		}
 	}
 }

@@ -84,7 +84,7 @@ func (ix *Index) WriteSnapshot(w io.Writer, version int64) error {
 	var idBytes uint64
 	for r := int32(0); r < ix.nrows; r++ {
 		renum[r] = -1
-		if !ix.rec(r).dead() {
+		if !ix.dead(r) {
 			renum[r] = int32(rows)
 			rows++
 			idBytes += uint64(len(ix.id(r)))

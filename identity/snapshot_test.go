@@ -175,7 +175,7 @@ func TestSnapshotRefusesForgery(t *testing.T) {
 	for name, forge := range map[string]func(b []byte){
 		"string id past the table": func(b []byte) { binary.LittleEndian.PutUint32(b[lastRow:], 1<<30) },
 		"chain to a newer row":     func(b []byte) { binary.LittleEndian.PutUint32(b[lastRow+36:], uint32(rows-1)) },
-		"dead row":                 func(b []byte) { b[lastRow+35] = flagDead },
+		"unknown row flag":         func(b []byte) { b[lastRow+35] = 0x80 },
 		"block head past the rows": func(b []byte) { binary.LittleEndian.PutUint32(b[rowsEnd+8:], uint32(rows)) },
 		"random pair level":        func(b []byte) { forgeRandom(b, bodyStart) },
 	} {
