@@ -30,7 +30,9 @@ type Engine interface {
 	// or (wrapped) transfer.ErrInvalidDecision for decisions that cannot
 	// apply.
 	Review(ctx context.Context, transferID string, d transfer.ReviewDecision) error
-	// Ready reports whether the workflow service answers.
+	// Ready reports whether the workflow service answers and serves our
+	// namespace; an error with a PublicReason method says why in terms a
+	// caller of /readyz may see.
 	Ready(ctx context.Context) error
 	// Acknowledge delivers a partner's verified acknowledgement (its
 	// receipt id and the kid that signed it) to a transfer waiting in
