@@ -94,8 +94,9 @@ type Deps struct {
 	// health, JWKS and partners' signed acknowledgements); required.
 	Auth caller.Authenticator
 	// Partners, when set, makes POST /v1/transfers reject unknown partners
-	// with 422 unknown-partner. When nil every partner id is accepted and
-	// the workflow fails unknown ones with unknown_partner.
+	// with 422 unknown-partner. When nil every partner id is accepted, and
+	// a transfer to one no worker serves waits on a task queue nobody
+	// polls until its timeout: p2p api always sets it (tests need not).
 	Partners Partners
 	// Pullers, when set, makes POST /v1/transfers reject an import whose
 	// coverage_to_match.payer is not a partner we pull from (role pull)

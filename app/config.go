@@ -46,7 +46,7 @@ type Config struct {
 	// workflows of transfers it accepted but could not start
 	// (API.ResumeLoop).
 	ResumeInterval time.Duration
-	Retention        Retention     // the worker's maintenance schedules
+	Retention      Retention // the worker's maintenance schedules
 
 	// authn (issue 11): client authentication of /v1 and /fhir
 	// (docs/authentication.md).
@@ -274,7 +274,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893")
 	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", pdex.DefaultStatusRetryAfter,
 		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
-	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file (required): transfers to a partner not in it are refused")
+	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file (required): the partners we exchange with; the API refuses transfers to any other")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.URL, "source-fhir-url", "P2P_SOURCE_FHIR_URL", "", "base URL of our FHIR R4 server that exports read member data from; empty: synthetic data")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.TokenFile, "source-fhir-token-file", "P2P_SOURCE_FHIR_TOKEN_FILE", "", "file holding a bearer token for the source FHIR server")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", "P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", "",

@@ -54,9 +54,10 @@ type Deps struct {
 	AuditSigner    *signing.Signer
 	TokenSigner    *signing.Signer
 	Signer         *signing.Signer
-	// Partners is the registry; the worker requires one. Without one the
-	// API serves no /fhir, refuses acknowledgements and accepts every
-	// partner id (the workflow then fails unknown ones).
+	// Partners is the registry; the worker requires one, and so does p2p
+	// api. Without one the API serves no /fhir, refuses acknowledgements
+	// and accepts every partner id, whose transfer then waits on a task
+	// queue no worker polls (only tests build such an API).
 	Partners Partners
 	Logger   *zap.Logger // nil: no logging
 	// Worker configures the transfers' worker (zero: the SDK's defaults).

@@ -155,7 +155,9 @@ func PartnerTaskQueue(q, partnerID string) string { return q + "-partner-" + par
 // downloads: each may run for hours, so they have their own concurrency
 // (the registry's download_concurrency) and never hold the slots that the
 // partner's sends, matches and polls need.
-func PartnerDownloadQueue(q, partnerID string) string { return PartnerTaskQueue(q, partnerID) + "-downloads" }
+func PartnerDownloadQueue(q, partnerID string) string {
+	return PartnerTaskQueue(q, partnerID) + "-downloads"
+}
 
 // PartnerActivityQueue is the task queue of activity name calling a
 // partner: its downloads queue for DownloadImportFile, its own queue for
