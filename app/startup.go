@@ -74,8 +74,8 @@ func retry(ctx context.Context, what string, timeout, wait, maxWait time.Duratio
 // connection, a name that does not resolve yet, a timeout, Temporal
 // unavailable or without our namespace yet (created by whoever sets the
 // cluster up), PostgreSQL starting up or out of connections. Anything
-// else (bad credentials, a malformed URL, a missing file) is a fault of
-// configuration, reported at once.
+// else (bad credentials, a TLS handshake refused, a malformed URL, a
+// missing file) is a fault of configuration, reported at once.
 func NotUpYet(err error) bool {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
@@ -83,6 +83,12 @@ func NotUpYet(err error) bool {
 		// (57P03 cannot_connect_now, 53300 too_many_connections, class 08
 		// connection exceptions).
 		return pg.Code == "57P03" || pg.Code == "53300" || strings.HasPrefix(pg.Code, "08")
+	}
+	// A TLS handshake that either side refused (an unknown CA, a name the
+	// certificate lacks) reaches us as Unavailable too, its cause only in
+	// the text: a fault of configuration.
+	if msg := err.Error(); strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") {
+		return false
 	}
 	var (
 		unavailable *serviceerror.Unavailable

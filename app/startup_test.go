@@ -37,6 +37,10 @@ func TestNotUpYet(t *testing.T) {
 		{"postgres bad password", &pgconn.PgError{Code: "28P01"}, false},
 		{"postgres no such database", &pgconn.PgError{Code: "3D000"}, false},
 		{"temporal refuses our credentials", serviceerror.NewPermissionDenied("no", ""), false},
+		// As the SDK reports TLS faults (TestDialTemporal's cases).
+		{"temporal refuses our certificate", serviceerror.NewUnavailable(`connection error: desc = "error reading server preface: remote error: tls: unknown certificate authority"`), false},
+		{"temporal's certificate lacks the name", serviceerror.NewUnavailable(`connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate is valid for temporal.test, not other.test"`), false},
+		{"postgres refuses TLS", fmt.Errorf("failed to connect: %w", errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority")), false},
 		{"missing file", &fs.PathError{Op: "open", Path: "/etc/p2p/ca.pem", Err: fs.ErrNotExist}, false},
 		{"malformed", errors.New("P2P_TEMPORAL_TLS_CA_FILE holds no PEM certificate"), false},
 	} {
