@@ -36,8 +36,18 @@ type Config struct {
 	// StatusRetryAfter (P2P_STATUS_RETRY_AFTER) is the Retry-After of a
 	// bulk export in progress; p2p dev polls on loopback and sets 1s.
 	StatusRetryAfter time.Duration
-	ShutdownTimeout  time.Duration // P2P_SHUTDOWN_TIMEOUT: the drain on SIGINT/SIGTERM
-	Retention        Retention     // the worker's maintenance schedules
+	// ShutdownTimeout (P2P_SHUTDOWN_TIMEOUT) is the drain on SIGINT/SIGTERM:
+	// the API's in-flight requests, the worker's in-flight activities
+	// (worker.Options.WorkerStopTimeout).
+	ShutdownTimeout time.Duration
+	// StartupTimeout (P2P_STARTUP_TIMEOUT): how long api and worker retry
+	// at start while the database or Temporal is not up yet; 0: one try.
+	StartupTimeout time.Duration
+	// ResumeInterval (P2P_RESUME_INTERVAL): how often the API starts the
+	// workflows of transfers it accepted but could not start
+	// (API.ResumeLoop).
+	ResumeInterval time.Duration
+	Retention      Retention // the worker's maintenance schedules
 
 	// authn (issue 11): client authentication of /v1 and /fhir
 	// (docs/authentication.md).
@@ -237,6 +247,10 @@ const DefaultTokenLifetime = 5 * time.Minute
 // SIGINT/SIGTERM.
 const DefaultShutdownTimeout = 20 * time.Second
 
+// DefaultStartupTimeout is how long api and worker wait at start for the
+// database and Temporal to come up.
+const DefaultStartupTimeout = time.Minute
+
 // Bind registers on fs the flags of the groups in which. A flag's default
 // is its P2P_* environment variable when set, else what c already holds
 // (how p2p dev sets its own defaults), else the built-in default. A
@@ -261,7 +275,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893")
 	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", pdex.DefaultStatusRetryAfter,
 		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
-	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file; the API without one serves no /fhir and takes any partner id")
+	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file (required): the partners we exchange with; the API refuses transfers to any other")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.URL, "source-fhir-url", "P2P_SOURCE_FHIR_URL", "", "base URL of our FHIR R4 server that exports read member data from; empty: synthetic data")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.TokenFile, "source-fhir-token-file", "P2P_SOURCE_FHIR_TOKEN_FILE", "", "file holding a bearer token for the source FHIR server")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", "P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", "",
@@ -300,7 +314,12 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"most bytes one import downloads, all its files together; more fails the import (import_too_large)")
 	b.int(FlagWorker|FlagDev, &c.ImportMaxFiles, "import-max-files", "P2P_IMPORT_MAX_FILES", activities.DefaultImportFiles,
 		"most files (output and error) an old payer's manifest may list; more fails the import (import_too_many_files)")
-	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
+	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout,
+		"how long to wait for in-flight work on SIGINT/SIGTERM: the API's requests, the worker's activities (then cancelled)")
+	b.dur(FlagAPI|FlagWorker, &c.StartupTimeout, "startup-timeout", "P2P_STARTUP_TIMEOUT", DefaultStartupTimeout,
+		"how long to retry, with backoff, while the database or Temporal is not up yet at start; 0: fail at the first refusal")
+	b.dur(FlagAPI, &c.ResumeInterval, "resume-interval", "P2P_RESUME_INTERVAL", DefaultResumeInterval,
+		"how often to start the workflows of transfers accepted but not started (Temporal was down), older than 30s")
 
 	// Signing keys and Temporal authentication (issue 11, keys).
 	k := &c.Keys

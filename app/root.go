@@ -54,9 +54,10 @@ type Deps struct {
 	AuditSigner    *signing.Signer
 	TokenSigner    *signing.Signer
 	Signer         *signing.Signer
-	// Partners is the registry; the worker requires one. Without one the
-	// API serves no /fhir, refuses acknowledgements and accepts every
-	// partner id (the workflow then fails unknown ones).
+	// Partners is the registry; the worker requires one, and so does p2p
+	// api. Without one the API serves no /fhir, refuses acknowledgements
+	// and accepts every partner id, whose transfer then waits on a task
+	// queue no worker polls (only tests build such an API).
 	Partners Partners
 	Logger   *zap.Logger // nil: no logging
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
@@ -180,7 +181,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	}
 	v1 := NewV1Auth(cfg.publicURL(), signers.Token, d.Store, cfg.TokenLifetime, cfg.TLS.ClientCAFile != "", log.Named("auth"))
 	deps := api.Deps{
-		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
+		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue, Namespace: cfg.TemporalNamespace},
 		Keys:        signing.PublicKeySet{signers.Manifest, signers.Checkpoint, signers.Token},
 		AuditSigner: signers.Checkpoint, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
 		RateLimits:   api.RateLimits{Client: cfg.Limits.client(), Ack: cfg.Limits.public()},
@@ -405,10 +406,25 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	r := cfg.Retention
 	return &Worker{
 		matcher:   matcher,
-		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), d.Worker),
+		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), cfg.workerOptions(d.Worker)),
 		schedules: workflows.ScheduleOptions{CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval},
 		cfg:       cfg, log: log,
 	}, nil
+}
+
+// workerOptions is o with the graceful stop of the shutdown timeout, unless
+// o sets its own: on SIGTERM the workers stop polling and give in-flight
+// activities that long to finish before their contexts are cancelled (the
+// SDK's default, 0, cancels them at once; Temporal retries them elsewhere
+// after their timeouts, a 2 h download from the start).
+func (c Config) workerOptions(o worker.Options) worker.Options {
+	if o.WorkerStopTimeout == 0 {
+		o.WorkerStopTimeout = c.ShutdownTimeout
+		if o.WorkerStopTimeout <= 0 {
+			o.WorkerStopTimeout = DefaultShutdownTimeout
+		}
+	}
+	return o
 }
 
 // Start ensures the maintenance schedules, then starts the workers. Every

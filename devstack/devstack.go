@@ -228,6 +228,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	}
 	cfg := app.Config{
 		Addr: apiLn.Addr().String(), PublicURL: o.PublicURL,
+		TemporalNamespace: s.Temporal.Namespace(),
 		// Loopback dev: the caller names itself in X-P2P-Partner.
 		FHIRTrustHeader: PartnerHeader,
 		PayerIdentifier: fhir.SystemNPI + "|" + o.PayerNPI,

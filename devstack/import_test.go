@@ -14,12 +14,16 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/bulkdata/bulktest"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/transfer"
+	"github.com/p2p-payer/p2p/workflows"
 )
 
 // oldPayerNPI names the fake old payer in consents and coverages.
@@ -231,6 +235,27 @@ func TestImportFromOldPayer(t *testing.T) {
 		}
 	}
 	e.saveHistory(id, "import_complete")
+	// Downloads ran on the partner's downloads queue, under its own
+	// concurrency; its other calls on the partner's queue.
+	queues := map[string]string{}
+	it := s.Client.GetWorkflowHistory(ctx, workflows.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			queues[a.GetActivityType().GetName()] = a.GetTaskQueue().GetName()
+		}
+	}
+	for name, want := range map[string]string{
+		activities.NameDownloadImportFile: workflows.PartnerDownloadQueue(workflows.TaskQueue, "oldco"),
+		activities.NamePollImport:         workflows.PartnerTaskQueue(workflows.TaskQueue, "oldco"),
+	} {
+		if queues[name] != want {
+			t.Errorf("%s ran on %q, want %q", name, queues[name], want)
+		}
+	}
 
 	for _, c := range []struct {
 		name, card, consent, want string
