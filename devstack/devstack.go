@@ -101,6 +101,9 @@ type Options struct {
 	// AuditMaxAge: the worker re-signs an audit log that has not grown
 	// after half of it; 0: app.DefaultAuditMaxAge.
 	AuditMaxAge time.Duration
+	// CodecOrigins are the web origins of Temporal Web UIs that may call
+	// the codec server (P2P_CODEC_CORS_ORIGINS, comma separated).
+	CodecOrigins string
 }
 
 // AuditWitnessDir is the witness directory of audit checkpoints in the
@@ -222,8 +225,14 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
+	// Payloads are encrypted in dev too: the same code path as
+	// production, and the embedded server's file holds no identifiers.
+	codec, err := app.DevPayloadCodec(o.DataDir, o.Logger)
+	if err != nil {
+		return fmt.Errorf("payload key: %w", err)
+	}
 	// The embedded server listens on loopback only: plain gRPC.
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, o.Logger); err != nil {
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, codec, o.Logger); err != nil {
 		return err
 	}
 	cfg := app.Config{
@@ -240,6 +249,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		Limits:           o.Limits,
 		AuditWitness:     o.AuditWitness,
 		AuditMaxAge:      o.AuditMaxAge,
+		CodecOrigins:     o.CodecOrigins,
 	}
 	if cfg.AuditWitness == "" {
 		cfg.AuditWitness = filepath.Join(o.DataDir, AuditWitnessDir)
@@ -250,7 +260,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Partners: partners, Logger: o.Logger,
 		ManifestSigner: signers.Manifest, AuditSigner: signers.Checkpoint, TokenSigner: signers.Token,
-		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader,
+		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader, Codec: codec,
 	}
 	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {
 		return err

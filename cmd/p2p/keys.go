@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/p2p-payer/p2p/app"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store/dsn"
 )
@@ -31,15 +32,27 @@ func loadSigners(cfg *app.Config, which int) (app.Signers, error) {
 	if which&app.FlagAPI != 0 {
 		purposes = signing.Purposes
 	}
-	dataDirs := []string{cfg.ImportDir}
-	if kind, target, err := dsn.Parse(cfg.DatabaseURL); err == nil && kind == dsn.SQLite {
-		dataDirs = append(dataDirs, filepath.Dir(target))
-	}
-	s, err := cfg.Keys.Load(os.Getenv, dataDirs, purposes...)
+	s, err := cfg.Keys.Load(os.Getenv, dataDirs(cfg), purposes...)
 	if err != nil {
 		return s, fmt.Errorf("signing keys: %w", err)
 	}
 	return s, nil
+}
+
+// dataDirs are the directories the keys must stay out of: the SQLite
+// database's and the import directory.
+func dataDirs(cfg *app.Config) []string {
+	dirs := []string{cfg.ImportDir}
+	if kind, target, err := dsn.Parse(cfg.DatabaseURL); err == nil && kind == dsn.SQLite {
+		dirs = append(dirs, filepath.Dir(target))
+	}
+	return dirs
+}
+
+// loadPayloadCodec loads the payload keys that every Temporal client of
+// the api and the worker encrypts with; none is an error.
+func loadPayloadCodec(cfg *app.Config) (*payloadcodec.Codec, error) {
+	return cfg.Keys.PayloadCodec(os.Getenv, dataDirs(cfg))
 }
 
 // keysDirFlag binds --keys-dir, required.

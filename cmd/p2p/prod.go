@@ -110,7 +110,10 @@ func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (
 		}
 		o.deps.Partners = o.live
 	}
-	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, logger)
+	if o.deps.Codec, err = loadPayloadCodec(cfg); err != nil {
+		return o, err
+	}
+	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, o.deps.Codec, logger)
 	if err != nil {
 		return o, err
 	}
