@@ -306,7 +306,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	// Signing keys and Temporal authentication (issue 11, keys).
 	k := &c.Keys
 	b.str(FlagAPI|FlagWorker, &k.Dir, "keys-dir", "P2P_KEYS_DIR", "",
-		"directory of the signing key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY in the environment win")
+		"directory of the key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json, payload-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY, P2P_PAYLOAD_KEY in the environment win")
 	b.dur(FlagAPI, &k.ManifestRetention, "manifest-key-retention", "P2P_MANIFEST_KEY_RETENTION", DefaultManifestKeyRetention,
 		"how long a retired manifest key stays in the JWKS (at least the export file TTL; 0: for ever)")
 	b.dur(FlagAPI, &k.CheckpointRetention, "checkpoint-key-retention", "P2P_CHECKPOINT_KEY_RETENTION", 0,

@@ -93,7 +93,7 @@ func TestTemporalHoldsNoIdentifiers(t *testing.T) {
 		old.srv.URL + "/fhir/bulkfiles", // the old payer's file URLs
 		old.srv.URL + "/fhir/bulkstatus",
 		s.SandboxURL + "/exports", // the partner's endpoint
-		"Nguyen", "1985-04-12", // the member's name and birth date
+		"Nguyen", "1985-04-12",    // the member's name and birth date
 	}
 	if found := scanTemporal(t, db, needles); len(found) > 0 {
 		t.Errorf("Temporal's database holds in plain text:\n%s", strings.Join(found, "\n"))
@@ -184,7 +184,7 @@ func scanTemporal(t *testing.T, path string, needles []string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // read only: nothing to lose
 	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
 	if err != nil {
 		t.Fatal(err)

@@ -125,7 +125,7 @@ func runKeysRotate(_ context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("p2p keys rotate", flag.ContinueOnError)
 	dir := keysDirFlag(fs)
 	purpose := fs.String("purpose", "", "manifest, checkpoint, token, payload or all")
-	prepare := fs.Bool("prepare", false, "only add the next key, published but not signing yet; restart every p2p process, then rotate: no verifier ever meets an unknown key")
+	prepare := fs.Bool("prepare", false, "only add the next key, published (a payload key: decrypting) but not signing (encrypting) yet; restart every p2p process, then rotate: no verifier ever meets an unknown key")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
