@@ -25,6 +25,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
@@ -121,6 +122,9 @@ type Stack struct {
 	Client     client.Client
 	Sandbox    *sandbox.Partner
 	Temporal   *devserver.Server
+	// Codec encrypts what the stack hands Temporal (its payload key is
+	// in the data directory's keys/).
+	Codec *payloadcodec.Codec
 	// ImportDir is where imports write the data they pull (P2P_IMPORT_DIR
 	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
 	ImportDir string
@@ -227,12 +231,11 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	}
 	// Payloads are encrypted in dev too: the same code path as
 	// production, and the embedded server's file holds no identifiers.
-	codec, err := app.DevPayloadCodec(o.DataDir, o.Logger)
-	if err != nil {
+	if s.Codec, err = app.DevPayloadCodec(o.DataDir, o.Logger); err != nil {
 		return fmt.Errorf("payload key: %w", err)
 	}
 	// The embedded server listens on loopback only: plain gRPC.
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, codec, o.Logger); err != nil {
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, s.Codec, o.Logger); err != nil {
 		return err
 	}
 	cfg := app.Config{
@@ -260,7 +263,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Partners: partners, Logger: o.Logger,
 		ManifestSigner: signers.Manifest, AuditSigner: signers.Checkpoint, TokenSigner: signers.Token,
-		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader, Codec: codec,
+		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader, Codec: s.Codec,
 	}
 	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {
 		return err
