@@ -94,6 +94,10 @@ type Config struct {
 	// fails when the newest checkpoint is older; the worker signs a log
 	// that has not grown again after half of it. Default 24h.
 	AuditMaxAge time.Duration
+	// CodecOrigins (P2P_CODEC_CORS_ORIGINS): the web origins, comma
+	// separated, of the Temporal Web UIs that may call the codec server
+	// from a browser (CORS); empty: none (the CLI needs none).
+	CodecOrigins string
 }
 
 // Limits are the request rates the API admits, each a token bucket per
@@ -324,7 +328,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	// Signing keys and Temporal authentication (issue 11, keys).
 	k := &c.Keys
 	b.str(FlagAPI|FlagWorker, &k.Dir, "keys-dir", "P2P_KEYS_DIR", "",
-		"directory of the signing key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY in the environment win")
+		"directory of the key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json, payload-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY, P2P_PAYLOAD_KEY in the environment win")
 	b.dur(FlagAPI, &k.ManifestRetention, "manifest-key-retention", "P2P_MANIFEST_KEY_RETENTION", DefaultManifestKeyRetention,
 		"how long a retired manifest key stays in the JWKS (at least the export file TTL; 0: for ever)")
 	b.dur(FlagAPI, &k.CheckpointRetention, "checkpoint-key-retention", "P2P_CHECKPOINT_KEY_RETENTION", 0,
@@ -345,6 +349,8 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"directory or http(s) URL that gets a copy of every audit checkpoint signed, out of the database's reach; empty: none (p2p dev: DATA-DIR/audit-witness)")
 	b.dur(FlagWorker|FlagDev, &c.AuditMaxAge, "audit-checkpoint-max-age", "P2P_AUDIT_CHECKPOINT_MAX_AGE", DefaultAuditMaxAge,
 		"p2p audit verify fails when the newest checkpoint is older; the worker re-signs a log that has not grown after half of it")
+	b.str(FlagAPI|FlagDev, &c.CodecOrigins, "codec-cors-origins", "P2P_CODEC_CORS_ORIGINS", "",
+		"origins (scheme://host:port, comma separated) of Temporal Web UIs that may call the codec server /codec from a browser; empty: none")
 	return b.err
 }
 

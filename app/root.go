@@ -25,6 +25,7 @@ import (
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/internal/egress"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
@@ -71,6 +72,9 @@ type Deps struct {
 	// Resolver resolves partners' host names for the egress checks; nil:
 	// the system's. Tests map names to addresses to refuse.
 	Resolver egress.Resolver
+	// Codec is the payload codec Temporal was dialled with (Dial); the
+	// API serves it at CodecPath. Nil: no codec server.
+	Codec *payloadcodec.Codec
 }
 
 func (d Deps) check(what string) error {
@@ -209,6 +213,13 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	root := chi.NewRouter()
 	// Its own bucket per address, apart from /fhir's token endpoint.
 	root.Method(http.MethodPost, V1TokenPath, LimitTokenRequests(cfg.Limits.public().New(), v1.Tokens.TokenHandler()))
+	if d.Codec != nil {
+		cs, err := codecServer(cfg, d, v1, log)
+		if err != nil {
+			return nil, err
+		}
+		root.Handle(CodecPath+"/*", cs)
+	}
 	root.Mount("/", rest)
 	a.handler = root
 	return a, nil

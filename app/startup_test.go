@@ -55,7 +55,7 @@ func TestNotUpYet(t *testing.T) {
 func TestNotUpYetReal(t *testing.T) {
 	addr := closedAddr(t)
 	ctx := context.Background()
-	_, err := Dial(ctx, addr, "default", TemporalAuth{}, zap.NewNop())
+	_, err := Dial(ctx, addr, "default", TemporalAuth{}, testCodec(t), zap.NewNop())
 	if err == nil || !NotUpYet(err) {
 		t.Errorf("temporal down: %v, not worth a wait", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/bulkdata/bulktest"
+	"github.com/p2p-payer/p2p/devserver"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/pdex"
@@ -288,7 +289,8 @@ func TestImportRefusesSSRF(t *testing.T) {
 		Header: map[string]string{"Content-Location": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Partners: []connectors.Partner{{
+	dataDir := t.TempDir()
+	s, err := Start(ctx, Options{DataDir: dataDir, Addr: "127.0.0.1:0", Partners: []connectors.Partner{{
 		ID: "oldco", Name: "Old Co Health", Roles: []connectors.Role{connectors.RolePull}, FHIRBaseURL: old.srv.URL + "/fhir",
 		AllowPrivateNetwork: true,
 		Auth:                connectors.Auth{Type: connectors.AuthNone, ClientID: "newco"},
@@ -317,5 +319,10 @@ func TestImportRefusesSSRF(t *testing.T) {
 	}
 	if n := len(old.bulk.Requests(bulktest.RouteKickOff)); n != 1 {
 		t.Errorf("%d kick-offs, want 1: a refusal is not retried", n)
+	}
+	// The failure's message names the host; Temporal keeps it encrypted
+	// (payloadcodec's failure converter), not in plain text.
+	if found := scanTemporal(t, filepath.Join(dataDir, "temporal", devserver.DBFileName), []string{"169.254.169.254"}); len(found) > 0 {
+		t.Errorf("Temporal's database holds a failure message in plain text: %v", found)
 	}
 }

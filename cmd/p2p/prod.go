@@ -112,6 +112,10 @@ func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (
 		}
 		o.deps.Partners = o.live
 	}
+	// The payload key is a file too: a missing one fails before any wait.
+	if o.deps.Codec, err = loadPayloadCodec(cfg); err != nil {
+		return o, err
+	}
 	var st store.Store
 	err = app.Retry(ctx, "database", cfg.StartupTimeout, logger, func(ctx context.Context) (err error) {
 		st, err = dsn.Open(ctx, cfg.DatabaseURL)
@@ -128,7 +132,7 @@ func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (
 	})
 	err = app.Retry(ctx, "temporal", cfg.StartupTimeout, logger, func(ctx context.Context) error {
 		if o.deps.Temporal == nil {
-			c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, logger)
+			c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, o.deps.Codec, logger)
 			if err != nil {
 				return err
 			}
