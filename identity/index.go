@@ -186,15 +186,23 @@ func (ix *Index) AddBatch(ms []member.Record) (added int, err error) {
 		chunk := ms[start:min(len(ms), start+batchChunk)]
 		preps = preps[:len(chunk)]
 		parallelFor(len(chunk), workers, func(i int) { preps[i] = prepare(chunk[i]) })
-		ix.mu.Lock()
-		n, err := ix.insert(preps, workers)
-		ix.mu.Unlock()
+		n, err := ix.addPrepared(preps, workers)
 		added += n
 		if err != nil {
 			return added, err
 		}
 	}
 	return added, nil
+}
+
+// addPrepared files members prepared (by prepare) in order, as AddBatch
+// does, under one hold of the write lock: a loader that prepares members
+// on other goroutines while the last batch is filed calls it with at most
+// batchChunk at a time.
+func (ix *Index) addPrepared(preps []prepared, workers int) (int, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.insert(preps, workers)
 }
 
 // parallelFor runs f(0..n-1) on workers goroutines, in contiguous runs.
