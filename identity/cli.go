@@ -210,7 +210,14 @@ func loadIndex(path string, cfg Config, stderr io.Writer) (*Index, error) {
 		wg.Wait()
 		close(ready)
 	}()
-	ix := NewIndex(nil, cfg)
+	// Room for as many members as the file can hold at 64 bytes a row (few
+	// rows are shorter): the member-id table grows, rehashing every id,
+	// only if the file holds more.
+	var rows int
+	if st, err := f.Stat(); err == nil {
+		rows = int(min(st.Size()/64, 1<<30))
+	}
+	ix := newIndex(cfg, rows)
 	var addErr error
 	waiting := map[int][]prepared{} // pages prepared before those ahead of them
 	filed := 0
