@@ -77,7 +77,7 @@ type links struct {
 // reclaimed when the index is next built whole or restored from a snapshot
 // (WriteSnapshot writes only live rows).
 //
-// Memory: about 175 bytes a member at ten million members (see
+// Memory: about 177 bytes a member at ten million members (see
 // docs/benchmarks.md), in flat arrays the garbage collector need not scan.
 type Index struct {
 	cfg Config
