@@ -170,8 +170,10 @@ func writeDecisions(out io.Writer, ids []string, decisions []Decision) (map[stri
 }
 
 // loadIndex builds an index from the canonical member CSV, reporting
-// rejected rows by line number. One goroutine parses the file while
-// AddBatch normalises and files the pages it hands over.
+// rejected rows by line number. It is a pipeline on every core: one
+// goroutine parses the file into pages, workers normalise and key the pages
+// (prepare), and this goroutine files them in file order, so that the
+// index is the one AddBatch would build from the rows in order.
 func loadIndex(path string, cfg Config, stderr io.Writer) (*Index, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -182,34 +184,84 @@ func loadIndex(path string, cfg Config, stderr io.Writer) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity match: index: %w", err)
 	}
-	pages := make(chan []member.Record, 4)
-	ix := NewIndex(nil, cfg)
-	var addErr error
-	done := make(chan struct{})
+	workers := runtime.GOMAXPROCS(0)
+	pages := make(chan memberPage, workers)
+	ready := make(chan preparedPage, workers)
+	readErr := make(chan error, 1)
 	go func() {
-		defer close(done)
-		for page := range pages {
-			if _, err := ix.AddBatch(page); err != nil && addErr == nil {
+		defer close(pages)
+		readErr <- readMemberPages(rd, pages, stderr)
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for page := range pages {
+				preps := make([]prepared, len(page.recs))
+				for i := range page.recs {
+					preps[i] = prepare(page.recs[i])
+				}
+				ready <- preparedPage{seq: page.seq, preps: preps}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(ready)
+	}()
+	// Room for as many members as the file can hold at 64 bytes a row (few
+	// rows are shorter): the member-id table grows, rehashing every id,
+	// only if the file holds more.
+	var rows int
+	if st, err := f.Stat(); err == nil {
+		rows = int(min(st.Size()/64, 1<<30))
+	}
+	ix := newIndex(cfg, rows)
+	var addErr error
+	waiting := map[int][]prepared{} // pages prepared before those ahead of them
+	filed := 0
+	for pp := range ready {
+		waiting[pp.seq] = pp.preps
+		for preps, ok := waiting[filed]; ok; preps, ok = waiting[filed] {
+			delete(waiting, filed)
+			filed++
+			if addErr != nil {
+				continue // drain the pipeline
+			}
+			if _, err := ix.addPrepared(preps, workers); err != nil {
 				addErr = fmt.Errorf("identity match: index: %w", err)
 			}
 		}
-	}()
-	err = readMemberPages(rd, pages, stderr)
-	close(pages)
-	<-done
-	if err == nil {
-		err = addErr
 	}
-	if err != nil {
+	if err := <-readErr; err != nil {
 		return nil, err
+	}
+	if addErr != nil {
+		return nil, addErr
 	}
 	ix.Reestimate()
 	return ix, nil
 }
 
-// readMemberPages sends the rows of rd to pages, batchChunk at a time.
-func readMemberPages(rd *member.Reader, pages chan<- []member.Record, stderr io.Writer) error {
+// memberPage is a page of members read, and its place in the file (0 for
+// the first page).
+type memberPage struct {
+	seq  int
+	recs []member.Record
+}
+
+// preparedPage is a page of members prepared for filing, and its place.
+type preparedPage struct {
+	seq   int
+	preps []prepared
+}
+
+// readMemberPages sends the rows of rd to pages, batchChunk at a time,
+// numbered in order.
+func readMemberPages(rd *member.Reader, pages chan<- memberPage, stderr io.Writer) error {
 	page := make([]member.Record, 0, batchChunk)
+	seq := 0
 	rejected, lenient := 0, 0
 	for {
 		row, err := rd.Next()
@@ -240,12 +292,13 @@ func readMemberPages(rd *member.Reader, pages chan<- []member.Record, stderr io.
 		}
 		page = append(page, row.Record)
 		if len(page) == batchChunk {
-			pages <- page
+			pages <- memberPage{seq: seq, recs: page}
+			seq++
 			page = make([]member.Record, 0, batchChunk)
 		}
 	}
 	if len(page) > 0 {
-		pages <- page
+		pages <- memberPage{seq: seq, recs: page}
 	}
 	if rejected > 0 {
 		fmt.Fprintf(stderr, "identity match: index: %d rows skipped\n", rejected)

@@ -15,6 +15,7 @@ type probe struct {
 	givenFirst                  string // first token of the given name
 	street, city, state, postal string
 	streetNumber, streetName    string
+	house                       uint32 // houseKey(streetNumber)
 	dob                         normalize.Date
 	phone                       uint64
 	sex, suffix                 byte
@@ -38,6 +39,7 @@ func newProbe(given, family, dob, sex, street, city, state, postal, phone string
 	}
 	p.street = normalize.Street(street)
 	p.streetNumber, p.streetName, _ = splitStreet(p.street)
+	p.house = houseKey(p.streetNumber)
 	p.city = normalize.Fold(city)
 	p.state = normalize.State(state)
 	p.postal = normalize.PostalCode(postal)
@@ -119,27 +121,60 @@ type side struct {
 	street, city, state, postal string
 	dob                         normalize.Date
 	phone                       uint64
+	house                       uint32 // houseKey of the street's house number
 	sex, suffix                 byte
-	r                           *rec      // the index row, for memo's keys; nil for a member outside the index
-	strs                        *strTable // where r's strings are, for load
-	loaded                      bool      // the strings are filled in
+	r                           *rec      // the index row, for memo's keys and string numbers
+	strs                        *strTable // where r's strings are, for need
+	loaded                      uint8     // which strings are filled in (sideGiven…)
 }
 
-// load fills in the strings of a side made by lightSide.
-func (c *side) load() {
-	if c.loaded {
+// The strings of a side, as bits of side.loaded.
+const (
+	sideGiven = 1 << iota
+	sideFamily
+	sideStreet
+	sideCity
+	sideState
+	sidePostal
+	sideAll = 1<<iota - 1
+)
+
+// need fills in those of the strings fields names that a side made by
+// lightSide lacks. Each is read from the string table only when a level
+// asks for it: most candidates of a query are strangers decided without
+// their street, and a string read is a cache miss or two.
+func (c *side) need(fields uint8) {
+	missing := fields &^ c.loaded
+	if missing == 0 {
 		return
 	}
 	r, t := c.r, c.strs
-	c.given, c.family, c.street, c.city, c.state, c.postal = t.at(r.given), t.at(r.family), t.at(r.street), t.at(r.city), t.at(r.state), t.at(r.postal)
-	c.loaded = true
+	if missing&sideGiven != 0 {
+		c.given = t.at(r.given)
+	}
+	if missing&sideFamily != 0 {
+		c.family = t.at(r.family)
+	}
+	if missing&sideStreet != 0 {
+		c.street = t.at(r.street)
+	}
+	if missing&sideCity != 0 {
+		c.city = t.at(r.city)
+	}
+	if missing&sideState != 0 {
+		c.state = t.at(r.state)
+	}
+	if missing&sidePostal != 0 {
+		c.postal = t.at(r.postal)
+	}
+	c.loaded |= missing
 }
 
-// lightSide is row as a side whose strings are loaded only when a level is
-// not in the query's memo (see compareMemo); the member id only if withID.
-func (ix *Index) lightSide(row int32, withID bool) side {
-	r := ix.rec(row)
-	c := side{dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs}
+// lightSide is row, whose record is r (the row's own or a copy), as a side
+// whose strings are read only as compareMemo needs them (see need); the
+// member id only if withID.
+func (ix *Index) lightSide(row int32, r *rec, withID bool) side {
+	c := side{dob: r.dob, phone: r.phone(), house: r.house, sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs}
 	if withID {
 		c.id = ix.id(row)
 	}
@@ -151,8 +186,23 @@ func (ix *Index) side(row int32) side {
 	return side{
 		id: ix.id(row), given: ix.str(r.given), family: ix.str(r.family),
 		street: ix.str(r.street), city: ix.str(r.city), state: ix.str(r.state), postal: ix.str(r.postal),
-		dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs, loaded: true,
+		dob: r.dob, phone: r.phone(), house: r.house, sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs, loaded: sideAll,
 	}
+}
+
+// houseKey is a house number as a number for quick inequality: a hash,
+// never 0 but for no number. Two streets whose house numbers have different
+// keys are at different houses; equal keys prove nothing.
+func houseKey(number string) uint32 {
+	if number == "" {
+		return 0
+	}
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(number); i++ {
+		h ^= uint32(number[i])
+		h *= 16777619
+	}
+	return max(h, 1)
 }
 
 // compare computes the comparison vector of query q (with member id qid)
@@ -166,7 +216,7 @@ func compare(q *probe, qid string, c *side) gamma { return compareMemo(q, qid, c
 // are most of a match's time. memo is for one query q.
 func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
 	if memo == nil {
-		c.load()
+		c.need(sideAll)
 	}
 	var g gamma
 	switch {
@@ -181,13 +231,13 @@ func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
 	}
 	gv, ok := memo.get(memoGiven, c)
 	if !ok {
-		c.load()
+		c.need(sideGiven)
 		gv = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, normalize.Compact(c.given))
 		memo.put(memoGiven, c, gv)
 	}
 	fv, ok := memo.get(memoFamily, c)
 	if !ok {
-		c.load()
+		c.need(sideFamily)
 		cFamilyC := normalize.Compact(c.family)
 		fv = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
 		if q.givenCompact == cFamilyC {
@@ -216,14 +266,19 @@ func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
 	}
 	street, ok := memo.get(memoStreet, c)
 	if !ok {
-		c.load()
-		street = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
+		if q.house != 0 && c.house != 0 && q.house != c.house {
+			// Another house, whatever the street: compareStreet's answer,
+			// without reading the street.
+			street = lDifferent
+		} else {
+			c.need(sideStreet)
+			street = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
+		}
 		memo.put(memoStreet, c, street)
 	}
 	locality, ok := memo.get(memoLocality, c)
 	if !ok {
-		c.load()
-		locality = compareLocality(q, c)
+		locality = compareLocality(q, c, memo)
 		memo.put(memoLocality, c, locality)
 	}
 	g[fAddress] = compareAddress(street, locality)
@@ -460,13 +515,42 @@ func compareAddress(street, locality uint8) uint8 {
 // compareLocality compares city, state and postal code as one field: they
 // move together. With a postal code on both sides it decides, the city
 // confirming; without, the city decides.
-func compareLocality(q *probe, c *side) uint8 {
-	postal := q.postal != "" && c.postal != ""
-	city := q.city != "" && c.city != ""
-	cityEq := func() bool { return city && (q.city == c.city || strsim.JaroWinkler(q.city, c.city) >= 0.90) }
+//
+// With a memo (which holds the query's place as numbers of c's string
+// table) equality is a comparison of numbers, and the similarity of c's
+// city and postal code to the query's is remembered by their numbers: most
+// candidates live elsewhere, in a town other candidates share.
+func compareLocality(q *probe, c *side, memo *memo) uint8 {
+	var qp *placeIDs
+	if memo != nil {
+		qp = &memo.qp
+	} else {
+		c.need(sideCity | sideState | sidePostal)
+		qp = &placeIDs{}
+		qp.fromStrings(q, c)
+	}
+	r := c.r
+	postal := q.postal != "" && r.postal != 0
+	city := q.city != "" && r.city != 0
+	sameCity := qp.city == r.city
+	cityEq := func() bool {
+		if !city {
+			return false
+		}
+		if sameCity {
+			return true
+		}
+		if v, ok := memo.get(memoCity, c); ok {
+			return v != 0
+		}
+		c.need(sideCity)
+		sim := strsim.JaroWinkler(q.city, c.city) >= 0.90
+		memo.put(memoCity, c, boolLevel(sim))
+		return sim
+	}
 	switch {
 	case postal:
-		postalEq := q.postal == c.postal
+		postalEq := qp.postal == r.postal
 		switch {
 		case postalEq && (!city || cityEq()):
 			return lExact
@@ -474,22 +558,79 @@ func compareLocality(q *probe, c *side) uint8 {
 			return lPartial // postal code agrees, city does not
 		case cityEq():
 			return lFuzzy // city agrees, postal code does not
-		case len(q.postal) == len(c.postal) && len(q.postal) >= 4 && strsim.OSA(q.postal, c.postal, 1) <= 1:
+		}
+		slip, ok := memo.get(memoPostal, c)
+		if !ok {
+			c.need(sidePostal)
+			slip = boolLevel(len(q.postal) == len(c.postal) && len(q.postal) >= 4 && oneSlip(q.postal, c.postal))
+			memo.put(memoPostal, c, slip)
+		}
+		if slip != 0 {
 			return lInitial // a one-digit slip in the postal code
 		}
 		return lDifferent
 	case city:
 		switch {
-		case q.city == c.city:
+		case sameCity:
 			return lExact
 		case cityEq():
 			return lClose
 		}
 		return lDifferent
-	case q.state != "" && c.state != "" && q.state != c.state:
+	case q.state != "" && r.state != 0 && qp.state != r.state:
 		return lDifferent
 	}
 	return lMissing
+}
+
+// oneSlip reports whether a and b, of one length, differ in at most one
+// byte or by one swap of adjacent bytes: strsim.OSA(a, b, 1) <= 1 for
+// strings of one length (where an insertion needs a deletion too), without
+// its table.
+func oneSlip(a, b string) bool {
+	i := 0
+	for i < len(a) && a[i] == b[i] {
+		i++
+	}
+	if i >= len(a)-1 {
+		return true // equal, or only the last byte differs
+	}
+	if a[i+1] == b[i+1] {
+		return a[i+2:] == b[i+2:] // one substitution
+	}
+	return a[i] == b[i+1] && a[i+1] == b[i] && a[i+2:] == b[i+2:] // one swap
+}
+
+// boolLevel is b as a memo entry.
+func boolLevel(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// placeIDs are a query's city, state and postal code as numbers of an
+// index's string table: noString where the index has no such string, so
+// that equal numbers are equal strings.
+type placeIDs struct{ city, state, postal uint32 }
+
+// noString is a string number no string has.
+const noString = ^uint32(0)
+
+// fromStrings sets p to c's own numbers where the query's strings equal
+// c's, and to noString elsewhere: the numbers compare as the strings do.
+func (p *placeIDs) fromStrings(q *probe, c *side) {
+	r := c.r
+	p.city, p.state, p.postal = noString, noString, noString
+	if q.city == c.city {
+		p.city = r.city
+	}
+	if q.state == c.state {
+		p.state = r.state
+	}
+	if q.postal == c.postal {
+		p.postal = r.postal
+	}
 }
 
 // phoneOneDigit reports whether two phone numbers differ in one digit or by
@@ -526,6 +667,8 @@ const (
 	memoFamily
 	memoStreet
 	memoLocality
+	memoCity   // whether the city is similar to the query's
+	memoPostal // whether the postal code is one slip from the query's
 	numMemo
 )
 
@@ -544,7 +687,7 @@ func (m *memo) similar(kind int, v uint8, qOther string, c *side) bool {
 	if v&memoSimKnown != 0 {
 		return v&memoSimilar != 0
 	}
-	c.load()
+	c.need(sideGiven | sideFamily)
 	name := c.family
 	if kind == memoGiven {
 		name = c.given
@@ -559,44 +702,70 @@ func (m *memo) similar(kind int, v uint8, qOther string, c *side) bool {
 }
 
 // memoSlots is the size of each of memo's direct-mapped tables: a slot
-// holds the last value that hashed to it.
-const memoSlots = 256
+// holds the last value that hashed to it. A query at ten million members
+// has a thousand candidates and more, in hundreds of towns and family
+// names: with fewer slots, values that share one push each other out.
+const (
+	memoBits  = 10
+	memoSlots = 1 << memoBits
+)
 
 // memo remembers, for one query, the level of each given name, family
 // name, street and locality (postal code, city and state) seen among its
-// candidates, by their numbers in the index's string table.
+// candidates, and the similarity of each city and postal code, by their
+// numbers in the index's string table.
 type memo struct {
 	key   [numMemo][memoSlots]memoKey
 	level [numMemo][memoSlots]uint8
+	qp    placeIDs // the query's place in the index's string table
+	gen   uint32   // the current query's generation (see reset)
 }
 
 // memoKey is a value's string number(s), plus one so that the zero key is
-// an empty slot.
-type memoKey struct{ a, b uint64 }
+// an empty slot, and the query (memo.gen) it was remembered for.
+type memoKey struct {
+	a      uint64
+	b, gen uint32
+}
 
-func (m *memo) reset() { clear(m.key[:]) }
+// reset empties the memo for a new query p against the strings of ix: a
+// new generation, so that the slots need not be cleared.
+func (m *memo) reset(ix *Index, p *probe) {
+	m.gen++
+	if m.gen == 0 { // wrapped: a slot of generation 0 must not match
+		clear(m.key[:])
+		m.gen = 1
+	}
+	m.qp = placeIDs{city: ix.strNumber(p.city), state: ix.strNumber(p.state), postal: ix.strNumber(p.postal)}
+}
 
-func memoKeyOf(kind int, c *side) memoKey {
+func (m *memo) keyOf(kind int, c *side) memoKey {
 	r := c.r
 	switch kind {
 	case memoGiven:
-		return memoKey{a: uint64(r.given) + 1}
+		return memoKey{a: uint64(r.given) + 1, gen: m.gen}
 	case memoFamily:
-		return memoKey{a: uint64(r.family) + 1}
+		return memoKey{a: uint64(r.family) + 1, gen: m.gen}
 	case memoStreet:
-		return memoKey{a: uint64(r.street) + 1}
+		return memoKey{a: uint64(r.street) + 1, gen: m.gen}
+	case memoCity:
+		return memoKey{a: uint64(r.city) + 1, gen: m.gen}
+	case memoPostal:
+		return memoKey{a: uint64(r.postal) + 1, gen: m.gen}
 	}
-	return memoKey{a: uint64(r.postal)<<32 | uint64(r.city) + 1, b: uint64(r.state) + 1}
+	return memoKey{a: uint64(r.postal)<<32 | uint64(r.city) + 1, b: r.state + 1, gen: m.gen}
 }
 
-func memoSlot(k memoKey) int { return int((k.a*0x9e3779b97f4a7c15 ^ k.b*0xc2b2ae3d27d4eb4f) >> 56) }
+func memoSlot(k memoKey) int {
+	return int((k.a*0x9e3779b97f4a7c15 ^ uint64(k.b)*0xc2b2ae3d27d4eb4f) >> (64 - memoBits))
+}
 
 // get is the remembered level of c's value of kind; ok false if none.
 func (m *memo) get(kind int, c *side) (uint8, bool) {
 	if m == nil || c.r == nil {
 		return 0, false
 	}
-	k := memoKeyOf(kind, c)
+	k := m.keyOf(kind, c)
 	i := memoSlot(k)
 	if m.key[kind][i] == k {
 		return m.level[kind][i], true
@@ -608,7 +777,7 @@ func (m *memo) put(kind int, c *side, level uint8) {
 	if m == nil || c.r == nil {
 		return
 	}
-	k := memoKeyOf(kind, c)
+	k := m.keyOf(kind, c)
 	i := memoSlot(k)
 	m.key[kind][i], m.level[kind][i] = k, level
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // rec is one member in normalised, interned form. Strings are numbers in
-// the index's string table (0 = missing). 36 bytes a member.
+// the index's string table (0 = missing). 40 bytes a member.
 type rec struct {
 	given, family uint32 // normalised names, tokens joined by spaces
 	street        uint32 // normalised street
@@ -21,6 +21,7 @@ type rec struct {
 	postal        uint32
 	dob           normalize.Date
 	phoneLo       uint32 // the phone number (ten digits, < 2^34) is phoneHi<<32 | phoneLo; 0 = missing
+	house         uint32 // houseKey of the street's house number
 	phoneHi       uint8
 	sex           byte // 'F', 'M' or 0
 	suffix        byte // generational suffix code (jr, sr, ii…); 0 = none
@@ -76,7 +77,7 @@ type links struct {
 // reclaimed when the index is next built whole or restored from a snapshot
 // (WriteSnapshot writes only live rows).
 //
-// Memory: about 175 bytes a member at ten million members (see
+// Memory: about 177 bytes a member at ten million members (see
 // docs/benchmarks.md), in flat arrays the garbage collector need not scan.
 type Index struct {
 	cfg Config
@@ -185,15 +186,23 @@ func (ix *Index) AddBatch(ms []member.Record) (added int, err error) {
 		chunk := ms[start:min(len(ms), start+batchChunk)]
 		preps = preps[:len(chunk)]
 		parallelFor(len(chunk), workers, func(i int) { preps[i] = prepare(chunk[i]) })
-		ix.mu.Lock()
-		n, err := ix.insert(preps, workers)
-		ix.mu.Unlock()
+		n, err := ix.addPrepared(preps, workers)
 		added += n
 		if err != nil {
 			return added, err
 		}
 	}
 	return added, nil
+}
+
+// addPrepared files members prepared (by prepare) in order, as AddBatch
+// does, under one hold of the write lock: a loader that prepares members
+// on other goroutines while the last batch is filed calls it with at most
+// batchChunk at a time.
+func (ix *Index) addPrepared(preps []prepared, workers int) (int, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.insert(preps, workers)
 }
 
 // parallelFor runs f(0..n-1) on workers goroutines, in contiguous runs.
@@ -319,6 +328,18 @@ func (ix *Index) id(row int32) string { return ix.ids.at(uint32(row)) }
 
 // memberID is row's member id as a string of its own, for a caller to keep.
 func (ix *Index) memberID(row int32) string { return strings.Clone(ix.id(row)) }
+
+// strNumber is the number of s in the string table: 0 for "", noString
+// for a string the table does not hold.
+func (ix *Index) strNumber(s string) uint32 {
+	if s == "" {
+		return 0
+	}
+	if id := ix.strIdx.find(&ix.strs, s); id >= 0 {
+		return uint32(id)
+	}
+	return noString
+}
 
 // str is string number i of the string table.
 func (ix *Index) str(i uint32) string { return ix.strs.at(i) }
@@ -456,7 +477,7 @@ func (ix *Index) file(pr *prepared) error {
 		}
 		*f.dst = id
 	}
-	r.dob, r.phoneLo, r.phoneHi, r.sex, r.suffix = p.dob, uint32(p.phone), uint8(p.phone>>32), p.sex, p.suffix
+	r.dob, r.phoneLo, r.phoneHi, r.sex, r.suffix, r.house = p.dob, uint32(p.phone), uint8(p.phone>>32), p.sex, p.suffix, p.house
 	if _, err := ix.ids.add(pr.id); err != nil {
 		return err
 	}
@@ -573,18 +594,64 @@ func (ix *Index) candidates(p *probe, memberID string, dst []int32, wide bool) [
 	}
 	var keys [numKeys]uint64
 	p.blockKeys(&keys)
+	var chains chainSet
 	for k, key := range keys {
 		if !wide && wideKey[k] {
 			continue
 		}
-		dst = ix.walk(k, key, dst)
+		chains.add(ix, k, key)
 	}
 	// The commonest birth-date error is day and month swapped.
 	if p.dob != 0 && p.dob.Day() <= 12 && p.dob.Day() != p.dob.Month() {
 		swapped := normalize.Date(p.dob.Year()*10000 + p.dob.Day()*100 + p.dob.Month())
-		dst = ix.walk(keyDOB, hashKey(keyDOB, "", uint64(swapped)), dst)
+		chains.add(ix, keyDOB, hashKey(keyDOB, "", uint64(swapped)))
 	}
-	return dedupe(dst)
+	return dedupe(ix.walkChains(&chains, dst))
+}
+
+// chainSet is the blocks a query walks: for each, its kind and the next
+// row to visit.
+type chainSet struct {
+	n    int
+	kind [numKeys + 1]int
+	row  [numKeys + 1]int32
+}
+
+// add adds the block of kind with key, unless it is empty or larger than
+// Config.MaxBlock (as walk skips it).
+func (cs *chainSet) add(ix *Index, kind int, key uint64) {
+	if key == 0 {
+		return
+	}
+	b := ix.blocks[kind].get(key)
+	if b == nil || int(b.n) > ix.cfg.MaxBlock {
+		return
+	}
+	cs.kind[cs.n], cs.row[cs.n] = kind, b.head
+	cs.n++
+}
+
+// walkChains appends to dst the live rows of every block of cs, as walk
+// does, but a step of each chain in turn: a step is a cache miss at ten
+// million members, and the steps of different chains, which do not wait on
+// one another, overlap.
+func (ix *Index) walkChains(cs *chainSet, dst []int32) []int32 {
+	for active := true; active; {
+		active = false
+		for i := range cs.n {
+			row := cs.row[i]
+			if row < 0 {
+				continue
+			}
+			l := &ix.pages[row>>pageBits].links[row&pageMask]
+			if !l.dead {
+				dst = append(dst, row)
+			}
+			cs.row[i] = l.next[cs.kind[i]]
+			active = true
+		}
+	}
+	return dst
 }
 
 func (ix *Index) walk(kind int, key uint64, dst []int32) []int32 {

@@ -25,6 +25,7 @@ type scratch struct {
 	scored []scored
 	more   []int32 // scoreWide's rows
 	top    []int   // orderTop's working set
+	recs   []rec   // scoreRows' copies of its rows' records
 	spare  []scored
 	memo   memo
 }
@@ -366,7 +367,7 @@ func (ix *Index) compatible(m *Model, a, b int32) bool {
 func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *scratch, wide bool) {
 	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
 	sc.scored = sc.scored[:0]
-	sc.memo.reset()
+	sc.memo.reset(ix, p)
 	ix.scoreRows(m, p, qid, exclude, sc, sc.rows)
 }
 
@@ -375,13 +376,13 @@ func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *sc
 func (ix *Index) scoreWide(m *Model, p *probe, qid, exclude string, sc *scratch) {
 	var keys [numKeys]uint64
 	p.blockKeys(&keys)
-	more := sc.more[:0]
+	var chains chainSet
 	for k, key := range keys {
 		if wideKey[k] {
-			more = ix.walk(k, key, more)
+			chains.add(ix, k, key)
 		}
 	}
-	more = dedupe(more)
+	more := dedupe(ix.walkChains(&chains, sc.more[:0]))
 	// Less the rows already scored (sc.rows, sorted too).
 	out, j := more[:0], 0
 	for _, r := range more {
@@ -404,11 +405,19 @@ func (ix *Index) scoreRows(m *Model, p *probe, qid, exclude string, sc *scratch,
 	if ix.exhaustive {
 		memo = nil
 	}
+	// The records are copied first, in a loop whose reads do not wait on
+	// one another: the memory fetches of many rows overlap, where reading
+	// each as its turn came was a cache miss at a time.
+	recs := sc.recs[:0]
 	for _, row := range rows {
+		recs = append(recs, *ix.rec(row))
+	}
+	sc.recs = recs
+	for i, row := range rows {
 		if exclude != "" && ix.id(row) == exclude {
 			continue
 		}
-		c := ix.lightSide(row, qid != "")
+		c := ix.lightSide(row, &recs[i], qid != "")
 		g := compareMemo(p, qid, &c, memo)
 		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
 	}

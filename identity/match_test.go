@@ -305,3 +305,31 @@ func TestLeadingNumberIsStreetParts(t *testing.T) {
 		}
 	}
 }
+
+// TestOneSlipIsOSA: the linear test agrees with the edit distance it
+// replaced on strings of one length.
+func TestOneSlipIsOSA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 200_000; i++ {
+		n := 1 + rng.IntN(9)
+		a := make([]byte, n)
+		for j := range a {
+			a[j] = byte('0' + rng.IntN(4)) // few letters: many near misses
+		}
+		b := append([]byte(nil), a...)
+		switch i % 4 {
+		case 0:
+			b[rng.IntN(n)] = byte('0' + rng.IntN(4))
+		case 1:
+			if n > 1 {
+				j := rng.IntN(n - 1)
+				b[j], b[j+1] = b[j+1], b[j]
+			}
+		case 2:
+			b[rng.IntN(n)], b[rng.IntN(n)] = byte('0'+rng.IntN(4)), byte('0'+rng.IntN(4))
+		}
+		if got, want := oneSlip(string(a), string(b)), strsim.OSA(string(a), string(b), 1) <= 1; got != want {
+			t.Fatalf("%q vs %q: %v, OSA says %v", a, b, got, want)
+		}
+	}
+}

@@ -280,5 +280,6 @@ func probeOf(s *side) probe {
 		postal: s.postal, dob: s.dob, phone: s.phone, sex: s.sex, suffix: s.suffix}
 	p.fillNames()
 	p.streetNumber, p.streetName, _ = splitStreet(s.street)
+	p.house = houseKey(p.streetNumber)
 	return p
 }

@@ -349,6 +349,7 @@ func (s *snapReader) body(h *snapshotHeader, cfg Config) (*Index, *Model, *[numK
 		if max(r.given, r.family, r.street, r.city, r.state, r.postal) >= nstr || r.flags&^flagKin != 0 {
 			return nil, nil, nil, corrupt(fmt.Sprintf("row %d out of range", row))
 		}
+		r.house = houseKey(leadingNumber(ix.strs.at(r.street))) // not stored: it follows from the street
 		var next [numKeys]int32
 		for k := range next {
 			next[k] = int32(u(9 + k))

@@ -1,6 +1,9 @@
 package normalize
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestName(t *testing.T) {
 	tests := []struct{ in, want, suffix string }{
@@ -124,6 +127,24 @@ func TestSex(t *testing.T) {
 	for in, want := range map[string]string{"f": "F", "Male": "M", "U": "", "": "", "x": ""} {
 		if got := Sex(in); got != want {
 			t.Errorf("Sex(%q) = %q", in, got)
+		}
+	}
+}
+
+// TestDaysApartIsTimeDate: the day arithmetic agrees with the time package
+// on every day from 1900 to 2030, past month ends (which time.Date rolls
+// over) included.
+func TestDaysApartIsTimeDate(t *testing.T) {
+	base := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	for y := 1900; y <= 2030; y++ {
+		for m := 1; m <= 12; m++ {
+			for d := 1; d <= 31; d++ {
+				date := Date(y*10000 + m*100 + d)
+				want := int(time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Sub(base).Hours() / 24)
+				if got := DaysApart(date, 19000101); got != want {
+					t.Fatalf("DaysApart(%d, 19000101) = %d, time says %d", date, got, want)
+				}
+			}
 		}
 	}
 }
