@@ -42,11 +42,18 @@ func (e *e2e) saveHistory(id, name string) {
 // saveWorkflowHistory is saveHistory for any workflow, by workflow id.
 func (e *e2e) saveWorkflowHistory(workflowID, name string) {
 	e.t.Helper()
+	e.saveRunHistory(workflowID, "", name)
+}
+
+// saveRunHistory is saveWorkflowHistory for one run of the workflow (""
+// the latest): a workflow that continued as new has one history per run.
+func (e *e2e) saveRunHistory(workflowID, runID, name string) {
+	e.t.Helper()
 	dir := os.Getenv("P2P_RECORD_HISTORIES")
 	if dir == "" {
 		return
 	}
-	it := e.s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := e.s.Client.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()

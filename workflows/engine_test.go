@@ -83,7 +83,8 @@ func TestStartTransferChecksTheStore(t *testing.T) {
 // one (not in review).
 func TestReviewRetry(t *testing.T) {
 	approve := Review{Decision: transfer.DecisionApprove, MemberID: "M1", Reviewer: "Rita"}
-	if ReviewUpdateID(approve) != ReviewUpdateID(approve) ||
+	again := approve // a retry of the same request
+	if ReviewUpdateID(approve) != ReviewUpdateID(again) ||
 		ReviewUpdateID(approve) == ReviewUpdateID(Review{Decision: transfer.DecisionApprove, MemberID: "M2", Reviewer: "Rita"}) ||
 		ReviewUpdateID(approve) == ReviewUpdateID(Review{Decision: transfer.DecisionReject, Reviewer: "Rita"}) {
 		t.Fatal("review update ids do not follow the decision")

@@ -361,8 +361,16 @@ func (r *importRun) fetchRound(ctx workflow.Context, round int, k activities.Kic
 // poll at once.
 func (r *importRun) poll(ctx workflow.Context, round int, k activities.KickedOff, polled int) (fetched, error) {
 	bounded := workflow.GetVersion(ctx, versionImportPollBounded, workflow.DefaultVersion, 1) >= 1
+	perRun := ImportPollsPerRun
+	if bounded {
+		// Recorded, so that a deploy changing the bound cannot make
+		// a replay of this run take another branch.
+		if err := workflow.SideEffect(ctx, func(workflow.Context) any { return ImportPollsPerRun }).Get(&perRun); err != nil {
+			return fetched{}, err
+		}
+	}
 	for n := polled + 1; ; n++ {
-		if bounded && n > polled+1 && (r.polls >= ImportPollsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
+		if bounded && n > polled+1 && (r.polls >= perRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
 			return fetched{}, r.continueAsNew(ctx, round, k, n-1)
 		}
 		r.polls++
