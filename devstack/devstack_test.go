@@ -346,11 +346,22 @@ func TestOutcomes(t *testing.T) {
 		if bad.status != http.StatusUnprocessableEntity && bad.status != http.StatusBadRequest {
 			t.Errorf("approving a non-candidate: %d %s", bad.status, bad.body)
 		}
-		ok := e.do("POST", "/v1/transfers/"+id+"/review", "", map[string]any{"decision": "approve", "member_id": "M100007", "reason": "phone on file matches"})
+		decision := map[string]any{"decision": "approve", "member_id": "M100007", "reason": "phone on file matches"}
+		ok := e.do("POST", "/v1/transfers/"+id+"/review", "", decision)
 		if ok.status/100 != 2 {
 			t.Fatalf("review: %d %s", ok.status, ok.body)
 		}
+		// A client retrying after a lost answer gets the decision's
+		// answer, not 409: while the workflow runs (the same update)
+		// and after it ended (the store shows the decision taken).
+		if r := e.do("POST", "/v1/transfers/"+id+"/review", "", decision); r.status/100 != 2 {
+			t.Errorf("review retried at once: %d %s", r.status, r.body)
+		}
 		tr = e.await(id, "complete", 10*time.Second)
+		e.awaitClosed(id)
+		if r := e.do("POST", "/v1/transfers/"+id+"/review", "", decision); r.status/100 != 2 {
+			t.Errorf("review retried after completion: %d %s", r.status, r.body)
+		}
 		if tr["identity"].(map[string]any)["member_id"] != "M100007" {
 			t.Errorf("identity %v", tr["identity"])
 		}
