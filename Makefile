@@ -70,6 +70,7 @@ bench: ## benchmarks (identity matching at 1M members; staleness of the index ac
 	$(GO) test -run '^$$' -bench Staleness -benchtime 1000x ./activities/
 	$(GO) test -run '^$$' -bench Download500MB -benchtime 3x ./connectors/bulkdata/
 	$(GO) test -run '^$$' -bench Transfers -benchtime 300x ./devstack/
+	$(GO) test -run '^$$' -bench Codec -benchmem ./internal/payloadcodec/
 	$(GO) test -run '^$$' -bench AuditExport -benchtime 1x -timeout 60m ./api/
 
 eval: ## identity evaluation report on the shared data sets

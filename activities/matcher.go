@@ -3,6 +3,8 @@ package activities
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -29,6 +31,12 @@ type IndexMatcher struct {
 	// By names the process in a model it stores (ModelInForce); "" is
 	// "p2p".
 	By string
+	// Snapshot is a file the index is written to after it is built from
+	// the store and when Follow ends, and read from at the next start,
+	// which then applies only the members written since; "": none. It holds
+	// members' demographics: keep it on storage as protected as the
+	// database.
+	Snapshot string
 
 	// turn serialises loading and catching up (a one-slot semaphore, so
 	// that a caller waiting for it still honours its context); decisions
@@ -37,6 +45,9 @@ type IndexMatcher struct {
 	turn  chan struct{}
 	ix    *identity.Index
 	model int64 // the id of the stored model ix decides with; 0: its own estimate
+	// The member version of the last snapshot written or read.
+	snapshotted bool
+	snapVersion int64
 	// The cursor of store.MemberChanges: every member up to (version,
 	// after) is applied; after "" means all of version.
 	version int64
@@ -45,10 +56,12 @@ type IndexMatcher struct {
 }
 
 // MemberIndex is what the identity matcher reads: the members, their
-// change feed, and the model in force.
+// change feed, the model in force, and the store's presentation key.
 type MemberIndex interface {
 	store.Members
 	store.IdentityModels
+	// PresentationKey ties an index snapshot to its store.
+	PresentationKey(ctx context.Context) ([]byte, error)
 }
 
 // pageSize is how many members one store query reads while loading or
@@ -139,6 +152,7 @@ func (m *IndexMatcher) Follow(ctx context.Context, every time.Duration) {
 	for {
 		select {
 		case <-ctx.Done():
+			m.stopFollowing()
 			return
 		case <-t.C:
 		}
@@ -146,6 +160,18 @@ func (m *IndexMatcher) Follow(ctx context.Context, every time.Duration) {
 			m.Logger.Warn("following member writes and the model into the identity index", zap.Error(err))
 		}
 	}
+}
+
+// stopFollowing writes a snapshot of the index as Follow leaves it, for
+// the next start (when one is configured and the index changed).
+func (m *IndexMatcher) stopFollowing() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.take(ctx); err != nil {
+		return
+	}
+	defer m.give()
+	m.saveSnapshot()
 }
 
 // follow catches up, and takes a model retrained since (p2p identity
@@ -194,38 +220,70 @@ func (m *IndexMatcher) current(ctx context.Context) (*identity.Index, error) {
 	return m.ix, nil
 }
 
-// load builds the index whole from the store: the version first, then
-// every member, then whatever was written meanwhile. Holds the turn.
+// load builds the index: from the snapshot when there is a usable one,
+// else whole from the store (the version first, then every member), then
+// applies whatever was written since. Holds the turn.
 func (m *IndexMatcher) load(ctx context.Context) error {
 	start := time.Now()
-	v, err := m.Store.MemberVersion(ctx)
-	if err != nil {
-		return err
-	}
 	cfg := m.Config
 	if cfg == (identity.Config{}) {
 		cfg = identity.DefaultConfig()
 	}
-	ix, err := LoadIndex(ctx, m.Store, cfg)
-	if err != nil {
-		return err
-	}
-	model, err := ModelInForce(ctx, m.Store, ix, cmp.Or(m.By, "p2p"))
-	if err != nil {
-		return err
+	ix, v, model, from := m.restore(ctx, cfg)
+	if ix == nil {
+		var err error
+		if v, err = m.Store.MemberVersion(ctx); err != nil {
+			return err
+		}
+		if ix, err = fillIndex(ctx, m.Store, cfg); err != nil {
+			return err
+		}
+		from = "store"
 	}
 	m.ix, m.version, m.after, m.model = ix, v, "", model
-	// Members written while the pages were read carry a later version.
+	if from == "snapshot" {
+		m.snapshotted, m.snapVersion = true, v
+	}
+	if from == "store" {
+		if err := m.adoptModel(ctx); err != nil {
+			m.ix = nil
+			return err
+		}
+	}
+	// Members written since the snapshot, or while the pages were read,
+	// carry a later version.
 	if err := m.catchUp(ctx); err != nil {
 		m.ix = nil
 		return err
 	}
 	m.caught = start
 	if m.Logger != nil {
-		m.Logger.Info("identity index loaded", zap.Int("members", ix.Len()), zap.Int64("member_version", m.version), zap.Int64("model", m.model),
-			zap.Duration("took", time.Since(start)))
+		m.Logger.Info("identity index loaded", zap.String("from", from), zap.Int("members", ix.Len()),
+			zap.Int64("member_version", m.version), zap.Int64("model", m.model), zap.Duration("took", time.Since(start)))
+	}
+	if from == "store" {
+		m.saveSnapshot()
 	}
 	return nil
+}
+
+// adoptModel gives a freshly filled index the model in force, storing its
+// own estimate first on a store without one (ModelInForce). Holds the turn.
+func (m *IndexMatcher) adoptModel(ctx context.Context) error {
+	id, p, err := m.Store.LatestIdentityModel(ctx)
+	switch {
+	case err == nil:
+		if err := m.ix.SetParams(p); err != nil {
+			return fmt.Errorf("identity model %d: %w", id, err)
+		}
+		m.model = id
+		return nil
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("identity model: %w", err)
+	}
+	m.ix.Reestimate()
+	m.model, err = ModelInForce(ctx, m.Store, m.ix, cmp.Or(m.By, "p2p"))
+	return err
 }
 
 // catchUp applies the members written after the cursor. Holds the turn. The
@@ -257,18 +315,49 @@ func (m *IndexMatcher) catchUp(ctx context.Context) error {
 // LoadIndex builds an index over every member of st, with its model
 // estimated from them.
 func LoadIndex(ctx context.Context, st store.Members, cfg identity.Config) (*identity.Index, error) {
-	var all []member.Record
-	after := ""
-	for {
-		page, err := st.ListMembers(ctx, after, pageSize)
-		if err != nil {
+	ix, err := fillIndex(ctx, st, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ix.Reestimate()
+	return ix, nil
+}
+
+// fillIndex builds an index over every member of st, page by page, the
+// next page read while the last is filed; its model is left to the caller
+// (Reestimate or SetParams), which the last step of a load decides.
+func fillIndex(ctx context.Context, st store.Members, cfg identity.Config) (*identity.Index, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		ms  []member.Record
+		err error
+	}
+	pages := make(chan page, 1)
+	go func() {
+		defer close(pages)
+		after := ""
+		for {
+			ms, err := st.ListMembers(ctx, after, pageSize)
+			select {
+			case pages <- page{ms, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(ms) < pageSize {
+				return
+			}
+			after = ms[len(ms)-1].ID
+		}
+	}()
+	ix := identity.NewIndex(nil, cfg)
+	for p := range pages {
+		if p.err != nil {
+			return nil, p.err
+		}
+		if _, err := ix.AddBatch(p.ms); err != nil {
 			return nil, err
 		}
-		all = append(all, page...)
-		if len(page) < pageSize {
-			break
-		}
-		after = page[len(page)-1].ID
 	}
-	return identity.NewIndex(all, cfg), nil
+	return ix, ctx.Err()
 }

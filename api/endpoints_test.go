@@ -276,7 +276,27 @@ func TestOperations(t *testing.T) {
 	if w := e.do(http.MethodGet, "/healthz", ""); w.Code != http.StatusOK {
 		t.Errorf("healthz while not ready = %d", w.Code)
 	}
+
+	// An engine that says why (its namespace is missing) has its reason
+	// shown, not its cause.
+	e.engine.set(func(f *fakeEngine) {
+		f.readyErr = notReady{"the workflow engine's namespace does not exist", errors.New("namespace p2p-prod not found at 10.0.0.7")}
+	})
+	w = e.do(http.MethodGet, "/readyz", "")
+	p := problem(t, w, http.StatusServiceUnavailable, ProblemUnavailable)
+	if p.Detail == nil || *p.Detail != "the workflow engine's namespace does not exist" || strings.Contains(w.Body.String(), "10.0.0.7") {
+		t.Errorf("readyz without namespace: %s", w.Body)
+	}
 }
+
+// notReady is an engine's readiness error with a reason to show.
+type notReady struct {
+	reason string
+	cause  error
+}
+
+func (n notReady) Error() string        { return n.reason + ": " + n.cause.Error() }
+func (n notReady) PublicReason() string { return n.reason }
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {
 	secret := errors.New("open /etc/p2p/signing.pem: permission denied")

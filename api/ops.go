@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -38,7 +39,13 @@ func (s *Server) Healthz(context.Context, HealthzRequestObject) (HealthzResponse
 	return Healthz200JSONResponse{Status: "ok"}, nil
 }
 
-// Readyz answers 200 when the store and the workflow engine answer.
+// publicReason is an error whose reason may be shown to any caller, as
+// the workflow engine's readiness errors are (workflows.NotReadyError).
+type publicReason interface{ PublicReason() string }
+
+// Readyz answers 200 when the store and the workflow engine answer, and
+// 503 with the reason when either does not (the engine's namespace
+// missing is one).
 func (s *Server) Readyz(ctx context.Context, _ ReadyzRequestObject) (ReadyzResponseObject, error) {
 	checks := []struct {
 		name  string
@@ -53,7 +60,12 @@ func (s *Server) Readyz(ctx context.Context, _ ReadyzRequestObject) (ReadyzRespo
 		cancel()
 		if err != nil {
 			s.logFor(ctx).Warn("not ready", zap.String("dependency", c.name), zap.Error(err))
-			return nil, unavailable("the " + c.name + " is unavailable")
+			reason := "the " + c.name + " is unavailable"
+			var r publicReason
+			if errors.As(err, &r) {
+				reason = r.PublicReason()
+			}
+			return nil, unavailable(reason)
 		}
 	}
 	return Readyz200JSONResponse{Status: "ok"}, nil

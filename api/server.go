@@ -30,7 +30,9 @@ type Engine interface {
 	// or (wrapped) transfer.ErrInvalidDecision for decisions that cannot
 	// apply.
 	Review(ctx context.Context, transferID string, d transfer.ReviewDecision) error
-	// Ready reports whether the workflow service answers.
+	// Ready reports whether the workflow service answers and serves our
+	// namespace; an error with a PublicReason method says why in terms a
+	// caller of /readyz may see.
 	Ready(ctx context.Context) error
 	// Acknowledge delivers a partner's verified acknowledgement (its
 	// receipt id and the kid that signed it) to a transfer waiting in
@@ -93,8 +95,9 @@ type Deps struct {
 	// health, JWKS and partners' signed acknowledgements); required.
 	Auth caller.Authenticator
 	// Partners, when set, makes POST /v1/transfers reject unknown partners
-	// with 422 unknown-partner. When nil every partner id is accepted and
-	// the workflow fails unknown ones with unknown_partner.
+	// with 422 unknown-partner. When nil every partner id is accepted, and
+	// a transfer to one no worker serves waits on a task queue nobody
+	// polls until its timeout: p2p api always sets it (tests need not).
 	Partners Partners
 	// Pullers, when set, makes POST /v1/transfers reject an import whose
 	// coverage_to_match.payer is not a partner we pull from (role pull)

@@ -29,14 +29,25 @@ type Config struct {
 	FHIRTrustHeader   string     // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
 	PayerIdentifier   string     // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
 	ImportDir         string     // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON)
+	IdentitySnapshot  string     // P2P_IDENTITY_SNAPSHOT: file the identity index is snapshotted to and restored from
 	SourceFHIR        FHIRServer // P2P_SOURCE_FHIR_*: our FHIR server, which exports read; unset: synthetic data
 	ImportFHIR        FHIRServer // P2P_IMPORT_FHIR_*: our FHIR server, which imports write to; unset: NDJSON only
 	LogLevel          string     // P2P_LOG_LEVEL: debug, info, warn, error
 	// StatusRetryAfter (P2P_STATUS_RETRY_AFTER) is the Retry-After of a
 	// bulk export in progress; p2p dev polls on loopback and sets 1s.
 	StatusRetryAfter time.Duration
-	ShutdownTimeout  time.Duration // P2P_SHUTDOWN_TIMEOUT: the drain on SIGINT/SIGTERM
-	Retention        Retention     // the worker's maintenance schedules
+	// ShutdownTimeout (P2P_SHUTDOWN_TIMEOUT) is the drain on SIGINT/SIGTERM:
+	// the API's in-flight requests, the worker's in-flight activities
+	// (worker.Options.WorkerStopTimeout).
+	ShutdownTimeout time.Duration
+	// StartupTimeout (P2P_STARTUP_TIMEOUT): how long api and worker retry
+	// at start while the database or Temporal is not up yet; 0: one try.
+	StartupTimeout time.Duration
+	// ResumeInterval (P2P_RESUME_INTERVAL): how often the API starts the
+	// workflows of transfers it accepted but could not start
+	// (API.ResumeLoop).
+	ResumeInterval time.Duration
+	Retention      Retention // the worker's maintenance schedules
 
 	// authn (issue 11): client authentication of /v1 and /fhir
 	// (docs/authentication.md).
@@ -83,6 +94,10 @@ type Config struct {
 	// fails when the newest checkpoint is older; the worker signs a log
 	// that has not grown again after half of it. Default 24h.
 	AuditMaxAge time.Duration
+	// CodecOrigins (P2P_CODEC_CORS_ORIGINS): the web origins, comma
+	// separated, of the Temporal Web UIs that may call the codec server
+	// from a browser (CORS); empty: none (the CLI needs none).
+	CodecOrigins string
 }
 
 // Limits are the request rates the API admits, each a token bucket per
@@ -236,6 +251,10 @@ const DefaultTokenLifetime = 5 * time.Minute
 // SIGINT/SIGTERM.
 const DefaultShutdownTimeout = 20 * time.Second
 
+// DefaultStartupTimeout is how long api and worker wait at start for the
+// database and Temporal to come up.
+const DefaultStartupTimeout = time.Minute
+
 // Bind registers on fs the flags of the groups in which. A flag's default
 // is its P2P_* environment variable when set, else what c already holds
 // (how p2p dev sets its own defaults), else the built-in default. A
@@ -260,13 +279,15 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"our organization's identifier as consents name us, system|value, e.g. http://hl7.org/fhir/sid/us-npi|1234567893")
 	b.dur(FlagAPI|FlagDev, &c.StatusRetryAfter, "status-retry-after", "P2P_STATUS_RETRY_AFTER", pdex.DefaultStatusRetryAfter,
 		"Retry-After of a bulk export's status while it runs: how soon partners poll again")
-	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file; the API without one serves no /fhir and takes any partner id")
+	b.str(FlagAPI|FlagWorker, &c.Partners, "partners", "P2P_PARTNERS", "", "partner registry YAML file (required): the partners we exchange with; the API refuses transfers to any other")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.URL, "source-fhir-url", "P2P_SOURCE_FHIR_URL", "", "base URL of our FHIR R4 server that exports read member data from; empty: synthetic data")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.TokenFile, "source-fhir-token-file", "P2P_SOURCE_FHIR_TOKEN_FILE", "", "file holding a bearer token for the source FHIR server")
 	b.str(FlagWorker|FlagDev, &c.SourceFHIR.MemberIDSystem, "source-fhir-member-id-system", "P2P_SOURCE_FHIR_MEMBER_ID_SYSTEM", "",
 		"identifier system of our member ids on the source FHIR server's Patients; empty: the payer's")
 	b.str(FlagWorker|FlagDev, &c.ImportFHIR.URL, "import-fhir-url", "P2P_IMPORT_FHIR_URL", "", "base URL of our FHIR R4 server that imports write to, as batch PUTs; empty: NDJSON only")
 	b.str(FlagWorker|FlagDev, &c.ImportFHIR.TokenFile, "import-fhir-token-file", "P2P_IMPORT_FHIR_TOKEN_FILE", "", "file holding a bearer token for the import FHIR server")
+	b.str(FlagAPI|FlagWorker, &c.IdentitySnapshot, "identity-snapshot", "P2P_IDENTITY_SNAPSHOT", "",
+		"file the identity index is written to once built and at stop, and restored from at start (then only later member writes are read); holds PHI, mode 0600; one per process; empty: built from the store at every start")
 	b.str(FlagWorker, &c.ImportDir, "import-dir", "P2P_IMPORT_DIR", "", "directory where imports write pulled member data as NDJSON, one directory per transfer; empty: imports fail")
 	r := &c.Retention
 	b.dur(FlagWorker|FlagDev, &r.CheckpointInterval, "audit-checkpoint-interval", "P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, "how often the audit log is checkpointed")
@@ -297,12 +318,17 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"most bytes one import downloads, all its files together; more fails the import (import_too_large)")
 	b.int(FlagWorker|FlagDev, &c.ImportMaxFiles, "import-max-files", "P2P_IMPORT_MAX_FILES", activities.DefaultImportFiles,
 		"most files (output and error) an old payer's manifest may list; more fails the import (import_too_many_files)")
-	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, "how long to wait for in-flight work on SIGINT/SIGTERM")
+	b.dur(FlagAPI|FlagWorker|FlagDev, &c.ShutdownTimeout, "shutdown-timeout", "P2P_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout,
+		"how long to wait for in-flight work on SIGINT/SIGTERM: the API's requests, the worker's activities (then cancelled)")
+	b.dur(FlagAPI|FlagWorker, &c.StartupTimeout, "startup-timeout", "P2P_STARTUP_TIMEOUT", DefaultStartupTimeout,
+		"how long to retry, with backoff, while the database or Temporal is not up yet at start; 0: fail at the first refusal")
+	b.dur(FlagAPI, &c.ResumeInterval, "resume-interval", "P2P_RESUME_INTERVAL", DefaultResumeInterval,
+		"how often to start the workflows of transfers accepted but not started (Temporal was down), older than 30s")
 
 	// Signing keys and Temporal authentication (issue 11, keys).
 	k := &c.Keys
 	b.str(FlagAPI|FlagWorker, &k.Dir, "keys-dir", "P2P_KEYS_DIR", "",
-		"directory of the signing key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY in the environment win")
+		"directory of the key sets (manifest-keys.json, checkpoint-keys.json, token-keys.json, payload-keys.json; p2p keys generate), outside the data; P2P_MANIFEST_KEY, P2P_CHECKPOINT_KEY, P2P_TOKEN_KEY, P2P_PAYLOAD_KEY in the environment win")
 	b.dur(FlagAPI, &k.ManifestRetention, "manifest-key-retention", "P2P_MANIFEST_KEY_RETENTION", DefaultManifestKeyRetention,
 		"how long a retired manifest key stays in the JWKS (at least the export file TTL; 0: for ever)")
 	b.dur(FlagAPI, &k.CheckpointRetention, "checkpoint-key-retention", "P2P_CHECKPOINT_KEY_RETENTION", 0,
@@ -323,6 +349,8 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 		"directory or http(s) URL that gets a copy of every audit checkpoint signed, out of the database's reach; empty: none (p2p dev: DATA-DIR/audit-witness)")
 	b.dur(FlagWorker|FlagDev, &c.AuditMaxAge, "audit-checkpoint-max-age", "P2P_AUDIT_CHECKPOINT_MAX_AGE", DefaultAuditMaxAge,
 		"p2p audit verify fails when the newest checkpoint is older; the worker re-signs a log that has not grown after half of it")
+	b.str(FlagAPI|FlagDev, &c.CodecOrigins, "codec-cors-origins", "P2P_CODEC_CORS_ORIGINS", "",
+		"origins (scheme://host:port, comma separated) of Temporal Web UIs that may call the codec server /codec from a browser; empty: none")
 	return b.err
 }
 

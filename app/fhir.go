@@ -29,7 +29,7 @@ func newFHIRHandler(ctx context.Context, cfg Config, d Deps, tokens *signing.Sig
 		return nil, nil, err
 	}
 	log := d.logger().Named("fhir")
-	matcher, err := newMatcher(ctx, d.Store, "api", log)
+	matcher, err := newMatcher(ctx, d.Store, "api", cfg.IdentitySnapshot, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/internal/egress"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store"
@@ -54,9 +55,10 @@ type Deps struct {
 	AuditSigner    *signing.Signer
 	TokenSigner    *signing.Signer
 	Signer         *signing.Signer
-	// Partners is the registry; the worker requires one. Without one the
-	// API serves no /fhir, refuses acknowledgements and accepts every
-	// partner id (the workflow then fails unknown ones).
+	// Partners is the registry; the worker requires one, and so does p2p
+	// api. Without one the API serves no /fhir, refuses acknowledgements
+	// and accepts every partner id, whose transfer then waits on a task
+	// queue no worker polls (only tests build such an API).
 	Partners Partners
 	Logger   *zap.Logger // nil: no logging
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
@@ -70,6 +72,9 @@ type Deps struct {
 	// Resolver resolves partners' host names for the egress checks; nil:
 	// the system's. Tests map names to addresses to refuse.
 	Resolver egress.Resolver
+	// Codec is the payload codec Temporal was dialled with (Dial); the
+	// API serves it at CodecPath. Nil: no codec server.
+	Codec *payloadcodec.Codec
 }
 
 func (d Deps) check(what string) error {
@@ -180,7 +185,7 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	}
 	v1 := NewV1Auth(cfg.publicURL(), signers.Token, d.Store, cfg.TokenLifetime, cfg.TLS.ClientCAFile != "", log.Named("auth"))
 	deps := api.Deps{
-		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue},
+		Store: d.Store, Engine: &workflows.Engine{Client: d.Temporal, Store: d.Store, TaskQueue: cfg.TaskQueue, Namespace: cfg.TemporalNamespace},
 		Keys:        signing.PublicKeySet{signers.Manifest, signers.Checkpoint, signers.Token},
 		AuditSigner: signers.Checkpoint, Auth: v1.Authenticator, Logger: log.Named("api"), BaseURL: cfg.PublicURL,
 		RateLimits:   api.RateLimits{Client: cfg.Limits.client(), Ack: cfg.Limits.public()},
@@ -208,6 +213,13 @@ func NewAPI(ctx context.Context, cfg Config, d Deps) (*API, error) {
 	root := chi.NewRouter()
 	// Its own bucket per address, apart from /fhir's token endpoint.
 	root.Method(http.MethodPost, V1TokenPath, LimitTokenRequests(cfg.Limits.public().New(), v1.Tokens.TokenHandler()))
+	if d.Codec != nil {
+		cs, err := codecServer(cfg, d, v1, log)
+		if err != nil {
+			return nil, err
+		}
+		root.Handle(CodecPath+"/*", cs)
+	}
 	root.Mount("/", rest)
 	a.handler = root
 	return a, nil
@@ -356,7 +368,7 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	matcher, err := newMatcher(ctx, d.Store, "worker", log)
+	matcher, err := newMatcher(ctx, d.Store, "worker", cfg.IdentitySnapshot, log)
 	if err != nil {
 		return nil, err
 	}
@@ -405,10 +417,25 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	r := cfg.Retention
 	return &Worker{
 		matcher:   matcher,
-		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), d.Worker),
+		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), cfg.workerOptions(d.Worker)),
 		schedules: workflows.ScheduleOptions{CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval},
 		cfg:       cfg, log: log,
 	}, nil
+}
+
+// workerOptions is o with the graceful stop of the shutdown timeout, unless
+// o sets its own: on SIGTERM the workers stop polling and give in-flight
+// activities that long to finish before their contexts are cancelled (the
+// SDK's default, 0, cancels them at once; Temporal retries them elsewhere
+// after their timeouts, a 2 h download from the start).
+func (c Config) workerOptions(o worker.Options) worker.Options {
+	if o.WorkerStopTimeout == 0 {
+		o.WorkerStopTimeout = c.ShutdownTimeout
+		if o.WorkerStopTimeout <= 0 {
+			o.WorkerStopTimeout = DefaultShutdownTimeout
+		}
+	}
+	return o
 }
 
 // Start ensures the maintenance schedules, then starts the workers. Every
@@ -468,12 +495,13 @@ const FollowInterval = time.Second
 // newMatcher is the identity matcher of the worker and the FHIR API, with
 // the decision thresholds the environment sets (identity.ConfigFromEnv),
 // its index loaded.
-func newMatcher(ctx context.Context, st activities.MemberIndex, by string, log *zap.Logger) (*activities.IndexMatcher, error) {
+func newMatcher(ctx context.Context, st activities.MemberIndex, by, snapshot string, log *zap.Logger) (*activities.IndexMatcher, error) {
 	cfg, err := identity.ConfigFromEnv()
 	if err != nil {
 		return nil, err
 	}
 	m := workflows.NewMatcher(st, cfg, by, log)
+	m.Snapshot = snapshot
 	if err := m.Warm(ctx); err != nil {
 		return nil, fmt.Errorf("loading the identity index: %w", err)
 	}

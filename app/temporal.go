@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 )
 
 // TemporalAuth is how the API and the worker authenticate to the Temporal
@@ -135,8 +136,14 @@ func (c *clientCert) get() (*tls.Certificate, error) {
 }
 
 // Dial connects to the Temporal frontend at address, authenticated as
-// auth says. A bad or missing file fails here, before any network call.
-func Dial(ctx context.Context, address, namespace string, auth TemporalAuth, logger *zap.Logger) (client.Client, error) {
+// auth says, every payload and failure message encrypted by codec: it is
+// the one place p2p dials Temporal, so that no client or worker can run
+// without the codec (a worker without it could not read what the others
+// wrote). A bad or missing file fails here, before any network call.
+func Dial(ctx context.Context, address, namespace string, auth TemporalAuth, codec *payloadcodec.Codec, logger *zap.Logger) (client.Client, error) {
+	if codec == nil {
+		return nil, errors.New("temporal: no payload codec: payloads are never sent to Temporal unencrypted")
+	}
 	tlsConfig, err := auth.TLSConfig()
 	if err != nil {
 		return nil, err
@@ -151,6 +158,8 @@ func Dial(ctx context.Context, address, namespace string, auth TemporalAuth, log
 		Logger:            TemporalLogger(logger.Named("temporal")),
 		ConnectionOptions: client.ConnectionOptions{TLS: tlsConfig},
 		Credentials:       creds,
+		DataConverter:     codec.DataConverter(),
+		FailureConverter:  codec.FailureConverter(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s: %w", address, err)

@@ -111,7 +111,7 @@ func TestDialTemporal(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			c, err := Dial(ctx, ln.Addr().String(), "default", tt.auth, zap.NewNop())
+			c, err := Dial(ctx, ln.Addr().String(), "default", tt.auth, testCodec(t), zap.NewNop())
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -32,12 +32,16 @@ const (
 	MembersRead Scope = "members:read"
 	// AuditRead: reading the audit log, its checkpoints and proofs.
 	AuditRead Scope = "audit:read"
+	// PayloadsRead: decoding what p2p keeps in Temporal (the codec
+	// server, for Temporal's Web UI and CLI), which shows member ids and
+	// file URLs.
+	PayloadsRead Scope = "payloads:read"
 	// Admin: all of the above.
 	Admin Scope = "admin"
 )
 
 // Scopes lists every /v1 scope, in the order the docs list them.
-var Scopes = []Scope{TransfersWrite, TransfersRead, Review, MembersWrite, MembersRead, AuditRead, Admin}
+var Scopes = []Scope{TransfersWrite, TransfersRead, Review, MembersWrite, MembersRead, AuditRead, PayloadsRead, Admin}
 
 // Valid reports whether s is a /v1 scope.
 func (s Scope) Valid() bool { return slices.Contains(Scopes, s) }

@@ -43,6 +43,9 @@ const (
 	MaxRateLimit       = 10000.0
 	DefaultConcurrency = 8 // calls in flight per worker
 	MaxConcurrency     = 1000
+	// DefaultDownloadConcurrency: an import's file downloads in flight per
+	// worker, apart from Concurrency (each may take hours).
+	DefaultDownloadConcurrency = 2
 )
 
 // Role is something we do with a partner.
@@ -100,6 +103,11 @@ type Partner struct {
 	// Concurrency caps this partner's calls in flight per worker process;
 	// 0 = DefaultConcurrency.
 	Concurrency int `yaml:"concurrency,omitempty"`
+	// DownloadConcurrency caps the files of imports from this partner
+	// downloaded at once per worker process, on a task queue of their
+	// own so that hours-long downloads never take the slots of sends and
+	// matches; 0 = DefaultDownloadConcurrency.
+	DownloadConcurrency int `yaml:"download_concurrency,omitempty"`
 	// Retry overrides the retry policy of calls to this partner (nil: the
 	// policy in activities/policy.go).
 	Retry *RetryOverride `yaml:"retry,omitempty"`
@@ -299,6 +307,9 @@ func (p Partner) Validate() error {
 	if p.Concurrency < 0 || p.Concurrency > MaxConcurrency {
 		return fmt.Errorf("partner %s: concurrency %d: want between 0 (default %d) and %d", p.ID, p.Concurrency, DefaultConcurrency, MaxConcurrency)
 	}
+	if p.DownloadConcurrency < 0 || p.DownloadConcurrency > MaxConcurrency {
+		return fmt.Errorf("partner %s: download_concurrency %d: want between 0 (default %d) and %d", p.ID, p.DownloadConcurrency, DefaultDownloadConcurrency, MaxConcurrency)
+	}
 	for _, id := range p.Identifiers {
 		if id.System == "" || id.Value == "" {
 			return fmt.Errorf("partner %s: identifiers: each needs a system and a value", p.ID)
@@ -375,6 +386,9 @@ func NewRegistry(partners ...Partner) (*Registry, error) {
 		}
 		if p.Concurrency == 0 {
 			p.Concurrency = DefaultConcurrency
+		}
+		if p.DownloadConcurrency == 0 {
+			p.DownloadConcurrency = DefaultDownloadConcurrency
 		}
 		p.Roles = p.roles()
 		r.byID[p.ID] = p

@@ -88,6 +88,7 @@ partners:
 		{"huge rate limit", "partners:\n- {id: a, push_url: 'https://a.example/x', rate_limit: 1e9}\n", nil, "rate_limit"},
 		{"negative concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', concurrency: -2}\n", nil, "concurrency"},
 		{"huge concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', concurrency: 5000}\n", nil, "concurrency"},
+		{"negative download concurrency", "partners:\n- {id: a, push_url: 'https://a.example/x', download_concurrency: -1}\n", nil, "download_concurrency"},
 		{"unknown key", "partners:\n- {id: a, pushurl: 'https://a.example/x'}\n", nil, "parse registry"},
 		{"identifiers", "partners:\n- {id: a, push_url: 'https://a.example/x', identifiers: [{system: 'http://hl7.org/fhir/sid/us-npi', value: '0123456789'}]}\n", []string{"a"}, ""},
 		{"identifier without value", "partners:\n- {id: a, push_url: 'https://a.example/x', identifiers: [{system: 'http://hl7.org/fhir/sid/us-npi'}]}\n", nil, "identifiers"},
@@ -119,7 +120,7 @@ partners:
 
 func TestRegistryDefaultsAndLookups(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "partners.yaml")
-	if err := os.WriteFile(path, []byte("partners:\n- {id: b, name: B, push_url: 'https://b.example/x'}\n- {id: a, push_url: 'https://a.example/x', timeout: 5s, rate_limit: 2.5, concurrency: 3}\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("partners:\n- {id: b, name: B, push_url: 'https://b.example/x'}\n- {id: a, push_url: 'https://a.example/x', timeout: 5s, rate_limit: 2.5, concurrency: 3, download_concurrency: 1}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r, err := LoadRegistry(path)
@@ -127,10 +128,11 @@ func TestRegistryDefaultsAndLookups(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, ok := r.Get("b")
-	if !ok || b.Name != "B" || b.Timeout != DefaultTimeout || b.RateLimit != DefaultRateLimit || b.Concurrency != DefaultConcurrency {
+	if !ok || b.Name != "B" || b.Timeout != DefaultTimeout || b.RateLimit != DefaultRateLimit || b.Concurrency != DefaultConcurrency ||
+		b.DownloadConcurrency != DefaultDownloadConcurrency {
 		t.Fatalf("b = %+v, %v", b, ok)
 	}
-	if a, _ := r.Get("a"); a.Timeout != 5*time.Second || a.RateLimit != 2.5 || a.Concurrency != 3 {
+	if a, _ := r.Get("a"); a.Timeout != 5*time.Second || a.RateLimit != 2.5 || a.Concurrency != 3 || a.DownloadConcurrency != 1 {
 		t.Fatalf("a = %+v", a)
 	}
 	if _, ok := r.Get("c"); ok {

@@ -25,6 +25,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/sandbox"
 	"github.com/p2p-payer/p2p/devserver"
 	"github.com/p2p-payer/p2p/fhir"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
@@ -101,6 +102,9 @@ type Options struct {
 	// AuditMaxAge: the worker re-signs an audit log that has not grown
 	// after half of it; 0: app.DefaultAuditMaxAge.
 	AuditMaxAge time.Duration
+	// CodecOrigins are the web origins of Temporal Web UIs that may call
+	// the codec server (P2P_CODEC_CORS_ORIGINS, comma separated).
+	CodecOrigins string
 }
 
 // AuditWitnessDir is the witness directory of audit checkpoints in the
@@ -118,6 +122,9 @@ type Stack struct {
 	Client     client.Client
 	Sandbox    *sandbox.Partner
 	Temporal   *devserver.Server
+	// Codec encrypts what the stack hands Temporal (its payload key is
+	// in the data directory's keys/).
+	Codec *payloadcodec.Codec
 	// ImportDir is where imports write the data they pull (P2P_IMPORT_DIR
 	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
 	ImportDir string
@@ -222,12 +229,18 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("seeding demo members: %w", err)
 		}
 	}
+	// Payloads are encrypted in dev too: the same code path as
+	// production, and the embedded server's file holds no identifiers.
+	if s.Codec, err = app.DevPayloadCodec(o.DataDir, o.Logger); err != nil {
+		return fmt.Errorf("payload key: %w", err)
+	}
 	// The embedded server listens on loopback only: plain gRPC.
-	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, o.Logger); err != nil {
+	if s.Client, err = app.Dial(ctx, s.Temporal.Address(), s.Temporal.Namespace(), app.TemporalAuth{}, s.Codec, o.Logger); err != nil {
 		return err
 	}
 	cfg := app.Config{
 		Addr: apiLn.Addr().String(), PublicURL: o.PublicURL,
+		TemporalNamespace: s.Temporal.Namespace(),
 		// Loopback dev: the caller names itself in X-P2P-Partner.
 		FHIRTrustHeader: PartnerHeader,
 		PayerIdentifier: fhir.SystemNPI + "|" + o.PayerNPI,
@@ -240,6 +253,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		Limits:           o.Limits,
 		AuditWitness:     o.AuditWitness,
 		AuditMaxAge:      o.AuditMaxAge,
+		CodecOrigins:     o.CodecOrigins,
 	}
 	if cfg.AuditWitness == "" {
 		cfg.AuditWitness = filepath.Join(o.DataDir, AuditWitnessDir)
@@ -250,7 +264,7 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 	deps := app.Deps{
 		Store: s.Store, Temporal: s.Client, Partners: partners, Logger: o.Logger,
 		ManifestSigner: signers.Manifest, AuditSigner: signers.Checkpoint, TokenSigner: signers.Token,
-		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader,
+		Worker: o.Worker, ExportFileTTL: o.ExportFileTTL, PullTrustHeader: PartnerHeader, Codec: s.Codec,
 	}
 	if s.API, err = app.NewAPI(ctx, cfg, deps); err != nil {
 		return err

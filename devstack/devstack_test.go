@@ -21,8 +21,10 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/proxy"
 	"go.temporal.io/api/temporalproto"
 
 	"github.com/p2p-payer/p2p/store"
@@ -61,6 +63,15 @@ func (e *e2e) saveRunHistory(workflowID, runID, name string) {
 			e.t.Fatal(err)
 		}
 		h.Events = append(h.Events, ev)
+	}
+	// Committed histories hold plain payloads: the replay test has no
+	// payload key, and needs none to check determinism.
+	if err := proxy.VisitPayloads(context.Background(), h, proxy.VisitPayloadsOptions{
+		Visitor: func(_ *proxy.VisitPayloadsContext, p []*commonpb.Payload) ([]*commonpb.Payload, error) {
+			return e.s.Codec.Decode(p)
+		},
+	}); err != nil {
+		e.t.Fatal(err)
 	}
 	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
 	if err != nil {

@@ -68,9 +68,13 @@ func TestImportHistoryBoundOnServer(t *testing.T) {
 		return activities.Delivered{Sink: "ndjson-dir", Location: "t1", ReceiptID: "rcpt", Files: 1}, nil
 	})
 	stub(activities.NameDiscardImport, func(context.Context, activities.DiscardInput) (bool, error) { return true, nil })
-	pw := worker.New(c, workflows.PartnerTaskQueue(queue, "oldco"), worker.Options{})
+	partnerWorkers := map[string]worker.Worker{}
 	pstub := func(name string, fn any) {
-		pw.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+		q := workflows.PartnerActivityQueue(queue, "oldco", name)
+		if partnerWorkers[q] == nil {
+			partnerWorkers[q] = worker.New(c, q, worker.Options{})
+		}
+		partnerWorkers[q].RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
 	pstub(activities.NameMatchAtPartner, func(context.Context, activities.ImportInput) (activities.Matched, error) {
 		return activities.Matched{Status: transfer.IdentityResolved, MemberID: "OLD-M1", PatientID: "p1", HTTPStatus: 200, ConsentID: "c1", Scope: "regular"}, nil
@@ -91,7 +95,11 @@ func TestImportHistoryBoundOnServer(t *testing.T) {
 		return transfer.ExportFile{Type: in.File.Type, Count: 1, SHA256: "sha", Bytes: 10}, nil
 	})
 	pstub(activities.NameDeleteImport, func(context.Context, activities.DeleteInput) error { return nil })
-	for _, w := range []worker.Worker{w, pw} {
+	workers := []worker.Worker{w}
+	for _, pw := range partnerWorkers {
+		workers = append(workers, pw)
+	}
+	for _, w := range workers {
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -14,12 +14,17 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/connectors"
 	"github.com/p2p-payer/p2p/connectors/bulkdata/bulktest"
+	"github.com/p2p-payer/p2p/devserver"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/transfer"
+	"github.com/p2p-payer/p2p/workflows"
 )
 
 // oldPayerNPI names the fake old payer in consents and coverages.
@@ -231,6 +236,27 @@ func TestImportFromOldPayer(t *testing.T) {
 		}
 	}
 	e.saveHistory(id, "import_complete")
+	// Downloads ran on the partner's downloads queue, under its own
+	// concurrency; its other calls on the partner's queue.
+	queues := map[string]string{}
+	it := s.Client.GetWorkflowHistory(ctx, workflows.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			queues[a.GetActivityType().GetName()] = a.GetTaskQueue().GetName()
+		}
+	}
+	for name, want := range map[string]string{
+		activities.NameDownloadImportFile: workflows.PartnerDownloadQueue(workflows.TaskQueue, "oldco"),
+		activities.NamePollImport:         workflows.PartnerTaskQueue(workflows.TaskQueue, "oldco"),
+	} {
+		if queues[name] != want {
+			t.Errorf("%s ran on %q, want %q", name, queues[name], want)
+		}
+	}
 
 	for _, c := range []struct {
 		name, card, consent, want string
@@ -263,7 +289,8 @@ func TestImportRefusesSSRF(t *testing.T) {
 		Header: map[string]string{"Content-Location": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Start(ctx, Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Partners: []connectors.Partner{{
+	dataDir := t.TempDir()
+	s, err := Start(ctx, Options{DataDir: dataDir, Addr: "127.0.0.1:0", Partners: []connectors.Partner{{
 		ID: "oldco", Name: "Old Co Health", Roles: []connectors.Role{connectors.RolePull}, FHIRBaseURL: old.srv.URL + "/fhir",
 		AllowPrivateNetwork: true,
 		Auth:                connectors.Auth{Type: connectors.AuthNone, ClientID: "newco"},
@@ -292,5 +319,10 @@ func TestImportRefusesSSRF(t *testing.T) {
 	}
 	if n := len(old.bulk.Requests(bulktest.RouteKickOff)); n != 1 {
 		t.Errorf("%d kick-offs, want 1: a refusal is not retried", n)
+	}
+	// The failure's message names the host; Temporal keeps it encrypted
+	// (payloadcodec's failure converter), not in plain text.
+	if found := scanTemporal(t, filepath.Join(dataDir, "temporal", devserver.DBFileName), []string{"169.254.169.254"}); len(found) > 0 {
+		t.Errorf("Temporal's database holds a failure message in plain text: %v", found)
 	}
 }

@@ -53,17 +53,17 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("identity match: %w", err)
 	}
 	start := time.Now()
-	members, err := readMembers(*indexPath, stderr)
-	if err != nil {
-		return err
-	}
 	ids, queries, err := readQueries(*queriesPath, stderr)
 	if err != nil {
 		return err
 	}
 	loaded := time.Now()
-	ix := NewIndex(members, cfg)
-	members = nil
+	// The member file is read, normalised and filed at once, page by page:
+	// the members are never all in memory as records.
+	ix, err := loadIndex(*indexPath, cfg, stderr)
+	if err != nil {
+		return err
+	}
 	built := time.Now()
 	if !*noTrain {
 		train := queries
@@ -115,7 +115,7 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "identity match: %d members, %d queries: %d match, %d review, %d no_match\n",
 		ix.Len(), len(queries), counts[OutcomeMatch], counts[OutcomeReview], counts[OutcomeNoMatch])
-	fmt.Fprintf(stderr, "identity match: read %v, index %v, train %v, match %v (%.0f queries/s), total %v\n",
+	fmt.Fprintf(stderr, "identity match: read queries %v, read and index members %v, train %v, match %v (%.0f queries/s), total %v\n",
 		loaded.Sub(start).Round(time.Millisecond), built.Sub(loaded).Round(time.Millisecond), trained.Sub(built).Round(time.Millisecond),
 		matched.Sub(trained).Round(time.Millisecond), float64(len(queries))/matched.Sub(trained).Seconds(), time.Since(start).Round(time.Millisecond))
 	return nil
@@ -169,9 +169,10 @@ func writeDecisions(out io.Writer, ids []string, decisions []Decision) (map[stri
 	return counts, nil
 }
 
-// readMembers reads the canonical member CSV, reporting rejected rows by
-// line number.
-func readMembers(path string, stderr io.Writer) ([]member.Record, error) {
+// loadIndex builds an index from the canonical member CSV, reporting
+// rejected rows by line number. One goroutine parses the file while
+// AddBatch normalises and files the pages it hands over.
+func loadIndex(path string, cfg Config, stderr io.Writer) (*Index, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("identity match: %w", err)
@@ -181,7 +182,34 @@ func readMembers(path string, stderr io.Writer) ([]member.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity match: index: %w", err)
 	}
-	var out []member.Record
+	pages := make(chan []member.Record, 4)
+	ix := NewIndex(nil, cfg)
+	var addErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for page := range pages {
+			if _, err := ix.AddBatch(page); err != nil && addErr == nil {
+				addErr = fmt.Errorf("identity match: index: %w", err)
+			}
+		}
+	}()
+	err = readMemberPages(rd, pages, stderr)
+	close(pages)
+	<-done
+	if err == nil {
+		err = addErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	ix.Reestimate()
+	return ix, nil
+}
+
+// readMemberPages sends the rows of rd to pages, batchChunk at a time.
+func readMemberPages(rd *member.Reader, pages chan<- []member.Record, stderr io.Writer) error {
+	page := make([]member.Record, 0, batchChunk)
 	rejected, lenient := 0, 0
 	for {
 		row, err := rd.Next()
@@ -201,20 +229,23 @@ func readMembers(path string, stderr io.Writer) ([]member.Record, error) {
 			case "sex":
 				row.Record.Sex = ""
 			}
-			out = append(out, row.Record)
-			continue
-		}
-		if errors.As(err, &re) {
+		} else if errors.As(err, &re) {
 			rejected++
 			if rejected <= maxRejectLines {
 				fmt.Fprintf(stderr, "identity match: index: %v (skipped)\n", re)
 			}
 			continue
+		} else if err != nil {
+			return fmt.Errorf("identity match: index: %w", err)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("identity match: index: %w", err)
+		page = append(page, row.Record)
+		if len(page) == batchChunk {
+			pages <- page
+			page = make([]member.Record, 0, batchChunk)
 		}
-		out = append(out, row.Record)
+	}
+	if len(page) > 0 {
+		pages <- page
 	}
 	if rejected > 0 {
 		fmt.Fprintf(stderr, "identity match: index: %d rows skipped\n", rejected)
@@ -222,7 +253,7 @@ func readMembers(path string, stderr io.Writer) ([]member.Record, error) {
 	if lenient > 0 {
 		fmt.Fprintf(stderr, "identity match: index: %d rows kept with an invalid or missing birth date, sex or name treated as missing\n", lenient)
 	}
-	return out, nil
+	return nil
 }
 
 // readQueries reads the query CSV: query ids and demographics.

@@ -120,20 +120,54 @@ type side struct {
 	dob                         normalize.Date
 	phone                       uint64
 	sex, suffix                 byte
+	r                           *rec      // the index row, for memo's keys; nil for a member outside the index
+	strs                        *strTable // where r's strings are, for load
+	loaded                      bool      // the strings are filled in
+}
+
+// load fills in the strings of a side made by lightSide.
+func (c *side) load() {
+	if c.loaded {
+		return
+	}
+	r, t := c.r, c.strs
+	c.given, c.family, c.street, c.city, c.state, c.postal = t.at(r.given), t.at(r.family), t.at(r.street), t.at(r.city), t.at(r.state), t.at(r.postal)
+	c.loaded = true
+}
+
+// lightSide is row as a side whose strings are loaded only when a level is
+// not in the query's memo (see compareMemo); the member id only if withID.
+func (ix *Index) lightSide(row int32, withID bool) side {
+	r := ix.rec(row)
+	c := side{dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs}
+	if withID {
+		c.id = ix.id(row)
+	}
+	return c
 }
 
 func (ix *Index) side(row int32) side {
-	r := &ix.recs[row]
+	r := ix.rec(row)
 	return side{
-		id: ix.ids[row], given: ix.strs[r.given], family: ix.strs[r.family],
-		street: ix.strs[r.street], city: ix.strs[r.city], state: ix.strs[r.state], postal: ix.strs[r.postal],
-		dob: r.dob, phone: r.phone, sex: r.sex, suffix: r.suffix,
+		id: ix.id(row), given: ix.str(r.given), family: ix.str(r.family),
+		street: ix.str(r.street), city: ix.str(r.city), state: ix.str(r.state), postal: ix.str(r.postal),
+		dob: r.dob, phone: r.phone(), sex: r.sex, suffix: r.suffix, r: r, strs: &ix.strs, loaded: true,
 	}
 }
 
 // compare computes the comparison vector of query q (with member id qid)
 // against member c.
-func compare(q *probe, qid string, c *side) gamma {
+func compare(q *probe, qid string, c *side) gamma { return compareMemo(q, qid, c, nil) }
+
+// compareMemo is compare, remembering in memo (when not nil) the levels
+// that depend on one interned value of c's only (given name, family name,
+// street, locality): the candidates of one query share them often (a block
+// of one family name, one household, one town), and the string comparisons
+// are most of a match's time. memo is for one query q.
+func compareMemo(q *probe, qid string, c *side, memo *memo) gamma {
+	if memo == nil {
+		c.load()
+	}
 	var g gamma
 	switch {
 	case qid == "" || c.id == "":
@@ -145,15 +179,29 @@ func compare(q *probe, qid string, c *side) gamma {
 	default:
 		g[fMemberID] = lDifferent
 	}
-	cGivenC, cFamilyC := normalize.Compact(c.given), normalize.Compact(c.family)
-	g[fGiven] = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, cGivenC)
-	g[fFamily] = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
+	gv, ok := memo.get(memoGiven, c)
+	if !ok {
+		c.load()
+		gv = compareGiven(q.given, q.givenCompact, q.givenFirst, c.given, normalize.Compact(c.given))
+		memo.put(memoGiven, c, gv)
+	}
+	fv, ok := memo.get(memoFamily, c)
+	if !ok {
+		c.load()
+		cFamilyC := normalize.Compact(c.family)
+		fv = compareFamily(q.family, q.familyCompact, c.family, cFamilyC)
+		if q.givenCompact == cFamilyC {
+			fv |= memoSameAsGiven
+		}
+		memo.put(memoFamily, c, fv)
+	}
+	g[fGiven], g[fFamily] = gv&memoLevel, fv&memoLevel
 	switch {
 	case g[fGiven] != lDifferent && g[fFamily] != lDifferent:
-	case q.givenCompact != "" && q.familyCompact != "" && similar(q.givenCompact, cFamilyC) && similar(q.familyCompact, cGivenC):
+	case q.givenCompact != "" && q.familyCompact != "" && memo.similar(memoFamily, fv, q.givenCompact, c) && memo.similar(memoGiven, gv, q.familyCompact, c):
 		// Given and family swapped ("Hall Isla" for "Isla Hall").
 		g[fGiven], g[fFamily] = lSwapped, lSwapped
-	case g[fFamily] == lMissing && q.familyCompact == "" && q.givenCompact == cFamilyC:
+	case g[fFamily] == lMissing && q.familyCompact == "" && fv&memoSameAsGiven != 0:
 		// A lone name keyed into the wrong field.
 		g[fGiven] = lSwapped
 	}
@@ -166,7 +214,19 @@ func compare(q *probe, qid string, c *side) gamma {
 	default:
 		g[fSex] = lDifferent
 	}
-	g[fAddress] = compareAddress(compareStreet(q.street, q.streetNumber, q.streetName, c.street), compareLocality(q, c))
+	street, ok := memo.get(memoStreet, c)
+	if !ok {
+		c.load()
+		street = compareStreet(q.street, q.streetNumber, q.streetName, c.street)
+		memo.put(memoStreet, c, street)
+	}
+	locality, ok := memo.get(memoLocality, c)
+	if !ok {
+		c.load()
+		locality = compareLocality(q, c)
+		memo.put(memoLocality, c, locality)
+	}
+	g[fAddress] = compareAddress(street, locality)
 	switch {
 	case q.phone == 0 || c.phone == 0:
 		g[fPhone] = lMissing
@@ -312,10 +372,10 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 	if q == c {
 		return lExact
 	}
-	cNum, cName, _ := normalize.StreetParts(c)
-	if qNum != cNum && qNum != "" && cNum != "" {
+	if cNum := leadingNumber(c); qNum != cNum && qNum != "" && cNum != "" {
 		return lDifferent // another house, whatever the street
 	}
+	cNum, cName, _ := normalize.StreetParts(c)
 	if qNum == cNum && qName == cName {
 		return lExact // only the unit differs
 	}
@@ -335,6 +395,19 @@ func compareStreet(q, qNum, qName, c string) uint8 {
 		return lPartial // the house number agrees, the street name does not
 	}
 	return lDifferent
+}
+
+// leadingNumber is the house number normalize.StreetParts would find in a
+// normalised street, without the rest of its parsing: most candidates live
+// at another number, and that is all compareStreet needs to know of them.
+func leadingNumber(street string) string {
+	if street == "" || street[0] < '0' || street[0] > '9' {
+		return ""
+	}
+	if i := strings.IndexByte(street, ' '); i >= 0 {
+		return street[:i]
+	}
+	return street
 }
 
 // prefixNoSpace compares a and b ignoring spaces: full reports whether one
@@ -420,14 +493,124 @@ func compareLocality(q *probe, c *side) uint8 {
 }
 
 // phoneOneDigit reports whether two phone numbers differ in one digit or by
-// one adjacent swap.
+// one adjacent swap: an optimal-string-alignment distance of at most one
+// between their ten digits, which for strings of one length is no
+// difference, one substitution or one adjacent transposition.
 func phoneOneDigit(a, b uint64) bool {
 	var da, db [10]byte
 	for i := 9; i >= 0; i-- {
 		da[i], db[i] = byte(a%10), byte(b%10)
 		a, b = a/10, b/10
 	}
-	return strsim.OSA(string(da[:]), string(db[:]), 1) <= 1
+	first, n := -1, 0
+	for i := range da {
+		if da[i] != db[i] {
+			if n == 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	switch n {
+	case 0, 1:
+		return true
+	case 2:
+		return first+1 < len(da) && da[first] == db[first+1] && da[first+1] == db[first]
+	}
+	return false
+}
+
+// Kinds of level memo remembers.
+const (
+	memoGiven = iota
+	memoFamily
+	memoStreet
+	memoLocality
+	numMemo
+)
+
+// A memo entry is a level in its low bits; the given and family entries
+// carry besides what the swap test asks of the value.
+const (
+	memoLevel       = 0x0f
+	memoSimKnown    = 0x10 // memoSimilar is known
+	memoSimilar     = 0x20 // the value is similar to the query's other name (given for a family name, family for a given)
+	memoSameAsGiven = 0x40 // a family name equal to the query's given name
+)
+
+// similar reports whether c's name of kind (given or family) is similar
+// to qOther, the query's other name, remembered in v and the memo.
+func (m *memo) similar(kind int, v uint8, qOther string, c *side) bool {
+	if v&memoSimKnown != 0 {
+		return v&memoSimilar != 0
+	}
+	c.load()
+	name := c.family
+	if kind == memoGiven {
+		name = c.given
+	}
+	sim := similar(qOther, normalize.Compact(name))
+	v |= memoSimKnown
+	if sim {
+		v |= memoSimilar
+	}
+	m.put(kind, c, v)
+	return sim
+}
+
+// memoSlots is the size of each of memo's direct-mapped tables: a slot
+// holds the last value that hashed to it.
+const memoSlots = 256
+
+// memo remembers, for one query, the level of each given name, family
+// name, street and locality (postal code, city and state) seen among its
+// candidates, by their numbers in the index's string table.
+type memo struct {
+	key   [numMemo][memoSlots]memoKey
+	level [numMemo][memoSlots]uint8
+}
+
+// memoKey is a value's string number(s), plus one so that the zero key is
+// an empty slot.
+type memoKey struct{ a, b uint64 }
+
+func (m *memo) reset() { clear(m.key[:]) }
+
+func memoKeyOf(kind int, c *side) memoKey {
+	r := c.r
+	switch kind {
+	case memoGiven:
+		return memoKey{a: uint64(r.given) + 1}
+	case memoFamily:
+		return memoKey{a: uint64(r.family) + 1}
+	case memoStreet:
+		return memoKey{a: uint64(r.street) + 1}
+	}
+	return memoKey{a: uint64(r.postal)<<32 | uint64(r.city) + 1, b: uint64(r.state) + 1}
+}
+
+func memoSlot(k memoKey) int { return int((k.a*0x9e3779b97f4a7c15 ^ k.b*0xc2b2ae3d27d4eb4f) >> 56) }
+
+// get is the remembered level of c's value of kind; ok false if none.
+func (m *memo) get(kind int, c *side) (uint8, bool) {
+	if m == nil || c.r == nil {
+		return 0, false
+	}
+	k := memoKeyOf(kind, c)
+	i := memoSlot(k)
+	if m.key[kind][i] == k {
+		return m.level[kind][i], true
+	}
+	return 0, false
+}
+
+func (m *memo) put(kind int, c *side, level uint8) {
+	if m == nil || c.r == nil {
+		return
+	}
+	k := memoKeyOf(kind, c)
+	i := memoSlot(k)
+	m.key[kind][i], m.level[kind][i] = k, level
 }
 
 func splitStreet(s string) (number, name, unit string) { return normalize.StreetParts(s) }

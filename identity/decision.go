@@ -21,9 +21,11 @@
 // Names, birth dates, addresses and phones never reach errors, logs or
 // rationale summaries; a rationale names fields and levels only.
 //
-// Evaluation: `make eval` (TestEvaluation, TestSyntheticUS); latency and
-// memory: `go test -run '^$' -bench Match ./identity`; the 1M x 100k CLI
-// timing: P2P_IDENTITY_SCALE=1 go test -run TestCLIScale ./identity.
+// Evaluation: `make eval` (TestEvaluation, TestSyntheticUS); build time,
+// memory, latency, snapshot, add and update: `go test -run '^$' -bench .
+// ./identity` (P2P_IDENTITY_BENCH_N=10000000 for ten million members); the
+// 100k-query CLI timing: P2P_IDENTITY_BENCH_CLI=1 go test -run '^$' -bench
+// MatchCLI ./identity.
 package identity
 
 import (

@@ -78,7 +78,7 @@ func evalLink(name string, ix *Index, index, queries []evaldata.Labelled, withID
 		if want, ok := truth[queries[i].Entity]; ok {
 			p := newProbe(q.Given, q.Family, q.BirthDate, q.Sex, q.Address.Street, q.Address.City, q.Address.State, q.Address.PostalCode, q.Phone)
 			for _, row := range ix.candidates(&p, q.MemberID, nil, true) {
-				if ix.ids[row] == want {
+				if ix.id(row) == want {
 					blocked[i] = true
 				}
 			}

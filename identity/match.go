@@ -23,6 +23,10 @@ type scored struct {
 type scratch struct {
 	rows   []int32
 	scored []scored
+	more   []int32 // scoreWide's rows
+	top    []int   // orderTop's working set
+	spare  []scored
+	memo   memo
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{rows: make([]int32, 0, 256), scored: make([]scored, 0, 256)} }}
@@ -47,25 +51,33 @@ func (ix *Index) match(p *probe, qid, exclude string) Decision {
 	defer ix.mu.RUnlock()
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	m := ix.model
 	// The narrow blocks first; the wide ones only when they leave doubt.
-	if d := ix.decide(p, qid, exclude, sc, false); d.Outcome == OutcomeMatch {
+	ix.scoreCandidates(m, p, qid, exclude, sc, false)
+	if d := ix.decide(m, p, sc); d.Outcome == OutcomeMatch {
 		return d
 	}
-	return ix.decide(p, qid, exclude, sc, true)
+	if ix.exhaustive {
+		ix.scoreCandidates(m, p, qid, exclude, sc, true)
+	} else {
+		// The narrow candidates keep their scores: only the rows the wide
+		// keys add are scored.
+		ix.scoreWide(m, p, qid, exclude, sc)
+	}
+	return ix.decide(m, p, sc)
 }
 
-func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) Decision {
-	m := ix.model
-	ix.scoreCandidates(m, p, qid, exclude, sc, wide)
+// decide is the decision over the scored candidates in sc.
+func (ix *Index) decide(m *Model, p *probe, sc *scratch) Decision {
+	cfg := ix.cfg
 	if len(sc.scored) == 0 {
 		return Decision{Outcome: OutcomeNoMatch, Rationale: transfer.Rationale{Rule: RuleNone, Summary: "no member shares a blocking key with the query"}}
 	}
-	slices.SortFunc(sc.scored, func(a, b scored) int {
-		if a.score != b.score {
-			return cmp.Compare(b.score, a.score)
-		}
-		return strings.Compare(ix.ids[a.row], ix.ids[b.row])
-	})
+	// Only the best few candidates are looked at below: the best, up to
+	// maxDuplicates more for duplicates, the runner-up after them, and
+	// MaxReview for review. They are put first, in order; the rest stay
+	// unordered.
+	sorted := ix.orderTop(sc, max(maxDuplicates+2, cfg.MaxReview+1))
 	// The deterministic rule stays in front: the member named by an exact
 	// member id with an agreeing birth date is the answer, whatever scores
 	// higher.
@@ -73,11 +85,14 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		if c.g[fMemberID] == lExact && c.g[fBirthDate] == lExact {
 			copy(sc.scored[1:i+1], sc.scored[:i])
 			sc.scored[0] = c
+			if i >= sorted {
+				sorted++ // from the unordered rest: the ordered prefix moved up by one behind it
+			}
 			break
 		}
 	}
 	best := sc.scored[0]
-	d := Decision{MemberID: ix.ids[best.row], Score: best.score}
+	d := Decision{MemberID: ix.memberID(best.row), Score: best.score}
 	d.Rationale.Fields = ix.contributions(m, best.row, best.g)
 
 	// The runner-up is the best candidate that is a different person: a
@@ -93,17 +108,17 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 	var aside []string // set aside as duplicates, too weakly tied to be linked
 	for i := 1; dupsExpected && i < len(sc.scored) && i <= maxDuplicates && sc.scored[i].score >= ix.cfg.ReviewThreshold; i++ {
 		c := sc.scored[i]
-		strong := c.score >= ix.cfg.MatchThreshold && vetoed(c.g, p.suffix, ix.recs[c.row].suffix, relatives) == "" && ix.compatible(m, best.row, c.row)
+		strong := c.score >= ix.cfg.MatchThreshold && vetoed(c.g, p.suffix, ix.rec(c.row).suffix, relatives) == "" && ix.compatible(m, best.row, c.row)
 		switch tie := ix.sameMember(m, best.row, c.row); {
 		case strong || tie == tieStrong:
 			// Linked: the record matches the query, or the best candidate,
 			// as surely as an automatic match requires.
-			dups = append(dups, ix.ids[c.row])
+			dups = append(dups, ix.memberID(c.row))
 			continue
 		case tie == tieWeak:
 			// Likely the same person as the best candidate, so no rival;
 			// but not sure enough to be linked to the query.
-			aside = append(aside, ix.ids[c.row])
+			aside = append(aside, ix.id(c.row))
 			continue
 		}
 		if runner == nil {
@@ -111,22 +126,32 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		}
 	}
 	if runner == nil {
-		for i := 1; i < len(sc.scored); i++ {
-			if id := ix.ids[sc.scored[i].row]; !contains(dups, id) && !contains(aside, id) {
+		for i := 1; i < sorted; i++ {
+			if id := ix.id(sc.scored[i].row); !contains(dups, id) && !contains(aside, id) {
 				runner = &sc.scored[i]
 				break
 			}
 		}
 	}
 	runnerScore := math.Inf(-1)
+	if runner == nil && len(sc.scored) > sorted {
+		// Past the ordered prefix (not seen with the default limits: the
+		// runner-up is at most maxDuplicates+1 down): order the rest.
+		ix.sortScored(sc.scored[sorted:])
+		for i := sorted; i < len(sc.scored); i++ {
+			if id := ix.id(sc.scored[i].row); !contains(dups, id) && !contains(aside, id) {
+				runner = &sc.scored[i]
+				break
+			}
+		}
+	}
 	if runner != nil {
 		runnerScore = runner.score
-		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.ids[runner.row], Score: runner.score}
+		d.Rationale.RunnerUp = &transfer.RunnerUp{MemberID: ix.memberID(runner.row), Score: runner.score}
 	}
-	cfg := ix.cfg
-	veto := vetoed(best.g, p.suffix, ix.recs[best.row].suffix, relatives)
+	veto := vetoed(best.g, p.suffix, ix.rec(best.row).suffix, relatives)
 	if veto == "" && relatives && best.g[fGiven] == lClose && (best.g[fBirthDate] == lExact || best.g[fBirthDate] == lTransposed) &&
-		m.livesWithKin(best.row) && ix.knownGiven(p.given) {
+		ix.livesWithKin(best.row) && ix.knownGiven(p.given) {
 		// A member who lives with relatives, the same birth date and a given
 		// name one letter off that is itself a name other members bear
 		// (Ronald for Donald, Anna for Ann): a twin the index does not hold
@@ -153,12 +178,12 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		default:
 			d.Rationale.Summary = fmt.Sprintf("score %.1f is between the review threshold %.1f and the match threshold %.1f", best.score, cfg.ReviewThreshold, cfg.MatchThreshold)
 		}
-		for i := 0; i < len(sc.scored) && len(d.Candidates) < cfg.MaxReview; i++ {
+		for i := 0; i < sorted && len(d.Candidates) < cfg.MaxReview; i++ {
 			s := sc.scored[i]
 			if i > 0 && (s.score < cfg.ReviewThreshold || s.score < best.score-cfg.Margin) {
 				break
 			}
-			d.Candidates = append(d.Candidates, ix.ids[s.row])
+			d.Candidates = append(d.Candidates, ix.memberID(s.row))
 		}
 	default:
 		d.Outcome = OutcomeNoMatch
@@ -173,6 +198,67 @@ func (ix *Index) decide(p *probe, qid, exclude string, sc *scratch, wide bool) D
 		}
 	}
 	return d
+}
+
+// orderTop puts the k best of sc.scored first, in order (best score
+// first, then member id), and returns how many are so ordered: a full sort
+// of a thousand candidates, most of them hopeless, was a fifth of a match's
+// time at ten million members.
+func (ix *Index) orderTop(sc *scratch, k int) int {
+	all := sc.scored
+	if len(all) <= 2*k || ix.exhaustive {
+		ix.sortScored(all)
+		return len(all)
+	}
+	// One pass keeps the indexes of the k best so far, in order; most
+	// candidates fall below the k-th at the first comparison.
+	top := sc.top[:0]
+	for i := range all {
+		if len(top) == k && ix.better(&all[top[k-1]], &all[i]) {
+			continue
+		}
+		j := len(top)
+		if j < k {
+			top = append(top, i)
+		} else {
+			j = k - 1
+		}
+		for ; j > 0 && ix.better(&all[i], &all[top[j-1]]); j-- {
+			top[j] = top[j-1]
+		}
+		top[j] = i
+	}
+	out := sc.spare[:0]
+	for _, i := range top {
+		out = append(out, all[i])
+		all[i].row = -1
+	}
+	for i := range all {
+		if all[i].row >= 0 {
+			out = append(out, all[i])
+		}
+	}
+	sc.top, sc.spare, sc.scored = top, all[:0], out
+	return k
+}
+
+// better reports whether a ranks before b: a higher score, or the same
+// score and a smaller member id.
+func (ix *Index) better(a, b *scored) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return ix.id(a.row) < ix.id(b.row)
+}
+
+// sortScored sorts candidates best first (see better).
+func (ix *Index) sortScored(s []scored) {
+	slices.SortFunc(s, func(a, b scored) int {
+		if a.score != b.score {
+			return cmp.Compare(b.score, a.score)
+		}
+		return strings.Compare(ix.id(a.row), ix.id(b.row))
+	})
 }
 
 // maxDuplicates bounds how many of the top candidates are checked for being
@@ -225,13 +311,9 @@ func (ix *Index) knownGiven(g string) bool {
 	if normalize.KnownGiven(g) {
 		return true
 	}
-	id, ok := ix.strID[g]
-	return ok && int(id) < len(ix.givenN) && ix.givenN[id] >= 2
+	id := ix.strIdx.find(&ix.strs, g)
+	return id >= 0 && ix.givenN[id] >= 2
 }
-
-// livesWithKin reports whether row was found living with a relative when
-// the model was estimated.
-func (m *Model) livesWithKin(row int32) bool { return int(row) < len(m.kin) && m.kin[row] }
 
 // sameMember reports whether two index rows look like two records of one
 // person: compatible given name and birth date and a match-level score.
@@ -284,12 +366,50 @@ func (ix *Index) compatible(m *Model, a, b int32) bool {
 func (ix *Index) scoreCandidates(m *Model, p *probe, qid, exclude string, sc *scratch, wide bool) {
 	sc.rows = ix.candidates(p, qid, sc.rows[:0], wide)
 	sc.scored = sc.scored[:0]
-	for _, row := range sc.rows {
-		if exclude != "" && ix.ids[row] == exclude {
+	sc.memo.reset()
+	ix.scoreRows(m, p, qid, exclude, sc, sc.rows)
+}
+
+// scoreWide adds to sc.scored, scored by scoreCandidates without wide, the
+// rows only the wide keys find: together they are the wide candidates.
+func (ix *Index) scoreWide(m *Model, p *probe, qid, exclude string, sc *scratch) {
+	var keys [numKeys]uint64
+	p.blockKeys(&keys)
+	more := sc.more[:0]
+	for k, key := range keys {
+		if wideKey[k] {
+			more = ix.walk(k, key, more)
+		}
+	}
+	more = dedupe(more)
+	// Less the rows already scored (sc.rows, sorted too).
+	out, j := more[:0], 0
+	for _, r := range more {
+		for j < len(sc.rows) && sc.rows[j] < r {
+			j++
+		}
+		if j < len(sc.rows) && sc.rows[j] == r {
 			continue
 		}
-		c := ix.side(row)
-		g := compare(p, qid, &c)
+		out = append(out, r)
+	}
+	sc.more = out
+	ix.scoreRows(m, p, qid, exclude, sc, out)
+}
+
+// scoreRows appends rows, less the member with id exclude, to sc.scored
+// with their comparison vectors and scores under m.
+func (ix *Index) scoreRows(m *Model, p *probe, qid, exclude string, sc *scratch, rows []int32) {
+	memo := &sc.memo
+	if ix.exhaustive {
+		memo = nil
+	}
+	for _, row := range rows {
+		if exclude != "" && ix.id(row) == exclude {
+			continue
+		}
+		c := ix.lightSide(row, qid != "")
+		g := compareMemo(p, qid, &c, memo)
 		sc.scored = append(sc.scored, scored{row: row, g: g, score: ix.score(m, row, g)})
 	}
 }
@@ -333,20 +453,28 @@ func (ix *Index) weight(m *Model, row int32, f int, l uint8) float64 {
 // valueCount is how many members share row's value of field f, for the
 // fields with a term-frequency adjustment (0 for the others).
 func (ix *Index) valueCount(row int32, f int) uint32 {
-	r := &ix.recs[row]
+	r := ix.rec(row)
 	switch f {
 	case fGiven:
 		return ix.givenN[r.given]
 	case fFamily:
 		return ix.familyN[r.family]
 	case fBirthDate:
-		return uint32(ix.blocks[hashKey(keyDOB, "", uint64(r.dob))].n)
+		return ix.blockSize(keyDOB, hashKey(keyDOB, "", uint64(r.dob)))
 	case fPhone:
-		return uint32(ix.blocks[hashKey(keyPhone, "", r.phone)].n)
+		return ix.blockSize(keyPhone, hashKey(keyPhone, "", r.phone()))
 	case fAddress:
 		// Only for the same-town level: how many live in the candidate's
 		// postal code (or city); London agrees by chance, Portsmouth not.
 		return ix.placeN[r.place()]
+	}
+	return 0
+}
+
+// blockSize is the number of live rows with key, of kind.
+func (ix *Index) blockSize(kind int, key uint64) uint32 {
+	if b := ix.blocks[kind].get(key); b != nil {
+		return uint32(b.n)
 	}
 	return 0
 }

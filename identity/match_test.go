@@ -1,9 +1,16 @@
 package identity
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"reflect"
+	"strconv"
 	"testing"
 
+	"github.com/p2p-payer/p2p/identity/internal/synth"
+	"github.com/p2p-payer/p2p/identity/normalize"
+	"github.com/p2p-payer/p2p/identity/strsim"
 	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -229,5 +236,72 @@ func TestConcurrentAddAndMatch(t *testing.T) {
 	<-done
 	if d := ix.Match(transfer.Demographics{Given: "Carl", Family: "Dunn", BirthDate: "1980-01-05"}); d.Outcome == OutcomeNoMatch {
 		t.Fatalf("added members not found: %s", d.Rationale.Summary)
+	}
+}
+
+// TestShortcutsDecideAsExhaustive: Match with its shortcuts (levels
+// memoised per query, only the best candidates ordered) decides every query
+// exactly as without them, rationale and runner-up included, with the
+// default limits and with limits that reach past the ordered prefix.
+func TestShortcutsDecideAsExhaustive(t *testing.T) {
+	pop := synth.GenerateMembers(60_000, 0.05, 31)
+	members := pop.Index()
+	qs := pop.Queries(4000, 8)
+	for _, cfg := range []Config{DefaultConfig(), func() Config {
+		c := DefaultConfig()
+		c.MaxReview, c.Margin, c.ReviewThreshold = 40, 30, -40
+		return c
+	}()} {
+		ix := NewIndex(members, cfg)
+		for i, q := range qs {
+			if i%4 == 0 {
+				q.Demographics.MemberID = members[(i*31)%len(members)].ID // an id that names someone else
+			}
+			fast := ix.Match(q.Demographics)
+			ix.exhaustive = true
+			slow := ix.Match(q.Demographics)
+			ix.exhaustive = false
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("query %d (%s): with shortcuts %+v\nexhaustive %+v", i, q.Kind, fast, slow)
+			}
+		}
+	}
+}
+
+// TestPhoneOneDigitIsOSA: the digit-wise test agrees with the edit
+// distance it replaced.
+func TestPhoneOneDigitIsOSA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	digits := func(v uint64) string { return fmt.Sprintf("%010d", v) }
+	for i := 0; i < 200_000; i++ {
+		a := 2_000_000_000 + rng.Uint64N(7_999_999_999)
+		d := []byte(digits(a))
+		switch i % 4 {
+		case 0:
+			d[rng.IntN(10)] = byte('0' + rng.IntN(10))
+		case 1:
+			j := rng.IntN(9)
+			d[j], d[j+1] = d[j+1], d[j]
+		case 2:
+			d[rng.IntN(10)], d[rng.IntN(10)] = byte('0'+rng.IntN(10)), byte('0'+rng.IntN(10))
+		}
+		b, _ := strconv.ParseUint(string(d), 10, 64)
+		if got, want := phoneOneDigit(a, b), strsim.OSA(digits(a), digits(b), 1) <= 1; got != want {
+			t.Fatalf("%s vs %s: %v, OSA says %v", digits(a), digits(b), got, want)
+		}
+	}
+}
+
+// TestLeadingNumberIsStreetParts: the shortcut finds the house number the
+// full parse finds.
+func TestLeadingNumberIsStreetParts(t *testing.T) {
+	streets := []string{"", "12", "12 ", "12a main st", "main st", "apt 4", "12 apt 4", "0 x", "9", "1-3 high st apt 2"}
+	for _, m := range synth.GenerateMembers(3000, 0.05, 3).Index() {
+		streets = append(streets, normalize.Street(m.Street))
+	}
+	for _, s := range streets {
+		if n, _, _ := normalize.StreetParts(s); leadingNumber(s) != n {
+			t.Errorf("%q: %q, StreetParts %q", s, leadingNumber(s), n)
+		}
 	}
 }

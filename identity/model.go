@@ -3,6 +3,8 @@ package identity
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 )
 
 // Model is a Fellegi–Sunter model: for every field and comparison level the
@@ -24,8 +26,6 @@ type Model struct {
 	// be the sought member's sibling, twin or parent and is never matched
 	// automatically (see Config.RelativesVeto).
 	Relatives float64
-	// kin marks the rows that live with a relative (see Relatives).
-	kin []bool
 	// random are the comparison vectors (packed) of the random member pairs
 	// u is estimated from.
 	random []uint32
@@ -79,6 +79,13 @@ const uSamples = 150_000
 // starts m from the defaults. seed 0 uses a fixed seed so that the same
 // index always yields the same model.
 func EstimateModel(ix *Index, seed uint64) *Model {
+	m, _ := estimateModel(ix, seed)
+	return m
+}
+
+// estimateModel is EstimateModel, and which rows live with kin (see
+// relatives). The caller holds at least the read lock.
+func estimateModel(ix *Index, seed uint64) (*Model, []bool) {
 	live := ix.liveRows()
 	n := len(live)
 	m := &Model{M: defaultM, N: max(n, 1), Expected: 1}
@@ -100,8 +107,9 @@ func EstimateModel(ix *Index, seed uint64) *Model {
 	// Once with every random pair a stranger, then again with the pairs
 	// that look like one person set aside (see estimateU).
 	m.estimateU(true)
-	m.Relatives, m.kin = relatives(ix)
-	return m.cache()
+	var kin []bool
+	m.Relatives, kin = relatives(ix)
+	return m.cache(), kin
 }
 
 // estimateU sets u from the random member pairs. With weighted, each pair
@@ -168,57 +176,74 @@ func (m *Model) estimateU(weighted bool) {
 	m.ready = false
 }
 
+// maxHousehold is the largest address or phone block searched for
+// relatives: larger ones are buildings, not households.
+const maxHousehold = 20
+
 // relatives is the share of members with a relative in the index (see
-// Model.Relatives), found by comparing the members of each address and
-// phone block once, from the block's newest row.
+// Model.Relatives), and which rows have one: the members of each address
+// and phone block of 2 to maxHousehold live members are compared pairwise,
+// once per block, newest first. The blocks are shared out among the cores.
+// The caller holds at least the read lock.
 func relatives(ix *Index) (float64, []bool) {
-	if len(ix.byID) == 0 {
+	if ix.live == 0 {
 		return 0, nil
 	}
-	kin := make([]bool, len(ix.recs))
-	n := 0
-	var rows []int32
-	for r := range ix.recs {
-		row := int32(r)
-		if ix.recs[row].dead {
-			continue
-		}
-		s := ix.side(row)
-		p := probeOf(&s)
-		for _, kind := range []int{keyAddress, keyPhone} {
-			key := p.contactKey(kind)
-			c, ok := ix.blocks[key]
-			if key == 0 || !ok || c.n < 2 || c.n > 20 {
-				continue
-			}
-			rows = ix.walk(kind, key, rows[:0])
-			if len(rows) == 0 || rows[0] != row { // once per block, from its newest live row
-				continue
-			}
-			for i, a := range rows {
-				for _, b := range rows[i+1:] {
-					ra, rb := &ix.recs[a], &ix.recs[b]
-					if ra.family != rb.family || ra.family == 0 {
+	workers := runtime.GOMAXPROCS(0)
+	found := make([][]int32, workers) // per worker: rows found living with kin
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var rows []int32
+			for _, kind := range []int{keyAddress, keyPhone} {
+				slots := ix.blocks[kind].slots
+				per := (len(slots) + workers - 1) / workers
+				for i := w * per; i < min(len(slots), (w+1)*per); i++ {
+					b := &slots[i]
+					if b.key == 0 || b.n < 2 || b.n > maxHousehold {
 						continue
 					}
-					// Both given name and birth date clearly differ: another
-					// person (a second record of one person rarely differs in
-					// both).
-					sa, sb := ix.side(a), ix.side(b)
-					pa := probeOf(&sa)
-					if g := compare(&pa, "", &sb); g[fGiven] == lDifferent && outright(g[fBirthDate]) {
-						for _, x := range []int32{a, b} {
-							if !kin[x] {
-								kin[x] = true
-								n++
+					rows = ix.walk(kind, b.key, rows[:0])
+					for i, a := range rows {
+						for _, c := range rows[i+1:] {
+							if ix.related(a, c) {
+								found[w] = append(found[w], a, c)
 							}
 						}
 					}
 				}
 			}
+		}()
+	}
+	wg.Wait()
+	kin := make([]bool, ix.nrows)
+	n := 0
+	for _, rows := range found {
+		for _, r := range rows {
+			if !kin[r] {
+				kin[r] = true
+				n++
+			}
 		}
 	}
-	return float64(n) / float64(len(ix.byID)), kin
+	return float64(n) / float64(ix.live), kin
+}
+
+// related reports whether two members of one household are relatives: the
+// same family name, but given name and birth date both clearly different
+// (a second record of one person rarely differs in both). a is the newer
+// row.
+func (ix *Index) related(a, b int32) bool {
+	ra, rb := ix.rec(a), ix.rec(b)
+	if ra.family != rb.family || ra.family == 0 {
+		return false
+	}
+	sa, sb := ix.side(a), ix.side(b)
+	pa := probeOf(&sa)
+	g := compare(&pa, "", &sb)
+	return g[fGiven] == lDifferent && outright(g[fBirthDate])
 }
 
 // Weight is the match weight log2(m/u) of a field's level; 0 for missing.

@@ -117,7 +117,8 @@ func (ix *Index) SetParams(p ModelParams) error {
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	_, m.kin = relatives(ix)
+	_, kin := relatives(ix)
+	ix.setKin(kin)
 	ix.model = m
 	return nil
 }

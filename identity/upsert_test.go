@@ -2,6 +2,7 @@ package identity
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestRemoveWithdrawsTheKeysAddAdded(t *testing.T) {
 	ix := NewIndex(members, DefaultConfig())
 	for i, m := range members {
 		p := newProbe(m.Given, m.Family, m.BirthDate, m.Sex, m.Street, m.City, m.State, m.PostalCode, m.Phone)
-		s := ix.side(ix.byID[m.ID])
+		s := ix.side(ix.rowOf(m.ID))
 		q := probeOf(&s)
 		var a, b [numKeys]uint64
 		p.blockKeys(&a)
@@ -76,7 +77,7 @@ func TestUpsertAndRemove(t *testing.T) {
 	}
 	for _, key := range blockKeysOf(garcia) {
 		for _, row := range ix.walk(keyPhone, key, nil) {
-			if ix.ids[row] == "G1" {
+			if ix.id(row) == "G1" {
 				t.Fatalf("the old phone block still holds G1")
 			}
 		}
@@ -137,6 +138,64 @@ func TestParamsRoundTrip(t *testing.T) {
 		bad(&c)
 		if _, err := c.Model(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestIncrementalKinMatchesFullScan: members added one by one flag
+// themselves and their relatives as kin exactly as a scan of the whole
+// index finds them.
+func TestIncrementalKinMatchesFullScan(t *testing.T) {
+	members := synth.GenerateMembers(6000, 0.05, 13).Index()
+	half := len(members) / 2
+	ix := NewIndex(members[:half], DefaultConfig())
+	for _, m := range members[half:] {
+		if _, err := ix.Upsert(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, kin := relatives(ix)
+	flagged, late := 0, 0
+	for r := int32(0); r < ix.nrows; r++ {
+		if ix.livesWithKin(r) != kin[r] {
+			t.Fatalf("row %d: flagged %v, full scan %v", r, ix.livesWithKin(r), kin[r])
+		}
+		if kin[r] {
+			flagged++
+			if int(r) >= half {
+				late++
+			}
+		}
+	}
+	if late == 0 {
+		t.Fatalf("no member added by Upsert lives with kin (%d flagged): the test proves nothing", flagged)
+	}
+}
+
+// TestAddBatchEqualsAdd: an index loaded in batches (with empty and
+// repeated ids among them) decides as one built a member at a time.
+func TestAddBatchEqualsAdd(t *testing.T) {
+	pop := synth.GenerateMembers(5000, 0.05, 17)
+	members := pop.Index()
+	members = append(members, member.Record{ID: " ", Given: "No", Family: "Id"}, members[10])
+	one := newIndex(DefaultConfig(), 0)
+	for _, m := range members {
+		_ = one.Add(m) // the empty and the repeated id are refused
+	}
+	one.Reestimate()
+	batch := newIndex(DefaultConfig(), 0)
+	for i := 0; i < len(members); i += 1000 {
+		if _, err := batch.AddBatch(members[i:min(len(members), i+1000)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch.Reestimate()
+	if one.Len() != len(members)-2 || batch.Len() != one.Len() {
+		t.Fatalf("Len: one by one %d, batched %d, want %d", one.Len(), batch.Len(), len(members)-2)
+	}
+	for i, q := range pop.Queries(2000, 9) {
+		if a, b := one.Match(q.Demographics), batch.Match(q.Demographics); !reflect.DeepEqual(a, b) {
+			t.Fatalf("query %d: one by one %+v, batched %+v", i, a, b)
 		}
 	}
 }

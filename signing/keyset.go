@@ -362,3 +362,15 @@ func CreateKeySets(dir string, legacy *Signer, now time.Time) ([]Purpose, error)
 	}
 	return created, nil
 }
+
+// ReadPrivateFile reads a file of private keys (at most 1 MiB), refusing
+// one group or others may read or write (CheckPrivateFile): for key files
+// of other packages (the payload keys) kept beside the signing keys.
+func ReadPrivateFile(path string) ([]byte, error) { return readPrivateFile(path) }
+
+// WritePrivateFile writes data to path, mode 0600 in a 0700 directory,
+// atomically: replacing a file there when replace, else failing with
+// fs.ErrExist when one is there.
+func WritePrivateFile(path string, data []byte, replace bool) error {
+	return writeFile(path, data, replace)
+}

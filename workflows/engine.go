@@ -10,6 +10,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -30,6 +31,9 @@ type Engine struct {
 	Client    client.Client
 	Store     EngineStore
 	TaskQueue string // TaskQueue when empty
+	// Namespace is the client's namespace, which Ready checks exists;
+	// client.DefaultNamespace when empty, as for the client.
+	Namespace string
 }
 
 // EngineStore is what Engine needs of the store: the transfer it starts
@@ -216,11 +220,44 @@ func (e *Engine) Started(ctx context.Context, transferID string) (bool, error) {
 	return false, nil
 }
 
-// Ready reports whether Temporal answers.
+// Ready reports whether Temporal answers and serves our namespace: a
+// frontend without it accepts connections but starts nothing. Its error
+// carries a reason that a caller may show (NotReadyError).
 func (e *Engine) Ready(ctx context.Context) error {
-	_, err := e.Client.CheckHealth(ctx, &client.CheckHealthRequest{})
-	return err
+	if _, err := e.Client.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return &NotReadyError{Reason: "the workflow engine is unavailable", Err: err}
+	}
+	ns := e.Namespace
+	if ns == "" {
+		ns = client.DefaultNamespace
+	}
+	resp, err := e.Client.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns})
+	var nf *serviceerror.NamespaceNotFound
+	switch {
+	case errors.As(err, &nf):
+		return &NotReadyError{Reason: "the workflow engine's namespace does not exist", Err: err}
+	case err != nil:
+		return &NotReadyError{Reason: "the workflow engine is unavailable", Err: err}
+	case resp.GetNamespaceInfo().GetState() != enumspb.NAMESPACE_STATE_REGISTERED:
+		return &NotReadyError{Reason: "the workflow engine's namespace is not active",
+			Err: fmt.Errorf("namespace %q is %s", ns, resp.GetNamespaceInfo().GetState())}
+	}
+	return nil
 }
+
+// NotReadyError is why the workflow engine is not ready: Reason is safe to
+// show to whoever asks (/readyz: it names no host or namespace), Err is
+// the cause, for the log.
+type NotReadyError struct {
+	Reason string
+	Err    error
+}
+
+func (e *NotReadyError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *NotReadyError) Unwrap() error { return e.Err }
+
+// PublicReason is the reason without the cause.
+func (e *NotReadyError) PublicReason() string { return e.Reason }
 
 // Register registers the workflows and every group of acts on w.
 func Register(w worker.Registry, acts Activities) {

@@ -133,7 +133,7 @@ type importRun struct {
 
 func (r *importRun) partnerCtx(ctx workflow.Context, name string) workflow.Context {
 	ctx = activities.WithOptions(ctx, name)
-	return workflow.WithTaskQueue(ctx, PartnerTaskQueue(workflow.GetInfo(ctx).TaskQueueName, r.in.PartnerID))
+	return workflow.WithTaskQueue(ctx, PartnerActivityQueue(workflow.GetInfo(ctx).TaskQueueName, r.in.PartnerID, name))
 }
 
 func (r *importRun) enter(ctx workflow.Context, in activities.RecordInput) error {

@@ -151,14 +151,35 @@ var _ activities.PullClients = (*pdexclient.Dialer)(nil)
 // there, while every other partner's are picked up at once.
 func PartnerTaskQueue(q, partnerID string) string { return q + "-partner-" + partnerID }
 
+// PartnerDownloadQueue is the task queue of one partner's import file
+// downloads: each may run for hours, so they have their own concurrency
+// (the registry's download_concurrency) and never hold the slots that the
+// partner's sends, matches and polls need.
+func PartnerDownloadQueue(q, partnerID string) string {
+	return PartnerTaskQueue(q, partnerID) + "-downloads"
+}
+
+// PartnerActivityQueue is the task queue of activity name calling a
+// partner: its downloads queue for DownloadImportFile, its own queue for
+// the rest. A workflow's choice of queue is not part of what replay
+// compares, so running workflows take the new queue from their next
+// download on; those scheduled before stay on the partner's queue, whose
+// worker still runs them.
+func PartnerActivityQueue(q, partnerID, name string) string {
+	if name == activities.NameDownloadImportFile {
+		return PartnerDownloadQueue(q, partnerID)
+	}
+	return PartnerTaskQueue(q, partnerID)
+}
+
 // Workers is a worker process: the transfers' worker, which runs every
-// workflow and the activities on our own systems, and one worker per
-// partner for the calls to that partner.
+// workflow and the activities on our own systems, and per partner a
+// worker for the calls to that partner and one for its downloads.
 type Workers struct {
 	client    client.Client
 	taskQueue string
 	acts      Activities
-	opts      worker.Options // of the transfers' worker; partners' take Identity and interceptors
+	opts      worker.Options // of the transfers' worker; partners' take Identity, interceptors and the stop timeout
 
 	mu        sync.Mutex
 	workers   []worker.Worker
@@ -181,48 +202,77 @@ func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner
 	Register(transfers, acts)
 	ws.add(taskQueue, transfers)
 	for _, p := range partners {
-		ws.add(PartnerTaskQueue(taskQueue, p.ID), ws.partnerWorker(p))
+		ws.addPartner(p)
 	}
 	return ws
 }
 
-func (ws *Workers) partnerWorker(p connectors.Partner) worker.Worker {
-	o := ws.opts
-	w := &recorder{Worker: worker.New(ws.client, PartnerTaskQueue(ws.taskQueue, p.ID), worker.Options{
+// addPartner adds the workers of partner p: its calls', then its
+// downloads'.
+func (ws *Workers) addPartner(p connectors.Partner) {
+	q := PartnerTaskQueue(ws.taskQueue, p.ID)
+	ws.add(q, ws.partnerWorker(q, p.RateLimit, p.Concurrency, func(w worker.ActivityRegistry) { RegisterPartnerActivities(w, ws.acts) }))
+	dq := PartnerDownloadQueue(ws.taskQueue, p.ID)
+	ws.add(dq, ws.partnerWorker(dq, p.RateLimit, p.DownloadConcurrency, func(w worker.ActivityRegistry) {
+		w.RegisterActivityWithOptions(ws.acts.Import.DownloadImportFile, activity.RegisterOptions{Name: activities.NameDownloadImportFile})
+	}))
+}
+
+// partnerWorker is a worker of partner queue q, with the partner's limits
+// (partnerOptions).
+func (ws *Workers) partnerWorker(q string, rate float64, concurrency int, register func(worker.ActivityRegistry)) worker.Worker {
+	w := &recorder{Worker: worker.New(ws.client, q, partnerOptions(ws.opts, rate, concurrency))}
+	register(w)
+	return w
+}
+
+// partnerOptions are the options of a partner queue's worker: activities
+// only, rate the queue's limit over every worker (downloads are few, and
+// take the partner's rate again, apart from its calls'), concurrency this
+// process's share; identity, interceptors and graceful stop from o, the
+// transfers' worker's.
+func partnerOptions(o worker.Options, rate float64, concurrency int) worker.Options {
+	return worker.Options{
 		DisableWorkflowWorker:              true,
-		TaskQueueActivitiesPerSecond:       p.RateLimit,
-		MaxConcurrentActivityExecutionSize: p.Concurrency,
+		TaskQueueActivitiesPerSecond:       rate,
+		MaxConcurrentActivityExecutionSize: concurrency,
 		// A poller per partner is plenty: the partner's limits, not
 		// polling, bound its throughput.
 		MaxConcurrentActivityTaskPollers: 2,
 		Identity:                         o.Identity,
 		Interceptors:                     o.Interceptors,
 		BackgroundActivityContext:        o.BackgroundActivityContext,
-	})}
-	RegisterPartnerActivities(w, ws.acts)
-	return w
+		WorkerStopTimeout:                o.WorkerStopTimeout,
+	}
 }
 
-// Ensure adds and, if the workers run, starts a worker for each partner
+// Ensure adds and, if the workers run, starts the workers of each partner
 // that has none: after the registry is reloaded with new partners. A
-// partner whose limits changed keeps its worker until the process
-// restarts; a partner removed keeps its worker so that calls already
-// scheduled on its queue still finish.
+// partner whose limits changed keeps its workers until the process
+// restarts; a partner removed keeps its workers so that calls already
+// scheduled on its queues still finish.
 func (ws *Workers) Ensure(partners []connectors.Partner) error {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, p := range partners {
-		q := PartnerTaskQueue(ws.taskQueue, p.ID)
-		if slices.Contains(ws.queues, q) {
+		if slices.Contains(ws.queues, PartnerTaskQueue(ws.taskQueue, p.ID)) {
 			continue
 		}
-		w := ws.partnerWorker(p)
-		if ws.started {
-			if err := w.Start(); err != nil {
+		first := len(ws.workers)
+		ws.addPartner(p)
+		if !ws.started {
+			continue
+		}
+		for i := first; i < len(ws.workers); i++ {
+			if err := ws.workers[i].Start(); err != nil {
+				for _, started := range ws.workers[first:i] {
+					started.Stop()
+				}
+				q := ws.queues[i]
+				ws.workers, ws.queues = ws.workers[:first], ws.queues[:first]
 				return fmt.Errorf("worker for %s: %w", q, err)
 			}
 		}
-		ws.add(q, w)
 	}
 	return nil
 }
@@ -233,7 +283,9 @@ func (ws *Workers) add(q string, w worker.Worker) {
 }
 
 // RegisterPartnerActivities registers the activities that talk to a
-// partner, and so run on its queue under its limits, on w.
+// partner, and so run on its queue under its limits, on w. Downloads run
+// on the partner's downloads queue (PartnerActivityQueue) and stay here
+// for those a workflow scheduled on this queue before they moved.
 func RegisterPartnerActivities(w worker.ActivityRegistry, acts Activities) {
 	for name, fn := range map[string]any{
 		activities.NameSendExport:         acts.Transfer.SendExport,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/signing"
 )
 
@@ -153,8 +154,9 @@ the environment only, never from flags, which the process list would show
 | %s | the manifest key set (a key set file's JSON) or one private key (JWK or PEM); wins over `+"`--keys-dir`"+` |
 | %s | the same for the audit checkpoint keys |
 | %s | the same for the access token keys |
+| %s | the payload key set (a key set file's JSON) or one key (a JWK, kty oct), which encrypts what p2p hands Temporal; wins over `+"`--keys-dir`"+` |
 | %s | a Temporal Cloud API key (or `+"`--temporal-api-key-file`"+`) |
-`, code(app.KeyEnv(signing.Manifest)), code(app.KeyEnv(signing.Checkpoint)), code(app.KeyEnv(signing.Token)), code(app.TemporalAPIKeyEnv))
+`, code(app.KeyEnv(signing.Manifest)), code(app.KeyEnv(signing.Checkpoint)), code(app.KeyEnv(signing.Token)), code(payloadcodec.KeyEnv), code(app.TemporalAPIKeyEnv))
 	return b.Bytes()
 }
 

@@ -62,7 +62,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		PublicURL: cfg.PublicURL, SourceFHIR: cfg.SourceFHIR, ImportFHIR: cfg.ImportFHIR,
 		StatusRetryAfter: cfg.StatusRetryAfter, ShutdownTimeout: cfg.ShutdownTimeout, TokenLifetime: cfg.TokenLifetime,
 		Limits:       cfg.Limits,
-		AuditWitness: cfg.AuditWitness, AuditMaxAge: cfg.AuditMaxAge,
+		AuditWitness: cfg.AuditWitness, AuditMaxAge: cfg.AuditMaxAge, CodecOrigins: cfg.CodecOrigins,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

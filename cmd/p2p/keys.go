@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +14,14 @@ import (
 	"time"
 
 	"github.com/p2p-payer/p2p/app"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/store/dsn"
 )
 
 func init() {
-	commands["keys rotate"] = command{"rotate the signing keys of a purpose (or prepare the next key)", runKeysRotate}
-	commands["keys list"] = command{"list the signing keys of each purpose and how long each is published", runKeysList}
+	commands["keys rotate"] = command{"rotate the signing or payload keys of a purpose (or prepare the next key)", runKeysRotate}
+	commands["keys list"] = command{"list the signing keys of each purpose and how long each is published, and the payload keys", runKeysList}
 }
 
 // loadSigners loads the signing keys the subcommand with flags which
@@ -31,15 +33,27 @@ func loadSigners(cfg *app.Config, which int) (app.Signers, error) {
 	if which&app.FlagAPI != 0 {
 		purposes = signing.Purposes
 	}
-	dataDirs := []string{cfg.ImportDir}
-	if kind, target, err := dsn.Parse(cfg.DatabaseURL); err == nil && kind == dsn.SQLite {
-		dataDirs = append(dataDirs, filepath.Dir(target))
-	}
-	s, err := cfg.Keys.Load(os.Getenv, dataDirs, purposes...)
+	s, err := cfg.Keys.Load(os.Getenv, dataDirs(cfg), purposes...)
 	if err != nil {
 		return s, fmt.Errorf("signing keys: %w", err)
 	}
 	return s, nil
+}
+
+// dataDirs are the directories the keys must stay out of: the SQLite
+// database's and the import directory.
+func dataDirs(cfg *app.Config) []string {
+	dirs := []string{cfg.ImportDir}
+	if kind, target, err := dsn.Parse(cfg.DatabaseURL); err == nil && kind == dsn.SQLite {
+		dirs = append(dirs, filepath.Dir(target))
+	}
+	return dirs
+}
+
+// loadPayloadCodec loads the payload keys that every Temporal client of
+// the api and the worker encrypts with; none is an error.
+func loadPayloadCodec(cfg *app.Config) (*payloadcodec.Codec, error) {
+	return cfg.Keys.PayloadCodec(os.Getenv, dataDirs(cfg))
 }
 
 // keysDirFlag binds --keys-dir, required.
@@ -81,6 +95,19 @@ func runKeysGenerate(_ context.Context, args []string, stdout, stderr io.Writer)
 		}
 		fmt.Fprintf(stdout, "%-10s %s %s (active kid %s)\n", p, signing.KeySetFile(p), verb, ks.Active.KeyID)
 	}
+	made, err := payloadcodec.CreateKeySet(*dir)
+	if err != nil {
+		return fmt.Errorf("keys generate: %w", err)
+	}
+	ks, err := payloadcodec.LoadKeySet(filepath.Join(*dir, payloadcodec.KeySetFile))
+	if err != nil {
+		return fmt.Errorf("keys generate: %w", err)
+	}
+	verb := "exists: kept"
+	if made {
+		verb = "created"
+	}
+	fmt.Fprintf(stdout, "%-10s %s %s (active kid %s)\n", payloadcodec.Purpose, payloadcodec.KeySetFile, verb, ks.Active.ID)
 	if old != nil && len(created) > 0 {
 		fmt.Fprintf(stdout, "the old key (kid %s) is retired in the new sets; once P2P_KEYS_DIR is set, remove it and unset P2P_SIGNING_KEY\n", old.KID())
 	}
@@ -97,23 +124,34 @@ func retentionOf(p signing.Purpose) (time.Duration, error) {
 func runKeysRotate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2p keys rotate", flag.ContinueOnError)
 	dir := keysDirFlag(fs)
-	purpose := fs.String("purpose", "", "manifest, checkpoint, token or all")
-	prepare := fs.Bool("prepare", false, "only add the next key, published but not signing yet; restart every p2p process, then rotate: no verifier ever meets an unknown key")
+	purpose := fs.String("purpose", "", "manifest, checkpoint, token, payload or all")
+	prepare := fs.Bool("prepare", false, "only add the next key, published (a payload key: decrypting) but not signing (encrypting) yet; restart every p2p process, then rotate: no verifier ever meets an unknown key")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *dir == "" || *purpose == "" || fs.NArg() > 0 {
 		return usageError(errors.New("keys rotate: --keys-dir (or P2P_KEYS_DIR) and --purpose are required"))
 	}
-	purposes := signing.Purposes
+	purposes, payload := signing.Purposes, true
 	if *purpose != "all" {
-		p, err := signing.ParsePurpose(*purpose)
-		if err != nil {
-			return usageError(fmt.Errorf("keys rotate: %w", err))
+		payload = *purpose == payloadcodec.Purpose
+		purposes = nil
+		if !payload {
+			p, err := signing.ParsePurpose(*purpose)
+			if err != nil {
+				return usageError(fmt.Errorf("keys rotate: %w (or payload)", err))
+			}
+			purposes = []signing.Purpose{p}
 		}
-		purposes = []signing.Purpose{p}
 	}
 	now := time.Now()
+	var payloadKeys *payloadcodec.KeySet
+	if payload { // loaded first: a missing set changes nothing
+		var err error
+		if payloadKeys, err = loadPayloadKeySet(*dir); err != nil {
+			return fmt.Errorf("keys rotate: %w", err)
+		}
+	}
 	for _, p := range purposes {
 		retention, err := retentionOf(p)
 		if err != nil {
@@ -146,6 +184,13 @@ func runKeysRotate(_ context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("keys rotate: %w", err)
 		}
 		fmt.Fprintf(stdout, "%-10s %s\n", p, msg)
+	}
+	if payload {
+		msg, err := rotatePayloadKeys(*dir, payloadKeys, *prepare, now)
+		if err != nil {
+			return fmt.Errorf("keys rotate: %w", err)
+		}
+		fmt.Fprintf(stdout, "%-10s %s\n", payloadcodec.Purpose, msg)
 	}
 	if !*prepare {
 		fmt.Fprintln(stdout, "restart the p2p api and worker processes to sign with the new keys")
@@ -191,5 +236,50 @@ func runKeysList(_ context.Context, args []string, stdout, stderr io.Writer) err
 			row(string(p), "retired", r.Key.KeyID, r.RetiredAt.UTC().Format(time.RFC3339), until)
 		}
 	}
+	// Payload keys all decrypt, retired ones included, for as long as
+	// they are kept: nothing is published.
+	ks, err := loadPayloadKeySet(*dir)
+	if err != nil {
+		return fmt.Errorf("keys list: %w", err)
+	}
+	row(payloadcodec.Purpose, "active", ks.Active.ID, "-", "-")
+	if ks.Next != nil {
+		row(payloadcodec.Purpose, "next", ks.Next.ID, "-", "-")
+	}
+	for _, r := range ks.Retired {
+		row(payloadcodec.Purpose, "retired", r.Key.ID, r.RetiredAt.UTC().Format(time.RFC3339), "- (decrypts for ever)")
+	}
 	return tw.Flush()
+}
+
+// rotatePayloadKeys prepares or rotates the payload keys in dir. A
+// retired payload key is never dropped: Temporal may still hold payloads
+// it encrypted (histories, for the namespace's retention).
+func rotatePayloadKeys(dir string, ks *payloadcodec.KeySet, prepare bool, now time.Time) (string, error) {
+	var msg string
+	if prepare {
+		kid, err := ks.Prepare()
+		if err != nil {
+			return "", err
+		}
+		msg = fmt.Sprintf("next key %s decrypts from each process's next start; run keys rotate after restarting them all", kid)
+	} else {
+		old := ks.Active.ID
+		kid, err := ks.Rotate(now)
+		if err != nil {
+			return "", err
+		}
+		msg = fmt.Sprintf("active key %s, %s retired (it still decrypts)", kid, old)
+	}
+	return msg, ks.Save(filepath.Join(dir, payloadcodec.KeySetFile))
+}
+
+// loadPayloadKeySet reads dir's payload key set; a keys directory made
+// before payloads were encrypted has none, and is told how to add it.
+func loadPayloadKeySet(dir string) (*payloadcodec.KeySet, error) {
+	ks, err := payloadcodec.LoadKeySet(filepath.Join(dir, payloadcodec.KeySetFile))
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, fmt.Errorf("no payload key set in %s: create it with `p2p keys generate --keys-dir %s` (it keeps the signing keys)", dir, dir)
+	}
+	return ks, err
 }

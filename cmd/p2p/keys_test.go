@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p2p-payer/p2p/audit"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/signing"
 )
 
@@ -37,21 +38,22 @@ func keysList(t *testing.T, dir string) map[string]map[string][]string {
 func TestKeysCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
 	first, _, code := run(t, "keys", "generate", "--keys-dir", dir)
-	if code != 0 || strings.Count(first, " created ") != 3 {
+	if code != 0 || strings.Count(first, " created ") != 4 {
 		t.Fatalf("generate: exit %d: %s", code, first)
 	}
 	before := keysList(t, dir)
 	second, _, code := run(t, "keys", "generate", "--keys-dir", dir)
-	if code != 0 || strings.Count(second, "exists: kept") != 3 || !strings.Contains(second, before["manifest"]["active"][0]) {
+	if code != 0 || strings.Count(second, "exists: kept") != 4 || !strings.Contains(second, before["manifest"]["active"][0]) ||
+		!strings.Contains(second, before["payload"]["active"][0]) {
 		t.Fatalf("second generate: exit %d: %s", code, second)
 	}
 	kids := map[string]bool{}
-	for _, p := range signing.Purposes {
+	for _, p := range append(signing.Purposes, "payload") {
 		for _, k := range before[string(p)]["active"] {
 			kids[k] = true
 		}
 	}
-	if len(kids) != 3 {
+	if len(kids) != 4 {
 		t.Fatalf("the purposes share keys: %v", before)
 	}
 
@@ -66,8 +68,21 @@ func TestKeysCLI(t *testing.T) {
 		after["manifest"]["next"] != nil || after["token"]["active"][0] != before["token"]["active"][0] {
 		t.Fatalf("rotate: exit %d: %s\nbefore %v\nafter %v", code, out, before, after)
 	}
+	// The payload keys: prepared, then rotated; the retired key is kept
+	// (it decrypts what Temporal still holds).
+	out, _, code = run(t, "keys", "rotate", "--keys-dir", dir, "--purpose", "payload", "--prepare")
+	nextPayload := keysList(t, dir)["payload"]["next"]
+	if code != 0 || len(nextPayload) != 1 || !strings.Contains(out, nextPayload[0]) {
+		t.Fatalf("prepare payload: exit %d: %s", code, out)
+	}
+	out, _, code = run(t, "keys", "rotate", "--keys-dir", dir, "--purpose", "payload")
+	if p := keysList(t, dir)["payload"]; code != 0 || p["active"][0] != nextPayload[0] || len(p["retired"]) != 1 || p["retired"][0] != before["payload"]["active"][0] ||
+		keysList(t, dir)["manifest"]["active"][0] != after["manifest"]["active"][0] {
+		t.Fatalf("rotate payload: exit %d: %s %v", code, out, p)
+	}
 	out, _, code = run(t, "keys", "rotate", "--keys-dir", dir, "--purpose", "all")
-	if all := keysList(t, dir); code != 0 || len(all["manifest"]["retired"]) != 2 || len(all["checkpoint"]["retired"]) != 1 || len(all["token"]["retired"]) != 1 {
+	if all := keysList(t, dir); code != 0 || len(all["manifest"]["retired"]) != 2 || len(all["checkpoint"]["retired"]) != 1 || len(all["token"]["retired"]) != 1 ||
+		len(all["payload"]["retired"]) != 2 {
 		t.Fatalf("rotate all: exit %d: %s %v", code, out, all)
 	}
 	listed, _, _ := run(t, "keys", "list", "--keys-dir", dir)
@@ -76,6 +91,11 @@ func TestKeysCLI(t *testing.T) {
 		t.Errorf("list does not say how long retired keys are published:\n%s", listed)
 	}
 
+	// A keys directory from before payloads were encrypted.
+	signingOnly := filepath.Join(t.TempDir(), "keys")
+	if _, err := signing.CreateKeySets(signingOnly, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -87,6 +107,7 @@ func TestKeysCLI(t *testing.T) {
 		{"rotate a missing directory", []string{"keys", "rotate", "--keys-dir", dir + "-missing", "--purpose", "token"}, 1, "no such file"},
 		{"generate without a directory", []string{"keys", "generate"}, 2, "--keys-dir"},
 		{"list without a directory", []string{"keys", "list"}, 2, "--keys-dir"},
+		{"rotate payload keys never generated", []string{"keys", "rotate", "--keys-dir", signingOnly, "--purpose", "all"}, 1, "p2p keys generate --keys-dir " + signingOnly},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("P2P_KEYS_DIR", "")
@@ -155,6 +176,13 @@ func TestKeysStartupErrors(t *testing.T) {
 	if _, err := signing.CreateKeySets(keys, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	signingOnly := filepath.Join(t.TempDir(), "keys")
+	if _, err := signing.CreateKeySets(signingOnly, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payloadcodec.CreateKeySet(keys); err != nil {
+		t.Fatal(err)
+	}
 	open := filepath.Join(t.TempDir(), "keys")
 	if _, err := signing.CreateKeySets(open, nil, time.Now()); err != nil {
 		t.Fatal(err)
@@ -189,6 +217,8 @@ func TestKeysStartupErrors(t *testing.T) {
 		{"keys in the data directory", nil, []string{"--keys-dir", inData}, "lies in the data directory"},
 		{"keys in the import directory", nil, []string{"--keys-dir", keys, "--import-dir", filepath.Dir(keys)}, "lies in the data directory"},
 		{"a key in the environment that is no key", map[string]string{"P2P_MANIFEST_KEY": "hunter2"}, []string{"--keys-dir", keys}, "P2P_MANIFEST_KEY: signing: key is neither"},
+		{"no payload key", nil, []string{"--keys-dir", signingOnly}, "no payload key in " + signingOnly + ", and Temporal payloads are never sent unencrypted"},
+		{"a payload key in the environment that is no key", map[string]string{"P2P_PAYLOAD_KEY": "hunter2"}, []string{"--keys-dir", keys}, "P2P_PAYLOAD_KEY: payloadcodec: the payload key is not JSON"},
 		{"a missing Temporal CA", nil, []string{"--keys-dir", keys, "--temporal-tls-ca-file", missing}, "P2P_TEMPORAL_TLS_CA_FILE: open " + missing},
 		{"a Temporal CA that is no certificate", nil, []string{"--keys-dir", keys, "--temporal-tls-ca-file", garbage}, "holds no PEM certificate"},
 		{"a Temporal client certificate without its key", nil, []string{"--keys-dir", keys, "--temporal-tls-cert-file", garbage}, "go together"},

@@ -33,7 +33,7 @@ var commands = map[string]command{
 	"worker":         {"run the Temporal worker (production)", runWorker},
 	"migrate":        {"apply database migrations", runMigrate},
 	"members import": {"bulk-load the member index from the canonical CSV", runMembersImport},
-	"keys generate":  {"create the signing key set of each purpose that has none", runKeysGenerate},
+	"keys generate":  {"create the signing key set of each purpose, and the payload key set, that has none", runKeysGenerate},
 }
 
 // Exit codes: 0 done (or help asked for), 1 failed, 2 misused.

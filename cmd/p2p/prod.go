@@ -10,13 +10,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/connectors"
+	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/dsn"
+	"github.com/p2p-payer/p2p/workflows"
 )
 
 // parse binds cfg's flags for which to a new flag set and parses args
@@ -42,6 +43,12 @@ func parse(name string, args []string, stdout, stderr io.Writer, which int) (*ap
 		if err := cfg.Keys.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
+		if cfg.ResumeInterval <= 0 {
+			return nil, nil, usageError(fmt.Errorf("%s: P2P_RESUME_INTERVAL must be positive, not %v", name, cfg.ResumeInterval))
+		}
+	}
+	if cfg.StartupTimeout < 0 {
+		return nil, nil, usageError(fmt.Errorf("%s: P2P_STARTUP_TIMEOUT must not be negative (%v)", name, cfg.StartupTimeout))
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, usageError(fmt.Errorf("%s: unexpected arguments %v", name, fs.Args()))
@@ -81,7 +88,10 @@ type opened struct {
 
 // open opens the store, the signing keys, the partner registry (if
 // configured) and the Temporal client of cfg for the subcommand whose
-// flags are which. On error, what it opened is closed.
+// flags are which. The database and Temporal it waits for, up to
+// cfg.StartupTimeout, when they are not up yet; Temporal until it serves
+// our namespace, which the worker needs to start. On error, what it opened
+// is closed.
 func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (o *opened, err error) {
 	o = &opened{deps: app.Deps{Logger: logger}}
 	defer func() {
@@ -89,16 +99,8 @@ func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (
 			o.Close()
 		}
 	}()
-	st, err := dsn.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return o, err
-	}
-	o.deps.Store = st
-	o.closers = append(o.closers, func() {
-		if err := st.Close(); err != nil {
-			logger.Warn("store close", zap.Error(err))
-		}
-	})
+	// Files first: a fault of configuration fails at once, not after a
+	// wait for the database.
 	signers, err := loadSigners(cfg, which)
 	if err != nil {
 		return o, err
@@ -110,13 +112,40 @@ func open(ctx context.Context, cfg *app.Config, which int, logger *zap.Logger) (
 		}
 		o.deps.Partners = o.live
 	}
-	c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, logger)
+	// The payload key is a file too: a missing one fails before any wait.
+	if o.deps.Codec, err = loadPayloadCodec(cfg); err != nil {
+		return o, err
+	}
+	var st store.Store
+	err = app.Retry(ctx, "database", cfg.StartupTimeout, logger, func(ctx context.Context) (err error) {
+		st, err = dsn.Open(ctx, cfg.DatabaseURL)
+		return err
+	})
 	if err != nil {
 		return o, err
 	}
-	o.deps.Temporal = c
-	o.closers = append(o.closers, c.Close)
-	return o, nil
+	o.deps.Store = st
+	o.closers = append(o.closers, func() {
+		if err := st.Close(); err != nil {
+			logger.Warn("store close", zap.Error(err))
+		}
+	})
+	err = app.Retry(ctx, "temporal", cfg.StartupTimeout, logger, func(ctx context.Context) error {
+		if o.deps.Temporal == nil {
+			c, err := app.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, cfg.TemporalAuth, o.deps.Codec, logger)
+			if err != nil {
+				return err
+			}
+			o.deps.Temporal = c
+			o.closers = append(o.closers, c.Close)
+		}
+		eng := workflows.Engine{Client: o.deps.Temporal, Namespace: cfg.TemporalNamespace}
+		if err := eng.Ready(ctx); err != nil {
+			return fmt.Errorf("temporal at %s, namespace %s: %w", cfg.TemporalAddress, cfg.TemporalNamespace, err)
+		}
+		return nil
+	})
+	return o, err
 }
 
 // Close closes what open opened, last first.
@@ -138,6 +167,11 @@ func newAPI(ctx context.Context, args []string, stdout, stderr io.Writer) (*app.
 	}
 	if _, err := cfg.TemporalAuth.TLSConfig(); err != nil {
 		return nil, nil, nil, err
+	}
+	// Without a registry the API could not tell a partner no worker
+	// serves: the transfer would wait on a task queue nobody polls.
+	if cfg.Partners == "" {
+		return nil, nil, nil, usageError(errors.New("api: --partners or P2P_PARTNERS is required"))
 	}
 	o, err := open(ctx, cfg, apiFlags, logger)
 	if err != nil {
@@ -173,19 +207,15 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("--fhir-addr: %w", err)
 		}
 	}
-	// Transfers accepted just before a crash may never have had their
-	// workflow started; start them now (idempotent).
-	if n, err := a.ResumePending(ctx, 30*time.Second); err != nil {
-		logger.Warn("resuming pending transfers", zap.Error(err))
-	} else if n > 0 {
-		logger.Info("resumed pending transfers", zap.Int("count", n))
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Transfers accepted but not started (Temporal was down, or a process
+	// died in between) start now and whenever Temporal is back.
+	go a.ResumeLoop(ctx, cfg.ResumeInterval, app.ResumeAge)
 	if partnerLn == nil {
 		return a.Serve(ctx, ln)
 	}
 	// Both addresses, until either fails or ctx ends.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- a.Serve(ctx, ln) }()
 	go func() { errc <- a.ServePartners(ctx, partnerLn) }()

@@ -277,3 +277,16 @@ func TestAPIRefusesIncompleteTLS(t *testing.T) {
 		t.Errorf("the database was opened: %v", err)
 	}
 }
+
+// TestAPIRequiresPartners: without a registry the API could not refuse a
+// partner no worker serves, so p2p api does not start without one.
+func TestAPIRequiresPartners(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "p2p.db")
+	err := dispatch(context.Background(), []string{"api", "--database-url", db}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "P2P_PARTNERS is required") || exitCode(err, io.Discard) != 2 {
+		t.Errorf("api without partners: %v", err)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("the database was opened: %v", err)
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2p-payer/p2p/app"
 	"github.com/p2p-payer/p2p/devstack"
+	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/signing"
 	"github.com/p2p-payer/p2p/workflows"
 )
@@ -25,7 +27,8 @@ import (
 // workflows and activities of every task queue, the schedules.
 func TestDevAndProductionServeTheSame(t *testing.T) {
 	ctx := context.Background()
-	dev, err := devstack.Start(ctx, devstack.Options{DataDir: t.TempDir(), Addr: "127.0.0.1:0"})
+	devDir := t.TempDir()
+	dev, err := devstack.Start(ctx, devstack.Options{DataDir: devDir, Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +37,15 @@ func TestDevAndProductionServeTheSame(t *testing.T) {
 	dir := t.TempDir()
 	keys := t.TempDir() // outside the data: the database's directory and the import directory
 	if _, err := signing.CreateKeySets(keys, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// One payload key set per namespace: every process reads what the
+	// others wrote (the schedules the dev stack made, say).
+	payloadKeys, err := os.ReadFile(filepath.Join(devDir, app.DevKeysDir, payloadcodec.KeySetFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keys, payloadcodec.KeySetFile), payloadKeys, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	registry := filepath.Join(dir, "partners.yaml")
