@@ -72,7 +72,7 @@ func (m *IndexMatcher) readSnapshot(ctx context.Context, cfg identity.Config) (*
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read: nothing to lose
 	r := bufio.NewReaderSize(f, 1<<20)
 	head := make([]byte, len(snapshotMagic)+16+8)
 	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(snapshotMagic)]) != snapshotMagic {
