@@ -74,6 +74,9 @@ type Prepared struct {
 // same files; only the (randomised) ECDSA signature differs.
 func (a *Transfer) PrepareExport(ctx context.Context, in PrepareInput) (Prepared, error) {
 	fail := func(err error) (Prepared, error) { return Prepared{}, appError(ctx, NamePrepareExport, err) }
+	// The source may take longer than the heartbeat timeout to answer:
+	// heartbeat for as long as the worker works on it.
+	defer heartbeat(ctx, heartbeatInterval(ctx))()
 	tr, err := a.Store.GetTransfer(ctx, in.TransferID)
 	if err != nil {
 		return fail(err)
@@ -256,8 +259,27 @@ func (a *Transfer) WithdrawExport(ctx context.Context, in WithdrawInput) (int, e
 	return n, nil
 }
 
+// maxHeartbeatInterval is how often, at most, heartbeat records a
+// heartbeat for a step whose policy sets a long heartbeat timeout.
+const maxHeartbeatInterval = 5 * time.Second
+
+// heartbeatInterval is how often an activity heartbeats: a quarter of the
+// heartbeat timeout of its policy, so that a heartbeat delayed by a busy
+// worker (or batched by the SDK, which sends at most one per 80 % of the
+// timeout) still arrives in time; at most maxHeartbeatInterval.
+func heartbeatInterval(ctx context.Context) time.Duration {
+	if !activity.IsActivity(ctx) {
+		return maxHeartbeatInterval
+	}
+	if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 {
+		return max(min(hb/4, maxHeartbeatInterval), time.Millisecond)
+	}
+	return maxHeartbeatInterval
+}
+
 // heartbeat records a heartbeat every interval until stopped, so that a
-// long partner call on a live worker is told apart from a dead worker.
+// long partner call, or a slow source, on a live worker is told apart from
+// a dead worker.
 func heartbeat(ctx context.Context, every time.Duration) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}

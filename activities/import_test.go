@@ -333,3 +333,45 @@ func TestImportPolicies(t *testing.T) {
 		}
 	}
 }
+
+// A DELETE the old payer refuses (405: it does not support deleting
+// exports; any 4xx) is final: DeleteImport's policy does not retry it for
+// two hours. Transport failures and 5xx stay retryable.
+func TestDeleteImportRefusalIsFinal(t *testing.T) {
+	ctx := context.Background()
+	f := newImportFixture(t)
+	f.create(t, "t1", "OLD-1", t0)
+	m, err := f.acts.MatchAtPartner(ctx, ImportInput{TransferID: "t1", PartnerID: "oldco"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.acts.KickOffImport(ctx, KickOffInput{TransferID: "t1", PartnerID: "oldco", PatientID: m.PatientID, Types: []string{"Patient"}, Round: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		status   int
+		typ      string
+		retrying bool
+	}{
+		{http.StatusMethodNotAllowed, ErrTypePartnerRejected, false},
+		{http.StatusBadRequest, ErrTypePartnerRejected, false},
+		{http.StatusServiceUnavailable, "", true},
+	} {
+		f.bulk.Inject(bulktest.RouteDelete, bulktest.Answer{Status: c.status})
+		err := f.acts.DeleteImport(ctx, DeleteInput{TransferID: "t1", PartnerID: "oldco", StatusURL: k.StatusURL, Reason: "cancelled"})
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) {
+			t.Fatalf("DELETE answered %d: %v, want an application error", c.status, err)
+		}
+		if c.typ != "" && ae.Type() != c.typ {
+			t.Errorf("DELETE answered %d: type %q, want %q", c.status, ae.Type(), c.typ)
+		}
+		// What the server does with the failure: final if the activity
+		// marked it so or the policy names its type.
+		final := ae.NonRetryable() || slices.Contains(Policies[NameDeleteImport].Retry.NonRetryableErrorTypes, ae.Type())
+		if final == c.retrying {
+			t.Errorf("DELETE answered %d (%s): final %v, want %v", c.status, ae.Type(), final, !c.retrying)
+		}
+	}
+}

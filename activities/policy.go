@@ -214,13 +214,15 @@ var Policies = map[string]Policy{
 	},
 	// Compensation of KickOffImport (and clean-up after the download):
 	// tells the old payer to drop the export. Bounded: an export nobody
-	// deletes expires at the partner anyway.
+	// deletes expires at the partner anyway. A refusal (a 405 from a
+	// server that does not support DELETE, a 4xx) is final: asking again
+	// for two hours changes nothing.
 	NameDeleteImport: {
 		StartToClose:    time.Minute,
 		ScheduleToClose: 2 * time.Hour,
 		Retry: temporal.RetryPolicy{
 			InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
-			NonRetryableErrorTypes: []string{ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation},
+			NonRetryableErrorTypes: []string{ErrTypePartnerRejected, ErrTypeUnknownPartner, ErrTypeAuth, ErrTypeValidation},
 		},
 	},
 	// Compensation of DownloadImportFile: PHI on our disk that will not be

@@ -119,6 +119,9 @@ type ServeInput struct {
 // input, so a retry stores the same digests. Undone by WithdrawExport.
 func (a *Serve) PrepareServedExport(ctx context.Context, in ServeInput) (Prepared, error) {
 	fail := func(err error) (Prepared, error) { return Prepared{}, appError(ctx, NamePrepareServedExport, err) }
+	// Each member's source call may take longer than the heartbeat
+	// timeout: heartbeat for as long as the worker works on the export.
+	defer heartbeat(ctx, heartbeatInterval(ctx))()
 	man := export.BulkManifest{
 		Version: export.BulkManifestVersion, TransferID: in.TransferID, Requester: in.Requester, Request: in.Request,
 		TransactionTime: in.TransactionTime.UTC().Format(time.RFC3339Nano), Expires: in.Expires.UTC().Format(time.RFC3339Nano),

@@ -36,7 +36,8 @@ type Engine interface {
 	Ready(ctx context.Context) error
 	// Acknowledge delivers a partner's verified acknowledgement (its
 	// receipt id and the kid that signed it) to a transfer waiting in
-	// sent.
+	// sent. It returns transfer.ErrNotAwaitingAck if the transfer's
+	// workflow has ended, unless it took this receipt already.
 	Acknowledge(ctx context.Context, transferID, receiptID, signedBy string) error
 	// Started reports whether a workflow was ever started for the
 	// transfer (open or closed), so that an interrupted request is not

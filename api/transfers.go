@@ -664,7 +664,13 @@ func (s *Server) AcknowledgeTransfer(ctx context.Context, req AcknowledgeTransfe
 		return nil, newProblem(http.StatusConflict, ProblemNotAwaitingAck, "Not awaiting an acknowledgement",
 			"the transfer was acknowledged with another receipt")
 	}
-	if err := s.engine.Acknowledge(ctx, req.Id, receiptID, signedBy); err != nil {
+	switch err := s.engine.Acknowledge(ctx, req.Id, receiptID, signedBy); {
+	case errors.Is(err, transfer.ErrNotAwaitingAck):
+		// The workflow ended meanwhile (the wait timed out): a final
+		// answer, not one the partner should retry.
+		return nil, newProblem(http.StatusConflict, ProblemNotAwaitingAck, "Not awaiting an acknowledgement",
+			"the transfer no longer waits for an acknowledgement")
+	case err != nil:
 		s.logFor(ctx).Warn("acknowledgement not delivered", zap.Error(err))
 		return nil, unavailable("the workflow engine did not take the acknowledgement; retry later")
 	}

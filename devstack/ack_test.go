@@ -46,4 +46,6 @@ func TestLaterSignedAcknowledgement(t *testing.T) {
 	if bogus.status != 422 {
 		t.Errorf("a forged receipt: %d %s, want 422", bogus.status, bogus.body)
 	}
+	e.awaitClosed(id)
+	e.saveHistory(id, "ack_by_signal")
 }

@@ -44,11 +44,18 @@ func (e *e2e) saveHistory(id, name string) {
 // saveWorkflowHistory is saveHistory for any workflow, by workflow id.
 func (e *e2e) saveWorkflowHistory(workflowID, name string) {
 	e.t.Helper()
+	e.saveRunHistory(workflowID, "", name)
+}
+
+// saveRunHistory is saveWorkflowHistory for one run of the workflow (""
+// the latest): a workflow that continued as new has one history per run.
+func (e *e2e) saveRunHistory(workflowID, runID, name string) {
+	e.t.Helper()
 	dir := os.Getenv("P2P_RECORD_HISTORIES")
 	if dir == "" {
 		return
 	}
-	it := e.s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := e.s.Client.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -350,11 +357,22 @@ func TestOutcomes(t *testing.T) {
 		if bad.status != http.StatusUnprocessableEntity && bad.status != http.StatusBadRequest {
 			t.Errorf("approving a non-candidate: %d %s", bad.status, bad.body)
 		}
-		ok := e.do("POST", "/v1/transfers/"+id+"/review", "", map[string]any{"decision": "approve", "member_id": "M100007", "reason": "phone on file matches"})
+		decision := map[string]any{"decision": "approve", "member_id": "M100007", "reason": "phone on file matches"}
+		ok := e.do("POST", "/v1/transfers/"+id+"/review", "", decision)
 		if ok.status/100 != 2 {
 			t.Fatalf("review: %d %s", ok.status, ok.body)
 		}
+		// A client retrying after a lost answer gets the decision's
+		// answer, not 409: while the workflow runs (the same update)
+		// and after it ended (the store shows the decision taken).
+		if r := e.do("POST", "/v1/transfers/"+id+"/review", "", decision); r.status/100 != 2 {
+			t.Errorf("review retried at once: %d %s", r.status, r.body)
+		}
 		tr = e.await(id, "complete", 10*time.Second)
+		e.awaitClosed(id)
+		if r := e.do("POST", "/v1/transfers/"+id+"/review", "", decision); r.status/100 != 2 {
+			t.Errorf("review retried after completion: %d %s", r.status, r.body)
+		}
 		if tr["identity"].(map[string]any)["member_id"] != "M100007" {
 			t.Errorf("identity %v", tr["identity"])
 		}

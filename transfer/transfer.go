@@ -333,8 +333,10 @@ type ReviewDecision struct {
 	Reviewer string `json:"reviewer"`
 }
 
-// Errors the workflow client reports for a review.
+// Errors the workflow client reports for a review, and for a partner's
+// later acknowledgement.
 var (
 	ErrNotInReview     = errors.New("transfer is not waiting in manual review")
 	ErrInvalidDecision = errors.New("invalid review decision")
+	ErrNotAwaitingAck  = errors.New("transfer is not waiting for an acknowledgement")
 )

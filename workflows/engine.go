@@ -56,10 +56,20 @@ func (e *Engine) queue() string {
 // StartTransfer starts the workflow of a stored transfer. It is idempotent:
 // the workflow id is derived from the transfer id, a running workflow is
 // reused and a closed one is never started again.
+//
+// The store is the lasting guard: a transfer no longer initiated has had
+// its workflow (its first step records identity_pending), so it is not
+// started, whatever Temporal remembers. The workflow-id reuse policy alone
+// forgets a closed workflow once the namespace's retention has passed, and
+// a request whose idempotency record stayed pending (ResumePending) would
+// then run the transfer a second time.
 func (e *Engine) StartTransfer(ctx context.Context, transferID string) error {
 	t, err := e.Store.GetTransfer(ctx, transferID)
 	if err != nil {
 		return err
+	}
+	if t.State != transfer.StateInitiated {
+		return nil // it ran, or runs: never again
 	}
 	name := TransferWorkflowName
 	if t.Direction == transfer.DirectionImport {
@@ -108,10 +118,15 @@ func (e *Engine) Review(ctx context.Context, transferID string, d transfer.Revie
 			return err
 		}
 	}
+	rv := Review{Decision: d.Decision, MemberID: d.MemberID, Reviewer: d.Reviewer}
 	h, err := e.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   WorkflowID(transferID),
+		WorkflowID: WorkflowID(transferID),
+		// The same decision again (a client retrying after a lost
+		// answer) is the same update: the server answers it with the
+		// first one's outcome instead of running the validator again.
+		UpdateID:     ReviewUpdateID(rv),
 		UpdateName:   UpdateReview,
-		Args:         []any{Review{Decision: d.Decision, MemberID: d.MemberID, Reviewer: d.Reviewer}},
+		Args:         []any{rv},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
@@ -124,18 +139,68 @@ func (e *Engine) Review(ctx context.Context, transferID string, d transfer.Revie
 		case errors.As(err, &ae) && ae.Type() == ErrTypeInvalidDecision:
 			return fmt.Errorf("%w: %s", transfer.ErrInvalidDecision, ae.Message())
 		case errors.As(err, &ae) && ae.Type() == ErrTypeNotInReview, errors.As(err, &nf):
-			return transfer.ErrNotInReview
+			// A workflow that has ended no longer knows its updates: the
+			// store says whether this decision is the one it took.
+			if applied, gerr := e.reviewApplied(ctx, transferID, rv); gerr != nil {
+				return gerr
+			} else if !applied {
+				return transfer.ErrNotInReview
+			}
+		default:
+			return err
 		}
-		return err
 	}
 	_, err = e.Store.ApplyChange(ctx, transferID, store.Change{Event: transfer.ReviewNoted(d.Reviewer, d.Decision, noteHMAC, len(note)).Stamped(nowUTC())})
 	return err
 }
 
+// ReviewUpdateID is the update id of a review decision: a digest of the
+// decision, the member approved and the reviewer, so that a retried
+// request is the same update and gets the first one's answer, while a
+// different decision is a new update the workflow refuses (409).
+func ReviewUpdateID(rv Review) string {
+	sum := sha256.Sum256([]byte(rv.Decision + "\x00" + rv.MemberID + "\x00" + rv.Reviewer))
+	return "review-" + hex.EncodeToString(sum[:16])
+}
+
+// reviewApplied reports whether the transfer's recorded identity shows
+// rv as the review it took: decided by the same reviewer, to the same
+// outcome.
+func (e *Engine) reviewApplied(ctx context.Context, transferID string, rv Review) (bool, error) {
+	t, err := e.Store.GetTransfer(ctx, transferID)
+	if err != nil {
+		return false, err
+	}
+	id := t.Identity
+	if id == nil || id.ReviewedBy != rv.Reviewer {
+		return false, nil
+	}
+	if rv.Decision == transfer.DecisionApprove {
+		return id.Status == transfer.IdentityResolved && id.MemberID == rv.MemberID, nil
+	}
+	return id.Status == transfer.IdentityNoMatch, nil
+}
+
 // Acknowledge signals a partner's verified acknowledgement to the
-// transfer's workflow, which takes it while it waits in sent.
+// transfer's workflow, which takes it while it waits in sent. A workflow
+// that has ended takes no signal: that is transfer.ErrNotAwaitingAck
+// unless the transfer was acknowledged with this very receipt (a repeat),
+// which is no error: the partner is told where the transfer stands, not
+// asked to retry.
 func (e *Engine) Acknowledge(ctx context.Context, transferID, receiptID, signedBy string) error {
-	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalPartnerAck, PartnerAck{ReceiptID: receiptID, SignedBy: signedBy})
+	err := e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalPartnerAck, PartnerAck{ReceiptID: receiptID, SignedBy: signedBy})
+	var nf *serviceerror.NotFound
+	if !errors.As(err, &nf) {
+		return err
+	}
+	t, gerr := e.Store.GetTransfer(ctx, transferID)
+	if gerr != nil {
+		return gerr
+	}
+	if t.Export != nil && t.Export.ReceiptID == receiptID && t.State != transfer.StateSent && t.State != transfer.StateFailed {
+		return nil
+	}
+	return transfer.ErrNotAwaitingAck
 }
 
 // Started reports whether a workflow was ever started for the transfer:

@@ -24,9 +24,46 @@ const ImportWorkflowName = "ImportTransfer"
 const MaxKickOffs = 3
 
 // ImportPollPolicy is how an import polls the old payer's export: the
-// server's Retry-After exactly (never earlier; nonsense clamped to an
-// hour), else exponential backoff from 5 s to 5 min, for at most a day.
-var ImportPollPolicy = bulkdata.PollPolicy{}
+// server's Retry-After (never earlier; nonsense clamped to an hour), else
+// exponential backoff from 5 s to 5 min, for at most a day from the
+// kick-off; and never sooner than the floor of importPollFloor.
+var ImportPollPolicy = bulkdata.PollPolicy{MinDelay: 5 * time.Second}
+
+// ImportPollFloorCap is where the floor between two polls of one export
+// stops growing (importPollFloor).
+var ImportPollFloorCap = time.Minute
+
+// ImportPollsPerRun bounds the polls of one workflow run: after as many,
+// or earlier when the server suggests it, the import continues as new.
+// A poll writes about 11 history events, so a run stays near 5,500
+// events, far below the server's limit (51,200) and its warning (10,240).
+var ImportPollsPerRun = 500
+
+// legacyPollPolicy is the polling of imports whose history predates
+// versionImportPollBounded: a 1 s floor and no bound on a run's polls.
+var legacyPollPolicy = bulkdata.PollPolicy{}
+
+// versionImportPollBounded is the GetVersion change id of bounded
+// polling: a floor that grows from ImportPollPolicy.MinDelay to
+// ImportPollFloorCap, and Continue-As-New after ImportPollsPerRun polls
+// or when the server suggests it. Histories from before it poll as they
+// did.
+const versionImportPollBounded = "import-poll-bounded"
+
+// ImportResume is what an import carries into its next run when it
+// continues as new while polling: where it stopped, and everything its
+// remaining steps and its compensation need (the status URL to DELETE;
+// nothing is staged while it polls). Ids and digests only, no PHI.
+type ImportResume struct {
+	State     transfer.State
+	Identity  transfer.IdentityOutcome
+	PatientID string
+	Plan      activities.Plan
+	Round     int                  // the kick-off round being polled
+	KickedOff activities.KickedOff // its status URL and kick-off time (the budget starts there)
+	Polls     int                  // polls of this round so far: the floor and backoff go on from there
+	Runs      int                  // runs of this import before this one
+}
 
 // imp names an import's activities for ExecuteActivity (as push does the
 // push export's); its steps are recorded with rec.
@@ -52,12 +89,27 @@ var imp *activities.Import
 //
 // On failure or cancellation after the kick-off, DELETE goes to the
 // status URL and staged files are removed, on a disconnected context.
+//
+// A long poll does not grow one history without bound: after
+// ImportPollsPerRun polls, or when the server suggests it, the import
+// continues as new with its state (Input.Resume) and goes on polling in
+// the next run, its compensation intact.
 func ImportTransfer(ctx workflow.Context, in Input) (Result, error) {
 	r := &importRun{in: in, state: transfer.StateInitiated}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (transfer.State, error) { return r.state, nil }); err != nil {
 		return Result{}, err
 	}
-	failure, err := r.steps(ctx)
+	var failure *transfer.ErrorInfo
+	var err error
+	if in.Resume != nil {
+		failure, err = r.resume(ctx, *in.Resume)
+	} else {
+		failure, err = r.steps(ctx)
+	}
+	var next *workflow.ContinueAsNewError
+	if errors.As(err, &next) {
+		return Result{}, err // not a failure: the next run goes on
+	}
 	if err != nil {
 		failure = importFailureOf(err, r.state)
 	}
@@ -74,6 +126,9 @@ type importRun struct {
 	identity  transfer.IdentityOutcome
 	statusURL string // an export live at the partner: DELETE it on failure
 	staged    bool   // files downloaded and not delivered: discard them on failure
+	patientID string // the matched patient at the partner, for each kick-off
+	plan      activities.Plan
+	polls     int // polls in this run, toward ImportPollsPerRun
 }
 
 func (r *importRun) partnerCtx(ctx workflow.Context, name string) workflow.Context {
@@ -110,11 +165,24 @@ func (r *importRun) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err := r.enter(ctx, r.verified(ctx, m)); err != nil {
 		return nil, err
 	}
-	var plan activities.Plan
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePlanImport), imp.PlanImport, ids).Get(ctx, &plan); err != nil {
+	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NamePlanImport), imp.PlanImport, ids).Get(ctx, &r.plan); err != nil {
 		return nil, err
 	}
-	got, err := r.fetch(ctx, m.PatientID, plan)
+	r.patientID = m.PatientID
+	got, err := r.fetch(ctx, 1, nil)
+	if err != nil || got.failure != nil {
+		return got.failure, err
+	}
+	return nil, r.deliver(ctx, got)
+}
+
+// resume goes on with an import that continued as new while it polled
+// round rs.Round: polls on, then downloads, delivers and completes as
+// steps does.
+func (r *importRun) resume(ctx workflow.Context, rs ImportResume) (*transfer.ErrorInfo, error) {
+	r.state, r.identity, r.patientID, r.plan = rs.State, rs.Identity, rs.PatientID, rs.Plan
+	r.statusURL = rs.KickedOff.StatusURL
+	got, err := r.fetch(ctx, rs.Round, &rs)
 	if err != nil || got.failure != nil {
 		return got.failure, err
 	}
@@ -225,10 +293,17 @@ func (f fetched) prepared(info transfer.ExportInfo) activities.RecordInput {
 
 // fetch kicks the export of the member's patient off and fetches it: again
 // each time it expires before it is all downloaded, at most MaxKickOffs
-// times.
-func (r *importRun) fetch(ctx workflow.Context, patientID string, plan activities.Plan) (fetched, error) {
-	for round := 1; round <= MaxKickOffs; round++ {
-		got, err := r.kickOff(ctx, round, patientID, plan)
+// times. It starts at round first; resumed, that round is kicked off
+// already and polled on.
+func (r *importRun) fetch(ctx workflow.Context, first int, resumed *ImportResume) (fetched, error) {
+	for round := first; round <= MaxKickOffs; round++ {
+		var got fetched
+		var err error
+		if resumed != nil && round == resumed.Round {
+			got, err = r.fetchRound(ctx, round, resumed.KickedOff, resumed.Polls)
+		} else {
+			got, err = r.kickOff(ctx, round)
+		}
 		if err != nil || !got.expired {
 			return got, err
 		}
@@ -241,7 +316,7 @@ func (r *importRun) fetch(ctx workflow.Context, patientID string, plan activitie
 // complete, record its manifest and download its files. If a file expired,
 // the export is DELETEd at the partner (deleteExpired) before the next
 // round.
-func (r *importRun) kickOff(ctx workflow.Context, round int, patientID string, plan activities.Plan) (fetched, error) {
+func (r *importRun) kickOff(ctx workflow.Context, round int) (fetched, error) {
 	if round > 1 {
 		if err := r.enter(ctx, activities.Step(transfer.BulkRekicked(round))); err != nil {
 			return fetched{}, err
@@ -249,12 +324,19 @@ func (r *importRun) kickOff(ctx workflow.Context, round int, patientID string, p
 	}
 	var k activities.KickedOff
 	if err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NameKickOffImport), imp.KickOffImport, activities.KickOffInput{
-		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, PatientID: patientID, Types: plan.Types, Since: plan.Since, Round: round,
+		TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, PatientID: r.patientID, Types: r.plan.Types, Since: r.plan.Since, Round: round,
 	}).Get(ctx, &k); err != nil {
 		return fetched{}, err
 	}
+	return r.fetchRound(ctx, round, k, 0)
+}
+
+// fetchRound is the rest of a round once the export is kicked off (k):
+// poll it (polled times so far) until complete, record its manifest and
+// download its files.
+func (r *importRun) fetchRound(ctx workflow.Context, round int, k activities.KickedOff, polled int) (fetched, error) {
 	r.statusURL = k.StatusURL
-	got, err := r.poll(ctx, k)
+	got, err := r.poll(ctx, round, k, polled)
 	if err != nil || !got.complete() {
 		return got, err
 	}
@@ -270,10 +352,28 @@ func (r *importRun) kickOff(ctx workflow.Context, round int, patientID string, p
 
 // poll polls the export until it is complete, failed, gone or past the
 // budget, sleeping on durable timers between polls for as long as the
-// server asked (NextPollDelay from the answer's own time: never earlier).
-// Complete, it returns the status with the manifest.
-func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (fetched, error) {
-	for n := 1; ; n++ {
+// server asked (NextPollDelay from the answer's own time: never earlier),
+// and at least the floor (pollDelay). Complete, it returns the status
+// with the manifest. polled is how many polls of round came before (in
+// earlier runs). After ImportPollsPerRun polls in this run, or when the
+// server suggests it, it returns a ContinueAsNewError to go on in a new
+// run; only between polls, after the sleep, so that the next run may
+// poll at once.
+func (r *importRun) poll(ctx workflow.Context, round int, k activities.KickedOff, polled int) (fetched, error) {
+	bounded := workflow.GetVersion(ctx, versionImportPollBounded, workflow.DefaultVersion, 1) >= 1
+	perRun := ImportPollsPerRun
+	if bounded {
+		// Recorded, so that a deploy changing the bound cannot make
+		// a replay of this run take another branch.
+		if err := workflow.SideEffect(ctx, func(workflow.Context) any { return ImportPollsPerRun }).Get(&perRun); err != nil {
+			return fetched{}, err
+		}
+	}
+	for n := polled + 1; ; n++ {
+		if bounded && n > polled+1 && (r.polls >= perRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
+			return fetched{}, r.continueAsNew(ctx, round, k, n-1)
+		}
+		r.polls++
 		var p activities.Polled
 		err := workflow.ExecuteActivity(r.partnerCtx(ctx, activities.NamePollImport), imp.PollImport, activities.PollInput{
 			TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, StatusURL: k.StatusURL,
@@ -302,10 +402,52 @@ func (r *importRun) poll(ctx workflow.Context, k activities.KickedOff) (fetched,
 		if ip == nil {
 			return fetched{}, errors.New("poll answered in progress without its details")
 		}
-		if err := workflow.Sleep(ctx, bulkdata.NextPollDelay(ip.RetryAfter, ip.ReceivedAt, n, ImportPollPolicy)); err != nil {
+		if err := workflow.Sleep(ctx, pollDelay(bounded, ip, n)); err != nil {
 			return fetched{}, err
 		}
 	}
+}
+
+// pollDelay is how long to wait after the n-th poll of an export answered
+// in progress (ip). Bounded, it is what the server asked (Retry-After,
+// never less; else backoff from 5 s to 5 min), but at least the floor of
+// importPollFloor; legacy, what the server asked with a 1 s floor.
+func pollDelay(bounded bool, ip *bulkdata.InProgress, n int) time.Duration {
+	if !bounded {
+		return bulkdata.NextPollDelay(ip.RetryAfter, ip.ReceivedAt, n, legacyPollPolicy)
+	}
+	return max(bulkdata.NextPollDelay(ip.RetryAfter, ip.ReceivedAt, n, ImportPollPolicy), importPollFloor(n))
+}
+
+// importPollFloor is the least wait after the n-th poll of one export:
+// ImportPollPolicy.MinDelay after the first, growing by half each poll up
+// to ImportPollFloorCap (5 s, 7.5 s, 11 s, ... 1 min from the 9th poll).
+// A server that answers "Retry-After: 1" for hours is then asked about
+// once a minute, not every second: at most ~1,450 polls a day.
+func importPollFloor(n int) time.Duration {
+	d := ImportPollPolicy.MinDelay
+	if d <= 0 {
+		d = bulkdata.DefaultPollPolicy.MinDelay
+	}
+	for i := 1; i < n && d < ImportPollFloorCap; i++ {
+		d += d / 2
+	}
+	return min(d, max(ImportPollFloorCap, ImportPollPolicy.MinDelay))
+}
+
+// continueAsNew is the error that ends this run of the import, polled
+// times into round (kicked off as k), and starts the next with the
+// import's state.
+func (r *importRun) continueAsNew(ctx workflow.Context, round int, k activities.KickedOff, polled int) error {
+	runs := 1
+	if r.in.Resume != nil {
+		runs += r.in.Resume.Runs
+	}
+	next := Input{TransferID: r.in.TransferID, PartnerID: r.in.PartnerID, Resume: &ImportResume{
+		State: r.state, Identity: r.identity, PatientID: r.patientID, Plan: r.plan,
+		Round: round, KickedOff: k, Polls: polled, Runs: runs,
+	}}
+	return workflow.NewContinueAsNewError(ctx, ImportWorkflowName, next)
 }
 
 // recordManifest records the complete export's manifest, and that it

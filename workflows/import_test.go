@@ -39,6 +39,8 @@ type importHarness struct {
 	// kickoffsAtDelete is how many kick-offs preceded each DELETE.
 	expiredDeleteErr error
 	kickoffsAtDelete []int
+	// failAfter > 0: that poll answers that the export failed.
+	failAfter int
 }
 
 var (
@@ -50,6 +52,12 @@ func count(n int64) *int64 { return &n }
 
 func newImportHarness(t *testing.T) *importHarness {
 	h := &importHarness{harness: newHarness(t), retryAfter: "120", inProgress: 2, match: matched}
+	h.mock()
+	return h
+}
+
+// mock registers the import and mocks its activities on h.env.
+func (h *importHarness) mock() {
 	h.env.RegisterWorkflowWithOptions(ImportTransfer, workflow.RegisterOptions{Name: ImportWorkflowName})
 	h.env.OnActivity(imp.MatchAtPartner, mock.Anything, mock.Anything).Return(func(context.Context, activities.ImportInput) (activities.Matched, error) {
 		return h.match, nil
@@ -67,6 +75,9 @@ func newImportHarness(t *testing.T) *importHarness {
 		defer h.mu.Unlock()
 		now := h.env.Now()
 		h.polls = append(h.polls, now)
+		if h.failAfter > 0 && len(h.polls) == h.failAfter {
+			return activities.Polled{Status: bulkdata.Status{State: bulkdata.StateFailed, Failed: &bulkdata.Failed{StatusCode: 500}}}, nil
+		}
 		if h.inProgress < 0 || len(h.polls) <= h.inProgress {
 			return activities.Polled{Status: bulkdata.Status{State: bulkdata.StateInProgress,
 				InProgress: &bulkdata.InProgress{RetryAfter: h.retryAfter, ReceivedAt: now}}}, nil
@@ -118,7 +129,6 @@ func newImportHarness(t *testing.T) *importHarness {
 		h.discards++
 		return true, nil
 	})
-	return h
 }
 
 func (h *importHarness) run() Result {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,14 +76,39 @@ func (e *ServeEngine) StartExport(ctx context.Context, k transfer.Kickoff) error
 	return err
 }
 
-// ManifestServed signals the export's workflow.
+// ManifestServed signals the export's workflow while it waits for the
+// manifest to be served (payload_prepared).
 func (e *ServeEngine) ManifestServed(ctx context.Context, transferID string) error {
-	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalManifestServed, nil)
+	return e.signalWhile(ctx, transferID, SignalManifestServed, nil, transfer.StatePayloadPrepared)
 }
 
-// FileDownloaded signals the export's workflow.
+// FileDownloaded signals the export's workflow while it waits for its
+// files to be downloaded (payload_prepared, sent).
 func (e *ServeEngine) FileDownloaded(ctx context.Context, transferID, digest string) error {
-	return e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", SignalFileDownloaded, digest)
+	return e.signalWhile(ctx, transferID, SignalFileDownloaded, digest, transfer.StatePayloadPrepared, transfer.StateSent)
+}
+
+// signalWhile signals the export's workflow while the transfer is in one
+// of states, those in which the workflow waits for the signal. Afterwards
+// it has no use for it: the requester may download the files again and
+// again until they expire, and each signal would only grow the history of
+// a workflow that waits for the expiry, or fail on one that has ended. A
+// workflow that ends between the read and the signal is no error either:
+// the download happened, and its access record is in the store.
+func (e *ServeEngine) signalWhile(ctx context.Context, transferID, signal string, arg any, states ...transfer.State) error {
+	t, err := e.Store.GetTransfer(ctx, transferID)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(states, t.State) {
+		return nil
+	}
+	err = e.Client.SignalWorkflow(ctx, WorkflowID(transferID), "", signal, arg)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil
+	}
+	return err
 }
 
 // DeleteExport asks the export's workflow to delete the export and waits

@@ -53,6 +53,10 @@ func WorkflowID(transferID string) string { return "transfer-" + transferID }
 type Input struct {
 	TransferID string
 	PartnerID  string
+	// Resume is set only when an import continues as new while it polls
+	// (ImportTransfer): where the previous run stopped. Omitted when nil,
+	// so that every other input is encoded as before.
+	Resume *ImportResume `json:",omitempty"`
 }
 
 // Result is how a transfer ended. A failed transfer is a completed workflow
