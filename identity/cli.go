@@ -53,7 +53,7 @@ func RunMatchCLI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("identity match: %w", err)
 	}
 	start := time.Now()
-	ids, queries, err := readQueries(*queriesPath, stderr)
+	ids, queries, err := ReadQueries(*queriesPath, "identity match", stderr)
 	if err != nil {
 		return err
 	}
@@ -309,16 +309,20 @@ func readMemberPages(rd *member.Reader, pages chan<- memberPage, stderr io.Write
 	return nil
 }
 
-// readQueries reads the query CSV: query ids and demographics.
-func readQueries(path string, stderr io.Writer) ([]string, []transfer.Demographics, error) {
+// ReadQueries reads a query CSV (query_id then the member columns, any may
+// be empty) for the command named cmd: the query ids and the queries, in
+// file order. Rows that cannot be read are reported on report by line
+// number, never by value (the first maxRejectLines, then a count), and
+// skipped.
+func ReadQueries(path, cmd string, report io.Writer) ([]string, []transfer.Demographics, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("identity match: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	defer func() { _ = f.Close() }() // read only: nothing to lose
 	rd, err := member.NewReader(bufio.NewReaderSize(f, 1<<20), true)
 	if err != nil {
-		return nil, nil, fmt.Errorf("identity match: queries: %w", err)
+		return nil, nil, fmt.Errorf("%s: queries: %w", cmd, err)
 	}
 	var ids []string
 	var qs []transfer.Demographics
@@ -332,20 +336,24 @@ func readQueries(path string, stderr io.Writer) ([]string, []transfer.Demographi
 		if errors.As(err, &re) {
 			rejected++
 			if rejected <= maxRejectLines {
-				fmt.Fprintf(stderr, "identity match: queries: %v (skipped)\n", re)
+				fmt.Fprintf(report, "%s: queries: %v (skipped)\n", cmd, re)
 			}
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("identity match: queries: %w", err)
+			return nil, nil, fmt.Errorf("%s: queries: %w", cmd, err)
 		}
-		r := row.Record
 		ids = append(ids, row.QueryID)
-		qs = append(qs, transfer.Demographics{MemberID: r.ID, Given: r.Given, Family: r.Family, BirthDate: r.BirthDate,
-			Sex: r.Sex, Phone: r.Phone, Address: transfer.Address{Street: r.Street, City: r.City, State: r.State, PostalCode: r.PostalCode}})
+		qs = append(qs, DemographicsOf(row.Record))
 	}
 	if rejected > 0 {
-		fmt.Fprintf(stderr, "identity match: queries: %d rows skipped\n", rejected)
+		fmt.Fprintf(report, "%s: queries: %d rows skipped\n", cmd, rejected)
 	}
 	return ids, qs, nil
+}
+
+// DemographicsOf is member record r as a query's demographics.
+func DemographicsOf(r member.Record) transfer.Demographics {
+	return transfer.Demographics{MemberID: r.ID, Given: r.Given, Family: r.Family, BirthDate: r.BirthDate, Sex: r.Sex, Phone: r.Phone,
+		Address: transfer.Address{Street: r.Street, City: r.City, State: r.State, PostalCode: r.PostalCode}}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -9,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"os/user"
 	"text/tabwriter"
 	"time"
 
 	"github.com/p2p-payer/p2p/activities"
 	"github.com/p2p-payer/p2p/identity"
-	"github.com/p2p-payer/p2p/member"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/dsn"
 	"github.com/p2p-payer/p2p/transfer"
@@ -181,7 +178,7 @@ func memberSample(ctx context.Context, st store.Members, n, want int) ([]transfe
 		}
 		for _, m := range page {
 			if i%step == 0 && len(out) < want { // members added since the count stay out
-				out = append(out, demographicsOf(m))
+				out = append(out, identity.DemographicsOf(m))
 			}
 			i++
 		}
@@ -192,49 +189,14 @@ func memberSample(ctx context.Context, st store.Members, n, want int) ([]transfe
 	}
 }
 
-func demographicsOf(r member.Record) transfer.Demographics {
-	return transfer.Demographics{MemberID: r.ID, Given: r.Given, Family: r.Family, BirthDate: r.BirthDate, Sex: r.Sex, Phone: r.Phone,
-		Address: transfer.Address{Street: r.Street, City: r.City, State: r.State, PostalCode: r.PostalCode}}
-}
-
-// readTrainQueries reads a query CSV (query_id then the member columns),
-// reporting rejected rows by line number, never by their values.
+// readTrainQueries reads the query CSV of --queries (identity.ReadQueries);
+// a file with no usable query is an error.
 func readTrainQueries(path string, report io.Writer) ([]transfer.Demographics, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("identity train: %w", err)
+	_, qs, err := identity.ReadQueries(path, "identity train", report)
+	if err == nil && len(qs) == 0 {
+		err = fmt.Errorf("identity train: %s holds no usable query", path)
 	}
-	defer func() { _ = f.Close() }() // read only: nothing to lose
-	rd, err := member.NewReader(bufio.NewReaderSize(f, 1<<20), true)
-	if err != nil {
-		return nil, fmt.Errorf("identity train: queries: %w", err)
-	}
-	var qs []transfer.Demographics
-	rejected := 0
-	for {
-		row, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var re *member.RowError
-		if errors.As(err, &re) {
-			if rejected++; rejected <= 10 {
-				fmt.Fprintf(report, "identity train: queries: %v (skipped)\n", re)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("identity train: queries: %w", err)
-		}
-		qs = append(qs, demographicsOf(row.Record))
-	}
-	if rejected > 0 {
-		fmt.Fprintf(report, "identity train: queries: %d rows skipped\n", rejected)
-	}
-	if len(qs) == 0 {
-		return nil, fmt.Errorf("identity train: %s holds no usable query", path)
-	}
-	return qs, nil
+	return qs, err
 }
 
 // print says what was stored, without PHI: ids, counts and each field's
