@@ -50,6 +50,8 @@ type fakeEngine struct {
 	mu        sync.Mutex
 	starts    map[string]int
 	startErr  error
+	failFor   map[string]bool // transfers whose start fails with errBoom
+	attempts  int             // StartTransfer calls, failed ones included
 	reviewErr error
 	readyErr  error
 	reviews   []transfer.ReviewDecision
@@ -74,8 +76,12 @@ func (e *fakeEngine) Acknowledge(_ context.Context, id, receiptID, signedBy stri
 func (e *fakeEngine) StartTransfer(_ context.Context, id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.attempts++
 	if e.startErr != nil {
 		return e.startErr
+	}
+	if e.failFor[id] {
+		return errBoom
 	}
 	if e.starts == nil {
 		e.starts = map[string]int{}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -169,37 +170,56 @@ func (s *Server) abandonKickoff(ctx context.Context, rec store.IdempotencyRecord
 // is still pending and was created more than olderThan ago, and stores
 // their answer: a crash between accepting a transfer and starting its
 // workflow then loses nothing. A later retry of such a request replays the
-// stored answer. It returns how many it resumed; it stops at the first
-// failure, leaving the rest pending for the next call.
+// stored answer. It returns how many it resumed. A record that fails stays
+// pending for the next call and does not hold back the ones behind it; a
+// run of resumeGiveUp failures in a row ends the pass (Temporal is down:
+// each start would wait its full timeout). The error joins the failures.
 func (s *Server) ResumePending(ctx context.Context, olderThan time.Duration) (int, error) {
 	cutoff := s.now().Add(-olderThan)
-	seen := map[string]bool{}
-	n := 0
+	var (
+		n, inARow int
+		errs      []error
+		after     *store.IdempotencyRecord
+	)
 	for {
-		recs, err := s.store.PendingIdempotency(ctx, cutoff, resumeBatch)
+		recs, err := s.store.PendingIdempotency(ctx, cutoff, after, resumeBatch)
 		if err != nil {
-			return n, fmt.Errorf("list pending idempotency records: %w", err)
+			return n, errors.Join(append(errs, fmt.Errorf("list pending idempotency records: %w", err))...)
 		}
 		if len(recs) == 0 {
-			return n, nil
+			return n, errors.Join(errs...)
 		}
+		after = &recs[len(recs)-1]
 		for _, rec := range recs {
-			if seen[rec.TransferID] {
-				return n, fmt.Errorf("idempotency record of transfer %s stays pending after completion", rec.TransferID)
-			}
-			seen[rec.TransferID] = true
-			if strings.HasPrefix(rec.ClientID, servedExportClientPrefix) {
-				if err := s.abandonKickoff(ctx, rec); err != nil {
-					return n, fmt.Errorf("close interrupted export %s: %w", rec.TransferID, err)
+			if err := s.resumeOne(ctx, rec); err != nil {
+				errs = append(errs, err)
+				if inARow++; inARow >= resumeGiveUp || ctx.Err() != nil {
+					return n, errors.Join(errs...)
 				}
-				n++
 				continue
 			}
-			if _, err := s.accept(ctx, rec); err != nil {
-				return n, fmt.Errorf("resume transfer %s: %w", rec.TransferID, err)
-			}
-			s.log.Info("resumed pending transfer", zap.String("transfer_id", rec.TransferID))
+			inARow = 0
 			n++
 		}
 	}
+}
+
+// resumeGiveUp is how many records in a row ResumePending may fail to
+// resume before it ends its pass.
+const resumeGiveUp = 3
+
+// resumeOne starts the workflow of one pending record, or closes a served
+// export's interrupted kick-off.
+func (s *Server) resumeOne(ctx context.Context, rec store.IdempotencyRecord) error {
+	if strings.HasPrefix(rec.ClientID, servedExportClientPrefix) {
+		if err := s.abandonKickoff(ctx, rec); err != nil {
+			return fmt.Errorf("close interrupted export %s: %w", rec.TransferID, err)
+		}
+		return nil
+	}
+	if _, err := s.accept(ctx, rec); err != nil {
+		return fmt.Errorf("resume transfer %s: %w", rec.TransferID, err)
+	}
+	s.log.Info("resumed pending transfer", zap.String("transfer_id", rec.TransferID))
+	return nil
 }

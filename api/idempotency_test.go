@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -192,6 +193,12 @@ func TestCreateTransferSemanticallyEqualBodyReplays(t *testing.T) {
 // "crashes": no workflow start, no stored answer.
 func crash(t *testing.T, e *env, key, doc string) string {
 	t.Helper()
+	return crashAs(t, e, key, doc, "0190f0aa-0000-7000-8000-000000000001", time.Minute)
+}
+
+// crashAs is crash for transfer id, accepted age ago.
+func crashAs(t *testing.T, e *env, key, doc, id string, age time.Duration) string {
+	t.Helper()
 	var b NewTransfer
 	if err := json.Unmarshal([]byte(doc), &b); err != nil {
 		t.Fatal(err)
@@ -200,8 +207,7 @@ func crash(t *testing.T, e *env, key, doc string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond)
-	id := "0190f0aa-0000-7000-8000-000000000001"
+	now := time.Now().UTC().Add(-age).Truncate(time.Microsecond)
 	res, err := e.store.CreateTransfer(context.Background(), store.NewTransfer{
 		ClientID: testClient, IdempotencyKey: key, Fingerprint: fp,
 		Transfer: transfer.Transfer{ID: id, ClientID: testClient, PartnerID: partnerOf(b),
@@ -266,6 +272,46 @@ func TestCreateTransferStartFailureThenRetry(t *testing.T) {
 	if n := e.countTransfers(); n != 1 {
 		t.Errorf("transfers = %d, want 1", n)
 	}
+}
+
+// A record whose start keeps failing does not hold back the records
+// behind it; a run of failures in a row (Temporal down) ends the pass
+// rather than waiting out every start.
+func TestResumePendingPastAFailure(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, crashAs(t, e, fmt.Sprintf("key-0000-resume-%d", i), body("sandbox"),
+			fmt.Sprintf("0190f0aa-0000-7000-8000-00000000010%d", i), time.Duration(10-i)*time.Minute))
+	}
+	e.engine.set(func(e *fakeEngine) { e.failFor = map[string]bool{ids[0]: true} }) // the oldest
+	n, err := e.srv.ResumePending(context.Background(), 30*time.Second)
+	if n != 4 || err == nil || !strings.Contains(err.Error(), ids[0]) {
+		t.Fatalf("ResumePending with the oldest failing = %d, %v; want 4 and an error naming %s", n, err, ids[0])
+	}
+	for _, id := range ids[1:] {
+		if e.engine.started()[id] != 1 {
+			t.Errorf("transfer %s behind a failing one was not started: %v", id, e.engine.started())
+		}
+	}
+	e.engine.set(func(e *fakeEngine) { e.failFor = nil })
+	if n, err := e.srv.ResumePending(context.Background(), 30*time.Second); n != 1 || err != nil {
+		t.Fatalf("ResumePending once the start works = %d, %v; want 1", n, err)
+	}
+
+	for i := 0; i < 5; i++ {
+		crashAs(t, e, fmt.Sprintf("key-0000-down-%d", i), body("sandbox"),
+			fmt.Sprintf("0190f0aa-0000-7000-8000-00000000020%d", i), time.Duration(10-i)*time.Minute)
+	}
+	e.engine.set(func(e *fakeEngine) { e.startErr = errBoom; e.attempts = 0 })
+	if n, err := e.srv.ResumePending(context.Background(), 30*time.Second); n != 0 || err == nil {
+		t.Fatalf("ResumePending with the engine down = %d, %v; want 0 and an error", n, err)
+	}
+	e.engine.set(func(e *fakeEngine) {
+		if e.attempts != resumeGiveUp {
+			t.Errorf("with the engine down a pass tried %d starts, want %d", e.attempts, resumeGiveUp)
+		}
+	})
 }
 
 func TestResumePending(t *testing.T) {

@@ -170,7 +170,7 @@ func TestMemberMatchRecorded(t *testing.T) {
 				}
 			}
 			// Answered: nothing is pending for api.ResumePending.
-			if p, err := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); err != nil || len(p) != 0 {
+			if p, err := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), nil, 10); err != nil || len(p) != 0 {
 				t.Errorf("pending idempotency %+v, %v", p, err)
 			}
 			// A retried request is a new transfer with the same presentation.
@@ -301,7 +301,7 @@ func TestMemberMatchNotRecordedNotAnswered(t *testing.T) {
 	if links, err := st.IdentityLinks(context.Background(), "new-payer", pres); err != nil || pres == "" || len(links) != 0 {
 		t.Errorf("links %+v, %v (presentation %q)", links, err, pres)
 	}
-	if p, _ := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); len(p) != 0 {
+	if p, _ := st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), nil, 10); len(p) != 0 {
 		t.Errorf("pending %+v", p)
 	}
 }
@@ -331,7 +331,7 @@ func TestBulkMemberMatchRecorded(t *testing.T) {
 	if err != nil || tr.State != transfer.StateIdentityPending || tr.PartnerID != "new-payer" || tr.ClientID != ClientID("new-payer") {
 		t.Fatalf("batch transfer before running: %+v, %v", tr, err)
 	}
-	if p, _ := b.st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), 10); len(p) != 0 {
+	if p, _ := b.st.PendingIdempotency(context.Background(), time.Now().Add(time.Hour), nil, 10); len(p) != 0 {
 		t.Errorf("pending idempotency %+v", p)
 	}
 	b.run()

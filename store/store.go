@@ -123,7 +123,10 @@ type Idempotency interface {
 	GetIdempotency(ctx context.Context, clientID, key string) (IdempotencyRecord, error)
 	// PendingIdempotency returns records still pending that were created
 	// before olderThan: transfers whose workflow may never have started.
-	PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]IdempotencyRecord, error)
+	// They come oldest first (by creation time, client, key); after, when
+	// not nil, is the last record of the previous page, so a caller that
+	// leaves a record pending still reaches the ones behind it.
+	PendingIdempotency(ctx context.Context, olderThan time.Time, after *IdempotencyRecord, limit int) ([]IdempotencyRecord, error)
 }
 
 // Timelines reads transfers' timelines and records reads of them.

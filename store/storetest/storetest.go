@@ -655,13 +655,34 @@ func testPendingIdempotency(t *testing.T, s store.Store) {
 		{base, 10, nil},
 	}
 	for _, tc := range tests {
-		got, err := s.PendingIdempotency(ctx, tc.olderThan, tc.limit)
+		got, err := s.PendingIdempotency(ctx, tc.olderThan, nil, tc.limit)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !equalStrings(keys(got), tc.want) {
 			t.Errorf("PendingIdempotency(%v, %d) = %v, want %v", tc.olderThan, tc.limit, keys(got), tc.want)
 		}
+	}
+
+	// Paging: a page starts after the last record of the one before, even
+	// when that record is still pending (a caller could not start it), and
+	// records created at the same time are ordered by client and key.
+	create(t, s, newTransfer("t4", "b", "key-p4", "sandbox", base.Add(2*time.Minute)))
+	var got []string
+	var after *store.IdempotencyRecord
+	for pages := 0; pages < 10; pages++ {
+		page, err := s.PendingIdempotency(ctx, base.Add(time.Hour), after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, keys(page)...)
+		after = &page[len(page)-1]
+	}
+	if want := []string{"key-p0", "key-p4", "key-p2", "key-p3"}; !equalStrings(got, want) {
+		t.Errorf("PendingIdempotency paged one at a time = %v, want %v", got, want)
 	}
 }
 

@@ -100,13 +100,17 @@ func (s *Store) GetIdempotency(ctx context.Context, clientID, key string) (store
 	return rec, s.wrap("get idempotency", err)
 }
 
-// PendingIdempotency implements store.Idempotency, oldest first. A limit
-// of zero or less means 100.
-func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, limit int) ([]store.IdempotencyRecord, error) {
+// PendingIdempotency implements store.Idempotency, oldest first, after
+// the record after when it is not nil. A limit of zero or less means 100.
+func (s *Store) PendingIdempotency(ctx context.Context, olderThan time.Time, after *store.IdempotencyRecord, limit int) ([]store.IdempotencyRecord, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	out, err := all(ctx, s.r, scanIdem, s.sql("PendingIdempotency"), s.d.time(olderThan), limit)
+	paged, at, client, key := 0, olderThan, "", ""
+	if after != nil {
+		paged, at, client, key = 1, after.CreatedAt, after.ClientID, after.Key
+	}
+	out, err := all(ctx, s.r, scanIdem, s.sql("PendingIdempotency"), s.d.time(olderThan), paged, s.d.time(at), client, key, limit)
 	return out, s.wrap("pending idempotency", err)
 }
 

@@ -27,7 +27,8 @@ WHERE client_id = $1 AND idempotency_key = $2 AND status = 'pending'
 -- name: PendingIdempotency
 SELECT client_id, idempotency_key, fingerprint, transfer_id, status, response_status, response_body, created_at
 FROM idempotency_keys WHERE status = 'pending' AND created_at < $1
-ORDER BY created_at, client_id, idempotency_key LIMIT $2
+    AND ($2 = 0 OR (created_at, client_id, idempotency_key) > ($3, $4, $5))
+ORDER BY created_at, client_id, idempotency_key LIMIT $6
 
 -- name: InsertTransfer
 INSERT INTO transfers (id, client_id, partner_id, direction, correlation_id, state, created_at, updated_at,
