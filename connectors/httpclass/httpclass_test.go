@@ -107,8 +107,9 @@ func TestOutcome(t *testing.T) {
 	}
 }
 
-// TestParseRetryAfter: delay-seconds or an HTTP-date (all three formats),
-// capped; what is not a delay is no advice.
+// TestParseRetryAfter: delay-seconds, an HTTP-date (all three formats) or
+// an absolute Unix time in seconds or milliseconds, capped; what is not a
+// delay is no advice.
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -126,8 +127,18 @@ func TestParseRetryAfter(t *testing.T) {
 		{"3600", time.Hour, true},
 		{"3601", MaxRetryAfter, true},
 		{"7200", MaxRetryAfter, true},
-		{"1748779200", MaxRetryAfter, true},    // an epoch in seconds
-		{"1748779200000", MaxRetryAfter, true}, // an epoch in milliseconds
+		// Absolute Unix times, in seconds and in milliseconds (non-standard,
+		// seen in the wild): the wait until then, capped; past is now.
+		{"1748779500", 5 * time.Minute, true},
+		{"1748779500000", 5 * time.Minute, true},
+		{"1748779199750", 0, true},
+		{"1748779200250", 250 * time.Millisecond, true},
+		{"1748779100", 0, true},
+		{"1748779100000", 0, true},
+		{"1748800800", MaxRetryAfter, true},          // 6 h ahead: capped
+		{"99999999999", MaxRetryAfter, true},         // neither a delay nor a time
+		{"900000000", MaxRetryAfter, true},           // 1998: too early to be a time
+		{"9223372036854775807", MaxRetryAfter, true}, // year 292 million in ms
 		{"99999999999999999999999", MaxRetryAfter, true},
 		{now.Add(45 * time.Second).Format(http.TimeFormat), 45 * time.Second, true},
 		{now.Add(10 * time.Second).Format(time.RFC850), 10 * time.Second, true},

@@ -8,9 +8,8 @@ import (
 )
 
 // MaxRetryAfter is the longest Retry-After honoured by default. A server
-// asking for more is misconfigured or sent something else than a delay
-// (an epoch in seconds or milliseconds), and waiting an hour is already
-// long against a one-business-day deadline.
+// asking for more is misconfigured, and waiting an hour is already long
+// against a one-business-day deadline.
 const MaxRetryAfter = time.Hour
 
 // ParseRetryAfter reads a Retry-After header value with the default cap:
@@ -21,10 +20,12 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 
 // RetryAfter reads a Retry-After value (RFC 9110 §10.2.3): delay-seconds
 // or an HTTP-date, relative to now. Negative delays and past dates mean
-// "now" (0). Values above limit, among them absolute epochs in seconds or
-// milliseconds sent as delay-seconds, are nonsense and give limit; a
-// negative limit is read as 0, so the delay is never negative. ok is
-// false when the value is empty or unreadable: the server gave no advice.
+// "now" (0). An integer above limit that reads as an absolute Unix time
+// in seconds or milliseconds (some servers send one, against the RFC) is
+// the delay until that time; any other value above limit is nonsense and
+// gives limit. The delay is never above limit; a negative limit is read
+// as 0, so it is never negative either. ok is false when the value is
+// empty or unreadable: the server gave no advice.
 func RetryAfter(v string, now time.Time, limit time.Duration) (d time.Duration, ok bool) {
 	limit = max(limit, 0)
 	v = strings.TrimSpace(v)
@@ -32,19 +33,37 @@ func RetryAfter(v string, now time.Time, limit time.Duration) (d time.Duration, 
 		return 0, false
 	}
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil || isIntOverflow(err) {
-		if n < 0 {
+		switch {
+		case n < 0:
 			return 0, true // "-5": the moment has passed
+		case err == nil && n <= int64(limit/time.Second):
+			return time.Duration(n) * time.Second, true
+		case err == nil && n >= minEpochSeconds && n < maxEpochSeconds:
+			return until(time.Unix(n, 0), now, limit), true
+		case err == nil && n >= minEpochSeconds*1000 && n < maxEpochSeconds*1000:
+			return until(time.UnixMilli(n), now, limit), true
 		}
-		if err != nil || n > int64(limit/time.Second) {
-			return limit, true
-		}
-		return time.Duration(n) * time.Second, true
+		return limit, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
 	}
-	return max(0, min(t.Sub(now), limit)), true
+	return until(t, now, limit), true
+}
+
+// The integers RetryAfter reads as a Unix time when they are too large
+// for a delay: from September 2001 (10^9 s) to before the year 5138
+// (10^11 s), in seconds or in milliseconds. The bounds do not depend on
+// the clock, so a value never reads as a longer wait a moment later.
+const (
+	minEpochSeconds = 1_000_000_000
+	maxEpochSeconds = 100_000_000_000
+)
+
+// until is the wait from now to t, within [0, limit].
+func until(t, now time.Time, limit time.Duration) time.Duration {
+	return max(0, min(t.Sub(now), limit))
 }
 
 func isIntOverflow(err error) bool {

@@ -11,8 +11,8 @@ import (
 // FuzzRetryAfter reads Retry-After values against any clock and cap: the
 // delay is never negative and never above the cap (MaxRetryAfter for
 // ParseRetryAfter); delay-seconds within the cap are honoured exactly; an
-// empty value is no advice; and a date's delay never grows as the clock
-// runs.
+// empty value is no advice; an absolute Unix time is waited for until
+// then; and a date's delay never grows as the clock runs.
 func FuzzRetryAfter(f *testing.F) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	for _, v := range []string{
@@ -44,6 +44,12 @@ func FuzzRetryAfter(f *testing.F) {
 		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 && n <= int64(limit/time.Second) {
 			if !ok || d != time.Duration(n)*time.Second {
 				t.Fatalf("RetryAfter(%q, cap %v) = %v, %v; want %d s", v, limit, d, ok, n)
+			}
+		}
+		// An absolute Unix time in seconds: never earlier than asked.
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > int64(limit/time.Second) && n >= minEpochSeconds && n < maxEpochSeconds {
+			if want := max(0, min(time.Unix(n, 0).Sub(now), max(limit, 0))); d != want {
+				t.Fatalf("RetryAfter(%q, now %v, cap %v) = %v; want %v", v, now, limit, d, want)
 			}
 		}
 		if pd, pok := ParseRetryAfter(v, now); pd < 0 || pd > MaxRetryAfter || (pok && limit == MaxRetryAfter && pd != d) {
