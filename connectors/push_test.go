@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -118,7 +119,9 @@ func TestPushAnswers(t *testing.T) {
 		{name: "429 seconds", answer: reply(429, "", "Retry-After", "120"), class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: 2 * time.Minute},
 		{name: "429 HTTP-date", answer: reply(429, "", "Retry-After", now.Add(90*time.Second).Format(http.TimeFormat)),
 			class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: 90 * time.Second},
-		{name: "429 epoch millis clamped", answer: reply(429, "", "Retry-After", "1748779200000"),
+		{name: "429 epoch millis", answer: reply(429, "", "Retry-After", strconv.FormatInt(now.Add(5*time.Minute).UnixMilli(), 10)),
+			class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: 5 * time.Minute},
+		{name: "429 epoch seconds clamped", answer: reply(429, "", "Retry-After", strconv.FormatInt(now.Add(3*time.Hour).Unix(), 10)),
 			class: fault.Downstream, typ: ErrTypeThrottled, retryAfter: httpclass.MaxRetryAfter},
 		{name: "429 without Retry-After", answer: reply(429, ""), class: fault.Downstream, typ: ErrTypeThrottled},
 		{name: "401", answer: problem(401, "urn:partner:bad-token"), class: fault.Auth, typ: ErrTypeAuth},

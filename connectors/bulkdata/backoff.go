@@ -21,8 +21,9 @@ type PollPolicy struct {
 	// Jitter spreads each backoff delay uniformly over ±Jitter of itself
 	// (0.2 = ±20 %), never above MaxBackoff.
 	Jitter float64
-	// MaxRetryAfter caps a server's Retry-After; anything above it,
-	// including an absolute epoch sent as delta-seconds, is clamped to it.
+	// MaxRetryAfter caps a server's Retry-After; anything above it is
+	// clamped to it (an absolute Unix time sent as delta-seconds is read
+	// as the wait until then, and capped too).
 	MaxRetryAfter time.Duration
 	// Budget is how long an export may stay in progress, from kick-off,
 	// before the caller gives up (see Exhausted).
@@ -83,8 +84,9 @@ func (p PollPolicy) Exhausted(start, now time.Time) bool {
 //	Retry-After                        delay
 //	delay-seconds within the cap       exactly that (at least MinDelay)
 //	HTTP-date within the cap           the time until it (at least MinDelay)
-//	0, negative, or a date passed      MinDelay
-//	above the cap (e.g. an epoch)      MaxRetryAfter: nonsense, clamped
+//	Unix time in s or ms, within cap   the time until it (at least MinDelay)
+//	0, negative, or a time passed      MinDelay
+//	above the cap                      MaxRetryAfter: clamped
 //	empty or unreadable                backoff: Initial·Multiplier^(attempt-1) ±Jitter,
 //	                                   within [MinDelay, MaxBackoff]
 //

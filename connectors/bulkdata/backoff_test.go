@@ -37,8 +37,8 @@ func TestNextPollDelay(t *testing.T) {
 		// Nonsense, clamped to the cap.
 		{"above the cap", "3601", 1, def, time.Hour, time.Hour},
 		{"a day", "86400", 1, def, time.Hour, time.Hour},
-		{"epoch seconds sent as delta-seconds", epochSecs, 1, def, time.Hour, time.Hour},
-		{"epoch milliseconds sent as delta-seconds", epochMillis, 1, def, time.Hour, time.Hour},
+		{"epoch seconds sent as delta-seconds", epochSecs, 1, def, time.Minute - time.Second, time.Minute},
+		{"epoch milliseconds sent as delta-seconds", epochMillis, 1, def, time.Minute - time.Second, time.Minute},
 		{"overflowing int64", "99999999999999999999999", 1, def, time.Hour, time.Hour},
 		{"HTTP-date beyond the cap", date(3 * time.Hour), 1, def, time.Hour, time.Hour},
 		{"policy cap", "1800", 1, PollPolicy{MaxRetryAfter: 10 * time.Minute}, 10 * time.Minute, 10 * time.Minute},

@@ -407,8 +407,16 @@ func TestKickOffAnswers(t *testing.T) {
 			fault.Downstream, ErrTypeThrottled, 429, "throttled", 30 * time.Second},
 		{"503 with Retry-After date", injected{Status: 503, Header: map[string]string{"Retry-After": t0.Add(time.Minute).Format(http.TimeFormat)}},
 			fault.Downstream, ErrTypeThrottled, 503, "", time.Minute},
-		{"500 with OperationOutcome", injected{Status: 500, Header: fhirJSON, Body: outcomeBody("exception")},
+		{"500 with a transient OperationOutcome", injected{Status: 500, Header: fhirJSON, Body: outcomeBody("exception")},
 			fault.Downstream, ErrTypeUnavailable, 500, "exception", 0},
+		// The same reading as a status poll's: the server failed it for
+		// good, so it is not retried for a day.
+		{"500 with a non-transient OperationOutcome", injected{Status: 500, Header: fhirJSON, Body: outcomeBody("processing")},
+			fault.Business, ErrTypeRejected, 500, "processing", 0},
+		{"501 too-costly", injected{Status: 501, Header: fhirJSON, Body: outcomeBody("too-costly")},
+			fault.Business, ErrTypeRejected, 501, "too-costly", 0},
+		{"500 without an OperationOutcome", injected{Status: 500, Header: map[string]string{"Content-Type": "text/plain"}, Body: "oops"},
+			fault.Downstream, ErrTypeUnavailable, 500, "", 0},
 		{"502 HTML from a proxy", injected{Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html>bad gateway</html>"},
 			fault.Downstream, ErrTypeUnavailable, 502, "", 0},
 		{"401", injected{Status: 401, Header: fhirJSON, Body: outcomeBody("login")},

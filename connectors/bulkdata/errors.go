@@ -160,7 +160,9 @@ func parseOutcome(h http.Header, body []byte) *OperationOutcome {
 // wrapping ErrExpired; every other status goes by the shared table
 // (httpclass: auth; throttled for 429 and a 503 with Retry-After;
 // unavailable for 408 and 5xx; rejectClass/rejectType for another 4xx;
-// validation for an answer we cannot use).
+// validation for an answer we cannot use), except that a 500 or 501 whose
+// OperationOutcome has an issue that is not transient is
+// rejectClass/rejectType too: the server failed the request for good.
 //
 // msg names the partner and the operation; the body is only read for an
 // OperationOutcome, never quoted.
@@ -170,6 +172,14 @@ func classify(op, partner string, resp *http.Response, body []byte, now time.Tim
 	if code := resp.StatusCode; expirable && (code == http.StatusNotFound || code == http.StatusGone) {
 		se.err = ErrExpired
 		e := fault.Wrap(fault.Business, ErrTypeExpired, msg, se)
+		e.Status = code
+		return e
+	}
+	if code := resp.StatusCode; (code == http.StatusInternalServerError || code == http.StatusNotImplemented) &&
+		se.Outcome != nil && !se.Outcome.Transient() {
+		// The server says what failed and that asking again will not
+		// help: a refusal, read the same at kick-off, status and download.
+		e := fault.Wrap(rejectClass, rejectType, msg, se)
 		e.Status = code
 		return e
 	}

@@ -117,10 +117,7 @@ func (c *Client) Poll(ctx context.Context, statusURL string) (Status, error) {
 		// OperationOutcome is not transient. Gateways (502-504), 408 and
 		// a 500 without an OperationOutcome cannot tell us the job failed:
 		// those are errors, and the poll is retried.
-		rejected := fe.Type == ErrTypeRejected
-		serverFailed := (code == http.StatusInternalServerError || code == http.StatusNotImplemented) &&
-			se.Outcome != nil && !se.Outcome.Transient()
-		if rejected || serverFailed {
+		if fe.Type == ErrTypeRejected {
 			return Status{State: StateFailed, Failed: &Failed{StatusCode: code, Outcome: se.Outcome}}, nil
 		}
 		return Status{}, fe
