@@ -38,6 +38,11 @@ type OutputFile struct {
 	URL       string          `json:"url"`             // absolute URL, on an allow-listed host
 	Count     *int64          `json:"count,omitempty"` // number of resources, if the server says
 	Extension json.RawMessage `json:"extension,omitempty"`
+	// ContinuesInFile is the file that holds the rest of this type's
+	// resources, as some servers mark the parts of a type they split,
+	// organised output or not; "" if the server did not say. That file is
+	// in the same list (ParseManifest adds it when the server left it out).
+	ContinuesInFile string `json:"continuesInFile,omitempty"`
 }
 
 // wireManifest is the JSON as it may arrive. Elements later versions of
@@ -63,7 +68,7 @@ type wireOutputFile struct {
 	URL             *string         `json:"url"`
 	Count           *json.Number    `json:"count"`
 	Extension       json.RawMessage `json:"extension"`
-	ContinuesInFile string          `json:"continuesInFile"` // STU3 organised output
+	ContinuesInFile string          `json:"continuesInFile"` // the next part of this type
 }
 
 // maxManifest bounds the size of a manifest we read (thousands of files
@@ -82,9 +87,12 @@ var instantRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2
 // error (arrays, maybe empty) are required; deleted and extension are
 // optional; every file has a resource type and an absolute http(s) URL,
 // and a count that is a non-negative integer if present; error files hold
-// OperationOutcome and deleted files Bundle. Unknown keys, partial
-// manifests (link) and organised output are refused: each would mean data
-// we would silently miss. It does not check hosts; see Client.
+// OperationOutcome and deleted files Bundle. A file's continuesInFile (the
+// next part of a split type, which servers send with plain output too) is
+// followed: a part the server did not list is added to the same list, of
+// the same type. Unknown keys, partial manifests (link) and organised
+// output are refused: each would mean data we would silently miss. It
+// does not check hosts; see Client.
 func ParseManifest(data []byte) (*Manifest, error) {
 	dec := json.NewDecoder(io.LimitReader(bytes.NewReader(data), maxManifest))
 	dec.DisallowUnknownFields()
@@ -154,6 +162,17 @@ func ParseManifest(data []byte) (*Manifest, error) {
 			*list.out = append(*list.out, of)
 		}
 	}
+	for _, l := range []*[]OutputFile{&m.Output, &m.Error, &m.Deleted} {
+		// A part named only by continuesInFile is read like a listed one.
+		// Only listed files are checked here, so an added part ends the
+		// chain and the loop ends.
+		for i := 0; i < len(*l); i++ {
+			if next := (*l)[i].ContinuesInFile; next != "" && !seen[next] {
+				seen[next] = true
+				*l = append(*l, OutputFile{Type: (*l)[i].Type, URL: next})
+			}
+		}
+	}
 	return m, nil
 }
 
@@ -161,13 +180,18 @@ func parseOutputFile(f wireOutputFile, wantType string) (OutputFile, error) {
 	switch {
 	case f.URL == nil || *f.URL == "":
 		return OutputFile{}, errors.New("url is missing")
-	case f.ContinuesInFile != "":
-		return OutputFile{}, errors.New("continuesInFile: organised output was not requested")
+	case f.ContinuesInFile != "" && f.ContinuesInFile == *f.URL:
+		return OutputFile{}, errors.New("continuesInFile: the file continues in itself")
 	}
 	if err := checkAbsoluteURL(*f.URL); err != nil {
 		return OutputFile{}, fmt.Errorf("url: %w", err)
 	}
-	of := OutputFile{URL: *f.URL, Extension: f.Extension}
+	if f.ContinuesInFile != "" {
+		if err := checkAbsoluteURL(f.ContinuesInFile); err != nil {
+			return OutputFile{}, fmt.Errorf("continuesInFile: %w", err)
+		}
+	}
+	of := OutputFile{URL: *f.URL, Extension: f.Extension, ContinuesInFile: f.ContinuesInFile}
 	switch {
 	case f.Type != nil:
 		of.Type = *f.Type

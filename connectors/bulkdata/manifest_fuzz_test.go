@@ -34,6 +34,7 @@ func FuzzParseManifest(f *testing.F) {
 		ok(`"output":[{"type":"Patient","url":"https://e.example/p","count":0}],"error":[]`),
 		ok(`"output":[{"type":"Patient","url":"https://u:p@e.example/p","count":1.5}],"error":[],"link":[{"relation":"next","url":"https://e.example/m2"}]`),
 		ok(`"output":[{"type":"Patient","url":"https://e.example/p"},{"type":"Patient","url":"https://e.example/p"}],"error":[]`),
+		ok(`"output":[{"type":"Patient","url":"https://e.example/p","continuesInFile":"https://e.example/p2"}],"error":[]`),
 	} {
 		f.Add([]byte(s))
 	}

@@ -70,7 +70,8 @@ func TestParseManifest(t *testing.T) {
 		{"unknown file key", ok(`"output":[{"type":"Patient","url":"https://e.example/p","size":3}],"error":[]`), "unknown field"},
 		{"partial manifest", ok(`"output":[],"error":[],"link":[{"relation":"next","url":"https://e.example/m2"}]`), "partial manifests"},
 		{"organised output", ok(`"output":[],"error":[],"outputOrganizedBy":"Patient"`), "organised output"},
-		{"continuesInFile", ok(`"output":[{"type":"Patient","url":"https://e.example/p","continuesInFile":"https://e.example/q"}],"error":[]`), "continuesInFile"},
+		{"continuesInFile itself", ok(`"output":[{"type":"Patient","url":"https://e.example/p","continuesInFile":"https://e.example/p"}],"error":[]`), "continues in itself"},
+		{"continuesInFile relative", ok(`"output":[{"type":"Patient","url":"https://e.example/p","continuesInFile":"q"}],"error":[]`), "continuesInFile: "},
 		{"not NDJSON", ok(`"output":[],"error":[],"outputFormat":"text/csv"`), "not NDJSON"},
 		{"output without type", ok(`"output":[{"url":"https://e.example/p"}],"error":[]`), "type is missing"},
 		{"output without url", ok(`"output":[{"type":"Patient"}],"error":[]`), "url is missing"},
@@ -90,5 +91,35 @@ func TestParseManifest(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one saying %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestManifestContinuesInFile: a type split over several files, its parts
+// marked with continuesInFile on plain output (as some servers do), reads
+// as every part; a part the server names only by continuesInFile is added,
+// of its type, once.
+func TestManifestContinuesInFile(t *testing.T) {
+	m, err := ParseManifest([]byte(`{"transactionTime":"2021-01-01T00:00:00Z","request":"r","requiresAccessToken":true,"output":[` +
+		`{"type":"Observation","url":"https://e.example/o1","count":10000,"continuesInFile":"https://e.example/o2"},` +
+		`{"type":"Observation","url":"https://e.example/o2","count":10000,"continuesInFile":"https://e.example/o3"},` +
+		`{"type":"Patient","url":"https://e.example/p1","count":1}],"error":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range m.Output {
+		got = append(got, f.Type+" "+f.URL+" -> "+f.ContinuesInFile)
+	}
+	want := []string{
+		"Observation https://e.example/o1 -> https://e.example/o2",
+		"Observation https://e.example/o2 -> https://e.example/o3",
+		"Patient https://e.example/p1 -> ",
+		"Observation https://e.example/o3 -> ", // named only as a continuation
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("output =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if m.Output[3].Count != nil {
+		t.Errorf("an added part has a count: %d", *m.Output[3].Count)
 	}
 }
