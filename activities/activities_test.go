@@ -368,14 +368,13 @@ func TestCheckConsentRunAgainAnswersTheRecordedCheck(t *testing.T) {
 	if err != nil || first.Status != transfer.ConsentVerified {
 		t.Fatalf("first check: %+v, %v", first, err)
 	}
-	later := *f.acts
-	later.Now = func() time.Time { return t0.Add(time.Hour) }
-	again, err := later.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "initial"})
+	f.acts.Now = func() time.Time { return t0.Add(time.Hour) } // past the consent's end
+	again, err := f.acts.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "initial"})
 	if err != nil || again.Status != transfer.ConsentVerified || !again.CheckedAt.Equal(first.CheckedAt) {
 		t.Fatalf("run again: %+v, %v, want the recorded %+v", again, err, first)
 	}
 	// A new phase is a new check, against the clock of now.
-	send, err := later.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "before_send"})
+	send, err := f.acts.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "before_send"})
 	if err != nil || send.Status != transfer.ConsentDenied {
 		t.Fatalf("before_send: %+v, %v, want denied", send, err)
 	}
