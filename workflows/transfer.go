@@ -293,7 +293,7 @@ func (r *run) checkConsent(ctx workflow.Context, phase string) (transfer.Consent
 // partnerCtx returns ctx with the options of the named partner-facing
 // activity, on the partner's own task queue. Transfers started before
 // partner queues existed keep the transfers' queue, as their histories
-// say.
+// say; a transfer of versionLocalSteps is newer and does not ask.
 func (r *run) partnerCtx(ctx workflow.Context, name string) workflow.Context {
 	ctx = activities.WithOptions(ctx, name)
 	if !r.local && workflow.GetVersion(ctx, versionPartnerQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
