@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -350,5 +351,79 @@ func TestEveryActivityHasAPolicy(t *testing.T) {
 				t.Errorf("%s: compensation %s has no policy", name, p.Compensation)
 			}
 		}
+	}
+}
+
+// TestCheckConsentRunAgainAnswersTheRecordedCheck: a check run again for
+// a phase already recorded (a local activity runs again with a lost
+// workflow task) answers the outcome recorded, even when the clock has
+// since passed the consent's end, and records nothing more.
+func TestCheckConsentRunAgainAnswersTheRecordedCheck(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := activeConsent
+	c.PeriodEnd = t0.Add(time.Minute)
+	f.create(t, "consent-again", transfer.Demographics{MemberID: "M1", BirthDate: "1985-04-12"}, c)
+	first, err := f.acts.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "initial"})
+	if err != nil || first.Status != transfer.ConsentVerified {
+		t.Fatalf("first check: %+v, %v", first, err)
+	}
+	f.acts.Now = func() time.Time { return t0.Add(time.Hour) } // past the consent's end
+	again, err := f.acts.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "initial"})
+	if err != nil || again.Status != transfer.ConsentVerified || !again.CheckedAt.Equal(first.CheckedAt) {
+		t.Fatalf("run again: %+v, %v, want the recorded %+v", again, err, first)
+	}
+	// A new phase is a new check, against the clock of now.
+	send, err := f.acts.CheckConsent(ctx, ConsentInput{TransferID: "consent-again", Phase: "before_send"})
+	if err != nil || send.Status != transfer.ConsentDenied {
+		t.Fatalf("before_send: %+v, %v, want denied", send, err)
+	}
+	tl, err := f.st.Timeline(ctx, "consent-again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := 0
+	for _, ev := range tl {
+		if ev.Type == transfer.EventConsentChecked {
+			checks++
+		}
+	}
+	if checks != 2 {
+		t.Errorf("%d consent checks recorded, want 2 (one per phase)", checks)
+	}
+}
+
+// TestLocalOptionsComeFromThePolicyRow: a step that may run locally gets
+// its row's timeouts and retry policy, non-retryable types included; a
+// step that may not (it heartbeats, or calls a partner) is refused.
+func TestLocalOptionsComeFromThePolicyRow(t *testing.T) {
+	for name, p := range Policies {
+		if !p.Local {
+			continue
+		}
+		if p.Heartbeat != 0 || slices.Contains(PartnerActivities, name) || p.StartToClose > 30*time.Second {
+			t.Errorf("%s may run locally but heartbeats, calls a partner or is long: %+v", name, p)
+		}
+		o := LocalOptions(name)
+		if o.StartToCloseTimeout != p.StartToClose || o.ScheduleToCloseTimeout != p.ScheduleToClose ||
+			o.RetryPolicy == nil || o.RetryPolicy.InitialInterval != p.Retry.InitialInterval ||
+			!slices.Equal(o.RetryPolicy.NonRetryableErrorTypes, p.Retry.NonRetryableErrorTypes) {
+			t.Errorf("%s: local options %+v, row %+v", name, o, p)
+		}
+	}
+	for _, name := range []string{NameRecordState, NameResolveIdentity, NameCheckConsent} {
+		if !Policies[name].Local {
+			t.Errorf("%s: not Local, but the transfer workflow runs it locally", name)
+		}
+	}
+	for _, name := range []string{NamePrepareExport, NameSendExport, "NoSuchActivity"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("LocalOptions(%s) did not refuse", name)
+				}
+			}()
+			LocalOptions(name)
+		}()
 	}
 }

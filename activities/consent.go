@@ -16,7 +16,8 @@ type ConsentInput struct {
 }
 
 // CheckConsent evaluates the member's consent against the clock. A denial
-// is an outcome, not an error.
+// is an outcome, not an error. A check run again for a phase already
+// recorded answers the recorded outcome.
 func (a *Transfer) CheckConsent(ctx context.Context, in ConsentInput) (transfer.ConsentOutcome, error) {
 	req, err := a.Store.GetTransferRequest(ctx, in.TransferID)
 	if err != nil {
@@ -29,11 +30,27 @@ func (a *Transfer) CheckConsent(ctx context.Context, in ConsentInput) (transfer.
 	}
 	// The consent basis and the check's result, whatever it is, with the
 	// projection's consent: once per phase.
-	if err := a.record(ctx, a.Store, in.TransferID, store.Change{
-		Event:   transfer.ConsentChecked(in.Phase, req.Consent, out).Stamped(now),
+	fresh, err := a.Store.ApplyChange(ctx, in.TransferID, store.Change{
+		Event:   transfer.ConsentChecked(in.Phase, req.Consent, out).Stamped(now).By("workflow"),
 		Consent: &out,
-	}); err != nil {
+	})
+	if err != nil {
 		return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)
+	}
+	if !fresh {
+		// Run again after this phase's check was committed: a retry
+		// whose reply was lost, or a local activity run again with the
+		// workflow task that lost it. The clock may have moved past the
+		// consent's end since; the workflow goes on with the outcome
+		// recorded, which is the projection's (every later step that
+		// sets it sets the same), so the timeline and the workflow agree.
+		t, err := a.Store.GetTransfer(ctx, in.TransferID)
+		if err != nil {
+			return transfer.ConsentOutcome{}, appError(ctx, NameCheckConsent, err)
+		}
+		if t.Consent != nil {
+			return *t.Consent, nil
+		}
 	}
 	return out, nil
 }

@@ -70,6 +70,15 @@ type Policy struct {
 	// Compensation names the activity that undoes this one when the
 	// transfer fails after it succeeded ("" when nothing needs undoing).
 	Compensation string
+	// Local: a workflow may run this step as a local activity
+	// (LocalOptions): it is short, touches only our own store and the
+	// in-memory member index, is idempotent (a local activity runs again
+	// when the workflow task that ran it is lost) and does not heartbeat.
+	// Its history is then one marker instead of an activity's three
+	// events and a workflow task's three more. Which steps a workflow
+	// runs locally is the workflow's (versioned) choice; this says which
+	// it may.
+	Local bool
 }
 
 // Policies is the one table of activity options. The reasons behind each
@@ -84,6 +93,7 @@ var Policies = map[string]Policy{
 			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
 		},
+		Local: true, // one transaction, once per key
 	},
 	// Reads the request and the member index; a miss is a decision, not an
 	// error, so only infrastructure failures are retried.
@@ -94,6 +104,7 @@ var Policies = map[string]Policy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
 		},
+		Local: true, // a run again answers the decision first recorded
 	},
 	// Pure check over the stored consent and the clock.
 	NameCheckConsent: {
@@ -103,6 +114,7 @@ var Policies = map[string]Policy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeValidation},
 		},
+		Local: true, // a run again answers the check first recorded for its phase
 	},
 	// Builds, stores and signs the export. Deterministic, so a retry
 	// stores the same digests. Undone by WithdrawExport.
@@ -347,4 +359,27 @@ func Options(name string) workflow.ActivityOptions {
 // WithOptions returns ctx with the options of the named activity.
 func WithOptions(ctx workflow.Context, name string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, Options(name))
+}
+
+// LocalOptions returns the local activity options of the named activity:
+// the same row's timeouts and retry policy (non-retryable types
+// included) as Options. It panics on a name missing from Policies or
+// whose row is not Local, a programming error like Options'.
+func LocalOptions(name string) workflow.LocalActivityOptions {
+	p, ok := Policies[name]
+	if !ok || !p.Local {
+		panic("activities: " + name + " may not run as a local activity")
+	}
+	o := Options(name)
+	return workflow.LocalActivityOptions{
+		StartToCloseTimeout:    o.StartToCloseTimeout,
+		ScheduleToCloseTimeout: o.ScheduleToCloseTimeout,
+		RetryPolicy:            o.RetryPolicy,
+	}
+}
+
+// WithLocalOptions returns ctx with the local activity options of the
+// named activity.
+func WithLocalOptions(ctx workflow.Context, name string) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, LocalOptions(name))
 }

@@ -36,6 +36,12 @@ const (
 const (
 	// versionPartnerQueues: calls to a partner go to its own task queue.
 	versionPartnerQueues = "partner-task-queues"
+	// versionLocalSteps: the steps on our own store (RecordState,
+	// ResolveIdentity, CheckConsent) run as local activities, one marker
+	// each in the history instead of six events, and calls to a partner
+	// go to its own queue without asking versionPartnerQueues (a
+	// transfer of this shape is newer than partner queues).
+	versionLocalSteps = "local-steps"
 )
 
 // How long a transfer waits for a person, and for a partner that accepted a
@@ -107,6 +113,9 @@ func Transfer(ctx workflow.Context, in Input) (Result, error) {
 		workflow.UpdateHandlerOptions{Validator: r.validateReview}); err != nil {
 		return Result{}, err
 	}
+	// Asked before the first step, whose command it decides: histories
+	// recorded before it begin with RecordState as an activity.
+	r.local = workflow.GetVersion(ctx, versionLocalSteps, workflow.DefaultVersion, 1) == 1
 	failure, err := r.steps(ctx)
 	if err != nil {
 		failure = failureOf(err, r.state)
@@ -125,6 +134,7 @@ type run struct {
 	review   *Review
 	awaiting bool // a review decision is wanted
 	prepared *activities.Prepared
+	local    bool // versionLocalSteps: the store's steps run as local activities
 }
 
 // steps walks the happy path. It returns the failure that ends the
@@ -133,8 +143,7 @@ func (r *run) steps(ctx workflow.Context) (*transfer.ErrorInfo, error) {
 	if err := r.enter(ctx, activities.Step(transfer.Entered(transfer.StateIdentityPending, nil))); err != nil {
 		return nil, err
 	}
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameResolveIdentity),
-		push.ResolveIdentity, r.in.TransferID).Get(ctx, &r.identity); err != nil {
+	if err := r.step(ctx, activities.NameResolveIdentity, push.ResolveIdentity, r.in.TransferID).Get(ctx, &r.identity); err != nil {
 		return nil, err
 	}
 	switch r.identity.Status {
@@ -276,27 +285,38 @@ func (r *run) onReview(_ workflow.Context, rv Review) error {
 
 func (r *run) checkConsent(ctx workflow.Context, phase string) (transfer.ConsentOutcome, error) {
 	var c transfer.ConsentOutcome
-	err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameCheckConsent),
-		push.CheckConsent, activities.ConsentInput{TransferID: r.in.TransferID, Phase: phase}).Get(ctx, &c)
+	err := r.step(ctx, activities.NameCheckConsent, push.CheckConsent,
+		activities.ConsentInput{TransferID: r.in.TransferID, Phase: phase}).Get(ctx, &c)
 	return c, err
 }
 
 // partnerCtx returns ctx with the options of the named partner-facing
 // activity, on the partner's own task queue. Transfers started before
 // partner queues existed keep the transfers' queue, as their histories
-// say.
+// say; a transfer of versionLocalSteps is newer and does not ask.
 func (r *run) partnerCtx(ctx workflow.Context, name string) workflow.Context {
 	ctx = activities.WithOptions(ctx, name)
-	if workflow.GetVersion(ctx, versionPartnerQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !r.local && workflow.GetVersion(ctx, versionPartnerQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return ctx
 	}
 	return workflow.WithTaskQueue(ctx, PartnerTaskQueue(workflow.GetInfo(ctx).TaskQueueName, r.in.PartnerID))
 }
 
+// step runs the named step on our own store (a row of activities.Policies
+// that may run locally): as a local activity in transfers of
+// versionLocalSteps, as an activity on the transfers' queue in those
+// recorded before. Either way with its row's timeouts and retry policy.
+func (r *run) step(ctx workflow.Context, name string, fn any, args ...any) workflow.Future {
+	if r.local {
+		return workflow.ExecuteLocalActivity(activities.WithLocalOptions(ctx, name), fn, args...)
+	}
+	return workflow.ExecuteActivity(activities.WithOptions(ctx, name), fn, args...)
+}
+
 // enter records a step; with State set, it is the transfer entering it.
 func (r *run) enter(ctx workflow.Context, in activities.RecordInput) error {
 	in.TransferID = r.in.TransferID
-	if err := workflow.ExecuteActivity(activities.WithOptions(ctx, activities.NameRecordState), rec.RecordState, in).Get(ctx, nil); err != nil {
+	if err := r.step(ctx, activities.NameRecordState, rec.RecordState, in).Get(ctx, nil); err != nil {
 		return err
 	}
 	if in.State != "" {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,14 +28,30 @@ type harness struct {
 	t        *testing.T
 	env      *testsuite.TestWorkflowEnvironment
 	recorded []activities.RecordInput
-	calls    map[string]int
+	calls    map[string]int // every run of an activity, local or not
+	local    map[string]int // the runs as local activities
+	queues   map[string]string
 }
 
-func newHarness(t *testing.T) *harness {
+// shapes are the two shapes of the workflow a test runs in: the current
+// one, and the one of transfers started before versionLocalSteps.
+var shapes = []struct {
+	name  string
+	local bool
+}{{"local steps", true}, {"before local steps", false}}
+
+func newHarness(t *testing.T) *harness { return newShapeHarness(t, true) }
+
+// newShapeHarness is newHarness for the shape with or without local
+// steps (versionLocalSteps).
+func newShapeHarness(t *testing.T, local bool) *harness {
 	var s testsuite.WorkflowTestSuite
-	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), calls: map[string]int{}}
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), calls: map[string]int{}, local: map[string]int{}, queues: map[string]string{}}
 	h.env.RegisterWorkflowWithOptions(Transfer, workflow.RegisterOptions{Name: TransferWorkflowName})
 	registerActivities(h.env)
+	if !local {
+		h.env.OnGetVersion(versionLocalSteps, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	h.env.OnActivity(rec.RecordState, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RecordInput) (bool, error) {
 			h.recorded = append(h.recorded, in)
@@ -42,8 +59,31 @@ func newHarness(t *testing.T) *harness {
 		})
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		h.calls[info.ActivityType.Name]++
+		h.queues[info.ActivityType.Name] = info.TaskQueue
+	})
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		h.calls[info.ActivityType.Name]++
+		h.local[info.ActivityType.Name]++
 	})
 	return h
+}
+
+// wantShape checks which activities ran locally: the steps on our own
+// store in the current shape, none before it.
+func (h *harness) wantShape(local bool) {
+	h.t.Helper()
+	for name, n := range h.calls {
+		want := 0
+		if local && activities.Policies[name].Local {
+			want = n
+		}
+		if h.local[name] != want {
+			h.t.Errorf("%s ran %d times, %d of them locally; want %d locally", name, n, h.local[name], want)
+		}
+	}
+	if local && h.local[activities.NameRecordState] == 0 {
+		h.t.Errorf("no local RecordState: %v", h.local)
+	}
 }
 
 // happy mocks every activity for a transfer that goes through; tests
@@ -122,17 +162,27 @@ var happyPath = []transfer.State{
 }
 
 func TestHappyPathEntersEachStateOnceInOrder(t *testing.T) {
-	h := newHarness(t).happy()
-	r := h.run()
-	if r.State != transfer.StateComplete || r.Error != nil {
-		t.Fatalf("result %+v", r)
-	}
-	h.wantStates(happyPath...)
-	h.wantCalls(activities.NameCheckConsent, 2) // before preparing and again before sending
-	h.wantCalls(activities.NameWithdrawExport, 0)
-	last := h.recorded[len(h.recorded)-2] // acknowledged carries the receipt
-	if last.Export == nil || last.Export.ReceiptID != "r1" {
-		t.Errorf("acknowledged step %+v, want receipt r1", last)
+	for _, shape := range shapes {
+		t.Run(shape.name, func(t *testing.T) {
+			h := newShapeHarness(t, shape.local).happy()
+			r := h.run()
+			if r.State != transfer.StateComplete || r.Error != nil {
+				t.Fatalf("result %+v", r)
+			}
+			h.wantStates(happyPath...)
+			h.wantCalls(activities.NameCheckConsent, 2) // before preparing and again before sending
+			h.wantCalls(activities.NameWithdrawExport, 0)
+			h.wantShape(shape.local)
+			// Both shapes send on the partner's queue; the new one
+			// without asking versionPartnerQueues.
+			if q := h.queues[activities.NameSendExport]; !strings.HasSuffix(q, "-partner-sandbox") {
+				t.Errorf("SendExport ran on %q, want the partner's queue", q)
+			}
+			last := h.recorded[len(h.recorded)-2] // acknowledged carries the receipt
+			if last.Export == nil || last.Export.ReceiptID != "r1" {
+				t.Errorf("acknowledged step %+v, want receipt r1", last)
+			}
+		})
 	}
 }
 
@@ -205,28 +255,31 @@ func TestFailures(t *testing.T) {
 			sends:      1,
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t)
-			tc.setup(h)
-			h.happy()
-			r := h.run()
-			if r.State != transfer.StateFailed || r.Error == nil || r.Error.Type != tc.wantType {
-				t.Fatalf("result %+v, want failed/%s", r, tc.wantType)
-			}
-			h.wantStates(tc.wantStates...)
-			comp := 0
-			if tc.compensate {
-				comp = 1
-			}
-			h.wantCalls(activities.NameWithdrawExport, comp)
-			if tc.sends > 0 {
-				h.wantCalls(activities.NameSendExport, tc.sends)
-			}
-			failed := h.recorded[len(h.recorded)-1]
-			if failed.Error == nil || failed.Error.Type != tc.wantType {
-				t.Errorf("failed step %+v, want error type %s", failed, tc.wantType)
-			}
-		})
+		for _, shape := range shapes {
+			t.Run(tc.name+"/"+shape.name, func(t *testing.T) {
+				h := newShapeHarness(t, shape.local)
+				tc.setup(h)
+				h.happy()
+				r := h.run()
+				if r.State != transfer.StateFailed || r.Error == nil || r.Error.Type != tc.wantType {
+					t.Fatalf("result %+v, want failed/%s", r, tc.wantType)
+				}
+				h.wantShape(shape.local)
+				h.wantStates(tc.wantStates...)
+				comp := 0
+				if tc.compensate {
+					comp = 1
+				}
+				h.wantCalls(activities.NameWithdrawExport, comp)
+				if tc.sends > 0 {
+					h.wantCalls(activities.NameSendExport, tc.sends)
+				}
+				failed := h.recorded[len(h.recorded)-1]
+				if failed.Error == nil || failed.Error.Type != tc.wantType {
+					t.Errorf("failed step %+v, want error type %s", failed, tc.wantType)
+				}
+			})
+		}
 	}
 }
 
@@ -334,21 +387,26 @@ func TestManualReview(t *testing.T) {
 }
 
 func TestCancelAfterPrepareStillCompensates(t *testing.T) {
-	h := newHarness(t)
-	h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
-	h.happy()
-	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, time.Hour)
-	h.env.ExecuteWorkflow(Transfer, Input{TransferID: "t1", PartnerID: "sandbox"})
-	var r Result
-	if err := h.env.GetWorkflowResult(&r); err != nil {
-		t.Fatalf("workflow error: %v", err)
-	}
-	if r.State != transfer.StateFailed || r.Error.Type != transfer.ErrorCancelled {
-		t.Fatalf("result %+v, want failed/cancelled", r)
-	}
-	h.wantCalls(activities.NameWithdrawExport, 1)
-	if s := h.states(); s[len(s)-1] != transfer.StateFailed {
-		t.Errorf("states %v, want failed recorded after cancel", s)
+	for _, shape := range shapes {
+		t.Run(shape.name, func(t *testing.T) {
+			h := newShapeHarness(t, shape.local)
+			h.env.OnActivity(push.SendExport, mock.Anything, mock.Anything).Return(accepted, nil)
+			h.happy()
+			h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, time.Hour)
+			h.env.ExecuteWorkflow(Transfer, Input{TransferID: "t1", PartnerID: "sandbox"})
+			var r Result
+			if err := h.env.GetWorkflowResult(&r); err != nil {
+				t.Fatalf("workflow error: %v", err)
+			}
+			if r.State != transfer.StateFailed || r.Error.Type != transfer.ErrorCancelled {
+				t.Fatalf("result %+v, want failed/cancelled", r)
+			}
+			h.wantCalls(activities.NameWithdrawExport, 1)
+			h.wantShape(shape.local) // the failure is recorded locally, on the disconnected context
+			if s := h.states(); s[len(s)-1] != transfer.StateFailed {
+				t.Errorf("states %v, want failed recorded after cancel", s)
+			}
+		})
 	}
 }
 

@@ -199,6 +199,9 @@ func NewWorkers(c client.Client, taskQueue string, partners []connectors.Partner
 	}
 	ws := &Workers{client: c, taskQueue: taskQueue, acts: acts, opts: o}
 	transfers := &recorder{Worker: worker.New(c, taskQueue, o)}
+	// Every group, on the worker that runs the workflows: local
+	// activities (the transfer's steps on our store) run where their
+	// workflow task runs, and find their function by name here.
 	Register(transfers, acts)
 	ws.add(taskQueue, transfers)
 	for _, p := range partners {
