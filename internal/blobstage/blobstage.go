@@ -125,8 +125,13 @@ func Open(ctx context.Context, rawURL string) (*Bucket, error) {
 }
 
 // String names the bucket for logs: scheme and bucket or directory, never
-// the URL's options.
-func (b *Bucket) String() string { return b.name }
+// the URL's options; "none" for no bucket.
+func (b *Bucket) String() string {
+	if b == nil {
+		return "none"
+	}
+	return b.name
+}
 
 // Dir is the directory of a file bucket; "" for S3.
 func (b *Bucket) Dir() string { return b.dir }
