@@ -344,7 +344,7 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.str(FlagWorker, &c.ImportDir, "import-dir", "P2P_IMPORT_DIR", "",
 		"directory where imports stage and write pulled member data as NDJSON, one directory per transfer: every worker must see the same one (one host); empty: --import-bucket, else imports fail")
 	b.str(FlagWorker|FlagDev, &c.ImportBucket, "import-bucket", "P2P_IMPORT_BUCKET", "",
-		"bucket where imports stage and write pulled member data, for workers on several hosts: s3://BUCKET?region=R (options: endpoint, use_path_style, ssetype, kmskeyid; credentials from the AWS chain, never the URL) or file:///DIR; instead of --import-dir")
+		"bucket where imports stage and write pulled member data, for workers on several hosts: s3://BUCKET?region=R (options: endpoint, use_path_style, ssetype, kmskeyid; credentials from the AWS chain, never the URL) or file:///DIR; instead of --import-dir (p2p dev: DATA-DIR/imports)")
 	r := &c.Retention
 	b.dur(FlagWorker|FlagDev, &r.CheckpointInterval, "audit-checkpoint-interval", "P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, "how often the audit log is checkpointed")
 	b.dur(FlagWorker|FlagDev, &r.AuditRetention, "audit-retention", "P2P_AUDIT_RETENTION", DefaultAuditRetention, "how long audit rows are kept at least; p2p never deletes them")

@@ -226,25 +226,50 @@ func (b *Bucket) Promote(ctx context.Context, id string, round int) (int, error)
 		return 0, ErrBadID
 	}
 	from := RoundPrefix(id, round, false)
-	var keys []string
+	var objs []*blob.ListObject
 	if err := b.each(ctx, from, func(o *blob.ListObject) error {
 		if strings.HasSuffix(o.Key, ndjson) {
-			keys = append(keys, o.Key)
+			objs = append(objs, o)
 		}
 		return nil
 	}); err != nil {
 		return 0, err
 	}
-	for _, k := range keys {
-		dst := DeliveredPrefix(id) + strings.TrimPrefix(k, from)
-		if err := b.b.Copy(ctx, dst, k, &blob.CopyOptions{BeforeCopy: private}); err != nil {
-			return 0, fmt.Errorf("blobstage: copying %s: %w", k, err)
+	for _, o := range objs {
+		dst := DeliveredPrefix(id) + strings.TrimPrefix(o.Key, from)
+		if err := b.copy(ctx, dst, o); err != nil {
+			return 0, fmt.Errorf("blobstage: copying %s: %w", o.Key, err)
 		}
 		if err := b.sync(dst); err != nil {
 			return 0, err
 		}
 	}
-	return len(keys), nil
+	return len(objs), nil
+}
+
+// CopyLimit is the largest object S3 copies in one request (CopyObject);
+// a larger one is copied by reading it and uploading it in parts.
+var CopyLimit int64 = 5 << 30
+
+// copy copies the object o to dst, in one request where the store allows.
+func (b *Bucket) copy(ctx context.Context, dst string, o *blob.ListObject) error {
+	if b.dir != "" || o.Size <= CopyLimit {
+		return b.b.Copy(ctx, dst, o.Key, &blob.CopyOptions{BeforeCopy: private})
+	}
+	r, err := b.Open(ctx, o.Key)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Close() }() // read only: the upload's outcome is what counts
+	w, err := b.create(ctx, dst, "application/fhir+ndjson")
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		_ = w.Abort()
+		return err
+	}
+	return w.Commit()
 }
 
 // Sealed tells whether transfer id's delivery is sealed.

@@ -330,10 +330,21 @@ func TestLargeFileOnS3(t *testing.T) {
 	if srv.Requests("POST") == 0 {
 		t.Error("no multipart upload: the file went up in one PUT")
 	}
-	if _, err := b.Promote(ctx, "t1", 1); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := b.Digest(ctx, blobstage.DeliveredKey("t1", false, "Observation", 1)); err != nil || got != want {
-		t.Fatalf("digest %s, %v; want %s", got, err, want)
+	// Copied by the server, then (past CopyLimit, 5 GiB on S3) read and
+	// uploaded again in parts.
+	defer func(l int64) { blobstage.CopyLimit = l }(blobstage.CopyLimit)
+	for _, limit := range []int64{blobstage.CopyLimit, 1 << 20} {
+		blobstage.CopyLimit = limit
+		posts := srv.Requests("POST")
+		if _, err := b.Promote(ctx, "t1", 1); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.Digest(ctx, blobstage.DeliveredKey("t1", false, "Observation", 1)); err != nil || got != want {
+			t.Fatalf("copy limit %d: digest %s, %v; want %s", limit, got, err, want)
+		}
+		streamed := srv.Requests("POST") > posts // a new multipart upload, not a CopyObject (PUT)
+		if streamed != (limit == 1<<20) {
+			t.Errorf("copy limit %d: streamed %v", limit, streamed)
+		}
 	}
 }
