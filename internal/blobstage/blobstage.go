@@ -343,8 +343,8 @@ func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return r, nil
 }
 
-// Keys lists the keys under prefix, in order (tests, and operators'
-// tools).
+// Keys lists the keys under prefix, in order: what Discard and Seal
+// remove, and what tests look at.
 func (b *Bucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
 	err := b.each(ctx, prefix, func(o *blob.ListObject) error {
