@@ -578,8 +578,9 @@ func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered,
 	receipt := deliveryMarker{TransferID: in.TransferID, Round: in.Round}
 	for _, f := range in.Files {
 		errorFile := f.Type == "OperationOutcome"
-		seen[strconv.FormatBool(errorFile)+f.Type]++
-		key := blobstage.DeliveredKey(in.TransferID, errorFile, f.Type, seen[strconv.FormatBool(errorFile)+f.Type])
+		n := strconv.FormatBool(errorFile) + f.Type // files are numbered per type, as downloaded
+		seen[n]++
+		key := blobstage.DeliveredKey(in.TransferID, errorFile, f.Type, seen[n])
 		if !errorFile {
 			loadKeys = append(loadKeys, key)
 		}
