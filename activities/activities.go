@@ -54,10 +54,11 @@ type Matcher interface {
 	Resolve(ctx context.Context, q transfer.Demographics) (identity.Decision, error)
 }
 
-// ImportLoader writes an import's delivered NDJSON files into our own
-// systems (connectors/fhirrest.Sink: our FHIR server).
+// ImportLoader writes an import's delivered NDJSON files, opened with
+// open (from the import bucket), into our own systems
+// (connectors/fhirrest.Sink: our FHIR server).
 type ImportLoader interface {
-	Load(ctx context.Context, paths []string) (fhirrest.Loaded, error)
+	Load(ctx context.Context, open fhirrest.Opener, names []string) (fhirrest.Loaded, error)
 }
 
 // Env is what every group has: its logger and its clock. Its methods are

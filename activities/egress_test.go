@@ -315,7 +315,7 @@ func TestImportLimits(t *testing.T) {
 			for i, n := range bulkdata.OutputSeq(p.Status.Complete.Manifest.Output) {
 				ef, err := f.acts.DownloadImportFile(ctx, DownloadInput{TransferID: "t1", PartnerID: "oldco", Round: 1, File: p.Status.Complete.Manifest.Output[i], N: n})
 				if stopped([]string{"download", "download2"}[i], err) {
-					if left, _ := stagedBytes(filepath.Join(f.acts.Dir, ".staging", "t1", "round-1"), ""); left > tc.limits.TransferBytes && tc.limits.TransferBytes > 0 {
+					if left, _ := f.acts.Bucket.StagedBytes(ctx, "t1", 1, ""); left > tc.limits.TransferBytes && tc.limits.TransferBytes > 0 {
 						t.Errorf("%d bytes staged past the cap", left)
 					}
 					return

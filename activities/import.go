@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"regexp"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -23,6 +21,7 @@ import (
 	"github.com/p2p-payer/p2p/fault"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity/graph"
+	"github.com/p2p-payer/p2p/internal/blobstage"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/transfer"
 )
@@ -46,13 +45,14 @@ type Import struct {
 	Pull PullClients
 	// Payer is us, as the consent and CoverageToLink of an import name us.
 	Payer Payer
-	// Dir is the NDJSON directory sink of imports: each transfer's files
-	// land in Dir/<transfer id>/, staged under Dir/.staging first; "":
-	// imports fail (validation).
-	Dir string
+	// Bucket holds the NDJSON of imports (internal/blobstage): each
+	// transfer's files are staged under .staging/<transfer id>/ by the
+	// worker that downloads them and delivered to <transfer id>/ by the
+	// one that delivers them, which need share no disk (S3); nil: imports
+	// fail (validation).
+	Bucket *blobstage.Bucket
 	// FHIR, when set, is where DeliverImport also writes the delivered
-	// resources: our own FHIR server. nil: the NDJSON directory is the
-	// sink.
+	// resources: our own FHIR server. nil: the bucket is the sink.
 	FHIR ImportLoader
 	// Limits cap what an import pulls; zero fields: the defaults.
 	Limits ImportLimits
@@ -405,9 +405,10 @@ type DownloadInput struct {
 	RequiresAccessToken bool
 }
 
-// DownloadImportFile streams one file into the transfer's staging
-// directory (bounded memory: the client checks each line, counts and
-// hashes as it writes), heartbeating as bytes arrive. A 410 is
+// DownloadImportFile streams one file into the transfer's staging area
+// of the import bucket (bounded memory: the client checks each line,
+// counts and hashes as it writes; the object appears only once complete),
+// heartbeating as bytes arrive. A 410 is
 // bulk_export_expired: the workflow kicks the export off again.
 func (a *Import) DownloadImportFile(ctx context.Context, in DownloadInput) (transfer.ExportFile, error) {
 	p, err := a.pullPartner(in.PartnerID)
@@ -421,23 +422,22 @@ func (a *Import) DownloadImportFile(ctx context.Context, in DownloadInput) (tran
 	if err != nil {
 		return fail(fault.Wrap(fault.Validation, ErrTypeValidation, "bulk client for "+p.ID, err))
 	}
-	dir, err := a.stagingDir(in.TransferID, in.Round, in.Error)
+	b, err := a.bucket(in.TransferID)
 	if err != nil {
 		return fail(err)
 	}
-	dirSink, err := bulkdata.NewNDJSONDirSink(dir)
+	staged, err := b.Stage(ctx, in.TransferID, in.Round, in.Error)
 	if err != nil {
-		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "staging directory", err))
+		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import bucket", err))
 	}
 	// What the round's other files already hold counts against the
 	// transfer's cap (this file's earlier copy, which it replaces, not).
 	limits := a.limits()
-	round, _ := a.stagingDir(in.TransferID, in.Round, false) // checked above
-	used, err := stagedBytes(round, filepath.Join(dir, bulkdata.FileName(in.File.Type, in.N)))
+	used, err := b.StagedBytes(ctx, in.TransferID, in.Round, blobstage.StagedKey(in.TransferID, in.Round, in.Error, in.File.Type, in.N))
 	if err != nil {
-		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "staging directory", err))
+		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import bucket", err))
 	}
-	sink := &cappedSink{Sink: dirSink, partner: p.ID, fileMax: limits.FileBytes, totalMax: limits.TransferBytes - used, total: limits.TransferBytes}
+	sink := &cappedSink{Sink: staged, partner: p.ID, fileMax: limits.FileBytes, totalMax: limits.TransferBytes - used, total: limits.TransferBytes}
 	stop := heartbeat(ctx, 2*time.Second)
 	res, err := bc.DownloadTo(ctx, in.File, in.RequiresAccessToken, sink, in.N)
 	stop()
@@ -492,22 +492,18 @@ type DiscardInput struct {
 }
 
 // DiscardImport removes the transfer's staged (downloaded, not
-// delivered) files: DownloadImportFile's compensation. The digests stay
-// in the timeline as evidence.
+// delivered) files, every object under its staging prefix whichever
+// worker wrote it: DownloadImportFile's compensation. The digests stay in
+// the timeline as evidence.
 func (a *Import) DiscardImport(ctx context.Context, in DiscardInput) (bool, error) {
-	root, err := a.importDir()
+	b, err := a.bucket(in.TransferID)
 	if err != nil {
 		return false, appError(ctx, NameDiscardImport, err)
 	}
-	if !safeID.MatchString(in.TransferID) {
-		return false, appError(ctx, NameDiscardImport, fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a path"))
-	}
-	dir := filepath.Join(root, ".staging", in.TransferID)
-	_, statErr := os.Stat(dir)
-	if err := os.RemoveAll(dir); err != nil {
+	existed, err := b.Discard(ctx, in.TransferID)
+	if err != nil {
 		return false, appError(ctx, NameDiscardImport, fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "removing the staged files", err))
 	}
-	existed := statErr == nil
 	if err := a.record(ctx, a.Store, in.TransferID, store.Change{Event: transfer.ImportDiscarded(in.Reason, existed)}); err != nil {
 		return false, appError(ctx, NameDiscardImport, err)
 	}
@@ -523,23 +519,27 @@ type DeliverInput struct {
 
 // Delivered is the sink's receipt.
 type Delivered struct {
-	Sink      string // "ndjson-dir", or "fhir" when Import.FHIR is set
-	Location  string // the directory, relative to the import directory
+	Sink      string // "ndjson-dir" (the NDJSON files under Location in the import bucket), or "fhir" when Import.FHIR is set
+	Location  string // the prefix of the files in the import bucket: the transfer id
 	ReceiptID string // SHA-256 over the delivered files' digests, in order
 	Files     int
 	Loaded    int `json:",omitempty"` // "fhir": resources written (by type in the import_loaded event)
 }
 
 // DeliverImport moves a round's staged files into the sink, the import
-// directory's <transfer id>/ (error files under error/), in one rename,
-// then reads every file back and checks its digest against what was
-// downloaded: the receipt is that check. A retry after the rename checks
-// again and answers the same receipt. With FHIR set, the output
-// files (not the error files) are then written to our FHIR server; its
-// writes are upserts by id, so a retry writes the same resources again.
+// bucket's <transfer id>/ (error files under error/): it copies each one
+// (an object appears whole or not at all), reads every file back and
+// checks its digest against what was downloaded — the receipt is that
+// check —, and only then seals the delivery with the marker
+// <transfer id>/_delivered.json (the receipt, the files' digests) and
+// removes what was staged. A crash before the seal leaves the staged
+// files, which a retry copies again; a retry after it checks again and
+// answers the same receipt. With FHIR set, the output files (not the
+// error files) are then written to our FHIR server; its writes are
+// upserts by id, so a retry writes the same resources again.
 func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered, error) {
 	fail := func(err error) (Delivered, error) { return Delivered{}, appError(ctx, NameDeliverImport, err) }
-	staged, err := a.stagingDir(in.TransferID, in.Round, false)
+	b, err := a.bucket(in.TransferID)
 	if err != nil {
 		return fail(err)
 	}
@@ -560,53 +560,57 @@ func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered,
 		}
 		return fail(err)
 	}
-	root, _ := a.importDir() // stagingDir checked it
-	final := filepath.Join(root, in.TransferID)
-	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(root, 0o700); err != nil {
-			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import directory", err))
+	sinkErr := func(what string, err error) (Delivered, error) {
+		return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, what, err))
+	}
+	sealed, err := b.Sealed(ctx, in.TransferID)
+	if err != nil {
+		return sinkErr("import bucket", err)
+	}
+	if !sealed {
+		if _, err := b.Promote(ctx, in.TransferID, in.Round); err != nil {
+			return sinkErr("delivering the staged files", err)
 		}
-		if _, err := os.Stat(staged); errors.Is(err, os.ErrNotExist) && len(in.Files) == 0 {
-			if err := os.MkdirAll(staged, 0o700); err != nil { // nothing in scope: an empty delivery
-				return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "import directory", err))
-			}
-		}
-		if err := os.Rename(staged, final); err != nil {
-			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "delivering the staged files", err))
-		}
-		_ = os.RemoveAll(filepath.Dir(staged)) // earlier rounds' leftovers
 	}
 	h := sha256.New()
 	seen := map[string]int{}
-	var loadPaths []string
+	var loadKeys []string
+	receipt := deliveryMarker{TransferID: in.TransferID, Round: in.Round}
 	for _, f := range in.Files {
-		sub := final
-		if f.Type == "OperationOutcome" {
-			sub = filepath.Join(final, "error")
+		errorFile := f.Type == "OperationOutcome"
+		n := strconv.FormatBool(errorFile) + f.Type // files are numbered per type, as downloaded
+		seen[n]++
+		key := blobstage.DeliveredKey(in.TransferID, errorFile, f.Type, seen[n])
+		if !errorFile {
+			loadKeys = append(loadKeys, key)
 		}
-		seen[sub+f.Type]++
-		path := filepath.Join(sub, bulkdata.FileName(f.Type, seen[sub+f.Type]))
-		if f.Type != "OperationOutcome" {
-			loadPaths = append(loadPaths, path)
-		}
-		got, err := fileDigest(path)
+		got, err := b.Digest(ctx, key)
 		if err != nil {
-			return fail(fault.Wrap(fault.Transport, bulkdata.ErrTypeSink, "reading back "+filepath.Base(path), err))
+			return sinkErr("reading back "+path.Base(key), err)
 		}
 		if got != f.SHA256 {
-			return fail(fault.New(fault.Validation, ErrTypeValidation, "delivered file "+filepath.Base(path)+" does not have the downloaded digest"))
+			return fail(fault.New(fault.Validation, ErrTypeValidation, "delivered file "+path.Base(key)+" does not have the downloaded digest"))
 		}
 		h.Write([]byte(f.SHA256))
+		receipt.Files = append(receipt.Files, markerFile{Key: strings.TrimPrefix(key, blobstage.DeliveredPrefix(in.TransferID)), Type: f.Type, Count: f.Count, Bytes: f.Bytes, SHA256: f.SHA256})
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, f.SHA256)
 		}
 	}
-	d := Delivered{Sink: "ndjson-dir", Location: in.TransferID, ReceiptID: hex.EncodeToString(h.Sum(nil)), Files: len(in.Files)}
+	receipt.ReceiptID = hex.EncodeToString(h.Sum(nil))
+	marker, err := json.Marshal(receipt)
+	if err != nil {
+		return fail(err)
+	}
+	if err := b.Seal(ctx, in.TransferID, marker); err != nil {
+		return sinkErr("sealing the delivery", err)
+	}
+	d := Delivered{Sink: "ndjson-dir", Location: in.TransferID, ReceiptID: receipt.ReceiptID, Files: len(in.Files)}
 	if a.FHIR == nil {
 		return d, nil
 	}
 	stop := heartbeat(ctx, 2*time.Second)
-	loaded, err := a.FHIR.Load(ctx, loadPaths)
+	loaded, err := a.FHIR.Load(ctx, func(ctx context.Context, key string) (io.ReadCloser, error) { return b.Open(ctx, key) }, loadKeys)
 	stop()
 	if err != nil {
 		a.log(in.TransferID).Warn("loading into the FHIR server failed", zap.Int32("attempt", attempt(ctx)), zap.Error(err))
@@ -625,42 +629,31 @@ func (a *Import) DeliverImport(ctx context.Context, in DeliverInput) (Delivered,
 // limits is a.Limits with the defaults filled in.
 func (a *Import) limits() ImportLimits { return a.Limits.WithDefaults() }
 
-var safeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
-func (a *Import) importDir() (string, error) {
-	if a.Dir == "" {
-		return "", fault.New(fault.Validation, ErrTypeValidation, "no import directory is configured (P2P_IMPORT_DIR)")
+// bucket is the import bucket, for transfer id's keys.
+func (a *Import) bucket(transferID string) (*blobstage.Bucket, error) {
+	if a.Bucket == nil {
+		return nil, fault.New(fault.Validation, ErrTypeValidation, "no import bucket is configured (P2P_IMPORT_BUCKET or P2P_IMPORT_DIR)")
 	}
-	return a.Dir, nil
+	if !blobstage.ValidID(transferID) {
+		return nil, fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a key")
+	}
+	return a.Bucket, nil
 }
 
-// stagingDir is where round's files (or error files) of a transfer are
-// downloaded before delivery.
-func (a *Import) stagingDir(transferID string, round int, errorFiles bool) (string, error) {
-	root, err := a.importDir()
-	if err != nil {
-		return "", err
-	}
-	if !safeID.MatchString(transferID) {
-		return "", fault.New(fault.Validation, ErrTypeValidation, "transfer id is not safe in a path")
-	}
-	dir := filepath.Join(root, ".staging", transferID, "round-"+strconv.Itoa(round))
-	if errorFiles {
-		dir = filepath.Join(dir, "error")
-	}
-	return dir, nil
+// deliveryMarker is what the marker that seals a delivery holds: the
+// receipt and each file's digest, for whoever reads the sink (no PHI).
+type deliveryMarker struct {
+	TransferID string       `json:"transfer_id"`
+	Round      int          `json:"round"`
+	ReceiptID  string       `json:"receipt_id"`
+	Files      []markerFile `json:"files"`
 }
 
-func fileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	// Read only: once the digest is in hand, a failed close loses nothing.
-	defer func() { _ = f.Close() }()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+// markerFile is one delivered file in the marker.
+type markerFile struct {
+	Key    string `json:"key"` // below <transfer id>/
+	Type   string `json:"type"`
+	Count  int    `json:"count"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
 }

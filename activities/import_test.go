@@ -22,6 +22,7 @@ import (
 	"github.com/p2p-payer/p2p/connectors/pdexclient"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/internal/blobstage"
 	"github.com/p2p-payer/p2p/pdex"
 	"github.com/p2p-payer/p2p/store"
 	"github.com/p2p-payer/p2p/store/sqlite"
@@ -47,6 +48,7 @@ type importFixture struct {
 	st   store.Store
 	bulk *bulktest.Server
 	srv  *httptest.Server // the old payer
+	dir  string           // the import bucket's directory
 }
 
 func newImportFixture(t *testing.T) *importFixture {
@@ -104,9 +106,15 @@ func newImportFixtureWith(t *testing.T, st store.Store, configure func(srvURL st
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := t.TempDir()
+	bucket, err := blobstage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bucket.Close() })
 	acts := &Import{Env: Env{Now: func() time.Time { return t0 }}, Store: st, Partners: partners, Pull: dialer,
-		Payer: Payer{Name: "New Co", Identifiers: us, MemberIDSystem: "https://new.example/member"}, Dir: t.TempDir()}
-	return &importFixture{acts: acts, st: st, bulk: bulk, srv: srv}
+		Payer: Payer{Name: "New Co", Identifiers: us, MemberIDSystem: "https://new.example/member"}, Bucket: bucket}
+	return &importFixture{acts: acts, st: st, bulk: bulk, srv: srv, dir: dir}
 }
 
 func (f *importFixture) create(t *testing.T, id, card string, at time.Time) {
@@ -235,12 +243,12 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 	if got := strings.Join(puts, ","); got != "PUT Coverage/r1,PUT Coverage/r2,PUT Patient/r0" {
 		t.Fatalf("FHIR server got %s", got)
 	}
-	b, err := os.ReadFile(filepath.Join(f.acts.Dir, "t1", "Coverage.1.ndjson"))
+	b, err := os.ReadFile(filepath.Join(f.dir, "t1", "Coverage.1.ndjson"))
 	if err != nil || strings.Count(string(b), "\n") != 2 {
 		t.Fatalf("delivered Coverage file: %q, %v", b, err)
 	}
 	// A file changed after download fails the read-back.
-	if err := os.WriteFile(filepath.Join(f.acts.Dir, "t1", "Patient.1.ndjson"), []byte("{}\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(f.dir, "t1", "Patient.1.ndjson"), []byte("{}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.acts.DeliverImport(ctx, DeliverInput{TransferID: "t1", Round: 1, Files: files}); errType(err) != ErrTypeValidation {
@@ -253,7 +261,7 @@ func TestImportActivitiesAgainstAnOldPayer(t *testing.T) {
 	if ok, err := f.acts.DiscardImport(ctx, DiscardInput{TransferID: "t1", Reason: "cancelled"}); err != nil || !ok {
 		t.Fatalf("discard = %v, %v", ok, err)
 	}
-	if _, err := os.Stat(filepath.Join(f.acts.Dir, ".staging", "t1")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(f.dir, ".staging", "t1")); !os.IsNotExist(err) {
 		t.Fatalf("staged files left: %v", err)
 	}
 	if err := f.acts.DeleteImport(ctx, DeleteInput{TransferID: "t1", PartnerID: "oldco", StatusURL: k.StatusURL, Reason: "done"}); err != nil {

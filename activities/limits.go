@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
-	"strings"
 
 	"github.com/p2p-payer/p2p/connectors/bulkdata"
 	"github.com/p2p-payer/p2p/fault"
@@ -99,31 +96,6 @@ func (f *cappedFile) Write(p []byte) (int, error) {
 		return 0, limitError(fault.TypeImportTooLarge, f.s.partner, fmt.Sprintf("the files are larger together than the %d bytes an import may be", f.s.total))
 	}
 	return f.SinkFile.Write(p)
-}
-
-// stagedBytes is the size of the committed files under dir (temporary
-// files start with "."), but for the file at except, which a retried
-// download replaces.
-func stagedBytes(dir, except string) (int64, error) {
-	var n int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".") || path == except {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		n += fi.Size()
-		return nil
-	})
-	return n, err
 }
 
 // auditRefusal records, when err is an egress refusal or an import cap, its

@@ -4,13 +4,18 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/p2p-payer/p2p/activities"
+	"github.com/p2p-payer/p2p/internal/blobstage"
 	"github.com/p2p-payer/p2p/internal/ratelimit"
 	"github.com/p2p-payer/p2p/pdex"
 )
@@ -28,7 +33,8 @@ type Config struct {
 	Partners          string     // P2P_PARTNERS: partner registry YAML
 	FHIRTrustHeader   string     // P2P_FHIR_TRUST_HEADER: header naming the authenticated partner on /fhir (set by a gateway)
 	PayerIdentifier   string     // P2P_PAYER_IDENTIFIER: our organization's identifier, system|value, as consents name us
-	ImportDir         string     // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON)
+	ImportDir         string     // P2P_IMPORT_DIR: where imports write the member data they pull (NDJSON), a file bucket
+	ImportBucket      string     // P2P_IMPORT_BUCKET: the bucket imports stage and deliver in, s3://… or file:///…; instead of ImportDir
 	IdentitySnapshot  string     // P2P_IDENTITY_SNAPSHOT: file the identity index is snapshotted to and restored from
 	SourceFHIR        FHIRServer // P2P_SOURCE_FHIR_*: our FHIR server, which exports read; unset: synthetic data
 	ImportFHIR        FHIRServer // P2P_IMPORT_FHIR_*: our FHIR server, which imports write to; unset: NDJSON only
@@ -172,6 +178,53 @@ func (c Config) ValidateImportLimits() error {
 	return activities.ImportLimits{FileBytes: c.ImportMaxFileBytes, TransferBytes: c.ImportMaxBytes, Files: int(c.ImportMaxFiles)}.Validate()
 }
 
+// ImportFileDir is the local directory imports write to, when they write
+// to one: ImportDir, or the directory of a file:// ImportBucket; "" for
+// S3. Keys must stay out of it.
+func (c Config) ImportFileDir() string {
+	if c.ImportDir != "" {
+		return c.ImportDir
+	}
+	if u, err := url.Parse(c.ImportBucket); err == nil && u.Scheme == "file" {
+		return filepath.FromSlash(u.Path)
+	}
+	return ""
+}
+
+// importBucketCheck bounds the start-up check that the import bucket can
+// be reached.
+const importBucketCheck = 30 * time.Second
+
+// OpenImportBucket opens the bucket imports stage and deliver in:
+// ImportBucket, else a file bucket at ImportDir; nil, nil with neither
+// (imports fail). Both set is an error: one of them must be the truth.
+// The bucket is checked (it exists, the credentials reach it), so that a
+// wrong name fails the start, not the first import.
+func (c Config) OpenImportBucket(ctx context.Context) (*blobstage.Bucket, error) {
+	var b *blobstage.Bucket
+	var err error
+	switch {
+	case c.ImportBucket != "" && c.ImportDir != "":
+		return nil, errors.New("both --import-bucket and --import-dir (P2P_IMPORT_BUCKET, P2P_IMPORT_DIR) are set: set one")
+	case c.ImportBucket != "":
+		b, err = blobstage.Open(ctx, c.ImportBucket)
+	case c.ImportDir != "":
+		b, err = blobstage.OpenDir(c.ImportDir)
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, importBucketCheck)
+	defer cancel()
+	if err := b.Check(cctx); err != nil {
+		_ = b.Close() // unusable: the check's error is the one to report
+		return nil, err
+	}
+	return b, nil
+}
+
 // DefaultAuditMaxAge is AuditMaxAge's default.
 const DefaultAuditMaxAge = Day
 
@@ -288,7 +341,10 @@ func (c *Config) Bind(fs *flag.FlagSet, which int) error {
 	b.str(FlagWorker|FlagDev, &c.ImportFHIR.TokenFile, "import-fhir-token-file", "P2P_IMPORT_FHIR_TOKEN_FILE", "", "file holding a bearer token for the import FHIR server")
 	b.str(FlagAPI|FlagWorker, &c.IdentitySnapshot, "identity-snapshot", "P2P_IDENTITY_SNAPSHOT", "",
 		"file the identity index is written to once built and at stop, and restored from at start (then only later member writes are read); holds PHI, mode 0600; one per process; empty: built from the store at every start")
-	b.str(FlagWorker, &c.ImportDir, "import-dir", "P2P_IMPORT_DIR", "", "directory where imports write pulled member data as NDJSON, one directory per transfer; empty: imports fail")
+	b.str(FlagWorker, &c.ImportDir, "import-dir", "P2P_IMPORT_DIR", "",
+		"directory where imports stage and write pulled member data as NDJSON, one directory per transfer: every worker must see the same one (one host); empty: --import-bucket, else imports fail")
+	b.str(FlagWorker|FlagDev, &c.ImportBucket, "import-bucket", "P2P_IMPORT_BUCKET", "",
+		"bucket where imports stage and write pulled member data, for workers on several hosts: s3://BUCKET?region=R (options: endpoint, use_path_style, ssetype, kmskeyid; credentials from the AWS chain, never the URL) or file:///DIR; instead of --import-dir (p2p dev: DATA-DIR/imports)")
 	r := &c.Retention
 	b.dur(FlagWorker|FlagDev, &r.CheckpointInterval, "audit-checkpoint-interval", "P2P_AUDIT_CHECKPOINT_INTERVAL", DefaultCheckpointInterval, "how often the audit log is checkpointed")
 	b.dur(FlagWorker|FlagDev, &r.AuditRetention, "audit-retention", "P2P_AUDIT_RETENTION", DefaultAuditRetention, "how long audit rows are kept at least; p2p never deletes them")

@@ -24,6 +24,7 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/internal/blobstage"
 	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/internal/payloadcodec"
 	"github.com/p2p-payer/p2p/pdex"
@@ -339,6 +340,7 @@ func walk(h any, prefix string, out *[]string) {
 type Worker struct {
 	matcher   *activities.IndexMatcher
 	unfollow  context.CancelFunc // ends matcher.Follow; nil before Start
+	imports   *blobstage.Bucket  // nil: imports fail
 	workers   *workflows.Workers
 	schedules workflows.ScheduleOptions
 	cfg       Config
@@ -368,13 +370,18 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	imports, err := cfg.OpenImportBucket(ctx)
+	if err != nil {
+		return nil, err
+	}
 	matcher, err := newMatcher(ctx, d.Store, "worker", cfg.IdentitySnapshot, log)
 	if err != nil {
+		closeBucket(imports)
 		return nil, err
 	}
 	deps := workflows.ActivityDeps{
 		Store: d.Store, Matcher: matcher, Partners: d.Partners, Signer: manifests, AuditSigner: checkpoints, Logger: log.Named("worker"),
-		PHIRetention: cfg.Retention.PHIRetention, Transmitter: Transmitter(us), ImportDir: cfg.ImportDir,
+		PHIRetention: cfg.Retention.PHIRetention, Transmitter: Transmitter(us), ImportBucket: imports,
 		PayerName: export.DefaultPayerName, PayerIdentifiers: ids, MemberIDSystem: export.DefaultMemberIDSystem,
 		PullTrustHeader: d.PullTrustHeader, ImportLimits: cfg.ImportLimits(), Resolver: d.Resolver,
 		AuditWitness: audit.NewWitness(cfg.AuditWitness), CheckpointRefresh: cfg.AuditMaxAge / 2,
@@ -397,26 +404,26 @@ func NewWorker(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 			deps.Source, err = fhirrest.NewSource(fhirrest.SourceConfig{Config: c, MemberIDSystem: sys})
 		}
 		if err != nil {
+			closeBucket(imports)
 			return nil, fmt.Errorf("source FHIR server: %w", err)
 		}
 	}
 	if cfg.ImportFHIR.URL != "" {
 		c, err := cfg.ImportFHIR.config()
+		if err == nil {
+			deps.ImportFHIR, err = fhirrest.NewSink(fhirrest.SinkConfig{Config: c})
+		}
 		if err != nil {
+			closeBucket(imports)
 			return nil, fmt.Errorf("import FHIR server: %w", err)
 		}
-		sink, err := fhirrest.NewSink(fhirrest.SinkConfig{Config: c})
-		if err != nil {
-			return nil, fmt.Errorf("import FHIR server: %w", err)
-		}
-		deps.ImportFHIR = sink
 	}
-	if cfg.ImportDir == "" {
-		log.Warn("imports fail: no --import-dir (P2P_IMPORT_DIR) to write pulled member data to")
+	if imports == nil {
+		log.Warn("imports fail: no --import-bucket or --import-dir (P2P_IMPORT_BUCKET, P2P_IMPORT_DIR) to write pulled member data to")
 	}
 	r := cfg.Retention
 	return &Worker{
-		matcher:   matcher,
+		matcher: matcher, imports: imports,
 		workers:   workflows.NewWorkers(d.Temporal, cfg.TaskQueue, d.Partners.Partners(), workflows.NewActivities(deps), cfg.workerOptions(d.Worker)),
 		schedules: workflows.ScheduleOptions{CheckpointEvery: r.CheckpointInterval, PurgeEvery: r.PurgeInterval},
 		cfg:       cfg, log: log,
@@ -457,7 +464,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	r := w.cfg.Retention
 	w.log.Info("worker running", zap.Strings("task_queues", w.workers.Queues()),
 		zap.Duration("audit_checkpoint_interval", r.CheckpointInterval), zap.String("phi_retention", FormatDuration(r.PHIRetention)),
-		zap.String("audit_retention", FormatDuration(r.AuditRetention)))
+		zap.String("audit_retention", FormatDuration(r.AuditRetention)), zap.Stringer("import_bucket", w.imports))
 	return nil
 }
 
@@ -471,12 +478,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the workers.
+// Stop stops the workers, then releases the import bucket.
 func (w *Worker) Stop() {
 	if w.unfollow != nil {
 		w.unfollow()
 	}
 	w.workers.Stop()
+	closeBucket(w.imports)
+	w.imports = nil
+}
+
+// closeBucket releases b, if any: nothing is left to write to it, so an
+// error closing it loses nothing.
+func closeBucket(b *blobstage.Bucket) {
+	if b != nil {
+		_ = b.Close()
+	}
 }
 
 // Ensure adds a worker for each partner that has none (after the registry

@@ -105,6 +105,10 @@ type Options struct {
 	// CodecOrigins are the web origins of Temporal Web UIs that may call
 	// the codec server (P2P_CODEC_CORS_ORIGINS, comma separated).
 	CodecOrigins string
+	// ImportBucket, when set, is the bucket imports stage and deliver in
+	// (P2P_IMPORT_BUCKET: s3://… or file:///…) instead of
+	// <data dir>/imports.
+	ImportBucket string
 }
 
 // AuditWitnessDir is the witness directory of audit checkpoints in the
@@ -126,7 +130,8 @@ type Stack struct {
 	// in the data directory's keys/).
 	Codec *payloadcodec.Codec
 	// ImportDir is where imports write the data they pull (P2P_IMPORT_DIR
-	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson.
+	// of the stack): <data dir>/imports/<transfer id>/<type>.<n>.ndjson;
+	// "" when Options.ImportBucket names a bucket instead.
 	ImportDir string
 
 	// Tokens are the ready-made /v1 access tokens of the dev clients, by
@@ -171,6 +176,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{logger: o.Logger, ImportDir: filepath.Join(o.DataDir, "imports"), timeout: o.ShutdownTimeout}
+	if o.ImportBucket != "" {
+		s.ImportDir = ""
+	}
 	if err := s.start(ctx, o); err != nil {
 		s.Stop() // what started, in reverse
 		return nil, err
@@ -244,8 +252,8 @@ func (s *Stack) start(ctx context.Context, o Options) (err error) {
 		// Loopback dev: the caller names itself in X-P2P-Partner.
 		FHIRTrustHeader: PartnerHeader,
 		PayerIdentifier: fhir.SystemNPI + "|" + o.PayerNPI,
-		ImportDir:       s.ImportDir,
-		SourceFHIR:      o.SourceFHIR, ImportFHIR: o.ImportFHIR,
+		ImportDir:       s.ImportDir, ImportBucket: o.ImportBucket,
+		SourceFHIR: o.SourceFHIR, ImportFHIR: o.ImportFHIR,
 		StatusRetryAfter: o.StatusRetryAfter,
 		ShutdownTimeout:  o.ShutdownTimeout,
 		Retention:        o.Retention,

@@ -23,6 +23,7 @@ import (
 	"github.com/p2p-payer/p2p/export"
 	"github.com/p2p-payer/p2p/fhir"
 	"github.com/p2p-payer/p2p/identity"
+	"github.com/p2p-payer/p2p/internal/blobstage"
 	"github.com/p2p-payer/p2p/internal/egress"
 	"github.com/p2p-payer/p2p/signing"
 )
@@ -51,8 +52,9 @@ type ActivityDeps struct {
 	PHIRetention time.Duration
 	// Transmitter is us as the Provenance of served exports names us.
 	Transmitter fhir.Reference
-	// ImportDir is the NDJSON sink of imports (P2P_IMPORT_DIR).
-	ImportDir string
+	// ImportBucket holds imports' staged and delivered NDJSON files
+	// (P2P_IMPORT_BUCKET or P2P_IMPORT_DIR); nil: imports fail.
+	ImportBucket *blobstage.Bucket
 	// PayerName, PayerIdentifiers and MemberIDSystem are us as the
 	// consents and coverages of our imports name us.
 	PayerName        string
@@ -132,9 +134,9 @@ func NewActivities(d ActivityDeps) Activities {
 		Transfer: &activities.Transfer{Env: env, Store: d.Store, Matcher: d.Matcher, Partners: d.Partners,
 			Pusher: &connectors.HTTPPusher{Resolver: d.Resolver}, Signer: d.Signer, Source: src, ReceiptKeys: keys},
 		Import: &activities.Import{Env: env, Store: d.Store, Partners: d.Partners,
-			Pull:  &pdexclient.Dialer{TrustHeader: d.PullTrustHeader, MaxResponseBytes: limits.FileBytes, Resolver: d.Resolver},
-			Payer: activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
-			Dir:   d.ImportDir, FHIR: d.ImportFHIR, Limits: limits},
+			Pull:   &pdexclient.Dialer{TrustHeader: d.PullTrustHeader, MaxResponseBytes: limits.FileBytes, Resolver: d.Resolver},
+			Payer:  activities.Payer{Name: d.PayerName, Identifiers: d.PayerIdentifiers, MemberIDSystem: d.MemberIDSystem},
+			Bucket: d.ImportBucket, FHIR: d.ImportFHIR, Limits: limits},
 		Serve:     &activities.Serve{Env: env, Store: d.Store, Source: src, Transmitter: d.Transmitter},
 		BulkMatch: &activities.BulkMatch{Env: env, Store: d.Store, Matcher: d.BulkMatch},
 		Maintenance: &activities.Maintenance{Env: env, Store: d.Store, Signer: auditSigner, PHIRetention: d.PHIRetention,

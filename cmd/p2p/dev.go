@@ -63,6 +63,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		StatusRetryAfter: cfg.StatusRetryAfter, ShutdownTimeout: cfg.ShutdownTimeout, TokenLifetime: cfg.TokenLifetime,
 		Limits:       cfg.Limits,
 		AuditWitness: cfg.AuditWitness, AuditMaxAge: cfg.AuditMaxAge, CodecOrigins: cfg.CodecOrigins,
+		ImportBucket: cfg.ImportBucket,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

@@ -41,9 +41,9 @@ func loadSigners(cfg *app.Config, which int) (app.Signers, error) {
 }
 
 // dataDirs are the directories the keys must stay out of: the SQLite
-// database's and the import directory.
+// database's and the import directory (or file bucket).
 func dataDirs(cfg *app.Config) []string {
-	dirs := []string{cfg.ImportDir}
+	dirs := []string{cfg.ImportFileDir()}
 	if kind, target, err := dsn.Parse(cfg.DatabaseURL); err == nil && kind == dsn.SQLite {
 		dirs = append(dirs, filepath.Dir(target))
 	}

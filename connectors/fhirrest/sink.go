@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,11 +139,18 @@ type load struct {
 	retry    int // entries that failed in a retryable way
 }
 
-// Load writes the resources of the NDJSON files at paths.
-func (s *Sink) Load(ctx context.Context, paths []string) (Loaded, error) {
+// Opener opens the NDJSON file called name for Load: a local path
+// (OpenFile) or the key of an object in the import bucket.
+type Opener func(ctx context.Context, name string) (io.ReadCloser, error)
+
+// OpenFile is the Opener of local files.
+func OpenFile(_ context.Context, path string) (io.ReadCloser, error) { return os.Open(path) }
+
+// Load writes the resources of the NDJSON files names, opened by open.
+func (s *Sink) Load(ctx context.Context, open Opener, names []string) (Loaded, error) {
 	l := &load{s: s, out: Loaded{Resources: map[string]int{}}}
-	for _, p := range paths {
-		if err := l.file(ctx, p); err != nil {
+	for _, p := range names {
+		if err := l.file(ctx, open, p); err != nil {
 			return l.out, err
 		}
 	}
@@ -158,9 +166,9 @@ func (s *Sink) Load(ctx context.Context, paths []string) (Loaded, error) {
 	return l.out, nil
 }
 
-func (l *load) file(ctx context.Context, path string) error {
+func (l *load) file(ctx context.Context, open Opener, path string) error {
 	name := filepath.Base(path)
-	f, err := os.Open(path)
+	f, err := open(ctx, path)
 	if err != nil {
 		return fault.Wrap(fault.Transport, ErrTypeBadInput, "sink: opening "+name, err)
 	}

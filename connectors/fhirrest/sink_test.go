@@ -103,7 +103,7 @@ func TestSinkLoad(t *testing.T) {
 	paths := []string{writeNDJSON(t, dir, "Patient", 1), writeNDJSON(t, dir, "ExplanationOfBenefit", 230), writeNDJSON(t, dir, "Coverage", 2)}
 	f := &fakeSink{t: t, stored: map[string]string{}}
 	s := newTestSink(t, f)
-	got, err := s.Load(context.Background(), paths)
+	got, err := s.Load(context.Background(), OpenFile, paths)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestSinkLoad(t *testing.T) {
 		t.Errorf("batches %v (%d), want [100 100 33]", f.batches, got.Batches)
 	}
 	// A retry writes the same resources again: PUT by id, nothing doubled.
-	if _, err := s.Load(context.Background(), paths); err != nil {
+	if _, err := s.Load(context.Background(), OpenFile, paths); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(f.count()) != fmt.Sprint(want) {
@@ -141,7 +141,7 @@ func TestSinkEntryFailures(t *testing.T) {
 			dir := t.TempDir()
 			paths := []string{writeNDJSON(t, dir, "Patient", 1), writeNDJSON(t, dir, "Coverage", 3)}
 			f := &fakeSink{t: t, stored: map[string]string{}, reject: tt.reject}
-			got, err := newTestSink(t, f).Load(context.Background(), paths)
+			got, err := newTestSink(t, f).Load(context.Background(), OpenFile, paths)
 			fe, ok := fault.As(err)
 			if !ok || fe.Class != tt.wantClass {
 				t.Fatalf("err = %v, want class %s", err, tt.wantClass)
@@ -173,7 +173,7 @@ func TestSinkBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeSink{t: t, stored: map[string]string{}}
-	_, err := newTestSink(t, f).Load(context.Background(), []string{p})
+	_, err := newTestSink(t, f).Load(context.Background(), OpenFile, []string{p})
 	if fe, ok := fault.As(err); !ok || fe.Class != fault.Validation || fe.Type != ErrTypeBadInput || !strings.Contains(err.Error(), "Patient.1.ndjson:1") {
 		t.Fatalf("err = %v", err)
 	}
@@ -203,7 +203,7 @@ func TestSinkBatchStatus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.Load(context.Background(), []string{writeNDJSON(t, t.TempDir(), "Patient", 1)})
+			_, err = s.Load(context.Background(), OpenFile, []string{writeNDJSON(t, t.TempDir(), "Patient", 1)})
 			if fault.ClassOf(err) != tt.wantClass {
 				t.Fatalf("err = %v, want %s", err, tt.wantClass)
 			}
