@@ -65,11 +65,12 @@ fuzz: ## run each fuzz target for its execution budget (× FUZZSCALE): request v
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $${n}x -fuzzminimizetime 100x ./$$pkg; \
 	done
 
-bench: ## benchmarks (identity matching at 1M members; staleness of the index across processes; 500 MB Bulk Data download; end-to-end transfers in p2p dev; audit export of 1M events)
+bench: ## benchmarks (identity matching at 1M members; staleness of the index across processes; 500 MB Bulk Data download; end-to-end transfers in p2p dev; p2p against bare Temporal on the embedded server; audit export of 1M events)
 	$(GO) test -run '^$$' -bench . -benchmem ./identity/...
 	$(GO) test -run '^$$' -bench Staleness -benchtime 1000x ./activities/
 	$(GO) test -run '^$$' -bench Download500MB -benchtime 3x ./connectors/bulkdata/
 	$(GO) test -run '^$$' -bench Transfers -benchtime 300x ./devstack/
+	$(GO) test -run '^$$' -bench VsBare -benchtime 500x -timeout 30m ./devstack/
 	$(GO) test -run '^$$' -bench Codec -benchmem ./internal/payloadcodec/
 	$(GO) test -run '^$$' -bench AuditExport -benchtime 1x -timeout 60m ./api/
 

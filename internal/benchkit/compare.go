@@ -1,0 +1,200 @@
+package benchkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Options shape a comparison.
+type Options struct {
+	N           int           // units per side and round
+	Concurrency int           // starts in flight (0: 50)
+	Rounds      int           // rounds, each a burst of each side (0: 1)
+	Warmup      int           // unmeasured units per side first (0: none)
+	Timeout     time.Duration // bound of one burst (0: 10 minutes)
+	// Prefix makes this run's keys (workflow ids, Idempotency-Keys)
+	// unique on a server and store that outlive it.
+	Prefix string
+	// Settle is the pause between bursts, for the last workflows to close
+	// (0: 2 s).
+	Settle time.Duration
+	// ReplayEvery paces the replays sent while p2p's bursts run (0: 50 ms):
+	// often enough for a percentile, seldom enough not to load the side
+	// measured.
+	ReplayEvery time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 50
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Settle <= 0 {
+		o.Settle = 2 * time.Second
+	}
+	if o.ReplayEvery <= 0 {
+		o.ReplayEvery = 50 * time.Millisecond
+	}
+	return o
+}
+
+// Result is what a comparison measured.
+type Result struct {
+	Bare, P2P []BurstResult // one per round
+	// ReplayLoaded holds replays sent one at a time while p2p's bursts
+	// ran; ReplayCalm those sent one at a time after every transfer
+	// completed (each transfer of the last round once).
+	ReplayLoaded, ReplayCalm Sample
+}
+
+// Compare runs, against one Temporal server, o.Rounds rounds of a burst
+// of bare and a burst of p2p (alternating which goes first, so that drift
+// of the machine's load falls on both), replays during p2p's bursts, and
+// calm replays at the end.
+func Compare(ctx context.Context, bare Side, p2p *P2P, o Options) (Result, error) {
+	o = o.withDefaults()
+	var r Result
+	var replayKeys []string
+	if o.Warmup > 0 {
+		if _, err := Burst(ctx, bare, o.Prefix+"-bare-warm", o.Warmup, o.Concurrency, o.Timeout); err != nil {
+			return r, fmt.Errorf("bare warm-up: %w", err)
+		}
+		w, err := Burst(ctx, p2p, o.Prefix+"-p2p-warm", o.Warmup, o.Concurrency, o.Timeout)
+		if err != nil {
+			return r, fmt.Errorf("p2p warm-up: %w", err)
+		}
+		replayKeys = w.Keys
+		time.Sleep(o.Settle)
+	}
+	for round := range o.Rounds {
+		runBare := func() error {
+			b, err := Burst(ctx, bare, fmt.Sprintf("%s-bare-%d", o.Prefix, round), o.N, o.Concurrency, o.Timeout)
+			if err != nil {
+				return fmt.Errorf("bare round %d: %w", round, err)
+			}
+			r.Bare = append(r.Bare, b)
+			return nil
+		}
+		runP2P := func() error {
+			rctx, stop := context.WithCancel(ctx)
+			loaded := make(chan replays, 1)
+			go func() { loaded <- replayEvery(rctx, p2p, replayKeys, o.ReplayEvery) }()
+			b, err := Burst(ctx, p2p, fmt.Sprintf("%s-p2p-%d", o.Prefix, round), o.N, o.Concurrency, o.Timeout)
+			stop()
+			rp := <-loaded
+			if err != nil {
+				return fmt.Errorf("p2p round %d: %w", round, err)
+			}
+			if rp.err != nil {
+				return fmt.Errorf("replays during p2p round %d: %w", round, rp.err)
+			}
+			r.P2P = append(r.P2P, b)
+			r.ReplayLoaded = append(r.ReplayLoaded, rp.sample...)
+			replayKeys = b.Keys
+			return nil
+		}
+		order := []func() error{runBare, runP2P}
+		if round%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, run := range order {
+			if err := run(); err != nil {
+				return r, err
+			}
+			time.Sleep(o.Settle)
+		}
+	}
+	calm := replayEvery(ctx, p2p, replayKeys[:min(len(replayKeys), o.N)], 0)
+	if calm.err != nil {
+		return r, fmt.Errorf("calm replays: %w", calm.err)
+	}
+	r.ReplayCalm = calm.sample
+	return r, nil
+}
+
+type replays struct {
+	sample Sample
+	err    error
+}
+
+// replayEvery replays keys one at a time, round and round, one every
+// pace, until ctx ends; with pace 0, each key once as fast as answered.
+func replayEvery(ctx context.Context, p *P2P, keys []string, pace time.Duration) replays {
+	var r replays
+	if len(keys) == 0 {
+		return r
+	}
+	for i := 0; pace > 0 || i < len(keys); i++ {
+		t0 := time.Now()
+		if err := p.Replay(ctx, keys[i%len(keys)]); err != nil {
+			if ctx.Err() != nil {
+				return r // stopped mid-request: not a failure
+			}
+			r.err = err
+			return r
+		}
+		r.sample = append(r.sample, time.Since(t0))
+		if pace > 0 {
+			select {
+			case <-ctx.Done():
+				return r
+			case <-time.After(pace - time.Since(t0)):
+			}
+		}
+	}
+	return r
+}
+
+// Reporter takes named metrics (testing.B does).
+type Reporter interface {
+	ReportMetric(n float64, unit string)
+}
+
+// Report reports r's rates (per second, over every round), latencies
+// (p50/p99, ms, pooled over every round) and the ratios p2p/bare, with
+// prefix before each unit (e.g. "prod-"). Ratios above 1 favour p2p.
+func (r Result) Report(to Reporter, prefix string) error {
+	if len(r.Bare) == 0 || len(r.P2P) == 0 {
+		return errors.New("nothing measured")
+	}
+	bare, p2p := pool(r.Bare), pool(r.P2P)
+	m := func(v float64, unit string) { to.ReportMetric(v, prefix+unit) }
+	m(bare.StartRate(), "bare-starts/s")
+	m(p2p.StartRate(), "p2p-accepted/s")
+	m(p2p.StartRate()/bare.StartRate(), "ingress/bare")
+	m(bare.CompleteRate(), "bare-e2e/s")
+	m(p2p.CompleteRate(), "p2p-e2e/s")
+	m(p2p.CompleteRate()/bare.CompleteRate(), "e2e/bare")
+	for _, s := range []struct {
+		name string
+		s    Sample
+	}{
+		{"bare-start", bare.Start}, {"p2p-accept", p2p.Start},
+		{"bare-e2e", bare.Complete}, {"p2p-e2e", p2p.Complete},
+		{"replay-loaded", r.ReplayLoaded}, {"replay-calm", r.ReplayCalm},
+	} {
+		m(Ms(s.s.Percentile(0.5)), s.name+"-p50-ms")
+		m(Ms(s.s.Percentile(0.99)), s.name+"-p99-ms")
+	}
+	return nil
+}
+
+// pool adds up bursts: counts and elapsed times summed, samples joined.
+func pool(rs []BurstResult) BurstResult {
+	var p BurstResult
+	for _, r := range rs {
+		p.N += r.N
+		p.StartElapsed += r.StartElapsed
+		p.CompleteElapsed += r.CompleteElapsed
+		p.Start = append(p.Start, r.Start...)
+		p.Complete = append(p.Complete, r.Complete...)
+	}
+	return p
+}
