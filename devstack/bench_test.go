@@ -3,8 +3,6 @@ package devstack
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -70,30 +68,11 @@ func BenchmarkTransfers(b *testing.B) {
 //
 //	go test -run '^$' -bench VsBare -benchtime 500x ./devstack/
 func BenchmarkVsBare(b *testing.B) {
-	rounds := 1
-	if v := os.Getenv("P2P_BENCH_ROUNDS"); v != "" {
-		var err error
-		if rounds, err = strconv.Atoi(v); err != nil || rounds < 1 {
-			b.Fatalf("P2P_BENCH_ROUNDS=%q: want a positive number", v)
-		}
-	}
-	s := benchStack(b)
-	defer s.Stop()
-	c, err := benchkit.DialBare(s.Temporal.Address(), s.Temporal.Namespace())
+	rounds, err := benchkit.EnvRounds()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	bare, err := benchkit.StartBare(c)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bare.Stop()
-	b.ResetTimer()
-	r, err := benchkit.Compare(context.Background(), bare, benchP2P(s), benchkit.Options{
-		N: b.N, Concurrency: 50, Rounds: rounds, Warmup: min(b.N, 20), Prefix: fmt.Sprint("vs-", time.Now().UnixNano()),
-	})
-	b.StopTimer()
+	r, err := compareOnStack(b, benchkit.Options{N: b.N, Concurrency: 50, Rounds: rounds, Warmup: min(b.N, 20)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,4 +80,43 @@ func BenchmarkVsBare(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(0, "ns/op") // one op is a whole comparison: meaningless
+}
+
+// TestVsBare runs BenchmarkVsBare's comparison at a few units per side,
+// so that make test notices when it breaks (it asserts no timing).
+func TestVsBare(t *testing.T) {
+	r, err := compareOnStack(t, benchkit.Options{N: 4, Concurrency: 4, Warmup: 2, Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Bare) != 1 || r.Bare[0].N != 4 || len(r.Bare[0].Complete) != 4 || len(r.P2P) != 1 || r.P2P[0].N != 4 || len(r.P2P[0].Complete) != 4 {
+		t.Fatalf("measured %+v", r)
+	}
+	if len(r.ReplayCalm) != 4 {
+		t.Errorf("%d calm replays, want one per transfer", len(r.ReplayCalm))
+	}
+}
+
+// compareOnStack runs benchkit.Compare on a fresh dev stack, the bare
+// side on its embedded Temporal server. A benchmark's timer runs only
+// during the comparison.
+func compareOnStack(tb testing.TB, o benchkit.Options) (benchkit.Result, error) {
+	s := benchStack(tb)
+	defer s.Stop()
+	c, err := benchkit.DialBare(s.Temporal.Address(), s.Temporal.Namespace())
+	if err != nil {
+		return benchkit.Result{}, err
+	}
+	defer c.Close()
+	bare, err := benchkit.StartBare(c)
+	if err != nil {
+		return benchkit.Result{}, err
+	}
+	defer bare.Stop()
+	o.Prefix = fmt.Sprint("vs-", time.Now().UnixNano())
+	if b, ok := tb.(*testing.B); ok {
+		b.ResetTimer()
+		defer b.StopTimer()
+	}
+	return benchkit.Compare(context.Background(), bare, benchP2P(s), o)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 )
 
@@ -43,6 +45,22 @@ func (o Options) withDefaults() Options {
 		o.ReplayEvery = 50 * time.Millisecond
 	}
 	return o
+}
+
+// RoundsEnv names the variable that sets a benchmark's number of rounds.
+const RoundsEnv = "P2P_BENCH_ROUNDS"
+
+// EnvRounds returns the rounds RoundsEnv asks for: 1 when unset.
+func EnvRounds() (int, error) {
+	v := os.Getenv(RoundsEnv)
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: want a positive number", RoundsEnv, v)
+	}
+	return n, nil
 }
 
 // Result is what a comparison measured.
