@@ -61,7 +61,8 @@ func BenchmarkTransfers(b *testing.B) {
 // of three no-op activities (its own task queue, its own worker in this
 // process, a plain client) against b.N POST /v1/transfers, both at
 // concurrency 50, each burst until every unit completed; idempotent
-// replays while p2p's burst runs and after. P2P_BENCH_ROUNDS (default 1)
+// replays while p2p's burst runs and after; the process's CPU time per
+// unit (everything runs in it). P2P_BENCH_ROUNDS (default 1)
 // repeats the pair, alternating which goes first. It reports rates, p50
 // and p99 and the ratios ingress/bare and e2e/bare (see
 // docs/benchmarks.md).
@@ -72,7 +73,10 @@ func BenchmarkVsBare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := compareOnStack(b, benchkit.Options{N: b.N, Concurrency: 50, Rounds: rounds, Warmup: min(b.N, 20)})
+	r, err := compareOnStack(b, benchkit.Options{
+		N: b.N, Concurrency: 50, Rounds: rounds, Warmup: min(b.N, 20),
+		CPU: benchkit.ProcessCPU, // the stack, the bare worker and both load generators are this process
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

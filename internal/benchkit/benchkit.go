@@ -46,6 +46,16 @@ type BurstResult struct {
 	CompleteElapsed time.Duration
 	// Keys are the keys started, in order.
 	Keys []string
+	// CPU is the CPU time the burst cost, when measured (Options.CPU).
+	CPU time.Duration
+}
+
+// CPUPerUnit is the CPU time a unit cost, start to completion.
+func (r BurstResult) CPUPerUnit() time.Duration {
+	if r.N == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.N)
 }
 
 // StartRate is units accepted per second.

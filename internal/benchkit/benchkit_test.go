@@ -342,7 +342,7 @@ func (m metrics) ReportMetric(v float64, unit string) { m[unit] = v }
 
 func TestReport(t *testing.T) {
 	burst := func(n int, start, complete time.Duration) BurstResult {
-		return BurstResult{N: n, StartElapsed: start, CompleteElapsed: complete,
+		return BurstResult{N: n, StartElapsed: start, CompleteElapsed: complete, CPU: complete / 10,
 			Start: Sample{time.Millisecond}, Complete: Sample{time.Second}}
 	}
 	r := Result{
@@ -357,10 +357,16 @@ func TestReport(t *testing.T) {
 		"x-bare-starts/s": 100, "x-p2p-accepted/s": 50, "x-ingress/bare": 0.5,
 		"x-bare-e2e/s": 25, "x-p2p-e2e/s": 12.5, "x-e2e/bare": 0.5,
 		"x-p2p-accept-p99-ms": 1, "x-bare-e2e-p50-ms": 1000,
+		"x-bare-cpu-ms/unit": 4, "x-p2p-cpu-ms/unit": 8, "x-cpu/bare": 2,
 	} {
 		if m[unit] != want {
 			t.Errorf("%s = %v, want %v", unit, m[unit], want)
 		}
+	}
+	delete(m, "x-cpu/bare")
+	r.Bare[0].CPU, r.Bare[1].CPU = 0, 0
+	if err := r.Report(m, "x-"); err != nil || m["x-cpu/bare"] != 0 { // unset: not reported
+		t.Errorf("CPU reported unmeasured: %v, %v", m["x-cpu/bare"], err)
 	}
 	if err := (Result{}).Report(m, ""); err == nil {
 		t.Error("an empty result reported")

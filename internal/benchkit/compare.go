@@ -26,6 +26,11 @@ type Options struct {
 	// often enough for a percentile, seldom enough not to load the side
 	// measured.
 	ReplayEvery time.Duration
+	// CPU, if set, reads the CPU time used so far by whatever runs both
+	// sides (ProcessCPU when this process embeds them): each burst then
+	// reports its CPU per unit, a figure that other load on the machine
+	// moves far less than a rate.
+	CPU func() time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -63,6 +68,13 @@ func EnvRounds() (int, error) {
 	return n, nil
 }
 
+func (o Options) cpu() time.Duration {
+	if o.CPU == nil {
+		return 0
+	}
+	return o.CPU()
+}
+
 // Result is what a comparison measured.
 type Result struct {
 	Bare, P2P []BurstResult // one per round
@@ -93,7 +105,9 @@ func Compare(ctx context.Context, bare Side, p2p *P2P, o Options) (Result, error
 	}
 	for round := range o.Rounds {
 		runBare := func() error {
+			cpu0 := o.cpu()
 			b, err := Burst(ctx, bare, fmt.Sprintf("%s-bare-%d", o.Prefix, round), o.N, o.Concurrency, o.Timeout)
+			b.CPU = o.cpu() - cpu0
 			if err != nil {
 				return fmt.Errorf("bare round %d: %w", round, err)
 			}
@@ -104,7 +118,9 @@ func Compare(ctx context.Context, bare Side, p2p *P2P, o Options) (Result, error
 			rctx, stop := context.WithCancel(ctx)
 			loaded := make(chan replays, 1)
 			go func() { loaded <- replayEvery(rctx, p2p, replayKeys, o.ReplayEvery) }()
+			cpu0 := o.cpu()
 			b, err := Burst(ctx, p2p, fmt.Sprintf("%s-p2p-%d", o.Prefix, round), o.N, o.Concurrency, o.Timeout)
+			b.CPU = o.cpu() - cpu0
 			stop()
 			rp := <-loaded
 			if err != nil {
@@ -190,6 +206,11 @@ func (r Result) Report(to Reporter, prefix string) error {
 	m(bare.CompleteRate(), "bare-e2e/s")
 	m(p2p.CompleteRate(), "p2p-e2e/s")
 	m(p2p.CompleteRate()/bare.CompleteRate(), "e2e/bare")
+	if bare.CPU > 0 && p2p.CPU > 0 {
+		m(Ms(bare.CPUPerUnit()), "bare-cpu-ms/unit")
+		m(Ms(p2p.CPUPerUnit()), "p2p-cpu-ms/unit")
+		m(float64(p2p.CPUPerUnit())/float64(bare.CPUPerUnit()), "cpu/bare")
+	}
 	for _, s := range []struct {
 		name string
 		s    Sample
@@ -211,6 +232,7 @@ func pool(rs []BurstResult) BurstResult {
 		p.N += r.N
 		p.StartElapsed += r.StartElapsed
 		p.CompleteElapsed += r.CompleteElapsed
+		p.CPU += r.CPU
 		p.Start = append(p.Start, r.Start...)
 		p.Complete = append(p.Complete, r.Complete...)
 	}
