@@ -219,7 +219,7 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.answers[key] = body
 	}
 	w.WriteHeader(http.StatusAccepted)
-	fmt.Fprint(w, body)
+	_, _ = fmt.Fprint(w, body) // a failed write fails the client's read
 }
 
 // fakeTransfers lists transfers newest first, two to a page, and counts
@@ -241,7 +241,9 @@ func (f *fakeTransfers) ListTransfers(_ context.Context, lf store.ListFilter) (s
 	}
 	from := 0
 	if lf.Cursor != "" {
-		fmt.Sscan(lf.Cursor, &from)
+		if _, err := fmt.Sscan(lf.Cursor, &from); err != nil {
+			return store.TransferPage{}, store.ErrBadCursor
+		}
 	}
 	to := min(from+2, len(match))
 	page := store.TransferPage{Items: match[from:to]}
