@@ -287,7 +287,7 @@ func (r *run) checkConsent(ctx workflow.Context, phase string) (transfer.Consent
 // say.
 func (r *run) partnerCtx(ctx workflow.Context, name string) workflow.Context {
 	ctx = activities.WithOptions(ctx, name)
-	if workflow.GetVersion(ctx, versionPartnerQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, versionPartnerQueues, workflow.DefaultVersion, partnerQueuesMax) == workflow.DefaultVersion {
 		return ctx
 	}
 	return workflow.WithTaskQueue(ctx, PartnerTaskQueue(workflow.GetInfo(ctx).TaskQueueName, r.in.PartnerID))
