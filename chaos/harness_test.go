@@ -150,7 +150,7 @@ const members = 50
 // processes, the sandbox partner behind a fault proxy, and the keys the
 // client sent.
 type run struct {
-	t      *testing.T
+	t      testing.TB // a scenario's test, or the production benchmark
 	name   string
 	start  time.Time
 	st     *prodstack.Stack
@@ -180,11 +180,15 @@ type runOptions struct {
 	// temporalProxy: api-1 reaches Temporal through a fault proxy
 	// (run.temporalProxy).
 	temporalProxy bool
+	// dbPrefix names the run's databases (prodstack.Options.Prefix); "" =
+	// "chaos". The benchmark uses its own, so that it never drops a
+	// scenario's databases.
+	dbPrefix string
 }
 
 // newRun starts a fresh topology: new databases, the Temporal server, the
 // partner and its proxy, 2 apis and 2 workers; members imported.
-func newRun(t *testing.T, name string, o runOptions) *run {
+func newRun(t testing.TB, name string, o runOptions) *run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -242,8 +246,11 @@ func newRun(t *testing.T, name string, o runOptions) *run {
       initial_interval: 200ms
       maximum_interval: 2s
 `, partnerID, proxyAddr)
+	if o.dbPrefix == "" {
+		o.dbPrefix = "chaos"
+	}
 	r.st, err = prodstack.New(ctx, prodstack.Options{
-		Bin: bins, Dir: dir, Prefix: "chaos", Partners: registry,
+		Bin: bins, Dir: dir, Prefix: o.dbPrefix, Partners: registry,
 		PostgresURL: os.Getenv("CHAOS_POSTGRES_URL"), // "" = prodstack.DefaultPostgresURL
 		Env: []string{
 			"P2P_RATE_LIMIT=-1",                 // 1,000 POSTs at once are the point, not the limiter

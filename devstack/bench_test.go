@@ -30,7 +30,7 @@ func benchStack(b testing.TB) *Stack {
 // benchP2P is the benchkit side of s: export transfers of a demo member
 // to the sandbox partner, posted by the dev submitter.
 func benchP2P(s *Stack) *benchkit.P2P {
-	return benchkit.NewP2P(s.URL, s.Tokens["submitter"],
+	return benchkit.NewP2P(s.URL, benchkit.StaticToken(s.Tokens["submitter"]),
 		benchkit.ExportRequest(SandboxPartnerID, "M100001", "1985-04-12"), s.Store)
 }
 

@@ -260,7 +260,7 @@ func TestP2P(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	st := &fakeTransfers{}
-	p := NewP2P(srv.URL, "tok", ExportRequest("sandbox", "M1", "1980-01-01"), st)
+	p := NewP2P(srv.URL, StaticToken("tok"), ExportRequest("sandbox", "M1", "1980-01-01"), st)
 
 	id, err := p.Start(ctx, "a")
 	if err != nil || id != "tr-a" {
@@ -280,7 +280,7 @@ func TestP2P(t *testing.T) {
 		t.Error("a replay with another body passed")
 	}
 	api.tamper = false
-	if _, err := NewP2P(srv.URL, "wrong", ExportRequest("sandbox", "M1", "1980-01-01"), st).Start(ctx, "b"); err == nil {
+	if _, err := NewP2P(srv.URL, StaticToken("wrong"), ExportRequest("sandbox", "M1", "1980-01-01"), st).Start(ctx, "b"); err == nil {
 		t.Error("a 401 counted as accepted")
 	}
 

@@ -24,10 +24,11 @@ type Transfers interface {
 // an Idempotency-Key, accepted when it answers 202, complete when the
 // store shows the transfer complete.
 type P2P struct {
-	url, token string
-	request    func(key string) []byte
-	store      Transfers
-	http       *http.Client
+	url     string
+	token   func(ctx context.Context) (string, error)
+	request func(key string) []byte
+	store   Transfers
+	http    *http.Client
 
 	mu       sync.Mutex
 	answers  map[string][]byte    // key → the body of its first answer
@@ -35,14 +36,19 @@ type P2P struct {
 }
 
 // NewP2P returns the P2P side of the API at url, called with the bearer
-// token (scope transfers:write); request makes the body posted under a
-// key, and st is the store the API and worker write.
-func NewP2P(url, token string, request func(key string) []byte, st Transfers) *P2P {
+// tokens token hands out (scope transfers:write); request makes the body
+// posted under a key, and st is the store the API and worker write.
+func NewP2P(url string, token func(ctx context.Context) (string, error), request func(key string) []byte, st Transfers) *P2P {
 	return &P2P{
 		url: url, token: token, request: request, store: st,
 		http:    &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 		answers: map[string][]byte{}, postedAt: map[string]time.Time{},
 	}
+}
+
+// StaticToken hands out one token that does not expire.
+func StaticToken(token string) func(ctx context.Context) (string, error) {
+	return func(context.Context) (string, error) { return token, nil }
 }
 
 // ExportRequest returns request bodies of export transfers of one member
@@ -105,13 +111,17 @@ func (p *P2P) Replay(ctx context.Context, key string) error {
 }
 
 func (p *P2P) post(ctx context.Context, key string) (status int, replayed bool, body []byte, err error) {
+	token, err := p.token(ctx)
+	if err != nil {
+		return 0, false, nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+"/v1/transfers", bytes.NewReader(p.request(key)))
 	if err != nil {
 		return 0, false, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
-	req.Header.Set("Authorization", "Bearer "+p.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := p.http.Do(req)
 	if err != nil {
 		return 0, false, nil, err
