@@ -6,7 +6,7 @@ PKGS := ./...
 # takes minutes. Every other package's tests run in seconds.
 E2E_PKGS := devstack cmd/p2p devserver
 
-.PHONY: help build build-prod generate generate-check lint test test-race test-e2e chaos fuzz bench eval dev clean
+.PHONY: help build build-prod generate generate-check lint test test-race test-e2e chaos fuzz bench bench-prod eval dev clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -78,7 +78,7 @@ fuzz: ## run each fuzz target for its execution budget (× FUZZSCALE): request v
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $${n}x -fuzzminimizetime 100x ./$$pkg; \
 	done
 
-bench: ## benchmarks (identity matching at 1M members; staleness of the index across processes; 500 MB Bulk Data download; end-to-end transfers in p2p dev; p2p against bare Temporal on the embedded server; audit export of 1M events)
+bench: ## benchmarks (identity matching at 1M members; staleness of the index across processes; 500 MB Bulk Data download; end-to-end transfers in p2p dev; p2p against bare Temporal on the embedded server; audit export of 1M events; then bench-prod)
 	$(GO) test -run '^$$' -bench . -benchmem ./identity/...
 	$(GO) test -run '^$$' -bench Staleness -benchtime 1000x ./activities/
 	$(GO) test -run '^$$' -bench Download500MB -benchtime 3x ./connectors/bulkdata/
@@ -86,6 +86,14 @@ bench: ## benchmarks (identity matching at 1M members; staleness of the index ac
 	$(GO) test -run '^$$' -bench VsBare -benchtime 500x -timeout 30m ./devstack/
 	$(GO) test -run '^$$' -bench Codec -benchmem ./internal/payloadcodec/
 	$(GO) test -run '^$$' -bench AuditExport -benchtime 1x -timeout 60m ./api/
+	$(MAKE) bench-prod
+
+# p2p against bare Temporal on the production topology: builds the Temporal
+# server as make chaos does and recreates the databases bench_temporal,
+# bench_temporal_visibility and bench_p2p on CHAOS_POSTGRES_URL (default the
+# local PostgreSQL). P2P_BENCH_UNITS (default 500) per side.
+bench-prod: ## p2p against bare Temporal on the production topology (Temporal on PostgreSQL, p2p api + worker processes)
+	$(GO) test -tags chaos -run '^$$' -bench ProdVsBare -benchtime 1x -timeout 60m ./chaos/
 
 eval: ## identity evaluation report on the shared data sets
 	P2P_IDENTITY_EVAL=1 $(GO) test -count=1 -run TestEvaluation -v ./identity/...

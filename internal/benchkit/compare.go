@@ -52,18 +52,26 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// RoundsEnv names the variable that sets a benchmark's number of rounds.
-const RoundsEnv = "P2P_BENCH_ROUNDS"
+// The variables that size a benchmark's comparison.
+const (
+	RoundsEnv = "P2P_BENCH_ROUNDS" // rounds; default 1
+	UnitsEnv  = "P2P_BENCH_UNITS"  // units per side and round, where b.N is not used
+)
 
 // EnvRounds returns the rounds RoundsEnv asks for: 1 when unset.
-func EnvRounds() (int, error) {
-	v := os.Getenv(RoundsEnv)
+func EnvRounds() (int, error) { return envCount(RoundsEnv, 1) }
+
+// EnvUnits returns the units UnitsEnv asks for: def when unset.
+func EnvUnits(def int) (int, error) { return envCount(UnitsEnv, def) }
+
+func envCount(name string, def int) (int, error) {
+	v := os.Getenv(name)
 	if v == "" {
-		return 1, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, fmt.Errorf("%s=%q: want a positive number", RoundsEnv, v)
+		return 0, fmt.Errorf("%s=%q: want a positive number", name, v)
 	}
 	return n, nil
 }
