@@ -73,8 +73,9 @@ func rate(n int, d time.Duration) float64 {
 
 // pollEvery is how often a burst asks which units completed. Completion
 // times come from the side, so this only bounds how late the burst
-// notices; a slower poll loads the stack less.
-const pollEvery = 200 * time.Millisecond
+// notices; a slower poll loads the stack less (p2p's side pages through
+// the store's complete transfers).
+const pollEvery = time.Second
 
 // Burst starts n units on side, conc at a time, under keys prefix-000000,
 // prefix-000001, ..., then waits (up to timeout) until every one has

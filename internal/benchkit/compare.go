@@ -22,9 +22,9 @@ type Options struct {
 	// Settle is the pause between bursts, for the last workflows to close
 	// (0: 2 s).
 	Settle time.Duration
-	// ReplayEvery paces the replays sent while p2p's bursts run (0: 50 ms):
-	// often enough for a percentile, seldom enough not to load the side
-	// measured.
+	// ReplayEvery paces the replays sent while p2p's bursts run (0: 200
+	// ms): often enough for a percentile, seldom enough not to load the
+	// side measured (a replay is a write transaction in p2p's store).
 	ReplayEvery time.Duration
 	// CPU, if set, reads the CPU time used so far by whatever runs both
 	// sides (ProcessCPU when this process embeds them): each burst then
@@ -47,7 +47,7 @@ func (o Options) withDefaults() Options {
 		o.Settle = 2 * time.Second
 	}
 	if o.ReplayEvery <= 0 {
-		o.ReplayEvery = 50 * time.Millisecond
+		o.ReplayEvery = 200 * time.Millisecond
 	}
 	return o
 }
