@@ -62,6 +62,12 @@ type Options struct {
 	// accepted and acknowledge them afterwards with a signed receipt
 	// posted to POST /v1/transfers/{id}/ack.
 	SandboxAcksLater bool
+	// SandboxRateLimit and SandboxConcurrency are the sandbox partner's
+	// registry limits (connectors.Partner RateLimit and Concurrency);
+	// zero: the registry's defaults. Benchmarks raise them to measure the
+	// stack rather than the limiter.
+	SandboxRateLimit   float64
+	SandboxConcurrency int
 	// Partners are registered beside the sandbox partner.
 	Partners []connectors.Partner
 	// Worker configures the transfers' worker (zero: the SDK's defaults).
@@ -326,6 +332,7 @@ func (s *Stack) startSandbox(o Options) (*connectors.Registry, error) {
 		JWKSURL:             s.SandboxURL + "/.well-known/jwks.json", // it signs its receipts
 		Roles:               []connectors.Role{connectors.RolePush, connectors.RoleRequester},
 		Identifiers:         []connectors.Identifier{{System: fhir.SystemNPI, Value: SandboxNPI}},
+		RateLimit:           o.SandboxRateLimit, Concurrency: o.SandboxConcurrency,
 	}}, o.Partners...)...)
 }
 

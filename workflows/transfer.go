@@ -115,7 +115,7 @@ func Transfer(ctx workflow.Context, in Input) (Result, error) {
 	}
 	// Asked before the first step, whose command it decides: histories
 	// recorded before it begin with RecordState as an activity.
-	r.local = workflow.GetVersion(ctx, versionLocalSteps, workflow.DefaultVersion, 1) == 1
+	r.local = workflow.GetVersion(ctx, versionLocalSteps, workflow.DefaultVersion, localStepsMax) == 1
 	failure, err := r.steps(ctx)
 	if err != nil {
 		failure = failureOf(err, r.state)
