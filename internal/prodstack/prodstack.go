@@ -312,7 +312,11 @@ func (p *Proc) Restart(ctx context.Context) error {
 		p.mu.Unlock()
 		return err
 	}
-	fmt.Fprintf(f, "=== prodstack: start %s at %s\n", p.Name, time.Now().Format(time.RFC3339Nano))
+	if _, err := fmt.Fprintf(f, "=== prodstack: start %s at %s\n", p.Name, time.Now().Format(time.RFC3339Nano)); err != nil {
+		_ = f.Close() // the write failed already
+		p.mu.Unlock()
+		return err
+	}
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = append(append(os.Environ(), p.stack.env...), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f

@@ -195,7 +195,11 @@ func (t *Temporal) Restart(ctx context.Context) error {
 		t.mu.Unlock()
 		return err
 	}
-	fmt.Fprintf(f, "=== prodstack: start temporal-server at %s\n", time.Now().Format(time.RFC3339Nano))
+	if _, err := fmt.Fprintf(f, "=== prodstack: start temporal-server at %s\n", time.Now().Format(time.RFC3339Nano)); err != nil {
+		_ = f.Close() // the write failed already
+		t.mu.Unlock()
+		return err
+	}
 	cmd := exec.Command(t.bin, "--config-file", t.config, "--allow-no-auth", "start")
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
