@@ -43,7 +43,7 @@ type Scale struct {
 
 var scales = map[string]Scale{
 	"full": {Name: "full", Transfers: 200, Kills: 20, Posts: 1000, Keys: 100},
-	"ci":   {Name: "ci", Transfers: 40, Kills: 4, Posts: 200, Keys: 20},
+	"ci":   {Name: "ci", Transfers: 30, Kills: 4, Posts: 200, Keys: 20},
 }
 
 var (
