@@ -22,10 +22,14 @@
 // (PREFIX_temporal, PREFIX_temporal_visibility, PREFIX_p2p) on the
 // PostgreSQL server of Options.PostgresURL, creates Temporal's schemas from
 // the server module's schema/postgresql/v12 directories with
-// temporal-sql-tool, starts the server on free loopback ports, registers
-// the namespace (the server creates none), migrates the p2p store and
-// generates the key sets. Every process writes its output to DIR/logs/NAME.log
-// (a restarted one appends), so a failed run leaves its evidence behind.
+// temporal-sql-tool, starts the server on free loopback ports (below
+// 32768: its schema keeps membership ports in a smallint), registers the
+// namespace Namespace (the server creates none), migrates the p2p store
+// and generates the key sets. Every process writes its output to
+// DIR/logs/NAME.log (a restarted one appends), so a failed run leaves its
+// evidence behind. Per process, Crashes counts the runs that ended without
+// Kill or Stop. Tokens are per api: a token's audience is the api that
+// issued it, unless the apis share P2P_PUBLIC_URL (Options.Env).
 //
 // Nothing here is test-only code in p2p: the processes are configured only
 // by the P2P_* variables that docs/configuration.md lists.
@@ -232,6 +236,7 @@ func (s *Stack) Close() {
 	}
 	if s.Temporal != nil {
 		s.Temporal.Kill()
+		s.Temporal.closeClient()
 	}
 }
 

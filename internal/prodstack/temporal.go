@@ -260,6 +260,16 @@ func (t *Temporal) sdk() (client.Client, error) {
 	return c, nil
 }
 
+// closeClient closes the readiness client, if it was dialled.
+func (t *Temporal) closeClient() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.client != nil {
+		t.client.Close()
+		t.client = nil
+	}
+}
+
 // Client is an SDK client of the stack's namespace, for tests that look
 // at workflows' histories. Do not close it: the stack owns it.
 func (t *Temporal) Client() (client.Client, error) { return t.sdk() }
