@@ -88,6 +88,11 @@ type Options struct {
 	Env []string
 	// HistoryShards of the Temporal server; 0 = 4.
 	HistoryShards int
+	// TemporalMaxConns bounds each of the Temporal server's connection
+	// pools to its main database (one per service, four services); 0 =
+	// 10. Its visibility pools keep 2. The default leaves room on a
+	// PostgreSQL of max_connections 100 for a second stack beside it.
+	TemporalMaxConns int
 }
 
 // Stack is a running production topology. Its methods are safe for
@@ -141,7 +146,11 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 	if shards == 0 {
 		shards = 4
 	}
-	s.Temporal, err = startTemporal(ctx, temporalOptions{bin: o.Bin, dir: o.Dir, pgURL: pgURL, db: dbs[0], visibilityDB: dbs[1], shards: shards})
+	conns := o.TemporalMaxConns
+	if conns == 0 {
+		conns = 10
+	}
+	s.Temporal, err = startTemporal(ctx, temporalOptions{bin: o.Bin, dir: o.Dir, pgURL: pgURL, db: dbs[0], visibilityDB: dbs[1], shards: shards, maxConns: conns})
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,7 @@ type temporalOptions struct {
 	dir, pgURL       string
 	db, visibilityDB string
 	shards           int
+	maxConns         int
 }
 
 // startTemporal creates the server's schemas in the (empty) databases,
@@ -129,7 +130,7 @@ func lowFreePorts(n int) ([]int, error) {
 // temporalConfig is the server's configuration: SQL persistence on
 // PostgreSQL, every service on loopback ports, warnings only in its log.
 func temporalConfig(o temporalOptions, host, port, user, pass string, p []int) string {
-	store := func(db string, conns int) string {
+	store := func(db string, conns, idle int) string {
 		return fmt.Sprintf(`      sql:
         pluginName: postgres12
         databaseName: %q
@@ -140,7 +141,7 @@ func temporalConfig(o temporalOptions, host, port, user, pass string, p []int) s
         maxConns: %d
         maxIdleConns: %d
         maxConnLifetime: 1h
-`, db, host, port, user, pass, conns, conns)
+`, db, host, port, user, pass, conns, idle)
 	}
 	service := func(name string, grpc, membership int) string {
 		return fmt.Sprintf("  %s:\n    rpc:\n      grpcPort: %d\n      membershipPort: %d\n      bindOnLocalHost: true\n", name, grpc, membership)
@@ -154,8 +155,8 @@ persistence:
   numHistoryShards: ` + strconv.Itoa(o.shards) + `
   datastores:
     default:
-` + store(o.db, 20) + `    visibility:
-` + store(o.visibilityDB, 4) + `global:
+` + store(o.db, o.maxConns, min(o.maxConns, 4)) + `    visibility:
+` + store(o.visibilityDB, 2, 2) + `global:
   membership:
     maxJoinDuration: 30s
     broadcastAddress: "127.0.0.1"
