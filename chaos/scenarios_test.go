@@ -223,8 +223,8 @@ func TestConcurrentPosts(t *testing.T) {
 
 // TestWorkflowCodeChange: scenario 5. The workers run the build before
 // versionPartnerQueues (tag chaos_previous: partner calls on the
-// transfers' queue); once a quarter of the transfers completed they are
-// replaced, one by one, by the normal build (partner calls on the partner's queue), the
+// transfers' queue) for the first half of the transfers; once an eighth
+// completed they are replaced, one by one, by the normal build (partner calls on the partner's queue), the
 // deploy of a GetVersion change with transfers in flight. Both shapes must
 // have run, and every transfer settle.
 func TestWorkflowCodeChange(t *testing.T) {
@@ -234,14 +234,16 @@ func TestWorkflowCodeChange(t *testing.T) {
 	defer stopFaults()
 	go r.misbehave(mctx, 3*time.Second, 10)
 
+	// The first half of the transfers goes to the previous build; the
+	// switch comes once an eighth completed (so that its shape surely
+	// ran) with the rest of that half in flight; the second half is
+	// submitted after it, to the new build.
+	half := scale.Transfers / 2
 	var accepted atomic.Int64
 	done := make(chan struct{})
-	go func() { defer close(done); r.submitAll(ctx, 0, scale.Transfers, 10, &accepted) }()
-	// The switch comes once a quarter of the transfers completed on the
-	// previous build (so that its shape surely ran), with the rest
-	// accepted or in flight.
+	go func() { defer close(done); r.submitAll(ctx, 0, half, 10, &accepted) }()
 	completed := 0
-	for completed < scale.Transfers/4 {
+	for completed < max(scale.Transfers/8, 1) {
 		time.Sleep(200 * time.Millisecond)
 		ts, err := r.list(ctx)
 		if err != nil {
@@ -262,6 +264,7 @@ func TestWorkflowCodeChange(t *testing.T) {
 		w.Stop()
 	}
 	<-done
+	r.submitAll(ctx, half, scale.Transfers, 10, nil)
 	ts := r.awaitSettled(ctx, scale.Transfers, settleWithin)
 	stopFaults()
 	previous, current, err := r.shapes(ctx, ts)

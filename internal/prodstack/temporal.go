@@ -290,9 +290,16 @@ func (t *Temporal) registerNamespace(ctx context.Context) error {
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("prodstack: register namespace %s: %w", Namespace, err)
 	}
+	// The frontend knows the namespace first; the other services learn
+	// it on their cache's refresh, and until then the schedules p2p's
+	// worker creates at start are refused (NamespaceNotFound) and the
+	// worker exits.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, err := nc.Describe(ctx, Namespace)
+		if err == nil {
+			err = t.schedulesReady(ctx)
+		}
 		if err == nil {
 			return nil
 		}
@@ -301,6 +308,25 @@ func (t *Temporal) registerNamespace(ctx context.Context) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// schedulesReady creates a paused schedule and deletes it: what p2p's
+// worker does at start, refused until every service knows the namespace.
+func (t *Temporal) schedulesReady(ctx context.Context) error {
+	c, err := t.sdk()
+	if err != nil {
+		return err
+	}
+	h, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:     "prodstack-probe",
+		Spec:   client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Hour}}},
+		Action: &client.ScheduleWorkflowAction{ID: "prodstack-probe", Workflow: "prodstack-probe", TaskQueue: "prodstack-probe"},
+		Paused: true,
+	})
+	if err != nil {
+		return err
+	}
+	return h.Delete(ctx)
 }
 
 // waitPoller waits until a process with pid polls TransfersQueue (the SDK
