@@ -22,10 +22,14 @@
 // (PREFIX_temporal, PREFIX_temporal_visibility, PREFIX_p2p) on the
 // PostgreSQL server of Options.PostgresURL, creates Temporal's schemas from
 // the server module's schema/postgresql/v12 directories with
-// temporal-sql-tool, starts the server on free loopback ports, registers
-// the namespace (the server creates none), migrates the p2p store and
-// generates the key sets. Every process writes its output to DIR/logs/NAME.log
-// (a restarted one appends), so a failed run leaves its evidence behind.
+// temporal-sql-tool, starts the server on free loopback ports (below
+// 32768: its schema keeps membership ports in a smallint), registers the
+// namespace Namespace (the server creates none), migrates the p2p store
+// and generates the key sets. Every process writes its output to
+// DIR/logs/NAME.log (a restarted one appends), so a failed run leaves its
+// evidence behind. Per process, Crashes counts the runs that ended without
+// Kill or Stop. Tokens are per api: a token's audience is the api that
+// issued it, unless the apis share P2P_PUBLIC_URL (Options.Env).
 //
 // Nothing here is test-only code in p2p: the processes are configured only
 // by the P2P_* variables that docs/configuration.md lists.
@@ -84,6 +88,11 @@ type Options struct {
 	Env []string
 	// HistoryShards of the Temporal server; 0 = 4.
 	HistoryShards int
+	// TemporalMaxConns bounds each of the Temporal server's connection
+	// pools to its main database (one per service, four services); 0 =
+	// 10. Its visibility pools keep 2. The default leaves room on a
+	// PostgreSQL of max_connections 100 for a second stack beside it.
+	TemporalMaxConns int
 }
 
 // Stack is a running production topology. Its methods are safe for
@@ -137,7 +146,11 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 	if shards == 0 {
 		shards = 4
 	}
-	s.Temporal, err = startTemporal(ctx, temporalOptions{bin: o.Bin, dir: o.Dir, pgURL: pgURL, db: dbs[0], visibilityDB: dbs[1], shards: shards})
+	conns := o.TemporalMaxConns
+	if conns == 0 {
+		conns = 10
+	}
+	s.Temporal, err = startTemporal(ctx, temporalOptions{bin: o.Bin, dir: o.Dir, pgURL: pgURL, db: dbs[0], visibilityDB: dbs[1], shards: shards, maxConns: conns})
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +245,7 @@ func (s *Stack) Close() {
 	}
 	if s.Temporal != nil {
 		s.Temporal.Kill()
+		s.Temporal.closeClient()
 	}
 }
 
@@ -312,7 +326,11 @@ func (p *Proc) Restart(ctx context.Context) error {
 		p.mu.Unlock()
 		return err
 	}
-	fmt.Fprintf(f, "=== prodstack: start %s at %s\n", p.Name, time.Now().Format(time.RFC3339Nano))
+	if _, err := fmt.Fprintf(f, "=== prodstack: start %s at %s\n", p.Name, time.Now().Format(time.RFC3339Nano)); err != nil {
+		_ = f.Close() // the write failed already
+		p.mu.Unlock()
+		return err
+	}
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = append(append(os.Environ(), p.stack.env...), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f

@@ -49,6 +49,7 @@ type temporalOptions struct {
 	dir, pgURL       string
 	db, visibilityDB string
 	shards           int
+	maxConns         int
 }
 
 // startTemporal creates the server's schemas in the (empty) databases,
@@ -129,7 +130,7 @@ func lowFreePorts(n int) ([]int, error) {
 // temporalConfig is the server's configuration: SQL persistence on
 // PostgreSQL, every service on loopback ports, warnings only in its log.
 func temporalConfig(o temporalOptions, host, port, user, pass string, p []int) string {
-	store := func(db string, conns int) string {
+	store := func(db string, conns, idle int) string {
 		return fmt.Sprintf(`      sql:
         pluginName: postgres12
         databaseName: %q
@@ -140,7 +141,7 @@ func temporalConfig(o temporalOptions, host, port, user, pass string, p []int) s
         maxConns: %d
         maxIdleConns: %d
         maxConnLifetime: 1h
-`, db, host, port, user, pass, conns, conns)
+`, db, host, port, user, pass, conns, idle)
 	}
 	service := func(name string, grpc, membership int) string {
 		return fmt.Sprintf("  %s:\n    rpc:\n      grpcPort: %d\n      membershipPort: %d\n      bindOnLocalHost: true\n", name, grpc, membership)
@@ -154,8 +155,8 @@ persistence:
   numHistoryShards: ` + strconv.Itoa(o.shards) + `
   datastores:
     default:
-` + store(o.db, 20) + `    visibility:
-` + store(o.visibilityDB, 4) + `global:
+` + store(o.db, o.maxConns, min(o.maxConns, 4)) + `    visibility:
+` + store(o.visibilityDB, 2, 2) + `global:
   membership:
     maxJoinDuration: 30s
     broadcastAddress: "127.0.0.1"
@@ -195,7 +196,11 @@ func (t *Temporal) Restart(ctx context.Context) error {
 		t.mu.Unlock()
 		return err
 	}
-	fmt.Fprintf(f, "=== prodstack: start temporal-server at %s\n", time.Now().Format(time.RFC3339Nano))
+	if _, err := fmt.Fprintf(f, "=== prodstack: start temporal-server at %s\n", time.Now().Format(time.RFC3339Nano)); err != nil {
+		_ = f.Close() // the write failed already
+		t.mu.Unlock()
+		return err
+	}
 	cmd := exec.Command(t.bin, "--config-file", t.config, "--allow-no-auth", "start")
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -256,6 +261,16 @@ func (t *Temporal) sdk() (client.Client, error) {
 	return c, nil
 }
 
+// closeClient closes the readiness client, if it was dialled.
+func (t *Temporal) closeClient() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.client != nil {
+		t.client.Close()
+		t.client = nil
+	}
+}
+
 // Client is an SDK client of the stack's namespace, for tests that look
 // at workflows' histories. Do not close it: the stack owns it.
 func (t *Temporal) Client() (client.Client, error) { return t.sdk() }
@@ -275,9 +290,16 @@ func (t *Temporal) registerNamespace(ctx context.Context) error {
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("prodstack: register namespace %s: %w", Namespace, err)
 	}
+	// The frontend knows the namespace first; the other services learn
+	// it on their cache's refresh, and until then the schedules p2p's
+	// worker creates at start are refused (NamespaceNotFound) and the
+	// worker exits.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, err := nc.Describe(ctx, Namespace)
+		if err == nil {
+			err = t.schedulesReady(ctx)
+		}
 		if err == nil {
 			return nil
 		}
@@ -286,6 +308,25 @@ func (t *Temporal) registerNamespace(ctx context.Context) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// schedulesReady creates a paused schedule and deletes it: what p2p's
+// worker does at start, refused until every service knows the namespace.
+func (t *Temporal) schedulesReady(ctx context.Context) error {
+	c, err := t.sdk()
+	if err != nil {
+		return err
+	}
+	h, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:     "prodstack-probe",
+		Spec:   client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Hour}}},
+		Action: &client.ScheduleWorkflowAction{ID: "prodstack-probe", Workflow: "prodstack-probe", TaskQueue: "prodstack-probe"},
+		Paused: true,
+	})
+	if err != nil {
+		return err
+	}
+	return h.Delete(ctx)
 }
 
 // waitPoller waits until a process with pid polls TransfersQueue (the SDK
