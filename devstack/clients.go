@@ -3,13 +3,10 @@ package devstack
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -60,38 +57,7 @@ const TokensFile = "tokens.env"
 // devClientKey is the private key of a dev client, created on first use
 // under the data directory (mode 0600).
 func devClientKey(dataDir, name string) (*ecdsa.PrivateKey, string, error) {
-	path := filepath.Join(dataDir, "clients", name+".jwk")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		pk, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		if err != nil {
-			return nil, "", err
-		}
-		k := jose.JSONWebKey{Key: pk, Algorithm: string(jose.ES384), Use: "sig"}
-		if k.KeyID, err = signing.Thumbprint(k); err != nil {
-			return nil, "", err
-		}
-		if b, err = k.MarshalJSON(); err != nil {
-			return nil, "", err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, "", err
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return nil, "", err
-		}
-	} else if err != nil {
-		return nil, "", err
-	}
-	var k jose.JSONWebKey
-	if err := k.UnmarshalJSON(b); err != nil {
-		return nil, "", fmt.Errorf("dev client key %s: %w", path, err)
-	}
-	pk, ok := k.Key.(*ecdsa.PrivateKey)
-	if !ok || pk.Curve != elliptic.P384() {
-		return nil, "", fmt.Errorf("dev client key %s is not a private P-384 key", path)
-	}
-	return pk, k.KeyID, nil
+	return signing.ClientKey(filepath.Join(dataDir, "clients", name+".jwk"))
 }
 
 // registerDevClients registers every dev client (its public key inline),

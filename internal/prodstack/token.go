@@ -3,8 +3,6 @@ package prodstack
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -49,38 +47,13 @@ func (s *Stack) AdminTokens(ctx context.Context, base string) (TokenSource, erro
 func (s *Stack) adminClient(ctx context.Context) (*ecdsa.PrivateKey, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path := filepath.Join(s.Dir, "clients", AdminClientID+".jwk")
-	if s.client {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, "", err
-		}
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(b); err != nil {
-			return nil, "", err
-		}
-		return k.Key.(*ecdsa.PrivateKey), k.KeyID, nil
+	pk, kid, err := signing.ClientKey(filepath.Join(s.Dir, "clients", AdminClientID+".jwk"))
+	if err != nil || s.client {
+		return pk, kid, err
 	}
-	pk, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	k := jose.JSONWebKey{Key: pk.Public(), KeyID: kid, Algorithm: string(jose.ES384), Use: "sig"}
+	pub, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k}})
 	if err != nil {
-		return nil, "", err
-	}
-	k := jose.JSONWebKey{Key: pk, Algorithm: string(jose.ES384), Use: "sig"}
-	if k.KeyID, err = signing.Thumbprint(k); err != nil {
-		return nil, "", err
-	}
-	priv, err := k.MarshalJSON()
-	if err != nil {
-		return nil, "", err
-	}
-	pub, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k.Public()}})
-	if err != nil {
-		return nil, "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, "", err
-	}
-	if err := os.WriteFile(path, priv, 0o600); err != nil {
 		return nil, "", err
 	}
 	jwks := filepath.Join(s.Dir, "clients", AdminClientID+"-jwks.json")
@@ -91,5 +64,5 @@ func (s *Stack) adminClient(ctx context.Context) (*ecdsa.PrivateKey, string, err
 		return nil, "", err
 	}
 	s.client = true
-	return pk, k.KeyID, nil
+	return pk, kid, nil
 }
